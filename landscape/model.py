@@ -1,0 +1,309 @@
+"""The deep unconstrained feature model (deep UFM): specification and batched objective.
+
+Conventions follow ``shared/docs/MODEL.md`` §1–§2 exactly:
+
+* K classes, n samples per class, N = K·n columns, **class-ordered** (sample index fastest,
+  class slowest), labels Y = I_K ⊗ 1_nᵀ of shape (K, N).
+* Trainable factors, L+1 of them: H₁ (d, N), W₁..W_{L−1} (d, d), W_L (K, d). No biases.
+* Forward: H₂ = W₁H₁, H_{l+1} = W_l σ(H_l), Z = W_L σ(H_L); σ is never applied to H₁ or Z.
+* Objective: g(Z) + Σ_l (λ_l/2)‖factor_l‖_F², with g the mean cross-entropy over the N columns
+  or ‖Z − Y‖_F²/(2N) for MSE.
+
+Every function works on a **batch** of B parameter sets at once. A parameter set is stored as a
+flat vector θ ∈ ℝ^P (P = d·N + (L−1)·d² + K·d) laid out as the row-major concatenation
+[H₁, W₁, …, W_L]; a batch is a (B, P) tensor. :meth:`DeepUFM.factors` gives (B, rows, cols) views.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, asdict
+from typing import Sequence
+
+import torch
+
+ACTIVATIONS = ("linear", "relu")
+LOSSES = ("ce", "mse")
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class SpecError(ValueError):
+    """A model or study field has a value outside its allowed range."""
+
+
+def _check_int(name: str, value, minimum: int, why: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{name}={value!r} is invalid: must be an integer >= {minimum}{why}")
+    if value < minimum:
+        raise SpecError(f"{name}={value!r} is invalid: must be an integer >= {minimum}{why}")
+    return value
+
+
+def _check_lambda(name: str, value) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{name}={value!r} is invalid: must be a finite number > 0") from None
+    if not math.isfinite(v) or v <= 0.0:
+        raise SpecError(f"{name}={value!r} is invalid: must be a finite number > 0")
+    return v
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Shape, nonlinearity, loss and regularisation of a deep UFM.
+
+    ``lam`` is the common weight decay λ (MODEL.md §2, the paper's equal-λ setting). ``lam_H``
+    overrides it for H₁; ``lam_W`` overrides it for the weights, either one number for every W_l
+    or a sequence of L numbers (W₁..W_L). :attr:`lambdas` gives the resolved L+1 values.
+    """
+
+    K: int
+    n: int
+    d: int
+    L: int
+    activation: str = "linear"
+    loss: str = "ce"
+    lam: float = 1e-3
+    lam_H: float | None = None
+    lam_W: float | tuple[float, ...] | None = None
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        _check_int("K", self.K, 2)
+        _check_int("n", self.n, 1)
+        _check_int("L", self.L, 1)
+        _check_int("d", self.d, self.K, f" (K={self.K}): width must be at least the class count")
+        if self.activation not in ACTIVATIONS:
+            raise SpecError(f"activation={self.activation!r} is invalid: must be one of {ACTIVATIONS}")
+        if self.loss not in LOSSES:
+            raise SpecError(f"loss={self.loss!r} is invalid: must be one of {LOSSES}")
+        if self.dtype not in DTYPES:
+            raise SpecError(f"dtype={self.dtype!r} is invalid: must be one of {tuple(DTYPES)}")
+        object.__setattr__(self, "lam", _check_lambda("lambda", self.lam))
+        if self.lam_H is not None:
+            object.__setattr__(self, "lam_H", _check_lambda("lambda_H", self.lam_H))
+        if self.lam_W is not None:
+            if isinstance(self.lam_W, (list, tuple)):
+                if len(self.lam_W) != self.L:
+                    raise SpecError(
+                        f"lambda_W has {len(self.lam_W)} values: must be one number or exactly L={self.L}")
+                vals = tuple(_check_lambda(f"lambda_W[{i}]", v) for i, v in enumerate(self.lam_W))
+                object.__setattr__(self, "lam_W", vals)
+            else:
+                object.__setattr__(self, "lam_W", _check_lambda("lambda_W", self.lam_W))
+
+    # ----- derived sizes -------------------------------------------------------------------
+    @property
+    def N(self) -> int:
+        """Number of samples (columns), K·n."""
+        return self.K * self.n
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """Shapes of the L+1 factors [H₁, W₁, …, W_L]."""
+        return [(self.d, self.N)] + [(self.d, self.d)] * (self.L - 1) + [(self.K, self.d)]
+
+    @property
+    def factor_names(self) -> list[str]:
+        return ["H1"] + [f"W{l}" for l in range(1, self.L + 1)]
+
+    @property
+    def P(self) -> int:
+        """Number of scalar parameters in one parameter set."""
+        return sum(r * c for r, c in self.shapes)
+
+    @property
+    def lambdas(self) -> tuple[float, ...]:
+        """Weight decay per factor, in factor order (λ_H, λ_W1, …, λ_WL)."""
+        lh = self.lam if self.lam_H is None else self.lam_H
+        if self.lam_W is None:
+            lw = (self.lam,) * self.L
+        elif isinstance(self.lam_W, tuple):
+            lw = self.lam_W
+        else:
+            lw = (self.lam_W,) * self.L
+        return (lh,) + tuple(lw)
+
+    @property
+    def lambda_convention(self) -> str:
+        """'equal' (one λ), 'H/W' (one for H₁, one for every W_l) or 'per-factor'."""
+        if self.lam_H is None and self.lam_W is None:
+            return "equal"
+        if not isinstance(self.lam_W, tuple):
+            return "H/W"
+        return "per-factor"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if isinstance(d["lam_W"], tuple):
+            d["lam_W"] = list(d["lam_W"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        d = dict(d)
+        if isinstance(d.get("lam_W"), list):
+            d["lam_W"] = tuple(d["lam_W"])
+        return cls(**d)
+
+
+class DeepUFM:
+    """Batched objective of a deep UFM: loss, gradient and Hessian-vector products.
+
+    All methods take θ of shape (B, P) (or (P,), treated as B = 1 and squeezed back) in the
+    spec's dtype. Gradients are computed by a hand-written batched backward pass (``torch.bmm``);
+    Hessian-vector products by double back-propagation through :meth:`loss`, which is exact.
+    """
+
+    def __init__(self, spec: ModelSpec, device: str | torch.device = "cpu"):
+        self.spec = spec
+        self.device = torch.device(device)
+        self.dtype = spec.torch_dtype
+        K, n = spec.K, spec.n
+        self.Y = torch.kron(torch.eye(K, dtype=self.dtype), torch.ones(1, n, dtype=self.dtype)).to(self.device)
+        self.labels = torch.arange(K, device=self.device).repeat_interleave(n)  # (N,)
+        self._sizes = [r * c for r, c in spec.shapes]
+        self._lam = torch.tensor(spec.lambdas, dtype=self.dtype, device=self.device)
+        self._relu = spec.activation == "relu"
+
+    # ----- layout --------------------------------------------------------------------------
+    @property
+    def P(self) -> int:
+        return self.spec.P
+
+    def factors(self, theta: torch.Tensor) -> list[torch.Tensor]:
+        """Views [(B,d,N), (B,d,d)…, (B,K,d)] of a (B, P) batch."""
+        B = theta.shape[0]
+        out, i = [], 0
+        for (r, c), s in zip(self.spec.shapes, self._sizes):
+            out.append(theta[:, i:i + s].reshape(B, r, c))
+            i += s
+        return out
+
+    def flatten(self, factors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`factors`: list of (B, r, c) tensors to (B, P)."""
+        B = factors[0].shape[0]
+        return torch.cat([f.reshape(B, -1) for f in factors], dim=1)
+
+    def zeros(self, B: int = 1) -> torch.Tensor:
+        return torch.zeros(B, self.P, dtype=self.dtype, device=self.device)
+
+    # ----- forward -------------------------------------------------------------------------
+    def forward(self, theta: torch.Tensor):
+        """Return (pre, post, Z): per-layer features and logits.
+
+        pre[l] and post[l] (l = 0..L−1) are the features entering W_{l+1}: pre[0] = post[0] = H₁,
+        pre[l] = W_l post[l−1] and post[l] = σ(pre[l]) for l ≥ 1. Z = W_L post[L−1], (B, K, N).
+        """
+        F = self.factors(theta)
+        pre, post = [F[0]], [F[0]]
+        for W in F[1:-1]:
+            h = torch.bmm(W, post[-1])
+            pre.append(h)
+            post.append(torch.relu(h) if self._relu else h)
+        Z = torch.bmm(F[-1], post[-1])
+        return pre, post, Z
+
+    def logits(self, theta: torch.Tensor) -> torch.Tensor:
+        """Logits Z, (B, K, N)."""
+        return self.forward(theta)[2]
+
+    def data_loss(self, Z: torch.Tensor) -> torch.Tensor:
+        """g(Z) per batch element, (B,)."""
+        N = self.spec.N
+        if self.spec.loss == "ce":
+            lse = torch.logsumexp(Z, dim=1)  # (B, N)
+            true = (Z * self.Y).sum(dim=1)
+            return (lse - true).sum(dim=1) / N
+        return ((Z - self.Y) ** 2).sum(dim=(1, 2)) / (2 * N)
+
+    def reg_loss(self, theta: torch.Tensor) -> torch.Tensor:
+        """Σ_l (λ_l/2)‖factor_l‖², (B,)."""
+        return sum(0.5 * lam * (f ** 2).sum(dim=(1, 2)) for lam, f in zip(self.spec.lambdas, self.factors(theta)))
+
+    def loss(self, theta: torch.Tensor) -> torch.Tensor:
+        """Objective value per batch element, (B,). Differentiable (used for HVPs)."""
+        squeeze = theta.dim() == 1
+        if squeeze:
+            theta = theta.unsqueeze(0)
+        out = self.data_loss(self.forward(theta)[2]) + self.reg_loss(theta)
+        return out[0] if squeeze else out
+
+    # ----- gradient ------------------------------------------------------------------------
+    def loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss (B,) and gradient (B, P) by a hand-written batched backward pass."""
+        squeeze = theta.dim() == 1
+        if squeeze:
+            theta = theta.unsqueeze(0)
+        with torch.no_grad():
+            F = self.factors(theta)
+            pre, post, Z = self.forward(theta)
+            N = self.spec.N
+            if self.spec.loss == "ce":
+                lse = torch.logsumexp(Z, dim=1, keepdim=True)
+                g = (lse.squeeze(1) - (Z * self.Y).sum(dim=1)).sum(dim=1) / N
+                dZ = (torch.exp(Z - lse) - self.Y) / N
+            else:
+                R = Z - self.Y
+                g = (R ** 2).sum(dim=(1, 2)) / (2 * N)
+                dZ = R / N
+            reg = sum(0.5 * lam * (f ** 2).sum(dim=(1, 2)) for lam, f in zip(self.spec.lambdas, F))
+            grads = [None] * len(F)
+            delta = dZ  # gradient w.r.t. the output of factor l (B, rows_l, N)
+            for l in range(len(F) - 1, 0, -1):
+                grads[l] = torch.bmm(delta, post[l - 1].transpose(1, 2)) + self._lam[l] * F[l]
+                dpost = torch.bmm(F[l].transpose(1, 2), delta)
+                delta = dpost * (pre[l - 1] > 0) if (self._relu and l > 1) else dpost
+            grads[0] = delta + self._lam[0] * F[0]
+            grad = self.flatten(grads)
+            loss = g + reg
+        if squeeze:
+            return loss[0], grad[0]
+        return loss, grad
+
+    def grad(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.loss_and_grad(theta)[1]
+
+    def grad_autograd(self, theta: torch.Tensor) -> torch.Tensor:
+        """Reference gradient by autograd through :meth:`loss` (for tests)."""
+        with torch.enable_grad():
+            th = theta.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.loss(th).sum(), th)
+        return g
+
+    # ----- Hessian-vector products ---------------------------------------------------------
+    def hvp_operator(self, theta: torch.Tensor):
+        """Return a function v ↦ H(θ)v for (B, P) batches of v, reusing one autograd graph.
+
+        Batch elements are independent, so the Hessian of Σ_b L(θ_b) is block diagonal and one
+        double-backward pass gives every row's own Hessian-vector product.
+        """
+        th = theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self.loss(th).sum(), th, create_graph=True)
+
+        def apply(v: torch.Tensor) -> torch.Tensor:
+            with torch.enable_grad():
+                (hv,) = torch.autograd.grad(g, th, grad_outputs=v, retain_graph=True)
+            return hv.detach()
+
+        return apply
+
+    def hvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """H(θ)v for a batch, (B, P)."""
+        squeeze = theta.dim() == 1
+        if squeeze:
+            theta, v = theta.unsqueeze(0), v.unsqueeze(0)
+        out = self.hvp_operator(theta)(v)
+        return out[0] if squeeze else out
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """Dense Hessian of one parameter set θ (P,), shape (P, P), exact (forward-over-reverse
+        autodiff through :meth:`loss`, vectorised over the P basis directions)."""
+        th = theta.detach().reshape(-1)
+        H = torch.func.hessian(lambda t: self.loss(t.unsqueeze(0))[0])(th)
+        return 0.5 * (H + H.T)
