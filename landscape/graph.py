@@ -1,0 +1,277 @@
+"""The basin graph and the disconnectivity tree.
+
+**Basin graph** (:func:`basin_graph`): a :class:`networkx.MultiGraph` whose nodes are distinct
+critical points (point ids) and whose edges join a saddle to the point that the descent from
+saddle ± ε·v_j certified at (usually a minimum), one edge per (direction j, sign), keyed
+``"j+"`` / ``"j-"``. Node attributes: ``loss``, ``index`` (Hessian index, net of symmetry zero
+modes), ``kind``, ``label``, ``rank_pattern``, ``basin_count`` (starts that certified there) and
+``fraction`` (basin_count / all starts). Edge attributes: ``direction``, ``sign``, ``barrier``
+(saddle loss − target loss), ``eigenvalue``, ``eps``. Descents that did not certify are not edges;
+they are counted on the saddle as ``n_unresolved``.
+
+**Disconnectivity tree** (:func:`disconnectivity_tree`), computed from the graph alone: minima
+are leaves; as a loss threshold E rises, every edge becomes passable at the level
+max(loss_u, loss_v) (the saddle's loss), and the minima connected through passable edges merge.
+Implemented as a union-find over the edges sorted by level (Kruskal): each merge creates an
+internal node at that level, and merges within ``level_tol`` of an existing internal node of the
+same component join it, so one saddle joining three minima gives one node with three children.
+Empty graphs give an empty tree; isolated minima stay separate roots; disconnected components
+give several roots; saddles that join nothing new add no node.
+
+:func:`connect_saddle` builds the ±ε starts along a saddle's negative-curvature eigenvectors and
+hands them to any descent function, so it stays independent of the trajectory engines.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import networkx as nx
+import numpy as np
+import torch
+
+from .model import DeepUFM
+
+
+# ----- basin graph -------------------------------------------------------------------------------
+def _rank_pattern(p: Mapping):
+    if p.get("rank_pattern") is not None:
+        return p["rank_pattern"]
+    return (p.get("analysis") or {}).get("rank_pattern")
+
+
+def basin_graph(points: Iterable[Mapping], edges: Iterable[Mapping] = (),
+                counts: Mapping[int, int] | None = None, n_starts: int | None = None) -> nx.MultiGraph:
+    """Basin graph from point records and edge records (layouts of :class:`landscape.store.StudyStore`).
+
+    ``counts``: point id → number of starts that certified there (missing ids count 0);
+    ``n_starts``: all starts of the study, the denominator of ``fraction`` (None: fractions None).
+    A point's ``rank_pattern`` is taken from the record or from its ``analysis`` dict.
+    """
+    counts = counts or {}
+    G = nx.MultiGraph(n_starts=n_starts)
+    for p in points:
+        pid = int(p["id"])
+        c = int(counts.get(pid, 0))
+        G.add_node(pid, loss=float(p["loss"]), index=p.get("hessian_index"), kind=p["kind"], label=p.get("label"),
+                   rank_pattern=_rank_pattern(p), basin_count=c,
+                   fraction=(c / n_starts if n_starts else None), n_unresolved=0)
+    for e in edges:
+        s = int(e["saddle_id"])
+        if s not in G:
+            raise ValueError(f"edge from saddle {s}, which is not among the points")
+        if e.get("target_id") is None:
+            G.nodes[s]["n_unresolved"] += 1
+            continue
+        t = int(e["target_id"])
+        if t not in G:
+            raise ValueError(f"edge to point {t}, which is not among the points")
+        barrier = e.get("barrier")
+        if barrier is None:
+            barrier = G.nodes[s]["loss"] - G.nodes[t]["loss"]
+        sign = int(e["sign"])
+        G.add_edge(s, t, key=f"{int(e['direction'])}{'+' if sign > 0 else '-'}", direction=int(e["direction"]),
+                   sign=sign, barrier=float(barrier), eigenvalue=e.get("eigenvalue"), eps=e.get("eps"))
+    return G
+
+
+def graph_from_store(store) -> nx.MultiGraph:
+    """:func:`basin_graph` of everything in a :class:`landscape.store.StudyStore`."""
+    return basin_graph(store.points(), store.edges(), store.basin_counts(), store.n_trajectories())
+
+
+# ----- disconnectivity tree ----------------------------------------------------------------------
+def disconnectivity_tree(G: nx.Graph, level_tol: float = 0.0,
+                         leaf_kinds: Sequence[str] = ("minimum",)) -> nx.DiGraph:
+    """Disconnectivity tree of a basin graph (module docstring), as a DiGraph parent → child.
+
+    Leaves are ``("leaf", point_id)`` for nodes of G whose ``kind`` is in ``leaf_kinds``; internal
+    nodes are ``("merge", k)``, k = 0, 1, … in order of creation. Every tree node has ``level``
+    (a leaf's loss; a merge's threshold), ``members`` (sorted point ids of the leaves below),
+    ``basin_count`` (sum over members) and ``fraction`` (sum over members, None if any member's
+    fraction is None); leaves also carry ``point_id`` and ``label``, merges ``saddles`` (the
+    higher-loss endpoint of each edge that caused the merge). ``T.graph`` holds ``roots`` (sorted
+    by level), ``level_tol`` and ``leaf_kinds``.
+    """
+    T = nx.DiGraph(level_tol=level_tol, leaf_kinds=list(leaf_kinds))
+    uf = nx.utils.UnionFind(G.nodes)
+    top: dict[Any, Any] = {}
+    for pid, a in G.nodes(data=True):
+        if a["kind"] in leaf_kinds:
+            leaf = ("leaf", pid)
+            T.add_node(leaf, level=float(a["loss"]), members=[pid], basin_count=int(a.get("basin_count") or 0),
+                       fraction=a.get("fraction"), point_id=pid, label=a.get("label"))
+            top[pid] = leaf
+
+    def level(u, v) -> tuple[float, Any]:
+        lu, lv = G.nodes[u]["loss"], G.nodes[v]["loss"]
+        return (lu, u) if lu >= lv else (lv, v)
+
+    merges = 0
+    for u, v in sorted(G.edges(), key=lambda e: (level(*e)[0], e[0], e[1])):
+        ru, rv = uf[u], uf[v]
+        if ru == rv:
+            continue
+        E, saddle = level(u, v)
+        tu, tv = top.get(ru), top.get(rv)
+        uf.union(ru, rv)
+        root = uf[ru]
+        top.pop(ru, None)
+        top.pop(rv, None)
+        if tu is None or tv is None:
+            if tu is not None or tv is not None:
+                top[root] = tu if tu is not None else tv
+            continue
+        same = [t for t in (tu, tv) if t[0] == "merge" and abs(T.nodes[t]["level"] - E) <= level_tol]
+        if same:
+            node = same[0]
+            for t in (tu, tv):
+                if t == node:
+                    continue
+                if t in same:  # both at this level: fold t's children into node
+                    for child in list(T.successors(t)):
+                        T.add_edge(node, child)
+                    T.nodes[node]["saddles"] += T.nodes[t]["saddles"]
+                    T.remove_node(t)
+                else:
+                    T.add_edge(node, t)
+            T.nodes[node]["saddles"].append(saddle)
+        else:
+            node = ("merge", merges)
+            merges += 1
+            T.add_node(node, level=float(E), saddles=[saddle])
+            T.add_edge(node, tu)
+            T.add_edge(node, tv)
+        children = list(T.successors(node))
+        fr = [T.nodes[c]["fraction"] for c in children]
+        T.nodes[node].update(members=sorted(m for c in children for m in T.nodes[c]["members"]),
+                             basin_count=sum(T.nodes[c]["basin_count"] for c in children),
+                             fraction=None if any(f is None for f in fr) else float(sum(fr)))
+        top[root] = node
+    T.graph["roots"] = sorted((n for n in T if T.in_degree(n) == 0), key=lambda n: (T.nodes[n]["level"], str(n)))
+    return T
+
+
+def _node_name(n) -> str:
+    return f"{n[0]}:{n[1]}"
+
+
+def tree_to_json(T: nx.DiGraph) -> dict:
+    """JSON-able flat form of a disconnectivity tree for figures::
+
+        {"roots": [name], "level_tol": float, "leaf_kinds": [...],
+         "nodes": [{"id": "leaf:3" | "merge:0", "type": "leaf" | "merge", "level", "children": [names],
+                    "members": [point ids], "basin_count", "fraction", "point_id", "label", "saddles"}]}
+
+    Nodes are listed by (level, id); children by (level, id). Fields a node type lacks are None.
+    """
+    def key(n):
+        return T.nodes[n]["level"], _node_name(n)
+
+    nodes = []
+    for n in sorted(T, key=key):
+        a = T.nodes[n]
+        nodes.append({"id": _node_name(n), "type": n[0], "level": a["level"],
+                      "children": [_node_name(c) for c in sorted(T.successors(n), key=key)],
+                      "members": list(a["members"]), "basin_count": a["basin_count"], "fraction": a["fraction"],
+                      "point_id": a.get("point_id"), "label": a.get("label"), "saddles": a.get("saddles")})
+    return {"roots": [_node_name(r) for r in T.graph["roots"]], "level_tol": T.graph["level_tol"],
+            "leaf_kinds": T.graph["leaf_kinds"], "nodes": nodes}
+
+
+def write_tree_json(T: nx.DiGraph, path: str | Path) -> None:
+    """Write :func:`tree_to_json` to ``path``."""
+    Path(path).write_text(json.dumps(tree_to_json(T), indent=1, sort_keys=True))
+
+
+def _graphml_value(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    return json.dumps(v)
+
+
+def write_graphml(G: nx.Graph, path: str | Path) -> None:
+    """Write a basin graph to GraphML. GraphML holds scalars only: None attributes are left out,
+    lists, tuples and dicts are written as JSON strings."""
+    H = G.copy()
+    for attrs in [H.graph, *(a for _, a in H.nodes(data=True)), *(a for *_, a in H.edges(data=True))]:
+        for k in list(attrs):
+            if attrs[k] is None:
+                del attrs[k]
+            else:
+                attrs[k] = _graphml_value(attrs[k])
+    nx.write_graphml(H, str(path))
+
+
+# ----- connecting saddles ------------------------------------------------------------------------
+@dataclass
+class SaddleConnection:
+    """The ±ε descents from one saddle.
+
+    ``starts`` (2m, P): row 2j is θ_s + ε v_j, row 2j+1 is θ_s − ε v_j, v_j the unit-norm j-th
+    negative-curvature eigenvector; ``directions`` (2m, 2) int64 rows (j, sign); ``start_loss``
+    (2m,) the loss at each start (below ``saddle_loss`` to second order in ε for a strict
+    saddle); ``results``: whatever ``descend(starts)`` returned.
+    """
+
+    starts: torch.Tensor
+    directions: np.ndarray
+    start_loss: np.ndarray
+    saddle_loss: float
+    eps: float
+    results: Any
+
+    def edges(self, saddle_id: int, targets: Sequence[tuple[int | None, float | None, str]],
+              eigenvalues: Sequence[float] | None = None) -> list[dict]:
+        """Edge records for :meth:`landscape.store.StudyStore.add_edges`.
+
+        ``targets[r]`` = (point id or None, its loss or None, stop reason) of the descent from
+        ``starts[r]``; ``eigenvalues[j]`` the eigenvalue of direction j (optional).
+        """
+        if len(targets) != len(self.directions):
+            raise ValueError(f"{len(targets)} targets for {len(self.directions)} descents")
+        out = []
+        for (j, sign), (tid, tloss, reason) in zip(self.directions.tolist(), targets):
+            out.append({"saddle_id": int(saddle_id), "direction": j, "sign": sign,
+                        "target_id": None if tid is None else int(tid),
+                        "eigenvalue": None if eigenvalues is None else float(eigenvalues[j]), "eps": self.eps,
+                        "barrier": None if tid is None else self.saddle_loss - float(tloss),
+                        "stop_reason": reason})
+        return out
+
+
+def connect_saddle(model: DeepUFM, theta_saddle, neg_eigvecs, descend: Callable[[torch.Tensor], Any],
+                   eps: float = 1e-3) -> SaddleConnection:
+    """Start a descent at θ_s ± ε v_j for every negative-curvature eigenvector v_j of a saddle.
+
+    ``theta_saddle``: (P,); ``neg_eigvecs``: (P, m), one eigenvector per column (as returned by
+    ``eigh``; normalised here to unit Euclidean norm); ``eps``: the Euclidean step length in
+    parameter space. ``descend`` receives the (2m, P) starts in the model's dtype and device and
+    may return anything (e.g. the engine's batched result); it is stored as ``results``.
+    """
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps={eps!r} is invalid: must be a finite number > 0")
+    th = torch.as_tensor(theta_saddle, dtype=model.dtype, device=model.device).reshape(-1)
+    V = torch.as_tensor(neg_eigvecs, dtype=model.dtype, device=model.device)
+    if V.dim() == 1:
+        V = V.unsqueeze(1)
+    if V.shape[0] != th.shape[0]:
+        raise ValueError(f"neg_eigvecs has {V.shape[0]} rows: must be (P={th.shape[0]}, m)")
+    norms = torch.linalg.vector_norm(V, dim=0)
+    if bool((norms == 0).any()):
+        raise ValueError("neg_eigvecs has a zero column")
+    V = V / norms
+    m = V.shape[1]
+    steps = torch.stack([V.T, -V.T], dim=1).reshape(2 * m, -1)  # rows: +v0, −v0, +v1, −v1, …
+    starts = th.unsqueeze(0) + eps * steps
+    directions = np.stack([np.repeat(np.arange(m), 2), np.tile([1, -1], m)], axis=1).astype(np.int64)
+    with torch.no_grad():
+        start_loss = model.loss(starts).cpu().numpy() if m else np.zeros(0)
+        saddle_loss = float(model.loss(th.unsqueeze(0))[0])
+    return SaddleConnection(starts=starts, directions=directions, start_loss=start_loss,
+                            saddle_loss=saddle_loss, eps=float(eps), results=descend(starts))

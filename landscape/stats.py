@@ -1,0 +1,118 @@
+"""Basin fractions with confidence intervals, the unseen mass, and the accumulation curve.
+
+Every fraction has **all starts** of the study as its denominator: the starts that did not
+certify are reported separately, one row per stop reason, and never dropped, so the point rows
+plus the uncertified rows always add up to the number of starts. Every result carries the
+``provenance`` it was computed for (engine, step size, initialisation), because basin fractions
+depend on the integrator (FIELD.md).
+
+Inputs are the records of :class:`landscape.store.StudyStore`: trajectories (mappings with
+``idx``, ``point_id`` (None when not certified) and ``stop_reason``) and points (mappings with
+``id``, ``kind``, ``label`` and ``loss``).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from scipy.stats import binomtest
+
+#: Keys a provenance mapping must have.
+PROVENANCE_KEYS = ("engine", "step", "init")
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion k/n (scipy's ``binomtest``, method
+    'wilson', z from the normal quantile). With n = 0 there is no information: (0, 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _row(count: int, n: int, confidence: float) -> dict:
+    lo, hi = wilson_interval(count, n, confidence)
+    return {"count": int(count), "fraction": count / n if n else float("nan"), "ci_low": lo, "ci_high": hi}
+
+
+def _check_provenance(provenance: Mapping) -> dict:
+    missing = [k for k in PROVENANCE_KEYS if k not in provenance]
+    if missing:
+        raise ValueError(f"provenance lacks {missing}: every fraction must name its engine, step and init")
+    return dict(provenance)
+
+
+def good_turing_unseen(counts: Iterable[int], n: int) -> dict:
+    """Good–Turing estimate N₁/n of the probability that the next start reaches a minimum not
+    seen yet. ``counts``: how many of the ``n`` starts reached each distinct minimum seen;
+    N₁ (N₂) is the number of minima seen exactly once (twice). Returns
+    ``{"estimate", "n1", "n2", "n"}``; the estimate is NaN for n = 0."""
+    c = Counter(int(x) for x in counts)
+    return {"estimate": c[1] / n if n else float("nan"), "n1": c[1], "n2": c[2], "n": int(n)}
+
+
+def _points_by_id(points: Iterable[Mapping]) -> dict[int, Mapping]:
+    return {int(p["id"]): p for p in points}
+
+
+def accumulation_curve(trajectories: Iterable[Mapping], points: Iterable[Mapping],
+                       species_kinds: Sequence[str] = ("minimum",)) -> dict:
+    """Distinct points of a kind in ``species_kinds`` seen among the first t trajectories (in
+    index order), t = 1..N. Returns ``{"n_trajectories": int64 (N,), "n_distinct": int64 (N,),
+    "species_kinds": list}``."""
+    kind = {i: p["kind"] for i, p in _points_by_id(points).items()}
+    seen: set[int] = set()
+    curve = []
+    for t in sorted(trajectories, key=lambda t: t["idx"]):
+        pid = t.get("point_id")
+        if pid is not None and kind[int(pid)] in species_kinds:
+            seen.add(int(pid))
+        curve.append(len(seen))
+    return {"n_trajectories": np.arange(1, len(curve) + 1, dtype=np.int64),
+            "n_distinct": np.array(curve, dtype=np.int64), "species_kinds": list(species_kinds)}
+
+
+def basin_fractions(trajectories: Iterable[Mapping], points: Iterable[Mapping], provenance: Mapping,
+                    confidence: float = 0.95, species_kinds: Sequence[str] = ("minimum",)) -> dict:
+    """Fraction of all starts that reached each distinct point and each (kind, label), with
+    Wilson intervals; uncertified starts by stop reason; the Good–Turing unseen mass.
+
+    Returns::
+
+        {"provenance": {engine, step, init, ...}, "confidence": 0.95, "n_starts": N,
+         "n_certified": C, "species_kinds": [...],
+         "points":      [{"point_id", "kind", "label", "loss", "count", "fraction", "ci_low", "ci_high"}],
+         "labels":      [{"kind", "label", "n_points", "count", "fraction", "ci_low", "ci_high"}],
+         "uncertified": [{"stop_reason", "count", "fraction", "ci_low", "ci_high"}],
+         "unseen":      {"estimate", "n1", "n2", "n"}}
+
+    Rows are sorted by descending count (ties by id / name); points never reached are omitted.
+    ``unseen`` counts only distinct points whose kind is in ``species_kinds`` and divides by N.
+    """
+    prov = _check_provenance(provenance)
+    pts = _points_by_id(points)
+    trajs = list(trajectories)
+    n = len(trajs)
+    reached = Counter(int(t["point_id"]) for t in trajs if t.get("point_id") is not None)
+    stops = Counter(str(t["stop_reason"]) for t in trajs if t.get("point_id") is None)
+    unknown = sorted(set(reached) - set(pts))
+    if unknown:
+        raise ValueError(f"trajectories reach point ids {unknown[:5]} that are not among the points")
+
+    point_rows = []
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for pid, c in sorted(reached.items(), key=lambda kv: (-kv[1], kv[0])):
+        p = pts[pid]
+        point_rows.append({"point_id": pid, "kind": p["kind"], "label": p.get("label"), "loss": p.get("loss"),
+                           **_row(c, n, confidence)})
+        groups.setdefault((p["kind"], p.get("label")), []).append(pid)
+    label_rows = [{"kind": k, "label": lab, "n_points": len(ids), **_row(sum(reached[i] for i in ids), n, confidence)}
+                  for (k, lab), ids in groups.items()]
+    label_rows.sort(key=lambda r: (-r["count"], r["kind"], str(r["label"])))
+    unc_rows = [{"stop_reason": s, **_row(c, n, confidence)}
+                for s, c in sorted(stops.items(), key=lambda kv: (-kv[1], kv[0]))]
+    species = [c for pid, c in reached.items() if pts[pid]["kind"] in species_kinds]
+    return {"provenance": prov, "confidence": confidence, "n_starts": n, "n_certified": sum(reached.values()),
+            "species_kinds": list(species_kinds), "points": point_rows, "labels": label_rows,
+            "uncertified": unc_rows, "unseen": good_turing_unseen(species, n)}
