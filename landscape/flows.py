@@ -231,13 +231,17 @@ class NewtonMR:
 
 
 class LBFGS:
-    """Batched L-BFGS (two-loop recursion over the last ``memory`` pairs, per row) with an Armijo
+    """Batched L-BFGS (two-loop recursion over the last ``memory`` pairs) with an Armijo
     backtracking line search per trajectory (c₁ = 1e-4, α = 1, ½, …, at most 40 halvings).
 
+    Every row writes its pair of iteration k into the same history slot k mod m, so the two-loop
+    recursion reads plain slices of the (B, m, P) history (no per-row gathers). A row whose pair
+    fails the curvature test sᵀy > 1e-12·‖s‖‖y‖ stores ρ = 0 there, which makes that slot a no-op;
+    a non-descent direction clears the row's history (ρ = 0 everywhere) and falls back to −∇L.
+    The initial scaling γ = sᵀy/yᵀy uses the row's last accepted pair; a row with none yet takes
+    a first step of length min(1, ‖∇L‖).
     Near convergence the Armijo decrease drops below the float64 resolution of the loss; a step is
     then accepted if the loss rises by no more than round-off (64·eps·|L|) and ‖∇L‖ falls.
-    Curvature pairs with sᵀy ≤ 1e-12·‖s‖‖y‖ are skipped; a non-descent direction resets the row's
-    history and falls back to −∇L. The first step of a row is scaled to length min(1, 1/‖∇L‖)·‖∇L‖.
     """
 
     C1 = 1e-4
@@ -245,39 +249,29 @@ class LBFGS:
 
     def __init__(self, cfg: StageConfig):
         self.m = cfg.memory
+        self.k = 0  # iterations so far: the slot of the next pair is k mod m, the same for every row
 
     def init(self, model, s):
         B, P = s["theta"].shape
         dt = s["theta"].dtype
+        self.k = 0
         return {**s, "S": torch.zeros(B, self.m, P, dtype=dt), "Yh": torch.zeros(B, self.m, P, dtype=dt),
-                "rho": torch.zeros(B, self.m, dtype=dt), "k": torch.zeros(B, dtype=torch.long)}
+                "rho": torch.zeros(B, self.m, dtype=dt), "gamma": torch.zeros(B, dtype=dt)}
 
     def _direction(self, s):
-        g, S, Yh, rho, k = s["grad"], s["S"], s["Yh"], s["rho"], s["k"]
-        B, m, _ = S.shape
+        g, S, Yh, rho = s["grad"], s["S"], s["Yh"], s["rho"]
         q = g.clone()
-        alphas = torch.zeros(B, m, dtype=g.dtype)
-        # slot j holds pair number (k-1-i) for i with j = (k-1-i) mod m; iterate newest → oldest
-        for i in range(m):
-            j = (k - 1 - i) % m
-            valid = (i < torch.clamp(k, max=m)).to(g.dtype)
-            sj = S[torch.arange(B), j]
-            yj = Yh[torch.arange(B), j]
-            a = rho[torch.arange(B), j] * (sj * q).sum(dim=1) * valid
-            alphas[:, i] = a
-            q = q - a[:, None] * yj
-        jlast = (k - 1) % m
-        sl, yl = S[torch.arange(B), jlast], Yh[torch.arange(B), jlast]
-        gamma = torch.where(k > 0, (sl * yl).sum(1) / (yl * yl).sum(1).clamp(min=1e-300),
-                            torch.clamp(1.0 / g.norm(dim=1).clamp(min=1e-300), max=1.0))
-        r = gamma[:, None] * q
-        for i in reversed(range(m)):
-            j = (k - 1 - i) % m
-            valid = (i < torch.clamp(k, max=m)).to(g.dtype)
-            sj = S[torch.arange(B), j]
-            yj = Yh[torch.arange(B), j]
-            b = rho[torch.arange(B), j] * (yj * r).sum(dim=1) * valid
-            r = r + (alphas[:, i] - b)[:, None] * sj
+        order = [(self.k - 1 - i) % self.m for i in range(min(self.k, self.m))]  # newest → oldest
+        alphas = {}
+        for j in order:
+            a = rho[:, j] * (S[:, j] * q).sum(dim=1)
+            alphas[j] = a
+            q = q - a[:, None] * Yh[:, j]
+        first = torch.clamp(1.0 / g.norm(dim=1).clamp(min=1e-300), max=1.0)
+        r = torch.where(s["gamma"] > 0, s["gamma"], first)[:, None] * q
+        for j in reversed(order):
+            b = rho[:, j] * (Yh[:, j] * r).sum(dim=1)
+            r = r + (alphas[j] - b)[:, None] * S[:, j]
         return -r
 
     def step(self, model: DeepUFM, s: dict) -> dict:
@@ -285,10 +279,12 @@ class LBFGS:
         p = self._direction(s)
         gp = (grad * p).sum(dim=1)
         bad = ~(gp < 0) | ~torch.isfinite(gp)
+        rho, gamma = s["rho"], s["gamma"]
         if bool(bad.any()):
             p = torch.where(bad[:, None], -grad * torch.clamp(1.0 / grad.norm(dim=1).clamp(min=1e-300), max=1.0)[:, None], p)
             gp = (grad * p).sum(dim=1)
-        k = torch.where(bad, torch.zeros_like(s["k"]), s["k"])
+            rho = torch.where(bad[:, None], torch.zeros_like(rho), rho)
+            gamma = torch.where(bad, torch.zeros_like(gamma), gamma)
         alpha = torch.ones_like(loss)
         todo = torch.ones_like(loss, dtype=torch.bool)
         new_theta, new_loss, new_grad = theta.clone(), loss.clone(), grad.clone()
@@ -313,16 +309,14 @@ class LBFGS:
         yv = new_grad - grad
         sy = (sv * yv).sum(dim=1)
         good = sy > 1e-12 * sv.norm(dim=1) * yv.norm(dim=1)
-        slot = k % self.m
-        ar = torch.arange(theta.shape[0])
-        S, Yh, rho = s["S"].clone(), s["Yh"].clone(), s["rho"].clone()
-        gi = ar[good]
-        S[gi, slot[good]] = sv[good]
-        Yh[gi, slot[good]] = yv[good]
-        rho[gi, slot[good]] = 1.0 / sy[good]
-        k = k + good.long()
+        j = self.k % self.m
+        S, Yh, rho = s["S"].clone(), s["Yh"].clone(), rho.clone()
+        S[:, j], Yh[:, j] = sv, yv
+        rho[:, j] = torch.where(good, 1.0 / torch.where(good, sy, torch.ones_like(sy)), torch.zeros_like(sy))
+        gamma = torch.where(good, sy / (yv * yv).sum(dim=1).clamp(min=1e-300), gamma)
+        self.k += 1
         return {**s, "theta": new_theta, "loss": new_loss, "grad": new_grad, "n_grad": n_grad,
-                "S": S, "Yh": Yh, "rho": rho, "k": k}
+                "S": S, "Yh": Yh, "rho": rho, "gamma": gamma}
 
 
 ENGINES: dict[str, type] = {"gd": GradientDescent, "flow": GradientFlow, "newton": NewtonMR, "lbfgs": LBFGS}

@@ -267,11 +267,11 @@ def connect_saddle(model: DeepUFM, theta_saddle, neg_eigvecs, descend: Callable[
         raise ValueError("neg_eigvecs has a zero column")
     V = V / norms
     m = V.shape[1]
-    steps = torch.stack([V.T, -V.T], dim=1).reshape(2 * m, -1)  # rows: +v0, −v0, +v1, −v1, …
+    steps = torch.stack([V.T, -V.T], dim=1).reshape(2 * m, th.shape[0])  # rows: +v0, −v0, +v1, −v1, …
     starts = th.unsqueeze(0) + eps * steps
     directions = np.stack([np.repeat(np.arange(m), 2), np.tile([1, -1], m)], axis=1).astype(np.int64)
     with torch.no_grad():
-        start_loss = model.loss(starts).cpu().numpy() if m else np.zeros(0)
+        start_loss = model.loss(starts).cpu().numpy()
         saddle_loss = float(model.loss(th.unsqueeze(0))[0])
     return SaddleConnection(starts=starts, directions=directions, start_loss=start_loss,
                             saddle_loss=saddle_loss, eps=float(eps), results=descend(starts))

@@ -1,0 +1,513 @@
+"""SQLite study database: one file per study (``DIR/study.sqlite``), stdlib :mod:`sqlite3` only.
+
+The database holds everything a study needs to be resumed, re-analysed and reported:
+
+* ``config``: the full study configuration as JSON (exact model spec, init scheme, engine and
+  every tolerance), plus convenience columns (K, n, d, L, activation, loss, λ convention).
+* ``units``: one row per committed unit of work (a chunk of trajectories). A unit's
+  trajectories, its new points and the unit row are written in **one transaction**, so a unit is
+  either wholly visible or not at all; a study killed at any moment resumes from
+  :meth:`StudyStore.completed_indices`.
+* ``trajectories``: one row per trajectory, keyed by its study index (PRIMARY KEY, so a
+  trajectory can never be stored twice).
+* ``points``: distinct critical points (modulo symmetry; see :mod:`landscape.dedup`), with the
+  flat float64 parameters θ (P,) stored as raw little-endian bytes (``numpy.tobytes``, never
+  pickle) together with their dtype and shape, an optional spectrum stored the same way, the
+  invariant fingerprint and the analysis results as JSON.
+* ``edges``: saddle connections, one row per (saddle, negative direction, sign) descent.
+
+Durability: WAL journal, ``synchronous=FULL``, foreign keys on. The schema version is
+``PRAGMA user_version``; ``PRAGMA application_id`` marks the file as a landscape study.
+Opening applies the migrations in :data:`MIGRATIONS` (version v → v+1, one transaction each);
+a file from a newer schema, a file that is not a SQLite database, a SQLite database of another
+application, a corrupt file or a missing file raises :class:`StoreError` with a clear message.
+
+Float columns: SQLite stores NaN as NULL, so a diverged trajectory's loss reads back as None.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from .model import ModelSpec
+
+#: ``PRAGMA application_id`` of a landscape study database ("LNDS").
+APPLICATION_ID = 0x4C4E4453
+#: Schema version written by this code.
+SCHEMA_VERSION = 1
+#: Default database file name inside a study directory.
+DB_NAME = "study.sqlite"
+
+POINT_KINDS = ("minimum", "saddle", "degenerate", "unclassified")
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE config (
+    id                 INTEGER PRIMARY KEY CHECK (id = 1),
+    json               TEXT NOT NULL,
+    K                  INTEGER,
+    n                  INTEGER,
+    d                  INTEGER,
+    L                  INTEGER,
+    activation         TEXT,
+    loss               TEXT,
+    lambda_convention  TEXT,
+    created_at         REAL NOT NULL
+);
+CREATE TABLE units (
+    unit          INTEGER PRIMARY KEY,
+    n_trajectories INTEGER NOT NULL,
+    wall_time     REAL,
+    committed_at  REAL NOT NULL
+);
+CREATE TABLE points (
+    id             INTEGER PRIMARY KEY,
+    kind           TEXT NOT NULL,
+    label          TEXT,
+    loss           REAL NOT NULL,
+    grad_norm      REAL NOT NULL,
+    hessian_index  INTEGER,
+    fingerprint    TEXT NOT NULL,
+    params         BLOB NOT NULL,
+    params_dtype   TEXT NOT NULL,
+    params_shape   TEXT NOT NULL,
+    spectrum       BLOB,
+    spectrum_dtype TEXT,
+    spectrum_shape TEXT,
+    analysis       TEXT,
+    unit           INTEGER REFERENCES units(unit)
+);
+CREATE TABLE trajectories (
+    idx          INTEGER PRIMARY KEY,
+    unit         INTEGER NOT NULL REFERENCES units(unit),
+    seed         INTEGER NOT NULL,
+    stop_reason  TEXT NOT NULL,
+    certified    INTEGER NOT NULL CHECK (certified IN (0, 1)),
+    iterations   INTEGER,
+    n_grad       INTEGER,
+    n_hvp        INTEGER,
+    wall_time    REAL,
+    loss         REAL,
+    grad_norm    REAL,
+    engine       TEXT,
+    point_id     INTEGER REFERENCES points(id),
+    CHECK (certified = 0 OR point_id IS NOT NULL)
+);
+CREATE INDEX trajectories_point ON trajectories(point_id);
+CREATE TABLE edges (
+    saddle_id   INTEGER NOT NULL REFERENCES points(id),
+    direction   INTEGER NOT NULL,
+    sign        INTEGER NOT NULL CHECK (sign IN (-1, 1)),
+    target_id   INTEGER REFERENCES points(id),
+    eigenvalue  REAL,
+    eps         REAL,
+    barrier     REAL,
+    stop_reason TEXT,
+    PRIMARY KEY (saddle_id, direction, sign)
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The study database cannot be opened or the requested write would corrupt it."""
+
+
+def _statements(script: str) -> list[str]:
+    """Split a schema script of plain DDL statements (no ';' inside strings) into statements."""
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _migrate_0_to_1(con: sqlite3.Connection) -> None:
+    """Create the version-1 schema in an empty database."""
+    for stmt in _statements(_SCHEMA_V1):
+        con.execute(stmt)
+
+
+#: Migration path: ``MIGRATIONS[v]`` upgrades a database from schema version v to v+1 inside one
+#: transaction (the caller sets ``user_version``). Version 0 is an empty database.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1}
+
+
+def resolve_path(path: str | Path) -> Path:
+    """The database file of ``path``: ``path`` itself if it ends in .sqlite/.sqlite3/.db,
+    otherwise ``path / DB_NAME`` (``path`` is a study directory)."""
+    p = Path(path)
+    return p if p.suffix in (".sqlite", ".sqlite3", ".db") else p / DB_NAME
+
+
+# ----- array and JSON encoding -------------------------------------------------------------------
+def encode_array(a) -> tuple[bytes, str, str]:
+    """(raw little-endian float64 bytes, dtype string '<f8', shape as JSON) of an array; no pickle."""
+    arr = np.ascontiguousarray(np.asarray(a, dtype="<f8"))
+    return arr.tobytes(), arr.dtype.str, json.dumps(list(arr.shape))
+
+
+def decode_array(blob: bytes | None, dtype: str | None, shape: str | None) -> np.ndarray | None:
+    """Inverse of :func:`encode_array` (a writable copy); None for a NULL column."""
+    if blob is None:
+        return None
+    return np.frombuffer(blob, dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"object of type {type(o).__name__} is not JSON serialisable")
+
+
+def to_json(obj) -> str:
+    """Deterministic JSON (sorted keys; numpy scalars and arrays become numbers and lists).
+    Python floats round-trip exactly."""
+    return json.dumps(obj, sort_keys=True, default=_json_default)
+
+
+def _float_or_none(x) -> float | None:
+    if x is None:
+        return None
+    v = float(x)
+    return None if math.isnan(v) else v
+
+
+_TRAJ_COLS = ("idx", "unit", "seed", "stop_reason", "certified", "iterations", "n_grad", "n_hvp",
+              "wall_time", "loss", "grad_norm", "engine", "point_id")
+_POINT_META_COLS = ("id", "kind", "label", "loss", "grad_norm", "hessian_index", "fingerprint",
+                    "analysis", "unit")
+_EDGE_COLS = ("saddle_id", "direction", "sign", "target_id", "eigenvalue", "eps", "barrier", "stop_reason")
+
+
+class StudyStore:
+    """One study database. Create with :meth:`create`, reopen with :meth:`open`; use as a context
+    manager or call :meth:`close`. One writing process at a time; readers may run concurrently.
+
+    Record layouts (dicts in, dicts out):
+
+    * trajectory: ``idx`` (int, study index), ``seed`` (int), ``stop_reason`` (str),
+      ``certified`` (bool), ``iterations``, ``n_grad``, ``n_hvp`` (int or None), ``wall_time``
+      (s), ``loss``, ``grad_norm`` (final values, float or None), ``engine`` (str description or
+      dict, stored as JSON text), ``point_id`` (int id of the distinct point reached, or None;
+      required when certified). Read back with ``unit`` added.
+    * point: ``id`` (int, chosen by the caller, e.g. :meth:`next_point_id`), ``kind`` (one of
+      :data:`POINT_KINDS`), ``label`` (str or None, e.g. "DNC"), ``loss``, ``grad_norm``,
+      ``hessian_index`` (int or None), ``fingerprint`` (dict, see :mod:`landscape.dedup`),
+      ``params`` (θ, (P,) float64), ``spectrum`` (Hessian eigenvalues, float64 array or None),
+      ``analysis`` (JSON-able dict or None). Read back with ``unit`` added.
+    * edge: ``saddle_id``, ``direction`` (index j of the negative eigenvector), ``sign`` (±1),
+      ``target_id`` (point the descent certified at, or None), ``eigenvalue`` (of direction j),
+      ``eps`` (step length), ``barrier`` (saddle loss − target loss, or None), ``stop_reason``.
+    """
+
+    def __init__(self, con: sqlite3.Connection, path: Path):
+        self._con = con
+        self.path = path
+
+    # ----- opening -----------------------------------------------------------------------------
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        con = sqlite3.connect(str(path), isolation_level=None, timeout=60.0)
+        try:
+            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as e:
+            con.close()
+            raise StoreError(f"{path} is not a readable SQLite database: {e}") from e
+        if mode.lower() != "wal":
+            con.close()
+            raise StoreError(f"{path}: could not switch the database to WAL mode (got {mode!r})")
+        return con
+
+    @classmethod
+    def create(cls, path: str | Path, config: Mapping[str, Any], spec: ModelSpec | None = None) -> "StudyStore":
+        """Create a new study database at ``path`` (a directory, created if needed, or a .sqlite
+        file) holding ``config``: a JSON-able dict, the full study configuration (spec, init,
+        engine, every tolerance; e.g. ``StudyConfig.to_dict()``). ``spec``, the study's model,
+        fills the convenience columns (NULL without it). Schema and configuration are written in one transaction; if it
+        fails, the new file is removed. Raises :class:`StoreError` if the database file exists."""
+        db = resolve_path(path)
+        if db.exists():
+            raise StoreError(f"{db} already exists: open it (landscape run --resume) instead of creating it")
+        db.parent.mkdir(parents=True, exist_ok=True)
+        con = cls._connect(db)
+        store = cls(con, db)
+        try:
+            with store._transaction():
+                for version in range(SCHEMA_VERSION):
+                    store._migrate(version)
+                con.execute(
+                    "INSERT INTO config (id, json, K, n, d, L, activation, loss, lambda_convention, created_at)"
+                    " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (to_json(dict(config)), *((spec.K, spec.n, spec.d, spec.L, spec.activation, spec.loss,
+                                               spec.lambda_convention) if spec else (None,) * 7), time.time()))
+        except BaseException:
+            con.close()
+            for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                f.unlink(missing_ok=True)  # the file this call created holds nothing
+            raise
+        return store
+
+    @classmethod
+    def open(cls, path: str | Path, check: bool = True) -> "StudyStore":
+        """Open an existing study database, migrating it to :data:`SCHEMA_VERSION` if it is older.
+        ``check`` runs ``PRAGMA quick_check`` (linear in the file size) to detect corruption."""
+        db = resolve_path(path)
+        if not db.is_file():
+            raise StoreError(f"no study database at {db}")
+        con = cls._connect(db)
+        store = cls(con, db)
+        try:
+            app, version = store._header()
+            if app != APPLICATION_ID:
+                raise StoreError(f"{db} is a SQLite database but not a landscape study database "
+                                 f"(application_id={app:#x}, expected {APPLICATION_ID:#x})")
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{db} has schema version {version}, newer than this landscape "
+                                 f"(supports up to {SCHEMA_VERSION}): upgrade landscape to open it")
+            if check:
+                rows = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
+                if rows != ["ok"]:
+                    raise StoreError(f"{db} is corrupt: " + "; ".join(rows[:5]))
+            store._upgrade(version)
+        except sqlite3.DatabaseError as e:
+            con.close()
+            raise StoreError(f"{db} is corrupt or unreadable: {e}") from e
+        except BaseException:
+            con.close()
+            raise
+        return store
+
+    def _header(self) -> tuple[int, int]:
+        app = self._con.execute("PRAGMA application_id").fetchone()[0]
+        version = self._con.execute("PRAGMA user_version").fetchone()[0]
+        return app, version
+
+    def _migrate(self, version: int) -> None:
+        """Inside an open transaction: apply MIGRATIONS[version] and stamp version + 1."""
+        MIGRATIONS[version](self._con)
+        self._con.execute(f"PRAGMA user_version = {int(version) + 1}")
+        self._con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        self._con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                          (f"schema_v{version + 1}_at", repr(time.time())))
+
+    def _upgrade(self, version: int) -> None:
+        """Bring an existing database from ``version`` to SCHEMA_VERSION, one transaction per step."""
+        while version < SCHEMA_VERSION:
+            with self._transaction():
+                self._migrate(version)
+            version += 1
+
+    @property
+    def schema_version(self) -> int:
+        return self._header()[1]
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> "StudyStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._con
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    # ----- configuration -----------------------------------------------------------------------
+    @property
+    def config(self) -> dict:
+        """The study configuration exactly as given to :meth:`create`."""
+        return json.loads(self._con.execute("SELECT json FROM config WHERE id = 1").fetchone()[0])
+
+    # ----- writing -----------------------------------------------------------------------------
+    def next_point_id(self) -> int:
+        """Smallest id above every stored point (0 for an empty table)."""
+        return int(self._con.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM points").fetchone()[0])
+
+    def commit_unit(self, unit: int, trajectories: Iterable[Mapping], points: Iterable[Mapping] = (),
+                    edges: Iterable[Mapping] = (), wall_time: float | None = None) -> int:
+        """Atomically store one unit of work: its new distinct ``points`` (inserted first, so the
+        trajectories may reference them), its ``trajectories`` and any ``edges``. Either all of it
+        becomes visible or none of it (one transaction, one commit). Returns the number of
+        trajectories stored. Raises :class:`StoreError` (and stores nothing) if the unit was
+        already committed, a trajectory index is already stored, a point id exists, or a
+        reference is dangling."""
+        unit = int(unit)
+        try:
+            with self._transaction() as con:
+                if con.execute("SELECT 1 FROM units WHERE unit = ?", (unit,)).fetchone():
+                    raise StoreError(f"unit {unit} is already committed")
+                con.execute("INSERT INTO units (unit, n_trajectories, wall_time, committed_at) VALUES (?, 0, ?, ?)",
+                            (unit, _float_or_none(wall_time), time.time()))
+                con.executemany(_insert_sql("points", _POINT_ROW_COLS), (_point_row(p, unit) for p in points))
+                count = [0]
+
+                def rows():
+                    for t in trajectories:
+                        count[0] += 1
+                        yield _trajectory_row(t, unit)
+
+                con.executemany(_insert_sql("trajectories", _TRAJ_COLS), rows())
+                con.executemany(_insert_sql("edges", _EDGE_COLS), (_edge_row(e) for e in edges))
+                con.execute("UPDATE units SET n_trajectories = ? WHERE unit = ?", (count[0], unit))
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"unit {unit} not stored (nothing was written): {e}") from e
+        return count[0]
+
+    def add_edges(self, edges: Iterable[Mapping]) -> None:
+        """Store saddle-connection edges in one transaction; a (saddle, direction, sign) already
+        stored raises :class:`StoreError` and nothing is written."""
+        try:
+            with self._transaction() as con:
+                con.executemany(_insert_sql("edges", _EDGE_COLS), (_edge_row(e) for e in edges))
+        except sqlite3.IntegrityError as e:
+            raise StoreError(f"edges not stored (nothing was written): {e}") from e
+
+    def update_point(self, point_id: int, *, kind: str | None = None, label: str | None = None,
+                     hessian_index: int | None = None, analysis: Mapping | None = None,
+                     spectrum=None) -> None:
+        """Set the given (non-None) analysis fields of a stored point, in one transaction."""
+        sets: dict[str, Any] = {}
+        if kind is not None:
+            sets["kind"] = _check_kind(kind)
+        if label is not None:
+            sets["label"] = str(label)
+        if hessian_index is not None:
+            sets["hessian_index"] = int(hessian_index)
+        if analysis is not None:
+            sets["analysis"] = to_json(dict(analysis))
+        if spectrum is not None:
+            sets["spectrum"], sets["spectrum_dtype"], sets["spectrum_shape"] = encode_array(spectrum)
+        if not sets:
+            return
+        with self._transaction() as con:
+            cur = con.execute(f"UPDATE points SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
+                              (*sets.values(), int(point_id)))
+            if cur.rowcount != 1:
+                raise StoreError(f"no point with id {point_id}")
+
+    # ----- reading -----------------------------------------------------------------------------
+    def committed_units(self) -> list[int]:
+        return [r[0] for r in self._con.execute("SELECT unit FROM units ORDER BY unit")]
+
+    def completed_indices(self) -> np.ndarray:
+        """Sorted study indices of every stored trajectory, int64 (n,)."""
+        rows = self._con.execute("SELECT idx FROM trajectories ORDER BY idx").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def missing_indices(self, n_total: int) -> np.ndarray:
+        """Indices in range(n_total) not yet stored (what a resumed run still has to do)."""
+        return np.setdiff1d(np.arange(int(n_total), dtype=np.int64), self.completed_indices())
+
+    def n_trajectories(self) -> int:
+        return int(self._con.execute("SELECT COUNT(*) FROM trajectories").fetchone()[0])
+
+    def trajectories(self) -> list[dict]:
+        """Every trajectory record, in index order (layout in the class docstring)."""
+        out = []
+        for r in self._con.execute(f"SELECT {', '.join(_TRAJ_COLS)} FROM trajectories ORDER BY idx"):
+            t = dict(zip(_TRAJ_COLS, r))
+            t["certified"] = bool(t["certified"])
+            t["engine"] = None if t["engine"] is None else json.loads(t["engine"])
+            out.append(t)
+        return out
+
+    def points(self, with_params: bool = False) -> list[dict]:
+        """Every distinct point, by id; ``params`` and ``spectrum`` only if ``with_params``."""
+        cols = _POINT_META_COLS + (("params", "params_dtype", "params_shape", "spectrum",
+                                    "spectrum_dtype", "spectrum_shape") if with_params else ())
+        return [_point_from_row(dict(zip(cols, r)))
+                for r in self._con.execute(f"SELECT {', '.join(cols)} FROM points ORDER BY id")]
+
+    def point(self, point_id: int) -> dict:
+        """One point with its parameters (P,) and spectrum as float64 arrays."""
+        cols = _POINT_META_COLS + ("params", "params_dtype", "params_shape", "spectrum",
+                                   "spectrum_dtype", "spectrum_shape")
+        r = self._con.execute(f"SELECT {', '.join(cols)} FROM points WHERE id = ?", (int(point_id),)).fetchone()
+        if r is None:
+            raise StoreError(f"no point with id {point_id}")
+        return _point_from_row(dict(zip(cols, r)))
+
+    def basin_counts(self) -> dict[int, int]:
+        """Number of trajectories that certified at each point id (points never reached: absent)."""
+        return {int(p): int(c) for p, c in self._con.execute(
+            "SELECT point_id, COUNT(*) FROM trajectories WHERE point_id IS NOT NULL GROUP BY point_id")}
+
+    def edges(self) -> list[dict]:
+        """Every saddle-connection edge, ordered by (saddle_id, direction, sign)."""
+        return [dict(zip(_EDGE_COLS, r)) for r in self._con.execute(
+            f"SELECT {', '.join(_EDGE_COLS)} FROM edges ORDER BY saddle_id, direction, sign")]
+
+
+# ----- row conversion --------------------------------------------------------------------------
+_POINT_ROW_COLS = ("id", "kind", "label", "loss", "grad_norm", "hessian_index", "fingerprint", "params",
+                   "params_dtype", "params_shape", "spectrum", "spectrum_dtype", "spectrum_shape",
+                   "analysis", "unit")
+
+
+def _insert_sql(table: str, cols: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in POINT_KINDS:
+        raise StoreError(f"point kind {kind!r} is invalid: must be one of {POINT_KINDS}")
+    return kind
+
+
+def _opt_int(x) -> int | None:
+    return None if x is None else int(x)
+
+
+def _point_row(p: Mapping, unit: int) -> tuple:
+    params, pdt, pshape = encode_array(p["params"])
+    spec_blob = spec_dt = spec_shape = None
+    if p.get("spectrum") is not None:
+        spec_blob, spec_dt, spec_shape = encode_array(p["spectrum"])
+    analysis = p.get("analysis")
+    return (int(p["id"]), _check_kind(p["kind"]), p.get("label"), float(p["loss"]), float(p["grad_norm"]),
+            _opt_int(p.get("hessian_index")), to_json(dict(p["fingerprint"])), params, pdt, pshape,
+            spec_blob, spec_dt, spec_shape, None if analysis is None else to_json(dict(analysis)), unit)
+
+
+def _trajectory_row(t: Mapping, unit: int) -> tuple:
+    certified = bool(t["certified"])
+    engine = t.get("engine")
+    return (int(t["idx"]), unit, int(t["seed"]), str(t["stop_reason"]), int(certified),
+            _opt_int(t.get("iterations")), _opt_int(t.get("n_grad")), _opt_int(t.get("n_hvp")),
+            _float_or_none(t.get("wall_time")), _float_or_none(t.get("loss")),
+            _float_or_none(t.get("grad_norm")), None if engine is None else to_json(engine),
+            _opt_int(t.get("point_id")))
+
+
+def _edge_row(e: Mapping) -> tuple:
+    sign = int(e["sign"])
+    return (int(e["saddle_id"]), int(e["direction"]), sign, _opt_int(e.get("target_id")),
+            _float_or_none(e.get("eigenvalue")), _float_or_none(e.get("eps")),
+            _float_or_none(e.get("barrier")), e.get("stop_reason"))
+
+
+def _point_from_row(r: dict) -> dict:
+    r["fingerprint"] = json.loads(r["fingerprint"])
+    r["analysis"] = None if r["analysis"] is None else json.loads(r["analysis"])
+    if "params" in r:
+        r["params"] = decode_array(r.pop("params"), r.pop("params_dtype"), r.pop("params_shape"))
+        r["spectrum"] = decode_array(r.pop("spectrum"), r.pop("spectrum_dtype"), r.pop("spectrum_shape"))
+    return r

@@ -1,0 +1,297 @@
+"""Structure of a point: singular values, numerical ranks, collapse (DNC) metrics and a label.
+
+Everything is float64 numpy. Conventions of ``shared/docs/MODEL.md`` §1–§3: columns class-ordered,
+N = K·n; class means M (p × K, column c the mean of class c's columns), global mean
+μ_G = M 1/K, centred means M_c = M − μ_G 1ᵀ, S = I_K − 11ᵀ/K.
+
+Layers. The feature layers are, in forward order, H₁ ("H1"), then for l = 2..L the pre-activation
+H_l ("H{l}") and, with ReLU, the post-activation σ(H_l) ("σH{l}"), and the logits Z ("Z"). The rank
+pattern is the tuple of numerical ranks of, in forward order, H1, W1, H2, [σH2,] W2, …, WL, Z
+(names in :attr:`StructureReport.rank_names`).
+
+Numerical rank of a matrix with singular values s₁ ≥ s₂ ≥ …: r = #{s_i > rank_rtol·s₁} (0 for a
+zero matrix); the gap that justifies it is s_r/s_{r+1} (inf when s_{r+1} = 0 or r is full).
+
+Label (invariant under gauge rotations, hidden-unit permutations and class relabelling because it
+uses only Z̄ up to simultaneous row/column permutation and O(d)-invariant metrics):
+
+* ``zero``: max|Z| ≤ zero_atol.
+* otherwise Z̄ is read as a block pattern: classes c ≠ c' are linked when |Z̄_{cc'}| or |Z̄_{c'c}|
+  exceeds pattern_rtol·max|Z̄|; each connected component of size k ≥ 2 whose block B satisfies
+  ‖B − αS_k‖_F ≤ pattern_rtol·‖B‖_F with α = ⟨B, S_k⟩/‖S_k‖² > 0 is a ``simplex(k)`` (k = 2: a
+  ``pair``); an isolated class is ``null`` (zero column) or ``self`` (logit only on itself);
+  anything else is an unrecognised block.
+* ``DNC``: a single simplex(K) block and DNC1, DNC2 (centred) and DNC3 below collapse_tol at every
+  layer; ``pairs``: every block a pair, plus at most one singleton for odd K; the block pattern name
+  (e.g. "simplex(4)+3×pair", see :func:`landscape.theory.pattern_name`) when every component is
+  recognised and the logits are within-class collapsed; ``other`` otherwise.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.sparse.csgraph import connected_components
+
+from .model import DeepUFM, ModelSpec
+from .theory import pattern_name, simplex
+
+DEFAULT_RANK_RTOL = 1e-6
+DEFAULT_PATTERN_RTOL = 1e-4
+DEFAULT_COLLAPSE_TOL = 1e-4
+DEFAULT_ZERO_ATOL = 1e-12
+
+
+# ----- ranks -----------------------------------------------------------------------------------
+@dataclass
+class RankInfo:
+    """Singular values (descending), numerical rank under ``rtol`` and the gap s_r/s_{r+1}."""
+
+    singular_values: np.ndarray
+    rank: int
+    gap: float
+    rtol: float
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "gap": _jf(self.gap), "rtol": self.rtol,
+                "singular_values": [float(x) for x in self.singular_values]}
+
+
+def numerical_rank(A: np.ndarray, rtol: float = DEFAULT_RANK_RTOL) -> RankInfo:
+    """Rank of A under the relative threshold ``rtol`` (module docstring)."""
+    s = np.linalg.svd(np.asarray(A, dtype=np.float64), compute_uv=False)
+    if s.size == 0 or s[0] == 0:
+        return RankInfo(s, 0, float("inf"), rtol)
+    r = int(np.sum(s > rtol * s[0]))
+    gap = float(s[r - 1] / s[r]) if r < s.size and s[r] > 0 else float("inf")
+    return RankInfo(s, r, gap, rtol)
+
+
+# ----- collapse metrics ------------------------------------------------------------------------
+def class_means(Hf: np.ndarray, K: int, n: int) -> np.ndarray:
+    """Class means (p, K) of class-ordered features (p, K·n)."""
+    return Hf.reshape(Hf.shape[0], K, n).mean(axis=2)
+
+
+@dataclass
+class LayerMetrics:
+    """Collapse metrics of one feature layer (p × N features), all dimensionless, float64.
+
+    * ``dnc1`` = tr(Σ_W Σ_B^{+r})/K with Σ_W = (1/N)Σ_i (h_i − μ_{c(i)})(…)ᵀ, Σ_B = (1/K) M_c M_cᵀ
+      and Σ_B^{+r} the pseudo-inverse truncated to its top ``dnc1_rank`` = r eigenpairs, r the
+      numerical rank of M_c (so it stays finite on low-rank points); None when r = 0.
+    * ``dnc1_trace_ratio`` = tr Σ_W / tr Σ_B (within-class variability in every direction).
+    * ``dnc2_etf`` = ‖G/‖G‖_F − S/‖S‖_F‖_F with G = M_cᵀM_c (centred: 0 for a simplex ETF, also for
+      a centred orthogonal frame); ``dnc2_of`` = ‖G̃/‖G̃‖_F − I/√K‖_F with G̃ = MᵀM (uncentred: 0
+      only for an orthogonal frame).
+    * ``global_mean_ratio`` = ‖μ_G‖/√(mean_c ‖μ_c‖²) (0 when the class means are centred).
+    * ``dnc3`` (for the weight W fed by this layer; None for Z) = ‖W(I − Π)‖_F/‖W‖_F, Π the
+      projector onto the span of the class means M (rank under rank_rtol), W_L with its rows
+      globally centred first (W − 11ᵀW/K): 0 when W's rows lie in the class-mean span.
+    """
+
+    name: str
+    dnc1: float | None
+    dnc1_rank: int
+    dnc1_trace_ratio: float | None
+    dnc2_etf: float | None
+    dnc2_of: float | None
+    global_mean_ratio: float | None
+    dnc3: float | None = None
+    weight: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: _jf(v) for k, v in self.__dict__.items()}
+
+
+def _jf(v):
+    """JSON-safe float: None for None/nan/inf."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def _normalised_distance(G: np.ndarray, T: np.ndarray) -> float | None:
+    g = np.linalg.norm(G)
+    return None if g == 0 else float(np.linalg.norm(G / g - T / np.linalg.norm(T)))
+
+
+def layer_metrics(name: str, Hf: np.ndarray, K: int, n: int, rank_rtol: float = DEFAULT_RANK_RTOL,
+                  W: np.ndarray | None = None, weight_name: str | None = None,
+                  centre_weight_rows: bool = False) -> LayerMetrics:
+    """:class:`LayerMetrics` of features Hf (p, K·n), optionally with the weight W (q, p) it feeds."""
+    M = class_means(Hf, K, n)
+    muG = M.mean(axis=1, keepdims=True)
+    Mc = M - muG
+    within = Hf - np.repeat(M, n, axis=1)
+    Sw = within @ within.T / (K * n)
+    Sb = Mc @ Mc.T / K
+    r = numerical_rank(Mc, rank_rtol).rank
+    if r:
+        e, V = np.linalg.eigh(Sb)
+        e, V = e[::-1][:r], V[:, ::-1][:, :r]
+        dnc1 = float(np.sum((V.T @ Sw @ V).diagonal() / e) / K)
+    else:
+        dnc1 = None
+    tb = np.trace(Sb)
+    ratio = float(np.trace(Sw) / tb) if tb > 0 else None
+    etf = _normalised_distance(Mc.T @ Mc, simplex(K))
+    of = _normalised_distance(M.T @ M, np.eye(K))
+    msq = float(np.mean(np.sum(M ** 2, axis=0)))
+    gm = float(np.linalg.norm(muG) / np.sqrt(msq)) if msq > 0 else None
+    dnc3 = None
+    if W is not None:
+        Wc = W - W.mean(axis=0, keepdims=True) if centre_weight_rows else W
+        wn = np.linalg.norm(Wc)
+        if wn > 0:
+            U, s, _ = np.linalg.svd(M, full_matrices=False)
+            rm = numerical_rank(M, rank_rtol).rank
+            Ur = U[:, :rm]
+            dnc3 = float(np.linalg.norm(Wc - (Wc @ Ur) @ Ur.T) / wn)
+    return LayerMetrics(name, dnc1, r, ratio, etf, of, gm, dnc3, weight_name)
+
+
+# ----- block patterns ---------------------------------------------------------------------------
+@dataclass
+class Block:
+    """One connected component of the class graph of Z̄: ``kind`` in {'simplex', 'pair', 'null',
+    'self', 'unrecognised'}, its ``classes`` (sorted), fitted ``scale`` α (simplex/pair: Z̄ block
+    ≈ αS_k; self: the diagonal entry) and relative ``residual`` ‖B − αS_k‖_F/‖B‖_F."""
+
+    kind: str
+    classes: tuple
+    scale: float
+    residual: float
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "classes": list(self.classes), "scale": _jf(self.scale),
+                "residual": _jf(self.residual)}
+
+
+def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) -> list[Block]:
+    """Decompose Z̄ (K, K) into blocks (module docstring), largest first, ties by first class."""
+    Zbar = np.asarray(Zbar, dtype=np.float64)
+    K = Zbar.shape[0]
+    thr = pattern_rtol * np.abs(Zbar).max()
+    big = np.abs(Zbar) > thr
+    adj = (big | big.T) & ~np.eye(K, dtype=bool)
+    ncomp, lab = connected_components(adj.astype(np.int8), directed=False)
+    blocks = []
+    for c in range(ncomp):
+        idx = tuple(int(i) for i in np.nonzero(lab == c)[0])
+        k = len(idx)
+        if k == 1:
+            v = float(Zbar[idx[0], idx[0]])
+            blocks.append(Block("self" if abs(v) > thr else "null", idx, v, 0.0))
+            continue
+        B = Zbar[np.ix_(idx, idx)]
+        Sk = simplex(k)
+        a = float(np.sum(B * Sk) / np.sum(Sk * Sk))
+        res = float(np.linalg.norm(B - a * Sk) / np.linalg.norm(B))
+        ok = a > 0 and res <= pattern_rtol
+        blocks.append(Block(("pair" if k == 2 else "simplex") if ok else "unrecognised", idx, a, res))
+    return sorted(blocks, key=lambda b: (-len(b.classes), b.classes))
+
+
+def blocks_pattern(blocks: list[Block]) -> str:
+    """Canonical pattern name of recognised blocks (see :func:`landscape.theory.pattern_name`)."""
+    sizes = [len(b.classes) for b in blocks if b.kind in ("simplex", "pair", "null")]
+    return pattern_name(sizes, sum(b.kind == "self" for b in blocks))
+
+
+# ----- the report ------------------------------------------------------------------------------
+@dataclass
+class StructureReport:
+    """Ranks, collapse metrics, Z̄ (K, K: column c = mean logit vector of class c) and label."""
+
+    label: str
+    rank_pattern: tuple
+    rank_names: tuple
+    ranks: dict
+    layers: list
+    Zbar: np.ndarray
+    blocks: list
+    pattern: str | None
+    dnc_holds: bool
+    zbar_simplex_residual: float | None
+    thresholds: dict = field(default_factory=dict)
+
+    def singular_values(self) -> dict:
+        """{name: singular values (descending)} for every entry of the rank pattern."""
+        return {k: v.singular_values for k, v in self.ranks.items()}
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "rank_pattern": list(self.rank_pattern), "rank_names": list(self.rank_names),
+                "ranks": {k: {"rank": v.rank, "gap": _jf(v.gap)} for k, v in self.ranks.items()},
+                "dnc": [m.to_dict() for m in self.layers], "Zbar": self.Zbar.tolist(),
+                "blocks": [b.to_dict() for b in self.blocks], "pattern": self.pattern,
+                "dnc_holds": self.dnc_holds, "zbar_simplex_residual": _jf(self.zbar_simplex_residual),
+                "thresholds": dict(self.thresholds)}
+
+
+def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK_RTOL,
+                      pattern_rtol: float = DEFAULT_PATTERN_RTOL, collapse_tol: float = DEFAULT_COLLAPSE_TOL,
+                      zero_atol: float = DEFAULT_ZERO_ATOL) -> StructureReport:
+    """Structure of the point θ (P,) (module docstring for every definition and threshold)."""
+    spec64 = spec if spec.dtype == "float64" else ModelSpec.from_dict({**spec.to_dict(), "dtype": "float64"})
+    model = DeepUFM(spec64)
+    th = theta.detach() if torch.is_tensor(theta) else torch.from_numpy(np.asarray(theta, dtype=np.float64))
+    th = th.to(torch.float64).reshape(1, -1)
+    pre, post, Z = model.forward(th)
+    F = [f[0].numpy() for f in model.factors(th)]
+    pre = [h[0].numpy() for h in pre]
+    post = [h[0].numpy() for h in post]
+    Z = Z[0].numpy()
+    K, n, L = spec.K, spec.n, spec.L
+    relu = spec.activation == "relu"
+
+    ranks, layers = {}, []
+    for l in range(L):
+        hname = f"H{l + 1}"
+        ranks[hname] = numerical_rank(pre[l], rank_rtol)
+        feats = [(hname, pre[l])]
+        if relu and l > 0:
+            ranks[f"σ{hname}"] = numerical_rank(post[l], rank_rtol)
+            feats.append((f"σ{hname}", post[l]))
+        ranks[f"W{l + 1}"] = numerical_rank(F[l + 1], rank_rtol)
+        for j, (nm, Hf) in enumerate(feats):
+            feeds = j == len(feats) - 1
+            layers.append(layer_metrics(nm, Hf, K, n, rank_rtol, F[l + 1] if feeds else None,
+                                        f"W{l + 1}" if feeds else None, centre_weight_rows=feeds and l == L - 1))
+    ranks["Z"] = numerical_rank(Z, rank_rtol)
+    layers.append(layer_metrics("Z", Z, K, n, rank_rtol))
+    names = tuple(ranks)
+    Zbar = class_means(Z, K, n)
+
+    zmax = float(np.abs(Z).max())
+    Sres = _normalised_distance(Zbar, simplex(K)) if zmax > 0 else None
+    finite = lambda v: v is not None and v <= collapse_tol  # noqa: E731
+    dnc_holds = all(finite(m.dnc1) and finite(m.dnc2_etf) and (m.weight is None or finite(m.dnc3))
+                    for m in layers)
+    if zmax <= zero_atol:
+        label, blocks, pattern = "zero", [], None
+    else:
+        blocks = read_blocks(Zbar, pattern_rtol)
+        recognised = all(b.kind != "unrecognised" for b in blocks)
+        z_collapsed = layers[-1].dnc1_trace_ratio is not None and layers[-1].dnc1_trace_ratio <= collapse_tol
+        pattern = blocks_pattern(blocks) if recognised else None
+        pairs = [b for b in blocks if b.kind == "pair"]
+        single = [b for b in blocks if b.kind in ("null", "self")]
+        if len(blocks) == 1 and blocks[0].kind == "simplex" and len(blocks[0].classes) == K and dnc_holds:
+            label = "DNC"
+        elif not (recognised and z_collapsed):
+            label = "other"
+        elif len(pairs) == K // 2 and len(single) == K % 2:
+            label = "pairs"
+        else:
+            label = pattern
+    thresholds = {"rank_rtol": rank_rtol, "pattern_rtol": pattern_rtol, "collapse_tol": collapse_tol,
+                  "zero_atol": zero_atol}
+    return StructureReport(label, tuple(ranks[k].rank for k in names), names, ranks, layers, Zbar, blocks,
+                           pattern, bool(dnc_holds), Sres, thresholds)

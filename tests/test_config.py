@@ -1,0 +1,45 @@
+"""Study files, overrides and their validation."""
+import pytest
+
+from landscape.config import StudyConfig, apply_overrides, default_config_dict, load_study, parse_value
+from landscape.model import SpecError
+
+
+def test_default_study_is_the_documented_one():
+    cfg = load_study()
+    m = cfg.model
+    assert (m.K, m.n, m.d, m.L, m.activation, m.loss, m.lam) == (4, 2, 8, 3, "linear", "ce", 1e-3)
+    assert [s.engine for s in cfg.stages] == ["gd", "newton"] and cfg.stages[0].lr == 0.5
+    assert cfg.stages[-1].tol == cfg.certify_tol == 1e-10
+    assert 100 <= cfg.trajectories <= 1000
+
+
+def test_overrides_reach_every_table_and_round_trip():
+    cfg = load_study(None, ["d=70", "lambda=0.0009765625", "trajectories=2000", "init.scale_H=0.5",
+                            "stages.1.max_iter=7", "lr=0.25", "activation=relu", "certify_tol=1e-11"])
+    assert cfg.model.d == 70 and cfg.model.lam == 2 ** -10 and cfg.trajectories == 2000
+    assert cfg.init.scale_H == 0.5 and cfg.stages[1].max_iter == 7 and cfg.stages[0].lr == 0.25
+    assert cfg.model.activation == "relu" and cfg.stages[-1].tol == 1e-11
+    assert StudyConfig.from_dict(cfg.to_dict()) == cfg
+    assert parse_value("1e-3") == 1e-3 and parse_value("relu") == "relu" and parse_value("[1, 2]") == [1, 2]
+
+
+@pytest.mark.parametrize("override, starts", [
+    ("d=3", "d=3 is invalid"), ("lambda=0", "lambda=0"), ("trajectories=0", "trajectories=0"),
+    ("nonsense=1", "--set 'nonsense'"), ("stages.0.lr=-1", "stages[0].lr=-1"),
+    ("stages.5.lr=1", "--set stages.5.lr"), ("engine=adam", "stages[0].engine='adam'"),
+    ("init.name=uniform", "init.name='uniform'"), ("seed=-1", "seed=-1"), ("novalue", "--set 'novalue'"),
+])
+def test_bad_values_name_the_field(override, starts):
+    with pytest.raises(SpecError) as e:
+        load_study(None, [override])
+    assert str(e.value).startswith(starts) and ("must" in str(e.value) or "not" in str(e.value))
+
+
+def test_unknown_table_field_is_rejected():
+    d = default_config_dict()
+    d["model"]["width"] = 3
+    with pytest.raises(SpecError, match=r"\[model\] has unknown field"):
+        StudyConfig.from_dict(d)
+    with pytest.raises(SpecError, match="stages is empty"):
+        StudyConfig.from_dict(apply_overrides({**default_config_dict(), "stages": []}, []))

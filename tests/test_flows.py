@@ -1,0 +1,162 @@
+"""Engines against the exact results of MODEL.md §6, stop reasons, batching and replay."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_close
+from landscape import theory
+from landscape.flows import StageConfig, run_engine, run_pipeline
+from landscape.init import InitScheme, draw_starts
+from landscape.model import DeepUFM, ModelSpec
+
+POLISH = StageConfig(engine="newton", max_iter=60, stall_window=8, tol=1e-10)
+
+
+def _balance_residual(model, theta):
+    """max over interfaces of ‖λ_{l+1}W_{l+1}ᵀW_{l+1} − λ_l W_l W_lᵀ‖ (H₁H₁ᵀ for the first), MODEL.md §4."""
+    F = model.factors(theta.reshape(1, -1))
+    lam = model.spec.lambdas
+    worst = 0.0
+    for l in range(len(F) - 1):
+        a = lam[l + 1] * F[l + 1][0].T @ F[l + 1][0]
+        b = lam[l] * F[l][0] @ F[l][0].T
+        worst = max(worst, float((a - b).abs().max()))
+    return worst
+
+
+@pytest.mark.parametrize("stages", [
+    [StageConfig(engine="gd", lr=0.5, max_iter=20000, tol=1e-7), POLISH],
+    [StageConfig(engine="lbfgs", max_iter=2000, tol=1e-10, stall_window=100)],
+    [StageConfig(engine="flow", max_iter=5000, tol=1e-7), POLISH],
+], ids=["gd+polish", "lbfgs", "flow+polish"])
+def test_L1_cross_entropy_reaches_closed_form_optimum(stages):
+    spec = ModelSpec(K=5, n=3, d=6, L=1, lam_W=3e-3, lam_H=1e-2)
+    alpha, best = theory.l1_ce_optimum(5, 3, 3e-3, 1e-2)
+    assert_close([alpha, best], [4.619164, 0.213971044560325], atol=1e-6, what="MODEL.md example")
+    m = DeepUFM(spec)
+    res = run_pipeline(m, draw_starts(spec, InitScheme(), 7, range(12)), stages)
+    assert res.converged.all(), res.counts()
+    assert_close(res.loss, np.full(12, best), atol=1e-10, what="loss at the L=1 optimum")
+    assert (res.grad_norm <= 1e-10).all()
+
+
+def test_deep_linear_mse_reaches_gamma_optimum():
+    spec = ModelSpec(K=3, n=4, d=6, L=3, loss="mse", lam_W=5e-3, lam_H=1e-3)
+    gamma, best = theory.mse_optimum(3, 4, 3, 5e-3, 1e-3)
+    assert_close([gamma, best], [0.985711426925799, 0.0282709011677], atol=1e-12, what="MODEL.md example")
+    m = DeepUFM(spec)
+    res = run_pipeline(m, draw_starts(spec, InitScheme(), 3, range(16)),
+                       [StageConfig(engine="lbfgs", max_iter=3000, tol=1e-10, stall_window=200)])
+    assert res.converged.all(), res.counts()
+    at_opt = np.abs(res.loss - best) <= 1e-10
+    assert at_opt.sum() >= 12, np.sort(res.loss)   # the global minimum is the typical end point
+    assert (res.loss >= best - 1e-10).all()          # and nothing goes below it
+    Z = m.logits(res.theta[torch.from_numpy(np.nonzero(at_opt)[0])])
+    assert_close(Z, gamma * m.Y.expand_as(Z), atol=1e-8, what="Z* = γY")
+
+
+@pytest.mark.parametrize("K,n,d,L,lam", [(4, 2, 8, 2, 1e-3), (4, 2, 6, 3, 1e-3), (3, 5, 7, 4, 5e-4), (6, 1, 6, 2, 1e-2)])
+def test_dnc_point_from_scale_equation_is_critical(K, n, d, L, lam):
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    m = DeepUFM(spec)
+    roots = theory.dnc_scale_roots(K, n, L, lam)
+    assert len(roots) == 2
+    for a in roots:
+        th = torch.from_numpy(theory.dnc_point(spec, a))
+        loss, g = m.loss_and_grad(th)
+        assert float(g.norm()) <= 1e-12
+        assert_close(float(loss), theory.dnc_loss(a, K, n, L, lam), atol=1e-13, what="DNC loss")
+    assert_close(roots, [1.28e-7, 7.339167829759595], rtol=1e-3, what="roots") if (K, n, L, lam) == (4, 2, 2, 1e-3) else None
+
+
+def test_newton_finder_converges_to_small_alpha_dnc_root():
+    K, n, d, L, lam = 4, 2, 6, 2, 1e-3
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    m = DeepUFM(spec)
+    a_small = theory.dnc_scale_roots(K, n, L, lam)[0]
+    gen = torch.Generator().manual_seed(0)
+    starts = []
+    for s in (0.8, 1.25, 1.5):
+        th = torch.from_numpy(theory.dnc_point(spec, s * a_small))
+        starts.append(th * (1 + 1e-3 * torch.randn(th.shape, generator=gen)))
+    res = run_engine(m, torch.stack(starts), StageConfig(engine="newton", max_iter=100, stall_window=10, tol=1e-14))
+    assert (res.stop_reason == "converged").all(), res.stop_reason
+    Z = m.logits(res.theta)
+    S = torch.from_numpy(np.kron(theory.simplex(K), np.ones((1, n))))
+    for z in Z:
+        alpha = float((z * S).sum() / (S * S).sum())
+        assert_close(alpha, a_small, rtol=1e-6, what="found root α")
+        assert_close(z, alpha * S, atol=1e-6 * alpha, what="logits ∝ S")
+
+
+def test_balance_identities_at_certified_points():
+    spec = ModelSpec(K=4, n=2, d=6, L=3, lam=1e-3)
+    m = DeepUFM(spec)
+    res = run_pipeline(m, draw_starts(spec, InitScheme(), 11, range(24)),
+                       [StageConfig(engine="flow", max_iter=3000, tol=1e-6), POLISH])
+    assert res.converged.sum() >= 20
+    for b in np.nonzero(res.converged)[0]:
+        # the residual is of the order of the gradient norm divided by the weakest curvature λ
+        assert _balance_residual(m, res.theta[b]) <= 1e-7
+        W_L = m.factors(res.theta[b:b + 1])[-1][0]
+        assert float(W_L.sum(dim=0).abs().max()) <= 1e-8   # 1ᵀW_L = 0 for CE
+
+
+def test_batch_equals_one_by_one_and_replay():
+    spec = ModelSpec(K=3, n=2, d=5, L=2, lam=5e-3)
+    m = DeepUFM(spec)
+    stages = [StageConfig(engine="gd", lr=0.5, max_iter=20000, tol=1e-7), POLISH]
+    idx = list(range(10, 18))
+    batch = run_pipeline(m, draw_starts(spec, InitScheme(), 5, idx), stages)
+    for b, i in enumerate(idx):
+        one = run_pipeline(m, draw_starts(spec, InitScheme(), 5, [i]), stages)
+        assert one.stop_reason[0] == batch.stop_reason[b]
+        assert_close(one.loss[0], batch.loss[b], atol=1e-10, what=f"replay of trajectory {i}")
+        assert_close(m.logits(one.theta), m.logits(batch.theta[b:b + 1]), atol=1e-7, what="same end point")
+
+
+def test_starts_are_seeded_per_trajectory():
+    spec = ModelSpec(K=3, n=2, d=5, L=2)
+    a = draw_starts(spec, InitScheme(), 9, [0, 1, 2, 3])
+    b = draw_starts(spec, InitScheme(), 9, [3, 1])
+    assert torch.equal(a[3], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], draw_starts(spec, InitScheme(), 10, [0])[0])
+    F = DeepUFM(spec).factors(draw_starts(spec, InitScheme(), 0, range(400)))
+    assert_close(float(F[0].std()), 1.0, atol=0.02, what="H1 ~ N(0,1)")
+    assert_close(float(F[1].std()), 1 / np.sqrt(5), atol=0.01, what="W ~ N(0,1/d)")
+    small = draw_starts(spec, InitScheme(name="small", alpha=1e-3), 0, [0])
+    assert_close(small, 1e-3 * draw_starts(spec, InitScheme(), 0, [0]), atol=1e-18, what="small = alpha·gaussian")
+
+
+def test_divergence_is_isolated_and_labelled():
+    spec = ModelSpec(K=3, n=2, d=4, L=3, lam=1e-2)
+    m = DeepUFM(spec)
+    th = draw_starts(spec, InitScheme(), 0, range(4))
+    th[1] *= 30.0  # a start that GD with lr 0.5 blows up from
+    th[2, 0] = float("nan")
+    res = run_engine(m, th, StageConfig(engine="gd", lr=0.5, max_iter=20000, tol=1e-6))
+    assert res.stop_reason[1] == "diverged" and res.stop_reason[2] == "diverged"
+    assert res.stop_reason[0] == "converged" and res.stop_reason[3] == "converged"
+    clean = run_engine(m, th[[0, 3]], StageConfig(engine="gd", lr=0.5, max_iter=20000, tol=1e-6))
+    assert_close(res.loss[[0, 3]], clean.loss, atol=0, what="other rows untouched")
+
+
+def test_max_iter_and_stalled_reasons():
+    spec = ModelSpec(K=3, n=2, d=4, L=2, lam=1e-2)
+    m = DeepUFM(spec)
+    th = draw_starts(spec, InitScheme(), 0, range(3))
+    r = run_engine(m, th, StageConfig(engine="gd", lr=0.5, max_iter=5, tol=1e-10))
+    assert (r.stop_reason == "max_iter").all() and (r.iterations == 5).all() and (r.n_grad == 6).all()
+    s = run_engine(m, th, StageConfig(engine="gd", lr=1e-12, max_iter=1000, tol=1e-10, stall_window=20))
+    assert (s.stop_reason == "stalled").all() and (s.iterations == 21).all()
+    assert set(s.stop_detail) <= {"plateau", "gradient_flat"}
+
+
+def test_finished_rows_stop_costing_work():
+    spec = ModelSpec(K=3, n=2, d=4, L=2, lam=1e-2)
+    m = DeepUFM(spec)
+    th = draw_starts(spec, InitScheme(), 0, range(4))
+    th[0] = 0.0  # the origin is critical: converged at iteration 0
+    res = run_engine(m, th, StageConfig(engine="gd", lr=0.5, max_iter=300, tol=1e-10))
+    assert res.stop_reason[0] == "converged" and res.iterations[0] == 0 and res.n_grad[0] == 1
+    assert (res.n_grad[1:] == 301).all()

@@ -1,0 +1,177 @@
+"""Basin graph, disconnectivity tree on hand-made graphs, exports, and the ±ε saddle starts."""
+import json
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from landscape.graph import (basin_graph, connect_saddle, disconnectivity_tree, graph_from_store, tree_to_json,
+                             write_graphml, write_tree_json)
+from landscape.model import DeepUFM, ModelSpec
+from landscape.store import StudyStore
+
+# minima A..G = 0..6, saddles S1..S6 = 10..15
+MINIMA = {0: 0.0, 1: 0.5, 2: 1.0, 3: 0.2, 4: 0.1, 5: 0.3, 6: 0.4}
+SADDLES = {10: 2.0, 11: 3.0, 12: 2.0 + 1e-9, 13: 5.0, 14: 1.5, 15: 4.0}
+COUNTS = {0: 4, 1: 2, 2: 1, 3: 1, 4: 1, 5: 1}
+N_STARTS = 12
+# (saddle, direction, sign, target): S1 joins A,B; S3 joins B,D; S2 joins B,C; S6 leads to S2 and C;
+# S4 leads to A along both signs and one descent that did not certify; S5 joins F,G; E is isolated.
+EDGES = [(10, 0, 1, 0), (10, 0, -1, 1), (12, 0, 1, 1), (12, 0, -1, 3), (11, 0, 1, 1), (11, 0, -1, 2),
+         (15, 0, 1, 11), (15, 0, -1, 2), (13, 0, 1, 0), (13, 0, -1, 0), (13, 1, 1, None), (14, 0, 1, 5), (14, 0, -1, 6)]
+
+
+def _points():
+    pts = [{"id": i, "kind": "minimum", "label": "DNC" if i == 0 else None, "loss": e, "hessian_index": 0,
+            "analysis": {"rank_pattern": [3, 3, 3]}} for i, e in MINIMA.items()]
+    pts += [{"id": i, "kind": "saddle", "label": None, "loss": e, "hessian_index": 1, "analysis": None}
+            for i, e in SADDLES.items()]
+    return pts
+
+
+def _edges():
+    loss = {**MINIMA, **SADDLES}
+    return [{"saddle_id": s, "direction": j, "sign": sg, "target_id": t, "eps": 1e-3,
+             "barrier": None if t is None else loss[s] - loss[t]} for s, j, sg, t in EDGES]
+
+
+@pytest.fixture
+def G():
+    return basin_graph(_points(), _edges(), COUNTS, N_STARTS)
+
+
+def test_basin_graph_attributes(G):
+    assert G.number_of_nodes() == 13 and G.number_of_edges() == 12  # the uncertified descent is no edge
+    a = G.nodes[0]
+    assert (a["loss"], a["index"], a["kind"], a["label"], a["rank_pattern"]) == (0.0, 0, "minimum", "DNC", [3, 3, 3])
+    assert a["basin_count"] == 4 and a["fraction"] == 4 / 12
+    assert G.nodes[6]["basin_count"] == 0 and G.nodes[6]["fraction"] == 0.0
+    assert G.nodes[13]["n_unresolved"] == 1
+    assert G.number_of_edges(13, 0) == 2  # both signs of direction 0 reach A
+    e = G.edges[10, 1, "0-"]
+    assert (e["direction"], e["sign"], e["barrier"]) == (0, -1, 1.5)
+    assert nx.number_connected_components(G) == 3  # {E}, {F, G, S5}, the rest
+
+
+def _summary(T):
+    return {n: (T.nodes[n]["level"], sorted(T.successors(n)), T.nodes[n]["members"]) for n in T if n[0] == "merge"}
+
+
+def test_disconnectivity_tree_hand_made(G):
+    T = disconnectivity_tree(G)
+    assert sorted(n[1] for n in T if n[0] == "leaf") == [0, 1, 2, 3, 4, 5, 6]
+    assert _summary(T) == {
+        ("merge", 0): (1.5, [("leaf", 5), ("leaf", 6)], [5, 6]),
+        ("merge", 1): (2.0, [("leaf", 0), ("leaf", 1)], [0, 1]),
+        ("merge", 2): (2.0 + 1e-9, [("leaf", 3), ("merge", 1)], [0, 1, 3]),
+        ("merge", 3): (3.0, [("leaf", 2), ("merge", 2)], [0, 1, 2, 3]),
+    }
+    assert T.graph["roots"] == [("leaf", 4), ("merge", 0), ("merge", 3)]  # isolated E, {F, G}, the rest
+    top = T.nodes[("merge", 3)]
+    assert top["basin_count"] == 8 and top["fraction"] == pytest.approx(8 / 12, abs=1e-15)
+    assert top["saddles"] == [11]
+    # within a tolerance, S1 and S3 (2.0 and 2.0 + 1e-9) are one merge with three children
+    T2 = disconnectivity_tree(G, level_tol=1e-6)
+    assert _summary(T2) == {
+        ("merge", 0): (1.5, [("leaf", 5), ("leaf", 6)], [5, 6]),
+        ("merge", 1): (2.0, [("leaf", 0), ("leaf", 1), ("leaf", 3)], [0, 1, 3]),
+        ("merge", 2): (3.0, [("leaf", 2), ("merge", 1)], [0, 1, 2, 3]),
+    }
+    assert T2.nodes[("merge", 1)]["saddles"] == [10, 12]
+
+
+def test_tree_folds_merges_at_one_level():
+    """Two pairs merged at level 1 and then joined at level 1 form one node with four children."""
+    pts = [{"id": i, "kind": "minimum", "loss": 0.1 * i} for i in range(4)]
+    pts += [{"id": 10 + k, "kind": "saddle", "loss": 1.0} for k in range(3)]
+    ed = [{"saddle_id": 10, "direction": 0, "sign": s, "target_id": t} for s, t in ((1, 0), (-1, 1))]
+    ed += [{"saddle_id": 11, "direction": 0, "sign": s, "target_id": t} for s, t in ((1, 2), (-1, 3))]
+    ed += [{"saddle_id": 12, "direction": 0, "sign": s, "target_id": t} for s, t in ((1, 1), (-1, 2))]
+    T = disconnectivity_tree(basin_graph(pts, ed))
+    assert T.graph["roots"] == [("merge", 0)] and T.number_of_nodes() == 5
+    assert sorted(T.successors(("merge", 0))) == [("leaf", i) for i in range(4)]
+    assert sorted(T.nodes[("merge", 0)]["saddles"]) == [10, 11, 12]
+    assert T.nodes[("merge", 0)]["fraction"] is None  # no n_starts given
+
+
+def test_empty_and_saddle_only_graphs(tmp_path):
+    for G in (basin_graph([], []), basin_graph([{"id": 1, "kind": "saddle", "loss": 1.0}], [])):
+        T = disconnectivity_tree(G)
+        assert T.number_of_nodes() == 0
+        assert tree_to_json(T) == {"roots": [], "level_tol": 0.0, "leaf_kinds": ["minimum"], "nodes": []}
+        write_graphml(G, tmp_path / "g.graphml")
+        assert nx.read_graphml(tmp_path / "g.graphml").number_of_nodes() == G.number_of_nodes()
+
+
+def test_exports(G, tmp_path):
+    T = disconnectivity_tree(G)
+    write_tree_json(T, tmp_path / "tree.json")
+    data = json.loads((tmp_path / "tree.json").read_text())
+    assert data == json.loads(json.dumps(tree_to_json(T)))
+    assert data["roots"] == ["leaf:4", "merge:0", "merge:3"]
+    by_id = {n["id"]: n for n in data["nodes"]}
+    assert by_id["merge:3"]["children"] == ["leaf:2", "merge:2"]  # by level: 1.0 < 2.0 + 1e-9
+    assert by_id["leaf:0"]["label"] == "DNC" and by_id["leaf:0"]["fraction"] == 4 / 12
+    assert [n["level"] for n in data["nodes"]] == sorted(n["level"] for n in data["nodes"])
+
+    write_graphml(G, tmp_path / "g.graphml")
+    H = nx.read_graphml(tmp_path / "g.graphml", node_type=int)
+    assert H.number_of_nodes() == 13 and H.number_of_edges() == 12
+    assert json.loads(H.nodes[0]["rank_pattern"]) == [3, 3, 3]
+    assert H.nodes[0]["fraction"] == 4 / 12 and H.nodes[0]["label"] == "DNC"
+    assert "label" not in H.nodes[1] and "rank_pattern" not in H.nodes[10]  # None attributes left out
+    assert H.edges[10, 1, "0-"]["barrier"] == 1.5
+
+
+def test_connect_saddle_at_the_origin():
+    """L = 1 and λ√n < 1/K: the origin is a strict saddle (MODEL.md §6)."""
+    spec = ModelSpec(K=3, n=1, d=3, L=1, lam=0.1)
+    model = DeepUFM(spec)
+    theta0 = model.zeros(1)[0]
+    evals, evecs = torch.linalg.eigh(model.hessian(theta0))
+    neg = evals < 0
+    m = int(neg.sum())
+    assert m > 0
+    eps = 1e-3
+    seen = []
+    conn = connect_saddle(model, theta0, 2.0 * evecs[:, neg], lambda s: seen.append(s.clone()) or "ran", eps=eps)
+    assert conn.results == "ran" and torch.equal(seen[0], conn.starts)
+    assert conn.starts.shape == (2 * m, spec.P) and conn.starts.dtype == torch.float64
+    np.testing.assert_array_equal(conn.directions, [[j, s] for j in range(m) for s in (1, -1)])
+    for j in range(m):  # unit-normalised: the factor 2 above is removed
+        torch.testing.assert_close(conn.starts[2 * j], eps * evecs[:, neg][:, j], rtol=0, atol=1e-15)
+        torch.testing.assert_close(conn.starts[2 * j + 1], -eps * evecs[:, neg][:, j], rtol=0, atol=1e-15)
+    assert conn.saddle_loss == pytest.approx(np.log(3), rel=1e-15)
+    # gradient zero at the saddle: L(±εv) = L + ε²λ_j/2 + O(ε³)
+    predicted = conn.saddle_loss + 0.5 * eps ** 2 * np.repeat(evals[neg].numpy(), 2)
+    np.testing.assert_allclose(conn.start_loss - conn.saddle_loss, predicted - conn.saddle_loss, rtol=1e-2)
+    assert np.all(conn.start_loss < conn.saddle_loss)
+
+    targets = [(7, 0.25, "converged") if r % 2 == 0 else (None, None, "max_iter") for r in range(2 * m)]
+    edges = conn.edges(3, targets, eigenvalues=evals[neg].tolist())
+    assert edges[0] == {"saddle_id": 3, "direction": 0, "sign": 1, "target_id": 7, "eps": eps,
+                        "eigenvalue": float(evals[neg][0]), "barrier": conn.saddle_loss - 0.25,
+                        "stop_reason": "converged"}
+    assert edges[1]["target_id"] is None and edges[1]["barrier"] is None and edges[1]["sign"] == -1
+    with pytest.raises(ValueError, match="targets"):
+        conn.edges(3, targets[:-1])
+    empty = connect_saddle(model, theta0, torch.zeros(spec.P, 0), lambda s: tuple(s.shape))
+    assert empty.results == (0, spec.P) and empty.directions.shape == (0, 2) and empty.start_loss.shape == (0,)
+    with pytest.raises(ValueError, match="zero column"):
+        connect_saddle(model, theta0, torch.zeros(spec.P, 1), lambda s: None)
+
+
+def test_graph_from_store(tmp_path):
+    rng = np.random.default_rng(0)
+    pts = [{**p, "grad_norm": 1e-12, "fingerprint": {"loss": p["loss"]}, "params": rng.standard_normal(3)}
+           for p in _points()]
+    trajs = [{"idx": i, "seed": i, "stop_reason": "converged", "certified": True, "point_id": pid}
+             for i, pid in enumerate(p for p, c in COUNTS.items() for _ in range(c))]
+    trajs += [{"idx": 10 + k, "seed": 10 + k, "stop_reason": "max_iter", "certified": False} for k in range(2)]
+    with StudyStore.create(tmp_path / "s", {"seed": 0}) as st:
+        st.commit_unit(0, trajs, pts, _edges())
+        G = graph_from_store(st)
+    ref = basin_graph(_points(), _edges(), COUNTS, N_STARTS)
+    assert dict(G.nodes(data=True)) == dict(ref.nodes(data=True))
+    assert sorted(G.edges(keys=True)) == sorted(ref.edges(keys=True))

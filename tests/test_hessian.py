@@ -1,0 +1,154 @@
+"""Hessian eigen-analysis: dense vs HVP vs Lanczos, symmetry zero modes, index/nullity/type."""
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ortho_group
+
+from landscape import theory as T
+from landscape.hessian import (analyse_hessian, apply_gauge, dense_hessian, gauge_interfaces,
+                               hessian_operator, relabel_classes, symmetry_space)
+from landscape.model import DeepUFM, ModelSpec
+
+SYM_RESID_ATOL = 1e-12     # ‖H q‖ for symmetry tangents q at exact balanced critical points
+LANCZOS_ATOL = 1e-10       # dense vs Lanczos eigenvalue agreement
+
+
+def large_dnc(spec):
+    return T.dnc_point(spec, T.dnc_scale_roots(spec.K, spec.n, spec.L, spec.lam)[-1])
+
+
+def small_dnc(spec):
+    return T.dnc_point(spec, T.dnc_scale_roots(spec.K, spec.n, spec.L, spec.lam)[0])
+
+
+@pytest.mark.parametrize("L, lams", [(2, None), (3, None), (2, (2e-3, 5e-3, 7e-3))])
+def test_origin_hessian_is_lambda_identity(L, lams):
+    """MODEL.md §6: at θ = 0 with L ≥ 2 the Hessian is exactly diag(λ_l I) (λ·I for equal λ)."""
+    spec = ModelSpec(K=3, n=2, d=4, L=L, lam=1e-3) if lams is None else \
+        ModelSpec(K=3, n=2, d=4, L=L, lam_H=lams[0], lam_W=lams[1:])
+    H = dense_hessian(spec, np.zeros(spec.P))
+    expected = np.concatenate([np.full(r * c, lam) for (r, c), lam in zip(spec.shapes, spec.lambdas)])
+    np.testing.assert_array_equal(H, np.diag(expected))
+    rep = analyse_hessian(spec, np.zeros(spec.P))
+    assert (rep.index, rep.nullity, rep.symmetry_zero_modes, rep.type) == (0, 0, 0, "minimum")
+    assert rep.smallest_nonzero_eigenvalue == min(spec.lambdas)
+
+
+def test_dense_hessian_matches_hvp():
+    spec = ModelSpec(K=3, n=2, d=4, L=3, lam=1e-2)
+    rng = np.random.default_rng(0)
+    th = rng.normal(size=spec.P)
+    V = rng.normal(size=(spec.P, 3))
+    H = dense_hessian(spec, th)
+    hv = DeepUFM(spec).hvp(torch.tensor(th).expand(3, -1).contiguous(), torch.tensor(V.T)).numpy().T
+    np.testing.assert_allclose(H @ V, hv, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(hessian_operator(spec, th).matmat(V), hv, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("K, n, d, L, lam", [(3, 2, 3, 2, 1e-3), (4, 2, 4, 2, 1e-3), (3, 2, 5, 3, 1e-3),
+                                            (4, 1, 6, 2, 1e-2), (3, 1, 4, 4, 1e-2), (5, 1, 6, 2, 1e-3)])
+def test_dnc_nullity_equals_gauge_orbit_dimension(K, n, d, L, lam):
+    """MODEL.md §5: at the DNC points (both roots) nullity = L·(r·d − r(r+1)/2), r = K−1, and every
+    symmetry tangent is in the Hessian's null space."""
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    expected = T.gauge_orbit_dimension(L, K - 1, d)
+    for th in (small_dnc(spec), large_dnc(spec)):
+        rep = analyse_hessian(spec, th)
+        assert rep.symmetry_zero_modes == expected
+        assert rep.nullity == expected and rep.excess_zero_modes == 0
+        assert rep.symmetry_residual < SYM_RESID_ATOL and rep.symmetry_verified
+
+
+def test_symmetry_dimension_formula_at_pairing_and_generic_points():
+    """Tangent span dimension by SVD equals L·(r·d − r(r+1)/2): rank r = K/2 at the pairing point,
+    r = d (full gauge, L·d(d−1)/2) at a generic point; with ReLU only H₁|W₁ remains."""
+    spec = ModelSpec(K=4, n=2, d=5, L=3, lam=1e-3)
+    beta = T.pairing_scales(4, 2, 3, 1e-3)[-1]
+    assert symmetry_space(spec, T.pairing_point(spec, beta)).dimension == T.gauge_orbit_dimension(3, 2, 5)
+    th = np.random.default_rng(1).normal(size=spec.P)
+    assert symmetry_space(spec, th).dimension == 3 * 5 * 4 // 2
+    relu = ModelSpec(K=4, n=2, d=5, L=3, lam=1e-3, activation="relu")
+    assert gauge_interfaces(relu) == [0]
+    assert symmetry_space(relu, th).dimension == 5 * 4 // 2
+
+
+def test_large_root_dnc_is_minimum_small_root_is_saddle():
+    """Theorem 4 (MODEL.md §6): the large-α DNC point at small λ has index 0; the small root near the
+    origin has negative curvature."""
+    for K, n, d, L in [(4, 2, 4, 2), (3, 2, 5, 3)]:
+        spec = ModelSpec(K=K, n=n, d=d, L=L, lam=1e-3)
+        big = analyse_hessian(spec, large_dnc(spec))
+        assert big.index == 0 and big.type == "minimum" and big.strict
+        small = analyse_hessian(spec, small_dnc(spec))
+        assert small.index > 0 and small.type == "saddle"
+
+
+def test_default_tau_separates_symmetry_modes_from_genuine_modes():
+    """Zero modes ≤ 1e-14, genuine modes ≥ λ/2 at DNC points: τ = 1e-3·λ sits between by ≥ 1e8."""
+    for K, n, d, L, lam in [(4, 2, 4, 2, 1e-3), (3, 2, 5, 3, 1e-4), (4, 1, 6, 2, 1e-2)]:
+        spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+        for th in (small_dnc(spec), large_dnc(spec)):
+            rep = analyse_hessian(spec, th)
+            ev = np.abs(rep.spectrum)
+            assert rep.tau == pytest.approx(1e-3 * lam)
+            assert np.sort(ev)[rep.nullity - 1] < 1e-14
+            assert np.sort(ev)[rep.nullity] > lam / 2
+
+
+def test_l1_ce_optimum_is_minimum_without_excess_zero_modes():
+    """MODEL.md §6 oracle K=5, n=3, λ_W=3e-3, λ_H=1e-2: α* ≈ 4.619164, loss 0.213971044560325."""
+    spec = ModelSpec(K=5, n=3, d=6, L=1, lam_W=3e-3, lam_H=1e-2)
+    a, loss = T.l1_ce_optimum(5, 3, 3e-3, 1e-2)
+    th = T.dnc_point(spec, a)
+    assert float(DeepUFM(spec).loss(torch.tensor(th))) == pytest.approx(0.213971044560325, abs=1e-13)
+    rep = analyse_hessian(spec, th)
+    assert rep.type == "minimum" and rep.excess_zero_modes == 0
+    assert rep.nullity == T.gauge_orbit_dimension(1, 4, 6)
+
+
+def test_l1_origin_saddle_and_degenerate_threshold():
+    """L = 1 origin: Hessian eigenvalues λ ± 1/(K√n) on (K−1)·d directions, so it is a strict saddle of
+    index (K−1)·d when λ√n < 1/K and a degenerate case (index 0, (K−1)·d excess zero modes) at
+    λ√n = 1/K exactly."""
+    K, n, d = 3, 4, 4
+    spec = ModelSpec(K=K, n=n, d=d, L=1, lam=0.05)
+    rep = analyse_hessian(spec, np.zeros(spec.P))
+    assert (rep.index, rep.nullity, rep.type, rep.strict) == ((K - 1) * d, 0, "saddle", True)
+    assert rep.spectrum[0] == pytest.approx(0.05 - 1 / (K * np.sqrt(n)), abs=1e-15)
+    crit = ModelSpec(K=K, n=n, d=d, L=1, lam=1 / (K * np.sqrt(n)))
+    rep = analyse_hessian(crit, np.zeros(crit.P))
+    assert (rep.index, rep.nullity, rep.symmetry_zero_modes) == (0, (K - 1) * d, 0)
+    assert rep.type == "degenerate_minimum_or_saddle" and not rep.strict
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_index_and_nullity_invariant_under_gauge_and_relabelling(seed):
+    rng = np.random.default_rng(seed)
+    spec = ModelSpec(K=4, n=2, d=5, L=2, lam=1e-3)
+    beta = T.pairing_scales(4, 2, 2, 1e-3)
+    for th in (small_dnc(spec), large_dnc(spec), T.pairing_point(spec, beta[0]), T.pairing_point(spec, beta[-1])):
+        ref = analyse_hessian(spec, th)
+        rot = {i: ortho_group.rvs(spec.d, random_state=rng) for i in gauge_interfaces(spec)}
+        moved = relabel_classes(spec, apply_gauge(spec, th, rot), rng.permutation(spec.K))
+        rep = analyse_hessian(spec, moved)
+        assert (rep.index, rep.nullity, rep.symmetry_zero_modes, rep.type) == \
+            (ref.index, ref.nullity, ref.symmetry_zero_modes, ref.type)
+        np.testing.assert_allclose(rep.spectrum, ref.spectrum, atol=1e-12)
+
+
+@pytest.mark.parametrize("which", ["saddle", "minimum"])
+def test_lanczos_agrees_with_dense(which):
+    spec = ModelSpec(K=4, n=2, d=5, L=2, lam=1e-3)
+    th = small_dnc(spec) if which == "saddle" else large_dnc(spec)
+    k = 8
+    dense = analyse_hessian(spec, th)
+    lan = analyse_hessian(spec, th, dense_limit=spec.P - 1, lanczos_k=k)
+    assert lan.method == "lanczos" and lan.lanczos_converged
+    for f in ("index", "nullity", "symmetry_zero_modes", "excess_zero_modes", "type"):
+        assert getattr(lan, f) == getattr(dense, f), f
+    ev = dense.spectrum
+    np.testing.assert_allclose(lan.parts["most_negative"], ev[:k], atol=LANCZOS_ATOL)
+    np.testing.assert_allclose(lan.parts["largest"], ev[-k:], atol=LANCZOS_ATOL)
+    net = np.sort(np.abs(ev))[dense.symmetry_zero_modes:dense.symmetry_zero_modes + k]
+    np.testing.assert_allclose(np.sort(np.abs(lan.parts["smallest_magnitude"])), net, atol=LANCZOS_ATOL)
+    assert lan.smallest_nonzero_eigenvalue == pytest.approx(dense.smallest_nonzero_eigenvalue, abs=LANCZOS_ATOL)

@@ -1,0 +1,120 @@
+"""The objective: validation, exact gradients and Hessian-vector products (finite differences)."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_close
+from landscape.model import DeepUFM, ModelSpec, SpecError
+
+CASES = [  # (K, n, d, L, activation, loss)
+    (3, 2, 4, 1, "linear", "ce"),
+    (4, 2, 5, 2, "linear", "ce"),
+    (3, 3, 4, 3, "linear", "mse"),
+    (4, 1, 6, 2, "relu", "ce"),
+    (3, 2, 5, 3, "relu", "mse"),
+    (5, 2, 5, 4, "linear", "ce"),
+]
+
+
+def _point(model, seed, relu_margin=2e-3):
+    """A random θ (1, P); for ReLU resampled until every pre-activation is ≥ relu_margin from 0."""
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(200):
+        th = torch.randn(1, model.P, generator=g, dtype=torch.float64)
+        pre = model.forward(th)[0][1:]
+        if not pre or min(float(h.abs().min()) for h in pre) > relu_margin:
+            return th
+    raise RuntimeError("no point away from ReLU kinks")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gradient_matches_central_differences(case):
+    K, n, d, L, act, loss = case
+    m = DeepUFM(ModelSpec(K=K, n=n, d=d, L=L, activation=act, loss=loss, lam=3e-2))
+    th = _point(m, seed=1)
+    _, g = m.loss_and_grad(th)
+    h = 1e-6
+    E = torch.eye(m.P, dtype=torch.float64)
+    fd = (m.loss(th + h * E) - m.loss(th - h * E)) / (2 * h)  # all P directions as one batch
+    assert_close(g[0], fd, atol=1e-7, rtol=1e-6, what=f"grad vs FD {case}")
+    assert_close(g, m.grad_autograd(th), atol=1e-13, rtol=1e-12, what="grad vs autograd")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_hvp_matches_central_differences_of_gradient(case):
+    K, n, d, L, act, loss = case
+    m = DeepUFM(ModelSpec(K=K, n=n, d=d, L=L, activation=act, loss=loss, lam=3e-2))
+    th = _point(m, seed=2)
+    v = torch.randn(1, m.P, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    h = 1e-5 if act == "linear" else 1e-7
+    fd = (m.grad(th + h * v) - m.grad(th - h * v)) / (2 * h)
+    hv = m.hvp(th, v)
+    assert_close(hv, fd, atol=2e-6 * float(fd.abs().max()), what=f"HVP vs FD {case}")
+    H = m.hessian(th[0])
+    assert_close(H @ v[0], hv[0], atol=1e-11, what="dense Hessian vs HVP")
+    assert_close(H, H.T, atol=0, what="symmetric")
+
+
+def test_losses_follow_model_conventions():
+    """Hand-computed objective at a tiny point: mean CE over class-ordered columns, λ/2 per factor."""
+    spec = ModelSpec(K=2, n=2, d=2, L=1, lam=0.1)
+    m = DeepUFM(spec)
+    H1 = torch.tensor([[1.0, 2.0, 0.0, -1.0], [0.0, 1.0, 1.0, 0.5]])
+    W1 = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    th = m.flatten([H1[None], W1[None]])
+    Z = W1 @ H1
+    y = torch.tensor([0, 0, 1, 1])  # class-ordered: sample index fastest
+    ce = (torch.logsumexp(Z, 0) - Z[y, torch.arange(4)]).mean()
+    expected = ce + 0.05 * (H1.pow(2).sum() + W1.pow(2).sum())
+    assert_close(m.loss(th), expected, atol=1e-15, what="CE objective")
+    mse = DeepUFM(ModelSpec(K=2, n=2, d=2, L=1, lam=0.1, loss="mse"))
+    Y = torch.tensor([[1.0, 1, 0, 0], [0, 0, 1, 1]])
+    assert_close(mse.loss(th), ((Z - Y) ** 2).sum() / 8 + 0.05 * (H1.pow(2).sum() + W1.pow(2).sum()),
+                 atol=1e-15, what="MSE objective")
+
+
+def test_relu_not_applied_to_features_or_logits():
+    """With ReLU, L=1 is Z = W₁H₁ (no σ anywhere), and negative logits survive for L=2."""
+    lin = DeepUFM(ModelSpec(K=3, n=2, d=3, L=1))
+    relu = DeepUFM(ModelSpec(K=3, n=2, d=3, L=1, activation="relu"))
+    th = torch.randn(2, lin.P, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(lin.loss(th), relu.loss(th))
+    r2 = DeepUFM(ModelSpec(K=3, n=2, d=3, L=2, activation="relu"))
+    th2 = torch.randn(1, r2.P, generator=torch.Generator().manual_seed(1))
+    assert float(r2.logits(th2).min()) < 0
+
+
+def test_per_factor_lambda():
+    spec = ModelSpec(K=3, n=2, d=4, L=2, lam=1e-3, lam_H=2e-3, lam_W=(3e-3, 4e-3))
+    assert spec.lambdas == (2e-3, 3e-3, 4e-3) and spec.lambda_convention == "per-factor"
+    assert ModelSpec(K=3, n=2, d=4, L=2, lam_W=5e-3).lambdas == (1e-3, 5e-3, 5e-3)
+    m = DeepUFM(spec)
+    th = torch.randn(1, m.P, generator=torch.Generator().manual_seed(0))
+    F = m.factors(th)
+    reg = sum(0.5 * l * float((f ** 2).sum()) for l, f in zip(spec.lambdas, F))
+    assert_close(float(m.reg_loss(th)), reg, rtol=1e-14, what="per-factor regulariser")
+
+
+def test_rows_of_a_batch_are_independent():
+    """A NaN row does not change the loss or gradient of any other row."""
+    m = DeepUFM(ModelSpec(K=3, n=2, d=4, L=3))
+    th = torch.randn(3, m.P, generator=torch.Generator().manual_seed(0))
+    l0, g0 = m.loss_and_grad(th)
+    th_bad = th.clone()
+    th_bad[1, 5] = float("nan")
+    l1, g1 = m.loss_and_grad(th_bad)
+    assert torch.isnan(l1[1]) and torch.equal(l1[[0, 2]], l0[[0, 2]]) and torch.equal(g1[[0, 2]], g0[[0, 2]])
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(K=1, n=2, d=4, L=1), "K"), (dict(K=3, n=0, d=4, L=1), "n"), (dict(K=3, n=2, d=2, L=1), "d"),
+    (dict(K=3, n=2, d=4, L=0), "L"), (dict(K=3, n=2, d=4, L=1, lam=0.0), "lambda"),
+    (dict(K=3, n=2, d=4, L=1, lam=float("inf")), "lambda"), (dict(K=3, n=2, d=4, L=1, lam_H=-1), "lambda_H"),
+    (dict(K=3, n=2, d=4, L=2, lam_W=(1e-3,)), "lambda_W"), (dict(K=3, n=2, d=4, L=1, activation="tanh"), "activation"),
+    (dict(K=3, n=2, d=4, L=1, loss="hinge"), "loss"), (dict(K=3.0, n=2, d=4, L=1), "K"),
+])
+def test_bad_spec_names_the_field_and_range(kwargs, field):
+    with pytest.raises(SpecError) as e:
+        ModelSpec(**kwargs)
+    msg = str(e.value)
+    assert msg.startswith(field) and ("must" in msg)

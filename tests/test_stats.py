@@ -1,0 +1,86 @@
+"""Basin fractions, Wilson intervals, Good–Turing unseen mass and the accumulation curve."""
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from landscape.stats import accumulation_curve, basin_fractions, good_turing_unseen, wilson_interval
+
+PROV = {"engine": "gd", "step": "lr=0.5", "init": "gaussian(scale_H=1, scale_W=1)"}
+
+
+def _wilson_by_hand(k, n, z):
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(3, 10)
+    assert (lo, hi) == pytest.approx((0.1077912674, 0.6032218525), abs=1e-9)  # tabulated 3/10
+    z = norm.ppf(0.975)
+    for k, n in [(3, 10), (1, 7), (50, 100), (999, 1000)]:
+        assert wilson_interval(k, n) == pytest.approx(_wilson_by_hand(k, n, z), abs=1e-12)
+    # 0 of n: lower bound 0, upper z²/(n + z²)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, z * z / (10 + z * z)), abs=1e-12)
+    assert wilson_interval(3, 10, confidence=0.99) == pytest.approx(_wilson_by_hand(3, 10, norm.ppf(0.995)), abs=1e-12)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+POINTS = [{"id": 0, "kind": "minimum", "label": "DNC", "loss": 0.02},
+          {"id": 1, "kind": "minimum", "label": "pairs", "loss": 0.01},
+          {"id": 2, "kind": "minimum", "label": "pairs", "loss": 0.011},
+          {"id": 3, "kind": "saddle", "label": None, "loss": 0.5},
+          {"id": 4, "kind": "minimum", "label": "DNC", "loss": 0.03}]  # never reached
+
+
+def _trajectories():
+    reached = [0] * 5 + [1] * 2 + [2] + [3] + [None] * 3
+    reasons = ["converged"] * 9 + ["max_iter", "max_iter", "diverged"]
+    order = np.random.default_rng(0).permutation(12)  # index order differs from list order
+    return [{"idx": int(order[k]), "point_id": reached[k], "stop_reason": reasons[k]} for k in range(12)]
+
+
+def test_basin_fractions_hand_made():
+    r = basin_fractions(_trajectories(), POINTS, PROV)
+    assert r["provenance"] == PROV and r["n_starts"] == 12 and r["n_certified"] == 9
+    rows = [(p["point_id"], p["count"], p["label"]) for p in r["points"]]
+    assert rows == [(0, 5, "DNC"), (1, 2, "pairs"), (2, 1, "pairs"), (3, 1, None)]
+    assert r["points"][0]["fraction"] == 5 / 12
+    assert (r["points"][0]["ci_low"], r["points"][0]["ci_high"]) == wilson_interval(5, 12)
+    labels = [(g["kind"], g["label"], g["n_points"], g["count"]) for g in r["labels"]]
+    assert labels == [("minimum", "DNC", 1, 5), ("minimum", "pairs", 2, 3), ("saddle", None, 1, 1)]
+    assert r["labels"][1]["fraction"] == 3 / 12
+    unc = [(u["stop_reason"], u["count"], u["fraction"]) for u in r["uncertified"]]
+    assert unc == [("max_iter", 2, 2 / 12), ("diverged", 1, 1 / 12)]
+    # nothing dropped: every start is in exactly one row
+    assert sum(p["count"] for p in r["points"]) + sum(u["count"] for u in r["uncertified"]) == 12
+    # minima seen once: only point 2 (the saddle seen once is not a minimum) → 1/12
+    assert r["unseen"] == {"estimate": 1 / 12, "n1": 1, "n2": 1, "n": 12}
+
+
+def test_basin_fractions_checks_inputs():
+    with pytest.raises(ValueError, match="provenance lacks \\['step'\\]"):
+        basin_fractions(_trajectories(), POINTS, {"engine": "gd", "init": "gaussian"})
+    with pytest.raises(ValueError, match="not among the points"):
+        basin_fractions([{"idx": 0, "point_id": 9, "stop_reason": "converged"}], POINTS, PROV)
+    empty = basin_fractions([], POINTS, PROV)
+    assert empty["n_starts"] == 0 and empty["points"] == [] and math.isnan(empty["unseen"]["estimate"])
+
+
+def test_good_turing():
+    assert good_turing_unseen([1, 1, 2, 5], 10) == {"estimate": 0.2, "n1": 2, "n2": 1, "n": 10}
+    assert good_turing_unseen([3, 4], 7)["estimate"] == 0.0
+
+
+def test_accumulation_curve_in_index_order():
+    trajs = [{"idx": 4, "point_id": 1}, {"idx": 0, "point_id": 0}, {"idx": 2, "point_id": None},
+             {"idx": 1, "point_id": 3}, {"idx": 3, "point_id": 0}, {"idx": 5, "point_id": 2}]
+    c = accumulation_curve(trajs, POINTS)
+    np.testing.assert_array_equal(c["n_trajectories"], [1, 2, 3, 4, 5, 6])
+    # idx 0 → min 0 (1), idx 1 → saddle (1), idx 2 → none (1), idx 3 → min 0 again (1), idx 4 → min 1 (2), idx 5 → 3
+    np.testing.assert_array_equal(c["n_distinct"], [1, 1, 1, 1, 2, 3])
+    c2 = accumulation_curve(trajs, POINTS, species_kinds=("minimum", "saddle"))
+    np.testing.assert_array_equal(c2["n_distinct"], [1, 2, 2, 2, 3, 4])
