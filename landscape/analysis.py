@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import theory
-from .hessian import (DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K, DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL,
+from .hessian import (DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K, DEFAULT_LANCZOS_SEED, DEFAULT_LANCZOS_TOL, DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL,
                       DEFAULT_TAU_REL, HessianReport, analyse_hessian)
 from .model import DeepUFM, ModelSpec
 from .structure import (DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL,
@@ -75,7 +75,8 @@ class PointAnalysis:
             "hessian": h.to_dict(), "structure": s.to_dict(),
             "thresholds": {"tau": h.tau, "tau_rel": h.tau_rel, "noise_mult": h.noise_mult,
                            "tau_source": h.tau_source, "symmetry_rtol": h.symmetry_rtol,
-                           "dense_limit": h.dense_limit, "lanczos_k": h.lanczos_k, **s.thresholds},
+                           "dense_limit": h.dense_limit, "lanczos_k": h.lanczos_k, "lanczos_tol": h.lanczos_tol,
+                           "lanczos_seed": h.lanczos_seed, **s.thresholds},
         }
 
     def format_text(self) -> str:
@@ -153,13 +154,14 @@ def theory_match(spec: ModelSpec, structure: StructureReport, loss: float) -> di
 
 def analyse_point(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel: float = DEFAULT_TAU_REL,
                   noise_mult: float = DEFAULT_NOISE_MULT, dense_limit: int = DEFAULT_DENSE_LIMIT,
-                  lanczos_k: int = DEFAULT_LANCZOS_K, symmetry_rtol: float = DEFAULT_SYMMETRY_RTOL,
+                  lanczos_k: int = DEFAULT_LANCZOS_K, lanczos_tol: float = DEFAULT_LANCZOS_TOL,
+                  lanczos_seed: int = DEFAULT_LANCZOS_SEED, symmetry_rtol: float = DEFAULT_SYMMETRY_RTOL,
                   rank_rtol: float = DEFAULT_RANK_RTOL, pattern_rtol: float = DEFAULT_PATTERN_RTOL,
                   collapse_tol: float = DEFAULT_COLLAPSE_TOL, zero_atol: float = DEFAULT_ZERO_ATOL) -> PointAnalysis:
     """Analyse one point θ, a float64 torch tensor or numpy array of shape (P,), in float64.
 
-    Hessian thresholds (tau, tau_rel, noise_mult, dense_limit, lanczos_k, symmetry_rtol) are those
-    of :func:`landscape.hessian.analyse_hessian`; structure thresholds (rank_rtol, pattern_rtol,
+    Hessian thresholds (tau, tau_rel, noise_mult, dense_limit, lanczos_k, lanczos_tol,
+    lanczos_seed, symmetry_rtol) are those of :func:`landscape.hessian.analyse_hessian`; structure thresholds (rank_rtol, pattern_rtol,
     collapse_tol, zero_atol) those of :func:`landscape.structure.analyse_structure`.
     """
     th = theta.detach() if torch.is_tensor(theta) else torch.from_numpy(np.asarray(theta, dtype=np.float64))
@@ -167,7 +169,8 @@ def analyse_point(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel: 
     spec64 = spec if spec.dtype == "float64" else ModelSpec.from_dict({**spec.to_dict(), "dtype": "float64"})
     loss, grad = DeepUFM(spec64).loss_and_grad(th)
     h = analyse_hessian(spec64, th, tau=tau, tau_rel=tau_rel, noise_mult=noise_mult, dense_limit=dense_limit,
-                        lanczos_k=lanczos_k, symmetry_rtol=symmetry_rtol)
+                        lanczos_k=lanczos_k, lanczos_tol=lanczos_tol, lanczos_seed=lanczos_seed,
+                        symmetry_rtol=symmetry_rtol)
     s = analyse_structure(spec64, th, rank_rtol=rank_rtol, pattern_rtol=pattern_rtol,
                           collapse_tol=collapse_tol, zero_atol=zero_atol)
     return PointAnalysis(spec, float(loss), float(grad.norm()), h, s, theory_match(spec64, s, float(loss)))

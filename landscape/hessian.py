@@ -5,17 +5,19 @@ Two paths, chosen by the parameter count P against ``dense_limit``:
 * **dense** (P ≤ dense_limit): the exact Hessian by autodiff (:meth:`DeepUFM.hessian`), full
   spectrum by ``numpy.linalg.eigvalsh``.
 * **Lanczos** (P > dense_limit): the Hessian as a ``scipy.sparse.linalg.LinearOperator`` of exact
-  Hessian-vector products (:meth:`DeepUFM.hvp_operator`) and ARPACK ``eigsh``: the ``k`` most
-  negative eigenvalues (``which='SA'``), the ``k`` largest (``'LA'``) and the ``k`` of smallest
-  magnitude (``'SM'``) of the operator with the symmetry zero modes *deflated* (shifted to the top
-  of the spectrum), so those ``k`` are the smallest-magnitude eigenvalues net of the symmetry.
+  Hessian-vector products (:meth:`DeepUFM.hvp_operator`) and ARPACK ``eigsh``: the ``k`` largest
+  eigenvalues (``which='LA'``), and the ``k`` smallest algebraic (``'SA'``, "most_negative") and
+  ``k`` of smallest magnitude (``'SM'``) of the operator with the symmetry zero modes *deflated*
+  (shifted to the top of the spectrum), so both are net of the symmetry zero modes (which are
+  counted from the symmetry space directly, after checking ‖Hq‖ ≤ τ).
 
 Symmetry zero modes (``shared/docs/MODEL.md`` §5). For each interface i between factor F_i (rows
 of size d) and F_{i+1} (columns of size d) and each antisymmetric A ∈ so(d), the gauge tangent is
 δF_i = A F_i, δF_{i+1} = −F_{i+1} A (the derivative of F_i → O F_i, F_{i+1} → F_{i+1} Oᵀ at O = I).
 The linear model has L interfaces (H₁|W₁, W₁|W₂, …, W_{L−1}|W_L); with ReLU only H₁|W₁ is a
-continuous symmetry. The span of all L·d(d−1)/2 tangents is computed by SVD (its numerical rank
-under ``symmetry_rtol``) rather than assumed; at a linear critical point of rank r it equals
+continuous symmetry. The span of the tangents (generators that provably give zero dropped, see
+:func:`symmetry_tangents`) is computed by SVD (its numerical rank under ``symmetry_rtol``) rather
+than assumed; at a linear critical point of rank r it equals
 L·(r·d − r(r+1)/2). At a critical point these vectors are in the Hessian's null space; the
 residual max‖H q‖ over an orthonormal basis q of the span is reported.
 
@@ -42,6 +44,8 @@ DEFAULT_TAU_REL = 1e-3
 DEFAULT_NOISE_MULT = 1e4
 DEFAULT_SYMMETRY_RTOL = 1e-8
 DEFAULT_LANCZOS_K = 20
+DEFAULT_LANCZOS_TOL = 1e-10
+DEFAULT_LANCZOS_SEED = 0
 
 TYPES = ("minimum", "degenerate_minimum_or_saddle", "saddle")
 
@@ -198,6 +202,8 @@ class HessianReport:
     nullity_is_lower_bound: bool = False
     lanczos_k: int | None = None
     lanczos_converged: bool | None = None
+    lanczos_tol: float | None = None
+    lanczos_seed: int | None = None
     dense_limit: int = DEFAULT_DENSE_LIMIT
 
     @property
@@ -217,7 +223,7 @@ class HessianReport:
                 "smallest_nonzero_eigenvalue", "largest_eigenvalue", "largest_zero_magnitude", "tau",
                 "tau_rel", "noise_mult", "tau_source", "symmetry_rtol", "symmetry_gap",
                 "symmetry_residual", "symmetry_verified", "index_is_lower_bound",
-                "nullity_is_lower_bound", "lanczos_k", "lanczos_converged", "dense_limit")
+                "nullity_is_lower_bound", "lanczos_k", "lanczos_converged", "lanczos_tol", "lanczos_seed", "dense_limit")
         out = {k: _json_float(getattr(self, k)) for k in keys}
         out["description"] = self.description
         return out
@@ -240,21 +246,27 @@ def default_tau(spec: ModelSpec, spectral_radius: float, tau_rel: float = DEFAUL
     return max(tau_rel * min(spec.lambdas), noise_mult * np.finfo(np.float64).eps * spectral_radius)
 
 
-def _eigsh(op, k, which, ncv):
-    """eigsh to machine precision; on non-convergence keep the converged pairs and say so."""
+def _eigsh(op, k, which, ncv, tol, seed):
+    """eigsh with ARPACK relative tolerance ``tol`` from a start vector drawn with ``seed`` (ARPACK's
+    own start is unseeded); on non-convergence keep the converged pairs and say so (the report's
+    ``lanczos_converged`` is then False)."""
+    v0 = np.random.default_rng(seed).standard_normal(op.shape[0])
     try:
-        return np.sort(eigsh(op, k=k, which=which, ncv=ncv, tol=0.0, return_eigenvectors=False)), True
+        return np.sort(eigsh(op, k=k, which=which, ncv=ncv, tol=tol, v0=v0, return_eigenvectors=False)), True
     except ArpackNoConvergence as exc:
         return np.sort(np.asarray(exc.eigenvalues, dtype=np.float64)), False
 
 
 def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel: float = DEFAULT_TAU_REL,
                     noise_mult: float = DEFAULT_NOISE_MULT, dense_limit: int = DEFAULT_DENSE_LIMIT,
-                    lanczos_k: int = DEFAULT_LANCZOS_K,
-                    symmetry_rtol: float = DEFAULT_SYMMETRY_RTOL) -> HessianReport:
+                    lanczos_k: int = DEFAULT_LANCZOS_K, lanczos_tol: float = DEFAULT_LANCZOS_TOL,
+                    lanczos_seed: int = DEFAULT_LANCZOS_SEED, symmetry_rtol: float = DEFAULT_SYMMETRY_RTOL) -> HessianReport:
     """Index, nullity, symmetry and excess zero modes and type of the point θ (P,).
 
-    Dense when P ≤ ``dense_limit``, else Lanczos with ``lanczos_k`` eigenvalues per subset.
+    Dense when P ≤ ``dense_limit``, else Lanczos with ``lanczos_k`` eigenvalues per subset, each
+    to ARPACK relative tolerance ``lanczos_tol`` (the most negative and the smallest-magnitude ones
+    from the symmetry-deflated operator, whose symmetry directions are moved to 2ρ+1; a cluster of
+    exact symmetry zeros would otherwise stall ARPACK).
     ``tau=None`` uses :func:`default_tau`. Nullity = #{|μ| ≤ τ}; excess = nullity − symmetry
     dimension; ``strict`` is True when there are no excess zero modes.
     """
@@ -281,12 +293,9 @@ def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel
         op = hessian_operator(spec, theta)
         k = int(min(lanczos_k, P - 2))
         ncv = int(min(P, max(2 * k + 1, 40)))
-        neg, c1 = _eigsh(op, k, "SA", ncv)
-        big, c2 = _eigsh(op, k, "LA", ncv)
-        rho = float(max(abs(neg[0]), abs(big[-1])))
-        t = default_tau(spec, rho, tau_rel, noise_mult) if tau is None else float(tau)
+        big, c2 = _eigsh(op, k, "LA", ncv, lanczos_tol, lanczos_seed)
         Q = sym.basis
-        shift = 2.0 * rho + 1.0
+        shift = 2.0 * abs(big[-1]) + 1.0
 
         def deflated(V):
             V = V.reshape(P, -1)
@@ -295,7 +304,10 @@ def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel
             return HW - Q @ (Q.T @ HW) + shift * (Q @ (Q.T @ V))
 
         dop = LinearOperator((P, P), matvec=lambda v: deflated(v).reshape(-1), matmat=deflated, dtype=np.float64)
-        small, c3 = _eigsh(dop, k, "SM", ncv)
+        neg, c1 = _eigsh(dop, k, "SA", ncv, lanczos_tol, lanczos_seed)
+        rho = float(max(abs(neg[0]), abs(big[-1])))
+        t = default_tau(spec, rho, tau_rel, noise_mult) if tau is None else float(tau)
+        small, c3 = _eigsh(dop, k, "SM", ncv, lanczos_tol, lanczos_seed)
         small = small[np.argsort(np.abs(small), kind="stable")]
         resid = float(np.linalg.norm(op.matmat(Q), axis=0).max()) if s else 0.0
         index = int(np.sum(neg < -t))
@@ -322,6 +334,8 @@ def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel
     rep.symmetry_residual = resid
     rep.symmetry_verified = bool(resid <= t)
     rep.lanczos_k, rep.lanczos_converged, rep.dense_limit = k, converged, dense_limit
+    rep.lanczos_tol = None if k is None else lanczos_tol
+    rep.lanczos_seed = None if k is None else lanczos_seed
     return rep
 
 

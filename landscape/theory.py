@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq, minimize_scalar
+from scipy.optimize import brentq
 
 from .model import ModelSpec
 
@@ -96,7 +96,7 @@ def balanced_point(spec: ModelSpec, Zbar: np.ndarray, rotations=None) -> np.ndar
     and the product W_L⋯W₁H₁ is exactly Z. Hidden bases are the first r coordinate directions,
     optionally rotated by ``rotations`` (L orthogonal d×d matrices, one per interface).
     """
-    K, n, d, L = spec.K, spec.n, spec.d, spec.L
+    n, d, L = spec.n, spec.d, spec.L
     Z = np.kron(np.asarray(Zbar, dtype=float), np.ones((1, n)))
     U, s, Vt = np.linalg.svd(Z, full_matrices=False)
     r = int(np.sum(s > s[0] * 1e-12)) if s[0] > 0 else 0
