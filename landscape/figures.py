@@ -1,0 +1,478 @@
+"""Interactive Plotly figures of a study: basins, disconnectivity graph, spectra, structure, sweeps.
+
+Every function takes plain inputs (dicts, lists, numpy arrays: the layouts of ``summary.json``,
+``tree.json``, ``spectra.npz`` and ``prevalence.csv``, documented per function) and returns a
+:class:`plotly.graph_objects.Figure`; :mod:`landscape.report` reads a results folder and calls them.
+
+Conventions shared by all figures:
+
+* **Fractions** are of *all* starts of the study (uncertified starts included in the
+  denominator, never dropped), with the Wilson interval at the confidence the study used, and
+  every fraction figure names the dynamics that produced it (``dynamics``, e.g.
+  ``"gd(lr=0.5) → newton; init gaussian"``): basin fractions depend on the integrator.
+* **Loss** is the objective of MODEL.md §2: mean cross-entropy (or MSE) plus (λ/2)·Σ‖factor‖²_F.
+* **Colours** follow the structure label (:func:`label_colours`), the same in every figure.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+#: Fixed colours of the labels every study can produce; other labels (block patterns such as
+#: "simplex(3)+pair") take :data:`PALETTE` colours in sorted order.
+FIXED_COLOURS = {"DNC": "#1f77b4", "pairs": "#ff7f0e", "zero": "#7f7f7f", "other": "#8c564b", "None": "#bcbd22"}
+PALETTE = ("#2ca02c", "#9467bd", "#e377c2", "#17becf", "#d62728", "#393b79", "#637939", "#8c6d31",
+           "#843c39", "#7b4173", "#3182bd", "#e6550d")
+UNCERTIFIED_COLOUR = "#c7c7c7"
+#: Default figure height in pixels (the report stacks figures vertically).
+HEIGHT = 460
+
+
+def label_colours(labels: Sequence) -> dict[str, str]:
+    """Colour of each label (str(label); ``None`` becomes "None"): fixed for DNC, pairs, zero,
+    other and None, :data:`PALETTE` in sorted order for the rest (cycling past its length)."""
+    rest = sorted({str(lab) for lab in labels} - set(FIXED_COLOURS))
+    out = {str(lab): FIXED_COLOURS[str(lab)] for lab in labels if str(lab) in FIXED_COLOURS}
+    out.update({lab: PALETTE[i % len(PALETTE)] for i, lab in enumerate(rest)})
+    return out
+
+
+def _label_order(labels: Sequence) -> list[str]:
+    """Labels as strings, fixed ones first (in FIXED_COLOURS order), then sorted."""
+    s = {str(lab) for lab in labels}
+    return [lab for lab in FIXED_COLOURS if lab in s] + sorted(s - set(FIXED_COLOURS))
+
+
+def _provenance(dynamics: str | None, n_trajectories: int | None, confidence: float | None = None) -> str:
+    parts = []
+    if n_trajectories is not None:
+        parts.append(f"fractions of all {n_trajectories} starts")
+    if confidence is not None:
+        parts.append(f"{confidence:.0%} Wilson intervals")
+    parts.append(f"dynamics: {dynamics}" if dynamics else "dynamics: not recorded")
+    return "; ".join(parts)
+
+
+def _title(text: str, subtitle: str | None = None) -> dict:
+    t = {"text": text, "x": 0.0, "xanchor": "left"}
+    if subtitle:
+        t["subtitle"] = {"text": subtitle}
+    return t
+
+
+def _finalise(fig: go.Figure, title: str, subtitle: str | None, height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(title=_title(title, subtitle), height=height, template="plotly_white",
+                      margin={"t": 90, "l": 70, "r": 30, "b": 60}, legend={"title": {"text": "label"}})
+    return fig
+
+
+def _err(frac: Sequence[float], lo: Sequence[float], hi: Sequence[float]) -> dict:
+    f, lo, hi = (np.asarray(v, dtype=float) for v in (frac, lo, hi))
+    return {"type": "data", "symmetric": False, "array": hi - f, "arrayminus": f - lo, "visible": True}
+
+
+def _fmt_rank(rp) -> str:
+    return "(" + ", ".join(str(r) for r in rp) + ")" if rp is not None else "-"
+
+
+def _fmt_ci(p: Mapping) -> str:
+    if p.get("fraction") is None:
+        return "-"
+    return f"{p['fraction']:.4f} [{p['ci_low']:.4f}, {p['ci_high']:.4f}]"
+
+
+# ----- 1. basin fractions ----------------------------------------------------------------------
+def basin_fractions_figure(points: Sequence[Mapping], labels: Sequence[Mapping], *, n_trajectories: int,
+                           dynamics: str | None, uncertified: Sequence[Mapping] = (),
+                           confidence: float = 0.95) -> go.Figure:
+    """Basin fraction of each distinct point (left) and of each label (right), with interval bars.
+
+    ``points``: summary.json ``points`` records (``id``, ``label``, ``loss``, ``basin_count``,
+    ``fraction``, ``ci_low``, ``ci_high``; points no start reached are left out); ``labels``:
+    summary.json ``labels`` records (``label``, ``n_points``, ``count``, ``fraction``, ``ci_low``,
+    ``ci_high``); ``uncertified``: records (``stop_reason``, ``count``, ``fraction``, ``ci_low``,
+    ``ci_high``), drawn in grey on the right. Left: one bar trace per label present among the
+    reached points, bars ordered by descending fraction. Right: one trace for the labels, one for
+    the uncertified starts (when there are any).
+    """
+    reached = sorted((p for p in points if (p.get("basin_count") or 0) > 0),
+                     key=lambda p: (-p["basin_count"], p["id"]))
+    colours = label_colours([p.get("label") for p in reached] + [r.get("label") for r in labels])
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1,
+                        subplot_titles=("per distinct critical point", "per label"))
+    for lab in _label_order([p.get("label") for p in reached]):
+        ps = [p for p in reached if str(p.get("label")) == lab]
+        fig.add_trace(go.Bar(
+            x=[f"#{p['id']}" for p in ps], y=[p["fraction"] for p in ps], name=lab, legendgroup=lab,
+            marker_color=colours[lab], error_y=_err(*zip(*[(p["fraction"], p["ci_low"], p["ci_high"]) for p in ps])),
+            customdata=[[p["basin_count"], p["ci_low"], p["ci_high"], p["loss"]] for p in ps],
+            hovertemplate=("point %{x}<br>fraction %{y:.4f} [%{customdata[1]:.4f}, %{customdata[2]:.4f}]"
+                           "<br>%{customdata[0]} starts<br>loss %{customdata[3]:.10g}<extra>" + lab + "</extra>")),
+            row=1, col=1)
+    fig.update_xaxes(categoryorder="array", categoryarray=[f"#{p['id']}" for p in reached], title_text="point id",
+                     row=1, col=1)
+    labs = sorted(labels, key=lambda r: (-r["count"], str(r.get("label"))))
+    if labs:
+        fig.add_trace(go.Bar(
+            x=[str(r.get("label")) for r in labs], y=[r["fraction"] for r in labs], name="per label",
+            showlegend=False, marker_color=[colours[str(r.get("label"))] for r in labs],
+            error_y=_err([r["fraction"] for r in labs], [r["ci_low"] for r in labs], [r["ci_high"] for r in labs]),
+            customdata=[[r["count"], r["ci_low"], r["ci_high"], r.get("n_points")] for r in labs],
+            hovertemplate=("%{x}<br>fraction %{y:.4f} [%{customdata[1]:.4f}, %{customdata[2]:.4f}]"
+                           "<br>%{customdata[0]} starts, %{customdata[3]} distinct points<extra></extra>")),
+            row=1, col=2)
+    unc = [u for u in uncertified if u["count"] > 0]
+    if unc:
+        fig.add_trace(go.Bar(
+            x=[f"uncertified: {u['stop_reason']}" for u in unc], y=[u["fraction"] for u in unc],
+            name="uncertified", marker_color=UNCERTIFIED_COLOUR, marker_pattern_shape="/",
+            error_y=_err([u["fraction"] for u in unc], [u["ci_low"] for u in unc], [u["ci_high"] for u in unc]),
+            customdata=[[u["count"]] for u in unc],
+            hovertemplate="%{x}<br>fraction %{y:.4f}<br>%{customdata[0]} starts<extra></extra>"), row=1, col=2)
+    fig.update_yaxes(title_text="fraction of starts", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    return _finalise(fig, "Basin fractions", _provenance(dynamics, n_trajectories, confidence))
+
+
+# ----- 2. disconnectivity graph ----------------------------------------------------------------
+def _tree_layout(tree: Mapping) -> dict[str, float]:
+    """x position of every tree node: leaves 0, 1, 2, … in depth-first order from the roots (in
+    ``tree["roots"]`` order, children in their listed order); a merge sits at the midpoint of its
+    outermost children."""
+    nodes = {n["id"]: n for n in tree["nodes"]}
+    x: dict[str, float] = {}
+    leaf = 0
+    for root in tree["roots"]:  # iterative post-order: trees can be as deep as they have minima
+        stack = [(root, False)]
+        while stack:
+            nid, expanded = stack.pop()
+            ch = nodes[nid]["children"]
+            if not ch:
+                x[nid] = float(leaf)
+                leaf += 1
+            elif expanded:
+                xs = [x[c] for c in ch]
+                x[nid] = 0.5 * (min(xs) + max(xs))
+            else:
+                stack.append((nid, True))
+                stack.extend((c, False) for c in reversed(ch))
+    return x
+
+
+def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None = None, *,
+                           n_trajectories: int | None = None, dynamics: str | None = None,
+                           max_width: float = 14.0) -> go.Figure:
+    """Disconnectivity graph of a basin graph: vertical axis loss, leaves the minima.
+
+    ``tree``: the flat JSON of :func:`landscape.graph.tree_to_json` (``roots``, ``nodes`` with
+    ``id``, ``type``, ``level``, ``children``, ``members``, ``basin_count``, ``fraction``,
+    ``point_id``, ``label``, ``saddles``). ``points``: point id → summary.json point record, for
+    the hover text (loss, label, rank pattern, index, fraction ± interval); optional.
+
+    Every branch (child → parent) is drawn as a vertical line from the child's level to the
+    parent's level and a horizontal line to the parent's x; its width is 1 + ``max_width``·(basin
+    fraction of the child's subtree) pixels and its colour the leaf's label (grey above a merge).
+    Each root gets a stub up to the top of the plot. Traces: one line trace per branch and root
+    stub, one marker trace per leaf label, one for the merge nodes (when there are merges). An
+    empty tree gives a figure with no traces and a note saying so.
+    """
+    points = points or {}
+    title = "Disconnectivity graph"
+    sub = ("branch width ∝ basin fraction of the minima below; merges at the loss of the joining saddle; "
+           + _provenance(dynamics, n_trajectories))
+    fig = go.Figure()
+    nodes = {n["id"]: n for n in tree.get("nodes", [])}
+    if not nodes:
+        fig.add_annotation(text="no minima in the basin graph: nothing to draw", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        return _finalise(fig, title, sub)
+    x = _tree_layout(tree)
+    levels = [n["level"] for n in nodes.values()]
+    span = max(levels) - min(levels)
+    top = max(levels) + (0.08 * span if span > 0 else max(1e-3, 0.05 * abs(max(levels))))
+    leaves = [n for n in nodes.values() if n["type"] == "leaf"]
+    colours = label_colours([n.get("label") for n in leaves])
+
+    def width(n) -> float:
+        return 1.0 + max_width * (n["fraction"] or 0.0)
+
+    def colour(n) -> str:
+        return colours[str(n.get("label"))] if n["type"] == "leaf" else "#555555"
+
+    parent = {c: n["id"] for n in nodes.values() for c in n["children"]}
+    for nid in sorted(nodes, key=lambda i: (nodes[i]["level"], i)):
+        n = nodes[nid]
+        if nid in parent:
+            p = nodes[parent[nid]]
+            xs, ys = [x[nid], x[nid], x[p["id"]]], [n["level"], p["level"], p["level"]]
+        else:
+            xs, ys = [x[nid], x[nid]], [n["level"], top]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": colour(n), "width": width(n)},
+                                 hoverinfo="skip", showlegend=False))
+    for lab in _label_order([n.get("label") for n in leaves]):
+        ls = [n for n in leaves if str(n.get("label")) == lab]
+        text = []
+        for n in ls:
+            p = points.get(n["point_id"], {})
+            text.append(f"point #{n['point_id']}<br>loss {n['level']:.10g}<br>label {lab}"
+                        f"<br>rank pattern {_fmt_rank(p.get('rank_pattern'))}<br>index {p.get('index', '-')}"
+                        f"<br>fraction {_fmt_ci(p) if p else n.get('fraction')}<br>{n['basin_count']} starts")
+        fig.add_trace(go.Scatter(
+            x=[x[n["id"]] for n in ls], y=[n["level"] for n in ls], mode="markers", name=lab, legendgroup=lab,
+            marker={"color": colours[lab], "size": [8 + 30 * math.sqrt(n["fraction"] or 0.0) for n in ls],
+                    "line": {"color": "white", "width": 1}},
+            text=text, hovertemplate="%{text}<extra></extra>"))
+    merges = [n for n in nodes.values() if n["type"] == "merge"]
+    if merges:
+        fig.add_trace(go.Scatter(
+            x=[x[n["id"]] for n in merges], y=[n["level"] for n in merges], mode="markers", name="merge (saddle level)",
+            marker={"color": "#555555", "size": 6, "symbol": "diamond"},
+            text=[f"{n['id']}<br>level {n['level']:.10g}<br>minima {n['members']}<br>saddles {n.get('saddles')}"
+                  f"<br>fraction {n['fraction'] if n['fraction'] is None else format(n['fraction'], '.4f')}"
+                  for n in merges], hovertemplate="%{text}<extra></extra>"))
+    order = sorted(leaves, key=lambda n: x[n["id"]])
+    fig.update_xaxes(tickvals=[x[n["id"]] for n in order], ticktext=[f"#{n['point_id']}" for n in order],
+                     title_text="minimum (point id)", showgrid=False, zeroline=False)
+    fig.update_yaxes(title_text="loss (objective, MODEL.md §2)")
+    return _finalise(fig, title, sub)
+
+
+# ----- 3. Hessian spectrum ---------------------------------------------------------------------
+def symlog(v, tau: float) -> np.ndarray:
+    """Signed log transform sign(v)·log10(1 + |v|/τ): linear within |v| ≲ τ, logarithmic beyond."""
+    v = np.asarray(v, dtype=float)
+    return np.sign(v) * np.log10(1.0 + np.abs(v) / tau)
+
+
+def _symlog_ticks(vmax: float, tau: float) -> tuple[list[float], list[str]]:
+    """Tick positions (transformed) and labels at 0 and ±10^e for decades from τ to vmax."""
+    vals, text = [0.0], ["0"]
+    lo, hi = math.floor(math.log10(tau)), math.ceil(math.log10(max(vmax, tau)))
+    for e in range(lo, hi + 1):
+        for s in (1, -1):
+            vals.append(float(symlog(s * 10.0 ** e, tau)))
+            text.append(f"{'−' if s < 0 else ''}1e{e}")
+    return vals, text
+
+
+def hessian_spectrum_figure(spectrum, *, tau: float, symmetry_zero_modes: int, method: str = "dense",
+                            title: str = "Hessian spectrum") -> go.Figure:
+    """Sorted Hessian eigenvalues on a signed log scale (:func:`symlog` with threshold τ).
+
+    ``spectrum``: eigenvalues (ascending, or any order: sorted here); ``tau``: the zero threshold
+    the analysis used (|μ| ≤ τ is a zero mode); ``symmetry_zero_modes``: the gauge-orbit dimension;
+    ``method``: 'dense' (all P eigenvalues; of the zero modes, the ``symmetry_zero_modes`` of
+    smallest magnitude are marked as symmetry modes, the rest as excess) or 'lanczos' (the union
+    of Lanczos subsets with the symmetry modes deflated out, so every zero mode shown is excess).
+
+    Always four traces, in this order: negative (μ < −τ, red), symmetry zero modes (grey), excess
+    zero modes (orange diamonds), positive (μ > τ, blue); names carry the counts. The band |μ| ≤ τ
+    is shaded.
+    """
+    ev = np.sort(np.asarray(spectrum, dtype=float))
+    if not (tau > 0):
+        raise ValueError(f"tau={tau!r} is invalid: must be > 0")
+    idx = np.arange(1, ev.size + 1)
+    neg, pos = ev < -tau, ev > tau
+    zero_idx = np.nonzero(~neg & ~pos)[0]
+    n_sym = min(int(symmetry_zero_modes), zero_idx.size) if method == "dense" else 0
+    by_mag = zero_idx[np.argsort(np.abs(ev[zero_idx]), kind="stable")]
+    sym = np.zeros(ev.size, dtype=bool)
+    sym[by_mag[:n_sym]] = True
+    exc = np.zeros(ev.size, dtype=bool)
+    exc[by_mag[n_sym:]] = True
+    y = symlog(ev, tau)
+    fig = go.Figure()
+    groups = [("negative", neg, "#d62728", "circle"), ("symmetry zero modes", sym, "#7f7f7f", "circle-open"),
+              ("excess zero modes", exc, "#ff7f0e", "diamond"), ("positive", pos, "#1f77b4", "circle")]
+    for name, m, c, sym_ in groups:
+        fig.add_trace(go.Scatter(x=idx[m], y=y[m], mode="markers", name=f"{name} ({int(m.sum())})",
+                                 marker={"color": c, "symbol": sym_, "size": 6}, customdata=ev[m],
+                                 hovertemplate="#%{x}: μ = %{customdata:.6g}<extra>" + name + "</extra>"))
+    fig.add_hrect(y0=float(symlog(-tau, tau)), y1=float(symlog(tau, tau)), fillcolor="#ff7f0e", opacity=0.12,
+                  line_width=0)
+    vals, text = _symlog_ticks(float(np.abs(ev).max()) if ev.size else tau, tau)
+    fig.update_yaxes(tickvals=vals, ticktext=text, title_text="eigenvalue μ (signed log: sign·log10(1+|μ|/τ))")
+    xlab = "eigenvalue number (ascending)" if method == "dense" else "position in the computed Lanczos subsets"
+    fig.update_xaxes(title_text=xlab)
+    sub = (f"{method} spectrum of {ev.size} eigenvalues; zero modes |μ| ≤ τ = {tau:.3g} (shaded); "
+           f"{symmetry_zero_modes} symmetry zero modes (gauge orbit), {int(exc.sum())} excess")
+    fig = _finalise(fig, title, sub)
+    fig.update_layout(legend={"title": {"text": "eigenvalues"}})
+    return fig
+
+
+# ----- 4. singular values and class-mean logits ------------------------------------------------
+def singular_values_figure(singular_values: Mapping[str, Sequence[float]], *,
+                           title: str = "Singular values per layer", rank_rtol: float | None = None) -> go.Figure:
+    """Singular values (descending) of each factor and feature layer, one trace per layer, log y.
+
+    ``singular_values``: {layer name (H1, W1, …, Z): singular values}, in forward order (the
+    ``sv`` group of :func:`landscape.analysis.load_spectra`). Exact zeros cannot sit on a log axis:
+    they are left out and counted in the trace name. ``rank_rtol``: the relative rank threshold
+    of the analysis, quoted in the subtitle.
+    """
+    fig = go.Figure()
+    for name, s in singular_values.items():
+        s = np.asarray(s, dtype=float)
+        i = np.arange(1, s.size + 1)
+        keep = s > 0
+        nz = int((~keep).sum())
+        fig.add_trace(go.Scatter(x=i[keep], y=s[keep], mode="lines+markers",
+                                 name=name + (f" ({nz} exact zeros not shown)" if nz else ""),
+                                 hovertemplate=f"{name}: s_%{{x}} = %{{y:.6g}}<extra></extra>"))
+    fig.update_yaxes(type="log", title_text="singular value (log scale)", exponentformat="power")
+    fig.update_xaxes(title_text="index i (descending order)", dtick=1)
+    sub = "numerical rank: #{s_i > rank_rtol·s_1}" + (f", rank_rtol = {rank_rtol:g}" if rank_rtol is not None else "")
+    fig = _finalise(fig, title, sub)
+    fig.update_layout(legend={"title": {"text": "layer"}})
+    return fig
+
+
+def logits_heatmap_figure(Zbar, *, title: str = "Class-mean logits Z̄") -> go.Figure:
+    """Heatmap of Z̄ (K, K): entry (k, c) = mean over the samples of class c of logit k.
+
+    Diverging colour scale centred at 0; each cell shows its value. One heatmap trace.
+    """
+    Z = np.asarray(Zbar, dtype=float)
+    K = Z.shape[0]
+    m = float(np.abs(Z).max()) or 1.0
+    fig = go.Figure(go.Heatmap(z=Z, x=[f"class {c}" for c in range(Z.shape[1])], y=[f"logit {k}" for k in range(K)],
+                               colorscale="RdBu_r", zmid=0.0, zmin=-m, zmax=m, texttemplate="%{z:.3g}",
+                               colorbar={"title": {"text": "Z̄"}},
+                               hovertemplate="samples of %{x}, %{y}: %{z:.6g}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title_text="logit k (row)")
+    fig.update_xaxes(title_text="class c of the samples (column: mean over its n samples)", side="bottom")
+    return _finalise(fig, title, "Z̄ = class means of the logits Z = W_L σ(H_L); columns class-ordered",
+                     height=max(360, 60 + 45 * K))
+
+
+# ----- 5. prevalence from a sweep --------------------------------------------------------------
+def _cols(rows: Sequence[Mapping], key: str) -> np.ndarray:
+    return np.array([np.nan if r.get(key) in (None, "") else float(r[key]) for r in rows], dtype=float)
+
+
+def _band(x, lo, hi, colour: str, name: str, group: str) -> go.Scatter:
+    rgb = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
+                      fillcolor=f"rgba({rgb[0]},{rgb[1]},{rgb[2]},0.18)", line={"width": 0}, hoverinfo="skip",
+                      name=name, legendgroup=group, showlegend=False)
+
+
+def prevalence_labels(rows: Sequence[Mapping]) -> list[str]:
+    """Labels with a ``frac_<label>`` column in a prevalence table, DNC excluded (it has its own
+    columns), in label order."""
+    return _label_order({k[len("frac_"):] for r in rows for k in r if k.startswith("frac_")} - {"DNC"})
+
+
+def _dynamics_of(rows: Sequence[Mapping]) -> str | None:
+    d = sorted({str(r["dynamics"]) for r in rows if r.get("dynamics")})
+    return " | ".join(d) if d else None
+
+
+def prevalence_figure(rows: Sequence[Mapping], x: str, *, labels: Sequence[str] | None = None,
+                      dynamics: str | None = None, confidence: float = 0.95, log_x: bool = False,
+                      x_title: str | None = None) -> go.Figure:
+    """DNC fraction, each label's fraction and the uncertified fraction against a swept variable,
+    with interval bands.
+
+    ``rows``: the rows of ``prevalence.csv`` (:func:`landscape.sweep.read_prevalence_csv`; numbers
+    or numeric strings): the axis column ``x``, ``n_trajectories``, ``dnc_fraction``,
+    ``dnc_ci_low``, ``dnc_ci_high``, ``uncertified_fraction``, ``uncertified_ci_low``,
+    ``uncertified_ci_high``, ``frac_<label>`` per label and ``dynamics``. A label's interval is the
+    Wilson interval at ``confidence`` of its count round(frac·n) (the table stores fractions only).
+    ``labels``: which ``frac_`` columns to draw (default :func:`prevalence_labels`); ``dynamics``:
+    default the table's ``dynamics`` column. Rows are sorted by ``x``. Traces: a line and a band
+    for DNC, for each label, and for the uncertified starts, in that order.
+    """
+    from .stats import wilson_interval
+
+    rows = sorted(rows, key=lambda r: float(r[x]))
+    labels = prevalence_labels(rows) if labels is None else list(labels)
+    xs, n = _cols(rows, x), _cols(rows, "n_trajectories")
+    colours = label_colours(["DNC", *labels])
+    colours["uncertified"] = "#7f7f7f"
+    series = [("DNC", _cols(rows, "dnc_fraction"), _cols(rows, "dnc_ci_low"), _cols(rows, "dnc_ci_high"))]
+    for lab in labels:
+        f = np.nan_to_num(_cols(rows, f"frac_{lab}"))
+        ci = np.array([wilson_interval(round(fi * ni), int(ni), confidence) for fi, ni in zip(f, n)]).reshape(-1, 2)
+        series.append((lab, f, ci[:, 0], ci[:, 1]))
+    series.append(("uncertified", _cols(rows, "uncertified_fraction"), _cols(rows, "uncertified_ci_low"),
+                   _cols(rows, "uncertified_ci_high")))
+    fig = go.Figure()
+    for lab, fy, ly, hy in series:
+        fig.add_trace(go.Scatter(x=xs, y=fy, mode="lines+markers", name=lab, legendgroup=lab,
+                                 line={"color": colours[lab], "dash": {"DNC": "solid", "uncertified": "dash"}.get(lab, "dot")},
+                                 customdata=np.stack([ly, hy, n], axis=1),
+                                 hovertemplate=(f"{x} = %{{x:.6g}}<br>{lab}: %{{y:.4f}} [%{{customdata[0]:.4f}}, "
+                                                "%{customdata[1]:.4f}]<br>%{customdata[2]:.0f} starts<extra></extra>")))
+        fig.add_trace(_band(xs, ly, hy, colours[lab], f"{lab} interval", lab))
+    fig.update_yaxes(title_text="fraction of starts", range=[-0.02, 1.02])
+    fig.update_xaxes(title_text=x_title or x, type="log" if log_x else "linear")
+    ns = sorted({int(v) for v in n if np.isfinite(v)})
+    return _finalise(fig, f"Prevalence of DNC against {x_title or x}",
+                     _provenance(dynamics or _dynamics_of(rows), None, confidence)
+                     + f"; starts per cell: {', '.join(map(str, ns))}")
+
+
+def mean_rank_figure(rows: Sequence[Mapping], x: str, *, rank_key: str = "mean_logit_rank",
+                     dynamics: str | None = None, log_x: bool = False, x_title: str | None = None) -> go.Figure:
+    """Mean numerical rank of the logits Z over the certified starts of each sweep cell against
+    the swept column ``x`` (``rows`` as in :func:`prevalence_figure`, column ``rank_key``; NaN for
+    a cell where nothing certified). One trace."""
+    rows = sorted(rows, key=lambda r: float(r[x]))
+    fig = go.Figure(go.Scatter(x=_cols(rows, x), y=_cols(rows, rank_key), mode="lines+markers", name="mean rank of Z",
+                               hovertemplate=f"{x} = %{{x:.6g}}<br>mean rank %{{y:.3f}}<extra></extra>"))
+    fig.update_yaxes(title_text="mean numerical rank of the logits Z", rangemode="tozero")
+    fig.update_xaxes(title_text=x_title or x, type="log" if log_x else "linear")
+    return _finalise(fig, f"Mean logit rank against {x_title or x}",
+                     "mean over certified starts of rank(Z) (relative threshold of the analysis); "
+                     + _provenance(dynamics or _dynamics_of(rows), None))
+
+
+# ----- 6. loss against rank --------------------------------------------------------------------
+def loss_rank_figure(points: Sequence[Mapping], *, n_trajectories: int | None = None,
+                     dynamics: str | None = None) -> go.Figure:
+    """Loss of every distinct critical point against the numerical rank of its logits Z (the last
+    entry of ``rank_pattern``), coloured by label, marker area ∝ basin fraction (points no start
+    reached get the smallest marker). ``points``: summary.json point records. One trace per label."""
+    colours = label_colours([p.get("label") for p in points])
+    fig = go.Figure()
+    for lab in _label_order([p.get("label") for p in points]):
+        ps = [p for p in points if str(p.get("label")) == lab]
+        fig.add_trace(go.Scatter(
+            x=[p["rank_pattern"][-1] for p in ps], y=[p["loss"] for p in ps], mode="markers", name=lab,
+            marker={"color": colours[lab], "size": [7 + 40 * math.sqrt(p.get("fraction") or 0.0) for p in ps],
+                    "opacity": 0.8, "line": {"color": "white", "width": 1}},
+            text=[f"point #{p['id']} ({p.get('kind')}, {p.get('type')})<br>loss {p['loss']:.10g}"
+                  f"<br>rank pattern {_fmt_rank(p['rank_pattern'])}<br>index {p.get('index')}"
+                  f"<br>fraction {_fmt_ci(p)}" for p in ps],
+            hovertemplate="%{text}<extra>" + lab + "</extra>"))
+    fig.update_xaxes(title_text="numerical rank of the logits Z", dtick=1)
+    fig.update_yaxes(title_text="loss (objective, MODEL.md §2)")
+    return _finalise(fig, "Loss against rank of the distinct critical points",
+                     "marker area ∝ basin fraction; " + _provenance(dynamics, n_trajectories))
+
+
+# ----- 7. accumulation curve -------------------------------------------------------------------
+def accumulation_figure(n_trajectories: Sequence[int], n_distinct: Sequence[int], *,
+                        unseen: Mapping | None = None, dynamics: str | None = None) -> go.Figure:
+    """Distinct minima seen among the first t trajectories (index order) against t. One trace.
+    ``unseen``: the Good–Turing record (``estimate``, ``n1``, ``n``), quoted in the subtitle: a
+    flat curve with a small estimate means further starts are unlikely to find new minima."""
+    t = np.asarray(n_trajectories)
+    fig = go.Figure(go.Scatter(x=t, y=np.asarray(n_distinct), mode="lines", line_shape="hv", name="distinct minima",
+                               hovertemplate="%{x} trajectories: %{y} distinct minima<extra></extra>"))
+    fig.update_xaxes(title_text="trajectories t (in index order)", rangemode="tozero")
+    fig.update_yaxes(title_text="distinct minima seen", rangemode="tozero")
+    sub = _provenance(dynamics, None)
+    if unseen is not None and unseen.get("estimate") is not None:
+        sub = (f"Good–Turing unseen mass N₁/n = {unseen['n1']}/{unseen['n']} = {unseen['estimate']:.4f} "
+               "(probability that the next start finds a new minimum); " + sub)
+    return _finalise(fig, "Accumulation curve", sub)

@@ -1,0 +1,295 @@
+"""The HTML report of a results folder: one self-contained page, readable with no network.
+
+:func:`load_results` reads a results folder (``summary.json`` and, when present, ``tree.json``,
+``spectra.npz`` and the per-point analyses in ``study.sqlite``); :func:`study_figures` builds the
+figures of :mod:`landscape.figures` from it; :func:`write_report` writes ``report.html``: the
+configuration, the headline answer, the figures and a table of the distinct critical points.
+
+The page embeds plotly.js once (one inline ``<script>``), then one ``<div>`` per figure inside a
+``<section data-figure-id=…>``. A small script placed before plotly.js collects every script error
+into ``<pre id="script-errors">`` (shown in red at the top of the page when not empty), so a
+reader, or a headless-browser test, sees when a figure failed to draw.
+"""
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from . import figures
+
+REPORT_NAME = "report.html"
+
+
+@dataclass
+class Results:
+    """A results folder, read: ``summary`` (summary.json), ``tree`` (tree.json or None),
+    ``spectra`` (:func:`landscape.analysis.load_spectra` of spectra.npz, {} when absent) and
+    ``analyses`` (point id → :meth:`landscape.analysis.PointAnalysis.to_dict` from study.sqlite,
+    {} when absent)."""
+
+    path: Path
+    summary: dict
+    tree: dict | None = None
+    spectra: dict = field(default_factory=dict)
+    analyses: dict = field(default_factory=dict)
+
+    @property
+    def points(self) -> list[dict]:
+        return self.summary["points"]
+
+    @property
+    def dynamics(self) -> str | None:
+        return self.summary.get("dynamics")
+
+    @property
+    def confidence(self) -> float:
+        """Confidence level of the intervals (summary ``tolerances.confidence``; 0.95 if absent)."""
+        return float((self.summary.get("tolerances") or {}).get("confidence", 0.95))
+
+    @property
+    def n_trajectories(self) -> int:
+        return int(self.summary["n_trajectories"])
+
+    def point(self, point_id: int) -> dict:
+        """summary.json record of one point."""
+        for p in self.points:
+            if int(p["id"]) == int(point_id):
+                return p
+        raise KeyError(f"no point with id {point_id} in {self.path / 'summary.json'}")
+
+
+def load_results(out_dir) -> Results:
+    """Read a results folder written by ``landscape run`` (the files of the module docstring).
+
+    Raises FileNotFoundError without ``summary.json`` and ValueError when it has no ``points``
+    (a run that stopped before its analysis stage)."""
+    from .analysis import load_spectra
+    from .store import DB_NAME, StudyStore
+
+    out = Path(out_dir)
+    sp = out / "summary.json"
+    if not sp.is_file():
+        raise FileNotFoundError(f"{sp} does not exist: {out} is not a finished results folder")
+    summary = json.loads(sp.read_text())
+    if "points" not in summary:
+        raise ValueError(f"{sp} has no 'points': the run that wrote it did not analyse its critical points")
+    tree_name = (summary.get("graph") or {}).get("tree", "tree.json")
+    tree = json.loads((out / tree_name).read_text()) if (out / tree_name).is_file() else None
+    spectra = load_spectra(out / "spectra.npz") if (out / "spectra.npz").is_file() else {}
+    analyses = {}
+    if (out / DB_NAME).is_file():
+        with StudyStore.open(out / DB_NAME) as store:
+            analyses = {int(p["id"]): p["analysis"] for p in store.points() if p["analysis"] is not None}
+    return Results(out, summary, tree, spectra, analyses)
+
+
+def featured_points(res: Results) -> list[tuple[int, str]]:
+    """Points the report shows in detail, as (id, why): the lowest-loss point, the point the most
+    starts reached, and the lowest-loss DNC point, without repeats; only points whose spectrum
+    and analysis are stored."""
+    pts = [p for p in res.points if str(p["id"]) in res.spectra and int(p["id"]) in res.analyses]
+    picks = []
+    if pts:
+        picks.append((min(pts, key=lambda p: p["loss"]), "lowest loss"))
+        picks.append((max(pts, key=lambda p: (p.get("basin_count") or 0, -p["loss"])), "most starts"))
+        dnc = [p for p in pts if p.get("label") == "DNC"]
+        if dnc:
+            picks.append((min(dnc, key=lambda p: p["loss"]), "lowest-loss DNC"))
+    out: dict[int, list[str]] = {}
+    for p, why in picks:
+        out.setdefault(int(p["id"]), []).append(why)
+    return [(pid, ", ".join(whys)) for pid, whys in out.items()]
+
+
+def point_figures(res: Results, point_id: int) -> list[tuple[str, go.Figure]]:
+    """Hessian spectrum, singular values per layer and Z̄ heatmap of one point, as (key, figure)."""
+    a, s, p = res.analyses[int(point_id)], res.spectra[str(point_id)], res.point(point_id)
+    name = f"point #{point_id} ({p.get('label')}, loss {p['loss']:.8g})"
+    return [
+        (f"spectrum-{point_id}", figures.hessian_spectrum_figure(
+            s["spectrum"], tau=a["tau"], symmetry_zero_modes=a["symmetry_zero_modes"], method=s["method"],
+            title=f"Hessian spectrum, {name}")),
+        (f"sv-{point_id}", figures.singular_values_figure(
+            s["sv"], title=f"Singular values per layer, {name}", rank_rtol=(a.get("thresholds") or {}).get("rank_rtol"))),
+        (f"logits-{point_id}", figures.logits_heatmap_figure(a["Zbar"], title=f"Class-mean logits Z̄, {name}")),
+    ]
+
+
+def study_figures(res: Results) -> list[tuple[str, go.Figure]]:
+    """Every figure of the report, as (key, figure), in page order."""
+    s = res.summary
+    conf = res.confidence
+    out = [("basins", figures.basin_fractions_figure(s["points"], s.get("labels", []), n_trajectories=res.n_trajectories,
+                                                     dynamics=res.dynamics, uncertified=s.get("uncertified", []),
+                                                     confidence=conf))]
+    if res.tree is not None:
+        out.append(("disconnectivity", figures.disconnectivity_figure(
+            res.tree, {int(p["id"]): p for p in s["points"]}, n_trajectories=res.n_trajectories, dynamics=res.dynamics)))
+    out.append(("loss-rank", figures.loss_rank_figure(s["points"], n_trajectories=res.n_trajectories,
+                                                      dynamics=res.dynamics)))
+    acc = s.get("accumulation")
+    if acc:
+        out.append(("accumulation", figures.accumulation_figure(acc["n_trajectories"], acc["n_distinct"],
+                                                                unseen=s.get("unseen"), dynamics=res.dynamics)))
+    for pid, _ in featured_points(res):
+        out += point_figures(res, pid)
+    return out
+
+
+# ----- HTML -------------------------------------------------------------------------------------
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; }
+h1 { margin-bottom: 0.2em; } .headline { font-size: 1.25em; background: #eef4fb; padding: 0.7em 1em;
+border-left: 5px solid #1f77b4; } table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: right; } th { background: #f3f3f3; }
+td.l, th.l { text-align: left; } section.figure { margin: 1.5em 0; border-top: 1px solid #eee; }
+#script-errors { color: #b00; background: #fee; padding: 0.5em; white-space: pre-wrap; }
+#script-errors:empty { display: none; } .note { color: #555; font-size: 0.9em; }
+"""
+
+# Collects script errors into the page before anything else runs (module docstring).
+_ERROR_COLLECTOR = """<pre id="script-errors" data-count="0"></pre>
+<script>
+(function () {
+  var el = document.getElementById("script-errors");
+  function add(msg) { el.textContent += msg + "\\n"; el.dataset.count = String(Number(el.dataset.count) + 1); }
+  window.addEventListener("error", function (e) { add("error: " + e.message + " (" + e.filename + ":" + e.lineno + ")"); });
+  window.addEventListener("unhandledrejection", function (e) { add("unhandled rejection: " + e.reason); });
+})();
+</script>"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _num(v, fmt: str = ".6g") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    return format(v, fmt)
+
+
+def _pct(v) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def headline_text(summary: dict) -> str:
+    """'DNC reached by X% of starts [lo%, hi%]; the lowest-loss structure is Y (…)' as plain text."""
+    h = summary["headline"]
+    txt = (f"DNC reached by {_pct(h['dnc_fraction'])} of starts [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]")
+    if h.get("lowest_loss_point") is None:
+        return txt + "; no critical point was certified."
+    return txt + (f"; the lowest-loss structure is {h['lowest_loss_label']} "
+                  f"(loss {h['lowest_loss']:.10g}, point #{h['lowest_loss_point']}).")
+
+
+def _config_html(summary: dict) -> str:
+    c = summary["config"]
+    m = c.get("model", {})
+    rows = [("study", c.get("name")), ("model", ", ".join(f"{k}={v}" for k, v in m.items())),
+            ("dynamics", summary.get("dynamics")), ("trajectories", summary.get("n_trajectories")),
+            ("seed", c.get("seed")), ("certify_tol (‖∇L‖)", c.get("certify_tol")),
+            ("stop reasons", ", ".join(f"{k} {v}" for k, v in (summary.get("stop_reasons") or {}).items())),
+            ("wall time", f"{summary['wall_time_s']:.1f} s" if summary.get("wall_time_s") is not None else "-")]
+    for k, v in (summary.get("tolerances") or {}).items():
+        rows.append((f"tolerance: {k}", json.dumps(v) if isinstance(v, (dict, list)) else v))
+    env = summary.get("environment") or {}
+    rows.append(("environment", ", ".join(f"{k} {v}" for k, v in env.items())))
+    body = "".join(f"<tr><th class='l'>{_e(k)}</th><td class='l'>{_e(v)}</td></tr>" for k, v in rows)
+    full = html.escape(json.dumps(c, indent=2))
+    return f"<table>{body}</table><details><summary>full configuration (JSON)</summary><pre>{full}</pre></details>"
+
+
+_POINT_COLS = ("id", "kind", "label", "loss", "‖∇L‖", "rank pattern", "index", "nullity (sym + excess)", "type",
+               "smallest non-zero μ", "theory", "starts", "fraction [interval]")
+
+
+def _theory_cell(t) -> str:
+    if not t:
+        return "-"
+    if not t.get("matched"):
+        return f"no match ({t.get('reason', '')})"
+    return f"{t.get('pattern')} (Δloss {_num(t.get('loss_difference'), '.2e')})"
+
+
+def _points_html(points: list[dict]) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in _POINT_COLS)
+    rows = []
+    for p in sorted(points, key=lambda p: p["loss"]):
+        frac = (f"{_num(p.get('fraction'), '.4f')} [{_num(p.get('ci_low'), '.4f')}, {_num(p.get('ci_high'), '.4f')}]"
+                if p.get("fraction") is not None else "-")
+        cells = [p["id"], p.get("kind"), p.get("label"), _num(p["loss"], ".10g"), _num(p.get("grad_norm"), ".2e"),
+                 figures._fmt_rank(p.get("rank_pattern")), p.get("index"),
+                 f"{p.get('nullity')} ({p.get('symmetry_zero_modes')} + {p.get('excess_zero_modes')})", p.get("type"),
+                 _num(p.get("smallest_nonzero_eigenvalue"), ".3g"), _theory_cell(p.get("theory_match")),
+                 p.get("basin_count"), frac]
+        rows.append("<tr>" + "".join(f"<td{' class=l' if i in (1, 2, 8, 10) else ''}>{_e(v)}</td>"
+                                     for i, v in enumerate(cells)) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _uncertified_html(summary: dict) -> str:
+    unc = summary.get("uncertified") or []
+    un = summary.get("unseen") or {}
+    parts = []
+    if unc:
+        parts.append("<p>Starts that did not certify (counted in every denominator): " + "; ".join(
+            f"{_e(u['stop_reason'])} {u['count']} ({_pct(u['fraction'])} [{_pct(u['ci_low'])}, {_pct(u['ci_high'])}])"
+            for u in unc) + ".</p>")
+    if un.get("estimate") is not None:
+        parts.append(f"<p>Good–Turing estimate of the unseen mass (probability that the next start reaches a "
+                     f"minimum not seen yet): N₁/n = {un['n1']}/{un['n']} = {un['estimate']:.4f}.</p>")
+    return "".join(parts)
+
+
+def render_report(res: Results) -> str:
+    """The report page of :func:`write_report` as a string."""
+    from plotly.offline import get_plotlyjs
+
+    s = res.summary
+    figs = study_figures(res)
+    featured = featured_points(res)
+    sections = []
+    for key, fig in figs:
+        div_id = f"fig-{key}"
+        sections.append(f'<section class="figure" data-figure-id="{div_id}">'
+                        + fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                                      config={"displaylogo": False, "responsive": True})
+                        + "</section>")
+    feat = ("<p class='note'>Shown in detail: " + "; ".join(f"point #{pid} ({_e(why)})" for pid, why in featured)
+            + ".</p>") if featured else "<p class='note'>No stored spectra: no point is shown in detail.</p>"
+    missing = [] if res.tree is not None else ["tree.json (no disconnectivity graph)"]
+    note = f"<p class='note'>Not in this folder: {_e('; '.join(missing))}.</p>" if missing else ""
+    title = f"landscape report: {s.get('study') or s['config'].get('name')}"
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head><body>", _ERROR_COLLECTOR,
+        f'<script type="text/javascript">{get_plotlyjs()}</script>',
+        f"<h1>{_e(title)}</h1>", f'<p class="headline" id="headline">{_e(headline_text(s))}</p>',
+        f"<p class='note'>Fractions are of all {res.n_trajectories} starts, with {res.confidence:.0%} "
+        f"Wilson intervals, under the dynamics {_e(res.dynamics)}.</p>",
+        _uncertified_html(s), "<h2>Configuration</h2>", _config_html(s), "<h2>Figures</h2>", note, feat, *sections,
+        f"<h2>Distinct critical points ({len(s['points'])})</h2>", _points_html(s["points"]),
+        "</body></html>"])
+
+
+def write_report(out_dir) -> Path:
+    """Write ``report.html`` into the results folder ``out_dir`` and return its path."""
+    res = load_results(out_dir)
+    path = Path(out_dir) / REPORT_NAME
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(render_report(res), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def figure_ids(html_text: str) -> list[str]:
+    """The figure div ids of a report page, in page order (for tests and tools)."""
+    return re.findall(r'<section class="figure" data-figure-id="([^"]+)">', html_text)
+

@@ -1,0 +1,315 @@
+"""Write the notebooks of this folder from the cell sources below (outputs empty).
+
+    python notebooks/make_notebooks.py
+
+Each notebook's first code cell is tagged ``parameters``: its names are the knobs a reader changes
+(number of starts, grid, sizes). ``tests/test_notebooks.py`` executes every notebook with small
+values by inserting a cell right after it, as papermill does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+
+def notebook(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    """cells: (kind, source) with kind 'md', 'code' or 'params' (the tagged parameters cell)."""
+    out = []
+    for kind, src in cells:
+        src = src.strip("\n")
+        if kind == "md":
+            out.append(new_markdown_cell(src))
+        else:
+            c = new_code_cell(src)
+            if kind == "params":
+                c.metadata["tags"] = ["parameters"]
+            out.append(c)
+    nb = new_notebook(cells=out)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    return nb
+
+
+QUICKSTART = [
+    ("md", """
+# Quick start: one small study, its figures, one DNC point and one low-rank point
+
+Runs the embedded default study of `landscape run` (deep linear cross-entropy UFM, K=4, n=2, d=8,
+L=3, λ=1e-3; Gaussian starts, gradient descent with learning rate 0.5, then a Newton-MR polish that
+certifies each end point to ‖∇L‖ ≤ 1e-10) with fewer starts, then looks at what it found.
+Set `STUDY_DIR` to open an existing results folder instead of running one.
+"""),
+    ("params", """
+TRAJECTORIES = 128            # random starts
+OVERRIDES = []                # further `landscape run --set` overrides, e.g. ["d=12"]
+OUT = "runs/quickstart"       # results folder written by the study
+STUDY_DIR = None              # an existing results folder to open instead of running a study
+"""),
+    ("code", """
+from pathlib import Path
+
+from landscape import figures
+from landscape.config import load_study
+from landscape.report import headline_text, load_results, point_figures, study_figures, write_report
+from landscape.study import run_study
+
+if STUDY_DIR is None:
+    cfg = load_study(None, [f"trajectories={TRAJECTORIES}", *OVERRIDES])
+    run_study(cfg, OUT, progress=False)
+    STUDY_DIR = OUT
+res = load_results(STUDY_DIR)
+print(res.dynamics)
+print(headline_text(res.summary))
+"""),
+    ("md", "## The study's figures (the same as in its `report.html`)"),
+    ("code", """
+figs = dict(study_figures(res))
+figs["basins"]
+"""),
+    ("code", """figs["disconnectivity"] if "disconnectivity" in figs else "no tree.json in this folder" """),
+    ("code", """figs["loss-rank"]"""),
+    ("code", """figs["accumulation"] if "accumulation" in figs else "no accumulation curve in this folder" """),
+    ("md", """
+## One DNC point and one low-rank point
+
+A low-rank point is a certified point whose logits Z have rank below K − 1 (the rank of DNC), e.g.
+the class-pairing structure (rank K/2). For each we print the analysis (rank pattern, Hessian index
+and zero modes net of symmetry, the closed-form structure it matches) and draw its spectrum,
+singular values and class-mean logits.
+"""),
+    ("code", """
+K = res.summary["config"]["model"]["K"]
+have = [p for p in res.points if p["id"] in res.analyses and str(p["id"]) in res.spectra]
+dnc = min((p for p in have if p["label"] == "DNC"), key=lambda p: p["loss"], default=None)
+low = min((p for p in have if 0 < p["rank_pattern"][-1] < K - 1), key=lambda p: p["loss"], default=None)
+
+def describe(p):
+    keys = ("id", "kind", "label", "loss", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
+            "excess_zero_modes", "type", "basin_count", "fraction", "ci_low", "ci_high")
+    for k in keys:
+        print(f"{k:>20}: {p[k]}")
+    t = p.get("theory_match") or {}
+    print(f"{'theory':>20}: {t.get('pattern')} (loss difference {t.get('loss_difference')})")
+
+for name, p in (("DNC", dnc), ("low-rank", low)):
+    print(f"--- {name} point ---")
+    describe(p) if p else print(f"no certified {name} point in this study")
+"""),
+    ("code", """
+shown = [p for p in (dnc, low) if p is not None]
+for p in shown:
+    for key, fig in point_figures(res, p["id"]):
+        fig.show()
+print(f"{len(shown)} points drawn")
+"""),
+    ("md", "The self-contained HTML report of the same folder (opens with no network):"),
+    ("code", """print(write_report(STUDY_DIR))"""),
+]
+
+PREVALENCE = [
+    ("md", """
+# How often does gradient descent reach DNC? Width and weight decay
+
+The experiment of Garrod & Keating (NeurIPS 2025, MODEL.md §6 "Width"): deep linear CE UFM with
+K=10 classes, n=5 samples per class, L=2, λ = 2⁻¹⁰, full-batch gradient descent with learning rate
+0.5. The paper ran 10 starts per setting; here every cell gets `STARTS` Gaussian starts and every
+end point is certified (Newton-MR polish to ‖∇L‖ ≤ 1e-10) before it counts, so each probability
+comes with a 95% Wilson interval. Starts that did not certify stay in every denominator and are
+drawn separately.
+
+The sweep definition is `data/sweeps/paper_width.toml` (`landscape sweep` runs the same from the
+command line). The full grid at thousands of starts per cell is hours of CPU: start with a small
+`STARTS`, or use a cluster executor (`landscape sweep --executor …`).
+"""),
+    ("params", """
+STARTS = 100                                   # random starts per cell
+WIDTHS = [10, 15, 20, 30, 40, 50, 70, 100]     # d, at λ = LAMBDA
+LAMBDAS = [2.0**-12, 2.0**-11, 2.0**-10, 2.0**-9, 2.0**-8]  # λ, at d = WIDTH_FOR_LAMBDA
+LAMBDA = 2.0**-10
+WIDTH_FOR_LAMBDA = 70
+OVERRIDES = []                                 # --set overrides for every cell (e.g. ["K=10", "n=5"])
+SWEEP_FILE = "../data/sweeps/paper_width.toml"
+OUT = "runs/dnc_prevalence"
+"""),
+    ("code", """
+import json
+from pathlib import Path
+
+from landscape import figures, theory
+from landscape.sweep import load_sweep, read_prevalence_csv, run_sweep
+
+common = [f"trajectories={STARTS}", f"batch_size={STARTS}", *OVERRIDES]
+width = load_sweep(SWEEP_FILE, [*common, f"sweep.d={WIDTHS}", f"lambda={LAMBDA}"])
+lam = load_sweep(SWEEP_FILE, [*common, f"sweep.d=[{WIDTH_FOR_LAMBDA}]", f"sweep.lambda={LAMBDAS}"])
+run_sweep(width, Path(OUT) / "width", progress=False)
+run_sweep(lam, Path(OUT) / "lambda", progress=False)
+rows_d = read_prevalence_csv(Path(OUT) / "width" / "prevalence.csv")
+rows_lam = read_prevalence_csv(Path(OUT) / "lambda" / "prevalence.csv")
+print(f"{len(rows_d)} width cells, {len(rows_lam)} λ cells; dynamics: {rows_d[0]['dynamics']}")
+"""),
+    ("code", """figures.prevalence_figure(rows_d, "d", x_title="width d")"""),
+    ("code", """figures.prevalence_figure(rows_lam, "lambda", x_title="weight decay λ", log_x=True)"""),
+    ("code", """figures.mean_rank_figure(rows_d, "d", x_title="width d")"""),
+    ("code", """figures.mean_rank_figure(rows_lam, "lambda", x_title="weight decay λ", log_x=True)"""),
+    ("md", """
+## The structures found, next to their closed-form losses
+
+For every label found in a cell: the lowest loss among its certified points, and the loss of the
+catalogued closed-form structure it matched (`theory_match`: the same block pattern at its
+stationary scale; MODEL.md §6). The catalogue at the same (K, n, L, λ) lists every block structure,
+sorted by loss: Theorem 1 says DNC is not the global minimum for K ≥ 6 and L = 2.
+"""),
+    ("code", """
+def structures(out):
+    table = []
+    for cell in json.loads((Path(out) / "sweep.json").read_text())["cells"]:
+        s = json.loads((Path(out) / cell["dir"] / "summary.json").read_text())
+        best = {}
+        for p in s["points"]:
+            if p["basin_count"] and (p["label"] not in best or p["loss"] < best[p["label"]]["loss"]):
+                best[p["label"]] = p
+        for lab, p in sorted(best.items(), key=lambda kv: kv[1]["loss"]):
+            t = p.get("theory_match") or {}
+            table.append((cell["name"], lab, p["loss"], t.get("pattern"), t.get("loss"), p["fraction"]))
+    return table
+
+print(f"{'cell':<28} {'label':<22} {'loss found':>14} {'theory pattern':<20} {'theory loss':>14} {'fraction':>8}")
+for row in structures(Path(OUT) / "width") + structures(Path(OUT) / "lambda"):
+    c, lab, l, pat, tl, f = row
+    print(f"{c:<28} {lab!s:<22} {l:14.8g} {pat!s:<20} {tl if tl is None else format(tl, '14.8g'):>14} {f:8.3f}")
+"""),
+    ("code", """
+m = width.cells[0].config.model
+cat = theory.structure_catalogue(m.K, m.n, m.L, theory.effective_lambda(m))
+print(f"closed-form structures at K={m.K}, n={m.n}, L={m.L}, λ={theory.effective_lambda(m):.6g} (lowest loss first):")
+for s in cat[:8]:
+    print(f"  {s.name:<32} {s.pattern:<20} rank {s.rank:>2}  loss {s.loss:.8g}  ({s.root} root)")
+print("Theorem 1 excludes DNC as global minimum:", theory.theorem1_dnc_not_global(m.K, m.L))
+"""),
+]
+
+SPECTRA = [
+    ("md", """
+# Hessian spectra at DNC, class-pairing and mixed critical points
+
+Exact balanced critical points of the deep linear CE UFM built from the closed forms of MODEL.md §6
+(`landscape.theory`), analysed in float64 with dense Hessians (`landscape.analysis.analyse_point`).
+At a critical point of rank r the O(d) gauge orbit has dimension L·(r·d − r(r+1)/2): that many
+zero eigenvalues are symmetry, not degeneracy. The figures mark them apart from the *excess*
+zero modes, and the index and nullity below are net of them. Theorem 4 of the paper: for small λ
+the large-scale DNC point has no negative eigenvalue.
+"""),
+    ("params", """
+K, n, d, L = 6, 2, 8, 2       # classes, samples per class, width, depth
+LAMBDA = 1e-3                 # weight decay on every factor
+MIXED = [4, 2]                # block sizes of the mixed structure (a simplex(4) and a pair)
+"""),
+    ("code", """
+from landscape import figures, theory
+from landscape.analysis import analyse_point
+from landscape.model import ModelSpec
+
+spec = ModelSpec(K=K, n=n, d=d, L=L, lam=LAMBDA, dtype="float64")
+
+def blocks_point(sizes):
+    blocks, start = [], 0
+    for k in sizes:
+        blocks.append((tuple(range(start, start + k)), theory.block_scale_roots(k, K, n, L, LAMBDA)[-1]))
+        start += k
+    return theory.balanced_point(spec, theory.block_Zbar(K, blocks))
+
+points = {"DNC": blocks_point([K]), "pairs": blocks_point([2] * (K // 2)), "mixed": blocks_point(MIXED)}
+analyses = {name: analyse_point(spec, th) for name, th in points.items()}
+print(f"P = {spec.P} parameters")
+for name, a in analyses.items():
+    h = a.hessian
+    print(f"{name:>6}: label {a.label:<18} loss {a.loss:.8g}  |grad| {a.grad_norm:.1e}  rank {a.structure.ranks['Z'].rank}"
+          f"  index {h.index}  nullity {h.nullity} = {h.symmetry_zero_modes} symmetry"
+          f" (theory {theory.gauge_orbit_dimension(L, a.structure.ranks['Z'].rank, d)}) + {h.excess_zero_modes} excess"
+          f"  → {h.description}")
+"""),
+    ("code", """
+for name, a in analyses.items():
+    figures.hessian_spectrum_figure(a.spectrum, tau=a.hessian.tau, symmetry_zero_modes=a.hessian.symmetry_zero_modes,
+                                    title=f"Hessian spectrum: {name} ({a.label}), loss {a.loss:.6g}").show()
+"""),
+    ("md", "Singular values of every layer at the three points: rank K−1 for DNC, K/2 for the pairing."),
+    ("code", """
+for name, a in analyses.items():
+    figures.singular_values_figure(a.singular_values, title=f"Singular values per layer: {name}",
+                                   rank_rtol=a.structure.thresholds["rank_rtol"]).show()
+"""),
+]
+
+DEPTH = [
+    ("md", """
+# Low-rank bias with depth
+
+Theorem 3 of Garrod & Keating: with weak regularisation, as the depth L grows, all but at most
+q_K = 2 singular values of the normalised optimal logits decay exponentially in L. Here, for each
+depth, `STARTS` Gaussian starts run gradient descent (learning rate 0.5) then a Newton-MR polish;
+among the certified end points (‖∇L‖ ≤ 1e-10) the lowest-loss one is the "best found solution",
+and we count its singular values of Z above `SV_RTOL` times the largest.
+"""),
+    ("params", """
+DEPTHS = [1, 2, 3, 4, 5, 6]
+STARTS = 64
+OVERRIDES = ["K=4", "n=2", "d=8", "lambda=1e-3"]   # --set overrides of the default study
+SV_RTOL = 1e-3                                      # "non-negligible": s_i > SV_RTOL · s_1
+"""),
+    ("code", """
+import numpy as np
+import plotly.graph_objects as go
+
+from landscape import figures
+from landscape.config import load_study
+from landscape.structure import analyse_structure
+from landscape.study import run_trajectories
+
+best = {}
+for L in DEPTHS:
+    cfg = load_study(None, [*OVERRIDES, f"L={L}", f"trajectories={STARTS}", f"batch_size={STARTS}"])
+    r = run_trajectories(cfg, list(range(STARTS)))
+    ok = np.nonzero(r.converged)[0]
+    if ok.size == 0:
+        print(f"L={L}: no start certified ({r.counts()})")
+        continue
+    i = ok[np.argmin(r.loss[ok])]
+    s = analyse_structure(cfg.model, r.theta[i])
+    sv = s.ranks["Z"].singular_values
+    best[L] = {"loss": float(r.loss[i]), "label": s.label, "sv": sv / sv[0],
+               "count": int(np.sum(sv > SV_RTOL * sv[0])), "certified": int(ok.size)}
+    print(f"L={L}: {ok.size}/{STARTS} certified; best loss {r.loss[i]:.8g} ({s.label}); "
+          f"{best[L]['count']} singular values of Z above {SV_RTOL:g}·s₁")
+print(cfg.describe_dynamics())
+"""),
+    ("code", """
+Ls = sorted(best)
+fig = go.Figure(go.Scatter(x=Ls, y=[best[L]["count"] for L in Ls], mode="lines+markers",
+                           text=[best[L]["label"] for L in Ls], hovertemplate="L=%{x}: %{y} (%{text})<extra></extra>"))
+fig.update_layout(title=f"Non-negligible singular values of the best found Z (s_i > {SV_RTOL:g}·s₁) against depth",
+                  xaxis_title="depth L (number of weight matrices)", yaxis_title="count", template="plotly_white")
+fig
+"""),
+    ("code", """
+figures.singular_values_figure({f"L={L}": best[L]["sv"] for L in Ls},
+                               title="Normalised singular values s_i/s₁ of the best found Z, per depth")
+"""),
+]
+
+NOTEBOOKS = {"quickstart.ipynb": QUICKSTART, "dnc_prevalence.ipynb": PREVALENCE,
+             "hessian_spectra.ipynb": SPECTRA, "depth_low_rank_bias.ipynb": DEPTH}
+
+
+def main() -> None:
+    for name, cells in NOTEBOOKS.items():
+        nbformat.write(notebook(cells), HERE / name)
+        print(HERE / name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Figures on hand-made inputs and on exactly known points: trace counts, values, edge cases."""
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from landscape import figures, stats, theory
+from landscape.analysis import analyse_point
+from landscape.graph import basin_graph, disconnectivity_tree, tree_to_json
+from landscape.model import ModelSpec
+
+DYN = "gd(lr=0.5) → newton; init gaussian"
+POINTS = [
+    {"id": 0, "kind": "minimum", "label": "DNC", "loss": 0.02, "rank_pattern": [3, 3, 3], "index": 0, "type": "minimum",
+     "basin_count": 6, "fraction": 0.6, "ci_low": 0.31, "ci_high": 0.83},
+    {"id": 1, "kind": "minimum", "label": "pairs", "loss": 0.019, "rank_pattern": [2, 2, 2], "index": 0,
+     "type": "minimum", "basin_count": 3, "fraction": 0.3, "ci_low": 0.1, "ci_high": 0.6},
+    {"id": 2, "kind": "saddle", "label": "simplex(3)+null", "loss": 0.36, "rank_pattern": [2, 2, 2], "index": 2,
+     "type": "saddle", "basin_count": 0, "fraction": 0.0, "ci_low": 0.0, "ci_high": 0.28},
+]
+LABELS = [{"label": "DNC", "n_points": 1, "count": 6, "fraction": 0.6, "ci_low": 0.31, "ci_high": 0.83},
+          {"label": "pairs", "n_points": 1, "count": 3, "fraction": 0.3, "ci_low": 0.1, "ci_high": 0.6}]
+UNC = [{"stop_reason": "max_iter", "count": 1, "fraction": 0.1, "ci_low": 0.02, "ci_high": 0.4}]
+
+
+def test_label_colours_fixed_and_palette():
+    c = figures.label_colours(["pairs", "simplex(3)+null", None, "DNC", "pair+2×null"])
+    assert c["DNC"] == figures.FIXED_COLOURS["DNC"] and c["None"] == figures.FIXED_COLOURS["None"]
+    assert c["pair+2×null"] == figures.PALETTE[0] and c["simplex(3)+null"] == figures.PALETTE[1]
+
+
+def test_basin_fractions_traces_and_error_bars():
+    fig = figures.basin_fractions_figure(POINTS, LABELS, n_trajectories=10, dynamics=DYN, uncertified=UNC)
+    assert isinstance(fig, go.Figure)
+    # one bar trace per label among reached points (the saddle has no starts), labels, uncertified
+    assert [t.name for t in fig.data] == ["DNC", "pairs", "per label", "uncertified"]
+    dnc = fig.data[0]
+    assert list(dnc.x) == ["#0"] and list(dnc.y) == [0.6]
+    np.testing.assert_allclose(dnc.error_y.array, [0.83 - 0.6])
+    np.testing.assert_allclose(dnc.error_y.arrayminus, [0.6 - 0.31])
+    assert list(fig.data[2].x) == ["DNC", "pairs"]
+    assert list(fig.data[3].x) == ["uncertified: max_iter"]
+    assert DYN in fig.layout.title.subtitle.text and "all 10 starts" in fig.layout.title.subtitle.text
+    assert list(fig.layout.xaxis.categoryarray) == ["#0", "#1"]
+
+
+def test_basin_fractions_without_uncertified_has_no_grey_trace():
+    fig = figures.basin_fractions_figure(POINTS, LABELS, n_trajectories=9, dynamics=DYN)
+    assert [t.name for t in fig.data] == ["DNC", "pairs", "per label"]
+
+
+def _tree():
+    pts = [{"id": 0, "kind": "minimum", "label": "DNC", "loss": 0.0}, {"id": 1, "kind": "minimum", "label": "pairs",
+                                                                        "loss": 0.5},
+           {"id": 2, "kind": "minimum", "label": "zero", "loss": 1.0}, {"id": 10, "kind": "saddle", "label": None,
+                                                                         "loss": 2.0}]
+    edges = [{"saddle_id": 10, "direction": 0, "sign": 1, "target_id": 0},
+             {"saddle_id": 10, "direction": 0, "sign": -1, "target_id": 1}]
+    G = basin_graph(pts, edges, {0: 6, 1: 2, 2: 2}, 10)
+    return tree_to_json(disconnectivity_tree(G))
+
+
+def test_disconnectivity_layout_and_widths():
+    tree = _tree()
+    fig = figures.disconnectivity_figure(tree, {p["id"]: p for p in POINTS}, n_trajectories=10, dynamics=DYN)
+    # tree: merge:0 (level 2) over leaves 0 and 1; leaf 2 (level 1) is an isolated root, placed first
+    # because roots go in order of level
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert len(lines) == 4  # leaf 0 → merge, leaf 1 → merge, merge stub, leaf 2 stub
+    marks = {t.name: t for t in fig.data if t.mode == "markers"}
+    assert set(marks) == {"DNC", "pairs", "zero", "merge (saddle level)"}
+    assert list(marks["zero"].x) == [0.0] and list(marks["DNC"].x) == [1.0] and list(marks["pairs"].x) == [2.0]
+    assert list(marks["merge (saddle level)"].x) == [1.5] and list(marks["merge (saddle level)"].y) == [2.0]
+    # branch from leaf 0 (fraction 0.6): vertical at x=1 from 0 up to the merge level, across to x=1.5
+    leaf0 = next(t for t in lines if list(t.x) == [1.0, 1.0, 1.5])
+    assert list(leaf0.y) == [0.0, 2.0, 2.0]
+    assert leaf0.line.width == pytest.approx(1 + 14 * 0.6)
+    stub = next(t for t in lines if list(t.x) == [1.5, 1.5])
+    assert stub.y[0] == 2.0 and stub.y[1] == pytest.approx(2.0 + 0.08 * 2.0)
+    assert stub.line.width == pytest.approx(1 + 14 * 0.8)
+    assert "rank pattern (3, 3, 3)" in marks["DNC"].text[0] and "0.6000 [0.3100, 0.8300]" in marks["DNC"].text[0]
+
+
+def test_disconnectivity_empty_tree_draws_nothing_and_says_so():
+    fig = figures.disconnectivity_figure({"roots": [], "nodes": []})
+    assert len(fig.data) == 0
+    assert "nothing to draw" in fig.layout.annotations[0].text
+
+
+def test_disconnectivity_deep_chain_does_not_recurse():
+    # 3000 minima merged one after another: a chain as deep as the tree has minima
+    n = 3000
+    nodes = [{"id": f"leaf:{i}", "type": "leaf", "level": float(i), "children": [], "members": [i],
+              "basin_count": 1, "fraction": 1 / n, "point_id": i, "label": "DNC", "saddles": None} for i in range(n)]
+    prev = "leaf:0"
+    for k in range(1, n):
+        nodes.append({"id": f"merge:{k}", "type": "merge", "level": n + k, "children": [prev, f"leaf:{k}"],
+                      "members": list(range(k + 1)), "basin_count": k + 1, "fraction": (k + 1) / n, "point_id": None,
+                      "label": None, "saddles": [n + k]})
+        prev = f"merge:{k}"
+    x = figures._tree_layout({"roots": [prev], "nodes": nodes})
+    assert x["leaf:0"] == 0.0 and x[f"leaf:{n - 1}"] == n - 1
+    assert x["merge:1"] == 0.5
+
+
+def test_symlog_is_odd_and_linear_near_zero():
+    tau = 1e-6
+    v = np.array([-1.0, -1e-9, 0.0, 1e-9, 1.0])
+    y = figures.symlog(v, tau)
+    np.testing.assert_allclose(y, -y[::-1])
+    assert y[2] == 0.0 and y[3] == pytest.approx(1e-3 / math.log(10), rel=1e-3)  # log10(1+x) ≈ x/ln10
+    assert y[4] == pytest.approx(math.log10(1 + 1e6))
+
+
+@pytest.fixture(scope="module")
+def small_dnc_saddle():
+    """The small-root DNC point of K=4, n=2, d=6, L=3, λ=1e-3: a saddle of index 6 with 36 symmetry zero modes."""
+    spec = ModelSpec(K=4, n=2, d=6, L=3, lam=1e-3, dtype="float64")
+    a = theory.dnc_scale_roots(4, 2, 3, 1e-3)[0]
+    return analyse_point(spec, theory.dnc_point(spec, a))
+
+
+def test_hessian_spectrum_marks_negative_symmetry_excess(small_dnc_saddle):
+    an = small_dnc_saddle
+    h = an.hessian
+    assert (h.index, h.symmetry_zero_modes, h.excess_zero_modes) == (6, 36, 0)
+    fig = figures.hessian_spectrum_figure(an.spectrum, tau=h.tau, symmetry_zero_modes=h.symmetry_zero_modes)
+    assert [t.name for t in fig.data] == ["negative (6)", "symmetry zero modes (36)", "excess zero modes (0)",
+                                          "positive (102)"]
+    assert sum(len(t.x) for t in fig.data) == 144
+    np.testing.assert_allclose(fig.data[0].customdata, an.spectrum[:6])
+    assert all(y < 0 for y in fig.data[0].y)
+
+
+def test_hessian_spectrum_excess_are_the_larger_zero_modes():
+    # zero band: 1e-15 and 2e-9 (|μ| ≤ τ = 1e-8); one symmetry mode → the 1e-15 one; 2e-9 is excess
+    ev = [-1.0, 1e-15, 2e-9, 3.0]
+    fig = figures.hessian_spectrum_figure(ev, tau=1e-8, symmetry_zero_modes=1)
+    assert list(fig.data[1].customdata) == [1e-15] and list(fig.data[2].customdata) == [2e-9]
+    lz = figures.hessian_spectrum_figure(ev, tau=1e-8, symmetry_zero_modes=1, method="lanczos")
+    assert len(lz.data[1].x) == 0 and list(lz.data[2].customdata) == [1e-15, 2e-9]
+    with pytest.raises(ValueError, match="tau"):
+        figures.hessian_spectrum_figure(ev, tau=0.0, symmetry_zero_modes=0)
+
+
+def test_singular_values_one_trace_per_layer_and_zeros_counted(small_dnc_saddle):
+    sv = {"H1": [3.0, 2.0, 0.0], "W1": [1.0, 1e-12], "Z": [5.0]}
+    fig = figures.singular_values_figure(sv, rank_rtol=1e-6)
+    assert [t.name for t in fig.data] == ["H1 (1 exact zeros not shown)", "W1", "Z"]
+    assert list(fig.data[0].y) == [3.0, 2.0] and list(fig.data[1].x) == [1, 2]
+    assert fig.layout.yaxis.type == "log" and "rank_rtol = 1e-06" in fig.layout.title.subtitle.text
+    real = figures.singular_values_figure(small_dnc_saddle.singular_values)
+    assert len(real.data) == 7  # H1 W1 H2 W2 H3 W3 Z
+
+
+def test_logits_heatmap_values():
+    Zb = 2.0 * theory.simplex(4)
+    fig = figures.logits_heatmap_figure(Zb)
+    assert len(fig.data) == 1
+    np.testing.assert_array_equal(np.asarray(fig.data[0].z), Zb)
+    assert fig.data[0].zmid == 0.0 and fig.data[0].zmax == pytest.approx(1.5)
+
+
+ROWS = [  # as read by landscape.sweep.read_prevalence_csv: strings
+    {"cell": "d=20", "d": "20", "n_trajectories": "100", "dnc_fraction": "0.5", "dnc_ci_low": "0.4",
+     "dnc_ci_high": "0.6", "uncertified_fraction": "0.2", "uncertified_ci_low": "0.13", "uncertified_ci_high": "0.29",
+     "frac_DNC": "0.5", "frac_pairs": "0.3", "mean_logit_rank": "7.5", "dynamics": DYN},
+    {"cell": "d=10", "d": "10", "n_trajectories": "100", "dnc_fraction": "0.2", "dnc_ci_low": "0.13",
+     "dnc_ci_high": "0.29", "uncertified_fraction": "0.2", "uncertified_ci_low": "0.13", "uncertified_ci_high": "0.29",
+     "frac_DNC": "0.2", "frac_pairs": "0.6", "mean_logit_rank": "6", "dynamics": DYN},
+]
+
+
+def test_prevalence_lines_and_bands_sorted_by_x():
+    assert figures.prevalence_labels(ROWS) == ["pairs"]
+    fig = figures.prevalence_figure(ROWS, "d")
+    assert [t.name for t in fig.data] == ["DNC", "DNC interval", "pairs", "pairs interval", "uncertified",
+                                          "uncertified interval"]
+    np.testing.assert_array_equal(fig.data[0].x, [10.0, 20.0])
+    np.testing.assert_array_equal(fig.data[0].y, [0.2, 0.5])
+    np.testing.assert_array_equal(fig.data[1].y, [0.29, 0.6, 0.4, 0.13])  # upper edge, then lower edge reversed
+    np.testing.assert_array_equal(fig.data[2].y, [0.6, 0.3])
+    # label intervals: Wilson of 60/100 and 30/100
+    lo60, hi60 = stats.wilson_interval(60, 100)
+    lo30, hi30 = stats.wilson_interval(30, 100)
+    np.testing.assert_allclose(fig.data[3].y, [hi60, hi30, lo30, lo60])
+    assert DYN in fig.layout.title.subtitle.text and "starts per cell: 100" in fig.layout.title.subtitle.text
+
+
+def test_mean_rank_against_x():
+    fig = figures.mean_rank_figure(ROWS, "d", log_x=True)
+    assert len(fig.data) == 1 and fig.layout.xaxis.type == "log"
+    np.testing.assert_array_equal(fig.data[0].y, [6.0, 7.5])
+    assert DYN in fig.layout.title.subtitle.text
+
+
+def test_loss_rank_by_label_sized_by_fraction():
+    fig = figures.loss_rank_figure(POINTS, n_trajectories=10, dynamics=DYN)
+    assert [t.name for t in fig.data] == ["DNC", "pairs", "simplex(3)+null"]
+    assert list(fig.data[0].x) == [3] and list(fig.data[1].x) == [2]
+    assert fig.data[0].marker.size[0] == pytest.approx(7 + 40 * math.sqrt(0.6))
+    assert fig.data[2].marker.size[0] == 7
+
+
+def test_accumulation_curve_and_unseen_note():
+    fig = figures.accumulation_figure([1, 2, 3, 4], [1, 1, 2, 2], unseen={"estimate": 0.25, "n1": 1, "n": 4},
+                                      dynamics=DYN)
+    assert len(fig.data) == 1 and list(fig.data[0].y) == [1, 1, 2, 2]
+    assert "N₁/n = 1/4 = 0.2500" in fig.layout.title.subtitle.text
+
+
+def test_prevalence_reads_the_sweep_table(tmp_path):
+    """The figure reads what landscape.sweep writes (columns of PREVALENCE_FIELDS plus frac_<label>)."""
+    from landscape.sweep import read_prevalence_csv, write_prevalence_csv
+
+    rows = [{"cell": f"d={d}", "d": d, "n_trajectories": 10, "dnc_count": k, "dnc_fraction": k / 10,
+             "dnc_ci_low": stats.wilson_interval(k, 10)[0], "dnc_ci_high": stats.wilson_interval(k, 10)[1],
+             "uncertified_count": 0, "uncertified_fraction": 0.0, "uncertified_ci_low": 0.0,
+             "uncertified_ci_high": stats.wilson_interval(0, 10)[1], "mean_logit_rank": 3 - k / 10,
+             "n_distinct_points": 2, "dynamics": DYN, "frac_DNC": k / 10, "frac_pairs": 1 - k / 10}
+            for d, k in ((8, 4), (4, 1))]
+    write_prevalence_csv(tmp_path / "prevalence.csv", rows, ["d"])
+    fig = figures.prevalence_figure(read_prevalence_csv(tmp_path / "prevalence.csv"), "d")
+    assert [t.name for t in fig.data[::2]] == ["DNC", "pairs", "uncertified"]
+    np.testing.assert_allclose(fig.data[0].x, [4, 8])
+    np.testing.assert_allclose(fig.data[0].y, [0.1, 0.4])
+    np.testing.assert_allclose(fig.data[2].y, [0.9, 0.6])
