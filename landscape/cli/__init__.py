@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("run",)
+SUBCOMMANDS = ("run", "report", "sweep", "inspect", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

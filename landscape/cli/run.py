@@ -1,9 +1,19 @@
 """Run a study: random starts, batched trajectories, certified critical points, results folder.
 
 With no arguments, runs the embedded default study (deep linear CE UFM, K=4, n=2, d=8, L=3,
-λ=1e-3; gradient descent lr 0.5 then Newton polish) and writes ``runs/<name>-<time>/``.
+λ=1e-3; gradient descent lr 0.5 then Newton polish; a few Newton-MR saddle-search starts) and
+writes ``runs/<name>-<time>/``: config.json, study.sqlite, spectra.npz, tree.json,
+graph.graphml, summary.json and report.html. Work is committed to study.sqlite one unit at a
+time: a run stopped at any moment (Ctrl-C, a killed process) continues with
+``landscape run --resume DIR`` from what was committed.
 """
 from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 def register(sub) -> None:
@@ -12,8 +22,24 @@ def register(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. --set d=70 --set lambda=0.0009765625 --set trajectories=2000")
     p.add_argument("--out", metavar="DIR", help="results folder (default: runs/<name>-<YYYYmmdd-HHMMSS>)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the study in DIR (its stored configuration; no --config, --set or --out)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
+
+
+@contextmanager
+def store_errors():
+    """Turn a :class:`landscape.store.StoreError` (missing, corrupt, newer-schema or foreign
+    database) into a :class:`landscape.model.SpecError`, which the command line prints as
+    ``landscape COMMAND: error: …`` with exit status 2."""
+    from ..model import SpecError
+    from ..store import StoreError
+
+    try:
+        yield
+    except StoreError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def main(args) -> int:
@@ -21,13 +47,40 @@ def main(args) -> int:
     from pathlib import Path
 
     from ..config import load_study
-    from ..study import run_study
+    from ..model import SpecError
+    from ..store import DB_NAME
+    from ..study import load_config, run_study
 
-    cfg = load_study(args.config, args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    summary = run_study(cfg, out, progress=not args.no_progress)
+    with store_errors():
+        if args.resume:
+            if args.config or args.overrides or args.out:
+                raise SpecError("--resume DIR continues the study stored in DIR with its own configuration: "
+                                "it takes no --config, --set or --out")
+            out = Path(args.resume)
+            cfg = load_config(out)
+        else:
+            cfg = load_study(args.config, args.overrides)
+            out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if (out / DB_NAME).exists():
+                raise SpecError(f"{out} already holds a study: continue it with `landscape run --resume {out}` "
+                                "or choose another --out")
+        try:
+            summary = run_study(cfg, out, progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: every committed unit is kept in {out / DB_NAME}; "
+                  f"continue with `landscape run --resume {out}`", file=sys.stderr)
+            return EXIT_INTERRUPTED
     c = summary["stop_reasons"]
-    print(f"{summary['n_trajectories']} trajectories in {summary['wall_time_s']:.1f} s "
-          f"({cfg.describe_dynamics()}): " + ", ".join(f"{k} {v}" for k, v in c.items()))
-    print(f"results: {out}")
+    h = summary["headline"]
+    print(f"{summary['n_trajectories']} trajectories ({summary['dynamics']}): "
+          + ", ".join(f"{k} {v}" for k, v in c.items()))
+    print(f"{len(summary['points'])} distinct critical points, {summary['graph']['n_edges']} saddle connections; "
+          f"DNC fraction {_pct(h['dnc_fraction'])} [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]; "
+          f"lowest loss {h['lowest_loss']:.10g} ({h['lowest_loss_label']}, point {h['lowest_loss_point']})"
+          if h["lowest_loss"] is not None else f"{len(summary['points'])} distinct critical points")
+    print(f"wall time {summary['wall_time_s']:.1f} s; results: {out}")
     return 0
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"

@@ -1,0 +1,312 @@
+"""Executors: where units of work run.
+
+A **unit** is one pure function call identified by ``(study, chunk)``: for a study, ``fn`` is
+:func:`landscape.study.run_trajectories` and ``args`` are ``(cfg, indices)``, so the unit's
+result (a :class:`landscape.flows.TrajectoryResults`) depends only on its arguments and a unit
+computed twice (a retry after a lost worker) gives the same answer. Executors only *compute*:
+results come back to the calling process, which alone writes the study databases, so no database
+file is ever written by two processes or hosts; and because the store refuses a unit it has
+already committed (:meth:`landscape.store.StudyStore.commit_unit`), a unit is stored at most once.
+
+The interface (:class:`Executor`) has two calls:
+
+* ``map_units(fn, units)``: hand every unit to the backend at once and yield ``(unit, result)``
+  **in the order of** ``units`` (so writers that consume the results commit in a deterministic
+  order, whatever order the workers finish in);
+* ``submit(fn, *args)``: one call, returning a :class:`concurrent.futures.Future`-like object
+  with ``result()``;
+
+and an optional hint, ``prefetch(fn, units)``: start computing units that a later ``map_units``
+call will ask for (a no-op in-process). A cluster executor identifies a computation by its content
+(``fn`` and ``args``), so the later call picks up the prefetched results whatever it numbers its
+units, and a wrong guess costs only the wasted work. A sweep uses it to keep every worker busy
+while this process writes one cell after another.
+
+Implementations: :class:`InProcessExecutor` (the default; computes in the calling process, each
+unit one batched tensor computation), :class:`DaskExecutor` (an existing Dask cluster, given by
+its scheduler address) and :class:`LocalDaskExecutor` (starts a ``LocalCluster`` of N worker
+processes). A cluster executor for another backend only has to implement the same two calls.
+
+Dask needs the optional extra: ``pip install "landscape[dask]"``. Every Dask worker and the
+scheduler must be able to import ``landscape`` (same version as the client).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+#: What to install for the Dask executors.
+DASK_INSTALL_HINT = 'pip install "landscape[dask]"  (or: pip install "dask[distributed]")'
+#: Executor names accepted by :func:`make_executor` and ``landscape sweep --executor``.
+EXECUTORS = ("inprocess", "dask", "dask-local")
+
+
+class ExecutorError(RuntimeError):
+    """An executor cannot be created or used (missing extra, bad option, unreachable scheduler)."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: ``fn(*args)`` for chunk ``chunk`` of study ``study``.
+
+    ``study`` is a string that identifies the study within a run (a sweep cell name or a results
+    folder); ``(study, chunk)`` identifies the unit. ``args`` are not part of its identity.
+    """
+
+    study: str
+    chunk: int
+    args: tuple = field(default=(), compare=False, repr=False)
+
+    @property
+    def id(self) -> tuple[str, int]:
+        return (self.study, int(self.chunk))
+
+    def __str__(self) -> str:
+        return f"{self.study}#{self.chunk}"
+
+
+def _check_unique(units: list[Unit]) -> None:
+    seen: set[tuple[str, int]] = set()
+    for u in units:
+        if u.id in seen:
+            raise ExecutorError(f"unit {u} appears twice: every (study, chunk) must be unique")
+        seen.add(u.id)
+
+
+class Executor(ABC):
+    """Where units run. Use as a context manager (or call :meth:`close`)."""
+
+    #: Name as given to :func:`make_executor`.
+    name: str = ""
+
+    @abstractmethod
+    def submit(self, fn: Callable, *args) -> Any:
+        """Run ``fn(*args)``; return a future whose ``result()`` gives its value (or raises)."""
+
+    @abstractmethod
+    def map_units(self, fn: Callable, units: Iterable[Unit]) -> Iterator[tuple[Unit, Any]]:
+        """Compute ``fn(*unit.args)`` for every unit; yield ``(unit, result)`` in the order of
+        ``units``. An exception raised by ``fn`` propagates from the iterator."""
+
+    def prefetch(self, fn: Callable, units: Iterable[Unit]) -> None:
+        """Start computing ``fn(*unit.args)`` for ``units`` ahead of a ``map_units`` call that
+        will ask for them (a hint: executors that cannot compute ahead ignore it)."""
+
+    def drop_prefetched(self) -> None:
+        """Forget prefetched units that no ``map_units`` call asked for."""
+
+    @property
+    def parallelism(self) -> int:
+        """How many units can run at the same time."""
+        return 1
+
+    def retried(self) -> dict[str, int]:
+        """Units computed more than once (a lost worker's units are re-run elsewhere):
+        ``{str(unit): number of attempts}``. Empty for executors that never retry."""
+        return {}
+
+    def describe(self) -> dict:
+        """JSON-able description, stored with the results."""
+        return {"executor": self.name, "parallelism": self.parallelism}
+
+    def close(self) -> None:
+        """Release the executor's resources (a no-op unless it owns a cluster)."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class InProcessExecutor(Executor):
+    """Computes every unit in the calling process, one after the other, when the caller asks for
+    it (``map_units`` is lazy). Each unit is itself one batched tensor computation."""
+
+    name = "inprocess"
+
+    def submit(self, fn: Callable, *args) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except Exception as exc:  # delivered to the caller by fut.result(), not swallowed
+            fut.set_exception(exc)
+        return fut
+
+    def map_units(self, fn: Callable, units: Iterable[Unit]) -> Iterator[tuple[Unit, Any]]:
+        units = list(units)
+        _check_unique(units)
+        for u in units:
+            yield u, fn(*u.args)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dask
+# ----------------------------------------------------------------------------------------------
+def _import_dask():
+    """(distributed, landscape._dask_plugins), or an ExecutorError saying what to install."""
+    try:
+        import distributed
+
+        from . import _dask_plugins
+    except ImportError as exc:
+        raise ExecutorError(f"the Dask executors need dask.distributed, which is not installed ({exc}); "
+                            f"install it with: {DASK_INSTALL_HINT}") from None
+    return distributed, _dask_plugins
+
+
+class DaskExecutor(Executor):
+    """Units run as tasks on a Dask cluster; results come back to this (the client) process.
+
+    ``address``: the scheduler, e.g. ``"tcp://10.0.0.1:8786"``; or pass an existing
+    ``distributed.Client`` as ``client``. ``torch_threads``: torch threads per worker (default:
+    the worker host's cores divided by the worker's threads; with several worker processes per
+    host, give it explicitly, e.g. cores / processes). Lost workers: Dask
+    re-runs their units on other workers (up to ``distributed.scheduler.allowed-failures`` times);
+    :meth:`retried` names them. Each task key is ``landscape-unit-<token of fn and args>``
+    (content-addressed), so asking again for a computation that is still held (prefetched, or
+    in flight) returns the same task instead of running it twice.
+    """
+
+    name = "dask"
+
+    def __init__(self, address: str | None = None, *, client=None, torch_threads: int | None = None,
+                 timeout_s: float = 30.0):
+        distributed, plugins = _import_dask()
+        if (address is None) == (client is None):
+            raise ExecutorError("DaskExecutor needs exactly one of address (the scheduler, e.g. "
+                                "tcp://HOST:8786) or client")
+        if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
+                                          or torch_threads < 1):
+            raise ExecutorError(f"torch_threads={torch_threads!r} is invalid: must be an integer >= 1")
+        self._owns_client = client is None
+        if client is None:
+            try:
+                client = distributed.Client(address, timeout=timeout_s)
+            except OSError as exc:
+                raise ExecutorError(f"cannot reach the Dask scheduler at {address!r} within {timeout_s:g} s: {exc}") from None
+        self.client = client
+        self.address = client.scheduler.address
+        self.torch_threads = torch_threads
+        self._plugins = plugins
+        client.register_plugin(plugins.TorchThreads(torch_threads))
+        client.register_plugin(plugins.AttemptCounter())
+        self._units: dict[str, Unit] = {}
+        self._prefetched: dict[str, Any] = {}
+
+    @property
+    def parallelism(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
+
+    def worker_torch_threads(self) -> dict[str, int]:
+        """``{worker address: torch.get_num_threads()}`` as set on every current worker."""
+        return self.client.run(self._plugins.torch_threads)
+
+    def _key(self, fn: Callable, unit: Unit) -> str:
+        from dask.base import tokenize
+
+        return f"{self._plugins.KEY_PREFIX}-{tokenize(fn, *unit.args)}"
+
+    def submit(self, fn: Callable, *args):
+        return self.client.submit(fn, *args, pure=False)
+
+    def map_units(self, fn: Callable, units: Iterable[Unit]) -> Iterator[tuple[Unit, Any]]:
+        units = list(units)
+        _check_unique(units)
+        keys = [self._key(fn, u) for u in units]
+        self._units.update(zip(keys, units))
+        # a key already held (prefetched) gives back its existing task
+        futures = [self.client.submit(fn, *u.args, key=k, pure=False) for u, k in zip(units, keys)]
+        for k in keys:
+            self._prefetched.pop(k, None)
+        try:
+            for u, f in zip(units, futures):
+                yield u, f.result()
+                f.release()
+        finally:
+            for f in futures:  # a consumer that stops early must not leave work queued
+                if not f.done():
+                    f.cancel()
+
+    def prefetch(self, fn: Callable, units: Iterable[Unit]) -> None:
+        units = list(units)
+        _check_unique(units)
+        for u in units:
+            k = self._key(fn, u)
+            if k not in self._prefetched:
+                self._units[k] = u
+                self._prefetched[k] = self.client.submit(fn, *u.args, key=k, pure=False)
+
+    def drop_prefetched(self) -> None:
+        for f in self._prefetched.values():
+            f.cancel()
+        self._prefetched.clear()
+
+    def retried(self) -> dict[str, int]:
+        attempts = self.client.run_on_scheduler(self._plugins.scheduler_attempts)
+        return {str(self._units[k]): n for k, n in sorted(attempts.items()) if n > 1 and k in self._units}
+
+    def describe(self) -> dict:
+        return {"executor": self.name, "scheduler": self.address, "parallelism": self.parallelism,
+                "workers": len(self.client.nthreads()), "torch_threads": self.torch_threads}
+
+    def close(self) -> None:
+        self.drop_prefetched()
+        if self._owns_client:
+            self.client.close()
+
+
+class LocalDaskExecutor(DaskExecutor):
+    """A Dask ``LocalCluster`` of ``workers`` processes (one task at a time each) on this
+    machine, with ``cpu_count // workers`` torch threads per worker unless ``torch_threads`` is
+    given. The cluster is shut down by :meth:`close`."""
+
+    name = "dask-local"
+
+    def __init__(self, workers: int = 2, *, torch_threads: int | None = None):
+        distributed, plugins = _import_dask()
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ExecutorError(f"workers={workers!r} is invalid: must be an integer >= 1")
+        threads = torch_threads or plugins.default_torch_threads(os.cpu_count(), workers)
+        self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                dashboard_address=None, silence_logs=logging.ERROR)
+        try:
+            super().__init__(client=distributed.Client(self.cluster), torch_threads=threads)
+        except BaseException:
+            self.cluster.close()
+            raise
+        self._owns_client = True
+        self.workers = workers
+
+    def describe(self) -> dict:
+        return {**super().describe(), "scheduler": "LocalCluster", "workers": self.workers}
+
+    def close(self) -> None:
+        super().close()
+        self.cluster.close()
+
+
+def make_executor(name: str = "inprocess", *, scheduler: str | None = None, workers: int | None = None,
+                  torch_threads: int | None = None) -> Executor:
+    """The executor called ``name`` (one of :data:`EXECUTORS`): ``inprocess``; ``dask`` (needs
+    ``scheduler``, e.g. ``tcp://HOST:8786``); ``dask-local`` (``workers`` processes, default 2)."""
+    if name not in EXECUTORS:
+        raise ExecutorError(f"executor={name!r} is invalid: must be one of {EXECUTORS}")
+    if name != "dask" and scheduler is not None:
+        raise ExecutorError(f"--scheduler is only for --executor dask (got executor={name!r})")
+    if name != "dask-local" and workers is not None:
+        raise ExecutorError(f"--workers is only for --executor dask-local (got executor={name!r})")
+    if name == "inprocess":
+        if torch_threads is not None:
+            raise ExecutorError("--torch-threads is only for the Dask executors")
+        return InProcessExecutor()
+    if name == "dask":
+        if not scheduler:
+            raise ExecutorError("--executor dask needs --scheduler tcp://HOST:PORT (the address a "
+                                "`dask scheduler` prints)")
+        return DaskExecutor(scheduler, torch_threads=torch_threads)
+    return LocalDaskExecutor(2 if workers is None else workers, torch_threads=torch_threads)

@@ -1,0 +1,339 @@
+"""Sweeps: a grid of studies, one per cell, and the prevalence table.
+
+A **sweep file** is a study file (same tables as ``landscape/configs/default.toml``) plus a
+``[sweep]`` table mapping override keys to lists of values::
+
+    [sweep]
+    d = [8, 16, 32]
+    lambda = [0.0009765625, 0.001953125]
+    "init.scale_H" = [0.5, 1.0]
+
+Keys use the syntax of ``--set`` (:func:`landscape.config.apply_overrides`): model fields as in
+MODEL.md (``K``, ``n``, ``d``, ``L``, ``lambda``, ``activation``, ``loss``), top-level fields
+(``trajectories``, ``seed``, …), ``init.FIELD``, ``stages.I.FIELD``, and ``lr``/``engine`` for
+the first stage. The grid is the Cartesian product of the lists (first key slowest). Every cell
+uses the base ``seed``, so cells of the same shape start from the same points (common random
+numbers make differences between cells sharper).
+
+Command-line overrides (``--set KEY=VALUE``) apply to the base study, i.e. to every cell;
+``--set sweep.KEY=[v1, v2]`` replaces (or adds) an axis. Overriding a key that is an axis without
+the ``sweep.`` prefix is an error, because the grid would silently undo it.
+
+Results (``OUT``): ``cells/<cell name>/`` is each cell's study folder (written by
+:func:`landscape.study.run_study`); ``sweep.json`` the effective sweep (base study, axes), the
+executor and one record per cell; ``prevalence.csv`` one row per cell (:data:`PREVALENCE_FIELDS`).
+A cell's name is its overrides, ``key=value`` joined by ``,`` (e.g. ``d=16,lambda=0.001``), with
+characters outside ``[A-Za-z0-9._=+,-]`` replaced by ``-``. Running a sweep again into the same
+``OUT`` skips finished cells and resumes unfinished ones; ``OUT`` holding a different sweep is an
+error.
+
+Executors (:mod:`landscape.executors`): in-process (default), each cell is one call of
+``run_study``. With a cluster executor every unfinished cell's chunks of trajectories are handed
+to the cluster at once (``prefetch``), then this process runs ``run_study`` cell after cell with
+the executor: each picks up its chunks' results as they arrive and writes its own database (this
+process is the only writer). Cells are written one at a time because the point analysis uses
+torch's forward-mode autodiff, whose state is global to the process.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import itertools
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from .config import StudyConfig, apply_overrides, load_config_dict, parse_value
+from .executors import Executor, InProcessExecutor, Unit
+from .model import SpecError
+from .stats import wilson_interval
+from .store import StudyStore, resolve_path
+from .study import (chunks, environment, run_saddle_search, run_study, run_trajectories, saddle_chunks,
+                    write_json)
+
+#: Name of the grid table in a sweep file.
+SWEEP_TABLE = "sweep"
+#: Label of deep-neural-collapse points (see :mod:`landscape.structure`).
+DNC_LABEL = "DNC"
+#: Confidence level of the intervals in the prevalence table.
+CONFIDENCE = 0.95
+#: Fixed columns of ``prevalence.csv``; then one column per axis (after ``cell``) and one
+#: ``frac_<label>`` column per label seen anywhere in the sweep (sorted).
+PREVALENCE_FIELDS = ("cell", "n_trajectories", "dnc_count", "dnc_fraction", "dnc_ci_low", "dnc_ci_high",
+                     "uncertified_count", "uncertified_fraction", "uncertified_ci_low", "uncertified_ci_high",
+                     "mean_logit_rank", "n_distinct_points", "dynamics")
+#: Characters allowed in a cell name; anything else becomes "-".
+_CELL_CHARS = re.compile(r"[^A-Za-z0-9._=+,\-]")
+
+
+def _toml_literal(value) -> str:
+    """``value`` (a TOML scalar or array) written as TOML, so that ``parse_value`` reads it back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    raise SpecError(f"sweep value {value!r} is invalid: must be a number, boolean, string or list")
+
+
+def _value_text(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list):
+        return "-".join(_value_text(v) for v in value)
+    return str(value)
+
+
+def cell_name(overrides: Mapping) -> str:
+    """Folder name of the cell with ``overrides`` (axis key → value, in axis order)."""
+    return _CELL_CHARS.sub("-", ",".join(f"{k}={_value_text(v)}" for k, v in overrides.items()))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid point: its ``name``, its ``overrides`` (axis key → value) and the validated study."""
+
+    name: str
+    overrides: dict
+    config: StudyConfig
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A validated sweep: the base study dict (after command-line overrides), the axes and cells."""
+
+    name: str
+    base: dict
+    axes: dict
+    cells: tuple[Cell, ...]
+
+    @classmethod
+    def from_dict(cls, cfg: dict, overrides: Iterable[str] = ()) -> "SweepConfig":
+        """Sweep from a study dict with a ``[sweep]`` table, plus ``--set`` overrides."""
+        cfg = copy.deepcopy(cfg)
+        axes = cfg.pop(SWEEP_TABLE, None)
+        if not isinstance(axes, dict):
+            raise SpecError(f"[{SWEEP_TABLE}] is missing: a sweep file is a study file plus a [{SWEEP_TABLE}] "
+                            "table of KEY = [values] (keys as for --set, e.g. d, lambda, init.scale_H)")
+        axes = dict(axes)
+        base_overrides = []
+        for item in overrides or []:
+            key, sep, raw = (s.strip() for s in item.partition("="))
+            if not sep:
+                raise SpecError(f"--set {item!r} is invalid: must be KEY=VALUE")
+            if key.startswith(SWEEP_TABLE + "."):
+                axes[key[len(SWEEP_TABLE) + 1:]] = parse_value(raw)
+            elif key in axes:
+                raise SpecError(f"--set {key}: {key!r} is a sweep axis; set its values with "
+                                f"--set {SWEEP_TABLE}.{key}=[...]")
+            else:
+                base_overrides.append(item)
+        if not axes:
+            raise SpecError(f"[{SWEEP_TABLE}] is empty: give at least one KEY = [values]")
+        for key, values in axes.items():
+            if key == "name":
+                raise SpecError(f"{SWEEP_TABLE}.name is invalid: the study name is set per cell from the sweep name")
+            if not isinstance(values, list) or not values:
+                raise SpecError(f"{SWEEP_TABLE}.{key}={values!r} is invalid: must be a non-empty list of values")
+            texts = [_toml_literal(v) for v in values]
+            if len(set(texts)) != len(texts):
+                raise SpecError(f"{SWEEP_TABLE}.{key}={values!r} is invalid: values must be distinct")
+        base = apply_overrides(cfg, base_overrides)
+        name = base.get("name", "sweep")
+        StudyConfig.from_dict(base)  # the base study must be valid on its own
+        grid = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+        names = [cell_name(ov) for ov in grid]
+        for cname in names:
+            if names.count(cname) > 1:
+                raise SpecError(f"[{SWEEP_TABLE}]: two cells share the folder name {cname!r}; "
+                                "make the values differ in [A-Za-z0-9._+,-]")
+        cells = []
+        for ov, cname in zip(grid, names):
+            d = apply_overrides(base, [f"{k}={_toml_literal(v)}" for k, v in ov.items()])
+            d["name"] = f"{name}-{cname}"
+            try:
+                study = StudyConfig.from_dict(d)
+            except SpecError as exc:
+                raise SpecError(f"sweep cell {cname}: {exc}") from None
+            cells.append(Cell(cname, ov, study))
+        return cls(name=name, base=base, axes=axes, cells=tuple(cells))
+
+    def to_dict(self) -> dict:
+        """The effective sweep in the file layout (loadable by :meth:`from_dict`)."""
+        return {**copy.deepcopy(self.base), SWEEP_TABLE: copy.deepcopy(self.axes)}
+
+
+def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> SweepConfig:
+    """Sweep from a file (.toml, or the sweep.json of a sweep folder) plus ``--set`` overrides."""
+    cfg = load_config_dict(path)
+    if Path(path).suffix == ".json" and "sweep_config" in cfg:
+        cfg = cfg["sweep_config"]
+    return SweepConfig.from_dict(cfg, overrides)
+
+
+# ----------------------------------------------------------------------------------------------
+# Prevalence table
+# ----------------------------------------------------------------------------------------------
+def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE) -> dict:
+    """One row of the prevalence table from a cell's study summary.
+
+    ``summary`` is a study's ``summary.json``: ``n_trajectories``, ``labels`` (rows with ``label``
+    and ``count``), ``uncertified`` (rows with ``count``) and ``points`` (rows with
+    ``basin_count`` and ``rank_pattern``). Every fraction has all the cell's starts as
+    denominator. ``dnc_*``: starts that certified at a point labelled ``DNC`` (any Hessian kind),
+    Wilson interval at ``confidence``.
+    ``uncertified_*``: starts that did not certify (any stop reason). ``mean_logit_rank``: mean of
+    the numerical rank of the logits Z (last entry of the point's rank pattern) over the certified
+    starts (NaN when none certified). ``n_distinct_points``: distinct points reached by at least one
+    start. ``frac_<label>``: fraction of starts per label.
+    """
+    n = int(summary["n_trajectories"])
+    by_label: dict[str, int] = {}
+    for r in summary["labels"]:
+        by_label[str(r["label"])] = by_label.get(str(r["label"]), 0) + int(r["count"])
+    dnc = by_label.get(DNC_LABEL, 0)
+    unc = sum(int(r["count"]) for r in summary["uncertified"])
+    reached = [p for p in summary["points"] if int(p["basin_count"]) > 0]
+    ranked = [(int(p["basin_count"]), int(p["rank_pattern"][-1])) for p in reached]
+    n_ranked = sum(c for c, _ in ranked)
+    dlo, dhi = wilson_interval(dnc, n, confidence)
+    ulo, uhi = wilson_interval(unc, n, confidence)
+    return {"cell": cell.name, **cell.overrides, "n_trajectories": n,
+            "dnc_count": dnc, "dnc_fraction": dnc / n, "dnc_ci_low": dlo, "dnc_ci_high": dhi,
+            "uncertified_count": unc, "uncertified_fraction": unc / n, "uncertified_ci_low": ulo,
+            "uncertified_ci_high": uhi,
+            "mean_logit_rank": sum(c * r for c, r in ranked) / n_ranked if n_ranked else float("nan"),
+            "n_distinct_points": len(reached), "dynamics": cell.config.describe_dynamics(),
+            **{f"frac_{lab}": c / n for lab, c in by_label.items()}}
+
+
+def write_prevalence_csv(path: str | Path, rows: list[dict], axes: Iterable[str]) -> None:
+    """Write ``rows`` (from :func:`prevalence_row`) as CSV: ``cell``, the axes, the fixed fields,
+    then ``frac_<label>`` for every label of any row (0 where a cell never reached it)."""
+    labels = sorted({k for r in rows for k in r if k.startswith("frac_")})
+    cols = ["cell", *axes, *PREVALENCE_FIELDS[1:], *labels]
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: (json.dumps(r[c]) if isinstance(r.get(c), list) else r.get(c, 0)) for c in cols})
+    tmp.replace(path)
+
+
+def read_prevalence_csv(path: str | Path) -> list[dict]:
+    """The rows of a ``prevalence.csv`` as dicts of strings."""
+    with Path(path).open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+# ----------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------
+def _finished_summary(cell: Cell, cell_dir: Path) -> dict | None:
+    """The cell's summary if its study finished with this exact configuration, else None."""
+    summary_path, config_path = cell_dir / "summary.json", cell_dir / "config.json"
+    if not (summary_path.is_file() and config_path.is_file()):
+        return None
+    if json.loads(config_path.read_text()) != json.loads(json.dumps(cell.config.to_dict())):
+        raise SpecError(f"{cell_dir} holds a study with a different configuration than cell {cell.name}; "
+                        "use another --out")
+    summary = json.loads(summary_path.read_text())
+    return summary if summary.get("n_trajectories") == cell.config.trajectories else None
+
+
+def prefetch_cell(cell: Cell, cell_dir: Path, executor: Executor) -> None:
+    """Hand the cell's pending trajectory chunks (main and saddle search, as
+    :func:`landscape.study.run_study` will split them) to ``executor`` ahead of time."""
+    cfg, db = cell.config, resolve_path(cell_dir)
+    done: set[int] = set()
+    if db.is_file():
+        with StudyStore.open(db, check=False) as store:
+            done = set(store.completed_indices().tolist())
+    for fn, todo in ((run_trajectories, chunks(cfg, done)), (run_saddle_search, saddle_chunks(cfg, done))):
+        executor.prefetch(fn, [Unit(str(cell_dir), c, (cfg, idx)) for c, idx in enumerate(todo)])
+
+
+def run_cell(cell: Cell, cell_dir: Path, executor: Executor, progress: bool) -> dict:
+    """Run (or resume) one cell's study into ``cell_dir``; return its summary. In-process: one
+    call of :func:`landscape.study.run_study`; otherwise run_study takes its chunks from
+    ``executor``."""
+    if isinstance(executor, InProcessExecutor):
+        return run_study(cell.config, cell_dir, progress=progress)
+    return run_study(cell.config, cell_dir, progress=progress, executor=executor)
+
+
+def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | None = None,
+              progress: bool = True, on_cell: Callable[[Cell, dict, str], None] | None = None) -> dict:
+    """Run every cell of ``sweep`` into ``out_dir`` (see the module docstring for the layout).
+
+    ``executor``: where trajectory chunks run (default :class:`InProcessExecutor`).
+    ``on_cell(cell, summary, status)`` hears each cell as it finishes (``status`` ``"ran"`` or
+    ``"skipped"`` for a cell finished by an earlier run). Returns the content of ``sweep.json``:
+    ``{"sweep_config", "executor", "cells": [{name, overrides, dir, status, n_trajectories,
+    wall_time_s}], "prevalence": [rows], "retried_units": {unit: attempts}, "wall_time_s"}``.
+    """
+    executor = executor or InProcessExecutor()
+    out = Path(out_dir)
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    sweep_json = out / "sweep.json"
+    effective = json.loads(json.dumps(sweep.to_dict()))
+    if sweep_json.is_file():
+        previous = json.loads(sweep_json.read_text()).get("sweep_config")
+        if previous != effective:
+            raise SpecError(f"{out} already holds a different sweep (its sweep.json differs); "
+                            "use another --out, or the same file and --set options to resume it")
+    t0 = time.perf_counter()
+    summaries: dict[str, dict] = {}
+    status: dict[str, str] = {}
+    todo = []
+    for cell in sweep.cells:
+        done = _finished_summary(cell, out / "cells" / cell.name)
+        if done is None:
+            todo.append(cell)
+        else:
+            summaries[cell.name], status[cell.name] = done, "skipped"
+            if on_cell:
+                on_cell(cell, done, "skipped")
+
+    def record() -> dict:
+        cells = [{"name": c.name, "overrides": c.overrides, "dir": f"cells/{c.name}",
+                  "status": status.get(c.name, "pending"),
+                  "n_trajectories": summaries[c.name]["n_trajectories"] if c.name in summaries else None,
+                  "wall_time_s": summaries[c.name].get("wall_time_s") if c.name in summaries else None}
+                 for c in sweep.cells]
+        rows = [prevalence_row(c, summaries[c.name]) for c in sweep.cells if c.name in summaries]
+        return {"sweep_config": effective, "executor": executor.describe(), "environment": environment(),
+                "confidence": CONFIDENCE, "cells": cells, "prevalence": rows,
+                "retried_units": executor.retried(), "wall_time_s": time.perf_counter() - t0}
+
+    write_json(sweep_json, record())
+
+    def finish(cell: Cell, summary: dict) -> None:
+        summaries[cell.name], status[cell.name] = summary, "ran"
+        if on_cell:
+            on_cell(cell, summary, "ran")
+
+    try:
+        for cell in todo:
+            prefetch_cell(cell, out / "cells" / cell.name, executor)
+        for cell in todo:
+            finish(cell, run_cell(cell, out / "cells" / cell.name, executor, progress))
+    finally:
+        executor.drop_prefetched()
+    result = record()
+    write_json(sweep_json, result)
+    write_prevalence_csv(out / "prevalence.csv", result["prevalence"], sweep.axes)
+    return result

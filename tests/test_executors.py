@@ -1,0 +1,229 @@
+"""Executors: the in-process executor, the executor factory's errors, and (when dask.distributed is
+installed, as in CI's test extra) a 2-process LocalCluster: torch threads per worker, identical
+results to the in-process executor, and a sweep that survives a killed worker."""
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from landscape.config import StudyConfig, default_config_dict
+from landscape.executors import DASK_INSTALL_HINT, ExecutorError, InProcessExecutor, Unit, make_executor
+from landscape.study import chunks, run_trajectories
+
+#: Seconds the fault test waits for a unit to be running on a worker before it gives up.
+KILL_WAIT_S = 60.0
+
+
+def tiny_study(**top) -> StudyConfig:
+    """K=3, n=2, d=4, L=2 linear CE study, L-BFGS then Newton-MR: a chunk takes well under a second."""
+    d = default_config_dict()
+    d.update(name="tiny", trajectories=8, batch_size=4, **top)
+    d["model"].update(K=3, n=2, d=4, L=2, **{"lambda": 1e-2})
+    d["stages"] = [{"engine": "lbfgs", "max_iter": 2000, "tol": 1e-6, "stall_window": 200},
+                   {"engine": "newton", "max_iter": 50, "stall_window": 10}]
+    return StudyConfig.from_dict(d)
+
+
+def _square(x):
+    return x * x
+
+
+def _fail(x):
+    raise ValueError(f"unit {x} failed")
+
+
+# ----- in-process and factory ------------------------------------------------------------------
+def test_inprocess_yields_in_unit_order_and_is_lazy():
+    calls = []
+
+    def fn(x):
+        calls.append(x)
+        return x * x
+
+    units = [Unit("s", c, (x,)) for c, x in enumerate([3, 1, 2])]
+    it = InProcessExecutor().map_units(fn, units)
+    assert calls == []  # nothing runs before the caller asks
+    assert [(str(u), r) for u, r in it] == [("s#0", 9), ("s#1", 1), ("s#2", 4)]
+    assert calls == [3, 1, 2]
+
+
+def test_units_must_be_unique_and_errors_propagate():
+    ex = InProcessExecutor()
+    with pytest.raises(ExecutorError, match=r"unit s#0 appears twice"):
+        list(ex.map_units(_square, [Unit("s", 0, (1,)), Unit("s", 0, (2,))]))
+    with pytest.raises(ValueError, match="unit 5 failed"):
+        ex.submit(_fail, 5).result()
+    assert ex.submit(_square, 4).result() == 16
+    assert ex.retried() == {}
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "slurm"}, r"executor='slurm' is invalid: must be one of \('inprocess', 'dask', 'dask-local'\)"),
+    ({"name": "inprocess", "scheduler": "tcp://h:8786"}, r"--scheduler is only for --executor dask"),
+    ({"name": "inprocess", "workers": 2}, r"--workers is only for --executor dask-local"),
+    ({"name": "inprocess", "torch_threads": 2}, r"--torch-threads is only for the Dask executors"),
+])
+def test_make_executor_rejects_bad_options(kwargs, message):
+    with pytest.raises(ExecutorError, match=message):
+        make_executor(**kwargs)
+
+
+def test_missing_dask_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # makes `import distributed` fail
+    for name, kw in (("dask", {"scheduler": "tcp://127.0.0.1:1"}), ("dask-local", {"workers": 1})):
+        with pytest.raises(ExecutorError, match=r'not installed.*pip install "landscape\[dask\]"'):
+            make_executor(name, **kw)
+    assert 'pip install "landscape[dask]"' in DASK_INSTALL_HINT
+
+
+# ----- Dask ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_dask():
+    pytest.importorskip("distributed")
+    from landscape.executors import LocalDaskExecutor
+
+    with LocalDaskExecutor(2) as ex:
+        yield ex
+
+
+def test_dask_workers_do_not_oversubscribe(local_dask):
+    from landscape._dask_plugins import default_torch_threads
+
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    assert default_torch_threads(os.cpu_count(), 2) == expected
+    threads = local_dask.worker_torch_threads()
+    assert len(threads) == 2 and set(threads.values()) == {expected}
+    assert local_dask.parallelism == 2
+    assert local_dask.describe()["executor"] == "dask-local"
+
+
+def test_dask_bad_options():
+    pytest.importorskip("distributed")
+    from landscape.executors import DaskExecutor, LocalDaskExecutor
+
+    with pytest.raises(ExecutorError, match=r"workers=0 is invalid: must be an integer >= 1"):
+        LocalDaskExecutor(0)
+    with pytest.raises(ExecutorError, match=r"exactly one of address"):
+        DaskExecutor()
+    with pytest.raises(ExecutorError, match=r"--executor dask needs --scheduler"):
+        make_executor("dask")
+
+
+def test_dask_units_equal_inprocess_units_bitwise(local_dask):
+    cfg = tiny_study()
+    units = [Unit("tiny", c, (cfg, idx)) for c, idx in enumerate(chunks(cfg))]
+    ref = list(InProcessExecutor().map_units(run_trajectories, units))
+    got = list(local_dask.map_units(run_trajectories, units))
+    assert [u for u, _ in got] == units
+    for (u, a), (_, b) in zip(ref, got):
+        assert np.array_equal(a.theta.numpy(), b.theta.numpy()), f"unit {u}: final θ differ"
+        assert list(a.stop_reason) == list(b.stop_reason)
+        assert np.array_equal(a.loss, b.loss) and np.array_equal(a.iterations, b.iterations)
+    assert local_dask.submit(_square, 7).result() == 7 * 7
+
+
+# ----- sweeps on Dask: same answers, and a killed worker ----------------------------------------
+#: Relative tolerance on the loss of the same stored point computed by two executors (the same
+#: batched float64 computation; only the number of torch threads may differ).
+LOSS_RTOL = 1e-12
+#: A small sweep: K=4, n=1, L=3, λ=3e-2, GD (lr 0.5, at most 3000 steps) then Newton-MR, two
+#: widths, 8 trajectories per cell in 2 units of 4 (each unit about a second): DNC and pairs occur.
+DASK_SWEEP = ["K=4", "n=1", "L=3", "trajectories=8", "batch_size=4", "engine=gd", "lr=0.5",
+              "stages.0.max_iter=3000", "stages.0.stall_window=500", "sweep.d=[4, 5]", "sweep.lambda=[0.03]"]
+
+
+def _answers(out) -> dict:
+    """Per cell: the distinct points (id → kind, label, loss) and each trajectory's (index, point,
+    stop reason), read from the cell databases, plus the prevalence rows."""
+    from landscape.store import StudyStore
+    from landscape.sweep import read_prevalence_csv
+
+    cells = {}
+    for cdir in sorted((out / "cells").iterdir()):
+        with StudyStore.open(cdir) as store:
+            cells[cdir.name] = {"points": {p["id"]: (p["kind"], p["label"], p["loss"]) for p in store.points()},
+                                "trajectories": [(t["idx"], t["point_id"], t["stop_reason"]) for t in store.trajectories()],
+                                "units": store.committed_units()}
+    return {"cells": cells, "prevalence": read_prevalence_csv(out / "prevalence.csv")}
+
+
+def _assert_same_answers(got: dict, ref: dict) -> None:
+    assert got["cells"].keys() == ref["cells"].keys()
+    for name, g in got["cells"].items():
+        r = ref["cells"][name]
+        assert g["trajectories"] == r["trajectories"], f"cell {name}: trajectories differ"
+        assert g["units"] == r["units"] == [0, 1], f"cell {name}: units {g['units']}"
+        assert g["points"].keys() == r["points"].keys(), f"cell {name}: distinct points differ"
+        for pid, (kind, label, loss) in g["points"].items():
+            assert (kind, label) == r["points"][pid][:2], f"cell {name}, point {pid}"
+            assert abs(loss - r["points"][pid][2]) <= LOSS_RTOL * abs(loss), f"cell {name}, point {pid}: loss"
+    skip = {"dynamics"}
+    assert [{k: v for k, v in row.items() if k not in skip} for row in got["prevalence"]] == \
+        [{k: v for k, v in row.items() if k not in skip} for row in ref["prevalence"]]
+
+
+@pytest.fixture(scope="module")
+def dask_sweep_reference(tmp_path_factory):
+    """The in-process answers of DASK_SWEEP (the reference both Dask runs must reproduce)."""
+    pytest.importorskip("distributed")
+    from landscape.sweep import load_sweep, run_sweep
+
+    out = tmp_path_factory.mktemp("inprocess")
+    run_sweep(load_sweep(SWEEP_FILE, DASK_SWEEP), out, progress=False)
+    ref = _answers(out)
+    labels = {lab for c in ref["cells"].values() for (_, lab, _) in c["points"].values()}
+    assert len(labels) >= 2, f"the test sweep should reach several structures, got {labels}"
+    return ref
+
+
+SWEEP_FILE = os.path.join(os.path.dirname(__file__), os.pardir, "data", "sweeps", "width_lambda_small.toml")
+
+
+def test_dask_sweep_gives_the_same_answers(local_dask, dask_sweep_reference, tmp_path):
+    from landscape.sweep import load_sweep, run_sweep
+
+    result = run_sweep(load_sweep(SWEEP_FILE, DASK_SWEEP), tmp_path, executor=local_dask, progress=False)
+    _assert_same_answers(_answers(tmp_path), dask_sweep_reference)
+    assert result["executor"]["executor"] == "dask-local" and result["retried_units"] == {}
+
+
+def _kill_a_busy_worker(client, killed: list, stop: threading.Event) -> None:
+    """Wait until a worker is running a landscape unit, then SIGKILL its process (once)."""
+    pids = client.run(os.getpid)  # looked up first, so the kill follows the observation at once
+    deadline = time.monotonic() + KILL_WAIT_S
+    while not stop.is_set() and time.monotonic() < deadline:
+        for addr, keys in client.processing().items():
+            keys = [k for k in keys if str(k).startswith("landscape-unit-")]
+            if keys:
+                os.kill(pids[addr], signal.SIGKILL)
+                killed.append((addr, keys))
+                return
+        time.sleep(0.005)
+
+
+def test_sweep_survives_a_killed_worker(local_dask, dask_sweep_reference, tmp_path):
+    """A worker process is killed while it runs a unit: the sweep completes, every unit is stored
+    exactly once with the same answers, and the units that were re-run are named."""
+    from landscape.sweep import load_sweep, run_sweep
+
+    killed: list = []
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_a_busy_worker, args=(local_dask.client, killed, stop), daemon=True)
+    killer.start()
+    try:
+        result = run_sweep(load_sweep(SWEEP_FILE, DASK_SWEEP), tmp_path, executor=local_dask, progress=False)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no unit was seen running on a worker: the test did not kill anything"
+    retried = result["retried_units"]  # every unit the killed worker held ran again elsewhere
+    assert len(retried) >= len(killed[0][1]) >= 1, (killed, retried)
+    units = {f"{tmp_path / 'cells' / c}#{u}" for c in ("d=4,lambda=0.03", "d=5,lambda=0.03") for u in (0, 1)}
+    assert set(retried) <= units and all(n >= 2 for n in retried.values()), retried
+    assert json.loads((tmp_path / "sweep.json").read_text())["retried_units"] == result["retried_units"]
+    _assert_same_answers(_answers(tmp_path), dask_sweep_reference)  # nothing lost, nothing twice

@@ -1,0 +1,219 @@
+"""Studies end to end: database, deduplication, analysis, fractions, the basin graph, resuming.
+
+One tiny deep linear CE study (K=3, n=2, d=4, L=2, 24 L-BFGS starts in units of 8, 2 Newton-MR
+saddle-search starts) is run once per module; the other tests compare against it.
+"""
+import json
+import math
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from landscape.analysis import load_spectra
+from landscape.config import StudyConfig, load_study
+from landscape.model import SpecError
+from landscape.store import StoreError, StudyStore
+from landscape.study import (MAIN, POINT_KEYS, SADDLE_SEARCH, SUMMARY_KEYS, chunks, run_study,
+                             saddle_chunks, summarise)
+
+TINY = ["K=3", "n=2", "d=4", "L=2", "trajectories=24", "batch_size=8", "name=tiny", "engine=lbfgs",
+        "stages.0.max_iter=3000", "stages.0.tol=1e-6", "saddles.starts=2", "saddles.descend.0.max_iter=1500",
+        "saddles.descend.0.stall_window=1500"]
+LABEL_KEYS = ("label", "n_points", "count", "fraction", "ci_low", "ci_high")
+UNCERTIFIED_KEYS = ("stop_reason", "count", "fraction", "ci_low", "ci_high")
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg():
+    return load_study(None, TINY)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_cfg):
+    out = tmp_path_factory.mktemp("reference")
+    return out, run_study(tiny_cfg, out, progress=False)
+
+
+def comparable(summary):
+    """What two runs of one study must agree on exactly (wall time and environment aside)."""
+    return ({k: summary[k] for k in ("n_trajectories", "stop_reasons", "labels", "uncertified", "unseen",
+                                     "accumulation", "graph", "headline")},
+            [{k: p[k] for k in ("id", "kind", "label", "loss", "index", "basin_count")} for p in summary["points"]])
+
+
+def test_summary_has_exactly_the_agreed_schema(reference, tiny_cfg):
+    out, s = reference
+    assert tuple(s) == SUMMARY_KEYS
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(s))
+    assert s["study"] == "tiny" and s["config"] == tiny_cfg.to_dict() and s["dynamics"] == tiny_cfg.describe_dynamics()
+    assert "lbfgs" in s["dynamics"] and "init gaussian" in s["dynamics"]
+    assert s["n_trajectories"] == 24 and sum(s["stop_reasons"].values()) == 24
+    assert all(tuple(p) == POINT_KEYS for p in s["points"])
+    assert all(tuple(r) == LABEL_KEYS for r in s["labels"])
+    assert all(tuple(r) == UNCERTIFIED_KEYS for r in s["uncertified"])
+    assert tuple(s["unseen"]) == ("estimate", "n1", "n") and s["unseen"]["n"] == 24
+    assert set(s["tolerances"]) >= {"certify_tol", "dedup", "analysis"}
+    assert s["tolerances"]["dedup"] == tiny_cfg.dedup.to_dict()
+    assert tuple(s["graph"]) == ("n_nodes", "n_edges", "tree", "graphml")
+    assert tuple(s["headline"]) == ("dnc_fraction", "dnc_ci_low", "dnc_ci_high", "lowest_loss_label", "lowest_loss",
+                                    "lowest_loss_point")
+    for name in s["files"].values():
+        assert (out / name).is_file(), name
+
+
+def test_fractions_and_uncertified_add_up_to_one(reference):
+    _, s = reference
+    for rows in (s["points"], s["labels"]):
+        total = sum(r["fraction"] for r in rows) + sum(u["fraction"] for u in s["uncertified"])
+        assert math.isclose(total, 1.0, rel_tol=0, abs_tol=1e-12)
+    assert sum(p["basin_count"] for p in s["points"]) + sum(u["count"] for u in s["uncertified"]) == 24
+    for r in s["points"] + s["labels"]:
+        assert r["ci_low"] <= r["fraction"] <= r["ci_high"]
+    acc = s["accumulation"]
+    assert acc["n_trajectories"] == list(range(1, 25))
+    assert acc["n_distinct"][-1] == sum(1 for p in s["points"] if p["kind"] in ("minimum", "degenerate")
+                                        and p["basin_count"] > 0)
+
+
+def test_linear_ce_study_finds_dnc_and_labels_every_point(reference):
+    _, s = reference
+    labels = {r["label"]: r for r in s["labels"]}
+    assert "DNC" in labels and labels["DNC"]["count"] > 0
+    h = s["headline"]
+    assert h["dnc_fraction"] == labels["DNC"]["fraction"] > 0
+    assert (h["dnc_ci_low"], h["dnc_ci_high"]) == (labels["DNC"]["ci_low"], labels["DNC"]["ci_high"])
+    best = min(s["points"], key=lambda p: p["loss"])
+    assert (h["lowest_loss_point"], h["lowest_loss_label"], h["lowest_loss"]) == (best["id"], best["label"], best["loss"])
+    for p in s["points"]:
+        assert p["label"] and p["rank_pattern"] and p["type"] and p["dnc_metrics"]
+        assert p["nullity"] == p["symmetry_zero_modes"] + p["excess_zero_modes"]
+    dnc = [p for p in s["points"] if p["label"] == "DNC" and p["kind"] == "minimum"]
+    assert dnc and all(p["theory_match"]["pattern"] == "simplex(3)" for p in dnc)
+    assert all(abs(p["theory_match"]["loss_difference"]) < 1e-9 for p in dnc)
+
+
+def test_database_holds_every_trajectory_once_and_saddle_starts_apart(reference, tiny_cfg):
+    out, s = reference
+    with StudyStore.open(out) as store:
+        trajs = store.trajectories()
+        points = {p["id"]: p for p in store.points(with_params=True)}
+    offset = tiny_cfg.saddles.index_offset
+    assert [t["idx"] for t in trajs] == list(range(24)) + [offset, offset + 1]
+    assert [t["engine"]["kind"] for t in trajs] == [MAIN] * 24 + [SADDLE_SEARCH] * 2
+    assert chunks(tiny_cfg, {t["idx"] for t in trajs}) == [] and saddle_chunks(tiny_cfg, {t["idx"] for t in trajs}) == []
+    assert all(t["point_id"] in points for t in trajs if t["certified"])
+    # basin counts of the summary ignore the saddle-search starts
+    main_counts = {}
+    for t in trajs[:24]:
+        if t["point_id"] is not None:
+            main_counts[t["point_id"]] = main_counts.get(t["point_id"], 0) + 1
+    assert {p["id"]: p["basin_count"] for p in s["points"] if p["basin_count"]} == main_counts
+    spectra = load_spectra(out / "spectra.npz")
+    assert set(spectra) == {str(i) for i in points}
+    for pid, p in points.items():
+        assert p["analysis"] is not None and p["kind"] in ("minimum", "saddle", "degenerate")
+        np.testing.assert_array_equal(spectra[str(pid)]["spectrum"], p["spectrum"])
+        assert p["hessian_index"] == p["analysis"]["index"] == int(np.sum(p["spectrum"] < -p["analysis"]["tau"]))
+
+
+def test_every_saddle_is_connected_downhill(reference):
+    out, s = reference
+    with StudyStore.open(out) as store:
+        points = {p["id"]: p for p in store.points()}
+        edges = store.edges()
+    saddles = [p for p in points.values() if p["kind"] == "saddle"]
+    assert saddles, "the saddle search should find saddles in this study"
+    for p in saddles:
+        mine = [e for e in edges if e["saddle_id"] == p["id"]]
+        assert sorted((e["direction"], e["sign"]) for e in mine) == \
+            sorted((j, sg) for j in range(p["hessian_index"]) for sg in (-1, 1))
+        for e in mine:
+            assert e["eigenvalue"] < 0 and e["eps"] == 1e-3
+            if e["target_id"] is not None:
+                assert e["target_id"] != p["id"] and e["barrier"] > 0
+                assert math.isclose(e["barrier"], p["loss"] - points[e["target_id"]]["loss"], rel_tol=1e-12)
+            else:
+                assert e["barrier"] is None and e["stop_reason"]
+    G = nx.read_graphml(out / "graph.graphml")
+    assert G.number_of_nodes() == s["graph"]["n_nodes"] == len(points)
+    assert G.number_of_edges() == s["graph"]["n_edges"] == sum(e["target_id"] is not None for e in edges)
+    tree = json.loads((out / "tree.json").read_text())
+    leaves = {n["point_id"] for n in tree["nodes"] if n["type"] == "leaf"}
+    assert leaves == {i for i, p in points.items() if p["kind"] in ("minimum", "degenerate")}
+
+
+def test_interrupted_study_resumes_to_the_uninterrupted_result(tmp_path, tiny_cfg, reference):
+    events = []
+
+    def stop_after_first_unit(event):
+        events.append(event)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(tiny_cfg, tmp_path, progress=stop_after_first_unit)
+    assert events == [{"phase": "trajectories", "unit": 0, "done": 8, "total": 24}]
+    with StudyStore.open(tmp_path) as store:
+        assert store.completed_indices().tolist() == list(range(8)) and store.committed_units() == [0]
+    assert not (tmp_path / "summary.json").exists()
+    resumed = run_study(tiny_cfg, tmp_path, progress=False)
+    assert comparable(resumed) == comparable(reference[1])
+    with StudyStore.open(tmp_path) as store:
+        idx = store.completed_indices().tolist()
+    assert idx == sorted(set(idx)) and len(idx) == 24 + tiny_cfg.saddles.starts
+    # running a finished study again computes nothing new
+    again = run_study(tiny_cfg, tmp_path, progress=False)
+    assert comparable(again) == comparable(reference[1])
+
+
+def test_a_folder_holding_another_study_is_refused(tmp_path, tiny_cfg, reference):
+    other = load_study(None, TINY + ["seed=1"])
+    with pytest.raises(StoreError, match="different configuration"):
+        run_study(other, reference[0], progress=False)
+
+
+def test_diverging_trajectories_are_stored_and_counted_not_fatal(tmp_path):
+    cfg = load_study(None, ["K=3", "n=2", "d=4", "L=2", "trajectories=6", "batch_size=4", "engine=gd", "lr=1e5",
+                            "stages.0.max_iter=200", "saddles.starts=0"])
+    s = run_study(cfg, tmp_path, progress=False)
+    assert s["stop_reasons"]["diverged"] == 6 and s["points"] == [] and s["labels"] == []
+    assert s["uncertified"] == [{"stop_reason": "diverged", "count": 6, "fraction": 1.0,
+                                 "ci_low": pytest.approx(0.6096, abs=1e-4), "ci_high": 1.0}]
+    assert s["graph"]["n_nodes"] == 0 and s["headline"]["lowest_loss"] is None and s["headline"]["dnc_fraction"] == 0.0
+    assert json.loads((tmp_path / "tree.json").read_text())["roots"] == []
+    with StudyStore.open(tmp_path) as store:
+        assert [t["stop_reason"] for t in store.trajectories()] == ["diverged"] * 6
+
+
+def test_summarise_needs_only_the_database(reference, tiny_cfg):
+    out, s = reference
+    with StudyStore.open(out) as store:
+        again = summarise(StudyConfig.from_dict(store.config), store)
+    assert again["points"] == json.loads(json.dumps(s["points"]))
+    assert again["T"].graph["roots"] and again["G"].number_of_edges() == s["graph"]["n_edges"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("saddles.starts=-1", "saddles.starts=-1 is invalid"),
+    ("saddles.index_offset=10", "saddles.index_offset=10 is invalid: must be >= trajectories"),
+    ("saddles.eps=0", "saddles.eps=0 is invalid"),
+    ("saddles.color=1", r"\[saddles\] has unknown field"),
+    ("saddles.descend.0.engine=adam", r"saddles.descend\[0\].engine='adam' is invalid"),
+    ("saddles.stages.3.max_iter=1", "--set saddles.stages.3.max_iter: stage 3 does not exist"),
+    ("saddles.init.name=uniform", "saddles.init.name='uniform' is invalid"),
+    ("dedup.loss_rtol=-1", "dedup.loss_rtol=-1 is invalid"),
+    ("analysis.rank_rtol=0", "analysis.rank_rtol=0 is invalid"),
+    ("analysis.lanczos_k=2.5", "analysis.lanczos_k=2.5 is invalid"),
+])
+def test_saddle_dedup_and_analysis_tables_are_validated(override, message):
+    with pytest.raises(SpecError, match=message):
+        load_study(None, [override])
+
+
+def test_saddle_table_overrides_round_trip():
+    cfg = load_study(None, ["saddles.starts=5", "saddles.descend.0.rtol=1e-7", "saddles.init.name=small",
+                            "dedup.loss_rtol=1e-6", "analysis.tau_rel=1e-4"])
+    assert cfg.saddles.starts == 5 and cfg.saddles.descend[0].rtol == 1e-7 and cfg.saddles.init.name == "small"
+    assert cfg.saddles.descend[-1].tol == cfg.saddles.stages[-1].tol == cfg.certify_tol
+    assert cfg.dedup.loss_rtol == 1e-6 and cfg.analysis.kwargs()["tau_rel"] == 1e-4
+    assert StudyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
