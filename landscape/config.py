@@ -35,8 +35,8 @@ from pathlib import Path
 
 from .dedup import DedupTolerances
 from .flows import StageConfig
-from .hessian import (DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K, DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL,
-                      DEFAULT_TAU_REL)
+from .hessian import (DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K, DEFAULT_LANCZOS_SEED, DEFAULT_LANCZOS_TOL,
+                      DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL, DEFAULT_TAU_REL)
 from .init import InitScheme
 from .model import ModelSpec, SpecError
 from .structure import DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL
@@ -238,7 +238,8 @@ class SaddleSearch:
 class AnalysisSettings:
     """The ``[analysis]`` table: thresholds passed to :func:`landscape.analysis.analyse_point`
     (Hessian: ``tau`` (None: the default rule of :mod:`landscape.hessian`), ``tau_rel``,
-    ``noise_mult``, ``dense_limit``, ``lanczos_k``, ``symmetry_rtol``; structure: ``rank_rtol``,
+    ``noise_mult``, ``dense_limit``, ``lanczos_k``, ``lanczos_tol``, ``lanczos_seed``,
+    ``symmetry_rtol``; structure: ``rank_rtol``,
     ``pattern_rtol``, ``collapse_tol``, ``zero_atol``)."""
 
     tau: float | None = None
@@ -246,6 +247,8 @@ class AnalysisSettings:
     noise_mult: float = DEFAULT_NOISE_MULT
     dense_limit: int = DEFAULT_DENSE_LIMIT
     lanczos_k: int = DEFAULT_LANCZOS_K
+    lanczos_tol: float = DEFAULT_LANCZOS_TOL
+    lanczos_seed: int = DEFAULT_LANCZOS_SEED
     symmetry_rtol: float = DEFAULT_SYMMETRY_RTOL
     rank_rtol: float = DEFAULT_RANK_RTOL
     pattern_rtol: float = DEFAULT_PATTERN_RTOL
@@ -255,10 +258,11 @@ class AnalysisSettings:
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name in ("dense_limit", "lanczos_k"):
-                _int_at_least(f"analysis.{f.name}", v, 1)
+            if f.name in ("dense_limit", "lanczos_k", "lanczos_seed"):
+                _int_at_least(f"analysis.{f.name}", v, 0 if f.name == "lanczos_seed" else 1)
             elif not (f.name == "tau" and v is None):
-                object.__setattr__(self, f.name, _finite_positive(f"analysis.{f.name}", v, allow_zero=f.name == "zero_atol"))
+                v = _finite_positive(f"analysis.{f.name}", v, allow_zero=f.name == "zero_atol")
+                object.__setattr__(self, f.name, v)
 
     def kwargs(self) -> dict:
         """Keyword arguments of :func:`landscape.analysis.analyse_point`."""

@@ -161,6 +161,24 @@ def symmetry_space(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTOL) 
     return SymmetrySpace(Vt[:dim].T.copy(), s, dim, rtol, gap)
 
 
+def _null_part(Q: np.ndarray, HQ: np.ndarray, tau: float) -> tuple[np.ndarray, int]:
+    """The part of the symmetry tangent space span(Q) (Q: (P, s) orthonormal, HQ = H·Q) on which
+    the Hessian vanishes: eigen-directions of QᵀHQ with |μ| ≤ τ. Returns (basis (P, s'), s − s').
+
+    At a critical point every orbit tangent is a null vector of H, so s' = s. Near a point whose
+    orbit collapses (θ within certification noise of the origin, where H ≈ λI) the tangents are
+    numerically resolvable but not zero modes; they are dropped instead of counted.
+    """
+    if Q.shape[1] == 0:
+        return Q, 0
+    M = Q.T @ HQ
+    mu, U = np.linalg.eigh(0.5 * (M + M.T))
+    keep = np.abs(mu) <= tau
+    if keep.all():
+        return Q, 0
+    return Q @ U[:, keep], int((~keep).sum())
+
+
 def classify(index: int, excess_zero_modes: int) -> str:
     """'minimum' (index 0, no excess zero modes), 'degenerate_minimum_or_saddle' (index 0 with
     excess zero modes: second order cannot decide) or 'saddle' (index > 0)."""
@@ -198,6 +216,7 @@ class HessianReport:
     symmetry_gap: float = float("inf")
     symmetry_residual: float = 0.0
     symmetry_verified: bool = True
+    symmetry_unverified: int = 0  # orbit tangents that are not Hessian null vectors (see _null_part)
     index_is_lower_bound: bool = False
     nullity_is_lower_bound: bool = False
     lanczos_k: int | None = None
@@ -221,7 +240,7 @@ class HessianReport:
         """JSON-safe summary (spectra excluded; save them with :func:`landscape.analysis.save_spectra`)."""
         keys = ("method", "index", "nullity", "symmetry_zero_modes", "excess_zero_modes", "type", "strict",
                 "smallest_nonzero_eigenvalue", "largest_eigenvalue", "largest_zero_magnitude", "tau",
-                "tau_rel", "noise_mult", "tau_source", "symmetry_rtol", "symmetry_gap",
+                "tau_rel", "noise_mult", "tau_source", "symmetry_rtol", "symmetry_gap", "symmetry_unverified",
                 "symmetry_residual", "symmetry_verified", "index_is_lower_bound",
                 "nullity_is_lower_bound", "lanczos_k", "lanczos_converged", "lanczos_tol", "lanczos_seed", "dense_limit")
         out = {k: _json_float(getattr(self, k)) for k in keys}
@@ -271,14 +290,15 @@ def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel
     dimension; ``strict`` is True when there are no excess zero modes.
     """
     sym = symmetry_space(spec, theta, symmetry_rtol)
-    s = sym.dimension
     P = spec.P
     if P <= dense_limit:
         H = dense_hessian(spec, theta)
         ev = np.linalg.eigvalsh(H)
         rho = float(max(abs(ev[0]), abs(ev[-1])))
         t = default_tau(spec, rho, tau_rel, noise_mult) if tau is None else float(tau)
-        resid = float(np.linalg.norm(H @ sym.basis, axis=0).max()) if s else 0.0
+        Q, unverified = _null_part(sym.basis, H @ sym.basis, t)
+        s = Q.shape[1]
+        resid = float(np.linalg.norm(H @ Q, axis=0).max()) if s else 0.0
         index = int(np.sum(ev < -t))
         zero = np.abs(ev) <= t
         nullity = int(zero.sum())
@@ -294,7 +314,9 @@ def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel
         k = int(min(lanczos_k, P - 2))
         ncv = int(min(P, max(2 * k + 1, 40)))
         big, c2 = _eigsh(op, k, "LA", ncv, lanczos_tol, lanczos_seed)
-        Q = sym.basis
+        t_sym = default_tau(spec, abs(float(big[-1])), tau_rel, noise_mult) if tau is None else float(tau)
+        Q, unverified = _null_part(sym.basis, op.matmat(sym.basis) if sym.dimension else sym.basis, t_sym)
+        s = Q.shape[1]
         shift = 2.0 * abs(big[-1]) + 1.0
 
         def deflated(V):
@@ -332,6 +354,7 @@ def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel
     rep.tau_source = "default" if tau is None else "given"
     rep.symmetry_rtol, rep.symmetry_gap = symmetry_rtol, sym.gap
     rep.symmetry_residual = resid
+    rep.symmetry_unverified = unverified
     rep.symmetry_verified = bool(resid <= t)
     rep.lanczos_k, rep.lanczos_converged, rep.dense_limit = k, converged, dense_limit
     rep.lanczos_tol = None if k is None else lanczos_tol

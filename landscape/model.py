@@ -167,7 +167,9 @@ class DeepUFM:
         self.Y = torch.kron(torch.eye(K, dtype=self.dtype), torch.ones(1, n, dtype=self.dtype)).to(self.device)
         self.labels = torch.arange(K, device=self.device).repeat_interleave(n)  # (N,)
         self._sizes = [r * c for r, c in spec.shapes]
-        self._lam = torch.tensor(spec.lambdas, dtype=self.dtype, device=self.device)
+        # λ of the factor each flat parameter belongs to, (P,): the regulariser is ½ θᵀ diag(λ) θ
+        self._lam_vec = torch.cat([torch.full((s,), lam, dtype=self.dtype, device=self.device)
+                                   for s, lam in zip(self._sizes, spec.lambdas)])
         self._relu = spec.activation == "relu"
 
     # ----- layout --------------------------------------------------------------------------
@@ -223,7 +225,7 @@ class DeepUFM:
 
     def reg_loss(self, theta: torch.Tensor) -> torch.Tensor:
         """Σ_l (λ_l/2)‖factor_l‖², (B,)."""
-        return sum(0.5 * lam * (f ** 2).sum(dim=(1, 2)) for lam, f in zip(self.spec.lambdas, self.factors(theta)))
+        return 0.5 * (theta * theta * self._lam_vec).sum(dim=1)
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """Objective value per batch element, (B,). Differentiable (used for HVPs)."""
@@ -251,16 +253,15 @@ class DeepUFM:
                 R = Z - self.Y
                 g = (R ** 2).sum(dim=(1, 2)) / (2 * N)
                 dZ = R / N
-            reg = sum(0.5 * lam * (f ** 2).sum(dim=(1, 2)) for lam, f in zip(self.spec.lambdas, F))
-            grads = [None] * len(F)
+            grads = [None] * len(F)  # gradients of g alone; the regulariser is added on the flat vector
             delta = dZ  # gradient w.r.t. the output of factor l (B, rows_l, N)
             for l in range(len(F) - 1, 0, -1):
-                grads[l] = torch.bmm(delta, post[l - 1].transpose(1, 2)) + self._lam[l] * F[l]
+                grads[l] = torch.bmm(delta, post[l - 1].transpose(1, 2))
                 dpost = torch.bmm(F[l].transpose(1, 2), delta)
                 delta = dpost * (pre[l - 1] > 0) if (self._relu and l > 1) else dpost
-            grads[0] = delta + self._lam[0] * F[0]
-            grad = self.flatten(grads)
-            loss = g + reg
+            grads[0] = delta
+            grad = torch.addcmul(self.flatten(grads), theta, self._lam_vec)
+            loss = g + self.reg_loss(theta)
         if squeeze:
             return loss[0], grad[0]
         return loss, grad

@@ -38,7 +38,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -117,13 +117,16 @@ def _split(todo: list[int], size: int) -> list[list[int]]:
 def negative_directions(cfg: StudyConfig, theta, index: int, tau: float) -> tuple[np.ndarray, np.ndarray]:
     """Eigenvalues (m,) below −tau and their unit eigenvectors (P, m) of the Hessian at θ (P,), in
     float64: dense ``eigh`` when P ≤ ``analysis.dense_limit`` (the path the analysis used), else
-    ARPACK for the ``index`` most negative eigenpairs."""
+    ARPACK for the ``index`` most negative eigenpairs (tolerance ``analysis.lanczos_tol``, start
+    vector drawn with ``analysis.lanczos_seed``)."""
     if cfg.model.P <= cfg.analysis.dense_limit:
         w, V = np.linalg.eigh(dense_hessian(cfg.model, theta))
     else:
         from scipy.sparse.linalg import eigsh
 
-        w, V = eigsh(hessian_operator(cfg.model, theta), k=int(index), which="SA", tol=0.0)
+        a = cfg.analysis
+        v0 = np.random.default_rng(a.lanczos_seed).standard_normal(cfg.model.P)
+        w, V = eigsh(hessian_operator(cfg.model, theta), k=int(index), which="SA", tol=a.lanczos_tol, v0=v0)
         order = np.argsort(w)
         w, V = w[order], V[:, order]
     neg = w < -tau
@@ -282,7 +285,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
 
     ``progress``: True (a progress bar for trajectories, a line per committed unit), False
     (silent) or a callable that receives, after each committed unit, ``{"phase": "trajectories" |
-    "saddle_search" | "connect", "unit": int, "done": int, "total": int}`` (an exception it raises,
+    "saddle_search" | "connect", "unit": int, "done": int, "total": int}`` (connect events add a
+    ``"note"``; an exception the callable raises,
     e.g. KeyboardInterrupt, stops the run after that commit). ``executor``
     (:mod:`landscape.executors`): where the trajectory units are computed (default: here, one
     after the other); the results always come back here and this process alone writes the database.
@@ -446,7 +450,8 @@ def _finish(session: _Session, out: Path, wall: float) -> dict:
     write_json(out / FILES["tree"], tree_to_json(T))
     write_graphml(G, out / FILES["graphml"])
     summary = {"study": cfg.name, "config": cfg.to_dict(), "dynamics": cfg.describe_dynamics(),
-               "environment": environment(), "wall_time_s": wall, **{k: s[k] for k in ("n_trajectories", "stop_reasons", "tolerances", "points", "labels", "uncertified", "unseen", "accumulation")},
+               "environment": environment(), "wall_time_s": wall,
+               **{k: s[k] for k in SUMMARY_KEYS[5:SUMMARY_KEYS.index("graph")]},
                "graph": {"n_nodes": G.number_of_nodes(), "n_edges": G.number_of_edges(), "tree": FILES["tree"],
                          "graphml": FILES["graphml"]},
                "headline": s["headline"], "files": dict(FILES)}

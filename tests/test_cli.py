@@ -125,7 +125,8 @@ def test_existing_study_needs_resume_and_resume_takes_no_overrides(finished, cap
 
 
 def _start(out, *extra):
-    code = f"import sys; from landscape.cli import main; sys.exit(main({['run', '--out', str(out), *sets(TINY), *extra]!r}))"
+    argv = ["run", "--out", str(out), *sets(TINY), *extra]
+    code = f"import sys; from landscape.cli import main; sys.exit(main({argv!r}))"
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -170,3 +170,18 @@ def test_tangents_span_the_orbit_derivative():
         A = A - A.T
         v = (apply_gauge(spec, th, {i: expm(t * A)}) - th) / t
         assert np.linalg.norm(v - Q @ (Q.T @ v)) < 1e-5 * np.linalg.norm(v)
+
+
+def test_near_origin_tangents_are_not_counted_as_zero_modes():
+    """θ within certification noise of the origin: H ≈ λI, so no zero modes at all, although the
+    gauge tangents there are numerically resolvable (they are ~1e-9 long)."""
+    from landscape.hessian import analyse_hessian
+    from landscape.model import ModelSpec
+
+    spec = ModelSpec(K=3, n=2, d=4, L=2, lam=1e-3)
+    theta = 1e-9 * np.random.default_rng(0).standard_normal(spec.P)
+    rep = analyse_hessian(spec, theta)
+    assert rep.index == 0 and rep.nullity == 0
+    assert rep.symmetry_zero_modes == 0 and rep.excess_zero_modes == 0 and rep.type == "minimum"
+    assert rep.symmetry_unverified > 0
+    np.testing.assert_allclose(rep.spectrum, 1e-3, atol=1e-8)  # O(‖θ‖) corrections

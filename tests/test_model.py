@@ -1,5 +1,4 @@
 """The objective: validation, exact gradients and Hessian-vector products (finite differences)."""
-import numpy as np
 import pytest
 import torch
 

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("run", "report", "sweep", "inspect", "export")
+SUBCOMMANDS = ("run", "theory", "inspect", "export", "report", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from ..model import SpecError
+    from ..store import StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -32,6 +33,6 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except SpecError as exc:
+    except (SpecError, StoreError) as exc:
         print(f"landscape {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -52,17 +52,17 @@ def main(args) -> int:
     from ..graph import tree_to_json, write_graphml
     from ..store import DB_NAME, StudyStore
     from ..study import summarise
-    from .run import store_errors
 
-    with store_errors(), StudyStore.open(Path(args.dir) / DB_NAME) as store:
+    with StudyStore.open(Path(args.dir) / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
         s = summarise(cfg, store)
         edges = store.edges()
     if args.format == "csv":
         text = _csv_text(s["points"])
     elif args.format == "json":
-        text = json.dumps({"study": cfg.name, "dynamics": cfg.describe_dynamics(), "n_trajectories": s["n_trajectories"],
-                           "tree": tree_to_json(s["T"]), "points": s["points"], "edges": edges}, indent=1)
+        text = json.dumps({"study": cfg.name, "dynamics": cfg.describe_dynamics(),
+                           "n_trajectories": s["n_trajectories"], "tree": tree_to_json(s["T"]),
+                           "points": s["points"], "edges": edges}, indent=1)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "graph.graphml"

@@ -42,8 +42,8 @@ def format_analysis(a: dict, P: int) -> str:
                  f"({'verified' if h['symmetry_verified'] else 'NOT below τ'})")
     lines.append("collapse metrics (layer: DNC1, DNC1 trace ratio, DNC2 ETF, DNC2 OF, |μG| ratio, DNC3):")
     for m in a["dnc"]:
-        lines.append(f"  {m['name']:>5}: {_f(m['dnc1'], '.2e')} (r={m['dnc1_rank']}) {_f(m['dnc1_trace_ratio'], '.2e')} "
-                     f"{_f(m['dnc2_etf'], '.2e')} {_f(m['dnc2_of'], '.2e')} {_f(m['global_mean_ratio'], '.2e')} "
+        e = [_f(m[k], ".2e") for k in ("dnc1", "dnc1_trace_ratio", "dnc2_etf", "dnc2_of", "global_mean_ratio")]
+        lines.append(f"  {m['name']:>5}: {e[0]} (r={m['dnc1_rank']}) {e[1]} {e[2]} {e[3]} {e[4]} "
                      + (f"{m['weight']}: {_f(m['dnc3'], '.2e')}" if m["weight"] else ""))
     lines.append("class-mean logits Z̄ (column c = class c):")
     lines += ["  " + " ".join(f"{x:9.4f}" for x in row) for row in a["Zbar"]]
@@ -84,9 +84,8 @@ def main(args) -> int:
     from ..model import SpecError
     from ..store import DB_NAME, StudyStore
     from ..study import MAIN, summarise
-    from .run import store_errors
 
-    with store_errors(), StudyStore.open(Path(args.dir) / DB_NAME) as store:
+    with StudyStore.open(Path(args.dir) / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
         s = summarise(cfg, store)
         if args.point is None:
@@ -122,7 +121,8 @@ def main(args) -> int:
     down = [e for e in edges if e["saddle_id"] == args.point]
     up = [e for e in edges if e["target_id"] == args.point]
     for e in down:
-        to = f"point {e['target_id']}, barrier {e['barrier']:.6g}" if e["target_id"] is not None else "no certified point"
+        to = ("no certified point" if e["target_id"] is None
+              else f"point {e['target_id']}, barrier {e['barrier']:.6g}")
         print(f"descent direction {e['direction']}{'+' if e['sign'] > 0 else '-'} (eigenvalue {e['eigenvalue']:.4g}): "
               f"{to} [{e['stop_reason']}]")
     for e in up:

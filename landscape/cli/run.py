@@ -10,7 +10,6 @@ time: a run stopped at any moment (Ctrl-C, a killed process) continues with
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
@@ -28,20 +27,6 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-@contextmanager
-def store_errors():
-    """Turn a :class:`landscape.store.StoreError` (missing, corrupt, newer-schema or foreign
-    database) into a :class:`landscape.model.SpecError`, which the command line prints as
-    ``landscape COMMAND: error: …`` with exit status 2."""
-    from ..model import SpecError
-    from ..store import StoreError
-
-    try:
-        yield
-    except StoreError as exc:
-        raise SpecError(str(exc)) from None
-
-
 def main(args) -> int:
     import time
     from pathlib import Path
@@ -51,25 +36,24 @@ def main(args) -> int:
     from ..store import DB_NAME
     from ..study import load_config, run_study
 
-    with store_errors():
-        if args.resume:
-            if args.config or args.overrides or args.out:
-                raise SpecError("--resume DIR continues the study stored in DIR with its own configuration: "
-                                "it takes no --config, --set or --out")
-            out = Path(args.resume)
-            cfg = load_config(out)
-        else:
-            cfg = load_study(args.config, args.overrides)
-            out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-            if (out / DB_NAME).exists():
-                raise SpecError(f"{out} already holds a study: continue it with `landscape run --resume {out}` "
-                                "or choose another --out")
-        try:
-            summary = run_study(cfg, out, progress=not args.no_progress)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: every committed unit is kept in {out / DB_NAME}; "
-                  f"continue with `landscape run --resume {out}`", file=sys.stderr)
-            return EXIT_INTERRUPTED
+    if args.resume:
+        if args.config or args.overrides or args.out:
+            raise SpecError("--resume DIR continues the study stored in DIR with its own configuration: "
+                            "it takes no --config, --set or --out")
+        out = Path(args.resume)
+        cfg = load_config(out)
+    else:
+        cfg = load_study(args.config, args.overrides)
+        out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (out / DB_NAME).exists():
+            raise SpecError(f"{out} already holds a study: continue it with `landscape run --resume {out}` "
+                            "or choose another --out")
+    try:
+        summary = run_study(cfg, out, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every committed unit is kept in {out / DB_NAME}; "
+              f"continue with `landscape run --resume {out}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
     c = summary["stop_reasons"]
     h = summary["headline"]
     print(f"{summary['n_trajectories']} trajectories ({summary['dynamics']}): "

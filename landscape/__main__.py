@@ -1,0 +1,6 @@
+"""`python -m landscape` is the `landscape` command."""
+import sys
+
+from .cli import main
+
+sys.exit(main())
