@@ -182,6 +182,33 @@ class GradientFlow:
                 "n_grad": s["n_grad"] + 6}
 
 
+def backtrack(model: DeepUFM, s: dict, p: torch.Tensor, max_halvings: int, accept) -> tuple:
+    """Per-trajectory backtracking along p (B, P): try α = 1, ½, ¼, … (at most ``max_halvings``
+    halvings) until ``accept(idx, alpha, loss, grad)`` holds for row idx at θ + αp (a non-finite
+    loss never does). Only rows still searching are evaluated. Rows that never accept keep θ.
+
+    Returns (θ, loss, grad, n_grad) with the accepted values and the evaluation counts updated.
+    """
+    theta = s["theta"]
+    alpha = torch.ones(theta.shape[0], dtype=theta.dtype)
+    todo = torch.ones(theta.shape[0], dtype=torch.bool)
+    new_theta, new_loss, new_grad = theta.clone(), s["loss"].clone(), s["grad"].clone()
+    n_grad = s["n_grad"].clone()
+    for _ in range(max_halvings + 1):
+        idx = todo.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            break
+        trial = theta[idx] + alpha[idx, None] * p[idx]
+        l_t, g_t = model.loss_and_grad(trial)
+        n_grad[idx] += 1
+        ok = accept(idx, alpha[idx], l_t, g_t) & torch.isfinite(l_t)
+        acc = idx[ok]
+        new_theta[acc], new_loss[acc], new_grad[acc] = trial[ok], l_t[ok], g_t[ok]
+        todo[acc] = False
+        alpha[idx[~ok]] *= 0.5
+    return new_theta, new_loss, new_grad, n_grad
+
+
 class NewtonMR:
     """Newton-MR (Roosta et al.): p = MINRES solution of H p = −∇L, then backtracking on ‖∇L‖².
 
@@ -211,22 +238,9 @@ class NewtonMR:
         p, Hp = p * shrink[:, None], Hp * shrink[:, None]
         g2 = (grad ** 2).sum(dim=1)
         slope = (Hp * grad).sum(dim=1)  # d/dα ½‖∇L(θ+αp)‖² at α = 0
-        alpha = torch.ones_like(g2)
-        todo = torch.ones_like(g2, dtype=torch.bool)
-        new_theta, new_loss, new_grad = theta.clone(), s["loss"].clone(), grad.clone()
-        n_grad = s["n_grad"].clone()
-        for _ in range(31):
-            idx = todo.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            trial = theta[idx] + alpha[idx, None] * p[idx]
-            l_t, g_t = model.loss_and_grad(trial)
-            n_grad[idx] += 1
-            ok = ((g_t ** 2).sum(dim=1) <= g2[idx] + 2 * self.RHO * alpha[idx] * slope[idx]) & torch.isfinite(l_t)
-            acc = idx[ok]
-            new_theta[acc], new_loss[acc], new_grad[acc] = trial[ok], l_t[ok], g_t[ok]
-            todo[acc] = False
-            alpha[idx[~ok]] *= 0.5
+        new_theta, new_loss, new_grad, n_grad = backtrack(
+            model, s, p, 30,
+            lambda idx, alpha, l_t, g_t: (g_t ** 2).sum(dim=1) <= g2[idx] + 2 * self.RHO * alpha * slope[idx])
         return {**s, "theta": new_theta, "loss": new_loss, "grad": new_grad, "n_grad": n_grad, "n_hvp": n_hvp}
 
 
@@ -285,26 +299,16 @@ class LBFGS:
             gp = (grad * p).sum(dim=1)
             rho = torch.where(bad[:, None], torch.zeros_like(rho), rho)
             gamma = torch.where(bad, torch.zeros_like(gamma), gamma)
-        alpha = torch.ones_like(loss)
-        todo = torch.ones_like(loss, dtype=torch.bool)
-        new_theta, new_loss, new_grad = theta.clone(), loss.clone(), grad.clone()
-        n_grad = s["n_grad"].clone()
-        for _ in range(41):
-            idx = todo.nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            trial = theta[idx] + alpha[idx, None] * p[idx]
-            l_t, g_t = model.loss_and_grad(trial)
-            n_grad[idx] += 1
+        gnorm = grad.norm(dim=1)
+
+        def accept(idx, alpha, l_t, g_t):
             # Armijo, or (once the decrease is below float64 resolution of the loss) no increase
             # beyond round-off together with a smaller gradient.
-            armijo = l_t <= loss[idx] + self.C1 * alpha[idx] * gp[idx]
-            flat = (l_t <= loss[idx] + self.ROUNDOFF * loss[idx].abs()) & (g_t.norm(dim=1) < grad[idx].norm(dim=1))
-            ok = (armijo | flat) & torch.isfinite(l_t)
-            acc = idx[ok]
-            new_theta[acc], new_loss[acc], new_grad[acc] = trial[ok], l_t[ok], g_t[ok]
-            todo[acc] = False
-            alpha[idx[~ok]] *= 0.5
+            armijo = l_t <= loss[idx] + self.C1 * alpha * gp[idx]
+            flat = (l_t <= loss[idx] + self.ROUNDOFF * loss[idx].abs()) & (g_t.norm(dim=1) < gnorm[idx])
+            return armijo | flat
+
+        new_theta, new_loss, new_grad, n_grad = backtrack(model, s, p, 40, accept)
         sv = new_theta - theta
         yv = new_grad - grad
         sy = (sv * yv).sum(dim=1)
