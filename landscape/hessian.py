@@ -11,7 +11,7 @@ Two paths, chosen by the parameter count P against ``dense_limit``:
   (shifted to the top of the spectrum), so both are net of the symmetry zero modes (which are
   counted from the symmetry space directly, after checking ‖Hq‖ ≤ τ).
 
-Symmetry zero modes (``shared/docs/MODEL.md`` §5). For each interface i between factor F_i (rows
+Symmetry zero modes (``docs/MODEL.md`` §5). For each interface i between factor F_i (rows
 of size d) and F_{i+1} (columns of size d) and each antisymmetric A ∈ so(d), the gauge tangent is
 δF_i = A F_i, δF_{i+1} = −F_{i+1} A (the derivative of F_i → O F_i, F_{i+1} → F_{i+1} Oᵀ at O = I).
 The linear model has L interfaces (H₁|W₁, W₁|W₂, …, W_{L−1}|W_L); with ReLU only H₁|W₁ is a

@@ -1,6 +1,6 @@
 """The deep unconstrained feature model (deep UFM): specification and batched objective.
 
-Conventions follow ``shared/docs/MODEL.md`` §1–§2 exactly:
+Conventions follow ``docs/MODEL.md`` §1–§2 exactly:
 
 * K classes, n samples per class, N = K·n columns, **class-ordered** (sample index fastest,
   class slowest), labels Y = I_K ⊗ 1_nᵀ of shape (K, N).

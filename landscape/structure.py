@@ -1,6 +1,6 @@
 """Structure of a point: singular values, numerical ranks, collapse (DNC) metrics and a label.
 
-Everything is float64 numpy. Conventions of ``shared/docs/MODEL.md`` §1–§3: columns class-ordered,
+Everything is float64 numpy. Conventions of ``docs/MODEL.md`` §1–§3: columns class-ordered,
 N = K·n; class means M (p × K, column c the mean of class c's columns), global mean
 μ_G = M 1/K, centred means M_c = M − μ_G 1ᵀ, S = I_K − 11ᵀ/K.
 
@@ -9,8 +9,9 @@ H_l ("H{l}") and, with ReLU, the post-activation σ(H_l) ("σH{l}"), and the log
 pattern is the tuple of numerical ranks of, in forward order, H1, W1, H2, [σH2,] W2, …, WL, Z
 (names in :attr:`StructureReport.rank_names`).
 
-Numerical rank of a matrix with singular values s₁ ≥ s₂ ≥ …: r = #{s_i > rank_rtol·s₁} (0 for a
-zero matrix); the gap that justifies it is s_r/s_{r+1} (inf when s_{r+1} = 0 or r is full).
+Numerical rank of a matrix with singular values s₁ ≥ s₂ ≥ …: r = #{s_i > max(rank_rtol·s₁, zero_atol)}
+(0 for a matrix that is zero up to ``zero_atol``, e.g. a point certified within round-off of the
+origin); the gap that justifies it is s_r/s_{r+1} (inf when s_{r+1} = 0 or r is full).
 
 Label (invariant under gauge rotations, hidden-unit permutations and class relabelling because it
 uses only Z̄ up to simultaneous row/column permutation and O(d)-invariant metrics):
@@ -58,12 +59,14 @@ class RankInfo:
                 "singular_values": [float(x) for x in self.singular_values]}
 
 
-def numerical_rank(A: np.ndarray, rtol: float = DEFAULT_RANK_RTOL) -> RankInfo:
-    """Rank of A under the relative threshold ``rtol`` (module docstring)."""
+def numerical_rank(A: np.ndarray, rtol: float = DEFAULT_RANK_RTOL, atol: float = 0.0) -> RankInfo:
+    """Rank of A under the relative threshold ``rtol`` and the absolute floor ``atol``:
+    #{s_i > max(rtol·s₁, atol)} (module docstring). The floor keeps a matrix that is zero up to
+    round-off (a point certified within noise of the origin) at rank 0."""
     s = np.linalg.svd(np.asarray(A, dtype=np.float64), compute_uv=False)
-    if s.size == 0 or s[0] == 0:
+    if s.size == 0 or s[0] <= atol:
         return RankInfo(s, 0, float("inf"), rtol)
-    r = int(np.sum(s > rtol * s[0]))
+    r = int(np.sum(s > max(rtol * s[0], atol)))
     gap = float(s[r - 1] / s[r]) if r < s.size and s[r] > 0 else float("inf")
     return RankInfo(s, r, gap, rtol)
 
@@ -254,17 +257,17 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
     ranks, layers = {}, []
     for l in range(L):
         hname = f"H{l + 1}"
-        ranks[hname] = numerical_rank(pre[l], rank_rtol)
+        ranks[hname] = numerical_rank(pre[l], rank_rtol, zero_atol)
         feats = [(hname, pre[l])]
         if relu and l > 0:
-            ranks[f"σ{hname}"] = numerical_rank(post[l], rank_rtol)
+            ranks[f"σ{hname}"] = numerical_rank(post[l], rank_rtol, zero_atol)
             feats.append((f"σ{hname}", post[l]))
-        ranks[f"W{l + 1}"] = numerical_rank(F[l + 1], rank_rtol)
+        ranks[f"W{l + 1}"] = numerical_rank(F[l + 1], rank_rtol, zero_atol)
         for j, (nm, Hf) in enumerate(feats):
             feeds = j == len(feats) - 1
             layers.append(layer_metrics(nm, Hf, K, n, rank_rtol, F[l + 1] if feeds else None,
                                         f"W{l + 1}" if feeds else None, centre_weight_rows=feeds and l == L - 1))
-    ranks["Z"] = numerical_rank(Z, rank_rtol)
+    ranks["Z"] = numerical_rank(Z, rank_rtol, zero_atol)
     layers.append(layer_metrics("Z", Z, K, n, rank_rtol))
     names = tuple(ranks)
     Zbar = class_means(Z, K, n)

@@ -1,4 +1,4 @@
-"""Closed-form results for the deep UFM (``shared/docs/MODEL.md`` §4–§6).
+"""Closed-form results for the deep UFM (``docs/MODEL.md`` §4–§6).
 
 Everything here is float64 numpy/scipy and independent of the trajectory engines, so the tests
 can hold the engines to it. Notation: K classes, n samples per class, L weight matrices, λ the

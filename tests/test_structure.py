@@ -138,3 +138,19 @@ def test_structure_invariant_under_symmetries(seed):
                 if x is not None:
                     assert x == pytest.approx(y, rel=1e-7, abs=1e-10), (spec, a.name, f)
         assert sorted(len(b.classes) for b in rep.blocks) == sorted(len(b.classes) for b in ref.blocks)
+
+
+def test_point_within_round_off_of_the_origin_has_rank_zero_everywhere():
+    """A certified origin (‖θ‖ ~ 1e-17, as Newton-MR finds it) is 'zero' with rank pattern all 0,
+    while the tiny-but-genuine small-root DNC point keeps rank K−1 in every layer."""
+    from landscape.model import ModelSpec
+    from landscape.structure import analyse_structure
+    from landscape.theory import dnc_point, dnc_scale_roots
+
+    spec = ModelSpec(K=4, n=2, d=6, L=3, lam=1e-3)
+    noise = 1e-17 * np.random.default_rng(0).standard_normal(spec.P)
+    rep = analyse_structure(spec, noise)
+    assert rep.label == "zero" and set(rep.rank_pattern) == {0}
+    small = dnc_point(spec, dnc_scale_roots(4, 2, 3, 1e-3)[0])
+    rep = analyse_structure(spec, small)
+    assert rep.label == "DNC" and set(rep.rank_pattern) == {3}
