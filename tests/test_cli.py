@@ -94,6 +94,9 @@ def test_export_csv_graphml_json(finished, capsys, tmp_path):
     assert code == 0 and out == ""
     assert data["tree"] == json.loads((finished / "tree.json").read_text())
     assert data["points"] == summary["points"] and data["n_trajectories"] == 24
+    code, out, _ = run_cli(capsys, "export", str(finished), "--format", "tree-graphml")
+    T = nx.parse_graphml(out)
+    assert code == 0 and T.is_directed() and T.number_of_nodes() == len(data["tree"]["nodes"])
 
 
 @pytest.mark.parametrize("argv, message", [

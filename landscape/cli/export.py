@@ -3,13 +3,14 @@
 Reads DIR/study.sqlite (so it works on an interrupted study too) and writes to ``--output FILE``
 or standard output. ``csv``: one row per distinct point (the summary.json point fields; rank
 pattern joined by '-', per-layer DNC metrics and the theory match left out). ``graphml``: the
-basin graph (nodes distinct points, edges saddle descents). ``json``: ``{"study", "dynamics",
+basin graph (nodes distinct points, edges saddle descents). ``tree-graphml``: the
+disconnectivity tree (leaves minima, internal nodes merges at a loss level). ``json``: ``{"study", "dynamics",
 "n_trajectories", "tree", "points", "edges"}`` with the disconnectivity tree of
 :func:`landscape.graph.tree_to_json` and the summary point records.
 """
 from __future__ import annotations
 
-FORMATS = ("csv", "graphml", "json")
+FORMATS = ("csv", "graphml", "json", "tree-graphml")
 #: Columns of the CSV export.
 CSV_COLUMNS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
                "excess_zero_modes", "type", "smallest_nonzero_eigenvalue", "theory_pattern", "basin_count",
@@ -66,7 +67,7 @@ def main(args) -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "graph.graphml"
-            write_graphml(s["G"], path)
+            write_graphml(s["G"] if args.format == "graphml" else s["T"], path)
             text = path.read_text()
     if args.output:
         Path(args.output).write_text(text)
