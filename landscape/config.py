@@ -119,7 +119,7 @@ def _set_stage(stages: list, key: str, i: int, field_name: str, value) -> None:
     stages[i][field_name] = value
 
 
-def _known(table: str, d: dict, allowed) -> None:
+def check_fields(table: str, d: dict, allowed) -> None:
     extra = sorted(set(d) - set(allowed))
     if extra:
         raise SpecError(f"{table} has unknown field(s) {extra}: allowed are {sorted(allowed)}")
@@ -165,7 +165,7 @@ def _stage_list(table: str, stage_dicts, certify_tol: float) -> tuple[StageConfi
     for i, sd in enumerate(stage_dicts):
         if not isinstance(sd, dict):
             raise SpecError(f"{table}[{i}] is invalid: must be a table of stage fields")
-        _known(f"{table}[{i}]", sd, [f.name for f in fields(StageConfig)])
+        check_fields(f"{table}[{i}]", sd, [f.name for f in fields(StageConfig)])
         sd = dict(sd)
         if i == len(stage_dicts) - 1:
             sd["tol"] = float(certify_tol)
@@ -201,7 +201,7 @@ class SaddleSearch:
 
     @classmethod
     def from_dict(cls, d: dict, certify_tol: float, trajectories: int) -> "SaddleSearch":
-        _known("[saddles]", d, ("starts", "index_offset", "eps", "max_rounds", "init") + SADDLE_PIPELINES)
+        check_fields("[saddles]", d, ("starts", "index_offset", "eps", "max_rounds", "init") + SADDLE_PIPELINES)
         starts = _int_at_least("saddles.starts", d.get("starts", 0), 0)
         offset = _int_at_least("saddles.index_offset", d.get("index_offset", SADDLE_INDEX_OFFSET), 0)
         if offset < trajectories:
@@ -209,7 +209,7 @@ class SaddleSearch:
                             "so saddle-search starts never share an index (and seed) with a main trajectory")
         init = None
         if d.get("init") is not None:
-            _known("[saddles.init]", d["init"], [f.name for f in fields(InitScheme)])
+            check_fields("[saddles.init]", d["init"], [f.name for f in fields(InitScheme)])
             try:
                 init = InitScheme(**d["init"])
             except SpecError as exc:
@@ -291,18 +291,18 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, cfg: dict) -> "StudyConfig":
         cfg = copy.deepcopy(cfg)
-        _known("study", cfg, TOP_KEYS + ("model", "init", "stages") + OPTIONAL_TABLES)
+        check_fields("study", cfg, TOP_KEYS + ("model", "init", "stages") + OPTIONAL_TABLES)
         for table in OPTIONAL_TABLES:
             if not isinstance(cfg.get(table, {}), dict):
                 raise SpecError(f"{table} is invalid: must be a table")
         m = cfg.get("model", {})
-        _known("[model]", m, MODEL_KEYS)
+        check_fields("[model]", m, MODEL_KEYS)
         missing = [k for k in ("K", "n", "d", "L") if k not in m]
         if missing:
             raise SpecError(f"[model] is missing field(s) {missing}")
         spec = ModelSpec(**{MODEL_KEYS[k]: (tuple(v) if isinstance(v, list) else v) for k, v in m.items()})
         init_d = cfg.get("init", {})
-        _known("[init]", init_d, [f.name for f in fields(InitScheme)])
+        check_fields("[init]", init_d, [f.name for f in fields(InitScheme)])
         init = InitScheme(**init_d)
         init.stds(spec)  # validates per-factor scales against the model
         stage_dicts = cfg.get("stages") or []
@@ -326,13 +326,13 @@ class StudyConfig:
             raise SpecError(f"batch_size={batch!r} is invalid: must be an integer >= 1")
         saddles = SaddleSearch.from_dict(cfg.get("saddles", {}), float(certify), trajectories)
         dd = cfg.get("dedup", {})
-        _known("[dedup]", dd, [f.name for f in fields(DedupTolerances)])
+        check_fields("[dedup]", dd, [f.name for f in fields(DedupTolerances)])
         try:
             dedup = DedupTolerances(**dd)
         except ValueError as exc:
             raise SpecError(f"dedup.{exc}") from None
         ad = cfg.get("analysis", {})
-        _known("[analysis]", ad, [f.name for f in fields(AnalysisSettings)])
+        check_fields("[analysis]", ad, [f.name for f in fields(AnalysisSettings)])
         return cls(name=name, seed=seed, trajectories=trajectories, batch_size=batch, certify_tol=float(certify),
                    model=spec, init=init, stages=stages, saddles=saddles, dedup=dedup,
                    analysis=AnalysisSettings(**ad))

@@ -84,12 +84,12 @@ class StageConfig:
         if self.engine not in ENGINES:
             raise SpecError(f"engine={self.engine!r} is invalid: must be one of {tuple(ENGINES)}")
         for f in ("max_iter", "minres_iter", "memory", "stall_window"):
-            _positive(f, getattr(self, f), integer=True)
+            object.__setattr__(self, f, _positive(f, getattr(self, f), integer=True))
         for f in ("tol", "lr", "rtol", "atol", "h0", "minres_rtol", "max_step", "stall_rtol",
                   "flat_rtol", "diverge_loss"):
-            _positive(f, getattr(self, f))
+            object.__setattr__(self, f, _positive(f, getattr(self, f)))
         if self.entry_grad_norm is not None:
-            _positive("entry_grad_norm", self.entry_grad_norm)
+            object.__setattr__(self, "entry_grad_norm", _positive("entry_grad_norm", self.entry_grad_norm))
 
     def settings(self) -> dict:
         """The parameters that matter for this engine (what a result is labelled with)."""
@@ -213,7 +213,7 @@ class NewtonMR:
     """Newton-MR (Roosta et al.): p = MINRES solution of H p = −∇L, then backtracking on ‖∇L‖².
 
     Accept θ + αp (α = 1, ½, ¼, … at most 30 halvings) once ‖∇L(θ+αp)‖² ≤ ‖∇L‖² + 2ρα⟨Hp, ∇L⟩
-    with ρ = 1e-4; ⟨Hp, ∇L⟩ = −‖∇L‖² − ⟨r, ∇L⟩ comes free from the MINRES residual r. Steps longer
+    with ρ = 1e-4 (⟨Hp, ∇L⟩ from one more Hessian-vector product, Hp). Steps longer
     than ``max_step`` are scaled to that length. A row that finds no acceptable α keeps θ (and the
     driver eventually calls it stalled). Converges to critical points of any index; the singular
     symmetry directions of H are handled by MINRES's minimum-norm solution.

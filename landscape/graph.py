@@ -78,11 +78,6 @@ def basin_graph(points: Iterable[Mapping], edges: Iterable[Mapping] = (),
     return G
 
 
-def graph_from_store(store) -> nx.MultiGraph:
-    """:func:`basin_graph` of everything in a :class:`landscape.store.StudyStore`."""
-    return basin_graph(store.points(), store.edges(), store.basin_counts(), store.n_trajectories())
-
-
 # ----- disconnectivity tree ----------------------------------------------------------------------
 def disconnectivity_tree(G: nx.Graph, level_tol: float = 0.0,
                          leaf_kinds: Sequence[str] = ("minimum",)) -> nx.DiGraph:

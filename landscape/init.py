@@ -75,8 +75,8 @@ def draw_start(spec: ModelSpec, scheme: InitScheme, seed: int) -> torch.Tensor:
     """One start θ₀ of shape (P,) from a generator seeded with ``seed``."""
     gen = torch.Generator().manual_seed(int(seed))
     parts = []
-    for (r, c), std in zip(spec.shapes, scheme.stds(spec)):
-        if scheme.name == "orthogonal" and (r, c) != (spec.d, spec.N):
+    for i, ((r, c), std) in enumerate(zip(spec.shapes, scheme.stds(spec))):
+        if scheme.name == "orthogonal" and i > 0:  # factor 0 is H₁, always Gaussian
             A = torch.randn(max(r, c), min(r, c), generator=gen, dtype=torch.float64)
             Q, R = torch.linalg.qr(A)
             Q = Q * torch.sign(torch.diagonal(R))

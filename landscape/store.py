@@ -159,7 +159,8 @@ def decode_array(blob: bytes | None, dtype: str | None, shape: str | None) -> np
     return np.frombuffer(blob, dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
 
 
-def _json_default(o):
+def json_default(o):
+    """``json.dumps`` default: numpy arrays become lists, numpy scalars Python numbers/bools."""
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, np.generic):
@@ -170,7 +171,7 @@ def _json_default(o):
 def to_json(obj) -> str:
     """Deterministic JSON (sorted keys; numpy scalars and arrays become numbers and lists).
     Python floats round-trip exactly."""
-    return json.dumps(obj, sort_keys=True, default=_json_default)
+    return json.dumps(obj, sort_keys=True, default=json_default)
 
 
 def _float_or_none(x) -> float | None:

@@ -286,7 +286,8 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
         pattern = blocks_pattern(blocks) if recognised else None
         pairs = [b for b in blocks if b.kind == "pair"]
         single = [b for b in blocks if b.kind in ("null", "self")]
-        if len(blocks) == 1 and blocks[0].kind == "simplex" and len(blocks[0].classes) == K and dnc_holds:
+        # one block holding every class: a simplex (for K = 2 the simplex is a pair, ±α/2)
+        if len(blocks) == 1 and blocks[0].kind in ("simplex", "pair") and len(blocks[0].classes) == K and dnc_holds:
             label = "DNC"
         elif not (recognised and z_collapsed):
             label = "other"

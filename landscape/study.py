@@ -53,7 +53,7 @@ from .hessian import dense_hessian, hessian_operator
 from .init import draw_starts, trajectory_seed
 from .model import DeepUFM
 from .stats import accumulation_curve, basin_fractions, good_turing_unseen, wilson_interval
-from .store import DB_NAME, StoreError, StudyStore
+from .store import DB_NAME, StoreError, StudyStore, json_default
 
 #: Kinds of stored trajectories (the ``kind`` entry of their ``engine`` record).
 MAIN, SADDLE_SEARCH = "main", "saddle_search"
@@ -134,20 +134,10 @@ def negative_directions(cfg: StudyConfig, theta, index: int, tau: float) -> tupl
 
 
 # ----- json helpers -------------------------------------------------------------------------------
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"cannot serialise {type(o).__name__}")
-
-
 def write_json(path: Path, obj) -> None:
     """Write JSON atomically (temporary file, then rename), so a reader never sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default, allow_nan=True))
+    tmp.write_text(json.dumps(obj, indent=2, default=json_default, allow_nan=True))
     tmp.replace(path)
 
 

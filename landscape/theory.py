@@ -6,6 +6,7 @@ weight decay (equal on every factor unless stated), S = I_K − 11ᵀ/K.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -157,7 +158,14 @@ def block_scale_roots(k: int, K: int, n: int, L: int, lam: float, u_min: float =
                       u_max: float = math.log(1e3), grid: int = 4000) -> list[float]:
     """All stationary scales α > 0 of a simplex(k) block, ascending: sign changes of
     :func:`block_scale_log_residual` on a grid of ``grid`` points in u = log α ∈ [u_min, u_max],
-    each refined by Brent's method to full relative precision."""
+    each refined by Brent's method to full relative precision. Cached: every analysed point of a
+    study asks for the same few (k, K, n, L, λ)."""
+    return list(_block_scale_roots(int(k), int(K), int(n), int(L), float(lam), float(u_min), float(u_max), int(grid)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _block_scale_roots(k: int, K: int, n: int, L: int, lam: float, u_min: float, u_max: float,
+                       grid: int) -> tuple[float, ...]:
     us = np.linspace(u_min, u_max, grid)
     r = np.array([block_scale_log_residual(u, k, K, n, L, lam) for u in us])
     roots = []
@@ -165,7 +173,7 @@ def block_scale_roots(k: int, K: int, n: int, L: int, lam: float, u_min: float =
         u = brentq(block_scale_log_residual, us[i], us[i + 1], args=(k, K, n, L, lam),
                    xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
         roots.append(math.exp(u))
-    return roots
+    return tuple(roots)
 
 
 def block_structure_loss(blocks, K: int, n: int, L: int, lam: float) -> float:

@@ -160,3 +160,20 @@ def test_finished_rows_stop_costing_work():
     res = run_engine(m, th, StageConfig(engine="gd", lr=0.5, max_iter=300, tol=1e-10))
     assert res.stop_reason[0] == "converged" and res.iterations[0] == 0 and res.n_grad[0] == 1
     assert (res.n_grad[1:] == 301).all()
+
+
+def test_orthogonal_init_when_width_equals_sample_count():
+    """d = N (the default K=4, n=2, d=8): every W_l is scale_W × orthogonal, H₁ stays Gaussian."""
+    spec = ModelSpec(K=4, n=2, d=8, L=3)
+    th = draw_starts(spec, InitScheme(name="orthogonal"), 0, [0])
+    F = DeepUFM(spec).factors(th)
+    for W in F[1:-1]:
+        assert_close(W[0] @ W[0].T, torch.eye(8), atol=1e-12, what="W Wᵀ = I")
+    assert_close(F[-1][0] @ F[-1][0].T, torch.eye(4), atol=1e-12, what="W_L has orthonormal rows")
+    assert float((F[0][0] @ F[0][0].T - torch.eye(8)).abs().max()) > 0.1   # H₁ Gaussian
+
+
+def test_integer_stage_fields_are_stored_as_integers():
+    cfg = StageConfig(engine="newton", max_iter=5.0, minres_iter=1e2, stall_window=3.0)
+    assert (cfg.max_iter, cfg.minres_iter, cfg.stall_window) == (5, 100, 3)
+    assert all(type(v) is int for v in (cfg.max_iter, cfg.minres_iter, cfg.stall_window, cfg.memory))

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.graph import (basin_graph, connect_saddle, disconnectivity_tree, graph_from_store, tree_to_json,
+from landscape.graph import (basin_graph, connect_saddle, disconnectivity_tree, tree_to_json,
                              write_graphml, write_tree_json)
 from landscape.model import DeepUFM, ModelSpec
-from landscape.store import StudyStore
 
 # minima A..G = 0..6, saddles S1..S6 = 10..15
 MINIMA = {0: 0.0, 1: 0.5, 2: 1.0, 3: 0.2, 4: 0.1, 5: 0.3, 6: 0.4}
@@ -162,16 +161,3 @@ def test_connect_saddle_at_the_origin():
         connect_saddle(model, theta0, torch.zeros(spec.P, 1), lambda s: None)
 
 
-def test_graph_from_store(tmp_path):
-    rng = np.random.default_rng(0)
-    pts = [{**p, "grad_norm": 1e-12, "fingerprint": {"loss": p["loss"]}, "params": rng.standard_normal(3)}
-           for p in _points()]
-    trajs = [{"idx": i, "seed": i, "stop_reason": "converged", "certified": True, "point_id": pid}
-             for i, pid in enumerate(p for p, c in COUNTS.items() for _ in range(c))]
-    trajs += [{"idx": 10 + k, "seed": 10 + k, "stop_reason": "max_iter", "certified": False} for k in range(2)]
-    with StudyStore.create(tmp_path / "s", {"seed": 0}) as st:
-        st.commit_unit(0, trajs, pts, _edges())
-        G = graph_from_store(st)
-    ref = basin_graph(_points(), _edges(), COUNTS, N_STARTS)
-    assert dict(G.nodes(data=True)) == dict(ref.nodes(data=True))
-    assert sorted(G.edges(keys=True)) == sorted(ref.edges(keys=True))

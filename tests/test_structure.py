@@ -154,3 +154,14 @@ def test_point_within_round_off_of_the_origin_has_rank_zero_everywhere():
     small = dnc_point(spec, dnc_scale_roots(4, 2, 3, 1e-3)[0])
     rep = analyse_structure(spec, small)
     assert rep.label == "DNC" and set(rep.rank_pattern) == {3}
+
+
+def test_two_class_dnc_is_labelled_dnc():
+    """For K = 2 the simplex is a pair (±α/2): one block of every class is DNC, not 'pairs'."""
+    from landscape.model import ModelSpec
+    from landscape.structure import analyse_structure
+    from landscape.theory import dnc_point, dnc_scale_roots
+
+    spec = ModelSpec(K=2, n=3, d=4, L=2, lam=1e-3)
+    rep = analyse_structure(spec, dnc_point(spec, dnc_scale_roots(2, 3, 2, 1e-3)[1]))
+    assert rep.label == "DNC" and set(rep.rank_pattern) == {1}

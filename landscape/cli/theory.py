@@ -18,18 +18,16 @@ def register(sub) -> None:
 
 
 def _spec_from_args(args: argparse.Namespace):
-    import tomllib
-
+    from ..config import MODEL_KEYS, check_fields, load_config_dict
     from ..model import ModelSpec, SpecError
 
     fields: dict = {}
     if args.config:
-        with open(args.config, "rb") as fh:
-            model = tomllib.load(fh).get("model")
+        model = load_config_dict(args.config).get("model")
         if model is None:
             raise SpecError(f"config {args.config!r} has no [model] table")
-        rename = {"lambda": "lam", "lambda_H": "lam_H", "lambda_W": "lam_W"}
-        fields = {rename.get(k, k): v for k, v in model.items()}
+        check_fields("[model]", model, MODEL_KEYS)
+        fields = {MODEL_KEYS[k]: v for k, v in model.items()}
     for k in ("K", "n", "d", "L", "lam"):
         v = getattr(args, k)
         if v is not None:
