@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from . import theory
 from .hessian import (DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K, DEFAULT_LANCZOS_SEED, DEFAULT_LANCZOS_TOL, DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL,
                       DEFAULT_TAU_REL, HessianReport, analyse_hessian)
-from .model import DeepUFM, ModelSpec
+from .model import DeepUFM, ModelSpec, as_theta64
 from .structure import (DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL,
                         StructureReport, _jf, analyse_structure)
 
@@ -81,42 +80,54 @@ class PointAnalysis:
 
     def format_text(self) -> str:
         """Human-readable multi-line description (used by ``landscape inspect``)."""
-        h, s = self.hessian, self.structure
-        lines = [f"label: {s.label}" + (f"   (block pattern {s.pattern})" if s.pattern and s.pattern != s.label else ""),
-                 f"loss {self.loss:.10g}   |grad| {self.grad_norm:.3e}"]
-        gaps = [s.ranks[k].gap for k in s.rank_names if s.ranks[k].rank]
-        lines.append("rank pattern: " + " ".join(f"{k}={s.ranks[k].rank}" for k in s.rank_names)
-                     + f"   (rank_rtol {s.thresholds['rank_rtol']:g}; smallest justifying gap "
-                     + (f"{min(gaps):.3g})" if gaps else "-)"))
-        sn = h.smallest_nonzero_eigenvalue
-        lines.append(f"Hessian ({h.method}, P={self.spec.P}): index {h.index}"
-                     f"{'+' if h.index_is_lower_bound else ''}, nullity {h.nullity}"
-                     f"{'+' if h.nullity_is_lower_bound else ''} = {h.symmetry_zero_modes} symmetry + "
-                     f"{h.excess_zero_modes} excess; τ = {h.tau:.3g} ({h.tau_source})")
-        lines.append(f"  type: {h.type} — {h.description}")
-        lines.append(f"  smallest non-zero eigenvalue {sn:.6g}" if sn is not None else
-                     "  smallest non-zero eigenvalue: none found")
-        lines.append(f"  symmetry modes: max‖Hq‖ = {h.symmetry_residual:.3e} "
-                     f"({'verified' if h.symmetry_verified else 'NOT below τ'})")
-        lines.append("collapse metrics (layer: DNC1, DNC1 trace ratio, DNC2 ETF, DNC2 OF, |μG| ratio, DNC3):")
-        f = lambda v: "-" if v is None or not np.isfinite(v) else f"{v:.2e}"  # noqa: E731
-        for m in s.layers:
-            lines.append(f"  {m.name:>5}: {f(m.dnc1)} (r={m.dnc1_rank}) {f(m.dnc1_trace_ratio)} "
-                         f"{f(m.dnc2_etf)} {f(m.dnc2_of)} {f(m.global_mean_ratio)} "
-                         + (f"{m.weight}: {f(m.dnc3)}" if m.weight else ""))
-        lines.append("class-mean logits Z̄ (column c = class c):")
-        lines += ["  " + " ".join(f"{x:9.4f}" for x in row) for row in s.Zbar]
-        if self.match is None:
-            lines.append("theory: no closed forms for this model (linear CE only)")
-        elif not self.match.get("matched"):
-            lines.append(f"theory: no match ({self.match.get('reason')})")
-        else:
-            mt = self.match
-            scales = (" at scales " + ", ".join(f"{a:.6g}" for a in mt["scales"])) if mt["scales"] else ""
-            lines.append(f"theory: {mt['kind']} match to {mt['pattern']}{scales}; theory loss "
-                         f"{mt['loss']:.10g}, difference {mt['loss_difference']:.3e}"
-                         + ("" if mt["rank_pattern_consistent"] else "; rank pattern differs from theory's"))
-        return "\n".join(lines)
+        return format_analysis(self.to_dict(), self.spec.P)
+
+
+def fmt_or_dash(v, fmt: str = ".3g") -> str:
+    """``format(v, fmt)``, or "-" for a missing value."""
+    return "-" if v is None else format(v, fmt)
+
+
+def format_analysis(a: dict, P: int) -> str:
+    """Human-readable multi-line description of a point from its :meth:`PointAnalysis.to_dict`
+    ``a`` (as stored in a study database) and its parameter count P."""
+    h, s = a["hessian"], a["structure"]
+    lines = [f"label: {a['label']}" + (f"   (block pattern {a['pattern']})"
+                                       if a.get("pattern") and a["pattern"] != a["label"] else ""),
+             f"loss {a['loss']:.10g}   |grad| {a['grad_norm']:.3e}"]
+    ranks = s["ranks"]
+    gaps = [r["gap"] for r in ranks.values() if r["rank"] and r["gap"] is not None]
+    lines.append("rank pattern: " + " ".join(f"{k}={ranks[k]['rank']}" for k in a["rank_names"])
+                 + f"   (rank_rtol {s['thresholds']['rank_rtol']:g}; smallest justifying gap "
+                 + (f"{min(gaps):.3g})" if gaps else "-)"))
+    lines.append(f"Hessian ({h['method']}, P={P}): index {h['index']}{'+' if h['index_is_lower_bound'] else ''}, "
+                 f"nullity {h['nullity']}{'+' if h['nullity_is_lower_bound'] else ''} = {h['symmetry_zero_modes']} "
+                 f"symmetry + {h['excess_zero_modes']} excess; τ = {h['tau']:.3g} ({h['tau_source']})")
+    lines.append(f"  type: {h['type']} — {h['description']}")
+    sn = h["smallest_nonzero_eigenvalue"]
+    lines.append(f"  smallest non-zero eigenvalue {sn:.6g}" if sn is not None else
+                 "  smallest non-zero eigenvalue: none found")
+    lines.append(f"  symmetry modes: max‖Hq‖ = {h['symmetry_residual']:.3e} "
+                 f"({'verified' if h['symmetry_verified'] else 'NOT below τ'})")
+    lines.append("collapse metrics (layer: DNC1, DNC1 trace ratio, DNC2 ETF, DNC2 OF, |μG| ratio, DNC3):")
+    for m in a["dnc"]:
+        e = [fmt_or_dash(m[k], ".2e") for k in ("dnc1", "dnc1_trace_ratio", "dnc2_etf", "dnc2_of", "global_mean_ratio")]
+        lines.append(f"  {m['name']:>5}: {e[0]} (r={m['dnc1_rank']}) {e[1]} {e[2]} {e[3]} {e[4]} "
+                     + (f"{m['weight']}: {fmt_or_dash(m['dnc3'], '.2e')}" if m["weight"] else ""))
+    lines.append("class-mean logits Z̄ (column c = class c):")
+    lines += ["  " + " ".join(f"{x:9.4f}" for x in row) for row in a["Zbar"]]
+    t = a.get("theory")
+    if t is None:
+        lines.append("theory: no closed forms for this model (linear CE only)")
+    elif not t.get("matched"):
+        lines.append(f"theory: no match ({t.get('reason')})")
+    else:
+        scales = (" at scales " + ", ".join(f"{x:.6g}" for x in t["scales"])) if t["scales"] else ""
+        lines.append(f"theory: {t['kind']} match to {t['pattern']}{scales}; theory loss {t['loss']:.10g}, "
+                     f"difference {t['loss_difference']:.3e}"
+                     + ("" if t["rank_pattern_consistent"] else "; rank pattern differs from theory's"))
+    lines.append("thresholds: " + ", ".join(f"{k}={v}" for k, v in sorted(a["thresholds"].items())))
+    return "\n".join(lines)
 
 
 def theory_match(spec: ModelSpec, structure: StructureReport, loss: float) -> dict | None:
@@ -164,9 +175,8 @@ def analyse_point(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel: 
     lanczos_seed, symmetry_rtol) are those of :func:`landscape.hessian.analyse_hessian`; structure thresholds (rank_rtol, pattern_rtol,
     collapse_tol, zero_atol) those of :func:`landscape.structure.analyse_structure`.
     """
-    th = theta.detach() if torch.is_tensor(theta) else torch.from_numpy(np.asarray(theta, dtype=np.float64))
-    th = th.to(torch.float64).reshape(-1)
-    spec64 = spec if spec.dtype == "float64" else ModelSpec.from_dict({**spec.to_dict(), "dtype": "float64"})
+    th = as_theta64(spec, theta)
+    spec64 = spec.as_float64()
     loss, grad = DeepUFM(spec64).loss_and_grad(th)
     h = analyse_hessian(spec64, th, tau=tau, tau_rel=tau_rel, noise_mult=noise_mult, dense_limit=dense_limit,
                         lanczos_k=lanczos_k, lanczos_tol=lanczos_tol, lanczos_seed=lanczos_seed,

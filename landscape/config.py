@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import tomllib
 from dataclasses import dataclass, fields
 from importlib import resources
@@ -38,7 +37,7 @@ from .flows import StageConfig
 from .hessian import (DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K, DEFAULT_LANCZOS_SEED, DEFAULT_LANCZOS_TOL,
                       DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL, DEFAULT_TAU_REL)
 from .init import InitScheme
-from .model import ModelSpec, SpecError
+from .model import ModelSpec, SpecError, check_int, check_number
 from .structure import DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL
 
 MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation", "loss": "loss",
@@ -143,20 +142,6 @@ SADDLE_PIPELINES = tuple(SADDLE_DEFAULT_STAGES)
 SADDLE_INDEX_OFFSET = 10 ** 9
 
 
-def _int_at_least(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"{name}={value!r} is invalid: must be an integer >= {minimum}")
-    return value
-
-
-def _finite_positive(name: str, value, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise SpecError(f"{name}={value!r} is invalid: must be a finite number {'>= 0' if allow_zero else '> 0'}")
-    return float(value)
-
-
 def _stage_list(table: str, stage_dicts, certify_tol: float) -> tuple[StageConfig, ...]:
     """Validated stages of a pipeline; the last one's ``tol`` is set to ``certify_tol``."""
     if not isinstance(stage_dicts, list) or not stage_dicts:
@@ -202,8 +187,8 @@ class SaddleSearch:
     @classmethod
     def from_dict(cls, d: dict, certify_tol: float, trajectories: int) -> "SaddleSearch":
         check_fields("[saddles]", d, ("starts", "index_offset", "eps", "max_rounds", "init") + SADDLE_PIPELINES)
-        starts = _int_at_least("saddles.starts", d.get("starts", 0), 0)
-        offset = _int_at_least("saddles.index_offset", d.get("index_offset", SADDLE_INDEX_OFFSET), 0)
+        starts = check_int("saddles.starts", d.get("starts", 0), 0)
+        offset = check_int("saddles.index_offset", d.get("index_offset", SADDLE_INDEX_OFFSET), 0)
         if offset < trajectories:
             raise SpecError(f"saddles.index_offset={offset} is invalid: must be >= trajectories={trajectories}, "
                             "so saddle-search starts never share an index (and seed) with a main trajectory")
@@ -216,8 +201,8 @@ class SaddleSearch:
                 raise SpecError(f"saddles.{exc}") from None
         pipes = {k: _stage_list(f"saddles.{k}", d.get(k, copy.deepcopy(v)), certify_tol)
                  for k, v in SADDLE_DEFAULT_STAGES.items()}
-        return cls(starts=starts, index_offset=offset, eps=_finite_positive("saddles.eps", d.get("eps", 1e-3)),
-                   max_rounds=_int_at_least("saddles.max_rounds", d.get("max_rounds", 3), 1), init=init, **pipes)
+        return cls(starts=starts, index_offset=offset, eps=check_number("saddles.eps", d.get("eps", 1e-3)),
+                   max_rounds=check_int("saddles.max_rounds", d.get("max_rounds", 3), 1), init=init, **pipes)
 
     def to_dict(self) -> dict:
         out = {"starts": self.starts, "index_offset": self.index_offset, "eps": self.eps,
@@ -259,9 +244,9 @@ class AnalysisSettings:
         for f in fields(self):
             v = getattr(self, f.name)
             if f.name in ("dense_limit", "lanczos_k", "lanczos_seed"):
-                _int_at_least(f"analysis.{f.name}", v, 0 if f.name == "lanczos_seed" else 1)
+                check_int(f"analysis.{f.name}", v, 0 if f.name == "lanczos_seed" else 1)
             elif not (f.name == "tau" and v is None):
-                v = _finite_positive(f"analysis.{f.name}", v, allow_zero=f.name == "zero_atol")
+                v = check_number(f"analysis.{f.name}", v, allow_zero=f.name == "zero_atol")
                 object.__setattr__(self, f.name, v)
 
     def kwargs(self) -> dict:
@@ -308,22 +293,14 @@ class StudyConfig:
         stage_dicts = cfg.get("stages") or []
         if not stage_dicts:
             raise SpecError("stages is empty: a study needs at least one [[stages]] table")
-        certify = cfg.get("certify_tol", 1e-10)
-        if not (isinstance(certify, (int, float)) and math.isfinite(certify) and certify > 0):
-            raise SpecError(f"certify_tol={certify!r} is invalid: must be a finite number > 0")
+        certify = check_number("certify_tol", cfg.get("certify_tol", 1e-10))
         stages = _stage_list("stages", stage_dicts, certify)
         name = cfg.get("name", "study")
         if not isinstance(name, str) or not name or any(c in name for c in "/\\"):
             raise SpecError(f"name={name!r} is invalid: must be a non-empty string without path separators")
-        seed = cfg.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise SpecError(f"seed={seed!r} is invalid: must be an integer >= 0")
-        trajectories = cfg.get("trajectories", 100)
-        if isinstance(trajectories, bool) or not isinstance(trajectories, int) or trajectories < 1:
-            raise SpecError(f"trajectories={trajectories!r} is invalid: must be an integer >= 1")
-        batch = cfg.get("batch_size", 512)
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise SpecError(f"batch_size={batch!r} is invalid: must be an integer >= 1")
+        seed = check_int("seed", cfg.get("seed", 0), 0)
+        trajectories = check_int("trajectories", cfg.get("trajectories", 100), 1)
+        batch = check_int("batch_size", cfg.get("batch_size", 512), 1)
         saddles = SaddleSearch.from_dict(cfg.get("saddles", {}), float(certify), trajectories)
         dd = cfg.get("dedup", {})
         check_fields("[dedup]", dd, [f.name for f in fields(DedupTolerances)])

@@ -36,7 +36,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .model import DeepUFM, ModelSpec
+from .model import DeepUFM, ModelSpec, check_number
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,7 @@ class DedupTolerances:
 
     def __post_init__(self):
         for k, v in asdict(self).items():
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{k}={v!r} is invalid: must be a finite number >= 0")
+            check_number(k, v, allow_zero=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,8 +97,7 @@ def fingerprints(spec: ModelSpec, thetas) -> list[dict]:
     th = th.detach().to(dtype=torch.float64, device="cpu")
     if th.dim() == 1:
         th = th.unsqueeze(0)
-    spec64 = ModelSpec.from_dict({**spec.to_dict(), "dtype": "float64"})
-    model = DeepUFM(spec64)
+    model = DeepUFM(spec.as_float64())
     with torch.no_grad():
         loss = model.loss(th).numpy()
         Z = model.logits(th).numpy()  # (B, K, N)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .linalg import minres_batched
-from .model import DeepUFM, SpecError
+from .model import DeepUFM, SpecError, check_number
 
 STOP_REASONS = ("converged", "max_iter", "diverged", "stalled")
 _CONVERGED, _MAX_ITER, _DIVERGED, _STALLED = range(4)
@@ -42,13 +42,14 @@ _CONVERGED, _MAX_ITER, _DIVERGED, _STALLED = range(4)
 # Engine settings
 # ----------------------------------------------------------------------------------------------
 def _positive(name: str, value, integer: bool = False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok:
-        kind = "an integer >= 1" if integer else "a finite number > 0"
-        raise SpecError(f"{name}={value!r} is invalid: must be {kind}")
-    return int(value) if integer else float(value)
+    """A finite number > 0 (:func:`landscape.model.check_number`); with ``integer``, one with an
+    integral value ≥ 1 (5, 5.0 or 1e2), returned as int."""
+    if not integer:
+        return check_number(name, value)
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value >= 1 and float(value).is_integer()):
+        raise SpecError(f"{name}={value!r} is invalid: must be an integer >= 1")
+    return int(value)
 
 
 @dataclass(frozen=True)

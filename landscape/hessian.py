@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
-from .model import DeepUFM, ModelSpec
+from .model import DeepUFM, ModelSpec, as_theta64
 
 DEFAULT_DENSE_LIMIT = 3000
 DEFAULT_TAU_REL = 1e-3
@@ -50,23 +50,13 @@ DEFAULT_LANCZOS_SEED = 0
 TYPES = ("minimum", "degenerate_minimum_or_saddle", "saddle")
 
 
-def _as_theta(spec: ModelSpec, theta) -> torch.Tensor:
-    th = theta.detach() if torch.is_tensor(theta) else torch.from_numpy(np.asarray(theta, dtype=np.float64))
-    th = th.to(torch.float64).reshape(-1)
-    if th.numel() != spec.P:
-        raise ValueError(f"theta has {th.numel()} entries: the spec needs P={spec.P}")
-    return th
-
-
 def _float64_model(spec: ModelSpec) -> DeepUFM:
-    if spec.dtype != "float64":
-        spec = ModelSpec.from_dict({**spec.to_dict(), "dtype": "float64"})
-    return DeepUFM(spec)
+    return DeepUFM(spec.as_float64())
 
 
 def dense_hessian(spec: ModelSpec, theta) -> np.ndarray:
     """Exact dense Hessian (P, P) at θ (P,), float64, symmetrised."""
-    return _float64_model(spec).hessian(_as_theta(spec, theta)).numpy()
+    return _float64_model(spec).hessian(as_theta64(spec, theta)).numpy()
 
 
 def hessian_operator(spec: ModelSpec, theta, chunk: int = 256) -> LinearOperator:
@@ -76,7 +66,7 @@ def hessian_operator(spec: ModelSpec, theta, chunk: int = 256) -> LinearOperator
     double-backward pass (θ repeated, :meth:`DeepUFM.hvp_operator`).
     """
     model = _float64_model(spec)
-    th = _as_theta(spec, theta)
+    th = as_theta64(spec, theta)
     P = spec.P
     ops: dict[int, object] = {}
 
@@ -110,7 +100,7 @@ def symmetry_tangents(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTO
     (r_i·d − r_i(r_i+1)/2 rows per interface, out of d(d−1)/2). The span's dimension is then found
     numerically by :func:`symmetry_space`.
     """
-    th = _as_theta(spec, theta).numpy()
+    th = as_theta64(spec, theta).numpy()
     shapes = spec.shapes
     offs = np.concatenate([[0], np.cumsum([r * c for r, c in shapes])])
     F = [th[offs[j]:offs[j + 1]].reshape(shapes[j]) for j in range(len(shapes))]
@@ -364,7 +354,7 @@ def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel
 
 # ----- symmetry actions (for invariance checks) ------------------------------------------------
 def _split(spec: ModelSpec, theta) -> list[np.ndarray]:
-    th = _as_theta(spec, theta).numpy()
+    th = as_theta64(spec, theta).numpy()
     out, i = [], 0
     for r, c in spec.shapes:
         out.append(th[i:i + r * c].reshape(r, c).copy())

@@ -20,7 +20,7 @@ from dataclasses import dataclass, asdict
 import numpy as np
 import torch
 
-from .model import ModelSpec, SpecError
+from .model import ModelSpec, SpecError, check_number
 
 SCHEMES = ("gaussian", "small", "orthogonal")
 
@@ -39,9 +39,7 @@ class InitScheme:
         if self.name not in SCHEMES:
             raise SpecError(f"init.name={self.name!r} is invalid: must be one of {SCHEMES}")
         for f in ("scale_H", "scale_W", "alpha"):
-            v = getattr(self, f)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise SpecError(f"init.{f}={v!r} is invalid: must be a finite number > 0")
+            check_number(f"init.{f}", getattr(self, f))
         if self.scales is not None:
             object.__setattr__(self, "scales", tuple(float(x) for x in self.scales))
             if any(not (np.isfinite(x) and x >= 0) for x in self.scales):

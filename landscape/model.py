@@ -16,9 +16,10 @@ flat vector θ ∈ ℝ^P (P = d·N + (L−1)·d² + K·d) laid out as the row-ma
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
+import numpy as np
 import torch
 
 ACTIVATIONS = ("linear", "relu")
@@ -30,22 +31,21 @@ class SpecError(ValueError):
     """A model or study field has a value outside its allowed range."""
 
 
-def _check_int(name: str, value, minimum: int, why: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{name}={value!r} is invalid: must be an integer >= {minimum}{why}")
-    if value < minimum:
+def check_int(name: str, value, minimum: int, why: str = "") -> int:
+    """``value`` if it is an integer ≥ ``minimum`` (bools are not), else a SpecError naming the
+    field, the value and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpecError(f"{name}={value!r} is invalid: must be an integer >= {minimum}{why}")
     return value
 
 
-def _check_lambda(name: str, value) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise SpecError(f"{name}={value!r} is invalid: must be a finite number > 0") from None
-    if not math.isfinite(v) or v <= 0.0:
-        raise SpecError(f"{name}={value!r} is invalid: must be a finite number > 0")
-    return v
+def check_number(name: str, value, allow_zero: bool = False) -> float:
+    """``float(value)`` if it is a finite real number > 0 (≥ 0 with ``allow_zero``; bools are not),
+    else a SpecError naming the field, the value and the allowed range."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and (value >= 0 if allow_zero else value > 0)):
+        raise SpecError(f"{name}={value!r} is invalid: must be a finite number {'>= 0' if allow_zero else '> 0'}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -69,28 +69,28 @@ class ModelSpec:
     dtype: str = "float64"
 
     def __post_init__(self):
-        _check_int("K", self.K, 2)
-        _check_int("n", self.n, 1)
-        _check_int("L", self.L, 1)
-        _check_int("d", self.d, self.K, f" (K={self.K}): width must be at least the class count")
+        check_int("K", self.K, 2)
+        check_int("n", self.n, 1)
+        check_int("L", self.L, 1)
+        check_int("d", self.d, self.K, f" (K={self.K}): width must be at least the class count")
         if self.activation not in ACTIVATIONS:
             raise SpecError(f"activation={self.activation!r} is invalid: must be one of {ACTIVATIONS}")
         if self.loss not in LOSSES:
             raise SpecError(f"loss={self.loss!r} is invalid: must be one of {LOSSES}")
         if self.dtype not in DTYPES:
             raise SpecError(f"dtype={self.dtype!r} is invalid: must be one of {tuple(DTYPES)}")
-        object.__setattr__(self, "lam", _check_lambda("lambda", self.lam))
+        object.__setattr__(self, "lam", check_number("lambda", self.lam))
         if self.lam_H is not None:
-            object.__setattr__(self, "lam_H", _check_lambda("lambda_H", self.lam_H))
+            object.__setattr__(self, "lam_H", check_number("lambda_H", self.lam_H))
         if self.lam_W is not None:
             if isinstance(self.lam_W, (list, tuple)):
                 if len(self.lam_W) != self.L:
                     raise SpecError(
                         f"lambda_W has {len(self.lam_W)} values: must be one number or exactly L={self.L}")
-                vals = tuple(_check_lambda(f"lambda_W[{i}]", v) for i, v in enumerate(self.lam_W))
+                vals = tuple(check_number(f"lambda_W[{i}]", v) for i, v in enumerate(self.lam_W))
                 object.__setattr__(self, "lam_W", vals)
             else:
-                object.__setattr__(self, "lam_W", _check_lambda("lambda_W", self.lam_W))
+                object.__setattr__(self, "lam_W", check_number("lambda_W", self.lam_W))
 
     # ----- derived sizes -------------------------------------------------------------------
     @property
@@ -143,12 +143,26 @@ class ModelSpec:
             d["lam_W"] = list(d["lam_W"])
         return d
 
+    def as_float64(self) -> "ModelSpec":
+        """The same spec in float64 (analysis is always done in float64)."""
+        return self if self.dtype == "float64" else replace(self, dtype="float64")
+
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
         d = dict(d)
         if isinstance(d.get("lam_W"), list):
             d["lam_W"] = tuple(d["lam_W"])
         return cls(**d)
+
+
+def as_theta64(spec: ModelSpec, theta) -> torch.Tensor:
+    """One parameter set (a torch tensor or array-like with P entries) as a detached float64
+    CPU tensor of shape (P,); a wrong length is a ValueError naming P."""
+    th = theta.detach() if torch.is_tensor(theta) else torch.from_numpy(np.asarray(theta, dtype=np.float64))
+    th = th.to(dtype=torch.float64, device="cpu").reshape(-1)
+    if th.numel() != spec.P:
+        raise ValueError(f"theta has {th.numel()} entries: the spec needs P={spec.P}")
+    return th
 
 
 class DeepUFM:

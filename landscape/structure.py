@@ -32,10 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from scipy.sparse.csgraph import connected_components
 
-from .model import DeepUFM, ModelSpec
+from .model import DeepUFM, ModelSpec, as_theta64
 from .theory import pattern_name, simplex
 
 DEFAULT_RANK_RTOL = 1e-6
@@ -242,10 +241,8 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
                       pattern_rtol: float = DEFAULT_PATTERN_RTOL, collapse_tol: float = DEFAULT_COLLAPSE_TOL,
                       zero_atol: float = DEFAULT_ZERO_ATOL) -> StructureReport:
     """Structure of the point θ (P,) (module docstring for every definition and threshold)."""
-    spec64 = spec if spec.dtype == "float64" else ModelSpec.from_dict({**spec.to_dict(), "dtype": "float64"})
-    model = DeepUFM(spec64)
-    th = theta.detach() if torch.is_tensor(theta) else torch.from_numpy(np.asarray(theta, dtype=np.float64))
-    th = th.to(torch.float64).reshape(1, -1)
+    model = DeepUFM(spec.as_float64())
+    th = as_theta64(spec, theta).reshape(1, -1)
     pre, post, Z = model.forward(th)
     F = [f[0].numpy() for f in model.factors(th)]
     pre = [h[0].numpy() for h in pre]

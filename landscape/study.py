@@ -52,7 +52,7 @@ from .graph import basin_graph, connect_saddle, disconnectivity_tree, tree_to_js
 from .hessian import dense_hessian, hessian_operator
 from .init import draw_starts, trajectory_seed
 from .model import DeepUFM
-from .stats import accumulation_curve, basin_fractions, good_turing_unseen, wilson_interval
+from .stats import accumulation_curve, basin_fractions, wilson_interval
 from .store import DB_NAME, StoreError, StudyStore, json_default
 
 #: Kinds of stored trajectories (the ``kind`` entry of their ``engine`` record).
@@ -370,7 +370,6 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> dict:
     trajs = main_trajectories(store)
     n = len(trajs)
     points = store.points()
-    by_id = {p["id"]: p for p in points}
     # "stalled" splits by detail (gradient_flat / plateau) in the uncertified rows
     detailed = [{**t, "stop_reason": _uncertified_reason(t)} if t["point_id"] is None else t for t in trajs]
     prov = {"engine": " → ".join(s.engine for s in cfg.stages), "step": cfg.describe_dynamics(),
@@ -400,7 +399,6 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> dict:
         label_rows.append({"label": lab, "n_points": len(rs), "count": c, "fraction": c / n if n else None,
                            "ci_low": lo, "ci_high": hi})
     label_rows.sort(key=lambda r: (-r["count"], str(r["label"])))
-    unseen = good_turing_unseen([c for pid, c in counts.items() if by_id[pid]["kind"] in LEAF_KINDS], n)
     acc = accumulation_curve(trajs, points, species_kinds=LEAF_KINDS)
     G = basin_graph(points, store.edges(), counts, n)
     T = disconnectivity_tree(G, level_tol=TREE_LEVEL_TOL, leaf_kinds=LEAF_KINDS)
@@ -417,7 +415,7 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> dict:
         "points": rows,
         "labels": label_rows,
         "uncertified": bf["uncertified"],
-        "unseen": {k: unseen[k] for k in ("estimate", "n1", "n")},
+        "unseen": {k: bf["unseen"][k] for k in ("estimate", "n1", "n")},
         "accumulation": {"n_trajectories": acc["n_trajectories"].tolist(), "n_distinct": acc["n_distinct"].tolist()},
         "headline": {"dnc_fraction": dnc["fraction"], "dnc_ci_low": dnc["ci_low"], "dnc_ci_high": dnc["ci_high"],
                      "lowest_loss_label": best and best["label"], "lowest_loss": best and best["loss"],
