@@ -192,20 +192,35 @@ def analyse_points(spec: ModelSpec, thetas, **kwargs) -> list[PointAnalysis]:
 
 
 def save_spectra(path, analyses, ids) -> None:
-    """Write spectra and per-layer singular values of ``analyses`` to ``path`` (.npz), keyed by the
-    string form of each id (module docstring for the key layout)."""
+    """Write spectra and per-layer singular values of ``analyses`` (PointAnalysis objects) to
+    ``path`` (.npz), keyed by the string form of each id (module docstring for the key layout)."""
+    write_spectra(path, [{"spectrum": a.spectrum, "method": a.hessian.method, "parts": a.hessian.parts,
+                          "sv": a.singular_values} for a in analyses], ids)
+
+
+def stored_spectra(analysis: dict, spectrum) -> dict:
+    """The :func:`write_spectra` entry of a stored point: its :meth:`PointAnalysis.to_dict`
+    ``analysis`` and its spectrum array (as a study database holds them), without re-analysis."""
+    h, ranks = analysis["hessian"], analysis["structure"]["ranks"]
+    return {"spectrum": np.asarray(spectrum, dtype=np.float64), "method": h["method"],
+            "parts": {k: np.asarray(v, dtype=np.float64) for k, v in h["parts"].items()},
+            "sv": {k: np.asarray(r["singular_values"], dtype=np.float64) for k, r in ranks.items()}}
+
+
+def write_spectra(path, entries, ids) -> None:
+    """Write one entry {'spectrum', 'method', 'parts': {...}, 'sv': {...}} per id to ``path`` (.npz)."""
     ids = [str(i) for i in ids]
-    if len(ids) != len(analyses) or len(set(ids)) != len(ids):
-        raise ValueError("save_spectra needs one distinct id per analysis")
+    if len(ids) != len(entries) or len(set(ids)) != len(ids):
+        raise ValueError("write_spectra needs one distinct id per entry")
     arrays = {}
-    for i, a in zip(ids, analyses):
+    for i, e in zip(ids, entries):
         if "/" in i:
             raise ValueError(f"point id {i!r} must not contain '/'")
-        arrays[f"{i}/spectrum"] = a.spectrum
-        arrays[f"{i}/method"] = np.array(a.hessian.method)
-        for k, v in a.hessian.parts.items():
+        arrays[f"{i}/spectrum"] = e["spectrum"]
+        arrays[f"{i}/method"] = np.array(e["method"])
+        for k, v in e["parts"].items():
             arrays[f"{i}/parts/{k}"] = v
-        for k, v in a.singular_values.items():
+        for k, v in e["sv"].items():
             arrays[f"{i}/sv/{k}"] = v
     np.savez(path, **arrays)
 

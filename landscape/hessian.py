@@ -235,6 +235,7 @@ class HessianReport:
                 "nullity_is_lower_bound", "lanczos_k", "lanczos_converged", "lanczos_tol", "lanczos_seed", "dense_limit")
         out = {k: _json_float(getattr(self, k)) for k in keys}
         out["description"] = self.description
+        out["parts"] = {k: [float(x) for x in v] for k, v in self.parts.items()}
         return out
 
 

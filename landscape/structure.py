@@ -230,7 +230,7 @@ class StructureReport:
 
     def to_dict(self) -> dict:
         return {"label": self.label, "rank_pattern": list(self.rank_pattern), "rank_names": list(self.rank_names),
-                "ranks": {k: {"rank": v.rank, "gap": _jf(v.gap)} for k, v in self.ranks.items()},
+                "ranks": {k: v.to_dict() for k, v in self.ranks.items()},
                 "dnc": [m.to_dict() for m in self.layers], "Zbar": self.Zbar.tolist(),
                 "blocks": [b.to_dict() for b in self.blocks], "pattern": self.pattern,
                 "dnc_holds": self.dnc_holds, "zbar_simplex_residual": _jf(self.zbar_simplex_residual),

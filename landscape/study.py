@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .analysis import PointAnalysis, analyse_point, save_spectra
+from .analysis import analyse_point, stored_spectra, write_spectra
 from .config import StudyConfig
 from .dedup import Deduplicator, fingerprints
 from .flows import STOP_REASONS, TrajectoryResults, run_pipeline
@@ -172,14 +172,13 @@ def load_config(out_dir: str | Path) -> StudyConfig:
 
 # ----- the run -----------------------------------------------------------------------------------
 class _Session:
-    """State of one run_study call: the store, the deduplicator and this process's analyses."""
+    """State of one run_study call: the store and the deduplicator."""
 
     def __init__(self, cfg: StudyConfig, store: StudyStore, report: Callable[[dict], None]):
         self.cfg, self.store, self.report = cfg, store, report
         self.model = DeepUFM(cfg.model)
         self.dedup = Deduplicator(cfg.dedup, [(p["id"], p["fingerprint"]) for p in store.points()],
                                   next_id=store.next_point_id())
-        self.analyses: dict[int, PointAnalysis] = {}
         units = store.committed_units()
         self.next_unit = (max(units) + 1) if units else 0
 
@@ -199,7 +198,6 @@ class _Session:
             ids.append(pid)
             if is_new:
                 a = analyse_point(self.cfg.model, th, **self.cfg.analysis.kwargs())
-                self.analyses[pid] = a
                 new.append({"id": pid, "kind": KIND_OF_TYPE[a.hessian.type], "label": a.label, "loss": a.loss,
                             "grad_norm": a.grad_norm, "hessian_index": a.hessian.index, "fingerprint": fp,
                             "params": th.detach().to(torch.float64).numpy(), "spectrum": a.spectrum,
@@ -429,12 +427,10 @@ def _finish(session: _Session, out: Path, wall: float) -> dict:
     cfg, store = session.cfg, session.store
     s = summarise(cfg, store)
     G, T = s.pop("G"), s.pop("T")
-    ids = [p["id"] for p in store.points()]
-    # points analysed by an earlier (interrupted) process: the analysis is a pure function of θ
-    for pid in ids:
-        if pid not in session.analyses:
-            session.analyses[pid] = analyse_point(cfg.model, store.point(pid)["params"], **cfg.analysis.kwargs())
-    save_spectra(out / FILES["spectra"], [session.analyses[i] for i in ids], ids)
+    # from the stored analyses, so points analysed by an earlier (interrupted) process cost nothing
+    points = store.points(with_params=True)
+    write_spectra(out / FILES["spectra"], [stored_spectra(p["analysis"], p["spectrum"]) for p in points],
+                  [p["id"] for p in points])
     write_json(out / FILES["tree"], tree_to_json(T))
     write_graphml(G, out / FILES["graphml"])
     summary = {"study": cfg.name, "config": cfg.to_dict(), "dynamics": cfg.describe_dynamics(),

@@ -110,7 +110,7 @@ def test_report_renders_every_figure_in_chromium(report, tmp_path):
 
 @needs_chromium
 def test_example_study_report_renders(tmp_path):
-    """The real finished study in data/example_study (pairs 58/96, DNC 38/96, no saddles found)."""
+    """The real finished study in data/example_study (pairs 58/96, DNC 38/96, with saddle connections)."""
     study = tmp_path / "example"
     shutil.copytree(EXAMPLE, study)
     page = write_report(study)
