@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape.config import load_study
-from landscape.flows import StageConfig, run_engine, run_pipeline
-from landscape.init import draw_starts
-from landscape.model import DeepUFM
+from landscape.study.config import load_study
+from landscape.engines import StageConfig, run_engine, run_pipeline
+from landscape.core.init import draw_starts
+from landscape.core.model import DeepUFM
 
 
 def single_threaded(fn):

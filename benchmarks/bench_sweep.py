@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from landscape.executors import InProcessExecutor, LocalDaskExecutor
-from landscape.sweep import load_sweep, run_sweep
+from landscape.study.executors import InProcessExecutor, LocalDaskExecutor
+from landscape.study.sweep import load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SET = ["trajectories=32", "batch_size=8", "engine=gd", "lr=0.5", "stages.0.max_iter=2000",

@@ -1,9 +1,51 @@
 """landscape: explore the loss landscape of deep unconstrained feature models (deep UFMs).
 
 Batched trajectories from random starts, certified critical points, Hessian and collapse analysis,
-deduplication modulo symmetry, basin fractions with intervals and the basin graph.
-"""
-from .model import DeepUFM, ModelSpec, SpecError
+deduplication modulo symmetry, basin fractions with intervals, the basin graph with transition
+states, and continuation of critical points in λ and width.
 
-__all__ = ["DeepUFM", "ModelSpec", "SpecError"]
-__version__ = "0.1.0"
+The package follows the data: :mod:`landscape.core` (model, starts, validation, Krylov methods) →
+:mod:`landscape.engines` (batched trajectories) → :mod:`landscape.analysis` (what a point is) →
+:mod:`landscape.study` (studies, sweeps, graphs) → :mod:`landscape.io` (database, results
+folder) → :mod:`landscape.viz` (figures, reports) → :mod:`landscape.cli`. The names most
+scripts need are importable from here (loaded on first use, so ``import landscape`` is cheap)::
+
+    from landscape import ModelSpec, DeepUFM, load_study, run_study, analyse_point
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.2.0"
+
+#: Public name → module that defines it.
+_EXPORTS = {
+    "SpecError": "landscape.core.validate",
+    "ModelSpec": "landscape.core.model", "DeepUFM": "landscape.core.model",
+    "InitScheme": "landscape.core.init", "draw_starts": "landscape.core.init",
+    "StageConfig": "landscape.engines", "make_stage": "landscape.engines", "run_engine": "landscape.engines",
+    "run_pipeline": "landscape.engines", "TrajectoryResults": "landscape.engines",
+    "analyse_point": "landscape.analysis.point", "PointAnalysis": "landscape.analysis.point",
+    "AnalysisSettings": "landscape.analysis.settings", "analyse_hessian": "landscape.analysis.hessian",
+    "analyse_structure": "landscape.analysis.structure", "theory": "landscape.analysis.theory",
+    "StudyConfig": "landscape.study.config", "load_study": "landscape.study.config", "presets": "landscape.study.config",
+    "run_study": "landscape.study.run", "summarise": "landscape.study.summary",
+    "load_sweep": "landscape.study.sweep", "run_sweep": "landscape.study.sweep",
+    "StudyStore": "landscape.io.store", "StoreError": "landscape.io.store",
+    "load_results": "landscape.viz.report", "write_report": "landscape.viz.report", "figures": "landscape.viz.figures",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'landscape' has no attribute {name!r}")
+    mod = importlib.import_module(_EXPORTS[name])
+    value = mod if mod.__name__.endswith("." + name) else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

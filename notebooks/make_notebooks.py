@@ -53,9 +53,9 @@ STUDY_DIR = None              # an existing results folder to open instead of ru
 from pathlib import Path
 
 from landscape import figures
-from landscape.config import load_study
-from landscape.report import headline_text, load_results, point_figures, study_figures, write_report
-from landscape.study import run_study
+from landscape.study.config import load_study
+from landscape.viz.report import headline_text, load_results, point_figures, study_figures, write_report
+from landscape.study.run import run_study
 
 if STUDY_DIR is None:
     cfg = load_study(None, [f"trajectories={TRAJECTORIES}", *OVERRIDES])
@@ -140,7 +140,7 @@ import json
 from pathlib import Path
 
 from landscape import figures, theory
-from landscape.sweep import load_sweep, read_prevalence_csv, run_sweep
+from landscape.study.sweep import load_sweep, read_prevalence_csv, run_sweep
 
 common = [f"trajectories={STARTS}", f"batch_size={STARTS}", *OVERRIDES]
 width = load_sweep(SWEEP_FILE, [*common, f"sweep.d={WIDTHS}", f"lambda={LAMBDA}"])
@@ -197,7 +197,7 @@ SPECTRA = [
 # Hessian spectra at DNC, class-pairing and mixed critical points
 
 Exact balanced critical points of the deep linear CE UFM built from the closed forms of MODEL.md §6
-(`landscape.theory`), analysed in float64 with dense Hessians (`landscape.analysis.analyse_point`).
+(`landscape.analysis.theory`), analysed in float64 with dense Hessians (`landscape.analysis.analyse_point`).
 At a critical point of rank r the O(d) gauge orbit has dimension L·(r·d − r(r+1)/2): that many
 zero eigenvalues are symmetry, not degeneracy. The figures mark them apart from the *excess*
 zero modes, and the index and nullity below are net of them. Theorem 4 of the paper: for small λ
@@ -211,7 +211,7 @@ MIXED = [4, 2]                # block sizes of the mixed structure (a simplex(4)
     ("code", """
 from landscape import figures, theory
 from landscape.analysis import analyse_point
-from landscape.model import ModelSpec
+from landscape.core.model import ModelSpec
 
 spec = ModelSpec(K=K, n=n, d=d, L=L, lam=LAMBDA, dtype="float64")
 
@@ -266,9 +266,9 @@ import numpy as np
 import plotly.graph_objects as go
 
 from landscape import figures
-from landscape.config import load_study
-from landscape.structure import analyse_structure
-from landscape.study import run_trajectories
+from landscape.study.config import load_study
+from landscape.analysis.structure import analyse_structure
+from landscape.study.run import run_trajectories
 
 best = {}
 for L in DEPTHS:

@@ -1,7 +1,7 @@
 """A small, exactly known results folder for the figure and report tests, built from closed forms.
 
 Deep linear CE UFM, K=4, n=2, d=6, L=3, λ=1e-3 (P = 144, dense Hessians). Five balanced critical
-points of :mod:`landscape.theory`, analysed with :func:`landscape.analysis.analyse_point`:
+points of :mod:`landscape.analysis.theory`, analysed with :func:`landscape.analysis.analyse_point`:
 
 ====  =====================  =========  ======  =============================================
  id   structure              kind       starts  edges
@@ -22,12 +22,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from landscape import stats, theory
-from landscape.analysis import analyse_point, save_spectra
-from landscape.config import load_study
-from landscape.dedup import fingerprint
-from landscape.graph import basin_graph, disconnectivity_tree, write_graphml, write_tree_json
-from landscape.store import StudyStore
+from landscape.analysis import theory
+from landscape.study import stats
+from landscape.analysis import analyse_point
+from landscape.io.results import analysis_spectra, write_spectra
+from landscape.study.config import load_study
+from landscape.analysis.dedup import fingerprint
+from landscape.study.graph import basin_graph, disconnectivity_tree, write_graphml, write_tree_json
+from landscape.io.store import StudyStore
 
 OVERRIDES = ["K=4", "n=2", "d=6", "L=3", "lambda=1e-3", "trajectories=32", "name=fixture"]
 COUNTS = {0: 18, 1: 9, 2: 2}
@@ -75,7 +77,7 @@ def build_study(out) -> Path:
         store.commit_unit(0, trajs, pts, edges)
         G = basin_graph(store.points(), store.edges(), store.basin_counts(), store.n_trajectories())
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    save_spectra(out / "spectra.npz", ans, range(len(ans)))
+    write_spectra(out / "spectra.npz", [analysis_spectra(a) for a in ans], range(len(ans)))
     write_tree_json(disconnectivity_tree(G), out / "tree.json")
     write_graphml(G, out / "graph.graphml")
     prov = {"engine": "gd", "step": 0.5, "init": "gaussian"}

@@ -6,8 +6,17 @@ import pytest
 import torch
 
 from landscape import theory as T
-from landscape.analysis import analyse_point, analyse_points, load_spectra, save_spectra
-from landscape.model import ModelSpec
+from landscape.analysis import analyse_point
+from landscape.io.results import analysis_spectra, load_spectra, write_spectra
+
+
+def analyse_points(spec, thetas, **kwargs):
+    return [analyse_point(spec, thetas[i], **kwargs) for i in range(len(thetas))]
+
+
+def save_spectra(path, analyses, ids):
+    write_spectra(path, [analysis_spectra(a) for a in analyses], ids)
+from landscape.core.model import ModelSpec
 
 SPEC = ModelSpec(K=4, n=2, d=5, L=2, lam=1e-3)
 ALPHA = 7.339167829759595   # MODEL.md §6 large DNC root at K=4, n=2, L=2, λ=1e-3

@@ -15,7 +15,7 @@ import networkx as nx
 import pytest
 
 from landscape.cli import main
-from landscape.store import StoreError, StudyStore
+from landscape.io.store import StoreError, StudyStore
 
 TINY = ["K=3", "n=2", "d=4", "L=2", "trajectories=24", "batch_size=8", "name=tiny", "engine=lbfgs",
         "stages.0.max_iter=3000", "stages.0.tol=1e-6", "saddles.starts=2", "saddles.descend.0.max_iter=1500",
@@ -139,7 +139,7 @@ def _wait_for_first_unit(proc, out, timeout=120.0):
     while time.monotonic() - t0 < timeout:
         assert proc.poll() is None, "the run finished before it could be interrupted"
         try:
-            with StudyStore.open(out, check=False) as store:
+            with StudyStore.open(out, check=False, readonly=True) as store:
                 if store.committed_units():
                     return
         except StoreError:  # not created yet, or its creating transaction not yet committed

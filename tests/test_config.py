@@ -1,8 +1,8 @@
 """Study files, overrides and their validation."""
 import pytest
 
-from landscape.config import StudyConfig, apply_overrides, default_config_dict, load_study, parse_value
-from landscape.model import SpecError
+from landscape.study.config import StudyConfig, apply_overrides, default_config_dict, load_study, parse_value
+from landscape.core.model import SpecError
 
 
 def test_default_study_is_the_documented_one():

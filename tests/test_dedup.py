@@ -7,9 +7,9 @@ import torch
 from scipy.optimize import brentq, minimize_scalar
 from scipy.stats import ortho_group
 
-from landscape.dedup import DedupTolerances, Deduplicator, fingerprint, fingerprints, same_point, zbar_match
-from landscape.model import DeepUFM, ModelSpec
-from landscape.theory import balanced_point, dnc_loss, dnc_point, dnc_scale_roots
+from landscape.analysis.dedup import DedupTolerances, Deduplicator, fingerprint, fingerprints, same_point, zbar_match
+from landscape.core.model import DeepUFM, ModelSpec
+from landscape.analysis.theory import balanced_point, dnc_loss, dnc_point, dnc_scale_roots
 
 SPEC = ModelSpec(K=4, n=2, d=6, L=2, lam=1e-3)
 

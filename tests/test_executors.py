@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 
-from landscape.config import StudyConfig, default_config_dict
-from landscape.executors import DASK_INSTALL_HINT, ExecutorError, InProcessExecutor, Unit, make_executor
-from landscape.study import chunks, run_trajectories
+from landscape.study.config import StudyConfig, default_config_dict
+from landscape.study.executors import DASK_INSTALL_HINT, ExecutorError, InProcessExecutor, Unit, make_executor
+from landscape.study.run import chunks, run_trajectories
 
 #: Seconds the fault test waits for a unit to be running on a worker before it gives up.
 KILL_WAIT_S = 60.0
@@ -85,14 +85,14 @@ def test_missing_dask_says_what_to_install(monkeypatch):
 @pytest.fixture(scope="module")
 def local_dask():
     pytest.importorskip("distributed")
-    from landscape.executors import LocalDaskExecutor
+    from landscape.study.executors import LocalDaskExecutor
 
     with LocalDaskExecutor(2) as ex:
         yield ex
 
 
 def test_dask_workers_do_not_oversubscribe(local_dask):
-    from landscape._dask_plugins import default_torch_threads
+    from landscape.study._dask_plugins import default_torch_threads
 
     expected = max(1, (os.cpu_count() or 1) // 2)
     assert default_torch_threads(os.cpu_count(), 2) == expected
@@ -104,7 +104,7 @@ def test_dask_workers_do_not_oversubscribe(local_dask):
 
 def test_dask_bad_options():
     pytest.importorskip("distributed")
-    from landscape.executors import DaskExecutor, LocalDaskExecutor
+    from landscape.study.executors import DaskExecutor, LocalDaskExecutor
 
     with pytest.raises(ExecutorError, match=r"workers=0 is invalid: must be an integer >= 1"):
         LocalDaskExecutor(0)
@@ -140,8 +140,8 @@ DASK_SWEEP = ["K=4", "n=1", "L=3", "trajectories=8", "batch_size=4", "engine=gd"
 def _answers(out) -> dict:
     """Per cell: the distinct points (id → kind, label, loss) and each trajectory's (index, point,
     stop reason), read from the cell databases, plus the prevalence rows."""
-    from landscape.store import StudyStore
-    from landscape.sweep import read_prevalence_csv
+    from landscape.io.store import StudyStore
+    from landscape.study.sweep import read_prevalence_csv
 
     cells = {}
     for cdir in sorted((out / "cells").iterdir()):
@@ -171,7 +171,7 @@ def _assert_same_answers(got: dict, ref: dict) -> None:
 def dask_sweep_reference(tmp_path_factory):
     """The in-process answers of DASK_SWEEP (the reference both Dask runs must reproduce)."""
     pytest.importorskip("distributed")
-    from landscape.sweep import load_sweep, run_sweep
+    from landscape.study.sweep import load_sweep, run_sweep
 
     out = tmp_path_factory.mktemp("inprocess")
     run_sweep(load_sweep(SWEEP_FILE, DASK_SWEEP), out, progress=False)
@@ -185,7 +185,7 @@ SWEEP_FILE = os.path.join(os.path.dirname(__file__), os.pardir, "data", "sweeps"
 
 
 def test_dask_sweep_gives_the_same_answers(local_dask, dask_sweep_reference, tmp_path):
-    from landscape.sweep import load_sweep, run_sweep
+    from landscape.study.sweep import load_sweep, run_sweep
 
     result = run_sweep(load_sweep(SWEEP_FILE, DASK_SWEEP), tmp_path, executor=local_dask, progress=False)
     _assert_same_answers(_answers(tmp_path), dask_sweep_reference)
@@ -209,7 +209,7 @@ def _kill_a_busy_worker(client, killed: list, stop: threading.Event) -> None:
 def test_sweep_survives_a_killed_worker(local_dask, dask_sweep_reference, tmp_path):
     """A worker process is killed while it runs a unit: the sweep completes, every unit is stored
     exactly once with the same answers, and the units that were re-run are named."""
-    from landscape.sweep import load_sweep, run_sweep
+    from landscape.study.sweep import load_sweep, run_sweep
 
     killed: list = []
     stop = threading.Event()

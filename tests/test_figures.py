@@ -5,10 +5,11 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from landscape import figures, stats, theory
+from landscape import figures, theory
+from landscape.study import stats
 from landscape.analysis import analyse_point
-from landscape.graph import basin_graph, disconnectivity_tree, tree_to_json
-from landscape.model import ModelSpec
+from landscape.study.graph import basin_graph, disconnectivity_tree, tree_to_json
+from landscape.core.model import ModelSpec
 
 DYN = "gd(lr=0.5) → newton; init gaussian"
 POINTS = [
@@ -162,13 +163,15 @@ def test_logits_heatmap_values():
     assert fig.data[0].zmid == 0.0 and fig.data[0].zmax == pytest.approx(1.5)
 
 
-ROWS = [  # as read by landscape.sweep.read_prevalence_csv: strings
+ROWS = [  # as read by landscape.study.sweep.read_prevalence_csv: strings
     {"cell": "d=20", "d": "20", "n_trajectories": "100", "dnc_fraction": "0.5", "dnc_ci_low": "0.4",
      "dnc_ci_high": "0.6", "uncertified_fraction": "0.2", "uncertified_ci_low": "0.13", "uncertified_ci_high": "0.29",
-     "frac_DNC": "0.5", "frac_pairs": "0.3", "mean_logit_rank": "7.5", "dynamics": DYN},
+     "count_DNC": "50", "count_pairs": "30", "frac_DNC": "0.5", "frac_pairs": "0.3", "mean_logit_rank": "7.5",
+     "dynamics": DYN},
     {"cell": "d=10", "d": "10", "n_trajectories": "100", "dnc_fraction": "0.2", "dnc_ci_low": "0.13",
      "dnc_ci_high": "0.29", "uncertified_fraction": "0.2", "uncertified_ci_low": "0.13", "uncertified_ci_high": "0.29",
-     "frac_DNC": "0.2", "frac_pairs": "0.6", "mean_logit_rank": "6", "dynamics": DYN},
+     "count_DNC": "20", "count_pairs": "60", "frac_DNC": "0.2", "frac_pairs": "0.6", "mean_logit_rank": "6",
+     "dynamics": DYN},
 ]
 
 
@@ -211,14 +214,15 @@ def test_accumulation_curve_and_unseen_note():
 
 
 def test_prevalence_reads_the_sweep_table(tmp_path):
-    """The figure reads what landscape.sweep writes (columns of PREVALENCE_FIELDS plus frac_<label>)."""
-    from landscape.sweep import read_prevalence_csv, write_prevalence_csv
+    """The figure reads what landscape.study.sweep writes (PREVALENCE_FIELDS plus count_ and frac_<label>)."""
+    from landscape.study.sweep import read_prevalence_csv, write_prevalence_csv
 
     rows = [{"cell": f"d={d}", "d": d, "n_trajectories": 10, "dnc_count": k, "dnc_fraction": k / 10,
              "dnc_ci_low": stats.wilson_interval(k, 10)[0], "dnc_ci_high": stats.wilson_interval(k, 10)[1],
              "uncertified_count": 0, "uncertified_fraction": 0.0, "uncertified_ci_low": 0.0,
              "uncertified_ci_high": stats.wilson_interval(0, 10)[1], "mean_logit_rank": 3 - k / 10,
-             "n_distinct_points": 2, "dynamics": DYN, "frac_DNC": k / 10, "frac_pairs": 1 - k / 10}
+             "n_distinct_points": 2, "dynamics": DYN, "count_DNC": k, "count_pairs": 10 - k, "frac_DNC": k / 10,
+             "frac_pairs": 1 - k / 10}
             for d, k in ((8, 4), (4, 1))]
     write_prevalence_csv(tmp_path / "prevalence.csv", rows, ["d"])
     fig = figures.prevalence_figure(read_prevalence_csv(tmp_path / "prevalence.csv"), "d")

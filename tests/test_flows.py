@@ -5,9 +5,9 @@ import torch
 
 from conftest import assert_close
 from landscape import theory
-from landscape.flows import StageConfig, run_engine, run_pipeline
-from landscape.init import InitScheme, draw_starts
-from landscape.model import DeepUFM, ModelSpec
+from landscape.engines import StageConfig, run_engine, run_pipeline
+from landscape.core.init import InitScheme, draw_starts
+from landscape.core.model import DeepUFM, ModelSpec
 
 POLISH = StageConfig(engine="newton", max_iter=60, stall_window=8, tol=1e-10)
 
@@ -147,7 +147,7 @@ def test_max_iter_and_stalled_reasons():
     th = draw_starts(spec, InitScheme(), 0, range(3))
     r = run_engine(m, th, StageConfig(engine="gd", lr=0.5, max_iter=5, tol=1e-10))
     assert (r.stop_reason == "max_iter").all() and (r.iterations == 5).all() and (r.n_grad == 6).all()
-    s = run_engine(m, th, StageConfig(engine="gd", lr=1e-12, max_iter=1000, tol=1e-10, stall_window=20))
+    s = run_engine(m, th, StageConfig(engine="gd", lr=1e-17, max_iter=1000, tol=1e-10, stall_window=20))
     assert (s.stop_reason == "stalled").all() and (s.iterations == 21).all()
     assert set(s.stop_detail) <= {"plateau", "gradient_flat"}
 
@@ -176,4 +176,6 @@ def test_orthogonal_init_when_width_equals_sample_count():
 def test_integer_stage_fields_are_stored_as_integers():
     cfg = StageConfig(engine="newton", max_iter=5.0, minres_iter=1e2, stall_window=3.0)
     assert (cfg.max_iter, cfg.minres_iter, cfg.stall_window) == (5, 100, 3)
-    assert all(type(v) is int for v in (cfg.max_iter, cfg.minres_iter, cfg.stall_window, cfg.memory))
+    assert all(type(v) is int for v in (cfg.max_iter, cfg.minres_iter, cfg.stall_window, cfg.options.max_halvings))
+    lb = StageConfig(engine="lbfgs", memory=7.0)
+    assert type(lb.memory) is int and lb.memory == 7

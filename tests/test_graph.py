@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.graph import (basin_graph, connect_saddle, disconnectivity_tree, tree_to_json,
-                             write_graphml, write_tree_json)
-from landscape.model import DeepUFM, ModelSpec
+from landscape.study.descents import connect_saddle
+from landscape.study.graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml, write_tree_json
+from landscape.core.model import DeepUFM, ModelSpec
 
 # minima A..G = 0..6, saddles S1..S6 = 10..15
 MINIMA = {0: 0.0, 1: 0.5, 2: 1.0, 3: 0.2, 4: 0.1, 5: 0.3, 6: 0.4}

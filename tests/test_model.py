@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import assert_close
-from landscape.model import DeepUFM, ModelSpec, SpecError
+from landscape.core.model import DeepUFM, ModelSpec, SpecError
 
 CASES = [  # (K, n, d, L, activation, loss)
     (3, 2, 4, 1, "linear", "ce"),

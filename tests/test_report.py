@@ -12,7 +12,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from landscape.cli import main as cli_main
-from landscape.report import figure_ids, headline_text, load_results, write_report
+from landscape.viz.report import figure_ids, headline_text, load_results, write_report
 from study_fixture import N, build_study
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from landscape.stats import accumulation_curve, basin_fractions, good_turing_unseen, wilson_interval
+from landscape.study.stats import accumulation_curve, basin_fractions, good_turing_unseen, wilson_interval
 
 PROV = {"engine": "gd", "step": "lr=0.5", "init": "gaussian(scale_H=1, scale_W=1)"}
 

@@ -11,9 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landscape import store as store_mod
-from landscape.model import ModelSpec
-from landscape.store import SCHEMA_VERSION, StoreError, StudyStore
+from landscape.io import store as store_mod
+from landscape.core.model import ModelSpec
+from landscape.io.store import SCHEMA_VERSION, StoreError, StudyStore
+
+
+def missing_indices(store, n_total):
+    """Indices in range(n_total) not yet stored (what a resumed run still has to do)."""
+    return np.setdiff1d(np.arange(int(n_total), dtype=np.int64), store.completed_indices())
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = ModelSpec(K=4, n=2, d=6, L=2, lam=1e-3)
@@ -53,7 +58,7 @@ def test_round_trip(tmp_path):
         assert st.next_point_id() == 2
         assert st.committed_units() == [0]
         np.testing.assert_array_equal(st.completed_indices(), [0, 1, 2, 3])
-        np.testing.assert_array_equal(st.missing_indices(6), [4, 5])
+        np.testing.assert_array_equal(missing_indices(st, 6), [4, 5])
         assert st.basin_counts() == {0: 2, 1: 1}
         got = st.point(0)
         assert got["params"].dtype == np.float64 and got["params"].shape == (SPEC.P,)
@@ -171,18 +176,19 @@ def test_migration_path(tmp_path, monkeypatch):
         con.execute("ALTER TABLE trajectories ADD COLUMN other TEXT")
         raise RuntimeError("migration failed half way")
 
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(store_mod.MIGRATIONS, 1, broken)
+    v = SCHEMA_VERSION
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", v + 1)
+    monkeypatch.setitem(store_mod.MIGRATIONS, v, broken)
     with pytest.raises(RuntimeError, match="half way"):
         StudyStore.open(tmp_path / "m.sqlite")
     con = sqlite3.connect(tmp_path / "m.sqlite")
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 1  # rolled back as a whole
+    assert con.execute("PRAGMA user_version").fetchone()[0] == v  # rolled back as a whole
     assert "other" not in [r[1] for r in con.execute("PRAGMA table_info(trajectories)")]
     con.close()
 
-    monkeypatch.setitem(store_mod.MIGRATIONS, 1, add_note)
+    monkeypatch.setitem(store_mod.MIGRATIONS, v, add_note)
     with StudyStore.open(tmp_path / "m.sqlite") as st:
-        assert st.schema_version == 2
+        assert st.schema_version == v + 1
         assert "note" in [r[1] for r in st._con.execute("PRAGMA table_info(trajectories)")]
         assert st.n_trajectories() == 1 and st.config == CONFIG
 
@@ -193,7 +199,7 @@ UNITS, PER_UNIT = 40, 400
 WRITER = textwrap.dedent(f"""
     import sys, time
     import numpy as np
-    from landscape.store import StudyStore
+    from landscape.io.store import StudyStore
     path, hang_unit = sys.argv[1], int(sys.argv[2])
     st = StudyStore.open(path)
     done = set(st.committed_units())
@@ -274,7 +280,7 @@ def test_sigkill_mid_transaction_then_resume(tmp_path):
     assert proc.returncode == 0
     assert _check_consistent(db) == list(range(UNITS))
     with StudyStore.open(db) as st:
-        np.testing.assert_array_equal(st.missing_indices(UNITS * PER_UNIT), [])
+        np.testing.assert_array_equal(missing_indices(st, UNITS * PER_UNIT), [])
         assert st.n_trajectories() == UNITS * PER_UNIT
         with pytest.raises(StoreError, match="already committed"):
             st.commit_unit(3, [_traj(9999)])

@@ -4,9 +4,9 @@ import pytest
 from scipy.stats import ortho_group
 
 from landscape import theory as T
-from landscape.hessian import apply_gauge, gauge_interfaces, relabel_classes
-from landscape.model import ModelSpec
-from landscape.structure import analyse_structure, layer_metrics, numerical_rank, read_blocks
+from landscape.analysis.symmetry import apply_gauge, gauge_interfaces, relabel_classes
+from landscape.core.model import ModelSpec
+from landscape.analysis.structure import analyse_structure, layer_metrics, numerical_rank, read_blocks
 
 
 def test_numerical_rank_and_gap():
@@ -143,9 +143,9 @@ def test_structure_invariant_under_symmetries(seed):
 def test_point_within_round_off_of_the_origin_has_rank_zero_everywhere():
     """A certified origin (‖θ‖ ~ 1e-17, as Newton-MR finds it) is 'zero' with rank pattern all 0,
     while the tiny-but-genuine small-root DNC point keeps rank K−1 in every layer."""
-    from landscape.model import ModelSpec
-    from landscape.structure import analyse_structure
-    from landscape.theory import dnc_point, dnc_scale_roots
+    from landscape.core.model import ModelSpec
+    from landscape.analysis.structure import analyse_structure
+    from landscape.analysis.theory import dnc_point, dnc_scale_roots
 
     spec = ModelSpec(K=4, n=2, d=6, L=3, lam=1e-3)
     noise = 1e-17 * np.random.default_rng(0).standard_normal(spec.P)
@@ -158,9 +158,9 @@ def test_point_within_round_off_of_the_origin_has_rank_zero_everywhere():
 
 def test_two_class_dnc_is_labelled_dnc():
     """For K = 2 the simplex is a pair (±α/2): one block of every class is DNC, not 'pairs'."""
-    from landscape.model import ModelSpec
-    from landscape.structure import analyse_structure
-    from landscape.theory import dnc_point, dnc_scale_roots
+    from landscape.core.model import ModelSpec
+    from landscape.analysis.structure import analyse_structure
+    from landscape.analysis.theory import dnc_point, dnc_scale_roots
 
     spec = ModelSpec(K=2, n=3, d=4, L=2, lam=1e-3)
     rep = analyse_structure(spec, dnc_point(spec, dnc_scale_roots(2, 3, 2, 1e-3)[1]))

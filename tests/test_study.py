@@ -10,13 +10,14 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from landscape.analysis import load_spectra
-from landscape.config import StudyConfig, load_study
-from landscape.model import SpecError
-from landscape.store import StoreError, StudyStore
-from landscape.executors import InProcessExecutor
-from landscape.study import (MAIN, POINT_KEYS, SADDLE_SEARCH, SUMMARY_KEYS, chunks, negative_directions, run_study,
-                             saddle_chunks, summarise)
+from landscape.io.results import load_spectra
+from landscape.study.config import StudyConfig, load_study
+from landscape.core.model import SpecError
+from landscape.io.store import StoreError, StudyStore
+from landscape.study.executors import InProcessExecutor
+from landscape.study.run import SADDLE_SEARCH, chunks, run_study, saddle_chunks
+from landscape.study.summary import MAIN, POINT_KEYS, SUMMARY_KEYS, summarise
+from landscape.analysis.point import analyse_point
 
 TINY = ["K=3", "n=2", "d=4", "L=2", "trajectories=24", "batch_size=8", "name=tiny", "engine=lbfgs",
         "stages.0.max_iter=3000", "stages.0.tol=1e-6", "saddles.starts=2", "saddles.descend.0.max_iter=1500",
@@ -58,7 +59,8 @@ def test_summary_has_exactly_the_agreed_schema(reference, tiny_cfg):
     assert s["tolerances"]["dedup"] == tiny_cfg.dedup.to_dict()
     assert tuple(s["graph"]) == ("n_nodes", "n_edges", "tree", "graphml")
     assert tuple(s["headline"]) == ("dnc_fraction", "dnc_ci_low", "dnc_ci_high", "lowest_loss_label", "lowest_loss",
-                                    "lowest_loss_point")
+                                    "lowest_loss_point", "dnc_barrier", "dnc_barrier_to", "dnc_barrier_to_label",
+                                    "dnc_barrier_saddle")
     for name in s["files"].values():
         assert (out / name).is_file(), name
 
@@ -174,18 +176,23 @@ def test_an_executor_computes_the_same_study(tmp_path, tiny_cfg, reference):
     assert comparable(s) == comparable(reference[1])
 
 
-def test_negative_directions_dense_and_lanczos_agree(reference, tiny_cfg):
-    with StudyStore.open(reference[0]) as store:
+def test_unstable_directions_dense_and_lanczos_agree(reference, tiny_cfg):
+    """The analysis keeps the saddle's negative eigenvectors (no second eigen-solve); dense and
+    Lanczos give the same eigenvalues and the same unstable subspace."""
+    with StudyStore.open(reference[0], readonly=True) as store:
         saddle = next(p for p in store.points(with_params=True) if p["kind"] == "saddle")
-    tau = saddle["analysis"]["tau"]
-    w, V = negative_directions(tiny_cfg, saddle["params"], saddle["hessian_index"], tau)
-    lanczos = load_study(None, TINY + ["analysis.dense_limit=10"])
-    wl, Vl = negative_directions(lanczos, saddle["params"], saddle["hessian_index"], tau)
-    assert len(w) == len(wl) == saddle["hessian_index"]
+    w, V = saddle["unstable_values"], saddle["unstable"].T
+    lan = analyse_point(tiny_cfg.model, saddle["params"], dense_limit=10).hessian
+    wl, Vl = np.sort(lan.parts["most_negative"])[:lan.index], lan.negative_vectors
+    assert len(w) == len(wl) == saddle["hessian_index"] == lan.index
     np.testing.assert_allclose(wl, w, rtol=0, atol=1e-10)
     # the same invariant subspace: the projector onto one span fixes the other's basis
     np.testing.assert_allclose(V @ (V.T @ Vl), Vl, rtol=0, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(V, axis=0), 1.0, rtol=0, atol=1e-12)
+    H = saddle["params"]  # an eigenvector: H v = μ v
+    from landscape.analysis.hessian import dense_hessian
+    Hd = dense_hessian(tiny_cfg.model, H)
+    np.testing.assert_allclose(Hd @ V, V * w, rtol=0, atol=1e-9)
 
 
 def test_a_folder_holding_another_study_is_refused(tmp_path, tiny_cfg, reference):
@@ -211,8 +218,8 @@ def test_summarise_needs_only_the_database(reference, tiny_cfg):
     out, s = reference
     with StudyStore.open(out) as store:
         again = summarise(StudyConfig.from_dict(store.config), store)
-    assert again["points"] == json.loads(json.dumps(s["points"]))
-    assert again["T"].graph["roots"] and again["G"].number_of_edges() == s["graph"]["n_edges"]
+    assert again.record["points"] == json.loads(json.dumps(s["points"]))
+    assert again.tree.graph["roots"] and again.graph.number_of_edges() == s["graph"]["n_edges"]
 
 
 @pytest.mark.parametrize("override, message", [

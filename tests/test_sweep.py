@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from landscape.cli import main as cli_main
-from landscape.executors import InProcessExecutor
-from landscape.model import SpecError
-from landscape.stats import wilson_interval
-from landscape.store import StudyStore
-from landscape.study import run_study
-from landscape.sweep import (PREVALENCE_FIELDS, SweepConfig, cell_name, load_sweep, prevalence_row,
+from landscape.study.executors import InProcessExecutor
+from landscape.core.model import SpecError
+from landscape.study.stats import wilson_interval
+from landscape.io.store import StudyStore
+from landscape.study.run import run_study
+from landscape.study.sweep import (PREVALENCE_FIELDS, SweepConfig, cell_name, load_sweep, prevalence_row,
                              read_prevalence_csv, run_cell, run_sweep, write_prevalence_csv)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sweeps"
@@ -57,7 +57,7 @@ def test_grid_is_the_cartesian_product_in_axis_order():
 
 
 def test_command_line_overrides_base_and_axes():
-    sw = load_sweep(SMALL, ["trajectories=5", "sweep.lambda=[0.001]", "sweep.lr=[0.1, 0.2]", "L=3"])
+    sw = load_sweep(SMALL, ["trajectories=5", "sweep.lambda=[0.001]", "sweep.lr=[0.1, 0.2]", "L=3", "engine=gd"])
     assert [c.name for c in sw.cells] == ["d=4,lambda=0.001,lr=0.1", "d=4,lambda=0.001,lr=0.2",
                                           "d=8,lambda=0.001,lr=0.1", "d=8,lambda=0.001,lr=0.2"]
     assert {(c.config.trajectories, c.config.model.L) for c in sw.cells} == {(5, 3)}
@@ -72,7 +72,7 @@ def test_command_line_overrides_base_and_axes():
     ({"d": 4}, [], r"sweep.d=4 is invalid: must be a non-empty list"),
     ({"d": [4, 4]}, [], r"sweep.d=\[4, 4\] is invalid: values must be distinct"),
     ({"name": ["a", "b"]}, [], r"sweep.name is invalid"),
-    ({"depth": [2, 3]}, [], r"--set 'depth' is invalid: not a known field"),
+    ({"depth": [2, 3]}, [], r"sweep axis 'depth' is not a known field"),
     ({"d": [2, 4]}, [], r"sweep cell d=2: .*d=2 is invalid"),
     ({"d": [4, 8]}, ["d=16"], r"--set d: 'd' is a sweep axis; set its values with --set sweep.d=\[...\]"),
     ({"d": [4, 8]}, ["lambda=-1"], r"lambda=-1 is invalid"),

@@ -9,7 +9,7 @@ import torch
 
 from landscape import theory as T
 from landscape.cli import theory as cli_theory
-from landscape.model import DeepUFM, ModelSpec
+from landscape.core.model import DeepUFM, ModelSpec
 
 GRAD_ATOL = 1e-12   # gradient norm at exact balanced critical points
 

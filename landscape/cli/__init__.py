@@ -1,7 +1,9 @@
 """Command line: ``landscape SUBCOMMAND``. One module per subcommand in this package.
 
 Each subcommand module defines ``register(subparsers)`` (adds its parser, with help text from the
-module docstring, and sets ``func``) and keeps heavy imports inside the function it runs.
+module docstring, and sets ``func``) and keeps heavy imports inside the function it runs. Bad
+input of any kind ends with one line ``landscape CMD: error: …`` naming the input, and exit
+status 2; Ctrl-C ends with exit status 130 and says how to resume.
 """
 from __future__ import annotations
 
@@ -9,22 +11,28 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("run", "theory", "inspect", "export", "report", "sweep")
+SUBCOMMANDS = ("run", "presets", "theory", "inspect", "export", "report", "sweep")
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
     parser = argparse.ArgumentParser(
         prog="landscape",
         description="Explore the loss landscape of deep unconstrained feature models.")
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"landscape.cli.{name}").register(sub)
+        importlib.import_module(f"landscape.cli.{name.replace('continue', 'continue_')}").register(sub)
     return parser
 
 
 def main(argv=None) -> int:
-    from ..model import SpecError
-    from ..store import StoreError
+    from ..core.validate import SpecError
+    from ..io.results import OutputError
+    from ..io.store import StoreError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -33,6 +41,10 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (SpecError, StoreError) as exc:
+    except (SpecError, StoreError, OutputError) as exc:
         print(f"landscape {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file system refusal (read-only place, name too long, no space)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"landscape {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2

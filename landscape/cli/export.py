@@ -1,20 +1,22 @@
-"""Export a study: the distinct points as CSV, the basin graph as GraphML, or tree and points as JSON.
+"""Export a study: points as CSV, the basin graph as GraphML, tree and points as JSON, or a
+PATHSAMPLE/pele database.
 
-Reads DIR/study.sqlite (so it works on an interrupted study too) and writes to ``--output FILE``
-or standard output. ``csv``: one row per distinct point (the summary.json point fields; rank
-pattern joined by '-', per-layer DNC metrics and the theory match left out). ``graphml``: the
-basin graph (nodes distinct points, edges saddle descents). ``tree-graphml``: the
-disconnectivity tree (leaves minima, internal nodes merges at a loss level). ``json``: ``{"study", "dynamics",
-"n_trajectories", "tree", "points", "edges"}`` with the disconnectivity tree of
-:func:`landscape.graph.tree_to_json` and the summary point records.
+Reads DIR/study.sqlite read-only (so it works on an interrupted study, and on a read-only copy)
+and writes to ``--output FILE`` or standard output. ``csv``: one row per distinct point (the
+summary.json point fields; rank pattern joined by '-', per-layer DNC metrics and the theory match
+left out). ``graphml``: the basin graph (nodes distinct points, edges saddle descents and
+transition states). ``tree-graphml``: the disconnectivity tree (leaves minima, internal nodes
+merges at a loss level). ``json``: ``{"study", "dynamics", "n_trajectories", "tree", "points",
+"edges", "transition_states"}``. An export never writes over a file of the study, and over any
+other existing file only with ``--force``.
 """
 from __future__ import annotations
 
 FORMATS = ("csv", "graphml", "json", "tree-graphml")
 #: Columns of the CSV export.
 CSV_COLUMNS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
-               "excess_zero_modes", "type", "smallest_nonzero_eigenvalue", "theory_pattern", "basin_count",
-               "fraction", "ci_low", "ci_high")
+               "excess_zero_modes", "type", "verified", "smallest_nonzero_eigenvalue", "theory_pattern",
+               "basin_count", "fraction", "ci_low", "ci_high")
 
 
 def register(sub) -> None:
@@ -22,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("dir", metavar="DIR", help="results folder of a study (holding study.sqlite)")
     p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     p.add_argument("--output", "-o", metavar="FILE", help="output file (default: standard output)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file (never a file of the study)")
     p.set_defaults(func=main)
 
 
@@ -46,31 +49,31 @@ def _csv_text(points: list[dict]) -> str:
 def main(args) -> int:
     import json
     import sys
-    import tempfile
     from pathlib import Path
 
-    from ..config import StudyConfig
-    from ..graph import tree_to_json, write_graphml
-    from ..store import DB_NAME, StudyStore
-    from ..study import summarise
+    from ..io.results import DB_NAME, atomic_write_text, check_output_file
+    from ..io.store import StudyStore
+    from ..study.config import StudyConfig
+    from ..study.graph import graphml_text, tree_to_json
+    from ..study.summary import summarise
 
-    with StudyStore.open(Path(args.dir) / DB_NAME) as store:
+    if args.output:
+        check_output_file(args.output, protected_dir=args.dir, force=args.force)
+    with StudyStore.open(Path(args.dir) / DB_NAME, readonly=True) as store:
         cfg = StudyConfig.from_dict(store.config)
         s = summarise(cfg, store)
         edges = store.edges()
+        ts = store.transition_states()
     if args.format == "csv":
-        text = _csv_text(s["points"])
+        text = _csv_text(s.record["points"])
     elif args.format == "json":
         text = json.dumps({"study": cfg.name, "dynamics": cfg.describe_dynamics(),
-                           "n_trajectories": s["n_trajectories"], "tree": tree_to_json(s["T"]),
-                           "points": s["points"], "edges": edges}, indent=1)
+                           "n_trajectories": s.record["n_trajectories"], "tree": tree_to_json(s.tree),
+                           "points": s.record["points"], "edges": edges, "transition_states": ts}, indent=1)
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "graph.graphml"
-            write_graphml(s["G"] if args.format == "graphml" else s["T"], path)
-            text = path.read_text()
+        text = graphml_text(s.graph if args.format == "graphml" else s.tree)
     if args.output:
-        Path(args.output).write_text(text)
+        atomic_write_text(args.output, text)
     else:
         sys.stdout.write(text)
     return 0

@@ -17,7 +17,7 @@ def register(sub) -> None:
 
 def points_table(rows: list[dict]) -> str:
     """Fixed-width table of summary point records (:func:`landscape.study.summarise`)."""
-    from ..analysis import fmt_or_dash
+    from ..analysis.point import fmt_or_dash
 
     head = f"{'id':>4} {'kind':<10} {'label':<22} {'loss':>16} {'|grad|':>9} {'index':>5} {'sym0':>5} " \
            f"{'exc0':>5} {'rank pattern':<22} {'starts':>6} {'fraction [95% CI]':<26}"
@@ -36,22 +36,25 @@ def main(args) -> int:
 
     import numpy as np
 
-    from ..config import StudyConfig
-    from ..model import SpecError
-    from ..store import DB_NAME, StudyStore
-    from ..analysis import format_analysis
-    from ..study import MAIN, summarise
+    from ..analysis.point import format_analysis
+    from ..core.validate import SpecError
+    from ..io.results import DB_NAME
+    from ..io.store import StudyStore
+    from ..study.config import StudyConfig
+    from ..study.summary import MAIN, summarise
 
-    with StudyStore.open(Path(args.dir) / DB_NAME) as store:
+    with StudyStore.open(Path(args.dir) / DB_NAME, readonly=True) as store:
         cfg = StudyConfig.from_dict(store.config)
-        s = summarise(cfg, store)
+        summ = summarise(cfg, store)
+        s, G = summ.record, summ.graph
+        ts = store.transition_states()
         if args.point is None:
             trajs = store.trajectories()
             n_other = sum(1 for t in trajs if (t["engine"] or {}).get("kind") != MAIN)
             print(f"study {cfg.name!r}: {s['n_trajectories']} of {cfg.trajectories} trajectories "
                   f"({cfg.describe_dynamics()}): " + ", ".join(f"{k} {v}" for k, v in s["stop_reasons"].items()))
             print(f"saddle search: {n_other} of {cfg.saddles.starts} starts ({cfg.saddles.describe()}); "
-                  f"{s['G'].number_of_edges()} saddle connections ({cfg.saddles.describe_descent()})")
+                  f"{G.number_of_edges()} saddle connections ({cfg.saddles.describe_descent()})")
             print(points_table(s["points"]))
             if s["uncertified"]:
                 print("uncertified: " + ", ".join(f"{u['stop_reason']} {u['count']}" for u in s["uncertified"]))
@@ -85,4 +88,11 @@ def main(args) -> int:
     for e in up:
         print(f"reached from saddle {e['saddle_id']} along direction {e['direction']}{'+' if e['sign'] > 0 else '-'}, "
               f"barrier {e['barrier']:.6g}")
+    for t in ts:
+        if args.point in (t["min1_id"], t["min2_id"]):
+            mine, other = ((t["barrier1"], t["min2_id"]) if t["min1_id"] == args.point else (t["barrier2"], t["min1_id"]))
+            print(f"transition state {t['saddle_id']} to minimum {other}: barrier {mine:.6g} from here")
+        elif t["saddle_id"] == args.point:
+            print(f"transition state between minima {t['min1_id']} (barrier {t['barrier1']:.6g}) and "
+                  f"{t['min2_id']} (barrier {t['barrier2']:.6g})")
     return 0

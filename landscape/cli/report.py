@@ -1,25 +1,34 @@
 """Write the HTML report of a results folder: DIR/report.html, one self-contained page.
 
-The page holds the configuration, the headline answer (the fraction of starts that reached DNC,
-with its interval, and the lowest-loss structure), the interactive figures and a table of the
-distinct critical points; plotly.js is embedded, so it opens with no network.
+For a study folder: the configuration, the headline answer (the fraction of starts that reached
+DNC, with its interval, the lowest-loss structure, the lowest barrier out of DNC), the interactive
+figures and a table of the distinct critical points. For a sweep folder: the prevalence figures
+against every axis. plotly.js is embedded, so the page opens with no network.
 """
 from __future__ import annotations
 
 
 def register(sub) -> None:
     p = sub.add_parser("report", help=__doc__.splitlines()[0], description=__doc__)
-    p.add_argument("dir", metavar="DIR", help="results folder written by `landscape run`")
+    p.add_argument("dir", metavar="DIR", help="results folder written by `landscape run` or `landscape sweep`")
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
     import sys
+    from pathlib import Path
 
-    from ..report import write_report
+    from ..io.results import SWEEP_FILES
 
     try:
-        path = write_report(args.dir)
+        if (Path(args.dir) / SWEEP_FILES["sweep"]).is_file():
+            from ..viz.sweep_report import write_sweep_report
+
+            path = write_sweep_report(args.dir)
+        else:
+            from ..viz.report import write_report
+
+            path = write_report(args.dir)
     except (FileNotFoundError, ValueError) as exc:
         print(f"landscape report: error: {exc}", file=sys.stderr)
         return 2

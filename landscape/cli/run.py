@@ -3,26 +3,27 @@
 With no arguments, runs the embedded default study (deep linear CE UFM, K=4, n=2, d=8, L=3,
 λ=1e-3; gradient descent lr 0.5 then Newton polish; a few Newton-MR saddle-search starts) and
 writes ``runs/<name>-<time>/``: config.json, study.sqlite, spectra.npz, tree.json,
-graph.graphml, summary.json and report.html. Work is committed to study.sqlite one unit at a
-time: a run stopped at any moment (Ctrl-C, a killed process) continues with
-``landscape run --resume DIR`` from what was committed.
+graph.graphml, summary.json and report.html. ``--preset NAME`` runs another embedded study
+(``landscape presets`` lists them). Work is committed to study.sqlite one unit at a time: a run
+stopped at any moment (Ctrl-C, a killed process) continues with ``landscape run --resume DIR``
+from what was committed.
 """
 from __future__ import annotations
 
 import sys
 
-#: Exit status of a run stopped by Ctrl-C (128 + SIGINT).
-EXIT_INTERRUPTED = 130
-
 
 def register(sub) -> None:
     p = sub.add_parser("run", help=__doc__.splitlines()[0], description=__doc__)
-    p.add_argument("--config", metavar="FILE", help="study file (.toml); default: the embedded default study")
+    p.add_argument("--config", metavar="FILE", help="study file (.toml), layered on the embedded default study")
+    p.add_argument("--preset", metavar="NAME", help="an embedded study (see `landscape presets`)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. --set d=70 --set lambda=0.0009765625 --set trajectories=2000")
     p.add_argument("--out", metavar="DIR", help="results folder (default: runs/<name>-<YYYYmmdd-HHMMSS>)")
     p.add_argument("--resume", metavar="DIR",
-                   help="continue the study in DIR (its stored configuration; no --config, --set or --out)")
+                   help="continue the study in DIR (its stored configuration; no --config, --preset, --set or --out)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty --out folder that holds no study (its files of the same names are replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
 
@@ -31,23 +32,28 @@ def main(args) -> int:
     import time
     from pathlib import Path
 
-    from ..config import load_study
-    from ..model import SpecError
-    from ..store import DB_NAME
-    from ..study import load_config, run_study
+    from ..core.validate import SpecError
+    from ..io.results import DB_NAME, check_results_folder
+    from ..study.config import load_study
+    from ..study.run import load_config, run_study
+    from . import EXIT_INTERRUPTED
 
     if args.resume:
-        if args.config or args.overrides or args.out:
+        if args.config or args.overrides or args.out or args.preset:
             raise SpecError("--resume DIR continues the study stored in DIR with its own configuration: "
-                            "it takes no --config, --set or --out")
+                            "it takes no --config, --set or --out, and no --preset")
         out = Path(args.resume)
         cfg = load_config(out)
     else:
-        cfg = load_study(args.config, args.overrides)
+        cfg = load_study(args.config, args.overrides, preset=args.preset)
         out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        check_results_folder(out, force=args.force)
         if (out / DB_NAME).exists():
-            raise SpecError(f"{out} already holds a study: continue it with `landscape run --resume {out}` "
-                            "or choose another --out")
+            from ..io.store import StudyStore
+
+            if not StudyStore.is_uninitialised(out / DB_NAME):
+                raise SpecError(f"{out} already holds a study: continue it with `landscape run --resume {out}` "
+                                "or choose another --out")
     try:
         summary = run_study(cfg, out, progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -58,10 +64,23 @@ def main(args) -> int:
     h = summary["headline"]
     print(f"{summary['n_trajectories']} trajectories ({summary['dynamics']}): "
           + ", ".join(f"{k} {v}" for k, v in c.items()))
-    print(f"{len(summary['points'])} distinct critical points, {summary['graph']['n_edges']} saddle connections; "
+    print(f"{len(summary['points'])} distinct critical points, {summary['graph']['n_edges']} saddle connections, "
+          f"{len(summary['transition_states'])} transition states; "
           f"DNC fraction {_pct(h['dnc_fraction'])} [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]; "
           f"lowest loss {h['lowest_loss']:.10g} ({h['lowest_loss_label']}, point {h['lowest_loss_point']})"
           if h["lowest_loss"] is not None else f"{len(summary['points'])} distinct critical points")
+    if summary["saddle_visits"]:
+        n = sum(v["n_trajectories"] for v in summary["saddle_visits"])
+        print(f"saddles passed: {len(summary['saddle_visits'])} saddles finished {n} trajectories' polish and were "
+              "continued past (no saddle holds a basin count)")
+    from ..viz.report import write_report
+
+    try:
+        write_report(out)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted while writing the report: the study is complete in {out}; "
+              f"write the report with `landscape report {out}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"wall time {summary['wall_time_s']:.1f} s; results: {out}")
     return 0
 

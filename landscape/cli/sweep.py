@@ -1,18 +1,22 @@
-"""Run a sweep: a grid of studies (one per cell) and a prevalence table.
+"""Run a sweep: a grid of studies (one per cell), a prevalence table and its report.
 
 CONFIG is a study file plus a [sweep] table of KEY = [values] (keys as for --set: d, lambda, L,
-K, n, activation, loss, init.scale_H, lr, engine, stages.0.lr, ...); the grid is their Cartesian
-product. Writes OUT/cells/<cell>/ (one study each), OUT/sweep.json (effective sweep, executor,
-cells, retried units) and OUT/prevalence.csv (per cell: DNC fraction and interval, fraction per
-label, mean rank of the logits, uncertified fraction). Running again with the same OUT skips
-finished cells and resumes unfinished ones.
+K, n, activation, loss, init.scale_H, lr, engine, stages.0.lr, ...), layered on the embedded
+default study; ``--preset NAME`` runs an embedded sweep (``landscape presets``). The grid is the
+Cartesian product. Writes OUT/cells/<cell>/ (one study each), OUT/sweep.json (effective sweep,
+executor, cells, retried units), OUT/prevalence.csv (per cell: DNC count, fraction and interval,
+count and fraction per label, mean rank of the logits, uncertified count and fraction) and
+OUT/report.html (the figures against every axis). Running again with the same OUT skips finished
+cells and resumes unfinished ones.
 """
 from __future__ import annotations
 
 
 def register(sub) -> None:
     p = sub.add_parser("sweep", help=__doc__.splitlines()[0], description=__doc__)
-    p.add_argument("config", metavar="CONFIG", help="sweep file (.toml), or OUT/sweep.json of an earlier sweep")
+    p.add_argument("config", metavar="CONFIG", nargs="?",
+                   help="sweep file (.toml), or OUT/sweep.json of an earlier sweep")
+    p.add_argument("--preset", metavar="NAME", help="an embedded sweep (see `landscape presets`)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of every cell (--set trajectories=2000) or an axis "
                         "(--set 'sweep.d=[8, 16]')")
@@ -25,6 +29,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="worker processes of --executor dask-local (default 2)")
     p.add_argument("--torch-threads", type=int, metavar="T",
                    help="torch threads per Dask worker (default: the host's cores / tasks running at once)")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out folder that holds no sweep")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=main)
 
@@ -34,12 +39,20 @@ def main(args) -> int:
     import time
     from pathlib import Path
 
-    from ..executors import ExecutorError, make_executor
-    from ..model import SpecError
-    from ..sweep import load_sweep, run_sweep
+    from ..core.validate import SpecError
+    from ..io.results import SWEEP_FILES, OutputError, check_results_folder
+    from ..study.executors import ExecutorError, make_executor
+    from ..study.sweep import load_sweep, run_sweep
+    from ..viz.sweep_report import write_sweep_report
+    from . import EXIT_INTERRUPTED
 
-    sweep = load_sweep(args.config, args.overrides)
+    sweep = load_sweep(args.config, args.overrides, preset=args.preset)
     out = Path(args.out) if args.out else Path("runs") / f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not (out / SWEEP_FILES["sweep"]).is_file():
+        try:
+            check_results_folder(out, force=args.force)
+        except OutputError as exc:
+            raise OutputError(str(exc).replace("holds no study", "holds no sweep")) from None
     try:
         executor = make_executor(args.executor, scheduler=args.scheduler, workers=args.workers,
                                  torch_threads=args.torch_threads)
@@ -52,8 +65,13 @@ def main(args) -> int:
         i = next(k for k, c in enumerate(sweep.cells) if c.name == cell.name) + 1
         print(f"[{i}/{n}] {cell.name}: {status}, {summary['n_trajectories']} trajectories", flush=True)
 
-    with executor:
-        result = run_sweep(sweep, out, executor=executor, progress=not args.no_progress, on_cell=report)
+    try:
+        with executor:
+            result = run_sweep(sweep, out, executor=executor, progress=not args.no_progress, on_cell=report)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished cells and every committed unit are kept in {out}; "
+              "re-run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     for r in result["prevalence"]:
         print(f"{r['cell']}: DNC {r['dnc_fraction']:.3f} [{r['dnc_ci_low']:.3f}, {r['dnc_ci_high']:.3f}], "
               f"uncertified {r['uncertified_fraction']:.3f}, mean rank(Z) {r['mean_logit_rank']:.2f}")
@@ -61,5 +79,6 @@ def main(args) -> int:
         print("retried units (lost workers): " + ", ".join(f"{u} ({k} attempts)"
                                                           for u, k in result["retried_units"].items()),
               file=sys.stderr)
-    print(f"results: {out} (prevalence.csv, sweep.json, cells/)")
+    write_sweep_report(out)
+    print(f"results: {out} (prevalence.csv, report.html, sweep.json, cells/)")
     return 0

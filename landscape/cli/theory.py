@@ -1,56 +1,74 @@
 """Closed-form structures of the linear CE model (MODEL.md §6), sorted by loss, and whether DNC is a
-global-minimum candidate there (the paper's Theorem 1 and the catalogue)."""
+global-minimum candidate there (the paper's Theorem 1 and the catalogue).
+
+With no arguments: the model of the embedded default study. ``--config FILE`` or ``--preset NAME``
+reads a study's [model] (layered on the default); ``--K --n --d --L --lambda`` override it.
+"""
 from __future__ import annotations
 
 import argparse
 
+#: Most block patterns (integer partitions of K) the catalogue enumerates: K ≤ 41.
+MAX_PATTERNS = 50_000
+
 
 def register(sub) -> None:
     p = sub.add_parser("theory", help=__doc__.splitlines()[0], description=__doc__)
-    p.add_argument("--config", metavar="FILE.toml", help="read K, n, d, L, lambda, activation, loss from its [model] table")
+    p.add_argument("--config", metavar="FILE.toml", help="read the model from a study file's [model] table")
+    p.add_argument("--preset", metavar="NAME", help="read the model of an embedded study")
     p.add_argument("--K", type=int, help="number of classes")
     p.add_argument("--n", type=int, help="samples per class")
-    p.add_argument("--d", type=int, help="width (default K)")
+    p.add_argument("--d", type=int, help="width (default: the study's, at least K)")
     p.add_argument("--L", type=int, help="number of weight matrices")
     p.add_argument("--lambda", dest="lam", type=float, help="weight decay λ (equal on every factor)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
 
-def _spec_from_args(args: argparse.Namespace):
-    from ..config import MODEL_KEYS, check_fields, load_config_dict
-    from ..model import ModelSpec, SpecError
+def partitions_count(K: int) -> int:
+    """Number of integer partitions of K (block patterns of K classes)."""
+    p = [1] + [0] * K
+    for part in range(1, K + 1):
+        for total in range(part, K + 1):
+            p[total] += p[total - part]
+    return p[K]
 
-    fields: dict = {}
+
+def _spec_from_args(args: argparse.Namespace):
+    from ..study.config import default_config_dict, layered, load_config_dict, model_spec, preset_path
+    import tomllib
+
+    base = default_config_dict()
+    if args.config and args.preset:
+        from ..core.validate import SpecError
+        raise SpecError("give --config or --preset, not both")
     if args.config:
-        model = load_config_dict(args.config).get("model")
-        if model is None:
-            raise SpecError(f"config {args.config!r} has no [model] table")
-        check_fields("[model]", model, MODEL_KEYS)
-        fields = {MODEL_KEYS[k]: v for k, v in model.items()}
-    for k in ("K", "n", "d", "L", "lam"):
+        base = layered(base, load_config_dict(args.config))
+    elif args.preset:
+        base = layered(base, tomllib.loads(preset_path(args.preset).read_text(encoding="utf-8")))
+    m = dict(base.get("model") or {})
+    for k, key in (("K", "K"), ("n", "n"), ("d", "d"), ("L", "L"), ("lam", "lambda")):
         v = getattr(args, k)
         if v is not None:
-            fields[k] = v
-    missing = [k for k in ("K", "n", "L") if k not in fields]
-    if missing:
-        raise SpecError(f"missing model fields {missing}: give --K --n --L (and --lambda) or --config")
-    fields.setdefault("d", fields["K"])
-    if isinstance(fields.get("lam_W"), list):
-        fields["lam_W"] = tuple(fields["lam_W"])
-    return ModelSpec(**fields)
+            m[key] = v
+    if args.K is not None and args.d is None:
+        m["d"] = max(int(m.get("d", args.K)), args.K)
+    return model_spec(m)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from .. import theory
-    from ..model import SpecError
+    from ..analysis import theory
+    from ..core.validate import SpecError
 
     spec = _spec_from_args(args)
     if spec.activation != "linear" or spec.loss != "ce":
         raise SpecError(f"closed forms cover the linear CE model only (activation={spec.activation!r}, loss={spec.loss!r})")
     K, n, L = spec.K, spec.n, spec.L
+    if partitions_count(K) > MAX_PATTERNS:
+        raise SpecError(f"K={K} is invalid here: its catalogue has {partitions_count(K):,} block patterns "
+                        f"(one per integer partition of K); `landscape theory` enumerates at most {MAX_PATTERNS:,} (K ≤ 41)")
     lam = theory.effective_lambda(spec)
     cat = theory.structure_catalogue(K, n, L, lam)
     verdict = theory.dnc_global_minimum_candidate(K, n, L, lam)

@@ -14,9 +14,18 @@ The database holds everything a study needs to be resumed, re-analysed and repor
   flat float64 parameters θ (P,) stored as raw little-endian bytes (``numpy.tobytes``, never
   pickle) together with their dtype and shape, an optional spectrum stored the same way, the
   invariant fingerprint and the analysis results as JSON.
-* ``edges``: saddle connections, one row per (saddle, negative direction, sign) descent.
+* ``edges``: saddle connections, one row per (saddle, unstable direction, sign) descent.
+* ``transition_states`` (schema 2): index-1 saddles joining two minima, found by the
+  double-ended search (:mod:`landscape.study.connect`), with both barriers and the path.
+* ``spectra`` (schema 2): the structured Hessian spectrum of a point (``landscape spectrum``).
+* ``continuation`` (schema 2): branches followed in λ or width (``landscape continue``).
 
-Durability: WAL journal, ``synchronous=FULL``, foreign keys on. The schema version is
+Durability: WAL journal, ``synchronous=FULL``, foreign keys on, and a WAL checkpoint after every
+committed unit, so ``study.sqlite`` copied alone at any moment holds every committed unit (the
+WAL only ever holds the transaction in flight). One writer at a time: a writing store holds an
+exclusive ``flock`` on the database file, and a second writer gets "another process is writing
+this study". Read-only opening (:meth:`StudyStore.open` with ``readonly=True``) works on a
+read-only mount and never writes. The schema version is
 ``PRAGMA user_version``; ``PRAGMA application_id`` marks the file as a landscape study.
 Opening applies the migrations in :data:`MIGRATIONS` (version v → v+1, one transaction each);
 a file from a newer schema, a file that is not a SQLite database, a SQLite database of another
@@ -26,26 +35,31 @@ Float columns: SQLite stores NaN as NULL, so a diverged trajectory's loss reads 
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import sqlite3
 import time
+import urllib.parse
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from .model import ModelSpec
+from ..analysis.point import POINT_KINDS as ANALYSED_KINDS
+from ..core.jsonsafe import to_json
+from ..core.model import ModelSpec
+from .results import DB_NAME
 
 #: ``PRAGMA application_id`` of a landscape study database ("LNDS").
 APPLICATION_ID = 0x4C4E4453
 #: Schema version written by this code.
-SCHEMA_VERSION = 1
-#: Default database file name inside a study directory.
-DB_NAME = "study.sqlite"
+SCHEMA_VERSION = 2
 
-POINT_KINDS = ("minimum", "saddle", "degenerate", "unclassified")
+#: Stored point kinds: the analysed kinds, and ``unclassified`` (stored before analysis).
+POINT_KINDS = ANALYSED_KINDS + ("unclassified",)
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (
@@ -118,6 +132,36 @@ CREATE TABLE edges (
 """
 
 
+_SCHEMA_V2 = """
+ALTER TABLE points ADD COLUMN unstable BLOB;
+ALTER TABLE points ADD COLUMN unstable_shape TEXT;
+ALTER TABLE points ADD COLUMN unstable_values TEXT;
+CREATE TABLE transition_states (
+    saddle_id     INTEGER PRIMARY KEY REFERENCES points(id),
+    min1_id       INTEGER NOT NULL REFERENCES points(id),
+    min2_id       INTEGER NOT NULL REFERENCES points(id),
+    barrier1      REAL NOT NULL,
+    barrier2      REAL NOT NULL,
+    path_max_loss REAL,
+    path_length   REAL,
+    pair_a        INTEGER,
+    pair_b        INTEGER,
+    json          TEXT
+);
+CREATE TABLE spectra (
+    point_id   INTEGER PRIMARY KEY REFERENCES points(id),
+    json       TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE continuation (
+    id         INTEGER PRIMARY KEY,
+    param      TEXT NOT NULL,
+    json       TEXT NOT NULL,
+    created_at REAL NOT NULL
+)
+"""
+
+
 class StoreError(RuntimeError):
     """The study database cannot be opened or the requested write would corrupt it."""
 
@@ -133,9 +177,15 @@ def _migrate_0_to_1(con: sqlite3.Connection) -> None:
         con.execute(stmt)
 
 
+def _migrate_1_to_2(con: sqlite3.Connection) -> None:
+    """Unstable eigenvectors of saddles; transition states, spectra and continuation tables."""
+    for stmt in _statements(_SCHEMA_V2):
+        con.execute(stmt)
+
+
 #: Migration path: ``MIGRATIONS[v]`` upgrades a database from schema version v to v+1 inside one
 #: transaction (the caller sets ``user_version``). Version 0 is an empty database.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -157,21 +207,6 @@ def decode_array(blob: bytes | None, dtype: str | None, shape: str | None) -> np
     if blob is None:
         return None
     return np.frombuffer(blob, dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
-
-
-def json_default(o):
-    """``json.dumps`` default: numpy arrays become lists, numpy scalars Python numbers/bools."""
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"object of type {type(o).__name__} is not JSON serialisable")
-
-
-def to_json(obj) -> str:
-    """Deterministic JSON (sorted keys; numpy scalars and arrays become numbers and lists).
-    Python floats round-trip exactly."""
-    return json.dumps(obj, sort_keys=True, default=json_default)
 
 
 def _float_or_none(x) -> float | None:
@@ -209,11 +244,26 @@ class StudyStore:
       ``eps`` (step length), ``barrier`` (saddle loss − target loss, or None), ``stop_reason``.
     """
 
-    def __init__(self, con: sqlite3.Connection, path: Path):
+    def __init__(self, con: sqlite3.Connection, path: Path, readonly: bool = False, lock_fd: int | None = None):
         self._con = con
         self.path = path
+        self.readonly = readonly
+        self._lock_fd = lock_fd
+        self._version = SCHEMA_VERSION
 
     # ----- opening -----------------------------------------------------------------------------
+    @staticmethod
+    def _lock(path: Path) -> int:
+        """An exclusive advisory lock on the database file for this writer (released by close)."""
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(f"{path}: another process is writing this study; wait for it to finish "
+                             "(or stop it) and run again") from None
+        return fd
+
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
         con = sqlite3.connect(str(path), isolation_level=None, timeout=60.0)
@@ -229,19 +279,79 @@ class StudyStore:
             raise StoreError(f"{path}: could not switch the database to WAL mode (got {mode!r})")
         return con
 
+    @staticmethod
+    def _connect_readonly(path: Path) -> sqlite3.Connection:
+        """A connection that never writes: ``mode=ro``; where even the WAL index cannot be made
+        (a read-only mount), ``immutable=1`` (the file is read as it is on disk)."""
+        uri = "file:" + urllib.parse.quote(str(path.resolve()))
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            try:
+                con = sqlite3.connect(uri + query, uri=True, isolation_level=None, timeout=60.0)
+                con.execute("PRAGMA application_id").fetchone()
+                return con
+            except sqlite3.OperationalError:
+                continue
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"{path} is not a readable SQLite database: {e}") from e
+        raise StoreError(f"{path} cannot be opened even read-only")
+
+    @staticmethod
+    def is_uninitialised(path: str | Path) -> bool:
+        """True for a file a study creation left before it wrote its schema (a run killed within
+        its first milliseconds): empty, or a SQLite file with no tables and no application id."""
+        db = resolve_path(path)
+        if not db.is_file():
+            return False
+        if db.stat().st_size == 0:
+            return True
+        with open(db, "rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                return False
+        try:
+            con = StudyStore._connect_readonly(db)
+        except StoreError:
+            return False
+        try:
+            app = con.execute("PRAGMA application_id").fetchone()[0]
+            n = con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            return app == 0 and n == 0
+        except sqlite3.DatabaseError:
+            return False
+        finally:
+            con.close()
+
+    @staticmethod
+    def discard_uninitialised(path: str | Path) -> bool:
+        """Remove an uninitialised database file (:meth:`is_uninitialised`) and its journals;
+        returns whether it did."""
+        db = resolve_path(path)
+        if not StudyStore.is_uninitialised(db):
+            return False
+        for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            f.unlink(missing_ok=True)
+        return True
+
     @classmethod
     def create(cls, path: str | Path, config: Mapping[str, Any], spec: ModelSpec | None = None) -> "StudyStore":
         """Create a new study database at ``path`` (a directory, created if needed, or a .sqlite
         file) holding ``config``: a JSON-able dict, the full study configuration (spec, init,
         engine, every tolerance; e.g. ``StudyConfig.to_dict()``). ``spec``, the study's model,
-        fills the convenience columns (NULL without it). Schema and configuration are written in one transaction; if it
-        fails, the new file is removed. Raises :class:`StoreError` if the database file exists."""
+        fills the convenience columns (NULL without it). Schema and configuration are written in
+        one transaction; if it fails, the new file is removed. Raises :class:`StoreError` if the
+        database file exists."""
         db = resolve_path(path)
-        if db.exists():
+        if db.exists() or db.is_symlink():
             raise StoreError(f"{db} already exists: open it (landscape run --resume) instead of creating it")
         db.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(db, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))  # never through a planted link
+        except FileExistsError:
+            raise StoreError(f"{db} already exists: open it (landscape run --resume) instead of creating it") from None
+        except OSError as exc:
+            raise StoreError(f"cannot create {db}: {exc.strerror}") from None
+        lock = cls._lock(db)
         con = cls._connect(db)
-        store = cls(con, db)
+        store = cls(con, db, lock_fd=lock)
         try:
             with store._transaction():
                 for version in range(SCHEMA_VERSION):
@@ -251,22 +361,37 @@ class StudyStore:
                     " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (to_json(dict(config)), *((spec.K, spec.n, spec.d, spec.L, spec.activation, spec.loss,
                                                spec.lambda_convention) if spec else (None,) * 7), time.time()))
+            store._checkpoint()
         except BaseException:
-            con.close()
+            store.close()
             for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
                 f.unlink(missing_ok=True)  # the file this call created holds nothing
             raise
         return store
 
     @classmethod
-    def open(cls, path: str | Path, check: bool = True) -> "StudyStore":
+    def open(cls, path: str | Path, check: bool = True, readonly: bool = False) -> "StudyStore":
         """Open an existing study database, migrating it to :data:`SCHEMA_VERSION` if it is older.
-        ``check`` runs ``PRAGMA quick_check`` (linear in the file size) to detect corruption."""
+        ``check`` runs ``PRAGMA quick_check`` (linear in the file size) to detect corruption.
+        ``readonly``: never write (no migration: an older schema is read as it is, which the
+        readers below handle), and work on read-only files and mounts."""
         db = resolve_path(path)
         if not db.is_file():
             raise StoreError(f"no study database at {db}")
-        con = cls._connect(db)
-        store = cls(con, db)
+        if db.stat().st_size == 0 or cls.is_uninitialised(db):
+            raise StoreError(f"{db} is an empty study database (a run killed while creating it): delete it, "
+                             f"or run the study again into {db.parent}, which recreates it")
+        lock = None
+        if readonly:
+            con = cls._connect_readonly(db)
+        else:
+            lock = cls._lock(db)
+            try:
+                con = cls._connect(db)
+            except BaseException:
+                os.close(lock)
+                raise
+        store = cls(con, db, readonly=readonly, lock_fd=lock)
         try:
             app, version = store._header()
             if app != APPLICATION_ID:
@@ -279,14 +404,20 @@ class StudyStore:
                 rows = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
                 if rows != ["ok"]:
                     raise StoreError(f"{db} is corrupt: " + "; ".join(rows[:5]))
-            store._upgrade(version)
+            if not readonly:
+                store._upgrade(version)
+            store._version = version if readonly else SCHEMA_VERSION
         except sqlite3.DatabaseError as e:
-            con.close()
+            store.close()
             raise StoreError(f"{db} is corrupt or unreadable: {e}") from e
         except BaseException:
-            con.close()
+            store.close()
             raise
         return store
+
+    def _checkpoint(self) -> None:
+        """Move the WAL into the main file (module docstring: a copied study.sqlite is whole)."""
+        self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
 
     def _header(self) -> tuple[int, int]:
         app = self._con.execute("PRAGMA application_id").fetchone()[0]
@@ -313,7 +444,12 @@ class StudyStore:
         return self._header()[1]
 
     def close(self) -> None:
-        self._con.close()
+        try:
+            self._con.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def __enter__(self) -> "StudyStore":
         return self
@@ -323,6 +459,8 @@ class StudyStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StoreError(f"{self.path} is open read-only")
         self._con.execute("BEGIN IMMEDIATE")
         try:
             yield self._con
@@ -370,6 +508,7 @@ class StudyStore:
                 con.execute("UPDATE units SET n_trajectories = ? WHERE unit = ?", (count[0], unit))
         except sqlite3.IntegrityError as e:
             raise StoreError(f"unit {unit} not stored (nothing was written): {e}") from e
+        self._checkpoint()
         return count[0]
 
     def add_edges(self, edges: Iterable[Mapping]) -> None:
@@ -380,6 +519,57 @@ class StudyStore:
                 con.executemany(_insert_sql("edges", _EDGE_COLS), (_edge_row(e) for e in edges))
         except sqlite3.IntegrityError as e:
             raise StoreError(f"edges not stored (nothing was written): {e}") from e
+        self._checkpoint()
+
+    def add_transition_states(self, records: Iterable[Mapping]) -> None:
+        """Store transition-state records (:data:`_TS_COLS`, plus a JSON-able ``details``) in one
+        transaction; a saddle already stored as a transition state is replaced."""
+        with self._transaction() as con:
+            con.executemany(f"INSERT OR REPLACE INTO transition_states ({', '.join(_TS_COLS)}, json) "
+                            f"VALUES ({', '.join('?' * (len(_TS_COLS) + 1))})",
+                            ((*(r.get(c) for c in _TS_COLS), to_json(r.get("details", {}))) for r in records))
+        self._checkpoint()
+
+    def transition_states(self) -> list[dict]:
+        """Every transition-state record, by saddle id (empty for a schema-1 database)."""
+        if self._version < 2:
+            return []
+        out = []
+        for r in self._con.execute(f"SELECT {', '.join(_TS_COLS)}, json FROM transition_states ORDER BY saddle_id"):
+            d = dict(zip(_TS_COLS, r[:-1]))
+            d["details"] = json.loads(r[-1]) if r[-1] else {}
+            out.append(d)
+        return out
+
+    def put_spectrum(self, point_id: int, record: Mapping) -> None:
+        """Store (or replace) the structured spectrum record of a point."""
+        with self._transaction() as con:
+            con.execute("INSERT OR REPLACE INTO spectra (point_id, json, created_at) VALUES (?, ?, ?)",
+                        (int(point_id), to_json(dict(record)), time.time()))
+        self._checkpoint()
+
+    def spectrum_record(self, point_id: int) -> dict | None:
+        """The structured spectrum record of a point, or None."""
+        if self._version < 2:
+            return None
+        r = self._con.execute("SELECT json FROM spectra WHERE point_id = ?", (int(point_id),)).fetchone()
+        return None if r is None else json.loads(r[0])
+
+    def add_continuation(self, param: str, record: Mapping) -> int:
+        """Store one continuation run (all its branches) and return its id."""
+        with self._transaction() as con:
+            cur = con.execute("INSERT INTO continuation (param, json, created_at) VALUES (?, ?, ?)",
+                              (str(param), to_json(dict(record)), time.time()))
+            rid = int(cur.lastrowid)
+        self._checkpoint()
+        return rid
+
+    def continuations(self) -> list[dict]:
+        """Every stored continuation run, oldest first: {"id", "param", "record"}."""
+        if self._version < 2:
+            return []
+        return [{"id": r[0], "param": r[1], "record": json.loads(r[2])}
+                for r in self._con.execute("SELECT id, param, json FROM continuation ORDER BY id")]
 
     def update_point(self, point_id: int, *, kind: str | None = None, label: str | None = None,
                      hessian_index: int | None = None, analysis: Mapping | None = None,
@@ -413,10 +603,6 @@ class StudyStore:
         rows = self._con.execute("SELECT idx FROM trajectories ORDER BY idx").fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64)
 
-    def missing_indices(self, n_total: int) -> np.ndarray:
-        """Indices in range(n_total) not yet stored (what a resumed run still has to do)."""
-        return np.setdiff1d(np.arange(int(n_total), dtype=np.int64), self.completed_indices())
-
     def n_trajectories(self) -> int:
         return int(self._con.execute("SELECT COUNT(*) FROM trajectories").fetchone()[0])
 
@@ -430,17 +616,20 @@ class StudyStore:
             out.append(t)
         return out
 
+    def _array_cols(self) -> tuple[str, ...]:
+        return ("params", "params_dtype", "params_shape", "spectrum", "spectrum_dtype", "spectrum_shape") + (
+            ("unstable", "unstable_shape", "unstable_values") if self._version >= 2 else ())
+
     def points(self, with_params: bool = False) -> list[dict]:
-        """Every distinct point, by id; ``params`` and ``spectrum`` only if ``with_params``."""
-        cols = _POINT_META_COLS + (("params", "params_dtype", "params_shape", "spectrum",
-                                    "spectrum_dtype", "spectrum_shape") if with_params else ())
+        """Every distinct point, by id; ``params``, ``spectrum`` and the saddles' ``unstable``
+        eigenvectors (m, P) with their ``unstable_values`` only if ``with_params``."""
+        cols = _POINT_META_COLS + (self._array_cols() if with_params else ())
         return [_point_from_row(dict(zip(cols, r)))
                 for r in self._con.execute(f"SELECT {', '.join(cols)} FROM points ORDER BY id")]
 
     def point(self, point_id: int) -> dict:
-        """One point with its parameters (P,) and spectrum as float64 arrays."""
-        cols = _POINT_META_COLS + ("params", "params_dtype", "params_shape", "spectrum",
-                                   "spectrum_dtype", "spectrum_shape")
+        """One point with its parameters (P,), spectrum and unstable eigenvectors as float64 arrays."""
+        cols = _POINT_META_COLS + self._array_cols()
         r = self._con.execute(f"SELECT {', '.join(cols)} FROM points WHERE id = ?", (int(point_id),)).fetchone()
         if r is None:
             raise StoreError(f"no point with id {point_id}")
@@ -460,7 +649,9 @@ class StudyStore:
 # ----- row conversion --------------------------------------------------------------------------
 _POINT_ROW_COLS = ("id", "kind", "label", "loss", "grad_norm", "hessian_index", "fingerprint", "params",
                    "params_dtype", "params_shape", "spectrum", "spectrum_dtype", "spectrum_shape",
-                   "analysis", "unit")
+                   "analysis", "unit", "unstable", "unstable_shape", "unstable_values")
+_TS_COLS = ("saddle_id", "min1_id", "min2_id", "barrier1", "barrier2", "path_max_loss", "path_length", "pair_a",
+            "pair_b")
 
 
 def _insert_sql(table: str, cols: tuple[str, ...]) -> str:
@@ -483,9 +674,14 @@ def _point_row(p: Mapping, unit: int) -> tuple:
     if p.get("spectrum") is not None:
         spec_blob, spec_dt, spec_shape = encode_array(p["spectrum"])
     analysis = p.get("analysis")
+    un_blob = un_shape = un_vals = None
+    if p.get("unstable") is not None:
+        un_blob, _, un_shape = encode_array(p["unstable"])
+        un_vals = to_json([float(x) for x in p["unstable_values"]])
     return (int(p["id"]), _check_kind(p["kind"]), p.get("label"), float(p["loss"]), float(p["grad_norm"]),
             _opt_int(p.get("hessian_index")), to_json(dict(p["fingerprint"])), params, pdt, pshape,
-            spec_blob, spec_dt, spec_shape, None if analysis is None else to_json(dict(analysis)), unit)
+            spec_blob, spec_dt, spec_shape, None if analysis is None else to_json(dict(analysis)), unit,
+            un_blob, un_shape, un_vals)
 
 
 def _trajectory_row(t: Mapping, unit: int) -> tuple:
@@ -511,4 +707,10 @@ def _point_from_row(r: dict) -> dict:
     if "params" in r:
         r["params"] = decode_array(r.pop("params"), r.pop("params_dtype"), r.pop("params_shape"))
         r["spectrum"] = decode_array(r.pop("spectrum"), r.pop("spectrum_dtype"), r.pop("spectrum_shape"))
+        if "unstable" in r:
+            r["unstable"] = decode_array(r.pop("unstable"), "<f8", r.pop("unstable_shape"))
+            vals = r.pop("unstable_values")
+            r["unstable_values"] = None if vals is None else np.array(json.loads(vals))
+        else:
+            r["unstable"] = r["unstable_values"] = None
     return r

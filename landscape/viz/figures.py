@@ -385,13 +385,13 @@ def prevalence_figure(rows: Sequence[Mapping], x: str, *, labels: Sequence[str] 
     ``rows``: the rows of ``prevalence.csv`` (:func:`landscape.sweep.read_prevalence_csv`; numbers
     or numeric strings): the axis column ``x``, ``n_trajectories``, ``dnc_fraction``,
     ``dnc_ci_low``, ``dnc_ci_high``, ``uncertified_fraction``, ``uncertified_ci_low``,
-    ``uncertified_ci_high``, ``frac_<label>`` per label and ``dynamics``. A label's interval is the
-    Wilson interval at ``confidence`` of its count round(frac·n) (the table stores fractions only).
+    ``uncertified_ci_high``, ``count_<label>`` and ``frac_<label>`` per label and ``dynamics``. A
+    label's interval is the Wilson interval at ``confidence`` of its stored count.
     ``labels``: which ``frac_`` columns to draw (default :func:`prevalence_labels`); ``dynamics``:
     default the table's ``dynamics`` column. Rows are sorted by ``x``. Traces: a line and a band
     for DNC, for each label, and for the uncertified starts, in that order.
     """
-    from .stats import wilson_interval
+    from ..study.stats import proportion
 
     rows = sorted(rows, key=lambda r: float(r[x]))
     labels = prevalence_labels(rows) if labels is None else list(labels)
@@ -400,9 +400,10 @@ def prevalence_figure(rows: Sequence[Mapping], x: str, *, labels: Sequence[str] 
     colours["uncertified"] = "#7f7f7f"
     series = [("DNC", _cols(rows, "dnc_fraction"), _cols(rows, "dnc_ci_low"), _cols(rows, "dnc_ci_high"))]
     for lab in labels:
-        f = np.nan_to_num(_cols(rows, f"frac_{lab}"))
-        ci = np.array([wilson_interval(round(fi * ni), int(ni), confidence) for fi, ni in zip(f, n)]).reshape(-1, 2)
-        series.append((lab, f, ci[:, 0], ci[:, 1]))
+        c = np.nan_to_num(_cols(rows, f"count_{lab}"))
+        p = [proportion(int(ci), int(ni), confidence) for ci, ni in zip(c, n)]
+        series.append((lab, np.array([q["fraction"] for q in p], dtype=float), np.array([q["ci_low"] for q in p]),
+                       np.array([q["ci_high"] for q in p])))
     series.append(("uncertified", _cols(rows, "uncertified_fraction"), _cols(rows, "uncertified_ci_low"),
                    _cols(rows, "uncertified_ci_high")))
     fig = go.Figure()
@@ -476,3 +477,25 @@ def accumulation_figure(n_trajectories: Sequence[int], n_distinct: Sequence[int]
         sub = (f"Good–Turing unseen mass N₁/n = {unseen['n1']}/{unseen['n']} = {unseen['estimate']:.4f} "
                "(probability that the next start finds a new minimum); " + sub)
     return _finalise(fig, "Accumulation curve", sub)
+
+
+def stacked_fractions_figure(rows: Sequence[Mapping], x: str, *, dynamics: str | None = None,
+                             log_x: bool = False, x_title: str | None = None) -> go.Figure:
+    """Fractions of the starts per label and uncertified, stacked to 1, against the swept column
+    ``x`` (``rows`` as in :func:`prevalence_figure`; the labels' ``frac_<label>`` columns, DNC
+    included, and ``uncertified_fraction``). One area trace per label, then the uncertified."""
+    rows = sorted(rows, key=lambda r: float(r[x]))
+    labels = _label_order({k[len("frac_"):] for r in rows for k in r if k.startswith("frac_")})
+    colours = label_colours(labels)
+    xs = _cols(rows, x)
+    fig = go.Figure()
+    for lab in labels:
+        fig.add_trace(go.Scatter(x=xs, y=np.nan_to_num(_cols(rows, f"frac_{lab}")), mode="lines", name=lab,
+                                 stackgroup="one", line={"color": colours[lab], "width": 0.5},
+                                 hovertemplate=f"{x} = %{{x:.6g}}<br>{lab}: %{{y:.4f}}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=xs, y=np.nan_to_num(_cols(rows, "uncertified_fraction")), mode="lines",
+                             name="uncertified", stackgroup="one", line={"color": UNCERTIFIED_COLOUR, "width": 0.5},
+                             hovertemplate=f"{x} = %{{x:.6g}}<br>uncertified: %{{y:.4f}}<extra></extra>"))
+    fig.update_yaxes(title_text="fraction of starts (stacked)", range=[0, 1.0])
+    fig.update_xaxes(title_text=x_title or x, type="log" if log_x else "linear")
+    return _finalise(fig, f"Fractions per label against {x_title or x}", _provenance(dynamics or _dynamics_of(rows), None))

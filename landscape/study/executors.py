@@ -148,7 +148,7 @@ class InProcessExecutor(Executor):
 # Dask
 # ----------------------------------------------------------------------------------------------
 def _import_dask():
-    """(distributed, landscape._dask_plugins), or an ExecutorError saying what to install."""
+    """(distributed, landscape.study._dask_plugins), or an ExecutorError saying what to install."""
     try:
         import distributed
 

@@ -1,14 +1,16 @@
 """What a critical point is: one entry point combining Hessian, structure and theory.
 
-:func:`analyse_point` runs :func:`landscape.hessian.analyse_hessian` (index, nullity, symmetry and
-excess zero modes, type), :func:`landscape.structure.analyse_structure` (ranks, DNC metrics, Z̄,
-label) and, for the linear CE model, matches the point to the closed-form structure of the same
-block pattern (:func:`landscape.theory.match_structure`, with the effective λ of
-:func:`landscape.theory.effective_lambda`). Every threshold used is stored in the result.
+:func:`analyse_point` runs :func:`landscape.analysis.hessian.analyse_hessian` (index, nullity,
+symmetry and excess zero modes, type), :func:`landscape.analysis.structure.analyse_structure`
+(ranks, DNC metrics, Z̄, label) and, for the linear CE model, matches the point to the
+closed-form structure of the same block pattern (:func:`landscape.analysis.theory.match_structure`,
+with the effective λ of :func:`landscape.analysis.theory.effective_lambda`). Every threshold used
+(:class:`~landscape.analysis.settings.AnalysisSettings`) is stored with the result, once.
 
-Spectra go to a numpy ``.npz`` (:func:`save_spectra`), keyed ``"{id}/spectrum"``,
-``"{id}/method"``, ``"{id}/parts/{most_negative|smallest_magnitude|largest}"`` (Lanczos only) and
-``"{id}/sv/{layer}"``; :func:`load_spectra` returns them as nested dicts.
+A point's **kind** (:data:`POINT_KINDS`, what a study stores): ``minimum``, ``saddle``,
+``degenerate`` (index 0 with excess zero modes) or ``unverified`` (the analysis could not verify
+itself: a Lanczos run did not converge, or the symmetry tangents are not Hessian null vectors;
+never counted as a minimum).
 """
 from __future__ import annotations
 
@@ -16,19 +18,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.jsonsafe import json_float
+from ..core.model import DeepUFM, ModelSpec, as_theta64
 from . import theory
-from .hessian import (DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K, DEFAULT_LANCZOS_SEED, DEFAULT_LANCZOS_TOL, DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL,
-                      DEFAULT_TAU_REL, HessianReport, analyse_hessian)
-from .model import DeepUFM, ModelSpec, as_theta64
-from .structure import (DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL,
-                        StructureReport, _jf, analyse_structure)
+from .hessian import HessianReport, analyse_hessian
+from .settings import AnalysisSettings
+from .structure import StructureReport, analyse_structure
+
+#: Inputs a HessianReport echoes, stored once under the point's ``thresholds`` instead.
+_SETTING_KEYS = ("tau_rel", "noise_mult", "symmetry_rtol", "lanczos_tol", "lanczos_seed", "dense_limit")
+#: Kinds of analysed points (module docstring).
+POINT_KINDS = ("minimum", "saddle", "degenerate", "unverified")
+#: Kind of each :data:`landscape.analysis.hessian.TYPES` value (for verified points).
+KIND_OF_TYPE = {"minimum": "minimum", "saddle": "saddle", "degenerate_minimum_or_saddle": "degenerate"}
+#: Kinds that are minima for the basin graph, the disconnectivity tree and the unseen mass:
+#: minima, and index-0 points whose second order cannot decide.
+LEAF_KINDS = ("minimum", "degenerate")
 
 
 @dataclass
 class PointAnalysis:
     """Analysis of one point θ (P,): ``loss``, ``grad_norm`` (Euclidean), the :class:`HessianReport`
-    ``hessian``, the :class:`StructureReport` ``structure`` and the theory ``match`` (dict, or None
-    outside the linear CE model)."""
+    ``hessian``, the :class:`StructureReport` ``structure``, the theory ``match`` (dict, or None
+    outside the linear CE model) and the ``settings`` used."""
 
     spec: ModelSpec
     loss: float
@@ -36,6 +48,12 @@ class PointAnalysis:
     hessian: HessianReport
     structure: StructureReport
     match: dict | None
+    settings: AnalysisSettings = AnalysisSettings()
+
+    @property
+    def kind(self) -> str:
+        """The point's kind (:data:`POINT_KINDS`)."""
+        return KIND_OF_TYPE[self.hessian.type] if self.hessian.verified else "unverified"
 
     @property
     def spectrum(self) -> np.ndarray:
@@ -57,25 +75,27 @@ class PointAnalysis:
         return self.structure.label
 
     def to_dict(self) -> dict:
-        """JSON-safe summary: the headline fields at top level, full sub-reports below."""
+        """JSON-safe summary: the headline fields at top level, full sub-reports below, and every
+        threshold once under ``thresholds`` (the settings plus the τ actually used)."""
         h, s = self.hessian, self.structure
         m = None
         if self.match is not None:
-            m = {k: (v.tolist() if isinstance(v, np.ndarray) else _jf(v) if isinstance(v, float) else v)
+            m = {k: (v.tolist() if isinstance(v, np.ndarray) else json_float(v) if isinstance(v, float) else v)
                  for k, v in self.match.items()}
         return {
             "label": s.label, "pattern": s.pattern, "rank_pattern": list(s.rank_pattern),
-            "rank_names": list(s.rank_names), "index": h.index, "nullity": h.nullity,
+            "rank_names": list(s.rank_names), "kind": self.kind, "index": h.index, "nullity": h.nullity,
             "symmetry_zero_modes": h.symmetry_zero_modes, "excess_zero_modes": h.excess_zero_modes,
             "type": h.type, "strict": h.strict, "description": h.description,
-            "smallest_nonzero_eigenvalue": _jf(h.smallest_nonzero_eigenvalue), "tau": h.tau,
+            "verified": h.verified, "lanczos_converged": h.lanczos_converged,
+            "symmetry_verified": h.symmetry_verified, "index_is_lower_bound": h.index_is_lower_bound,
+            "smallest_nonzero_eigenvalue": json_float(h.smallest_nonzero_eigenvalue), "tau": h.tau,
             "loss": self.loss, "grad_norm": self.grad_norm, "spectrum_kind": self.spectrum_kind,
             "dnc": [lm.to_dict() for lm in s.layers], "Zbar": s.Zbar.tolist(), "theory": m,
-            "hessian": h.to_dict(), "structure": s.to_dict(),
-            "thresholds": {"tau": h.tau, "tau_rel": h.tau_rel, "noise_mult": h.noise_mult,
-                           "tau_source": h.tau_source, "symmetry_rtol": h.symmetry_rtol,
-                           "dense_limit": h.dense_limit, "lanczos_k": h.lanczos_k, "lanczos_tol": h.lanczos_tol,
-                           "lanczos_seed": h.lanczos_seed, **s.thresholds},
+            "hessian": {k: v for k, v in h.to_dict().items() if k not in _SETTING_KEYS},
+            "structure": {k: v for k, v in s.to_dict().items() if k != "thresholds"},
+            "thresholds": {**self.settings.kwargs(), "tau": h.tau, "tau_source": h.tau_source,
+                           "lanczos_k_used": h.lanczos_k},
         }
 
     def format_text(self) -> str:
@@ -98,7 +118,7 @@ def format_analysis(a: dict, P: int) -> str:
     ranks = s["ranks"]
     gaps = [r["gap"] for r in ranks.values() if r["rank"] and r["gap"] is not None]
     lines.append("rank pattern: " + " ".join(f"{k}={ranks[k]['rank']}" for k in a["rank_names"])
-                 + f"   (rank_rtol {s['thresholds']['rank_rtol']:g}; smallest justifying gap "
+                 + f"   (rank_rtol {a['thresholds']['rank_rtol']:g}; smallest justifying gap "
                  + (f"{min(gaps):.3g})" if gaps else "-)"))
     lines.append(f"Hessian ({h['method']}, P={P}): index {h['index']}{'+' if h['index_is_lower_bound'] else ''}, "
                  f"nullity {h['nullity']}{'+' if h['nullity_is_lower_bound'] else ''} = {h['symmetry_zero_modes']} "
@@ -109,6 +129,11 @@ def format_analysis(a: dict, P: int) -> str:
                  "  smallest non-zero eigenvalue: none found")
     lines.append(f"  symmetry modes: max‖Hq‖ = {h['symmetry_residual']:.3e} "
                  f"({'verified' if h['symmetry_verified'] else 'NOT below τ'})")
+    if h["method"] == "lanczos":
+        lines.append(f"  Lanczos: {'converged' if h['lanczos_converged'] else 'NOT converged'}"
+                     + ("; index is a lower bound (k eigenvalues all negative)" if h["index_is_lower_bound"] else ""))
+    if not h.get("verified", True):
+        lines.append("  UNVERIFIED: the analysis could not verify this point; it never counts as a minimum")
     lines.append("collapse metrics (layer: DNC1, DNC1 trace ratio, DNC2 ETF, DNC2 OF, |μG| ratio, DNC3):")
     for m in a["dnc"]:
         e = [fmt_or_dash(m[k], ".2e") for k in ("dnc1", "dnc1_trace_ratio", "dnc2_etf", "dnc2_of", "global_mean_ratio")]
@@ -163,80 +188,18 @@ def theory_match(spec: ModelSpec, structure: StructureReport, loss: float) -> di
     return out
 
 
-def analyse_point(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel: float = DEFAULT_TAU_REL,
-                  noise_mult: float = DEFAULT_NOISE_MULT, dense_limit: int = DEFAULT_DENSE_LIMIT,
-                  lanczos_k: int = DEFAULT_LANCZOS_K, lanczos_tol: float = DEFAULT_LANCZOS_TOL,
-                  lanczos_seed: int = DEFAULT_LANCZOS_SEED, symmetry_rtol: float = DEFAULT_SYMMETRY_RTOL,
-                  rank_rtol: float = DEFAULT_RANK_RTOL, pattern_rtol: float = DEFAULT_PATTERN_RTOL,
-                  collapse_tol: float = DEFAULT_COLLAPSE_TOL, zero_atol: float = DEFAULT_ZERO_ATOL) -> PointAnalysis:
+def analyse_point(spec: ModelSpec, theta, settings: AnalysisSettings | None = None, *, device="cpu",
+                  **overrides) -> PointAnalysis:
     """Analyse one point θ, a float64 torch tensor or numpy array of shape (P,), in float64.
 
-    Hessian thresholds (tau, tau_rel, noise_mult, dense_limit, lanczos_k, lanczos_tol,
-    lanczos_seed, symmetry_rtol) are those of :func:`landscape.hessian.analyse_hessian`; structure thresholds (rank_rtol, pattern_rtol,
-    collapse_tol, zero_atol) those of :func:`landscape.structure.analyse_structure`.
+    ``settings`` (default :class:`AnalysisSettings`()) with any field overridden by keyword, e.g.
+    ``analyse_point(spec, θ, dense_limit=10, lanczos_k=6)``. ``device``: where the Hessian-vector
+    products and the Hessian are computed.
     """
+    settings = AnalysisSettings(**{**(settings or AnalysisSettings()).kwargs(), **overrides})
     th = as_theta64(spec, theta)
     spec64 = spec.as_float64()
     loss, grad = DeepUFM(spec64).loss_and_grad(th)
-    h = analyse_hessian(spec64, th, tau=tau, tau_rel=tau_rel, noise_mult=noise_mult, dense_limit=dense_limit,
-                        lanczos_k=lanczos_k, lanczos_tol=lanczos_tol, lanczos_seed=lanczos_seed,
-                        symmetry_rtol=symmetry_rtol)
-    s = analyse_structure(spec64, th, rank_rtol=rank_rtol, pattern_rtol=pattern_rtol,
-                          collapse_tol=collapse_tol, zero_atol=zero_atol)
-    return PointAnalysis(spec, float(loss), float(grad.norm()), h, s, theory_match(spec64, s, float(loss)))
-
-
-def analyse_points(spec: ModelSpec, thetas, **kwargs) -> list[PointAnalysis]:
-    """:func:`analyse_point` for every row of ``thetas`` (M, P); keyword arguments passed through."""
-    return [analyse_point(spec, thetas[i], **kwargs) for i in range(len(thetas))]
-
-
-def save_spectra(path, analyses, ids) -> None:
-    """Write spectra and per-layer singular values of ``analyses`` (PointAnalysis objects) to
-    ``path`` (.npz), keyed by the string form of each id (module docstring for the key layout)."""
-    write_spectra(path, [{"spectrum": a.spectrum, "method": a.hessian.method, "parts": a.hessian.parts,
-                          "sv": a.singular_values} for a in analyses], ids)
-
-
-def stored_spectra(analysis: dict, spectrum) -> dict:
-    """The :func:`write_spectra` entry of a stored point: its :meth:`PointAnalysis.to_dict`
-    ``analysis`` and its spectrum array (as a study database holds them), without re-analysis."""
-    h, ranks = analysis["hessian"], analysis["structure"]["ranks"]
-    return {"spectrum": np.asarray(spectrum, dtype=np.float64), "method": h["method"],
-            "parts": {k: np.asarray(v, dtype=np.float64) for k, v in h["parts"].items()},
-            "sv": {k: np.asarray(r["singular_values"], dtype=np.float64) for k, r in ranks.items()}}
-
-
-def write_spectra(path, entries, ids) -> None:
-    """Write one entry {'spectrum', 'method', 'parts': {...}, 'sv': {...}} per id to ``path`` (.npz)."""
-    ids = [str(i) for i in ids]
-    if len(ids) != len(entries) or len(set(ids)) != len(ids):
-        raise ValueError("write_spectra needs one distinct id per entry")
-    arrays = {}
-    for i, e in zip(ids, entries):
-        if "/" in i:
-            raise ValueError(f"point id {i!r} must not contain '/'")
-        arrays[f"{i}/spectrum"] = e["spectrum"]
-        arrays[f"{i}/method"] = np.array(e["method"])
-        for k, v in e["parts"].items():
-            arrays[f"{i}/parts/{k}"] = v
-        for k, v in e["sv"].items():
-            arrays[f"{i}/sv/{k}"] = v
-    np.savez(path, **arrays)
-
-
-def load_spectra(path) -> dict:
-    """Read :func:`save_spectra` output: {id: {'spectrum', 'method', 'parts': {...}, 'sv': {...}}}."""
-    out: dict = {}
-    with np.load(path) as z:
-        for key in z.files:
-            i, rest = key.split("/", 1)
-            d = out.setdefault(i, {"parts": {}, "sv": {}})
-            if rest == "method":
-                d["method"] = str(z[key])
-            elif rest == "spectrum":
-                d["spectrum"] = z[key]
-            else:
-                group, name = rest.split("/", 1)
-                d[group][name] = z[key]
-    return out
+    h = analyse_hessian(spec64, th, device=device, **settings.hessian_kwargs())
+    s = analyse_structure(spec64, th, **settings.structure_kwargs())
+    return PointAnalysis(spec, float(loss), float(grad.norm()), h, s, theory_match(spec64, s, float(loss)), settings)

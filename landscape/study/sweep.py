@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import itertools
 import json
 import math
@@ -47,13 +48,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from .config import StudyConfig, apply_overrides, load_config_dict, parse_value
+from ..core.validate import SpecError
+from ..io.results import FILES, SWEEP_FILES, atomic_write_text, read_json, write_json
+from ..io.store import StudyStore, resolve_path
+from .config import (StudyConfig, apply_overrides, default_config_dict, layered, load_config_dict, parse_value,
+                     preset_path)
 from .executors import Executor, InProcessExecutor, Unit
-from .model import SpecError
-from .stats import wilson_interval
-from .store import StudyStore, resolve_path
-from .study import (chunks, environment, run_saddle_search, run_study, run_trajectories, saddle_chunks,
-                    write_json)
+from .run import chunks, run_saddle_search, run_study, run_trajectories, saddle_chunks
+from .stats import proportion
+from .summary import environment
 
 #: Name of the grid table in a sweep file.
 SWEEP_TABLE = "sweep"
@@ -61,8 +64,8 @@ SWEEP_TABLE = "sweep"
 DNC_LABEL = "DNC"
 #: Confidence level of the intervals in the prevalence table.
 CONFIDENCE = 0.95
-#: Fixed columns of ``prevalence.csv``; then one column per axis (after ``cell``) and one
-#: ``frac_<label>`` column per label seen anywhere in the sweep (sorted).
+#: Fixed columns of ``prevalence.csv``; then one column per axis (after ``cell``), and for every
+#: label seen anywhere in the sweep (sorted) ``count_<label>`` and ``frac_<label>``.
 PREVALENCE_FIELDS = ("cell", "n_trajectories", "dnc_count", "dnc_fraction", "dnc_ci_low", "dnc_ci_high",
                      "uncertified_count", "uncertified_fraction", "uncertified_ci_low", "uncertified_ci_high",
                      "mean_logit_rank", "n_distinct_points", "dynamics")
@@ -149,6 +152,15 @@ class SweepConfig:
             texts = [_toml_literal(v) for v in values]
             if len(set(texts)) != len(texts):
                 raise SpecError(f"{SWEEP_TABLE}.{key}={values!r} is invalid: values must be distinct")
+        for key, values in axes.items():
+            if isinstance(values, list) and values:
+                try:
+                    apply_overrides(cfg, [f"{key}={_toml_literal(values[0])}"])
+                except SpecError as exc:
+                    msg = str(exc)
+                    if "not a known field" in msg:
+                        msg = f"is not a known field ({msg.split('not a known field ', 1)[1]}"
+                    raise SpecError(f"sweep axis {key!r} {msg}") from None
         base = apply_overrides(cfg, base_overrides)
         name = base.get("name", "sweep")
         StudyConfig.from_dict(base)  # the base study must be valid on its own
@@ -174,12 +186,26 @@ class SweepConfig:
         return {**copy.deepcopy(self.base), SWEEP_TABLE: copy.deepcopy(self.axes)}
 
 
-def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> SweepConfig:
-    """Sweep from a file (.toml, or the sweep.json of a sweep folder) plus ``--set`` overrides."""
-    cfg = load_config_dict(path)
-    if Path(path).suffix == ".json" and "sweep_config" in cfg:
-        cfg = cfg["sweep_config"]
-    return SweepConfig.from_dict(cfg, overrides)
+def load_sweep(path: str | Path | None = None, overrides: Iterable[str] = (), *, preset: str | None = None) -> SweepConfig:
+    """Sweep from a file (.toml, or the sweep.json of a sweep folder) or a preset, layered on the
+    embedded default study (:func:`landscape.study.config.layered`), plus ``--set`` overrides."""
+    import tomllib
+
+    if (path is None) == (preset is None):
+        raise SpecError("give a sweep file or --preset NAME (one of them)")
+    if preset is not None:
+        cfg = tomllib.loads(preset_path(preset).read_text(encoding="utf-8"))
+        if SWEEP_TABLE not in cfg:
+            raise SpecError(f"preset={preset!r} is a study, not a sweep: run it with `landscape run --preset {preset}`")
+    else:
+        cfg = load_config_dict(path)
+        if Path(path).suffix == ".json" and "sweep_config" in cfg:
+            cfg = cfg["sweep_config"]
+    axes = cfg.pop(SWEEP_TABLE, None)
+    base = layered(default_config_dict(), cfg)
+    if axes is not None:
+        base[SWEEP_TABLE] = axes
+    return SweepConfig.from_dict(base, overrides)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,46 +217,42 @@ def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE)
     ``summary`` is a study's ``summary.json``: ``n_trajectories``, ``labels`` (rows with ``label``
     and ``count``), ``uncertified`` (rows with ``count``) and ``points`` (rows with
     ``basin_count`` and ``rank_pattern``). Every fraction has all the cell's starts as
-    denominator. ``dnc_*``: starts that certified at a point labelled ``DNC`` (any Hessian kind),
-    Wilson interval at ``confidence``.
-    ``uncertified_*``: starts that did not certify (any stop reason). ``mean_logit_rank``: mean of
-    the numerical rank of the logits Z (last entry of the point's rank pattern) over the certified
-    starts (NaN when none certified). ``n_distinct_points``: distinct points reached by at least one
-    start. ``frac_<label>``: fraction of starts per label.
+    denominator (:func:`landscape.study.stats.proportion`). ``dnc_*``: starts that certified at a
+    point labelled ``DNC``; ``uncertified_*``: starts that did not certify (any stop reason);
+    ``mean_logit_rank``: mean of the numerical rank of the logits Z (last entry of the point's rank
+    pattern) over the certified starts (NaN when none certified); ``n_distinct_points``: distinct
+    points reached by at least one start; ``count_<label>``, ``frac_<label>`` per label.
     """
     n = int(summary["n_trajectories"])
     by_label: dict[str, int] = {}
     for r in summary["labels"]:
         by_label[str(r["label"])] = by_label.get(str(r["label"]), 0) + int(r["count"])
-    dnc = by_label.get(DNC_LABEL, 0)
-    unc = sum(int(r["count"]) for r in summary["uncertified"])
+    dnc = proportion(by_label.get(DNC_LABEL, 0), n, confidence)
+    unc = proportion(sum(int(r["count"]) for r in summary["uncertified"]), n, confidence)
     reached = [p for p in summary["points"] if int(p["basin_count"]) > 0]
     ranked = [(int(p["basin_count"]), int(p["rank_pattern"][-1])) for p in reached]
     n_ranked = sum(c for c, _ in ranked)
-    dlo, dhi = wilson_interval(dnc, n, confidence)
-    ulo, uhi = wilson_interval(unc, n, confidence)
     return {"cell": cell.name, **cell.overrides, "n_trajectories": n,
-            "dnc_count": dnc, "dnc_fraction": dnc / n, "dnc_ci_low": dlo, "dnc_ci_high": dhi,
-            "uncertified_count": unc, "uncertified_fraction": unc / n, "uncertified_ci_low": ulo,
-            "uncertified_ci_high": uhi,
+            **{f"dnc_{k}": v for k, v in dnc.items()}, **{f"uncertified_{k}": v for k, v in unc.items()},
             "mean_logit_rank": sum(c * r for c, r in ranked) / n_ranked if n_ranked else float("nan"),
             "n_distinct_points": len(reached), "dynamics": cell.config.describe_dynamics(),
+            **{f"count_{lab}": c for lab, c in by_label.items()},
             **{f"frac_{lab}": c / n for lab, c in by_label.items()}}
 
 
 def write_prevalence_csv(path: str | Path, rows: list[dict], axes: Iterable[str]) -> None:
     """Write ``rows`` (from :func:`prevalence_row`) as CSV: ``cell``, the axes, the fixed fields,
-    then ``frac_<label>`` for every label of any row (0 where a cell never reached it)."""
-    labels = sorted({k for r in rows for k in r if k.startswith("frac_")})
-    cols = ["cell", *axes, *PREVALENCE_FIELDS[1:], *labels]
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        for r in rows:
-            w.writerow({c: (json.dumps(r[c]) if isinstance(r.get(c), list) else r.get(c, 0)) for c in cols})
-    tmp.replace(path)
+    then ``count_<label>`` and ``frac_<label>`` for every label of any row (0 where a cell never
+    reached it)."""
+    labels = sorted({k[len("frac_"):] for r in rows for k in r if k.startswith("frac_")})
+    cols = ["cell", *axes, *PREVALENCE_FIELDS[1:], *(f"count_{lab}" for lab in labels),
+            *(f"frac_{lab}" for lab in labels)]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: (json.dumps(r[c]) if isinstance(r.get(c), list) else r.get(c, 0)) for c in cols})
+    atomic_write_text(path, buf.getvalue())
 
 
 def read_prevalence_csv(path: str | Path) -> list[dict]:
@@ -244,13 +266,13 @@ def read_prevalence_csv(path: str | Path) -> list[dict]:
 # ----------------------------------------------------------------------------------------------
 def _finished_summary(cell: Cell, cell_dir: Path) -> dict | None:
     """The cell's summary if its study finished with this exact configuration, else None."""
-    summary_path, config_path = cell_dir / "summary.json", cell_dir / "config.json"
+    summary_path, config_path = cell_dir / FILES["summary"], cell_dir / FILES["config"]
     if not (summary_path.is_file() and config_path.is_file()):
         return None
-    if json.loads(config_path.read_text()) != json.loads(json.dumps(cell.config.to_dict())):
+    if read_json(config_path) != json.loads(json.dumps(cell.config.to_dict())):
         raise SpecError(f"{cell_dir} holds a study with a different configuration than cell {cell.name}; "
                         "use another --out")
-    summary = json.loads(summary_path.read_text())
+    summary = read_json(summary_path)
     return summary if summary.get("n_trajectories") == cell.config.trajectories else None
 
 
@@ -260,7 +282,7 @@ def prefetch_cell(cell: Cell, cell_dir: Path, executor: Executor) -> None:
     cfg, db = cell.config, resolve_path(cell_dir)
     done: set[int] = set()
     if db.is_file():
-        with StudyStore.open(db, check=False) as store:
+        with StudyStore.open(db, check=False, readonly=True) as store:
             done = set(store.completed_indices().tolist())
     for fn, todo in ((run_trajectories, chunks(cfg, done)), (run_saddle_search, saddle_chunks(cfg, done))):
         executor.prefetch(fn, [Unit(str(cell_dir), c, (cfg, idx)) for c, idx in enumerate(todo)])
@@ -287,11 +309,11 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
     """
     executor = executor or InProcessExecutor()
     out = Path(out_dir)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    sweep_json = out / "sweep.json"
+    (out / SWEEP_FILES["cells"]).mkdir(parents=True, exist_ok=True)
+    sweep_json = out / SWEEP_FILES["sweep"]
     effective = json.loads(json.dumps(sweep.to_dict()))
     if sweep_json.is_file():
-        previous = json.loads(sweep_json.read_text()).get("sweep_config")
+        previous = read_json(sweep_json).get("sweep_config")
         if previous != effective:
             raise SpecError(f"{out} already holds a different sweep (its sweep.json differs); "
                             "use another --out, or the same file and --set options to resume it")
@@ -300,7 +322,7 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
     status: dict[str, str] = {}
     todo = []
     for cell in sweep.cells:
-        done = _finished_summary(cell, out / "cells" / cell.name)
+        done = _finished_summary(cell, out / SWEEP_FILES["cells"] / cell.name)
         if done is None:
             todo.append(cell)
         else:
@@ -309,7 +331,7 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
                 on_cell(cell, done, "skipped")
 
     def record() -> dict:
-        cells = [{"name": c.name, "overrides": c.overrides, "dir": f"cells/{c.name}",
+        cells = [{"name": c.name, "overrides": c.overrides, "dir": f"{SWEEP_FILES['cells']}/{c.name}",
                   "status": status.get(c.name, "pending"),
                   "n_trajectories": summaries[c.name]["n_trajectories"] if c.name in summaries else None,
                   "wall_time_s": summaries[c.name].get("wall_time_s") if c.name in summaries else None}
@@ -328,12 +350,12 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
 
     try:
         for cell in todo:
-            prefetch_cell(cell, out / "cells" / cell.name, executor)
+            prefetch_cell(cell, out / SWEEP_FILES["cells"] / cell.name, executor)
         for cell in todo:
-            finish(cell, run_cell(cell, out / "cells" / cell.name, executor, progress))
+            finish(cell, run_cell(cell, out / SWEEP_FILES["cells"] / cell.name, executor, progress))
     finally:
         executor.drop_prefetched()
     result = record()
     write_json(sweep_json, result)
-    write_prevalence_csv(out / "prevalence.csv", result["prevalence"], sweep.axes)
+    write_prevalence_csv(out / SWEEP_FILES["prevalence"], result["prevalence"], sweep.axes)
     return result

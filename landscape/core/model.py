@@ -15,37 +15,17 @@ flat vector θ ∈ ℝ^P (P = d·N + (L−1)·d² + K·d) laid out as the row-ma
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from .validate import SpecError, check_choice, check_int, check_number
+
 ACTIVATIONS = ("linear", "relu")
 LOSSES = ("ce", "mse")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-class SpecError(ValueError):
-    """A model or study field has a value outside its allowed range."""
-
-
-def check_int(name: str, value, minimum: int, why: str = "") -> int:
-    """``value`` if it is an integer ≥ ``minimum`` (bools are not), else a SpecError naming the
-    field, the value and the allowed range."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"{name}={value!r} is invalid: must be an integer >= {minimum}{why}")
-    return value
-
-
-def check_number(name: str, value, allow_zero: bool = False) -> float:
-    """``float(value)`` if it is a finite real number > 0 (≥ 0 with ``allow_zero``; bools are not),
-    else a SpecError naming the field, the value and the allowed range."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not (ok and (value >= 0 if allow_zero else value > 0)):
-        raise SpecError(f"{name}={value!r} is invalid: must be a finite number {'>= 0' if allow_zero else '> 0'}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -73,12 +53,9 @@ class ModelSpec:
         check_int("n", self.n, 1)
         check_int("L", self.L, 1)
         check_int("d", self.d, self.K, f" (K={self.K}): width must be at least the class count")
-        if self.activation not in ACTIVATIONS:
-            raise SpecError(f"activation={self.activation!r} is invalid: must be one of {ACTIVATIONS}")
-        if self.loss not in LOSSES:
-            raise SpecError(f"loss={self.loss!r} is invalid: must be one of {LOSSES}")
-        if self.dtype not in DTYPES:
-            raise SpecError(f"dtype={self.dtype!r} is invalid: must be one of {tuple(DTYPES)}")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("dtype", self.dtype, tuple(DTYPES))
         object.__setattr__(self, "lam", check_number("lambda", self.lam))
         if self.lam_H is not None:
             object.__setattr__(self, "lam_H", check_number("lambda_H", self.lam_H))
@@ -111,6 +88,28 @@ class ModelSpec:
     def P(self) -> int:
         """Number of scalar parameters in one parameter set."""
         return sum(r * c for r, c in self.shapes)
+
+    @property
+    def offsets(self) -> list[int]:
+        """Start of each factor in the flat θ, plus P at the end (L+2 entries)."""
+        out = [0]
+        for r, c in self.shapes:
+            out.append(out[-1] + r * c)
+        return out
+
+    def split(self, theta) -> list[np.ndarray]:
+        """The factors [H₁, W₁, …, W_L] of one flat θ (P,) as float64 numpy arrays (copies), the
+        inverse of :meth:`join`. This is the one place the flat layout is read on the host."""
+        th = as_theta64(self, theta).numpy()
+        o = self.offsets
+        return [th[o[j]:o[j + 1]].reshape(shape).copy() for j, shape in enumerate(self.shapes)]
+
+    def join(self, factors) -> np.ndarray:
+        """Flat θ (P,) float64 from the factors [H₁, W₁, …, W_L] (shapes :attr:`shapes`)."""
+        for j, (f, shape) in enumerate(zip(factors, self.shapes)):
+            if np.shape(f) != shape:
+                raise ValueError(f"factor {self.factor_names[j]} has shape {np.shape(f)}: must be {shape}")
+        return np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1) for f in factors])
 
     @property
     def lambdas(self) -> tuple[float, ...]:
@@ -316,9 +315,19 @@ class DeepUFM:
         out = self.hvp_operator(theta)(v)
         return out[0] if squeeze else out
 
-    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
-        """Dense Hessian of one parameter set θ (P,), shape (P, P), exact (forward-over-reverse
-        autodiff through :meth:`loss`, vectorised over the P basis directions)."""
-        th = theta.detach().reshape(-1)
-        H = torch.func.hessian(lambda t: self.loss(t.unsqueeze(0))[0])(th)
+    def hessian(self, theta: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+        """Dense Hessian of one parameter set θ (P,), shape (P, P), exact: its columns H e_j are
+        Hessian-vector products of the unit vectors, ``chunk`` of them per batched double-backward
+        pass (θ repeated). Symmetrised, (H + Hᵀ)/2."""
+        th = theta.detach().reshape(1, -1)
+        P = th.shape[1]
+        cols = []
+        eye = torch.eye(P, dtype=th.dtype, device=th.device)
+        ops: dict[int, object] = {}
+        for j in range(0, P, chunk):
+            m = min(chunk, P - j)
+            if m not in ops:
+                ops[m] = self.hvp_operator(th.expand(m, P).contiguous())
+            cols.append(ops[m](eye[j:j + m]))
+        H = torch.cat(cols, dim=0)
         return 0.5 * (H + H.T)

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from ..io.results import FILES, atomic_write_text, read_json
 from . import figures
 
-REPORT_NAME = "report.html"
+REPORT_NAME = FILES["report"]
 
 
 @dataclass
@@ -69,22 +70,22 @@ def load_results(out_dir) -> Results:
 
     Raises FileNotFoundError without ``summary.json`` and ValueError when it has no ``points``
     (a run that stopped before its analysis stage)."""
-    from .analysis import load_spectra
-    from .store import DB_NAME, StudyStore
+    from ..io.results import DB_NAME, load_spectra
+    from ..io.store import StudyStore
 
     out = Path(out_dir)
-    sp = out / "summary.json"
+    sp = out / FILES["summary"]
     if not sp.is_file():
         raise FileNotFoundError(f"{sp} does not exist: {out} is not a finished results folder")
-    summary = json.loads(sp.read_text())
+    summary = read_json(sp)
     if "points" not in summary:
         raise ValueError(f"{sp} has no 'points': the run that wrote it did not analyse its critical points")
-    tree_name = (summary.get("graph") or {}).get("tree", "tree.json")
-    tree = json.loads((out / tree_name).read_text()) if (out / tree_name).is_file() else None
-    spectra = load_spectra(out / "spectra.npz") if (out / "spectra.npz").is_file() else {}
+    tree_name = (summary.get("graph") or {}).get("tree", FILES["tree"])
+    tree = read_json(out / tree_name) if (out / tree_name).is_file() else None
+    spectra = load_spectra(out / FILES["spectra"]) if (out / FILES["spectra"]).is_file() else {}
     analyses = {}
     if (out / DB_NAME).is_file():
-        with StudyStore.open(out / DB_NAME) as store:
+        with StudyStore.open(out / DB_NAME, readonly=True) as store:
             analyses = {int(p["id"]): p["analysis"] for p in store.points() if p["analysis"] is not None}
     return Results(out, summary, tree, spectra, analyses)
 
@@ -248,45 +249,57 @@ def _uncertified_html(summary: dict) -> str:
     return "".join(parts)
 
 
-def render_report(res: Results) -> str:
-    """The report page of :func:`write_report` as a string."""
+def figure_sections(figs: list[tuple[str, go.Figure]]) -> list[str]:
+    """One ``<section data-figure-id=…>`` per (key, figure), plotly.js not included."""
+    return [f'<section class="figure" data-figure-id="fig-{key}">'
+            + fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}",
+                          config={"displaylogo": False, "responsive": True})
+            + "</section>" for key, fig in figs]
+
+
+def html_page(title: str, parts: list[str]) -> str:
+    """A self-contained page: the error collector, plotly.js inline (once), a title, ``parts``."""
     from plotly.offline import get_plotlyjs
 
+    return "\n".join([
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style></head><body>", _ERROR_COLLECTOR,
+        f'<script type="text/javascript">{get_plotlyjs()}</script>', f"<h1>{_e(title)}</h1>", *parts,
+        "</body></html>"])
+
+
+def render_report(res: Results) -> str:
+    """The report page of :func:`write_report` as a string."""
     s = res.summary
-    figs = study_figures(res)
     featured = featured_points(res)
-    sections = []
-    for key, fig in figs:
-        div_id = f"fig-{key}"
-        sections.append(f'<section class="figure" data-figure-id="{div_id}">'
-                        + fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                                      config={"displaylogo": False, "responsive": True})
-                        + "</section>")
+    sections = figure_sections(study_figures(res))
     feat = ("<p class='note'>Shown in detail: " + "; ".join(f"point #{pid} ({_e(why)})" for pid, why in featured)
             + ".</p>") if featured else "<p class='note'>No stored spectra: no point is shown in detail.</p>"
     missing = [] if res.tree is not None else ["tree.json (no disconnectivity graph)"]
     note = f"<p class='note'>Not in this folder: {_e('; '.join(missing))}.</p>" if missing else ""
     title = f"landscape report: {s.get('study') or s['config'].get('name')}"
-    return "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{_e(title)}</title>",
-        f"<style>{_CSS}</style></head><body>", _ERROR_COLLECTOR,
-        f'<script type="text/javascript">{get_plotlyjs()}</script>',
-        f"<h1>{_e(title)}</h1>", f'<p class="headline" id="headline">{_e(headline_text(s))}</p>',
+    return html_page(title, [
+        f'<p class="headline" id="headline">{_e(headline_text(s))}</p>',
         f"<p class='note'>Fractions are of all {res.n_trajectories} starts, with {res.confidence:.0%} "
         f"Wilson intervals, under the dynamics {_e(res.dynamics)}.</p>",
-        _uncertified_html(s), "<h2>Configuration</h2>", _config_html(s), "<h2>Figures</h2>", note, feat, *sections,
-        f"<h2>Distinct critical points ({len(s['points'])})</h2>", _points_html(s["points"]),
-        "</body></html>"])
+        _uncertified_html(s), _saddle_visits_html(s), "<h2>Configuration</h2>", _config_html(s), "<h2>Figures</h2>",
+        note, feat, *sections, f"<h2>Distinct critical points ({len(s['points'])})</h2>", _points_html(s["points"])])
+
+
+def _saddle_visits_html(summary: dict) -> str:
+    rows = summary.get("saddle_visits") or []
+    if not rows:
+        return ""
+    return ("<p>Saddles the dynamics passed near (a finisher stopped there; the trajectory was continued past it, "
+            "so these hold no basin count): " + "; ".join(
+                f"point #{r['point_id']} ({_e(r['label'])}, index {r['index']}): {r['n_trajectories']} trajectories, "
+                f"lingered {r['mean_lingered']:.0f} iterations on average" for r in rows) + ".</p>")
 
 
 def write_report(out_dir) -> Path:
     """Write ``report.html`` into the results folder ``out_dir`` and return its path."""
     res = load_results(out_dir)
-    path = Path(out_dir) / REPORT_NAME
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(render_report(res), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(Path(out_dir) / REPORT_NAME, render_report(res))
 
 
 def figure_ids(html_text: str) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from .model import ModelSpec
+from ..core.model import ModelSpec
 
 
 # ----- DNC in the deep linear CE model (MODEL.md §6) -------------------------------------------

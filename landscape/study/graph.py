@@ -17,23 +17,17 @@ internal node at that level, and merges within ``level_tol`` of an existing inte
 same component join it, so one saddle joining three minima gives one node with three children.
 Empty graphs give an empty tree; isolated minima stay separate roots; disconnected components
 give several roots; saddles that join nothing new add no node.
-
-:func:`connect_saddle` builds the ±ε starts along a saddle's negative-curvature eigenvectors and
-hands them to any descent function, so it stays independent of the trajectory engines.
 """
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import networkx as nx
 import numpy as np
-import torch
 
-from .model import DeepUFM
+from ..io.results import atomic_write_text
 
 
 # ----- basin graph -------------------------------------------------------------------------------
@@ -44,12 +38,16 @@ def _rank_pattern(p: Mapping):
 
 
 def basin_graph(points: Iterable[Mapping], edges: Iterable[Mapping] = (),
-                counts: Mapping[int, int] | None = None, n_starts: int | None = None) -> nx.MultiGraph:
-    """Basin graph from point records and edge records (layouts of :class:`landscape.store.StudyStore`).
+                counts: Mapping[int, int] | None = None, n_starts: int | None = None,
+                transition_states: Iterable[Mapping] = ()) -> nx.MultiGraph:
+    """Basin graph from point, edge and transition-state records (layouts of
+    :class:`landscape.io.store.StudyStore`).
 
     ``counts``: point id → number of starts that certified there (missing ids count 0);
     ``n_starts``: all starts of the study, the denominator of ``fraction`` (None: fractions None).
-    A point's ``rank_pattern`` is taken from the record or from its ``analysis`` dict.
+    A point's ``rank_pattern`` is taken from the record or from its ``analysis`` dict. Each
+    transition state adds two edges, saddle–min1 and saddle–min2, keyed ``"ts1"``/``"ts2"`` with
+    ``transition_state=True``, the ``barrier`` from that minimum's side and ``other_minimum``.
     """
     counts = counts or {}
     G = nx.MultiGraph(n_starts=n_starts)
@@ -75,6 +73,12 @@ def basin_graph(points: Iterable[Mapping], edges: Iterable[Mapping] = (),
         sign = int(e["sign"])
         G.add_edge(s, t, key=f"{int(e['direction'])}{'+' if sign > 0 else '-'}", direction=int(e["direction"]),
                    sign=sign, barrier=float(barrier), eigenvalue=e.get("eigenvalue"), eps=e.get("eps"))
+    for ts in transition_states:
+        s, a, b = int(ts["saddle_id"]), int(ts["min1_id"]), int(ts["min2_id"])
+        for key, m, other, barrier in (("ts1", a, b, ts["barrier1"]), ("ts2", b, a, ts["barrier2"])):
+            if s not in G or m not in G:
+                raise ValueError(f"transition state {s} joins point {m}, which is not among the points")
+            G.add_edge(s, m, key=key, transition_state=True, barrier=float(barrier), other_minimum=other)
     return G
 
 
@@ -179,7 +183,7 @@ def tree_to_json(T: nx.DiGraph) -> dict:
 
 def write_tree_json(T: nx.DiGraph, path: str | Path) -> None:
     """Write :func:`tree_to_json` to ``path``."""
-    Path(path).write_text(json.dumps(tree_to_json(T), indent=1, sort_keys=True))
+    atomic_write_text(path, json.dumps(tree_to_json(T), indent=1, sort_keys=True))
 
 
 def _graphml_value(v):
@@ -190,83 +194,22 @@ def _graphml_value(v):
     return json.dumps(v)
 
 
-def write_graphml(G: nx.Graph, path: str | Path) -> None:
-    """Write a basin graph to GraphML. GraphML holds scalars only: None attributes are left out,
-    lists, tuples and dicts are written as JSON strings."""
+def graphml_text(G: nx.Graph) -> str:
+    """A basin graph (or tree) as GraphML text. GraphML holds scalars only: None attributes are
+    left out, lists, tuples and dicts are written as JSON strings; tuple node names (the tree's)
+    become their string form."""
     H = G.copy()
+    if any(isinstance(n, tuple) for n in H):
+        H = nx.relabel_nodes(H, {n: _node_name(n) for n in H if isinstance(n, tuple)})
     for attrs in [H.graph, *(a for _, a in H.nodes(data=True)), *(a for *_, a in H.edges(data=True))]:
         for k in list(attrs):
             if attrs[k] is None:
                 del attrs[k]
             else:
                 attrs[k] = _graphml_value(attrs[k])
-    nx.write_graphml(H, str(path))
+    return "\n".join(nx.generate_graphml(H)) + "\n"
 
 
-# ----- connecting saddles ------------------------------------------------------------------------
-@dataclass
-class SaddleConnection:
-    """The ±ε descents from one saddle.
-
-    ``starts`` (2m, P): row 2j is θ_s + ε v_j, row 2j+1 is θ_s − ε v_j, v_j the unit-norm j-th
-    negative-curvature eigenvector; ``directions`` (2m, 2) int64 rows (j, sign); ``start_loss``
-    (2m,) the loss at each start (below ``saddle_loss`` to second order in ε for a strict
-    saddle); ``results``: whatever ``descend(starts)`` returned.
-    """
-
-    starts: torch.Tensor
-    directions: np.ndarray
-    start_loss: np.ndarray
-    saddle_loss: float
-    eps: float
-    results: Any
-
-    def edges(self, saddle_id: int, targets: Sequence[tuple[int | None, float | None, str]],
-              eigenvalues: Sequence[float] | None = None) -> list[dict]:
-        """Edge records for :meth:`landscape.store.StudyStore.add_edges`.
-
-        ``targets[r]`` = (point id or None, its loss or None, stop reason) of the descent from
-        ``starts[r]``; ``eigenvalues[j]`` the eigenvalue of direction j (optional).
-        """
-        if len(targets) != len(self.directions):
-            raise ValueError(f"{len(targets)} targets for {len(self.directions)} descents")
-        out = []
-        for (j, sign), (tid, tloss, reason) in zip(self.directions.tolist(), targets):
-            out.append({"saddle_id": int(saddle_id), "direction": j, "sign": sign,
-                        "target_id": None if tid is None else int(tid),
-                        "eigenvalue": None if eigenvalues is None else float(eigenvalues[j]), "eps": self.eps,
-                        "barrier": None if tid is None else self.saddle_loss - float(tloss),
-                        "stop_reason": reason})
-        return out
-
-
-def connect_saddle(model: DeepUFM, theta_saddle, neg_eigvecs, descend: Callable[[torch.Tensor], Any],
-                   eps: float = 1e-3) -> SaddleConnection:
-    """Start a descent at θ_s ± ε v_j for every negative-curvature eigenvector v_j of a saddle.
-
-    ``theta_saddle``: (P,); ``neg_eigvecs``: (P, m), one eigenvector per column (as returned by
-    ``eigh``; normalised here to unit Euclidean norm); ``eps``: the Euclidean step length in
-    parameter space. ``descend`` receives the (2m, P) starts in the model's dtype and device and
-    may return anything (e.g. the engine's batched result); it is stored as ``results``.
-    """
-    if not (math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps={eps!r} is invalid: must be a finite number > 0")
-    th = torch.as_tensor(theta_saddle, dtype=model.dtype, device=model.device).reshape(-1)
-    V = torch.as_tensor(neg_eigvecs, dtype=model.dtype, device=model.device)
-    if V.dim() == 1:
-        V = V.unsqueeze(1)
-    if V.shape[0] != th.shape[0]:
-        raise ValueError(f"neg_eigvecs has {V.shape[0]} rows: must be (P={th.shape[0]}, m)")
-    norms = torch.linalg.vector_norm(V, dim=0)
-    if bool((norms == 0).any()):
-        raise ValueError("neg_eigvecs has a zero column")
-    V = V / norms
-    m = V.shape[1]
-    steps = torch.stack([V.T, -V.T], dim=1).reshape(2 * m, th.shape[0])  # rows: +v0, −v0, +v1, −v1, …
-    starts = th.unsqueeze(0) + eps * steps
-    directions = np.stack([np.repeat(np.arange(m), 2), np.tile([1, -1], m)], axis=1).astype(np.int64)
-    with torch.no_grad():
-        start_loss = model.loss(starts).cpu().numpy()
-        saddle_loss = float(model.loss(th.unsqueeze(0))[0])
-    return SaddleConnection(starts=starts, directions=directions, start_loss=start_loss,
-                            saddle_loss=saddle_loss, eps=float(eps), results=descend(starts))
+def write_graphml(G: nx.Graph, path: str | Path) -> None:
+    """Write :func:`graphml_text` to ``path`` (atomically)."""
+    atomic_write_text(path, graphml_text(G))

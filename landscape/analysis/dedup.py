@@ -36,7 +36,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from .model import DeepUFM, ModelSpec, check_number
+from ..core.model import DeepUFM, ModelSpec
+from ..core.validate import check_number
 
 
 @dataclass(frozen=True)

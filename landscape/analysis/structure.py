@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.sparse.csgraph import connected_components
 
-from .model import DeepUFM, ModelSpec, as_theta64
+from ..core.jsonsafe import json_float
+from ..core.model import DeepUFM, ModelSpec, as_theta64
 from .theory import pattern_name, simplex
 
 DEFAULT_RANK_RTOL = 1e-6
@@ -54,7 +55,7 @@ class RankInfo:
     rtol: float
 
     def to_dict(self) -> dict:
-        return {"rank": self.rank, "gap": _jf(self.gap), "rtol": self.rtol,
+        return {"rank": self.rank, "gap": json_float(self.gap), "rtol": self.rtol,
                 "singular_values": [float(x) for x in self.singular_values]}
 
 
@@ -104,19 +105,7 @@ class LayerMetrics:
     weight: str | None = None
 
     def to_dict(self) -> dict:
-        return {k: _jf(v) for k, v in self.__dict__.items()}
-
-
-def _jf(v):
-    """JSON-safe float: None for None/nan/inf."""
-    if v is None or isinstance(v, str):
-        return v
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    v = float(v)
-    return v if np.isfinite(v) else None
+        return {k: json_float(v) for k, v in self.__dict__.items()}
 
 
 def _normalised_distance(G: np.ndarray, T: np.ndarray) -> float | None:
@@ -172,8 +161,8 @@ class Block:
     residual: float
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "classes": list(self.classes), "scale": _jf(self.scale),
-                "residual": _jf(self.residual)}
+        return {"kind": self.kind, "classes": list(self.classes), "scale": json_float(self.scale),
+                "residual": json_float(self.residual)}
 
 
 def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) -> list[Block]:
@@ -233,7 +222,7 @@ class StructureReport:
                 "ranks": {k: v.to_dict() for k, v in self.ranks.items()},
                 "dnc": [m.to_dict() for m in self.layers], "Zbar": self.Zbar.tolist(),
                 "blocks": [b.to_dict() for b in self.blocks], "pattern": self.pattern,
-                "dnc_holds": self.dnc_holds, "zbar_simplex_residual": _jf(self.zbar_simplex_residual),
+                "dnc_holds": self.dnc_holds, "zbar_simplex_residual": json_float(self.zbar_simplex_residual),
                 "thresholds": dict(self.thresholds)}
 
 

@@ -31,9 +31,12 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     return float(ci.low), float(ci.high)
 
 
-def _row(count: int, n: int, confidence: float) -> dict:
+def proportion(count: int, n: int, confidence: float = 0.95) -> dict:
+    """``{"count", "fraction", "ci_low", "ci_high"}`` of count/n with its Wilson interval: the one
+    builder of every fraction row (study summaries, prevalence tables, figures). The fraction is
+    None for n = 0."""
     lo, hi = wilson_interval(count, n, confidence)
-    return {"count": int(count), "fraction": count / n if n else float("nan"), "ci_low": lo, "ci_high": hi}
+    return {"count": int(count), "fraction": count / n if n else None, "ci_low": lo, "ci_high": hi}
 
 
 def _check_provenance(provenance: Mapping) -> dict:
@@ -105,12 +108,12 @@ def basin_fractions(trajectories: Iterable[Mapping], points: Iterable[Mapping], 
     for pid, c in sorted(reached.items(), key=lambda kv: (-kv[1], kv[0])):
         p = pts[pid]
         point_rows.append({"point_id": pid, "kind": p["kind"], "label": p.get("label"), "loss": p.get("loss"),
-                           **_row(c, n, confidence)})
+                           **proportion(c, n, confidence)})
         groups.setdefault((p["kind"], p.get("label")), []).append(pid)
-    label_rows = [{"kind": k, "label": lab, "n_points": len(ids), **_row(sum(reached[i] for i in ids), n, confidence)}
+    label_rows = [{"kind": k, "label": lab, "n_points": len(ids), **proportion(sum(reached[i] for i in ids), n, confidence)}
                   for (k, lab), ids in groups.items()]
     label_rows.sort(key=lambda r: (-r["count"], r["kind"], str(r["label"])))
-    unc_rows = [{"stop_reason": s, **_row(c, n, confidence)}
+    unc_rows = [{"stop_reason": s, **proportion(c, n, confidence)}
                 for s, c in sorted(stops.items(), key=lambda kv: (-kv[1], kv[0]))]
     species = [c for pid, c in reached.items() if pts[pid]["kind"] in species_kinds]
     return {"provenance": prov, "confidence": confidence, "n_starts": n, "n_certified": sum(reached.values()),

@@ -20,7 +20,8 @@ from dataclasses import dataclass, asdict
 import numpy as np
 import torch
 
-from .model import ModelSpec, SpecError, check_number
+from .model import ModelSpec
+from .validate import SpecError, check_choice, check_number
 
 SCHEMES = ("gaussian", "small", "orthogonal")
 
@@ -36,14 +37,14 @@ class InitScheme:
     scales: tuple[float, ...] | None = None
 
     def __post_init__(self):
-        if self.name not in SCHEMES:
-            raise SpecError(f"init.name={self.name!r} is invalid: must be one of {SCHEMES}")
+        check_choice("init.name", self.name, SCHEMES)
         for f in ("scale_H", "scale_W", "alpha"):
-            check_number(f"init.{f}", getattr(self, f))
+            object.__setattr__(self, f, check_number(f"init.{f}", getattr(self, f)))
         if self.scales is not None:
-            object.__setattr__(self, "scales", tuple(float(x) for x in self.scales))
-            if any(not (np.isfinite(x) and x >= 0) for x in self.scales):
-                raise SpecError(f"init.scales={self.scales!r} is invalid: must be finite numbers >= 0")
+            if not isinstance(self.scales, (list, tuple)):
+                raise SpecError(f"init.scales={self.scales!r} is invalid: must be a list of L+1 standard deviations")
+            object.__setattr__(self, "scales", tuple(check_number(f"init.scales[{i}]", x, allow_zero=True)
+                                                     for i, x in enumerate(self.scales)))
 
     def stds(self, spec: ModelSpec) -> tuple[float, ...]:
         """Standard deviation of the entries of each factor [H₁, W₁..W_L]."""
@@ -71,7 +72,7 @@ def trajectory_seed(study_seed: int, index: int) -> int:
 
 def draw_start(spec: ModelSpec, scheme: InitScheme, seed: int) -> torch.Tensor:
     """One start θ₀ of shape (P,) from a generator seeded with ``seed``."""
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(seed))  # on the host: the same start on every device
     parts = []
     for i, ((r, c), std) in enumerate(zip(spec.shapes, scheme.stds(spec))):
         if scheme.name == "orthogonal" and i > 0:  # factor 0 is H₁, always Gaussian
@@ -85,9 +86,11 @@ def draw_start(spec: ModelSpec, scheme: InitScheme, seed: int) -> torch.Tensor:
     return torch.cat(parts).to(spec.torch_dtype)
 
 
-def draw_starts(spec: ModelSpec, scheme: InitScheme, study_seed: int, indices) -> torch.Tensor:
-    """Starts for trajectory ``indices`` of a study, shape (len(indices), P)."""
+def draw_starts(spec: ModelSpec, scheme: InitScheme, study_seed: int, indices, device="cpu") -> torch.Tensor:
+    """Starts for trajectory ``indices`` of a study, shape (len(indices), P), drawn on the host
+    with the per-trajectory seeds (so trajectory i starts from the same point on every device)
+    and then moved to ``device``."""
     idx = list(indices)
     if not idx:
-        return torch.zeros(0, spec.P, dtype=spec.torch_dtype)
-    return torch.stack([draw_start(spec, scheme, trajectory_seed(study_seed, i)) for i in idx])
+        return torch.zeros(0, spec.P, dtype=spec.torch_dtype, device=device)
+    return torch.stack([draw_start(spec, scheme, trajectory_seed(study_seed, i)) for i in idx]).to(device)

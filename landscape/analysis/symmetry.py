@@ -1,0 +1,132 @@
+"""The symmetries of MODEL.md §5: gauge tangents, the symmetry space, and the group actions.
+
+Gauge. For each interface i between factor F_i (rows of size d) and F_{i+1} (columns of size d)
+and each antisymmetric A ∈ so(d), the gauge tangent is δF_i = A F_i, δF_{i+1} = −F_{i+1} A (the
+derivative of F_i → O F_i, F_{i+1} → F_{i+1} Oᵀ at O = I). The linear model has L interfaces
+(H₁|W₁, W₁|W₂, …, W_{L−1}|W_L); with ReLU only H₁|W₁ is a continuous symmetry (hidden-unit
+permutations remain at every ReLU layer). The span of the tangents is computed by SVD (its
+numerical rank under ``symmetry_rtol``) rather than assumed; at a linear critical point of rank
+r it equals L·(r·d − r(r+1)/2). At a critical point these vectors are in the Hessian's null
+space (:func:`null_part` keeps only the part that verifiably is).
+
+Discrete symmetries: hidden-unit permutations (a special gauge rotation, :func:`apply_gauge`
+with a permutation matrix) and class relabelling (:func:`relabel_classes`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.model import ModelSpec
+
+DEFAULT_SYMMETRY_RTOL = 1e-8
+
+
+def gauge_interfaces(spec: ModelSpec) -> list[int]:
+    """Interfaces i (between factor i and factor i+1, factors [H₁, W₁, …, W_L]) with an O(d) gauge:
+    all L for the linear model, only 0 (H₁|W₁) with ReLU."""
+    return list(range(spec.L)) if spec.activation == "linear" else [0]
+
+
+def symmetry_tangents(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTOL) -> np.ndarray:
+    """Gauge tangent vectors at θ that can be non-zero, stacked as rows: (T, P).
+
+    For interface i let u_1..u_d be the left singular vectors of [F_i, F_{i+1}ᵀ] (d × ·), the
+    first r_i of them spanning its numerical range (singular values > rtol·largest). A generator
+    A = u_a u_bᵀ − u_b u_aᵀ with both a, b ≥ r_i annihilates F_i and F_{i+1} (tangent exactly 0), so
+    only pairs a < r_i, a < b are built: δF_i = A F_i, δF_{i+1} = −F_{i+1} A, every other factor 0
+    (r_i·d − r_i(r_i+1)/2 rows per interface, out of d(d−1)/2). The span's dimension is then found
+    numerically by :func:`symmetry_space`.
+    """
+    F = spec.split(theta)
+    offs = spec.offsets
+    d = spec.d
+    rows = []
+    for i in gauge_interfaces(spec):
+        Fi, Fn = F[i], F[i + 1]
+        U, sv, _ = np.linalg.svd(np.hstack([Fi, Fn.T]), full_matrices=True)
+        r = int(np.sum(sv > rtol * sv[0])) if sv.size and sv[0] > 0 else 0
+        UF = U.T @ Fi          # (d, cols_i): row a is u_aᵀ F_i
+        FU = Fn @ U            # (rows_{i+1}, d): column a is F_{i+1} u_a
+        for a in range(r):
+            b = np.arange(a + 1, d)
+            if b.size == 0:
+                continue
+            dFi = U[:, a][None, :, None] * UF[b][:, None, :] - U[:, b].T[:, :, None] * UF[a][None, None, :]
+            dFn = -FU[:, a][None, :, None] * U[:, b].T[:, None, :] + FU[:, b].T[:, :, None] * U[:, a][None, None, :]
+            block = np.zeros((b.size, spec.P))
+            block[:, offs[i]:offs[i + 1]] = dFi.reshape(b.size, -1)
+            block[:, offs[i + 1]:offs[i + 2]] = dFn.reshape(b.size, -1)
+            rows.append(block)
+    return np.vstack(rows) if rows else np.zeros((0, spec.P))
+
+
+@dataclass
+class SymmetrySpace:
+    """Span of the gauge tangents at a point.
+
+    ``basis`` (P, s) orthonormal; ``singular_values`` of the stacked tangents (descending);
+    ``dimension`` s = #{σ > rtol·σ_max} (0 at the origin); ``gap`` = σ_s/σ_{s+1} (inf when
+    σ_{s+1} = 0 or s is full)."""
+
+    basis: np.ndarray
+    singular_values: np.ndarray
+    dimension: int
+    rtol: float
+    gap: float
+
+
+def symmetry_space(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTOL) -> SymmetrySpace:
+    """Orthonormal basis and dimension of the gauge-orbit tangent space at θ (SVD of the tangents)."""
+    T = symmetry_tangents(spec, theta, rtol)
+    if T.shape[0] == 0:
+        return SymmetrySpace(np.zeros((spec.P, 0)), np.zeros(0), 0, rtol, float("inf"))
+    _, s, Vt = np.linalg.svd(T, full_matrices=False)
+    dim = int(np.sum(s > rtol * s[0])) if s[0] > 0 else 0
+    gap = float(s[dim - 1] / s[dim]) if 0 < dim < len(s) and s[dim] > 0 else float("inf")
+    return SymmetrySpace(Vt[:dim].T.copy(), s, dim, rtol, gap)
+
+
+def null_part(Q: np.ndarray, HQ: np.ndarray, tau: float) -> tuple[np.ndarray, int]:
+    """The part of the symmetry tangent space span(Q) (Q: (P, s) orthonormal, HQ = H·Q) on which
+    the Hessian vanishes: eigen-directions of QᵀHQ with |μ| ≤ τ. Returns (basis (P, s'), s − s').
+
+    At a critical point every orbit tangent is a null vector of H, so s' = s. Near a point whose
+    orbit collapses (θ within certification noise of the origin, where H ≈ λI) the tangents are
+    numerically resolvable but not zero modes; they are dropped instead of counted.
+    """
+    if Q.shape[1] == 0:
+        return Q, 0
+    M = Q.T @ HQ
+    mu, U = np.linalg.eigh(0.5 * (M + M.T))
+    keep = np.abs(mu) <= tau
+    if keep.all():
+        return Q, 0
+    return Q @ U[:, keep], int((~keep).sum())
+
+
+# ----- group actions -------------------------------------------------------------------------
+def apply_gauge(spec: ModelSpec, theta, transforms: dict) -> np.ndarray:
+    """θ with F_i → O F_i, F_{i+1} → F_{i+1} Oᵀ for each interface i → O (d×d orthogonal) in
+    ``transforms``. Any O ∈ O(d) is a symmetry at the interfaces of :func:`gauge_interfaces`;
+    a permutation matrix (hidden-unit permutation) is one at every interface, also with ReLU."""
+    F = spec.split(theta)
+    for i, O in transforms.items():
+        F[i] = O @ F[i]
+        F[i + 1] = F[i + 1] @ O.T
+    return spec.join(F)
+
+
+def relabel_classes(spec: ModelSpec, theta, perm) -> np.ndarray:
+    """θ with class c renamed perm[c]: H₁'s column block c moves to block perm[c] and W_L's row c to
+    row perm[c], so Z̄ → ΠZ̄Πᵀ and the loss is unchanged."""
+    perm = np.asarray(perm)
+    F = spec.split(theta)
+    n = spec.n
+    H = F[0].reshape(spec.d, spec.K, n)
+    Hn, Wn = np.empty_like(H), np.empty_like(F[-1])
+    Hn[:, perm] = H
+    Wn[perm] = F[-1]
+    F[0], F[-1] = Hn.reshape(spec.d, spec.N), Wn
+    return spec.join(F)

@@ -1,0 +1,215 @@
+"""Batched Krylov methods on B independent symmetric operators at once: MINRES and Lanczos.
+
+Used by the Newton-MR engines: each row solves H_b p_b = −g_b with only Hessian-vector products.
+MINRES minimises ‖H p − b‖ over the Krylov space, so it copes with the singular (symmetry) and
+indefinite (saddle) Hessians of the deep UFM; from p₀ = 0 on a consistent system it returns the
+minimum-norm solution, which has no component along the symmetry null space.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def minres_batched(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
+                   maxiter: int = 200, rtol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Solve A_b x_b = b_b for every row b of ``b`` (B, P); ``matvec`` maps (B, P) → (B, P).
+
+    Follows Paige & Saunders' MINRES (the recurrences of ``scipy.sparse.linalg.minres``), with
+    per-row scalars. A row stops updating once its residual estimate ‖r‖ ≤ rtol·‖b‖, its Krylov
+    space is exhausted, or ‖A r‖ ≤ rtol·‖A‖·‖r‖ (least-squares solution of an inconsistent system).
+
+    Returns (x, residual_norm_estimate, iterations), shapes (B, P), (B,), (B,).
+    """
+    B, P = b.shape
+    dt = b.dtype
+    eps = torch.finfo(dt).eps
+    x = torch.zeros_like(b)
+    beta1 = b.norm(dim=1)
+    active = beta1 > 0
+    r1 = b.clone()
+    r2 = b.clone()
+    y = b.clone()
+    kw = {"dtype": dt, "device": b.device}
+    oldb = torch.zeros(B, **kw)
+    beta = beta1.clone()
+    dbar = torch.zeros(B, **kw)
+    epsln = torch.zeros(B, **kw)
+    phibar = beta1.clone()
+    cs = -torch.ones(B, **kw)
+    sn = torch.zeros(B, **kw)
+    w = torch.zeros_like(b)
+    w2 = torch.zeros_like(b)
+    tnorm2 = torch.zeros(B, **kw)
+    iters = torch.zeros(B, dtype=torch.long, device=b.device)
+    for itn in range(1, maxiter + 1):
+        if itn % 8 == 1 and not bool(active.any()):  # one host synchronisation every 8 iterations
+            break
+        safe_beta = torch.where(active & (beta > 0), beta, torch.ones_like(beta))
+        v = y / safe_beta[:, None]
+        y = matvec(v)
+        if itn >= 2:
+            y = y - (beta / torch.where(oldb > 0, oldb, torch.ones_like(oldb)))[:, None] * r1
+        alfa = (v * y).sum(dim=1)
+        y = y - (alfa / safe_beta)[:, None] * r2
+        r1, r2 = r2, y
+        oldb = beta
+        beta = y.norm(dim=1)
+        tnorm2 = tnorm2 + alfa ** 2 + oldb ** 2 + beta ** 2
+        oldeps = epsln
+        delta = cs * dbar + sn * alfa
+        gbar = sn * dbar - cs * alfa
+        epsln = sn * beta
+        dbar = -cs * beta
+        root = torch.hypot(gbar, dbar)
+        gamma = torch.clamp(torch.hypot(gbar, beta), min=eps)
+        cs = gbar / gamma
+        sn = beta / gamma
+        phi = cs * phibar
+        phibar_new = sn * phibar
+        w1, w2_new = w2, w
+        w_new = (v - oldeps[:, None] * w1 - delta[:, None] * w2_new) / gamma[:, None]
+        m = active[:, None]
+        x = torch.where(m, x + phi[:, None] * w_new, x)
+        w2 = torch.where(m, w2_new, w2)
+        w = torch.where(m, w_new, w)
+        arnorm = phibar * root
+        phibar = torch.where(active, phibar_new, phibar)
+        iters = iters + active.long()
+        anorm = torch.sqrt(tnorm2)
+        done = (phibar <= rtol * beta1) | (beta <= eps * anorm) | (arnorm <= rtol * anorm * phibar)
+        active = active & ~done
+    return x, phibar, iters
+
+
+def lanczos_ritz_values(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor,
+                        steps: int) -> torch.Tensor:
+    """Ritz values (B, steps) of B independent symmetric operators after ``steps`` Lanczos steps
+    from the start vectors v0 (B, P), ascending per row. ``matvec`` maps (B, P) → (B, P).
+
+    Plain three-term Lanczos without reorthogonalisation: enough for *extreme-value witnesses*.
+    Every Ritz value lies in the convex hull of the spectrum up to O(ε‖A‖) even after loss of
+    orthogonality (Paige), so a Ritz value below −t proves an eigenvalue below −t + O(ε‖A‖);
+    ghost copies of converged values do no harm there. A row whose Krylov space is exhausted
+    (β ≈ 0) pads with zeros, which witness nothing. No host synchronisation.
+    """
+    B, P = v0.shape
+    dt, dev = v0.dtype, v0.device
+    eps = torch.finfo(dt).eps
+    v = v0 / v0.norm(dim=1, keepdim=True).clamp(min=torch.finfo(dt).tiny)
+    v_prev = torch.zeros_like(v)
+    beta = torch.zeros(B, dtype=dt, device=dev)
+    alphas, betas = [], []
+    for j in range(steps):
+        w = matvec(v)
+        a = (w * v).sum(dim=1)
+        w = w - a[:, None] * v - beta[:, None] * v_prev
+        b = w.norm(dim=1)
+        alive = b > eps * (a.abs() + beta + 1.0) * 1e2
+        alphas.append(a)
+        betas.append(torch.where(alive, b, torch.zeros_like(b)))
+        v_prev, v = v, torch.where(alive[:, None], w / b.clamp(min=torch.finfo(dt).tiny)[:, None], torch.zeros_like(w))
+        beta = betas[-1]
+    T = torch.diag_embed(torch.stack(alphas, dim=1))
+    if steps > 1:
+        off = torch.stack(betas[:-1], dim=1)
+        T = T + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
+    return torch.linalg.eigvalsh(T)
+
+
+def _orthonormalise(W: torch.Tensor, basis: torch.Tensor | None, drop_tol: float,
+                    proj: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Columns of W (P, b) made orthonormal, orthogonal to ``basis`` (P, m) and inside the range
+    of the projector ``proj``: two passes of (project, block Gram–Schmidt), a QR that drops the
+    columns that were (numerically) in the span, and a final projection and QR. Projecting after
+    every renormalisation keeps round-off from growing a component outside the subspace."""
+    for _ in range(2):
+        if proj is not None:
+            W = proj(W)
+        if basis is not None and basis.shape[1]:
+            W = W - basis @ (basis.T @ W)
+    scale = float(W.norm(dim=0).max()) if W.numel() else 0.0
+    Q, R = torch.linalg.qr(W)
+    d = R.diagonal().abs()
+    Q = Q[:, d > drop_tol * max(scale, torch.finfo(W.dtype).tiny)]
+    if Q.shape[1] and (proj is not None or (basis is not None and basis.shape[1])):
+        if proj is not None:
+            Q = proj(Q)
+        if basis is not None and basis.shape[1]:
+            Q = Q - basis @ (basis.T @ Q)
+        Q, R = torch.linalg.qr(Q)
+        Q = Q[:, R.diagonal().abs() > 0.5]
+    return Q
+
+
+def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], P: int, k: int, *, which: str = "SA",
+                  block: int | None = None, tol: float = 1e-10, max_basis: int | None = None,
+                  max_restarts: int = 30, seed: int = 0, project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  dtype=torch.float64, device="cpu") -> tuple[torch.Tensor, torch.Tensor, bool, dict]:
+    """The k algebraically smallest (``which='SA'``) or largest (``'LA'``) eigenpairs of a
+    symmetric operator, by block Lanczos with full reorthogonalisation and explicit restarts.
+
+    ``matmat`` maps (P, b) → (P, b). The block size (default k + 4) bounds the multiplicity of
+    an eigenvalue the method resolves: a single-vector Lanczos (ARPACK) sees one copy of an exact
+    multiple eigenvalue, a block of b vectors up to b copies. ``project`` (optional, (P, b) →
+    (P, b), an orthogonal projector) restricts the search to a subspace, e.g. the complement of
+    the symmetry tangents: every basis block is projected, so the Krylov space never leaves it.
+    A Ritz pair (μ, y) has converged when ‖Hy − μy‖ ≤ tol·‖H‖ (‖H‖ estimated by the largest
+    |Ritz value|). The start block is drawn with ``seed`` (reproducible on every device).
+
+    Returns (eigenvalues (k,) ascending, eigenvectors (P, k), converged, info) with info
+    ``{"restarts", "matvecs", "residuals"}``.
+    """
+    if which not in ("SA", "LA"):
+        raise ValueError(f"which={which!r} is invalid: must be 'SA' or 'LA'")
+    sign = 1.0 if which == "SA" else -1.0
+    k = int(min(k, P))
+    b = int(min(block or (k + 4), P))
+    max_basis = int(min(P, max_basis or max(6 * (k + b), 120)))
+    gen = torch.Generator().manual_seed(int(seed))
+    X = torch.randn(P, b, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+    matvecs = 0
+    eps = torch.finfo(dtype).eps
+    vals = vecs = None
+    resid = None
+    converged = False
+    restarts = 0
+    for restarts in range(max_restarts + 1):
+        V = _orthonormalise(X, None, eps * 100, project)
+        basis, AB = V, sign * matmat(V)
+        matvecs += V.shape[1]
+        last, A_last = V, AB
+        while True:
+            T = basis.T @ AB
+            T = 0.5 * (T + T.T)
+            mu, Y = torch.linalg.eigh(T)
+            kk = min(k, mu.numel())
+            Yk = Y[:, :kk]
+            R = AB @ Yk - basis @ Yk * mu[:kk]
+            resid = R.norm(dim=0)
+            hnorm = float(mu.abs().max()) if mu.numel() else 1.0
+            vals, vecs = sign * mu[:kk], basis @ Yk
+            if kk == k and bool((resid <= tol * max(hnorm, eps)).all()):
+                converged = True
+                break
+            if basis.shape[1] + b > max_basis or basis.shape[1] >= P:
+                break
+            Vn = _orthonormalise(A_last - last @ (last.T @ A_last), basis, eps * 100, project)
+            if Vn.shape[1] == 0:  # invariant subspace: the Ritz values are exact
+                converged = kk == k
+                break
+            An = sign * matmat(Vn)
+            matvecs += Vn.shape[1]
+            basis, AB = torch.cat([basis, Vn], dim=1), torch.cat([AB, An], dim=1)
+            last, A_last = Vn, An
+        if converged:
+            break
+        # explicit restart from the best k + b Ritz vectors (the wanted ones first)
+        X = basis @ Y[:, :min(b + k, Y.shape[1])]
+        if X.shape[1] < b:
+            X = torch.cat([X, torch.randn(P, b - X.shape[1], generator=gen, dtype=torch.float64).to(X)], dim=1)
+    order = torch.argsort(vals)
+    info = {"restarts": restarts, "matvecs": matvecs,
+            "residuals": resid[:len(order)][order.cpu() if resid.device.type == "cpu" else order].tolist()}
+    return vals[order], vecs[:, order], converged, info

@@ -1,0 +1,19 @@
+"""Trajectory engines, batched over B trajectories: typed state, one module per engine, the driver.
+
+* :mod:`.state`: :class:`EngineState` (batch fields with leading dimension B, scalar fields,
+  :meth:`~EngineState.take`).
+* :mod:`.gd`, :mod:`.flow`, :mod:`.newton`, :mod:`.lbfgs`: each an options dataclass and an
+  (init, step) pair over its state.
+* :mod:`.stage`: :class:`StageConfig` (engine, its options, the stopping rules) and the
+  :data:`ENGINES` registry.
+* :mod:`.driver`: :func:`run_engine` and :func:`run_pipeline` (active sets, stop reasons,
+  negative-curvature tests before a descent converges or hands over).
+* :mod:`.curvature`: the batched negative-curvature witness.
+"""
+from .driver import run_engine, run_pipeline
+from .results import STOP_REASONS, TrajectoryResults
+from .stage import ENGINES, StageConfig, make_stage
+from .state import EngineState
+
+__all__ = ["ENGINES", "EngineState", "STOP_REASONS", "StageConfig", "TrajectoryResults", "make_stage", "run_engine",
+           "run_pipeline"]

@@ -1,0 +1,48 @@
+"""Negative-curvature witnesses: does the Hessian at θ have an eigenvalue below −t?
+
+A descent dynamics does not end at a saddle, so before a descent trajectory counts as converged
+(or is handed to a finisher such as the Newton polish, which converges to critical points of
+any index) the driver asks this question for every row at once: ``steps`` Lanczos iterations on
+the batched Hessian-vector product (:func:`landscape.core.linalg.lanczos_ritz_values`) from a
+fixed start vector (the normalised gradient plus a seeded random vector). A Ritz value below −t
+*proves* an eigenvalue below −t (up to O(ε‖H‖)); not finding one proves nothing, which is why the
+study also checks the Hessian index of every certified end point it stores.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..core.linalg import lanczos_ritz_values
+from ..core.model import DeepUFM
+
+#: Seed of the random part of the Lanczos start vector (the same for every row and device).
+START_SEED = 20251201
+
+
+def start_vectors(theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Lanczos start vectors (B, P): ĝ + r̂ with ĝ the unit gradient and r̂ one unit random vector
+    drawn on the host with :data:`START_SEED` (so every device starts from the same vector)."""
+    P = theta.shape[1]
+    r = torch.randn(P, generator=torch.Generator().manual_seed(START_SEED), dtype=torch.float64)
+    r = (r / r.norm()).to(device=theta.device, dtype=theta.dtype)
+    g = grad / grad.norm(dim=1, keepdim=True).clamp(min=torch.finfo(grad.dtype).tiny)
+    return g + r.unsqueeze(0)
+
+
+def curvature_threshold(model: DeepUFM, grad_norm: torch.Tensor, tau_rel: float, grad_mult: float) -> torch.Tensor:
+    """t = max(tau_rel·min_l λ_l, grad_mult·‖∇L‖) per row (B,): τ is the analysis' zero threshold
+    (landscape.analysis.hessian); the ‖∇L‖ term covers the symmetry-orbit directions, whose
+    curvature away from a critical point is O(‖∇L‖) (differentiate L(gθ) = L(θ) twice)."""
+    return torch.clamp(grad_mult * grad_norm, min=tau_rel * min(model.spec.lambdas))
+
+
+def negative_curvature(model: DeepUFM, theta: torch.Tensor, grad: torch.Tensor, steps: int,
+                       threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(witness (B,) bool, smallest Ritz value (B,)): witness[b] when a Ritz value of the Hessian
+    at θ_b falls below −threshold[b]. Costs ``steps`` Hessian-vector products per row."""
+    if theta.shape[0] == 0:
+        empty = torch.zeros(0, dtype=theta.dtype, device=theta.device)
+        return empty.bool(), empty
+    op = model.hvp_operator(theta)
+    rmin = lanczos_ritz_values(op, start_vectors(theta, grad), steps)[:, 0]
+    return rmin < -threshold, rmin

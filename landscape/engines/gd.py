@@ -1,0 +1,31 @@
+"""Full-batch gradient descent, θ ← θ − lr·∇L(θ): the paper's dynamics (lr 0.5).
+
+One gradient evaluation per iteration and no host synchronisation: the step is three tensor
+operations on the whole batch, so it is the engine the driver can run for many iterations
+between synchronisations on a GPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..core.model import DeepUFM
+from .options import EngineOptions, number
+from .state import EngineState
+
+
+@dataclass(frozen=True)
+class GDOptions(EngineOptions):
+    lr: float = number(0.5, "learning rate (step size)")
+
+    def describe(self) -> str:
+        return f"gd(lr={self.lr:g})"
+
+
+def init(model: DeepUFM, s: EngineState, opts: GDOptions) -> EngineState:
+    return s
+
+
+def step(model: DeepUFM, s: EngineState, opts: GDOptions) -> EngineState:
+    theta = s.theta - opts.lr * s.grad
+    loss, grad = model.loss_and_grad(theta)
+    return replace(s, theta=theta, loss=loss, grad=grad, n_grad=s.n_grad + 1)

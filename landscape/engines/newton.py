@@ -1,0 +1,52 @@
+"""Newton-MR (Roosta et al.): p = MINRES solution of H p = −∇L, then backtracking on ‖∇L‖².
+
+Accept θ + αp (α = 1, ½, ¼, …, at most ``max_halvings`` halvings) once
+‖∇L(θ+αp)‖² ≤ ‖∇L‖² + 2·armijo·α⟨Hp, ∇L⟩ (⟨Hp, ∇L⟩ from one more Hessian-vector product).
+Steps longer than ``max_step`` are scaled to that length. A row that finds no acceptable α keeps
+θ (and the driver eventually calls it stalled). Converges to critical points of any index: as a
+main engine its fractions are those of a critical-point finder, not of a descent; as a finisher
+the driver admits it only where the descent it finishes has no negative curvature. The singular
+symmetry directions of H are handled by MINRES's minimum-norm solution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from ..core.linalg import minres_batched
+from ..core.model import DeepUFM
+from .linesearch import backtrack
+from .options import EngineOptions, integer, number
+from .state import EngineState
+
+
+@dataclass(frozen=True)
+class NewtonOptions(EngineOptions):
+    minres_iter: int = integer(200, "MINRES iterations per Newton step")
+    minres_rtol: float = number(1e-10, "MINRES relative residual tolerance")
+    max_step: float = number(1.0, "longest step (Euclidean norm in parameter space)")
+    max_halvings: int = integer(30, "line-search halvings before a row gives up this step")
+    armijo: float = number(1e-4, "sufficient-decrease constant on ‖∇L‖²")
+
+    def describe(self) -> str:
+        return "newton-mr"
+
+
+def init(model: DeepUFM, s: EngineState, opts: NewtonOptions) -> EngineState:
+    return s
+
+
+def step(model: DeepUFM, s: EngineState, opts: NewtonOptions) -> EngineState:
+    op = model.hvp_operator(s.theta)
+    p, _, it = minres_batched(op, -s.grad, maxiter=opts.minres_iter, rtol=opts.minres_rtol)
+    Hp = op(p)
+    n_hvp = s.n_hvp + it + 1
+    shrink = torch.clamp(opts.max_step / p.norm(dim=1).clamp(min=1e-300), max=1.0)
+    p, Hp = p * shrink[:, None], Hp * shrink[:, None]
+    g2 = (s.grad ** 2).sum(dim=1)
+    slope = (Hp * s.grad).sum(dim=1)  # d/dα ½‖∇L(θ+αp)‖² at α = 0
+    theta, loss, grad, n_grad = backtrack(
+        model, s, p, opts.max_halvings,
+        lambda idx, alpha, l_t, g_t: (g_t ** 2).sum(dim=1) <= g2[idx] + 2 * opts.armijo * alpha * slope[idx])
+    return replace(s, theta=theta, loss=loss, grad=grad, n_grad=n_grad, n_hvp=n_hvp)

@@ -1,0 +1,188 @@
+"""The results folder: file names, atomic and symlink-safe writes, the spectra export.
+
+Every file the package writes into a results folder goes through :func:`atomic_write_bytes`:
+the content is written to a new temporary file created *exclusively* in the same folder
+(``tempfile.mkstemp``: O_CREAT | O_EXCL, a random name, so no planted file or symlink is ever
+opened for writing), flushed to disk, then renamed over the destination with ``os.replace``.
+Renaming replaces a directory entry: if the destination is a symlink, the link itself is
+replaced and whatever it pointed to is left untouched. A reader never sees half a file, and a
+run killed mid-write leaves at most a stray ``.tmp-*`` file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..core.jsonsafe import json_default
+
+#: Database file of a study folder.
+DB_NAME = "study.sqlite"
+#: Files of a study results folder (summary.json "files").
+FILES = {"config": "config.json", "summary": "summary.json", "database": DB_NAME, "spectra": "spectra.npz",
+         "tree": "tree.json", "graphml": "graph.graphml", "report": "report.html"}
+#: Files of a sweep results folder.
+SWEEP_FILES = {"sweep": "sweep.json", "prevalence": "prevalence.csv", "report": "report.html", "cells": "cells"}
+#: Everything a landscape results folder may hold that the package wrote (the study files, their
+#: SQLite journals, the per-point spectra folder and the continuation outputs).
+OWN_NAMES = frozenset(FILES.values()) | {DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal", "spectra",
+                                         "continuation.json", "continuation-d.json"}
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and without following symlinks (module docstring)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """JSON (indented; numpy values converted) written with :func:`atomic_write_bytes`."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=json_default, allow_nan=True))
+
+
+def read_json(path: str | Path):
+    """JSON from ``path``; a parse error names the file (ValueError)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
+# ----- spectra export -----------------------------------------------------------------------------
+def stored_spectra(analysis: dict, spectrum) -> dict:
+    """The :func:`write_spectra` entry of a stored point from its analysis record (as a study
+    database holds it) and its spectrum array, without re-analysis."""
+    h, ranks = analysis["hessian"], analysis["structure"]["ranks"]
+    return {"spectrum": np.asarray(spectrum, dtype=np.float64), "method": h["method"],
+            "parts": {k: np.asarray(v, dtype=np.float64) for k, v in h["parts"].items()},
+            "sv": {k: np.asarray(r["singular_values"], dtype=np.float64) for k, r in ranks.items()}}
+
+
+def analysis_spectra(a) -> dict:
+    """The :func:`write_spectra` entry of a :class:`~landscape.analysis.point.PointAnalysis`."""
+    return {"spectrum": a.spectrum, "method": a.hessian.method, "parts": a.hessian.parts, "sv": a.singular_values}
+
+
+def write_spectra(path: str | Path, entries, ids) -> None:
+    """Write one entry {'spectrum', 'method', 'parts': {...}, 'sv': {...}} per id to ``path``
+    (.npz), keyed ``"{id}/spectrum"``, ``"{id}/method"``, ``"{id}/parts/{name}"`` and
+    ``"{id}/sv/{layer}"``."""
+    ids = [str(i) for i in ids]
+    if len(ids) != len(entries) or len(set(ids)) != len(ids):
+        raise ValueError("write_spectra needs one distinct id per entry")
+    arrays = {}
+    for i, e in zip(ids, entries):
+        if "/" in i:
+            raise ValueError(f"point id {i!r} must not contain '/'")
+        arrays[f"{i}/spectrum"] = e["spectrum"]
+        arrays[f"{i}/method"] = np.array(e["method"])
+        for k, v in e["parts"].items():
+            arrays[f"{i}/parts/{k}"] = v
+        for k, v in e["sv"].items():
+            arrays[f"{i}/sv/{k}"] = v
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_spectra(path: str | Path) -> dict:
+    """Read :func:`write_spectra` output: {id: {'spectrum', 'method', 'parts': {...}, 'sv': {...}}}.
+    A damaged file is a ValueError naming it."""
+    import zipfile
+
+    out: dict = {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for key in z.files:
+                i, rest = key.split("/", 1)
+                d = out.setdefault(i, {"parts": {}, "sv": {}})
+                if rest == "method":
+                    d["method"] = str(z[key])
+                elif rest == "spectrum":
+                    d["spectrum"] = z[key]
+                else:
+                    group, name = rest.split("/", 1)
+                    d[group][name] = z[key]
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path} is not a readable spectra file ({type(exc).__name__}: {exc}); "
+                         "rewrite it with `landscape report DIR --rebuild` or delete it") from None
+    return out
+
+
+# ----- where results may be written -------------------------------------------------------------
+class OutputError(ValueError):
+    """A results folder or output file that must not be written to (named in the message)."""
+
+
+def _writable_place(path: Path) -> None:
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"{path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: {probe} is not writable (a read-only place); choose another folder")
+
+
+def check_results_folder(path: str | Path, force: bool = False) -> Path:
+    """Check that a study may be written into ``path``: a new folder, an empty one, or one that
+    already holds a study (resumed or refused later by the study itself). A file, an unwritable
+    place, or a non-empty folder without a study (someone's files) is an :class:`OutputError`
+    naming what is there, unless ``force``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"--out {path} is a file, not a folder")
+    if path.is_dir():
+        entries = sorted(os.listdir(path))
+        if entries and DB_NAME not in entries and not force:
+            shown = ", ".join(entries[:6]) + (f", … ({len(entries)} entries)" if len(entries) > 6 else "")
+            raise OutputError(f"--out {path} is not empty and holds no study ({shown}): choose a new or empty "
+                              "folder, or pass --force to write into it (files of the same names are replaced)")
+    _writable_place(path)
+    return path
+
+
+def check_output_file(path: str | Path, protected_dir: str | Path | None = None, force: bool = False) -> Path:
+    """Check that an export may write ``path``: never a file of the results folder
+    ``protected_dir`` that the package wrote (:data:`OWN_NAMES`: the database, its journals, the
+    summary, …), never a directory, never into a missing folder, and over another existing file
+    only with ``force``. Raises :class:`OutputError` naming the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"-o {path} is a directory: give a file name")
+    if not path.parent.exists():
+        raise OutputError(f"-o {path}: the folder {path.parent} does not exist")
+    if not path.parent.is_dir():
+        raise OutputError(f"-o {path}: {path.parent} is not a folder")
+    if protected_dir is not None:
+        own = {(Path(protected_dir) / n).resolve() for n in OWN_NAMES}
+        if path.resolve() in own or (path.exists() and any(path.samefile(p) for p in own if p.exists())):
+            raise OutputError(f"-o {path} is a file of the study in {protected_dir}: exports never write over it")
+    if (path.exists() or path.is_symlink()) and not force:
+        raise OutputError(f"-o {path} already exists: pass --force to replace it")
+    _writable_place(path.parent)
+    return path

@@ -1,0 +1,12 @@
+"""Studies: configuration, the run, summaries and statistics, the basin graph, descents from
+saddles, transition states, continuation, sweeps and executors.
+
+* :mod:`.config`: study files, presets, overrides, validation (:class:`StudyConfig`).
+* :mod:`.run`: :func:`run_study` (units, descent-faithful ends, saddle search, connections).
+* :mod:`.summary`: :func:`summarise` and the derived files.
+* :mod:`.stats`: Wilson intervals, basin fractions, Good–Turing, accumulation.
+* :mod:`.graph`: basin graph and disconnectivity tree (networkx).
+* :mod:`.descents`: unstable directions of a saddle and the ±ε descents.
+* :mod:`.connect`: transition states between minima (nudged elastic bands).
+* :mod:`.sweep`, :mod:`.executors`: grids of studies; in-process and Dask executors.
+"""

@@ -1,0 +1,487 @@
+"""Study configuration: TOML files, presets, command-line overrides, validation.
+
+A study file has top-level fields (``name``, ``seed``, ``trajectories``, ``batch_size``,
+``certify_tol``, ``device``, ``max_saddle_visits``), a ``[model]`` table with the fields of
+MODEL.md (``K``, ``n``, ``d``, ``L``, ``activation``, ``loss``, ``lambda``, optional ``lambda_H``
+and ``lambda_W``, ``dtype``), an ``[init]`` table (:class:`landscape.core.init.InitScheme`) and an
+array ``[[stages]]`` of engine stages (:class:`landscape.engines.StageConfig`, one flat table
+each). The last stage's ``tol`` is set to ``certify_tol``: a trajectory is certified only when
+its final gradient norm is at most that.
+
+**Layering.** Every study or sweep file is read on top of the embedded default study
+(``landscape/configs/default.toml``): what the file does not say is taken from it. Tables merge
+field by field; arrays of tables (``[[stages]]``, ``[[saddles.descend]]``) are replaced whole. So
+a file holding only ``[model] d = 12`` is the default study at width 12.
+
+Optional tables (every field has a default, and the effective values are stored with the study):
+
+* ``[saddles]`` (:class:`SaddleSearch`): saddle-search starts (Newton-MR by default), seeded as
+  trajectories ``index_offset + j``, and the descents that connect every saddle found to the
+  points below it.
+* ``[dedup]``: :class:`landscape.analysis.dedup.DedupTolerances`.
+* ``[analysis]``: :class:`landscape.analysis.settings.AnalysisSettings`.
+* ``[connect]``: the double-ended transition-state search (:mod:`landscape.study.connect`).
+
+**Presets** (:func:`presets`): the embedded studies and sweeps in ``landscape/configs/``, each
+a TOML file whose first comment line describes it; ``landscape run --preset NAME``.
+
+Overrides (``--set key=value``): a model field (``d=70``, ``lambda=0.0009765625``), a top-level
+field (``trajectories=2000``), ``init.FIELD``, ``stages.I.FIELD``, or ``lr``/``engine`` for the
+first stage; ``saddles.FIELD``, ``saddles.init.FIELD``, ``saddles.stages.I.FIELD``,
+``saddles.descend.I.FIELD``, ``dedup.FIELD``, ``analysis.FIELD``, ``connect.FIELD``. Values are
+parsed as TOML (``1e-3``, ``"relu"``, ``[1, 2]``); a bare word is a string.
+
+**Certification tolerance.** ``certify_tol`` must lie in [100·ε, 1e-8] for the model's dtype:
+below 100·ε (2.2e-14 in float64) round-off in ∇L alone exceeds it, so nothing would certify;
+above 1e-8 the parameter error of a certified point (≈ ‖∇L‖/λ) exceeds what the deduplication
+tolerances can absorb, and distinct structures merge or copies of one split. In float32 the two
+bounds cross (100·ε = 1.2e-5 > 1e-8): float32 studies cannot certify and are refused.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import tomllib
+from dataclasses import dataclass, fields
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..analysis.dedup import DedupTolerances
+from ..analysis.settings import AnalysisSettings
+from ..core.init import InitScheme
+from ..core.model import DTYPES, ModelSpec
+from ..core.validate import SpecError, check_fields, check_int, check_number, check_table
+from ..engines import ENGINES, StageConfig
+
+MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation", "loss": "loss",
+              "lambda": "lam", "lambda_H": "lam_H", "lambda_W": "lam_W", "dtype": "dtype"}
+TOP_KEYS = ("name", "seed", "trajectories", "batch_size", "certify_tol", "device", "max_saddle_visits")
+#: Optional tables (see the module docstring).
+OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "connect")
+#: Largest certification tolerance that the default deduplication separates (module docstring).
+CERTIFY_TOL_MAX = 1e-8
+#: Round-off floor of the certification tolerance, in units of the dtype's ε.
+CERTIFY_TOL_EPS_MULT = 100.0
+#: Longest study name (a results folder adds a 16-character time stamp; file systems allow 255).
+NAME_MAX = 200
+#: Devices a study may name (``cuda:N`` for a particular GPU).
+DEVICE_HELP = '"auto", "cpu", "cuda" or "cuda:N"'
+
+
+# ----- files and presets ----------------------------------------------------------------------------
+def _configs():
+    return resources.files("landscape").joinpath("configs")
+
+
+def preset_path(name: str):
+    """The embedded file of preset ``name`` (a SpecError lists the presets if there is none)."""
+    p = _configs().joinpath(f"{name}.toml")
+    if not (isinstance(name, str) and name and "/" not in name and p.is_file()):
+        raise SpecError(f"preset={name!r} is invalid: must be one of {sorted(presets())}")
+    return p
+
+
+def presets() -> dict[str, dict]:
+    """{name: {"kind": "study" | "sweep", "description": first comment line}} of the embedded files."""
+    out = {}
+    for f in sorted(_configs().iterdir(), key=lambda f: f.name):
+        if not f.name.endswith(".toml"):
+            continue
+        text = f.read_text(encoding="utf-8")
+        first = next((ln[1:].strip() for ln in text.splitlines() if ln.startswith("#")), "")
+        out[f.name[:-5]] = {"kind": "sweep" if "sweep" in tomllib.loads(text) else "study", "description": first}
+    return out
+
+
+def default_config_dict() -> dict:
+    """The embedded default study (``landscape/configs/default.toml``) as a dict."""
+    return tomllib.loads(preset_path("default").read_text(encoding="utf-8"))
+
+
+def _read_text(path: Path, what: str) -> str:
+    if path.is_dir():
+        raise SpecError(f"{what}={str(path)!r} is invalid: it is a directory, not a study file")
+    if not path.exists():
+        raise SpecError(f"{what}={str(path)!r} is invalid: no such file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{what}={str(path)!r} is invalid: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise SpecError(f"{what}={str(path)!r} is invalid: cannot read it ({exc.strerror})") from None
+
+
+def load_config_dict(path: str | Path, what: str = "config") -> dict:
+    """Read a study or sweep file (.toml, or .json as written to a results folder), as written
+    (not yet layered on the default)."""
+    path = Path(path)
+    text = _read_text(path, what)
+    try:
+        d = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{what}={str(path)!r} is invalid: cannot parse it ({exc})") from None
+    if not isinstance(d, dict):
+        raise SpecError(f"{what}={str(path)!r} is invalid: must hold a table of study fields")
+    return d
+
+
+def layered(base: dict, top: dict) -> dict:
+    """``top`` on ``base``: tables merged field by field (recursively), everything else (numbers,
+    strings, arrays of tables) replaced (module docstring)."""
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = layered(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_value(text: str):
+    """A --set value: TOML syntax (numbers, booleans, quoted strings, arrays), else a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+# ----- overrides ------------------------------------------------------------------------------------
+def _table(cfg: dict, name: str) -> dict:
+    t = cfg.setdefault(name, {})
+    return check_table(name, t)
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """Return a copy of ``cfg`` with each ``key=value`` of ``overrides`` applied."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides or []:
+        if "=" not in item:
+            raise SpecError(f"--set {item!r} is invalid: must be KEY=VALUE")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        value = parse_value(raw)
+        parts = key.split(".")
+        if key in MODEL_KEYS:
+            _table(cfg, "model")[key] = value
+        elif key in TOP_KEYS:
+            cfg[key] = value
+        elif key in ("lr", "engine"):
+            _set_stage(cfg.setdefault("stages", [{}]), f"stages.0.{key}", 0, key, value)
+        elif parts[0] == "init" and len(parts) == 2:
+            _table(cfg, "init")[parts[1]] = value
+        elif parts[0] == "model" and len(parts) == 2 and parts[1] in MODEL_KEYS:
+            _table(cfg, "model")[parts[1]] = value
+        elif parts[0] == "stages" and len(parts) == 3 and parts[1].isdigit():
+            _set_stage(cfg.setdefault("stages", []), key, int(parts[1]), parts[2], value)
+        elif parts[0] in ("dedup", "analysis", "connect") and len(parts) == 2:
+            _table(cfg, parts[0])[parts[1]] = value
+        elif parts[0] == "saddles" and len(parts) == 2:
+            _table(cfg, "saddles")[parts[1]] = value
+        elif parts[0] == "saddles" and len(parts) == 3 and parts[1] == "init":
+            init = _table(cfg, "saddles").setdefault("init", {})
+            check_table("saddles.init", init)[parts[2]] = value
+        elif parts[0] == "saddles" and len(parts) == 4 and parts[1] in SADDLE_PIPELINES and parts[2].isdigit():
+            table = _table(cfg, "saddles")
+            if parts[1] not in table:
+                table[parts[1]] = copy.deepcopy(SADDLE_DEFAULT_STAGES[parts[1]])
+            _set_stage(table[parts[1]], key, int(parts[2]), parts[3], value)
+        else:
+            raise SpecError(f"--set {key!r} is invalid: not a known field (model fields {sorted(MODEL_KEYS)}, "
+                            f"top-level {list(TOP_KEYS)}, init.FIELD, stages.I.FIELD, lr, engine, "
+                            f"saddles.FIELD, saddles.init.FIELD, saddles.stages.I.FIELD, saddles.descend.I.FIELD, "
+                            f"dedup.FIELD, analysis.FIELD, connect.FIELD)")
+    return cfg
+
+
+def _check_stage_list(table: str, stages) -> list:
+    if isinstance(stages, dict):
+        raise SpecError(f"{table} is invalid: a single [{table}] table; write each stage as [[{table}]] "
+                        "(an array of tables)")
+    if not isinstance(stages, list) or not all(isinstance(s, dict) for s in stages):
+        raise SpecError(f"{table}={stages!r} is invalid: must be an array of [[{table}]] tables")
+    return stages
+
+
+def _set_stage(stages, key: str, i: int, field_name: str, value) -> None:
+    """Set one field of stage i. Changing a stage's ``engine`` drops the options only the old
+    engine has (``--set engine=lbfgs`` on a gd stage drops its ``lr``)."""
+    _check_stage_list(key.rsplit(".", 2)[0], stages)
+    if i >= len(stages):
+        raise SpecError(f"--set {key}: stage {i} does not exist (that pipeline has {len(stages)} stages)")
+    stage = stages[i]
+    old = stage.get("engine", "gd")
+    if field_name == "engine" and value != old and value in ENGINES and old in ENGINES:
+        for k in set(ENGINES[old].options.field_names()) - set(ENGINES[value].options.field_names()):
+            stage.pop(k, None)
+    stage[field_name] = value
+
+
+# ----- tables -----------------------------------------------------------------------------------------
+def model_spec(m) -> ModelSpec:
+    """The :class:`ModelSpec` of a ``[model]`` table (field names of MODEL.md), the one parser of
+    that table (studies, sweeps and ``landscape theory`` use it)."""
+    check_table("model", m)
+    check_fields("[model]", m, MODEL_KEYS)
+    missing = [k for k in ("K", "n", "d", "L") if k not in m]
+    if missing:
+        raise SpecError(f"[model] is missing field(s) {missing}")
+    return ModelSpec(**{MODEL_KEYS[k]: (tuple(v) if isinstance(v, list) else v) for k, v in m.items()})
+
+
+def init_scheme(d, where: str = "init") -> InitScheme:
+    """The :class:`InitScheme` of an ``[init]`` table."""
+    check_table(where, d)
+    check_fields(f"[{where}]", d, [f.name for f in fields(InitScheme)])
+    try:
+        return InitScheme(**d)
+    except SpecError as exc:
+        raise SpecError(str(exc).replace("init.", f"{where}.", 1)) from None
+
+
+#: Pipelines of the ``[saddles]`` table and their defaults (the last stage's ``tol`` becomes
+#: ``certify_tol``). ``stages``: Newton-MR from the saddle-search starts, which converges to
+#: critical points of any index. ``descend``: from saddle ± eps·v (v a negative-curvature
+#: direction), the adaptive gradient flow, then a Newton-MR polish that certifies the end point.
+#: A descent starts with ‖∇L‖ ≈ |μ|·eps (μ < −τ the eigenvalue), which rises while it leaves
+#: the saddle: so the flow's stall test is off (stall_window = max_iter) and its ``tol`` (1e-9)
+#: sits below τ·eps for the default τ and eps, or the flow would stop before it moved.
+SADDLE_DEFAULT_STAGES = {
+    "stages": [{"engine": "newton", "max_iter": 200, "stall_window": 20}],
+    "descend": [{"engine": "flow", "max_iter": 20000, "tol": 1e-9, "stall_window": 20000},
+                {"engine": "newton", "max_iter": 100, "stall_window": 10, "entry_grad_norm": 1e-3}],
+}
+SADDLE_PIPELINES = tuple(SADDLE_DEFAULT_STAGES)
+#: Default trajectory index of the first saddle-search start (its seed is that of this index).
+SADDLE_INDEX_OFFSET = 10 ** 9
+
+
+def stage_list(table: str, stage_dicts, certify_tol: float) -> tuple[StageConfig, ...]:
+    """Validated stages of a pipeline; the last one's ``tol`` is set to ``certify_tol``."""
+    _check_stage_list(table, stage_dicts)
+    if not stage_dicts:
+        raise SpecError(f"{table} is empty: a pipeline needs at least one [[{table}]] table")
+    stages = []
+    for i, sd in enumerate(stage_dicts):
+        sd = dict(sd)
+        if i == len(stage_dicts) - 1:
+            sd["tol"] = float(certify_tol)
+        try:
+            stages.append(StageConfig.from_dict(sd))
+        except SpecError as exc:
+            raise SpecError(f"{table}[{i}].{exc}") from None
+    return tuple(stages)
+
+
+@dataclass(frozen=True)
+class SaddleSearch:
+    """The ``[saddles]`` table: where saddles come from and how they are connected.
+
+    * ``starts``: saddle-search trajectories (0: none). Start j is trajectory index
+      ``index_offset + j``, drawn from ``init`` (None: the study's ``[init]``) with that index's
+      seed, and runs the ``stages`` pipeline. These trajectories are stored with the study but
+      never count in the basin fractions of the main dynamics.
+    * ``descend``: the pipeline run from θ_s ± ``eps``·v (Euclidean step ``eps``) for every saddle
+      found by any trajectory; each certified end point becomes an edge of the basin graph. The
+      directions v: every negative-curvature eigenvector when the unstable eigenspace has no
+      (near-)degenerate eigenvalues; otherwise ``directions`` unit vectors drawn uniformly from the
+      unstable eigenspace with a seed fixed by the saddle (so the graph does not depend on which
+      basis LAPACK returns, or on the thread count). At most ``max_descents`` descents per saddle.
+    * ``max_rounds``: saddles found by those descents are connected in turn, for at most this many
+      rounds (each round connects every saddle not yet connected).
+    """
+
+    starts: int = 0
+    index_offset: int = SADDLE_INDEX_OFFSET
+    eps: float = 1e-3
+    max_rounds: int = 3
+    max_descents: int = 24
+    directions: int = 6
+    degeneracy_rtol: float = 1e-6
+    init: InitScheme | None = None
+    stages: tuple[StageConfig, ...] = ()
+    descend: tuple[StageConfig, ...] = ()
+
+    FIELDS = ("starts", "index_offset", "eps", "max_rounds", "max_descents", "directions", "degeneracy_rtol", "init")
+
+    @classmethod
+    def from_dict(cls, d, certify_tol: float, trajectories: int) -> "SaddleSearch":
+        check_table("saddles", d)
+        check_fields("[saddles]", d, cls.FIELDS + SADDLE_PIPELINES)
+        starts = check_int("saddles.starts", d.get("starts", 0), 0)
+        offset = check_int("saddles.index_offset", d.get("index_offset", SADDLE_INDEX_OFFSET), 0)
+        if offset < trajectories:
+            raise SpecError(f"saddles.index_offset={offset} is invalid: must be >= trajectories={trajectories}, "
+                            "so saddle-search starts never share an index (and seed) with a main trajectory")
+        init = None if d.get("init") is None else init_scheme(d["init"], "saddles.init")
+        pipes = {k: stage_list(f"saddles.{k}", d.get(k, copy.deepcopy(v)), certify_tol)
+                 for k, v in SADDLE_DEFAULT_STAGES.items()}
+        return cls(starts=starts, index_offset=offset, eps=check_number("saddles.eps", d.get("eps", 1e-3)),
+                   max_rounds=check_int("saddles.max_rounds", d.get("max_rounds", 3), 1),
+                   max_descents=check_int("saddles.max_descents", d.get("max_descents", 24), 2),
+                   directions=check_int("saddles.directions", d.get("directions", 6), 1),
+                   degeneracy_rtol=check_number("saddles.degeneracy_rtol", d.get("degeneracy_rtol", 1e-6)),
+                   init=init, **pipes)
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in self.FIELDS if k != "init"}
+        out.update(stages=[s.settings() for s in self.stages], descend=[s.settings() for s in self.descend])
+        if self.init is not None:
+            out["init"] = {k: v for k, v in self.init.to_dict().items() if v is not None}
+        return out
+
+    def describe(self) -> str:
+        return " → ".join(s.describe() for s in self.stages)
+
+    def describe_descent(self) -> str:
+        return " → ".join(s.describe() for s in self.descend) + f" from saddle ± {self.eps:g}·v"
+
+
+def certify_range(dtype: str) -> tuple[float, float]:
+    """(lowest, highest) certification tolerance that can separate critical points in ``dtype``
+    (module docstring): [100·ε, 1e-8]."""
+    return CERTIFY_TOL_EPS_MULT * float(np.finfo(np.dtype(dtype)).eps), CERTIFY_TOL_MAX
+
+
+def check_certify_tol(value, dtype: str) -> float:
+    v = check_number("certify_tol", value)
+    lo, hi = certify_range(dtype)
+    if lo > hi:
+        raise SpecError(f"dtype={dtype!r} cannot certify critical points: its round-off floor of ‖∇L‖ "
+                        f"(100·ε = {lo:.2g}) is above the largest tolerance that separates critical points "
+                        f"({hi:g}); use dtype=\"float64\"")
+    if not lo <= v <= hi:
+        raise SpecError(f"certify_tol={value!r} is invalid: must be in [{lo:.2g}, {hi:g}] for {dtype} "
+                        "(below: round-off in ∇L exceeds it; above: distinct critical points are not separated)")
+    return v
+
+
+def check_name(value) -> str:
+    if not isinstance(value, str) or not value or any(c in value for c in "/\\\0") or len(value) > NAME_MAX \
+            or value in (".", ".."):
+        raise SpecError(f"name={value!r} is invalid: must be a non-empty string of at most {NAME_MAX} characters "
+                        "without path separators or NUL bytes")
+    return value
+
+
+def check_device(value) -> str:
+    """``value`` if it is a device a study may name (:data:`DEVICE_HELP`)."""
+    if isinstance(value, str) and (value in ("auto", "cpu", "cuda") or (
+            value.startswith("cuda:") and value[5:].isdigit())):
+        return value
+    raise SpecError(f"device={value!r} is invalid: must be {DEVICE_HELP}")
+
+
+def resolve_device(value: str) -> torch.device:
+    """The torch device of a study's ``device``: ``auto`` takes the first GPU when torch sees one,
+    else the CPU; asking for CUDA where there is none is a SpecError naming ``device``."""
+    check_device(value)
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if value.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SpecError(f"device={value!r} is invalid: torch sees no CUDA device here "
+                            f"(torch {torch.__version__}, built {'with' if torch.version.cuda else 'without'} CUDA); "
+                            "use device=\"cpu\" or \"auto\"")
+        idx = int(value[5:]) if ":" in value else 0
+        if idx >= torch.cuda.device_count():
+            raise SpecError(f"device={value!r} is invalid: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return torch.device(value)
+
+
+def connect_settings(d):
+    from .connect import ConnectSettings
+
+    return ConnectSettings.from_dict(check_table("connect", d))
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A validated study: model, random starts, engine stages and certification tolerance."""
+
+    name: str
+    seed: int
+    trajectories: int
+    batch_size: int
+    certify_tol: float
+    model: ModelSpec
+    init: InitScheme
+    stages: tuple[StageConfig, ...]
+    saddles: SaddleSearch = SaddleSearch()
+    dedup: DedupTolerances = DedupTolerances()
+    analysis: AnalysisSettings = AnalysisSettings()
+    connect: object = None
+    device: str = "auto"
+    max_saddle_visits: int = 10
+
+    @classmethod
+    def from_dict(cls, cfg: dict) -> "StudyConfig":
+        cfg = copy.deepcopy(check_table("study", cfg))
+        check_fields("study", cfg, TOP_KEYS + ("model", "init", "stages") + OPTIONAL_TABLES)
+        spec = model_spec(cfg.get("model", {}))
+        init = init_scheme(cfg.get("init", {}))
+        init.stds(spec)  # validates per-factor scales against the model
+        if spec.dtype not in DTYPES:
+            raise SpecError(f"dtype={spec.dtype!r} is invalid")
+        certify = check_certify_tol(cfg.get("certify_tol", 1e-10), spec.dtype)
+        stage_dicts = cfg.get("stages")
+        if stage_dicts is None or stage_dicts == []:
+            raise SpecError("stages is empty: a study needs at least one [[stages]] table")
+        stages = stage_list("stages", stage_dicts, certify)
+        name = check_name(cfg.get("name", "study"))
+        seed = check_int("seed", cfg.get("seed", 0), 0)
+        trajectories = check_int("trajectories", cfg.get("trajectories", 100), 1)
+        batch = check_int("batch_size", cfg.get("batch_size", 512), 1)
+        saddles = SaddleSearch.from_dict(cfg.get("saddles", {}), certify, trajectories)
+        dd = check_table("dedup", cfg.get("dedup", {}))
+        check_fields("[dedup]", dd, [f.name for f in fields(DedupTolerances)])
+        try:
+            dedup = DedupTolerances(**dd)
+        except ValueError as exc:
+            raise SpecError(f"dedup.{exc}") from None
+        ad = check_table("analysis", cfg.get("analysis", {}))
+        check_fields("[analysis]", ad, [f.name for f in fields(AnalysisSettings)])
+        return cls(name=name, seed=seed, trajectories=trajectories, batch_size=batch, certify_tol=certify,
+                   model=spec, init=init, stages=stages, saddles=saddles, dedup=dedup,
+                   analysis=AnalysisSettings(**ad), connect=connect_settings(cfg.get("connect", {})),
+                   device=check_device(cfg.get("device", "auto")),
+                   max_saddle_visits=check_int("max_saddle_visits", cfg.get("max_saddle_visits", 10), 0))
+
+    def to_dict(self) -> dict:
+        """Effective configuration, in the file layout (loadable by :meth:`from_dict`)."""
+        inv = {v: k for k, v in MODEL_KEYS.items()}
+        model = {inv[k]: v for k, v in self.model.to_dict().items() if v is not None}
+        init = {k: v for k, v in self.init.to_dict().items() if v is not None}
+        return {"name": self.name, "seed": self.seed, "trajectories": self.trajectories,
+                "batch_size": self.batch_size, "certify_tol": self.certify_tol, "device": self.device,
+                "max_saddle_visits": self.max_saddle_visits, "model": model, "init": init,
+                "stages": [s.settings() for s in self.stages], "saddles": self.saddles.to_dict(),
+                "dedup": self.dedup.to_dict(), "analysis": self.analysis.to_dict(), "connect": self.connect.to_dict()}
+
+    @property
+    def descent(self) -> bool:
+        """The main dynamics is a descent (its first stage's engine is gd, flow or lbfgs): its
+        trajectories count only where they end at minima."""
+        return self.stages[0].descent
+
+    def describe_dynamics(self) -> str:
+        """How the fractions of this study were produced, e.g. 'gd(lr=0.5) → newton-mr; init gaussian'."""
+        init = self.init.name + (f"(alpha={self.init.alpha:g})" if self.init.name == "small" else "")
+        return " → ".join(s.describe() for s in self.stages) + f"; init {init}"
+
+
+def load_study(path: str | Path | None = None, overrides: list[str] | None = None, *,
+               preset: str | None = None) -> StudyConfig:
+    """Study from a file or a preset (the embedded default when neither is given), layered on the
+    embedded default study, plus overrides."""
+    if path is not None and preset is not None:
+        raise SpecError("give a study file or a preset, not both")
+    base = default_config_dict()
+    if preset is not None:
+        base = layered(base, tomllib.loads(preset_path(preset).read_text(encoding="utf-8")))
+        if "sweep" in base:
+            raise SpecError(f"preset={preset!r} is a sweep: run it with `landscape sweep --preset {preset}`")
+    elif path is not None:
+        base = layered(base, load_config_dict(path))
+    return StudyConfig.from_dict(apply_overrides(base, overrides or []))

@@ -1,0 +1,387 @@
+"""Running a study: random starts → engine pipeline → certified, deduplicated, analysed critical
+points in a database.
+
+The study lives in its database (:class:`landscape.io.store.StudyStore`, ``DIR/study.sqlite``);
+everything else in the folder is derived from it (:mod:`landscape.study.summary`). :func:`run_study`
+does, in order:
+
+1. **Main trajectories** (indices 0..trajectories−1), in units of ``batch_size``: each unit runs
+   the study's pipeline as one batched computation (:func:`run_trajectories`, a pure function of
+   the configuration and the indices, which is what an executor ships to a worker); the certified
+   end points (‖∇L‖ ≤ certify_tol) are fingerprinted and deduplicated modulo symmetry against
+   every point already stored; each *new* distinct point is analysed; then the unit's
+   trajectories and new points are committed in **one transaction**.
+
+   **Descent-faithful ends.** Under a descent dynamics (gd, flow, lbfgs) a trajectory counts only
+   where that dynamics ends: at a minimum. A finisher (the Newton polish) may only shorten the
+   last convex stretch; the driver already refuses to hand over while it finds negative
+   curvature, and here every certified end point's analysed kind is checked: a row that ended at
+   a saddle (or at a point whose analysis could not be verified) has its polish discarded and its
+   main dynamics resumed from the pre-polish state, with the condition that it converges only
+   below the saddle's loss (minus ``ESCAPE_RTOL``·|loss|), for at most ``max_saddle_visits``
+   visits. Every visit is stored with the trajectory (``saddle_visits``: the saddle and how many
+   iterations the trajectory lingered with ‖∇L‖ at the hand-off tolerance before handing over).
+   A row still at a saddle after its last visit, or out of budget, is stored uncertified.
+   Newton-MR as the main engine is a critical-point finder: its ends are kept as they are.
+
+   A run killed at any moment loses at most the unit in flight and resumes from what was
+   committed (the same call on the same folder), never storing a trajectory twice.
+2. **Saddle search** (``[saddles] starts``): trajectories ``index_offset + j`` run the saddle
+   pipeline (Newton-MR: critical points of any index). Stored with kind ``saddle_search``; never
+   counted in the fractions.
+3. **Connections**: every stored saddle without edges is descended from θ_s ± eps·u along its
+   unstable directions (:mod:`landscape.study.descents`) with the ``descend`` pipeline, one
+   saddle per transaction; saddles found by these descents are connected in further rounds (at
+   most ``max_rounds``).
+4. **Transition states** (``[connect]``): :mod:`landscape.study.connect`.
+5. **Summary** and derived files: :func:`landscape.study.summary.finish`.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+
+from ..analysis.dedup import Deduplicator, fingerprints
+from ..analysis.point import LEAF_KINDS, analyse_point
+from ..core.init import draw_starts, trajectory_seed
+from ..core.model import DeepUFM
+from ..engines import TrajectoryResults, run_pipeline
+from ..io.results import DB_NAME, FILES, write_json
+from ..io.store import StoreError, StudyStore
+from .config import StudyConfig, resolve_device
+from .descents import connect_saddle, saddle_seed, unstable_directions
+
+from .summary import MAIN
+
+#: Kind of the stored saddle-search trajectories (``main`` ones count in the fractions).
+SADDLE_SEARCH = "saddle_search"
+#: Stop reason stored on a descent that certified at its own saddle (it never left it).
+RETURNED = "returned to the saddle"
+#: A trajectory resumed past a saddle converges only below saddle loss − ESCAPE_RTOL·|loss|.
+ESCAPE_RTOL = 1e-9
+#: Stop detail of a row still at a saddle after its last allowed visit.
+SADDLE_VISITS = "saddle_visits"
+
+
+# ----- pure units of work ---------------------------------------------------------------------------
+def study_model(cfg: StudyConfig) -> DeepUFM:
+    """The study's model on the device its ``device`` field resolves to here."""
+    return DeepUFM(cfg.model, device=resolve_device(cfg.device))
+
+
+def run_trajectories(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
+    """Run the study's pipeline on main trajectories ``indices`` (one batch). Pure function of
+    (cfg, indices): start i is drawn on the host with the seed of index i, then moved to the
+    study's device."""
+    model = study_model(cfg)
+    theta0 = draw_starts(cfg.model, cfg.init, cfg.seed, indices, device=model.device)
+    return run_pipeline(model, theta0, list(cfg.stages), on_status=on_status, on_finished=on_finished)
+
+
+def run_saddle_search(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
+    """Run the saddle pipeline (``cfg.saddles.stages``) on saddle-search trajectories ``indices``
+    (absolute indices, ≥ ``cfg.saddles.index_offset``), drawn from ``cfg.saddles.init`` (or the
+    study's init). Pure function of (cfg, indices)."""
+    model = study_model(cfg)
+    theta0 = draw_starts(cfg.model, cfg.saddles.init or cfg.init, cfg.seed, indices, device=model.device)
+    return run_pipeline(model, theta0, list(cfg.saddles.stages), on_status=on_status, on_finished=on_finished)
+
+
+def chunks(cfg: StudyConfig, done: set[int] | None = None) -> list[list[int]]:
+    """Main trajectory indices still to run, split into batches of ``batch_size``."""
+    return _split([i for i in range(cfg.trajectories) if not done or i not in done], cfg.batch_size)
+
+
+def saddle_chunks(cfg: StudyConfig, done: set[int] | None = None) -> list[list[int]]:
+    """Saddle-search trajectory indices still to run, split into batches of ``batch_size``."""
+    first = cfg.saddles.index_offset
+    return _split([i for i in range(first, first + cfg.saddles.starts) if not done or i not in done], cfg.batch_size)
+
+
+def _split(todo: list[int], size: int) -> list[list[int]]:
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
+# ----- opening -------------------------------------------------------------------------------------
+def open_study(cfg: StudyConfig, out_dir: str | Path) -> StudyStore:
+    """The study database of ``out_dir``: created for ``cfg`` if absent (or empty: a file left by
+    a run killed while creating it), else opened and checked to hold exactly ``cfg``."""
+    db = Path(out_dir) / DB_NAME
+    if not db.exists() or StudyStore.is_uninitialised(db):
+        StudyStore.discard_uninitialised(db)
+        return StudyStore.create(db, cfg.to_dict(), cfg.model)
+    store = StudyStore.open(db)
+    try:
+        stored = StudyConfig.from_dict(store.config).to_dict()
+    except Exception:
+        stored = store.config
+    if stored != cfg.to_dict():
+        store.close()
+        raise StoreError(f"{db} holds a study with a different configuration: resume it with "
+                         f"`landscape run --resume {Path(out_dir)}`, or write to another folder")
+    return store
+
+
+def load_config(out_dir: str | Path) -> StudyConfig:
+    """The configuration of the study stored in ``out_dir`` (its database)."""
+    with StudyStore.open(Path(out_dir) / DB_NAME, readonly=True) as store:
+        return StudyConfig.from_dict(store.config)
+
+
+# ----- the run -------------------------------------------------------------------------------------
+class Session:
+    """State of one run_study call: the store, the deduplicator, and the kind of every point."""
+
+    def __init__(self, cfg: StudyConfig, store: StudyStore, report: Callable[[dict], None]):
+        self.cfg, self.store, self.report = cfg, store, report
+        self.model = study_model(cfg)
+        points = store.points()
+        self.dedup = Deduplicator(cfg.dedup, [(p["id"], p["fingerprint"]) for p in points],
+                                  next_id=store.next_point_id())
+        self.kinds = {p["id"]: p["kind"] for p in points}
+        self.losses = {p["id"]: p["loss"] for p in points}
+        self.unstable: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        units = store.committed_units()
+        self.next_unit = (max(units) + 1) if units else 0
+
+    def unit_id(self) -> int:
+        u = self.next_unit
+        self.next_unit += 1
+        return u
+
+    def analyse(self, pid: int, th: torch.Tensor, fp: dict) -> dict:
+        """Analyse a new distinct point (float64) and return its store record."""
+        a = analyse_point(self.cfg.model, th, self.cfg.analysis, device=self.model.device)
+        neg = a.hessian.negative_vectors
+        rec = {"id": pid, "kind": a.kind, "label": a.label, "loss": a.loss, "grad_norm": a.grad_norm,
+               "hessian_index": a.hessian.index, "fingerprint": fp,
+               "params": th.detach().to("cpu", torch.float64).numpy(), "spectrum": a.spectrum,
+               "analysis": a.to_dict()}
+        if neg is not None:
+            evs = a.spectrum[:neg.shape[1]] if a.hessian.method == "dense" else np.sort(a.hessian.parts["most_negative"])[:neg.shape[1]]
+            rec["unstable"] = neg.T.copy()
+            rec["unstable_values"] = evs
+            self.unstable[pid] = (evs, neg)
+        self.kinds[pid], self.losses[pid] = a.kind, a.loss
+        return rec
+
+    def assign(self, thetas: torch.Tensor, new: list[dict]) -> list[int]:
+        """Point ids of the certified points ``thetas`` (M, P); the records of new ones (analysed
+        here, in float64) are appended to ``new``."""
+        if thetas.shape[0] == 0:
+            return []
+        ids = []
+        for th, fp in zip(thetas, fingerprints(self.cfg.model, thetas)):
+            pid, is_new = self.dedup.assign(fp)
+            ids.append(pid)
+            if is_new:
+                new.append(self.analyse(pid, th, fp))
+        return ids
+
+    def certified(self, res: TrajectoryResults) -> np.ndarray:
+        return res.converged & (res.grad_norm <= self.cfg.certify_tol)
+
+    def finish_faithfully(self, res: TrajectoryResults, stages, new: list[dict]) -> tuple[dict, dict]:
+        """Point ids of the certified rows of ``res`` ({row: id}) and the saddle visits of every
+        row ({row: [visit, …]}), after resuming every descent row that ended at a non-minimum
+        (module docstring). ``res`` is updated in place; new points go to ``new``."""
+        visits: dict[int, list[dict]] = {}
+        descent = stages[0].descent
+        budget0 = stages[0].max_iter
+        for visit in range(self.cfg.max_saddle_visits + 1):
+            rows = np.nonzero(self.certified(res))[0]
+            point_of = dict(zip(rows.tolist(), self.assign(res.theta[torch.from_numpy(rows)], new)))
+            if not descent:
+                return point_of, visits
+            stuck = np.array([r for r, pid in point_of.items() if self.kinds[pid] not in LEAF_KINDS], dtype=np.int64)
+            if stuck.size == 0:
+                return point_of, visits
+            for r in stuck.tolist():
+                fs = int(res.first_small[r]) if res.first_small is not None else -1
+                visits.setdefault(r, []).append({"point_id": point_of[r], "kind": self.kinds[point_of[r]],
+                                                 "handoff_iteration": int(res.main_iterations[r]),
+                                                 "lingered": int(res.main_iterations[r]) - fs if fs >= 0 else 0})
+            left = budget0 - res.main_iterations[stuck]
+            out_of_budget = stuck[(left <= 0) | (visit == self.cfg.max_saddle_visits)]
+            res.stop_reason[out_of_budget] = np.where(left[np.isin(stuck, out_of_budget)] <= 0, "max_iter", "stalled")
+            res.stop_detail[out_of_budget] = SADDLE_VISITS
+            resume = stuck[~np.isin(stuck, out_of_budget)]
+            if resume.size == 0:
+                continue
+            loss = np.array([self.losses[point_of[r]] for r in resume.tolist()])
+            ceiling = torch.from_numpy(loss - ESCAPE_RTOL * np.abs(loss))
+            sub = run_pipeline(self.model, res.handoff_theta[torch.from_numpy(resume)], list(stages),
+                               loss_ceiling=ceiling, iter_budget=torch.from_numpy(left[np.isin(stuck, resume)]))
+            res.replace_rows(resume, sub, add_counts=True)
+        rows = np.nonzero(self.certified(res))[0]
+        return {r: pid for r, pid in zip(rows.tolist(), self.assign(res.theta[torch.from_numpy(rows)], new))}, visits
+
+    def commit_trajectories(self, unit: int, indices: list[int], res: TrajectoryResults, kind: str) -> None:
+        """Finish faithfully, deduplicate, analyse and store one unit of trajectories in one
+        transaction."""
+        new: list[dict] = []
+        stages = self.cfg.stages if kind == MAIN else self.cfg.saddles.stages
+        point_of, visits = self.finish_faithfully(res, stages, new)
+        ok = self.certified(res)
+        trajs = []
+        for b, i in enumerate(indices):
+            r = res.row(b)
+            eng = {"kind": kind, "last_stage": r["last_stage"], "stop_detail": r["stop_detail"]}
+            if "curvature_witnesses" in r:
+                eng["curvature_witnesses"] = r["curvature_witnesses"]
+            if b in visits:
+                eng["saddle_visits"] = visits[b]
+            trajs.append({"idx": i, "seed": trajectory_seed(self.cfg.seed, i), "stop_reason": r["stop_reason"],
+                          "certified": bool(ok[b]) and b in point_of, "iterations": r["iterations"],
+                          "n_grad": r["n_grad"], "n_hvp": r["n_hvp"], "wall_time": r["wall_time"], "loss": r["loss"],
+                          "grad_norm": r["grad_norm"], "point_id": point_of.get(b) if ok[b] else None, "engine": eng})
+        self.store.commit_unit(unit, trajs, new, wall_time=float(res.wall_time.max(initial=0.0)))
+
+    def unstable_space(self, saddle: Mapping) -> tuple[np.ndarray, np.ndarray]:
+        """(eigenvalues (m,), eigenvectors (P, m)) of a stored saddle's unstable space, from the
+        analysis (kept in memory, or stored with the point); recomputed only for points stored
+        without it."""
+        pid = saddle["id"]
+        if pid in self.unstable:
+            return self.unstable[pid]
+        if saddle.get("unstable") is not None:
+            return np.asarray(saddle["unstable_values"]), saddle["unstable"].T
+        a = analyse_point(self.cfg.model, saddle["params"], self.cfg.analysis, device=self.model.device)
+        neg = a.hessian.negative_vectors
+        if neg is None:
+            raise StoreError(f"point {pid} is stored as a saddle but its Hessian has no eigenvalue below −τ")
+        return np.sort(a.spectrum)[:neg.shape[1]], neg
+
+    def connect(self, saddle: Mapping) -> int:
+        """Descend from one stored saddle along its unstable directions; store its new points
+        and edges in one transaction. Returns the number of edges."""
+        cfg, sd = self.cfg, self.cfg.saddles
+        t0 = time.perf_counter()
+        evals, V = self.unstable_space(saddle)
+        U, ev_dir, _ = unstable_directions(evals, V, directions=sd.directions, max_descents=sd.max_descents,
+                                           degeneracy_rtol=sd.degeneracy_rtol, seed=saddle_seed(cfg.seed, saddle["loss"]))
+        conn = connect_saddle(self.model, saddle["params"], U,
+                              lambda starts: run_pipeline(self.model, starts, list(sd.descend)), eps=sd.eps)
+        res: TrajectoryResults = conn.results
+        new: list[dict] = []
+        point_of, _ = self.finish_faithfully(res, sd.descend, new)
+        ok = self.certified(res)
+        # a descent that certifies at the saddle itself never left it: no edge (a self-loop)
+        targets = []
+        for r in range(len(res)):
+            pid = point_of.get(r) if ok[r] else None
+            if pid is not None and pid != saddle["id"]:
+                targets.append((pid, self.losses[pid], "converged"))
+            elif pid == saddle["id"]:
+                targets.append((None, None, RETURNED))
+            else:
+                targets.append((None, None, str(res.stop_reason[r]) + (f" ({res.stop_detail[r]})" if res.stop_detail[r] else "")))
+        edges = conn.edges(saddle["id"], targets, ev_dir)
+        self.store.commit_unit(self.unit_id(), [], new, edges, wall_time=time.perf_counter() - t0)
+        return len(edges)
+
+
+def _progress_reporter(progress) -> Callable[[dict], None]:
+    if callable(progress):
+        return progress
+    if not progress:
+        return lambda event: None
+    from tqdm.auto import tqdm
+
+    def report(event: dict) -> None:
+        tqdm.write(f"[{event['phase']}] {event['done']}/{event['total']} " + event.get("note", ""))
+
+    return report
+
+
+def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callable[[dict], None] = True,
+              executor=None) -> dict:
+    """Run (or resume) the study ``cfg`` into the results folder ``out_dir``; return the summary.
+
+    Steps in the module docstring; the derived files (summary.json, spectra.npz, tree.json,
+    graph.graphml) are written by :func:`landscape.study.summary.finish`. The HTML report is not
+    written here (``landscape run`` writes it; :func:`landscape.viz.report.write_report`). If
+    ``out_dir`` already holds a database of the same configuration, only what it lacks is
+    computed (a resumed run); a different configuration raises :class:`StoreError`.
+
+    ``progress``: True (a progress bar for trajectories, a line per committed unit), False
+    (silent) or a callable that receives, after each committed unit, ``{"phase": "trajectories" |
+    "saddle_search" | "connect" | "transition_states", "unit": int, "done": int, "total": int}``
+    (connect events add a ``"note"``; an exception the callable raises, e.g. KeyboardInterrupt,
+    stops the run after that commit). ``executor`` (:mod:`landscape.study.executors`): where the
+    trajectory units are computed (default: here, one after the other); the results always come
+    back here and this process alone writes the database.
+    """
+    from .connect import connect_minima
+    from .summary import finish
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    store = open_study(cfg, out)
+    try:
+        write_json(out / FILES["config"], cfg.to_dict())
+        report = _progress_reporter(progress)
+        session = Session(cfg, store, report)
+        done = set(store.completed_indices().tolist())
+        _run_units(session, out, "trajectories", chunks(cfg, done), run_trajectories, MAIN, cfg.trajectories,
+                   executor, progress is True)
+        _run_units(session, out, "saddle_search", saddle_chunks(cfg, done), run_saddle_search, SADDLE_SEARCH,
+                   cfg.saddles.starts, executor, progress is True)
+        _connect_saddles(session)
+        connect_minima(session)
+        summary = finish(cfg, store, out, time.perf_counter() - t_start)
+    finally:
+        store.close()
+    return summary
+
+
+def _run_units(session: Session, out: Path, phase: str, todo: list[list[int]], fn, kind: str, total: int,
+               executor, bar: bool) -> None:
+    """Compute and commit the units ``todo`` of one trajectory kind (see :func:`run_study`)."""
+    from .executors import Unit
+
+    cfg = session.cfg
+    done = total - sum(len(c) for c in todo)
+    if not todo:
+        return
+    units = [Unit(str(out), session.unit_id(), (cfg, idx)) for idx in todo]
+    pbar = None
+    if executor is not None:
+        results = executor.map_units(fn, units)
+    else:
+        from tqdm.auto import tqdm
+
+        pbar = tqdm(total=sum(len(c) for c in todo) * len(cfg.stages if kind == MAIN else cfg.saddles.stages),
+                    desc=f"{cfg.name} {phase}", unit="traj-stage", disable=not bar, dynamic_ncols=True)
+
+        def status(s):
+            pbar.set_postfix_str(f"{s['engine']} it={s['iteration']} active={s['active']}", refresh=False)
+
+        results = ((u, fn(*u.args, on_status=status, on_finished=pbar.update)) for u in units)
+    try:
+        for unit, res in results:
+            session.commit_trajectories(unit.chunk, list(unit.args[1]), res, kind)
+            done += len(unit.args[1])
+            session.report({"phase": phase, "unit": unit.chunk, "done": done, "total": total})
+    finally:
+        if pbar is not None:
+            pbar.close()
+
+
+def _connect_saddles(session: Session) -> None:
+    """Connect every stored saddle that has no edges yet, for at most ``max_rounds`` rounds."""
+    store = session.store
+    for _ in range(session.cfg.saddles.max_rounds):
+        connected = {e["saddle_id"] for e in store.edges()}
+        todo = [p["id"] for p in store.points() if p["kind"] == "saddle" and p["id"] not in connected]
+        if not todo:
+            return
+        for k, pid in enumerate(todo):
+            n = session.connect(store.point(pid))
+            session.report({"phase": "connect", "unit": session.next_unit - 1, "done": k + 1, "total": len(todo),
+                            "note": f"saddle {pid}: {n} descents"})

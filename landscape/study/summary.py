@@ -1,0 +1,204 @@
+"""What a study's database says: basin fractions, the graph, the tree, and the derived files.
+
+:func:`summarise` is a function of the database alone: it returns a :class:`StudySummary` whose
+``record`` is the JSON content of ``summary.json`` (without wall time, environment or files)
+and whose ``graph`` and ``tree`` are the networkx basin graph and disconnectivity tree.
+:func:`finish` writes the derived files of a results folder: ``spectra.npz``, ``tree.json``,
+``graph.graphml`` and ``summary.json``.
+
+Fractions have all main trajectories as denominator (:func:`landscape.study.stats.basin_fractions`);
+saddle-search trajectories never count. Under a descent dynamics no saddle holds a basin count
+(:mod:`landscape.study.run`); the saddles that trajectories passed near are reported under
+``saddle_visits``.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import networkx as nx
+import numpy as np
+import torch
+
+from .. import __version__
+from ..analysis.point import LEAF_KINDS
+from ..engines import STOP_REASONS
+from ..io.results import FILES, stored_spectra, write_json, write_spectra
+from ..io.store import StudyStore
+from .config import StudyConfig, resolve_device
+from .graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml
+from .stats import accumulation_curve, basin_fractions, proportion
+
+#: Kinds of stored trajectories (the ``kind`` entry of their ``engine`` record).
+MAIN = "main"
+#: Confidence level of every interval.
+CONFIDENCE = 0.95
+#: Merges of the disconnectivity tree within this loss of each other become one node.
+TREE_LEVEL_TOL = 0.0
+#: Top-level keys of summary.json, in order.
+SUMMARY_KEYS = ("study", "config", "dynamics", "environment", "wall_time_s", "n_trajectories", "stop_reasons",
+                "tolerances", "points", "labels", "uncertified", "unseen", "accumulation", "saddle_visits",
+                "transition_states", "graph", "headline", "files")
+#: Keys of each summary.json point record.
+POINT_KEYS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
+              "excess_zero_modes", "type", "verified", "smallest_nonzero_eigenvalue", "dnc_metrics", "theory_match",
+              "basin_count", "fraction", "ci_low", "ci_high")
+#: Files a study run writes (``report.html`` is written by ``landscape run``/``report``).
+STUDY_FILES = {k: v for k, v in FILES.items() if k != "report"}
+
+
+@dataclass
+class StudySummary:
+    """``record``: the summary fields (JSON); ``graph``: the basin graph; ``tree``: the
+    disconnectivity tree (both networkx, not JSON)."""
+
+    record: dict
+    graph: nx.MultiGraph
+    tree: nx.DiGraph
+
+
+def main_trajectories(store: StudyStore) -> list[dict]:
+    """Stored trajectories of the main dynamics (those that count in the fractions)."""
+    return [t for t in store.trajectories() if (t["engine"] or {}).get("kind") == MAIN]
+
+
+def _uncertified_reason(t: Mapping) -> str:
+    detail = (t["engine"] or {}).get("stop_detail")
+    return t["stop_reason"] + (f" ({detail})" if detail else "")
+
+
+def saddle_visits(trajs: list[dict], points: Mapping[int, Mapping]) -> list[dict]:
+    """Per saddle that main trajectories were finished at and then continued past: how many
+    trajectories, how many visits, and how long they lingered (iterations with ‖∇L‖ at the
+    hand-off tolerance before the hand-off), sorted by trajectories."""
+    by: dict[int, list[int]] = {}
+    who: dict[int, set[int]] = {}
+    for t in trajs:
+        for v in (t["engine"] or {}).get("saddle_visits", []):
+            by.setdefault(v["point_id"], []).append(int(v.get("lingered", 0)))
+            who.setdefault(v["point_id"], set()).add(t["idx"])
+    rows = []
+    for pid, lingered in by.items():
+        p = points.get(pid, {})
+        rows.append({"point_id": pid, "label": p.get("label"), "kind": p.get("kind"),
+                     "index": p.get("hessian_index"), "loss": p.get("loss"), "n_trajectories": len(who[pid]),
+                     "n_visits": len(lingered), "mean_lingered": float(np.mean(lingered)),
+                     "max_lingered": int(np.max(lingered))})
+    return sorted(rows, key=lambda r: (-r["n_trajectories"], r["point_id"]))
+
+
+def point_record(p: Mapping, count: int, n: int) -> dict:
+    """The summary.json record of one stored point (keys :data:`POINT_KEYS`)."""
+    a = p["analysis"] or {}
+    theory = a.get("theory")
+    row = proportion(count, n, CONFIDENCE)
+    return {"id": p["id"], "kind": p["kind"], "label": p["label"], "loss": p["loss"], "grad_norm": p["grad_norm"],
+            "rank_pattern": a.get("rank_pattern"), "index": a.get("index"), "nullity": a.get("nullity"),
+            "symmetry_zero_modes": a.get("symmetry_zero_modes"), "excess_zero_modes": a.get("excess_zero_modes"),
+            "type": a.get("type"), "verified": a.get("verified", True),
+            "smallest_nonzero_eigenvalue": a.get("smallest_nonzero_eigenvalue"), "dnc_metrics": a.get("dnc"),
+            "theory_match": None if theory is None else {k: v for k, v in theory.items() if k != "Zbar"},
+            "basin_count": row["count"], "fraction": row["fraction"], "ci_low": row["ci_low"],
+            "ci_high": row["ci_high"]}
+
+
+def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
+    """Everything summary.json derives from the database (module docstring)."""
+    trajs = main_trajectories(store)
+    n = len(trajs)
+    points = store.points()
+    by_id = {p["id"]: p for p in points}
+    # "stalled" splits by detail (gradient_flat / plateau) in the uncertified rows
+    detailed = [{**t, "stop_reason": _uncertified_reason(t)} if t["point_id"] is None else t for t in trajs]
+    prov = {"engine": " → ".join(s.engine for s in cfg.stages), "step": cfg.describe_dynamics(),
+            "init": cfg.init.to_dict()}
+    bf = basin_fractions(detailed, points, prov, CONFIDENCE, species_kinds=LEAF_KINDS)
+    counts = {r["point_id"]: r["count"] for r in bf["points"]}
+    rows = [point_record(p, counts.get(p["id"], 0), n) for p in sorted(points, key=lambda p: (p["loss"], p["id"]))]
+    labels: dict[str, list[dict]] = {}
+    for r in rows:
+        labels.setdefault(r["label"], []).append(r)
+    label_rows = [{"label": lab, "n_points": len(rs), **proportion(sum(r["basin_count"] for r in rs), n, CONFIDENCE)}
+                  for lab, rs in labels.items()]
+    label_rows.sort(key=lambda r: (-r["count"], str(r["label"])))
+    acc = accumulation_curve(trajs, points, species_kinds=LEAF_KINDS)
+    G = basin_graph(points, store.edges(), counts, n, store.transition_states())
+    T = disconnectivity_tree(G, level_tol=TREE_LEVEL_TOL, leaf_kinds=LEAF_KINDS)
+    dnc = next((r for r in label_rows if r["label"] == "DNC"), None) or proportion(0, n, CONFIDENCE)
+    best = rows[0] if rows else None
+    ts = store.transition_states()
+    record = {
+        "n_trajectories": n,
+        "stop_reasons": {r: sum(1 for t in trajs if t["stop_reason"] == r) for r in STOP_REASONS},
+        "tolerances": {"certify_tol": cfg.certify_tol, "dedup": cfg.dedup.to_dict(), "analysis": cfg.analysis.to_dict(),
+                       "confidence": CONFIDENCE, "saddle_eps": cfg.saddles.eps, "tree_level_tol": TREE_LEVEL_TOL},
+        "points": rows,
+        "labels": label_rows,
+        "uncertified": bf["uncertified"],
+        "unseen": {k: bf["unseen"][k] for k in ("estimate", "n1", "n")},
+        "accumulation": {"n_trajectories": acc["n_trajectories"].tolist(), "n_distinct": acc["n_distinct"].tolist()},
+        "saddle_visits": saddle_visits(trajs, by_id),
+        "transition_states": [{k: t[k] for k in ("saddle_id", "min1_id", "min2_id", "barrier1", "barrier2")} for t in ts],
+        "headline": {"dnc_fraction": dnc["fraction"], "dnc_ci_low": dnc["ci_low"], "dnc_ci_high": dnc["ci_high"],
+                     "lowest_loss_label": best and best["label"], "lowest_loss": best and best["loss"],
+                     "lowest_loss_point": best and best["id"], **lowest_barrier_out_of(G, "DNC")},
+    }
+    return StudySummary(record, G, T)
+
+
+def lowest_barrier_out_of(G: nx.MultiGraph, label: str) -> dict:
+    """The lowest transition-state barrier out of the lowest-loss minimum labelled ``label``:
+    ``{"dnc_barrier", "dnc_barrier_to", "dnc_barrier_to_label", "dnc_barrier_saddle"}`` (None when
+    no transition state joins it)."""
+    out = {"dnc_barrier": None, "dnc_barrier_to": None, "dnc_barrier_to_label": None, "dnc_barrier_saddle": None}
+    mins = [u for u, a in G.nodes(data=True) if a.get("label") == label and a.get("kind") in LEAF_KINDS]
+    if not mins:
+        return out
+    m = min(mins, key=lambda u: G.nodes[u]["loss"])
+    best = None
+    for _, s, a in G.edges(m, data=True):
+        if not a.get("transition_state"):
+            continue
+        barrier = G.nodes[s]["loss"] - G.nodes[m]["loss"]
+        other = a.get("other_minimum")
+        if best is None or barrier < best[0]:
+            best = (barrier, other, s)
+    if best is not None:
+        out.update(dnc_barrier=best[0], dnc_barrier_to=best[1],
+                   dnc_barrier_to_label=G.nodes[best[1]].get("label") if best[1] in G else None,
+                   dnc_barrier_saddle=best[2])
+    return out
+
+
+def environment(device: str | None = None) -> dict:
+    out = {"landscape": __version__, "torch": torch.__version__, "numpy": np.__version__,
+           "python": platform.python_version(), "threads": torch.get_num_threads()}
+    if device is not None:
+        out["device"] = device
+        if device.startswith("cuda") and torch.cuda.is_available():
+            out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return out
+
+
+def finish(cfg: StudyConfig, store: StudyStore, out: Path, wall: float) -> dict:
+    """Write spectra.npz, tree.json, graph.graphml and summary.json into ``out``; return the
+    summary (keys :data:`SUMMARY_KEYS`)."""
+    s = summarise(cfg, store)
+    # from the stored analyses, so points analysed by an earlier (interrupted) process cost nothing
+    points = store.points(with_params=True)
+    write_spectra(out / FILES["spectra"], [stored_spectra(p["analysis"], p["spectrum"]) for p in points],
+                  [p["id"] for p in points])
+    write_json(out / FILES["tree"], tree_to_json(s.tree))
+    write_graphml(s.graph, out / FILES["graphml"])
+    r = s.record
+    summary = {"study": cfg.name, "config": cfg.to_dict(), "dynamics": cfg.describe_dynamics(),
+               "environment": environment(str(resolve_device(cfg.device))), "wall_time_s": wall,
+               **{k: r[k] for k in ("n_trajectories", "stop_reasons", "tolerances", "points", "labels", "uncertified",
+                                    "unseen", "accumulation", "saddle_visits", "transition_states")},
+               "graph": {"n_nodes": s.graph.number_of_nodes(), "n_edges": s.graph.number_of_edges(),
+                         "tree": FILES["tree"], "graphml": FILES["graphml"]},
+               "headline": r["headline"], "files": dict(STUDY_FILES)}
+    write_json(out / FILES["summary"], summary)
+    return summary
