@@ -217,9 +217,16 @@ def _counts(ev: np.ndarray, t: float) -> tuple[int, int, float | None, float | N
             float(np.abs(ev[zero]).max()) if zero.any() else None)
 
 
+def _dense_eigvals(H: np.ndarray, device) -> np.ndarray:
+    """All eigenvalues of a symmetric H, ascending: LAPACK on the host, or torch on a GPU."""
+    if torch.device(device).type == "cuda":
+        return torch.linalg.eigvalsh(torch.from_numpy(H).to(device)).cpu().numpy()
+    return scipy.linalg.eigh(H, eigvals_only=True, check_finite=False)
+
+
 def _dense(spec, theta, sym, tau, tau_rel, noise_mult, device):
     H = dense_hessian(spec, theta, device)
-    ev = scipy.linalg.eigh(H, eigvals_only=True, check_finite=False)
+    ev = _dense_eigvals(H, device)
     rho = float(max(abs(ev[0]), abs(ev[-1])))
     t = default_tau(spec, rho, tau_rel, noise_mult) if tau is None else float(tau)
     Q, unverified = null_part(sym.basis, H @ sym.basis, t)

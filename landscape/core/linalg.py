@@ -115,6 +115,8 @@ def lanczos_ritz_values(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torc
     if steps > 1:
         off = torch.stack(betas[:-1], dim=1)
         T = T + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
+    bad = ~torch.isfinite(T).all(dim=2).all(dim=1)  # a row whose products blew up witnesses nothing
+    T = torch.where(bad[:, None, None], torch.zeros_like(T), T)
     return torch.linalg.eigvalsh(T)
 
 

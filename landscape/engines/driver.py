@@ -51,9 +51,13 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
                on_status: Callable[[dict], None] | None = None,
                on_finished: Callable[[int], None] | None = None, t0: float | None = None,
                sync_every: int | None = None, loss_ceiling: torch.Tensor | None = None,
-               iter_budget: torch.Tensor | None = None) -> TrajectoryResults:
+               iter_budget: torch.Tensor | None = None, working_batch: int | None = None) -> TrajectoryResults:
     """Run one engine on a (B, P) batch until every row stops; see the module docstring.
 
+    ``working_batch``: advance at most this many rows at a time; as rows stop, the next pending
+    rows of ``theta0`` join at the following synchronisation (continuous batching: the batch
+    stays at its efficient width while a unit's long tail runs, instead of shrinking). None: all
+    B at once. Rows never mix, so the results do not depend on it.
     ``loss_ceiling`` (B,): a row converges only with a loss below its ceiling (used to continue a
     trajectory past a saddle it was finished at). ``iter_budget`` (B,): per-row iteration budget
     (default ``cfg.max_iter`` for every row). ``on_status(dict)`` hears the engine, iteration
@@ -65,119 +69,142 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
     sync_every = default_sync_every(dev) if sync_every is None else int(sync_every)
     theta0 = theta0.to(device=dev, dtype=model.dtype)
     B, P = theta0.shape
+    width = B if working_batch is None else max(1, min(int(working_batch), B))
     kw_l = {"dtype": torch.long, "device": dev}
     kw_f = {"dtype": model.dtype, "device": dev}
-    loss, grad = model.loss_and_grad(theta0)
-    state = engine.init(model, EngineState(theta0.clone(), loss, grad, torch.ones(B, **kw_l), torch.zeros(B, **kw_l)),
-                        cfg.options)
-    rows = torch.arange(B, device=dev)
-    iters = torch.zeros(B, **kw_l)
-    budget = torch.full((B,), cfg.max_iter, **kw_l) if iter_budget is None else iter_budget.to(**kw_l).clone()
-    ceiling = torch.full((B,), float("inf"), **kw_f) if loss_ceiling is None else loss_ceiling.to(**kw_f).clone()
-    best_g = torch.full((B,), float("inf"), **kw_f)
-    best_l = torch.full((B,), float("inf"), **kw_f)
-    since_g = torch.zeros(B, **kw_l)
-    since_l = torch.zeros(B, **kw_l)
-    reason = torch.full((B,), -1, **kw_l)
-    block_until = torch.zeros(B, **kw_l)
-    backoff = torch.full((B,), cfg.curvature_backoff, **kw_l)
-    witnesses = torch.zeros(B, **kw_l)
-    first_small = torch.full((B,), -1, **kw_l)
+    all_budget = torch.full((B,), cfg.max_iter, **kw_l) if iter_budget is None else iter_budget.to(**kw_l).clone()
+    all_ceiling = (torch.full((B,), float("inf"), **kw_f) if loss_ceiling is None
+                   else loss_ceiling.to(**kw_f).clone())
 
+    def fresh(idx: torch.Tensor):
+        """Engine state and bookkeeping of the rows ``idx`` of theta0, joining now."""
+        th = theta0[idx].clone()
+        loss, grad = model.loss_and_grad(th)
+        k = idx.numel()
+        st = engine.init(model, EngineState(th, loss, grad, torch.ones(k, **kw_l), torch.zeros(k, **kw_l)), cfg.options)
+        inf = torch.full((k,), float("inf"), **kw_f)
+        zl = torch.zeros(k, **kw_l)
+        book = {"rows": idx, "iters": zl.clone(), "budget": all_budget[idx], "ceiling": all_ceiling[idx],
+                "best_g": inf.clone(), "best_l": inf.clone(), "since_g": zl.clone(), "since_l": zl.clone(),
+                "reason": torch.full((k,), -1, **kw_l), "block_until": zl.clone(),
+                "backoff": torch.full((k,), cfg.curvature_backoff, **kw_l), "witnesses": zl.clone(),
+                "first_small": torch.full((k,), -1, **kw_l)}
+        return st, book
+
+    state, bk = fresh(torch.arange(width, device=dev))
+    next_row = width
     out_theta = theta0.detach().to("cpu").clone()
     out = {k: np.zeros(B) for k in ("loss", "grad_norm", "wall_time")}
     out.update({k: np.zeros(B, dtype=np.int64) for k in ("iterations", "n_grad", "n_hvp", "reason", "witnesses",
                                                           "first_small")})
     detail = np.array([""] * B, dtype=object)
-    it = 0
-    compact = True  # set at each synchronisation, after which every working row is running
-    while True:
-        # ----- stop conditions, on the device --------------------------------------------------
-        running = reason < 0
+    def check(sel: torch.Tensor) -> None:
+        """Stop conditions of the running rows in ``sel``, on the device (module docstring)."""
+        reason, iters = bk["reason"], bk["iters"]
+        running = (reason < 0) & sel
         gn = state.grad.norm(dim=1)
         lv = state.loss
         diverged = ~torch.isfinite(lv) | ~torch.isfinite(gn) | (lv > cfg.diverge_loss)
         small = (gn <= cfg.tol) & ~diverged
-        first_small = torch.where(small & (first_small < 0) & running, iters, first_small)
-        conv = small & (lv < ceiling) & (iters >= block_until)
-        improved_g = gn < best_g * (1 - cfg.stall_rtol)
-        best_g = torch.where(improved_g & running, gn, best_g)
-        since_g = torch.where(improved_g, torch.zeros_like(since_g), since_g + 1)
+        bk["first_small"] = torch.where(small & (bk["first_small"] < 0) & running, iters, bk["first_small"])
+        conv = small & (lv < bk["ceiling"]) & (iters >= bk["block_until"])
+        improved_g = gn < bk["best_g"] * (1 - cfg.stall_rtol)
+        bk["best_g"] = torch.where(improved_g & running, gn, bk["best_g"])
+        bk["since_g"] = torch.where(sel, torch.where(improved_g, 0, bk["since_g"] + 1), bk["since_g"])
+        best_l = bk["best_l"]
         l_thr = torch.where(torch.isfinite(best_l), best_l - cfg.stall_loss_rtol * best_l.abs(), best_l)
         improved_l = lv < l_thr
-        best_l = torch.where(improved_l & running, lv, best_l)
-        since_l = torch.where(improved_l, torch.zeros_like(since_l), since_l + 1)
-        stalled = (since_g > cfg.stall_window) & (since_l > cfg.stall_window) & ~conv & ~diverged
+        bk["best_l"] = torch.where(improved_l & running, lv, best_l)
+        bk["since_l"] = torch.where(sel, torch.where(improved_l, 0, bk["since_l"] + 1), bk["since_l"])
+        stalled = (bk["since_g"] > cfg.stall_window) & (bk["since_l"] > cfg.stall_window) & ~conv & ~diverged
         new = torch.full_like(reason, -1)
-        new = torch.where(iters >= budget, torch.full_like(new, _MAX_ITER), new)
+        new = torch.where(iters >= bk["budget"], torch.full_like(new, _MAX_ITER), new)
         new = torch.where(stalled, torch.full_like(new, _STALLED), new)
         new = torch.where(diverged, torch.full_like(new, _DIVERGED), new)
         new = torch.where(conv, torch.full_like(new, _CONVERGED), new)
-        reason = torch.where(running, new, reason)
+        bk["reason"] = torch.where(running, new, reason)
 
-        # ----- host synchronisation: curvature tests, outputs, compaction ---------------------
+    def synchronise() -> None:
+        """Curvature tests of newly converged rows, outputs of stopped rows, compaction."""
+        nonlocal state, bk
+        reason, iters = bk["reason"], bk["iters"]
+        if cfg.curvature_check:
+            cand = (reason == _CONVERGED).nonzero().squeeze(1)
+            if cand.numel():
+                gc = state.grad[cand]
+                thr = curvature_threshold(model, gc.norm(dim=1), cfg.curvature_tau_rel, cfg.curvature_grad_mult)
+                neg, _ = negative_curvature(model, state.theta[cand], gc, cfg.curvature_steps, thr)
+                state.n_hvp[cand] += cfg.curvature_steps
+                back = cand[neg]
+                reason[back] = -1
+                bk["block_until"][back] = iters[back] + bk["backoff"][back]
+                bk["backoff"][back] *= 2
+                bk["witnesses"][back] += 1
+        done = reason >= 0
+        if not bool(done.any()):
+            return
+        d_idx = done.nonzero().squeeze(1)
+        g_rows = bk["rows"][d_idx].cpu()
+        gi = g_rows.numpy()
+        out_theta[g_rows] = state.theta[d_idx].detach().to("cpu")
+        r_d = reason[d_idx]
+        out["loss"][gi] = state.loss[d_idx].cpu().numpy()
+        out["grad_norm"][gi] = state.grad[d_idx].norm(dim=1).cpu().numpy()
+        out["reason"][gi] = r_d.cpu().numpy()
+        out["iterations"][gi] = iters[d_idx].cpu().numpy()
+        out["n_grad"][gi] = state.n_grad[d_idx].cpu().numpy()
+        out["n_hvp"][gi] = state.n_hvp[d_idx].cpu().numpy()
+        out["witnesses"][gi] = bk["witnesses"][d_idx].cpu().numpy()
+        out["first_small"][gi] = bk["first_small"][d_idx].cpu().numpy()
+        out["wall_time"][gi] = time.perf_counter() - t0
+        st = (r_d == _STALLED).nonzero().squeeze(1)
+        if st.numel():
+            th, g = state.theta[d_idx[st]], state.grad[d_idx[st]]
+            hg = model.hvp(th, g)
+            ratio = (hg.norm(dim=1) / g.norm(dim=1).clamp(min=1e-300)).cpu().numpy()
+            sgi = gi[st.cpu().numpy()]
+            out["n_hvp"][sgi] += 1
+            detail[sgi] = np.where(ratio <= cfg.flat_rtol, "gradient_flat", "plateau")
+        bad = (r_d == _MAX_ITER) & (bk["witnesses"][d_idx] > 0)
+        if bool(bad.any()):
+            detail[gi[bad.cpu().numpy()]] = NEGATIVE_CURVATURE
+        if on_finished is not None:
+            on_finished(int(d_idx.numel()))
+        keep = (~done).nonzero().squeeze(1)
+        state = state.take(keep)
+        bk = {k: v[keep] for k, v in bk.items()}
+
+    it = 0
+    compact = True  # set at each synchronisation, after which every working row is running
+    while True:
+        check(torch.ones(state.batch_size, dtype=torch.bool, device=dev))
         if it % sync_every == 0:
-            if cfg.curvature_check:
-                cand = (reason == _CONVERGED).nonzero().squeeze(1)
-                if cand.numel():
-                    thr = curvature_threshold(model, gn[cand], cfg.curvature_tau_rel, cfg.curvature_grad_mult)
-                    neg, _ = negative_curvature(model, state.theta[cand], state.grad[cand], cfg.curvature_steps, thr)
-                    state.n_hvp[cand] += cfg.curvature_steps
-                    back = cand[neg]
-                    reason[back] = -1
-                    block_until[back] = iters[back] + backoff[back]
-                    backoff[back] *= 2
-                    witnesses[back] += 1
-            done = reason >= 0
-            if bool(done.any()):
-                d_idx = done.nonzero().squeeze(1)
-                g_rows = rows[d_idx].cpu()
-                gi = g_rows.numpy()
-                out_theta[g_rows] = state.theta[d_idx].detach().to("cpu")
-                r_d = reason[d_idx]
-                out["loss"][gi] = lv[d_idx].cpu().numpy()
-                out["grad_norm"][gi] = gn[d_idx].cpu().numpy()
-                out["reason"][gi] = r_d.cpu().numpy()
-                out["iterations"][gi] = iters[d_idx].cpu().numpy()
-                out["n_grad"][gi] = state.n_grad[d_idx].cpu().numpy()
-                out["n_hvp"][gi] = state.n_hvp[d_idx].cpu().numpy()
-                out["witnesses"][gi] = witnesses[d_idx].cpu().numpy()
-                out["first_small"][gi] = first_small[d_idx].cpu().numpy()
-                out["wall_time"][gi] = time.perf_counter() - t0
-                st = (r_d == _STALLED).nonzero().squeeze(1)
-                if st.numel():
-                    th, g = state.theta[d_idx[st]], state.grad[d_idx[st]]
-                    hg = model.hvp(th, g)
-                    ratio = (hg.norm(dim=1) / g.norm(dim=1).clamp(min=1e-300)).cpu().numpy()
-                    sgi = gi[st.cpu().numpy()]
-                    out["n_hvp"][sgi] += 1
-                    detail[sgi] = np.where(ratio <= cfg.flat_rtol, "gradient_flat", "plateau")
-                bad = (r_d == _MAX_ITER) & (witnesses[d_idx] > 0)
-                if bool(bad.any()):
-                    detail[gi[bad.cpu().numpy()]] = NEGATIVE_CURVATURE
-                if on_finished is not None:
-                    on_finished(int(d_idx.numel()))
-                keep = (~done).nonzero().squeeze(1)
-                state = state.take(keep)
-                rows, iters, budget, ceiling = rows[keep], iters[keep], budget[keep], ceiling[keep]
-                best_g, best_l, since_g, since_l = best_g[keep], best_l[keep], since_g[keep], since_l[keep]
-                reason, block_until, backoff = reason[keep], block_until[keep], backoff[keep]
-                witnesses, first_small = witnesses[keep], first_small[keep]
-            if rows.numel() == 0:
+            synchronise()
+            while state.batch_size < width and next_row < B:  # refill from the pending rows
+                idx = torch.arange(next_row, min(B, next_row + width - state.batch_size), device=dev)
+                next_row += idx.numel()
+                st_new, bk_new = fresh(idx)
+                n_old = state.batch_size
+                state = state.cat(st_new) if n_old else st_new
+                bk = {k: torch.cat([bk[k], bk_new[k]]) for k in bk} if n_old else bk_new
+                sel = torch.arange(state.batch_size, device=dev) >= n_old
+                check(sel)  # newcomers are checked before their first step, as without refill
+                synchronise()
+            if state.batch_size == 0:
                 break
             compact = True
             if on_status is not None:
-                on_status({"engine": cfg.engine, "iteration": it, "active": int(rows.numel()),
-                           "finished": int(B - rows.numel())})
+                on_status({"engine": cfg.engine, "iteration": it, "active": int(state.batch_size),
+                           "finished": int(next_row - state.batch_size)})
         # ----- one step of every working row ----------------------------------------------------
         new_state = engine.step(model, state, cfg.options)
         if compact:  # just synchronised: every working row is running
             state = new_state
-            iters = iters + 1
+            bk["iters"] = bk["iters"] + 1
         else:
-            active = reason < 0
+            active = bk["reason"] < 0
             state = state.merge(active, new_state)
-            iters = iters + active.long()
+            bk["iters"] = bk["iters"] + active.long()
         compact = False
         it += 1
     return TrajectoryResults(
@@ -215,12 +242,14 @@ def admit_to_next_stage(model: DeepUFM, res: TrajectoryResults, prev: StageConfi
 def run_pipeline(model: DeepUFM, theta0: torch.Tensor, stages: list[StageConfig], *,
                  on_status: Callable[[dict], None] | None = None,
                  on_finished: Callable[[int], None] | None = None, sync_every: int | None = None,
-                 loss_ceiling: torch.Tensor | None = None, iter_budget: torch.Tensor | None = None) -> TrajectoryResults:
+                 loss_ceiling: torch.Tensor | None = None, iter_budget: torch.Tensor | None = None,
+                 working_batch: int | None = None) -> TrajectoryResults:
     """Run ``stages`` in turn on a (B, P) batch (e.g. GD, then Newton polish).
 
     Stage s+1 takes the rows :func:`admit_to_next_stage` admits; every other row keeps the stop
     reason it had. Counts and iterations add up over stages. ``loss_ceiling`` and
-    ``iter_budget`` apply to the first stage (:func:`run_engine`). ``handoff_theta`` of the result
+    ``iter_budget`` apply to the first stage; ``working_batch`` to every stage (:func:`run_engine`).
+    ``handoff_theta`` of the result
     is θ where the first stage ended. ``on_finished(k)`` counts trajectory-stages: a row that stops
     in a stage counts 1, and a row that skips the remaining stages counts those too
     (B·len(stages) in all).
@@ -229,7 +258,8 @@ def run_pipeline(model: DeepUFM, theta0: torch.Tensor, stages: list[StageConfig]
         raise SpecError("stages is empty: a pipeline needs at least one engine stage")
     t0 = time.perf_counter()
     res = run_engine(model, theta0, stages[0], on_status=on_status, on_finished=on_finished, t0=t0,
-                     sync_every=sync_every, loss_ceiling=loss_ceiling, iter_budget=iter_budget)
+                     sync_every=sync_every, loss_ceiling=loss_ceiling, iter_budget=iter_budget,
+                     working_batch=working_batch)
     for s_i, cfg in enumerate(stages[1:], start=1):
         cand = np.nonzero(res.last_stage == s_i - 1)[0]
         idx = admit_to_next_stage(model, res, stages[s_i - 1], cfg, cand)
@@ -239,7 +269,7 @@ def run_pipeline(model: DeepUFM, theta0: torch.Tensor, stages: list[StageConfig]
         if idx.size == 0:
             continue
         sub = run_engine(model, res.theta[torch.from_numpy(idx)], cfg, on_status=on_status,
-                         on_finished=on_finished, t0=t0, sync_every=sync_every)
+                         on_finished=on_finished, t0=t0, sync_every=sync_every, working_batch=working_batch)
         t = torch.from_numpy(idx)
         res.theta[t] = sub.theta
         for k in ("loss", "grad_norm", "stop_reason", "stop_detail", "wall_time"):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import torch
+
 from ..core.model import DeepUFM
 from .options import EngineOptions, number
 from .state import EngineState
@@ -26,6 +28,6 @@ def init(model: DeepUFM, s: EngineState, opts: GDOptions) -> EngineState:
 
 
 def step(model: DeepUFM, s: EngineState, opts: GDOptions) -> EngineState:
-    theta = s.theta - opts.lr * s.grad
+    theta = torch.add(s.theta, s.grad, alpha=-opts.lr)  # one pass over (B, P)
     loss, grad = model.loss_and_grad(theta)
     return replace(s, theta=theta, loss=loss, grad=grad, n_grad=s.n_grad + 1)

@@ -46,6 +46,11 @@ class EngineState:
             out[k] = torch.where(m, b, a)
         return replace(new, **out)
 
+    def cat(self, other: "EngineState") -> "EngineState":
+        """Rows of ``self`` followed by the rows of ``other`` (same type); scalar fields from
+        ``self`` (new rows join the running ones: e.g. L-BFGS's shared slot counter)."""
+        return replace(self, **{k: torch.cat([getattr(self, k), getattr(other, k)]) for k in self._batch_fields()})
+
     @property
     def batch_size(self) -> int:
         return int(self.theta.shape[0])

@@ -1,7 +1,10 @@
 """Study configuration: TOML files, presets, command-line overrides, validation.
 
-A study file has top-level fields (``name``, ``seed``, ``trajectories``, ``batch_size``,
-``certify_tol``, ``device``, ``max_saddle_visits``), a ``[model]`` table with the fields of
+A study file has top-level fields (``name``, ``seed``, ``trajectories``, ``batch_size`` (starts
+per committed unit), ``certify_tol``, ``device`` (:data:`DEVICE_HELP`), ``max_saddle_visits``,
+``working_batch`` (trajectories advanced at once, 0: measured, :mod:`landscape.engines.batching`;
+results never depend on it), ``compile`` ("auto", "on", "off": ``torch.compile`` of the gradient,
+:class:`landscape.core.model.DeepUFM`)), a ``[model]`` table with the fields of
 MODEL.md (``K``, ``n``, ``d``, ``L``, ``activation``, ``loss``, ``lambda``, optional ``lambda_H``
 and ``lambda_W``, ``dtype``), an ``[init]`` table (:class:`landscape.core.init.InitScheme`) and an
 array ``[[stages]]`` of engine stages (:class:`landscape.engines.StageConfig`, one flat table
@@ -53,12 +56,13 @@ from ..analysis.dedup import DedupTolerances
 from ..analysis.settings import AnalysisSettings
 from ..core.init import InitScheme
 from ..core.model import DTYPES, ModelSpec
-from ..core.validate import SpecError, check_fields, check_int, check_number, check_table
+from ..core.validate import SpecError, check_choice, check_fields, check_int, check_number, check_table
 from ..engines import ENGINES, StageConfig
 
 MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation", "loss": "loss",
               "lambda": "lam", "lambda_H": "lam_H", "lambda_W": "lam_W", "dtype": "dtype"}
-TOP_KEYS = ("name", "seed", "trajectories", "batch_size", "certify_tol", "device", "max_saddle_visits")
+TOP_KEYS = ("name", "seed", "trajectories", "batch_size", "certify_tol", "device", "max_saddle_visits",
+            "working_batch", "compile")
 #: Optional tables (see the module docstring).
 OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "connect")
 #: Largest certification tolerance that the default deduplication separates (module docstring).
@@ -414,6 +418,8 @@ class StudyConfig:
     connect: object = None
     device: str = "auto"
     max_saddle_visits: int = 10
+    working_batch: int = 0
+    compile: str = "auto"
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "StudyConfig":
@@ -446,7 +452,9 @@ class StudyConfig:
                    model=spec, init=init, stages=stages, saddles=saddles, dedup=dedup,
                    analysis=AnalysisSettings(**ad), connect=connect_settings(cfg.get("connect", {})),
                    device=check_device(cfg.get("device", "auto")),
-                   max_saddle_visits=check_int("max_saddle_visits", cfg.get("max_saddle_visits", 10), 0))
+                   max_saddle_visits=check_int("max_saddle_visits", cfg.get("max_saddle_visits", 10), 0),
+                   working_batch=check_int("working_batch", cfg.get("working_batch", 0), 0),
+                   compile=check_choice("compile", cfg.get("compile", "auto"), ("auto", "on", "off")))
 
     def to_dict(self) -> dict:
         """Effective configuration, in the file layout (loadable by :meth:`from_dict`)."""
@@ -455,7 +463,9 @@ class StudyConfig:
         init = {k: v for k, v in self.init.to_dict().items() if v is not None}
         return {"name": self.name, "seed": self.seed, "trajectories": self.trajectories,
                 "batch_size": self.batch_size, "certify_tol": self.certify_tol, "device": self.device,
-                "max_saddle_visits": self.max_saddle_visits, "model": model, "init": init,
+                "max_saddle_visits": self.max_saddle_visits, "working_batch": self.working_batch,
+                "compile": self.compile,
+                "model": model, "init": init,
                 "stages": [s.settings() for s in self.stages], "saddles": self.saddles.to_dict(),
                 "dedup": self.dedup.to_dict(), "analysis": self.analysis.to_dict(), "connect": self.connect.to_dict()}
 

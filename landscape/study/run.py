@@ -50,6 +50,7 @@ from ..analysis.point import LEAF_KINDS, analyse_point
 from ..core.init import draw_starts, trajectory_seed
 from ..core.model import DeepUFM
 from ..engines import TrajectoryResults, run_pipeline
+from ..engines.batching import working_batch
 from ..io.results import DB_NAME, FILES, write_json
 from ..io.store import StoreError, StudyStore
 from .config import StudyConfig, resolve_device
@@ -70,16 +71,23 @@ SADDLE_VISITS = "saddle_visits"
 # ----- pure units of work ---------------------------------------------------------------------------
 def study_model(cfg: StudyConfig) -> DeepUFM:
     """The study's model on the device its ``device`` field resolves to here."""
-    return DeepUFM(cfg.model, device=resolve_device(cfg.device))
+    return DeepUFM(cfg.model, device=resolve_device(cfg.device),
+                   compile={"on": True, "off": False}.get(cfg.compile, "auto"))
+
+
+def study_working_batch(cfg: StudyConfig, model: DeepUFM) -> int:
+    """The study's ``working_batch``, or the measured one when it is 0."""
+    return cfg.working_batch or working_batch(cfg.model, model.device)
 
 
 def run_trajectories(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
-    """Run the study's pipeline on main trajectories ``indices`` (one batch). Pure function of
+    """Run the study's pipeline on main trajectories ``indices`` (one unit). Pure function of
     (cfg, indices): start i is drawn on the host with the seed of index i, then moved to the
-    study's device."""
+    study's device; the unit runs at the working batch, refilled as rows finish."""
     model = study_model(cfg)
     theta0 = draw_starts(cfg.model, cfg.init, cfg.seed, indices, device=model.device)
-    return run_pipeline(model, theta0, list(cfg.stages), on_status=on_status, on_finished=on_finished)
+    return run_pipeline(model, theta0, list(cfg.stages), on_status=on_status, on_finished=on_finished,
+                        working_batch=study_working_batch(cfg, model))
 
 
 def run_saddle_search(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
@@ -88,7 +96,8 @@ def run_saddle_search(cfg: StudyConfig, indices, *, on_status=None, on_finished=
     study's init). Pure function of (cfg, indices)."""
     model = study_model(cfg)
     theta0 = draw_starts(cfg.model, cfg.saddles.init or cfg.init, cfg.seed, indices, device=model.device)
-    return run_pipeline(model, theta0, list(cfg.saddles.stages), on_status=on_status, on_finished=on_finished)
+    return run_pipeline(model, theta0, list(cfg.saddles.stages), on_status=on_status, on_finished=on_finished,
+                        working_batch=study_working_batch(cfg, model))
 
 
 def chunks(cfg: StudyConfig, done: set[int] | None = None) -> list[list[int]]:

@@ -1,0 +1,252 @@
+"""Speed and fidelity at the paper's size (K=10, n=5, L=2, λ=2⁻¹⁰), as ratios to baselines run side by side.
+
+1. **Peak**: a float64 matrix multiply (2000³) on the device, the machine's own ceiling.
+2. **Throughput**, per (device, P, B): the batched GD engine (trajectory-steps/s and effective
+   GFLOP/s of the step, counting the forward and backward matrix products: 3·Σ_l 2·r_l·c_l·N per
+   step), a lone ``torch.bmm`` of B × (d×d @ d×N) (the batched kernel the step is made of), the
+   fraction of the peak, and the plain ``torch.optim.SGD`` loop one trajectory at a time (its
+   ratio). Also the working batch the engine picks for that P (``landscape.engines.batching``).
+3. **pele** (where installed): ms per certified start of pele's ``lbfgs_cpp`` against the
+   batched L-BFGS on the same starts at P = 9100.
+4. **Fidelity** of the paper's experiment (``--preset paper-fig2`` at each width): certified
+   fraction, saddles holding basin counts (must be 0), DNC fraction and Wilson interval, fraction
+   per label, wall time per start; and GD against gradient flow on the same starts at d = 70.
+
+``python benchmarks/bench_paper.py [--device cpu|cuda] [--quick]`` writes
+``benchmarks/results/paper.json`` (``--out`` elsewhere). ``--quick`` (under 3 minutes on 2 cores)
+measures throughput at two sizes and fidelity on 8 starts at d = 30.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baselines import pele_quench, sgd_baseline  # noqa: E402
+from landscape.core.init import InitScheme, draw_starts  # noqa: E402
+from landscape.core.model import DeepUFM, ModelSpec  # noqa: E402
+from landscape.engines import StageConfig, run_engine, run_pipeline  # noqa: E402
+
+K, N_PER, L, LAM = 10, 5, 2, 2.0 ** -10
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def spec_at(d: int) -> ModelSpec:
+    return ModelSpec(K=K, n=N_PER, d=d, L=L, lam=LAM)
+
+
+def step_flops(spec: ModelSpec) -> float:
+    """Flops of one GD step of one trajectory: forward W_l·h (2·r·c·N each) and, backward, the
+    weight gradient and the input gradient of every factor (2·r·c·N each)."""
+    return 3.0 * sum(2.0 * r * c * spec.N for r, c in spec.shapes[1:])
+
+
+def peak_gflops(device: torch.device, n: int = 2000, reps: int = 3) -> float:
+    a = torch.randn(n, n, dtype=torch.float64, device=device)
+    b = torch.randn(n, n, dtype=torch.float64, device=device)
+    a @ b
+    sync(device)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def bmm_gflops(spec: ModelSpec, B: int, device: torch.device, reps: int = 20) -> float:
+    d, N = spec.d, spec.N
+    W = torch.randn(B, d, d, dtype=torch.float64, device=device)
+    H = torch.randn(B, d, N, dtype=torch.float64, device=device)
+    torch.bmm(W, H)
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        torch.bmm(W, H)
+    sync(device)
+    return 2.0 * d * d * N * B * reps / (time.perf_counter() - t) / 1e9
+
+
+def gd_throughput(spec: ModelSpec, B: int, steps: int, device: torch.device) -> float:
+    model = DeepUFM(spec, device=device)
+    theta0 = draw_starts(spec, InitScheme(), 0, range(B), device=device)
+    cfg = StageConfig(engine="gd", lr=0.5, max_iter=steps, tol=1e-300, stall_window=10 ** 9, curvature_check=False)
+    run_engine(model, theta0, StageConfig(engine="gd", lr=0.5, max_iter=3, tol=1e-300, curvature_check=False))
+    sync(device)
+    t = time.perf_counter()
+    run_engine(model, theta0, cfg)
+    sync(device)
+    return B * steps / (time.perf_counter() - t)
+
+
+def throughput_rows(device: torch.device, widths, batches, steps: int, plain_steps: int) -> list[dict]:
+    from landscape.engines.batching import working_batch
+
+    peak = peak_gflops(device)
+    rows = []
+    for d in widths:
+        spec = spec_at(d)
+        model = DeepUFM(spec)
+        plain_t, _ = sgd_baseline(model, draw_starts(spec, InitScheme(), 0, range(2)), 0.5, plain_steps)
+        plain = 2 * plain_steps / plain_t
+        for B in batches:
+            gd = gd_throughput(spec, B, steps, device)
+            gf = gd * step_flops(spec) / 1e9
+            rows.append({"device": str(device), "d": d, "P": spec.P, "B": B, "gd_traj_steps_per_s": gd,
+                         "plain_traj_steps_per_s": plain, "ratio_vs_plain": gd / plain, "gflops": gf,
+                         "bmm_gflops": bmm_gflops(spec, B, device), "peak_gflops": peak, "fraction_of_peak": gf / peak,
+                         "working_batch": working_batch(spec, device)})
+            r = rows[-1]
+            print(f"  {device} P={spec.P:>6} B={B:>5}: {gd:>12,.0f} traj-steps/s  {gf:6.1f} GFLOP/s "
+                  f"({100 * r['fraction_of_peak']:.0f}% of {peak:.0f}; bmm alone {r['bmm_gflops']:.1f})  "
+                  f"plain {plain:,.0f}/s → {r['ratio_vs_plain']:.1f}×", flush=True)
+    return rows
+
+
+def pele_rows(starts: int) -> dict:
+    import importlib.util
+
+    if importlib.util.find_spec("pele") is None:
+        return {"pele": "not installed (pip install pele)"}
+    spec = spec_at(70)
+    model = DeepUFM(spec)
+    theta0 = draw_starts(spec, InitScheme(), 0, range(starts))
+    t_pele, th_pele, steps = pele_quench(model, theta0, 1e-10)
+    _, g = model.loss_and_grad(th_pele)
+    ok_pele = int((g.norm(dim=1) <= 1e-10).sum())
+    t = time.perf_counter()
+    res = run_pipeline(model, theta0, [StageConfig(engine="lbfgs", max_iter=20000, tol=1e-10, stall_window=2000)])
+    t_lb = time.perf_counter() - t
+    ok_lb = int(res.converged.sum())
+    out = {"P": spec.P, "starts": starts, "pele_certified": ok_pele, "lbfgs_certified": ok_lb,
+           "pele_ms_per_point": 1e3 * t_pele / max(ok_pele, 1), "lbfgs_ms_per_point": 1e3 * t_lb / max(ok_lb, 1),
+           "pele_median_steps": float(np.median(steps))}
+    out["ratio"] = out["pele_ms_per_point"] / out["lbfgs_ms_per_point"]
+    print(f"  pele lbfgs_cpp {out['pele_ms_per_point']:.0f} ms/point ({ok_pele}/{starts}); batched lbfgs "
+          f"{out['lbfgs_ms_per_point']:.0f} ms/point ({ok_lb}/{starts}): {out['ratio']:.1f}×", flush=True)
+    return out
+
+
+def fidelity_row(d: int, starts: int, device: str, extra=()) -> dict:
+    from landscape.study.config import load_study
+    from landscape.study.run import run_study
+
+    cfg = load_study(preset="paper-fig2", overrides=[f"d={d}", f"trajectories={starts}", f"batch_size={min(starts, 64)}",
+                                                     f"device={device}", *extra])
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        s = run_study(cfg, tmp, progress=False)
+        wall = time.perf_counter() - t
+        from landscape.io.store import StudyStore
+        with StudyStore.open(tmp, readonly=True) as st:
+            trajs = [t for t in st.trajectories() if t["engine"]["kind"] == "main"]
+            point_of = {t["idx"]: t["point_id"] for t in trajs}
+    n = s["n_trajectories"]
+    certified = sum(p["basin_count"] for p in s["points"])
+    saddles = sum(1 for p in s["points"] if p["kind"] == "saddle" and p["basin_count"] > 0)
+    dnc = next((r for r in s["labels"] if r["label"] == "DNC"), {"count": 0, "fraction": 0.0, "ci_low": 0.0,
+                                                                    "ci_high": None})
+    from landscape.study.stats import wilson_interval
+    lo, hi = wilson_interval(dnc["count"], n)
+    row = {"d": d, "P": cfg.model.P, "starts": n, "dynamics": s["dynamics"], "certified_fraction": certified / n,
+           "saddles_with_basin_counts": saddles, "dnc_fraction": dnc["count"] / n, "dnc_ci_low": lo, "dnc_ci_high": hi,
+           "labels": {str(r["label"]): r["count"] / n for r in s["labels"] if r["count"]},
+           "uncertified": {u["stop_reason"]: u["count"] for u in s["uncertified"]},
+           "saddle_visits": sum(v["n_visits"] for v in s["saddle_visits"]),
+           "wall_s": wall, "wall_per_start_s": wall / n, "point_of": point_of,
+           "points": {p["id"]: p["label"] for p in s["points"]}}
+    print(f"  d={d:>4} ({s['dynamics']}): certified {100 * row['certified_fraction']:.1f}%, saddles holding counts "
+          f"{saddles}, DNC {100 * row['dnc_fraction']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}], labels {row['labels']}, "
+          f"{row['wall_per_start_s']:.2f} s/start", flush=True)
+    return row
+
+
+def gd_vs_flow(d: int, starts: int, device: str) -> dict:
+    """The same starts under gd(lr 0.5) and the adaptive gradient flow: the fraction of starts
+    whose end points are the same distinct point (compared modulo symmetry), and the wall ratio."""
+    from landscape.analysis.dedup import DedupTolerances, same_point
+    from landscape.study.config import load_study
+    from landscape.study.run import run_study
+
+    rows, thetas = {}, {}
+    for name, extra in (("gd", []), ("flow", ["engine=flow", "stages.0.rtol=1e-6", "stages.0.max_iter=200000"])):
+        cfg = load_study(preset="paper-fig2", overrides=[f"d={d}", f"trajectories={starts}", f"batch_size={min(starts, 64)}",
+                                                         f"device={device}", *extra])
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            s = run_study(cfg, tmp, progress=False)
+            wall = time.perf_counter() - t
+            from landscape.io.store import StudyStore
+            with StudyStore.open(tmp, readonly=True) as st:
+                fps = {p["id"]: p["fingerprint"] for p in st.points()}
+                thetas[name] = {t["idx"]: fps.get(t["point_id"]) for t in st.trajectories()
+                                if t["engine"]["kind"] == "main"}
+        rows[name] = {"wall_s": wall, "labels": {str(r["label"]): r["count"] / starts for r in s["labels"] if r["count"]},
+                      "dnc": next((r["count"] for r in s["labels"] if r["label"] == "DNC"), 0) / starts,
+                      "dynamics": s["dynamics"]}
+    same = sum(1 for i in range(starts) if thetas["gd"].get(i) is not None and thetas["flow"].get(i) is not None
+               and same_point(thetas["gd"][i], thetas["flow"][i], DedupTolerances()))
+    out = {"d": d, "starts": starts, "same_end_point_fraction": same / starts, "gd": rows["gd"], "flow": rows["flow"],
+           "wall_ratio_gd_over_flow": rows["gd"]["wall_s"] / rows["flow"]["wall_s"]}
+    print(f"  gd vs flow at d={d}: same end point for {same}/{starts} starts; DNC gd {rows['gd']['dnc']:.3f} "
+          f"flow {rows['flow']['dnc']:.3f}; wall gd/flow = {out['wall_ratio_gd_over_flow']:.2f}", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--quick", action="store_true", help="throughput at two sizes, fidelity on 8 starts at d=30")
+    ap.add_argument("--widths", type=int, nargs="+", default=[30, 70, 100], help="widths of the fidelity runs")
+    ap.add_argument("--starts", type=int, default=64, help="starts per width in the fidelity runs")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "pele", "fidelity", "flow"])
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "paper.json"))
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch sees no CUDA device here")
+    report = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "device": str(device),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "quick": args.quick}
+    gpu = device.type == "cuda"
+    if "throughput" not in args.skip:
+        print("throughput (GD, lr 0.5):", flush=True)
+        widths = [16, 70] if args.quick else [16, 30, 70, 100]
+        batches = ([64, 8192] if gpu else [64]) if args.quick else ([256, 2048, 8192, 32768] if gpu else [16, 64, 256, 512])
+        report["throughput"] = throughput_rows(device, widths, batches, steps=(200 if gpu else 30) if args.quick else
+                                               (1000 if gpu else 100), plain_steps=20 if args.quick else 50)
+    if "pele" not in args.skip and not args.quick and not gpu:
+        print("pele vs batched L-BFGS at P=9100:", flush=True)
+        report["pele"] = pele_rows(32)
+    if "fidelity" not in args.skip:
+        print("fidelity of the paper's experiment:", flush=True)
+        widths, starts = ([30], 8) if args.quick else (args.widths, args.starts)
+        report["fidelity"] = [fidelity_row(d, starts, str(device)) for d in widths]
+    if "flow" not in args.skip and not args.quick:
+        print("gd against gradient flow:", flush=True)
+        report["gd_vs_flow"] = gd_vs_flow(70, args.starts, str(device))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for row in report.get("fidelity", []):
+        row.pop("point_of", None)
+        row.pop("points", None)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

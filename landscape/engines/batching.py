@@ -1,0 +1,59 @@
+"""The working batch: how many trajectories one engine step should advance at a time.
+
+Throughput per trajectory is not monotone in the batch size B: on a CPU, a batch whose working
+set (θ, ∇L and the activations, about 6·P·B float64 numbers) outgrows the caches runs *slower*
+per trajectory (measured at P = 9100: B = 512 gave half the trajectory-steps/s of B = 64); on a
+GPU, small batches leave the device idle. :func:`working_batch` measures it: a few GD steps at
+each candidate B on the model's device, keeping the smallest B within :data:`TOLERANCE` of the
+fastest. The result is cached per (shapes, dtype, device, threads) for the process. The driver
+then runs a unit of any size at this width, refilling finished rows from the unit's pending
+starts (:func:`landscape.engines.driver.run_engine`), so results never depend on it.
+"""
+from __future__ import annotations
+
+import functools
+import time
+
+import torch
+
+from ..core.model import DeepUFM, ModelSpec
+
+#: Candidate working batches per device type.
+CANDIDATES = {"cpu": (8, 16, 32, 64, 128, 256), "cuda": (256, 1024, 4096, 16384, 65536)}
+#: Smallest B whose throughput is within this fraction of the best.
+TOLERANCE = 0.1
+#: Seconds of measurement per candidate.
+PROBE_S = 0.05
+
+
+def _probe(model: DeepUFM, B: int) -> float:
+    """Trajectory-steps per second of GD at batch B (a few steps from a fixed seeded start)."""
+    gen = torch.Generator().manual_seed(0)
+    th = (0.3 * torch.randn(B, model.P, generator=gen, dtype=torch.float64)).to(model.device, model.dtype)
+    _, g = model.loss_and_grad(th)
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda *a: None)
+    sync()
+    t, n = time.perf_counter(), 0
+    while n < 3 or time.perf_counter() - t < PROBE_S:
+        th = torch.add(th, g, alpha=-1e-3)
+        _, g = model.loss_and_grad(th)
+        n += 1
+    sync()
+    return B * n / (time.perf_counter() - t)
+
+
+@functools.lru_cache(maxsize=32)
+def _measure(shapes: tuple, spec: ModelSpec, device: str, threads: int) -> int:
+    model = DeepUFM(spec, device=device)
+    cands = CANDIDATES.get(torch.device(device).type, CANDIDATES["cpu"])
+    if torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        cands = tuple(b for b in cands if 12 * 8 * spec.P * b < 0.5 * free) or cands[:1]
+    rate = {B: _probe(model, B) for B in cands}
+    best = max(rate.values())
+    return min(B for B, r in rate.items() if r >= (1 - TOLERANCE) * best)
+
+
+def working_batch(spec: ModelSpec, device="cpu") -> int:
+    """The measured working batch for this model on ``device`` (module docstring)."""
+    return _measure(tuple(spec.shapes), spec, str(torch.device(device)), torch.get_num_threads())
