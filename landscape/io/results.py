@@ -135,7 +135,7 @@ def load_spectra(path: str | Path) -> dict:
                     d[group][name] = z[key]
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{path} is not a readable spectra file ({type(exc).__name__}: {exc}); "
-                         "rewrite it with `landscape report DIR --rebuild` or delete it") from None
+                         "delete it and run `landscape run --resume` on its folder, which rewrites it") from None
     return out
 
 

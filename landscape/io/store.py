@@ -254,8 +254,14 @@ class StudyStore:
     # ----- opening -----------------------------------------------------------------------------
     @staticmethod
     def _lock(path: Path) -> int:
-        """An exclusive advisory lock on the database file for this writer (released by close)."""
-        fd = os.open(path, os.O_RDONLY)
+        """An exclusive advisory lock on the database file for this writer (released by close).
+        A database, WAL or shared-memory file that is a symbolic link is refused: SQLite would
+        write through it, outside the study folder."""
+        for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if f.is_symlink():
+                raise StoreError(f"{f} is a symbolic link: refusing to write a study through it "
+                                 "(copy the real file into the folder instead)")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
