@@ -130,3 +130,117 @@ def relabel_classes(spec: ModelSpec, theta, perm) -> np.ndarray:
     Wn[perm] = F[-1]
     F[0], F[-1] = Hn.reshape(spec.d, spec.N), Wn
     return spec.join(F)
+
+
+# ----- alignment modulo symmetry --------------------------------------------------------------
+def _procrustes(M: np.ndarray) -> np.ndarray:
+    """argmax_{R ∈ O(d)} tr(Rᵀ M) = U Vᵀ for M = U Σ Vᵀ."""
+    U, _, Vt = np.linalg.svd(M)
+    return U @ Vt
+
+
+def _best_permutation_matrix(M: np.ndarray) -> np.ndarray:
+    """argmax over permutation matrices Π of tr(Πᵀ M) (Hungarian algorithm)."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(-M)
+    Pm = np.zeros_like(M)
+    Pm[rows, cols] = 1.0
+    return Pm
+
+
+def class_permutation(spec: ModelSpec, ref, theta) -> np.ndarray:
+    """A class relabelling π making θ's class-mean logits Z̄ close to ref's: a linear assignment on
+    the sorted columns and diagonals of Z̄, refined by pairwise swaps that lower
+    ‖Z̄_ref − Π Z̄ Πᵀ‖_F (a local search for the quadratic assignment). Returns perm for
+    :func:`relabel_classes`."""
+    from scipy.optimize import linear_sum_assignment
+
+    from ..core.model import DeepUFM
+
+    model = DeepUFM(spec.as_float64())
+    K, n = spec.K, spec.n
+    import torch
+
+    Z = model.logits(torch.from_numpy(np.stack([np.asarray(ref, float), np.asarray(theta, float)])))
+    zb = Z.numpy().reshape(2, K, K, n).mean(axis=3)
+    A, B = zb[0], zb[1]
+    cost = (np.abs(np.sort(A, axis=0)[:, :, None] - np.sort(B, axis=0)[:, None, :]).sum(axis=0)
+            + np.abs(np.diag(A)[:, None] - np.diag(B)[None, :]))
+    r, c = linear_sum_assignment(cost)
+    perm = np.empty(K, dtype=int)
+    perm[c] = r  # class c of θ becomes class perm[c]
+
+    def mismatch(p):
+        Bp = np.empty_like(B)
+        Bp[np.ix_(p, p)] = B
+        return float(np.linalg.norm(A - Bp))
+
+    best = mismatch(perm)
+    improved = True
+    while improved:
+        improved = False
+        for i in range(K):
+            for j in range(i + 1, K):
+                q = perm.copy()
+                q[i], q[j] = q[j], q[i]
+                m = mismatch(q)
+                if m < best - 1e-14:
+                    perm, best, improved = q, m, True
+    return perm
+
+
+def align(spec: ModelSpec, ref, theta, *, sweeps: int = 50, rtol: float = 1e-13) -> tuple[np.ndarray, dict]:
+    """θ moved along its symmetry orbit to be as close as possible to ``ref`` (both (P,)).
+
+    What is aligned: (1) the class labels (:func:`class_permutation`); (2) every gauge interface:
+    with R_i acting as F_{i−1} → R_i F_{i−1}, F_i → F_i R_iᵀ, minimise Σ_i ‖F_i^ref − R_{i+1} F_i R_iᵀ‖²
+    (R_0 = R_{L+1} = I): a forward pass (R_i from F_{i−1} alone, given R_{i−1}; exact for a rotated
+    copy with full-rank factors), then block-coordinate sweeps, each R_i an orthogonal Procrustes solution
+    (U Vᵀ of F_{i−1}^ref (F_{i−1} R_{i−1}ᵀ)ᵀ + F_i^refᵀ R_{i+1} F_i) at the interfaces with an
+    O(d) gauge, and the best permutation matrix (hidden-unit permutation, Hungarian algorithm) at
+    the other ReLU interfaces; sweeps stop when the distance changes by less than ``rtol``
+    relative. Sample permutations within a class are not aligned. Every step is a symmetry, so
+    the loss is unchanged. Returns (aligned θ, {"class_perm", "distance", "distance_before",
+    "sweeps"}).
+    """
+    ref = np.asarray(ref, dtype=np.float64).reshape(-1)
+    th0 = np.asarray(theta, dtype=np.float64).reshape(-1)
+    before = float(np.linalg.norm(ref - th0))
+    perm = class_permutation(spec, ref, th0)
+    th = relabel_classes(spec, th0, perm)
+    A = spec.split(ref)
+    L = spec.L
+    d = spec.d
+    R = [np.eye(d) for _ in range(L + 2)]  # R[0] and R[L+1] stay the identity (no gauge there)
+    cont = set(gauge_interfaces(spec))     # interface i (1-based) has an O(d) gauge iff i-1 in cont
+    Fb = spec.split(th)
+
+    def moved():
+        out = []
+        for i, F in enumerate(Fb):
+            left = R[i + 1] if i < L else np.eye(F.shape[0])
+            right = R[i].T if i > 0 else np.eye(F.shape[1])
+            out.append(left @ F @ right)
+        return out
+
+    def solve(i: int, both: bool) -> None:
+        M = A[i - 1] @ (Fb[i - 1] @ (R[i - 1].T if i > 1 else np.eye(Fb[i - 1].shape[1]))).T
+        if both:
+            nxt = R[i + 1] if i < L else np.eye(Fb[i].shape[0])
+            M = M + A[i].T @ (nxt @ Fb[i])
+        R[i] = _procrustes(M) if (i - 1) in cont else _best_permutation_matrix(M)
+
+    for i in range(1, L + 1):  # a forward pass (each R_i from the factor before it): exact for a rotated copy
+        solve(i, both=False)
+    dist = float(np.linalg.norm(spec.join(moved()) - ref))
+    k = 0
+    for k in range(1, sweeps + 1):
+        for i in range(1, L + 1):
+            solve(i, both=True)
+        new = float(np.linalg.norm(spec.join(moved()) - ref))
+        done = abs(dist - new) <= rtol * max(dist, 1.0)
+        dist = new
+        if done:
+            break
+    return spec.join(moved()), {"class_perm": perm.tolist(), "distance": dist, "distance_before": before, "sweeps": k}

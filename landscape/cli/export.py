@@ -7,12 +7,14 @@ summary.json point fields; rank pattern joined by '-', per-layer DNC metrics and
 left out). ``graphml``: the basin graph (nodes distinct points, edges saddle descents and
 transition states). ``tree-graphml``: the disconnectivity tree (leaves minima, internal nodes
 merges at a loss level). ``json``: ``{"study", "dynamics", "n_trajectories", "tree", "points",
-"edges", "transition_states"}``. An export never writes over a file of the study, and over any
+"edges", "transition_states"}``. ``pathsample``: ``-o OUTDIR`` receives min.data, ts.data,
+points.min and points.ts as PATHSAMPLE writes them (pele's ``OptimDBConverter`` loads them;
+:mod:`landscape.io.pathsample`). An export never writes over a file of the study, and over any
 other existing file only with ``--force``.
 """
 from __future__ import annotations
 
-FORMATS = ("csv", "graphml", "json", "tree-graphml")
+FORMATS = ("csv", "graphml", "json", "tree-graphml", "pathsample")
 #: Columns of the CSV export.
 CSV_COLUMNS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
                "excess_zero_modes", "type", "verified", "smallest_nonzero_eigenvalue", "theory_pattern",
@@ -23,7 +25,8 @@ def register(sub) -> None:
     p = sub.add_parser("export", help=__doc__.splitlines()[0], description=__doc__)
     p.add_argument("dir", metavar="DIR", help="results folder of a study (holding study.sqlite)")
     p.add_argument("--format", required=True, choices=FORMATS, help="what to write")
-    p.add_argument("--output", "-o", metavar="FILE", help="output file (default: standard output)")
+    p.add_argument("--output", "-o", metavar="FILE", help="output file (default: standard output); "
+                                                         "for pathsample, the output folder")
     p.add_argument("--force", action="store_true", help="replace an existing output file (never a file of the study)")
     p.set_defaults(func=main)
 
@@ -57,6 +60,8 @@ def main(args) -> int:
     from ..study.graph import graphml_text, tree_to_json
     from ..study.summary import summarise
 
+    if args.format == "pathsample":
+        return _pathsample(args)
     if args.output:
         check_output_file(args.output, protected_dir=args.dir, force=args.force)
     with StudyStore.open(Path(args.dir) / DB_NAME, readonly=True) as store:
@@ -76,4 +81,31 @@ def main(args) -> int:
         atomic_write_text(args.output, text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _pathsample(args) -> int:
+    from pathlib import Path
+
+    from ..core.validate import SpecError
+    from ..io.pathsample import export_pathsample
+    from ..io.results import DB_NAME, OutputError, check_output_file
+    from ..io.store import StudyStore
+    from ..study.config import StudyConfig
+
+    if not args.output:
+        raise SpecError("--format pathsample needs -o OUTDIR (a folder for min.data, ts.data, points.min, points.ts)")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"-o {out} is a file: pathsample writes a folder")
+    if out.resolve() == Path(args.dir).resolve():
+        raise OutputError(f"-o {out} is the study folder: choose another folder for the PATHSAMPLE files")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("min.data", "ts.data", "points.min", "points.ts", "landscape.json"):
+        if (out / name).exists() or (out / name).is_symlink():
+            check_output_file(out / name, protected_dir=args.dir, force=args.force)
+    with StudyStore.open(Path(args.dir) / DB_NAME, readonly=True) as store:
+        cfg = StudyConfig.from_dict(store.config)
+        info = export_pathsample(store, cfg.model, out)
+    print(f"{len(info['minima'])} minima and {len(info['transition_states'])} transition states written to {out}")
     return 0

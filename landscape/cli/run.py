@@ -73,9 +73,11 @@ def main(args) -> int:
         n = sum(v["n_trajectories"] for v in summary["saddle_visits"])
         print(f"saddles passed: {len(summary['saddle_visits'])} saddles finished {n} trajectories' polish and were "
               "continued past (no saddle holds a basin count)")
+    from ..study.summary import featured_spectra
     from ..viz.report import write_report
 
     try:
+        featured_spectra(cfg, out, cfg.analysis.dense_budget_s)
         write_report(out)
     except KeyboardInterrupt:
         print(f"\ninterrupted while writing the report: the study is complete in {out}; "

@@ -329,6 +329,49 @@ class DeepUFM:
             (g,) = torch.autograd.grad(self.loss(th).sum(), th)
         return g
 
+    # ----- Gauss–Newton-vector products ----------------------------------------------------
+    def logits_jvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """J(θ)v: the derivative of the logits Z along v, (B, K, N), by forward propagation of
+        the perturbation: dh₀ = Δ₀, dh_l = Δ_l σ(h_{l−1}) + W_l (σ'(h_{l−1}) ⊙ dh_{l−1})."""
+        F = self.factors(theta)
+        D = self.factors(v)
+        pre, post, _ = self.forward(theta)
+        dpost = D[0]
+        for l in range(1, len(F)):
+            dh = torch.bmm(D[l], post[l - 1]) + torch.bmm(F[l], dpost)
+            if l < len(F) - 1:
+                dpost = dh * (pre[l] > 0) if self._relu else dh
+        return dh
+
+    def logits_vjp(self, theta: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+        """J(θ)ᵀU for U (B, K, N) (a cotangent of the logits), (B, P): the backward pass of
+        :meth:`_loss_and_grad` with δ_Z = U and no weight decay."""
+        F = self.factors(theta)
+        pre, post, _ = self.forward(theta)
+        grads = [None] * len(F)
+        delta = U
+        for l in range(len(F) - 1, 0, -1):
+            grads[l] = torch.bmm(delta, post[l - 1].transpose(1, 2))
+            dpost = torch.bmm(F[l].transpose(1, 2), delta)
+            delta = dpost * (pre[l - 1] > 0) if (self._relu and l > 1) else dpost
+        grads[0] = delta
+        return self.flatten(grads)
+
+    def gauss_newton_vp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """G(θ)v with G = Jᵀ ∇²_Z g J + diag(λ): the Gauss–Newton part of the Hessian (every
+        same-factor term of MODEL.md §7 and the cross-factor terms of the same form); the rest,
+        H − G = Σ_k (∇_Z g)_k ∇²Z_k, is the residual part (only between different factors, since Z
+        is linear in each factor). ∇²_Z g per column: (diag(p) − ppᵀ)/N for CE, I/N for MSE. (B, P)."""
+        with torch.no_grad():
+            JV = self.logits_jvp(theta, v)
+            N = self.spec.N
+            if self.spec.loss == "ce":
+                p = torch.softmax(self.logits(theta), dim=1)
+                U = (p * JV - p * (p * JV).sum(dim=1, keepdim=True)) / N
+            else:
+                U = JV / N
+            return self.logits_vjp(theta, U) + self._lam_vec * v
+
     # ----- Hessian-vector products ---------------------------------------------------------
     def hvp_operator(self, theta: torch.Tensor):
         """Return a function v ↦ H(θ)v for (B, P) batches of v, reusing one autograd graph.

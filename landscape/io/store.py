@@ -536,6 +536,22 @@ class StudyStore:
                             ((*(r.get(c) for c in _TS_COLS), to_json(r.get("details", {}))) for r in records))
         self._checkpoint()
 
+    def set_meta(self, key: str, value) -> None:
+        """Store a JSON-able ``value`` under ``key`` in the meta table (one transaction)."""
+        with self._transaction() as con:
+            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (str(key), to_json(value)))
+        self._checkpoint()
+
+    def get_meta(self, key: str, default=None):
+        """The JSON value stored under ``key`` by :meth:`set_meta`, or ``default``."""
+        r = self._con.execute("SELECT value FROM meta WHERE key = ?", (str(key),)).fetchone()
+        if r is None:
+            return default
+        try:
+            return json.loads(r[0])
+        except json.JSONDecodeError:
+            return default
+
     def transition_states(self) -> list[dict]:
         """Every transition-state record, by saddle id (empty for a schema-1 database)."""
         if self._version < 2:

@@ -1,9 +1,54 @@
-"""Transition states between minima: the ``[connect]`` settings (the search is added below)."""
+"""Transition states between minima: a batched double-ended search, modulo the model's symmetries.
+
+Default: the 6 most-visited pairs of minima (``[connect] max_pairs``), 14 interior images per band.
+
+For the pairs of minima to connect (:class:`ConnectSettings`: every pair among the minima that
+hold basin counts, most-visited first, up to ``max_pairs``, plus the pairs the user names),
+:func:`connect_minima`:
+
+1. **aligns** each pair's second minimum to the first modulo symmetry
+   (:func:`landscape.analysis.symmetry.align`: class relabelling, an orthogonal Procrustes
+   rotation per gauge interface, hidden-unit permutations for ReLU), so the band is not a gauge
+   artefact;
+2. runs a **nudged elastic band** with a climbing image for every pair at once
+   (:func:`landscape.engines.neb.run_neb`, images × pairs on the leading dimension);
+3. **refines** the climbing image (and its two neighbours) with the study's saddle pipeline
+   (Newton-MR, which converges to the nearby critical point of any index) to ‖∇L‖ ≤ certify_tol,
+   deduplicates and analyses the results, and keeps an index-1 saddle (net of symmetry zero
+   modes) as the candidate transition state — or, when the band's barrier refines to a saddle of
+   higher index (a straight band between symmetric end points can be a symmetric valley whose
+   highest point is such a saddle), records it as a *connecting saddle*: its descents join the
+   basin graph, but it is not a transition state;
+4. **confirms** it: descents from ±ε along its negative eigenvector with the study's descent
+   pipeline (:meth:`landscape.study.run.Session.connect`, stored as edges) must reach two distinct
+   minima (for a connecting saddle, also along the band's tangent at the climbing image projected
+   onto the unstable space: the band's own way across; edge direction ``BAND_DIRECTION``); the transition state is stored (saddle, its two minima, the barrier from each side,
+   the band's highest image and length) and the two minima are joined;
+5. **recurses** like pele's DoubleEndedConnect: when the transition state joins other minima than
+   the pair, the unconnected sub-pairs (each end of the pair with the nearer of the new minima)
+   are searched in the next round, up to ``max_depth`` rounds. Pairs already joined through stored
+   transition states are skipped, and every attempt is recorded in the database (so a resumed
+   study does not repeat it).
+"""
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, fields
 
+import networkx as nx
+import numpy as np
+import torch
+
+from ..analysis.point import LEAF_KINDS
+from ..analysis.symmetry import align
 from ..core.validate import SpecError, check_bool, check_fields, check_int, check_number
+from ..engines import run_pipeline
+from ..engines.neb import NEBOptions, run_neb
+
+#: Meta key of the record of attempted pairs.
+ATTEMPTS_KEY = "connect_attempts"
+#: Edge direction number of descents along a band's tangent (the unstable directions count from 0).
+BAND_DIRECTION = 1000
 
 
 @dataclass(frozen=True)
@@ -14,12 +59,12 @@ class ConnectSettings:
       (0: no double-ended search); ``pairs``: further pairs of point ids the user names.
     * ``images``: interior images of each nudged elastic band; ``spring``: spring constant;
       ``climb``: a climbing image; ``doubly_nudged``: the DNEB spring-force correction.
-    * ``neb_iter``, ``neb_tol``: band iterations and the force tolerance (max over images of the
-      perpendicular force norm) at which a band has converged; ``neb_lr``: the band's step size.
-    * ``max_depth``: how deep the DoubleEndedConnect-style recursion on unconnected sub-pairs goes.
+    * ``neb_iter``, ``neb_tol``: band iterations and the force tolerance (largest image force) at
+      which a band has converged; ``neb_dt``: FIRE's first step.
+    * ``max_depth``: rounds of the DoubleEndedConnect-style recursion on unconnected sub-pairs.
     """
 
-    max_pairs: int = 0
+    max_pairs: int = 6
     pairs: tuple = ()
     images: int = 14
     spring: float = 1.0
@@ -27,7 +72,7 @@ class ConnectSettings:
     doubly_nudged: bool = False
     neb_iter: int = 3000
     neb_tol: float = 1e-4
-    neb_lr: float = 0.05
+    neb_dt: float = 0.02
     max_depth: int = 2
 
     @classmethod
@@ -38,27 +83,175 @@ class ConnectSettings:
                 isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool)
                                                                     and i >= 0 for i in p) for p in pairs):
             raise SpecError(f"connect.pairs={pairs!r} is invalid: must be a list of [id, id] pairs of point ids")
-        return cls(max_pairs=check_int("connect.max_pairs", d.get("max_pairs", 0), 0),
+        dflt = cls()
+        return cls(max_pairs=check_int("connect.max_pairs", d.get("max_pairs", dflt.max_pairs), 0),
                    pairs=tuple(tuple(p) for p in pairs),
-                   images=check_int("connect.images", d.get("images", 14), 3),
-                   spring=check_number("connect.spring", d.get("spring", 1.0)),
-                   climb=check_bool("connect.climb", d.get("climb", True)),
-                   doubly_nudged=check_bool("connect.doubly_nudged", d.get("doubly_nudged", False)),
-                   neb_iter=check_int("connect.neb_iter", d.get("neb_iter", 3000), 1),
-                   neb_tol=check_number("connect.neb_tol", d.get("neb_tol", 1e-4)),
-                   neb_lr=check_number("connect.neb_lr", d.get("neb_lr", 0.05)),
-                   max_depth=check_int("connect.max_depth", d.get("max_depth", 2), 0))
+                   images=check_int("connect.images", d.get("images", dflt.images), 3),
+                   spring=check_number("connect.spring", d.get("spring", dflt.spring)),
+                   climb=check_bool("connect.climb", d.get("climb", dflt.climb)),
+                   doubly_nudged=check_bool("connect.doubly_nudged", d.get("doubly_nudged", dflt.doubly_nudged)),
+                   neb_iter=check_int("connect.neb_iter", d.get("neb_iter", dflt.neb_iter), 1),
+                   neb_tol=check_number("connect.neb_tol", d.get("neb_tol", dflt.neb_tol)),
+                   neb_dt=check_number("connect.neb_dt", d.get("neb_dt", dflt.neb_dt)),
+                   max_depth=check_int("connect.max_depth", d.get("max_depth", dflt.max_depth), 0))
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["pairs"] = [list(p) for p in self.pairs]
         return out
 
+    def neb_options(self) -> NEBOptions:
+        return NEBOptions(images=self.images, spring=self.spring, max_iter=self.neb_iter, tol=self.neb_tol,
+                          dt=self.neb_dt, climb=self.climb, doubly_nudged=self.doubly_nudged)
+
+
+def candidate_pairs(points: list[dict], counts: dict, cfg: ConnectSettings) -> list[tuple[int, int]]:
+    """The pairs to connect: among the minima holding basin counts (most-visited first), pairs in
+    the order (0,1), (0,2), (1,2), (0,3), … up to ``max_pairs``, then the user's pairs."""
+    kind = {p["id"]: p["kind"] for p in points}
+    held = sorted((pid for pid, c in counts.items() if c > 0 and kind.get(pid) in LEAF_KINDS),
+                  key=lambda pid: (-counts[pid], pid))
+    pairs = [(held[i], held[j]) for j in range(len(held)) for i in range(j)][:cfg.max_pairs]
+    for a, b in cfg.pairs:
+        if a not in kind or b not in kind:
+            raise SpecError(f"connect.pairs names point {a if a not in kind else b}, which the study does not hold")
+        if (a, b) not in pairs and (b, a) not in pairs and a != b:
+            pairs.append((a, b))
+    return pairs
+
+
+def _joined(store) -> nx.utils.UnionFind:
+    uf = nx.utils.UnionFind()
+    for t in store.transition_states():
+        uf.union(t["min1_id"], t["min2_id"])
+    return uf
+
+
+def _ends_of(store, saddle_id: int) -> list[int]:
+    """Distinct minima the stored descents from a saddle reached."""
+    kinds = {p["id"]: p["kind"] for p in store.points()}
+    out = []
+    for e in store.edges():
+        if e["saddle_id"] == saddle_id and e["target_id"] is not None and kinds.get(e["target_id"]) in LEAF_KINDS:
+            if e["target_id"] not in out:
+                out.append(e["target_id"])
+    return out
+
+
+def search_pairs(session, pairs: list[tuple[int, int]]) -> list[dict]:
+    """One round of the double-ended search (module docstring, steps 1–4) for ``pairs``, batched.
+    Returns one record per pair: {"pair", "outcome", "saddle_id", "joins", "transition_state"}."""
+    cfg, store, model = session.cfg, session.store, session.model
+    spec = cfg.model
+    if not pairs:
+        return []
+    t0 = time.perf_counter()
+    pts = {p: store.point(p) for pr in pairs for p in pr}
+    A = np.stack([pts[a]["params"] for a, _ in pairs])
+    B = np.stack([align(spec, pts[a]["params"], pts[b]["params"])[0] for a, b in pairs])
+    opts = cfg.connect.neb_options()
+    res = run_neb(model, torch.from_numpy(A), torch.from_numpy(B), opts)
+    Q, M = len(pairs), opts.images
+    # refine the climbing image and its neighbours (interior only) with the saddle pipeline
+    cand_idx = []
+    for q in range(Q):
+        c = int(res.climbing[q])
+        cand_idx.append([i for i in (c, c - 1, c + 1) if 1 <= i <= M])
+    starts = torch.cat([res.images[q, cand_idx[q]] for q in range(Q)]).cpu()
+    ref = run_pipeline(model, starts, list(cfg.saddles.stages))
+    new: list[dict] = []
+    ok = session.certified(ref)
+    rows = np.nonzero(ok)[0]
+    ids = dict(zip(rows.tolist(), session.assign(ref.theta[torch.from_numpy(rows)], new)))
+    if new:
+        session.store.commit_unit(session.unit_id(), [], new, wall_time=time.perf_counter() - t0)
+    out = []
+    r = 0
+    for q, (a, b) in enumerate(pairs):
+        rec = {"pair": [a, b], "neb_converged": bool(res.converged[q]), "neb_iterations": int(res.iterations[q]),
+               "neb_force": float(res.force[q]), "path_max_loss": float(res.loss[q].max()),
+               "path_length": float(res.length[q]), "saddle_id": None, "joins": [], "outcome": "no index-1 saddle"}
+        cands = []
+        for i in cand_idx[q]:
+            pid = ids.get(r)
+            r += 1
+            if pid is None:
+                continue
+            p = store.point(pid)
+            if p["kind"] == "saddle":
+                # index 1 first, then the saddle nearest the climbing image's loss
+                cands.append((p["hessian_index"] != 1, abs(p["loss"] - float(res.loss[q, i])), pid))
+        if cands:
+            _, _, sid = min(cands)
+            rec["saddle_id"] = sid
+            saddle = store.point(sid)
+            if not any(e["saddle_id"] == sid for e in store.edges()):
+                session.connect(saddle)
+            if saddle["hessian_index"] > 1 and not any(e["saddle_id"] == sid and e["direction"] >= BAND_DIRECTION
+                                                       for e in store.edges()):
+                # a degenerate or higher-index unstable space: descend along the band's own way
+                # across the barrier, its tangent at the climbing image projected onto that space
+                c = int(res.climbing[q])
+                tangent = (res.images[q, c + 1] - res.images[q, c - 1]).cpu().numpy()
+                _, V = session.unstable_space(saddle)
+                u = V @ (V.T @ tangent)
+                if np.linalg.norm(u) > 1e-12 * np.linalg.norm(tangent):
+                    session.connect(saddle, directions=u / np.linalg.norm(u), first_direction=BAND_DIRECTION)
+            ends = _ends_of(store, sid)
+            rec["joins"] = ends
+            index = store.point(sid)["hessian_index"]
+            rec["index"] = index
+            if len(ends) < 2:
+                rec["outcome"] = "descents did not reach two minima"
+            elif index == 1:
+                rec["outcome"] = "transition state"
+            else:  # the band's barrier is a higher-index saddle: it joins the basin graph, but is no TS
+                rec["outcome"] = f"connecting saddle of index {index}"
+        out.append(rec)
+    return out
+
 
 def connect_minima(session) -> int:
-    """Join pairs of minima by transition states (:class:`ConnectSettings`); returns how many
-    transition states were stored. Nothing to do when ``max_pairs`` is 0 and no pair is named."""
-    cfg = session.cfg.connect
+    """Join pairs of minima by transition states (module docstring); returns how many transition
+    states are stored after it. Nothing to do when ``max_pairs`` is 0 and no pair is named."""
+    cfg, store = session.cfg.connect, session.store
     if cfg.max_pairs == 0 and not cfg.pairs:
-        return 0
-    raise NotImplementedError("the double-ended search is not built yet")
+        return len(store.transition_states())
+    attempts = store.get_meta(ATTEMPTS_KEY, [])
+    tried = {tuple(sorted(x["pair"])) for x in attempts}
+    todo = candidate_pairs(store.points(), store.basin_counts(), cfg)
+    losses = {p["id"]: p["loss"] for p in store.points()}
+    for depth in range(cfg.max_depth + 1):
+        uf = _joined(store)
+        todo = [(a, b) for a, b in todo if tuple(sorted((a, b))) not in tried and uf[a] != uf[b]]
+        if not todo:
+            break
+        found = search_pairs(session, todo)
+        nxt = []
+        for rec in found:
+            a, b = rec["pair"]
+            tried.add(tuple(sorted((a, b))))
+            attempts.append({k: rec.get(k) for k in ("pair", "outcome", "saddle_id", "index", "joins", "neb_converged",
+                                                       "neb_iterations", "path_max_loss", "path_length")})
+            if rec["outcome"] != "transition state":
+                continue
+            sid = rec["saddle_id"]
+            m1, m2 = rec["joins"][:2]
+            s_loss = store.point(sid)["loss"]
+            store.add_transition_states([{
+                "saddle_id": sid, "min1_id": m1, "min2_id": m2, "barrier1": s_loss - losses.get(m1, store.point(m1)["loss"]),
+                "barrier2": s_loss - losses.get(m2, store.point(m2)["loss"]), "path_max_loss": rec["path_max_loss"],
+                "path_length": rec["path_length"], "pair_a": a, "pair_b": b,
+                "details": {k: rec[k] for k in ("neb_converged", "neb_iterations", "neb_force")}}])
+            losses.update({p["id"]: p["loss"] for p in store.points()})
+            if {m1, m2} != {a, b}:  # DoubleEndedConnect: search the unconnected ends with the nearer new minimum
+                pa = store.point(a)["params"]
+                near_a = min((m1, m2), key=lambda m: align(session.cfg.model, pa, store.point(m)["params"])[1]["distance"])
+                other = m2 if near_a == m1 else m1
+                nxt += [(a, near_a), (other, b)]
+        store.set_meta(ATTEMPTS_KEY, attempts)
+        session.report({"phase": "transition_states", "unit": session.next_unit - 1, "done": depth + 1,
+                        "total": cfg.max_depth + 1,
+                        "note": f"{sum(r['outcome'] == 'transition state' for r in found)} of {len(found)} pairs joined"})
+        todo = [(x, y) for x, y in nxt if x != y]
+    return len(store.transition_states())

@@ -92,7 +92,9 @@ def disconnectivity_tree(G: nx.Graph, level_tol: float = 0.0,
     (a leaf's loss; a merge's threshold), ``members`` (sorted point ids of the leaves below),
     ``basin_count`` (sum over members) and ``fraction`` (sum over members, None if any member's
     fraction is None); leaves also carry ``point_id`` and ``label``, merges ``saddles`` (the
-    higher-loss endpoint of each edge that caused the merge). ``T.graph`` holds ``roots`` (sorted
+    higher-loss endpoint of each edge that caused the merge), ``transition_states`` (those of them
+    that are transition states) and ``barriers`` (child → merge level − the child's level: from a
+    leaf child, the barrier out of that minimum). ``T.graph`` holds ``roots`` (sorted
     by level), ``level_tol`` and ``leaf_kinds``.
     """
     T = nx.DiGraph(level_tol=level_tol, leaf_kinds=list(leaf_kinds))
@@ -109,6 +111,8 @@ def disconnectivity_tree(G: nx.Graph, level_tol: float = 0.0,
         lu, lv = G.nodes[u]["loss"], G.nodes[v]["loss"]
         return (lu, u) if lu >= lv else (lv, v)
 
+    ts_saddles = {u if G.nodes[u]["loss"] >= G.nodes[v]["loss"] else v
+                  for u, v, a in G.edges(data=True) if a.get("transition_state")}
     merges = 0
     for u, v in sorted(G.edges(), key=lambda e: (level(*e)[0], e[0], e[1])):
         ru, rv = uf[u], uf[v]
@@ -146,9 +150,13 @@ def disconnectivity_tree(G: nx.Graph, level_tol: float = 0.0,
             T.add_edge(node, tv)
         children = list(T.successors(node))
         fr = [T.nodes[c]["fraction"] for c in children]
-        T.nodes[node].update(members=sorted(m for c in children for m in T.nodes[c]["members"]),
+        members = sorted(m for c in children for m in T.nodes[c]["members"])
+        T.nodes[node].update(members=members,
                              basin_count=sum(T.nodes[c]["basin_count"] for c in children),
-                             fraction=None if any(f is None for f in fr) else float(sum(fr)))
+                             fraction=None if any(f is None for f in fr) else float(sum(fr)),
+                             transition_states=sorted({x for x in T.nodes[node]["saddles"] if x in ts_saddles}),
+                             barriers={str(c[1] if c[0] == "leaf" else c): float(T.nodes[node]["level"] - T.nodes[c]["level"])
+                                       for c in children})
         top[root] = node
     T.graph["roots"] = sorted((n for n in T if T.in_degree(n) == 0), key=lambda n: (T.nodes[n]["level"], str(n)))
     return T
@@ -176,7 +184,8 @@ def tree_to_json(T: nx.DiGraph) -> dict:
         nodes.append({"id": _node_name(n), "type": n[0], "level": a["level"],
                       "children": [_node_name(c) for c in sorted(T.successors(n), key=key)],
                       "members": list(a["members"]), "basin_count": a["basin_count"], "fraction": a["fraction"],
-                      "point_id": a.get("point_id"), "label": a.get("label"), "saddles": a.get("saddles")})
+                      "point_id": a.get("point_id"), "label": a.get("label"), "saddles": a.get("saddles"),
+                      "transition_states": a.get("transition_states"), "barriers": a.get("barriers")})
     return {"roots": [_node_name(r) for r in T.graph["roots"]], "level_tol": T.graph["level_tol"],
             "leaf_kinds": T.graph["leaf_kinds"], "nodes": nodes}
 

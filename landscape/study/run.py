@@ -265,14 +265,21 @@ class Session:
             raise StoreError(f"point {pid} is stored as a saddle but its Hessian has no eigenvalue below −τ")
         return np.sort(a.spectrum)[:neg.shape[1]], neg
 
-    def connect(self, saddle: Mapping) -> int:
-        """Descend from one stored saddle along its unstable directions; store its new points
-        and edges in one transaction. Returns the number of edges."""
+    def connect(self, saddle: Mapping, directions: np.ndarray | None = None, first_direction: int = 0) -> int:
+        """Descend from one stored saddle along its unstable directions (default: those of
+        :func:`landscape.study.descents.unstable_directions`; or the given unit ``directions``
+        (P, q), numbered from ``first_direction``); store its new points and edges in one
+        transaction. Returns the number of edges."""
         cfg, sd = self.cfg, self.cfg.saddles
         t0 = time.perf_counter()
         evals, V = self.unstable_space(saddle)
-        U, ev_dir, _ = unstable_directions(evals, V, directions=sd.directions, max_descents=sd.max_descents,
-                                           degeneracy_rtol=sd.degeneracy_rtol, seed=saddle_seed(cfg.seed, saddle["loss"]))
+        if directions is None:
+            U, ev_dir, _ = unstable_directions(evals, V, directions=sd.directions, max_descents=sd.max_descents,
+                                               degeneracy_rtol=sd.degeneracy_rtol,
+                                               seed=saddle_seed(cfg.seed, saddle["loss"]))
+        else:
+            U = np.asarray(directions, dtype=np.float64).reshape(saddle["params"].size, -1)
+            ev_dir = np.full(U.shape[1], float(np.mean(evals)))
         conn = connect_saddle(self.model, saddle["params"], U,
                               lambda starts: run_pipeline(self.model, starts, list(sd.descend)), eps=sd.eps)
         res: TrajectoryResults = conn.results
@@ -290,6 +297,8 @@ class Session:
             else:
                 targets.append((None, None, str(res.stop_reason[r]) + (f" ({res.stop_detail[r]})" if res.stop_detail[r] else "")))
         edges = conn.edges(saddle["id"], targets, ev_dir)
+        for e in edges:
+            e["direction"] += first_direction
         self.store.commit_unit(self.unit_id(), [], new, edges, wall_time=time.perf_counter() - t0)
         return len(edges)
 

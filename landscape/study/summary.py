@@ -148,6 +148,46 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
     return StudySummary(record, G, T)
 
 
+def featured_points(points: list[dict]) -> list[tuple[int, str]]:
+    """Points a report shows in detail, as (id, why): the lowest-loss point, the point the most
+    starts reached, and the lowest-loss DNC point, without repeats (summary point records)."""
+    picks = []
+    if points:
+        picks.append((min(points, key=lambda p: p["loss"]), "lowest loss"))
+        picks.append((max(points, key=lambda p: (p.get("basin_count") or 0, -p["loss"])), "most starts"))
+        dnc = [p for p in points if p.get("label") == "DNC"]
+        if dnc:
+            picks.append((min(dnc, key=lambda p: p["loss"]), "lowest-loss DNC"))
+    out: dict[int, list[str]] = {}
+    for p, why in picks:
+        out.setdefault(int(p["id"]), []).append(why)
+    return [(pid, ", ".join(whys)) for pid, whys in out.items()]
+
+
+def featured_spectra(cfg: StudyConfig, out: Path, budget_s: float) -> list[int]:
+    """Structured spectra (:func:`landscape.analysis.spectrum.inspect_spectrum`) of the featured
+    points not yet holding one, with the dense path only where its predicted cost is at most
+    ``budget_s``; stored in the database and in ``out/spectra/point-<id>.json``. Returns the ids
+    done."""
+    from ..analysis.spectrum import inspect_spectrum
+    from ..io.results import read_json
+
+    summary = read_json(out / FILES["summary"])
+    done = []
+    with StudyStore.open(out) as store:
+        for pid, _ in featured_points(summary["points"]):
+            if store.spectrum_record(pid) is not None:
+                continue
+            p = store.point(pid)
+            rec = inspect_spectrum(cfg.model, p["params"], point_id=pid, dense_budget_s=budget_s,
+                                   device=resolve_device(cfg.device)).to_dict()
+            (out / "spectra").mkdir(exist_ok=True)
+            write_json(out / "spectra" / f"point-{pid}.json", rec)
+            store.put_spectrum(pid, rec)
+            done.append(pid)
+    return done
+
+
 def lowest_barrier_out_of(G: nx.MultiGraph, label: str) -> dict:
     """The lowest transition-state barrier out of the lowest-loss minimum labelled ``label``:
     ``{"dnc_barrier", "dnc_barrier_to", "dnc_barrier_to_label", "dnc_barrier_saddle"}`` (None when

@@ -234,7 +234,9 @@ def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None =
             x=[x[n["id"]] for n in merges], y=[n["level"] for n in merges], mode="markers", name="merge (saddle level)",
             marker={"color": "#555555", "size": 6, "symbol": "diamond"},
             text=[f"{n['id']}<br>level {n['level']:.10g}<br>minima {n['members']}<br>saddles {n.get('saddles')}"
-                  f"<br>fraction {n['fraction'] if n['fraction'] is None else format(n['fraction'], '.4f')}"
+                  + (f"<br>transition states {n.get('transition_states')}" if n.get("transition_states") else "")
+                  + "".join(f"<br>barrier from {k}: {v:.4g}" for k, v in (n.get("barriers") or {}).items())
+                  + f"<br>fraction {n['fraction'] if n['fraction'] is None else format(n['fraction'], '.4f')}"
                   for n in merges], hovertemplate="%{text}<extra></extra>"))
     order = sorted(leaves, key=lambda n: x[n["id"]])
     fig.update_xaxes(tickvals=[x[n["id"]] for n in order], ticktext=[f"#{n['point_id']}" for n in order],
@@ -499,3 +501,92 @@ def stacked_fractions_figure(rows: Sequence[Mapping], x: str, *, dynamics: str |
     fig.update_yaxes(title_text="fraction of starts (stacked)", range=[0, 1.0])
     fig.update_xaxes(title_text=x_title or x, type="log" if log_x else "linear")
     return _finalise(fig, f"Fractions per label against {x_title or x}", _provenance(dynamics or _dynamics_of(rows), None))
+
+
+# ----- 8. structured spectra (landscape spectrum) ------------------------------------------------
+GROUP_COLOURS = {"zero": "#7f7f7f", "bulk": "#1f77b4", "outlier": "#d62728"}
+
+
+def spectrum_groups_figure(rec: Mapping, *, title: str | None = None) -> go.Figure:
+    """Sorted eigenvalues (signed log scale, :func:`symlog` with the record's τ), one trace per
+    group kind (zero, bulk, outlier); every outlier group annotated with its value and
+    multiplicity. ``rec``: a :meth:`landscape.analysis.spectrum.SpectrumReport.to_dict` record."""
+    ev = np.sort(np.asarray(rec["eigenvalues"], dtype=float))
+    tau = float(rec["tau"])
+    y = symlog(ev, tau)
+    x = np.arange(1, ev.size + 1)
+    kind = np.full(ev.size, "outlier", dtype=object)
+    for g in rec["groups"]:
+        kind[(ev >= g["min"]) & (ev <= g["max"])] = g["kind"]
+    fig = go.Figure()
+    for k in ("zero", "bulk", "outlier"):
+        m = kind == k
+        n_groups = sum(1 for g in rec["groups"] if g["kind"] == k)
+        fig.add_trace(go.Scatter(x=x[m], y=y[m], mode="markers", name=f"{k} ({int(m.sum())} eigenvalues, {n_groups} groups)",
+                                 marker={"color": GROUP_COLOURS[k], "size": 5}, customdata=ev[m],
+                                 hovertemplate="#%{x}: μ = %{customdata:.8g}<extra>" + k + "</extra>"))
+    for g in rec["groups"]:
+        if g["kind"] != "outlier":
+            continue
+        i = int(np.searchsorted(ev, g["min"])) + 1
+        fig.add_annotation(x=i, y=float(symlog(g["value"], tau)), text=f"{g['value']:.4g} ×{g['multiplicity']}",
+                           showarrow=False, xanchor="left", font={"size": 9})
+    vals, text = _symlog_ticks(float(np.abs(ev).max()) if ev.size else tau, tau)
+    fig.update_yaxes(tickvals=vals, ticktext=text, title_text="eigenvalue μ (signed log)")
+    fig.update_xaxes(title_text="eigenvalue number (ascending)" if rec["method"] == "dense" else "computed eigenvalues")
+    zero = next((g for g in rec["groups"] if g["kind"] == "zero"), None)
+    sub = (f"{rec['method']} spectrum, P = {rec['P']}; groups: equal within group_rtol = "
+           f"{rec['thresholds']['group_rtol']:g}; zero modes |μ| ≤ τ = {tau:.3g}"
+           + (f" ({zero['symmetry']} symmetry + {zero['excess']} excess)" if zero else ""))
+    return _finalise(fig, title or f"Hessian spectrum by groups, point #{rec['point_id']}", sub)
+
+
+def spectral_density_figure(rec: Mapping, *, title: str | None = None) -> go.Figure:
+    """The spectral density (exact spectrum smoothed, or stochastic Lanczos quadrature), log y."""
+    d = rec["density"]
+    fig = go.Figure(go.Scatter(x=d["grid"], y=np.clip(np.asarray(d["values"], dtype=float), 1e-12, None), mode="lines",
+                               name="density", hovertemplate="μ = %{x:.6g}: %{y:.4g}<extra></extra>"))
+    fig.update_yaxes(type="log", title_text="eigenvalue density (per unit μ)")
+    fig.update_xaxes(title_text="eigenvalue μ")
+    how = ("exact spectrum" if rec["method"] == "dense" else
+           f"stochastic Lanczos quadrature ({rec['thresholds']['slq_vectors']} vectors × {rec['thresholds']['slq_steps']} steps)")
+    return _finalise(fig, title or f"Spectral density, point #{rec['point_id']}",
+                     f"{how}, Gaussian width {rec['thresholds']['density_width']:g}·(spectral range); symmetry zero modes "
+                     + ("included" if rec["method"] == "dense" else "deflated"))
+
+
+def block_spectra_figure(rec: Mapping, *, title: str | None = None) -> go.Figure:
+    """The spectrum of every per-factor diagonal block H_ll side by side (signed log)."""
+    tau = float(rec["tau"])
+    fig = go.Figure()
+    for name, ev in rec["blocks"].items():
+        ev = np.sort(np.asarray(ev, dtype=float))
+        fig.add_trace(go.Scatter(x=np.linspace(0, 1, ev.size), y=symlog(ev, tau), mode="markers", name=f"{name} ({ev.size})",
+                                 marker={"size": 4}, customdata=ev,
+                                 hovertemplate=name + ": μ = %{customdata:.8g}<extra></extra>"))
+    vmax = max((float(np.abs(np.asarray(v)).max()) for v in rec["blocks"].values() if len(v)), default=tau)
+    vals, text = _symlog_ticks(vmax, tau)
+    fig.update_yaxes(tickvals=vals, ticktext=text, title_text="eigenvalue of H_ll (signed log)")
+    fig.update_xaxes(title_text="position in the block's sorted spectrum (0 … 1)")
+    return _finalise(fig, title or f"Per-factor diagonal blocks, point #{rec['point_id']}",
+                     "H_ll: the Hessian restricted to one factor (H₁, W₁, …, W_L)")
+
+
+def gauss_newton_figure(rec: Mapping, *, title: str | None = None) -> go.Figure:
+    """Spectra of the Gauss–Newton part G and the residual part H − G (signed log)."""
+    tau = float(rec["tau"])
+    fig = go.Figure()
+    for name, key, c in (("Gauss–Newton G = Jᵀ∇²g J + λ", "gauss_newton", "#2ca02c"), ("residual H − G", "residual", "#d62728"),
+                         ("full Hessian H", "eigenvalues", "#7f7f7f")):
+        ev = rec.get(key)
+        if ev is None:
+            continue
+        ev = np.sort(np.asarray(ev, dtype=float))
+        fig.add_trace(go.Scatter(x=np.arange(1, ev.size + 1), y=symlog(ev, tau), mode="markers", name=f"{name} (min {ev[0]:.3g})",
+                                 marker={"size": 4, "color": c}, customdata=ev,
+                                 hovertemplate="μ = %{customdata:.8g}<extra></extra>"))
+    vals, text = _symlog_ticks(max(float(np.abs(np.asarray(rec["eigenvalues"])).max()), tau), tau)
+    fig.update_yaxes(tickvals=vals, ticktext=text, title_text="eigenvalue (signed log)")
+    fig.update_xaxes(title_text="eigenvalue number (ascending)")
+    return _finalise(fig, title or f"Gauss–Newton and residual parts, point #{rec['point_id']}",
+                     "G is λ plus a positive semi-definite matrix: negative curvature can only come from the residual")

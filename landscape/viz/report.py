@@ -32,13 +32,16 @@ class Results:
     """A results folder, read: ``summary`` (summary.json), ``tree`` (tree.json or None),
     ``spectra`` (:func:`landscape.analysis.load_spectra` of spectra.npz, {} when absent) and
     ``analyses`` (point id → :meth:`landscape.analysis.PointAnalysis.to_dict` from study.sqlite,
-    {} when absent)."""
+    {} when absent), ``structured`` (point id → the ``landscape spectrum`` record) and
+    ``continuation`` (the stored ``landscape continue`` runs)."""
 
     path: Path
     summary: dict
     tree: dict | None = None
     spectra: dict = field(default_factory=dict)
     analyses: dict = field(default_factory=dict)
+    structured: dict = field(default_factory=dict)
+    continuation: list = field(default_factory=list)
 
     @property
     def points(self) -> list[dict]:
@@ -83,29 +86,22 @@ def load_results(out_dir) -> Results:
     tree_name = (summary.get("graph") or {}).get("tree", FILES["tree"])
     tree = read_json(out / tree_name) if (out / tree_name).is_file() else None
     spectra = load_spectra(out / FILES["spectra"]) if (out / FILES["spectra"]).is_file() else {}
-    analyses = {}
+    analyses, structured, continuation = {}, {}, []
     if (out / DB_NAME).is_file():
         with StudyStore.open(out / DB_NAME, readonly=True) as store:
-            analyses = {int(p["id"]): p["analysis"] for p in store.points() if p["analysis"] is not None}
-    return Results(out, summary, tree, spectra, analyses)
+            pts = store.points()
+            analyses = {int(p["id"]): p["analysis"] for p in pts if p["analysis"] is not None}
+            structured = {int(p["id"]): r for p in pts if (r := store.spectrum_record(p["id"])) is not None}
+            continuation = store.continuations()
+    return Results(out, summary, tree, spectra, analyses, structured, continuation)
 
 
 def featured_points(res: Results) -> list[tuple[int, str]]:
-    """Points the report shows in detail, as (id, why): the lowest-loss point, the point the most
-    starts reached, and the lowest-loss DNC point, without repeats; only points whose spectrum
-    and analysis are stored."""
-    pts = [p for p in res.points if str(p["id"]) in res.spectra and int(p["id"]) in res.analyses]
-    picks = []
-    if pts:
-        picks.append((min(pts, key=lambda p: p["loss"]), "lowest loss"))
-        picks.append((max(pts, key=lambda p: (p.get("basin_count") or 0, -p["loss"])), "most starts"))
-        dnc = [p for p in pts if p.get("label") == "DNC"]
-        if dnc:
-            picks.append((min(dnc, key=lambda p: p["loss"]), "lowest-loss DNC"))
-    out: dict[int, list[str]] = {}
-    for p, why in picks:
-        out.setdefault(int(p["id"]), []).append(why)
-    return [(pid, ", ".join(whys)) for pid, whys in out.items()]
+    """Points the report shows in detail (:func:`landscape.study.summary.featured_points`), only
+    those whose spectrum and analysis are stored."""
+    from ..study.summary import featured_points as pick
+
+    return [(pid, why) for pid, why in pick(res.points) if str(pid) in res.spectra and pid in res.analyses]
 
 
 def point_figures(res: Results, point_id: int) -> list[tuple[str, go.Figure]]:
@@ -119,7 +115,22 @@ def point_figures(res: Results, point_id: int) -> list[tuple[str, go.Figure]]:
         (f"sv-{point_id}", figures.singular_values_figure(
             s["sv"], title=f"Singular values per layer, {name}", rank_rtol=(a.get("thresholds") or {}).get("rank_rtol"))),
         (f"logits-{point_id}", figures.logits_heatmap_figure(a["Zbar"], title=f"Class-mean logits Z̄, {name}")),
-    ]
+    ] + structured_figures(res, point_id)
+
+
+def structured_figures(res: Results, point_id: int) -> list[tuple[str, go.Figure]]:
+    """The ``landscape spectrum`` figures of one point (groups, density, blocks, GN/residual),
+    when its record is stored."""
+    rec = res.structured.get(int(point_id))
+    if rec is None:
+        return []
+    out = [(f"groups-{point_id}", figures.spectrum_groups_figure(rec)),
+           (f"density-{point_id}", figures.spectral_density_figure(rec))]
+    if rec.get("blocks"):
+        out.append((f"blocks-{point_id}", figures.block_spectra_figure(rec)))
+    if rec.get("gauss_newton") is not None:
+        out.append((f"gn-{point_id}", figures.gauss_newton_figure(rec)))
+    return out
 
 
 def study_figures(res: Results) -> list[tuple[str, go.Figure]]:
@@ -181,13 +192,18 @@ def _pct(v) -> str:
 
 
 def headline_text(summary: dict) -> str:
-    """'DNC reached by X% of starts [lo%, hi%]; the lowest-loss structure is Y (…)' as plain text."""
+    """'DNC reached by X% of starts [lo%, hi%]; the lowest-loss structure is Y (…)', and the lowest
+    transition-state barrier out of DNC when one is known, as plain text."""
     h = summary["headline"]
     txt = (f"DNC reached by {_pct(h['dnc_fraction'])} of starts [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]")
     if h.get("lowest_loss_point") is None:
         return txt + "; no critical point was certified."
-    return txt + (f"; the lowest-loss structure is {h['lowest_loss_label']} "
-                  f"(loss {h['lowest_loss']:.10g}, point #{h['lowest_loss_point']}).")
+    txt += (f"; the lowest-loss structure is {h['lowest_loss_label']} "
+            f"(loss {h['lowest_loss']:.10g}, point #{h['lowest_loss_point']}).")
+    if h.get("dnc_barrier") is not None:
+        txt += (f" The lowest barrier out of DNC is {h['dnc_barrier']:.4g} (transition state #{h['dnc_barrier_saddle']}),"
+                f" leading to {h['dnc_barrier_to_label']} (point #{h['dnc_barrier_to']}).")
+    return txt
 
 
 def _config_html(summary: dict) -> str:

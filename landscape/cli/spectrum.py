@@ -1,0 +1,69 @@
+"""Hessian spectrum of a stored point read by its structure: full spectrum, factor blocks, groups, density.
+
+``landscape spectrum DIR POINT`` (or ``--all``) analyses the stored point(s) of the study in DIR
+(:func:`landscape.analysis.spectrum.inspect_spectrum`): the full spectrum by dense
+eigen-decomposition when the measured cost model allows (``--budget`` seconds), else the extreme
+eigenvalues by block Lanczos and the density by stochastic Lanczos quadrature; the per-factor
+diagonal blocks and every eigenvector's share on each factor; eigenvalue groups with their
+multiplicity (zero modes, the bulk at λ, outliers); the Gauss–Newton and residual parts. Writes
+DIR/spectra/point-<id>.json, stores the record in the database, and prints the groups; the study
+report (``landscape report DIR``) then shows the figures.
+"""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("spectrum", help=__doc__.splitlines()[0], description=__doc__)
+    p.add_argument("dir", metavar="DIR", help="results folder of a study")
+    p.add_argument("point", metavar="POINT", nargs="?", type=int, help="id of a distinct point")
+    p.add_argument("--all", action="store_true", help="every distinct point of the study")
+    p.add_argument("--budget", type=float, default=600.0, metavar="S",
+                   help="largest predicted seconds of the dense path (default 600)")
+    p.add_argument("--group-rtol", type=float, default=1e-6, help="relative tolerance of eigenvalue groups")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    import time
+    from pathlib import Path
+
+    from ..analysis.spectrum import inspect_spectrum
+    from ..core.validate import SpecError, check_number
+    from ..io.results import DB_NAME, write_json
+    from ..io.store import StudyStore
+    from ..study.config import StudyConfig, resolve_device
+
+    check_number("--budget", args.budget)
+    check_number("--group-rtol", args.group_rtol)
+    out = Path(args.dir)
+    with StudyStore.open(out / DB_NAME) as store:
+        cfg = StudyConfig.from_dict(store.config)
+        ids = [p["id"] for p in store.points()]
+        if args.all == (args.point is not None):
+            raise SpecError("give POINT or --all (one of them)")
+        todo = ids if args.all else [args.point]
+        for pid in todo:
+            if pid not in ids:
+                raise SpecError(f"POINT={pid} is invalid: the study has points {ids}")
+        (out / "spectra").mkdir(exist_ok=True)
+        for pid in todo:
+            p = store.point(pid)
+            t = time.perf_counter()
+            rep = inspect_spectrum(cfg.model, p["params"], point_id=pid, dense_budget_s=args.budget,
+                                   group_rtol=args.group_rtol, device=resolve_device(cfg.device))
+            rec = rep.to_dict()
+            rec["timings"]["total_s"] = time.perf_counter() - t
+            write_json(out / "spectra" / f"point-{pid}.json", rec)
+            store.put_spectrum(pid, rec)
+            print(f"point {pid} ({p['label']}, {p['kind']}): {rep.method} spectrum of P={rep.P} in "
+                  f"{rec['timings']['total_s']:.1f} s; {len(rep.groups)} groups:")
+            for g in rep.groups:
+                extra = f" ({g['symmetry']} symmetry + {g['excess']} excess)" if g["kind"] == "zero" else ""
+                shares = g.get("factor_shares")
+                sh = (" shares " + " ".join(f"{k} {v:.2f}" for k, v in shares.items())) if shares else ""
+                print(f"  {g['kind']:<8} {g['value']:>14.8g} ×{g['multiplicity']}{extra}{sh}")
+            if rep.gauss_newton is not None:
+                print(f"  Gauss–Newton part: min {rep.gauss_newton.min():.4g}; residual part: min {rep.residual.min():.4g}, "
+                      f"max {rep.residual.max():.4g}")
+            print(f"  written {out / 'spectra' / f'point-{pid}.json'}")
+    return 0

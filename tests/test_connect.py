@@ -1,0 +1,191 @@
+"""Transition states between minima: alignment modulo symmetry, batched NEB, refinement,
+confirmation, the PATHSAMPLE export, and a basin graph that does not depend on the thread count."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import ortho_group
+
+from landscape.analysis import theory as T
+from landscape.analysis.dedup import fingerprint
+from landscape.analysis.point import analyse_point
+from landscape.analysis.symmetry import align, apply_gauge, gauge_interfaces, relabel_classes
+from landscape.core.model import DeepUFM, ModelSpec
+from landscape.engines.neb import NEBOptions, run_neb
+from landscape.io.pathsample import export_pathsample, read_pathsample
+from landscape.io.store import StudyStore
+from landscape.study.config import load_study
+from landscape.study.connect import connect_minima
+from landscape.study.run import Session
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_aligning_a_point_with_a_moved_copy_of_itself_gives_distance_zero(activation):
+    spec = ModelSpec(K=4, n=2, d=6, L=3, lam=1e-3, activation=activation)
+    rng = np.random.default_rng(0)
+    th = rng.normal(size=spec.P)
+    moves = {i: ortho_group.rvs(6, random_state=rng) for i in gauge_interfaces(spec)}
+    for i in range(spec.L):   # hidden-unit permutations where there is no continuous gauge (ReLU)
+        moves.setdefault(i, np.eye(6)[rng.permutation(6)])
+    moved = relabel_classes(spec, apply_gauge(spec, th, moves), rng.permutation(4))
+    aligned, info = align(spec, th, moved)
+    assert info["distance_before"] > 1.0 and info["distance"] < 1e-10
+    m = DeepUFM(spec)
+    assert abs(float(m.loss(torch.tensor(aligned)[None])[0] - m.loss(torch.tensor(th)[None])[0])) < 1e-12
+
+
+def _study_with(tmp_path, overrides, thetas):
+    """A study folder holding the given points (analysed) as its only distinct points."""
+    cfg = load_study(None, overrides)
+    spec = cfg.model
+    store = StudyStore.create(tmp_path, cfg.to_dict(), spec)
+    recs = []
+    for i, th in enumerate(thetas):
+        a = analyse_point(spec, th)
+        recs.append({"id": i, "kind": a.kind, "label": a.label, "loss": a.loss, "grad_norm": a.grad_norm,
+                     "hessian_index": a.hessian.index, "fingerprint": fingerprint(spec, th), "params": th,
+                     "spectrum": a.spectrum, "analysis": a.to_dict()})
+    trajs = [{"idx": j, "seed": j, "stop_reason": "converged", "certified": True, "point_id": j % len(thetas),
+              "engine": {"kind": "main"}} for j in range(2 * len(thetas))]
+    store.commit_unit(0, trajs, recs)
+    return cfg, store
+
+
+def test_origin_to_large_root_dnc_goes_through_a_saddle_below_the_straight_path(tmp_path):
+    K, n, d, L, lam = 3, 2, 4, 2, 1e-2
+    large = T.dnc_scale_roots(K, n, L, lam)[-1]
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    dnc = T.dnc_point(spec, large)
+    cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
+                                        "connect.max_pairs=1"], [np.zeros(spec.P), dnc])
+    with store:
+        session = Session(cfg, store, lambda e: None)
+        connect_minima(session)
+        (att,) = store.get_meta("connect_attempts")
+        saddle = store.point(att["saddle_id"])
+        ends = {e["target_id"] for e in store.edges() if e["saddle_id"] == att["saddle_id"]}
+        ts = store.transition_states()
+    # along the straight scaled path tθ the point stays balanced DNC with α = t^{L+1}·α_large, so its
+    # loss is ℓ_DNC(α) and its maximum is at the small root, exactly
+    small = T.dnc_scale_roots(K, n, L, lam)[0]
+    path_max = T.dnc_loss(small, K, n, L, lam)
+    m = DeepUFM(spec)
+    sampled = m.loss(torch.tensor(np.linspace(0, 1, 2001)[:, None] * dnc[None])).numpy()
+    assert sampled.max() <= path_max + 1e-15
+    assert saddle["kind"] == "saddle" and saddle["grad_norm"] <= 1e-10
+    assert saddle["loss"] <= path_max + 1e-12
+    assert {0, 1} <= ends   # its ±ε descents reach both ends
+    # the straight path is a symmetric valley: its barrier is the small-root DNC point itself
+    assert saddle["loss"] == pytest.approx(path_max, abs=1e-12) and saddle["label"] == "DNC"
+    if saddle["hessian_index"] == 1:
+        assert {ts[0]["min1_id"], ts[0]["min2_id"]} == {0, 1}
+    else:
+        assert att["outcome"] == f"connecting saddle of index {saddle['hessian_index']}" and not ts
+
+
+def test_dnc_and_pairing_minima_are_joined_by_a_certified_transition_state(tmp_path):
+    K, n, d, L, lam = 4, 2, 6, 3, 1e-3
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    dnc = T.dnc_point(spec, T.dnc_scale_roots(K, n, L, lam)[-1])
+    pairs = T.pairing_point(spec, T.pairing_scales(K, n, L, lam)[-1], rotations=[ortho_group.rvs(d, random_state=s)
+                                                                                 for s in range(L)])
+    cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0"],
+                             [dnc, pairs])
+    with store:
+        assert connect_minima(Session(cfg, store, lambda e: None)) >= 1
+        ts = store.transition_states()
+        pts = {p["id"]: p for p in store.points()}
+        joined = {frozenset((t["min1_id"], t["min2_id"])) for t in ts}
+    assert all(pts[t["saddle_id"]]["hessian_index"] == 1 for t in ts)
+    assert all(t["barrier1"] > 0 and t["barrier2"] > 0 for t in ts)
+    import networkx as nx
+    G = nx.Graph(list(map(tuple, joined)))
+    assert 0 in G and 1 in G and nx.has_path(G, 0, 1)     # DNC and pairs in one tree
+
+
+def test_batched_bands_are_independent():
+    spec = ModelSpec(K=3, n=2, d=4, L=2, lam=1e-2)
+    m = DeepUFM(spec)
+    dnc = torch.tensor(T.dnc_point(spec, T.dnc_scale_roots(3, 2, 2, 1e-2)[-1]))
+    a = torch.stack([torch.zeros(spec.P), dnc * 0.5])
+    b = torch.stack([dnc, dnc])
+    opts = NEBOptions(images=6, max_iter=200)
+    both = run_neb(m, a, b, opts)
+    one = run_neb(m, a[1:], b[1:], opts)
+    np.testing.assert_allclose(both.images[1].numpy(), one.images[0].numpy(), atol=1e-12)
+
+
+def test_pathsample_export_round_trip_and_pele(tmp_path):
+    K, n, d, L, lam = 4, 2, 6, 3, 1e-3
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    dnc = T.dnc_point(spec, T.dnc_scale_roots(K, n, L, lam)[-1])
+    pairs = T.pairing_point(spec, T.pairing_scales(K, n, L, lam)[-1])
+    cfg, store = _study_with(tmp_path / "s", [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}",
+                                             "saddles.starts=0"], [dnc, pairs])
+    with store:
+        connect_minima(Session(cfg, store, lambda e: None))
+        info = export_pathsample(store, spec, tmp_path / "ps")
+        pts = {p["id"]: p for p in store.points(with_params=True)}
+        ts = store.transition_states()
+    n_min = sum(1 for p in pts.values() if p["kind"] in ("minimum", "degenerate"))
+    back = read_pathsample(tmp_path / "ps", spec.P)
+    assert len(back["minima"]) == n_min >= 2 and len(back["ts"]) == len(ts) >= 1
+    for k, (e, fv, coords) in enumerate(back["minima"], start=1):
+        p = pts[info["minima"][str(k)]]
+        assert e == pytest.approx(p["loss"], abs=1e-15) and np.array_equal(coords, p["params"])
+        ev = p["spectrum"]
+        assert fv == pytest.approx(float(np.sum(np.log(ev[ev > p["analysis"]["tau"]]))), rel=1e-12)
+    e, fv, m1, m2, coords = back["ts"][0]
+    assert {info["minima"][str(m1)], info["minima"][str(m2)]} == {ts[0]["min1_id"], ts[0]["min2_id"]}
+    assert np.array_equal(coords, pts[ts[0]["saddle_id"]]["params"])
+    pele = pytest.importorskip("pele.storage", reason="pele (GPL, the benchmark extra) is not installed")
+    from pele.utils.optim_compatibility import OptimDBConverter
+
+    db = pele.Database()
+    cwd = os.getcwd()
+    os.chdir(tmp_path / "ps")
+    try:
+        OptimDBConverter(db, ndof=spec.P).convert()
+    finally:
+        os.chdir(cwd)
+    assert db.number_of_minima() == n_min and db.number_of_transition_states() == len(ts)
+    mins = sorted(db.minima(), key=lambda m: m.energy)
+    assert mins[0].energy == pytest.approx(back["minima"][0][0]) and mins[0].coords.shape == (spec.P,)
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, torch
+    torch.set_num_threads(int(sys.argv[2]))
+    from landscape.study.config import load_study
+    from landscape.study.run import run_study
+    from landscape.io.store import StudyStore
+    cfg = load_study(None, ["K=4", "n=2", "d=5", "L=3", "trajectories=8", "batch_size=8", "name=threads",
+                            "engine=lbfgs", "stages.0.max_iter=3000", "stages.0.tol=1e-6", "saddles.starts=2",
+                            "saddles.max_rounds=1", "saddles.descend.0.max_iter=2000",
+                            "saddles.descend.0.stall_window=2000", "connect.max_pairs=1"])
+    run_study(cfg, sys.argv[1], progress=False)
+    with StudyStore.open(sys.argv[1], readonly=True) as st:
+        pts = {p["id"]: (p["kind"], p["label"], round(p["loss"], 9)) for p in st.points()}
+        edges = sorted((pts[e["saddle_id"]], e["direction"], e["sign"], pts[e["target_id"]] if e["target_id"] is not None
+                        else None) for e in st.edges())
+        ts = sorted((pts[t["saddle_id"]], pts[t["min1_id"]], pts[t["min2_id"]]) for t in st.transition_states())
+    print(json.dumps({"edges": edges, "ts": ts}))
+""")
+
+
+def test_the_basin_graph_does_not_depend_on_the_thread_count(tmp_path):
+    out = {}
+    for threads in (1, 2):
+        r = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / f"t{threads}"), str(threads)],
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=900)
+        assert r.returncode == 0, r.stderr
+        out[threads] = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out[1]["edges"] and out[1] == out[2]
