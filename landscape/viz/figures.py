@@ -590,3 +590,76 @@ def gauss_newton_figure(rec: Mapping, *, title: str | None = None) -> go.Figure:
     fig.update_xaxes(title_text="eigenvalue number (ascending)")
     return _finalise(fig, title or f"Gauss–Newton and residual parts, point #{rec['point_id']}",
                      "G is λ plus a positive semi-definite matrix: negative curvature can only come from the residual")
+
+
+# ----- 9. continuation -----------------------------------------------------------------------
+INDEX_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def bifurcation_figure(record: Mapping, *, title: str | None = None) -> go.Figure:
+    """Loss against the continuation parameter per branch, each segment coloured by the Hessian
+    index (net of symmetry) along it; folds (×) and index changes (◆) marked with index before →
+    after. ``record``: a ``continuation.json`` record (``param``, ``branches`` with ``steps`` and
+    ``events``). x is logarithmic (a weight decay)."""
+    param = record["param"]
+    fig = go.Figure()
+    seen = set()
+    for br in record["branches"]:
+        steps = br["steps"]
+        if not steps:
+            continue
+        x = [s[param] for s in steps]
+        y = [s["loss"] for s in steps]
+        idx = [s["index"] for s in steps]
+        start = 0
+        for i in range(1, len(steps) + 1):
+            if i == len(steps) or idx[i] != idx[start]:
+                k = idx[start]
+                seg = slice(start, min(i + 1, len(steps)))
+                fig.add_trace(go.Scatter(x=x[seg], y=y[seg], mode="lines+markers", marker={"size": 3},
+                                         line={"color": INDEX_COLOURS[k % len(INDEX_COLOURS)]},
+                                         name=f"index {k}", legendgroup=f"index {k}", showlegend=k not in seen,
+                                         hovertemplate=(f"point #{br['point_id']} ({br['label']})<br>{param} = %{{x:.6g}}"
+                                                        f"<br>loss %{{y:.8g}}<br>index {k}<extra></extra>")))
+                seen.add(k)
+                start = i
+        for e in br["events"]:
+            j = min(range(len(x)), key=lambda i: abs(x[i] - e[param]))
+            fig.add_trace(go.Scatter(x=[e[param]], y=[y[j]], mode="markers", showlegend=False,
+                                     marker={"symbol": "x" if e["kind"] == "fold" else "diamond", "size": 11, "color": "black"},
+                                     hovertemplate=(f"{e['kind']} at {param} = {e[param]:.8g}<br>index {e['index_before']} → "
+                                                    f"{e['index_after']}<extra>point #{br['point_id']}</extra>")))
+    fig.update_xaxes(type="log", title_text=param)
+    fig.update_yaxes(title_text="loss (objective, MODEL.md §2)")
+    return _finalise(fig, title or f"Bifurcation diagram in {param}",
+                     "pseudo-arclength continuation; colour: Hessian index net of symmetry zero modes; "
+                     "× fold, ◆ index change (located by bisection)")
+
+
+def width_figure(record: Mapping, *, L: int, title: str | None = None) -> go.Figure:
+    """Symmetry zero modes (the gauge-orbit dimension of each point's critical manifold) against
+    the width d per point, with the linear model's L·(r·d − r(r+1)/2) dashed beside each (r the
+    rank of its logits at the first width), and the ratio of DNC's to each other point's on a
+    second axis. ``record``: a ``continuation-d.json`` record."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    dnc = next((b for b in record["branches"] if b["label"] == "DNC"), None)
+    for br in record["branches"]:
+        d = [s["d"] for s in br["steps"]]
+        z = [s["symmetry_zero_modes"] for s in br["steps"]]
+        fig.add_trace(go.Scatter(x=d, y=z, mode="lines+markers", name=f"#{br['point_id']} {br['label']}",
+                                 hovertemplate="d = %{x}: %{y} symmetry zero modes<extra></extra>"), secondary_y=False)
+        if br["steps"] and br.get("rank") is not None:
+            r = br["rank"]
+            fig.add_trace(go.Scatter(x=d, y=[L * (r * w - r * (r + 1) // 2) for w in d], mode="lines",
+                                     line={"dash": "dash", "width": 1}, name=f"L(rd − r(r+1)/2), r = {r}",
+                                     showlegend=True), secondary_y=False)
+        if dnc is not None and br is not dnc and br["steps"]:
+            zd = {s["d"]: s["symmetry_zero_modes"] for s in dnc["steps"]}
+            ratio = [zd[s["d"]] / s["symmetry_zero_modes"] if s["symmetry_zero_modes"] else None for s in br["steps"]]
+            fig.add_trace(go.Scatter(x=d, y=ratio, mode="lines", line={"dash": "dot"},
+                                     name=f"DNC / #{br['point_id']} {br['label']}"), secondary_y=True)
+    fig.update_xaxes(title_text="width d")
+    fig.update_yaxes(title_text="symmetry zero modes (gauge-orbit dimension)", secondary_y=False)
+    fig.update_yaxes(title_text="ratio DNC : other", secondary_y=True)
+    return _finalise(fig, title or "Critical-manifold dimension against width (Theorem 5)",
+                     "points embedded into wider nets by zero rows and columns stay critical; their gauge orbits grow")

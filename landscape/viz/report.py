@@ -151,6 +151,11 @@ def study_figures(res: Results) -> list[tuple[str, go.Figure]]:
                                                                 unseen=s.get("unseen"), dynamics=res.dynamics)))
     for pid, _ in featured_points(res):
         out += point_figures(res, pid)
+    L = int(s["config"]["model"]["L"])
+    for k, c in enumerate(res.continuation):
+        rec = c["record"]
+        out.append((f"continuation-{k}", figures.width_figure(rec, L=L) if rec["param"] == "d"
+                    else figures.bifurcation_figure(rec)))
     return out
 
 

@@ -1,0 +1,86 @@
+"""Follow a study's critical points as λ or the width changes: branches, folds, index changes.
+
+``landscape continue DIR --param lambda --to X`` follows every stored distinct point (or
+``--points ID,...``) from the study's λ towards X by pseudo-arclength continuation
+(:mod:`landscape.study.continuation`): through folds, with every corrected point certified,
+Hessian index and nullity net of the symmetry zero modes at every step, folds and index changes
+located by bisection. ``--param`` may also be lambda_H, lambda_W or ratio (λ_H/λ_W). Writes
+DIR/continuation.json and stores it in the database; the study report then draws the
+bifurcation diagram.
+
+``landscape continue DIR --param d --to D`` embeds every point into each width up to D (zero rows
+and columns keep it critical) and reports its index, nullity and symmetry zero modes per width:
+DIR/continuation-d.json and the nullity-against-width figure.
+"""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("continue", help=__doc__.splitlines()[0], description=__doc__)
+    p.add_argument("dir", metavar="DIR", help="results folder of a study")
+    p.add_argument("--param", required=True, choices=("lambda", "lambda_H", "lambda_W", "ratio", "d"))
+    p.add_argument("--to", required=True, type=float, metavar="X", help="the parameter value to go to")
+    p.add_argument("--points", metavar="ID,...", help="only these point ids (default: every distinct point)")
+    p.add_argument("--steps", type=int, default=400, metavar="N", help="largest number of continuation steps per branch")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    import time
+    from pathlib import Path
+
+    from ..core.validate import SpecError, check_int
+    from ..io.results import DB_NAME, write_json
+    from ..io.store import StudyStore
+    from ..study.config import StudyConfig
+    from ..study.continuation import ContinuationSettings, continue_in_lambda, continue_in_width, param_value
+
+    out = Path(args.dir)
+    check_int("--steps", args.steps, 1)
+    with StudyStore.open(out / DB_NAME) as store:
+        cfg = StudyConfig.from_dict(store.config)
+        pts = {p["id"]: p for p in store.points()}
+        if args.points:
+            try:
+                ids = [int(x) for x in args.points.split(",") if x.strip()]
+            except ValueError:
+                raise SpecError(f"--points={args.points!r} is invalid: must be point ids separated by commas") from None
+            missing = [i for i in ids if i not in pts]
+            if missing:
+                raise SpecError(f"--points names {missing}, which the study does not hold (it has {sorted(pts)})")
+        else:
+            ids = sorted(pts)
+        t0 = time.perf_counter()
+        branches = []
+        if args.param == "d":
+            if not float(args.to).is_integer() or args.to < cfg.model.d:
+                raise SpecError(f"--to={args.to:g} is invalid: must be an integer width >= {cfg.model.d}")
+            for pid in ids:
+                p = store.point(pid)
+                branches.append(continue_in_width(cfg.model, p["params"], to=int(args.to), point_id=pid,
+                                                  label=p["label"]).to_dict())
+            record = {"param": "d", "from": cfg.model.d, "to": int(args.to), "branches": branches}
+            path = out / "continuation-d.json"
+        else:
+            settings = ContinuationSettings(max_steps=args.steps, certify_tol=cfg.certify_tol)
+            for pid in ids:
+                p = store.point(pid)
+                br = continue_in_lambda(cfg.model, p["params"], param=args.param, to=args.to, point_id=pid,
+                                        label=p["label"], settings=settings)
+                branches.append(br.to_dict())
+                ev = "; ".join(f"{e['kind']} at {args.param}={e[args.param]:.8g} (index {e['index_before']}→{e['index_after']})"
+                               for e in br.events) or "no events"
+                print(f"point {pid} ({p['label']}): {len(br.steps)} steps, {ev}; {br.end}")
+            record = {"param": args.param, "from": param_value(cfg.model, args.param), "to": args.to,
+                      "settings": settings.to_dict(), "branches": branches}
+            path = out / "continuation.json"
+        record["wall_time_s"] = time.perf_counter() - t0
+        write_json(path, record)
+        store.add_continuation(args.param, record)
+    if args.param == "d":
+        for br in branches:
+            s0, s1 = br["steps"][0], br["steps"][-1]
+            print(f"point {br['point_id']} ({br['label']}): symmetry zero modes {s0['symmetry_zero_modes']} at d={s0['d']} "
+                  f"→ {s1['symmetry_zero_modes']} at d={s1['d']}; index {s1['index']}, excess nullity {s1['nullity']}")
+    print(f"written {path} ({record['wall_time_s']:.1f} s)")
+    return 0

@@ -1,0 +1,110 @@
+"""Continuation in λ and in width, against the closed forms of MODEL.md §6 and §8."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize_scalar
+
+from landscape.analysis import theory as T
+from landscape.cli import main
+from landscape.core.model import DeepUFM, ModelSpec
+from landscape.study.continuation import ContinuationSettings, continue_in_lambda, continue_in_width, embed_width
+
+K, N_PER, D, L, LAM = 4, 1, 4, 2, 1e-3
+
+
+def fold_lambda(K, n, L):
+    """λ_max = max_α f(α)/n^{1/(L+1)}, f(α) = α^{(L−1)/(L+1)}/(e^α + K − 1), computed independently."""
+    f = lambda a: a ** ((L - 1) / (L + 1)) / (math.exp(a) + K - 1)  # noqa: E731
+    r = minimize_scalar(lambda a: -f(a), bounds=(1e-8, 30.0), method="bounded", options={"xatol": 1e-13})
+    return -r.fun / n ** (1 / (L + 1)), r.x
+
+
+@pytest.fixture(scope="module")
+def dnc_branch():
+    spec = ModelSpec(K=K, n=N_PER, d=D, L=L, lam=LAM)
+    th = T.dnc_point(spec, T.dnc_scale_roots(K, N_PER, L, LAM)[-1])
+    return continue_in_lambda(spec, th, to=0.5, settings=ContinuationSettings(max_steps=300))
+
+
+def test_the_dnc_branch_stays_on_the_scale_equation_and_folds_where_the_roots_merge(dnc_branch):
+    br = dnc_branch
+    lam_max, alpha_star = fold_lambda(K, N_PER, L)
+    folds = [e for e in br.events if e["kind"] == "fold"]
+    assert len(folds) == 1
+    assert abs(folds[0]["lambda"] - lam_max) <= 1e-6 * lam_max
+    assert folds[0]["logit_scale"] == pytest.approx(alpha_star, rel=2e-2)   # the located point, near the merge
+    fold_step = next(i for i, s in enumerate(br.steps) if s["lambda"] > 0.95 * lam_max)
+    for i, s in enumerate(br.steps):
+        if s["logit_scale"] <= 0:
+            continue
+        roots = T.dnc_scale_roots(K, N_PER, L, s["lambda"])
+        assert roots, s
+        alpha = roots[-1] if i <= fold_step else roots[0]
+        # the branch's loss is ℓ_DNC(α(λ)), α on the large root before the fold, the small one after
+        if abs(s["logit_scale"] - alpha) <= 1e-3 * alpha:
+            assert abs(s["loss"] - T.dnc_loss(alpha, K, N_PER, L, s["lambda"])) <= 1e-8
+        assert abs(s["loss"] - T.dnc_loss(s["logit_scale"], K, N_PER, L, s["lambda"])) <= 1e-8
+        assert s["grad_norm"] <= 1e-10
+
+
+def test_past_the_fold_the_branch_is_the_small_root(dnc_branch):
+    br = dnc_branch
+    lam_max, _ = fold_lambda(K, N_PER, L)
+    after = [s for s in br.steps[br.steps.index(max(br.steps, key=lambda s: s["lambda"])) + 1:]
+             if s["logit_scale"] > 0 and s["lambda"] < 0.9 * lam_max]
+    assert after
+    for s in after:
+        small = T.dnc_scale_roots(K, N_PER, L, s["lambda"])[0]
+        assert s["logit_scale"] == pytest.approx(small, rel=1e-6)
+        # derivable: along the one-parameter DNC family the small root is a local maximum of
+        # ℓ_DNC(α) (it lies above the origin's log K, between two local minima), so index ≥ 1
+        assert s["index"] >= 1
+    before = [s for s in br.steps if s["lambda"] < 0.5 * lam_max][:3]
+    assert all(s["index"] == 0 for s in before)        # the large root: PSD (Theorem 4)
+    fold = next(e for e in br.events if e["kind"] == "fold")
+    assert fold["index_before"] == 0 and fold["index_after"] == after[0]["index"]
+
+
+def test_a_branch_that_reaches_its_target_lands_on_it():
+    spec = ModelSpec(K=K, n=N_PER, d=D, L=L, lam=LAM)
+    br = continue_in_lambda(spec, T.dnc_point(spec, T.dnc_scale_roots(K, N_PER, L, LAM)[-1]), to=0.02)
+    assert br.end == "reached" and br.steps[-1]["lambda"] == pytest.approx(0.02, rel=1e-14) and not br.events
+    a = T.dnc_scale_roots(K, N_PER, L, 0.02)[-1]
+    assert br.steps[-1]["loss"] == pytest.approx(T.dnc_loss(a, K, N_PER, L, 0.02), abs=1e-10)
+
+
+def test_width_embedding_keeps_critical_points_and_grows_the_orbit():
+    spec = ModelSpec(K=4, n=2, d=4, L=2, lam=1e-3)
+    beta = T.pairing_scales(4, 2, 2, 1e-3)[-1]
+    for th, r in ((T.dnc_point(spec, T.dnc_scale_roots(4, 2, 2, 1e-3)[-1]), 3), (T.pairing_point(spec, beta), 2)):
+        g0 = float(DeepUFM(spec).loss_and_grad(torch.tensor(th))[1].norm())
+        br = continue_in_width(spec, th, to=7)
+        assert [s["d"] for s in br.steps] == [4, 5, 6, 7]
+        for s in br.steps:
+            s2, th2 = embed_width(spec, th, s["d"])
+            g = float(DeepUFM(s2).loss_and_grad(torch.tensor(th2))[1].norm())
+            assert abs(g - g0) <= 1e-15 and abs(s["grad_norm"] - g0) <= 1e-15
+            assert s["symmetry_zero_modes"] == T.gauge_orbit_dimension(2, r, s["d"]) == 2 * (r * s["d"] - r * (r + 1) // 2)
+
+
+def test_cli_continue_writes_json_and_the_report_draws_it(tmp_path, capsys):
+    out = tmp_path / "s"
+    sets = ["K=4", "n=1", "d=4", "L=2", "trajectories=4", "batch_size=4", "saddles.starts=0", "connect.max_pairs=0"]
+    assert main(["run", "--out", str(out), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
+    capsys.readouterr()
+    assert main(["continue", str(out), "--param", "lambda", "--to", "0.01", "--steps", "60"]) == 0
+    rec = json.loads((out / "continuation.json").read_text())
+    assert rec["param"] == "lambda" and rec["from"] == 1e-3 and rec["to"] == 0.01 and rec["branches"]
+    for br in rec["branches"]:
+        assert {"point_id", "label", "steps", "events", "end"} <= set(br)
+        assert all({"lambda", "loss", "grad_norm", "index", "nullity"} <= set(s) for s in br["steps"])
+    assert main(["continue", str(out), "--param", "d", "--to", "6"]) == 0
+    recd = json.loads((out / "continuation-d.json").read_text())
+    assert all([s["d"] for s in br["steps"]] == [4, 5, 6] for br in recd["branches"])
+    assert main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "Bifurcation diagram" in html and "Critical-manifold dimension against width" in html
+    assert main(["continue", str(out), "--param", "lambda", "--to", "-1"]) == 2
