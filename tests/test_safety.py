@@ -234,11 +234,10 @@ def test_a_study_on_a_read_only_mount_can_be_read(study, tmp_path, capsys):
             f.chmod(0o444)
         folder.chmod(0o555)
         mnt = folder
-    else:
-        for f in study.iterdir():
-            shutil.copy(f, mnt)
-        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
     try:
+        if mnt.name == "mnt":
+            shutil.copytree(study, mnt, dirs_exist_ok=True)
+            subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         code, out, err = run_cli(capsys, "inspect", mnt)
         assert code == 0, err
         assert "study 'tiny'" in out
