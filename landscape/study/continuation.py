@@ -30,9 +30,10 @@ eigenvalue crosses zero — a branch point or a loss of stability). Each records
 and after, and the logit scale.
 
 A branch ends when it reaches the target ("reached", the last step landing on it exactly), when
-p would leave the model's validity (p ≤ 0: "left the model's validity (lambda ≤ 0)"), when it
-arrives at the origin (the small-root branches do as p → 0), when the corrector fails, or after
-``max_steps`` steps. The linear algebra is dense (the Hessian is formed
+p would leave the model's validity (p ≤ 0: "left the model's validity (lambda ≤ 0)") or falls below
+``p_floor_rtol`` of its start (the index is not resolvable there: τ ∝ λ), when it arrives at the
+origin (its logit scale below ``origin_rtol`` of the start: the small-root branches do as p → 0,
+and there every structure's branches meet), when the corrector fails, or after ``max_steps``. The linear algebra is dense (the Hessian is formed
 at every step): meant for P up to a few thousand.
 
 **Width embedding** (:func:`embed_width`, :func:`continue_in_width`). A critical point at width d
@@ -75,6 +76,8 @@ class ContinuationSettings:
     certify_tol: float = 1e-10
     event_rtol: float = 1e-6
     tau_rel: float = 1e-3
+    origin_rtol: float = 1e-6
+    p_floor_rtol: float = 1e-9
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -366,8 +369,13 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
         if passed:
             br.end = "reached"
             return br
-        if br.steps[-1]["label"] == "zero":  # the small-scale branches end at the origin as p → 0
+        a0 = br.steps[0]["logit_scale"]
+        if br.steps[-1]["label"] == "zero" or br.steps[-1]["logit_scale"] < S.origin_rtol * a0:
+            # the small-scale branches end at the origin, where every structure's branches meet
             br.end = f"arrived at the origin ({f.param_key}={q.p:.4g})"
+            return br
+        if q.p < S.p_floor_rtol * p0:
+            br.end = f"{f.param_key} → 0 (below {S.p_floor_rtol:g} of the start, at {q.p:.4g})"
             return br
         pt = q
         h = min(h * 1.5, S.h_max * scale) if iters <= 3 else (h * 0.5 if iters > 6 else h)
