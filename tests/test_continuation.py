@@ -63,9 +63,14 @@ def test_past_the_fold_the_branch_is_the_small_root(dnc_branch):
         # ℓ_DNC(α) (it lies above the origin's log K, between two local minima), so index ≥ 1
         assert s["index"] >= 1
     before = [s for s in br.steps if s["lambda"] < 0.5 * lam_max][:3]
-    assert all(s["index"] == 0 for s in before)        # the large root: PSD (Theorem 4)
+    assert all(s["index"] == 0 for s in before)        # the large root: PSD for small λ (Theorem 4)
     fold = next(e for e in br.events if e["kind"] == "fold")
-    assert fold["index_before"] == 0 and fold["index_after"] == after[0]["index"]
+    assert fold["index_after"] == after[0]["index"]
+    # events chain: each one's index_before is the previous one's index_after, starting at 0
+    idx = 0
+    for e in br.events:
+        assert e["index_before"] == idx
+        idx = e["index_after"]
 
 
 def test_a_branch_that_reaches_its_target_lands_on_it():
@@ -108,3 +113,20 @@ def test_cli_continue_writes_json_and_the_report_draws_it(tmp_path, capsys):
     html = (out / "report.html").read_text()
     assert "Bifurcation diagram" in html and "Critical-manifold dimension against width" in html
     assert main(["continue", str(out), "--param", "lambda", "--to", "-1"]) == 2
+
+
+def test_k6_dnc_loses_stability_before_its_fold_where_a_direct_analysis_says():
+    """K=6, n=1, L=2: the continuation finds the large-root DNC branch's index change (0 → 9)
+    before its fold; the closed-form DNC points on either side, analysed directly, agree."""
+    from landscape.analysis.hessian import analyse_hessian
+
+    spec = ModelSpec(K=6, n=1, d=6, L=2, lam=1e-3)
+    br = continue_in_lambda(spec, T.dnc_point(spec, T.dnc_scale_roots(6, 1, 2, 1e-3)[-1]), to=0.5)
+    lam_max, _ = fold_lambda(6, 1, 2)
+    change = next(e for e in br.events if e["kind"] == "index_change")
+    fold = next(e for e in br.events if e["kind"] == "fold")
+    assert change["lambda"] < fold["lambda"] and abs(fold["lambda"] - lam_max) <= 1e-6 * lam_max
+    assert (change["index_before"], change["index_after"]) == (0, 9)
+    for lam, index in ((0.999 * change["lambda"], 0), (1.001 * change["lambda"], 9)):
+        s = ModelSpec(K=6, n=1, d=6, L=2, lam=lam)
+        assert analyse_hessian(s, T.dnc_point(s, T.dnc_scale_roots(6, 1, 2, lam)[-1])).index == index

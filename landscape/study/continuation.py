@@ -357,14 +357,24 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
                 q = _Point(fin[0], fin[1])
         f.analyse(q)
         q.tangent = f.tangent(q, pt.tangent, to)
+        events = []
+        if q.index != pt.index:  # the first crossing on the step (the predicate is monotone there)
+            ev, p_ev = f.locate(pt, h, "index", pt.index)
+            events.append({"kind": "index_change", f.param_key: p_ev, "index_before": pt.index,
+                           "index_after": ev.index if ev is not None else q.index,
+                           "logit_scale": f.record(ev)["logit_scale"] if ev is not None else None})
         if q.tangent[-1] * pt.tangent[-1] < 0 and not passed:
             ev, p_ev = f.locate(pt, h, "fold", pt.index)
-            br.events.append({"kind": "fold", f.param_key: p_ev, "index_before": pt.index,
-                              "index_after": q.index, "logit_scale": f.record(ev)["logit_scale"] if ev else None})
-        elif q.index != pt.index:
-            ev, p_ev = f.locate(pt, h, "index", pt.index)
-            br.events.append({"kind": "index_change", f.param_key: p_ev, "index_before": pt.index,
-                              "index_after": q.index, "logit_scale": f.record(ev)["logit_scale"] if ev else None})
+            fold = {"kind": "fold", f.param_key: p_ev, "index_before": ev.index if ev is not None else pt.index,
+                    "index_after": q.index, "logit_scale": f.record(ev)["logit_scale"] if ev is not None else None}
+            # an index change at the fold itself is the fold's: one event, index before → after
+            if events and abs(events[0][f.param_key] - p_ev) <= 1e3 * S.event_rtol * abs(p_ev):
+                fold["index_before"] = pt.index
+                events = []
+            elif events:
+                fold["index_before"] = events[-1]["index_after"]
+            events.append(fold)
+        br.events += events
         br.steps.append(f.record(q))
         if passed:
             br.end = "reached"
