@@ -1,16 +1,19 @@
 """Speed and fidelity at the paper's size (K=10, n=5, L=2, λ=2⁻¹⁰), as ratios to baselines run side by side.
 
 1. **Peak**: a float64 matrix multiply (2000³) on the device, the machine's own ceiling.
-2. **Throughput**, per (device, P, B): the batched GD engine (trajectory-steps/s and effective
-   GFLOP/s of the step, counting the forward and backward matrix products: 3·Σ_l 2·r_l·c_l·N per
-   step), a lone ``torch.bmm`` of B × (d×d @ d×N) (the batched kernel the step is made of), the
+2. **Throughput**, per (device, P, B): the batched GD engine (trajectory-steps/s and GFLOP/s of
+   the matrix products it executes, :func:`step_flops`; the linear model's gradient goes through
+   the logits' K-row bottleneck, so it executes fewer flops than the layer-by-layer formulation the
+   plain loop uses, whose equivalent rate is reported too), a lone ``torch.bmm`` of
+   B × (d×d @ d×N) (the batched kernel of the layer-by-layer step), the
    fraction of the peak, and the plain ``torch.optim.SGD`` loop one trajectory at a time (its
    ratio). Also the working batch the engine picks for that P (``landscape.engines.batching``).
 3. **pele** (where installed): ms per certified start of pele's ``lbfgs_cpp`` against the
    batched L-BFGS on the same starts at P = 9100.
 4. **Fidelity** of the paper's experiment (``--preset paper-fig2`` at each width): certified
    fraction, saddles holding basin counts (must be 0), DNC fraction and Wilson interval, fraction
-   per label, wall time per start; and GD against gradient flow on the same starts at d = 70.
+   per label, wall time per start; the transition states among the d = 70 minima (timed); and GD
+   against gradient flow on the same starts at d = 70.
 
 ``python benchmarks/bench_paper.py [--device cpu|cuda] [--quick]`` writes
 ``benchmarks/results/paper.json`` (``--out`` elsewhere). ``--quick`` (under 3 minutes on 2 cores)
@@ -48,9 +51,14 @@ def spec_at(d: int) -> ModelSpec:
     return ModelSpec(K=K, n=N_PER, d=d, L=L, lam=LAM)
 
 
-def step_flops(spec: ModelSpec) -> float:
-    """Flops of one GD step of one trajectory: forward W_l·h (2·r·c·N each) and, backward, the
-    weight gradient and the input gradient of every factor (2·r·c·N each)."""
+def step_flops(spec: ModelSpec, bottleneck: bool = False) -> float:
+    """Flops of the matrix products of one GD step of one trajectory. Layer by layer: forward
+    W_l·h (2·r·c·N each) and, backward, the weight gradient and the input gradient of every factor
+    (2·r·c·N each). Through the logits' bottleneck (the linear model when K < N,
+    :meth:`landscape.core.model.DeepUFM._loss_and_grad_bottleneck`): 2·(3(L−1)Kd² + 3KdN)."""
+    if bottleneck:
+        K, d, N, L = spec.K, spec.d, spec.N, spec.L
+        return 2.0 * (3 * (L - 1) * K * d * d + 3 * K * d * N)
     return 3.0 * sum(2.0 * r * c * spec.N for r, c in spec.shapes[1:])
 
 
@@ -101,13 +109,17 @@ def throughput_rows(device: torch.device, widths, batches, steps: int, plain_ste
     for d in widths:
         spec = spec_at(d)
         model = DeepUFM(spec)
+        sgd_baseline(model, draw_starts(spec, InitScheme(), 0, range(1)), 0.5, 3)   # warm-up (autograd, allocator)
         plain_t, _ = sgd_baseline(model, draw_starts(spec, InitScheme(), 0, range(2)), 0.5, plain_steps)
         plain = 2 * plain_steps / plain_t
+        bott = DeepUFM(spec)._bottleneck
         for B in batches:
             gd = gd_throughput(spec, B, steps, device)
-            gf = gd * step_flops(spec) / 1e9
+            gf = gd * step_flops(spec, bott) / 1e9
             rows.append({"device": str(device), "d": d, "P": spec.P, "B": B, "gd_traj_steps_per_s": gd,
                          "plain_traj_steps_per_s": plain, "ratio_vs_plain": gd / plain, "gflops": gf,
+                         "formulation": "bottleneck" if bott else "layer by layer",
+                         "layerwise_equivalent_gflops": gd * step_flops(spec) / 1e9,
                          "bmm_gflops": bmm_gflops(spec, B, device), "peak_gflops": peak, "fraction_of_peak": gf / peak,
                          "working_batch": working_batch(spec, device)})
             r = rows[-1]
@@ -141,18 +153,21 @@ def pele_rows(starts: int) -> dict:
     return out
 
 
-def fidelity_row(d: int, starts: int, device: str, extra=()) -> dict:
+def fidelity_row(d: int, starts: int, device: str, extra=(), keep: Path | None = None) -> dict:
+    """The paper-fig2 study at width d (transition-state search off: basin fractions only)."""
     from landscape.study.config import load_study
     from landscape.study.run import run_study
 
-    cfg = load_study(preset="paper-fig2", overrides=[f"d={d}", f"trajectories={starts}", f"batch_size={min(starts, 64)}",
-                                                     f"device={device}", *extra])
+    unit = starts if device.startswith("cuda") else min(starts, 64)   # a GPU wants one wide unit
+    cfg = load_study(preset="paper-fig2", overrides=[f"d={d}", f"trajectories={starts}", f"batch_size={unit}",
+                                                     f"device={device}", "connect.max_pairs=0", *extra])
     with tempfile.TemporaryDirectory() as tmp:
+        folder = keep if keep is not None else Path(tmp)
         t = time.perf_counter()
-        s = run_study(cfg, tmp, progress=False)
+        s = run_study(cfg, folder, progress=False)
         wall = time.perf_counter() - t
         from landscape.io.store import StudyStore
-        with StudyStore.open(tmp, readonly=True) as st:
+        with StudyStore.open(folder, readonly=True) as st:
             trajs = [t for t in st.trajectories() if t["engine"]["kind"] == "main"]
             point_of = {t["idx"]: t["point_id"] for t in trajs}
     n = s["n_trajectories"]
@@ -175,6 +190,36 @@ def fidelity_row(d: int, starts: int, device: str, extra=()) -> dict:
     return row
 
 
+def transition_state_row(folder: Path, max_pairs: int = 6) -> dict:
+    """Transition states among the minima of a finished study (the d = 70 fidelity study): the
+    batched double-ended search with its default settings, timed."""
+    from dataclasses import replace
+
+    from landscape.io.store import StudyStore
+    from landscape.study.config import StudyConfig
+    from landscape.study.connect import ConnectSettings, connect_minima
+    from landscape.study.run import Session
+
+    with StudyStore.open(folder) as store:
+        cfg = StudyConfig.from_dict(store.config)
+        cfg = replace(cfg, connect=ConnectSettings(max_pairs=max_pairs))
+        session = Session(cfg, store, lambda e: None)
+        t = time.perf_counter()
+        n = connect_minima(session)
+        wall = time.perf_counter() - t
+        pts = {p["id"]: p for p in store.points()}
+        ts = [{"saddle": t["saddle_id"], "index": pts[t["saddle_id"]]["hessian_index"],
+               "joins": [pts[t["min1_id"]]["label"], pts[t["min2_id"]]["label"]],
+               "barriers": [t["barrier1"], t["barrier2"]], "loss": pts[t["saddle_id"]]["loss"]}
+              for t in store.transition_states()]
+        attempts = store.get_meta("connect_attempts", [])
+    out = {"P": cfg.model.P, "pairs_tried": len(attempts), "transition_states": n, "wall_s": wall, "records": ts,
+           "outcomes": [a["outcome"] for a in attempts]}
+    print(f"  transition states at P={cfg.model.P}: {n} from {len(attempts)} pairs in {wall:.0f} s: "
+          + "; ".join(f"{'–'.join(r['joins'])} barriers {r['barriers'][0]:.3g}/{r['barriers'][1]:.3g}" for r in ts), flush=True)
+    return out
+
+
 def gd_vs_flow(d: int, starts: int, device: str) -> dict:
     """The same starts under gd(lr 0.5) and the adaptive gradient flow: the fraction of starts
     whose end points are the same distinct point (compared modulo symmetry), and the wall ratio."""
@@ -185,7 +230,7 @@ def gd_vs_flow(d: int, starts: int, device: str) -> dict:
     rows, thetas = {}, {}
     for name, extra in (("gd", []), ("flow", ["engine=flow", "stages.0.rtol=1e-6", "stages.0.max_iter=200000"])):
         cfg = load_study(preset="paper-fig2", overrides=[f"d={d}", f"trajectories={starts}", f"batch_size={min(starts, 64)}",
-                                                         f"device={device}", *extra])
+                                                         f"device={device}", "connect.max_pairs=0", *extra])
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             s = run_study(cfg, tmp, progress=False)
@@ -213,7 +258,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="throughput at two sizes, fidelity on 8 starts at d=30")
     ap.add_argument("--widths", type=int, nargs="+", default=[30, 70, 100], help="widths of the fidelity runs")
     ap.add_argument("--starts", type=int, default=64, help="starts per width in the fidelity runs")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "pele", "fidelity", "flow"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "pele", "fidelity", "ts", "flow"])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "paper.json"))
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -235,7 +280,12 @@ def main() -> None:
     if "fidelity" not in args.skip:
         print("fidelity of the paper's experiment:", flush=True)
         widths, starts = ([30], 8) if args.quick else (args.widths, args.starts)
-        report["fidelity"] = [fidelity_row(d, starts, str(device)) for d in widths]
+        with tempfile.TemporaryDirectory() as keep:
+            report["fidelity"] = [fidelity_row(d, starts, str(device), keep=Path(keep) / f"d{d}" if d == 70 else None)
+                                  for d in widths]
+            if 70 in widths and "ts" not in args.skip:
+                print("transition states among the d = 70 minima:", flush=True)
+                report["transition_states"] = transition_state_row(Path(keep) / "d70")
     if "flow" not in args.skip and not args.quick:
         print("gd against gradient flow:", flush=True)
         report["gd_vs_flow"] = gd_vs_flow(70, args.starts, str(device))

@@ -1,4 +1,5 @@
 """The objective: validation, exact gradients and Hessian-vector products (finite differences)."""
+import numpy as np
 import pytest
 import torch
 
@@ -117,3 +118,19 @@ def test_bad_spec_names_the_field_and_range(kwargs, field):
         ModelSpec(**kwargs)
     msg = str(e.value)
     assert msg.startswith(field) and ("must" in msg)
+
+
+@pytest.mark.parametrize("K, n, d, L, loss", [(10, 5, 12, 2, "ce"), (4, 2, 8, 3, "ce"), (3, 4, 6, 3, "mse"),
+                                              (4, 2, 6, 4, "ce")])
+def test_bottleneck_gradient_equals_the_layerwise_one_and_autograd(K, n, d, L, loss):
+    """The linear model's gradient through the logits' K-row bottleneck (fewer flops when K < N)
+    is the layer-by-layer gradient and the autograd gradient up to round-off."""
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=1e-3, lam_H=2e-3, loss=loss)
+    m = DeepUFM(spec)
+    assert m._bottleneck
+    th = torch.tensor(np.random.default_rng(K + d).normal(size=(3, spec.P))) * 0.5
+    la, ga = m._loss_and_grad_layers(th)
+    lb, gb = m._loss_and_grad_bottleneck(th)
+    np.testing.assert_allclose(lb.numpy(), la.numpy(), rtol=1e-14)
+    np.testing.assert_allclose(gb.numpy(), ga.numpy(), rtol=0, atol=1e-13 * float(ga.abs().max()))
+    np.testing.assert_allclose(gb.numpy(), m.grad_autograd(th).numpy(), rtol=0, atol=1e-13 * float(ga.abs().max()))
