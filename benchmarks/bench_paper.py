@@ -14,6 +14,11 @@
    fraction, saddles holding basin counts (must be 0), DNC fraction and Wilson interval, fraction
    per label, wall time per start; the transition states among the d = 70 minima (timed); and GD
    against gradient flow on the same starts at d = 70.
+5. **Spectrum**: ``inspect_spectrum`` at the DNC minimum at each width, dense and block
+   Lanczos + SLQ, timed per part, with the eigenvalue groups (:func:`spectrum_rows`).
+
+Sections named in ``--skip`` are carried over from an existing ``--out`` file of the same device,
+with the date they were measured (``"measured"``).
 
 ``python benchmarks/bench_paper.py [--device cpu|cuda] [--quick]`` writes
 ``benchmarks/results/paper.json`` (``--out`` elsewhere). ``--quick`` (under 3 minutes on 2 cores)
@@ -252,13 +257,51 @@ def gd_vs_flow(d: int, starts: int, device: str) -> dict:
     return out
 
 
+def spectrum_rows(widths, device: str, dense_max_P: int = 10000) -> list[dict]:
+    """``inspect_spectrum`` at the large-root DNC minimum of the paper's model at each width (the
+    closed-form point of ``landscape.analysis.theory``, critical to round-off), timed per path:
+    dense (eigen-decomposition with vectors, factor blocks, Gauss–Newton and residual) where
+    P ≤ ``dense_max_P``, and always block Lanczos + SLQ; with the groups each path finds and the
+    cost the dense-vs-iterative model predicted."""
+    from landscape.analysis.hessian import dense_cost_s
+    from landscape.analysis.spectrum import inspect_spectrum
+    from landscape.analysis.theory import dnc_point, dnc_scale_roots
+
+    rows = []
+    for d in widths:
+        spec = spec_at(d)
+        alpha = max(dnc_scale_roots(spec.K, spec.n, spec.L, LAM))
+        theta = torch.from_numpy(dnc_point(spec, alpha))
+        grad = float(DeepUFM(spec).loss_and_grad(theta)[1].norm())
+        for method, limit in (("dense", 10 ** 9), ("lanczos", 0)):
+            if method == "dense" and spec.P > dense_max_P:
+                continue
+            t = time.perf_counter()
+            rep = inspect_spectrum(spec, theta, dense_limit=limit, device=device)
+            wall = time.perf_counter() - t
+            groups = [{k: g[k] for k in ("value", "multiplicity", "kind")} for g in rep.groups]
+            if method == "lanczos":  # the extremes only: report the groups at the ends
+                groups = groups[:3] + groups[-3:]
+            rows.append({"d": d, "P": spec.P, "method": method, "wall_s": wall, "timings": rep.timings,
+                         "predicted_dense_s": dense_cost_s(spec.P), "grad_norm": grad,
+                         "symmetry_zero_modes": rep.symmetry_zero_modes, "groups": groups})
+            print(f"  spectrum P={spec.P} {method}: {wall:.1f} s "
+                  + " ".join(f"{k}={v:.1f}" for k, v in rep.timings.items())
+                  + f"; {len(rep.groups)} groups, {rep.symmetry_zero_modes} symmetry zero modes", flush=True)
+    return rows
+
+
+#: The sections of the report, in order.
+SECTIONS = ("throughput", "pele", "fidelity", "transition_states", "gd_vs_flow", "spectrum")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--quick", action="store_true", help="throughput at two sizes, fidelity on 8 starts at d=30")
     ap.add_argument("--widths", type=int, nargs="+", default=[30, 70, 100], help="widths of the fidelity runs")
     ap.add_argument("--starts", type=int, default=64, help="starts per width in the fidelity runs")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "pele", "fidelity", "ts", "flow"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "pele", "fidelity", "ts", "flow", "spectrum"])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "paper.json"))
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -289,8 +332,23 @@ def main() -> None:
     if "flow" not in args.skip and not args.quick:
         print("gd against gradient flow:", flush=True)
         report["gd_vs_flow"] = gd_vs_flow(70, args.starts, str(device))
+    if "spectrum" not in args.skip:
+        print("Hessian spectra at the DNC minimum:", flush=True)
+        report["spectrum"] = spectrum_rows([30] if args.quick else [30, 70, 100], str(device))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    report["measured"] = {k: report["when"] for k in SECTIONS if k in report}
+    if out.exists() and args.skip:
+        # sections skipped this time are carried over from the file, with the date they were measured
+        try:
+            old = json.loads(out.read_text())
+        except (OSError, ValueError):
+            old = {}
+        if old.get("device") == report["device"]:
+            for k in SECTIONS:
+                if k not in report and k in old:
+                    report[k] = old[k]
+                    report["measured"][k] = old.get("measured", {}).get(k, old.get("when"))
     for row in report.get("fidelity", []):
         row.pop("point_of", None)
         row.pop("points", None)

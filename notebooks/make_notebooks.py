@@ -243,6 +243,28 @@ for name, a in analyses.items():
     figures.singular_values_figure(a.singular_values, title=f"Singular values per layer: {name}",
                                    rank_rtol=a.structure.thresholds["rank_rtol"]).show()
 """),
+    ("md", """
+## Spectra read by their structure (`landscape spectrum`)
+
+`landscape.analysis.spectrum.inspect_spectrum` groups the eigenvalues (zero modes, the bulk at λ,
+outliers with their multiplicities and the share of each factor), gives every factor block's own
+spectrum, the spectral density, and splits the Hessian into its Gauss–Newton part (λ plus a
+positive semi-definite matrix) and the residual part that couples different factors: negative
+curvature can only come from the residual. At large-root DNC the bulk at λ has multiplicity
+Σ_l (a_l − r)(b_l − r) + r (a_l × b_l the factor shapes, r = K − 1).
+"""),
+    ("code", """
+from landscape.analysis.spectrum import inspect_spectrum
+
+rec = inspect_spectrum(spec, points["DNC"]).to_dict()
+for g in rec["groups"]:
+    print(f"{g['kind']:<8} {g['value']:>12.6g} ×{g['multiplicity']}")
+r = K - 1
+print("bulk predicted:", sum((a - r) * (b - r) for a, b in spec.shapes) + r)
+for fig in (figures.spectrum_groups_figure(rec), figures.spectral_density_figure(rec),
+            figures.block_spectra_figure(rec), figures.gauss_newton_figure(rec)):
+    fig.show()
+"""),
 ]
 
 DEPTH = [

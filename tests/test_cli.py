@@ -129,7 +129,9 @@ def test_existing_study_needs_resume_and_resume_takes_no_overrides(finished, cap
 
 def _start(out, *extra):
     argv = ["run", "--out", str(out), *sets(TINY), *extra]
-    code = f"import sys; from landscape.cli import main; sys.exit(main({argv!r}))"
+    # Ctrl-C raises KeyboardInterrupt even where this test runs with SIGINT ignored (a background job)
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"from landscape.cli import main; sys.exit(main({argv!r}))")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -177,11 +179,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, finished, caps
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     out = tmp_path / "interrupted"
-    proc = _start(out, "--no-progress")
+    # 25 units of 8, so that the signal lands while units remain however fast the machine is
+    proc = _start(out, "--no-progress", "--set", "trajectories=200")
     _wait_for_first_unit(proc, out)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert f"landscape run --resume {out}" in err and "Traceback" not in err
     with StudyStore.open(out) as store:
-        assert store.n_trajectories() in (8, 16, 24, 26)
+        n = store.n_trajectories()
+        assert 8 <= n < 200 and n % 8 == 0  # whole committed units only

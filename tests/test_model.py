@@ -134,3 +134,17 @@ def test_bottleneck_gradient_equals_the_layerwise_one_and_autograd(K, n, d, L, l
     np.testing.assert_allclose(lb.numpy(), la.numpy(), rtol=1e-14)
     np.testing.assert_allclose(gb.numpy(), ga.numpy(), rtol=0, atol=1e-13 * float(ga.abs().max()))
     np.testing.assert_allclose(gb.numpy(), m.grad_autograd(th).numpy(), rtol=0, atol=1e-13 * float(ga.abs().max()))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_one_theta_is_the_row_of_a_batch(case):
+    """loss_and_grad of one θ (P,) gives a scalar and a (P,) gradient equal to that θ's row of a
+    batch, whichever backward pass the model chose (bottleneck or layer by layer)."""
+    K, n, d, L, act, loss = case
+    m = DeepUFM(ModelSpec(K=K, n=n, d=d, L=L, activation=act, loss=loss, lam=3e-2))
+    th = torch.cat([_point(m, seed=4), _point(m, seed=5)])
+    lb, gb = m.loss_and_grad(th)
+    l1, g1 = m.loss_and_grad(th[1])
+    assert l1.dim() == 0 and g1.shape == (m.P,)
+    assert_close(l1, lb[1], atol=1e-15, what="loss of one θ")
+    assert_close(g1, gb[1], atol=1e-14, what="gradient of one θ")

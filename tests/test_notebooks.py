@@ -3,6 +3,7 @@
 Parameters are injected as papermill does: a code cell inserted right after the cell tagged
 ``parameters``. Notebooks run in a temporary working directory, so their results folders land there.
 """
+import re
 from pathlib import Path
 
 import nbformat
@@ -62,7 +63,11 @@ def test_hessian_spectra_notebook(tmp_path):
     assert "DNC: label DNC" in out and "rank 3  index 0  nullity 18 = 18 symmetry (theory 18) + 0 excess" in out
     assert "pairs: label pairs" in out and "rank 2  index 0  nullity 14 = 14 symmetry (theory 14) + 0 excess" in out
     assert "mixed: label simplex(3)+null" in out and "strict saddle of index 2" in out
-    assert figures_shown(nb) == 6  # a spectrum and a singular-value figure for each of 3 points
+    # the structured spectrum of DNC: bulk at λ of multiplicity Σ(a−r)(b−r) + r = 2 + 4 + 2 + 3 = 11
+    assert "bulk predicted: 11" in out and re.search(r"^bulk\s+0\.01\s+×11$", out, re.M), out
+    # a spectrum and a singular-value figure for each of 3 points, then DNC's groups, density,
+    # factor blocks and Gauss–Newton/residual split
+    assert figures_shown(nb) == 10
 
 
 def test_depth_notebook(tmp_path):

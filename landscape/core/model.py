@@ -287,9 +287,15 @@ class DeepUFM:
         return self._loss_and_grad(theta)
 
     def _loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._bottleneck:
-            return self._loss_and_grad_bottleneck(theta)
-        return self._loss_and_grad_layers(theta)
+        """Loss and gradient of a (B, P) batch, or () and (P,) of one θ (P,)."""
+        squeeze = theta.dim() == 1
+        if squeeze:
+            theta = theta.unsqueeze(0)
+        loss, grad = (self._loss_and_grad_bottleneck(theta) if self._bottleneck
+                      else self._loss_and_grad_layers(theta))
+        if squeeze:
+            return loss[0], grad[0]
+        return loss, grad
 
     def _data_term(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """g(Z) (B,) and ∂g/∂Z (B, K, N)."""
@@ -335,9 +341,6 @@ class DeepUFM:
         λ_l F_l + δ_l h_{l−1}ᵀ in one kernel), the regulariser's value comes from per-factor norms
         of views (no (B, P) temporaries), and the (B, P) gradient is assembled by one ``cat``.
         """
-        squeeze = theta.dim() == 1
-        if squeeze:
-            theta = theta.unsqueeze(0)
         with torch.no_grad():
             F = self.factors(theta)
             pre, post, Z = self.forward(theta)
@@ -350,11 +353,7 @@ class DeepUFM:
                 dpost = torch.bmm(F[l].transpose(1, 2), delta)
                 delta = dpost * (pre[l - 1] > 0) if (self._relu and l > 1) else dpost
             grads[0] = torch.add(delta, F[0], alpha=lams[0])
-            grad = self.flatten(grads)
-            loss = g + self._reg_value(theta)
-        if squeeze:
-            return loss[0], grad[0]
-        return loss, grad
+            return g + self._reg_value(theta), self.flatten(grads)
 
     def grad(self, theta: torch.Tensor) -> torch.Tensor:
         return self.loss_and_grad(theta)[1]

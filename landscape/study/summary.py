@@ -43,8 +43,8 @@ SUMMARY_KEYS = ("study", "config", "dynamics", "environment", "wall_time_s", "n_
                 "transition_states", "graph", "headline", "files")
 #: Keys of each summary.json point record.
 POINT_KEYS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
-              "excess_zero_modes", "type", "verified", "smallest_nonzero_eigenvalue", "dnc_metrics", "theory_match",
-              "basin_count", "fraction", "ci_low", "ci_high")
+              "excess_zero_modes", "type", "verified", "lanczos_converged", "symmetry_verified", "index_is_lower_bound",
+              "smallest_nonzero_eigenvalue", "dnc_metrics", "theory_match", "basin_count", "fraction", "ci_low", "ci_high")
 #: Files a study run writes (``report.html`` is written by ``landscape run``/``report``).
 STUDY_FILES = {k: v for k, v in FILES.items() if k != "report"}
 
@@ -98,6 +98,8 @@ def point_record(p: Mapping, count: int, n: int) -> dict:
             "rank_pattern": a.get("rank_pattern"), "index": a.get("index"), "nullity": a.get("nullity"),
             "symmetry_zero_modes": a.get("symmetry_zero_modes"), "excess_zero_modes": a.get("excess_zero_modes"),
             "type": a.get("type"), "verified": a.get("verified", True),
+            "lanczos_converged": a.get("lanczos_converged"), "symmetry_verified": a.get("symmetry_verified"),
+            "index_is_lower_bound": a.get("index_is_lower_bound"),
             "smallest_nonzero_eigenvalue": a.get("smallest_nonzero_eigenvalue"), "dnc_metrics": a.get("dnc"),
             "theory_match": None if theory is None else {k: v for k, v in theory.items() if k != "Zbar"},
             "basin_count": row["count"], "fraction": row["fraction"], "ci_low": row["ci_low"],

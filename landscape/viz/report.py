@@ -229,7 +229,15 @@ def _config_html(summary: dict) -> str:
 
 
 _POINT_COLS = ("id", "kind", "label", "loss", "‖∇L‖", "rank pattern", "index", "nullity (sym + excess)", "type",
-               "smallest non-zero μ", "theory", "starts", "fraction [interval]")
+               "verified", "smallest non-zero μ", "theory", "starts", "fraction [interval]")
+
+
+def _verified_cell(p: dict) -> str:
+    if p.get("verified", True):
+        return "yes" + (" (index ≥)" if p.get("index_is_lower_bound") else "")
+    why = [w for w, bad in (("Lanczos not converged", p.get("lanczos_converged") is False),
+                            ("symmetry modes not null", p.get("symmetry_verified") is False)) if bad]
+    return "NO: " + ", ".join(why)
 
 
 def _theory_cell(t) -> str:
@@ -249,9 +257,9 @@ def _points_html(points: list[dict]) -> str:
         cells = [p["id"], p.get("kind"), p.get("label"), _num(p["loss"], ".10g"), _num(p.get("grad_norm"), ".2e"),
                  figures._fmt_rank(p.get("rank_pattern")), p.get("index"),
                  f"{p.get('nullity')} ({p.get('symmetry_zero_modes')} + {p.get('excess_zero_modes')})", p.get("type"),
-                 _num(p.get("smallest_nonzero_eigenvalue"), ".3g"), _theory_cell(p.get("theory_match")),
+                 _verified_cell(p), _num(p.get("smallest_nonzero_eigenvalue"), ".3g"), _theory_cell(p.get("theory_match")),
                  p.get("basin_count"), frac]
-        rows.append("<tr>" + "".join(f"<td{' class=l' if i in (1, 2, 8, 10) else ''}>{_e(v)}</td>"
+        rows.append("<tr>" + "".join(f"<td{' class=l' if i in (1, 2, 8, 9, 11) else ''}>{_e(v)}</td>"
                                      for i, v in enumerate(cells)) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
