@@ -2,7 +2,6 @@
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize_scalar

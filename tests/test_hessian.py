@@ -185,3 +185,25 @@ def test_near_origin_tangents_are_not_counted_as_zero_modes():
     assert rep.symmetry_zero_modes == 0 and rep.excess_zero_modes == 0 and rep.type == "minimum"
     assert rep.symmetry_unverified > 0
     np.testing.assert_allclose(rep.spectrum, 1e-3, atol=1e-8)  # O(‖θ‖) corrections
+
+
+def test_symmetric_eigh_on_large_clusters():
+    """The dense eigen-solver on a Hessian-like matrix with large exact clusters (zero modes, a bulk
+    at λ, a few outliers): eigenvalues to round-off, orthonormal eigenvectors, H V = V Λ, and a
+    subset equal to the head of the whole decomposition."""
+    from landscape.core.linalg import symmetric_eigh
+
+    rng = np.random.default_rng(0)
+    P = 400
+    lam = np.concatenate([np.zeros(120), np.full(250, 1e-3), rng.uniform(1e-2, 2e-2, 27), [-3e-4, -3e-4, -1e-4]])
+    Q, _ = np.linalg.qr(rng.standard_normal((P, P)))
+    H = (Q * lam) @ Q.T
+    H = 0.5 * (H + H.T)
+    ev, V = symmetric_eigh(H)
+    np.testing.assert_allclose(ev, np.sort(lam), atol=1e-14)
+    np.testing.assert_allclose(V.T @ V, np.eye(P), atol=1e-12)
+    np.testing.assert_allclose(H @ V, V * ev, atol=1e-14)
+    np.testing.assert_allclose(symmetric_eigh(H, vectors=False), ev, atol=1e-14)
+    e3, V3 = symmetric_eigh(H, subset=(0, 2))
+    np.testing.assert_allclose(e3, [-3e-4, -3e-4, -1e-4], atol=1e-14)
+    np.testing.assert_allclose(np.abs(V3[:, 2] @ V[:, 2]), 1.0, atol=1e-10)  # the simple one is unique

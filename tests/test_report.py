@@ -110,16 +110,19 @@ def test_report_renders_every_figure_in_chromium(report, tmp_path):
 
 @needs_chromium
 def test_example_study_report_renders(tmp_path):
-    """The real finished study in data/example_study (pairs 58/96, DNC 38/96, with saddle connections)."""
+    """The real finished study in data/example_study (pairs 58/96, DNC 38/96, saddle connections and
+    one transition state DNC ↔ pairs; structured spectra of both minima)."""
     study = tmp_path / "example"
     shutil.copytree(EXAMPLE, study)
     page = write_report(study)
     text = page.read_text(encoding="utf-8")
     assert "DNC reached by 39.6% of starts [30.4%, 49.6%]; the lowest-loss structure is pairs" in text
+    assert "The lowest barrier out of DNC is 0.001201 (transition state #4), leading to pairs (point #1)" in text
     svgs, errors = rendered(page, tmp_path / "profile")
     assert errors == ""
-    assert list(svgs) == ["fig-basins", "fig-disconnectivity", "fig-loss-rank", "fig-accumulation", "fig-spectrum-1",
-                          "fig-sv-1", "fig-logits-1", "fig-spectrum-0", "fig-sv-0", "fig-logits-0"]
+    per_point = ["spectrum", "sv", "logits", "groups", "density", "blocks", "gn"]
+    assert list(svgs) == (["fig-basins", "fig-disconnectivity", "fig-loss-rank", "fig-accumulation"]
+                          + [f"fig-{f}-1" for f in per_point] + [f"fig-{f}-0" for f in per_point])
     assert all(n > 0 for n in svgs.values()), svgs
 
 

@@ -37,7 +37,7 @@ import scipy.linalg
 import torch
 
 from ..core.jsonsafe import json_float
-from ..core.linalg import block_lanczos
+from ..core.linalg import block_lanczos, symmetric_eigh
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from .symmetry import DEFAULT_SYMMETRY_RTOL, null_part, symmetry_space
 
@@ -97,24 +97,28 @@ def _lapack_seconds_per_cube(device_type: str) -> float:
     return (time.perf_counter() - t) / n ** 3
 
 
-def dense_cost_s(P: int) -> float:
-    """Predicted seconds of the dense path at P parameters on this machine: the LAPACK
-    eigen-decomposition (measured, scaled as P³, ×1.3 for the Hessian build and the checks)."""
-    return 1.3 * _lapack_seconds_per_cube("cpu") * float(P) ** 3
+def dense_cost_s(P: int, work: float = 1.3) -> float:
+    """Predicted seconds of a dense path at P parameters on this machine: ``work`` times one
+    LAPACK eigenvalue solve of size P (measured once, scaled as P³). The analysis' dense path is
+    1.3 solves (the Hessian build and the checks); the spectrum's is more
+    (:data:`landscape.analysis.spectrum.SPECTRUM_DENSE_WORK`)."""
+    return work * _lapack_seconds_per_cube("cpu") * float(P) ** 3
 
 
-def choose_method(P: int, dense_limit: int | None, dense_budget_s: float = DEFAULT_DENSE_BUDGET_S) -> tuple[str, str]:
+def choose_method(P: int, dense_limit: int | None, dense_budget_s: float = DEFAULT_DENSE_BUDGET_S, *,
+                  work: float = 1.3, matrices: float = 2.5) -> tuple[str, str]:
     """('dense' | 'lanczos', why). With an integer ``dense_limit``: dense iff P ≤ it. With None:
-    dense iff :func:`dense_cost_s` ≤ ``dense_budget_s`` and the matrix fits in a quarter of RAM."""
+    dense iff :func:`dense_cost_s` (``work`` solves) ≤ ``dense_budget_s`` and ``matrices``
+    dense P × P float64 matrices fit in half of the RAM."""
     if dense_limit is not None:
         return ("dense" if P <= dense_limit else "lanczos"), f"dense_limit={dense_limit}"
-    cost = dense_cost_s(P)
+    cost = dense_cost_s(P, work)
     try:
         import os
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         mem = float("inf")
-    fits = 2.5 * 8 * P * P <= 0.5 * mem
+    fits = matrices * 8 * P * P <= 0.5 * mem
     why = f"cost model: dense predicted {cost:.3g} s (budget {dense_budget_s:g} s){'' if fits else ', too large for memory'}"
     return ("dense" if cost <= dense_budget_s and fits else "lanczos"), why
 
@@ -221,7 +225,7 @@ def _dense_eigvals(H: np.ndarray, device) -> np.ndarray:
     """All eigenvalues of a symmetric H, ascending: LAPACK on the host, or torch on a GPU."""
     if torch.device(device).type == "cuda":
         return torch.linalg.eigvalsh(torch.from_numpy(H).to(device)).cpu().numpy()
-    return scipy.linalg.eigh(H, eigvals_only=True, check_finite=False)
+    return symmetric_eigh(H, vectors=False)
 
 
 def _dense(spec, theta, sym, tau, tau_rel, noise_mult, device):
@@ -232,7 +236,7 @@ def _dense(spec, theta, sym, tau, tau_rel, noise_mult, device):
     Q, unverified = null_part(sym.basis, H @ sym.basis, t)
     resid = float(np.linalg.norm(H @ Q, axis=0).max()) if Q.shape[1] else 0.0
     index, nullity, snz, zmax = _counts(ev, t)
-    vecs = scipy.linalg.eigh(H, subset_by_index=[0, index - 1], check_finite=False)[1] if index else None
+    vecs = symmetric_eigh(H, subset=(0, index - 1))[1] if index else None
     rep = HessianReport(method="dense", spectrum=ev, index=index, nullity=nullity, smallest_nonzero_eigenvalue=snz,
                         largest_eigenvalue=float(ev[-1]), largest_zero_magnitude=zmax, negative_vectors=vecs)
     return rep, t, Q, unverified, resid

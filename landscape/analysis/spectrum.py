@@ -32,10 +32,9 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
 import torch
 
-from ..core.linalg import block_lanczos
+from ..core.linalg import block_lanczos, symmetric_eigh
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from .hessian import choose_method, default_tau, dense_hessian, hessian_matmat
 from .symmetry import null_part, symmetry_space
@@ -47,6 +46,12 @@ DEFAULT_DENSITY_POINTS = 400
 DEFAULT_DENSITY_WIDTH = 0.005
 #: Budget of the dense path of ``landscape spectrum`` (a single point, so more than a study's).
 DEFAULT_SPECTRUM_BUDGET_S = 600.0
+#: The dense spectrum in units of one eigenvalue solve of the same size (the cost model's unit,
+#: :func:`landscape.analysis.hessian.dense_cost_s`): the decomposition with eigenvectors (for the
+#: factor shares), the factor blocks, the Gauss–Newton build and two more solves (G and H − G).
+#: Measured on 2 cores at the paper's DNC minimum: 5.2 solves at P = 2700 (5.6 s), 5.4 at
+#: P = 9100 (225 s).
+SPECTRUM_DENSE_WORK = 5.5
 
 
 @dataclass
@@ -193,7 +198,7 @@ def inspect_spectrum(spec: ModelSpec, theta, *, point_id: int | None = None, tau
     timings = {}
     t = time.perf_counter()
     sym = symmetry_space(spec, th)
-    method, why = choose_method(P, dense_limit, dense_budget_s)
+    method, why = choose_method(P, dense_limit, dense_budget_s, work=SPECTRUM_DENSE_WORK, matrices=5)
     names = spec.factor_names
     slices = _factor_slices(spec)
     shares = gn = res = None
@@ -201,13 +206,13 @@ def inspect_spectrum(spec: ModelSpec, theta, *, point_id: int | None = None, tau
         H = dense_hessian(spec, th, device)
         timings["hessian_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        ev, V = scipy.linalg.eigh(H, check_finite=False)
+        ev, V = symmetric_eigh(H)
         timings["eigh_s"] = time.perf_counter() - t
         rho = float(max(abs(ev[0]), abs(ev[-1])))
         tt = default_tau(spec, rho, tau_rel, noise_mult) if tau is None else float(tau)
         Q, _ = null_part(sym.basis, H @ sym.basis, tt)
         shares = np.stack([(V[a:b] ** 2).sum(axis=0) for _, a, b in slices], axis=1)
-        blocks = {n: scipy.linalg.eigh(H[a:b, a:b], eigvals_only=True, check_finite=False) for n, a, b in slices}
+        blocks = {n: symmetric_eigh(H[a:b, a:b], vectors=False) for n, a, b in slices}
         t = time.perf_counter()
         model = DeepUFM(spec, device=device)
         thb = th.to(device).unsqueeze(0)
@@ -215,8 +220,8 @@ def inspect_spectrum(spec: ModelSpec, theta, *, point_id: int | None = None, tau
                                              torch.eye(P, dtype=torch.float64, device=device)[j:j + 256])
                        for j in range(0, P, 256)]).cpu().numpy()
         G = 0.5 * (G + G.T)
-        gn = scipy.linalg.eigh(G, eigvals_only=True, check_finite=False)
-        res = scipy.linalg.eigh(H - G, eigvals_only=True, check_finite=False)
+        gn = symmetric_eigh(G, vectors=False)
+        res = symmetric_eigh(H - G, vectors=False)
         timings["gauss_newton_s"] = time.perf_counter() - t
         lo, hi = float(ev[0]), float(ev[-1])
         span = max(hi - lo, tt)
@@ -261,7 +266,7 @@ def inspect_spectrum(spec: ModelSpec, theta, *, point_id: int | None = None, tau
                     E[a + j + torch.arange(k), torch.arange(k)] = 1.0
                     cols.append(mm(E)[a:b].cpu().numpy())
                 Hb = np.concatenate(cols, axis=1)
-                blocks[n] = scipy.linalg.eigh(0.5 * (Hb + Hb.T), eigvals_only=True, check_finite=False)
+                blocks[n] = symmetric_eigh(0.5 * (Hb + Hb.T), vectors=False)
         timings["blocks_s"] = time.perf_counter() - t
     groups = eigenvalue_groups(ev, tau=tt, lambdas=spec.lambdas, symmetry_zero_modes=s, rtol=group_rtol,
                                shares=shares, names=names)

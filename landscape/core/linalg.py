@@ -215,3 +215,31 @@ def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], P: int, k: int
     info = {"restarts": restarts, "matvecs": matvecs,
             "residuals": resid[:len(order)][order.cpu() if resid.device.type == "cpu" else order].tolist()}
     return vals[order], vecs[:, order], converged, info
+
+
+def symmetric_eigh(H, *, vectors: bool = True, subset: tuple[int, int] | None = None):
+    """Eigenvalues (ascending), and with ``vectors`` the eigenvectors as columns, of a dense
+    symmetric float64 matrix H (P, P) on the host, by LAPACK.
+
+    Divide and conquer (``syevd``) for the whole spectrum: faster than the MRRR driver
+    (``syevr``, scipy's default) on Hessians with large clusters of equal eigenvalues (the gauge
+    zero modes, the bulk at λ), where ``syevr`` with vectors was measured 3.5× slower at P = 2700
+    and failed with "Internal Error" at P = 9100. ``subset=(lo, hi)`` (inclusive indices) asks
+    ``syevr`` for those eigenpairs only, falling back to the whole decomposition where it fails.
+    A failure of ``syevd`` falls back to the QR driver (``syev``).
+    """
+    import numpy as np
+    import scipy.linalg
+
+    H = np.asarray(H)
+    if subset is not None:
+        try:
+            return scipy.linalg.eigh(H, eigvals_only=not vectors, subset_by_index=list(subset), check_finite=False)
+        except np.linalg.LinAlgError:
+            out = symmetric_eigh(H, vectors=vectors)
+            lo, hi = subset
+            return (out[0][lo:hi + 1], out[1][:, lo:hi + 1]) if vectors else out[lo:hi + 1]
+    try:
+        return scipy.linalg.eigh(H, eigvals_only=not vectors, driver="evd", check_finite=False)
+    except np.linalg.LinAlgError:
+        return scipy.linalg.eigh(H, eigvals_only=not vectors, driver="ev", check_finite=False)

@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..core.allocator import retain_freed_host_memory
 from ..core.model import DeepUFM
 from ..core.validate import SpecError
 from .curvature import curvature_threshold, negative_curvature
@@ -66,6 +67,8 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
     t0 = time.perf_counter() if t0 is None else t0
     engine = ENGINES[cfg.engine]
     dev = model.device
+    if dev.type == "cpu":
+        retain_freed_host_memory()  # the step's (B, P) temporaries reuse mapped pages (core.allocator)
     sync_every = default_sync_every(dev) if sync_every is None else int(sync_every)
     theta0 = theta0.to(device=dev, dtype=model.dtype)
     B, P = theta0.shape
