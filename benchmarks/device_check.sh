@@ -13,6 +13,9 @@ python3 -c "import torch; print(torch.__version__, torch.version.cuda, torch.cud
 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_device.py tests/test_model.py tests/test_hessian.py \
     > "$OUT/pytest-gpu.txt" 2>&1
 echo "pytest exit $?" >> "$OUT/pytest-gpu.txt"
-timeout 420 python3 benchmarks/bench_paper.py --device cuda --skip pele flow --widths 30 70 --starts 1024 \
+timeout 420 python3 benchmarks/bench_paper.py --device cuda --skip pele flow spectrum --widths 30 70 --starts 1024 \
     --out "$OUT/paper-cuda.json" > "$OUT/bench-cuda.txt" 2>&1
 echo "bench exit $?" >> "$OUT/bench-cuda.txt"
+timeout 150 python3 benchmarks/bench_paper.py --device cuda --skip throughput pele fidelity ts flow \
+    --out "$OUT/spectrum-cuda.json" > "$OUT/bench-spectrum-cuda.txt" 2>&1
+echo "bench exit $?" >> "$OUT/bench-spectrum-cuda.txt"
