@@ -16,6 +16,6 @@ echo "pytest exit $?" >> "$OUT/pytest-gpu.txt"
 timeout 420 python3 benchmarks/bench_paper.py --device cuda --skip pele flow spectrum --widths 30 70 --starts 1024 \
     --out "$OUT/paper-cuda.json" > "$OUT/bench-cuda.txt" 2>&1
 echo "bench exit $?" >> "$OUT/bench-cuda.txt"
-timeout 150 python3 benchmarks/bench_paper.py --device cuda --skip throughput pele fidelity ts flow \
+timeout 150 python3 benchmarks/bench_paper.py --device cuda --quick --skip throughput pele fidelity ts flow \
     --out "$OUT/spectrum-cuda.json" > "$OUT/bench-spectrum-cuda.txt" 2>&1
 echo "bench exit $?" >> "$OUT/bench-spectrum-cuda.txt"
