@@ -97,11 +97,12 @@ def test_host_allocator_tuning_is_applied_once_and_can_be_declined():
     """core.allocator: on glibc the mallopt tuning takes effect (once per process); with
     LANDSCAPE_KEEP_HOST_MEMORY=0 it is left alone."""
     import ctypes.util
+    import os
     import subprocess
     import sys
 
     code = "from landscape.core.allocator import retain_freed_host_memory as r; print(r(), r())"
-    env = {**__import__("os").environ}
+    env = dict(os.environ)
     glibc = sys.platform.startswith("linux") and ctypes.util.find_library("c") is not None
     env["LANDSCAPE_KEEP_HOST_MEMORY"] = "1"
     on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
