@@ -161,3 +161,19 @@ def test_connect_saddle_at_the_origin():
         connect_saddle(model, theta0, torch.zeros(spec.P, 1), lambda s: None)
 
 
+
+
+def test_tree_barriers_from_each_branch_lowest_minimum(G):
+    """A merge's barrier out of a branch is the saddle loss minus that branch's *lowest* minimum
+    (MINIMA/SADDLES above, worked by hand), keyed by that minimum's point id as a plain string."""
+    T = disconnectivity_tree(G)
+    # merge 2 at S3 = 2 + 1e-9 joins D (0.2) with the branch {A, B} whose lowest minimum is A (0.0)
+    assert T.nodes[("merge", 2)]["barriers"] == {"3": pytest.approx(2.0 + 1e-9 - 0.2, abs=1e-15),
+                                                  "0": pytest.approx(2.0 + 1e-9 - 0.0, abs=1e-15)}
+    # merge 3 at S2 = 3.0 joins C (1.0) with {A, B, D}: from A, 3.0, not 3.0 − (2.0 + 1e-9)
+    assert T.nodes[("merge", 3)]["barriers"] == {"2": 2.0, "0": 3.0}
+    assert T.nodes[("merge", 3)]["lowest_minimum"] == 0 and T.nodes[("merge", 0)]["lowest_minimum"] == 5
+    data = tree_to_json(T)
+    node = {n["id"]: n for n in data["nodes"]}["merge:3"]
+    assert node["merge"] == 3 and node["barriers"] == {"2": 2.0, "0": 3.0}
+    assert all("(" not in k for n in data["nodes"] for k in (n["barriers"] or {}))

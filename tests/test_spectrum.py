@@ -108,3 +108,35 @@ def test_gauss_newton_product_matches_finite_differences_of_the_gradient_map():
     o = spec.offsets
     for i in range(spec.L + 1):  # Z is linear in each factor: no residual inside a diagonal block
         np.testing.assert_allclose((H - G)[o[i]:o[i + 1], o[i]:o[i + 1]], 0.0, atol=1e-12)
+
+
+def test_lanczos_groups_are_lower_bounds_with_slq_counts():
+    """On the Lanczos path a group's multiplicity counts Ritz values among the 2k computed: it is
+    flagged a lower bound, never more than the dense multiplicity at the same value, and the SLQ
+    count of its window estimates the dense multiplicity (the bulk at the default DNC: 83)."""
+    from landscape.analysis.spectrum import group_multiplicity_text
+
+    spec = ModelSpec(K=4, n=2, d=8, L=3, lam=1e-3)
+    th = T.dnc_point(spec, T.dnc_scale_roots(4, 2, 3, 1e-3)[-1])
+    dense = inspect_spectrum(spec, th)
+    lan = inspect_spectrum(spec, th, dense_limit=10, lanczos_k=20, slq_vectors=32, slq_steps=80)
+    assert all(not g.get("multiplicity_is_lower_bound") for g in dense.groups)
+    assert group_multiplicity_text(dense.groups[0]) == f"×{dense.groups[0]['multiplicity']}"
+    by_value = {round(g["value"], 7): g for g in dense.groups}
+    for g in lan.groups:
+        assert g["multiplicity_is_lower_bound"] and g["computed"] == 40
+        d = by_value[round(g["value"], 7)]
+        assert g["multiplicity"] <= d["multiplicity"]
+        assert group_multiplicity_text(g).startswith(f"≥ {g['multiplicity']} of 40 computed")
+    bulk = next(g for g in lan.groups if g["kind"] == "bulk")
+    assert next(g for g in dense.groups if g["kind"] == "bulk")["multiplicity"] == 83
+    assert bulk["multiplicity"] < 83 and bulk["estimated_count"] == pytest.approx(83, rel=0.15)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-6, 1e9, 0.5, float("nan")])
+def test_group_rtol_out_of_range_is_refused(bad):
+    from landscape.core.validate import SpecError
+
+    spec = ModelSpec(K=3, n=2, d=4, L=2, lam=1e-2)
+    with pytest.raises(SpecError, match="group_rtol"):
+        inspect_spectrum(spec, np.zeros(spec.P), group_rtol=bad)

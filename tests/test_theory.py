@@ -128,3 +128,166 @@ def test_cli_theory_prints_sorted_catalogue(capsys, tmp_path):
     assert _run_cli(["theory", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "candidate: no" in out and "Theorem 1 excludes" in out
+
+
+# ----- roots near folds and at extreme λ, against an independent high-precision solution -------
+mp = pytest.importorskip("mpmath")
+mp.mp.dps = 50
+
+
+def _mp_block_loss(a, k, K, n, L, lam):
+    """Per-block loss (k/K)·CE_k(α) + (λ(L+1)/2)(k−1)(α√n)^{2/(L+1)}, written from MODEL.md §6 (the
+    CE of a class in a simplex(k) block: logit α(1−1/k) on itself, −α/k on its k−1 partners, 0 on
+    the K−k others), in 50-digit arithmetic."""
+    a = mp.mpf(a)
+    own, part = a * (1 - mp.mpf(1) / k), -a / k
+    ce = mp.log1p((k - 1) * mp.exp(part - own) + (K - k) * mp.exp(-own))
+    return mp.mpf(k) / K * ce + mp.mpf(lam) * (L + 1) / 2 * (k - 1) * (a * mp.sqrt(n)) ** (mp.mpf(2) / (L + 1))
+
+
+def _mp_fold(k, K, n, L):
+    """λ at the fold of a simplex(k) block: stationarity dF/dα = 0 reads λ = m(α) with
+    m = −(k/K)·CE_k'(α) / ((L+1)/2 (k−1) q n^{q/2} α^{q−1}), q = 2/(L+1); the fold is max_α m."""
+    q = mp.mpf(2) / (L + 1)
+
+    def m(a):
+        dce = mp.diff(lambda x: _mp_block_loss(x, k, K, n, L, 0), a)
+        return -dce / ((L + 1) / mp.mpf(2) * (k - 1) * q * mp.sqrt(n) ** q * a ** (q - 1))
+
+    amax = mp.findroot(lambda a: mp.diff(m, a), 0.8 if k == K else 1.0)
+    return float(m(amax)), m
+
+
+@pytest.mark.parametrize("k, K, n, L", [(4, 4, 1, 2), (6, 6, 1, 2), (2, 4, 1, 2), (3, 10, 5, 2), (4, 4, 2, 3)])
+def test_both_roots_found_a_hair_below_the_fold(k, K, n, L):
+    lam_fold, m = _mp_fold(k, K, n, L)
+    if (k, K, n, L) == (4, 4, 1, 2):
+        assert lam_fold == pytest.approx(0.17766, abs=1e-5)   # the fold of issue 18
+    below = T.block_scale_roots(k, K, n, L, lam_fold * (1 - 1e-9))
+    assert len(below) == 2 and below[0] < below[1]
+    for a in below:  # each is a root of the independent stationarity condition
+        assert float(m(a) / (lam_fold * (1 - 1e-9))) == pytest.approx(1.0, abs=1e-13)
+    assert T.block_scale_roots(k, K, n, L, lam_fold * (1 + 1e-9)) == []
+    if k == K:
+        assert len(T.dnc_scale_roots(K, n, L, lam_fold * (1 - 1e-9))) == 2
+
+
+def test_theory_cli_near_the_fold_lists_dnc(capsys):
+    assert _run_cli(["theory", "--K", "4", "--n", "1", "--L", "2", "--d", "4", "--lambda", "0.1775"]) == 0
+    out = capsys.readouterr().out
+    assert "no critical scale" not in out
+    dnc = [ln for ln in out.splitlines() if ln.startswith("DNC ") and "simplex(4)" in ln]
+    assert len(dnc) == 2   # both roots, 0.7407 and 0.8367
+    assert sorted(round(float(ln.split()[-1]), 4) for ln in dnc) == [0.7407, 0.8367]
+
+
+@pytest.mark.parametrize("K, n, L", [(10, 5, 2), (4, 1, 3), (5, 2, 2)])
+def test_every_structure_survives_lambda_1e_300(K, n, L):
+    lam = 1e-300
+    for k in range(2, K + 1):
+        roots = T.block_scale_roots(k, K, n, L, lam)
+        assert len(roots) == 1   # the small root underflows (α ~ λ^{(L+1)/(L−1)}); the large one is found
+        a = roots[0]
+        dF = mp.diff(lambda x: _mp_block_loss(x, k, K, n, L, lam), a)
+        scale = mp.diff(lambda x: _mp_block_loss(x, k, K, n, L, 0), a)
+        assert abs(float(dF / scale)) < 1e-12
+    cat = T.structure_catalogue(K, n, L, lam)
+    parts = [p for p in T._partitions(K) if max(p) >= 2]
+    # plus subsets(5,2) at K = 10: the one subset block of at most 10 classes (C(m, j) ≤ 10 with
+    # 2 ≤ j ≤ m/2 leaves (4,2) = 3×pair, excluded, and (5,2))
+    assert len([s for s in cat if s.critical and s.name != "zero"]) == len(parts) + (K == 10)
+    if T.theorem1_dnc_not_global(K, L):
+        assert cat[0].name != "DNC"
+    assert T.dnc_global_minimum_candidate(K, n, L, lam)["best"] != "DNC" or not T.theorem1_dnc_not_global(K, L)
+
+
+def test_scale_maps_are_unimodal():
+    """The check behind block_scale_roots' docstring: d log f/du changes sign once (block maps, and
+    the pairing family's map for odd K) on a fine grid of u = log α."""
+    us = np.linspace(-40, 12, 5201)
+    for K in range(2, 13):
+        for L in (2, 3, 6):
+            for k in range(2, K + 1):
+                r = np.array([T.block_scale_log_residual(u, k, K, 1, L, 1.0) for u in us])
+                assert np.count_nonzero(np.diff(np.sign(np.diff(r)))) == 1, (K, L, k)
+            for bt in (t for size in range(6, K + 1) for t in T.block_types(size) if t.j > 1):
+                r = np.array([T.block_type_log_residual(u, bt, K, 1, L, 1.0) for u in us])
+                assert np.count_nonzero(np.diff(np.sign(np.diff(r)))) == 1, (K, L, bt)
+    # the odd-K pairing family: the sign changes of dℓ_LR/dβ on a fine grid are exactly the roots found
+    for K in (3, 5, 7, 9):
+        for lam in (1e-1, 1e-3, 2.0 ** -10, 1e-6):
+            bs = np.exp(np.linspace(-60, 8, 8001))
+            d = np.array([T.pairing_loss_dbeta(b, K, 2, 2, lam) for b in bs])
+            assert np.count_nonzero(np.diff(np.sign(d))) == len(T.pairing_scales(K, 2, 2, lam)), (K, lam)
+
+
+# ----- the subset blocks and honest matching (issue 18 items 5–6) -------------------------------
+def _edges_of_4_simplex_logits(alpha):
+    """Z̄ of 10 classes at the 2-subsets of {0..4}, built here from the definition: class means
+    v_S = e_i + e_j − (2/5)1, Gram ⟨v_S, v_T⟩ = |S∩T| − 4/5, normalised to a projector (its
+    non-zero eigenvalue is 3), times α."""
+    import itertools
+    subsets = list(itertools.combinations(range(5), 2))
+    G = np.array([[len(set(a) & set(b)) - 0.8 for b in subsets] for a in subsets])
+    return alpha * G / 3.0
+
+
+def test_subsets_5_2_is_a_critical_minimum_at_its_closed_form():
+    """K = 10, n = 5, L = 2, d = 10, λ = 2⁻¹⁰: the rank-4 minimum GD reaches from 2 of 32 starts
+    (loss 0.0814321533). The closed form's scale minimises the model's own loss along αM̂, the
+    balanced point is critical to round-off, its dense Hessian has no negative eigenvalue, and the
+    analysis names it and matches it to 1e-10."""
+    from scipy.optimize import minimize_scalar
+    from landscape.analysis.point import analyse_point
+
+    K, n, L, d, lam = 10, 5, 2, 10, 2.0 ** -10
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    bt = T.BlockType(5, 2)
+    a = T.block_type_roots(bt, K, n, L, lam)[-1]
+    loss_th = T.block_structure_loss([(bt, a)], K, n, L, lam)
+    assert loss_th == pytest.approx(0.0814321533, abs=1e-10)
+    along = lambda x: loss_grad(spec, T.balanced_point(spec, _edges_of_4_simplex_logits(x)))[0]  # noqa: E731
+    best = minimize_scalar(along, bracket=(a * 0.9, a, a * 1.1), tol=1e-10)
+    assert best.x == pytest.approx(a, rel=1e-6) and best.fun == pytest.approx(loss_th, abs=1e-14)
+    rng = np.random.default_rng(3)
+    perm = rng.permutation(K)
+    Zb = _edges_of_4_simplex_logits(a)[np.ix_(perm, perm)]   # relabelled classes
+    th = T.balanced_point(spec, Zb)
+    loss, g = loss_grad(spec, th)
+    assert g < GRAD_ATOL and loss == pytest.approx(loss_th, abs=1e-14)
+    from landscape.analysis.hessian import dense_hessian
+    ev = np.linalg.eigvalsh(dense_hessian(spec, th))
+    assert ev.min() > -1e-12
+    an = analyse_point(spec, th)
+    assert an.label == "subsets(5,2)" and an.kind == "minimum"
+    assert an.match["matched"] and abs(an.match["loss_difference"]) < 1e-13
+
+
+def test_a_match_means_a_match():
+    """A point of a catalogued pattern away from its stationary scale, and a point of no pattern,
+    report the nearest closed form with matched = False (the loss differs far beyond 1e-10)."""
+    from landscape.analysis.point import analyse_point
+
+    K, n, L, lam = 4, 2, 2, 1e-3
+    spec = ModelSpec(K=K, n=n, d=5, L=L, lam=lam)
+    a = T.dnc_scale_roots(K, n, L, lam)[-1]
+    off = analyse_point(spec, T.dnc_point(spec, 1.3 * a))   # DNC-shaped, not critical
+    assert off.label == "DNC" and not off.match["matched"]
+    assert off.match["pattern"] == "simplex(4)" and abs(off.match["loss_difference"]) > 1e-4
+    assert "nearest" in off.match["reason"]
+    on = analyse_point(spec, T.dnc_point(spec, a))
+    assert on.match["matched"] and abs(on.match["loss_difference"]) < 1e-14
+
+
+def test_unnamed_logits_are_described():
+    """A Z̄ of no catalogued block is described: classes sharing a direction, Gram values, rank,
+    one scale or not."""
+    from landscape.analysis.structure import analyse_structure
+
+    spec = ModelSpec(K=4, n=1, d=4, L=2, lam=1e-3)
+    Zb = np.array([[3.0, 3.0, -1.0, -2.0], [-1.0, -1.0, 2.0, 0.5], [-1.0, -1.0, -0.5, 2.0], [-1.0, -1.0, -0.5, -0.5]])
+    rep = analyse_structure(spec, T.balanced_point(spec, Zb))
+    assert rep.label == "other"
+    d = rep.description
+    assert d["shared_directions"] == [[0, 1]] and d["z_rank"] == 3 and not d["one_scale"]
+    assert d["block_sizes"] == [4] and not d["regular"]

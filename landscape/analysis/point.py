@@ -146,7 +146,14 @@ def format_analysis(a: dict, P: int) -> str:
         lines.append("theory: no closed forms for this model (linear CE only)")
     elif not t.get("matched"):
         lines.append(f"theory: no match ({t.get('reason')})")
-    else:
+    if s.get("description"):
+        d = s["description"]
+        lines.append(f"unnamed structure: Z̄ rank {d['z_rank']}, {'one scale' if d['one_scale'] else 'several scales'} "
+                     f"(relative singular values {', '.join(f'{x:.4g}' for x in d['z_singular_values'])}); blocks "
+                     f"{d['block_sizes']}; classes sharing a direction {d['shared_directions'] or 'none'}; "
+                     f"normalised Gram values {', '.join(f'{x:.4g}' for x in d['gram_values'])}"
+                     f" ({'the same counts for every class' if d['regular'] else 'counts differ between classes'})")
+    if t is not None and t.get("matched"):
         scales = (" at scales " + ", ".join(f"{x:.6g}" for x in t["scales"])) if t["scales"] else ""
         lines.append(f"theory: {t['kind']} match to {t['pattern']}{scales}; theory loss {t['loss']:.10g}, "
                      f"difference {t['loss_difference']:.3e}"
@@ -159,9 +166,13 @@ def theory_match(spec: ModelSpec, structure: StructureReport, loss: float) -> di
     """Closed-form structure matching the point (linear CE model only, else None).
 
     ``kind``: 'pattern' (every block recognised: the structure with the same blocks, each scale at its
-    nearest stationary root), 'zero' (the origin) or 'rank' (unrecognised: the catalogued structure
-    of the same rank with the nearest loss; None if there is none). ``rank_pattern_consistent``: the
-    point's rank pattern equals the theory's (every factor and Z of rank r)."""
+    nearest stationary root), 'zero' (the origin), 'one-scale' (unrecognised blocks but one scale:
+    the stationary point of the family αM̂ with M̂ read off the point) or 'rank' (otherwise: the
+    catalogued structure of the same rank with the nearest loss). ``matched`` is True only when the
+    closed-form loss (and scales) agree with the point to :data:`landscape.analysis.theory.MATCH_LOSS_ATOL`
+    (:data:`~landscape.analysis.theory.MATCH_SCALE_RTOL`); otherwise the record describes the
+    nearest structure, with a ``reason``. ``rank_pattern_consistent``: the point's rank pattern
+    equals the theory's (every factor and Z of rank r)."""
     if spec.activation != "linear" or spec.loss != "ce":
         return None
     K, n, L = spec.K, spec.n, spec.L
@@ -170,19 +181,41 @@ def theory_match(spec: ModelSpec, structure: StructureReport, loss: float) -> di
         out = {"matched": True, "kind": "zero", "pattern": "zero", "scales": [], "loss": float(np.log(K)),
                "loss_difference": loss - float(np.log(K)), "scale_rel_error": 0.0, "rank": 0}
     elif structure.pattern is not None and "self" not in structure.pattern:
-        blocks = [(b.classes, b.scale) for b in structure.blocks if b.kind in ("simplex", "pair")]
+        blocks = [(b.classes, b.scale, b.block_type) for b in structure.blocks if b.block_type is not None]
         out = dict(theory.match_structure(blocks, loss, K, n, L, lam), kind="pattern")
-        if not out["matched"]:
+        if "Zbar" not in out:
             return out
-        out["Zbar_rel_error"] = float(np.linalg.norm(structure.Zbar - out["Zbar"]) / np.linalg.norm(out["Zbar"]))
+        if any(b.kind == "subsets" for b in structure.blocks):  # classes in the type's order: compare invariants
+            sv = lambda A: np.linalg.svd(A, compute_uv=False)  # noqa: E731
+            out["Zbar_rel_error"] = float(np.linalg.norm(sv(structure.Zbar) - sv(out["Zbar"])) / np.linalg.norm(out["Zbar"]))
+        else:
+            out["Zbar_rel_error"] = float(np.linalg.norm(structure.Zbar - out["Zbar"]) / np.linalg.norm(out["Zbar"]))
+    elif structure.description is not None and structure.description["one_scale"]:
+        d = structure.description
+        s1 = float(np.linalg.svd(structure.Zbar, compute_uv=False)[0])
+        cf = theory.one_scale_closed_form(structure.Zbar / s1, d["z_rank"], s1, K, n, L, lam)
+        if cf is None:
+            return {"matched": False, "kind": "one-scale", "reason": "no stationary scale along αM̂ near the point"}
+        a, th_loss = cf
+        out = {"kind": "one-scale", "pattern": f"one-scale rank-{d['z_rank']} structure (Z̄ = αM̂, M̂ read off the point)",
+               "scales": [a], "loss": th_loss, "loss_difference": loss - th_loss, "scale_rel_error": abs(s1 / a - 1),
+               "rank": d["z_rank"]}
+        out["matched"] = bool(abs(out["loss_difference"]) <= theory.MATCH_LOSS_ATOL
+                              and out["scale_rel_error"] <= theory.MATCH_SCALE_RTOL)
+        if not out["matched"]:
+            out["reason"] = f"the one-scale family's stationary point differs: loss difference {out['loss_difference']:.3e}"
     else:
         r = structure.ranks["Z"].rank
         same = [c for c in theory.structure_catalogue(K, n, L, lam) if c.rank == r and c.critical]
         if not same:
             return {"matched": False, "kind": "rank", "reason": f"no catalogued structure of rank {r}"}
         best = min(same, key=lambda c: abs(c.loss - loss))
-        out = {"matched": True, "kind": "rank", "pattern": best.pattern, "scales": list(best.scales),
+        out = {"kind": "rank", "pattern": best.pattern, "scales": list(best.scales),
                "loss": best.loss, "loss_difference": loss - best.loss, "rank": r}
+        out["matched"] = bool(abs(out["loss_difference"]) <= theory.MATCH_LOSS_ATOL)
+        if not out["matched"]:
+            out["reason"] = (f"nearest catalogued structure of rank {r} is {best.pattern}, loss difference "
+                             f"{out['loss_difference']:.3e}")
     out["rank_pattern_consistent"] = bool(all(x == out["rank"] for x in structure.rank_pattern))
     out["lambda_effective"] = lam
     return out

@@ -17,7 +17,12 @@
   ``group_rtol``·max(|μ|, λ_min) (single linkage). The group within [−τ, τ] holding the symmetry
   zero modes is ``zero`` (with its symmetry and excess counts), a group at the weight decay
   (|μ − λ| ≤ group_rtol·λ for one of the factors' λ) is the ``bulk``, every other group is an
-  ``outlier``; each carries the mean factor shares of its eigenvectors (dense path).
+  ``outlier``; each carries the mean factor shares of its eigenvectors (dense path). On the
+  Lanczos path only the 2·``lanczos_k`` extreme eigenvalues are known: every group then carries
+  ``multiplicity_is_lower_bound = True`` and ``computed`` (its ``multiplicity`` counts Ritz values
+  among those computed, a lower bound of the true multiplicity), and ``estimated_count``, the SLQ
+  estimate of the number of eigenvalues in the group's window (± half a density width; the zero
+  group adds the deflated symmetry modes). :func:`group_multiplicity_text` prints either form.
 * **gauss_newton** and **residual**: the spectra of G = Jᵀ∇²_Z g J + diag(λ)
   (:meth:`landscape.core.model.DeepUFM.gauss_newton_vp`) and of H − G, the residual part that
   couples different factors through ∇_Z g (MODEL.md §7): G is positive semi-definite plus λ, so
@@ -146,9 +151,47 @@ def log_det_positive(spec: ModelSpec, theta, *, tau: float, vectors: int = DEFAU
 
 
 # ----- groups -------------------------------------------------------------------------------------
+def check_group_rtol(value) -> float:
+    """``group_rtol`` must be a number in (0, 0.1]: beyond it neighbours of unequal value join."""
+    from ..core.validate import SpecError, check_number
+
+    v = check_number("group_rtol", value)
+    if not 0 < v <= 0.1:
+        raise SpecError(f"group_rtol={value!r} is invalid: must be in (0, 0.1] (a relative tolerance for "
+                        f"equal eigenvalues)")
+    return v
+
+
+def group_multiplicity_text(g: dict) -> str:
+    """'×83' for a complete spectrum; '≥ 40 of 80 computed, SLQ ≈ 83' on the Lanczos path."""
+    if not g.get("multiplicity_is_lower_bound"):
+        return f"×{g['multiplicity']}"
+    est = g.get("estimated_count")
+    return f"≥ {g['multiplicity']} of {g['computed']} computed" + (f", SLQ ≈ {est:.0f}" if est is not None else "")
+
+
+def slq_window_counts(groups: list[dict], nodes: np.ndarray, weights: np.ndarray, scale: float,
+                      halfwidth: float) -> list[float]:
+    """SLQ estimate of the number of eigenvalues in each group's window [min − h, max + h]:
+    ``scale``·mean over vectors of the quadrature weight of the nodes inside (h = ``halfwidth``,
+    clipped so neighbouring windows do not overlap)."""
+    out = []
+    for i, g in enumerate(groups):
+        lo, hi = g["min"] - halfwidth, g["max"] + halfwidth
+        if i:
+            lo = max(lo, 0.5 * (groups[i - 1]["max"] + g["min"]))
+        if i + 1 < len(groups):
+            hi = min(hi, 0.5 * (g["max"] + groups[i + 1]["min"]))
+        inside = (nodes >= lo) & (nodes <= hi)
+        out.append(float(scale * (weights * inside).sum(axis=1).mean()))
+    return out
+
+
 def eigenvalue_groups(ev: np.ndarray, *, tau: float, lambdas, symmetry_zero_modes: int, rtol: float = DEFAULT_GROUP_RTOL,
-                      shares: np.ndarray | None = None, names=None) -> list[dict]:
-    """Groups of numerically equal eigenvalues (module docstring), ascending by value."""
+                      shares: np.ndarray | None = None, names=None, computed: int | None = None) -> list[dict]:
+    """Groups of numerically equal eigenvalues (module docstring), ascending by value.
+    ``computed``: the number of eigenvalues in ``ev`` when they are a subset of the spectrum
+    (Lanczos), so every multiplicity is marked a lower bound; None for a complete spectrum."""
     ev = np.asarray(ev, dtype=np.float64)
     order = np.argsort(ev)
     lam_min = float(min(lambdas))
@@ -175,6 +218,9 @@ def eigenvalue_groups(ev: np.ndarray, *, tau: float, lambdas, symmetry_zero_mode
             rec["kind"] = "outlier"
         if shares is not None:
             rec["factor_shares"] = {n: float(s) for n, s in zip(names, shares[g].mean(axis=0))}
+        if computed is not None:
+            rec["multiplicity_is_lower_bound"] = True
+            rec["computed"] = int(computed)
         out.append(rec)
     return out
 
@@ -268,8 +314,13 @@ def inspect_spectrum(spec: ModelSpec, theta, *, point_id: int | None = None, tau
                 Hb = np.concatenate(cols, axis=1)
                 blocks[n] = symmetric_eigh(0.5 * (Hb + Hb.T), vectors=False)
         timings["blocks_s"] = time.perf_counter() - t
+    group_rtol = check_group_rtol(group_rtol)
     groups = eigenvalue_groups(ev, tau=tt, lambdas=spec.lambdas, symmetry_zero_modes=s, rtol=group_rtol,
-                               shares=shares, names=names)
+                               shares=shares, names=names, computed=None if method == "dense" else int(ev.size))
+    if method != "dense":
+        counts = slq_window_counts(groups, nodes, w, P - s, 0.5 * density_width * span)
+        for g, c in zip(groups, counts):
+            g["estimated_count"] = c + (s if g["kind"] == "zero" else 0)
     thresholds = {"tau": tt, "tau_rel": tau_rel, "noise_mult": noise_mult, "group_rtol": group_rtol,
                   "method_reason": why, "lanczos_k": None if method == "dense" else lanczos_k,
                   "slq_vectors": None if method == "dense" else slq_vectors,

@@ -20,8 +20,10 @@ uses only Z̄ up to simultaneous row/column permutation and O(d)-invariant metri
 * otherwise Z̄ is read as a block pattern: classes c ≠ c' are linked when |Z̄_{cc'}| or |Z̄_{c'c}|
   exceeds pattern_rtol·max|Z̄|; each connected component of size k ≥ 2 whose block B satisfies
   ‖B − αS_k‖_F ≤ pattern_rtol·‖B‖_F with α = ⟨B, S_k⟩/‖S_k‖² > 0 is a ``simplex(k)`` (k = 2: a
-  ``pair``); an isolated class is ``null`` (zero column) or ``self`` (logit only on itself);
-  anything else is an unrecognised block.
+  ``pair``); a component that is α times a subset block up to a relabelling
+  (:func:`match_subset_block`, :class:`landscape.analysis.theory.BlockType`) is ``subsets(m,j)``;
+  an isolated class is ``null`` (zero column) or ``self`` (logit only on itself); anything else is
+  an unrecognised block, described by :func:`describe_logits`.
 * ``DNC``: a single simplex(K) block and DNC1, DNC2 (centred) and DNC3 below collapse_tol at every
   layer; ``pairs``: every block a pair, plus at most one singleton for odd K; the block pattern name
   (e.g. "simplex(4)+3×pair", see :func:`landscape.theory.pattern_name`) when every component is
@@ -36,7 +38,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM, ModelSpec, as_theta64
-from .theory import pattern_name, simplex
+from .theory import BlockType, block_types, pattern_name, simplex
 
 DEFAULT_RANK_RTOL = 1e-6
 DEFAULT_PATTERN_RTOL = 1e-4
@@ -151,18 +153,53 @@ def layer_metrics(name: str, Hf: np.ndarray, K: int, n: int, rank_rtol: float = 
 # ----- block patterns ---------------------------------------------------------------------------
 @dataclass
 class Block:
-    """One connected component of the class graph of Z̄: ``kind`` in {'simplex', 'pair', 'null',
-    'self', 'unrecognised'}, its ``classes`` (sorted), fitted ``scale`` α (simplex/pair: Z̄ block
-    ≈ αS_k; self: the diagonal entry) and relative ``residual`` ‖B − αS_k‖_F/‖B‖_F."""
+    """One connected component of the class graph of Z̄: ``kind`` in {'simplex', 'pair', 'subsets',
+    'null', 'self', 'unrecognised'}, its ``classes`` (sorted), fitted ``scale`` α (simplex/pair: Z̄
+    block ≈ αS_k; subsets: ≈ αM̂ up to a relabelling, :class:`landscape.analysis.theory.BlockType`;
+    self: the diagonal entry), relative ``residual`` (simplex: ‖B − αS_k‖_F/‖B‖_F) and, for a
+    subset block, its ``shape`` (m, j)."""
 
     kind: str
     classes: tuple
     scale: float
     residual: float
+    shape: tuple | None = None
+
+    @property
+    def block_type(self) -> BlockType | None:
+        """The theory's block type of a recognised simplex, pair or subset block."""
+        if self.kind in ("simplex", "pair"):
+            return BlockType(len(self.classes))
+        return BlockType(*self.shape) if self.kind == "subsets" else None
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "classes": list(self.classes), "scale": json_float(self.scale),
-                "residual": json_float(self.residual)}
+        out = {"kind": self.kind, "classes": list(self.classes), "scale": json_float(self.scale),
+               "residual": json_float(self.residual)}
+        if self.shape is not None:
+            out["shape"] = list(self.shape)
+        return out
+
+
+def match_subset_block(B: np.ndarray, rtol: float) -> tuple[BlockType, float, float] | None:
+    """(type, α, residual) when the block B (k × k) is αM̂ of a subset block type up to a
+    relabelling of its classes: r = m − 1 singular values equal to α and the rest 0, every diagonal
+    entry α·M̂_SS, and every row's off-diagonal entries the type's multiset α(M̂_SS − δ); residual =
+    the largest of those deviations relative to α (≤ ``rtol``). None when no type of size k fits."""
+    k = B.shape[0]
+    sv = np.linalg.svd(B, compute_uv=False)
+    for bt in block_types(k):
+        if bt.j == 1:
+            continue
+        a = float(sv[:bt.rank].mean())
+        if a <= 0:
+            continue
+        want = np.sort(np.concatenate([np.full(c, bt.self_value - d) for c, d in bt.offsets]))
+        off = np.sort(B[~np.eye(k, dtype=bool)].reshape(k, k - 1), axis=1) / a
+        res = max(float(np.abs(sv[:bt.rank] / a - 1).max()), float(sv[bt.rank:].max() / a) if k > bt.rank else 0.0,
+                  float(np.abs(np.diag(B) / a - bt.self_value).max()), float(np.abs(off - want).max()))
+        if res <= rtol:
+            return bt, a, res
+    return None
 
 
 def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) -> list[Block]:
@@ -186,14 +223,65 @@ def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) ->
         a = float(np.sum(B * Sk) / np.sum(Sk * Sk))
         res = float(np.linalg.norm(B - a * Sk) / np.linalg.norm(B))
         ok = a > 0 and res <= pattern_rtol
-        blocks.append(Block(("pair" if k == 2 else "simplex") if ok else "unrecognised", idx, a, res))
+        if ok:
+            blocks.append(Block("pair" if k == 2 else "simplex", idx, a, res))
+            continue
+        sub = match_subset_block(B, pattern_rtol)
+        if sub is not None:
+            bt, a2, res2 = sub
+            blocks.append(Block("subsets", idx, a2, res2, (bt.m, bt.j)))
+        else:
+            blocks.append(Block("unrecognised", idx, a, res))
     return sorted(blocks, key=lambda b: (-len(b.classes), b.classes))
 
 
 def blocks_pattern(blocks: list[Block]) -> str:
     """Canonical pattern name of recognised blocks (see :func:`landscape.theory.pattern_name`)."""
     sizes = [len(b.classes) for b in blocks if b.kind in ("simplex", "pair", "null")]
-    return pattern_name(sizes, sum(b.kind == "self" for b in blocks))
+    return pattern_name(sizes, sum(b.kind == "self" for b in blocks),
+                        types=[b.block_type for b in blocks if b.kind == "subsets"])
+
+
+def describe_logits(Zbar: np.ndarray, blocks: list[Block], ranks: dict, rtol: float = DEFAULT_PATTERN_RTOL) -> dict:
+    """What can be read off a point whose logits match no catalogued block (JSON-able):
+
+    * ``shared_directions``: classes whose class-mean logit vectors (columns of Z̄) are parallel,
+      as groups (singletons left out);
+    * ``gram_values``: the distinct values of the normalised class-mean Gram matrix
+      G = Z̄ᵀZ̄/max diag G (clustered within ``rtol``) and, per class, how many times each occurs;
+      ``regular`` when every class sees the same counts (a symmetric, association-scheme-like
+      structure);
+    * ``block_sizes`` (connected components of the class graph), ``rank_per_layer``;
+    * ``z_singular_values`` (of Z̄, relative to the largest) and ``one_scale``: all non-zero ones
+      equal within ``rtol`` (then Z̄ = α·M̂ with M̂ a projector and a closed form follows,
+      :func:`landscape.analysis.theory.one_scale_closed_form`)."""
+    Zbar = np.asarray(Zbar, dtype=np.float64)
+    K = Zbar.shape[0]
+    norms = np.linalg.norm(Zbar, axis=0)
+    U = Zbar / np.where(norms > 0, norms, 1.0)
+    cos = U.T @ U
+    _, lab = connected_components((cos >= 1 - 1e-8).astype(np.int8), directed=False)
+    shared = [sorted(int(i) for i in np.nonzero(lab == c)[0]) for c in np.unique(lab)]
+    G = Zbar.T @ Zbar
+    G = G / max(float(np.diag(G).max()), 1e-300)
+    vals = np.sort(G.ravel())
+    centres = []
+    for v in vals:
+        if not centres or v - centres[-1][-1] > rtol:
+            centres.append([v])
+        else:
+            centres[-1].append(v)
+    levels = [float(np.mean(c)) for c in centres]
+    counts = [[int(np.sum(np.abs(G[i] - lv) <= rtol)) for lv in levels] for i in range(K)]
+    sv = np.linalg.svd(Zbar, compute_uv=False)
+    r = int(np.sum(sv > rtol * sv[0])) if sv[0] > 0 else 0
+    rel = sv / sv[0] if sv[0] > 0 else sv
+    return {"shared_directions": [g for g in shared if len(g) > 1],
+            "gram_values": levels, "gram_counts": counts, "regular": all(c == counts[0] for c in counts),
+            "block_sizes": sorted((len(b.classes) for b in blocks), reverse=True),
+            "rank_per_layer": {k: v.rank for k, v in ranks.items()},
+            "z_singular_values": [float(x) for x in rel[:max(r, 1)]], "z_rank": r,
+            "one_scale": bool(r > 0 and float(rel[r - 1]) >= 1 - rtol)}
 
 
 # ----- the report ------------------------------------------------------------------------------
@@ -212,6 +300,7 @@ class StructureReport:
     dnc_holds: bool
     zbar_simplex_residual: float | None
     thresholds: dict = field(default_factory=dict)
+    description: dict | None = None
 
     def singular_values(self) -> dict:
         """{name: singular values (descending)} for every entry of the rank pattern."""
@@ -223,7 +312,7 @@ class StructureReport:
                 "dnc": [m.to_dict() for m in self.layers], "Zbar": self.Zbar.tolist(),
                 "blocks": [b.to_dict() for b in self.blocks], "pattern": self.pattern,
                 "dnc_holds": self.dnc_holds, "zbar_simplex_residual": json_float(self.zbar_simplex_residual),
-                "thresholds": dict(self.thresholds)}
+                "thresholds": dict(self.thresholds), "description": self.description}
 
 
 def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK_RTOL,
@@ -283,5 +372,6 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
             label = pattern
     thresholds = {"rank_rtol": rank_rtol, "pattern_rtol": pattern_rtol, "collapse_tol": collapse_tol,
                   "zero_atol": zero_atol}
+    description = describe_logits(Zbar, blocks, ranks, pattern_rtol) if label == "other" else None
     return StructureReport(label, tuple(ranks[k].rank for k in names), names, ranks, layers, Zbar, blocks,
-                           pattern, bool(dnc_holds), Sres, thresholds)
+                           pattern, bool(dnc_holds), Sres, thresholds, description)

@@ -7,6 +7,7 @@ weight decay (equal on every factor unless stated), S = I_K − 11ᵀ/K.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -23,28 +24,10 @@ def dnc_scale_residual(alpha: float, K: int, n: int, L: int, lam: float) -> floa
 
 
 def dnc_scale_roots(K: int, n: int, L: int, lam: float) -> list[float]:
-    """All α > 0 with Z = αS⊗1ᵀ critical, ascending (0, 1 or 2 roots; 2 for L ≥ 2 and small λ).
-
-    Roots are found by Brent's method in log α on either side of the maximum of the left-hand
-    side α^{(L−1)/(L+1)}/(e^α + K − 1), so the tiny root near the origin is resolved to full
-    relative precision.
-    """
-    c = lam * n ** (1.0 / (L + 1))
-    p = (L - 1) / (L + 1)
-    r = lambda u: p * u - np.logaddexp(math.exp(u), math.log(K - 1)) - math.log(c)  # noqa: E731  (u = log α)
-    if L == 1:
-        x = 1.0 / c - (K - 1)
-        return [math.log(x)] if x > 1 else []
-    # maximiser of log f(α): p(e^α + K − 1) = α e^α  → solve in α on (0, ∞)
-    am = brentq(lambda a: p * (math.exp(a) + K - 1) - a * math.exp(a), 1e-300, 50.0)
-    um = math.log(am)
-    if r(um) < 0:
-        return []
-    if r(um) == 0:
-        return [am]
-    lo = brentq(r, -800.0, um, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
-    hi = brentq(r, um, math.log(1e3), xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
-    return [math.exp(lo), math.exp(hi)]
+    """All α > 0 with Z = αS⊗1ᵀ critical, ascending (0, 1 or 2 roots; 2 for L ≥ 2 and small λ):
+    the simplex(K) case of :func:`block_scale_roots` (the same equation, MODEL.md §6). A small root
+    below the smallest positive double (λ ≲ 1e-100 at L = 2) is not representable and left out."""
+    return block_scale_roots(K, K, n, L, lam)
 
 
 def dnc_loss(alpha: float, K: int, n: int, L: int, lam: float) -> float:
@@ -131,6 +114,108 @@ def dnc_point(spec: ModelSpec, alpha: float, rotations=None) -> np.ndarray:
 # penalty uses the geometric mean Λ = (Π_l λ_l)^{1/(L+1)} (AM–GM on the balanced factors), so every
 # formula here takes λ = Λ; :func:`effective_lambda` computes it.
 
+# Subset blocks (ours): the classes of a block of size C(m, j) are the j-subsets S of an m-set, with
+# class-mean logits α·M̂, M̂_ST = (|S∩T| − j²/m)/σ, σ the non-zero eigenvalue of the Gram matrix
+# of the centred vectors v_S = Σ_{i∈S} e_i − (j/m)1 (so M̂ is the orthogonal projector onto an
+# (m−1)-dimensional space and every singular value of αM̂⊗1ᵀ is α√n, as for a simplex). j = 1 is
+# simplex(m); j = 2, m = 5 puts 10 classes at the centres of the edges of a 4-simplex (the rank-4
+# minimum GD finds at K = 10, d = 10; its "disjoint" relation is the Petersen graph). Every class of
+# such a block sees the same multiset of logit differences, so the gradient (P − Y)/N lies in the
+# algebra spanned by the relations |S∩T| = i, which M̂ diagonalises: the point is critical as soon
+# as its one scale is stationary (the component outside the range of Z is not constrained by the
+# factorised model), and the loss and the scale equation below hold with the class's offsets.
+
+@dataclass(frozen=True)
+class BlockType:
+    """A block of C(m, j) classes at the j-subsets of an m-set (comment above); j = 1: simplex(m)."""
+
+    m: int
+    j: int = 1
+
+    @property
+    def size(self) -> int:
+        return math.comb(self.m, self.j)
+
+    @property
+    def rank(self) -> int:
+        return self.m - 1
+
+    @property
+    def name(self) -> str:
+        if self.j == 1:
+            return "pair" if self.m == 2 else f"simplex({self.m})"
+        return f"subsets({self.m},{self.j})"
+
+    @functools.cached_property
+    def _sigma(self) -> float:
+        m, j = self.m, self.j
+        return self.size * j * (m - j) / m / (m - 1)
+
+    @property
+    def self_value(self) -> float:
+        """M̂_SS = j(m − j)/(mσ)."""
+        return self.j * (self.m - self.j) / self.m / self._sigma
+
+    @property
+    def offsets(self) -> tuple:
+        """((count, δ), …): for the other classes T of the block, grouped by |S∩T| = i < j, how many
+        and the logit gap δ = M̂_SS − M̂_ST = (j − i)/σ (per unit scale α)."""
+        m, j = self.m, self.j
+        return tuple((math.comb(j, i) * math.comb(m - j, j - i), (j - i) / self._sigma)
+                     for i in range(j) if math.comb(j, i) * math.comb(m - j, j - i) > 0)
+
+    def matrix(self) -> np.ndarray:
+        """M̂ (size × size), classes in the lexicographic order of the j-subsets."""
+        subsets = list(itertools.combinations(range(self.m), self.j))
+        G = np.array([[len(set(a) & set(b)) for b in subsets] for a in subsets], dtype=float) - self.j ** 2 / self.m
+        return G / self._sigma
+
+
+def block_types(size: int) -> list[BlockType]:
+    """Every block type of ``size`` classes: simplex(size), and subsets(m, j) with C(m, j) = size,
+    2 ≤ j ≤ m/2 (j and m − j give the same block, negated), leaving out those with zero entries
+    (j²/m an integer: M̂ then splits into smaller blocks, e.g. subsets(4,2) is 3×pair)."""
+    out = [BlockType(size, 1)] if size >= 2 else []
+    for m in range(4, size + 1):
+        for j in range(2, m // 2 + 1):
+            if math.comb(m, j) == size and (j * j) % m:
+                out.append(BlockType(m, j))
+    return out
+
+
+def block_type_ce(alpha: float, bt: BlockType, K: int) -> float:
+    """Per-sample CE of a class in a block of type ``bt`` at scale α:
+    log(1 + Σ count·e^{−αδ} + (K − size)e^{−α M̂_SS})."""
+    terms = [0.0] + [math.log(c) - alpha * d for c, d in bt.offsets]
+    if K > bt.size:
+        terms.append(math.log(K - bt.size) - alpha * bt.self_value)
+    return float(np.logaddexp.reduce(terms))
+
+
+def block_type_log_residual(u: float, bt: BlockType, K: int, n: int, L: int, lam: float) -> float:
+    """log of the scale equation of a block of type ``bt`` at α = e^u, zero exactly at a stationary
+    scale: d/dα[(size/K)·CE(α) + (λ(L+1)/2)·rank·(α√n)^{2/(L+1)}] = 0 reads
+        α^{(L−1)/(L+1)} · (size/(K·rank)) · (−dCE/dα) = λ n^{1/(L+1)}."""
+    a = math.exp(u)
+    num = [math.log(c * d) - a * d for c, d in bt.offsets]
+    if K > bt.size:
+        num.append(math.log((K - bt.size) * bt.self_value) - a * bt.self_value)
+    return ((L - 1) / (L + 1) * u + math.log(bt.size / (K * bt.rank)) + float(np.logaddexp.reduce(num))
+            - block_type_ce(a, bt, K) - math.log(lam) - math.log(n) / (L + 1))
+
+
+def block_type_roots(bt: BlockType, K: int, n: int, L: int, lam: float) -> list[float]:
+    """Stationary scales α of a block of type ``bt``, ascending (as :func:`block_scale_roots`)."""
+    return list(_block_type_roots(bt, int(K), int(n), int(L), float(lam)))
+
+
+@functools.lru_cache(maxsize=2048)
+def _block_type_roots(bt: BlockType, K: int, n: int, L: int, lam: float) -> tuple[float, ...]:
+    level = math.log(lam) + math.log(n) / (L + 1)
+    logf = lambda u: block_type_log_residual(u, bt, K, n, L, lam) + level  # noqa: E731
+    return tuple(unimodal_level_roots(logf, level, increasing_start=L > 1))
+
+
 def effective_lambda(spec: ModelSpec) -> float:
     """Λ = (Π_l λ_l)^{1/(L+1)}: the λ of the reduced problem F(Z) for per-factor weight decay."""
     return float(np.exp(np.mean(np.log(np.array(spec.lambdas)))))
@@ -138,8 +223,7 @@ def effective_lambda(spec: ModelSpec) -> float:
 
 def block_ce(alpha: float, k: int, K: int) -> float:
     """CE_k(α) = log(1 + (k−1)e^{−α} + (K−k)e^{−α(1−1/k)}): per-sample CE of a class in a simplex(k) block."""
-    return float(np.logaddexp.reduce([0.0, math.log(k - 1) - alpha] +
-                                     ([math.log(K - k) - alpha * (1 - 1 / k)] if K > k else [])))
+    return block_type_ce(alpha, BlockType(int(k)), K)
 
 
 def block_scale_log_residual(u: float, k: int, K: int, n: int, L: int, lam: float) -> float:
@@ -147,68 +231,159 @@ def block_scale_log_residual(u: float, k: int, K: int, n: int, L: int, lam: floa
 
         α^{(L−1)/(L+1)} (k/K)(e^{−α} + ((K−k)/k) e^{−α(1−1/k)}) / (1 + (k−1)e^{−α} + (K−k)e^{−α(1−1/k)})
             = λ n^{1/(L+1)}
-    (for k = K this is the DNC equation of MODEL.md §6)."""
-    a = math.exp(u)
-    num = [-a] + ([math.log((K - k) / k) - a * (1 - 1 / k)] if K > k else [])
-    return ((L - 1) / (L + 1) * u + math.log(k / K) + float(np.logaddexp.reduce(num))
-            - block_ce(a, k, K) - math.log(lam) - math.log(n) / (L + 1))
+    (for k = K this is the DNC equation of MODEL.md §6; the simplex case of
+    :func:`block_type_log_residual`)."""
+    return block_type_log_residual(u, BlockType(int(k)), K, n, L, lam)
 
 
-def block_scale_roots(k: int, K: int, n: int, L: int, lam: float, u_min: float = -700.0,
-                      u_max: float = math.log(1e3), grid: int = 4000) -> list[float]:
-    """All stationary scales α > 0 of a simplex(k) block, ascending: sign changes of
-    :func:`block_scale_log_residual` on a grid of ``grid`` points in u = log α ∈ [u_min, u_max],
-    each refined by Brent's method to full relative precision. Cached: every analysed point of a
+def block_scale_roots(k: int, K: int, n: int, L: int, lam: float) -> list[float]:
+    """All stationary scales α > 0 of a simplex(k) block, ascending (0, 1 or 2; k = K is DNC).
+
+    The scale equation is log f(α) = log(λ n^{1/(L+1)}) with f the left-hand side of
+    :func:`block_scale_log_residual`; its roots are bracketed on either side of the maximiser of
+    log f in u = log α (:func:`unimodal_level_roots`), with no fixed range of α, and refined by
+    Brent's method to full relative precision, so two roots a hair apart next to a fold are both
+    found and a root at α > 1000 (λ → 0) is not lost. Unimodality of log f in u: *proved* for
+    k = K (d log f/du = p − αe^α/(e^α + K − 1), p = (L−1)/(L+1), and αe^α/(e^α+K−1) is strictly
+    increasing: its derivative is e^α(e^α + (1+α)(K−1))/(e^α+K−1)² > 0), and for L = 1 (p = 0:
+    log f decreasing, one root at most); for k < K and for subset blocks *checked* numerically
+    (``tests/test_theory.py::test_scale_maps_are_unimodal``: one sign change of d log f/du on a
+    fine grid of u ∈ [−40, 12] for K ≤ 12, every k, L ≤ 6). Cached: every analysed point of a
     study asks for the same few (k, K, n, L, λ)."""
-    return list(_block_scale_roots(int(k), int(K), int(n), int(L), float(lam), float(u_min), float(u_max), int(grid)))
+    return block_type_roots(BlockType(int(k)), K, n, L, lam)
 
 
-@functools.lru_cache(maxsize=1024)
-def _block_scale_roots(k: int, K: int, n: int, L: int, lam: float, u_min: float, u_max: float,
-                       grid: int) -> tuple[float, ...]:
-    us = np.linspace(u_min, u_max, grid)
-    r = np.array([block_scale_log_residual(u, k, K, n, L, lam) for u in us])
+#: u = log α below which α underflows (the smallest normal double is e^{−708.4}).
+_U_UNDERFLOW = math.log(np.finfo(float).tiny)
+
+
+def unimodal_level_roots(logf, level: float, increasing_start: bool = True) -> list[float]:
+    """Roots α = e^u, ascending, of log f(u) = ``level`` for a function log f of u = log α that
+    rises to one maximum and then falls to −∞ (``increasing_start``), or falls from its limit at
+    u → −∞ (otherwise: one root at most).
+
+    The maximiser u* is bracketed by doubling steps from u = 0 and located by Brent's minimiser
+    (to ~1e-9 in u; log f is flat there, so its value is exact to ~1e-17); each root is then
+    bracketed by doubling steps away from u* and solved by Brent's method to full precision. A
+    root whose α is below the smallest normal double is not representable and left out."""
+    from scipy.optimize import minimize_scalar
+
+    g = lambda u: logf(u) - level  # noqa: E731
+    if not increasing_start:
+        lo = _U_UNDERFLOW
+        if g(lo) <= 0:
+            return []
+        hi = 1.0
+        while g(hi) > 0:
+            hi = 2 * hi + 1
+        return [math.exp(brentq(g, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500))]
+    # bracket the maximiser: a < b < c with logf(b) ≥ logf(a), logf(c)
+    a, b, step = -1.0, 0.0, 1.0
+    fa, fb = logf(a), logf(b)
+    if fa > fb:  # the maximum lies to the left
+        while fa > fb:
+            b, fb = a, fa
+            step *= 2
+            a = b - step
+            fa = logf(a)
+        c = b + step / 2 if step > 1 else 0.0
+    else:
+        c, fc = 1.0, logf(1.0)
+        while fc > fb:
+            a, b, fb = b, c, fc
+            step *= 2
+            c = b + step
+            fc = logf(c)
+    res = minimize_scalar(lambda u: -logf(u), bracket=(a, b, c), method="brent", tol=1e-12)
+    um = float(res.x) if -res.fun >= fb else b
+    gm = g(um)
+    if gm < 0:
+        return []
+    if gm == 0:
+        return [math.exp(um)]
     roots = []
-    for i in np.nonzero(np.sign(r[:-1]) * np.sign(r[1:]) < 0)[0]:
-        u = brentq(block_scale_log_residual, us[i], us[i + 1], args=(k, K, n, L, lam),
-                   xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
-        roots.append(math.exp(u))
-    return tuple(roots)
+    for direction in (-1.0, 1.0):
+        step, edge = 1.0, um + direction
+        while g(edge) > 0:
+            step *= 2
+            edge = um + direction * step
+        lo, hi = (edge, um) if direction < 0 else (um, edge)
+        roots.append(brentq(g, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500))
+    return [math.exp(u) for u in roots if u > _U_UNDERFLOW]
 
 
 def block_structure_loss(blocks, K: int, n: int, L: int, lam: float) -> float:
-    """Loss F of a balanced block structure; ``blocks`` is a sequence of (k, α), k ≥ 2, classes in
-    no block being null singletons (formula in the comment above)."""
-    used = sum(k for k, _ in blocks)
+    """Loss F of a balanced block structure; ``blocks`` is a sequence of (k or :class:`BlockType`, α)
+    (k ≥ 2: simplex(k)), classes in no block being null singletons (formulas above):
+    F = Σ (size/K)·CE(α) + (K − Σ size)/K·log K + (λ(L+1)/2) Σ rank·(α√n)^{2/(L+1)}."""
+    types = [(b if isinstance(b, BlockType) else BlockType(int(b)), a) for b, a in blocks]
+    used = sum(bt.size for bt, _ in types)
     if used > K:
         raise ValueError(f"blocks cover {used} classes: at most K={K}")
-    ce = sum(k * block_ce(a, k, K) for k, a in blocks) + (K - used) * math.log(K)
-    reg = sum((k - 1) * (a * math.sqrt(n)) ** (2.0 / (L + 1)) for k, a in blocks)
+    ce = sum(bt.size * block_type_ce(a, bt, K) for bt, a in types) + (K - used) * math.log(K)
+    reg = sum(bt.rank * (a * math.sqrt(n)) ** (2.0 / (L + 1)) for bt, a in types)
     return ce / K + 0.5 * lam * (L + 1) * reg
 
 
 def block_Zbar(K: int, blocks) -> np.ndarray:
-    """Class-mean logits (K, K) of a block structure; ``blocks`` is a sequence of (classes, α)."""
+    """Class-mean logits (K, K) of a block structure; ``blocks`` is a sequence of (classes, α) for
+    simplex blocks or (classes, α, :class:`BlockType`) (classes in the type's subset order)."""
     Zb = np.zeros((K, K))
-    for classes, a in blocks:
+    for b in blocks:
+        classes, a = b[0], b[1]
+        bt = b[2] if len(b) > 2 else BlockType(len(classes))
         idx = np.asarray(classes)
-        Zb[np.ix_(idx, idx)] = a * simplex(len(idx))
+        Zb[np.ix_(idx, idx)] = a * bt.matrix()
     return Zb
 
 
-def pattern_name(sizes, self_singletons: int = 0) -> str:
-    """Canonical name of a block pattern from block sizes (1 = null singleton): sizes ≥ 3 as
-    'simplex(k)', 2 as 'pair', 1 as 'null', plus 'self' singletons; multiplicities as 'm×', largest
-    first, e.g. 'simplex(4)+3×pair'."""
-    sizes = sorted(sizes, reverse=True)
-    parts = []
-    for s in sorted(set(sizes), reverse=True):
-        m = sizes.count(s)
-        name = f"simplex({s})" if s >= 3 else ("pair" if s == 2 else "null")
+def pattern_name(sizes, self_singletons: int = 0, types=()) -> str:
+    """Canonical name of a block pattern from block sizes (1 = null singleton) or, for blocks that
+    are not simplices, ``types`` (:class:`BlockType`, counted besides ``sizes``): 'simplex(k)',
+    'pair', 'subsets(m,j)', 'null', plus 'self' singletons; multiplicities as 'm×', largest first,
+    e.g. 'simplex(4)+3×pair'."""
+    items = [(s, BlockType(s).name if s >= 2 else "null") for s in sizes] + [(t.size, t.name) for t in types]
+    items.sort(key=lambda x: (-x[0], x[1]))
+    parts, seen = [], []
+    for size, name in items:
+        if name in seen:
+            continue
+        seen.append(name)
+        m = sum(1 for _, nm in items if nm == name)
         parts.append(name if m == 1 else f"{m}×{name}")
     if self_singletons:
         parts.append("self" if self_singletons == 1 else f"{self_singletons}×self")
     return "+".join(parts)
+
+
+def one_scale_closed_form(Mhat: np.ndarray, rank: int, alpha_obs: float, K: int, n: int, L: int,
+                          lam: float) -> tuple[float, float] | None:
+    """(α, loss) of the stationary scale nearest ``alpha_obs`` along the family Z̄ = αM̂ (M̂ (K, K)
+    with ``rank`` singular values 1: a one-scale structure read off a point), or None if no
+    stationary scale is found within a factor 2¹⁰ of it. Loss of a balanced point of the family:
+    F(α) = mean_c [logsumexp(αM̂_{·c}) − αM̂_cc] + (λ(L+1)/2)·rank·(α√n)^{2/(L+1)};
+    dF/dα = mean_c [softmax(αM̂_{·c})·M̂_{·c} − M̂_cc] + λ·rank·n^{1/(L+1)}·α^{(1−L)/(L+1)}."""
+    from scipy.special import logsumexp, softmax
+
+    M = np.asarray(Mhat, dtype=np.float64)
+    q = 2.0 / (L + 1)
+
+    def dF(a):
+        P = softmax(a * M, axis=0)
+        return float(np.mean((P * M).sum(axis=0) - np.diag(M))) + lam * rank * n ** (1 / (L + 1)) * a ** (q - 1)
+
+    def F(a):
+        return float(np.mean(logsumexp(a * M, axis=0) - a * np.diag(M))) + 0.5 * lam * (L + 1) * rank * (a * math.sqrt(n)) ** q
+
+    lo = hi = float(alpha_obs)
+    for _ in range(10):
+        lo, hi = lo / 2, hi * 2
+        if dF(lo) * dF(hi) < 0:
+            break
+    else:
+        return None
+    a = brentq(dF, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+    return a, F(a)
 
 
 # ----- class pairing (the paper's counter-example to DNC, MODEL.md §6) --------------------------
@@ -253,18 +428,35 @@ def pairing_loss_dbeta(beta: float, K: int, n: int, L: int, lam: float) -> float
     return ((K - 1) * dpair + dspare) / K + dreg
 
 
-def pairing_scales(K: int, n: int, L: int, lam: float, u_min: float = -700.0,
-                   u_max: float = math.log(1e3), grid: int = 4000) -> list[float]:
-    """Stationary β of ℓ_LR, ascending: sign changes of dℓ_LR/dβ on a grid of ``grid`` points in
-    log β ∈ [u_min, u_max], refined by Brent's method. Even K: these are the pair-block roots
-    α/2 and critical points of the model. Odd K: stationary along the paper's one-parameter family
-    only (the spare class's column does not sum to zero, so they are *not* critical points of the
-    model; the family is the upper bound behind Theorem 1)."""
-    f = lambda u: pairing_loss_dbeta(math.exp(u), K, n, L, lam)  # noqa: E731
-    us = np.linspace(u_min, u_max, grid)
-    r = np.array([f(u) for u in us])
-    return [math.exp(brentq(f, us[i], us[i + 1], xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500))
-            for i in np.nonzero(np.sign(r[:-1]) * np.sign(r[1:]) < 0)[0]]
+def pairing_scales(K: int, n: int, L: int, lam: float) -> list[float]:
+    """Stationary β of ℓ_LR, ascending. dℓ_LR/dβ = 0 reads β^p·(−dCE/dβ) = λ C q, with
+    p = (L−1)/(L+1), q = 2/(L+1) and C the coefficient of β^q in the penalty
+    ((L+1)/2)·(m(2√n)^q [+ √n^q for odd K]); its roots are bracketed around the maximiser of the
+    left-hand side in log β (:func:`unimodal_level_roots`, no fixed range; unimodality checked
+    numerically in the tests). Even K: these are the pair-block roots α/2 and critical points of
+    the model. Odd K: stationary along the paper's one-parameter family only (the spare class's
+    column does not sum to zero, so they are *not* critical points of the model; the family is
+    the upper bound behind Theorem 1)."""
+    return list(_pairing_scales(int(K), int(n), int(L), float(lam)))
+
+
+@functools.lru_cache(maxsize=256)
+def _pairing_scales(K: int, n: int, L: int, lam: float) -> tuple[float, ...]:
+    p, q = (L - 1) / (L + 1), 2.0 / (L + 1)
+    C = 0.5 * (L + 1) * q * ((K // 2) * (2 * math.sqrt(n)) ** q + (math.sqrt(n) ** q if K % 2 else 0.0))
+
+    def log_minus_dce(u: float) -> float:
+        b = math.exp(u)
+        # −dCE/dβ of the pair classes, (2e^{−2β} + (K−2)e^{−β})/(1 + e^{−2β} + (K−2)e^{−β}), in logs
+        num = np.logaddexp(math.log(2) - 2 * b, math.log(K - 2) - b) if K > 2 else math.log(2) - 2 * b
+        den = float(np.logaddexp.reduce([0.0, -2 * b] + ([math.log(K - 2) - b] if K > 2 else [])))
+        val = num - den
+        if K % 2:  # ((K−1)·pair + spare)/K, spare: (K−1)e^{−β}/(1 + (K−1)e^{−β})
+            spare = math.log(K - 1) - b - float(np.logaddexp(0.0, math.log(K - 1) - b))
+            val = float(np.logaddexp(math.log((K - 1) / K) + val, spare - math.log(K)))
+        return p * u + val
+
+    return tuple(unimodal_level_roots(log_minus_dce, math.log(lam * C), increasing_start=L > 1))
 
 
 def pairing_point(spec: ModelSpec, beta: float, rotations=None) -> np.ndarray:
@@ -276,7 +468,8 @@ def pairing_point(spec: ModelSpec, beta: float, rotations=None) -> np.ndarray:
 @dataclass
 class TheoryStructure:
     """A closed-form structure: ``pattern`` (see :func:`pattern_name`), block ``sizes`` (k ≥ 2),
-    ``scales`` α per block (pair blocks: α = 2β), ``root`` ('small'/'large'/'mixed' or 'min' for the
+    ``scales`` α per block (pair blocks: α = 2β), ``types`` (the :class:`BlockType` name of each
+    block), ``root`` ('small'/'large'/'mixed' or 'min' for the
     odd-K pairing family), its ``loss``, ``rank`` (of every factor and of Z) and whether it is a
     ``critical`` point of the model."""
 
@@ -288,9 +481,10 @@ class TheoryStructure:
     loss: float
     rank: int
     critical: bool = True
+    types: tuple = ()
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "pattern": self.pattern, "sizes": list(self.sizes),
+        return {"name": self.name, "pattern": self.pattern, "sizes": list(self.sizes), "types": list(self.types),
                 "scales": list(self.scales), "root": self.root, "loss": self.loss, "rank": self.rank,
                 "critical": self.critical}
 
@@ -308,23 +502,38 @@ def _partitions(K: int, largest: int | None = None):
 
 def structure_catalogue(K: int, n: int, L: int, lam: float) -> list[TheoryStructure]:
     """Closed-form structures of the linear CE model at (K, n, L, λ), sorted by loss: the origin;
-    for every partition of K into blocks of size ≥ 2 (and null singletons) with all blocks at their
-    large stationary scale, and, for DNC and the pairing, the small root too; for odd K also the
-    paper's pairing family at its loss-minimising β (not critical)."""
+    for every partition of K into blocks of size ≥ 2 (and null singletons) and every choice of
+    block type per part (:func:`block_types`: simplices, and subset blocks where C(m, j) is the
+    part's size) with all blocks at their large stationary scale, and, for DNC and the pairing,
+    the small root too; for odd K also the paper's pairing family at its loss-minimising β (not
+    critical)."""
     out = [TheoryStructure("zero", "zero", (), (), "-", math.log(K), 0)]
-    roots = {k: block_scale_roots(k, K, n, L, lam) for k in range(2, K + 1)}
     for part in _partitions(K):
         sizes = tuple(p for p in part if p >= 2)
-        if not sizes or any(not roots[k] for k in sizes):
+        if not sizes:
             continue
-        pat = pattern_name(part)
-        choices = [("large", tuple(roots[k][-1] for k in sizes))]
-        if len(roots[sizes[0]]) > 1 and (sizes == (K,) or set(part) == {2} or (set(part) == {1, 2} and part.count(1) == 1)):
-            choices.append(("small", tuple(roots[k][0] for k in sizes)))
-        for root, scales in choices:
-            loss = block_structure_loss(list(zip(sizes, scales)), K, n, L, lam)
-            name = "DNC" if sizes == (K,) else ("pairs" if set(sizes) == {2} and sum(sizes) >= K - 1 else pat)
-            out.append(TheoryStructure(name, pat, sizes, scales, root, loss, sum(k - 1 for k in sizes)))
+        seen = set()
+        for combo in itertools.product(*(block_types(k) for k in sizes)):
+            key = tuple(sorted(t.name for t in combo))
+            if key in seen:
+                continue
+            seen.add(key)
+            roots = [block_type_roots(t, K, n, L, lam) for t in combo]
+            if any(not r for r in roots):
+                continue
+            simplices = all(t.j == 1 for t in combo)
+            extra = [t for t in combo if t.j > 1]
+            pat = pattern_name([p for p in part if p < 2] + [t.size for t in combo if t.j == 1], types=extra)
+            choices = [("large", tuple(r[-1] for r in roots))]
+            if simplices and len(roots[0]) > 1 and (sizes == (K,) or set(part) == {2}
+                                                    or (set(part) == {1, 2} and part.count(1) == 1)):
+                choices.append(("small", tuple(r[0] for r in roots)))
+            for root, scales in choices:
+                loss = block_structure_loss(list(zip(combo, scales)), K, n, L, lam)
+                name = ("DNC" if sizes == (K,) and simplices else
+                        "pairs" if simplices and set(sizes) == {2} and sum(sizes) >= K - 1 else pat)
+                out.append(TheoryStructure(name, pat, sizes, scales, root, loss, sum(t.rank for t in combo),
+                                           types=tuple(t.name for t in combo)))
     if K % 2:
         betas = pairing_scales(K, n, L, lam)
         if betas:
@@ -355,24 +564,42 @@ def dnc_global_minimum_candidate(K: int, n: int, L: int, lam: float) -> dict:
             "candidate": bool(dnc) and not excluded and not beaten}
 
 
+#: A certified point matches a closed form when their losses agree to MATCH_LOSS_ATOL and every
+#: block scale to MATCH_SCALE_RTOL (a point certified to ‖∇L‖ ≤ 1e-10 is within ~1e-17 in loss and
+#: ~1e-7 relative in scale of its exact critical point).
+MATCH_LOSS_ATOL = 1e-10
+MATCH_SCALE_RTOL = 1e-5
+
+
 def match_structure(blocks, loss: float, K: int, n: int, L: int, lam: float) -> dict:
     """Theoretical structure matching an observed block decomposition.
 
-    ``blocks`` is a sequence of (classes, α_observed) for the blocks of size ≥ 2 (null singletons
-    implied). Each block's scale is matched to the nearest (in log α) stationary root of its size;
-    returns the theory pattern, scales, Z̄, loss, ``loss_difference`` = loss − theory loss,
-    ``scale_rel_error`` (max over blocks of |α_obs/α_th − 1|) and the predicted rank."""
-    sizes = [len(c) for c, _ in blocks]
+    ``blocks`` is a sequence of (classes, α_observed) for simplex blocks of size ≥ 2, or
+    (classes, α_observed, :class:`BlockType`) (null singletons implied). Each block's scale is
+    taken to the nearest (in log α) stationary root of its type; returns the theory pattern, scales,
+    Z̄, loss, ``loss_difference`` = loss − theory loss, ``scale_rel_error`` (max over blocks of
+    |α_obs/α_th − 1|), the predicted rank and ``matched``: True only when |loss_difference| ≤
+    :data:`MATCH_LOSS_ATOL` and ``scale_rel_error`` ≤ :data:`MATCH_SCALE_RTOL` (otherwise the same
+    fields describe the *nearest* structure of that pattern, with a ``reason``)."""
+    types = [b[2] if len(b) > 2 else BlockType(len(b[0])) for b in blocks]
     th_blocks, rel = [], 0.0
-    for (classes, a) in blocks:
-        roots = block_scale_roots(len(classes), K, n, L, lam)
+    for b, bt in zip(blocks, types):
+        classes, a = b[0], b[1]
+        roots = block_type_roots(bt, K, n, L, lam)
         if not roots:
-            return {"matched": False, "reason": f"a simplex({len(classes)}) block has no stationary scale"}
+            return {"matched": False, "reason": f"a {bt.name} block has no stationary scale"}
         r = min(roots, key=lambda x: abs(math.log(x) - math.log(a)))
-        th_blocks.append((classes, r))
+        th_blocks.append((classes, r, bt))
         rel = max(rel, abs(a / r - 1.0))
-    th_loss = block_structure_loss([(len(c), a) for c, a in th_blocks], K, n, L, lam)
-    return {"matched": True, "pattern": pattern_name(sizes + [1] * (K - sum(sizes))),
-            "scales": [a for _, a in th_blocks], "Zbar": block_Zbar(K, th_blocks),
-            "loss": th_loss, "loss_difference": loss - th_loss, "scale_rel_error": rel,
-            "rank": sum(s - 1 for s in sizes)}
+    th_loss = block_structure_loss([(bt, a) for _, a, bt in th_blocks], K, n, L, lam)
+    used = sum(bt.size for bt in types)
+    out = {"pattern": pattern_name([1] * (K - used) + [bt.size for bt in types if bt.j == 1],
+                                   types=[bt for bt in types if bt.j > 1]),
+           "scales": [a for _, a, _ in th_blocks], "Zbar": block_Zbar(K, th_blocks),
+           "loss": th_loss, "loss_difference": loss - th_loss, "scale_rel_error": rel,
+           "rank": sum(bt.rank for bt in types), "tolerances": {"loss_atol": MATCH_LOSS_ATOL, "scale_rtol": MATCH_SCALE_RTOL}}
+    out["matched"] = bool(abs(out["loss_difference"]) <= MATCH_LOSS_ATOL and rel <= MATCH_SCALE_RTOL)
+    if not out["matched"]:
+        out["reason"] = (f"nearest closed form {out['pattern']} differs: loss difference {out['loss_difference']:.3e}, "
+                         f"scale error {rel:.3e}")
+    return out

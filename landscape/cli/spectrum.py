@@ -27,14 +27,14 @@ def main(args) -> int:
     import time
     from pathlib import Path
 
-    from ..analysis.spectrum import inspect_spectrum
+    from ..analysis.spectrum import check_group_rtol, group_multiplicity_text, inspect_spectrum
     from ..core.validate import SpecError, check_number
     from ..io.results import DB_NAME, write_json
     from ..io.store import StudyStore
     from ..study.config import StudyConfig, resolve_device
 
     check_number("--budget", args.budget)
-    check_number("--group-rtol", args.group_rtol)
+    check_group_rtol(args.group_rtol)
     out = Path(args.dir)
     with StudyStore.open(out / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
@@ -55,13 +55,15 @@ def main(args) -> int:
             rec["timings"]["total_s"] = time.perf_counter() - t
             write_json(out / "spectra" / f"point-{pid}.json", rec)
             store.put_spectrum(pid, rec)
+            part = ("" if rep.method == "dense" else
+                    f" (partial: {rep.eigenvalues.size} extreme eigenvalues of {rep.P}; multiplicities are lower bounds)")
             print(f"point {pid} ({p['label']}, {p['kind']}): {rep.method} spectrum of P={rep.P} in "
-                  f"{rec['timings']['total_s']:.1f} s; {len(rep.groups)} groups:")
+                  f"{rec['timings']['total_s']:.1f} s{part}; {len(rep.groups)} groups:")
             for g in rep.groups:
                 extra = f" ({g['symmetry']} symmetry + {g['excess']} excess)" if g["kind"] == "zero" else ""
                 shares = g.get("factor_shares")
                 sh = (" shares " + " ".join(f"{k} {v:.2f}" for k, v in shares.items())) if shares else ""
-                print(f"  {g['kind']:<8} {g['value']:>14.8g} ×{g['multiplicity']}{extra}{sh}")
+                print(f"  {g['kind']:<8} {g['value']:>14.8g} {group_multiplicity_text(g)}{extra}{sh}")
             if rep.gauss_newton is not None:
                 print(f"  Gauss–Newton part: min {rep.gauss_newton.min():.4g}; residual part: min {rep.residual.min():.4g}, "
                       f"max {rep.residual.max():.4g}")

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'structure':<30} {'pattern':<24} {'root':<6} {'rank':>4} {'loss':>16}  scales α (pair: α = 2β)")
     for s in cat:
         note = "" if s.critical else "   (not a critical point)"
-        print(f"{s.name:<30} {s.pattern:<24} {s.root:<6} {s.rank:>4} {s.loss:>16.10f}  "
+        print(f"{s.name:<30} {s.pattern:<24} {s.root:<6} {s.rank:>4} {_loss_text(s.loss):>16}  "
               + ", ".join(f"{a:.6g}" for a in s.scales) + note)
     if not verdict["dnc_exists"]:
         print("DNC: no critical scale at this λ (the origin is the only DNC-like point)")
@@ -89,5 +89,10 @@ def run(args: argparse.Namespace) -> int:
         t1 = "excludes" if verdict["theorem1_excludes_dnc"] else "does not exclude"
         print(f"DNC global-minimum candidate: {'yes' if verdict['candidate'] else 'no'} — Theorem 1 {t1} it "
               f"(K≥4 and L≥3, or K≥6 and L=2); best catalogued structure {verdict['best']} "
-              f"({verdict['best_loss']:.10f}) vs DNC {verdict['dnc_loss']:.10f}")
+              f"({_loss_text(verdict['best_loss'])}) vs DNC {_loss_text(verdict['dnc_loss'])}")
     return 0
+
+
+def _loss_text(x: float) -> str:
+    """A loss with 10 decimals, or in exponent form when that would print 0 (λ → 0)."""
+    return f"{x:.10f}" if x == 0 or abs(x) >= 1e-6 else f"{x:.10e}"

@@ -69,13 +69,16 @@ class ContinuationSettings:
     """Step control and tolerances of :func:`continue_in_lambda` (stored with every branch)."""
 
     h0: float = 0.05
-    h_min: float = 1e-7
-    h_max: float = 0.5
+    h_min: float = 1e-9
+    h_max: float = 0.25
     max_steps: int = 400
     newton_iter: int = 20
     certify_tol: float = 1e-10
-    event_rtol: float = 1e-6
+    event_rtol: float = 1e-10
     tau_rel: float = 1e-3
+    noise_mult: float = 1e4
+    max_drift: float = 0.5
+    max_turn: float = 0.35
     origin_rtol: float = 1e-6
     p_floor_rtol: float = 1e-9
 
@@ -165,12 +168,16 @@ def _restricted_eigs(H: np.ndarray, Q: np.ndarray) -> np.ndarray:
 class _Point:
     th: np.ndarray
     p: float
-    tangent: np.ndarray | None = None   # (P+1,)
+    tangent: np.ndarray | None = None   # (P+1,), in the point's normalised coordinates
     H: np.ndarray | None = None
     Q: np.ndarray | None = None
     eigs: np.ndarray | None = None
     index: int = 0
     nullity: int = 0
+    tau: float = 0.0
+    noise: float = 0.0
+    ts: float = 1.0      # θ scale of the normalised coordinates at this point
+    ps: float = 1.0      # parameter scale
 
 
 @dataclass
@@ -192,46 +199,59 @@ class Branch:
 
 
 class _Follower:
-    """Arclength is measured in normalised coordinates u = θ/θ_s, q = p/p_s (θ_s the start's
-    norm, p_s the parameter range), so a step is a fraction of both; tangents are stored in them."""
+    """Arclength is measured in coordinates normalised at every accepted point k,
+    u = θ/‖θ_k‖, q = p/|p_k|: a step h is a relative change of both, so the step size follows the
+    branch (its curvature, the corrector's iterations, the turn of the tangent) and never the
+    target. Tangents are stored in the coordinates of their own point."""
 
-    def __init__(self, spec: ModelSpec, param: str, settings: ContinuationSettings, th_scale: float, p_scale: float):
+    def __init__(self, spec: ModelSpec, param: str, settings: ContinuationSettings, th0_norm: float):
         self.spec = spec.as_float64()
         self.param = param
         self.S = settings
         self.sys = _System(self.spec, param)
-        self.ts, self.ps = float(th_scale), float(p_scale)
+        self.ts_floor = 1e-8 * max(th0_norm, 1e-300)
 
     def analyse(self, pt: _Point) -> _Point:
         pt.H = self.sys.hessian(pt.th, pt.p)
-        tau = self.S.tau_rel * float(lambdas_at(self.spec, self.param, pt.p).min())
-        pt.Q = _sym_basis(self.spec, pt.th, pt.H, tau)
+        pt.tau = self.S.tau_rel * float(lambdas_at(self.spec, self.param, pt.p).min())
+        pt.Q = _sym_basis(self.spec, pt.th, pt.H, pt.tau)
         pt.eigs = _restricted_eigs(pt.H, pt.Q)
-        pt.index = int((pt.eigs < -tau).sum())
-        pt.nullity = int((np.abs(pt.eigs) <= tau).sum())
+        rho = float(np.abs(pt.eigs).max()) if pt.eigs.size else 0.0
+        pt.noise = self.S.noise_mult * np.finfo(np.float64).eps * max(rho, float(np.abs(pt.H).max()))
+        pt.index = int((pt.eigs < -pt.tau).sum())
+        pt.nullity = int((np.abs(pt.eigs) <= pt.tau).sum())
+        pt.ts = max(float(np.linalg.norm(pt.th)), self.ts_floor)
+        pt.ps = abs(pt.p)
         return pt
 
-    def tangent(self, pt: _Point, prev: np.ndarray | None, toward: float) -> np.ndarray:
-        """Unit tangent (θ̇, ṗ) (module docstring), by the null vector of the bordered Jacobian
-        [H, ∂F/∂p; Qᵀ, 0] (the smallest right singular vector)."""
+    def tangent(self, pt: _Point, prev: _Point | None, toward: float) -> np.ndarray:
+        """Unit tangent (θ̇, ṗ) (module docstring) in ``pt``'s coordinates, by the null vector of the
+        bordered Jacobian [H, ∂F/∂p; Qᵀ, 0] (the smallest right singular vector), oriented like the
+        previous point's tangent (compared in physical units) or, for the first, towards ``toward``."""
         P = pt.th.size
-        A = np.hstack([pt.H * self.ts, self.ps * self.sys.dF_dp(pt.th)[:, None]])
+        A = np.hstack([pt.H * pt.ts, pt.ps * self.sys.dF_dp(pt.th)[:, None]])
         if pt.Q.shape[1]:
-            A = np.vstack([A, np.hstack([pt.Q.T, np.zeros((pt.Q.shape[1], 1))])])
+            A = np.vstack([A, np.hstack([pt.Q.T * pt.ts, np.zeros((pt.Q.shape[1], 1))])])
         _, _, Vt = np.linalg.svd(A)
-        t = Vt[-1]
-        t = t / np.linalg.norm(t)
+        t = Vt[-1] / np.linalg.norm(Vt[-1])
         if prev is not None:
-            if float(t @ prev) < 0:
+            if float(self.physical(t, pt) @ self.physical(prev.tangent, prev)) < 0:
                 t = -t
         elif t[P] * (toward - pt.p) < 0:
             t = -t
         return t
 
+    @staticmethod
+    def physical(t: np.ndarray, pt: _Point) -> np.ndarray:
+        """A tangent in physical units (θ̇, ṗ), normalised."""
+        v = np.concatenate([t[:-1] * pt.ts, [t[-1] * pt.ps]])
+        return v / np.linalg.norm(v)
+
     def correct(self, th_pred, p_pred, t, base: _Point, fixed_p: float | None = None):
-        """Newton on the bordered system (in normalised coordinates); returns (θ, p, iterations) or None."""
+        """Newton on the bordered system (in ``base``'s normalised coordinates); returns
+        (θ, p, iterations) or None."""
         P = th_pred.size
-        ts, ps = self.ts, self.ps
+        ts, ps = base.ts, base.ps
         th, p = th_pred.copy(), float(p_pred if fixed_p is None else fixed_p)
         Q = base.Q
         for it in range(1, self.S.newton_iter + 1):
@@ -253,9 +273,12 @@ class _Follower:
                 rows.append(np.eye(1, P + 1, P))
                 rhs.append(np.zeros(1))
             if Q.shape[1]:
-                rows.append(np.hstack([Q.T, np.zeros((Q.shape[1], 1))]))
-                rhs.append(-(Q.T @ (th - base.th)) / ts)
-            dx = np.linalg.lstsq(np.vstack(rows), np.concatenate(rhs), rcond=None)[0]
+                rows.append(np.hstack([Q.T * ts, np.zeros((Q.shape[1], 1))]))
+                rhs.append(-(Q.T @ (th - base.th)))
+            try:
+                dx = np.linalg.lstsq(np.vstack(rows), np.concatenate(rhs), rcond=None)[0]
+            except np.linalg.LinAlgError:
+                return None
             th, p = th + ts * dx[:P], p + ps * float(dx[P])
             if np.linalg.norm(dx) <= 1e-15 * (1 + np.linalg.norm(th) / ts):
                 F = self.sys.grad(th, p)
@@ -266,11 +289,27 @@ class _Follower:
     def step_from(self, pt: _Point, h: float):
         P = pt.th.size
         t = pt.tangent
-        out = self.correct(pt.th + h * self.ts * t[:P], pt.p + h * self.ps * t[P], t, pt)
+        out = self.correct(pt.th + h * pt.ts * t[:P], pt.p + h * pt.ps * t[P], t, pt)
         if out is None:
             return None
         th, p, it = out
         return _Point(th, p), it
+
+    def continues(self, pt: _Point, q: _Point, h: float) -> bool:
+        """Whether the corrected point ``q`` continues ``pt``'s branch: the corrector moved it at
+        most ``max_drift``·h from the predictor, the tangent turned by at most ``max_turn`` radians,
+        and the loss changed as the tangent predicts, to ``max_drift``·h relative (dL/ds = ∂L/∂p·ṗ
+        on the branch, ∇_θL being 0)."""
+        S, P = self.S, pt.th.size
+        d = np.concatenate([(q.th - pt.th) / pt.ts, [(q.p - pt.p) / pt.ps]])
+        if np.linalg.norm(d - h * pt.tangent) > S.max_drift * h:
+            return False
+        if float(self.physical(q.tangent, q) @ self.physical(pt.tangent, pt)) < math.cos(S.max_turn):
+            return False
+        l0, l1 = self.sys.loss(pt.th, pt.p), self.sys.loss(q.th, q.p)
+        dldp = 0.5 * float((self.sys.dlam * pt.th * pt.th).sum())
+        predicted = dldp * h * pt.ps * pt.tangent[P]
+        return abs((l1 - l0) - predicted) <= S.max_drift * h * max(abs(l0), abs(l1), 1e-300)
 
     def record(self, pt: _Point) -> dict:
         th = pt.th
@@ -286,30 +325,77 @@ class _Follower:
     def param_key(self) -> str:
         return "lambda" if self.param == "lambda" else self.param
 
-    def locate(self, pt: _Point, h: float, kind: str, before: int) -> tuple[_Point, float]:
-        """Bisection on the step from ``pt`` for the event ``kind`` between 0 and h."""
-        lo, hi = 0.0, h
-        best = None
-        p_lo, p_hi = pt.p, None
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            out = self.step_from(pt, mid)
-            if out is None:
-                hi = mid
-                continue
+    def root_on_step(self, base: _Point, h: float, g, g0: float, gh: float):
+        """Root s* ∈ (0, h) of the continuous g(point at step s from ``base``) with g(0) = g0 and
+        g(h) = gh of opposite signs, by the Illinois variant of regula falsi, until the parameter
+        is bracketed to ``event_rtol``. Returns (point at the root, p*, dg/dp there, the two bracket
+        points, the one nearer the start first — None where that end is ``base`` itself — and the
+        step length s* of the root)."""
+        a, b, ga, gb = 0.0, h, g0, gh
+        pa, pb = base.p, None
+        qa = qb = None
+        side = 0
+        for _ in range(100):
+            s = b - gb * (b - a) / (gb - ga) if gb != ga else 0.5 * (a + b)
+            if not (min(a, b) < s < max(a, b)):
+                s = 0.5 * (a + b)
+            out = self.step_from(base, s)
+            if out is None:   # the corrector failed inside the step: bisect instead
+                s = 0.5 * (a + b)
+                out = self.step_from(base, s)
+                if out is None:
+                    break
             q = self.analyse(out[0])
-            if kind == "fold":
-                q.tangent = self.tangent(q, pt.tangent, 0.0)
-                crossed = q.tangent[-1] * pt.tangent[-1] < 0
+            gs = g(q)
+            if gs * gb < 0:
+                a, ga, pa, qa = b, gb, pb, qb
+                b, gb, pb, qb = s, gs, q.p, q
+                side = 0
             else:
-                crossed = q.index != before
-            if crossed:
-                hi, p_hi, best = mid, q.p, q
-            else:
-                lo, p_lo = mid, q.p
-            if p_hi is not None and abs(p_hi - p_lo) <= self.S.event_rtol * abs(p_hi):
+                b, gb, pb, qb = s, gs, q.p, q
+                side += 1
+                if side >= 2:
+                    ga *= 0.5
+            if pa is not None and pb is not None and abs(pb - pa) <= self.S.event_rtol * abs(pb):
                 break
-        return best, (p_lo + p_hi) / 2 if p_hi is not None else pt.p
+            if gs == 0:
+                break
+        if qb is None:
+            return None
+        slope = (gb - (g(qa) if qa is not None else g0)) / (pb - pa) if pa is not None and pb != pa else None
+        near, far = ((qa, qb) if a < b else (qb, qa))
+        return qb, pb, slope, (near, far), b
+
+    @staticmethod
+    def signed_index(q: _Point) -> int:
+        """Negative eigenvalues of ``q`` counted by sign where they stand out of the noise (at the
+        ends of an event's bracket the crossing eigenvalues are within τ of 0 but of definite sign)."""
+        return int(((q.eigs < -q.tau) | ((q.eigs < 0) & (q.eigs < -q.noise))).sum())
+
+    def locate_fold(self, pt: _Point, h: float, q_end: _Point):
+        """The fold on the step: the zero of ṗ (the tangent's parameter component, oriented along
+        the branch) between ``pt`` and ``q_end``."""
+        def tp(q: _Point) -> float:
+            q.tangent = self.tangent(q, pt, 0.0)
+            return float(q.tangent[-1])
+        return self.root_on_step(pt, h, tp, float(pt.tangent[-1]), float(q_end.tangent[-1]))
+
+    def locate_crossing(self, hist: list, hs: list, q: _Point, h: float, m: int):
+        """The zero of the m-th smallest eigenvalue of the restricted Hessian, a continuous function
+        along the branch, on the last step on which it changed sign (looking back from the step
+        ending at ``q``; τ only *counts*, so its zero may lie a few steps back). None if it did not
+        change sign (the count changed by an eigenvalue that touched −τ without crossing 0). The
+        last item returned is the step's offset: 0 for the step ending at ``q``, −1 the one before…"""
+        pts = hist + [q]
+        steps = hs + [h]
+        for k in range(len(pts) - 1, 0, -1):
+            a, b = pts[k - 1], pts[k]
+            if m < a.eigs.size and m < b.eigs.size and a.eigs[m] * b.eigs[m] < 0:
+                loc = self.root_on_step(a, steps[k - 1], lambda x: float(x.eigs[m]), float(a.eigs[m]), float(b.eigs[m]))
+                return None if loc is None else (*loc, k - len(pts) + 1)
+            if k < len(pts) - 8:
+                break
+        return None
 
 
 def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: float, point_id: int | None = None,
@@ -321,8 +407,8 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
     S = settings
     th0 = as_theta64(spec, theta).numpy().copy()
     p0 = param_value(spec.as_float64(), param)
-    f = _Follower(spec, param, settings, th_scale=max(float(np.linalg.norm(th0)), 1e-3),
-                  p_scale=abs(to - p0) + abs(p0))
+    f = _Follower(spec, param, settings, float(np.linalg.norm(th0)))
+    key = f.param_key
     br = Branch(point_id, label)
     pt = f.analyse(_Point(th0, p0))
     if np.linalg.norm(f.sys.grad(pt.th, pt.p)) > S.certify_tol:
@@ -333,47 +419,62 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
         pt = f.analyse(_Point(out[0], out[1]))
     pt.tangent = f.tangent(pt, None, to)
     br.steps.append(f.record(pt))
-    scale = 1.0  # steps are in the normalised arclength
+    hist, hs = [pt], []
     h = S.h0
     for _ in range(S.max_steps):
         out = f.step_from(pt, h)
-        if out is None:
+        q = None
+        if out is not None and out[0].p > 0:
+            q, iters = out
+            f.analyse(q)
+            q.tangent = f.tangent(q, pt, to)
+            if not f.continues(pt, q, h):
+                q = None
+        if q is None:
             h *= 0.5
-            if h < S.h_min * scale:
-                br.end = f"failed to correct at {f.param_key}={pt.p:.8g}"
-                return br
-            continue
-        q, iters = out
-        if q.p <= 0:
-            h *= 0.5
-            if h < S.h_min * scale:
-                br.end = f"left the model's validity ({f.param_key} ≤ 0)"
+            if h < S.h_min:
+                br.end = (f"left the model's validity ({key} ≤ 0)" if out is not None and out[0].p <= 0
+                          else f"failed to continue the branch at {key}={pt.p:.8g} (step below h_min)")
                 return br
             continue
         passed = (q.p - to) * (pt.p - to) <= 0 and q.p != pt.p
+        events = []   # ((step offset, arclength on it), record, the located point)
+        if q.tangent[-1] * pt.tangent[-1] < 0:
+            loc = f.locate_fold(pt, h, q)
+            if loc is not None:
+                ev, p_ev, _, _, s_ev = loc
+                events.append(((0, s_ev), {"kind": "fold", key: p_ev, "logit_scale": f.record(ev)["logit_scale"]}, ev))
+        if q.index != pt.index:
+            m = pt.index if q.index > pt.index else pt.index - 1
+            loc = f.locate_crossing(hist, hs, q, h, m)
+            # (an index change at the fold itself is the fold's: one event)
+            # a root where no eigenvalue is within τ of 0 is a jump of the sorted eigenvalues, not a crossing
+            if loc is not None and not np.any(np.abs(loc[0].eigs) <= loc[0].tau):
+                loc = None
+            if loc is not None and not any(e["kind"] == "fold" and abs(e[key] - loc[1]) <= 1e3 * S.event_rtol * abs(loc[1])
+                                           for _, e, _ in events):
+                ev, p_ev, slope, _, s_ev, offset = loc
+                events.append(((offset, s_ev), {"kind": "index_change", key: p_ev, "eigenvalue_slope": slope,
+                                                "logit_scale": f.record(ev)["logit_scale"]}, ev))
+        idx = br.events[-1]["index_after"] if br.events else br.steps[0]["index"]
+        events.sort(key=lambda x: x[0])
+        persistent = min(pt.nullity, q.nullity)
+        for _, e, ev in events:   # each event starts where the previous one ended
+            firm = int((ev.eigs < -ev.tau).sum())
+            group = max(int((np.abs(ev.eigs) <= ev.tau).sum()) - persistent, 0)   # the crossing eigenvalues
+            e["index_before"] = idx
+            if e["kind"] == "index_change":
+                e["index_after"] = firm + (group if e["eigenvalue_slope"] is not None and e["eigenvalue_slope"] < 0 else 0)
+            else:
+                e["index_after"] = firm + (group if q.index > firm else 0)
+            e["multiplicity"] = group
+            idx = e["index_after"]
+        events = [e for _, e, _ in events]
         if passed:  # land exactly on the target
             fin = f.correct(q.th, to, None, pt, fixed_p=to)
             if fin is not None:
-                q = _Point(fin[0], fin[1])
-        f.analyse(q)
-        q.tangent = f.tangent(q, pt.tangent, to)
-        events = []
-        if q.index != pt.index:  # the first crossing on the step (the predicate is monotone there)
-            ev, p_ev = f.locate(pt, h, "index", pt.index)
-            events.append({"kind": "index_change", f.param_key: p_ev, "index_before": pt.index,
-                           "index_after": ev.index if ev is not None else q.index,
-                           "logit_scale": f.record(ev)["logit_scale"] if ev is not None else None})
-        if q.tangent[-1] * pt.tangent[-1] < 0 and not passed:
-            ev, p_ev = f.locate(pt, h, "fold", pt.index)
-            fold = {"kind": "fold", f.param_key: p_ev, "index_before": ev.index if ev is not None else pt.index,
-                    "index_after": q.index, "logit_scale": f.record(ev)["logit_scale"] if ev is not None else None}
-            # an index change at the fold itself is the fold's: one event, index before → after
-            if events and abs(events[0][f.param_key] - p_ev) <= 1e3 * S.event_rtol * abs(p_ev):
-                fold["index_before"] = pt.index
-                events = []
-            elif events:
-                fold["index_before"] = events[-1]["index_after"]
-            events.append(fold)
+                q = f.analyse(_Point(fin[0], fin[1]))
+                q.tangent = f.tangent(q, pt, to)
         br.events += events
         br.steps.append(f.record(q))
         if passed:
@@ -382,13 +483,27 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
         a0 = br.steps[0]["logit_scale"]
         if br.steps[-1]["label"] == "zero" or br.steps[-1]["logit_scale"] < S.origin_rtol * a0:
             # the small-scale branches end at the origin, where every structure's branches meet
-            br.end = f"arrived at the origin ({f.param_key}={q.p:.4g})"
+            br.end = f"arrived at the origin ({key}={q.p:.4g})"
+            return br
+        if q.Q.shape[1] != pt.Q.shape[1]:
+            br.end = (f"the index is not resolvable beyond {key}={q.p:.4g}: the symmetry orbit's dimension changed "
+                      f"({pt.Q.shape[1]} → {q.Q.shape[1]}), so the rank of the point is not resolved there")
+            return br
+        if q.tau <= q.noise:
+            br.end = (f"the index is not resolvable below {key}={q.p:.4g}: τ = {S.tau_rel:g}·λ = {q.tau:.3g} is under "
+                      f"the eigenvalue noise {q.noise:.3g}")
             return br
         if q.p < S.p_floor_rtol * p0:
-            br.end = f"{f.param_key} → 0 (below {S.p_floor_rtol:g} of the start, at {q.p:.4g})"
+            br.end = f"{key} → 0 (below {S.p_floor_rtol:g} of the start, at {q.p:.4g})"
             return br
+        pt.H = None   # kept: eigs, Q, tangent (the history the event search looks back on)
+        hist.append(q)
+        hs.append(h)
+        if len(hist) > 12:
+            hist.pop(0)
+            hs.pop(0)
         pt = q
-        h = min(h * 1.5, S.h_max * scale) if iters <= 3 else (h * 0.5 if iters > 6 else h)
+        h = min(h * 1.5, S.h_max) if iters <= 3 else (h * 0.5 if iters > 6 else h)
     br.end = "max_steps"
     return br
 

@@ -93,9 +93,11 @@ def disconnectivity_tree(G: nx.Graph, level_tol: float = 0.0,
     ``basin_count`` (sum over members) and ``fraction`` (sum over members, None if any member's
     fraction is None); leaves also carry ``point_id`` and ``label``, merges ``saddles`` (the
     higher-loss endpoint of each edge that caused the merge), ``transition_states`` (those of them
-    that are transition states) and ``barriers`` (child → merge level − the child's level: from a
-    leaf child, the barrier out of that minimum). ``T.graph`` holds ``roots`` (sorted
-    by level), ``level_tol`` and ``leaf_kinds``.
+    that are transition states) and ``barriers`` ({str(point id): merge level − that point's loss},
+    one entry per child branch, keyed by the child's lowest minimum: the barrier out of that branch
+    measured from its lowest minimum, never from a lower merge level). Every node has
+    ``lowest_minimum`` (the point id of the lowest leaf below it) and ``lowest_level`` (its loss).
+    ``T.graph`` holds ``roots`` (sorted by level), ``level_tol`` and ``leaf_kinds``.
     """
     T = nx.DiGraph(level_tol=level_tol, leaf_kinds=list(leaf_kinds))
     uf = nx.utils.UnionFind(G.nodes)
@@ -104,7 +106,8 @@ def disconnectivity_tree(G: nx.Graph, level_tol: float = 0.0,
         if a["kind"] in leaf_kinds:
             leaf = ("leaf", pid)
             T.add_node(leaf, level=float(a["loss"]), members=[pid], basin_count=int(a.get("basin_count") or 0),
-                       fraction=a.get("fraction"), point_id=pid, label=a.get("label"))
+                       fraction=a.get("fraction"), point_id=pid, label=a.get("label"),
+                       lowest_minimum=pid, lowest_level=float(a["loss"]))
             top[pid] = leaf
 
     def level(u, v) -> tuple[float, Any]:
@@ -151,11 +154,13 @@ def disconnectivity_tree(G: nx.Graph, level_tol: float = 0.0,
         children = list(T.successors(node))
         fr = [T.nodes[c]["fraction"] for c in children]
         members = sorted(m for c in children for m in T.nodes[c]["members"])
-        T.nodes[node].update(members=members,
+        low = min(children, key=lambda c: (T.nodes[c]["lowest_level"], T.nodes[c]["lowest_minimum"]))
+        T.nodes[node].update(members=members, lowest_minimum=T.nodes[low]["lowest_minimum"],
+                             lowest_level=T.nodes[low]["lowest_level"],
                              basin_count=sum(T.nodes[c]["basin_count"] for c in children),
                              fraction=None if any(f is None for f in fr) else float(sum(fr)),
                              transition_states=sorted({x for x in T.nodes[node]["saddles"] if x in ts_saddles}),
-                             barriers={str(c[1] if c[0] == "leaf" else c): float(T.nodes[node]["level"] - T.nodes[c]["level"])
+                             barriers={str(T.nodes[c]["lowest_minimum"]): float(T.nodes[node]["level"] - T.nodes[c]["lowest_level"])
                                        for c in children})
         top[root] = node
     T.graph["roots"] = sorted((n for n in T if T.in_degree(n) == 0), key=lambda n: (T.nodes[n]["level"], str(n)))
@@ -170,8 +175,10 @@ def tree_to_json(T: nx.DiGraph) -> dict:
     """JSON-able flat form of a disconnectivity tree for figures::
 
         {"roots": [name], "level_tol": float, "leaf_kinds": [...],
-         "nodes": [{"id": "leaf:3" | "merge:0", "type": "leaf" | "merge", "level", "children": [names],
-                    "members": [point ids], "basin_count", "fraction", "point_id", "label", "saddles"}]}
+         "nodes": [{"id": "leaf:3" | "merge:0", "type": "leaf" | "merge", "merge": int | None,
+                    "level", "children": [names], "members": [point ids], "basin_count", "fraction",
+                    "point_id", "label", "saddles", "transition_states", "lowest_minimum",
+                    "barriers": {"<point id>": float} | None}]}
 
     Nodes are listed by (level, id); children by (level, id). Fields a node type lacks are None.
     """
@@ -181,11 +188,12 @@ def tree_to_json(T: nx.DiGraph) -> dict:
     nodes = []
     for n in sorted(T, key=key):
         a = T.nodes[n]
-        nodes.append({"id": _node_name(n), "type": n[0], "level": a["level"],
+        nodes.append({"id": _node_name(n), "type": n[0], "merge": n[1] if n[0] == "merge" else None, "level": a["level"],
                       "children": [_node_name(c) for c in sorted(T.successors(n), key=key)],
                       "members": list(a["members"]), "basin_count": a["basin_count"], "fraction": a["fraction"],
                       "point_id": a.get("point_id"), "label": a.get("label"), "saddles": a.get("saddles"),
-                      "transition_states": a.get("transition_states"), "barriers": a.get("barriers")})
+                      "transition_states": a.get("transition_states"), "barriers": a.get("barriers"),
+                      "lowest_minimum": a["lowest_minimum"]})
     return {"roots": [_node_name(r) for r in T.graph["roots"]], "level_tol": T.graph["level_tol"],
             "leaf_kinds": T.graph["leaf_kinds"], "nodes": nodes}
 

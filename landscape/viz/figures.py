@@ -511,6 +511,8 @@ def spectrum_groups_figure(rec: Mapping, *, title: str | None = None) -> go.Figu
     """Sorted eigenvalues (signed log scale, :func:`symlog` with the record's τ), one trace per
     group kind (zero, bulk, outlier); every outlier group annotated with its value and
     multiplicity. ``rec``: a :meth:`landscape.analysis.spectrum.SpectrumReport.to_dict` record."""
+    from ..analysis.spectrum import group_multiplicity_text
+
     ev = np.sort(np.asarray(rec["eigenvalues"], dtype=float))
     tau = float(rec["tau"])
     y = symlog(ev, tau)
@@ -522,20 +524,24 @@ def spectrum_groups_figure(rec: Mapping, *, title: str | None = None) -> go.Figu
     for k in ("zero", "bulk", "outlier"):
         m = kind == k
         n_groups = sum(1 for g in rec["groups"] if g["kind"] == k)
-        fig.add_trace(go.Scatter(x=x[m], y=y[m], mode="markers", name=f"{k} ({int(m.sum())} eigenvalues, {n_groups} groups)",
+        what = "eigenvalues" if rec["method"] == "dense" else "computed eigenvalues"
+        fig.add_trace(go.Scatter(x=x[m], y=y[m], mode="markers", name=f"{k} ({int(m.sum())} {what}, {n_groups} groups)",
                                  marker={"color": GROUP_COLOURS[k], "size": 5}, customdata=ev[m],
                                  hovertemplate="#%{x}: μ = %{customdata:.8g}<extra>" + k + "</extra>"))
     for g in rec["groups"]:
         if g["kind"] != "outlier":
             continue
         i = int(np.searchsorted(ev, g["min"])) + 1
-        fig.add_annotation(x=i, y=float(symlog(g["value"], tau)), text=f"{g['value']:.4g} ×{g['multiplicity']}",
+        fig.add_annotation(x=i, y=float(symlog(g["value"], tau)), text=f"{g['value']:.4g} {group_multiplicity_text(g)}",
                            showarrow=False, xanchor="left", font={"size": 9})
     vals, text = _symlog_ticks(float(np.abs(ev).max()) if ev.size else tau, tau)
     fig.update_yaxes(tickvals=vals, ticktext=text, title_text="eigenvalue μ (signed log)")
     fig.update_xaxes(title_text="eigenvalue number (ascending)" if rec["method"] == "dense" else "computed eigenvalues")
     zero = next((g for g in rec["groups"] if g["kind"] == "zero"), None)
-    sub = (f"{rec['method']} spectrum, P = {rec['P']}; groups: equal within group_rtol = "
+    partial = any(g.get("multiplicity_is_lower_bound") for g in rec["groups"])
+    sub = (f"{rec['method']} spectrum, P = {rec['P']}"
+           + (f" (partial: {ev.size} extreme eigenvalues computed, multiplicities are lower bounds)" if partial else "")
+           + "; groups: equal within group_rtol = "
            f"{rec['thresholds']['group_rtol']:g}; zero modes |μ| ≤ τ = {tau:.3g}"
            + (f" ({zero['symmetry']} symmetry + {zero['excess']} excess)" if zero else ""))
     return _finalise(fig, title or f"Hessian spectrum by groups, point #{rec['point_id']}", sub)
