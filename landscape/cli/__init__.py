@@ -29,11 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def _user_errors() -> tuple:
+    """The error types that mean bad input: SpecError always; OutputError and StoreError only if
+    their modules were loaded (they cannot have been raised otherwise), so a command that fails
+    early never imports torch for its message."""
     from ..core.validate import SpecError
-    from ..io.results import OutputError
-    from ..io.store import StoreError
 
+    out = [SpecError]
+    for mod, name in (("landscape.io.results", "OutputError"), ("landscape.io.store", "StoreError")):
+        if mod in sys.modules:
+            out.append(getattr(sys.modules[mod], name))
+    return tuple(out)
+
+
+def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -41,10 +50,12 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (SpecError, StoreError, OutputError) as exc:
-        print(f"landscape {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a file system refusal (read-only place, name too long, no space)
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(f"landscape {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if isinstance(exc, _user_errors()):
+            print(f"landscape {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):  # a file system refusal (read-only place, name too long, no space)
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"landscape {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return 2
+        raise

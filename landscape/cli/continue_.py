@@ -68,7 +68,8 @@ def main(args) -> int:
                 br = continue_in_lambda(cfg.model, p["params"], param=args.param, to=args.to, point_id=pid,
                                         label=p["label"], settings=settings)
                 branches.append(br.to_dict())
-                ev = "; ".join(f"{e['kind']} at {args.param}={e[args.param]:.8g} (index {e['index_before']}→{e['index_after']})"
+                ev = "; ".join(f"{e['kind']} at {args.param}={e[args.param]:.10g} (index {e['index_before']}→{e['index_after']}"
+                               + (f", dμ/d{args.param} {e['eigenvalue_slope']:.4g}" if e.get("eigenvalue_slope") is not None else "") + ")"
                                for e in br.events) or "no events"
                 print(f"point {pid} ({p['label']}): {len(br.steps)} steps, {ev}; {br.end}")
             record = {"param": args.param, "from": param_value(cfg.model, args.param), "to": args.to,

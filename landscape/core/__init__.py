@@ -5,7 +5,13 @@
 * :mod:`.init`: seeded random starts.
 * :mod:`.linalg`: batched MINRES and Lanczos.
 """
-from .model import DeepUFM, ModelSpec
-from .validate import SpecError
+import importlib
 
 __all__ = ["DeepUFM", "ModelSpec", "SpecError"]
+_HOME = {"DeepUFM": ".model", "ModelSpec": ".model", "SpecError": ".validate"}
+
+
+def __getattr__(name):  # loaded on first use: `landscape.core.validate` must not import torch
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
