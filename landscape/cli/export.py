@@ -89,7 +89,7 @@ def _pathsample(args) -> int:
 
     from ..core.validate import SpecError
     from ..io.pathsample import export_pathsample
-    from ..io.results import DB_NAME, OutputError, check_output_file
+    from ..io.results import DB_NAME, OutputError, check_output_file, folder_kind, owned_by_results_folder
     from ..io.store import StudyStore
     from ..study.config import StudyConfig
 
@@ -98,8 +98,14 @@ def _pathsample(args) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise OutputError(f"-o {out} is a file: pathsample writes a folder")
-    if out.resolve() == Path(args.dir).resolve():
-        raise OutputError(f"-o {out} is the study folder: choose another folder for the PATHSAMPLE files")
+    if out.resolve() == Path(args.dir).resolve() or folder_kind(out):
+        raise OutputError(f"-o {out} is a study or sweep folder: choose another folder for the PATHSAMPLE files")
+    owner = owned_by_results_folder(out)
+    if owner is not None:
+        raise OutputError(f"-o {out} is a folder the results folder {owner} keeps: choose another folder for the "
+                          "PATHSAMPLE files")
+    if out.is_symlink():
+        raise OutputError(f"-o {out} is a symbolic link: give the folder itself")
     out.mkdir(parents=True, exist_ok=True)
     for name in ("min.data", "ts.data", "points.min", "points.ts", "landscape.json"):
         if (out / name).exists() or (out / name).is_symlink():

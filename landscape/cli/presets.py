@@ -8,7 +8,7 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    from ..study.config import presets
+    from ..study.presets import presets
 
     for name, info in presets().items():
         cmd = "landscape run --preset" if info["kind"] == "study" else "landscape sweep --preset"

@@ -29,7 +29,7 @@ def main(args) -> int:
 
     from ..analysis.spectrum import check_group_rtol, group_multiplicity_text, inspect_spectrum
     from ..core.validate import SpecError, check_number
-    from ..io.results import DB_NAME, write_json
+    from ..io.results import DB_NAME, own_subfolder, write_json
     from ..io.store import StudyStore
     from ..study.config import StudyConfig, resolve_device
 
@@ -45,7 +45,7 @@ def main(args) -> int:
         for pid in todo:
             if pid not in ids:
                 raise SpecError(f"POINT={pid} is invalid: the study has points {ids}")
-        (out / "spectra").mkdir(exist_ok=True)
+        own_subfolder(out, "spectra")
         for pid in todo:
             p = store.point(pid)
             t = time.perf_counter()

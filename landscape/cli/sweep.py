@@ -40,7 +40,7 @@ def main(args) -> int:
     from pathlib import Path
 
     from ..core.validate import SpecError
-    from ..io.results import SWEEP_FILES, OutputError, check_results_folder
+    from ..io.results import DB_NAME, SWEEP_FILES, OutputError, check_results_folder, folder_kind
     from ..study.executors import ExecutorError, make_executor
     from ..study.sweep import load_sweep, run_sweep
     from ..viz.sweep_report import write_sweep_report
@@ -48,6 +48,8 @@ def main(args) -> int:
 
     sweep = load_sweep(args.config, args.overrides, preset=args.preset)
     out = Path(args.out) if args.out else Path("runs") / f"{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if folder_kind(out) == "study":
+        raise OutputError(f"--out {out} is a study folder (it holds {DB_NAME}): a sweep goes into a folder of its own")
     if not (out / SWEEP_FILES["sweep"]).is_file():
         try:
             check_results_folder(out, force=args.force)

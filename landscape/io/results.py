@@ -40,8 +40,13 @@ def _new_file_mode() -> int:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and without following symlinks (module docstring)."""
+    """Write ``data`` to ``path`` atomically and without following symlinks (module docstring).
+    A folder that is a symbolic link inside a results folder (a planted ``spectra`` link) is
+    refused: the temporary file would be created in the link's target."""
     path = Path(path)
+    if path.parent.is_symlink() and results_folder_of(path.parent.parent) is not None:
+        raise OutputError(f"{path.parent} is a symbolic link inside the results folder {results_folder_of(path.parent.parent)}: "
+                          "landscape never writes through it; remove the link")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         os.fchmod(fd, _new_file_mode())  # mkstemp makes 0600; results are ordinary files
@@ -144,6 +149,65 @@ class OutputError(ValueError):
     """A results folder or output file that must not be written to (named in the message)."""
 
 
+def folder_kind(path: str | Path) -> str | None:
+    """'study' (a folder holding ``study.sqlite``), 'sweep' (holding ``sweep.json``) or None."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    if (path / SWEEP_FILES["sweep"]).exists():
+        return "sweep"
+    if (path / DB_NAME).exists() or (path / DB_NAME).is_symlink():
+        return "study"
+    return None
+
+
+def results_folder_of(path: str | Path) -> Path | None:
+    """The nearest study or sweep folder that is ``path`` or holds it at any depth, or None."""
+    p = Path(os.path.abspath(path))
+    for anc in (p, *p.parents):
+        if folder_kind(anc):
+            return anc
+    return None
+
+
+def owned_by_results_folder(path: str | Path) -> Path | None:
+    """The results folder that owns ``path``: a file or folder of a study or sweep at any depth
+    (its first component below that folder one of the names the package writes: the database
+    and its journals, summary, spectra/…, cells/…, continuation files, …), or None. A sweep's
+    cells are studies of their own, owned twice."""
+    p = Path(os.path.abspath(path))
+    for anc in p.parents:
+        kind = folder_kind(anc)
+        if kind:
+            first = p.relative_to(anc).parts[0]
+            names = OWN_NAMES | set(SWEEP_FILES.values()) if kind == "sweep" else OWN_NAMES
+            if first in names:
+                return anc
+    return None
+
+
+def is_sqlite_file(path: str | Path) -> bool:
+    """Whether ``path`` is a regular file that starts with SQLite's header (a database)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+def own_subfolder(folder: str | Path, name: str) -> Path:
+    """``folder/name`` as a real sub-folder of a results folder, created if missing; a symbolic
+    link or a file there is an :class:`OutputError` (landscape never writes through a link)."""
+    d = Path(folder) / name
+    if d.is_symlink():
+        raise OutputError(f"{d} is a symbolic link inside a results folder: landscape never writes through it; "
+                          "remove the link (the folder is recreated)")
+    if d.exists() and not d.is_dir():
+        raise OutputError(f"{d} is a file where the results folder keeps a folder: move it away")
+    d.mkdir(exist_ok=True)
+    return d
+
+
 def _writable_place(path: Path) -> None:
     probe = path
     while not probe.exists():
@@ -164,6 +228,11 @@ def check_results_folder(path: str | Path, force: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"--out {path} is a file, not a folder")
+    if folder_kind(path) == "sweep":
+        raise OutputError(f"--out {path} is a sweep folder (it holds sweep.json): a study goes into a folder of its own")
+    if owned_by_results_folder(path) is not None and folder_kind(path) != "study":
+        raise OutputError(f"--out {path} is inside the results folder {owned_by_results_folder(path)} "
+                          "(a folder it keeps): choose another folder")
     if path.is_dir():
         entries = sorted(os.listdir(path))
         if entries and DB_NAME not in entries and not force:
@@ -175,13 +244,22 @@ def check_results_folder(path: str | Path, force: bool = False) -> Path:
 
 
 def check_output_file(path: str | Path, protected_dir: str | Path | None = None, force: bool = False) -> Path:
-    """Check that an export may write ``path``: never a file of the results folder
-    ``protected_dir`` that the package wrote (:data:`OWN_NAMES`: the database, its journals, the
-    summary, …), never a directory, never into a missing folder, and over another existing file
-    only with ``force``. Raises :class:`OutputError` naming the file."""
+    """Check that an export may write ``path``: never a file or folder that any study or sweep
+    folder owns, at any depth (:func:`owned_by_results_folder`; ``protected_dir`` too), never a
+    database, a directory, a FIFO or device, never into a missing folder, and over another
+    existing file only with ``force``. Raises :class:`OutputError` naming the file."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"-o {path} is a directory: give a file name")
+    if path.exists() and not path.is_file():
+        raise OutputError(f"-o {path} is not a regular file (a FIFO, socket or device): give a file name, "
+                          "or leave -o out to write to standard output")
+    owner = owned_by_results_folder(path)
+    if owner is not None:
+        raise OutputError(f"-o {path} is a file of the results folder {owner}: exports never write over it "
+                          "(nor into anything a study or sweep keeps), with or without --force")
+    if is_sqlite_file(path):
+        raise OutputError(f"-o {path} is a database: exports never write over one, with or without --force")
     if not path.parent.exists():
         raise OutputError(f"-o {path}: the folder {path.parent} does not exist")
     if not path.parent.is_dir():

@@ -46,7 +46,6 @@ import copy
 import json
 import tomllib
 from dataclasses import dataclass, fields
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -75,34 +74,8 @@ NAME_MAX = 200
 DEVICE_HELP = '"auto", "cpu", "cuda" or "cuda:N"'
 
 
-# ----- files and presets ----------------------------------------------------------------------------
-def _configs():
-    return resources.files("landscape").joinpath("configs")
-
-
-def preset_path(name: str):
-    """The embedded file of preset ``name`` (a SpecError lists the presets if there is none)."""
-    p = _configs().joinpath(f"{name}.toml")
-    if not (isinstance(name, str) and name and "/" not in name and p.is_file()):
-        raise SpecError(f"preset={name!r} is invalid: must be one of {sorted(presets())}")
-    return p
-
-
-def presets() -> dict[str, dict]:
-    """{name: {"kind": "study" | "sweep", "description": first comment line}} of the embedded files."""
-    out = {}
-    for f in sorted(_configs().iterdir(), key=lambda f: f.name):
-        if not f.name.endswith(".toml"):
-            continue
-        text = f.read_text(encoding="utf-8")
-        first = next((ln[1:].strip() for ln in text.splitlines() if ln.startswith("#")), "")
-        out[f.name[:-5]] = {"kind": "sweep" if "sweep" in tomllib.loads(text) else "study", "description": first}
-    return out
-
-
-def default_config_dict() -> dict:
-    """The embedded default study (``landscape/configs/default.toml``) as a dict."""
-    return tomllib.loads(preset_path("default").read_text(encoding="utf-8"))
+# ----- files and presets: in .presets, light enough for the command line (re-exported here) ------------
+from .presets import default_config_dict, preset_path, presets  # noqa: E402,F401
 
 
 def _read_text(path: Path, what: str) -> str:

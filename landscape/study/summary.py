@@ -25,7 +25,7 @@ import torch
 from .. import __version__
 from ..analysis.point import LEAF_KINDS
 from ..engines import STOP_REASONS
-from ..io.results import FILES, stored_spectra, write_json, write_spectra
+from ..io.results import FILES, own_subfolder, stored_spectra, write_json, write_spectra
 from ..io.store import StudyStore
 from .config import StudyConfig, resolve_device
 from .graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml
@@ -181,9 +181,9 @@ def featured_spectra(cfg: StudyConfig, out: Path, budget_s: float) -> list[int]:
             if store.spectrum_record(pid) is not None:
                 continue
             p = store.point(pid)
+            own_subfolder(out, "spectra")   # before the computation: a planted link is refused at once
             rec = inspect_spectrum(cfg.model, p["params"], point_id=pid, dense_budget_s=budget_s,
                                    device=resolve_device(cfg.device)).to_dict()
-            (out / "spectra").mkdir(exist_ok=True)
             write_json(out / "spectra" / f"point-{pid}.json", rec)
             store.put_spectrum(pid, rec)
             done.append(pid)

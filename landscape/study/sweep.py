@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from ..core.validate import SpecError
-from ..io.results import FILES, SWEEP_FILES, atomic_write_text, read_json, write_json
+from ..io.results import FILES, SWEEP_FILES, atomic_write_text, own_subfolder, read_json, write_json
 from ..io.store import StudyStore, resolve_path
 from .config import (StudyConfig, apply_overrides, default_config_dict, layered, load_config_dict, parse_value,
                      preset_path)
@@ -309,7 +309,11 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
     """
     executor = executor or InProcessExecutor()
     out = Path(out_dir)
-    (out / SWEEP_FILES["cells"]).mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    cells_dir = own_subfolder(out, SWEEP_FILES["cells"])
+    for cell in sweep.cells:   # no cell study is written through a planted link
+        if (cells_dir / cell.name).is_symlink():
+            own_subfolder(cells_dir, cell.name)
     sweep_json = out / SWEEP_FILES["sweep"]
     effective = json.loads(json.dumps(sweep.to_dict()))
     if sweep_json.is_file():
