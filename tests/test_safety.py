@@ -486,3 +486,63 @@ def test_the_command_line_answers_without_heavy_imports():
     bare = wall([sys.executable, "-c", "pass"])
     for argv in (["--version"], ["presets"]):
         assert wall([sys.executable, "-m", "landscape", *argv]) - bare < 0.5, argv
+
+
+def test_a_bad_connect_pair_is_no_dead_end(tmp_path, capsys):
+    """connect.pairs naming a point the study will not hold: the study finishes without that pair,
+    says so, and resume and report work (before: exit 2 after every trajectory, forever)."""
+    out = tmp_path / "s"
+    code, _, err = run_cli(capsys, "run", "--out", out, "--no-progress", *sets(TINY), "--set", "connect.pairs=[[0,99]]")
+    assert code == 0, err
+    assert "connect.pairs names point 99" in err and "finished without it" in err
+    assert run_cli(capsys, "run", "--resume", out, "--no-progress")[0] == 0
+    assert run_cli(capsys, "report", out)[0] == 0
+    with StudyStore.open(out / "study.sqlite", readonly=True) as st:
+        assert any(a["outcome"].startswith("skipped") for a in st.get_meta("connect_attempts", []))
+
+
+def test_damaged_sweep_files_and_model_tables_are_one_line_errors(tmp_path, capsys):
+    for bad in ("model = 3\n", "model = 'ab'\n", "model = [[1, 2]]\n"):
+        cfg = tmp_path / "m.toml"
+        cfg.write_text(bad)
+        code, _, err = run_cli(capsys, "theory", "--config", cfg)
+        assert code == 2
+        one_line_error(err, "model")
+    from landscape.study.sweep import read_prevalence_csv
+    sw = tmp_path / "sw"
+    sw.mkdir()
+    (sw / "sweep.json").write_text('{"sweep_config": {}, "cells": [], "prevalence": []}')
+    (sw / "prevalence.csv").write_text("cell,n_trajectories\nd=4,\n")
+    code, _, err = run_cli(capsys, "report", sw)
+    assert code == 2
+    one_line_error(err, "prevalence.csv", "damaged")
+    with pytest.raises(ValueError, match="damaged"):
+        read_prevalence_csv(sw / "prevalence.csv")
+    (sw / "sweep.json").write_text("{not json")
+    code, _, err = run_cli(capsys, "sweep", "--preset", "paper-width", "--out", sw, "--no-progress",
+                           *sets([o for o in TINY if not o.startswith("d=")]), "--set", "sweep.d=[4]")
+    assert code == 2
+    one_line_error(err, "sweep.json")
+
+
+def test_width_continuation_is_bounded_before_it_starts(study, tmp_path, capsys):
+    d = _copy(study, tmp_path)
+    t = time.perf_counter()
+    code, _, err = run_cli(capsys, "continue", d, "--param", "d", "--to", "5000")
+    assert code == 2 and time.perf_counter() - t < 20
+    one_line_error(err, "--to=5000", "estimated", "--budget")
+    code, out, err = run_cli(capsys, "continue", d, "--param", "d", "--to", "6")
+    assert code == 0, err
+    assert "d=5" in out and "d=6" in out   # progress per width
+
+
+def test_ctrl_c_in_continue_keeps_the_finished_branches(study, tmp_path, capsys, monkeypatch):
+    import json
+    import landscape.study.continuation as cont
+
+    d = _copy(study, tmp_path)
+    monkeypatch.setattr(cont, "analyse_hessian", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code, _, err = run_cli(capsys, "continue", d, "--param", "d", "--to", "6")
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+    rec = json.loads((d / "continuation-d.json").read_text())
+    assert rec["interrupted"] is True

@@ -50,9 +50,19 @@ def main(argv=None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # commands that keep partial work say what they kept before this (run, sweep, spectrum, continue)
+        print(f"\nlandscape {args.command}: interrupted; everything committed before is kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if isinstance(exc, _user_errors()):
             print(f"landscape {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        sqlite3 = sys.modules.get("sqlite3")
+        if sqlite3 is not None and isinstance(exc, (sqlite3.OperationalError, sqlite3.DatabaseError)):
+            # disk full, a read-only or damaged database: what was committed before stays
+            print(f"landscape {args.command}: error: the study database refused the write ({exc}); "
+                  "everything committed before is kept", file=sys.stderr)
             return 2
         if isinstance(exc, OSError):  # a file system refusal (read-only place, name too long, no space)
             where = f" ({exc.filename})" if exc.filename else ""

@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--to", required=True, type=float, metavar="X", help="the parameter value to go to")
     p.add_argument("--points", metavar="ID,...", help="only these point ids (default: every distinct point)")
     p.add_argument("--steps", type=int, default=400, metavar="N", help="largest number of continuation steps per branch")
+    p.add_argument("--budget", type=float, default=600.0, metavar="S",
+                   help="largest predicted seconds of a width continuation (default 600; refused beyond, with the estimate)")
     p.set_defaults(func=main)
 
 
@@ -29,14 +31,20 @@ def main(args) -> int:
     import time
     from pathlib import Path
 
-    from ..core.validate import SpecError, check_int
-    from ..io.results import DB_NAME, write_json
+    from ..core.validate import SpecError, check_int, check_number
+    from ..io.results import DB_NAME, check_writable_folder, write_json
     from ..io.store import StudyStore
     from ..study.config import StudyConfig
     from ..study.continuation import ContinuationSettings, continue_in_lambda, continue_in_width, param_value
 
     out = Path(args.dir)
     check_int("--steps", args.steps, 1)
+    check_number("--budget", args.budget)
+    if not (args.budget > 0):
+        raise SpecError(f"--budget={args.budget:g} is invalid: must be > 0 seconds")
+    if not (out / DB_NAME).is_file():
+        raise SpecError(f"{out} holds no study ({DB_NAME} is missing)")
+    check_writable_folder(out, "the continuation record")
     with StudyStore.open(out / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
         pts = {p["id"]: p for p in store.points()}
@@ -52,32 +60,50 @@ def main(args) -> int:
             ids = sorted(pts)
         t0 = time.perf_counter()
         branches = []
+        interrupted = False
         if args.param == "d":
             if not float(args.to).is_integer() or args.to < cfg.model.d:
                 raise SpecError(f"--to={args.to:g} is invalid: must be an integer width >= {cfg.model.d}")
-            for pid in ids:
-                p = store.point(pid)
-                branches.append(continue_in_width(cfg.model, p["params"], to=int(args.to), point_id=pid,
-                                                  label=p["label"]).to_dict())
-            record = {"param": "d", "from": cfg.model.d, "to": int(args.to), "branches": branches}
+            to = int(args.to)
+            est = width_cost_estimate(cfg.model, to, len(ids))
+            if est > args.budget:
+                raise SpecError(f"--to={to} is refused: the analysis at every width {cfg.model.d}..{to} of {len(ids)} "
+                                f"point(s) is estimated at {est:.3g} s (the dense cost model of this machine, P up to "
+                                f"{_P_at(cfg.model, to):,}), over --budget={args.budget:g} s; raise --budget or choose a "
+                                "smaller --to")
+            record = {"param": "d", "from": cfg.model.d, "to": to, "branches": branches}
             path = out / "continuation-d.json"
+            try:
+                for pid in ids:
+                    p = store.point(pid)
+                    branches.append(continue_in_width(cfg.model, p["params"], to=to, point_id=pid, label=p["label"],
+                                                      progress=lambda s, pid=pid: print(
+                                                          f"  point {pid}: d={s['d']} (P={s['P']:,}) index {s['index']}, "
+                                                          f"symmetry zero modes {s['symmetry_zero_modes']}", flush=True)
+                                                      ).to_dict())
+            except KeyboardInterrupt:
+                interrupted = True
         else:
             settings = ContinuationSettings(max_steps=args.steps, certify_tol=cfg.certify_tol)
-            for pid in ids:
-                p = store.point(pid)
-                br = continue_in_lambda(cfg.model, p["params"], param=args.param, to=args.to, point_id=pid,
-                                        label=p["label"], settings=settings)
-                branches.append(br.to_dict())
-                ev = "; ".join(f"{e['kind']} at {args.param}={e[args.param]:.10g} (index {e['index_before']}→{e['index_after']}"
-                               + (f", dμ/d{args.param} {e['eigenvalue_slope']:.4g}" if e.get("eigenvalue_slope") is not None else "") + ")"
-                               for e in br.events) or "no events"
-                print(f"point {pid} ({p['label']}): {len(br.steps)} steps, {ev}; {br.end}")
             record = {"param": args.param, "from": param_value(cfg.model, args.param), "to": args.to,
                       "settings": settings.to_dict(), "branches": branches}
             path = out / "continuation.json"
+            try:
+                _follow_all(store, cfg, ids, args, settings, branches, continue_in_lambda)
+            except KeyboardInterrupt:
+                interrupted = True
+        if interrupted:
+            record["interrupted"] = True
         record["wall_time_s"] = time.perf_counter() - t0
         write_json(path, record)
         store.add_continuation(args.param, record)
+    if interrupted:
+        import sys
+
+        from . import EXIT_INTERRUPTED
+        print(f"\ninterrupted: the {len(branches)} finished branch(es) are kept in {path} and the database",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.param == "d":
         for br in branches:
             s0, s1 = br["steps"][0], br["steps"][-1]
@@ -85,3 +111,31 @@ def main(args) -> int:
                   f"→ {s1['symmetry_zero_modes']} at d={s1['d']}; index {s1['index']}, excess nullity {s1['nullity']}")
     print(f"written {path} ({record['wall_time_s']:.1f} s)")
     return 0
+
+
+def _P_at(spec, d: int) -> int:
+    """Parameter count at width d: dN + (L−1)d² + Kd."""
+    return d * spec.K * spec.n + (spec.L - 1) * d * d + spec.K * d
+
+
+def width_cost_estimate(spec, to: int, n_points: int) -> float:
+    """Predicted seconds of a width continuation: per point, the analysis at every width from the
+    study's to ``to``, each at the dense cost model of this machine (an upper bound where the
+    analysis takes the Lanczos path)."""
+    from ..analysis.hessian import dense_cost_s
+
+    return n_points * sum(dense_cost_s(_P_at(spec, d)) for d in range(spec.d, to + 1))
+
+
+def _follow_all(store, cfg, ids, args, settings, branches, continue_in_lambda) -> None:
+    """Follow every point in λ (or λ_H, λ_W, the ratio), printing each branch as it ends; the
+    finished branches are appended to ``branches`` as they come (kept when interrupted)."""
+    for pid in ids:
+        p = store.point(pid)
+        br = continue_in_lambda(cfg.model, p["params"], param=args.param, to=args.to, point_id=pid,
+                                label=p["label"], settings=settings)
+        branches.append(br.to_dict())
+        ev = "; ".join(f"{e['kind']} at {args.param}={e[args.param]:.10g} (index {e['index_before']}→{e['index_after']}"
+                       + (f", dμ/d{args.param} {e['eigenvalue_slope']:.4g}" if e.get("eigenvalue_slope") is not None else "")
+                       + ")" for e in br.events) or "no events"
+        print(f"point {pid} ({p['label']}): {len(br.steps)} steps, {ev}; {br.end}", flush=True)

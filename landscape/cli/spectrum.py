@@ -24,18 +24,41 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    import time
     from pathlib import Path
 
-    from ..analysis.spectrum import check_group_rtol, group_multiplicity_text, inspect_spectrum
+    from ..analysis.spectrum import check_group_rtol
     from ..core.validate import SpecError, check_number
-    from ..io.results import DB_NAME, own_subfolder, write_json
-    from ..io.store import StudyStore
-    from ..study.config import StudyConfig, resolve_device
+    from ..io.results import DB_NAME, check_writable_folder
 
     check_number("--budget", args.budget)
     check_group_rtol(args.group_rtol)
     out = Path(args.dir)
+    if not (out / DB_NAME).is_file():
+        raise SpecError(f"{out} holds no study ({DB_NAME} is missing)")
+    check_writable_folder(out, "the spectra")
+    written = []
+    try:
+        return _spectra(args, out, written)
+    except KeyboardInterrupt:
+        import sys
+
+        from . import EXIT_INTERRUPTED
+        kept = ", ".join(map(str, written)) or "none"
+        print(f"\ninterrupted: the spectra of finished points are kept (points {kept}); run the same command for the rest",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _spectra(args, out, written: list) -> int:
+    """Analyse and store the spectra (``written`` hears every point id as it is stored)."""
+    import time
+
+    from ..analysis.spectrum import group_multiplicity_text, inspect_spectrum
+    from ..core.validate import SpecError
+    from ..io.results import DB_NAME, own_subfolder, write_json
+    from ..io.store import StudyStore
+    from ..study.config import StudyConfig, resolve_device
+
     with StudyStore.open(out / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
         ids = [p["id"] for p in store.points()]
@@ -55,6 +78,7 @@ def main(args) -> int:
             rec["timings"]["total_s"] = time.perf_counter() - t
             write_json(out / "spectra" / f"point-{pid}.json", rec)
             store.put_spectrum(pid, rec)
+            written.append(pid)
             part = ("" if rep.method == "dense" else
                     f" (partial: {rep.eigenvalues.size} extreme eigenvalues of {rep.P}; multiplicities are lower bounds)")
             print(f"point {pid} ({p['label']}, {p['kind']}): {rep.method} spectrum of P={rep.P} in "

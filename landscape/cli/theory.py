@@ -46,6 +46,9 @@ def _spec_from_args(args: argparse.Namespace):
         base = layered(base, load_config_dict(args.config))
     elif args.preset:
         base = layered(base, tomllib.loads(preset_path(args.preset).read_text(encoding="utf-8")))
+    from ..core.validate import check_table
+
+    check_table("model", base.get("model", {}))   # `model = 3` or `model = [[1, 2]]`: one line naming it
     m = dict(base.get("model") or {})
     for k, key in (("K", "K"), ("n", "n"), ("d", "d"), ("L", "L"), ("lam", "lambda")):
         v = getattr(args, k)

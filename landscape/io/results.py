@@ -195,6 +195,21 @@ def is_sqlite_file(path: str | Path) -> bool:
         return False
 
 
+def check_writable_folder(folder: str | Path, what: str) -> Path:
+    """Refuse at once (before any computation) a results folder this command cannot write into:
+    a real probe (an exclusive temporary file, removed again), so read-only mounts are caught as
+    well as permissions. ``what`` says what the command would write there."""
+    folder = Path(folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".landscape-probe-", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{folder} is not writable ({exc.strerror or exc}): {what} would be written there; "
+                          "copy the study to a writable folder") from None
+    os.close(fd)
+    os.unlink(tmp)
+    return folder
+
+
 def own_subfolder(folder: str | Path, name: str) -> Path:
     """``folder/name`` as a real sub-folder of a results folder, created if missing; a symbolic
     link or a file there is an :class:`OutputError` (landscape never writes through a link)."""

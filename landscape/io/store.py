@@ -279,6 +279,9 @@ class StudyStore:
             con.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as e:
             con.close()
+            if isinstance(e, sqlite3.OperationalError) and "readonly" in str(e).replace("-", "").replace(" ", ""):
+                raise StoreError(f"{path} is readable but not writable (a read-only database or folder): this "
+                                 "command writes to it; copy the study to a writable folder") from e
             raise StoreError(f"{path} is not a readable SQLite database: {e}") from e
         if mode.lower() != "wal":
             con.close()

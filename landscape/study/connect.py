@@ -32,6 +32,8 @@ hold basin counts, most-visited first, up to ``max_pairs``, plus the pairs the u
 """
 from __future__ import annotations
 
+import sys
+
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -105,19 +107,23 @@ class ConnectSettings:
                           dt=self.neb_dt, climb=self.climb, doubly_nudged=self.doubly_nudged)
 
 
-def candidate_pairs(points: list[dict], counts: dict, cfg: ConnectSettings) -> list[tuple[int, int]]:
+def candidate_pairs(points: list[dict], counts: dict, cfg: ConnectSettings) -> tuple[list[tuple[int, int]], list[dict]]:
     """The pairs to connect: among the minima holding basin counts (most-visited first), pairs in
-    the order (0,1), (0,2), (1,2), (0,3), … up to ``max_pairs``, then the user's pairs."""
+    the order (0,1), (0,2), (1,2), (0,3), … up to ``max_pairs``, then the user's pairs; and the
+    user's pairs left out, each with the reason (a point the study does not hold: the study is
+    finished without that pair instead of failing after its trajectories, and on every resume)."""
     kind = {p["id"]: p["kind"] for p in points}
     held = sorted((pid for pid, c in counts.items() if c > 0 and kind.get(pid) in LEAF_KINDS),
                   key=lambda pid: (-counts[pid], pid))
     pairs = [(held[i], held[j]) for j in range(len(held)) for i in range(j)][:cfg.max_pairs]
+    skipped = []
     for a, b in cfg.pairs:
         if a not in kind or b not in kind:
-            raise SpecError(f"connect.pairs names point {a if a not in kind else b}, which the study does not hold")
-        if (a, b) not in pairs and (b, a) not in pairs and a != b:
+            skipped.append({"pair": [a, b], "outcome": f"skipped: connect.pairs names point {a if a not in kind else b}, "
+                                                       f"which the study does not hold (it has {sorted(kind)})"})
+        elif (a, b) not in pairs and (b, a) not in pairs and a != b:
             pairs.append((a, b))
-    return pairs
+    return pairs, skipped
 
 
 def _joined(store) -> nx.utils.UnionFind:
@@ -219,7 +225,13 @@ def connect_minima(session) -> int:
         return len(store.transition_states())
     attempts = store.get_meta(ATTEMPTS_KEY, [])
     tried = {tuple(sorted(x["pair"])) for x in attempts}
-    todo = candidate_pairs(store.points(), store.basin_counts(), cfg)
+    todo, skipped = candidate_pairs(store.points(), store.basin_counts(), cfg)
+    for rec in skipped:
+        if tuple(rec["pair"]) not in {tuple(x["pair"]) for x in attempts}:
+            attempts.append(rec)
+        print(f"landscape: {rec['outcome']}; the study is finished without it", file=sys.stderr)
+    if skipped:
+        store.set_meta(ATTEMPTS_KEY, attempts)
     losses = {p["id"]: p["loss"] for p in store.points()}
     for depth in range(cfg.max_depth + 1):
         uf = _joined(store)

@@ -524,10 +524,10 @@ def embed_width(spec: ModelSpec, theta, d_new: int) -> tuple[ModelSpec, np.ndarr
 
 
 def continue_in_width(spec: ModelSpec, theta, *, to: int, point_id: int | None = None, label: str | None = None,
-                      dense_limit: int | None = None) -> Branch:
+                      dense_limit: int | None = None, progress=None) -> Branch:
     """Embed θ into every width d+1..``to`` and re-analyse it: per width its loss, ‖∇L‖, index,
     nullity net of symmetry, and symmetry zero modes (the dimension of its critical manifold's
-    gauge orbit)."""
+    gauge orbit). ``progress(step record)`` hears every width as it is done."""
     if not (isinstance(to, int) and to >= spec.d):
         raise SpecError(f"--to={to!r} is invalid: must be an integer width >= {spec.d}")
     br = Branch(point_id, label)
@@ -540,5 +540,7 @@ def continue_in_width(spec: ModelSpec, theta, *, to: int, point_id: int | None =
         br.steps.append({"d": d, "P": s2.P, "loss": float(loss), "grad_norm": float(g.norm()), "index": h.index,
                          "nullity": h.excess_zero_modes, "symmetry_zero_modes": h.symmetry_zero_modes,
                          "method": h.method})
+        if progress is not None:
+            progress(br.steps[-1])
     br.end = "reached"
     return br

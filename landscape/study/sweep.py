@@ -256,9 +256,20 @@ def write_prevalence_csv(path: str | Path, rows: list[dict], axes: Iterable[str]
 
 
 def read_prevalence_csv(path: str | Path) -> list[dict]:
-    """The rows of a ``prevalence.csv`` as dicts of strings."""
-    with Path(path).open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
+    """The rows of a ``prevalence.csv`` as dicts of strings; a damaged file (not UTF-8, missing the
+    fixed columns, ragged rows) is a ValueError naming it."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            header = reader.fieldnames or []
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"{path} is not a readable prevalence table ({exc}); re-run the sweep command to rewrite it") from None
+    missing = [c for c in PREVALENCE_FIELDS if c not in header]
+    if missing or any(None in r or any(v is None for v in r.values()) for r in rows):
+        what = f"missing column(s) {missing}" if missing else "rows of the wrong length"
+        raise ValueError(f"{path} is damaged ({what}); re-run the sweep command to rewrite it")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -317,7 +328,14 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
     sweep_json = out / SWEEP_FILES["sweep"]
     effective = json.loads(json.dumps(sweep.to_dict()))
     if sweep_json.is_file():
-        previous = read_json(sweep_json).get("sweep_config")
+        try:
+            previous = read_json(sweep_json)
+            if not isinstance(previous, dict):
+                raise ValueError(f"{sweep_json} is not a sweep record (a JSON object)")
+        except ValueError as exc:
+            raise SpecError(f"{exc}; the finished cells are kept: move {sweep_json} away and run the same command "
+                            "to rebuild it") from None
+        previous = previous.get("sweep_config")
         if previous != effective:
             raise SpecError(f"{out} already holds a different sweep (its sweep.json differs); "
                             "use another --out, or the same file and --set options to resume it")
