@@ -546,3 +546,39 @@ def test_ctrl_c_in_continue_keeps_the_finished_branches(study, tmp_path, capsys,
     assert code == 130 and "interrupted" in err and "Traceback" not in err
     rec = json.loads((d / "continuation-d.json").read_text())
     assert rec["interrupted"] is True
+
+
+def test_disk_full_and_ctrl_c_during_spectrum_are_one_line(study, tmp_path, capsys, monkeypatch):
+    import sqlite3 as sq
+
+    import landscape.io.store as st
+
+    d = _copy(study, tmp_path)
+
+    def full(*a, **k):
+        raise sq.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(st.StudyStore, "put_spectrum", full)
+    code, _, err = run_cli(capsys, "spectrum", d, "0")
+    assert code == 2
+    one_line_error(err, "disk is full", "committed before is kept")
+    monkeypatch.setattr(st.StudyStore, "put_spectrum", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code, _, err = run_cli(capsys, "spectrum", d, "0")
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
+
+
+def test_spectrum_in_a_read_only_place_fails_before_computing(study, tmp_path, capsys, monkeypatch):
+    import landscape.analysis.spectrum as sp
+    import landscape.io.results as res
+
+    d = _copy(study, tmp_path)
+    monkeypatch.setattr(sp, "inspect_spectrum", lambda *a, **k: pytest.fail("computed before checking the folder"))
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(res.tempfile, "mkstemp", refuse)
+    code, _, err = run_cli(capsys, "spectrum", d, "0")
+    assert code == 2
+    one_line_error(err, str(d), "not writable")
+    assert ".tmp-" not in err

@@ -204,7 +204,7 @@ def test_every_structure_survives_lambda_1e_300(K, n, L):
 def test_scale_maps_are_unimodal():
     """The check behind block_scale_roots' docstring: d log f/du changes sign once (block maps, and
     the pairing family's map for odd K) on a fine grid of u = log α."""
-    us = np.linspace(-40, 12, 5201)
+    us = np.linspace(-40, 12, 2601)
     for K in range(2, 13):
         for L in (2, 3, 6):
             for k in range(2, K + 1):
