@@ -19,21 +19,30 @@ turns back in p:
   on MINRES's minimum-norm step), and the bordered system — the Jacobian, the arclength row and
   the s phase rows — is solved densely by least squares (it has full column rank away from
   bifurcation points). Every corrected point is certified to ‖∇L‖ ≤ ``certify_tol``.
-* **steps adapt**: a corrector that needs few iterations lengthens the next step (×1.5, at most
-  ``h_max``), one that fails or needs many halves it; below ``h_min`` the branch ends
-  ("failed to correct").
+* **steps adapt to the branch, never to the target**: arclength is measured in coordinates
+  normalised at every accepted point (θ/‖θ_k‖, p/|p_k|), so a step h is a relative change; a
+  corrector that needs few iterations lengthens the next step (×1.5, at most ``h_max``), one that
+  needs many halves it, and a corrected point is accepted only if it **continues the branch**
+  (:meth:`_Follower.continues`: corrector drift ≤ ``max_drift``·h, tangent turn ≤ ``max_turn``,
+  loss change as the tangent predicts), otherwise the step is halved; below ``h_min`` the branch
+  ends.
 
-**Events**, located by bisection on the arclength step to 1e-6 relative in p: a **fold** (ṗ
-changes sign: the branch turns back in p) and an **index change** (the number of negative
-eigenvalues of the Hessian restricted to the complement of the symmetry tangents changes: an
-eigenvalue crosses zero — a branch point or a loss of stability). Each records p, the index before
-and after, and the logit scale.
+**Events**, located at the exact crossing: an **index change** is detected when the count of
+eigenvalues below −τ (τ = ``tau_rel``·λ, for counting only) changes, and located as the root of
+the crossing eigenvalue itself — the m-th smallest eigenvalue of the Hessian restricted to the
+complement of the symmetry tangents, continuous along the branch — on the step where it changes
+sign (regula falsi, Illinois variant, to ``event_rtol`` relative in p), with its slope dμ/dp and
+the multiplicity of the crossing; a **fold** is the zero of ṗ located the same way (not reported
+as an index change; an eigenvalue crossing at the fold itself is the fold's). Each records p, the
+index before and after, the logit scale there.
 
 A branch ends when it reaches the target ("reached", the last step landing on it exactly), when
 p would leave the model's validity (p ≤ 0: "left the model's validity (lambda ≤ 0)") or falls below
 ``p_floor_rtol`` of its start (the index is not resolvable there: τ ∝ λ), when it arrives at the
 origin (its logit scale below ``origin_rtol`` of the start: the small-root branches do as p → 0,
-and there every structure's branches meet), when the corrector fails, or after ``max_steps``. The linear algebra is dense (the Hessian is formed
+and there every structure's branches meet), where the index cannot be resolved (τ under the
+eigenvalue noise ``noise_mult``·ε·ρ, or the symmetry orbit's dimension changing as the rank
+dissolves in round-off), when no step continues the branch, or after ``max_steps``. The linear algebra is dense (the Hessian is formed
 at every step): meant for P up to a few thousand.
 
 **Width embedding** (:func:`embed_width`, :func:`continue_in_width`). A critical point at width d
@@ -328,9 +337,8 @@ class _Follower:
     def root_on_step(self, base: _Point, h: float, g, g0: float, gh: float):
         """Root s* ∈ (0, h) of the continuous g(point at step s from ``base``) with g(0) = g0 and
         g(h) = gh of opposite signs, by the Illinois variant of regula falsi, until the parameter
-        is bracketed to ``event_rtol``. Returns (point at the root, p*, dg/dp there, the two bracket
-        points, the one nearer the start first — None where that end is ``base`` itself — and the
-        step length s* of the root)."""
+        is bracketed to ``event_rtol``. Returns (point at the root, p*, dg/dp there, the step
+        length s* of the root), or None if the corrector failed throughout."""
         a, b, ga, gb = 0.0, h, g0, gh
         pa, pb = base.p, None
         qa = qb = None
@@ -363,14 +371,7 @@ class _Follower:
         if qb is None:
             return None
         slope = (gb - (g(qa) if qa is not None else g0)) / (pb - pa) if pa is not None and pb != pa else None
-        near, far = ((qa, qb) if a < b else (qb, qa))
-        return qb, pb, slope, (near, far), b
-
-    @staticmethod
-    def signed_index(q: _Point) -> int:
-        """Negative eigenvalues of ``q`` counted by sign where they stand out of the noise (at the
-        ends of an event's bracket the crossing eigenvalues are within τ of 0 but of definite sign)."""
-        return int(((q.eigs < -q.tau) | ((q.eigs < 0) & (q.eigs < -q.noise))).sum())
+        return qb, pb, slope, b
 
     def locate_fold(self, pt: _Point, h: float, q_end: _Point):
         """The fold on the step: the zero of ṗ (the tangent's parameter component, oriented along
@@ -442,7 +443,7 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
         if q.tangent[-1] * pt.tangent[-1] < 0:
             loc = f.locate_fold(pt, h, q)
             if loc is not None:
-                ev, p_ev, _, _, s_ev = loc
+                ev, p_ev, _, s_ev = loc
                 events.append(((0, s_ev), {"kind": "fold", key: p_ev, "logit_scale": f.record(ev)["logit_scale"]}, ev))
         if q.index != pt.index:
             m = pt.index if q.index > pt.index else pt.index - 1
@@ -453,7 +454,7 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
                 loc = None
             if loc is not None and not any(e["kind"] == "fold" and abs(e[key] - loc[1]) <= 1e3 * S.event_rtol * abs(loc[1])
                                            for _, e, _ in events):
-                ev, p_ev, slope, _, s_ev, offset = loc
+                ev, p_ev, slope, s_ev, offset = loc
                 events.append(((offset, s_ev), {"kind": "index_change", key: p_ev, "eigenvalue_slope": slope,
                                                 "logit_scale": f.record(ev)["logit_scale"]}, ev))
         idx = br.events[-1]["index_after"] if br.events else br.steps[0]["index"]
