@@ -181,10 +181,17 @@ def test_integer_stage_fields_are_stored_as_integers():
     assert type(lb.memory) is int and lb.memory == 7
 
 
-@pytest.mark.parametrize("stages", [
-    [StageConfig(engine="gd", lr=0.5, max_iter=4000, tol=1e-7), POLISH],
-    [StageConfig(engine="lbfgs", max_iter=400, tol=1e-10, stall_window=50)],
-], ids=["gd+polish", "lbfgs"])
+def _refill_cases():
+    """The hand-made pipelines, then every registered engine alone (a new engine is tested by being
+    registered in ENGINES)."""
+    from landscape.engines import ENGINES
+
+    cases = [([StageConfig(engine="gd", lr=0.5, max_iter=4000, tol=1e-7), POLISH], "gd+polish")]
+    cases += [([StageConfig(engine=name, max_iter=150, tol=1e-9, stall_window=150)], name) for name in sorted(ENGINES)]
+    return [pytest.param(st, id=i) for st, i in cases]
+
+
+@pytest.mark.parametrize("stages", _refill_cases())
 def test_working_batch_refill_gives_the_same_trajectories(stages):
     """Continuous batching (a working batch of 3 refilled from 10 pending starts) changes nothing:
     every row's stop, iterations, evaluations and end point equal the all-at-once run's."""
