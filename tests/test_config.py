@@ -43,3 +43,20 @@ def test_unknown_table_field_is_rejected():
         StudyConfig.from_dict(d)
     with pytest.raises(SpecError, match="stages is empty"):
         StudyConfig.from_dict(apply_overrides({**default_config_dict(), "stages": []}, []))
+
+
+def test_saddle_pipeline_defaults_have_one_source():
+    """The [saddles] pipelines a table leaves out are the embedded default study's, not a second copy."""
+    import tomllib
+    from importlib import resources
+
+    from landscape.study.config import SaddleSearch
+
+    toml = tomllib.loads(resources.files("landscape").joinpath("configs/default.toml").read_text())["saddles"]
+    s = SaddleSearch.from_dict({}, certify_tol=1e-10, trajectories=10)
+    for key in ("stages", "descend"):
+        got = [st.settings() for st in getattr(s, key)]
+        for mine, want in zip(got, toml[key]):
+            for k, v in want.items():
+                if k != "tol" or want is not toml[key][-1]:
+                    assert mine[k] == v, (key, k)

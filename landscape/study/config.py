@@ -223,12 +223,9 @@ def init_scheme(d, where: str = "init") -> InitScheme:
 #: direction), the adaptive gradient flow, then a Newton-MR polish that certifies the end point.
 #: A descent starts with ‖∇L‖ ≈ |μ|·eps (μ < −τ the eigenvalue), which rises while it leaves
 #: the saddle: so the flow's stall test is off (stall_window = max_iter) and its ``tol`` (1e-9)
-#: sits below τ·eps for the default τ and eps, or the flow would stop before it moved.
-SADDLE_DEFAULT_STAGES = {
-    "stages": [{"engine": "newton", "max_iter": 200, "stall_window": 20}],
-    "descend": [{"engine": "flow", "max_iter": 20000, "tol": 1e-9, "stall_window": 20000},
-                {"engine": "newton", "max_iter": 100, "stall_window": 10, "entry_grad_norm": 1e-3}],
-}
+#: sits below τ·eps for the default τ and eps, or the flow would stop before it moved. One source:
+#: the embedded default study's ``[saddles]`` table (``landscape/configs/default.toml``).
+SADDLE_DEFAULT_STAGES = {k: default_config_dict()["saddles"][k] for k in ("stages", "descend")}
 SADDLE_PIPELINES = tuple(SADDLE_DEFAULT_STAGES)
 #: Default trajectory index of the first saddle-search start (its seed is that of this index).
 SADDLE_INDEX_OFFSET = 10 ** 9
@@ -286,19 +283,20 @@ class SaddleSearch:
     def from_dict(cls, d, certify_tol: float, trajectories: int) -> "SaddleSearch":
         check_table("saddles", d)
         check_fields("[saddles]", d, cls.FIELDS + SADDLE_PIPELINES)
-        starts = check_int("saddles.starts", d.get("starts", 0), 0)
-        offset = check_int("saddles.index_offset", d.get("index_offset", SADDLE_INDEX_OFFSET), 0)
+        dflt = cls()
+        starts = check_int("saddles.starts", d.get("starts", dflt.starts), 0)
+        offset = check_int("saddles.index_offset", d.get("index_offset", dflt.index_offset), 0)
         if offset < trajectories:
             raise SpecError(f"saddles.index_offset={offset} is invalid: must be >= trajectories={trajectories}, "
                             "so saddle-search starts never share an index (and seed) with a main trajectory")
         init = None if d.get("init") is None else init_scheme(d["init"], "saddles.init")
         pipes = {k: stage_list(f"saddles.{k}", d.get(k, copy.deepcopy(v)), certify_tol)
                  for k, v in SADDLE_DEFAULT_STAGES.items()}
-        return cls(starts=starts, index_offset=offset, eps=check_number("saddles.eps", d.get("eps", 1e-3)),
-                   max_rounds=check_int("saddles.max_rounds", d.get("max_rounds", 3), 1),
-                   max_descents=check_int("saddles.max_descents", d.get("max_descents", 24), 2),
-                   directions=check_int("saddles.directions", d.get("directions", 6), 1),
-                   degeneracy_rtol=check_number("saddles.degeneracy_rtol", d.get("degeneracy_rtol", 1e-6)),
+        return cls(starts=starts, index_offset=offset, eps=check_number("saddles.eps", d.get("eps", dflt.eps)),
+                   max_rounds=check_int("saddles.max_rounds", d.get("max_rounds", dflt.max_rounds), 1),
+                   max_descents=check_int("saddles.max_descents", d.get("max_descents", dflt.max_descents), 2),
+                   directions=check_int("saddles.directions", d.get("directions", dflt.directions), 1),
+                   degeneracy_rtol=check_number("saddles.degeneracy_rtol", d.get("degeneracy_rtol", dflt.degeneracy_rtol)),
                    init=init, **pipes)
 
     def to_dict(self) -> dict:
