@@ -8,7 +8,14 @@
 * :mod:`.point`: :func:`analyse_point`, the one entry point.
 * :mod:`.dedup`: invariant fingerprints, merging modulo symmetry.
 """
-from .point import LEAF_KINDS, POINT_KINDS, PointAnalysis, analyse_point
-from .settings import AnalysisSettings
+import importlib
 
 __all__ = ["AnalysisSettings", "LEAF_KINDS", "POINT_KINDS", "PointAnalysis", "analyse_point"]
+_HOME = {"AnalysisSettings": ".settings", "LEAF_KINDS": ".point", "POINT_KINDS": ".point",
+         "PointAnalysis": ".point", "analyse_point": ".point"}
+
+
+def __getattr__(name):  # loaded on first use: the settings validate a study file without torch
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,38 +40,7 @@ from ..core.model import DeepUFM, ModelSpec
 from ..core.validate import check_number
 
 
-@dataclass(frozen=True)
-class DedupTolerances:
-    """Named tolerances of :func:`same_point`; stored with every study.
-
-    * ``loss_atol``, ``loss_rtol``: |ℓ_a − ℓ_b| ≤ loss_atol + loss_rtol·max(|ℓ_a|, |ℓ_b|).
-    * ``sv_atol``, ``sv_rtol``: per factor, |s_a,i − s_b,i| ≤ sv_atol + sv_rtol·max(s_a,1, s_b,1)
-      (relative to that factor's largest singular value); the same for z_sv and z_within.
-    * ``zbar_atol``, ``zbar_rtol``: a class permutation π with
-      |Z̄_a[i, j] − Z̄_b[π i, π j]| ≤ zbar_atol + zbar_rtol·max(max|Z̄_a|, max|Z̄_b|) for all i, j.
-
-    The defaults suit points certified at ‖∇L‖ ≲ 1e-8 in float64 with λ ≳ 1e-4 (parameter error
-    ≈ ‖∇L‖ / smallest non-zero curvature ≲ 1e-4 in the worst case) and keep structures whose
-    logits differ at O(1), such as DNC and class pairing, far apart.
-    """
-
-    loss_atol: float = 1e-10
-    loss_rtol: float = 1e-7
-    sv_atol: float = 1e-6
-    sv_rtol: float = 1e-4
-    zbar_atol: float = 1e-6
-    zbar_rtol: float = 1e-4
-
-    def __post_init__(self):
-        for k, v in asdict(self).items():
-            check_number(k, v, allow_zero=True)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "DedupTolerances":
-        return cls(**dict(d))
+from .settings import DedupTolerances  # noqa: E402  (declared with the other thresholds, torch-free)
 
 
 # ----- fingerprints ------------------------------------------------------------------------------

@@ -39,16 +39,13 @@ import torch
 from ..core.jsonsafe import json_float
 from ..core.linalg import block_lanczos, symmetric_eigh
 from ..core.model import DeepUFM, ModelSpec, as_theta64
-from .symmetry import DEFAULT_SYMMETRY_RTOL, null_part, symmetry_space
+from .settings import (DEFAULT_DENSE_BUDGET_S, DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K,  # noqa: F401
+                       DEFAULT_LANCZOS_SEED, DEFAULT_LANCZOS_TOL, DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL,
+                       DEFAULT_TAU_REL)
+from .symmetry import null_part, symmetry_space
 
-#: None: choose dense vs Lanczos by the measured cost model; an integer: dense iff P ≤ it.
-DEFAULT_DENSE_LIMIT = None
-DEFAULT_DENSE_BUDGET_S = 60.0
-DEFAULT_TAU_REL = 1e-3
-DEFAULT_NOISE_MULT = 1e4
-DEFAULT_LANCZOS_K = 20
-DEFAULT_LANCZOS_TOL = 1e-10
-DEFAULT_LANCZOS_SEED = 0
+# DEFAULT_DENSE_LIMIT (None: choose dense vs Lanczos by the measured cost model; an integer: dense
+# iff P ≤ it) and the other defaults are declared in :mod:`landscape.analysis.settings`.
 #: Restarts of each block Lanczos run before it is reported as not converged.
 DEFAULT_LANCZOS_RESTARTS = 30
 

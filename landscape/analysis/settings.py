@@ -6,13 +6,28 @@ The defaults are those of :mod:`landscape.analysis.hessian` and :mod:`landscape.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
+from typing import Mapping
 
 from ..core.validate import check_int, check_number
-from .hessian import (DEFAULT_DENSE_BUDGET_S, DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K, DEFAULT_LANCZOS_SEED,
-                      DEFAULT_LANCZOS_TOL, DEFAULT_NOISE_MULT, DEFAULT_TAU_REL)
-from .structure import DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL
-from .symmetry import DEFAULT_SYMMETRY_RTOL
+
+# The defaults, declared here (torch-free, so a study file is validated without importing torch)
+# and imported by the modules that use them; their meaning is documented there.
+#: :mod:`landscape.analysis.hessian`
+DEFAULT_DENSE_LIMIT = None
+DEFAULT_DENSE_BUDGET_S = 60.0
+DEFAULT_TAU_REL = 1e-3
+DEFAULT_NOISE_MULT = 1e4
+DEFAULT_LANCZOS_K = 20
+DEFAULT_LANCZOS_TOL = 1e-10
+DEFAULT_LANCZOS_SEED = 0
+#: :mod:`landscape.analysis.structure`
+DEFAULT_RANK_RTOL = 1e-6
+DEFAULT_PATTERN_RTOL = 1e-4
+DEFAULT_COLLAPSE_TOL = 1e-4
+DEFAULT_ZERO_ATOL = 1e-12
+#: :mod:`landscape.analysis.symmetry`
+DEFAULT_SYMMETRY_RTOL = 1e-8
 
 #: Fields passed to :func:`landscape.analysis.hessian.analyse_hessian`.
 HESSIAN_FIELDS = ("tau", "tau_rel", "noise_mult", "dense_limit", "dense_budget_s", "lanczos_k", "lanczos_tol",
@@ -65,3 +80,37 @@ class AnalysisSettings:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.kwargs().items() if v is not None}
+
+
+@dataclass(frozen=True)
+class DedupTolerances:
+    """Named tolerances of :func:`same_point`; stored with every study.
+
+    * ``loss_atol``, ``loss_rtol``: |ℓ_a − ℓ_b| ≤ loss_atol + loss_rtol·max(|ℓ_a|, |ℓ_b|).
+    * ``sv_atol``, ``sv_rtol``: per factor, |s_a,i − s_b,i| ≤ sv_atol + sv_rtol·max(s_a,1, s_b,1)
+      (relative to that factor's largest singular value); the same for z_sv and z_within.
+    * ``zbar_atol``, ``zbar_rtol``: a class permutation π with
+      |Z̄_a[i, j] − Z̄_b[π i, π j]| ≤ zbar_atol + zbar_rtol·max(max|Z̄_a|, max|Z̄_b|) for all i, j.
+
+    The defaults suit points certified at ‖∇L‖ ≲ 1e-8 in float64 with λ ≳ 1e-4 (parameter error
+    ≈ ‖∇L‖ / smallest non-zero curvature ≲ 1e-4 in the worst case) and keep structures whose
+    logits differ at O(1), such as DNC and class pairing, far apart.
+    """
+
+    loss_atol: float = 1e-10
+    loss_rtol: float = 1e-7
+    sv_atol: float = 1e-6
+    sv_rtol: float = 1e-4
+    zbar_atol: float = 1e-6
+    zbar_rtol: float = 1e-4
+
+    def __post_init__(self):
+        for k, v in asdict(self).items():
+            check_number(k, v, allow_zero=True)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "DedupTolerances":
+        return cls(**dict(d))

@@ -40,10 +40,7 @@ from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from .theory import BlockType, block_types, pattern_name, simplex
 
-DEFAULT_RANK_RTOL = 1e-6
-DEFAULT_PATTERN_RTOL = 1e-4
-DEFAULT_COLLAPSE_TOL = 1e-4
-DEFAULT_ZERO_ATOL = 1e-12
+from .settings import DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL  # noqa: E402,F401
 
 
 # ----- ranks -----------------------------------------------------------------------------------

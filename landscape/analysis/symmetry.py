@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.model import ModelSpec
-
-DEFAULT_SYMMETRY_RTOL = 1e-8
+from .settings import DEFAULT_SYMMETRY_RTOL  # noqa: F401  (declared with every analysis default)
 
 
 def gauge_interfaces(spec: ModelSpec) -> list[int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from ..core.model import ModelSpec
+from ..core.spec import ModelSpec
 
 
 # ----- DNC in the deep linear CE model (MODEL.md §6) -------------------------------------------

@@ -35,10 +35,11 @@ def main(args) -> int:
     from ..core.validate import SpecError
     from ..io.results import DB_NAME, check_results_folder
     from ..study.config import load_study
-    from ..study.run import load_config, run_study
     from . import EXIT_INTERRUPTED
 
     if args.resume:
+        from ..study.run import load_config
+
         if args.config or args.overrides or args.out or args.preset:
             raise SpecError("--resume DIR continues the study stored in DIR with its own configuration: "
                             "it takes no --config, --set or --out, and no --preset")
@@ -54,6 +55,8 @@ def main(args) -> int:
             if not StudyStore.is_uninitialised(out / DB_NAME):
                 raise SpecError(f"{out} already holds a study: continue it with `landscape run --resume {out}` "
                                 "or choose another --out")
+    from ..study.run import run_study   # torch: only once the configuration and the folder are good
+
     try:
         summary = run_study(cfg, out, progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -41,9 +41,7 @@ def main(args) -> int:
 
     from ..core.validate import SpecError
     from ..io.results import DB_NAME, SWEEP_FILES, OutputError, check_results_folder, folder_kind
-    from ..study.executors import ExecutorError, make_executor
-    from ..study.sweep import load_sweep, run_sweep
-    from ..viz.sweep_report import write_sweep_report
+    from ..study.sweep_config import load_sweep
     from . import EXIT_INTERRUPTED
 
     sweep = load_sweep(args.config, args.overrides, preset=args.preset)
@@ -55,6 +53,10 @@ def main(args) -> int:
             check_results_folder(out, force=args.force)
         except OutputError as exc:
             raise OutputError(str(exc).replace("holds no study", "holds no sweep")) from None
+    from ..study.executors import ExecutorError, make_executor   # torch: once the sweep and folder are good
+    from ..study.sweep import run_sweep
+    from ..viz.sweep_report import write_sweep_report
+
     try:
         executor = make_executor(args.executor, scheduler=args.scheduler, workers=args.workers,
                                  torch_threads=args.torch_threads)

@@ -62,10 +62,11 @@ def _spec_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ..analysis import theory
     from ..core.validate import SpecError
 
     spec = _spec_from_args(args)
+    from ..analysis import theory   # numpy and scipy: only once the model is valid
+
     if spec.activation != "linear" or spec.loss != "ce":
         raise SpecError(f"closed forms cover the linear CE model only (activation={spec.activation!r}, loss={spec.loss!r})")
     K, n, L = spec.K, spec.n, spec.L

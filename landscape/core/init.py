@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, asdict
 
 import numpy as np
-import torch
 
-from .model import ModelSpec
+from .spec import ModelSpec
 from .validate import SpecError, check_choice, check_number
 
 SCHEMES = ("gaussian", "small", "orthogonal")
@@ -70,8 +69,10 @@ def trajectory_seed(study_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(study_seed), int(index)]).generate_state(2, np.uint32).view(np.uint64)[0] >> 1)
 
 
-def draw_start(spec: ModelSpec, scheme: InitScheme, seed: int) -> torch.Tensor:
+def draw_start(spec: ModelSpec, scheme: InitScheme, seed: int) -> "torch.Tensor":
     """One start θ₀ of shape (P,) from a generator seeded with ``seed``."""
+    import torch
+
     gen = torch.Generator().manual_seed(int(seed))  # on the host: the same start on every device
     parts = []
     for i, ((r, c), std) in enumerate(zip(spec.shapes, scheme.stds(spec))):
@@ -86,10 +87,12 @@ def draw_start(spec: ModelSpec, scheme: InitScheme, seed: int) -> torch.Tensor:
     return torch.cat(parts).to(spec.torch_dtype)
 
 
-def draw_starts(spec: ModelSpec, scheme: InitScheme, study_seed: int, indices, device="cpu") -> torch.Tensor:
+def draw_starts(spec: ModelSpec, scheme: InitScheme, study_seed: int, indices, device="cpu") -> "torch.Tensor":
     """Starts for trajectory ``indices`` of a study, shape (len(indices), P), drawn on the host
     with the per-trajectory seeds (so trajectory i starts from the same point on every device)
     and then moved to ``device``."""
+    import torch
+
     idx = list(indices)
     if not idx:
         return torch.zeros(0, spec.P, dtype=spec.torch_dtype, device=device)

@@ -15,143 +15,16 @@ flat vector θ ∈ ℝ^P (P = d·N + (L−1)·d² + K·d) laid out as the row-ma
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from .validate import SpecError, check_choice, check_int, check_number
+from .validate import SpecError  # noqa: F401  (re-exported)
 
-ACTIVATIONS = ("linear", "relu")
-LOSSES = ("ce", "mse")
+from .spec import ACTIVATIONS, DTYPE_NAMES, LOSSES, ModelSpec  # noqa: F401  (re-exported: the model's spec)
+
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Shape, nonlinearity, loss and regularisation of a deep UFM.
-
-    ``lam`` is the common weight decay λ (MODEL.md §2, the paper's equal-λ setting). ``lam_H``
-    overrides it for H₁; ``lam_W`` overrides it for the weights, either one number for every W_l
-    or a sequence of L numbers (W₁..W_L). :attr:`lambdas` gives the resolved L+1 values.
-    """
-
-    K: int
-    n: int
-    d: int
-    L: int
-    activation: str = "linear"
-    loss: str = "ce"
-    lam: float = 1e-3
-    lam_H: float | None = None
-    lam_W: float | tuple[float, ...] | None = None
-    dtype: str = "float64"
-
-    def __post_init__(self):
-        check_int("K", self.K, 2)
-        check_int("n", self.n, 1)
-        check_int("L", self.L, 1)
-        check_int("d", self.d, self.K, f" (K={self.K}): width must be at least the class count")
-        check_choice("activation", self.activation, ACTIVATIONS)
-        check_choice("loss", self.loss, LOSSES)
-        check_choice("dtype", self.dtype, tuple(DTYPES))
-        object.__setattr__(self, "lam", check_number("lambda", self.lam))
-        if self.lam_H is not None:
-            object.__setattr__(self, "lam_H", check_number("lambda_H", self.lam_H))
-        if self.lam_W is not None:
-            if isinstance(self.lam_W, (list, tuple)):
-                if len(self.lam_W) != self.L:
-                    raise SpecError(
-                        f"lambda_W has {len(self.lam_W)} values: must be one number or exactly L={self.L}")
-                vals = tuple(check_number(f"lambda_W[{i}]", v) for i, v in enumerate(self.lam_W))
-                object.__setattr__(self, "lam_W", vals)
-            else:
-                object.__setattr__(self, "lam_W", check_number("lambda_W", self.lam_W))
-
-    # ----- derived sizes -------------------------------------------------------------------
-    @property
-    def N(self) -> int:
-        """Number of samples (columns), K·n."""
-        return self.K * self.n
-
-    @property
-    def shapes(self) -> list[tuple[int, int]]:
-        """Shapes of the L+1 factors [H₁, W₁, …, W_L]."""
-        return [(self.d, self.N)] + [(self.d, self.d)] * (self.L - 1) + [(self.K, self.d)]
-
-    @property
-    def factor_names(self) -> list[str]:
-        return ["H1"] + [f"W{l}" for l in range(1, self.L + 1)]
-
-    @property
-    def P(self) -> int:
-        """Number of scalar parameters in one parameter set."""
-        return sum(r * c for r, c in self.shapes)
-
-    @property
-    def offsets(self) -> list[int]:
-        """Start of each factor in the flat θ, plus P at the end (L+2 entries)."""
-        out = [0]
-        for r, c in self.shapes:
-            out.append(out[-1] + r * c)
-        return out
-
-    def split(self, theta) -> list[np.ndarray]:
-        """The factors [H₁, W₁, …, W_L] of one flat θ (P,) as float64 numpy arrays (copies), the
-        inverse of :meth:`join`. This is the one place the flat layout is read on the host."""
-        th = as_theta64(self, theta).numpy()
-        o = self.offsets
-        return [th[o[j]:o[j + 1]].reshape(shape).copy() for j, shape in enumerate(self.shapes)]
-
-    def join(self, factors) -> np.ndarray:
-        """Flat θ (P,) float64 from the factors [H₁, W₁, …, W_L] (shapes :attr:`shapes`)."""
-        for j, (f, shape) in enumerate(zip(factors, self.shapes)):
-            if np.shape(f) != shape:
-                raise ValueError(f"factor {self.factor_names[j]} has shape {np.shape(f)}: must be {shape}")
-        return np.concatenate([np.asarray(f, dtype=np.float64).reshape(-1) for f in factors])
-
-    @property
-    def lambdas(self) -> tuple[float, ...]:
-        """Weight decay per factor, in factor order (λ_H, λ_W1, …, λ_WL)."""
-        lh = self.lam if self.lam_H is None else self.lam_H
-        if self.lam_W is None:
-            lw = (self.lam,) * self.L
-        elif isinstance(self.lam_W, tuple):
-            lw = self.lam_W
-        else:
-            lw = (self.lam_W,) * self.L
-        return (lh,) + tuple(lw)
-
-    @property
-    def lambda_convention(self) -> str:
-        """'equal' (one λ), 'H/W' (one for H₁, one for every W_l) or 'per-factor'."""
-        if self.lam_H is None and self.lam_W is None:
-            return "equal"
-        if not isinstance(self.lam_W, tuple):
-            return "H/W"
-        return "per-factor"
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        if isinstance(d["lam_W"], tuple):
-            d["lam_W"] = list(d["lam_W"])
-        return d
-
-    def as_float64(self) -> "ModelSpec":
-        """The same spec in float64 (analysis is always done in float64)."""
-        return self if self.dtype == "float64" else replace(self, dtype="float64")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
-        d = dict(d)
-        if isinstance(d.get("lam_W"), list):
-            d["lam_W"] = tuple(d["lam_W"])
-        return cls(**d)
 
 
 def as_theta64(spec: ModelSpec, theta) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..core.model import DeepUFM
-from .options import EngineOptions, number
+from .options import FlowOptions  # noqa: F401  (re-exported: flow.FlowOptions)
 from .state import EngineState
 
 # Dormand–Prince 5(4) tableau (FSAL).
@@ -23,19 +23,6 @@ _DP_A = [[], [1 / 5], [3 / 40, 9 / 40], [44 / 45, -56 / 15, 32 / 9],
          [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84]]
 _DP_B5 = [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0]
 _DP_B4 = [5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40]
-
-
-@dataclass(frozen=True)
-class FlowOptions(EngineOptions):
-    rtol: float = number(1e-6, "relative error tolerance per step")
-    atol: float = number(1e-9, "absolute error tolerance per step")
-    h0: float = number(0.1, "first step size (time units)")
-    safety: float = number(0.9, "step-size controller safety factor")
-    min_factor: float = number(0.2, "smallest step-size change per step")
-    max_factor: float = number(5.0, "largest step-size change per step")
-
-    def describe(self) -> str:
-        return f"flow(dopri5, rtol={self.rtol:g})"
 
 
 @dataclass

@@ -6,21 +6,13 @@ between synchronisations on a GPU.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
 from ..core.model import DeepUFM
-from .options import EngineOptions, number
+from .options import GDOptions  # noqa: F401  (re-exported: gd.GDOptions)
 from .state import EngineState
-
-
-@dataclass(frozen=True)
-class GDOptions(EngineOptions):
-    lr: float = number(0.5, "learning rate (step size)")
-
-    def describe(self) -> str:
-        return f"gd(lr={self.lr:g})"
 
 
 def init(model: DeepUFM, s: EngineState, opts: GDOptions) -> EngineState:

@@ -20,20 +20,8 @@ import torch
 
 from ..core.model import DeepUFM
 from .linesearch import backtrack
-from .options import EngineOptions, integer, number
+from .options import LBFGSOptions  # noqa: F401  (re-exported: lbfgs.LBFGSOptions)
 from .state import EngineState, scalar_field
-
-
-@dataclass(frozen=True)
-class LBFGSOptions(EngineOptions):
-    memory: int = integer(10, "stored (s, y) pairs")
-    max_halvings: int = integer(40, "line-search halvings before a row gives up this step")
-    armijo: float = number(1e-4, "Armijo sufficient-decrease constant c₁")
-    curvature_eps: float = number(1e-12, "pairs with sᵀy ≤ curvature_eps·‖s‖‖y‖ are not stored")
-    roundoff_mult: float = number(64.0, "round-off allowance on the loss, in units of ε·|L|")
-
-    def describe(self) -> str:
-        return f"lbfgs(m={self.memory})"
 
 
 @dataclass

@@ -10,27 +10,15 @@ symmetry directions of H are handled by MINRES's minimum-norm solution.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
 from ..core.linalg import minres_batched
 from ..core.model import DeepUFM
 from .linesearch import backtrack
-from .options import EngineOptions, integer, number
+from .options import NewtonOptions  # noqa: F401  (re-exported: newton.NewtonOptions)
 from .state import EngineState
-
-
-@dataclass(frozen=True)
-class NewtonOptions(EngineOptions):
-    minres_iter: int = integer(200, "MINRES iterations per Newton step")
-    minres_rtol: float = number(1e-10, "MINRES relative residual tolerance")
-    max_step: float = number(1.0, "longest step (Euclidean norm in parameter space)")
-    max_halvings: int = integer(30, "line-search halvings before a row gives up this step")
-    armijo: float = number(1e-4, "sufficient-decrease constant on ‖∇L‖²")
-
-    def describe(self) -> str:
-        return "newton-mr"
 
 
 def init(model: DeepUFM, s: EngineState, opts: NewtonOptions) -> EngineState:

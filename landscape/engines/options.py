@@ -39,3 +39,49 @@ class EngineOptions:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
+
+
+# ----- the options of each engine (torch-free, so a study file is validated without importing torch) ----
+@dataclass(frozen=True)
+class GDOptions(EngineOptions):
+    lr: float = number(0.5, "learning rate (step size)")
+
+    def describe(self) -> str:
+        return f"gd(lr={self.lr:g})"
+
+
+@dataclass(frozen=True)
+class FlowOptions(EngineOptions):
+    rtol: float = number(1e-6, "relative error tolerance per step")
+    atol: float = number(1e-9, "absolute error tolerance per step")
+    h0: float = number(0.1, "first step size (time units)")
+    safety: float = number(0.9, "step-size controller safety factor")
+    min_factor: float = number(0.2, "smallest step-size change per step")
+    max_factor: float = number(5.0, "largest step-size change per step")
+
+    def describe(self) -> str:
+        return f"flow(dopri5, rtol={self.rtol:g})"
+
+
+@dataclass(frozen=True)
+class NewtonOptions(EngineOptions):
+    minres_iter: int = integer(200, "MINRES iterations per Newton step")
+    minres_rtol: float = number(1e-10, "MINRES relative residual tolerance")
+    max_step: float = number(1.0, "longest step (Euclidean norm in parameter space)")
+    max_halvings: int = integer(30, "line-search halvings before a row gives up this step")
+    armijo: float = number(1e-4, "sufficient-decrease constant on ‖∇L‖²")
+
+    def describe(self) -> str:
+        return "newton-mr"
+
+
+@dataclass(frozen=True)
+class LBFGSOptions(EngineOptions):
+    memory: int = integer(10, "stored (s, y) pairs")
+    max_halvings: int = integer(40, "line-search halvings before a row gives up this step")
+    armijo: float = number(1e-4, "Armijo sufficient-decrease constant c₁")
+    curvature_eps: float = number(1e-12, "pairs with sᵀy ≤ curvature_eps·‖s‖‖y‖ are not stored")
+    roundoff_mult: float = number(64.0, "round-off allowance on the loss, in units of ε·|L|")
+
+    def describe(self) -> str:
+        return f"lbfgs(m={self.memory})"

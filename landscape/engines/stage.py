@@ -9,30 +9,39 @@ each field to its place and :meth:`StageConfig.settings` writes the same flat ta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+import importlib
 from typing import Callable, NamedTuple
 
 from ..core.validate import SpecError, check_bool, check_choice, check_fields, check_integral, check_number
-from . import flow, gd, lbfgs, newton
-from .options import EngineOptions
+from .options import EngineOptions, FlowOptions, GDOptions, LBFGSOptions, NewtonOptions
 
 
 class Engine(NamedTuple):
     """An engine: its options type and its (init, step) pair over an
-    :class:`~landscape.engines.state.EngineState`. ``descent``: the engine is a descent dynamics
-    (its trajectories end at minima; a finisher may only shorten its last convex stretch)."""
+    :class:`~landscape.engines.state.EngineState`, from the module ``landscape.engines.<module>``
+    (imported on first use of ``init`` or ``step``: options validate without torch).
+    ``descent``: the engine is a descent dynamics (its trajectories end at minima; a finisher may
+    only shorten its last convex stretch)."""
 
     name: str
     options: type
-    init: Callable
-    step: Callable
+    module: str
     descent: bool
+
+    @property
+    def init(self) -> Callable:
+        return importlib.import_module(f"landscape.engines.{self.module}").init
+
+    @property
+    def step(self) -> Callable:
+        return importlib.import_module(f"landscape.engines.{self.module}").step
 
 
 ENGINES: dict[str, Engine] = {
-    "gd": Engine("gd", gd.GDOptions, gd.init, gd.step, True),
-    "flow": Engine("flow", flow.FlowOptions, flow.init, flow.step, True),
-    "newton": Engine("newton", newton.NewtonOptions, newton.init, newton.step, False),
-    "lbfgs": Engine("lbfgs", lbfgs.LBFGSOptions, lbfgs.init, lbfgs.step, True),
+    "gd": Engine("gd", GDOptions, "gd", True),
+    "flow": Engine("flow", FlowOptions, "flow", True),
+    "newton": Engine("newton", NewtonOptions, "newton", False),
+    "lbfgs": Engine("lbfgs", LBFGSOptions, "lbfgs", True),
 }
 
 

@@ -49,14 +49,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..analysis.dedup import DedupTolerances
-from ..analysis.settings import AnalysisSettings
+from ..analysis.settings import AnalysisSettings, DedupTolerances
 from ..core.init import InitScheme
-from ..core.model import DTYPES, ModelSpec
+from ..core.spec import DTYPE_NAMES, ModelSpec
 from ..core.validate import SpecError, check_choice, check_fields, check_int, check_number, check_table
-from ..engines import ENGINES, StageConfig
+from ..engines.stage import ENGINES, StageConfig
 
 MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation", "loss": "loss",
               "lambda": "lam", "lambda_H": "lam_H", "lambda_W": "lam_W", "dtype": "dtype"}
@@ -348,9 +346,11 @@ def check_device(value) -> str:
     raise SpecError(f"device={value!r} is invalid: must be {DEVICE_HELP}")
 
 
-def resolve_device(value: str) -> torch.device:
+def resolve_device(value: str) -> "torch.device":
     """The torch device of a study's ``device``: ``auto`` takes the first GPU when torch sees one,
     else the CPU; asking for CUDA where there is none is a SpecError naming ``device``."""
+    import torch
+
     check_device(value)
     if value == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -366,7 +366,7 @@ def resolve_device(value: str) -> torch.device:
 
 
 def connect_settings(d):
-    from .connect import ConnectSettings
+    from .connect_settings import ConnectSettings
 
     return ConnectSettings.from_dict(check_table("connect", d))
 
@@ -399,7 +399,7 @@ class StudyConfig:
         spec = model_spec(cfg.get("model", {}))
         init = init_scheme(cfg.get("init", {}))
         init.stds(spec)  # validates per-factor scales against the model
-        if spec.dtype not in DTYPES:
+        if spec.dtype not in DTYPE_NAMES:
             raise SpecError(f"dtype={spec.dtype!r} is invalid")
         certify = check_certify_tol(cfg.get("certify_tol", 1e-10), spec.dtype)
         stage_dicts = cfg.get("stages")

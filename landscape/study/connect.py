@@ -53,58 +53,7 @@ ATTEMPTS_KEY = "connect_attempts"
 BAND_DIRECTION = 1000
 
 
-@dataclass(frozen=True)
-class ConnectSettings:
-    """The ``[connect]`` table: which minima to join by transition states, and how.
-
-    * ``max_pairs``: pairs of minima that hold basin counts to connect, most-visited first
-      (0: no double-ended search); ``pairs``: further pairs of point ids the user names.
-    * ``images``: interior images of each nudged elastic band; ``spring``: spring constant;
-      ``climb``: a climbing image; ``doubly_nudged``: the DNEB spring-force correction.
-    * ``neb_iter``, ``neb_tol``: band iterations and the force tolerance (largest image force) at
-      which a band has converged; ``neb_dt``: FIRE's first step.
-    * ``max_depth``: rounds of the DoubleEndedConnect-style recursion on unconnected sub-pairs.
-    """
-
-    max_pairs: int = 6
-    pairs: tuple = ()
-    images: int = 14
-    spring: float = 1.0
-    climb: bool = True
-    doubly_nudged: bool = False
-    neb_iter: int = 3000
-    neb_tol: float = 1e-4
-    neb_dt: float = 0.02
-    max_depth: int = 2
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ConnectSettings":
-        check_fields("[connect]", d, [f.name for f in fields(cls)])
-        pairs = d.get("pairs", [])
-        if not isinstance(pairs, (list, tuple)) or not all(
-                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool)
-                                                                    and i >= 0 for i in p) for p in pairs):
-            raise SpecError(f"connect.pairs={pairs!r} is invalid: must be a list of [id, id] pairs of point ids")
-        dflt = cls()
-        return cls(max_pairs=check_int("connect.max_pairs", d.get("max_pairs", dflt.max_pairs), 0),
-                   pairs=tuple(tuple(p) for p in pairs),
-                   images=check_int("connect.images", d.get("images", dflt.images), 3),
-                   spring=check_number("connect.spring", d.get("spring", dflt.spring)),
-                   climb=check_bool("connect.climb", d.get("climb", dflt.climb)),
-                   doubly_nudged=check_bool("connect.doubly_nudged", d.get("doubly_nudged", dflt.doubly_nudged)),
-                   neb_iter=check_int("connect.neb_iter", d.get("neb_iter", dflt.neb_iter), 1),
-                   neb_tol=check_number("connect.neb_tol", d.get("neb_tol", dflt.neb_tol)),
-                   neb_dt=check_number("connect.neb_dt", d.get("neb_dt", dflt.neb_dt)),
-                   max_depth=check_int("connect.max_depth", d.get("max_depth", dflt.max_depth), 0))
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["pairs"] = [list(p) for p in self.pairs]
-        return out
-
-    def neb_options(self) -> NEBOptions:
-        return NEBOptions(images=self.images, spring=self.spring, max_iter=self.neb_iter, tol=self.neb_tol,
-                          dt=self.neb_dt, climb=self.climb, doubly_nudged=self.doubly_nudged)
+from .connect_settings import ConnectSettings  # noqa: E402  (the [connect] table, torch-free)
 
 
 def candidate_pairs(points: list[dict], counts: dict, cfg: ConnectSettings) -> tuple[list[tuple[int, int]], list[dict]]:
