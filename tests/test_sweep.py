@@ -119,6 +119,10 @@ def test_prevalence_row_from_a_known_study(tmp_path):
     assert (row["frac_DNC"], row["frac_pairs"], row["frac_zero"]) == (18 / 32, 9 / 32, 2 / 32)
     assert math.isclose(sum(v for k, v in row.items() if k.startswith("frac_")) + row["uncertified_fraction"], 1.0,
                         rel_tol=0.0, abs_tol=1e-15)
+    # the distribution of the logit rank (not only its mean), per-label intervals, stop reasons
+    assert row["logit_rank_counts"] == {"0": 2, "2": 9, "3": 18}
+    assert (row["ci_low_DNC"], row["ci_high_DNC"]) == (lo, hi)
+    assert sum(row["uncertified_by_reason"].values()) == 3
 
     path = tmp_path / "p.csv"
     other = dict(row, cell="other", frac_DNC=0.5)
@@ -129,6 +133,8 @@ def test_prevalence_row_from_a_known_study(tmp_path):
         PREVALENCE_FIELDS[1:])
     assert float(rows[0]["dnc_fraction"]) == 18 / 32 and float(rows[0]["frac_pairs"]) == 9 / 32
     assert float(rows[1]["frac_pairs"]) == 0.0  # a label the cell never reached
+    assert float(rows[1]["ci_high_pairs"]) == wilson_interval(0, 32)[1]   # 0 of 32, with its interval
+    assert json.loads(rows[0]["logit_rank_counts"]) == {"0": 2, "2": 9, "3": 18}
 
 
 # ----- running, resuming, the command line -------------------------------------------------------

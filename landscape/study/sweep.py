@@ -62,6 +62,11 @@ CONFIDENCE = 0.95
 PREVALENCE_FIELDS = ("cell", "n_trajectories", "dnc_count", "dnc_fraction", "dnc_ci_low", "dnc_ci_high",
                      "uncertified_count", "uncertified_fraction", "uncertified_ci_low", "uncertified_ci_high",
                      "mean_logit_rank", "n_distinct_points", "dynamics")
+#: Further columns (after the fixed ones; JSON objects where a cell holds several values), not
+#: required of a table written by 0.2: the logit-rank distribution over certified starts
+#: {rank: count}, the uncertified starts by stop reason {reason: count}, the Good–Turing unseen
+#: mass (the chance the next start reaches a point none of these did), the cell's wall time.
+PREVALENCE_EXTRA_FIELDS = ("logit_rank_counts", "uncertified_by_reason", "unseen_mass", "wall_time_s")
 # ----------------------------------------------------------------------------------------------
 # Prevalence table
 # ----------------------------------------------------------------------------------------------
@@ -86,7 +91,16 @@ def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE)
     reached = [p for p in summary["points"] if int(p["basin_count"]) > 0]
     ranked = [(int(p["basin_count"]), int(p["rank_pattern"][-1])) for p in reached]
     n_ranked = sum(c for c, _ in ranked)
+    rank_counts: dict[str, int] = {}
+    for c, r in sorted(ranked, key=lambda x: x[1]):
+        rank_counts[str(r)] = rank_counts.get(str(r), 0) + c
+    by_reason = {str(r["stop_reason"]): int(r["count"]) for r in summary["uncertified"]}
+    ci = {lab: proportion(c, n, confidence) for lab, c in by_label.items()}
     return {"cell": cell.name, **cell.overrides, "n_trajectories": n,
+            "logit_rank_counts": rank_counts, "uncertified_by_reason": by_reason,
+            "unseen_mass": (summary.get("unseen") or {}).get("estimate"), "wall_time_s": summary.get("wall_time_s"),
+            **{f"ci_low_{lab}": v["ci_low"] for lab, v in ci.items()},
+            **{f"ci_high_{lab}": v["ci_high"] for lab, v in ci.items()},
             **{f"dnc_{k}": v for k, v in dnc.items()}, **{f"uncertified_{k}": v for k, v in unc.items()},
             "mean_logit_rank": sum(c * r for c, r in ranked) / n_ranked if n_ranked else float("nan"),
             "n_distinct_points": len(reached), "dynamics": cell.config.describe_dynamics(),
@@ -96,16 +110,22 @@ def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE)
 
 def write_prevalence_csv(path: str | Path, rows: list[dict], axes: Iterable[str]) -> None:
     """Write ``rows`` (from :func:`prevalence_row`) as CSV: ``cell``, the axes, the fixed fields,
-    then ``count_<label>`` and ``frac_<label>`` for every label of any row (0 where a cell never
+    the extra fields, then ``count_<label>``, ``frac_<label>`` and its 95% Wilson interval
+    ``ci_low_<label>``, ``ci_high_<label>`` for every label of any row (0 where a cell never
     reached it)."""
     labels = sorted({k[len("frac_"):] for r in rows for k in r if k.startswith("frac_")})
-    cols = ["cell", *axes, *PREVALENCE_FIELDS[1:], *(f"count_{lab}" for lab in labels),
-            *(f"frac_{lab}" for lab in labels)]
+    cols = ["cell", *axes, *PREVALENCE_FIELDS[1:], *PREVALENCE_EXTRA_FIELDS, *(f"count_{lab}" for lab in labels),
+            *(f"frac_{lab}" for lab in labels), *(f"ci_low_{lab}" for lab in labels), *(f"ci_high_{lab}" for lab in labels)]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({c: (json.dumps(r[c]) if isinstance(r.get(c), list) else r.get(c, 0)) for c in cols})
+        full = dict(r)
+        for lab in labels:   # a label this cell never reached: 0 of n, and its Wilson interval
+            if f"frac_{lab}" not in full:
+                p0 = proportion(0, int(r["n_trajectories"]))
+                full.update({f"ci_low_{lab}": p0["ci_low"], f"ci_high_{lab}": p0["ci_high"]})
+        w.writerow({c: (json.dumps(full[c]) if isinstance(full.get(c), (list, dict)) else full.get(c, 0)) for c in cols})
     atomic_write_text(path, buf.getvalue())
 
 
