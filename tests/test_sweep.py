@@ -212,3 +212,19 @@ def test_cli_sweep(tmp_path, capsys):
     assert "'d' is a sweep axis" in capsys.readouterr().err
     assert cli_main(args + ["--executor", "dask"]) == 2
     assert "--executor dask needs --scheduler" in capsys.readouterr().err
+
+
+def test_a_sweep_stopped_after_a_cell_has_that_cells_tables(tmp_path):
+    """Stopped in its second cell, a sweep leaves sweep.json and prevalence.csv for the first."""
+    sweep = load_sweep(SMALL, TINY)
+
+    def stop_in_second(cell, summary, status):
+        if cell.name == sweep.cells[0].name:
+            raise KeyboardInterrupt   # right after the first cell's tables were written
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(sweep, tmp_path, progress=False, on_cell=stop_in_second)
+    rows = read_prevalence_csv(tmp_path / "prevalence.csv")
+    assert [r["cell"] for r in rows] == [sweep.cells[0].name]
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert [c["status"] for c in saved["cells"]] == ["ran", "pending"]

@@ -237,10 +237,20 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
                 "confidence": CONFIDENCE, "cells": cells, "prevalence": rows,
                 "retried_units": executor.retried(), "wall_time_s": time.perf_counter() - t0}
 
-    write_json(sweep_json, record())
+    def write_tables() -> dict:
+        """sweep.json and, once a cell has finished, prevalence.csv: rewritten after every cell, so
+        a sweep stopped at any moment leaves the tables of every cell it finished."""
+        rec = record()
+        write_json(sweep_json, rec)
+        if rec["prevalence"]:
+            write_prevalence_csv(out / SWEEP_FILES["prevalence"], rec["prevalence"], sweep.axes)
+        return rec
+
+    write_tables()
 
     def finish(cell: Cell, summary: dict) -> None:
         summaries[cell.name], status[cell.name] = summary, "ran"
+        write_tables()
         if on_cell:
             on_cell(cell, summary, "ran")
 
@@ -251,7 +261,4 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
             finish(cell, run_cell(cell, out / SWEEP_FILES["cells"] / cell.name, executor, progress))
     finally:
         executor.drop_prefetched()
-    result = record()
-    write_json(sweep_json, result)
-    write_prevalence_csv(out / SWEEP_FILES["prevalence"], result["prevalence"], sweep.axes)
-    return result
+    return write_tables()
