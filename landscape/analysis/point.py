@@ -22,6 +22,7 @@ from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from . import theory
 from .hessian import HessianReport, analyse_hessian
+from .labels import ZERO
 from .settings import AnalysisSettings
 from .structure import StructureReport, analyse_structure
 
@@ -177,8 +178,8 @@ def theory_match(spec: ModelSpec, structure: StructureReport, loss: float) -> di
         return None
     K, n, L = spec.K, spec.n, spec.L
     lam = theory.effective_lambda(spec)
-    if structure.label == "zero":
-        out = {"matched": True, "kind": "zero", "pattern": "zero", "scales": [], "loss": float(np.log(K)),
+    if structure.label == ZERO.name:
+        out = {"matched": True, "kind": "zero", "pattern": ZERO.name, "scales": [], "loss": float(np.log(K)),
                "loss_difference": loss - float(np.log(K)), "scale_rel_error": 0.0, "rank": 0}
     elif structure.pattern is not None and "self" not in structure.pattern:
         blocks = [(b.classes, b.scale, b.block_type) for b in structure.blocks if b.block_type is not None]

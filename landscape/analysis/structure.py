@@ -38,6 +38,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM, ModelSpec, as_theta64
+from .labels import DNC, OTHER, PAIRS, ZERO
 from .theory import BlockType, block_types, pattern_name, simplex
 
 from .settings import DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL  # noqa: E402,F401
@@ -350,7 +351,7 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
     dnc_holds = all(finite(m.dnc1) and finite(m.dnc2_etf) and (m.weight is None or finite(m.dnc3))
                     for m in layers)
     if zmax <= zero_atol:
-        label, blocks, pattern = "zero", [], None
+        label, blocks, pattern = ZERO.name, [], None
     else:
         blocks = read_blocks(Zbar, pattern_rtol)
         recognised = all(b.kind != "unrecognised" for b in blocks)
@@ -360,15 +361,15 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
         single = [b for b in blocks if b.kind in ("null", "self")]
         # one block holding every class: a simplex (for K = 2 the simplex is a pair, ±α/2)
         if len(blocks) == 1 and blocks[0].kind in ("simplex", "pair") and len(blocks[0].classes) == K and dnc_holds:
-            label = "DNC"
+            label = DNC.name
         elif not (recognised and z_collapsed):
-            label = "other"
+            label = OTHER.name
         elif len(pairs) == K // 2 and len(single) == K % 2:
-            label = "pairs"
+            label = PAIRS.name
         else:
             label = pattern
     thresholds = {"rank_rtol": rank_rtol, "pattern_rtol": pattern_rtol, "collapse_tol": collapse_tol,
                   "zero_atol": zero_atol}
-    description = describe_logits(Zbar, blocks, ranks, pattern_rtol) if label == "other" else None
+    description = describe_logits(Zbar, blocks, ranks, pattern_rtol) if label == OTHER.name else None
     return StructureReport(label, tuple(ranks[k].rank for k in names), names, ranks, layers, Zbar, blocks,
                            pattern, bool(dnc_holds), Sres, thresholds, description)

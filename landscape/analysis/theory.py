@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ..core.spec import ModelSpec
+from .labels import DNC, PAIRS, ZERO
 
 
 # ----- DNC in the deep linear CE model (MODEL.md §6) -------------------------------------------
@@ -507,7 +508,7 @@ def structure_catalogue(K: int, n: int, L: int, lam: float) -> list[TheoryStruct
     part's size) with all blocks at their large stationary scale, and, for DNC and the pairing,
     the small root too; for odd K also the paper's pairing family at its loss-minimising β (not
     critical)."""
-    out = [TheoryStructure("zero", "zero", (), (), "-", math.log(K), 0)]
+    out = [TheoryStructure(ZERO.name, ZERO.name, (), (), "-", math.log(K), 0)]
     for part in _partitions(K):
         sizes = tuple(p for p in part if p >= 2)
         if not sizes:
@@ -530,8 +531,8 @@ def structure_catalogue(K: int, n: int, L: int, lam: float) -> list[TheoryStruct
                 choices.append(("small", tuple(r[0] for r in roots)))
             for root, scales in choices:
                 loss = block_structure_loss(list(zip(combo, scales)), K, n, L, lam)
-                name = ("DNC" if sizes == (K,) and simplices else
-                        "pairs" if simplices and set(sizes) == {2} and sum(sizes) >= K - 1 else pat)
+                name = (DNC.name if sizes == (K,) and simplices else
+                        PAIRS.name if simplices and set(sizes) == {2} and sum(sizes) >= K - 1 else pat)
                 out.append(TheoryStructure(name, pat, sizes, scales, root, loss, sum(t.rank for t in combo),
                                            types=tuple(t.name for t in combo)))
     if K % 2:
@@ -554,7 +555,7 @@ def dnc_global_minimum_candidate(K: int, n: int, L: int, lam: float) -> dict:
     excludes it), the large-root DNC loss, the best catalogued structure and whether it beats DNC,
     and ``candidate`` = DNC exists, is not excluded by Theorem 1 and no catalogued structure beats it."""
     cat = structure_catalogue(K, n, L, lam)
-    dnc = [s for s in cat if s.name == "DNC" and s.root == "large"]
+    dnc = [s for s in cat if s.name == DNC.name and s.root == "large"]
     best = cat[0]
     excluded = theorem1_dnc_not_global(K, L)
     beaten = bool(dnc) and best.loss < dnc[0].loss

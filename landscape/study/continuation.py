@@ -65,6 +65,7 @@ import numpy as np
 import torch
 
 from ..analysis.hessian import analyse_hessian, dense_hessian
+from ..analysis.labels import ZERO
 from ..analysis.structure import analyse_structure
 from ..analysis.symmetry import symmetry_space
 from ..core.model import DeepUFM, ModelSpec, as_theta64
@@ -482,7 +483,7 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
             br.end = "reached"
             return br
         a0 = br.steps[0]["logit_scale"]
-        if br.steps[-1]["label"] == "zero" or br.steps[-1]["logit_scale"] < S.origin_rtol * a0:
+        if br.steps[-1]["label"] == ZERO.name or br.steps[-1]["logit_scale"] < S.origin_rtol * a0:
             # the small-scale branches end at the origin, where every structure's branches meet
             br.end = f"arrived at the origin ({key}={q.p:.4g})"
             return br

@@ -25,6 +25,7 @@ import torch
 from .. import __version__
 from ..analysis.point import LEAF_KINDS
 from ..engines import STOP_REASONS
+from ..analysis.labels import DNC
 from ..io.results import FILES, own_subfolder, stored_spectra, write_json, write_spectra
 from ..io.store import StudyStore
 from .config import StudyConfig, resolve_device
@@ -128,7 +129,7 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
     acc = accumulation_curve(trajs, points, species_kinds=LEAF_KINDS)
     G = basin_graph(points, store.edges(), counts, n, store.transition_states())
     T = disconnectivity_tree(G, level_tol=TREE_LEVEL_TOL, leaf_kinds=LEAF_KINDS)
-    dnc = next((r for r in label_rows if r["label"] == "DNC"), None) or proportion(0, n, CONFIDENCE)
+    dnc = next((r for r in label_rows if r["label"] == DNC.name), None) or proportion(0, n, CONFIDENCE)
     best = rows[0] if rows else None
     ts = store.transition_states()
     record = {
@@ -145,7 +146,7 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
         "transition_states": [{k: t[k] for k in ("saddle_id", "min1_id", "min2_id", "barrier1", "barrier2")} for t in ts],
         "headline": {"dnc_fraction": dnc["fraction"], "dnc_ci_low": dnc["ci_low"], "dnc_ci_high": dnc["ci_high"],
                      "lowest_loss_label": best and best["label"], "lowest_loss": best and best["loss"],
-                     "lowest_loss_point": best and best["id"], **lowest_barrier_out_of(G, "DNC")},
+                     "lowest_loss_point": best and best["id"], **lowest_barrier_out_of(G, DNC.name)},
     }
     return StudySummary(record, G, T)
 
@@ -157,7 +158,7 @@ def featured_points(points: list[dict]) -> list[tuple[int, str]]:
     if points:
         picks.append((min(points, key=lambda p: p["loss"]), "lowest loss"))
         picks.append((max(points, key=lambda p: (p.get("basin_count") or 0, -p["loss"])), "most starts"))
-        dnc = [p for p in points if p.get("label") == "DNC"]
+        dnc = [p for p in points if p.get("label") == DNC.name]
         if dnc:
             picks.append((min(dnc, key=lambda p: p["loss"]), "lowest-loss DNC"))
     out: dict[int, list[str]] = {}

@@ -46,6 +46,7 @@ from typing import Callable, Iterable, Mapping
 from ..core.validate import SpecError
 from ..io.results import FILES, SWEEP_FILES, atomic_write_text, own_subfolder, read_json, write_json
 from ..io.store import StudyStore, resolve_path
+from ..analysis.labels import DNC
 from .config import StudyConfig
 from .sweep_config import SWEEP_TABLE, Cell, SweepConfig, cell_name, load_sweep  # noqa: F401  (re-exported)
 from .executors import Executor, InProcessExecutor, Unit
@@ -53,8 +54,8 @@ from .run import chunks, run_saddle_search, run_study, run_trajectories, saddle_
 from .stats import proportion
 from .summary import environment
 
-#: Label of deep-neural-collapse points (see :mod:`landscape.structure`).
-DNC_LABEL = "DNC"
+#: Label of deep-neural-collapse points (:data:`landscape.analysis.labels.DNC`).
+DNC_LABEL = DNC.name
 #: Confidence level of the intervals in the prevalence table.
 CONFIDENCE = 0.95
 #: Fixed columns of ``prevalence.csv``; then one column per axis (after ``cell``), and for every

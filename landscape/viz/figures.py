@@ -22,9 +22,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..analysis.labels import DNC, NAMED, UNLABELLED_COLOUR
+
 #: Fixed colours of the labels every study can produce; other labels (block patterns such as
 #: "simplex(3)+pair") take :data:`PALETTE` colours in sorted order.
-FIXED_COLOURS = {"DNC": "#1f77b4", "pairs": "#ff7f0e", "zero": "#7f7f7f", "other": "#8c564b", "None": "#bcbd22"}
+FIXED_COLOURS = {**{s.name: s.colour for s in NAMED.values()}, "None": UNLABELLED_COLOUR}
 PALETTE = ("#2ca02c", "#9467bd", "#e377c2", "#17becf", "#d62728", "#393b79", "#637939", "#8c6d31",
            "#843c39", "#7b4173", "#3182bd", "#e6550d")
 UNCERTIFIED_COLOUR = "#c7c7c7"
@@ -370,7 +372,7 @@ def _band(x, lo, hi, colour: str, name: str, group: str) -> go.Scatter:
 def prevalence_labels(rows: Sequence[Mapping]) -> list[str]:
     """Labels with a ``frac_<label>`` column in a prevalence table, DNC excluded (it has its own
     columns), in label order."""
-    return _label_order({k[len("frac_"):] for r in rows for k in r if k.startswith("frac_")} - {"DNC"})
+    return _label_order({k[len("frac_"):] for r in rows for k in r if k.startswith("frac_")} - {DNC.name})
 
 
 def _dynamics_of(rows: Sequence[Mapping]) -> str | None:
@@ -398,9 +400,9 @@ def prevalence_figure(rows: Sequence[Mapping], x: str, *, labels: Sequence[str] 
     rows = sorted(rows, key=lambda r: float(r[x]))
     labels = prevalence_labels(rows) if labels is None else list(labels)
     xs, n = _cols(rows, x), _cols(rows, "n_trajectories")
-    colours = label_colours(["DNC", *labels])
+    colours = label_colours([DNC.name, *labels])
     colours["uncertified"] = "#7f7f7f"
-    series = [("DNC", _cols(rows, "dnc_fraction"), _cols(rows, "dnc_ci_low"), _cols(rows, "dnc_ci_high"))]
+    series = [(DNC.name, _cols(rows, "dnc_fraction"), _cols(rows, "dnc_ci_low"), _cols(rows, "dnc_ci_high"))]
     for lab in labels:
         c = np.nan_to_num(_cols(rows, f"count_{lab}"))
         p = [proportion(int(ci), int(ni), confidence) for ci, ni in zip(c, n)]
@@ -411,7 +413,7 @@ def prevalence_figure(rows: Sequence[Mapping], x: str, *, labels: Sequence[str] 
     fig = go.Figure()
     for lab, fy, ly, hy in series:
         fig.add_trace(go.Scatter(x=xs, y=fy, mode="lines+markers", name=lab, legendgroup=lab,
-                                 line={"color": colours[lab], "dash": {"DNC": "solid", "uncertified": "dash"}.get(lab, "dot")},
+                                 line={"color": colours[lab], "dash": {DNC.name: "solid", "uncertified": "dash"}.get(lab, "dot")},
                                  customdata=np.stack([ly, hy, n], axis=1),
                                  hovertemplate=(f"{x} = %{{x:.6g}}<br>{lab}: %{{y:.4f}} [%{{customdata[0]:.4f}}, "
                                                 "%{customdata[1]:.4f}]<br>%{customdata[2]:.0f} starts<extra></extra>")))
@@ -648,7 +650,7 @@ def width_figure(record: Mapping, *, L: int, title: str | None = None) -> go.Fig
     rank of its logits at the first width), and the ratio of DNC's to each other point's on a
     second axis. ``record``: a ``continuation-d.json`` record."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    dnc = next((b for b in record["branches"] if b["label"] == "DNC"), None)
+    dnc = next((b for b in record["branches"] if b["label"] == DNC.name), None)
     for br in record["branches"]:
         d = [s["d"] for s in br["steps"]]
         z = [s["symmetry_zero_modes"] for s in br["steps"]]
