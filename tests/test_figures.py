@@ -188,6 +188,7 @@ def test_prevalence_lines_and_bands_sorted_by_x():
     lo60, hi60 = stats.wilson_interval(60, 100)
     lo30, hi30 = stats.wilson_interval(30, 100)
     np.testing.assert_allclose(fig.data[3].y, [hi60, hi30, lo30, lo60])
+    assert all(t.mode == "lines" for t in fig.data if t.name.endswith("interval"))   # bands draw no markers
     assert DYN in fig.layout.title.subtitle.text and "starts per cell: 100" in fig.layout.title.subtitle.text
 
 

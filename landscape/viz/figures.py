@@ -364,7 +364,8 @@ def _cols(rows: Sequence[Mapping], key: str) -> np.ndarray:
 
 def _band(x, lo, hi, colour: str, name: str, group: str) -> go.Scatter:
     rgb = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
-    return go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
+    # mode="lines": without it plotly draws markers at the polygon's corners in the next default colour
+    return go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself", mode="lines",
                       fillcolor=f"rgba({rgb[0]},{rgb[1]},{rgb[2]},0.18)", line={"width": 0}, hoverinfo="skip",
                       name=name, legendgroup=group, showlegend=False)
 
