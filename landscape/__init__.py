@@ -14,7 +14,7 @@ scripts need are importable from here (loaded on first use, so ``import landscap
 """
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_getattr
 
 __version__ = "0.2.0"
 
@@ -38,13 +38,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'landscape' has no attribute {name!r}")
-    mod = importlib.import_module(_EXPORTS[name])
-    value = mod if mod.__name__.endswith("." + name) else getattr(mod, name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS, globals())
 
 
 def __dir__():

@@ -8,14 +8,9 @@
 * :mod:`.point`: :func:`analyse_point`, the one entry point.
 * :mod:`.dedup`: invariant fingerprints, merging modulo symmetry.
 """
-import importlib
+from .._lazy import lazy_getattr
 
 __all__ = ["AnalysisSettings", "LEAF_KINDS", "POINT_KINDS", "PointAnalysis", "analyse_point"]
 _HOME = {"AnalysisSettings": ".settings", "LEAF_KINDS": ".point", "POINT_KINDS": ".point",
          "PointAnalysis": ".point", "analyse_point": ".point"}
-
-
-def __getattr__(name):  # loaded on first use: the settings validate a study file without torch
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _HOME, globals())  # loaded on first use (torch only where needed)

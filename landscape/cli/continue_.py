@@ -35,7 +35,7 @@ def main(args) -> int:
     from ..io.results import DB_NAME, check_writable_folder, write_json
     from ..io.store import StudyStore
     from ..study.config import StudyConfig
-    from ..study.continuation import ContinuationSettings, continue_in_lambda, continue_in_width, param_value
+    from ..study.continuation import ContinuationSettings, continue_in_width, param_value
 
     out = Path(args.dir)
     check_int("--steps", args.steps, 1)
@@ -89,7 +89,7 @@ def main(args) -> int:
                       "settings": settings.to_dict(), "branches": branches}
             path = out / "continuation.json"
             try:
-                _follow_all(store, cfg, ids, args, settings, branches, continue_in_lambda)
+                _follow_all(store, cfg, ids, args, settings, branches)
             except KeyboardInterrupt:
                 interrupted = True
         if interrupted:
@@ -127,9 +127,11 @@ def width_cost_estimate(spec, to: int, n_points: int) -> float:
     return n_points * sum(dense_cost_s(_P_at(spec, d)) for d in range(spec.d, to + 1))
 
 
-def _follow_all(store, cfg, ids, args, settings, branches, continue_in_lambda) -> None:
+def _follow_all(store, cfg, ids, args, settings, branches) -> None:
     """Follow every point in λ (or λ_H, λ_W, the ratio), printing each branch as it ends; the
     finished branches are appended to ``branches`` as they come (kept when interrupted)."""
+    from ..study.continuation import continue_in_lambda
+
     for pid in ids:
         p = store.point(pid)
         br = continue_in_lambda(cfg.model, p["params"], param=args.param, to=args.to, point_id=pid,

@@ -5,13 +5,8 @@
 * :mod:`.init`: seeded random starts.
 * :mod:`.linalg`: batched MINRES and Lanczos.
 """
-import importlib
+from .._lazy import lazy_getattr
 
 __all__ = ["DeepUFM", "ModelSpec", "SpecError"]
 _HOME = {"DeepUFM": ".model", "ModelSpec": ".model", "SpecError": ".validate"}
-
-
-def __getattr__(name):  # loaded on first use: `landscape.core.validate` must not import torch
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _HOME, globals())  # loaded on first use (torch only where needed)

@@ -10,16 +10,11 @@
   negative-curvature tests before a descent converges or hands over).
 * :mod:`.curvature`: the batched negative-curvature witness.
 """
-import importlib
+from .._lazy import lazy_getattr
 
 __all__ = ["ENGINES", "EngineState", "STOP_REASONS", "StageConfig", "TrajectoryResults", "make_stage", "run_engine",
            "run_pipeline"]
 _HOME = {"run_engine": ".driver", "run_pipeline": ".driver", "STOP_REASONS": ".results",
          "TrajectoryResults": ".results", "ENGINES": ".stage", "StageConfig": ".stage", "make_stage": ".stage",
          "EngineState": ".state"}
-
-
-def __getattr__(name):  # loaded on first use: a stage validates without torch
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _HOME, globals())  # loaded on first use (torch only where needed)
