@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("run", "presets", "theory", "inspect", "spectrum", "continue", "export", "report", "sweep")
+SUBCOMMANDS = ("run", "presets", "theory", "inspect", "spectrum", "continue", "export", "report", "sweep", "net")
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT).
 EXIT_INTERRUPTED = 130
 

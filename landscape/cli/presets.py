@@ -1,4 +1,4 @@
-"""List the embedded studies and sweeps: `landscape run --preset NAME`, `landscape sweep --preset NAME`."""
+"""List the embedded studies, sweeps and net runs: `landscape run|sweep|net --preset NAME`."""
 from __future__ import annotations
 
 
@@ -11,6 +11,6 @@ def main(args) -> int:
     from ..study.presets import presets
 
     for name, info in presets().items():
-        cmd = "landscape run --preset" if info["kind"] == "study" else "landscape sweep --preset"
-        print(f"{name:<14} {info['kind']:<5}  {info['description']}\n{'':<22}{cmd} {name}")
+        cmd = {"study": "run", "sweep": "sweep", "net": "net"}[info["kind"]]
+        print(f"{name:<16} {info['kind']:<5}  {info['description']}\n{'':<24}landscape {cmd} --preset {name}")
     return 0

@@ -26,10 +26,12 @@ FILES = {"config": "config.json", "summary": "summary.json", "database": DB_NAME
          "tree": "tree.json", "graphml": "graph.graphml", "report": "report.html"}
 #: Files of a sweep results folder.
 SWEEP_FILES = {"sweep": "sweep.json", "prevalence": "prevalence.csv", "report": "report.html", "cells": "cells"}
+#: Files a ``landscape net`` results folder holds besides the study files.
+NET_FILES = {"training": "train.npz"}
 #: Everything a landscape results folder may hold that the package wrote (the study files, their
 #: SQLite journals, the per-point spectra folder and the continuation outputs).
 OWN_NAMES = frozenset(FILES.values()) | {DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal", "spectra",
-                                         "continuation.json", "continuation-d.json"}
+                                         "continuation.json", "continuation-d.json"} | frozenset(NET_FILES.values())
 
 
 def _new_file_mode() -> int:

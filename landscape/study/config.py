@@ -461,8 +461,9 @@ def load_study(path: str | Path | None = None, overrides: list[str] | None = Non
     base = default_config_dict()
     if preset is not None:
         base = layered(base, tomllib.loads(preset_path(preset).read_text(encoding="utf-8")))
-        if "sweep" in base:
-            raise SpecError(f"preset={preset!r} is a sweep: run it with `landscape sweep --preset {preset}`")
+        if "sweep" in base or "net" in base:
+            cmd = "sweep" if "sweep" in base else "net"
+            raise SpecError(f"preset={preset!r} is a {cmd} preset: run it with `landscape {cmd} --preset {preset}`")
     elif path is not None:
         base = layered(base, load_config_dict(path))
     return StudyConfig.from_dict(apply_overrides(base, overrides or []))

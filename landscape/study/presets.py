@@ -23,15 +23,21 @@ def preset_path(name: str):
     return p
 
 
+def preset_kind(table: dict) -> str:
+    """``"sweep"`` (a ``[sweep]`` table: ``landscape sweep``), ``"net"`` (a ``[net]`` table:
+    ``landscape net``) or ``"study"`` (``landscape run``)."""
+    return "sweep" if "sweep" in table else "net" if "net" in table else "study"
+
+
 def presets() -> dict[str, dict]:
-    """{name: {"kind": "study" | "sweep", "description": first comment line}} of the embedded files."""
+    """{name: {"kind": "study" | "sweep" | "net", "description": first comment line}} of the embedded files."""
     out = {}
     for f in sorted(_configs().iterdir(), key=lambda f: f.name):
         if not f.name.endswith(".toml"):
             continue
         text = f.read_text(encoding="utf-8")
         first = next((ln[1:].strip() for ln in text.splitlines() if ln.startswith("#")), "")
-        out[f.name[:-5]] = {"kind": "sweep" if "sweep" in tomllib.loads(text) else "study", "description": first}
+        out[f.name[:-5]] = {"kind": preset_kind(tomllib.loads(text)), "description": first}
     return out
 
 

@@ -147,7 +147,8 @@ def load_sweep(path: str | Path | None = None, overrides: Iterable[str] = (), *,
     if preset is not None:
         cfg = tomllib.loads(preset_path(preset).read_text(encoding="utf-8"))
         if SWEEP_TABLE not in cfg:
-            raise SpecError(f"preset={preset!r} is a study, not a sweep: run it with `landscape run --preset {preset}`")
+            cmd = "net" if "net" in cfg else "run"
+            raise SpecError(f"preset={preset!r} is not a sweep: run it with `landscape {cmd} --preset {preset}`")
     else:
         cfg = load_config_dict(path)
         if Path(path).suffix == ".json" and "sweep_config" in cfg:

@@ -1,0 +1,113 @@
+"""The figures and HTML report of a ``landscape net`` results folder (from its ``summary.json``).
+
+Figures (the paper's, for a trained network's head, across seeds):
+
+* ``net-singular-values``: the singular values of each head factor W_l per seed, log scale, with
+  the paper's absolute threshold (``analysis.sv_atol``, 10⁻⁶) drawn as a line;
+* ``net-loss``: each seed's regularised training loss against the closed-form loss of DNC (and of
+  the lowest closed-form structure) of the deep UFM with the same K, n, L and λ's;
+* ``net-ufm-labels``: the fraction of seeds per UFM label (certified end points of the UFM engines
+  run from each head), with 95% Wilson intervals.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from ..io.results import FILES, atomic_write_text, read_json
+from .figures import HEIGHT, label_colours
+from .report import figure_sections, html_page
+
+
+def singular_value_figure(summary: dict) -> go.Figure:
+    fig = go.Figure()
+    atol = summary["config"].get("analysis", {}).get("sv_atol", 1e-6)
+    L = summary["ufm"]["spec"]["L"]
+    names = [f"W{l}" for l in range(1, L + 1)]
+    for s in summary["seeds"]:
+        layers = {lay["name"]: lay for lay in s["layers"]}
+        for j, name in enumerate(names):
+            sv = [max(v, 1e-18) for v in layers[name]["singular_values"]]
+            fig.add_trace(go.Scatter(x=[j + 1 + 0.6 * (i / max(len(sv) - 1, 1) - 0.5) for i in range(len(sv))], y=sv,
+                                     mode="markers", marker={"size": 5}, name=f"seed {s['seed']}",
+                                     legendgroup=str(s["seed"]), showlegend=j == 0,
+                                     hovertemplate=f"seed {s['seed']} {name}: σ=%{{y:.3g}}<extra></extra>"))
+    fig.add_hline(y=atol, line_dash="dash", annotation_text=f"{atol:g} (the paper's threshold)")
+    fig.update_layout(title="Singular values of the head factors, every seed", height=HEIGHT,
+                      xaxis={"tickvals": list(range(1, L + 1)), "ticktext": names, "title": "head factor"},
+                      yaxis={"type": "log", "title": "singular value"})
+    return fig
+
+
+def loss_figure(summary: dict) -> go.Figure:
+    seeds = summary["seeds"]
+    fig = go.Figure(go.Scatter(x=[s["seed"] for s in seeds], y=[s["loss"] for s in seeds], mode="markers",
+                               name="trained network (regularised loss)", marker={"size": 8}))
+    th = summary.get("theory")
+    if th and th.get("dnc_loss") is not None:
+        fig.add_hline(y=th["dnc_loss"], line_color=label_colours(["DNC"])["DNC"],
+                      annotation_text=f"DNC closed form {th['dnc_loss']:.6g}")
+    if th and th.get("best"):
+        fig.add_hline(y=th["best"]["loss"], line_dash="dot",
+                      annotation_text=f"lowest closed form: {th['best']['name']} {th['best']['loss']:.6g}",
+                      annotation_position="bottom right")
+    fig.update_layout(title="Training loss against the UFM's closed-form losses (λ_eff = geometric mean of the decays)",
+                      height=HEIGHT, xaxis={"title": "seed"}, yaxis={"title": "loss"})
+    return fig
+
+
+def label_figure(summary: dict) -> go.Figure:
+    fr = summary["labels"]["fractions"]
+    labs = list(fr)
+    col = label_colours(labs)
+    fig = go.Figure(go.Bar(
+        x=labs, y=[fr[k]["fraction"] for k in labs], marker_color=[col[k] for k in labs],
+        error_y={"type": "data", "symmetric": False, "array": [fr[k]["ci_high"] - fr[k]["fraction"] for k in labs],
+                 "arrayminus": [fr[k]["fraction"] - fr[k]["ci_low"] for k in labs]},
+        text=[f"{fr[k]['count']}/{summary['labels']['n']}" for k in labs], textposition="outside"))
+    fig.update_layout(title=f"UFM structure the heads fall into ({summary['labels']['n']} certified seeds, "
+                            f"{summary['labels']['uncertified']} uncertified; 95% Wilson intervals)",
+                      height=HEIGHT, yaxis={"title": "fraction of seeds", "range": [0, 1.1]})
+    return fig
+
+
+def net_figures(summary: dict) -> list[tuple[str, go.Figure]]:
+    return [("net-singular-values", singular_value_figure(summary)), ("net-loss", loss_figure(summary)),
+            ("net-ufm-labels", label_figure(summary))]
+
+
+def _table(summary: dict) -> str:
+    e = html.escape
+    L = summary["ufm"]["spec"]["L"]
+    head = "".join(f"<th>#σ(W{l})&gt;atol</th>" for l in range(1, L + 1))
+    rows = []
+    for s in summary["seeds"]:
+        layers = {lay["name"]: lay for lay in s["layers"]}
+        cells = "".join(f"<td>{layers[f'W{l}']['above_atol']}</td>" for l in range(1, L + 1))
+        rows.append(f"<tr><td>{s['seed']}</td><td>{s['train_accuracy']:.3f}</td><td>{s['test_accuracy'] if s['test_accuracy'] is None else format(s['test_accuracy'], '.3f')}</td>"
+                    f"<td>{s['loss']:.6g}</td>{cells}<td>{s['logit_rank']}</td><td>{e(str(s['network_label']))}</td>"
+                    f"<td>{e(str(s['ufm_label']))}</td><td>{e(s['ufm_stop_reason'])}</td><td>{s['ufm_loss']:.6g}</td></tr>")
+    return ("<h2>Seeds</h2><table><tr><th>seed</th><th>train acc</th><th>test acc</th><th>loss</th>" + head
+            + "<th>logit rank</th><th>network label</th><th>UFM label</th><th>UFM stop</th><th>UFM loss</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def render_net_report(out_dir) -> str:
+    summary = read_json(Path(out_dir) / FILES["summary"])
+    dyn = summary["dynamics"]
+    e = html.escape
+    intro = (f"<p>{e(summary['dataset']['name'])}: K={summary['dataset']['K']}, {summary['dataset']['n_train']} training "
+             f"and {summary['dataset']['n_test']} test samples per class. Training: {e(dyn['training']['method'])}, "
+             f"lr {dyn['training']['lr']}, regularisation {e(str(dyn['regularisation']))}. "
+             f"Hand-off: the deep UFM (P = {summary['ufm']['P']}) from each trained head, engines "
+             f"{e(' → '.join(s['engine'] for s in dyn['handoff']))}, certified at ‖∇L‖ ≤ {dyn['certify_tol']:g}. "
+             f"Max |network loss − UFM loss at hand-off| = {summary['handoff_loss_gap']['max_abs']:.3g}.</p>")
+    return html_page(f"landscape net: {summary['net']}", [intro, *figure_sections(net_figures(summary)), _table(summary)])
+
+
+def write_net_report(out_dir) -> Path:
+    path = Path(out_dir) / FILES["report"]
+    atomic_write_text(path, render_net_report(out_dir))
+    return path

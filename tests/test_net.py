@@ -1,0 +1,224 @@
+"""``landscape net``: loader, batched networks, the hand-off to the deep UFM, the command.
+
+The UFM loss of a hand-off point is checked against MODEL.md §2 written out here in numpy (not the
+package's DeepUFM), and batched seeds against the same seeds trained alone.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.cli import main as cli_main
+from landscape.core.validate import SpecError
+from landscape.net.config import NetConfig, load_net
+from landscape.net.data import load_dataset
+from landscape.net.handoff import ufm_points, ufm_spec
+from landscape.net.model import BatchedNet
+from landscape.net.run import build_net
+from landscape.net.train import train
+
+
+def tiny_npz(path, K=3, per_class=10, F=6, images=False, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(K, F)) * 2
+    y = np.repeat(np.arange(K), per_class)
+    rng.shuffle(y)
+    X = centres[y] + rng.normal(size=(y.size, F))
+    if images:
+        X = X.reshape(-1, 2, F // 2)
+    np.savez(path, X=X, y=y)
+    return str(path)
+
+
+def tiny_cfg(data, **over) -> NetConfig:
+    sets = [f"net.dataset={json.dumps(data)}", "net.n_train=4", "net.n_test=3", "net.d=5", "net.L=2",
+            "net.hidden=[7]", "seeds=3", "dtype=\"float64\"", "train.max_iter=60", "train.check_every=10"]
+    sets += [f"{k}={v}" for k, v in over.items()]
+    return load_net(None, sets)
+
+
+# ----- the loader ----------------------------------------------------------------------------------
+def test_loader_balances_and_orders_classes(tmp_path):
+    ds = load_dataset(tiny_npz(tmp_path / "d.npz"), 4, 3, seed=1)
+    assert ds.K == 3 and ds.X_train.shape == (12, 6) and ds.X_test.shape == (9, 6)
+    assert ds.y_train.tolist() == [0] * 4 + [1] * 4 + [2] * 4   # class-ordered: sample fastest
+    assert np.allclose(ds.X_train.mean(axis=0), 0) and np.allclose(ds.X_train.std(axis=0), 1)
+
+
+def test_digits_ship_offline():
+    ds = load_dataset("digits", 50, 50)
+    assert (ds.K, ds.n_features, ds.image_shape) == (10, 64, (8, 8))
+    assert ds.X_train.shape == (500, 64) and ds.X_test.shape == (500, 64)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"X": np.zeros((4, 2))}, "must hold arrays 'X' and 'y'"),
+    ({"X": np.zeros((4, 2)), "y": np.zeros(3, dtype=int)}, "one label per sample"),
+    ({"X": np.zeros((4, 2)), "y": np.array([0.5, 1, 0, 1])}, "integer class labels"),
+    ({"X": np.full((4, 2), np.nan), "y": np.array([0, 1, 0, 1])}, "finite real numbers"),
+    ({"X": np.zeros(4), "y": np.array([0, 1, 0, 1])}, "must be (samples, features)"),
+    ({"X": np.zeros((4, 2)), "y": np.array([0, 1, 0, 1])}, "smallest class"),
+])
+def test_loader_refuses_bad_arrays(tmp_path, arrays, message):
+    p = tmp_path / "bad.npz"
+    np.savez(p, **arrays)
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_dataset(str(p), 4, 1)
+    with pytest.raises(SpecError, match="no such file"):
+        load_dataset(str(tmp_path / "none.npz"), 1)
+    with pytest.raises(SpecError, match="must be one of"):
+        load_dataset("mnist", 1)
+
+
+# ----- the configuration ---------------------------------------------------------------------------
+def test_config_errors_name_the_field():
+    with pytest.raises(SpecError, match=r"net.backbone='vgg' is invalid"):
+        load_net(None, ["net.backbone=vgg"])
+    with pytest.raises(SpecError, match=r"train.lr=-1 is invalid"):
+        load_net(None, ["train.lr=-1"])
+    with pytest.raises(SpecError, match=r"regularisation.lambda is invalid with kind='ufm'"):
+        load_net(None, ["regularisation.lambda=0.1"])
+    with pytest.raises(SpecError, match="not a known field"):
+        load_net(None, ["widht=3"])
+    with pytest.raises(SpecError, match="not a net preset"):
+        load_net(preset="default")
+    for name in ("digits-linear", "digits-relu", "digits-standard"):
+        cfg = load_net(preset=name)
+        assert cfg.seeds == 16 and cfg.d == 64
+    assert load_net(preset="digits-relu").L == 4 and load_net(preset="digits-standard").reg.kind == "standard"
+
+
+def test_study_commands_refuse_net_presets(capsys):
+    assert cli_main(["run", "--preset", "digits-linear", "--out", "/nonexistent/x"]) == 2
+    assert "landscape net --preset digits-linear" in capsys.readouterr().err
+
+
+# ----- the network and the hand-off ----------------------------------------------------------------
+def _numpy_ufm_loss(theta, K, n, d, L, lam_H, lam_W, relu=False):
+    """MODEL.md §2 written out: mean CE of Z = W_L σ(… W₁H₁) + (λ_H/2)‖H₁‖² + (λ_W/2)Σ‖W_l‖²."""
+    N = K * n
+    shapes = [(d, N)] + [(d, d)] * (L - 1) + [(K, d)]
+    F, i = [], 0
+    for r, c in shapes:
+        F.append(theta[i:i + r * c].reshape(r, c))
+        i += r * c
+    h = F[0]
+    for W in F[1:-1]:
+        h = W @ h
+        if relu:
+            h = np.maximum(h, 0)
+    Z = F[-1] @ h
+    y = np.repeat(np.arange(K), n)
+    Zs = Z - Z.max(axis=0)
+    ce = np.mean(np.log(np.exp(Zs).sum(axis=0)) - Zs[y, np.arange(N)])
+    return ce + 0.5 * lam_H * np.sum(F[0] ** 2) + 0.5 * lam_W * sum(np.sum(W ** 2) for W in F[1:])
+
+
+@pytest.mark.parametrize("backbone, activation", [("mlp", "linear"), ("mlp", "relu"), ("cnn", "linear")])
+def test_head_is_a_ufm_point_with_the_network_loss(tmp_path, backbone, activation):
+    cfg = tiny_cfg(tiny_npz(tmp_path / "d.npz", images=backbone == "cnn"), **{
+        "net.backbone": json.dumps(backbone), "net.activation": json.dumps(activation),
+        "net.hidden": "[2, 3]" if backbone == "cnn" else "[7]"})
+    ds = load_dataset(cfg.dataset, cfg.n_train, cfg.n_test)
+    net = build_net(cfg, ds)
+    X, y = torch.tensor(ds.X_train), torch.tensor(ds.y_train)
+    train(net, X, y, cfg.reg.to_dict(), lr=0.05, max_iter=20, grad_tol=1e-12, loss_rtol=0, window=10, check_every=5)
+    loss = net.objective(X, y, cfg.reg.to_dict())[0].detach().numpy()
+    theta = ufm_points(net, X).numpy()
+    spec = ufm_spec(cfg, ds.K, ds.n_train)
+    assert theta.shape == (3, spec.P)
+    for s in range(3):
+        ref = _numpy_ufm_loss(theta[s], ds.K, ds.n_train, cfg.d, cfg.L, cfg.reg.lambda_H, cfg.reg.lambda_W,
+                              relu=activation == "relu")
+        assert abs(loss[s] - ref) <= 1e-12 * max(1.0, abs(ref))
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "cnn"])
+def test_batched_seeds_equal_seeds_alone(tmp_path, backbone):
+    cfg = tiny_cfg(tiny_npz(tmp_path / "d.npz", images=backbone == "cnn"),
+                   **{"net.backbone": json.dumps(backbone), "net.hidden": "[2]" if backbone == "cnn" else "[7]"})
+    ds = load_dataset(cfg.dataset, cfg.n_train, cfg.n_test)
+    X, y = torch.tensor(ds.X_train), torch.tensor(ds.y_train)
+    kw = dict(n_features=ds.n_features, K=ds.K, d=cfg.d, L=cfg.L, activation="linear", backbone=backbone,
+              hidden=cfg.hidden, image_shape=ds.image_shape)
+    both = BatchedNet(seeds=[3, 8], **kw)
+    rb = train(both, X, y, cfg.reg.to_dict(), lr=0.05, max_iter=40, grad_tol=1e-12, loss_rtol=0, window=10,
+               check_every=5)
+    for i, s in enumerate([3, 8]):
+        alone = BatchedNet(seeds=[s], **kw)
+        ra = train(alone, X, y, cfg.reg.to_dict(), lr=0.05, max_iter=40, grad_tol=1e-12, loss_rtol=0, window=10,
+                   check_every=5)
+        assert ra.stop_reason[0] == rb.stop_reason[i] == "max_iter"
+        for k, v in alone.params.items():
+            assert torch.allclose(v[0], both.params[k][i], rtol=0, atol=1e-12), k
+
+
+def test_stop_rules_are_per_seed(tmp_path):
+    cfg = tiny_cfg(tiny_npz(tmp_path / "d.npz"))
+    ds = load_dataset(cfg.dataset, cfg.n_train, cfg.n_test)
+    X, y = torch.tensor(ds.X_train), torch.tensor(ds.y_train)
+    net = build_net(cfg, ds)
+    r = train(net, X, y, cfg.reg.to_dict(), lr=0.05, max_iter=30, grad_tol=1e-12, loss_rtol=0, window=10,
+              check_every=10)
+    assert r.stop_reason == ["max_iter"] * 3 and r.iterations.tolist() == [30] * 3
+    # a huge learning rate diverges, and says so
+    net = build_net(cfg, ds)
+    r = train(net, X, y, cfg.reg.to_dict(), lr=1e6, max_iter=50, grad_tol=1e-12, loss_rtol=0, window=10, check_every=5)
+    assert set(r.stop_reason) == {"diverged"}
+    # a generous loss plateau rule stops early
+    net = build_net(cfg, ds)
+    r = train(net, X, y, cfg.reg.to_dict(), lr=1e-6, max_iter=1000, grad_tol=1e-12, loss_rtol=1e-2, window=10,
+              check_every=10)
+    assert set(r.stop_reason) == {"converged_loss"} and r.iterations.max() < 1000
+
+
+# ----- the command ---------------------------------------------------------------------------------
+def test_net_command_end_to_end_and_resume(tmp_path, capsys):
+    data = tiny_npz(tmp_path / "d.npz")
+    out = tmp_path / "run"
+    args = ["net", "--out", str(out), "--no-progress", "--set", f"net.dataset={json.dumps(data)}",
+            "--set", "net.n_train=4", "--set", "net.n_test=3", "--set", "net.d=4", "--set", "net.L=2",
+            "--set", "net.hidden=[6]", "--set", "seeds=3", "--set", "train.max_iter=200",
+            "--set", "train.check_every=20", "--set", "regularisation.lambda_H=1e-3",
+            "--set", "regularisation.lambda_W=1e-3"]
+    assert cli_main(args) == 0
+    assert "UFM labels" in capsys.readouterr().out
+    s = json.loads((out / "summary.json").read_text())
+    assert len(s["seeds"]) == 3 and s["handoff_loss_gap"]["max_abs"] <= 1e-12
+    lab = s["labels"]
+    assert lab["n"] + lab["uncertified"] == 3
+    assert sum(v["count"] for v in lab["fractions"].values()) == lab["n"]
+    for seed in s["seeds"]:
+        W = [lay for lay in seed["layers"] if lay["name"].startswith("W")]
+        assert [lay["name"] for lay in W] == ["W1", "W2"]
+        assert all(lay["above_atol"] <= len(lay["singular_values"]) for lay in W)
+        assert seed["ufm_certified"] == (seed["ufm_grad_norm"] <= 1e-10)
+    html = (out / "report.html").read_text()
+    for fid in ("net-singular-values", "net-loss", "net-ufm-labels"):
+        assert f'data-figure-id="fig-{fid}"' in html
+    from landscape.io.store import StudyStore
+    with StudyStore.open(out / "study.sqlite", readonly=True) as st:
+        trajs = st.trajectories()
+        assert len(trajs) == 3 and all(json.loads(t["engine"])["kind"] == "net" if isinstance(t["engine"], str)
+                                       else t["engine"]["kind"] == "net" for t in trajs)
+    # resume: training kept (not rerun), the summary rebuilt the same
+    mtime = (out / "train.npz").stat().st_mtime_ns
+    (out / "summary.json").unlink()
+    assert cli_main(["net", "--resume", str(out), "--no-progress"]) == 0
+    assert (out / "train.npz").stat().st_mtime_ns == mtime
+    s2 = json.loads((out / "summary.json").read_text())
+    assert s2["labels"] == s["labels"] and s2["seeds"] == s["seeds"]
+    # an existing run is never overwritten
+    assert cli_main(args) == 2
+    assert "already holds" in capsys.readouterr().err
+
+
+def test_presets_list_the_net_command(capsys):
+    assert cli_main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits-linear", "digits-relu", "digits-standard"):
+        assert f"landscape net --preset {name}" in out
+    assert "landscape sweep --preset paper-width" in out and "landscape run --preset default" in out
