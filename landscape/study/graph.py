@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import networkx as nx
-import numpy as np
 
+from ..io.export import graphml_text, node_name  # noqa: F401  (re-exported: the GraphML form)
 from ..io.results import atomic_write_text
 
 
@@ -167,10 +167,6 @@ def disconnectivity_tree(G: nx.Graph, level_tol: float = 0.0,
     return T
 
 
-def _node_name(n) -> str:
-    return f"{n[0]}:{n[1]}"
-
-
 def tree_to_json(T: nx.DiGraph) -> dict:
     """JSON-able flat form of a disconnectivity tree for figures::
 
@@ -183,48 +179,24 @@ def tree_to_json(T: nx.DiGraph) -> dict:
     Nodes are listed by (level, id); children by (level, id). Fields a node type lacks are None.
     """
     def key(n):
-        return T.nodes[n]["level"], _node_name(n)
+        return T.nodes[n]["level"], node_name(n)
 
     nodes = []
     for n in sorted(T, key=key):
         a = T.nodes[n]
-        nodes.append({"id": _node_name(n), "type": n[0], "merge": n[1] if n[0] == "merge" else None, "level": a["level"],
-                      "children": [_node_name(c) for c in sorted(T.successors(n), key=key)],
+        nodes.append({"id": node_name(n), "type": n[0], "merge": n[1] if n[0] == "merge" else None, "level": a["level"],
+                      "children": [node_name(c) for c in sorted(T.successors(n), key=key)],
                       "members": list(a["members"]), "basin_count": a["basin_count"], "fraction": a["fraction"],
                       "point_id": a.get("point_id"), "label": a.get("label"), "saddles": a.get("saddles"),
                       "transition_states": a.get("transition_states"), "barriers": a.get("barriers"),
                       "lowest_minimum": a["lowest_minimum"]})
-    return {"roots": [_node_name(r) for r in T.graph["roots"]], "level_tol": T.graph["level_tol"],
+    return {"roots": [node_name(r) for r in T.graph["roots"]], "level_tol": T.graph["level_tol"],
             "leaf_kinds": T.graph["leaf_kinds"], "nodes": nodes}
 
 
 def write_tree_json(T: nx.DiGraph, path: str | Path) -> None:
     """Write :func:`tree_to_json` to ``path``."""
     atomic_write_text(path, json.dumps(tree_to_json(T), indent=1, sort_keys=True))
-
-
-def _graphml_value(v):
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, (bool, int, float, str)):
-        return v
-    return json.dumps(v)
-
-
-def graphml_text(G: nx.Graph) -> str:
-    """A basin graph (or tree) as GraphML text. GraphML holds scalars only: None attributes are
-    left out, lists, tuples and dicts are written as JSON strings; tuple node names (the tree's)
-    become their string form."""
-    H = G.copy()
-    if any(isinstance(n, tuple) for n in H):
-        H = nx.relabel_nodes(H, {n: _node_name(n) for n in H if isinstance(n, tuple)})
-    for attrs in [H.graph, *(a for _, a in H.nodes(data=True)), *(a for *_, a in H.edges(data=True))]:
-        for k in list(attrs):
-            if attrs[k] is None:
-                del attrs[k]
-            else:
-                attrs[k] = _graphml_value(attrs[k])
-    return "\n".join(nx.generate_graphml(H)) + "\n"
 
 
 def write_graphml(G: nx.Graph, path: str | Path) -> None:
