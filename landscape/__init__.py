@@ -4,10 +4,12 @@ Batched trajectories from random starts, certified critical points, Hessian and 
 deduplication modulo symmetry, basin fractions with intervals, the basin graph with transition
 states, and continuation of critical points in λ and width.
 
-The package follows the data: :mod:`landscape.core` (model, starts, validation, Krylov methods) →
-:mod:`landscape.engines` (batched trajectories) → :mod:`landscape.analysis` (what a point is) →
-:mod:`landscape.study` (studies, sweeps, graphs) → :mod:`landscape.io` (database, results
-folder) → :mod:`landscape.viz` (figures, reports) → :mod:`landscape.cli`. The names most
+The package follows the data, each layer importing only layers before it (checked by
+``tests/test_layers.py``): :mod:`landscape.core` (model, starts, validation, Krylov methods) →
+:mod:`landscape.engines` (batched trajectories) and :mod:`landscape.analysis` (what a point is) →
+:mod:`landscape.io` (database, results folder, exports) → :mod:`landscape.study` (studies, sweeps,
+graphs) → :mod:`landscape.viz` (figures, reports) → :mod:`landscape.net` (real networks handed to
+the UFM) → :mod:`landscape.cli`. The names most
 scripts need are importable from here (loaded on first use, so ``import landscape`` is cheap)::
 
     from landscape import ModelSpec, DeepUFM, load_study, run_study, analyse_point

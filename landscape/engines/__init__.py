@@ -14,7 +14,7 @@ from .._lazy import lazy_getattr
 
 __all__ = ["ENGINES", "EngineState", "STOP_REASONS", "StageConfig", "TrajectoryResults", "make_stage", "run_engine",
            "run_pipeline"]
-_HOME = {"run_engine": ".driver", "run_pipeline": ".driver", "STOP_REASONS": ".results",
-         "TrajectoryResults": ".results", "ENGINES": ".stage", "StageConfig": ".stage", "make_stage": ".stage",
+_HOME = {"run_engine": ".driver", "run_pipeline": ".driver", "STOP_REASONS": ".trajectories",
+         "TrajectoryResults": ".trajectories", "ENGINES": ".stage", "StageConfig": ".stage", "make_stage": ".stage",
          "EngineState": ".state"}
 __getattr__ = lazy_getattr(__name__, _HOME, globals())  # loaded on first use (torch only where needed)

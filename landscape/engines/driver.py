@@ -34,7 +34,7 @@ from ..core.allocator import retain_freed_host_memory
 from ..core.model import DeepUFM
 from ..core.validate import SpecError
 from .curvature import curvature_threshold, negative_curvature
-from .results import STOP_REASONS, TrajectoryResults
+from .trajectories import STOP_REASONS, TrajectoryResults
 from .stage import ENGINES, StageConfig
 from .state import EngineState
 
