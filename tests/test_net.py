@@ -196,6 +196,13 @@ def test_net_command_end_to_end_and_resume(tmp_path, capsys):
         assert [lay["name"] for lay in W] == ["W1", "W2"]
         assert all(lay["above_atol"] <= len(lay["singular_values"]) for lay in W)
         assert seed["ufm_certified"] == (seed["ufm_grad_norm"] <= 1e-10)
+    # certified ends deduplicated modulo symmetry: seeds at one loss (to 1e-10) share one point
+    assert sum(p["n_seeds"] for p in s["ufm_points"]) == 3
+    cert = [x for x in s["seeds"] if x["ufm_certified"]]
+    for a in cert:
+        for b in cert:
+            if abs(a["ufm_loss"] - b["ufm_loss"]) < 1e-10 and a["ufm_label"] == b["ufm_label"]:
+                assert a["ufm_point_id"] == b["ufm_point_id"]
     html = (out / "report.html").read_text()
     for fid in ("net-singular-values", "net-loss", "net-ufm-labels"):
         assert f'data-figure-id="fig-{fid}"' in html

@@ -140,3 +140,14 @@ def test_group_rtol_out_of_range_is_refused(bad):
     spec = ModelSpec(K=3, n=2, d=4, L=2, lam=1e-2)
     with pytest.raises(SpecError, match="group_rtol"):
         inspect_spectrum(spec, np.zeros(spec.P), group_rtol=bad)
+
+
+def test_spectrum_settings_read_the_study_analysis_table():
+    from landscape.analysis.settings import AnalysisSettings, SpectrumSettings
+    from landscape.core.validate import SpecError
+
+    a = AnalysisSettings(lanczos_k=7, tau_rel=2e-3, dense_limit=50, lanczos_seed=3)
+    s = SpectrumSettings.from_analysis(a, group_rtol=1e-5)
+    assert (s.lanczos_k, s.tau_rel, s.dense_limit, s.seed, s.group_rtol) == (7, 2e-3, 50, 3, 1e-5)
+    with pytest.raises(SpecError, match=r"spectrum.slq_steps=0 is invalid"):
+        SpectrumSettings(slq_steps=0)

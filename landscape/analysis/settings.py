@@ -28,6 +28,14 @@ DEFAULT_COLLAPSE_TOL = 1e-4
 DEFAULT_ZERO_ATOL = 1e-12
 #: :mod:`landscape.analysis.symmetry`
 DEFAULT_SYMMETRY_RTOL = 1e-8
+#: :mod:`landscape.analysis.spectrum` (the dense budget of ``landscape spectrum``: a single point,
+#: so more than a study's)
+DEFAULT_SPECTRUM_BUDGET_S = 600.0
+DEFAULT_GROUP_RTOL = 1e-6
+DEFAULT_SLQ_VECTORS = 16
+DEFAULT_SLQ_STEPS = 80
+DEFAULT_DENSITY_POINTS = 400
+DEFAULT_DENSITY_WIDTH = 0.005
 
 #: Fields passed to :func:`landscape.analysis.hessian.analyse_hessian`.
 HESSIAN_FIELDS = ("tau", "tau_rel", "noise_mult", "dense_limit", "dense_budget_s", "lanczos_k", "lanczos_tol",
@@ -114,3 +122,46 @@ class DedupTolerances:
     @classmethod
     def from_dict(cls, d: Mapping) -> "DedupTolerances":
         return cls(**dict(d))
+
+
+@dataclass(frozen=True)
+class SpectrumSettings:
+    """Everything :func:`landscape.analysis.spectrum.inspect_spectrum` uses: the Hessian thresholds
+    it shares with the point analysis (``tau``, ``tau_rel``, ``noise_mult``, ``dense_limit``,
+    ``lanczos_k``, ``lanczos_seed`` as ``seed``: :meth:`from_analysis` takes them from a study's
+    ``[analysis]`` table) and its own: ``dense_budget_s`` (a longer budget than the point
+    analysis': a spectrum is asked for), ``group_rtol`` (eigenvalue groups), ``slq_vectors`` and
+    ``slq_steps`` (stochastic Lanczos quadrature), ``density_points`` and ``density_width``."""
+
+    tau: float | None = None
+    tau_rel: float = DEFAULT_TAU_REL
+    noise_mult: float = DEFAULT_NOISE_MULT
+    dense_limit: int | None = DEFAULT_DENSE_LIMIT
+    dense_budget_s: float = DEFAULT_SPECTRUM_BUDGET_S
+    group_rtol: float = DEFAULT_GROUP_RTOL
+    lanczos_k: int = DEFAULT_LANCZOS_K
+    slq_vectors: int = DEFAULT_SLQ_VECTORS
+    slq_steps: int = DEFAULT_SLQ_STEPS
+    density_points: int = DEFAULT_DENSITY_POINTS
+    density_width: float = DEFAULT_DENSITY_WIDTH
+    seed: int = DEFAULT_LANCZOS_SEED
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in ("tau", "dense_limit") and v is None:
+                continue
+            if f.name in ("dense_limit", "lanczos_k", "slq_vectors", "slq_steps", "density_points", "seed"):
+                check_int(f"spectrum.{f.name}", v, 0 if f.name == "seed" else 1)
+            else:
+                object.__setattr__(self, f.name, check_number(f"spectrum.{f.name}", v))
+
+    @classmethod
+    def from_analysis(cls, analysis: "AnalysisSettings", **overrides) -> "SpectrumSettings":
+        """The spectrum settings of a study: its ``[analysis]`` thresholds, then ``overrides``."""
+        shared = {"tau": analysis.tau, "tau_rel": analysis.tau_rel, "noise_mult": analysis.noise_mult,
+                  "dense_limit": analysis.dense_limit, "lanczos_k": analysis.lanczos_k, "seed": analysis.lanczos_seed}
+        return cls(**{**shared, **overrides})
+
+    def kwargs(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -42,15 +42,10 @@ import torch
 from ..core.linalg import block_lanczos, symmetric_eigh
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from .hessian import choose_method, default_tau, dense_hessian, hessian_matmat
+from .settings import (DEFAULT_DENSITY_POINTS, DEFAULT_DENSITY_WIDTH, DEFAULT_GROUP_RTOL,  # noqa: F401
+                       DEFAULT_SLQ_STEPS, DEFAULT_SLQ_VECTORS, DEFAULT_SPECTRUM_BUDGET_S, SpectrumSettings)
 from .symmetry import null_part, symmetry_space
 
-DEFAULT_GROUP_RTOL = 1e-6
-DEFAULT_SLQ_VECTORS = 16
-DEFAULT_SLQ_STEPS = 80
-DEFAULT_DENSITY_POINTS = 400
-DEFAULT_DENSITY_WIDTH = 0.005
-#: Budget of the dense path of ``landscape spectrum`` (a single point, so more than a study's).
-DEFAULT_SPECTRUM_BUDGET_S = 600.0
 #: The dense spectrum in units of one eigenvalue solve of the same size (the cost model's unit,
 #: :func:`landscape.analysis.hessian.dense_cost_s`): the decomposition with eigenvectors (for the
 #: factor shares), the factor blocks, the Gauss–Newton build and two more solves (G and H − G).
@@ -231,13 +226,15 @@ def _factor_slices(spec: ModelSpec):
     return [(name, o[i], o[i + 1]) for i, name in enumerate(spec.factor_names)]
 
 
-def inspect_spectrum(spec: ModelSpec, theta, *, point_id: int | None = None, tau: float | None = None,
-                     tau_rel: float = 1e-3, noise_mult: float = 1e4, dense_limit: int | None = None,
-                     dense_budget_s: float = DEFAULT_SPECTRUM_BUDGET_S, group_rtol: float = DEFAULT_GROUP_RTOL,
-                     lanczos_k: int = 40, slq_vectors: int = DEFAULT_SLQ_VECTORS, slq_steps: int = DEFAULT_SLQ_STEPS,
-                     density_points: int = DEFAULT_DENSITY_POINTS, density_width: float = DEFAULT_DENSITY_WIDTH,
-                     seed: int = 0, device="cpu") -> SpectrumReport:
-    """The structured spectrum of the point θ (P,) (module docstring)."""
+def inspect_spectrum(spec: ModelSpec, theta, settings: SpectrumSettings | None = None, *,
+                     point_id: int | None = None, device="cpu", **overrides) -> SpectrumReport:
+    """The structured spectrum of the point θ (P,) (module docstring), with ``settings`` (default
+    :class:`SpectrumSettings`(); a study's: ``SpectrumSettings.from_analysis(cfg.analysis)``) and
+    any field overridden by keyword, e.g. ``inspect_spectrum(spec, θ, dense_limit=10)``."""
+    st = SpectrumSettings(**{**(settings or SpectrumSettings()).kwargs(), **overrides})
+    tau, tau_rel, noise_mult, dense_limit = st.tau, st.tau_rel, st.noise_mult, st.dense_limit
+    dense_budget_s, group_rtol, lanczos_k, seed = st.dense_budget_s, st.group_rtol, st.lanczos_k, st.seed
+    slq_vectors, slq_steps, density_points, density_width = st.slq_vectors, st.slq_steps, st.density_points, st.density_width
     spec = spec.as_float64()
     th = as_theta64(spec, theta)
     P = spec.P

@@ -57,6 +57,7 @@ def _spectra(args, out, written: list) -> int:
     from ..core.validate import SpecError
     from ..io.results import DB_NAME, own_subfolder, write_json
     from ..io.store import StudyStore
+    from ..analysis.settings import SpectrumSettings
     from ..study.config import StudyConfig, resolve_device
 
     with StudyStore.open(out / DB_NAME) as store:
@@ -69,11 +70,11 @@ def _spectra(args, out, written: list) -> int:
             if pid not in ids:
                 raise SpecError(f"POINT={pid} is invalid: the study has points {ids}")
         own_subfolder(out, "spectra")
+        settings = SpectrumSettings.from_analysis(cfg.analysis, dense_budget_s=args.budget, group_rtol=args.group_rtol)
         for pid in todo:
             p = store.point(pid)
             t = time.perf_counter()
-            rep = inspect_spectrum(cfg.model, p["params"], point_id=pid, dense_budget_s=args.budget,
-                                   group_rtol=args.group_rtol, device=resolve_device(cfg.device))
+            rep = inspect_spectrum(cfg.model, p["params"], settings, point_id=pid, device=resolve_device(cfg.device))
             rec = rep.to_dict()
             rec["timings"]["total_s"] = time.perf_counter() - t
             write_json(out / "spectra" / f"point-{pid}.json", rec)

@@ -4,7 +4,9 @@ certify and analyse where the UFM takes them, store it all like a study.
 The results folder holds ``config.json``; ``train.npz`` (every seed's trained parameters, written
 once training ends, so an interrupted run resumes from it without retraining); ``study.sqlite``
 (a study database: one trajectory per seed whose ``engine`` record has ``kind = "net"`` with the
-training's dynamics and stop reason, and the UFM end point of each seed in ``points``);
+training's dynamics and stop reason; the seeds' certified UFM end points deduplicated modulo
+symmetry in ``points``, each analysed once; the per-seed network measurements under the meta key
+``net_seeds``);
 ``summary.json`` (:data:`NET_SUMMARY_KEYS`) and ``report.html``.
 """
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..analysis.dedup import fingerprints
+from ..analysis.dedup import Deduplicator, fingerprints
+from ..analysis.settings import DedupTolerances
 from ..analysis.point import analyse_point
 from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM
@@ -33,7 +36,7 @@ from .model import BatchedNet
 from .train import TrainResult, train
 
 #: Top-level keys of a net run's summary.json.
-NET_SUMMARY_KEYS = ("net", "config", "dynamics", "dataset", "ufm", "theory", "seeds", "labels", "network_labels",
+NET_SUMMARY_KEYS = ("net", "config", "dynamics", "dataset", "ufm", "theory", "seeds", "ufm_points", "labels", "network_labels",
                     "handoff_loss_gap", "timings", "environment", "files")
 _TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -145,36 +148,50 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
             t0 = time.perf_counter()
             thetas = res.theta.detach().cpu().to(torch.float64)
             fps = fingerprints(spec, thetas)
-            points, trajs = [], []
-            for i, seed in enumerate(cfg.seed_list):
-                say(f"[analysis] seed {seed} ({i + 1}/{net.S})")
+            # the seeds' certified ends, deduplicated modulo symmetry as a study's are: each distinct
+            # point is analysed once; an uncertified end is a point of its own
+            dedup = Deduplicator(DedupTolerances())
+            point_of, first_row = [], {}
+            for i in range(net.S):
+                pid = dedup.assign(fps[i])[0] if certified[i] else None
+                if pid is None:
+                    pid = dedup.next_id
+                    dedup.next_id += 1
+                first_row.setdefault(pid, i)
+                point_of.append(pid)
+            points = []
+            for k, (pid, i) in enumerate(sorted(first_row.items())):
+                say(f"[analysis] point {pid} ({k + 1} of {len(first_row)} distinct UFM end points, seed {cfg.seed_list[i]})")
                 a = analyse_point(spec, thetas[i], cfg.analysis, device="cpu").to_dict()
-                a["network"] = measure_head(spec, theta0[i].numpy(), sv_atol=cfg.sv_atol, sv_rtol=cfg.sv_rtol,
-                                            settings=cfg.analysis)
-                a["network"].update({"seed": seed, "train_accuracy": json_float(acc_tr[i]),
-                                     "test_accuracy": json_float(acc_te[i]), "loss": float(net_loss64[i]),
-                                     "ce": json_float(tr.ce[i]), "ufm_loss_at_handoff": float(ufm0[i]),
-                                     "train_stop_reason": tr.stop_reason[i],
-                                     "train_iterations": int(tr.iterations[i]),
-                                     "train_grad_norm": json_float(tr.grad_norm[i])})
                 a["ufm_end"] = measure_head(spec, thetas[i].numpy(), sv_atol=cfg.sv_atol, sv_rtol=cfg.sv_rtol,
                                             settings=cfg.analysis)
-                pid = i
                 points.append({"id": pid, "kind": a["kind"] if certified[i] else "unverified",
                                "label": a["label"], "loss": a["loss"], "grad_norm": a["grad_norm"],
                                "hessian_index": a["index"], "fingerprint": fps[i], "params": thetas[i].numpy(),
                                "spectrum": None, "analysis": a})
+            seeds_rec, trajs = [], []
+            for i, seed in enumerate(cfg.seed_list):
+                nw = measure_head(spec, theta0[i].numpy(), sv_atol=cfg.sv_atol, sv_rtol=cfg.sv_rtol,
+                                  settings=cfg.analysis)
+                nw.update({"seed": seed, "train_accuracy": json_float(acc_tr[i]),
+                           "test_accuracy": json_float(acc_te[i]), "loss": float(net_loss64[i]),
+                           "ce": json_float(tr.ce[i]), "ufm_loss_at_handoff": float(ufm0[i]),
+                           "train_stop_reason": tr.stop_reason[i], "train_iterations": int(tr.iterations[i]),
+                           "train_grad_norm": json_float(tr.grad_norm[i])})
+                seeds_rec.append(nw)
                 row = res.row(i)
                 trajs.append({"idx": i, "seed": seed, "stop_reason": row["stop_reason"],
                               "certified": bool(certified[i]), "iterations": row["iterations"],
                               "n_grad": row["n_grad"], "n_hvp": row["n_hvp"], "wall_time": row["wall_time"],
-                              "loss": row["loss"], "grad_norm": row["grad_norm"], "point_id": pid,
+                              "loss": row["loss"], "grad_norm": row["grad_norm"], "point_id": point_of[i],
                               "engine": {"kind": "net", "training_stop_reason": tr.stop_reason[i],
                                          "training_iterations": int(tr.iterations[i]),
                                          **describe_dynamics(cfg)}})
             timings["analysis_s"] = time.perf_counter() - t0
-            store.commit_unit(0, trajs, points, wall_time=timings["handoff_s"] + timings["analysis_s"])
+            # the per-seed network records first: a run stopped before the unit recomputes both
+            store.set_meta("net_seeds", seeds_rec)
             store.set_meta("net_timings", timings)
+            store.commit_unit(0, trajs, points, wall_time=timings["handoff_s"] + timings["analysis_s"])
         else:
             timings.update(store.get_meta("net_timings", {}) or {})
         summary = summarise_net(cfg, ds, spec, store, timings)
@@ -196,10 +213,11 @@ def label_fractions(labels: list[str]) -> dict:
 def summarise_net(cfg: NetConfig, ds: Dataset, spec, store: StudyStore, timings: dict) -> dict:
     """The summary.json record (:data:`NET_SUMMARY_KEYS`) from the stored points and trajectories."""
     pts = {p["id"]: p for p in store.points()}
+    network = {r["seed"]: r for r in store.get_meta("net_seeds", [])}
     seeds, ufm_labels, net_labels, gaps = [], [], [], []
     for t in sorted(store.trajectories(), key=lambda t: t["idx"]):
         a = pts[t["point_id"]]["analysis"]
-        nw = a["network"]
+        nw = network[t["seed"]]
         seeds.append({"seed": t["seed"], "train_accuracy": nw["train_accuracy"], "test_accuracy": nw["test_accuracy"],
                       "loss": nw["loss"], "ce": nw["ce"], "train_stop_reason": nw["train_stop_reason"],
                       "train_iterations": nw["train_iterations"], "layers": nw["layers"],
@@ -215,12 +233,16 @@ def summarise_net(cfg: NetConfig, ds: Dataset, spec, store: StudyStore, timings:
         if t["certified"]:
             ufm_labels.append(a["label"])
     n_unc = len(seeds) - len(ufm_labels)
+    distinct = [{"id": p["id"], "label": p["label"], "kind": p["kind"], "loss": p["loss"], "index": p["hessian_index"],
+                 "n_seeds": sum(1 for s_ in seeds if s_["ufm_point_id"] == p["id"]),
+                 "theory": p["analysis"]["theory"], "rank_pattern": p["analysis"]["rank_pattern"]}
+                for p in sorted(pts.values(), key=lambda p: p["loss"])]
     return {"net": cfg.name, "config": cfg.to_dict(), "dynamics": describe_dynamics(cfg),
             "dataset": {"name": ds.name, "K": ds.K, "n_train": ds.n_train, "n_test": ds.n_test,
                         "n_features": ds.n_features, "image_shape": list(ds.image_shape) if ds.image_shape else None,
                         "standardise": cfg.standardise, "split_seed": cfg.split_seed},
             "ufm": {"spec": spec.to_dict(), "P": spec.P, "lambda_H": spec.lambdas[0], "lambda_W": spec.lambdas[1]},
-            "theory": closed_form_losses(spec), "seeds": seeds,
+            "theory": closed_form_losses(spec), "seeds": seeds, "ufm_points": distinct,
             "labels": {"n": len(ufm_labels), "uncertified": n_unc, "fractions": label_fractions(ufm_labels),
                        "basis": "UFM label of each seed's certified end point; uncertified seeds counted apart"},
             "network_labels": {"n": len(net_labels), "fractions": label_fractions(net_labels),

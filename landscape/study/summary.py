@@ -172,6 +172,7 @@ def featured_spectra(cfg: StudyConfig, out: Path, budget_s: float) -> list[int]:
     points not yet holding one, with the dense path only where its predicted cost is at most
     ``budget_s``; stored in the database and in ``out/spectra/point-<id>.json``. Returns the ids
     done."""
+    from ..analysis.settings import SpectrumSettings
     from ..analysis.spectrum import inspect_spectrum
     from ..io.results import read_json
 
@@ -183,8 +184,9 @@ def featured_spectra(cfg: StudyConfig, out: Path, budget_s: float) -> list[int]:
                 continue
             p = store.point(pid)
             own_subfolder(out, "spectra")   # before the computation: a planted link is refused at once
-            rec = inspect_spectrum(cfg.model, p["params"], point_id=pid, dense_budget_s=budget_s,
-                                   device=resolve_device(cfg.device)).to_dict()
+            rec = inspect_spectrum(cfg.model, p["params"], SpectrumSettings.from_analysis(cfg.analysis,
+                                                                                         dense_budget_s=budget_s),
+                                   point_id=pid, device=resolve_device(cfg.device)).to_dict()
             write_json(out / "spectra" / f"point-{pid}.json", rec)
             store.put_spectrum(pid, rec)
             done.append(pid)
