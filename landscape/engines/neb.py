@@ -16,7 +16,7 @@ R_1..R_M. Each iteration evaluates the loss and gradient of all Q·M images in o
   force) — or after ``climb_after`` iterations — the highest interior image feels
   −∇L + 2(∇L·τ)τ and no spring, and climbs to the saddle.
 
-Every band is minimised by FIRE (Bitzek et al. 2006) with its own step size and mixing, over the
+Every band is minimised by FIRE (Bitzek et al. 2006, :mod:`landscape.engines.fire`) with its own step size and mixing, over the
 concatenated coordinates of its images, no image moving more than ``max_move`` × the band's mean
 image spacing per iteration; a band whose largest image force (Euclidean norm per
 image) is at most ``tol`` is converged and frozen; the others go on, up to ``max_iter``.
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.model import DeepUFM
+from .fire import FIREOptions, FIREState, fire_step
 from .options import EngineOptions, integer, number
 
 
@@ -46,6 +47,11 @@ class NEBOptions(EngineOptions):
     seed: int = integer(1, "seed of that noise")
     climb: bool = True
     doubly_nudged: bool = False
+
+    def fire(self) -> FIREOptions:
+        """The band optimiser's options: FIRE with this band's ``dt`` and ``dt_max`` and the
+        standard constants of Bitzek et al. (:class:`FIREOptions`)."""
+        return FIREOptions(dt=self.dt, dt_max=self.dt_max)
 
     def describe(self) -> str:
         return (f"{'DNEB' if self.doubly_nudged else 'NEB'}({self.images} images, k={self.spring:g}"
@@ -136,11 +142,8 @@ def run_neb(model: DeepUFM, start: torch.Tensor, end: torch.Tensor, opts: NEBOpt
         R[:, 1:-1] += opts.perturb * spacing[:, None, None] * noise / (P ** 0.5)
     else:
         R = initial.to(device=model.device, dtype=model.dtype).clone()
-    kw = {"dtype": model.dtype, "device": model.device}
-    v = torch.zeros(Q, M, P, **kw)
-    dt = torch.full((Q,), opts.dt, **kw)
-    alpha = torch.full((Q,), 0.1, **kw)
-    n_pos = torch.zeros(Q, dtype=torch.long, device=model.device)
+    fire = opts.fire()
+    state = FIREState.init(Q, M * P, fire, R)
     active = torch.ones(Q, dtype=torch.bool, device=model.device)
     climbing = torch.zeros(Q, dtype=torch.bool, device=model.device)
     iters = torch.zeros(Q, dtype=torch.long, device=model.device)
@@ -162,20 +165,7 @@ def run_neb(model: DeepUFM, start: torch.Tensor, end: torch.Tensor, opts: NEBOpt
             break
         # FIRE, per band over all its images
         a = active[:, None, None]
-        Fb, vb = F.reshape(Q, -1), v.reshape(Q, -1)
-        power = (Fb * vb).sum(dim=1)
-        fn = Fb.norm(dim=1).clamp(min=torch.finfo(R.dtype).tiny)
-        vn = vb.norm(dim=1)
-        vb = (1 - alpha[:, None]) * vb + alpha[:, None] * vn[:, None] * Fb / fn[:, None]
-        pos = power > 0
-        n_pos = torch.where(pos, n_pos + 1, torch.zeros_like(n_pos))
-        grow = pos & (n_pos > 5)
-        dt = torch.where(grow, torch.clamp(dt * 1.1, max=opts.dt_max), torch.where(pos, dt, dt * 0.5))
-        alpha = torch.where(grow, alpha * 0.99, torch.where(pos, alpha, torch.full_like(alpha, 0.1)))
-        vb = torch.where(pos[:, None], vb, torch.zeros_like(vb))
-        vb = vb + dt[:, None] * Fb
-        v = torch.where(a, vb.reshape(Q, M, P), v)
-        step = dt[:, None, None] * v
+        step = fire_step(state, F.reshape(Q, -1), active, fire).reshape(Q, M, P)
         cap = opts.max_move * (R[:, 1:] - R[:, :-1]).norm(dim=2).mean(dim=1)  # per band
         sn = step.norm(dim=2, keepdim=True)
         step = step * torch.clamp(cap[:, None, None] / sn.clamp(min=torch.finfo(R.dtype).tiny), max=1.0)

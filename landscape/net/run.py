@@ -86,7 +86,7 @@ def describe_dynamics(cfg: NetConfig) -> dict:
 
 def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[str], None] = True) -> dict:
     """Run (or resume) the net study ``cfg`` into ``out_dir``; return its summary."""
-    say = progress if callable(progress) else (print if progress else (lambda *_: None))
+    say = progress if callable(progress) else ((lambda m: print(m, flush=True)) if progress else (lambda *_: None))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / FILES["config"]
