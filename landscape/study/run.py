@@ -303,6 +303,10 @@ class Session:
         return len(edges)
 
 
+#: Phases whose progress a bar shows (counted in trajectories), not a line per unit.
+_BAR_PHASES = ("trajectories", "saddle_search")
+
+
 def _progress_reporter(progress) -> Callable[[dict], None]:
     if callable(progress):
         return progress
@@ -311,6 +315,8 @@ def _progress_reporter(progress) -> Callable[[dict], None]:
     from tqdm.auto import tqdm
 
     def report(event: dict) -> None:
+        if event["phase"] in _BAR_PHASES:
+            return   # their bar counts them, in trajectories
         tqdm.write(f"[{event['phase']}] {event['done']}/{event['total']} " + event.get("note", ""))
 
     return report
@@ -374,13 +380,20 @@ def _run_units(session: Session, out: Path, phase: str, todo: list[list[int]], f
     else:
         from tqdm.auto import tqdm
 
-        pbar = tqdm(total=sum(len(c) for c in todo) * len(cfg.stages if kind == MAIN else cfg.saddles.stages),
-                    desc=f"{cfg.name} {phase}", unit="traj-stage", disable=not bar, dynamic_ncols=True)
+        n_stages = len(cfg.stages if kind == MAIN else cfg.saddles.stages)
+        # counted in trajectories: a trajectory-stage is 1/n_stages of a trajectory, and a row that
+        # skips its remaining stages counts them at once, so the count is whole when a row ends
+        pbar = tqdm(total=total, initial=done, desc=f"{cfg.name} {phase}", unit="traj", disable=not bar,
+                    dynamic_ncols=True,
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} trajectories [{elapsed}<{remaining}{postfix}]")
 
         def status(s):
             pbar.set_postfix_str(f"{s['engine']} it={s['iteration']} active={s['active']}", refresh=False)
 
-        results = ((u, fn(*u.args, on_status=status, on_finished=pbar.update)) for u in units)
+        def finished(k):
+            pbar.update(k / n_stages)
+
+        results = ((u, fn(*u.args, on_status=status, on_finished=finished)) for u in units)
     try:
         for unit, res in results:
             session.commit_trajectories(unit.chunk, list(unit.args[1]), res, kind)
