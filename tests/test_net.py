@@ -229,3 +229,75 @@ def test_presets_list_the_net_command(capsys):
     for name in ("digits-linear", "digits-relu", "digits-standard"):
         assert f"landscape net --preset {name}" in out
     assert "landscape sweep --preset paper-width" in out and "landscape run --preset default" in out
+
+
+# ----- the committed results (data/net) --------------------------------------------------------------
+DATA_NET = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "net"
+
+
+def _dnc_loss_from_model_md(K, n, L, lam):
+    """MODEL.md §6: the large root of λ n^{1/(L+1)} = α^{(L−1)/(L+1)}/(e^α + K − 1) and ℓ_DNC there."""
+    from scipy.optimize import brentq
+
+    f = lambda a: np.log(a) * (L - 1) / (L + 1) - np.log(np.exp(a) + K - 1) - np.log(lam * n ** (1 / (L + 1)))
+    a = brentq(f, 1.0, 200.0)
+    return np.log(1 + (K - 1) * np.exp(-a)) + lam * (L + 1) / 2 * (K - 1) * (a * np.sqrt(n)) ** (2 / (L + 1))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA_NET.iterdir()) if DATA_NET.is_dir() else [])
+def test_committed_net_results_hold_against_the_closed_forms(name):
+    s = json.loads((DATA_NET / name / "summary.json").read_text())
+    spec = s["ufm"]["spec"]
+    K, n, L = spec["K"], spec["n"], spec["L"]
+    lam_H, lam_W = s["ufm"]["lambda_H"], s["ufm"]["lambda_W"]
+    assert len(s["seeds"]) == s["config"]["seeds"] == 16
+    assert sum(p["n_seeds"] for p in s["ufm_points"]) == 16
+    lab = s["labels"]
+    assert sum(v["count"] for v in lab["fractions"].values()) == lab["n"] == 16 - lab["uncertified"]
+    if s["dynamics"]["regularisation"]["kind"] == "ufm":
+        assert s["handoff_loss_gap"]["max_abs"] <= 1e-12
+    if spec["activation"] != "linear":
+        assert s["theory"] is None
+        return
+    lam_eff = (lam_W ** L * lam_H) ** (1 / (L + 1))            # MODEL.md §4: the balanced penalty's λ
+    assert abs(s["theory"]["lambda_eff"] - lam_eff) <= 1e-15
+    dnc = _dnc_loss_from_model_md(K, n, L, lam_eff)
+    assert abs(s["theory"]["dnc_loss"] - dnc) <= 1e-10
+    for p in s["ufm_points"]:
+        if p["theory"] and p["theory"].get("matched"):
+            assert abs(p["loss"] - p["theory"]["loss"]) <= 1e-10
+    if s["dynamics"]["regularisation"]["kind"] == "ufm":
+        # the paper's observation: the trained network's loss is below the DNC bound
+        assert all(x["loss"] < dnc for x in s["seeds"])
+
+
+def test_committed_net_report_renders_in_chromium(tmp_path):
+    from test_report import CHROMIUM, rendered
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (CI installs Debian's chromium in .ci/run)")
+    if not (DATA_NET / "digits-linear").is_dir():
+        pytest.skip("data/net/digits-linear is not committed")
+    from landscape.viz.net_report import write_net_report
+
+    folder = tmp_path / "digits-linear"
+    folder.mkdir()
+    (folder / "summary.json").write_text((DATA_NET / "digits-linear" / "summary.json").read_text())
+    svgs, errors = rendered(write_net_report(folder), tmp_path / "profile")
+    assert errors == ""
+    assert list(svgs) == ["fig-net-singular-values", "fig-net-loss", "fig-net-ufm-labels"]
+    assert all(n > 0 for n in svgs.values()), svgs
+
+
+def test_study_commands_on_a_net_folder_say_what_it_is(tmp_path, capsys):
+    if not (DATA_NET / "digits-linear").is_dir():
+        pytest.skip("data/net/digits-linear is not committed")
+    import shutil
+
+    folder = tmp_path / "n"
+    shutil.copytree(DATA_NET / "digits-linear", folder)
+    (folder / "report.html").unlink()
+    assert cli_main(["inspect", str(folder)]) == 2
+    assert "holds a `landscape net` run" in capsys.readouterr().err
+    assert cli_main(["report", str(folder)]) == 0
+    assert 'data-figure-id="fig-net-ufm-labels"' in (folder / "report.html").read_text()

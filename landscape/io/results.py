@@ -163,6 +163,18 @@ def folder_kind(path: str | Path) -> str | None:
     return None
 
 
+def is_net_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a ``landscape net`` run (its training file or a net config.json)."""
+    path = Path(path)
+    if (path / NET_FILES["training"]).is_file():
+        return True
+    try:
+        cfg = read_json(path / FILES["config"])
+    except (OSError, ValueError):
+        return False
+    return isinstance(cfg, dict) and "net" in cfg and "model" not in cfg
+
+
 def results_folder_of(path: str | Path) -> Path | None:
     """The nearest study or sweep folder that is ``path`` or holds it at any depth, or None."""
     p = Path(os.path.abspath(path))

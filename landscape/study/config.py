@@ -394,6 +394,9 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "StudyConfig":
+        if isinstance(cfg, dict) and "net" in cfg and "ufm_spec" in cfg:   # the database of a `landscape net` run
+            raise SpecError("this folder holds a `landscape net` run, not a study: read its summary.json, or "
+                            "(re)write its report with `landscape report DIR`")
         cfg = copy.deepcopy(check_table("study", cfg))
         check_fields("study", cfg, TOP_KEYS + ("model", "init", "stages") + OPTIONAL_TABLES)
         spec = model_spec(cfg.get("model", {}))
