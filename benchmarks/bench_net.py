@@ -7,7 +7,8 @@
 2. **The preset end to end** (``--full``): ``landscape net --preset NAME`` with its stopping rule,
    wall time per phase (training, UFM hand-off, analysis) from its summary.
 
-``python benchmarks/bench_net.py [--preset NAME] [--steps 200] [--full] [--device cpu|cuda]``
+``python benchmarks/bench_net.py [--preset NAME] [--steps 200] [--full] [--device cpu|cuda] [--set K=V]``
+(``--set net.dataset=data/digits.npz``: the same digits as an .npz, for a machine without scikit-learn)
 writes ``benchmarks/results/net.json`` (a section per preset; ``--out`` elsewhere).
 """
 from __future__ import annotations
@@ -77,9 +78,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--full", action="store_true", help="also run the preset end to end")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="as `landscape net --set`, e.g. net.dataset=data/digits.npz where scikit-learn is absent")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "net.json"))
     a = ap.parse_args(argv)
-    cfg = load_net(preset=a.preset, overrides=[f'device="{a.device}"'])
+    cfg = load_net(preset=a.preset, overrides=[f'device="{a.device}"', *a.overrides])
     out = Path(a.out)
     rec = json.loads(out.read_text()) if out.is_file() else {}
     section = {"measured": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "

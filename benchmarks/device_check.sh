@@ -19,3 +19,6 @@ echo "bench exit $?" >> "$OUT/bench-cuda.txt"
 timeout 150 python3 benchmarks/bench_paper.py --device cuda --quick --skip throughput pele fidelity ts flow \
     --out "$OUT/spectrum-cuda.json" > "$OUT/bench-spectrum-cuda.txt" 2>&1
 echo "bench exit $?" >> "$OUT/bench-spectrum-cuda.txt"
+timeout 120 python3 benchmarks/bench_net.py --device cuda --set net.dataset=data/digits.npz --set dtype=float32 \
+    --out "$OUT/net-cuda.json" > "$OUT/bench-net-cuda.txt" 2>&1
+echo "bench exit $?" >> "$OUT/bench-net-cuda.txt"
