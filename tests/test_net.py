@@ -301,3 +301,35 @@ def test_study_commands_on_a_net_folder_say_what_it_is(tmp_path, capsys):
     assert "holds a `landscape net` run" in capsys.readouterr().err
     assert cli_main(["report", str(folder)]) == 0
     assert 'data-figure-id="fig-net-ufm-labels"' in (folder / "report.html").read_text()
+
+
+def test_training_resumed_from_a_checkpoint_ends_where_the_uninterrupted_one_does(tmp_path):
+    cfg = tiny_cfg(tiny_npz(tmp_path / "d.npz"))
+    ds = load_dataset(cfg.dataset, cfg.n_train, cfg.n_test)
+    X, y = torch.tensor(ds.X_train), torch.tensor(ds.y_train)
+    kw = dict(lr=0.05, max_iter=60, grad_tol=1e-12, loss_rtol=0, window=10, check_every=10)
+    whole = build_net(cfg, ds)
+    r_whole = train(whole, X, y, cfg.reg.to_dict(), **kw)
+    saved = []
+
+    class Stop(Exception):
+        pass
+
+    def keep(state):
+        saved.append(({k: v.detach().clone() for k, v in first.params.items()}, dict(state)))
+        if state["iteration"] == 30:
+            raise Stop   # interrupted right after the checkpoint at step 30
+
+    first = build_net(cfg, ds)
+    with pytest.raises(Stop):
+        train(first, X, y, cfg.reg.to_dict(), **kw, on_checkpoint=keep, checkpoint_every_s=0.0)
+    params, state = saved[-1]
+    again = build_net(cfg, ds)
+    with torch.no_grad():
+        for k, v in again.params.items():
+            v.copy_(params[k])
+    r = train(again, X, y, cfg.reg.to_dict(), **kw, resume=state)
+    assert r.stop_reason == r_whole.stop_reason and r.iterations.tolist() == r_whole.iterations.tolist()
+    assert [h[0] for h in r.history] == [h[0] for h in r_whole.history]
+    for k in whole.params:
+        assert torch.equal(again.params[k], whole.params[k]), k

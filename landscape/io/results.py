@@ -27,7 +27,7 @@ FILES = {"config": "config.json", "summary": "summary.json", "database": DB_NAME
 #: Files of a sweep results folder.
 SWEEP_FILES = {"sweep": "sweep.json", "prevalence": "prevalence.csv", "report": "report.html", "cells": "cells"}
 #: Files a ``landscape net`` results folder holds besides the study files.
-NET_FILES = {"training": "train.npz"}
+NET_FILES = {"training": "train.npz", "checkpoint": "train.partial.npz"}
 #: Everything a landscape results folder may hold that the package wrote (the study files, their
 #: SQLite journals, the per-point spectra folder and the continuation outputs).
 OWN_NAMES = frozenset(FILES.values()) | {DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal", "spectra",

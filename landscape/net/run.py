@@ -2,7 +2,9 @@
 certify and analyse where the UFM takes them, store it all like a study.
 
 The results folder holds ``config.json``; ``train.npz`` (every seed's trained parameters, written
-once training ends, so an interrupted run resumes from it without retraining); ``study.sqlite``
+once training ends, so an interrupted run resumes from it without retraining; until then
+``train.partial.npz``, the training's checkpoint of about every minute, from which a resumed run
+continues exactly); ``study.sqlite``
 (a study database: one trajectory per seed whose ``engine`` record has ``kind = "net"`` with the
 training's dynamics and stop reason; the seeds' certified UFM end points deduplicated modulo
 symmetry in ``points``, each analysed once; the per-seed network measurements under the meta key
@@ -74,6 +76,21 @@ def _load_training(path: Path, net: BatchedNet) -> TrainResult:
                            hist, float(f["wall_time_s"]))
 
 
+def _save_checkpoint(path: Path, net: BatchedNet, state: dict) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **{f"param/{k}": v.detach().cpu().numpy() for k, v in net.params.items()},
+             **{f"state/{k}": np.asarray(v) for k, v in state.items()})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_checkpoint(path: Path, net: BatchedNet) -> dict:
+    with np.load(path, allow_pickle=False) as f:
+        with torch.no_grad():
+            for k, v in net.params.items():
+                v.copy_(torch.from_numpy(f[f"param/{k}"]))
+        return {k[len("state/"):]: f[k] for k in f.files if k.startswith("state/")}
+
+
 def describe_dynamics(cfg: NetConfig) -> dict:
     """What produced every number: the network's training and the UFM engines after it."""
     return {"training": {"method": "full-batch gradient descent", "lr": cfg.lr, "max_iter": cfg.max_iter,
@@ -111,13 +128,18 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
         tr = _load_training(train_path, net)
         say(f"[training] {net.S} seeds: kept from {train_path.name}")
     else:
+        ckpt_path = out / NET_FILES["checkpoint"]
+        resume = _load_checkpoint(ckpt_path, net) if ckpt_path.is_file() else None
         say(f"[training] {net.S} seeds, {ds.K}×{ds.n_train} samples, full-batch GD lr {cfg.lr}, "
-            f"up to {cfg.max_iter} steps")
+            f"up to {cfg.max_iter} steps" + (f", from the checkpoint at step {int(resume['iteration'])}"
+                                             if resume is not None else ""))
         tr = train(net, Xtr, ytr, reg, lr=cfg.lr, max_iter=cfg.max_iter, grad_tol=cfg.grad_tol,
                    loss_rtol=cfg.loss_rtol, window=cfg.window, check_every=cfg.check_every,
                    on_check=(lambda it, n: say(f"[training] step {it}: {n} of {net.S} seeds running")
-                             if it % (10 * cfg.check_every) == 0 else None))
+                             if it % (10 * cfg.check_every) == 0 else None),
+                   resume=resume, on_checkpoint=lambda st: _save_checkpoint(ckpt_path, net, st))
         _save_training(train_path, net, tr)
+        ckpt_path.unlink(missing_ok=True)
     timings["training_s"] = tr.wall_time_s
     acc_tr, acc_te = accuracy(net, Xtr, ytr), accuracy(net, Xte, yte)
 

@@ -41,9 +41,15 @@ class TrainResult:
 
 
 def train(net: BatchedNet, X: torch.Tensor, y: torch.Tensor, reg: dict, *, lr: float, max_iter: int,
-          grad_tol: float, loss_rtol: float, window: int, check_every: int, on_check=None) -> TrainResult:
+          grad_tol: float, loss_rtol: float, window: int, check_every: int, on_check=None,
+          resume: dict | None = None, on_checkpoint=None, checkpoint_every_s: float = 60.0) -> TrainResult:
     """Train ``net`` in place (see the module docstring); ``on_check(iteration, n_running)`` hears
-    each check. ``window`` is rounded up to a multiple of ``check_every``."""
+    each check. ``window`` is rounded up to a multiple of ``check_every``.
+
+    ``on_checkpoint(state)`` receives, at a check at most every ``checkpoint_every_s`` seconds, the
+    loop's state (a dict of arrays: with the parameters, which are then those of that check)
+    before the step; ``resume=state`` continues from it exactly (GD is deterministic: an
+    interrupted run resumed from its last checkpoint ends where the uninterrupted one does)."""
     S = net.S
     params = list(net.params.values())
     running = torch.ones(S, dtype=torch.bool, device=net.device)
@@ -53,13 +59,22 @@ def train(net: BatchedNet, X: torch.Tensor, y: torch.Tensor, reg: dict, *, lr: f
     last_ce = np.full(S, np.nan)
     last_gn = np.full(S, np.nan)
     hist: list[tuple[int, list[float]]] = []
+    it, wall0 = 0, 0.0
+    if resume is not None:
+        it, wall0 = int(resume["iteration"]), float(resume["wall_time_s"])
+        running = torch.as_tensor(np.asarray(resume["running"], dtype=bool), device=net.device)
+        reason = [str(r) for r in resume["stop_reason"]]
+        iters, last_loss, last_ce, last_gn = (np.array(resume[k]) for k in ("iterations", "loss", "ce", "grad_norm"))
+        hist = [(int(i), [float(v) for v in row]) for i, row in zip(resume["history_iter"], resume["history_loss"])]
     lag = max(1, -(-window // check_every))
-    t0 = time.perf_counter()
-    it = 0
+    t0 = time.perf_counter() - wall0
+    t_saved = time.perf_counter()
     while True:
         loss, ce = net.objective(X, y, reg)
         grads = torch.autograd.grad(loss.sum(), params)
         check = it % check_every == 0 or it >= max_iter
+        if check and resume is not None and it == int(resume["iteration"]):
+            check, resume = False, None     # this check was made before the checkpoint was written
         if check:
             gn = torch.sqrt(sum((g.detach() ** 2).flatten(1).sum(dim=1) for g in grads))
             lv, cv, gv = (t.detach().cpu().numpy() for t in (loss, ce, gn))
@@ -83,6 +98,13 @@ def train(net: BatchedNet, X: torch.Tensor, y: torch.Tensor, reg: dict, *, lr: f
                 on_check(it, int(running.sum()))
             if not bool(running.any()):
                 break
+            if on_checkpoint is not None and time.perf_counter() - t_saved >= checkpoint_every_s:
+                on_checkpoint({"iteration": it, "wall_time_s": time.perf_counter() - t0,
+                               "running": running.cpu().numpy(), "stop_reason": np.array(reason),
+                               "iterations": iters, "loss": last_loss, "ce": last_ce, "grad_norm": last_gn,
+                               "history_iter": np.array([h[0] for h in hist]),
+                               "history_loss": np.array([h[1] for h in hist])})
+                t_saved = time.perf_counter()
         with torch.no_grad():
             mask = running.to(net.dtype)
             for p, g in zip(params, grads):
