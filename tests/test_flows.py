@@ -182,30 +182,42 @@ def test_integer_stage_fields_are_stored_as_integers():
 
 
 def _refill_cases():
-    """The hand-made pipelines, then every registered engine alone (a new engine is tested by being
-    registered in ENGINES)."""
+    """The hand-made pipeline from random starts, then every registered engine alone (a new engine
+    is tested by being registered in ENGINES) from starts near the DNC minimum."""
     from landscape.engines import ENGINES
 
-    cases = [([StageConfig(engine="gd", lr=0.5, max_iter=4000, tol=1e-7), POLISH], "gd+polish")]
-    cases += [([StageConfig(engine=name, max_iter=150, tol=1e-9, stall_window=150)], name) for name in sorted(ENGINES)]
-    return [pytest.param(st, id=i) for st, i in cases]
+    cases = [([StageConfig(engine="gd", lr=0.5, max_iter=4000, tol=1e-7), POLISH], "gd+polish", False)]
+    cases += [([StageConfig(engine=name, max_iter=150, tol=1e-9, stall_window=150)], name, True)
+              for name in sorted(ENGINES)]
+    return [pytest.param(st, near, id=i) for st, i, near in cases]
 
 
-@pytest.mark.parametrize("stages", _refill_cases())
-def test_working_batch_refill_gives_the_same_trajectories(stages):
+@pytest.mark.parametrize("stages, near_minimum", _refill_cases())
+def test_working_batch_refill_gives_the_same_trajectories(stages, near_minimum):
     """Continuous batching (a working batch of 3 refilled from 10 pending starts) changes nothing:
-    every row's stop, iterations, evaluations and end point equal the all-at-once run's."""
+    every row's stop, iterations, evaluations and end point equal the all-at-once run's. Rows
+    never mix, but a batch of another width may round differently (a batched kernel's summation
+    order): from random starts a lone Newton or L-BFGS run of 150 steps wanders and amplifies
+    such 1e-15 differences (measured: 4e-15 after one Newton step, 5e-3 after 20), so the engines
+    alone start near a minimum, where their iterations contract."""
     spec = ModelSpec(K=3, n=2, d=5, L=2, lam=5e-3)
     m = DeepUFM(spec)
     th = draw_starts(spec, InitScheme(), 3, range(10))
+    if near_minimum:
+        dnc = torch.as_tensor(theory.dnc_point(spec, theory.dnc_scale_roots(3, 2, 2, 5e-3)[-1]))
+        th = dnc + 1e-3 * th / th.norm(dim=1, keepdim=True)
     th[4] = 0.0  # converged at iteration 0 when it joins
     a = run_pipeline(m, th, stages)
     b = run_pipeline(m, th, stages, working_batch=3)
     assert list(a.stop_reason) == list(b.stop_reason)
     np.testing.assert_array_equal(a.iterations, b.iterations)
     np.testing.assert_array_equal(a.n_grad, b.n_grad)
-    np.testing.assert_array_equal(a.n_hvp, b.n_hvp)
-    assert_close(b.theta, a.theta, atol=1e-12, what="same end points")
+    # an inner solve that stops at a tolerance (Newton's MINRES) may take one iteration more or
+    # less per outer step where the residual sits at that tolerance to round-off
+    assert np.all(np.abs(a.n_hvp - b.n_hvp) <= a.iterations), (a.n_hvp, b.n_hvp)
+    # at a converged end the Hessian is singular along the symmetry orbit, which the last Newton
+    # step leaves undetermined to ~‖∇L‖/λ_min: 1e-11 there
+    assert_close(b.theta, a.theta, atol=1e-10 if near_minimum else 1e-12, what="same end points")
     assert b.iterations[4] == 0 and b.stop_reason[4] == "converged"  # the origin, critical from the start
 
 

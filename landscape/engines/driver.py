@@ -25,6 +25,7 @@ Stop reasons (exactly one per trajectory, :data:`STOP_REASONS`):
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -48,6 +49,144 @@ def default_sync_every(device: torch.device) -> int:
     return 1 if torch.device(device).type == "cpu" else 32
 
 
+@dataclass
+class RowBook:
+    """The driver's bookkeeping of the working rows, each field a (b,) tensor on the device:
+    ``rows`` (index into the caller's batch), ``iters``, ``budget`` (iteration budget),
+    ``ceiling`` (loss a converged row must be below), ``best_g``/``best_l`` (best ‖∇L‖ and loss
+    so far) with ``since_g``/``since_l`` (iterations since they improved), ``reason`` (stop code,
+    −1 while running), ``block_until`` (no convergence before this iteration: after a curvature
+    witness), ``backoff`` (the next such wait), ``witnesses`` (negative-curvature witnesses
+    found), ``first_small`` (first iteration with ‖∇L‖ ≤ tol, −1 before)."""
+
+    rows: torch.Tensor
+    iters: torch.Tensor
+    budget: torch.Tensor
+    ceiling: torch.Tensor
+    best_g: torch.Tensor
+    best_l: torch.Tensor
+    since_g: torch.Tensor
+    since_l: torch.Tensor
+    reason: torch.Tensor
+    block_until: torch.Tensor
+    backoff: torch.Tensor
+    witnesses: torch.Tensor
+    first_small: torch.Tensor
+
+    @classmethod
+    def fresh(cls, rows: torch.Tensor, budget: torch.Tensor, ceiling: torch.Tensor, backoff: int,
+              dtype: torch.dtype) -> "RowBook":
+        """The book of rows joining now (``budget``, ``ceiling``: theirs, (k,))."""
+        k, dev = rows.numel(), rows.device
+        zl = torch.zeros(k, dtype=torch.long, device=dev)
+        inf = torch.full((k,), float("inf"), dtype=dtype, device=dev)
+        return cls(rows=rows, iters=zl.clone(), budget=budget, ceiling=ceiling, best_g=inf.clone(),
+                   best_l=inf.clone(), since_g=zl.clone(), since_l=zl.clone(), reason=torch.full_like(zl, -1),
+                   block_until=zl.clone(), backoff=torch.full_like(zl, backoff), witnesses=zl.clone(),
+                   first_small=torch.full_like(zl, -1))
+
+    def take(self, keep: torch.Tensor) -> "RowBook":
+        return RowBook(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+
+    def cat(self, other: "RowBook") -> "RowBook":
+        return RowBook(**{f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)})
+
+
+def check_stops(book: RowBook, state: EngineState, cfg: StageConfig, sel: torch.Tensor) -> None:
+    """Update ``book`` with the stop conditions of its running rows in ``sel``, on the device
+    (module docstring): convergence, divergence, stalling, the budget."""
+    reason, iters = book.reason, book.iters
+    running = (reason < 0) & sel
+    gn = state.grad.norm(dim=1)
+    lv = state.loss
+    diverged = ~torch.isfinite(lv) | ~torch.isfinite(gn) | (lv > cfg.diverge_loss)
+    small = (gn <= cfg.tol) & ~diverged
+    book.first_small = torch.where(small & (book.first_small < 0) & running, iters, book.first_small)
+    conv = small & (lv < book.ceiling) & (iters >= book.block_until)
+    improved_g = gn < book.best_g * (1 - cfg.stall_rtol)
+    book.best_g = torch.where(improved_g & running, gn, book.best_g)
+    book.since_g = torch.where(sel, torch.where(improved_g, 0, book.since_g + 1), book.since_g)
+    best_l = book.best_l
+    l_thr = torch.where(torch.isfinite(best_l), best_l - cfg.stall_loss_rtol * best_l.abs(), best_l)
+    improved_l = lv < l_thr
+    book.best_l = torch.where(improved_l & running, lv, best_l)
+    book.since_l = torch.where(sel, torch.where(improved_l, 0, book.since_l + 1), book.since_l)
+    stalled = (book.since_g > cfg.stall_window) & (book.since_l > cfg.stall_window) & ~conv & ~diverged
+    new = torch.full_like(reason, -1)
+    new = torch.where(iters >= book.budget, torch.full_like(new, _MAX_ITER), new)
+    new = torch.where(stalled, torch.full_like(new, _STALLED), new)
+    new = torch.where(diverged, torch.full_like(new, _DIVERGED), new)
+    new = torch.where(conv, torch.full_like(new, _CONVERGED), new)
+    book.reason = torch.where(running, new, reason)
+
+
+def curvature_tests(model: DeepUFM, book: RowBook, state: EngineState, cfg: StageConfig) -> None:
+    """Newly converged rows with a negative-curvature witness go back to running (after a wait
+    that doubles each time), :mod:`landscape.engines.curvature`."""
+    cand = (book.reason == _CONVERGED).nonzero().squeeze(1)
+    if not cand.numel():
+        return
+    gc = state.grad[cand]
+    thr = curvature_threshold(model, gc.norm(dim=1), cfg.curvature_tau_rel, cfg.curvature_grad_mult)
+    neg, _ = negative_curvature(model, state.theta[cand], gc, cfg.curvature_steps, thr)
+    state.n_hvp[cand] += cfg.curvature_steps
+    back = cand[neg]
+    book.reason[back] = -1
+    book.block_until[back] = book.iters[back] + book.backoff[back]
+    book.backoff[back] *= 2
+    book.witnesses[back] += 1
+
+
+class _Outputs:
+    """The host-side results of every row of the caller's batch, filled as rows stop."""
+
+    def __init__(self, theta0: torch.Tensor):
+        B = theta0.shape[0]
+        self.theta = theta0.detach().to("cpu").clone()
+        self.arrays = {k: np.zeros(B) for k in ("loss", "grad_norm", "wall_time")}
+        self.arrays.update({k: np.zeros(B, dtype=np.int64) for k in ("iterations", "n_grad", "n_hvp", "reason",
+                                                                      "witnesses", "first_small")})
+        self.detail = np.array([""] * B, dtype=object)
+
+    def record(self, model: DeepUFM, cfg: StageConfig, book: RowBook, state: EngineState, d_idx: torch.Tensor,
+               wall: float) -> None:
+        """Write the working rows ``d_idx`` (stopped) out, with the detail of stalled ones."""
+        out = self.arrays
+        g_rows = book.rows[d_idx].cpu()
+        gi = g_rows.numpy()
+        self.theta[g_rows] = state.theta[d_idx].detach().to("cpu")
+        r_d = book.reason[d_idx]
+        out["loss"][gi] = state.loss[d_idx].cpu().numpy()
+        out["grad_norm"][gi] = state.grad[d_idx].norm(dim=1).cpu().numpy()
+        out["reason"][gi] = r_d.cpu().numpy()
+        out["iterations"][gi] = book.iters[d_idx].cpu().numpy()
+        out["n_grad"][gi] = state.n_grad[d_idx].cpu().numpy()
+        out["n_hvp"][gi] = state.n_hvp[d_idx].cpu().numpy()
+        out["witnesses"][gi] = book.witnesses[d_idx].cpu().numpy()
+        out["first_small"][gi] = book.first_small[d_idx].cpu().numpy()
+        out["wall_time"][gi] = wall
+        st = (r_d == _STALLED).nonzero().squeeze(1)
+        if st.numel():
+            th, g = state.theta[d_idx[st]], state.grad[d_idx[st]]
+            hg = model.hvp(th, g)
+            ratio = (hg.norm(dim=1) / g.norm(dim=1).clamp(min=1e-300)).cpu().numpy()
+            sgi = gi[st.cpu().numpy()]
+            out["n_hvp"][sgi] += 1
+            self.detail[sgi] = np.where(ratio <= cfg.flat_rtol, "gradient_flat", "plateau")
+        bad = (r_d == _MAX_ITER) & (book.witnesses[d_idx] > 0)
+        if bool(bad.any()):
+            self.detail[gi[bad.cpu().numpy()]] = NEGATIVE_CURVATURE
+
+    def results(self, cfg: StageConfig) -> TrajectoryResults:
+        out, B = self.arrays, self.theta.shape[0]
+        return TrajectoryResults(
+            theta=self.theta, loss=out["loss"], grad_norm=out["grad_norm"],
+            stop_reason=np.array(STOP_REASONS, dtype=object)[out["reason"]], stop_detail=self.detail,
+            iterations=out["iterations"], n_grad=out["n_grad"], n_hvp=out["n_hvp"], wall_time=out["wall_time"],
+            last_stage=np.zeros(B, dtype=np.int64), stages=[cfg.settings()], handoff_theta=self.theta.clone(),
+            main_iterations=out["iterations"].copy(), first_small=out["first_small"], witnesses=out["witnesses"])
+
+
 def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
                on_status: Callable[[dict], None] | None = None,
                on_finished: Callable[[int], None] | None = None, t0: float | None = None,
@@ -58,7 +197,8 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
     ``working_batch``: advance at most this many rows at a time; as rows stop, the next pending
     rows of ``theta0`` join at the following synchronisation (continuous batching: the batch
     stays at its efficient width while a unit's long tail runs, instead of shrinking). None: all
-    B at once. Rows never mix, so the results do not depend on it.
+    B at once. Rows never mix, so the results do not depend on it beyond the round-off of batched
+    kernels (a batch of another width may sum in another order).
     ``loss_ceiling`` (B,): a row converges only with a loss below its ceiling (used to continue a
     trajectory past a saddle it was finished at). ``iter_budget`` (B,): per-row iteration budget
     (default ``cfg.max_iter`` for every row). ``on_status(dict)`` hears the engine, iteration
@@ -79,120 +219,47 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
     all_ceiling = (torch.full((B,), float("inf"), **kw_f) if loss_ceiling is None
                    else loss_ceiling.to(**kw_f).clone())
 
-    def fresh(idx: torch.Tensor):
-        """Engine state and bookkeeping of the rows ``idx`` of theta0, joining now."""
+    def fresh(idx: torch.Tensor) -> tuple[EngineState, RowBook]:
+        """Engine state and book of the rows ``idx`` of theta0, joining now."""
         th = theta0[idx].clone()
         loss, grad = model.loss_and_grad(th)
         k = idx.numel()
         st = engine.init(model, EngineState(th, loss, grad, torch.ones(k, **kw_l), torch.zeros(k, **kw_l)), cfg.options)
-        inf = torch.full((k,), float("inf"), **kw_f)
-        zl = torch.zeros(k, **kw_l)
-        book = {"rows": idx, "iters": zl.clone(), "budget": all_budget[idx], "ceiling": all_ceiling[idx],
-                "best_g": inf.clone(), "best_l": inf.clone(), "since_g": zl.clone(), "since_l": zl.clone(),
-                "reason": torch.full((k,), -1, **kw_l), "block_until": zl.clone(),
-                "backoff": torch.full((k,), cfg.curvature_backoff, **kw_l), "witnesses": zl.clone(),
-                "first_small": torch.full((k,), -1, **kw_l)}
-        return st, book
+        return st, RowBook.fresh(idx, all_budget[idx], all_ceiling[idx], cfg.curvature_backoff, model.dtype)
 
-    state, bk = fresh(torch.arange(width, device=dev))
-    next_row = width
-    out_theta = theta0.detach().to("cpu").clone()
-    out = {k: np.zeros(B) for k in ("loss", "grad_norm", "wall_time")}
-    out.update({k: np.zeros(B, dtype=np.int64) for k in ("iterations", "n_grad", "n_hvp", "reason", "witnesses",
-                                                          "first_small")})
-    detail = np.array([""] * B, dtype=object)
-    def check(sel: torch.Tensor) -> None:
-        """Stop conditions of the running rows in ``sel``, on the device (module docstring)."""
-        reason, iters = bk["reason"], bk["iters"]
-        running = (reason < 0) & sel
-        gn = state.grad.norm(dim=1)
-        lv = state.loss
-        diverged = ~torch.isfinite(lv) | ~torch.isfinite(gn) | (lv > cfg.diverge_loss)
-        small = (gn <= cfg.tol) & ~diverged
-        bk["first_small"] = torch.where(small & (bk["first_small"] < 0) & running, iters, bk["first_small"])
-        conv = small & (lv < bk["ceiling"]) & (iters >= bk["block_until"])
-        improved_g = gn < bk["best_g"] * (1 - cfg.stall_rtol)
-        bk["best_g"] = torch.where(improved_g & running, gn, bk["best_g"])
-        bk["since_g"] = torch.where(sel, torch.where(improved_g, 0, bk["since_g"] + 1), bk["since_g"])
-        best_l = bk["best_l"]
-        l_thr = torch.where(torch.isfinite(best_l), best_l - cfg.stall_loss_rtol * best_l.abs(), best_l)
-        improved_l = lv < l_thr
-        bk["best_l"] = torch.where(improved_l & running, lv, best_l)
-        bk["since_l"] = torch.where(sel, torch.where(improved_l, 0, bk["since_l"] + 1), bk["since_l"])
-        stalled = (bk["since_g"] > cfg.stall_window) & (bk["since_l"] > cfg.stall_window) & ~conv & ~diverged
-        new = torch.full_like(reason, -1)
-        new = torch.where(iters >= bk["budget"], torch.full_like(new, _MAX_ITER), new)
-        new = torch.where(stalled, torch.full_like(new, _STALLED), new)
-        new = torch.where(diverged, torch.full_like(new, _DIVERGED), new)
-        new = torch.where(conv, torch.full_like(new, _CONVERGED), new)
-        bk["reason"] = torch.where(running, new, reason)
-
-    def synchronise() -> None:
-        """Curvature tests of newly converged rows, outputs of stopped rows, compaction."""
-        nonlocal state, bk
-        reason, iters = bk["reason"], bk["iters"]
+    def synchronise(state: EngineState, book: RowBook) -> tuple[EngineState, RowBook]:
+        """Curvature tests of newly converged rows; stopped rows written out and dropped."""
         if cfg.curvature_check:
-            cand = (reason == _CONVERGED).nonzero().squeeze(1)
-            if cand.numel():
-                gc = state.grad[cand]
-                thr = curvature_threshold(model, gc.norm(dim=1), cfg.curvature_tau_rel, cfg.curvature_grad_mult)
-                neg, _ = negative_curvature(model, state.theta[cand], gc, cfg.curvature_steps, thr)
-                state.n_hvp[cand] += cfg.curvature_steps
-                back = cand[neg]
-                reason[back] = -1
-                bk["block_until"][back] = iters[back] + bk["backoff"][back]
-                bk["backoff"][back] *= 2
-                bk["witnesses"][back] += 1
-        done = reason >= 0
+            curvature_tests(model, book, state, cfg)
+        done = book.reason >= 0
         if not bool(done.any()):
-            return
+            return state, book
         d_idx = done.nonzero().squeeze(1)
-        g_rows = bk["rows"][d_idx].cpu()
-        gi = g_rows.numpy()
-        out_theta[g_rows] = state.theta[d_idx].detach().to("cpu")
-        r_d = reason[d_idx]
-        out["loss"][gi] = state.loss[d_idx].cpu().numpy()
-        out["grad_norm"][gi] = state.grad[d_idx].norm(dim=1).cpu().numpy()
-        out["reason"][gi] = r_d.cpu().numpy()
-        out["iterations"][gi] = iters[d_idx].cpu().numpy()
-        out["n_grad"][gi] = state.n_grad[d_idx].cpu().numpy()
-        out["n_hvp"][gi] = state.n_hvp[d_idx].cpu().numpy()
-        out["witnesses"][gi] = bk["witnesses"][d_idx].cpu().numpy()
-        out["first_small"][gi] = bk["first_small"][d_idx].cpu().numpy()
-        out["wall_time"][gi] = time.perf_counter() - t0
-        st = (r_d == _STALLED).nonzero().squeeze(1)
-        if st.numel():
-            th, g = state.theta[d_idx[st]], state.grad[d_idx[st]]
-            hg = model.hvp(th, g)
-            ratio = (hg.norm(dim=1) / g.norm(dim=1).clamp(min=1e-300)).cpu().numpy()
-            sgi = gi[st.cpu().numpy()]
-            out["n_hvp"][sgi] += 1
-            detail[sgi] = np.where(ratio <= cfg.flat_rtol, "gradient_flat", "plateau")
-        bad = (r_d == _MAX_ITER) & (bk["witnesses"][d_idx] > 0)
-        if bool(bad.any()):
-            detail[gi[bad.cpu().numpy()]] = NEGATIVE_CURVATURE
+        outputs.record(model, cfg, book, state, d_idx, time.perf_counter() - t0)
         if on_finished is not None:
             on_finished(int(d_idx.numel()))
         keep = (~done).nonzero().squeeze(1)
-        state = state.take(keep)
-        bk = {k: v[keep] for k, v in bk.items()}
+        return state.take(keep), book.take(keep)
 
+    outputs = _Outputs(theta0)
+    state, book = fresh(torch.arange(width, device=dev))
+    next_row = width
     it = 0
     compact = True  # set at each synchronisation, after which every working row is running
     while True:
-        check(torch.ones(state.batch_size, dtype=torch.bool, device=dev))
+        check_stops(book, state, cfg, torch.ones(state.batch_size, dtype=torch.bool, device=dev))
         if it % sync_every == 0:
-            synchronise()
+            state, book = synchronise(state, book)
             while state.batch_size < width and next_row < B:  # refill from the pending rows
                 idx = torch.arange(next_row, min(B, next_row + width - state.batch_size), device=dev)
                 next_row += idx.numel()
-                st_new, bk_new = fresh(idx)
+                st_new, book_new = fresh(idx)
                 n_old = state.batch_size
                 state = state.cat(st_new) if n_old else st_new
-                bk = {k: torch.cat([bk[k], bk_new[k]]) for k in bk} if n_old else bk_new
+                book = book.cat(book_new) if n_old else book_new
                 sel = torch.arange(state.batch_size, device=dev) >= n_old
-                check(sel)  # newcomers are checked before their first step, as without refill
-                synchronise()
+                check_stops(book, state, cfg, sel)  # newcomers are checked before their first step, as without refill
+                state, book = synchronise(state, book)
             if state.batch_size == 0:
                 break
             compact = True
@@ -203,19 +270,14 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
         new_state = engine.step(model, state, cfg.options)
         if compact:  # just synchronised: every working row is running
             state = new_state
-            bk["iters"] = bk["iters"] + 1
+            book.iters = book.iters + 1
         else:
-            active = bk["reason"] < 0
+            active = book.reason < 0
             state = state.merge(active, new_state)
-            bk["iters"] = bk["iters"] + active.long()
+            book.iters = book.iters + active.long()
         compact = False
         it += 1
-    return TrajectoryResults(
-        theta=out_theta, loss=out["loss"], grad_norm=out["grad_norm"],
-        stop_reason=np.array(STOP_REASONS, dtype=object)[out["reason"]], stop_detail=detail,
-        iterations=out["iterations"], n_grad=out["n_grad"], n_hvp=out["n_hvp"], wall_time=out["wall_time"],
-        last_stage=np.zeros(B, dtype=np.int64), stages=[cfg.settings()], handoff_theta=out_theta.clone(),
-        main_iterations=out["iterations"].copy(), first_small=out["first_small"], witnesses=out["witnesses"])
+    return outputs.results(cfg)
 
 
 def admit_to_next_stage(model: DeepUFM, res: TrajectoryResults, prev: StageConfig, nxt: StageConfig,
