@@ -55,7 +55,7 @@ def throughput(cfg, steps: int) -> dict:
                          backbone=cfg.backbone, hidden=cfg.hidden, image_shape=ds.image_shape, seeds=[s], dtype=dt,
                          device=cfg.device)
         t_alone += _steps(one, X, y, reg, cfg.lr, steps)
-        diff = max(diff, max(float((one.params[k][0] - batched.params[k][i]).abs().max()) for k in one.params))
+        diff = max(diff, max(float((one.params[k][0] - batched.params[k][i]).detach().abs().max()) for k in one.params))
     S = cfg.seeds
     return {"seeds": S, "steps": steps, "dtype": cfg.dtype, "batched_s": t_b, "one_at_a_time_s": t_alone,
             "batched_seed_steps_per_s": S * steps / t_b, "one_at_a_time_seed_steps_per_s": S * steps / t_alone,
