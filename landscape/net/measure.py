@@ -11,8 +11,9 @@ All in float64 from the UFM point θ = [H₁, W₁, …, W_L] of the seed (:mod:
   DNC1–DNC3 per layer, the rank pattern, the logit rank and the structure label of the point.
 
 And, for the linear head, the closed-form losses of the UFM's structures at the same K, n, L and
-effective λ (the geometric mean of the L+1 factor decays, which is what the loss at a balanced
-critical point depends on: MODEL.md §4), to set the trained loss against DNC's.
+effective λ (:func:`landscape.analysis.theory.effective_lambda`: the geometric mean of the L+1
+factor decays, which is what the loss at a balanced critical point depends on, MODEL.md §4), to
+set the trained loss against DNC's.
 """
 from __future__ import annotations
 
@@ -50,23 +51,19 @@ def sv_counts(sv: np.ndarray, atol: float, rtol: float) -> dict:
 
 
 def measure_head(spec: ModelSpec, theta: np.ndarray, *, sv_atol: float, sv_rtol: float,
-                 settings: AnalysisSettings = AnalysisSettings()) -> dict:
+                 settings: AnalysisSettings = AnalysisSettings(), structure=None) -> dict:
     """The per-seed record of a head θ (P,): ``layers`` [{name, singular_values, above_atol,
     above_rtol}], ``logit_rank`` (numerical rank of Z under the analysis' ``rank_rtol``),
-    ``rank_pattern``, ``label``, ``dnc_metrics`` (per layer, :class:`LayerMetrics`)."""
+    ``rank_pattern``, ``label``, ``dnc_metrics`` (per layer, :class:`LayerMetrics`).
+    ``structure``: θ's :class:`StructureReport` where the caller has it (from
+    :func:`analyse_point`), else computed here with ``settings``."""
     svs = head_singular_values(spec, theta)
-    s = analyse_structure(spec, theta, **settings.structure_kwargs())
+    s = structure if structure is not None else analyse_structure(spec, theta, **settings.structure_kwargs())
     layers = [{"name": k, "singular_values": [float(x) for x in v], **sv_counts(v, sv_atol, sv_rtol)}
               for k, v in svs.items()]
     zbar_rank = s.ranks["Z"].rank
     return {"layers": layers, "logit_rank": int(zbar_rank), "rank_pattern": list(s.rank_pattern),
             "rank_names": list(s.rank_names), "label": s.label, "dnc_metrics": [m.to_dict() for m in s.layers]}
-
-
-def effective_lambda(spec: ModelSpec) -> float:
-    """(Π_l λ_l)^{1/(L+1)} over the L+1 factors: at a balanced critical point of the linear model
-    the penalty is (L+1)/2 · this · Σ_i σ_i(Z)^{2/(L+1)} (MODEL.md §4, AM–GM with equality)."""
-    return float(np.exp(np.mean(np.log(np.asarray(spec.lambdas, dtype=np.float64)))))
 
 
 def closed_form_losses(spec: ModelSpec) -> dict | None:
@@ -75,7 +72,7 @@ def closed_form_losses(spec: ModelSpec) -> dict | None:
     lowest few}; None for a ReLU head (the closed forms are the linear model's)."""
     if spec.activation != "linear" or spec.loss != "ce":
         return None
-    from ..analysis.theory import structure_catalogue
+    from ..analysis.theory import effective_lambda, structure_catalogue
 
     lam = effective_lambda(spec)
     cat = structure_catalogue(spec.K, spec.n, spec.L, lam)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -145,7 +146,7 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
 
     spec = ufm_spec(cfg, ds.K, ds.n_train)
     # the network's regularised loss, recomputed in float64, against the UFM loss of its head
-    net64 = build_net(cfg.__class__.from_dict({**cfg.to_dict(), "dtype": "float64", "device": "cpu"}), ds)
+    net64 = build_net(replace(cfg, dtype="float64", device="cpu"), ds)
     with torch.no_grad():
         for k, v in net64.params.items():
             v.copy_(net.params[k].detach().to("cpu", torch.float64))
@@ -184,9 +185,10 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
             points = []
             for k, (pid, i) in enumerate(sorted(first_row.items())):
                 say(f"[analysis] point {pid} ({k + 1} of {len(first_row)} distinct UFM end points, seed {cfg.seed_list[i]})")
-                a = analyse_point(spec, thetas[i], cfg.analysis, device="cpu").to_dict()
+                pa = analyse_point(spec, thetas[i], cfg.analysis, device="cpu")
+                a = pa.to_dict()
                 a["ufm_end"] = measure_head(spec, thetas[i].numpy(), sv_atol=cfg.sv_atol, sv_rtol=cfg.sv_rtol,
-                                            settings=cfg.analysis)
+                                            structure=pa.structure)
                 points.append({"id": pid, "kind": a["kind"] if certified[i] else "unverified",
                                "label": a["label"], "loss": a["loss"], "grad_norm": a["grad_norm"],
                                "hessian_index": a["index"], "fingerprint": fps[i], "params": thetas[i].numpy(),
