@@ -58,38 +58,42 @@ def accuracy(net: BatchedNet, X: torch.Tensor, y: torch.Tensor) -> np.ndarray:
         return (net.logits(X).argmax(dim=1) == y).to(torch.float64).mean(dim=1).cpu().numpy()
 
 
-def _save_training(path: Path, net: BatchedNet, tr: TrainResult) -> None:
+def _write_params_npz(path: Path, net: BatchedNet, arrays: dict) -> None:
+    """Write every seed's parameters (``param/<name>``) and ``arrays`` into one .npz, atomically."""
     buf = io.BytesIO()
-    arrays = {f"param/{k}": v.detach().cpu().numpy() for k, v in net.params.items()}
-    np.savez(buf, **arrays, stop_reason=np.array(tr.stop_reason), iterations=tr.iterations, loss=tr.loss,
-             ce=tr.ce, grad_norm=tr.grad_norm, wall_time_s=np.array(tr.wall_time_s),
-             history_iter=np.array([h[0] for h in tr.history]), history_loss=np.array([h[1] for h in tr.history]))
+    np.savez(buf, **{f"param/{k}": v.detach().cpu().numpy() for k, v in net.params.items()}, **arrays)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _read_params_npz(path: Path, net: BatchedNet) -> dict:
+    """Load the parameters of :func:`_write_params_npz` into ``net``; return the other arrays."""
+    with np.load(path, allow_pickle=False) as f:
+        with torch.no_grad():
+            for k, v in net.params.items():
+                v.copy_(torch.from_numpy(f[f"param/{k}"]))
+        return {k: f[k] for k in f.files if not k.startswith("param/")}
+
+
+def _save_training(path: Path, net: BatchedNet, tr: TrainResult) -> None:
+    _write_params_npz(path, net, {
+        "stop_reason": np.array(tr.stop_reason), "iterations": tr.iterations, "loss": tr.loss, "ce": tr.ce,
+        "grad_norm": tr.grad_norm, "wall_time_s": np.array(tr.wall_time_s),
+        "history_iter": np.array([h[0] for h in tr.history]), "history_loss": np.array([h[1] for h in tr.history])})
 
 
 def _load_training(path: Path, net: BatchedNet) -> TrainResult:
-    with np.load(path, allow_pickle=False) as f:
-        with torch.no_grad():
-            for k, v in net.params.items():
-                v.copy_(torch.from_numpy(f[f"param/{k}"]))
-        hist = list(zip(f["history_iter"].tolist(), f["history_loss"].tolist()))
-        return TrainResult([str(s) for s in f["stop_reason"]], f["iterations"], f["loss"], f["ce"], f["grad_norm"],
-                           hist, float(f["wall_time_s"]))
+    f = _read_params_npz(path, net)
+    hist = list(zip(f["history_iter"].tolist(), f["history_loss"].tolist()))
+    return TrainResult([str(s) for s in f["stop_reason"]], f["iterations"], f["loss"], f["ce"], f["grad_norm"],
+                       hist, float(f["wall_time_s"]))
 
 
 def _save_checkpoint(path: Path, net: BatchedNet, state: dict) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **{f"param/{k}": v.detach().cpu().numpy() for k, v in net.params.items()},
-             **{f"state/{k}": np.asarray(v) for k, v in state.items()})
-    atomic_write_bytes(path, buf.getvalue())
+    _write_params_npz(path, net, {f"state/{k}": np.asarray(v) for k, v in state.items()})
 
 
 def _load_checkpoint(path: Path, net: BatchedNet) -> dict:
-    with np.load(path, allow_pickle=False) as f:
-        with torch.no_grad():
-            for k, v in net.params.items():
-                v.copy_(torch.from_numpy(f[f"param/{k}"]))
-        return {k[len("state/"):]: f[k] for k in f.files if k.startswith("state/")}
+    return {k[len("state/"):]: v for k, v in _read_params_npz(path, net).items()}
 
 
 def describe_dynamics(cfg: NetConfig) -> dict:
