@@ -44,6 +44,24 @@ HESSIAN_FIELDS = ("tau", "tau_rel", "noise_mult", "dense_limit", "dense_budget_s
 STRUCTURE_FIELDS = ("rank_rtol", "pattern_rtol", "collapse_tol", "zero_atol")
 
 
+#: Fields that may be None (meaning: the default rule) in both settings tables.
+_OPTIONAL = ("tau", "dense_limit")
+
+
+def _check_fields(obj, table: str, integers: tuple[str, ...], zero_allowed: tuple[str, ...]) -> None:
+    """Validate every field of a frozen settings dataclass in place: ``integers`` as integers ≥ 1
+    (≥ 0 if in ``zero_allowed``), the rest as finite numbers > 0 (≥ 0 if in ``zero_allowed``),
+    stored as floats; None only for :data:`_OPTIONAL`. Errors name ``table.field``."""
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if f.name in _OPTIONAL and v is None:
+            continue
+        if f.name in integers:
+            check_int(f"{table}.{f.name}", v, 0 if f.name in zero_allowed else 1)
+        else:
+            object.__setattr__(obj, f.name, check_number(f"{table}.{f.name}", v, allow_zero=f.name in zero_allowed))
+
+
 @dataclass(frozen=True)
 class AnalysisSettings:
     """Hessian: ``tau`` (None: the default rule of :mod:`landscape.analysis.hessian`),
@@ -66,15 +84,8 @@ class AnalysisSettings:
     zero_atol: float = DEFAULT_ZERO_ATOL
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name in ("tau", "dense_limit") and v is None:
-                continue
-            if f.name in ("dense_limit", "lanczos_k", "lanczos_seed"):
-                check_int(f"analysis.{f.name}", v, 0 if f.name == "lanczos_seed" else 1)
-            else:
-                object.__setattr__(self, f.name, check_number(f"analysis.{f.name}", v,
-                                                              allow_zero=f.name == "zero_atol"))
+        _check_fields(self, "analysis", integers=("dense_limit", "lanczos_k", "lanczos_seed"),
+                      zero_allowed=("lanczos_seed", "zero_atol"))
 
     def kwargs(self) -> dict:
         """Every field as a keyword argument of :func:`landscape.analysis.point.analyse_point`."""
@@ -147,14 +158,8 @@ class SpectrumSettings:
     seed: int = DEFAULT_LANCZOS_SEED
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name in ("tau", "dense_limit") and v is None:
-                continue
-            if f.name in ("dense_limit", "lanczos_k", "slq_vectors", "slq_steps", "density_points", "seed"):
-                check_int(f"spectrum.{f.name}", v, 0 if f.name == "seed" else 1)
-            else:
-                object.__setattr__(self, f.name, check_number(f"spectrum.{f.name}", v))
+        _check_fields(self, "spectrum", integers=("dense_limit", "lanczos_k", "slq_vectors", "slq_steps",
+                                                  "density_points", "seed"), zero_allowed=("seed",))
 
     @classmethod
     def from_analysis(cls, analysis: "AnalysisSettings", **overrides) -> "SpectrumSettings":
