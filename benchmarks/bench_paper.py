@@ -173,8 +173,8 @@ def fidelity_row(d: int, starts: int, device: str, extra=(), keep: Path | None =
         wall = time.perf_counter() - t
         from landscape.io.store import StudyStore
         with StudyStore.open(folder, readonly=True) as st:
-            trajs = [t for t in st.trajectories() if t["engine"]["kind"] == "main"]
-            point_of = {t["idx"]: t["point_id"] for t in trajs}
+            trajs = [t for t in st.trajectories() if t.engine["kind"] == "main"]
+            point_of = {t.idx: t.point_id for t in trajs}
     n = s["n_trajectories"]
     certified = sum(p["basin_count"] for p in s["points"])
     saddles = sum(1 for p in s["points"] if p["kind"] == "saddle" and p["basin_count"] > 0)
@@ -212,10 +212,10 @@ def transition_state_row(folder: Path, max_pairs: int = 6) -> dict:
         t = time.perf_counter()
         n = connect_minima(session)
         wall = time.perf_counter() - t
-        pts = {p["id"]: p for p in store.points()}
-        ts = [{"saddle": t["saddle_id"], "index": pts[t["saddle_id"]]["hessian_index"],
-               "joins": [pts[t["min1_id"]]["label"], pts[t["min2_id"]]["label"]],
-               "barriers": [t["barrier1"], t["barrier2"]], "loss": pts[t["saddle_id"]]["loss"]}
+        pts = {p.id: p for p in store.points()}
+        ts = [{"saddle": t.saddle_id, "index": pts[t.saddle_id].hessian_index,
+               "joins": [pts[t.min1_id].label, pts[t.min2_id].label],
+               "barriers": [t.barrier1, t.barrier2], "loss": pts[t.saddle_id].loss}
               for t in store.transition_states()]
         attempts = store.get_meta("connect_attempts", [])
     out = {"P": cfg.model.P, "pairs_tried": len(attempts), "transition_states": n, "wall_s": wall, "records": ts,
@@ -242,9 +242,9 @@ def gd_vs_flow(d: int, starts: int, device: str) -> dict:
             wall = time.perf_counter() - t
             from landscape.io.store import StudyStore
             with StudyStore.open(tmp, readonly=True) as st:
-                fps = {p["id"]: p["fingerprint"] for p in st.points()}
-                thetas[name] = {t["idx"]: fps.get(t["point_id"]) for t in st.trajectories()
-                                if t["engine"]["kind"] == "main"}
+                fps = {p.id: p.fingerprint for p in st.points()}
+                thetas[name] = {t.idx: fps.get(t.point_id) for t in st.trajectories()
+                                if t.engine["kind"] == "main"}
         rows[name] = {"wall_s": wall, "labels": {str(r["label"]): r["count"] / starts for r in s["labels"] if r["count"]},
                       "dnc": next((r["count"] for r in s["labels"] if r["label"] == "DNC"), 0) / starts,
                       "dynamics": s["dynamics"]}

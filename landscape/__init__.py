@@ -34,6 +34,8 @@ _EXPORTS = {
     "run_study": "landscape.study.run", "summarise": "landscape.study.summary",
     "load_sweep": "landscape.study.sweep", "run_sweep": "landscape.study.sweep",
     "StudyStore": "landscape.io.store", "StoreError": "landscape.io.store",
+    **{name: "landscape.io.records" for name in ("PointRecord", "TrajectoryRecord", "EdgeRecord",
+                                                  "TransitionStateRecord", "SpectrumRecord", "ContinuationRecord")},
     "load_results": "landscape.viz.report", "write_report": "landscape.viz.report", "figures": "landscape.viz.figures",
 }
 

@@ -29,6 +29,7 @@ from landscape.io.results import analysis_spectra, write_spectra
 from landscape.study.config import load_study
 from landscape.analysis.dedup import fingerprint
 from landscape.study.graph import basin_graph, disconnectivity_tree, write_graphml, write_tree_json
+from landscape.io.records import PointRecord, TrajectoryRecord
 from landscape.io.store import StudyStore
 
 OVERRIDES = ["K=4", "n=2", "d=6", "L=3", "lambda=1e-3", "trajectories=32", "name=fixture"]
@@ -81,9 +82,11 @@ def build_study(out) -> Path:
     write_tree_json(disconnectivity_tree(G), out / "tree.json")
     write_graphml(G, out / "graph.graphml")
     prov = {"engine": "gd", "step": 0.5, "init": "gaussian"}
-    bf = stats.basin_fractions(trajs, pts, prov, species_kinds=("minimum",))
+    recs_t = [TrajectoryRecord.from_mapping(t) for t in trajs]
+    recs_p = [PointRecord.from_mapping(p) for p in pts]
+    bf = stats.basin_fractions(recs_t, recs_p, prov, species_kinds=("minimum",))
     rows = {r["point_id"]: r for r in bf["points"]}
-    acc = stats.accumulation_curve(trajs, pts)
+    acc = stats.accumulation_curve(recs_t, recs_p)
     summary_points = []
     for i, a in enumerate(ans):
         r = rows.get(i, {"count": 0, "fraction": 0.0, **dict(zip(("ci_low", "ci_high"), stats.wilson_interval(0, N)))})
@@ -99,7 +102,7 @@ def build_study(out) -> Path:
     best = min(summary_points, key=lambda p: p["loss"])
     summary = {
         "study": cfg.name, "config": cfg.to_dict(), "dynamics": cfg.describe_dynamics(),
-        "environment": {"landscape": "test fixture"}, "wall_time_s": 0.0, "n_trajectories": N,
+        "environment": {"landscape": "test fixture"}, "wall_time_s": 0.0, "timings": {}, "n_trajectories": N,
         "stop_reasons": {"converged": N - N_MAX_ITER, "max_iter": N_MAX_ITER},
         "tolerances": {"certify_tol": cfg.certify_tol}, "points": summary_points,
         "labels": [{k: r[k] for k in ("label", "n_points", "count", "fraction", "ci_low", "ci_high")} for r in bf["labels"]],

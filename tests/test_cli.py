@@ -52,11 +52,15 @@ def test_run_applies_overrides_and_writes_the_folder(finished):
 
 
 def test_run_prints_the_headline(tmp_path, capsys):
-    code, out, err = run_cli(capsys, "run", "--out", str(tmp_path / "s"), "--no-progress",
+    code, out, err = run_cli(capsys, "run", "--out", str(tmp_path / "s"), "--no-progress", "--timings",
                              *sets(["K=3", "n=2", "d=4", "L=2", "trajectories=4", "engine=lbfgs", "saddles.starts=0"]))
     assert code == 0, err
     assert "4 trajectories (lbfgs(m=10) → newton-mr; init gaussian)" in out and "DNC fraction" in out
     assert f"results: {tmp_path / 's'}" in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("timings: "))
+    phases = [part.rsplit(" ", 2)[0] for part in line[len("timings: "):].split(", ")]
+    assert phases == ["setup", "trajectories", "saddle search", "saddle descents", "transition states", "summary",
+                      "featured spectra", "report"]
 
 
 def test_inspect_lists_points_and_shows_one(finished, capsys):
@@ -165,11 +169,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, finished, caps
     assert code == 0, err
     with StudyStore.open(out) as a, StudyStore.open(finished) as b:
         ta, tb = a.trajectories(), b.trajectories()
-        assert [t["idx"] for t in ta] == [t["idx"] for t in tb]
-        assert [(t["stop_reason"], t["point_id"], t["loss"]) for t in ta] == \
-               [(t["stop_reason"], t["point_id"], t["loss"]) for t in tb]
-        assert [(p["id"], p["kind"], p["label"], p["loss"]) for p in a.points()] == \
-               [(p["id"], p["kind"], p["label"], p["loss"]) for p in b.points()]
+        assert [t.idx for t in ta] == [t.idx for t in tb]
+        assert [(t.stop_reason, t.point_id, t.loss) for t in ta] == \
+               [(t.stop_reason, t.point_id, t.loss) for t in tb]
+        assert [(p.id, p.kind, p.label, p.loss) for p in a.points()] == \
+               [(p.id, p.kind, p.label, p.loss) for p in b.points()]
         assert a.edges() == b.edges()
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (out, finished))
     for k in ("n_trajectories", "stop_reasons", "points", "labels", "uncertified", "unseen", "accumulation", "graph",

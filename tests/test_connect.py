@@ -71,7 +71,7 @@ def test_origin_to_large_root_dnc_goes_through_a_saddle_below_the_straight_path(
         connect_minima(session)
         (att,) = store.get_meta("connect_attempts")
         saddle = store.point(att["saddle_id"])
-        ends = {e["target_id"] for e in store.edges() if e["saddle_id"] == att["saddle_id"]}
+        ends = {e.target_id for e in store.edges() if e.saddle_id == att["saddle_id"]}
         ts = store.transition_states()
     # along the straight scaled path tθ the point stays balanced DNC with α = t^{L+1}·α_large, so its
     # loss is ℓ_DNC(α) and its maximum is at the small root, exactly
@@ -80,15 +80,15 @@ def test_origin_to_large_root_dnc_goes_through_a_saddle_below_the_straight_path(
     m = DeepUFM(spec)
     sampled = m.loss(torch.tensor(np.linspace(0, 1, 2001)[:, None] * dnc[None])).numpy()
     assert sampled.max() <= path_max + 1e-15
-    assert saddle["kind"] == "saddle" and saddle["grad_norm"] <= 1e-10
-    assert saddle["loss"] <= path_max + 1e-12
+    assert saddle.kind == "saddle" and saddle.grad_norm <= 1e-10
+    assert saddle.loss <= path_max + 1e-12
     assert {0, 1} <= ends   # its ±ε descents reach both ends
     # the straight path is a symmetric valley: its barrier is the small-root DNC point itself
-    assert saddle["loss"] == pytest.approx(path_max, abs=1e-12) and saddle["label"] == "DNC"
-    if saddle["hessian_index"] == 1:
-        assert {ts[0]["min1_id"], ts[0]["min2_id"]} == {0, 1}
+    assert saddle.loss == pytest.approx(path_max, abs=1e-12) and saddle.label == "DNC"
+    if saddle.hessian_index == 1:
+        assert {ts[0].min1_id, ts[0].min2_id} == {0, 1}
     else:
-        assert att["outcome"] == f"connecting saddle of index {saddle['hessian_index']}" and not ts
+        assert att["outcome"] == f"connecting saddle of index {saddle.hessian_index}" and not ts
 
 
 def test_dnc_and_pairing_minima_are_joined_by_a_certified_transition_state(tmp_path):
@@ -102,10 +102,10 @@ def test_dnc_and_pairing_minima_are_joined_by_a_certified_transition_state(tmp_p
     with store:
         assert connect_minima(Session(cfg, store, lambda e: None)) >= 1
         ts = store.transition_states()
-        pts = {p["id"]: p for p in store.points()}
-        joined = {frozenset((t["min1_id"], t["min2_id"])) for t in ts}
-    assert all(pts[t["saddle_id"]]["hessian_index"] == 1 for t in ts)
-    assert all(t["barrier1"] > 0 and t["barrier2"] > 0 for t in ts)
+        pts = {p.id: p for p in store.points()}
+        joined = {frozenset((t.min1_id, t.min2_id)) for t in ts}
+    assert all(pts[t.saddle_id].hessian_index == 1 for t in ts)
+    assert all(t.barrier1 > 0 and t.barrier2 > 0 for t in ts)
     import networkx as nx
     G = nx.Graph(list(map(tuple, joined)))
     assert 0 in G and 1 in G and nx.has_path(G, 0, 1)     # DNC and pairs in one tree
@@ -133,19 +133,19 @@ def test_pathsample_export_round_trip_and_pele(tmp_path):
     with store:
         connect_minima(Session(cfg, store, lambda e: None))
         info = export_pathsample(store, spec, tmp_path / "ps")
-        pts = {p["id"]: p for p in store.points(with_params=True)}
+        pts = {p.id: p for p in store.points(with_params=True)}
         ts = store.transition_states()
-    n_min = sum(1 for p in pts.values() if p["kind"] in ("minimum", "degenerate"))
+    n_min = sum(1 for p in pts.values() if p.kind in ("minimum", "degenerate"))
     back = read_pathsample(tmp_path / "ps", spec.P)
     assert len(back["minima"]) == n_min >= 2 and len(back["ts"]) == len(ts) >= 1
     for k, (e, fv, coords) in enumerate(back["minima"], start=1):
         p = pts[info["minima"][str(k)]]
-        assert e == pytest.approx(p["loss"], abs=1e-15) and np.array_equal(coords, p["params"])
-        ev = p["spectrum"]
-        assert fv == pytest.approx(float(np.sum(np.log(ev[ev > p["analysis"]["tau"]]))), rel=1e-12)
+        assert e == pytest.approx(p.loss, abs=1e-15) and np.array_equal(coords, p.params)
+        ev = p.spectrum
+        assert fv == pytest.approx(float(np.sum(np.log(ev[ev > p.analysis["tau"]]))), rel=1e-12)
     e, fv, m1, m2, coords = back["ts"][0]
-    assert {info["minima"][str(m1)], info["minima"][str(m2)]} == {ts[0]["min1_id"], ts[0]["min2_id"]}
-    assert np.array_equal(coords, pts[ts[0]["saddle_id"]]["params"])
+    assert {info["minima"][str(m1)], info["minima"][str(m2)]} == {ts[0].min1_id, ts[0].min2_id}
+    assert np.array_equal(coords, pts[ts[0].saddle_id].params)
     pele = pytest.importorskip("pele.storage", reason="pele (GPL, the benchmark extra) is not installed")
     from pele.utils.optim_compatibility import OptimDBConverter
 
@@ -173,10 +173,10 @@ SCRIPT = textwrap.dedent("""
                             "saddles.descend.0.stall_window=2000", "connect.max_pairs=1"])
     run_study(cfg, sys.argv[1], progress=False)
     with StudyStore.open(sys.argv[1], readonly=True) as st:
-        pts = {p["id"]: (p["kind"], p["label"], round(p["loss"], 9)) for p in st.points()}
-        edges = sorted((pts[e["saddle_id"]], e["direction"], e["sign"], pts[e["target_id"]] if e["target_id"] is not None
+        pts = {p.id: (p.kind, p.label, round(p.loss, 9)) for p in st.points()}
+        edges = sorted((pts[e.saddle_id], e.direction, e.sign, pts[e.target_id] if e.target_id is not None
                         else None) for e in st.edges())
-        ts = sorted((pts[t["saddle_id"]], pts[t["min1_id"]], pts[t["min2_id"]]) for t in st.transition_states())
+        ts = sorted((pts[t.saddle_id], pts[t.min1_id], pts[t.min2_id]) for t in st.transition_states())
     print(json.dumps({"edges": edges, "ts": ts}))
 """)
 

@@ -146,8 +146,8 @@ def _answers(out) -> dict:
     cells = {}
     for cdir in sorted((out / "cells").iterdir()):
         with StudyStore.open(cdir) as store:
-            cells[cdir.name] = {"points": {p["id"]: (p["kind"], p["label"], p["loss"]) for p in store.points()},
-                                "trajectories": [(t["idx"], t["point_id"], t["stop_reason"]) for t in store.trajectories()],
+            cells[cdir.name] = {"points": {p.id: (p.kind, p.label, p.loss) for p in store.points()},
+                                "trajectories": [(t.idx, t.point_id, t.stop_reason) for t in store.trajectories()],
                                 "units": store.committed_units()}
     return {"cells": cells, "prevalence": read_prevalence_csv(out / "prevalence.csv")}
 

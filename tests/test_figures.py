@@ -52,12 +52,13 @@ def test_basin_fractions_without_uncertified_has_no_grey_trace():
 
 
 def _tree():
-    pts = [{"id": 0, "kind": "minimum", "label": "DNC", "loss": 0.0}, {"id": 1, "kind": "minimum", "label": "pairs",
-                                                                        "loss": 0.5},
-           {"id": 2, "kind": "minimum", "label": "zero", "loss": 1.0}, {"id": 10, "kind": "saddle", "label": None,
-                                                                         "loss": 2.0}]
-    edges = [{"saddle_id": 10, "direction": 0, "sign": 1, "target_id": 0},
-             {"saddle_id": 10, "direction": 0, "sign": -1, "target_id": 1}]
+    from landscape.io.records import EdgeRecord, PointRecord
+
+    pts = [PointRecord(id=i, kind=kind, label=label, loss=loss, grad_norm=0.0, fingerprint={})
+           for i, kind, label, loss in ((0, "minimum", "DNC", 0.0), (1, "minimum", "pairs", 0.5),
+                                        (2, "minimum", "zero", 1.0), (10, "saddle", None, 2.0))]
+    edges = [EdgeRecord(saddle_id=10, direction=0, sign=1, target_id=0),
+             EdgeRecord(saddle_id=10, direction=0, sign=-1, target_id=1)]
     G = basin_graph(pts, edges, {0: 6, 1: 2, 2: 2}, 10)
     return tree_to_json(disconnectivity_tree(G))
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from landscape.io.records import EdgeRecord, PointRecord
 from landscape.study.descents import connect_saddle
 from landscape.study.graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml, write_tree_json
 from landscape.core.model import DeepUFM, ModelSpec
@@ -21,18 +22,21 @@ EDGES = [(10, 0, 1, 0), (10, 0, -1, 1), (12, 0, 1, 1), (12, 0, -1, 3), (11, 0, 1
          (15, 0, 1, 11), (15, 0, -1, 2), (13, 0, 1, 0), (13, 0, -1, 0), (13, 1, 1, None), (14, 0, 1, 5), (14, 0, -1, 6)]
 
 
+def _pt(id, kind, loss, **kw):
+    return PointRecord(id=id, kind=kind, loss=loss, grad_norm=0.0, fingerprint={}, **kw)
+
+
 def _points():
-    pts = [{"id": i, "kind": "minimum", "label": "DNC" if i == 0 else None, "loss": e, "hessian_index": 0,
-            "analysis": {"rank_pattern": [3, 3, 3]}} for i, e in MINIMA.items()]
-    pts += [{"id": i, "kind": "saddle", "label": None, "loss": e, "hessian_index": 1, "analysis": None}
-            for i, e in SADDLES.items()]
+    pts = [_pt(i, "minimum", e, label="DNC" if i == 0 else None, hessian_index=0,
+               analysis={"rank_pattern": [3, 3, 3]}) for i, e in MINIMA.items()]
+    pts += [_pt(i, "saddle", e, hessian_index=1) for i, e in SADDLES.items()]
     return pts
 
 
 def _edges():
     loss = {**MINIMA, **SADDLES}
-    return [{"saddle_id": s, "direction": j, "sign": sg, "target_id": t, "eps": 1e-3,
-             "barrier": None if t is None else loss[s] - loss[t]} for s, j, sg, t in EDGES]
+    return [EdgeRecord(saddle_id=s, direction=j, sign=sg, target_id=t, eps=1e-3,
+                       barrier=None if t is None else loss[s] - loss[t]) for s, j, sg, t in EDGES]
 
 
 @pytest.fixture
@@ -82,11 +86,11 @@ def test_disconnectivity_tree_hand_made(G):
 
 def test_tree_folds_merges_at_one_level():
     """Two pairs merged at level 1 and then joined at level 1 form one node with four children."""
-    pts = [{"id": i, "kind": "minimum", "loss": 0.1 * i} for i in range(4)]
-    pts += [{"id": 10 + k, "kind": "saddle", "loss": 1.0} for k in range(3)]
-    ed = [{"saddle_id": 10, "direction": 0, "sign": s, "target_id": t} for s, t in ((1, 0), (-1, 1))]
-    ed += [{"saddle_id": 11, "direction": 0, "sign": s, "target_id": t} for s, t in ((1, 2), (-1, 3))]
-    ed += [{"saddle_id": 12, "direction": 0, "sign": s, "target_id": t} for s, t in ((1, 1), (-1, 2))]
+    pts = [_pt(i, "minimum", 0.1 * i) for i in range(4)]
+    pts += [_pt(10 + k, "saddle", 1.0) for k in range(3)]
+    ed = [EdgeRecord(saddle_id=10, direction=0, sign=s, target_id=t) for s, t in ((1, 0), (-1, 1))]
+    ed += [EdgeRecord(saddle_id=11, direction=0, sign=s, target_id=t) for s, t in ((1, 2), (-1, 3))]
+    ed += [EdgeRecord(saddle_id=12, direction=0, sign=s, target_id=t) for s, t in ((1, 1), (-1, 2))]
     T = disconnectivity_tree(basin_graph(pts, ed))
     assert T.graph["roots"] == [("merge", 0)] and T.number_of_nodes() == 5
     assert sorted(T.successors(("merge", 0))) == [("leaf", i) for i in range(4)]
@@ -95,7 +99,7 @@ def test_tree_folds_merges_at_one_level():
 
 
 def test_empty_and_saddle_only_graphs(tmp_path):
-    for G in (basin_graph([], []), basin_graph([{"id": 1, "kind": "saddle", "loss": 1.0}], [])):
+    for G in (basin_graph([], []), basin_graph([_pt(1, "saddle", 1.0)], [])):
         T = disconnectivity_tree(G)
         assert T.number_of_nodes() == 0
         assert tree_to_json(T) == {"roots": [], "level_tol": 0.0, "leaf_kinds": ["minimum"], "nodes": []}
@@ -149,10 +153,11 @@ def test_connect_saddle_at_the_origin():
 
     targets = [(7, 0.25, "converged") if r % 2 == 0 else (None, None, "max_iter") for r in range(2 * m)]
     edges = conn.edges(3, targets, eigenvalues=evals[neg].tolist())
-    assert edges[0] == {"saddle_id": 3, "direction": 0, "sign": 1, "target_id": 7, "eps": eps,
-                        "eigenvalue": float(evals[neg][0]), "barrier": conn.saddle_loss - 0.25,
-                        "stop_reason": "converged"}
-    assert edges[1]["target_id"] is None and edges[1]["barrier"] is None and edges[1]["sign"] == -1
+    assert edges[0] == EdgeRecord(saddle_id=3, direction=0, sign=1, target_id=7, eps=eps,
+                                  eigenvalue=float(evals[neg][0]), barrier=conn.saddle_loss - 0.25,
+                                  stop_reason="converged")
+    assert edges[1].target_id is None and edges[1].barrier is None and edges[1].sign == -1
+    assert [e.direction for e in conn.edges(3, targets, first_direction=1000)] == [1000 + j for j, _ in conn.directions]
     with pytest.raises(ValueError, match="targets"):
         conn.edges(3, targets[:-1])
     empty = connect_saddle(model, theta0, torch.zeros(spec.P, 0), lambda s: tuple(s.shape))

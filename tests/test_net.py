@@ -209,8 +209,7 @@ def test_net_command_end_to_end_and_resume(tmp_path, capsys):
     from landscape.io.store import StudyStore
     with StudyStore.open(out / "study.sqlite", readonly=True) as st:
         trajs = st.trajectories()
-        assert len(trajs) == 3 and all(json.loads(t["engine"])["kind"] == "net" if isinstance(t["engine"], str)
-                                       else t["engine"]["kind"] == "net" for t in trajs)
+        assert len(trajs) == 3 and all(t.engine["kind"] == "net" for t in trajs)
     # resume: training kept (not rerun), the summary rebuilt the same
     mtime = (out / "train.npz").stat().st_mtime_ns
     (out / "summary.json").unlink()
@@ -334,3 +333,26 @@ def test_training_resumed_from_a_checkpoint_ends_where_the_uninterrupted_one_doe
     assert [h[0] for h in r.history] == [h[0] for h in r_whole.history]
     for k in whole.params:
         assert torch.equal(again.params[k], whole.params[k]), k
+
+
+def test_relu_kinks_count_exact_zero_preactivations():
+    """Integer H₁ and W₁: H₂ = W₁H₁ is exact, so its zeros are exactly the entries within 1e-6·max|H₂|
+    of 0 (every other entry is an integer ≥ 1 in size); counted by hand in numpy."""
+    from landscape.core.model import ModelSpec
+    from landscape.net.measure import relu_kinks
+
+    spec = ModelSpec(K=2, n=3, d=4, L=3, activation="relu", loss="ce", lam=1e-3, dtype="float64")
+    rng = np.random.default_rng(3)
+    H1 = rng.integers(-2, 3, size=(4, 6)).astype(float)
+    W1 = rng.integers(-2, 3, size=(4, 4)).astype(float)
+    W2 = rng.integers(-2, 3, size=(4, 4)).astype(float)
+    W3 = rng.integers(-2, 3, size=(2, 4)).astype(float)
+    theta = np.concatenate([H1.ravel(), W1.ravel(), W2.ravel(), W3.ravel()])
+    H2 = W1 @ H1
+    H3 = W2 @ np.maximum(H2, 0)
+    got = relu_kinks(spec, theta)
+    assert [g["layer"] for g in got] == ["H2", "H3"]
+    for g, H in zip(got, (H2, H3)):
+        assert g["size"] == H.size
+        assert g["within"]["1e-06"] == int(np.sum(H == 0)) > 0
+        assert g["smooth_expectation"]["1e-06"] == pytest.approx(H.size * 1e-6)

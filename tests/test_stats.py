@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
+from landscape.io.records import PointRecord, TrajectoryRecord
 from landscape.study.stats import accumulation_curve, basin_fractions, good_turing_unseen, wilson_interval
 
 PROV = {"engine": "gd", "step": "lr=0.5", "init": "gaussian(scale_H=1, scale_W=1)"}
@@ -29,18 +30,24 @@ def test_wilson_interval_known_values():
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
-POINTS = [{"id": 0, "kind": "minimum", "label": "DNC", "loss": 0.02},
-          {"id": 1, "kind": "minimum", "label": "pairs", "loss": 0.01},
-          {"id": 2, "kind": "minimum", "label": "pairs", "loss": 0.011},
-          {"id": 3, "kind": "saddle", "label": None, "loss": 0.5},
-          {"id": 4, "kind": "minimum", "label": "DNC", "loss": 0.03}]  # never reached
+def _point(id, kind, label, loss):
+    return PointRecord(id=id, kind=kind, label=label, loss=loss, grad_norm=0.0, fingerprint={})
+
+
+def _traj(idx, point_id, stop_reason="converged"):
+    return TrajectoryRecord(idx=idx, seed=idx, stop_reason=stop_reason, certified=point_id is not None,
+                            point_id=point_id)
+
+
+POINTS = [_point(0, "minimum", "DNC", 0.02), _point(1, "minimum", "pairs", 0.01), _point(2, "minimum", "pairs", 0.011),
+          _point(3, "saddle", None, 0.5), _point(4, "minimum", "DNC", 0.03)]  # the last never reached
 
 
 def _trajectories():
     reached = [0] * 5 + [1] * 2 + [2] + [3] + [None] * 3
     reasons = ["converged"] * 9 + ["max_iter", "max_iter", "diverged"]
     order = np.random.default_rng(0).permutation(12)  # index order differs from list order
-    return [{"idx": int(order[k]), "point_id": reached[k], "stop_reason": reasons[k]} for k in range(12)]
+    return [_traj(int(order[k]), reached[k], reasons[k]) for k in range(12)]
 
 
 def test_basin_fractions_hand_made():
@@ -65,7 +72,7 @@ def test_basin_fractions_checks_inputs():
     with pytest.raises(ValueError, match="provenance lacks \\['step'\\]"):
         basin_fractions(_trajectories(), POINTS, {"engine": "gd", "init": "gaussian"})
     with pytest.raises(ValueError, match="not among the points"):
-        basin_fractions([{"idx": 0, "point_id": 9, "stop_reason": "converged"}], POINTS, PROV)
+        basin_fractions([_traj(0, 9)], POINTS, PROV)
     empty = basin_fractions([], POINTS, PROV)
     assert empty["n_starts"] == 0 and empty["points"] == [] and math.isnan(empty["unseen"]["estimate"])
 
@@ -76,8 +83,7 @@ def test_good_turing():
 
 
 def test_accumulation_curve_in_index_order():
-    trajs = [{"idx": 4, "point_id": 1}, {"idx": 0, "point_id": 0}, {"idx": 2, "point_id": None},
-             {"idx": 1, "point_id": 3}, {"idx": 3, "point_id": 0}, {"idx": 5, "point_id": 2}]
+    trajs = [_traj(i, pid) for i, pid in ((4, 1), (0, 0), (2, None), (1, 3), (3, 0), (5, 2))]
     c = accumulation_curve(trajs, POINTS)
     np.testing.assert_array_equal(c["n_trajectories"], [1, 2, 3, 4, 5, 6])
     # idx 0 → min 0 (1), idx 1 → saddle (1), idx 2 → none (1), idx 3 → min 0 again (1), idx 4 → min 1 (2), idx 5 → 3

@@ -61,24 +61,24 @@ def test_round_trip(tmp_path):
         np.testing.assert_array_equal(missing_indices(st, 6), [4, 5])
         assert st.basin_counts() == {0: 2, 1: 1}
         got = st.point(0)
-        assert got["params"].dtype == np.float64 and got["params"].shape == (SPEC.P,)
-        np.testing.assert_array_equal(got["params"], p0["params"])  # bit for bit
-        np.testing.assert_array_equal(got["spectrum"], p0["spectrum"])
-        assert got["fingerprint"] == p0["fingerprint"]
-        assert got["analysis"] == {"rank_pattern": [3, 3, 3], "dnc1": 1e-12}
-        assert st.point(1)["spectrum"] is None and st.point(1)["label"] is None
+        assert got.params.dtype == np.float64 and got.params.shape == (SPEC.P,)
+        np.testing.assert_array_equal(got.params, p0["params"])  # bit for bit
+        np.testing.assert_array_equal(got.spectrum, p0["spectrum"])
+        assert got.fingerprint == p0["fingerprint"]
+        assert got.analysis == {"rank_pattern": [3, 3, 3], "dnc1": 1e-12}
+        assert st.point(1).spectrum is None and st.point(1).label is None
         meta = st.points()
-        assert [p["id"] for p in meta] == [0, 1] and "params" not in meta[0]
+        assert [p.id for p in meta] == [0, 1] and meta[0].params is None
         trajs = st.trajectories()
-        assert [t["idx"] for t in trajs] == [0, 1, 2, 3]
-        assert trajs[3]["loss"] is None and trajs[3]["certified"] is False and trajs[3]["point_id"] is None
-        assert trajs[0]["engine"] == {"name": "gd", "lr": 0.5} and trajs[0]["seed"] == 1000
-        assert st.edges()[0]["barrier"] == p1["loss"] - p0["loss"]
+        assert [t.idx for t in trajs] == [0, 1, 2, 3]
+        assert trajs[3].loss is None and trajs[3].certified is False and trajs[3].point_id is None
+        assert trajs[0].engine == {"name": "gd", "lr": 0.5} and trajs[0].seed == 1000
+        assert st.edges()[0].barrier == p1["loss"] - p0["loss"]
         st.update_point(1, kind="minimum", label="pairs", hessian_index=0, spectrum=np.arange(3.0),
                         analysis={"rank_pattern": [2, 2, 2]})
         p = st.point(1)
-        assert (p["kind"], p["label"], p["hessian_index"]) == ("minimum", "pairs", 0)
-        np.testing.assert_array_equal(p["spectrum"], [0.0, 1.0, 2.0])
+        assert (p.kind, p.label, p.hessian_index) == ("minimum", "pairs", 0)
+        np.testing.assert_array_equal(p.spectrum, [0.0, 1.0, 2.0])
         with pytest.raises(StoreError, match="no point with id 9"):
             st.update_point(9, label="x")
     with StudyStore.create(tmp_path / "nospec.sqlite", CONFIG) as st:
@@ -240,8 +240,8 @@ def _check_consistent(db):
         expect = np.concatenate([np.arange(u * PER_UNIT, (u + 1) * PER_UNIT) for u in units]) if units else []
         np.testing.assert_array_equal(idx, expect)
         assert len(np.unique(idx)) == len(idx)
-        assert [p["id"] for p in st.points()] == list(range(len(units)))
-        assert sum(st.basin_counts().values()) == sum(1 for t in st.trajectories() if t["certified"])
+        assert [p.id for p in st.points()] == list(range(len(units)))
+        assert sum(st.basin_counts().values()) == sum(1 for t in st.trajectories() if t.certified)
         n_unit_rows = [r[0] for r in st._con.execute("SELECT n_trajectories FROM units")]
         assert n_unit_rows == [PER_UNIT] * len(units)
         return units
@@ -284,3 +284,36 @@ def test_sigkill_mid_transaction_then_resume(tmp_path):
         assert st.n_trajectories() == UNITS * PER_UNIT
         with pytest.raises(StoreError, match="already committed"):
             st.commit_unit(3, [_traj(9999)])
+
+
+def test_records_in_and_out_and_misspelt_fields_refused(tmp_path):
+    """The store takes records or mappings with the records' field names and returns frozen records;
+    a misspelt or missing field is refused before anything is written."""
+    import dataclasses
+
+    from landscape.io.records import EdgeRecord, PointRecord, RecordError, TrajectoryRecord, TransitionStateRecord
+
+    rng = np.random.default_rng(1)
+    p0 = PointRecord.from_mapping(_point(0, rng))
+    p1 = PointRecord.from_mapping(_point(1, rng, kind="saddle", label=None))
+    with StudyStore.create(tmp_path / "study", CONFIG, spec=SPEC) as st:
+        with pytest.raises(RecordError, match=r"unknown field\(s\) \['lable'\]"):
+            st.commit_unit(0, [_traj(0, 0)], [{**_point(0, rng), "lable": "DNC"}])
+        with pytest.raises(RecordError, match=r"missing field\(s\) \['stop_reason'\]"):
+            st.commit_unit(0, [{k: v for k, v in _traj(0, 0).items() if k != "stop_reason"}], [p0])
+        assert st.committed_units() == [] and st.points() == []
+        st.commit_unit(0, [TrajectoryRecord.from_mapping(_traj(0, 0)), _traj(1, 1)], [p0, p1])
+        st.add_edges([EdgeRecord(saddle_id=1, direction=0, sign=1, target_id=0, barrier=p1.loss - p0.loss)])
+        st.add_transition_states([TransitionStateRecord(saddle_id=1, min1_id=0, min2_id=0, barrier1=0.5,
+                                                        barrier2=0.25, details={"method": "test"})])
+        got = st.point(1)
+        assert isinstance(got, PointRecord) and got.kind == "saddle" and got.unit == 0
+        np.testing.assert_array_equal(got.params, p1.params)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.label = "DNC"
+        assert dataclasses.replace(got, label="x").label == "x" and st.point(1).label is None
+        (ts,) = st.transition_states()
+        assert (ts.barrier1, ts.barrier2, ts.details) == (0.5, 0.25, {"method": "test"})
+        (e,) = st.edges()
+        assert e.to_dict()["barrier"] == p1.loss - p0.loss and e.stop_reason is None
+        assert [t.unit for t in st.trajectories()] == [0, 0]

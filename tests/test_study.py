@@ -51,6 +51,9 @@ def test_summary_has_exactly_the_agreed_schema(reference, tiny_cfg):
     assert s["study"] == "tiny" and s["config"] == tiny_cfg.to_dict() and s["dynamics"] == tiny_cfg.describe_dynamics()
     assert "lbfgs" in s["dynamics"] and "init gaussian" in s["dynamics"]
     assert s["n_trajectories"] == 24 and sum(s["stop_reasons"].values()) == 24
+    phases = ("setup_s", "trajectories_s", "saddle_search_s", "saddle_descents_s", "transition_states_s", "summary_s")
+    assert tuple(s["timings"]) == phases and all(v >= 0 for v in s["timings"].values())
+    assert sum(s["timings"].values()) <= s["wall_time_s"] * (1 + 1e-9) + 1e-6
     assert all(tuple(p) == POINT_KEYS for p in s["points"])
     assert all(tuple(r) == LABEL_KEYS for r in s["labels"])
     assert all(tuple(r) == UNCERTIFIED_KEYS for r in s["uncertified"])
@@ -101,53 +104,53 @@ def test_database_holds_every_trajectory_once_and_saddle_starts_apart(reference,
     out, s = reference
     with StudyStore.open(out) as store:
         trajs = store.trajectories()
-        points = {p["id"]: p for p in store.points(with_params=True)}
+        points = {p.id: p for p in store.points(with_params=True)}
     offset = tiny_cfg.saddles.index_offset
-    assert [t["idx"] for t in trajs] == list(range(24)) + [offset, offset + 1]
-    assert [t["engine"]["kind"] for t in trajs] == [MAIN] * 24 + [SADDLE_SEARCH] * 2
-    done = {t["idx"] for t in trajs}
+    assert [t.idx for t in trajs] == list(range(24)) + [offset, offset + 1]
+    assert [t.engine["kind"] for t in trajs] == [MAIN] * 24 + [SADDLE_SEARCH] * 2
+    done = {t.idx for t in trajs}
     assert chunks(tiny_cfg, done) == [] and saddle_chunks(tiny_cfg, done) == []
-    assert all(t["point_id"] in points for t in trajs if t["certified"])
+    assert all(t.point_id in points for t in trajs if t.certified)
     # basin counts of the summary ignore the saddle-search starts
     main_counts = {}
     for t in trajs[:24]:
-        if t["point_id"] is not None:
-            main_counts[t["point_id"]] = main_counts.get(t["point_id"], 0) + 1
+        if t.point_id is not None:
+            main_counts[t.point_id] = main_counts.get(t.point_id, 0) + 1
     assert {p["id"]: p["basin_count"] for p in s["points"] if p["basin_count"]} == main_counts
     spectra = load_spectra(out / "spectra.npz")
     assert set(spectra) == {str(i) for i in points}
     for pid, p in points.items():
-        assert p["analysis"] is not None and p["kind"] in ("minimum", "saddle", "degenerate")
-        np.testing.assert_array_equal(spectra[str(pid)]["spectrum"], p["spectrum"])
-        assert p["hessian_index"] == p["analysis"]["index"] == int(np.sum(p["spectrum"] < -p["analysis"]["tau"]))
+        assert p.analysis is not None and p.kind in ("minimum", "saddle", "degenerate")
+        np.testing.assert_array_equal(spectra[str(pid)]["spectrum"], p.spectrum)
+        assert p.hessian_index == p.analysis["index"] == int(np.sum(p.spectrum < -p.analysis["tau"]))
 
 
 def test_every_saddle_is_connected_downhill(reference):
     out, s = reference
     with StudyStore.open(out) as store:
-        points = {p["id"]: p for p in store.points()}
+        points = {p.id: p for p in store.points()}
         edges = store.edges()
-    saddles = [p for p in points.values() if p["kind"] == "saddle"]
+    saddles = [p for p in points.values() if p.kind == "saddle"]
     assert saddles, "the saddle search should find saddles in this study"
     for p in saddles:
-        mine = [e for e in edges if e["saddle_id"] == p["id"]]
-        assert sorted((e["direction"], e["sign"]) for e in mine) == \
-            sorted((j, sg) for j in range(p["hessian_index"]) for sg in (-1, 1))
+        mine = [e for e in edges if e.saddle_id == p.id]
+        assert sorted((e.direction, e.sign) for e in mine) == \
+            sorted((j, sg) for j in range(p.hessian_index) for sg in (-1, 1))
         for e in mine:
-            assert e["eigenvalue"] < 0 and e["eps"] == 1e-3
-            if e["target_id"] is not None:
-                assert e["target_id"] != p["id"] and e["barrier"] > 0
+            assert e.eigenvalue < 0 and e.eps == 1e-3
+            if e.target_id is not None:
+                assert e.target_id != p.id and e.barrier > 0
                 # the barrier is a difference of two losses near 1: equal to a few ulps of the losses
-                assert math.isclose(e["barrier"], p["loss"] - points[e["target_id"]]["loss"], rel_tol=1e-12,
-                                    abs_tol=8 * np.finfo(float).eps * abs(p["loss"]))
+                assert math.isclose(e.barrier, p.loss - points[e.target_id].loss, rel_tol=1e-12,
+                                    abs_tol=8 * np.finfo(float).eps * abs(p.loss))
             else:
-                assert e["barrier"] is None and e["stop_reason"]
+                assert e.barrier is None and e.stop_reason
     G = nx.read_graphml(out / "graph.graphml")
     assert G.number_of_nodes() == s["graph"]["n_nodes"] == len(points)
-    assert G.number_of_edges() == s["graph"]["n_edges"] == sum(e["target_id"] is not None for e in edges)
+    assert G.number_of_edges() == s["graph"]["n_edges"] == sum(e.target_id is not None for e in edges)
     tree = json.loads((out / "tree.json").read_text())
     leaves = {n["point_id"] for n in tree["nodes"] if n["type"] == "leaf"}
-    assert leaves == {i for i, p in points.items() if p["kind"] in ("minimum", "degenerate")}
+    assert leaves == {i for i, p in points.items() if p.kind in ("minimum", "degenerate")}
 
 
 def test_interrupted_study_resumes_to_the_uninterrupted_result(tmp_path, tiny_cfg, reference):
@@ -182,16 +185,16 @@ def test_unstable_directions_dense_and_lanczos_agree(reference, tiny_cfg):
     """The analysis keeps the saddle's negative eigenvectors (no second eigen-solve); dense and
     Lanczos give the same eigenvalues and the same unstable subspace."""
     with StudyStore.open(reference[0], readonly=True) as store:
-        saddle = next(p for p in store.points(with_params=True) if p["kind"] == "saddle")
-    w, V = saddle["unstable_values"], saddle["unstable"].T
-    lan = analyse_point(tiny_cfg.model, saddle["params"], dense_limit=10).hessian
+        saddle = next(p for p in store.points(with_params=True) if p.kind == "saddle")
+    w, V = saddle.unstable_values, saddle.unstable.T
+    lan = analyse_point(tiny_cfg.model, saddle.params, dense_limit=10).hessian
     wl, Vl = np.sort(lan.parts["most_negative"])[:lan.index], lan.negative_vectors
-    assert len(w) == len(wl) == saddle["hessian_index"] == lan.index
+    assert len(w) == len(wl) == saddle.hessian_index == lan.index
     np.testing.assert_allclose(wl, w, rtol=0, atol=1e-10)
     # the same invariant subspace: the projector onto one span fixes the other's basis
     np.testing.assert_allclose(V @ (V.T @ Vl), Vl, rtol=0, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(V, axis=0), 1.0, rtol=0, atol=1e-12)
-    H = saddle["params"]  # an eigenvector: H v = μ v
+    H = saddle.params  # an eigenvector: H v = μ v
     from landscape.analysis.hessian import dense_hessian
     Hd = dense_hessian(tiny_cfg.model, H)
     np.testing.assert_allclose(Hd @ V, V * w, rtol=0, atol=1e-9)
@@ -213,7 +216,7 @@ def test_diverging_trajectories_are_stored_and_counted_not_fatal(tmp_path):
     assert s["graph"]["n_nodes"] == 0 and s["headline"]["lowest_loss"] is None and s["headline"]["dnc_fraction"] == 0.0
     assert json.loads((tmp_path / "tree.json").read_text())["roots"] == []
     with StudyStore.open(tmp_path) as store:
-        assert [t["stop_reason"] for t in store.trajectories()] == ["diverged"] * 6
+        assert [t.stop_reason for t in store.trajectories()] == ["diverged"] * 6
 
 
 def test_summarise_needs_only_the_database(reference, tiny_cfg):

@@ -159,9 +159,9 @@ def test_sweep_writes_cells_table_and_effective_config(tmp_path):
         assert json.loads((cdir / "config.json").read_text()) == json.loads(json.dumps(cell.config.to_dict()))
         with StudyStore.open(cdir) as store:  # the table agrees with the cell's database
             trajs = store.trajectories()
-            labels = {p["id"]: p["label"] for p in store.points()}
-        dnc = sum(1 for t in trajs if t["point_id"] is not None and labels[t["point_id"]] == "DNC")
-        unc = sum(1 for t in trajs if t["point_id"] is None)
+            labels = {p.id: p.label for p in store.points()}
+        dnc = sum(1 for t in trajs if t.point_id is not None and labels[t.point_id] == "DNC")
+        unc = sum(1 for t in trajs if t.point_id is None)
         assert (int(row["n_trajectories"]), int(row["dnc_count"]), int(row["uncertified_count"])) == (8, dnc, unc)
         assert (float(row["dnc_ci_low"]), float(row["dnc_ci_high"])) == wilson_interval(dnc, 8)
         assert int(row["d"]) == cell.config.model.d
@@ -190,7 +190,7 @@ def test_resume_skips_finished_cells_and_resumes_unfinished(tmp_path):
     with StudyStore.open(tmp_path / "cells" / second.name) as store:
         assert store.committed_units() == [0, 1]
         assert store.completed_indices().tolist() == list(range(8))
-        assert [t["unit"] for t in store.trajectories()] == [0] * 4 + [1] * 4
+        assert [t.unit for t in store.trajectories()] == [0] * 4 + [1] * 4
     with sqlite3.connect(tmp_path / "cells" / second.name / "study.sqlite") as con:
         committed = dict(con.execute("SELECT unit, committed_at FROM units").fetchall())
     assert committed[0] < t_resume < committed[1]  # unit 0 was kept, not recomputed

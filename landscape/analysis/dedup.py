@@ -181,7 +181,7 @@ class Deduplicator:
     representatives inside the loss window are compared. A new point joins the first matching
     representative (smallest loss difference first); representatives never move, so the result
     does not drift when many noisy copies arrive. Rebuild it from a store with
-    ``Deduplicator(tol, [(p["id"], p["fingerprint"]) for p in store.points()])``.
+    ``Deduplicator(tol, [(p.id, p.fingerprint) for p in store.points()])``.
     """
 
     def __init__(self, tolerances: DedupTolerances = DedupTolerances(),

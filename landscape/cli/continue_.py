@@ -47,7 +47,7 @@ def main(args) -> int:
     check_writable_folder(out, "the continuation record")
     with StudyStore.open(out / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
-        pts = {p["id"]: p for p in store.points()}
+        pts = {p.id: p for p in store.points()}
         if args.points:
             try:
                 ids = [int(x) for x in args.points.split(",") if x.strip()]
@@ -76,7 +76,7 @@ def main(args) -> int:
             try:
                 for pid in ids:
                     p = store.point(pid)
-                    branches.append(continue_in_width(cfg.model, p["params"], to=to, point_id=pid, label=p["label"],
+                    branches.append(continue_in_width(cfg.model, p.params, to=to, point_id=pid, label=p.label,
                                                       progress=lambda s, pid=pid: print(
                                                           f"  point {pid}: d={s['d']} (P={s['P']:,}) index {s['index']}, "
                                                           f"symmetry zero modes {s['symmetry_zero_modes']}", flush=True)
@@ -134,10 +134,10 @@ def _follow_all(store, cfg, ids, args, settings, branches) -> None:
 
     for pid in ids:
         p = store.point(pid)
-        br = continue_in_lambda(cfg.model, p["params"], param=args.param, to=args.to, point_id=pid,
-                                label=p["label"], settings=settings)
+        br = continue_in_lambda(cfg.model, p.params, param=args.param, to=args.to, point_id=pid,
+                                label=p.label, settings=settings)
         branches.append(br.to_dict())
         ev = "; ".join(f"{e['kind']} at {args.param}={e[args.param]:.10g} (index {e['index_before']}→{e['index_after']}"
                        + (f", dμ/d{args.param} {e['eigenvalue_slope']:.4g}" if e.get("eigenvalue_slope") is not None else "")
                        + ")" for e in br.events) or "no events"
-        print(f"point {pid} ({p['label']}): {len(br.steps)} steps, {ev}; {br.end}", flush=True)
+        print(f"point {pid} ({p.label}): {len(br.steps)} steps, {ev}; {br.end}", flush=True)

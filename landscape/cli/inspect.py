@@ -50,7 +50,7 @@ def main(args) -> int:
         ts = store.transition_states()
         if args.point is None:
             trajs = store.trajectories()
-            n_other = sum(1 for t in trajs if (t["engine"] or {}).get("kind") != MAIN)
+            n_other = sum(1 for t in trajs if (t.engine or {}).get("kind") != MAIN)
             print(f"study {cfg.name!r}: {s['n_trajectories']} of {cfg.trajectories} trajectories "
                   f"({cfg.describe_dynamics()}): " + ", ".join(f"{k} {v}" for k, v in s["stop_reasons"].items()))
             print(f"saddle search: {n_other} of {cfg.saddles.starts} starts ({cfg.saddles.describe()}); "
@@ -66,33 +66,33 @@ def main(args) -> int:
         p = store.point(args.point)
         edges = store.edges()
     print(f"point {row['id']} ({row['kind']}) of study {cfg.name!r}")
-    if p["analysis"] is None:
+    if p.analysis is None:
         print("not analysed")
     else:
-        print(format_analysis(p["analysis"], cfg.model.P))
-    if p["spectrum"] is not None:
-        ev = np.sort(p["spectrum"])
+        print(format_analysis(p.analysis, cfg.model.P))
+    if p.spectrum is not None:
+        ev = np.sort(p.spectrum)
         print(f"Hessian spectrum ({ev.size} eigenvalues): lowest " + ", ".join(f"{x:.4g}" for x in ev[:8])
               + "; highest " + ", ".join(f"{x:.4g}" for x in ev[-3:]))
     print(f"basin: {row['basin_count']} of {s['n_trajectories']} starts"
           + ("" if row["fraction"] is None else
              f", fraction {row['fraction']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}] (95% Wilson)")
           + f" under {cfg.describe_dynamics()}")
-    down = [e for e in edges if e["saddle_id"] == args.point]
-    up = [e for e in edges if e["target_id"] == args.point]
+    down = [e for e in edges if e.saddle_id == args.point]
+    up = [e for e in edges if e.target_id == args.point]
     for e in down:
-        to = ("no certified point" if e["target_id"] is None
-              else f"point {e['target_id']}, barrier {e['barrier']:.6g}")
-        print(f"descent direction {e['direction']}{'+' if e['sign'] > 0 else '-'} (eigenvalue {e['eigenvalue']:.4g}): "
-              f"{to} [{e['stop_reason']}]")
+        to = ("no certified point" if e.target_id is None
+              else f"point {e.target_id}, barrier {e.barrier:.6g}")
+        print(f"descent direction {e.direction}{'+' if e.sign > 0 else '-'} (eigenvalue {e.eigenvalue:.4g}): "
+              f"{to} [{e.stop_reason}]")
     for e in up:
-        print(f"reached from saddle {e['saddle_id']} along direction {e['direction']}{'+' if e['sign'] > 0 else '-'}, "
-              f"barrier {e['barrier']:.6g}")
+        print(f"reached from saddle {e.saddle_id} along direction {e.direction}{'+' if e.sign > 0 else '-'}, "
+              f"barrier {e.barrier:.6g}")
     for t in ts:
-        if args.point in (t["min1_id"], t["min2_id"]):
-            mine, other = ((t["barrier1"], t["min2_id"]) if t["min1_id"] == args.point else (t["barrier2"], t["min1_id"]))
-            print(f"transition state {t['saddle_id']} to minimum {other}: barrier {mine:.6g} from here")
-        elif t["saddle_id"] == args.point:
-            print(f"transition state between minima {t['min1_id']} (barrier {t['barrier1']:.6g}) and "
-                  f"{t['min2_id']} (barrier {t['barrier2']:.6g})")
+        if args.point in (t.min1_id, t.min2_id):
+            mine, other = ((t.barrier1, t.min2_id) if t.min1_id == args.point else (t.barrier2, t.min1_id))
+            print(f"transition state {t.saddle_id} to minimum {other}: barrier {mine:.6g} from here")
+        elif t.saddle_id == args.point:
+            print(f"transition state between minima {t.min1_id} (barrier {t.barrier1:.6g}) and "
+                  f"{t.min2_id} (barrier {t.barrier2:.6g})")
     return 0

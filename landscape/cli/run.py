@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="write into a non-empty --out folder that holds no study (its files of the same names are replaced)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--timings", action="store_true",
+                   help="print the seconds of each phase (trajectories, saddle search, saddle descents, transition "
+                        "states, summary, featured spectra, report); they are in summary.json's timings either way")
     p.set_defaults(func=main)
 
 
@@ -79,14 +82,20 @@ def main(args) -> int:
     from ..study.summary import featured_spectra
     from ..viz.report import write_report
 
+    t = time.perf_counter()
     try:
         featured_spectra(cfg, out, cfg.analysis.dense_budget_s)
+        t_spectra, t = time.perf_counter() - t, time.perf_counter()
         write_report(out)
+        t_report = time.perf_counter() - t
     except KeyboardInterrupt:
         print(f"\ninterrupted while writing the report: the study is complete in {out}; "
               f"write the report with `landscape report {out}`", file=sys.stderr)
         return EXIT_INTERRUPTED
-    print(f"wall time {summary['wall_time_s']:.1f} s; results: {out}")
+    if args.timings:
+        rows = {**summary.get("timings", {}), "featured_spectra_s": t_spectra, "report_s": t_report}
+        print("timings: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.1f} s" for k, v in rows.items()))
+    print(f"wall time {summary['wall_time_s'] + t_spectra + t_report:.1f} s; results: {out}")
     return 0
 
 

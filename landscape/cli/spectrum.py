@@ -62,7 +62,7 @@ def _spectra(args, out, written: list) -> int:
 
     with StudyStore.open(out / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
-        ids = [p["id"] for p in store.points()]
+        ids = [p.id for p in store.points()]
         if args.all == (args.point is not None):
             raise SpecError("give POINT or --all (one of them)")
         todo = ids if args.all else [args.point]
@@ -74,7 +74,7 @@ def _spectra(args, out, written: list) -> int:
         for pid in todo:
             p = store.point(pid)
             t = time.perf_counter()
-            rep = inspect_spectrum(cfg.model, p["params"], settings, point_id=pid, device=resolve_device(cfg.device))
+            rep = inspect_spectrum(cfg.model, p.params, settings, point_id=pid, device=resolve_device(cfg.device))
             rec = rep.to_dict()
             rec["timings"]["total_s"] = time.perf_counter() - t
             write_json(out / "spectra" / f"point-{pid}.json", rec)
@@ -82,7 +82,7 @@ def _spectra(args, out, written: list) -> int:
             written.append(pid)
             part = ("" if rep.method == "dense" else
                     f" (partial: {rep.eigenvalues.size} extreme eigenvalues of {rep.P}; multiplicities are lower bounds)")
-            print(f"point {pid} ({p['label']}, {p['kind']}): {rep.method} spectrum of P={rep.P} in "
+            print(f"point {pid} ({p.label}, {p.kind}): {rep.method} spectrum of P={rep.P} in "
                   f"{rec['timings']['total_s']:.1f} s{part}; {len(rep.groups)} groups:")
             for g in rep.groups:
                 extra = f" ({g['symmetry']} symmetry + {g['excess']} excess)" if g["kind"] == "zero" else ""

@@ -1,10 +1,14 @@
 """Where results live: the SQLite study database and the results folder.
 
 * :mod:`.store`: :class:`StudyStore`, one SQLite file per study (schema versions, migrations).
+* :mod:`.records`: the typed records the store accepts and returns (:class:`PointRecord`, …).
 * :mod:`.results`: file names, atomic and symlink-safe writes, the spectra export.
 """
 from .._lazy import lazy_getattr
 
-__all__ = ["DB_NAME", "FILES", "StoreError", "StudyStore"]
-_HOME = {"DB_NAME": ".results", "FILES": ".results", "StoreError": ".store", "StudyStore": ".store"}
+_RECORDS = ("PointRecord", "TrajectoryRecord", "EdgeRecord", "TransitionStateRecord", "SpectrumRecord",
+            "ContinuationRecord")
+__all__ = ["DB_NAME", "FILES", "StoreError", "StudyStore", *_RECORDS]
+_HOME = {"DB_NAME": ".results", "FILES": ".results", "StoreError": ".store", "StudyStore": ".store",
+         **{name: ".records" for name in _RECORDS}}
 __getattr__ = lazy_getattr(__name__, _HOME, globals())  # loaded on first use (torch only where needed)

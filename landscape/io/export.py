@@ -43,8 +43,8 @@ class ExportData:
     dynamics: str
     n_trajectories: int
     points: list
-    edges: list
-    transition_states: list
+    edges: list            # EdgeRecord, …
+    transition_states: list  # TransitionStateRecord, …
     graph: Any
     tree: Any
     tree_json: dict
@@ -129,8 +129,8 @@ def csv_text(data: ExportData) -> str:
 @export_format("json", "file", "study, dynamics, trajectory count, tree, points, edges and transition states")
 def json_text(data: ExportData) -> str:
     return json.dumps({"study": data.name, "dynamics": data.dynamics, "n_trajectories": data.n_trajectories,
-                       "tree": data.tree_json, "points": data.points, "edges": data.edges,
-                       "transition_states": data.transition_states}, indent=1)
+                       "tree": data.tree_json, "points": data.points, "edges": [e.to_dict() for e in data.edges],
+                       "transition_states": [t.to_dict() for t in data.transition_states]}, indent=1)
 
 
 @export_format("graphml", "file", "the basin graph (nodes distinct points, edges saddle descents and transition states)")

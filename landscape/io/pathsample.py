@@ -40,33 +40,33 @@ def export_pathsample(store, spec, out_dir: str | Path) -> dict:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    points = {p["id"]: p for p in store.points(with_params=True)}
+    points = {p.id: p for p in store.points(with_params=True)}
     tss = store.transition_states()
-    minima = sorted((pid for pid, p in points.items() if p["kind"] in LEAF_KINDS), key=lambda i: (points[i]["loss"], i))
+    minima = sorted((pid for pid, p in points.items() if p.kind in LEAF_KINDS), key=lambda i: (points[i].loss, i))
     line = {pid: k + 1 for k, pid in enumerate(minima)}
     how = {}
 
     def fv(p) -> float:
-        a = p["analysis"] or {}
+        a = p.analysis or {}
         tau = a.get("tau", 0.0)
-        if (a.get("hessian") or {}).get("method") == "dense" and p["spectrum"] is not None:
-            how[p["id"]] = "dense spectrum"
-            return fvib(p["spectrum"], tau)
-        how[p["id"]] = "stochastic Lanczos quadrature"
-        return log_det_positive(spec, p["params"], tau=tau)
+        if (a.get("hessian") or {}).get("method") == "dense" and p.spectrum is not None:
+            how[p.id] = "dense spectrum"
+            return fvib(p.spectrum, tau)
+        how[p.id] = "stochastic Lanczos quadrature"
+        return log_det_positive(spec, p.params, tau=tau)
 
-    min_lines = [f"{points[i]['loss']:.16e} {fv(points[i]):.16e} 1 1.0 1.0 1.0" for i in minima]
-    ts_rows = [t for t in tss if t["min1_id"] in line and t["min2_id"] in line]
-    ts_lines = [f"{points[t['saddle_id']]['loss']:.16e} {fv(points[t['saddle_id']]):.16e} 1 "
-                f"{line[t['min1_id']]} {line[t['min2_id']]} 1.0 1.0 1.0" for t in ts_rows]
+    min_lines = [f"{points[i].loss:.16e} {fv(points[i]):.16e} 1 1.0 1.0 1.0" for i in minima]
+    ts_rows = [t for t in tss if t.min1_id in line and t.min2_id in line]
+    ts_lines = [f"{points[t.saddle_id].loss:.16e} {fv(points[t.saddle_id]):.16e} 1 "
+                f"{line[t.min1_id]} {line[t.min2_id]} 1.0 1.0 1.0" for t in ts_rows]
     atomic_write_text(out / "min.data", "".join(ln + "\n" for ln in min_lines))
     atomic_write_text(out / "ts.data", "".join(ln + "\n" for ln in ts_lines))
     nat = np.dtype("=f8")
-    atomic_write_bytes(out / "points.min", b"".join(np.asarray(points[i]["params"], dtype=nat).tobytes() for i in minima))
-    atomic_write_bytes(out / "points.ts", b"".join(np.asarray(points[t["saddle_id"]]["params"], dtype=nat).tobytes()
+    atomic_write_bytes(out / "points.min", b"".join(np.asarray(points[i].params, dtype=nat).tobytes() for i in minima))
+    atomic_write_bytes(out / "points.ts", b"".join(np.asarray(points[t.saddle_id].params, dtype=nat).tobytes()
                                                    for t in ts_rows))
     info = {"P": spec.P, "minima": {str(k + 1): pid for k, pid in enumerate(minima)},
-            "transition_states": {str(k + 1): t["saddle_id"] for k, t in enumerate(ts_rows)},
+            "transition_states": {str(k + 1): t.saddle_id for k, t in enumerate(ts_rows)},
             "fvib": {str(k): v for k, v in how.items()}, "energy": "loss (MODEL.md §2)"}
     atomic_write_text(out / "landscape.json", json.dumps(info, indent=1))
     return info

@@ -51,6 +51,8 @@ import numpy as np
 from ..analysis.point import POINT_KINDS as ANALYSED_KINDS
 from ..core.jsonsafe import to_json
 from ..core.model import ModelSpec
+from .records import (ContinuationRecord, EdgeRecord, PointRecord, SpectrumRecord, TrajectoryRecord,
+                      TransitionStateRecord)
 from .results import DB_NAME
 
 #: ``PRAGMA application_id`` of a landscape study database ("LNDS").
@@ -227,21 +229,12 @@ class StudyStore:
     """One study database. Create with :meth:`create`, reopen with :meth:`open`; use as a context
     manager or call :meth:`close`. One writing process at a time; readers may run concurrently.
 
-    Record layouts (dicts in, dicts out):
-
-    * trajectory: ``idx`` (int, study index), ``seed`` (int), ``stop_reason`` (str),
-      ``certified`` (bool), ``iterations``, ``n_grad``, ``n_hvp`` (int or None), ``wall_time``
-      (s), ``loss``, ``grad_norm`` (final values, float or None), ``engine`` (str description or
-      dict, stored as JSON text), ``point_id`` (int id of the distinct point reached, or None;
-      required when certified). Read back with ``unit`` added.
-    * point: ``id`` (int, chosen by the caller, e.g. :meth:`next_point_id`), ``kind`` (one of
-      :data:`POINT_KINDS`), ``label`` (str or None, e.g. "DNC"), ``loss``, ``grad_norm``,
-      ``hessian_index`` (int or None), ``fingerprint`` (dict, see :mod:`landscape.dedup`),
-      ``params`` (θ, (P,) float64), ``spectrum`` (Hessian eigenvalues, float64 array or None),
-      ``analysis`` (JSON-able dict or None). Read back with ``unit`` added.
-    * edge: ``saddle_id``, ``direction`` (index j of the negative eigenvector), ``sign`` (±1),
-      ``target_id`` (point the descent certified at, or None), ``eigenvalue`` (of direction j),
-      ``eps`` (step length), ``barrier`` (saddle loss − target loss, or None), ``stop_reason``.
+    Records in and out are the typed records of :mod:`landscape.io.records` (fields and units
+    documented there): :class:`TrajectoryRecord`, :class:`PointRecord`, :class:`EdgeRecord`,
+    :class:`TransitionStateRecord`, :class:`SpectrumRecord`, :class:`ContinuationRecord`. A writer
+    also takes a plain mapping with the record's field names (checked by ``from_mapping``: an
+    unknown or missing field is refused before anything is written); a read record carries the
+    ``unit`` that committed it.
     """
 
     def __init__(self, con: sqlite3.Connection, path: Path, readonly: bool = False, lock_fd: int | None = None):
@@ -489,8 +482,9 @@ class StudyStore:
         """Smallest id above every stored point (0 for an empty table)."""
         return int(self._con.execute("SELECT COALESCE(MAX(id) + 1, 0) FROM points").fetchone()[0])
 
-    def commit_unit(self, unit: int, trajectories: Iterable[Mapping], points: Iterable[Mapping] = (),
-                    edges: Iterable[Mapping] = (), wall_time: float | None = None) -> int:
+    def commit_unit(self, unit: int, trajectories: Iterable[TrajectoryRecord | Mapping],
+                    points: Iterable[PointRecord | Mapping] = (), edges: Iterable[EdgeRecord | Mapping] = (),
+                    wall_time: float | None = None) -> int:
         """Atomically store one unit of work: its new distinct ``points`` (inserted first, so the
         trajectories may reference them), its ``trajectories`` and any ``edges``. Either all of it
         becomes visible or none of it (one transaction, one commit). Returns the number of
@@ -520,7 +514,7 @@ class StudyStore:
         self._checkpoint()
         return count[0]
 
-    def add_edges(self, edges: Iterable[Mapping]) -> None:
+    def add_edges(self, edges: Iterable[EdgeRecord | Mapping]) -> None:
         """Store saddle-connection edges in one transaction; a (saddle, direction, sign) already
         stored raises :class:`StoreError` and nothing is written."""
         try:
@@ -530,13 +524,14 @@ class StudyStore:
             raise StoreError(f"edges not stored (nothing was written): {e}") from e
         self._checkpoint()
 
-    def add_transition_states(self, records: Iterable[Mapping]) -> None:
-        """Store transition-state records (:data:`_TS_COLS`, plus a JSON-able ``details``) in one
-        transaction; a saddle already stored as a transition state is replaced."""
+    def add_transition_states(self, records: Iterable[TransitionStateRecord | Mapping]) -> None:
+        """Store transition-state records in one transaction; a saddle already stored as a
+        transition state is replaced."""
+        recs = [TransitionStateRecord.from_mapping(r) for r in records]
         with self._transaction() as con:
             con.executemany(f"INSERT OR REPLACE INTO transition_states ({', '.join(_TS_COLS)}, json) "
                             f"VALUES ({', '.join('?' * (len(_TS_COLS) + 1))})",
-                            ((*(r.get(c) for c in _TS_COLS), to_json(r.get("details", {}))) for r in records))
+                            ((*(getattr(r, c) for c in _TS_COLS), to_json(r.details)) for r in recs))
         self._checkpoint()
 
     def set_meta(self, key: str, value) -> None:
@@ -555,33 +550,31 @@ class StudyStore:
         except json.JSONDecodeError:
             return default
 
-    def transition_states(self) -> list[dict]:
+    def transition_states(self) -> list[TransitionStateRecord]:
         """Every transition-state record, by saddle id (empty for a schema-1 database)."""
         if self._version < 2:
             return []
-        out = []
-        for r in self._con.execute(f"SELECT {', '.join(_TS_COLS)}, json FROM transition_states ORDER BY saddle_id"):
-            d = dict(zip(_TS_COLS, r[:-1]))
-            d["details"] = json.loads(r[-1]) if r[-1] else {}
-            out.append(d)
-        return out
+        return [TransitionStateRecord(**dict(zip(_TS_COLS, r[:-1])), details=json.loads(r[-1]) if r[-1] else {})
+                for r in self._con.execute(
+                    f"SELECT {', '.join(_TS_COLS)}, json FROM transition_states ORDER BY saddle_id")]
 
     def put_spectrum(self, point_id: int, record: Mapping) -> None:
-        """Store (or replace) the structured spectrum record of a point."""
+        """Store (or replace) the structured spectrum record (its JSON ``data``) of a point."""
+        data = record.data if isinstance(record, SpectrumRecord) else dict(record)
         with self._transaction() as con:
             con.execute("INSERT OR REPLACE INTO spectra (point_id, json, created_at) VALUES (?, ?, ?)",
-                        (int(point_id), to_json(dict(record)), time.time()))
+                        (int(point_id), to_json(data), time.time()))
         self._checkpoint()
 
-    def spectrum_record(self, point_id: int) -> dict | None:
+    def spectrum_record(self, point_id: int) -> SpectrumRecord | None:
         """The structured spectrum record of a point, or None."""
         if self._version < 2:
             return None
         r = self._con.execute("SELECT json FROM spectra WHERE point_id = ?", (int(point_id),)).fetchone()
-        return None if r is None else json.loads(r[0])
+        return None if r is None else SpectrumRecord(point_id=int(point_id), data=json.loads(r[0]))
 
     def add_continuation(self, param: str, record: Mapping) -> int:
-        """Store one continuation run (all its branches) and return its id."""
+        """Store one continuation run (its JSON record: all its branches) and return its id."""
         with self._transaction() as con:
             cur = con.execute("INSERT INTO continuation (param, json, created_at) VALUES (?, ?, ?)",
                               (str(param), to_json(dict(record)), time.time()))
@@ -589,11 +582,11 @@ class StudyStore:
         self._checkpoint()
         return rid
 
-    def continuations(self) -> list[dict]:
-        """Every stored continuation run, oldest first: {"id", "param", "record"}."""
+    def continuations(self) -> list[ContinuationRecord]:
+        """Every stored continuation run, oldest first."""
         if self._version < 2:
             return []
-        return [{"id": r[0], "param": r[1], "record": json.loads(r[2])}
+        return [ContinuationRecord(id=r[0], param=r[1], record=json.loads(r[2]))
                 for r in self._con.execute("SELECT id, param, json FROM continuation ORDER BY id")]
 
     def update_point(self, point_id: int, *, kind: str | None = None, label: str | None = None,
@@ -631,28 +624,28 @@ class StudyStore:
     def n_trajectories(self) -> int:
         return int(self._con.execute("SELECT COUNT(*) FROM trajectories").fetchone()[0])
 
-    def trajectories(self) -> list[dict]:
-        """Every trajectory record, in index order (layout in the class docstring)."""
+    def trajectories(self) -> list[TrajectoryRecord]:
+        """Every trajectory record, in index order."""
         out = []
         for r in self._con.execute(f"SELECT {', '.join(_TRAJ_COLS)} FROM trajectories ORDER BY idx"):
             t = dict(zip(_TRAJ_COLS, r))
             t["certified"] = bool(t["certified"])
             t["engine"] = None if t["engine"] is None else json.loads(t["engine"])
-            out.append(t)
+            out.append(TrajectoryRecord(**t))
         return out
 
     def _array_cols(self) -> tuple[str, ...]:
         return ("params", "params_dtype", "params_shape", "spectrum", "spectrum_dtype", "spectrum_shape") + (
             ("unstable", "unstable_shape", "unstable_values") if self._version >= 2 else ())
 
-    def points(self, with_params: bool = False) -> list[dict]:
+    def points(self, with_params: bool = False) -> list[PointRecord]:
         """Every distinct point, by id; ``params``, ``spectrum`` and the saddles' ``unstable``
         eigenvectors (m, P) with their ``unstable_values`` only if ``with_params``."""
         cols = _POINT_META_COLS + (self._array_cols() if with_params else ())
         return [_point_from_row(dict(zip(cols, r)))
                 for r in self._con.execute(f"SELECT {', '.join(cols)} FROM points ORDER BY id")]
 
-    def point(self, point_id: int) -> dict:
+    def point(self, point_id: int) -> PointRecord:
         """One point with its parameters (P,), spectrum and unstable eigenvectors as float64 arrays."""
         cols = _POINT_META_COLS + self._array_cols()
         r = self._con.execute(f"SELECT {', '.join(cols)} FROM points WHERE id = ?", (int(point_id),)).fetchone()
@@ -665,9 +658,9 @@ class StudyStore:
         return {int(p): int(c) for p, c in self._con.execute(
             "SELECT point_id, COUNT(*) FROM trajectories WHERE point_id IS NOT NULL GROUP BY point_id")}
 
-    def edges(self) -> list[dict]:
+    def edges(self) -> list[EdgeRecord]:
         """Every saddle-connection edge, ordered by (saddle_id, direction, sign)."""
-        return [dict(zip(_EDGE_COLS, r)) for r in self._con.execute(
+        return [EdgeRecord(**dict(zip(_EDGE_COLS, r))) for r in self._con.execute(
             f"SELECT {', '.join(_EDGE_COLS)} FROM edges ORDER BY saddle_id, direction, sign")]
 
 
@@ -693,40 +686,41 @@ def _opt_int(x) -> int | None:
     return None if x is None else int(x)
 
 
-def _point_row(p: Mapping, unit: int) -> tuple:
-    params, pdt, pshape = encode_array(p["params"])
+def _point_row(p: PointRecord | Mapping, unit: int) -> tuple:
+    p = PointRecord.from_mapping(p)
+    if p.params is None:
+        raise StoreError(f"point {p.id} has no params: a stored point needs θ")
+    params, pdt, pshape = encode_array(p.params)
     spec_blob = spec_dt = spec_shape = None
-    if p.get("spectrum") is not None:
-        spec_blob, spec_dt, spec_shape = encode_array(p["spectrum"])
-    analysis = p.get("analysis")
+    if p.spectrum is not None:
+        spec_blob, spec_dt, spec_shape = encode_array(p.spectrum)
     un_blob = un_shape = un_vals = None
-    if p.get("unstable") is not None:
-        un_blob, _, un_shape = encode_array(p["unstable"])
-        un_vals = to_json([float(x) for x in p["unstable_values"]])
-    return (int(p["id"]), _check_kind(p["kind"]), p.get("label"), float(p["loss"]), float(p["grad_norm"]),
-            _opt_int(p.get("hessian_index")), to_json(dict(p["fingerprint"])), params, pdt, pshape,
-            spec_blob, spec_dt, spec_shape, None if analysis is None else to_json(dict(analysis)), unit,
+    if p.unstable is not None:
+        un_blob, _, un_shape = encode_array(p.unstable)
+        un_vals = to_json([float(x) for x in p.unstable_values])
+    return (int(p.id), _check_kind(p.kind), p.label, float(p.loss), float(p.grad_norm),
+            _opt_int(p.hessian_index), to_json(dict(p.fingerprint)), params, pdt, pshape,
+            spec_blob, spec_dt, spec_shape, None if p.analysis is None else to_json(dict(p.analysis)), unit,
             un_blob, un_shape, un_vals)
 
 
-def _trajectory_row(t: Mapping, unit: int) -> tuple:
-    certified = bool(t["certified"])
-    engine = t.get("engine")
-    return (int(t["idx"]), unit, int(t["seed"]), str(t["stop_reason"]), int(certified),
-            _opt_int(t.get("iterations")), _opt_int(t.get("n_grad")), _opt_int(t.get("n_hvp")),
-            _float_or_none(t.get("wall_time")), _float_or_none(t.get("loss")),
-            _float_or_none(t.get("grad_norm")), None if engine is None else to_json(engine),
-            _opt_int(t.get("point_id")))
+def _trajectory_row(t: TrajectoryRecord | Mapping, unit: int) -> tuple:
+    t = TrajectoryRecord.from_mapping(t)
+    return (int(t.idx), unit, int(t.seed), str(t.stop_reason), int(bool(t.certified)),
+            _opt_int(t.iterations), _opt_int(t.n_grad), _opt_int(t.n_hvp),
+            _float_or_none(t.wall_time), _float_or_none(t.loss),
+            _float_or_none(t.grad_norm), None if t.engine is None else to_json(t.engine),
+            _opt_int(t.point_id))
 
 
-def _edge_row(e: Mapping) -> tuple:
-    sign = int(e["sign"])
-    return (int(e["saddle_id"]), int(e["direction"]), sign, _opt_int(e.get("target_id")),
-            _float_or_none(e.get("eigenvalue")), _float_or_none(e.get("eps")),
-            _float_or_none(e.get("barrier")), e.get("stop_reason"))
+def _edge_row(e: EdgeRecord | Mapping) -> tuple:
+    e = EdgeRecord.from_mapping(e)
+    return (int(e.saddle_id), int(e.direction), int(e.sign), _opt_int(e.target_id),
+            _float_or_none(e.eigenvalue), _float_or_none(e.eps),
+            _float_or_none(e.barrier), e.stop_reason)
 
 
-def _point_from_row(r: dict) -> dict:
+def _point_from_row(r: dict) -> PointRecord:
     r["fingerprint"] = json.loads(r["fingerprint"])
     r["analysis"] = None if r["analysis"] is None else json.loads(r["analysis"])
     if "params" in r:
@@ -738,4 +732,4 @@ def _point_from_row(r: dict) -> dict:
             r["unstable_values"] = None if vals is None else np.array(json.loads(vals))
         else:
             r["unstable"] = r["unstable_values"] = None
-    return r
+    return PointRecord(**r)

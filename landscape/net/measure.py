@@ -62,8 +62,35 @@ def measure_head(spec: ModelSpec, theta: np.ndarray, *, sv_atol: float, sv_rtol:
     layers = [{"name": k, "singular_values": [float(x) for x in v], **sv_counts(v, sv_atol, sv_rtol)}
               for k, v in svs.items()]
     zbar_rank = s.ranks["Z"].rank
-    return {"layers": layers, "logit_rank": int(zbar_rank), "rank_pattern": list(s.rank_pattern),
-            "rank_names": list(s.rank_names), "label": s.label, "dnc_metrics": [m.to_dict() for m in s.layers]}
+    out = {"layers": layers, "logit_rank": int(zbar_rank), "rank_pattern": list(s.rank_pattern),
+           "rank_names": list(s.rank_names), "label": s.label, "dnc_metrics": [m.to_dict() for m in s.layers]}
+    if spec.activation == "relu":
+        out["relu_kinks"] = relu_kinks(spec, theta)
+    return out
+
+
+KINK_RTOLS = (1e-6, 1e-3)
+
+
+def relu_kinks(spec: ModelSpec, theta: np.ndarray) -> list[dict]:
+    """Per ReLU input H_l (l = 2..L, MODEL.md §1): how many of its d·N pre-activations lie within
+    rtol·max|H_l| of 0, for each rtol in :data:`KINK_RTOLS`, beside the count a smooth density would
+    put there (d·N·rtol, uniform on ±max|H_l|) — the ReLU objective is not differentiable on
+    those kinks, so a gradient norm cannot certify a point that sits on (or converges to) them."""
+    import torch
+
+    model = DeepUFM(spec.as_float64())
+    th = torch.as_tensor(np.asarray(theta, dtype=np.float64)).reshape(1, -1)
+    with torch.no_grad():
+        pre = model.forward(th)[0]
+    out = []
+    for l, H in enumerate(pre[1:], start=2):
+        a = H[0].abs().numpy()
+        top = float(a.max()) if a.size else 0.0
+        out.append({"layer": f"H{l}", "size": int(a.size),
+                    "within": {f"{r:g}": int(np.sum(a <= r * top)) for r in KINK_RTOLS},
+                    "smooth_expectation": {f"{r:g}": float(a.size * r) for r in KINK_RTOLS}})
+    return out
 
 
 def closed_form_losses(spec: ModelSpec) -> dict | None:

@@ -27,6 +27,7 @@ from ..analysis.settings import DedupTolerances
 from ..analysis.point import analyse_point
 from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM
+from ..io.records import PointRecord, TrajectoryRecord
 from ..io.results import FILES, NET_FILES, atomic_write_bytes, read_json, write_json
 from ..io.store import StudyStore
 from ..study.stats import proportion
@@ -193,10 +194,9 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
                 a = pa.to_dict()
                 a["ufm_end"] = measure_head(spec, thetas[i].numpy(), sv_atol=cfg.sv_atol, sv_rtol=cfg.sv_rtol,
                                             structure=pa.structure)
-                points.append({"id": pid, "kind": a["kind"] if certified[i] else "unverified",
-                               "label": a["label"], "loss": a["loss"], "grad_norm": a["grad_norm"],
-                               "hessian_index": a["index"], "fingerprint": fps[i], "params": thetas[i].numpy(),
-                               "spectrum": None, "analysis": a})
+                points.append(PointRecord(id=pid, kind=pa.kind if certified[i] else "unverified", label=pa.label,
+                                          loss=pa.loss, grad_norm=pa.grad_norm, hessian_index=pa.hessian.index,
+                                          fingerprint=fps[i], params=thetas[i].numpy(), analysis=a))
             seeds_rec, trajs = [], []
             for i, seed in enumerate(cfg.seed_list):
                 nw = measure_head(spec, theta0[i].numpy(), sv_atol=cfg.sv_atol, sv_rtol=cfg.sv_rtol,
@@ -208,13 +208,12 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
                            "train_grad_norm": json_float(tr.grad_norm[i])})
                 seeds_rec.append(nw)
                 row = res.row(i)
-                trajs.append({"idx": i, "seed": seed, "stop_reason": row["stop_reason"],
-                              "certified": bool(certified[i]), "iterations": row["iterations"],
-                              "n_grad": row["n_grad"], "n_hvp": row["n_hvp"], "wall_time": row["wall_time"],
-                              "loss": row["loss"], "grad_norm": row["grad_norm"], "point_id": point_of[i],
-                              "engine": {"kind": "net", "training_stop_reason": tr.stop_reason[i],
-                                         "training_iterations": int(tr.iterations[i]),
-                                         **describe_dynamics(cfg)}})
+                trajs.append(TrajectoryRecord(
+                    idx=i, seed=seed, stop_reason=row["stop_reason"], certified=bool(certified[i]),
+                    iterations=row["iterations"], n_grad=row["n_grad"], n_hvp=row["n_hvp"],
+                    wall_time=row["wall_time"], loss=row["loss"], grad_norm=row["grad_norm"], point_id=point_of[i],
+                    engine={"kind": "net", "training_stop_reason": tr.stop_reason[i],
+                            "training_iterations": int(tr.iterations[i]), **describe_dynamics(cfg)}))
             timings["analysis_s"] = time.perf_counter() - t0
             # the per-seed network records first: a run stopped before the unit recomputes both
             store.set_meta("net_seeds", seeds_rec)
@@ -240,31 +239,31 @@ def label_fractions(labels: list[str]) -> dict:
 
 def summarise_net(cfg: NetConfig, ds: Dataset, spec, store: StudyStore, timings: dict) -> dict:
     """The summary.json record (:data:`NET_SUMMARY_KEYS`) from the stored points and trajectories."""
-    pts = {p["id"]: p for p in store.points()}
+    pts = {p.id: p for p in store.points()}
     network = {r["seed"]: r for r in store.get_meta("net_seeds", [])}
     seeds, ufm_labels, net_labels, gaps = [], [], [], []
-    for t in sorted(store.trajectories(), key=lambda t: t["idx"]):
-        a = pts[t["point_id"]]["analysis"]
-        nw = network[t["seed"]]
-        seeds.append({"seed": t["seed"], "train_accuracy": nw["train_accuracy"], "test_accuracy": nw["test_accuracy"],
+    for t in sorted(store.trajectories(), key=lambda t: t.idx):
+        a = pts[t.point_id].analysis
+        nw = network[t.seed]
+        seeds.append({"seed": t.seed, "train_accuracy": nw["train_accuracy"], "test_accuracy": nw["test_accuracy"],
                       "loss": nw["loss"], "ce": nw["ce"], "train_stop_reason": nw["train_stop_reason"],
                       "train_iterations": nw["train_iterations"], "layers": nw["layers"],
                       "logit_rank": nw["logit_rank"], "rank_pattern": nw["rank_pattern"],
                       "network_label": nw["label"], "dnc_metrics": nw["dnc_metrics"],
-                      "ufm_point_id": t["point_id"], "ufm_certified": bool(t["certified"]),
-                      "ufm_stop_reason": t["stop_reason"], "ufm_label": a["label"] if t["certified"] else None,
-                      "ufm_kind": a["kind"] if t["certified"] else "uncertified", "ufm_loss": a["loss"],
+                      "ufm_point_id": t.point_id, "ufm_certified": t.certified,
+                      "ufm_stop_reason": t.stop_reason, "ufm_label": a["label"] if t.certified else None,
+                      "ufm_kind": a["kind"] if t.certified else "uncertified", "ufm_loss": a["loss"],
                       "ufm_grad_norm": a["grad_norm"], "ufm_index": a["index"], "ufm_theory": a["theory"],
                       "ufm_logit_rank": a["ufm_end"]["logit_rank"], "ufm_layers": a["ufm_end"]["layers"]})
         net_labels.append(nw["label"])
         gaps.append(abs(nw["loss"] - nw["ufm_loss_at_handoff"]))
-        if t["certified"]:
+        if t.certified:
             ufm_labels.append(a["label"])
     n_unc = len(seeds) - len(ufm_labels)
-    distinct = [{"id": p["id"], "label": p["label"], "kind": p["kind"], "loss": p["loss"], "index": p["hessian_index"],
-                 "n_seeds": sum(1 for s_ in seeds if s_["ufm_point_id"] == p["id"]),
-                 "theory": p["analysis"]["theory"], "rank_pattern": p["analysis"]["rank_pattern"]}
-                for p in sorted(pts.values(), key=lambda p: p["loss"])]
+    distinct = [{"id": p.id, "label": p.label, "kind": p.kind, "loss": p.loss, "index": p.hessian_index,
+                 "n_seeds": sum(1 for s_ in seeds if s_["ufm_point_id"] == p.id),
+                 "theory": p.theory, "rank_pattern": p.rank_pattern}
+                for p in sorted(pts.values(), key=lambda p: p.loss)]
     return {"net": cfg.name, "config": cfg.to_dict(), "dynamics": describe_dynamics(cfg),
             "dataset": {"name": ds.name, "K": ds.K, "n_train": ds.n_train, "n_test": ds.n_test,
                         "n_features": ds.n_features, "image_shape": list(ds.image_shape) if ds.image_shape else None,

@@ -36,6 +36,7 @@ import sys
 
 import time
 from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol
 
 import networkx as nx
 import numpy as np
@@ -46,6 +47,8 @@ from ..analysis.symmetry import align
 from ..core.validate import SpecError, check_bool, check_fields, check_int, check_number
 from ..engines import run_pipeline
 from ..engines.neb import NEBOptions, run_neb
+from ..io.records import PointRecord, TransitionStateRecord
+from ..io.store import StudyStore
 
 #: Meta key of the record of attempted pairs.
 ATTEMPTS_KEY = "connect_attempts"
@@ -56,12 +59,42 @@ BAND_DIRECTION = 1000
 from .connect_settings import ConnectSettings  # noqa: E402  (the [connect] table, torch-free)
 
 
-def candidate_pairs(points: list[dict], counts: dict, cfg: ConnectSettings) -> tuple[list[tuple[int, int]], list[dict]]:
+class ConnectSession(Protocol):
+    """What the double-ended search needs from a study (:class:`landscape.study.run.Session` is
+    one): its configuration, store and model, and the study's own certify / deduplicate / descend
+    steps, so every saddle and minimum it finds is stored, analysed and connected as the study's are.
+    """
+
+    cfg: Any                 #: the :class:`~landscape.study.config.StudyConfig`
+    store: StudyStore
+    model: Any               #: the study's :class:`~landscape.core.model.DeepUFM`
+    next_unit: int
+
+    def certified(self, res) -> np.ndarray:
+        """(B,) bool: which rows of a :class:`TrajectoryResults` are certified critical points."""
+
+    def assign(self, theta: torch.Tensor, new: list) -> list[int]:
+        """Point ids of certified θ (R, P), deduplicated; new points analysed and appended to ``new``."""
+
+    def unit_id(self) -> int:
+        """A fresh unit number for a commit."""
+
+    def connect(self, saddle: PointRecord, directions=None, first_direction: int = 0) -> int:
+        """Descend from ±ε along a saddle's unstable directions (stored as edges); returns how many."""
+
+    def unstable_space(self, saddle: PointRecord) -> tuple[np.ndarray, np.ndarray]:
+        """(eigenvalues (m,), eigenvectors (P, m)) of the saddle's negative eigenvalues."""
+
+    def report(self, event: dict) -> None:
+        """A progress event."""
+
+
+def candidate_pairs(points: list[PointRecord], counts: dict, cfg: ConnectSettings) -> tuple[list[tuple[int, int]], list[dict]]:
     """The pairs to connect: among the minima holding basin counts (most-visited first), pairs in
     the order (0,1), (0,2), (1,2), (0,3), … up to ``max_pairs``, then the user's pairs; and the
     user's pairs left out, each with the reason (a point the study does not hold: the study is
     finished without that pair instead of failing after its trajectories, and on every resume)."""
-    kind = {p["id"]: p["kind"] for p in points}
+    kind = {p.id: p.kind for p in points}
     held = sorted((pid for pid, c in counts.items() if c > 0 and kind.get(pid) in LEAF_KINDS),
                   key=lambda pid: (-counts[pid], pid))
     pairs = [(held[i], held[j]) for j in range(len(held)) for i in range(j)][:cfg.max_pairs]
@@ -75,25 +108,25 @@ def candidate_pairs(points: list[dict], counts: dict, cfg: ConnectSettings) -> t
     return pairs, skipped
 
 
-def _joined(store) -> nx.utils.UnionFind:
+def _joined(store: StudyStore) -> nx.utils.UnionFind:
     uf = nx.utils.UnionFind()
     for t in store.transition_states():
-        uf.union(t["min1_id"], t["min2_id"])
+        uf.union(t.min1_id, t.min2_id)
     return uf
 
 
-def _ends_of(store, saddle_id: int) -> list[int]:
+def _ends_of(store: StudyStore, saddle_id: int) -> list[int]:
     """Distinct minima the stored descents from a saddle reached."""
-    kinds = {p["id"]: p["kind"] for p in store.points()}
+    kinds = {p.id: p.kind for p in store.points()}
     out = []
     for e in store.edges():
-        if e["saddle_id"] == saddle_id and e["target_id"] is not None and kinds.get(e["target_id"]) in LEAF_KINDS:
-            if e["target_id"] not in out:
-                out.append(e["target_id"])
+        if e.saddle_id == saddle_id and e.target_id is not None and kinds.get(e.target_id) in LEAF_KINDS:
+            if e.target_id not in out:
+                out.append(e.target_id)
     return out
 
 
-def search_pairs(session, pairs: list[tuple[int, int]]) -> list[dict]:
+def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[dict]:
     """One round of the double-ended search (module docstring, steps 1–4) for ``pairs``, batched.
     Returns one record per pair: {"pair", "outcome", "saddle_id", "joins", "transition_state"}."""
     cfg, store, model = session.cfg, session.store, session.model
@@ -102,8 +135,8 @@ def search_pairs(session, pairs: list[tuple[int, int]]) -> list[dict]:
         return []
     t0 = time.perf_counter()
     pts = {p: store.point(p) for pr in pairs for p in pr}
-    A = np.stack([pts[a]["params"] for a, _ in pairs])
-    B = np.stack([align(spec, pts[a]["params"], pts[b]["params"])[0] for a, b in pairs])
+    A = np.stack([pts[a].params for a, _ in pairs])
+    B = np.stack([align(spec, pts[a].params, pts[b].params)[0] for a, b in pairs])
     opts = cfg.connect.neb_options()
     res = run_neb(model, torch.from_numpy(A), torch.from_numpy(B), opts)
     Q, M = len(pairs), opts.images
@@ -133,16 +166,16 @@ def search_pairs(session, pairs: list[tuple[int, int]]) -> list[dict]:
             if pid is None:
                 continue
             p = store.point(pid)
-            if p["kind"] == "saddle":
+            if p.kind == "saddle":
                 # index 1 first, then the saddle nearest the climbing image's loss
-                cands.append((p["hessian_index"] != 1, abs(p["loss"] - float(res.loss[q, i])), pid))
+                cands.append((p.hessian_index != 1, abs(p.loss - float(res.loss[q, i])), pid))
         if cands:
             _, _, sid = min(cands)
             rec["saddle_id"] = sid
             saddle = store.point(sid)
-            if not any(e["saddle_id"] == sid for e in store.edges()):
+            if not any(e.saddle_id == sid for e in store.edges()):
                 session.connect(saddle)
-            if saddle["hessian_index"] > 1 and not any(e["saddle_id"] == sid and e["direction"] >= BAND_DIRECTION
+            if saddle.hessian_index > 1 and not any(e.saddle_id == sid and e.direction >= BAND_DIRECTION
                                                        for e in store.edges()):
                 # a degenerate or higher-index unstable space: descend along the band's own way
                 # across the barrier, its tangent at the climbing image projected onto that space
@@ -154,7 +187,7 @@ def search_pairs(session, pairs: list[tuple[int, int]]) -> list[dict]:
                     session.connect(saddle, directions=u / np.linalg.norm(u), first_direction=BAND_DIRECTION)
             ends = _ends_of(store, sid)
             rec["joins"] = ends
-            index = store.point(sid)["hessian_index"]
+            index = store.point(sid).hessian_index
             rec["index"] = index
             if len(ends) < 2:
                 rec["outcome"] = "descents did not reach two minima"
@@ -166,7 +199,7 @@ def search_pairs(session, pairs: list[tuple[int, int]]) -> list[dict]:
     return out
 
 
-def connect_minima(session) -> int:
+def connect_minima(session: ConnectSession) -> int:
     """Join pairs of minima by transition states (module docstring); returns how many transition
     states are stored after it. Nothing to do when ``max_pairs`` is 0 and no pair is named."""
     cfg, store = session.cfg.connect, session.store
@@ -181,7 +214,7 @@ def connect_minima(session) -> int:
         print(f"landscape: {rec['outcome']}; the study is finished without it", file=sys.stderr)
     if skipped:
         store.set_meta(ATTEMPTS_KEY, attempts)
-    losses = {p["id"]: p["loss"] for p in store.points()}
+    losses = {p.id: p.loss for p in store.points()}
     for depth in range(cfg.max_depth + 1):
         uf = _joined(store)
         todo = [(a, b) for a, b in todo if tuple(sorted((a, b))) not in tried and uf[a] != uf[b]]
@@ -198,16 +231,16 @@ def connect_minima(session) -> int:
                 continue
             sid = rec["saddle_id"]
             m1, m2 = rec["joins"][:2]
-            s_loss = store.point(sid)["loss"]
-            store.add_transition_states([{
-                "saddle_id": sid, "min1_id": m1, "min2_id": m2, "barrier1": s_loss - losses.get(m1, store.point(m1)["loss"]),
-                "barrier2": s_loss - losses.get(m2, store.point(m2)["loss"]), "path_max_loss": rec["path_max_loss"],
-                "path_length": rec["path_length"], "pair_a": a, "pair_b": b,
-                "details": {k: rec[k] for k in ("neb_converged", "neb_iterations", "neb_force")}}])
-            losses.update({p["id"]: p["loss"] for p in store.points()})
+            s_loss = store.point(sid).loss
+            store.add_transition_states([TransitionStateRecord(
+                saddle_id=sid, min1_id=m1, min2_id=m2, barrier1=s_loss - losses.get(m1, store.point(m1).loss),
+                barrier2=s_loss - losses.get(m2, store.point(m2).loss), path_max_loss=rec["path_max_loss"],
+                path_length=rec["path_length"], pair_a=a, pair_b=b,
+                details={k: rec[k] for k in ("neb_converged", "neb_iterations", "neb_force")})])
+            losses.update({p.id: p.loss for p in store.points()})
             if {m1, m2} != {a, b}:  # DoubleEndedConnect: search the unconnected ends with the nearer new minimum
-                pa = store.point(a)["params"]
-                near_a = min((m1, m2), key=lambda m: align(session.cfg.model, pa, store.point(m)["params"])[1]["distance"])
+                pa = store.point(a).params
+                near_a = min((m1, m2), key=lambda m: align(session.cfg.model, pa, store.point(m).params)[1]["distance"])
                 other = m2 if near_a == m1 else m1
                 nxt += [(a, near_a), (other, b)]
         store.set_meta(ATTEMPTS_KEY, attempts)

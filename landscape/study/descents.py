@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..core.model import DeepUFM
+from ..io.records import EdgeRecord
 
 
 def saddle_seed(study_seed: int, loss: float) -> int:
@@ -95,8 +96,9 @@ class SaddleConnection:
     results: Any
 
     def edges(self, saddle_id: int, targets: Sequence[tuple[int | None, float | None, str]],
-              eigenvalues: Sequence[float] | None = None) -> list[dict]:
-        """Edge records for :meth:`landscape.io.store.StudyStore.commit_unit`.
+              eigenvalues: Sequence[float] | None = None, first_direction: int = 0) -> list[EdgeRecord]:
+        """Edge records for :meth:`landscape.io.store.StudyStore.commit_unit`, directions numbered
+        from ``first_direction``.
 
         ``targets[r]`` = (point id or None, its loss or None, stop reason) of the descent from
         ``starts[r]``; ``eigenvalues[j]`` the eigenvalue of direction j (optional).
@@ -105,11 +107,11 @@ class SaddleConnection:
             raise ValueError(f"{len(targets)} targets for {len(self.directions)} descents")
         out = []
         for (j, sign), (tid, tloss, reason) in zip(self.directions.tolist(), targets):
-            out.append({"saddle_id": int(saddle_id), "direction": j, "sign": sign,
-                        "target_id": None if tid is None else int(tid),
-                        "eigenvalue": None if eigenvalues is None else float(eigenvalues[j]), "eps": self.eps,
-                        "barrier": None if tid is None else self.saddle_loss - float(tloss),
-                        "stop_reason": reason})
+            out.append(EdgeRecord(saddle_id=int(saddle_id), direction=first_direction + j, sign=sign,
+                                  target_id=None if tid is None else int(tid),
+                                  eigenvalue=None if eigenvalues is None else float(eigenvalues[j]), eps=self.eps,
+                                  barrier=None if tid is None else self.saddle_loss - float(tloss),
+                                  stop_reason=reason))
         return out
 
 

@@ -27,55 +27,50 @@ from typing import Any, Iterable, Mapping, Sequence
 import networkx as nx
 
 from ..io.export import graphml_text, node_name  # noqa: F401  (re-exported: the GraphML form)
+from ..io.records import EdgeRecord, PointRecord, TransitionStateRecord
 from ..io.results import atomic_write_text
 
 
 # ----- basin graph -------------------------------------------------------------------------------
-def _rank_pattern(p: Mapping):
-    if p.get("rank_pattern") is not None:
-        return p["rank_pattern"]
-    return (p.get("analysis") or {}).get("rank_pattern")
-
-
-def basin_graph(points: Iterable[Mapping], edges: Iterable[Mapping] = (),
+def basin_graph(points: Iterable[PointRecord], edges: Iterable[EdgeRecord] = (),
                 counts: Mapping[int, int] | None = None, n_starts: int | None = None,
-                transition_states: Iterable[Mapping] = ()) -> nx.MultiGraph:
-    """Basin graph from point, edge and transition-state records (layouts of
-    :class:`landscape.io.store.StudyStore`).
+                transition_states: Iterable[TransitionStateRecord] = ()) -> nx.MultiGraph:
+    """Basin graph from the store's point, edge and transition-state records
+    (:mod:`landscape.io.records`).
 
     ``counts``: point id → number of starts that certified there (missing ids count 0);
     ``n_starts``: all starts of the study, the denominator of ``fraction`` (None: fractions None).
-    A point's ``rank_pattern`` is taken from the record or from its ``analysis`` dict. Each
+    A point's ``rank_pattern`` is its analysis' (None before analysis). Each
     transition state adds two edges, saddle–min1 and saddle–min2, keyed ``"ts1"``/``"ts2"`` with
     ``transition_state=True``, the ``barrier`` from that minimum's side and ``other_minimum``.
     """
     counts = counts or {}
     G = nx.MultiGraph(n_starts=n_starts)
     for p in points:
-        pid = int(p["id"])
+        pid = int(p.id)
         c = int(counts.get(pid, 0))
-        G.add_node(pid, loss=float(p["loss"]), index=p.get("hessian_index"), kind=p["kind"], label=p.get("label"),
-                   rank_pattern=_rank_pattern(p), basin_count=c,
+        G.add_node(pid, loss=float(p.loss), index=p.hessian_index, kind=p.kind, label=p.label,
+                   rank_pattern=p.rank_pattern, basin_count=c,
                    fraction=(c / n_starts if n_starts else None), n_unresolved=0)
     for e in edges:
-        s = int(e["saddle_id"])
+        s = int(e.saddle_id)
         if s not in G:
             raise ValueError(f"edge from saddle {s}, which is not among the points")
-        if e.get("target_id") is None:
+        if e.target_id is None:
             G.nodes[s]["n_unresolved"] += 1
             continue
-        t = int(e["target_id"])
+        t = int(e.target_id)
         if t not in G:
             raise ValueError(f"edge to point {t}, which is not among the points")
-        barrier = e.get("barrier")
+        barrier = e.barrier
         if barrier is None:
             barrier = G.nodes[s]["loss"] - G.nodes[t]["loss"]
-        sign = int(e["sign"])
-        G.add_edge(s, t, key=f"{int(e['direction'])}{'+' if sign > 0 else '-'}", direction=int(e["direction"]),
-                   sign=sign, barrier=float(barrier), eigenvalue=e.get("eigenvalue"), eps=e.get("eps"))
+        sign = int(e.sign)
+        G.add_edge(s, t, key=f"{int(e.direction)}{'+' if sign > 0 else '-'}", direction=int(e.direction),
+                   sign=sign, barrier=float(barrier), eigenvalue=e.eigenvalue, eps=e.eps)
     for ts in transition_states:
-        s, a, b = int(ts["saddle_id"]), int(ts["min1_id"]), int(ts["min2_id"])
-        for key, m, other, barrier in (("ts1", a, b, ts["barrier1"]), ("ts2", b, a, ts["barrier2"])):
+        s, a, b = int(ts.saddle_id), int(ts.min1_id), int(ts.min2_id)
+        for key, m, other, barrier in (("ts1", a, b, ts.barrier1), ("ts2", b, a, ts.barrier2)):
             if s not in G or m not in G:
                 raise ValueError(f"transition state {s} joins point {m}, which is not among the points")
             G.add_edge(s, m, key=key, transition_state=True, barrier=float(barrier), other_minimum=other)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ from ..core.init import draw_starts, trajectory_seed
 from ..core.model import DeepUFM
 from ..engines import TrajectoryResults, run_pipeline
 from ..engines.batching import working_batch
+from ..io.records import PointRecord, TrajectoryRecord
 from ..io.results import DB_NAME, FILES, write_json
 from ..io.store import StoreError, StudyStore
 from .config import StudyConfig, resolve_device
@@ -149,10 +150,10 @@ class Session:
         self.cfg, self.store, self.report = cfg, store, report
         self.model = study_model(cfg)
         points = store.points()
-        self.dedup = Deduplicator(cfg.dedup, [(p["id"], p["fingerprint"]) for p in points],
+        self.dedup = Deduplicator(cfg.dedup, [(p.id, p.fingerprint) for p in points],
                                   next_id=store.next_point_id())
-        self.kinds = {p["id"]: p["kind"] for p in points}
-        self.losses = {p["id"]: p["loss"] for p in points}
+        self.kinds = {p.id: p.kind for p in points}
+        self.losses = {p.id: p.loss for p in points}
         self.unstable: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         units = store.committed_units()
         self.next_unit = (max(units) + 1) if units else 0
@@ -162,23 +163,22 @@ class Session:
         self.next_unit += 1
         return u
 
-    def analyse(self, pid: int, th: torch.Tensor, fp: dict) -> dict:
+    def analyse(self, pid: int, th: torch.Tensor, fp: dict) -> PointRecord:
         """Analyse a new distinct point (float64) and return its store record."""
         a = analyse_point(self.cfg.model, th, self.cfg.analysis, device=self.model.device)
         neg = a.hessian.negative_vectors
-        rec = {"id": pid, "kind": a.kind, "label": a.label, "loss": a.loss, "grad_norm": a.grad_norm,
-               "hessian_index": a.hessian.index, "fingerprint": fp,
-               "params": th.detach().to("cpu", torch.float64).numpy(), "spectrum": a.spectrum,
-               "analysis": a.to_dict()}
+        unstable = evs = None
         if neg is not None:
             evs = a.spectrum[:neg.shape[1]] if a.hessian.method == "dense" else np.sort(a.hessian.parts["most_negative"])[:neg.shape[1]]
-            rec["unstable"] = neg.T.copy()
-            rec["unstable_values"] = evs
+            unstable = neg.T.copy()
             self.unstable[pid] = (evs, neg)
         self.kinds[pid], self.losses[pid] = a.kind, a.loss
-        return rec
+        return PointRecord(id=pid, kind=a.kind, label=a.label, loss=a.loss, grad_norm=a.grad_norm,
+                           hessian_index=a.hessian.index, fingerprint=fp,
+                           params=th.detach().to("cpu", torch.float64).numpy(), spectrum=a.spectrum,
+                           analysis=a.to_dict(), unstable=unstable, unstable_values=evs)
 
-    def assign(self, thetas: torch.Tensor, new: list[dict]) -> list[int]:
+    def assign(self, thetas: torch.Tensor, new: list[PointRecord]) -> list[int]:
         """Point ids of the certified points ``thetas`` (M, P); the records of new ones (analysed
         here, in float64) are appended to ``new``."""
         if thetas.shape[0] == 0:
@@ -194,7 +194,7 @@ class Session:
     def certified(self, res: TrajectoryResults) -> np.ndarray:
         return res.converged & (res.grad_norm <= self.cfg.certify_tol)
 
-    def finish_faithfully(self, res: TrajectoryResults, stages, new: list[dict]) -> tuple[dict, dict]:
+    def finish_faithfully(self, res: TrajectoryResults, stages, new: list[PointRecord]) -> tuple[dict, dict]:
         """Point ids of the certified rows of ``res`` ({row: id}) and the saddle visits of every
         row ({row: [visit, …]}), after resuming every descent row that ended at a non-minimum
         (module docstring). ``res`` is updated in place; new points go to ``new``."""
@@ -232,7 +232,7 @@ class Session:
     def commit_trajectories(self, unit: int, indices: list[int], res: TrajectoryResults, kind: str) -> None:
         """Finish faithfully, deduplicate, analyse and store one unit of trajectories in one
         transaction."""
-        new: list[dict] = []
+        new: list[PointRecord] = []
         stages = self.cfg.stages if kind == MAIN else self.cfg.saddles.stages
         point_of, visits = self.finish_faithfully(res, stages, new)
         ok = self.certified(res)
@@ -244,28 +244,29 @@ class Session:
                 eng["curvature_witnesses"] = r["curvature_witnesses"]
             if b in visits:
                 eng["saddle_visits"] = visits[b]
-            trajs.append({"idx": i, "seed": trajectory_seed(self.cfg.seed, i), "stop_reason": r["stop_reason"],
-                          "certified": bool(ok[b]) and b in point_of, "iterations": r["iterations"],
-                          "n_grad": r["n_grad"], "n_hvp": r["n_hvp"], "wall_time": r["wall_time"], "loss": r["loss"],
-                          "grad_norm": r["grad_norm"], "point_id": point_of.get(b) if ok[b] else None, "engine": eng})
+            trajs.append(TrajectoryRecord(
+                idx=i, seed=trajectory_seed(self.cfg.seed, i), stop_reason=r["stop_reason"],
+                certified=bool(ok[b]) and b in point_of, iterations=r["iterations"], n_grad=r["n_grad"],
+                n_hvp=r["n_hvp"], wall_time=r["wall_time"], loss=r["loss"], grad_norm=r["grad_norm"],
+                point_id=point_of.get(b) if ok[b] else None, engine=eng))
         self.store.commit_unit(unit, trajs, new, wall_time=float(res.wall_time.max(initial=0.0)))
 
-    def unstable_space(self, saddle: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    def unstable_space(self, saddle: PointRecord) -> tuple[np.ndarray, np.ndarray]:
         """(eigenvalues (m,), eigenvectors (P, m)) of a stored saddle's unstable space, from the
         analysis (kept in memory, or stored with the point); recomputed only for points stored
         without it."""
-        pid = saddle["id"]
+        pid = saddle.id
         if pid in self.unstable:
             return self.unstable[pid]
-        if saddle.get("unstable") is not None:
-            return np.asarray(saddle["unstable_values"]), saddle["unstable"].T
-        a = analyse_point(self.cfg.model, saddle["params"], self.cfg.analysis, device=self.model.device)
+        if saddle.unstable is not None:
+            return np.asarray(saddle.unstable_values), saddle.unstable.T
+        a = analyse_point(self.cfg.model, saddle.params, self.cfg.analysis, device=self.model.device)
         neg = a.hessian.negative_vectors
         if neg is None:
             raise StoreError(f"point {pid} is stored as a saddle but its Hessian has no eigenvalue below −τ")
         return np.sort(a.spectrum)[:neg.shape[1]], neg
 
-    def connect(self, saddle: Mapping, directions: np.ndarray | None = None, first_direction: int = 0) -> int:
+    def connect(self, saddle: PointRecord, directions: np.ndarray | None = None, first_direction: int = 0) -> int:
         """Descend from one stored saddle along its unstable directions (default: those of
         :func:`landscape.study.descents.unstable_directions`; or the given unit ``directions``
         (P, q), numbered from ``first_direction``); store its new points and edges in one
@@ -276,29 +277,27 @@ class Session:
         if directions is None:
             U, ev_dir, _ = unstable_directions(evals, V, directions=sd.directions, max_descents=sd.max_descents,
                                                degeneracy_rtol=sd.degeneracy_rtol,
-                                               seed=saddle_seed(cfg.seed, saddle["loss"]))
+                                               seed=saddle_seed(cfg.seed, saddle.loss))
         else:
-            U = np.asarray(directions, dtype=np.float64).reshape(saddle["params"].size, -1)
+            U = np.asarray(directions, dtype=np.float64).reshape(saddle.params.size, -1)
             ev_dir = np.full(U.shape[1], float(np.mean(evals)))
-        conn = connect_saddle(self.model, saddle["params"], U,
+        conn = connect_saddle(self.model, saddle.params, U,
                               lambda starts: run_pipeline(self.model, starts, list(sd.descend)), eps=sd.eps)
         res: TrajectoryResults = conn.results
-        new: list[dict] = []
+        new: list[PointRecord] = []
         point_of, _ = self.finish_faithfully(res, sd.descend, new)
         ok = self.certified(res)
         # a descent that certifies at the saddle itself never left it: no edge (a self-loop)
         targets = []
         for r in range(len(res)):
             pid = point_of.get(r) if ok[r] else None
-            if pid is not None and pid != saddle["id"]:
+            if pid is not None and pid != saddle.id:
                 targets.append((pid, self.losses[pid], "converged"))
-            elif pid == saddle["id"]:
+            elif pid == saddle.id:
                 targets.append((None, None, RETURNED))
             else:
                 targets.append((None, None, str(res.stop_reason[r]) + (f" ({res.stop_detail[r]})" if res.stop_detail[r] else "")))
-        edges = conn.edges(saddle["id"], targets, ev_dir)
-        for e in edges:
-            e["direction"] += first_direction
+        edges = conn.edges(saddle.id, targets, ev_dir, first_direction=first_direction)
         self.store.commit_unit(self.unit_id(), [], new, edges, wall_time=time.perf_counter() - t0)
         return len(edges)
 
@@ -352,13 +351,19 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
         report = _progress_reporter(progress)
         session = Session(cfg, store, report)
         done = set(store.completed_indices().tolist())
+        timings: dict[str, float] = {"setup_s": time.perf_counter() - t_start}
+        t = time.perf_counter()
         _run_units(session, out, "trajectories", chunks(cfg, done), run_trajectories, MAIN, cfg.trajectories,
                    executor, progress is True)
+        timings["trajectories_s"], t = time.perf_counter() - t, time.perf_counter()
         _run_units(session, out, "saddle_search", saddle_chunks(cfg, done), run_saddle_search, SADDLE_SEARCH,
                    cfg.saddles.starts, executor, progress is True)
+        timings["saddle_search_s"], t = time.perf_counter() - t, time.perf_counter()
         _connect_saddles(session)
+        timings["saddle_descents_s"], t = time.perf_counter() - t, time.perf_counter()
         connect_minima(session)
-        summary = finish(cfg, store, out, time.perf_counter() - t_start)
+        timings["transition_states_s"] = time.perf_counter() - t
+        summary = finish(cfg, store, out, time.perf_counter() - t_start, timings)
     finally:
         store.close()
     return summary
@@ -408,8 +413,8 @@ def _connect_saddles(session: Session) -> None:
     """Connect every stored saddle that has no edges yet, for at most ``max_rounds`` rounds."""
     store = session.store
     for _ in range(session.cfg.saddles.max_rounds):
-        connected = {e["saddle_id"] for e in store.edges()}
-        todo = [p["id"] for p in store.points() if p["kind"] == "saddle" and p["id"] not in connected]
+        connected = {e.saddle_id for e in store.edges()}
+        todo = [p.id for p in store.points() if p.kind == "saddle" and p.id not in connected]
         if not todo:
             return
         for k, pid in enumerate(todo):

@@ -6,9 +6,9 @@ plus the uncertified rows always add up to the number of starts. Every result ca
 ``provenance`` it was computed for (engine, step size, initialisation), because basin fractions
 depend on the integrator (FIELD.md).
 
-Inputs are the records of :class:`landscape.store.StudyStore`: trajectories (mappings with
-``idx``, ``point_id`` (None when not certified) and ``stop_reason``) and points (mappings with
-``id``, ``kind``, ``label`` and ``loss``).
+Inputs are the records of :class:`landscape.io.store.StudyStore` (:mod:`landscape.io.records`):
+trajectories (:class:`TrajectoryRecord`: ``idx``, ``point_id`` (None when not certified),
+``stop_reason``) and points (:class:`PointRecord`: ``id``, ``kind``, ``label``, ``loss``).
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy.stats import binomtest
+
+from ..io.records import PointRecord, TrajectoryRecord
 
 #: Keys a provenance mapping must have.
 PROVENANCE_KEYS = ("engine", "step", "init")
@@ -55,20 +57,20 @@ def good_turing_unseen(counts: Iterable[int], n: int) -> dict:
     return {"estimate": c[1] / n if n else float("nan"), "n1": c[1], "n2": c[2], "n": int(n)}
 
 
-def _points_by_id(points: Iterable[Mapping]) -> dict[int, Mapping]:
-    return {int(p["id"]): p for p in points}
+def _points_by_id(points: Iterable[PointRecord]) -> dict[int, PointRecord]:
+    return {int(p.id): p for p in points}
 
 
-def accumulation_curve(trajectories: Iterable[Mapping], points: Iterable[Mapping],
+def accumulation_curve(trajectories: Iterable[TrajectoryRecord], points: Iterable[PointRecord],
                        species_kinds: Sequence[str] = ("minimum",)) -> dict:
     """Distinct points of a kind in ``species_kinds`` seen among the first t trajectories (in
     index order), t = 1..N. Returns ``{"n_trajectories": int64 (N,), "n_distinct": int64 (N,),
     "species_kinds": list}``."""
-    kind = {i: p["kind"] for i, p in _points_by_id(points).items()}
+    kind = {i: p.kind for i, p in _points_by_id(points).items()}
     seen: set[int] = set()
     curve = []
-    for t in sorted(trajectories, key=lambda t: t["idx"]):
-        pid = t.get("point_id")
+    for t in sorted(trajectories, key=lambda t: t.idx):
+        pid = t.point_id
         if pid is not None and kind[int(pid)] in species_kinds:
             seen.add(int(pid))
         curve.append(len(seen))
@@ -76,7 +78,7 @@ def accumulation_curve(trajectories: Iterable[Mapping], points: Iterable[Mapping
             "n_distinct": np.array(curve, dtype=np.int64), "species_kinds": list(species_kinds)}
 
 
-def basin_fractions(trajectories: Iterable[Mapping], points: Iterable[Mapping], provenance: Mapping,
+def basin_fractions(trajectories: Iterable[TrajectoryRecord], points: Iterable[PointRecord], provenance: Mapping,
                     confidence: float = 0.95, species_kinds: Sequence[str] = ("minimum",)) -> dict:
     """Fraction of all starts that reached each distinct point and each (kind, label), with
     Wilson intervals; uncertified starts by stop reason; the Good–Turing unseen mass.
@@ -97,8 +99,8 @@ def basin_fractions(trajectories: Iterable[Mapping], points: Iterable[Mapping], 
     pts = _points_by_id(points)
     trajs = list(trajectories)
     n = len(trajs)
-    reached = Counter(int(t["point_id"]) for t in trajs if t.get("point_id") is not None)
-    stops = Counter(str(t["stop_reason"]) for t in trajs if t.get("point_id") is None)
+    reached = Counter(int(t.point_id) for t in trajs if t.point_id is not None)
+    stops = Counter(str(t.stop_reason) for t in trajs if t.point_id is None)
     unknown = sorted(set(reached) - set(pts))
     if unknown:
         raise ValueError(f"trajectories reach point ids {unknown[:5]} that are not among the points")
@@ -107,15 +109,15 @@ def basin_fractions(trajectories: Iterable[Mapping], points: Iterable[Mapping], 
     groups: dict[tuple[str, str | None], list[int]] = {}
     for pid, c in sorted(reached.items(), key=lambda kv: (-kv[1], kv[0])):
         p = pts[pid]
-        point_rows.append({"point_id": pid, "kind": p["kind"], "label": p.get("label"), "loss": p.get("loss"),
+        point_rows.append({"point_id": pid, "kind": p.kind, "label": p.label, "loss": p.loss,
                            **proportion(c, n, confidence)})
-        groups.setdefault((p["kind"], p.get("label")), []).append(pid)
+        groups.setdefault((p.kind, p.label), []).append(pid)
     label_rows = [{"kind": k, "label": lab, "n_points": len(ids), **proportion(sum(reached[i] for i in ids), n, confidence)}
                   for (k, lab), ids in groups.items()]
     label_rows.sort(key=lambda r: (-r["count"], r["kind"], str(r["label"])))
     unc_rows = [{"stop_reason": s, **proportion(c, n, confidence)}
                 for s, c in sorted(stops.items(), key=lambda kv: (-kv[1], kv[0]))]
-    species = [c for pid, c in reached.items() if pts[pid]["kind"] in species_kinds]
+    species = [c for pid, c in reached.items() if pts[pid].kind in species_kinds]
     return {"provenance": prov, "confidence": confidence, "n_starts": n, "n_certified": sum(reached.values()),
             "species_kinds": list(species_kinds), "points": point_rows, "labels": label_rows,
             "uncertified": unc_rows, "unseen": good_turing_unseen(species, n)}

@@ -14,7 +14,8 @@ saddle-search trajectories never count. Under a descent dynamics no saddle holds
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -27,6 +28,7 @@ from ..analysis.point import LEAF_KINDS
 from ..engines import STOP_REASONS
 from ..analysis.labels import DNC
 from ..io.results import FILES, own_subfolder, stored_spectra, write_json, write_spectra
+from ..io.records import PointRecord, TrajectoryRecord
 from ..io.store import StudyStore
 from .config import StudyConfig, resolve_device
 from .graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml
@@ -39,7 +41,7 @@ CONFIDENCE = 0.95
 #: Merges of the disconnectivity tree within this loss of each other become one node.
 TREE_LEVEL_TOL = 0.0
 #: Top-level keys of summary.json, in order.
-SUMMARY_KEYS = ("study", "config", "dynamics", "environment", "wall_time_s", "n_trajectories", "stop_reasons",
+SUMMARY_KEYS = ("study", "config", "dynamics", "environment", "wall_time_s", "timings", "n_trajectories", "stop_reasons",
                 "tolerances", "points", "labels", "uncertified", "unseen", "accumulation", "saddle_visits",
                 "transition_states", "graph", "headline", "files")
 #: Keys of each summary.json point record.
@@ -60,42 +62,42 @@ class StudySummary:
     tree: nx.DiGraph
 
 
-def main_trajectories(store: StudyStore) -> list[dict]:
+def main_trajectories(store: StudyStore) -> list[TrajectoryRecord]:
     """Stored trajectories of the main dynamics (those that count in the fractions)."""
-    return [t for t in store.trajectories() if (t["engine"] or {}).get("kind") == MAIN]
+    return [t for t in store.trajectories() if (t.engine or {}).get("kind") == MAIN]
 
 
-def _uncertified_reason(t: Mapping) -> str:
-    detail = (t["engine"] or {}).get("stop_detail")
-    return t["stop_reason"] + (f" ({detail})" if detail else "")
+def _uncertified_reason(t: TrajectoryRecord) -> str:
+    detail = (t.engine or {}).get("stop_detail")
+    return t.stop_reason + (f" ({detail})" if detail else "")
 
 
-def saddle_visits(trajs: list[dict], points: Mapping[int, Mapping]) -> list[dict]:
+def saddle_visits(trajs: list[TrajectoryRecord], points: Mapping[int, PointRecord]) -> list[dict]:
     """Per saddle that main trajectories were finished at and then continued past: how many
     trajectories, how many visits, and how long they lingered (iterations with ‖∇L‖ at the
     hand-off tolerance before the hand-off), sorted by trajectories."""
     by: dict[int, list[int]] = {}
     who: dict[int, set[int]] = {}
     for t in trajs:
-        for v in (t["engine"] or {}).get("saddle_visits", []):
+        for v in (t.engine or {}).get("saddle_visits", []):
             by.setdefault(v["point_id"], []).append(int(v.get("lingered", 0)))
-            who.setdefault(v["point_id"], set()).add(t["idx"])
+            who.setdefault(v["point_id"], set()).add(t.idx)
     rows = []
     for pid, lingered in by.items():
-        p = points.get(pid, {})
-        rows.append({"point_id": pid, "label": p.get("label"), "kind": p.get("kind"),
-                     "index": p.get("hessian_index"), "loss": p.get("loss"), "n_trajectories": len(who[pid]),
+        p = points.get(pid)
+        rows.append({"point_id": pid, "label": p and p.label, "kind": p and p.kind,
+                     "index": p and p.hessian_index, "loss": p and p.loss, "n_trajectories": len(who[pid]),
                      "n_visits": len(lingered), "mean_lingered": float(np.mean(lingered)),
                      "max_lingered": int(np.max(lingered))})
     return sorted(rows, key=lambda r: (-r["n_trajectories"], r["point_id"]))
 
 
-def point_record(p: Mapping, count: int, n: int) -> dict:
+def point_record(p: PointRecord, count: int, n: int) -> dict:
     """The summary.json record of one stored point (keys :data:`POINT_KEYS`)."""
-    a = p["analysis"] or {}
+    a = p.analysis or {}
     theory = a.get("theory")
     row = proportion(count, n, CONFIDENCE)
-    return {"id": p["id"], "kind": p["kind"], "label": p["label"], "loss": p["loss"], "grad_norm": p["grad_norm"],
+    return {"id": p.id, "kind": p.kind, "label": p.label, "loss": p.loss, "grad_norm": p.grad_norm,
             "rank_pattern": a.get("rank_pattern"), "index": a.get("index"), "nullity": a.get("nullity"),
             "symmetry_zero_modes": a.get("symmetry_zero_modes"), "excess_zero_modes": a.get("excess_zero_modes"),
             "type": a.get("type"), "verified": a.get("verified", True),
@@ -112,14 +114,14 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
     trajs = main_trajectories(store)
     n = len(trajs)
     points = store.points()
-    by_id = {p["id"]: p for p in points}
+    by_id = {p.id: p for p in points}
     # "stalled" splits by detail (gradient_flat / plateau) in the uncertified rows
-    detailed = [{**t, "stop_reason": _uncertified_reason(t)} if t["point_id"] is None else t for t in trajs]
+    detailed = [replace(t, stop_reason=_uncertified_reason(t)) if t.point_id is None else t for t in trajs]
     prov = {"engine": " → ".join(s.engine for s in cfg.stages), "step": cfg.describe_dynamics(),
             "init": cfg.init.to_dict()}
     bf = basin_fractions(detailed, points, prov, CONFIDENCE, species_kinds=LEAF_KINDS)
     counts = {r["point_id"]: r["count"] for r in bf["points"]}
-    rows = [point_record(p, counts.get(p["id"], 0), n) for p in sorted(points, key=lambda p: (p["loss"], p["id"]))]
+    rows = [point_record(p, counts.get(p.id, 0), n) for p in sorted(points, key=lambda p: (p.loss, p.id))]
     labels: dict[str, list[dict]] = {}
     for r in rows:
         labels.setdefault(r["label"], []).append(r)
@@ -134,7 +136,7 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
     ts = store.transition_states()
     record = {
         "n_trajectories": n,
-        "stop_reasons": {r: sum(1 for t in trajs if t["stop_reason"] == r) for r in STOP_REASONS},
+        "stop_reasons": {r: sum(1 for t in trajs if t.stop_reason == r) for r in STOP_REASONS},
         "tolerances": {"certify_tol": cfg.certify_tol, "dedup": cfg.dedup.to_dict(), "analysis": cfg.analysis.to_dict(),
                        "confidence": CONFIDENCE, "saddle_eps": cfg.saddles.eps, "tree_level_tol": TREE_LEVEL_TOL},
         "points": rows,
@@ -143,7 +145,8 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
         "unseen": {k: bf["unseen"][k] for k in ("estimate", "n1", "n")},
         "accumulation": {"n_trajectories": acc["n_trajectories"].tolist(), "n_distinct": acc["n_distinct"].tolist()},
         "saddle_visits": saddle_visits(trajs, by_id),
-        "transition_states": [{k: t[k] for k in ("saddle_id", "min1_id", "min2_id", "barrier1", "barrier2")} for t in ts],
+        "transition_states": [{k: getattr(t, k) for k in ("saddle_id", "min1_id", "min2_id", "barrier1", "barrier2")}
+                              for t in ts],
         "headline": {"dnc_fraction": dnc["fraction"], "dnc_ci_low": dnc["ci_low"], "dnc_ci_high": dnc["ci_high"],
                      "lowest_loss_label": best and best["label"], "lowest_loss": best and best["loss"],
                      "lowest_loss_point": best and best["id"], **lowest_barrier_out_of(G, DNC.name)},
@@ -184,7 +187,7 @@ def featured_spectra(cfg: StudyConfig, out: Path, budget_s: float) -> list[int]:
                 continue
             p = store.point(pid)
             own_subfolder(out, "spectra")   # before the computation: a planted link is refused at once
-            rec = inspect_spectrum(cfg.model, p["params"], SpectrumSettings.from_analysis(cfg.analysis,
+            rec = inspect_spectrum(cfg.model, p.params, SpectrumSettings.from_analysis(cfg.analysis,
                                                                                          dense_budget_s=budget_s),
                                    point_id=pid, device=resolve_device(cfg.device)).to_dict()
             write_json(out / "spectra" / f"point-{pid}.json", rec)
@@ -227,19 +230,24 @@ def environment(device: str | None = None) -> dict:
     return out
 
 
-def finish(cfg: StudyConfig, store: StudyStore, out: Path, wall: float) -> dict:
+def finish(cfg: StudyConfig, store: StudyStore, out: Path, wall: float, timings: dict | None = None) -> dict:
     """Write spectra.npz, tree.json, graph.graphml and summary.json into ``out``; return the
-    summary (keys :data:`SUMMARY_KEYS`)."""
+    summary (keys :data:`SUMMARY_KEYS`). ``timings``: seconds per phase of this process's run
+    (``setup_s``, ``trajectories_s``, ``saddle_search_s``, ``saddle_descents_s``,
+    ``transition_states_s``; ``summary_s`` is added here)."""
+    t0 = time.perf_counter()
     s = summarise(cfg, store)
     # from the stored analyses, so points analysed by an earlier (interrupted) process cost nothing
     points = store.points(with_params=True)
-    write_spectra(out / FILES["spectra"], [stored_spectra(p["analysis"], p["spectrum"]) for p in points],
-                  [p["id"] for p in points])
+    write_spectra(out / FILES["spectra"], [stored_spectra(p.analysis, p.spectrum) for p in points],
+                  [p.id for p in points])
     write_json(out / FILES["tree"], tree_to_json(s.tree))
     write_graphml(s.graph, out / FILES["graphml"])
     r = s.record
+    timings = {**(timings or {}), "summary_s": time.perf_counter() - t0}
     summary = {"study": cfg.name, "config": cfg.to_dict(), "dynamics": cfg.describe_dynamics(),
-               "environment": environment(str(resolve_device(cfg.device))), "wall_time_s": wall,
+               "environment": environment(str(resolve_device(cfg.device))), "wall_time_s": wall + timings["summary_s"],
+               "timings": timings,
                **{k: r[k] for k in ("n_trajectories", "stop_reasons", "tolerances", "points", "labels", "uncertified",
                                     "unseen", "accumulation", "saddle_visits", "transition_states")},
                "graph": {"n_nodes": s.graph.number_of_nodes(), "n_edges": s.graph.number_of_edges(),

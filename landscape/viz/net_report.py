@@ -16,6 +16,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+from ..analysis.labels import DNC
 from ..io.results import FILES, atomic_write_text, read_json
 from .figures import HEIGHT, label_colours
 from .report import figure_sections, html_page
@@ -47,7 +48,7 @@ def loss_figure(summary: dict) -> go.Figure:
                                name="trained network (regularised loss)", marker={"size": 8}))
     th = summary.get("theory")
     if th and th.get("dnc_loss") is not None:
-        fig.add_hline(y=th["dnc_loss"], line_color=label_colours(["DNC"])["DNC"],
+        fig.add_hline(y=th["dnc_loss"], line_color=label_colours([DNC.name])[DNC.name],
                       annotation_text=f"DNC closed form {th['dnc_loss']:.6g}")
     if th and th.get("best"):
         fig.add_hline(y=th["best"]["loss"], line_dash="dot",

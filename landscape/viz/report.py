@@ -90,8 +90,8 @@ def load_results(out_dir) -> Results:
     if (out / DB_NAME).is_file():
         with StudyStore.open(out / DB_NAME, readonly=True) as store:
             pts = store.points()
-            analyses = {int(p["id"]): p["analysis"] for p in pts if p["analysis"] is not None}
-            structured = {int(p["id"]): r for p in pts if (r := store.spectrum_record(p["id"])) is not None}
+            analyses = {int(p.id): p.analysis for p in pts if p.analysis is not None}
+            structured = {int(p.id): r.data for p in pts if (r := store.spectrum_record(p.id)) is not None}
             continuation = store.continuations()
     return Results(out, summary, tree, spectra, analyses, structured, continuation)
 
@@ -153,7 +153,7 @@ def study_figures(res: Results) -> list[tuple[str, go.Figure]]:
         out += point_figures(res, pid)
     L = int(s["config"]["model"]["L"])
     for k, c in enumerate(res.continuation):
-        rec = c["record"]
+        rec = c.record
         out.append((f"continuation-{k}", figures.width_figure(rec, L=L) if rec["param"] == "d"
                     else figures.bifurcation_figure(rec)))
     return out
