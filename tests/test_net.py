@@ -356,3 +356,42 @@ def test_relu_kinks_count_exact_zero_preactivations():
         assert g["size"] == H.size
         assert g["within"]["1e-06"] == int(np.sum(H == 0)) > 0
         assert g["smooth_expectation"]["1e-06"] == pytest.approx(H.size * 1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA_NET.iterdir() if (p / "study.sqlite").is_file())
+                         if DATA_NET.is_dir() else [])
+def test_committed_ufm_ends_are_balanced_critical_points_by_direct_analysis(name):
+    """Read θ of every certified UFM end straight from study.sqlite (sqlite3 + numpy, no landscape
+    code) and check it against MODEL.md: its loss written out in numpy equals the stored loss, and
+    for the linear head the critical-point identities of §4 hold to ~‖∇L‖: balance
+    λ_{l+1}W_{l+1}ᵀW_{l+1} = λ_l W_lW_lᵀ (λ_H for H₁: λ_W W₁ᵀW₁ = λ_H H₁H₁ᵀ) and 1ᵀW_L = 0."""
+    import sqlite3
+
+    s = json.loads((DATA_NET / name / "summary.json").read_text())
+    spec = s["ufm"]["spec"]
+    K, n, d, L = spec["K"], spec["n"], spec["d"], spec["L"]
+    lam_H, lam_W = s["ufm"]["lambda_H"], s["ufm"]["lambda_W"]
+    relu = spec["activation"] == "relu"
+    certified = {x["ufm_point_id"] for x in s["seeds"] if x["ufm_certified"]}
+    con = sqlite3.connect(f"file:{DATA_NET / name / 'study.sqlite'}?mode=ro", uri=True)
+    rows = con.execute("SELECT id, loss, grad_norm, params, params_dtype FROM points").fetchall()
+    con.close()
+    assert {r[0] for r in rows} >= certified
+    for pid, loss, gnorm, blob, dt in rows:
+        theta = np.frombuffer(blob, dtype=np.dtype(dt))
+        assert abs(_numpy_ufm_loss(theta, K, n, d, L, lam_H, lam_W, relu=relu) - loss) <= 1e-12
+        if pid not in certified or relu:
+            continue
+        assert gnorm <= 1e-10
+        N = K * n
+        shapes = [(d, N)] + [(d, d)] * (L - 1) + [(K, d)]
+        F, i = [], 0
+        for r, c in shapes:
+            F.append(theta[i:i + r * c].reshape(r, c))
+            i += r * c
+        lams = [lam_H] + [lam_W] * L
+        for l in range(L):
+            lhs = lams[l + 1] * F[l + 1].T @ F[l + 1]
+            rhs = lams[l] * F[l] @ F[l].T
+            assert np.abs(lhs - rhs).max() <= 1e-8 * max(1.0, np.abs(lhs).max()), (pid, l)
+        assert np.abs(F[-1].sum(axis=0)).max() <= 1e-8
