@@ -154,6 +154,7 @@ def _wait_for_first_unit(proc, out, timeout=120.0):
     raise AssertionError("no unit committed in time")
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, finished, capsys):
     out = tmp_path / "killed"
     proc = _start(out, "--no-progress")

@@ -59,6 +59,7 @@ def _study_with(tmp_path, overrides, thetas):
     return cfg, store
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_origin_to_large_root_dnc_goes_through_a_saddle_below_the_straight_path(tmp_path):
     K, n, d, L, lam = 3, 2, 4, 2, 1e-2
     large = T.dnc_scale_roots(K, n, L, lam)[-1]
@@ -181,6 +182,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_the_basin_graph_does_not_depend_on_the_thread_count(tmp_path):
     out = {}
     for threads in (1, 2):

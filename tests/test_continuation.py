@@ -153,7 +153,8 @@ def _direct_crossing(K, lo, hi, count):
 
 
 @pytest.mark.parametrize("K, crossings, targets", [(4, [(0.15, 0.17, 2, 0, 2), (0.17, 0.1776, 5, 2, 5)], (0.2, 0.3, 1.0, 1e300)),
-                                                   (6, [(0.09, 0.11, 9, 0, 9)], (0.2, 1e300))])
+                                                   pytest.param(6, [(0.09, 0.11, 9, 0, 9)], (0.2, 1e300),
+                                                                marks=pytest.mark.slow)])   # long: .ci/run's 2nd pass
 def test_events_at_the_exact_crossings_whatever_the_target(K, crossings, targets):
     """Folds at max of the closed-form scale map and index changes where a direct analysis of the
     closed-form DNC point says, to 1e-8 relative, for --to 0.2, 0.3, 1 and 1e300 alike."""

@@ -232,3 +232,17 @@ def test_prevalence_reads_the_sweep_table(tmp_path):
     np.testing.assert_allclose(fig.data[0].x, [4, 8])
     np.testing.assert_allclose(fig.data[0].y, [0.1, 0.4])
     np.testing.assert_allclose(fig.data[2].y, [0.9, 0.6])
+
+
+def test_barrier_basin_figure_plots_the_joined_minima_and_names_the_rest():
+    rows = [{"point_id": 0, "label": "DNC", "loss": 0.021, "basin_count": 6, "fraction": 0.6, "barrier": 5.2e-4,
+             "to": 1, "to_label": "pairs", "saddle": 9},
+            {"point_id": 1, "label": "pairs", "loss": 0.019, "basin_count": 3, "fraction": 0.3, "barrier": 2.2e-3,
+             "to": 0, "to_label": "DNC", "saddle": 9},
+            {"point_id": 4, "label": "other", "loss": 0.4, "basin_count": 1, "fraction": 0.1, "barrier": None,
+             "to": None, "to_label": None, "saddle": None}]
+    fig = figures.barrier_basin_figure(rows, n_trajectories=10, dynamics=DYN)
+    assert [t.name for t in fig.data] == ["DNC", "pairs"]
+    assert [list(t.x) for t in fig.data] == [[0.6], [0.3]] and [list(t.y) for t in fig.data] == [[5.2e-4], [2.2e-3]]
+    assert fig.layout.yaxis.type == "log"
+    assert "no transition state yet out of #4 (other)" in fig.layout.title.subtitle.text

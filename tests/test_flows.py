@@ -102,6 +102,7 @@ def test_balance_identities_at_certified_points():
         assert float(W_L.sum(dim=0).abs().max()) <= 1e-8   # 1ᵀW_L = 0 for CE
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_batch_equals_one_by_one_and_replay():
     spec = ModelSpec(K=3, n=2, d=5, L=2, lam=5e-3)
     m = DeepUFM(spec)

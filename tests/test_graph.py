@@ -182,3 +182,24 @@ def test_tree_barriers_from_each_branch_lowest_minimum(G):
     node = {n["id"]: n for n in data["nodes"]}["merge:3"]
     assert node["merge"] == 3 and node["barriers"] == {"2": 2.0, "0": 3.0}
     assert all("(" not in k for n in data["nodes"] for k in (n["barriers"] or {}))
+
+
+def test_basin_barriers_by_hand():
+    """Minima 0, 1, 2 (losses 0, 0.5, 1.0, basins 5, 3, 2) and minimum 3 (no basin); transition
+    states 10 (loss 2.0) joining 0–1 and 11 (loss 1.2) joining 1–2: the lowest wall out of 0 is
+    2.0 (to 1), out of 1 is 0.7 (to 2, not 1.5 to 0), out of 2 is 0.2 (to 1)."""
+    from landscape.io.records import TransitionStateRecord
+    from landscape.study.summary import basin_barriers
+
+    pts = [_pt(i, "minimum", e) for i, e in ((0, 0.0), (1, 0.5), (2, 1.0), (3, 0.1))]
+    pts += [_pt(10, "saddle", 2.0, hessian_index=1), _pt(11, "saddle", 1.2, hessian_index=1)]
+    ts = [TransitionStateRecord(saddle_id=10, min1_id=0, min2_id=1, barrier1=2.0, barrier2=1.5),
+          TransitionStateRecord(saddle_id=11, min1_id=1, min2_id=2, barrier1=1.2 - 0.5, barrier2=1.2 - 1.0)]
+    G = basin_graph(pts, [], {0: 5, 1: 3, 2: 2}, 10, ts)
+    rows = basin_barriers(G)
+    assert [(r["point_id"], r["to"], r["saddle"]) for r in rows] == [(0, 1, 10), (1, 2, 11), (2, 1, 11)]
+    assert [r["barrier"] for r in rows] == pytest.approx([2.0, 0.7, 0.2], abs=1e-15)
+    assert [r["fraction"] for r in rows] == [0.5, 0.3, 0.2]
+    alone = basin_barriers(basin_graph(pts[:1], [], {0: 1}, 1))
+    assert alone == [{"point_id": 0, "label": None, "loss": 0.0, "basin_count": 1, "fraction": 1.0, "barrier": None,
+                      "to": None, "to_label": None, "saddle": None}]

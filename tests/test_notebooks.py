@@ -70,6 +70,7 @@ def test_hessian_spectra_notebook(tmp_path):
     assert figures_shown(nb) == 10
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_depth_notebook(tmp_path):
     nb = run("depth_low_rank_bias.ipynb", tmp_path)
     out = text(nb)
@@ -79,6 +80,7 @@ def test_depth_notebook(tmp_path):
     assert figures_shown(nb) == 2
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_quickstart_notebook(tmp_path):
     nb = run("quickstart.ipynb", tmp_path)
     out = text(nb)
@@ -86,6 +88,7 @@ def test_quickstart_notebook(tmp_path):
     assert (tmp_path / "runs" / "quickstart" / "report.html").is_file()
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_dnc_prevalence_notebook(tmp_path):
     nb = run("dnc_prevalence.ipynb", tmp_path)
     out = text(nb)

@@ -134,6 +134,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_the_database_copied_alone_holds_every_committed_unit(tmp_path):
     """A run killed after some units committed: study.sqlite copied without its -wal and -shm
     holds every committed unit (each commit is checkpointed into the main file)."""
@@ -344,6 +345,7 @@ def test_theory_without_arguments_is_the_default_study(capsys):
     assert "K=4 n=2 d=8 L=3" in out and "DNC" in out and "pairs" in out
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_ctrl_c_during_a_sweep_says_how_to_resume(tmp_path):
     sweep = _file(tmp_path, "s.toml", textwrap.dedent("""
         name = "s"

@@ -247,6 +247,7 @@ def _check_consistent(db):
         return units
 
 
+@pytest.mark.slow   # long: run by .ci/run's second pass
 def test_sigkill_mid_transaction_then_resume(tmp_path):
     db = tmp_path / "k" / "study.sqlite"
     StudyStore.create(db, CONFIG).close()

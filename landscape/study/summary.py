@@ -149,7 +149,8 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
                               for t in ts],
         "headline": {"dnc_fraction": dnc["fraction"], "dnc_ci_low": dnc["ci_low"], "dnc_ci_high": dnc["ci_high"],
                      "lowest_loss_label": best and best["label"], "lowest_loss": best and best["loss"],
-                     "lowest_loss_point": best and best["id"], **lowest_barrier_out_of(G, DNC.name)},
+                     "lowest_loss_point": best and best["id"], **lowest_barrier_out_of(G, DNC.name),
+                     "basin_barriers": basin_barriers(G)},
     }
     return StudySummary(record, G, T)
 
@@ -218,6 +219,27 @@ def lowest_barrier_out_of(G: nx.MultiGraph, label: str) -> dict:
                    dnc_barrier_to_label=G.nodes[best[1]].get("label") if best[1] in G else None,
                    dnc_barrier_saddle=best[2])
     return out
+
+
+def basin_barriers(G: nx.MultiGraph) -> list[dict]:
+    """For every minimum that holds a basin count (most starts first, ties by id): the lowest
+    transition-state barrier out of it (saddle loss − its loss), the minimum on the other side and
+    the saddle; ``barrier`` None where no stored transition state joins it. Rows: ``{"point_id",
+    "label", "loss", "basin_count", "fraction", "barrier", "to", "to_label", "saddle"}`` — the
+    paper's question: do the large basins have low walls?"""
+    rows = []
+    for m, a in G.nodes(data=True):
+        if a.get("kind") not in LEAF_KINDS or not a.get("basin_count"):
+            continue
+        best = None
+        for _, s, e in G.edges(m, data=True):
+            if e.get("transition_state") and (best is None or e["barrier"] < best[0]):
+                best = (float(e["barrier"]), e.get("other_minimum"), s)
+        rows.append({"point_id": m, "label": a.get("label"), "loss": a["loss"], "basin_count": a["basin_count"],
+                     "fraction": a.get("fraction"), "barrier": best and best[0], "to": best and best[1],
+                     "to_label": G.nodes[best[1]].get("label") if best and best[1] in G else None,
+                     "saddle": best and best[2]})
+    return sorted(rows, key=lambda r: (-r["basin_count"], r["point_id"]))
 
 
 def environment(device: str | None = None) -> dict:

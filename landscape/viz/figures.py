@@ -466,6 +466,32 @@ def loss_rank_figure(points: Sequence[Mapping], *, n_trajectories: int | None = 
                      "marker area ∝ basin fraction; " + _provenance(dynamics, n_trajectories))
 
 
+def barrier_basin_figure(rows: Sequence[Mapping], *, n_trajectories: int | None = None,
+                         dynamics: str | None = None) -> go.Figure:
+    """The lowest transition-state barrier out of each minimum with a basin against its basin
+    fraction (``rows``: summary.json's ``headline.basin_barriers``), coloured by label, log barrier
+    axis; minima no transition state joins are named in the subtitle. One trace per label."""
+    joined = [r for r in rows if r.get("barrier") is not None]
+    alone = [r for r in rows if r.get("barrier") is None]
+    colours = label_colours([r.get("label") for r in rows])
+    fig = go.Figure()
+    for lab in _label_order([r.get("label") for r in joined]):
+        rs = [r for r in joined if str(r.get("label")) == lab]
+        fig.add_trace(go.Scatter(
+            x=[r["fraction"] for r in rs], y=[r["barrier"] for r in rs], mode="markers", name=lab,
+            marker={"color": colours[lab], "size": 11, "line": {"color": "white", "width": 1}},
+            text=[f"minimum #{r['point_id']} (loss {r['loss']:.10g})<br>basin {r['basin_count']} starts"
+                  f"<br>lowest barrier {r['barrier']:.4g} via transition state #{r['saddle']}"
+                  f"<br>to #{r['to']} ({r.get('to_label')})" for r in rs],
+            hovertemplate="%{text}<extra>" + lab + "</extra>"))
+    fig.update_xaxes(title_text="basin fraction (share of all starts)", rangemode="tozero")
+    fig.update_yaxes(title_text="lowest barrier out of the basin (loss units)", type="log")
+    note = ("; no transition state yet out of " + ", ".join(f"#{r['point_id']} ({r.get('label')})" for r in alone)
+            if alone else "")
+    return _finalise(fig, "Barrier out of each basin against its size",
+                     _provenance(dynamics, n_trajectories) + note)
+
+
 # ----- 7. accumulation curve -------------------------------------------------------------------
 def accumulation_figure(n_trajectories: Sequence[int], n_distinct: Sequence[int], *,
                         unseen: Mapping | None = None, dynamics: str | None = None) -> go.Figure:

@@ -145,6 +145,10 @@ def study_figures(res: Results) -> list[tuple[str, go.Figure]]:
             res.tree, {int(p["id"]): p for p in s["points"]}, n_trajectories=res.n_trajectories, dynamics=res.dynamics)))
     out.append(("loss-rank", figures.loss_rank_figure(s["points"], n_trajectories=res.n_trajectories,
                                                       dynamics=res.dynamics)))
+    bb = (s.get("headline") or {}).get("basin_barriers") or []
+    if any(r.get("barrier") is not None for r in bb):
+        out.append(("barrier-basin", figures.barrier_basin_figure(bb, n_trajectories=res.n_trajectories,
+                                                                  dynamics=res.dynamics)))
     acc = s.get("accumulation")
     if acc:
         out.append(("accumulation", figures.accumulation_figure(acc["n_trajectories"], acc["n_distinct"],
