@@ -271,33 +271,51 @@ class Session:
         :func:`landscape.study.descents.unstable_directions`; or the given unit ``directions``
         (P, q), numbered from ``first_direction``); store its new points and edges in one
         transaction. Returns the number of edges."""
+        return self.connect_many([saddle], directions=directions, first_direction=first_direction)
+
+    def connect_many(self, saddles: list[PointRecord], directions: np.ndarray | None = None,
+                     first_direction: int = 0) -> int:
+        """:meth:`connect` for several saddles at once: the ±ε descents of all of them run as one
+        batch (rows are independent, so each descent ends where it would alone), their new points
+        and edges are stored in one transaction. ``directions`` only with one saddle. Returns the
+        number of edges."""
         cfg, sd = self.cfg, self.cfg.saddles
+        if directions is not None and len(saddles) != 1:
+            raise ValueError("directions are given for one saddle at a time")
+        if not saddles:
+            return 0
         t0 = time.perf_counter()
-        evals, V = self.unstable_space(saddle)
-        if directions is None:
-            U, ev_dir, _ = unstable_directions(evals, V, directions=sd.directions, max_descents=sd.max_descents,
-                                               degeneracy_rtol=sd.degeneracy_rtol,
-                                               seed=saddle_seed(cfg.seed, saddle.loss))
-        else:
-            U = np.asarray(directions, dtype=np.float64).reshape(saddle.params.size, -1)
-            ev_dir = np.full(U.shape[1], float(np.mean(evals)))
-        conn = connect_saddle(self.model, saddle.params, U,
-                              lambda starts: run_pipeline(self.model, starts, list(sd.descend)), eps=sd.eps)
-        res: TrajectoryResults = conn.results
+        conns, dirs = [], []
+        for saddle in saddles:
+            evals, V = self.unstable_space(saddle)
+            if directions is None:
+                U, ev_dir, _ = unstable_directions(evals, V, directions=sd.directions, max_descents=sd.max_descents,
+                                                   degeneracy_rtol=sd.degeneracy_rtol,
+                                                   seed=saddle_seed(cfg.seed, saddle.loss))
+            else:
+                U = np.asarray(directions, dtype=np.float64).reshape(saddle.params.size, -1)
+                ev_dir = np.full(U.shape[1], float(np.mean(evals)))
+            conns.append(connect_saddle(self.model, saddle.params, U, lambda starts: None, eps=sd.eps))
+            dirs.append(ev_dir)
+        res: TrajectoryResults = run_pipeline(self.model, torch.cat([c.starts for c in conns]), list(sd.descend))
         new: list[PointRecord] = []
         point_of, _ = self.finish_faithfully(res, sd.descend, new)
         ok = self.certified(res)
-        # a descent that certifies at the saddle itself never left it: no edge (a self-loop)
-        targets = []
-        for r in range(len(res)):
-            pid = point_of.get(r) if ok[r] else None
-            if pid is not None and pid != saddle.id:
-                targets.append((pid, self.losses[pid], "converged"))
-            elif pid == saddle.id:
-                targets.append((None, None, RETURNED))
-            else:
-                targets.append((None, None, str(res.stop_reason[r]) + (f" ({res.stop_detail[r]})" if res.stop_detail[r] else "")))
-        edges = conn.edges(saddle.id, targets, ev_dir, first_direction=first_direction)
+        edges, r = [], 0
+        for saddle, conn, ev_dir in zip(saddles, conns, dirs):
+            # a descent that certifies at the saddle itself never left it: no edge (a self-loop)
+            targets = []
+            for _ in range(conn.starts.shape[0]):
+                pid = point_of.get(r) if ok[r] else None
+                if pid is not None and pid != saddle.id:
+                    targets.append((pid, self.losses[pid], "converged"))
+                elif pid == saddle.id:
+                    targets.append((None, None, RETURNED))
+                else:
+                    targets.append((None, None, str(res.stop_reason[r])
+                                    + (f" ({res.stop_detail[r]})" if res.stop_detail[r] else "")))
+                r += 1
+            edges += conn.edges(saddle.id, targets, ev_dir, first_direction=first_direction)
         self.store.commit_unit(self.unit_id(), [], new, edges, wall_time=time.perf_counter() - t0)
         return len(edges)
 
@@ -417,7 +435,6 @@ def _connect_saddles(session: Session) -> None:
         todo = [p.id for p in store.points() if p.kind == "saddle" and p.id not in connected]
         if not todo:
             return
-        for k, pid in enumerate(todo):
-            n = session.connect(store.point(pid))
-            session.report({"phase": "connect", "unit": session.next_unit - 1, "done": k + 1, "total": len(todo),
-                            "note": f"saddle {pid}: {n} descents"})
+        n = session.connect_many([store.point(pid) for pid in todo])
+        session.report({"phase": "connect", "unit": session.next_unit - 1, "done": len(todo), "total": len(todo),
+                        "note": f"saddles {todo}: {n} descents, one batch"})
