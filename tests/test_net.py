@@ -97,14 +97,20 @@ def test_study_commands_refuse_net_presets(capsys):
 
 
 # ----- the network and the hand-off ----------------------------------------------------------------
-def _numpy_ufm_loss(theta, K, n, d, L, lam_H, lam_W, relu=False):
-    """MODEL.md §2 written out: mean CE of Z = W_L σ(… W₁H₁) + (λ_H/2)‖H₁‖² + (λ_W/2)Σ‖W_l‖²."""
-    N = K * n
-    shapes = [(d, N)] + [(d, d)] * (L - 1) + [(K, d)]
+def _numpy_factors(theta, K, n, d, L):
+    """[H₁ (d, N), W₁ … W_{L−1} (d, d), W_L (K, d)] of a flat θ, row-major (MODEL.md §1)."""
+    shapes = [(d, K * n)] + [(d, d)] * (L - 1) + [(K, d)]
     F, i = [], 0
     for r, c in shapes:
         F.append(theta[i:i + r * c].reshape(r, c))
         i += r * c
+    return F
+
+
+def _numpy_ufm_loss(theta, K, n, d, L, lam_H, lam_W, relu=False):
+    """MODEL.md §2 written out: mean CE of Z = W_L σ(… W₁H₁) + (λ_H/2)‖H₁‖² + (λ_W/2)Σ‖W_l‖²."""
+    N = K * n
+    F = _numpy_factors(theta, K, n, d, L)
     h = F[0]
     for W in F[1:-1]:
         h = W @ h
@@ -383,12 +389,7 @@ def test_committed_ufm_ends_are_balanced_critical_points_by_direct_analysis(name
         if pid not in certified or relu:
             continue
         assert gnorm <= 1e-10
-        N = K * n
-        shapes = [(d, N)] + [(d, d)] * (L - 1) + [(K, d)]
-        F, i = [], 0
-        for r, c in shapes:
-            F.append(theta[i:i + r * c].reshape(r, c))
-            i += r * c
+        F = _numpy_factors(theta, K, n, d, L)
         lams = [lam_H] + [lam_W] * L
         for l in range(L):
             lhs = lams[l + 1] * F[l + 1].T @ F[l + 1]

@@ -33,21 +33,6 @@ class RecordError(ValueError):
     """A mapping that is not a record of the named kind (a missing or unknown field)."""
 
 
-def _from_mapping(cls, m: Mapping, **fixed):
-    if isinstance(m, cls):
-        return m
-    names = [f.name for f in fields(cls)]
-    unknown = sorted(set(m) - set(names))
-    if unknown:
-        raise RecordError(f"{cls.__name__}: unknown field(s) {unknown}; fields are {names}")
-    required = [f.name for f in fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [n for n in required if n not in m and n not in fixed]
-    if missing:
-        raise RecordError(f"{cls.__name__}: missing field(s) {missing}")
-    return cls(**{**{k: m[k] for k in names if k in m}, **fixed})
-
-
 def _plain(v):
     if isinstance(v, np.ndarray):
         return v.tolist()
@@ -63,7 +48,18 @@ class _Record:
     def from_mapping(cls, m: Mapping, **fixed):
         """The record with the fields of ``m`` (a dict with the record's field names), or ``m``
         itself if it already is one; ``fixed`` fields override."""
-        return _from_mapping(cls, m, **fixed)
+        if isinstance(m, cls):
+            return m
+        fs = fields(cls)
+        names = [f.name for f in fs]
+        unknown = sorted(set(m) - set(names))
+        if unknown:
+            raise RecordError(f"{cls.__name__}: unknown field(s) {unknown}; fields are {names}")
+        missing = [f.name for f in fs if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   and f.name not in m and f.name not in fixed]
+        if missing:
+            raise RecordError(f"{cls.__name__}: missing field(s) {missing}")
+        return cls(**{**{k: m[k] for k in names if k in m}, **fixed})
 
     def to_dict(self, *, arrays: bool = True) -> dict:
         """A JSON-able dict of the fields (arrays as lists; ``arrays=False`` leaves them out)."""

@@ -206,19 +206,25 @@ def lowest_barrier_out_of(G: nx.MultiGraph, label: str) -> dict:
     if not mins:
         return out
     m = min(mins, key=lambda u: G.nodes[u]["loss"])
-    best = None
-    for _, s, a in G.edges(m, data=True):
-        if not a.get("transition_state"):
-            continue
-        barrier = G.nodes[s]["loss"] - G.nodes[m]["loss"]
-        other = a.get("other_minimum")
-        if best is None or barrier < best[0]:
-            best = (barrier, other, s)
+    best = _lowest_transition_state(G, m)
     if best is not None:
         out.update(dnc_barrier=best[0], dnc_barrier_to=best[1],
                    dnc_barrier_to_label=G.nodes[best[1]].get("label") if best[1] in G else None,
                    dnc_barrier_saddle=best[2])
     return out
+
+
+def _lowest_transition_state(G: nx.MultiGraph, m) -> tuple[float, int, int] | None:
+    """(barrier = saddle loss − loss of m, the minimum on the other side, the saddle) of the lowest
+    transition state of the basin graph out of minimum ``m``; None when none joins it."""
+    best = None
+    for _, s, e in G.edges(m, data=True):
+        if not e.get("transition_state"):
+            continue
+        barrier = G.nodes[s]["loss"] - G.nodes[m]["loss"]
+        if best is None or barrier < best[0]:
+            best = (barrier, e.get("other_minimum"), s)
+    return best
 
 
 def basin_barriers(G: nx.MultiGraph) -> list[dict]:
@@ -231,10 +237,7 @@ def basin_barriers(G: nx.MultiGraph) -> list[dict]:
     for m, a in G.nodes(data=True):
         if a.get("kind") not in LEAF_KINDS or not a.get("basin_count"):
             continue
-        best = None
-        for _, s, e in G.edges(m, data=True):
-            if e.get("transition_state") and (best is None or e["barrier"] < best[0]):
-                best = (float(e["barrier"]), e.get("other_minimum"), s)
+        best = _lowest_transition_state(G, m)
         rows.append({"point_id": m, "label": a.get("label"), "loss": a["loss"], "basin_count": a["basin_count"],
                      "fraction": a.get("fraction"), "barrier": best and best[0], "to": best and best[1],
                      "to_label": G.nodes[best[1]].get("label") if best and best[1] in G else None,
