@@ -153,8 +153,8 @@ print(f"{len(rows_d)} width cells, {len(rows_lam)} λ cells; dynamics: {rows_d[0
 """),
     ("code", """figures.prevalence_figure(rows_d, "d", x_title="width d")"""),
     ("code", """figures.prevalence_figure(rows_lam, "lambda", x_title="weight decay λ", log_x=True)"""),
-    ("code", """figures.mean_rank_figure(rows_d, "d", x_title="width d")"""),
-    ("code", """figures.mean_rank_figure(rows_lam, "lambda", x_title="weight decay λ", log_x=True)"""),
+    ("code", """figures.rank_distribution_figure(rows_d, "d", x_title="width d")"""),
+    ("code", """figures.rank_distribution_figure(rows_lam, "lambda", x_title="weight decay λ", log_x=True)"""),
     ("md", """
 ## The structures found, next to their closed-form losses
 

@@ -193,11 +193,25 @@ def test_prevalence_lines_and_bands_sorted_by_x():
     assert DYN in fig.layout.title.subtitle.text and "starts per cell: 100" in fig.layout.title.subtitle.text
 
 
-def test_mean_rank_against_x():
-    fig = figures.mean_rank_figure(ROWS, "d", log_x=True)
-    assert len(fig.data) == 1 and fig.layout.xaxis.type == "log"
-    np.testing.assert_array_equal(fig.data[0].y, [6.0, 7.5])
+def test_rank_distribution_against_x():
+    """Fig. 5 with its distribution: one marker per (cell, rank) with its count, and the mean."""
+    rows = [dict(ROWS[0], logit_rank_counts='{"5": 30, "9": 50}'), dict(ROWS[1], logit_rank_counts={"5": 60, "9": 20})]
+    fig = figures.rank_distribution_figure(rows, "d", log_x=True)
+    assert [t.name for t in fig.data] == ["starts at this rank", "mean rank"] and fig.layout.xaxis.type == "log"
+    np.testing.assert_array_equal(fig.data[0].x, [10, 10, 20, 20])     # sorted by d, then rank
+    np.testing.assert_array_equal(fig.data[0].y, [5, 9, 5, 9])
+    assert list(fig.data[0].text) == ["60", "20", "30", "50"]
+    assert fig.data[0].marker.size[0] == pytest.approx(8 + 46 * math.sqrt(0.6))
+    np.testing.assert_array_equal(fig.data[1].y, [6.0, 7.5])
     assert DYN in fig.layout.title.subtitle.text
+
+
+def test_accumulation_curves_of_cells():
+    fig = figures.accumulation_cells_figure({"d=10": {"n_trajectories": [1, 2, 3], "n_distinct": [1, 2, 2],
+                                                      "unseen": {"estimate": 1 / 3, "n1": 1, "n": 3}},
+                                             "d=20": {"n_trajectories": [1, 2], "n_distinct": [1, 1]}}, dynamics=DYN)
+    assert [t.name for t in fig.data] == ["d=10 (unseen 0.333)", "d=20"]
+    assert list(fig.data[0].y) == [1, 2, 2] and fig.data[0].line.shape == "hv"
 
 
 def test_loss_rank_by_label_sized_by_fraction():

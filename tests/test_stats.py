@@ -6,7 +6,8 @@ import pytest
 from scipy.stats import norm
 
 from landscape.io.records import PointRecord, TrajectoryRecord
-from landscape.study.stats import accumulation_curve, basin_fractions, good_turing_unseen, wilson_interval
+from landscape.study.stats import (accumulation_curve, basin_fractions, good_turing_unseen, paired_difference,
+                                   wilson_interval)
 
 PROV = {"engine": "gd", "step": "lr=0.5", "init": "gaussian(scale_H=1, scale_W=1)"}
 
@@ -90,3 +91,45 @@ def test_accumulation_curve_in_index_order():
     np.testing.assert_array_equal(c["n_distinct"], [1, 1, 1, 1, 2, 3])
     c2 = accumulation_curve(trajs, POINTS, species_kinds=("minimum", "saddle"))
     np.testing.assert_array_equal(c2["n_distinct"], [1, 2, 2, 2, 3, 4])
+
+
+# ----- paired differences (the same starts in two sweep cells) --------------------------------
+def test_paired_difference_covers_the_true_difference_at_its_level():
+    """Coverage by simulation, independent of the formula: paired outcomes with P(first) = 0.15,
+    P(second) = 0.10 and strong agreement (as neighbouring λ cells have), n = 256."""
+    rng = np.random.default_rng(1)
+    # joint law of (first, second): both, first only, second only, neither
+    law = np.array([0.09, 0.06, 0.01, 0.84])
+    true = (law[0] + law[1]) - (law[0] + law[2])
+    reps, hit, width = 3000, 0, []
+    for _ in range(reps):
+        a, b, c, d = rng.multinomial(256, law)
+        r = paired_difference(a, b, c, d)
+        hit += r["ci_low"] <= true <= r["ci_high"]
+        width.append(r["ci_high"] - r["ci_low"])
+    assert 0.93 <= hit / reps <= 0.975     # nominal 0.95 (Newcombe's method 10 is close to it)
+    # pairing pays: narrower than two independent 256-start samples of the same marginals
+    # (Wald width of the unpaired difference, 2·1.96·√(p₁q₁/n + p₂q₂/n))
+    unpaired = 2 * 1.959964 * math.sqrt((0.15 * 0.85 + 0.10 * 0.90) / 256)
+    assert np.mean(width) < 0.8 * unpaired
+
+
+def test_paired_difference_exact_cases():
+    r = paired_difference(36, 12, 2, 0)
+    assert r["difference"] == pytest.approx(0.2, abs=1e-15) and r["n"] == 50 and r["discordant"] == 14
+    assert r["ci_low"] < 0.2 < r["ci_high"]
+    # swapping the two cells negates the interval
+    s = paired_difference(36, 2, 12, 0)
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((-r["ci_high"], -r["ci_low"]), abs=1e-15)
+    # identical outcomes: difference 0 inside the interval; no discordant pair
+    t = paired_difference(30, 0, 0, 226)
+    assert t["difference"] == 0 and t["ci_low"] < 0 < t["ci_high"] and t["discordant"] == 0
+    # uncorrelated pairs (φ = 0: ad = bc) give Newcombe's unpaired hybrid score interval
+    lo1, hi1 = wilson_interval(20, 100)
+    lo2, hi2 = wilson_interval(20, 100)
+    u = paired_difference(4, 16, 16, 64)    # ad − bc = 256 − 256 = 0
+    assert u["ci_low"] == pytest.approx(-math.hypot(0.2 - lo1, hi2 - 0.2), abs=1e-12)
+    assert u["ci_high"] == pytest.approx(math.hypot(hi1 - 0.2, 0.2 - lo2), abs=1e-12)
+    assert paired_difference(0, 0, 0, 0)["difference"] is None
+    with pytest.raises(ValueError, match="≥ 0"):
+        paired_difference(-1, 0, 0, 0)

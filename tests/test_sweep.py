@@ -14,8 +14,9 @@ from landscape.core.model import SpecError
 from landscape.study.stats import wilson_interval
 from landscape.io.store import StudyStore
 from landscape.study.run import run_study
+from landscape.study.stats import paired_difference
 from landscape.study.sweep import (PREVALENCE_FIELDS, SweepConfig, cell_name, load_sweep, prevalence_row,
-                             read_prevalence_csv, run_cell, run_sweep, write_prevalence_csv)
+                             read_prevalence_csv, run_cell, run_sweep, shares_starts, write_prevalence_csv)
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sweeps"
 SMALL = DATA / "width_lambda_small.toml"
@@ -228,3 +229,43 @@ def test_a_sweep_stopped_after_a_cell_has_that_cells_tables(tmp_path):
     assert [r["cell"] for r in rows] == [sweep.cells[0].name]
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert [c["status"] for c in saved["cells"]] == ["ran", "pending"]
+
+
+def test_cells_that_share_starts_give_paired_differences(tmp_path):
+    """λ cells start from the same points (common random numbers): sweep.json pairs neighbouring
+    λ cells start by start; d cells do not share starts and are not paired. The 2×2 counts are
+    recomputed here from the two databases with sqlite3."""
+    sweep = load_sweep(SMALL, ["K=4", "n=1", "L=2", "trajectories=8", "batch_size=8",
+                               "sweep.d=[4, 5]", "sweep.lambda=[0.01, 0.05]"])
+    by = {c.name: c for c in sweep.cells}
+    assert shares_starts(by["d=4,lambda=0.01"], by["d=4,lambda=0.05"])
+    assert not shares_starts(by["d=4,lambda=0.01"], by["d=5,lambda=0.01"])
+    result = run_sweep(sweep, tmp_path, progress=False)
+    rows = result["paired"]
+    assert sorted((r["axis"], r["first"], r["second"]) for r in rows) == [
+        ("lambda", "d=4,lambda=0.01", "d=4,lambda=0.05"), ("lambda", "d=5,lambda=0.01", "d=5,lambda=0.05")]
+    assert json.loads((tmp_path / "sweep.json").read_text())["paired"] == json.loads(json.dumps(rows))
+
+    def ends(cell):
+        q = ("SELECT t.idx, p.label FROM trajectories t LEFT JOIN points p ON p.id = t.point_id "
+             "WHERE t.certified = 1")
+        with sqlite3.connect(tmp_path / "cells" / cell / "study.sqlite") as con:
+            got = dict(con.execute(q).fetchall())
+        return [got.get(i) == "DNC" for i in range(8)]
+
+    for r in rows:
+        x, y = ends(r["first"]), ends(r["second"])
+        tab = (sum(a and b for a, b in zip(x, y)), sum(a and not b for a, b in zip(x, y)),
+               sum(b and not a for a, b in zip(x, y)), sum(not a and not b for a, b in zip(x, y)))
+        assert (r["both"], r["first_only"], r["second_only"], r["neither"]) == tab
+        assert r["difference"] == pytest.approx((sum(x) - sum(y)) / 8, abs=1e-15)
+        assert (r["ci_low"], r["ci_high"]) == (paired_difference(*tab)["ci_low"], paired_difference(*tab)["ci_high"])
+    # the report draws every cell's accumulation curve and tables the paired rows
+    from landscape.viz.sweep_report import render_sweep_report, sweep_figures
+
+    html = render_sweep_report(tmp_path)
+    assert 'data-figure-id="fig-accumulation-cells"' in html and "Paired differences of the DNC fraction" in html
+    assert html.count("<td class='l'>lambda</td>") == 2
+    keys = [k for k, _ in sweep_figures(result, result["prevalence"])]
+    assert "rank-lambda-0" in keys and "rank-d-0" in keys
+

@@ -51,8 +51,8 @@ from .config import StudyConfig
 from .sweep_config import SWEEP_TABLE, Cell, SweepConfig, cell_name, load_sweep  # noqa: F401  (re-exported)
 from .executors import Executor, InProcessExecutor, Unit
 from .run import chunks, run_saddle_search, run_study, run_trajectories, saddle_chunks
-from .stats import proportion
-from .summary import environment
+from .stats import paired_difference, proportion
+from .summary import environment, main_trajectories
 
 #: Label of deep-neural-collapse points (:data:`landscape.analysis.labels.DNC`).
 DNC_LABEL = DNC.name
@@ -148,6 +148,72 @@ def read_prevalence_csv(path: str | Path) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------
+# Paired differences between cells that share their starts
+# ----------------------------------------------------------------------------------------------
+def shares_starts(a: Cell, b: Cell) -> bool:
+    """Whether cells ``a`` and ``b`` start trajectory i from the same θ for every i (common random
+    numbers: same seed, initialisation and parameter layout, e.g. cells that differ only in λ).
+    Decided by drawing: the first and last start of both cells must be equal bit for bit."""
+    ca, cb = a.config, b.config
+    if ca.model.P != cb.model.P or ca.trajectories != cb.trajectories:
+        return False
+    from ..core.init import draw_starts
+
+    idx = sorted({0, ca.trajectories - 1})
+    sa = draw_starts(ca.model, ca.init, ca.seed, idx)
+    sb = draw_starts(cb.model, cb.init, cb.seed, idx)
+    return bool((sa == sb).all())
+
+
+def cell_end_labels(cell_dir: str | Path) -> dict[int, str | None]:
+    """{trajectory index: label of the point it certified at (None: uncertified or unlabelled)}
+    over the main trajectories of the study in ``cell_dir``."""
+    with StudyStore.open(resolve_path(cell_dir), readonly=True) as store:
+        labels = {p.id: p.label for p in store.points()}
+        return {t.idx: (labels.get(t.point_id) if t.certified else None) for t in main_trajectories(store)}
+
+
+def paired_rows(sweep: SweepConfig, out_dir: str | Path, finished: Iterable[str], label: str = DNC_LABEL,
+                confidence: float = CONFIDENCE) -> list[dict]:
+    """Paired differences of the fraction of starts ending at ``label`` between neighbouring cells
+    of each axis (the other axes fixed) that share their starts (:func:`shares_starts`): the same
+    start i is counted in both cells, so the difference is of paired outcomes, with Newcombe's
+    paired interval (:func:`landscape.study.stats.paired_difference`). One row per neighbouring
+    pair of finished cells: ``axis``, ``first``, ``second`` (cell names, in axis order), the 2×2
+    counts ``both``, ``first_only``, ``second_only``, ``neither``, and ``difference`` (first −
+    second), ``ci_low``, ``ci_high``, ``n``, ``label``."""
+    done = set(finished)
+    out, cache = [], {}
+
+    def labels_of(c: Cell) -> dict:
+        if c.name not in cache:
+            cache[c.name] = cell_end_labels(Path(out_dir) / SWEEP_FILES["cells"] / c.name)
+        return cache[c.name]
+
+    for ax, values in sweep.axes.items():
+        others = [o for o in sweep.axes if o != ax]
+        groups: dict[str, list[Cell]] = {}
+        for c in sweep.cells:
+            groups.setdefault(json.dumps([c.overrides[o] for o in others]), []).append(c)
+        for cells in groups.values():
+            cells = sorted(cells, key=lambda c: list(values).index(c.overrides[ax]))
+            for a, b in zip(cells, cells[1:]):
+                if a.name not in done or b.name not in done or not shares_starts(a, b):
+                    continue
+                la, lb = labels_of(a), labels_of(b)
+                common = sorted(set(la) & set(lb))
+                ea = [la[i] == label for i in common]
+                eb = [lb[i] == label for i in common]
+                tab = {"both": sum(x and y for x, y in zip(ea, eb)), "first_only": sum(x and not y for x, y in zip(ea, eb)),
+                       "second_only": sum(y and not x for x, y in zip(ea, eb)),
+                       "neither": sum(not x and not y for x, y in zip(ea, eb))}
+                out.append({"axis": ax, "first": a.name, "second": b.name, "label": label, **tab,
+                            **paired_difference(tab["both"], tab["first_only"], tab["second_only"], tab["neither"],
+                                                confidence)})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # Running
 # ----------------------------------------------------------------------------------------------
 def _finished_summary(cell: Cell, cell_dir: Path) -> dict | None:
@@ -236,6 +302,7 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
         rows = [prevalence_row(c, summaries[c.name]) for c in sweep.cells if c.name in summaries]
         return {"sweep_config": effective, "executor": executor.describe(), "environment": environment(),
                 "confidence": CONFIDENCE, "cells": cells, "prevalence": rows,
+                "paired": paired_rows(sweep, out, summaries),
                 "retried_units": executor.retried(), "wall_time_s": time.perf_counter() - t0}
 
     def write_tables() -> dict:

@@ -427,19 +427,69 @@ def prevalence_figure(rows: Sequence[Mapping], x: str, *, labels: Sequence[str] 
                      + f"; starts per cell: {', '.join(map(str, ns))}")
 
 
-def mean_rank_figure(rows: Sequence[Mapping], x: str, *, rank_key: str = "mean_logit_rank",
-                     dynamics: str | None = None, log_x: bool = False, x_title: str | None = None) -> go.Figure:
-    """Mean numerical rank of the logits Z over the certified starts of each sweep cell against
-    the swept column ``x`` (``rows`` as in :func:`prevalence_figure`, column ``rank_key``; NaN for
-    a cell where nothing certified). One trace."""
+def _rank_counts(row: Mapping) -> dict[int, int]:
+    """{rank: count} of a prevalence row's ``logit_rank_counts`` (a dict, or its JSON text as
+    ``prevalence.csv`` stores it)."""
+    import json
+
+    v = row.get("logit_rank_counts") or {}
+    if isinstance(v, str):
+        v = json.loads(v) if v.strip() else {}
+    return {int(k): int(c) for k, c in v.items()}
+
+
+def rank_distribution_figure(rows: Sequence[Mapping], x: str, *, dynamics: str | None = None, log_x: bool = False,
+                             x_title: str | None = None) -> go.Figure:
+    """The paper's Fig. 5 with its distribution: for every sweep cell, how many certified starts
+    ended at each numerical rank of the logits Z, against the swept column ``x``. One marker per
+    (cell, rank) with area ∝ its fraction of the cell's starts and the count written on it, and
+    the mean rank over certified starts as a line (``rows`` as in :func:`prevalence_figure`, with
+    ``logit_rank_counts`` and ``mean_logit_rank``). Traces: the markers, then the mean."""
     rows = sorted(rows, key=lambda r: float(r[x]))
-    fig = go.Figure(go.Scatter(x=_cols(rows, x), y=_cols(rows, rank_key), mode="lines+markers", name="mean rank of Z",
-                               hovertemplate=f"{x} = %{{x:.6g}}<br>mean rank %{{y:.3f}}<extra></extra>"))
-    fig.update_yaxes(title_text="mean numerical rank of the logits Z", rangemode="tozero")
+    xs, ys, counts, fracs = [], [], [], []
+    for r in rows:
+        n = int(float(r["n_trajectories"]))
+        for rank, c in sorted(_rank_counts(r).items()):
+            xs.append(float(r[x]))
+            ys.append(rank)
+            counts.append(c)
+            fracs.append(c / n if n else 0.0)
+    fig = go.Figure(go.Scatter(
+        x=xs, y=ys, mode="markers+text", name="starts at this rank", text=[str(c) for c in counts],
+        textposition="middle right", customdata=np.stack([counts, fracs], axis=1) if xs else None,
+        marker={"size": [8 + 46 * math.sqrt(f) for f in fracs], "color": "#1f77b4", "opacity": 0.55,
+                "line": {"color": "white", "width": 1}},
+        hovertemplate=f"{x} = %{{x:.6g}}<br>rank(Z) = %{{y}}<br>%{{customdata[0]:.0f}} starts "
+                      "(%{customdata[1]:.3f})<extra></extra>"))
+    fig.add_trace(go.Scatter(x=_cols(rows, x), y=_cols(rows, "mean_logit_rank"), mode="lines+markers",
+                             name="mean rank", line={"color": "#d62728"},
+                             hovertemplate=f"{x} = %{{x:.6g}}<br>mean rank %{{y:.3f}}<extra></extra>"))
+    fig.update_yaxes(title_text="numerical rank of the logits Z", dtick=1)
     fig.update_xaxes(title_text=x_title or x, type="log" if log_x else "linear")
-    return _finalise(fig, f"Mean logit rank against {x_title or x}",
-                     "mean over certified starts of rank(Z) (relative threshold of the analysis); "
-                     + _provenance(dynamics or _dynamics_of(rows), None))
+    return _finalise(fig, f"Rank of the solution against {x_title or x}",
+                     "certified starts per rank of Z (marker area ∝ fraction of the cell's starts, count written "
+                     "beside it) and their mean; " + _provenance(dynamics or _dynamics_of(rows), None),
+                     height=HEIGHT + 40)
+
+
+def accumulation_cells_figure(curves: Mapping[str, Mapping], *, dynamics: str | None = None) -> go.Figure:
+    """Accumulation curves of several studies (sweep cells) in one figure: distinct minima seen
+    among the first t starts against t, one step trace per cell. ``curves``: {cell name: a study
+    summary's ``accumulation`` record (``n_trajectories``, ``n_distinct``), optionally with the
+    ``unseen`` Good–Turing record under ``"unseen"``}. A curve flat over its last starts with a
+    small unseen mass says the cell's starts found its basins."""
+    fig = go.Figure()
+    for name, acc in curves.items():
+        unseen = acc.get("unseen") or {}
+        est = unseen.get("estimate")
+        fig.add_trace(go.Scatter(x=np.asarray(acc["n_trajectories"]), y=np.asarray(acc["n_distinct"]), mode="lines",
+                                 line_shape="hv", name=name + (f" (unseen {est:.3f})" if est is not None else ""),
+                                 hovertemplate=f"{name}<br>%{{x}} starts: %{{y}} distinct minima<extra></extra>"))
+    fig.update_xaxes(title_text="starts t (in index order)", rangemode="tozero")
+    fig.update_yaxes(title_text="distinct minima seen", rangemode="tozero")
+    return _finalise(fig, "Accumulation curves per cell",
+                     "legend: Good–Turing unseen mass N₁/n (chance that the next start finds a new minimum); "
+                     + _provenance(dynamics, None))
 
 
 # ----- 6. loss against rank --------------------------------------------------------------------

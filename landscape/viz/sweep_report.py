@@ -4,16 +4,18 @@ For every axis of the sweep, and for every combination of the other axes' values
 :data:`MAX_GROUPS` per axis), three figures against that axis: the DNC fraction with its Wilson
 band, each label's and the uncertified fraction (:func:`landscape.viz.figures.prevalence_figure`,
 the paper's Fig. 2 with thousands of starts and intervals), the stacked fractions per label
-(:func:`landscape.viz.figures.stacked_fractions_figure`) and the mean logit rank
-(:func:`landscape.viz.figures.mean_rank_figure`, the paper's Fig. 5). Reads ``sweep.json`` and
-``prevalence.csv``; writes ``report.html`` beside them.
+(:func:`landscape.viz.figures.stacked_fractions_figure`) and the distribution of the logit rank
+with its mean (:func:`landscape.viz.figures.rank_distribution_figure`, the paper's Fig. 5). Then
+the accumulation curve of every finished cell (from its summary.json) and the table of paired
+differences between neighbouring cells that share their starts (sweep.json ``paired``). Reads
+``sweep.json``, ``prevalence.csv`` and the cells' summaries; writes ``report.html`` beside them.
 """
 from __future__ import annotations
 
 import itertools
 from pathlib import Path
 
-from ..io.results import SWEEP_FILES, atomic_write_text, read_json
+from ..io.results import FILES, SWEEP_FILES, atomic_write_text, read_json
 from . import figures
 from .report import _e, html_page
 
@@ -41,8 +43,39 @@ def sweep_figures(sweep: dict, rows: list[dict]) -> list[tuple[str, object]]:
             log = ax in LOG_AXES and all(float(r[ax]) > 0 for r in rs)
             out.append((f"prevalence-{ax}-{gi}", figures.prevalence_figure(rs, ax, confidence=conf, log_x=log, x_title=title)))
             out.append((f"stacked-{ax}-{gi}", figures.stacked_fractions_figure(rs, ax, log_x=log, x_title=title)))
-            out.append((f"rank-{ax}-{gi}", figures.mean_rank_figure(rs, ax, log_x=log, x_title=title)))
+            out.append((f"rank-{ax}-{gi}", figures.rank_distribution_figure(rs, ax, log_x=log, x_title=title)))
     return out
+
+
+def cell_accumulation(out_dir, cells) -> dict[str, dict]:
+    """{cell name: its study summary's ``accumulation`` record with ``unseen`` added} for every
+    finished cell of ``cells`` (sweep.json records) whose summary.json is readable."""
+    out = {}
+    for c in cells:
+        path = Path(out_dir) / c.get("dir", f"{SWEEP_FILES['cells']}/{c['name']}") / FILES["summary"]
+        if c.get("status") not in ("ran", "skipped") or not path.is_file():
+            continue
+        try:
+            summary = read_json(path)
+        except ValueError:
+            continue
+        if summary.get("accumulation"):
+            out[c["name"]] = {**summary["accumulation"], "unseen": summary.get("unseen")}
+    return out
+
+
+def _paired_table(rows: list[dict]) -> str:
+    """HTML table of sweep.json's ``paired`` rows (paired differences between neighbouring cells)."""
+    if not rows:
+        return "<p class='note'>No two neighbouring finished cells share their starts.</p>"
+    body = "".join(
+        f"<tr><td class='l'>{_e(r['axis'])}</td><td class='l'>{_e(r['first'])}</td><td class='l'>{_e(r['second'])}</td>"
+        f"<td>{r['both']}</td><td>{r['first_only']}</td><td>{r['second_only']}</td><td>{r['neither']}</td>"
+        f"<td>{r['difference']:+.4f}</td><td>[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]</td></tr>"
+        for r in rows if r.get("difference") is not None)
+    return ("<table><tr><th class='l'>axis</th><th class='l'>first</th><th class='l'>second</th><th>both</th>"
+            "<th>first only</th><th>second only</th><th>neither</th><th>difference</th><th>95% interval</th></tr>"
+            f"{body}</table>")
 
 
 def render_sweep_report(out_dir) -> str:
@@ -60,11 +93,20 @@ def render_sweep_report(out_dir) -> str:
                     f"<td>{_e(c.get('n_trajectories'))}</td></tr>" for c in cells)
     name = sweep["sweep_config"].get("name", "sweep")
     dyn = sorted({r.get("dynamics", "") for r in rows})
+    label = (sweep.get("paired") or [{}])[0].get("label", "DNC")
+    figs = sweep_figures(sweep, rows)
+    acc = cell_accumulation(out, cells)
+    if acc:
+        figs.append(("accumulation-cells", figures.accumulation_cells_figure(acc, dynamics=" | ".join(dyn))))
     return html_page(f"landscape sweep report: {name}", [
         f"<p class='note'>{len(rows)} of {len(cells)} cells finished; fractions are of all starts of each cell, "
         f"with {float(sweep.get('confidence', 0.95)):.0%} Wilson intervals; dynamics: {_e(' | '.join(dyn))}.</p>",
         "<h2>Cells</h2>", f"<table><tr><th class='l'>cell</th><th>status</th><th>starts</th></tr>{table}</table>",
-        "<h2>Figures</h2>", *figure_sections(sweep_figures(sweep, rows))])
+        f"<h2>Paired differences of the {_e(label)} fraction</h2>",
+        "<p class='note'>Neighbouring cells that start from the same points (common random numbers): start i "
+        "is counted in both, so the difference first − second is of paired outcomes (Newcombe's paired "
+        "interval).</p>", _paired_table(sweep.get("paired") or []),
+        "<h2>Figures</h2>", *figure_sections(figs)])
 
 
 def write_sweep_report(out_dir) -> Path:
