@@ -63,7 +63,7 @@ def test_units_must_be_unique_and_errors_propagate():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"name": "slurm"}, r"executor='slurm' is invalid: must be one of \('inprocess', 'dask', 'dask-local'\)"),
+    ({"name": "slurm"}, r"executor='slurm' is invalid: must be one of \('joint', 'inprocess', 'dask', 'dask-local'\)"),
     ({"name": "inprocess", "scheduler": "tcp://h:8786"}, r"--scheduler is only for --executor dask"),
     ({"name": "inprocess", "workers": 2}, r"--workers is only for --executor dask-local"),
     ({"name": "inprocess", "torch_threads": 2}, r"--torch-threads is only for the Dask executors"),

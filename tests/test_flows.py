@@ -254,3 +254,29 @@ def test_fire_minimises_each_system_on_its_own():
     assert torch.allclose(run(A[1:], x0[1:].clone()), xb[1:], rtol=0, atol=1e-14)
     with pytest.raises(SpecError, match="f_dec"):
         FIREOptions(f_dec=-1)
+
+
+@pytest.mark.parametrize("stages", [
+    pytest.param([StageConfig(engine="gd", lr=0.5, max_iter=3000, tol=1e-7), POLISH], id="gd+polish"),
+    pytest.param([StageConfig(engine="flow", max_iter=400, tol=1e-7), POLISH], id="flow+polish"),
+    pytest.param([StageConfig(engine="lbfgs", max_iter=400, tol=1e-8)], id="lbfgs"),
+])
+def test_a_batch_of_mixed_lambda_gives_each_row_its_own_trajectory(stages):
+    """The cells of a λ sweep as one batch: 4 starts × 3 values of λ in one working batch of 5,
+    refilled as rows finish, against each λ's plain model run alone on its 4 starts. Every row's
+    stop, iteration and evaluation counts are the same, and its end point to round-off."""
+    spec = ModelSpec(K=3, n=2, d=5, L=2, lam=1e-3)
+    lams = [2e-2, 5e-3, 1e-3]
+    th = draw_starts(spec, InitScheme(), 7, range(4))
+    joint = DeepUFM(spec).with_row_lambdas(torch.tensor(lams).repeat_interleave(4))
+    both = run_pipeline(joint, th.repeat(3, 1), stages, working_batch=5)
+    for c, lam in enumerate(lams):
+        own = DeepUFM(ModelSpec(K=3, n=2, d=5, L=2, lam=lam))
+        alone = run_pipeline(own, th, stages)
+        rows = slice(4 * c, 4 * c + 4)
+        assert list(both.stop_reason[rows]) == list(alone.stop_reason), lam
+        np.testing.assert_array_equal(both.iterations[rows], alone.iterations)
+        np.testing.assert_array_equal(both.n_grad[rows], alone.n_grad)
+        assert_close(both.theta[rows], alone.theta, atol=1e-9, what=f"end points at λ={lam}")
+        assert_close(torch.as_tensor(both.loss[rows]), torch.as_tensor(alone.loss), atol=1e-14, rtol=1e-12,
+                     what=f"losses at λ={lam}")

@@ -148,3 +148,50 @@ def test_one_theta_is_the_row_of_a_batch(case):
     assert l1.dim() == 0 and g1.shape == (m.P,)
     assert_close(l1, lb[1], atol=1e-15, what="loss of one θ")
     assert_close(g1, gb[1], atol=1e-14, what="gradient of one θ")
+
+
+# ----- per-row weight decay (the cells of a λ sweep as one batch) -------------------------------
+@pytest.mark.parametrize("case", [CASES[1], CASES[2], CASES[3]], ids=["linear-ce", "linear-mse", "relu-ce"])
+def test_row_lambdas_give_each_row_its_own_objective(case):
+    """Row b of a model with per-row λ has the loss, gradient, Hessian-vector and Gauss–Newton
+    products of the plain model built with λ_b: written here from the spec's own factors, the
+    regulariser Σ_l ½λ_{b,l}‖F_l‖² added by hand to the λ-free data term."""
+    K, n, d, L, act, loss = case
+    lams = torch.tensor([[3e-2] * (L + 1), [1e-3] * (L + 1), [0.5, *([2e-2] * L)]], dtype=torch.float64)
+    base = DeepUFM(ModelSpec(K=K, n=n, d=d, L=L, activation=act, loss=loss, lam=1e-3))
+    m = base.with_row_lambdas(lams)
+    th = torch.cat([_point(base, seed=s) for s in (3, 4, 5)])
+    v = torch.randn(th.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    l_rows, g_rows = m.loss_and_grad(th)
+    hv_rows, gn_rows = m.hvp(th, v), m.gauss_newton_vp(th, v)
+    for b in range(3):
+        lam_b = lams[b].tolist()
+        own = DeepUFM(ModelSpec(K=K, n=n, d=d, L=L, activation=act, loss=loss, lam=lam_b[1], lam_H=lam_b[0],
+                                lam_W=tuple(lam_b[1:])))
+        data = float(own.data_loss(own.logits(th[b:b + 1]))[0])
+        reg = sum(0.5 * lb * float((F ** 2).sum()) for lb, F in zip(lam_b, own.factors(th[b:b + 1])))
+        assert float(l_rows[b]) == pytest.approx(data + reg, rel=1e-13)
+        l_own, g_own = own.loss_and_grad(th[b:b + 1])
+        assert_close(g_rows[b], g_own[0], atol=1e-13, rtol=1e-12, what=f"row {b} gradient")
+        assert_close(hv_rows[b], own.hvp(th[b:b + 1], v[b:b + 1])[0], atol=1e-12, rtol=1e-11, what=f"row {b} HVP")
+        assert_close(gn_rows[b], own.gauss_newton_vp(th[b:b + 1], v[b:b + 1])[0], atol=1e-12, rtol=1e-11,
+                     what=f"row {b} GN")
+    # and against central differences of the row's own loss, in every direction of row 0
+    h, E = 1e-6, torch.eye(m.P, dtype=torch.float64)
+    many = m.for_rows(torch.zeros(m.P, dtype=torch.long))   # row 0's λ, P times
+    fd = (many.loss(th[:1] + h * E) - many.loss(th[:1] - h * E)) / (2 * h)
+    assert_close(g_rows[0], fd, atol=1e-7, rtol=1e-6, what="row-λ grad vs FD")
+
+
+def test_row_lambdas_refuse_what_does_not_fit():
+    base = DeepUFM(ModelSpec(K=3, n=2, d=4, L=2, lam=1e-3))
+    with pytest.raises(ValueError, match=r"must be \(B,\) or \(B, L\+1=3\)"):
+        base.with_row_lambdas(torch.ones(2, 2))
+    with pytest.raises(ValueError, match="finite numbers > 0"):
+        base.with_row_lambdas([1e-3, 0.0])
+    m = base.with_row_lambdas([1e-3, 2e-3])
+    assert m.for_rows([1]).row_lambdas.tolist() == [[2e-3] * 3] and base.for_rows([0, 1]) is base
+    with pytest.raises(ValueError, match="a batch of 3 rows given to a model with per-row λ for 2 rows"):
+        m.loss_and_grad(torch.zeros(3, base.P, dtype=torch.float64))
+    with pytest.raises(ValueError, match="take a model without per-row λ"):
+        m.hessian(torch.zeros(base.P, dtype=torch.float64))

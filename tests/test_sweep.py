@@ -152,7 +152,7 @@ def test_sweep_writes_cells_table_and_effective_config(tmp_path):
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert load_sweep(tmp_path / "sweep.json").cells == sweep.cells  # the effective sweep is saved
     assert saved["sweep_config"]["model"]["K"] == 4 and saved["sweep_config"]["sweep"] == {"d": [4, 6], "lambda": [0.01]}
-    assert [c["status"] for c in saved["cells"]] == ["ran", "ran"] and saved["executor"]["executor"] == "inprocess"
+    assert [c["status"] for c in saved["cells"]] == ["ran", "ran"] and saved["executor"]["executor"] == "joint"
     rows = read_prevalence_csv(tmp_path / "prevalence.csv")
     assert [r["cell"] for r in rows] == ["d=4,lambda=0.01", "d=6,lambda=0.01"]
     for cell, row in zip(sweep.cells, rows):
@@ -269,3 +269,33 @@ def test_cells_that_share_starts_give_paired_differences(tmp_path):
     keys = [k for k, _ in sweep_figures(result, result["prevalence"])]
     assert "rank-lambda-0" in keys and "rank-d-0" in keys
 
+
+
+def test_lambda_cells_advance_as_one_batch_and_store_what_they_store_alone(tmp_path):
+    """The default executor runs the units of cells that differ only in λ as one batch (per-row λ):
+    every cell's database then holds, start by start, what the cell run alone stores: the same
+    stop reasons, point labels and losses (to round-off), iterations to ±1. Cells of another width are
+    not pooled with them."""
+    from landscape.study.executors import InProcessExecutor
+    from landscape.study.joint import JointExecutor
+
+    overrides = ["K=4", "n=1", "L=2", "trajectories=8", "batch_size=4", "sweep.d=[4, 5]",
+                 "sweep.lambda=[0.01, 0.03, 0.05]"]
+    sweep = load_sweep(SMALL, overrides)
+    joint = JointExecutor()
+    run_sweep(sweep, tmp_path / "joint", executor=joint, progress=False)
+    assert joint.joint_batches == 4          # 2 widths × 2 units, each pooling the 3 λ cells
+    run_sweep(sweep, tmp_path / "alone", executor=InProcessExecutor(), progress=False)
+
+    def stored(root, cell):
+        with StudyStore.open(root / "cells" / cell, readonly=True) as store:
+            labels = {p.id: p.label for p in store.points()}
+            return [(t.idx, t.stop_reason, t.iterations, labels.get(t.point_id), t.loss)
+                    for t in store.trajectories()]
+
+    for cell in sweep.cells:
+        a, b = stored(tmp_path / "joint", cell.name), stored(tmp_path / "alone", cell.name)
+        assert [(r[0], r[1], r[3]) for r in a] == [(r[0], r[1], r[3]) for r in b], cell.name
+        assert [r[4] for r in a] == pytest.approx([r[4] for r in b], rel=1e-12, abs=1e-14)
+        # a step that meets a tolerance to round-off may be taken once more or less
+        assert all(abs(x[2] - y[2]) <= 1 for x, y in zip(a, b))

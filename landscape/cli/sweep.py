@@ -22,9 +22,10 @@ def register(sub) -> None:
                         "(--set 'sweep.d=[8, 16]')")
     p.add_argument("--out", metavar="DIR", help="results folder (default: runs/<name>-<YYYYmmdd-HHMMSS>); "
                                                 "an existing sweep folder is resumed")
-    p.add_argument("--executor", default="inprocess", choices=("inprocess", "dask", "dask-local"),
-                   help="where trajectory chunks run (default: inprocess; the Dask executors need "
-                        "pip install \"landscape[dask]\")")
+    p.add_argument("--executor", default="joint", choices=("joint", "inprocess", "dask", "dask-local"),
+                   help="where trajectory chunks run (default: joint — in this process, cells that differ "
+                        "only in λ advancing as one batch; inprocess: cell after cell; the Dask executors "
+                        "need pip install \"landscape[dask]\")")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="Dask scheduler address (--executor dask)")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes of --executor dask-local (default 2)")
     p.add_argument("--torch-threads", type=int, metavar="T",

@@ -15,6 +15,7 @@ flat vector θ ∈ ℝ^P (P = d·N + (L−1)·d² + K·d) laid out as the row-ma
 """
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
@@ -43,6 +44,13 @@ class DeepUFM:
     All methods take θ of shape (B, P) (or (P,), treated as B = 1 and squeezed back) in the
     spec's dtype. Gradients are computed by a hand-written batched backward pass (``torch.bmm``);
     Hessian-vector products by double back-propagation through :meth:`loss`, which is exact.
+
+    **Per-row weight decay.** :meth:`with_row_lambdas` gives a model whose row b has its own
+    λ_{b,l} (one per factor) in place of the spec's: cells of a sweep that differ only in λ then
+    advance as one batch. Such a model only takes batches of exactly its rows (a (B, P) θ with B
+    = the number of its λ rows; anything else is a ValueError); :meth:`for_rows` gives the model
+    of a subset of them (the driver follows its working rows with it). On a model without
+    per-row λ, :meth:`for_rows` is the model itself.
     """
 
     def __init__(self, spec: ModelSpec, device: str | torch.device = "cpu", compile: str | bool = False):
@@ -62,6 +70,8 @@ class DeepUFM:
         # λ of the factor each flat parameter belongs to, (P,): the regulariser is ½ θᵀ diag(λ) θ
         self._lam_vec = torch.cat([torch.full((s,), lam, dtype=self.dtype, device=self.device)
                                    for s, lam in zip(self._sizes, spec.lambdas)])
+        #: per-row weight decay (B, L+1) or None (the spec's λ for every row): :meth:`with_row_lambdas`
+        self._row_lam: torch.Tensor | None = None
         self._relu = spec.activation == "relu"
         d, K, N, L = spec.d, spec.K, spec.N, spec.L
         #: the linear model's gradient through the logits' K-row bottleneck, where that is cheaper
@@ -69,6 +79,48 @@ class DeepUFM:
                             and 3 * (L - 1) * K * d * d < 3 * (L - 1) * d * d * N)
         use = (self.device.type == "cuda") if compile == "auto" else bool(compile)
         self._compiled = torch.compile(self._loss_and_grad, dynamic=True) if use else None
+
+    # ----- per-row weight decay ---------------------------------------------------------------
+    def with_row_lambdas(self, lambdas) -> "DeepUFM":
+        """This model with weight decay ``lambdas`` per row: a (B, L+1) array (λ_H, λ_W1, …, λ_WL of
+        each row), or (B,) for one λ on every factor of the row. Every entry must be finite and >
+        0. The returned model shares this one's data and device; see the class docstring."""
+        lam = torch.as_tensor(lambdas, dtype=self.dtype).to(self.device)
+        if lam.dim() == 1:
+            lam = lam[:, None].expand(-1, self.spec.L + 1)
+        if lam.dim() != 2 or lam.shape[1] != self.spec.L + 1:
+            raise ValueError(f"row lambdas have shape {tuple(lam.shape)}: must be (B,) or (B, L+1={self.spec.L + 1})")
+        if not bool(torch.isfinite(lam).all()) or not bool((lam > 0).all()):
+            raise ValueError("row lambdas must be finite numbers > 0")
+        out = copy.copy(self)
+        out._row_lam = lam.contiguous()
+        return out
+
+    def for_rows(self, rows) -> "DeepUFM":
+        """The model of rows ``rows`` (an index tensor into this model's rows): itself when it has
+        no per-row λ, else the same model with those rows' λ, in that order."""
+        if self._row_lam is None:
+            return self
+        out = copy.copy(self)
+        out._row_lam = self._row_lam[torch.as_tensor(rows, device=self.device)]
+        return out
+
+    @property
+    def row_lambdas(self) -> torch.Tensor | None:
+        """The per-row weight decay (B, L+1), or None."""
+        return self._row_lam
+
+    def min_lambda(self, B: int) -> torch.Tensor:
+        """The smallest λ_l of each of B rows, (B,): the spec's min_l λ_l, or per row."""
+        if self._row_lam is None:
+            return torch.full((B,), min(self.spec.lambdas), dtype=self.dtype, device=self.device)
+        self._check_rows(B)
+        return self._row_lam.min(dim=1).values
+
+    def _check_rows(self, B: int) -> None:
+        if self._row_lam is not None and B != self._row_lam.shape[0]:
+            raise ValueError(f"a batch of {B} rows given to a model with per-row λ for {self._row_lam.shape[0]} rows: "
+                             "take the model of those rows with for_rows")
 
     # ----- layout --------------------------------------------------------------------------
     @property
@@ -124,14 +176,22 @@ class DeepUFM:
     def reg_loss(self, theta: torch.Tensor) -> torch.Tensor:
         """Σ_l (λ_l/2)‖factor_l‖², (B,). Differentiable twice everywhere (Hessian-vector products
         go through it): a sum of squares, not a norm, whose derivative is undefined at 0."""
-        return 0.5 * (theta * theta * self._lam_vec).sum(dim=1)
+        if self._row_lam is None:
+            return 0.5 * (theta * theta * self._lam_vec).sum(dim=1)
+        self._check_rows(theta.shape[0])
+        out, i = 0.0, 0
+        for l, s_ in enumerate(self._sizes):
+            out = out + 0.5 * self._row_lam[:, l] * (theta[:, i:i + s_] ** 2).sum(dim=1)
+            i += s_
+        return out
 
-    def _reg_value(self, theta: torch.Tensor) -> torch.Tensor:
+    def _reg_value(self, theta: torch.Tensor, lams: list) -> torch.Tensor:
         """The value of :meth:`reg_loss` from per-factor norms of views (no (B, P) temporary);
-        not for autograd."""
+        not for autograd. ``lams``: λ per factor, floats or (B, 1, 1) per-row tensors."""
         out = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
         i = 0
-        for s_, lam in zip(self._sizes, self.spec.lambdas):
+        for s_, lam in zip(self._sizes, lams):
+            lam = lam if isinstance(lam, float) else lam.reshape(-1)
             out = out + (0.5 * lam) * torch.linalg.vector_norm(theta[:, i:i + s_], dim=1) ** 2
             i += s_
         return out
@@ -150,22 +210,28 @@ class DeepUFM:
         (:meth:`_loss_and_grad`, compiled when the model was built with ``compile``)."""
         if self._compiled is not None and theta.dim() == 2 and theta.shape[0] > 1:
             try:
-                return self._compiled(theta)
+                return self._compiled(theta, self._row_lam)
             except Exception as exc:  # noqa: BLE001  (any compiler failure: fall back, say so once)
                 import warnings
 
                 warnings.warn(f"torch.compile of the gradient failed ({type(exc).__name__}: {exc}); "
                               "running eagerly", RuntimeWarning, stacklevel=2)
                 self._compiled = None
-        return self._loss_and_grad(theta)
+        return self._loss_and_grad(theta, self._row_lam)
 
-    def _loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and gradient of a (B, P) batch, or () and (P,) of one θ (P,)."""
+    def _loss_and_grad(self, theta: torch.Tensor, row_lam: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and gradient of a (B, P) batch, or () and (P,) of one θ (P,). ``row_lam``: the
+        per-row λ the model holds (an argument, so that a compiled version sees it as an input)."""
         squeeze = theta.dim() == 1
         if squeeze:
             theta = theta.unsqueeze(0)
-        loss, grad = (self._loss_and_grad_bottleneck(theta) if self._bottleneck
-                      else self._loss_and_grad_layers(theta))
+        if row_lam is None:
+            lams = list(self.spec.lambdas)
+        else:
+            self._check_rows(theta.shape[0])
+            lams = [row_lam[:, l, None, None] for l in range(self.spec.L + 1)]
+        loss, grad = (self._loss_and_grad_bottleneck(theta, lams) if self._bottleneck
+                      else self._loss_and_grad_layers(theta, lams))
         if squeeze:
             return loss[0], grad[0]
         return loss, grad
@@ -180,16 +246,30 @@ class DeepUFM:
         R = Z - self.Y
         return (R * R).sum(dim=(1, 2)) / (2 * N), R / N
 
-    def _loss_and_grad_bottleneck(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def _decay_mm(F_l: torch.Tensor, A: torch.Tensor, B: torch.Tensor, lam) -> torch.Tensor:
+        """λ F_l + A B for a float λ (one ``baddbmm``) or a (B, 1, 1) per-row λ."""
+        if isinstance(lam, float):
+            return torch.baddbmm(F_l, A, B, beta=lam)
+        return torch.baddbmm(F_l * lam, A, B)
+
+    @staticmethod
+    def _decay_add(R: torch.Tensor, F_l: torch.Tensor, lam) -> torch.Tensor:
+        """R + λ F_l for a float or a (B, 1, 1) per-row λ."""
+        return torch.add(R, F_l, alpha=lam) if isinstance(lam, float) else R + F_l * lam
+
+    def _loss_and_grad_bottleneck(self, theta: torch.Tensor, lams: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The linear model's loss and gradient with every product taken through the K-row
         bottleneck of the logits: A_L = W_L, A_l = A_{l+1}W_l (K × d each), Z = A_1H₁; with
         G = ∂g/∂Z and R_1 = GH₁ᵀ, R_l = R_{l−1}W_{l−1}ᵀ (K × d), ∇W_l = A_{l+1}ᵀR_l + λ_lW_l
         (∇W_L = R_L + λW_L) and ∇H₁ = A_1ᵀG + λH₁. About 3(L−1)Kd² + 3KdN multiply-adds per
         trajectory instead of 3(L−1)d²N + 3KdN (3.3× fewer at K=10, d=70, N=50); the same numbers
-        up to round-off (associativity). Chosen when cheaper (:attr:`_bottleneck`)."""
+        up to round-off (associativity). Chosen when cheaper (:attr:`_bottleneck`).
+        ``lams``: λ per factor, floats or (B, 1, 1) per-row tensors (default: the spec's).
+        """
+        lams = list(self.spec.lambdas) if lams is None else lams
         with torch.no_grad():
             F = self.factors(theta)
-            lams = self.spec.lambdas
             L = len(F) - 1
             A = [None] * (L + 2)
             A[L] = F[L]
@@ -198,35 +278,36 @@ class DeepUFM:
             Z = torch.bmm(A[1], F[0])
             g, G = self._data_term(Z)
             R = torch.bmm(G, F[0].transpose(1, 2))
-            grads = [torch.baddbmm(F[0], A[1].transpose(1, 2), G, beta=lams[0])] + [None] * L
+            grads = [self._decay_mm(F[0], A[1].transpose(1, 2), G, lams[0])] + [None] * L
             for l in range(1, L + 1):
                 if l > 1:
                     R = torch.bmm(R, F[l - 1].transpose(1, 2))
-                grads[l] = (torch.add(R, F[L], alpha=lams[L]) if l == L
-                            else torch.baddbmm(F[l], A[l + 1].transpose(1, 2), R, beta=lams[l]))
-            return g + self._reg_value(theta), self.flatten(grads)
+                grads[l] = (self._decay_add(R, F[L], lams[L]) if l == L
+                            else self._decay_mm(F[l], A[l + 1].transpose(1, 2), R, lams[l]))
+            return g + self._reg_value(theta, lams), self.flatten(grads)
 
-    def _loss_and_grad_layers(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _loss_and_grad_layers(self, theta: torch.Tensor, lams: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss (B,) and gradient (B, P) by a hand-written batched backward pass, layer by layer.
 
         Written for memory traffic, which dominates at the paper's size on a CPU: the weight decay
         of factor l is folded into the matrix product of its gradient (``baddbmm``:
         λ_l F_l + δ_l h_{l−1}ᵀ in one kernel), the regulariser's value comes from per-factor norms
         of views (no (B, P) temporaries), and the (B, P) gradient is assembled by one ``cat``.
+        ``lams``: λ per factor, floats or (B, 1, 1) per-row tensors (default: the spec's).
         """
+        lams = list(self.spec.lambdas) if lams is None else lams
         with torch.no_grad():
             F = self.factors(theta)
             pre, post, Z = self.forward(theta)
-            lams = self.spec.lambdas
             g, dZ = self._data_term(Z)
             grads = [None] * len(F)
             delta = dZ  # gradient w.r.t. the output of factor l (B, rows_l, N)
             for l in range(len(F) - 1, 0, -1):
-                grads[l] = torch.baddbmm(F[l], delta, post[l - 1].transpose(1, 2), beta=lams[l])
+                grads[l] = self._decay_mm(F[l], delta, post[l - 1].transpose(1, 2), lams[l])
                 dpost = torch.bmm(F[l].transpose(1, 2), delta)
                 delta = dpost * (pre[l - 1] > 0) if (self._relu and l > 1) else dpost
-            grads[0] = torch.add(delta, F[0], alpha=lams[0])
-            return g + self._reg_value(theta), self.flatten(grads)
+            grads[0] = self._decay_add(delta, F[0], lams[0])
+            return g + self._reg_value(theta, lams), self.flatten(grads)
 
     def grad(self, theta: torch.Tensor) -> torch.Tensor:
         return self.loss_and_grad(theta)[1]
@@ -279,7 +360,11 @@ class DeepUFM:
                 U = (p * JV - p * (p * JV).sum(dim=1, keepdim=True)) / N
             else:
                 U = JV / N
-            return self.logits_vjp(theta, U) + self._lam_vec * v
+            if self._row_lam is None:
+                return self.logits_vjp(theta, U) + self._lam_vec * v
+            self._check_rows(theta.shape[0])
+            lam_vec = torch.repeat_interleave(self._row_lam, torch.tensor(self._sizes, device=self.device), dim=1)
+            return self.logits_vjp(theta, U) + lam_vec * v
 
     # ----- Hessian-vector products ---------------------------------------------------------
     def hvp_operator(self, theta: torch.Tensor):
@@ -311,6 +396,8 @@ class DeepUFM:
         """Dense Hessian of one parameter set θ (P,), shape (P, P), exact: its columns H e_j are
         Hessian-vector products of the unit vectors, ``chunk`` of them per batched double-backward
         pass (θ repeated). Symmetrised, (H + Hᵀ)/2."""
+        if self._row_lam is not None:
+            raise ValueError("hessian() is of one parameter set: take a model without per-row λ")
         th = theta.detach().reshape(1, -1)
         P = th.shape[1]
         cols = []

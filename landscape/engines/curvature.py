@@ -30,10 +30,11 @@ def start_vectors(theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
 
 
 def curvature_threshold(model: DeepUFM, grad_norm: torch.Tensor, tau_rel: float, grad_mult: float) -> torch.Tensor:
-    """t = max(tau_rel·min_l λ_l, grad_mult·‖∇L‖) per row (B,): τ is the analysis' zero threshold
+    """t = max(tau_rel·min_l λ_l, grad_mult·‖∇L‖) per row (B,) (λ of the row where the model has
+    per-row λ): τ is the analysis' zero threshold
     (landscape.analysis.hessian); the ‖∇L‖ term covers the symmetry-orbit directions, whose
     curvature away from a critical point is O(‖∇L‖) (differentiate L(gθ) = L(θ) twice)."""
-    return torch.clamp(grad_mult * grad_norm, min=tau_rel * min(model.spec.lambdas))
+    return torch.maximum(grad_mult * grad_norm, tau_rel * model.min_lambda(grad_norm.shape[0]))
 
 
 def negative_curvature(model: DeepUFM, theta: torch.Tensor, grad: torch.Tensor, steps: int,

@@ -127,8 +127,9 @@ def curvature_tests(model: DeepUFM, book: RowBook, state: EngineState, cfg: Stag
     if not cand.numel():
         return
     gc = state.grad[cand]
-    thr = curvature_threshold(model, gc.norm(dim=1), cfg.curvature_tau_rel, cfg.curvature_grad_mult)
-    neg, _ = negative_curvature(model, state.theta[cand], gc, cfg.curvature_steps, thr)
+    m = model.for_rows(book.rows[cand])
+    thr = curvature_threshold(m, gc.norm(dim=1), cfg.curvature_tau_rel, cfg.curvature_grad_mult)
+    neg, _ = negative_curvature(m, state.theta[cand], gc, cfg.curvature_steps, thr)
     state.n_hvp[cand] += cfg.curvature_steps
     back = cand[neg]
     book.reason[back] = -1
@@ -168,7 +169,7 @@ class _Outputs:
         st = (r_d == _STALLED).nonzero().squeeze(1)
         if st.numel():
             th, g = state.theta[d_idx[st]], state.grad[d_idx[st]]
-            hg = model.hvp(th, g)
+            hg = model.for_rows(book.rows[d_idx[st]]).hvp(th, g)
             ratio = (hg.norm(dim=1) / g.norm(dim=1).clamp(min=1e-300)).cpu().numpy()
             sgi = gi[st.cpu().numpy()]
             out["n_hvp"][sgi] += 1
@@ -222,9 +223,10 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
     def fresh(idx: torch.Tensor) -> tuple[EngineState, RowBook]:
         """Engine state and book of the rows ``idx`` of theta0, joining now."""
         th = theta0[idx].clone()
-        loss, grad = model.loss_and_grad(th)
+        m = model.for_rows(idx)
+        loss, grad = m.loss_and_grad(th)
         k = idx.numel()
-        st = engine.init(model, EngineState(th, loss, grad, torch.ones(k, **kw_l), torch.zeros(k, **kw_l)), cfg.options)
+        st = engine.init(m, EngineState(th, loss, grad, torch.ones(k, **kw_l), torch.zeros(k, **kw_l)), cfg.options)
         return st, RowBook.fresh(idx, all_budget[idx], all_ceiling[idx], cfg.curvature_backoff, model.dtype)
 
     def synchronise(state: EngineState, book: RowBook) -> tuple[EngineState, RowBook]:
@@ -263,11 +265,12 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
             if state.batch_size == 0:
                 break
             compact = True
+            working = model.for_rows(book.rows)   # the model of the working rows (per-row λ follows them)
             if on_status is not None:
                 on_status({"engine": cfg.engine, "iteration": it, "active": int(state.batch_size),
                            "finished": int(next_row - state.batch_size)})
         # ----- one step of every working row ----------------------------------------------------
-        new_state = engine.step(model, state, cfg.options)
+        new_state = engine.step(working, state, cfg.options)
         if compact:  # just synchronised: every working row is running
             state = new_state
             book.iters = book.iters + 1
@@ -294,9 +297,10 @@ def admit_to_next_stage(model: DeepUFM, res: TrajectoryResults, prev: StageConfi
     late = candidates[ok & ~conv]
     if prev.curvature_check and late.size:
         th = res.theta[torch.from_numpy(late)].to(device=model.device, dtype=model.dtype)
-        _, g = model.loss_and_grad(th)
-        thr = curvature_threshold(model, g.norm(dim=1), prev.curvature_tau_rel, prev.curvature_grad_mult)
-        neg, _ = negative_curvature(model, th, g, prev.curvature_steps, thr)
+        m = model.for_rows(torch.from_numpy(late))
+        _, g = m.loss_and_grad(th)
+        thr = curvature_threshold(m, g.norm(dim=1), prev.curvature_tau_rel, prev.curvature_grad_mult)
+        neg, _ = negative_curvature(m, th, g, prev.curvature_steps, thr)
         neg = neg.cpu().numpy()
         res.n_hvp[late] += prev.curvature_steps
         res.stop_detail[late[neg]] = NEGATIVE_CURVATURE
@@ -333,7 +337,7 @@ def run_pipeline(model: DeepUFM, theta0: torch.Tensor, stages: list[StageConfig]
         res.stages.append(cfg.settings())
         if idx.size == 0:
             continue
-        sub = run_engine(model, res.theta[torch.from_numpy(idx)], cfg, on_status=on_status,
+        sub = run_engine(model.for_rows(torch.from_numpy(idx)), res.theta[torch.from_numpy(idx)], cfg, on_status=on_status,
                          on_finished=on_finished, t0=t0, sync_every=sync_every, working_batch=working_batch)
         t = torch.from_numpy(idx)
         res.theta[t] = sub.theta

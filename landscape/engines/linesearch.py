@@ -29,7 +29,7 @@ def backtrack(model: DeepUFM, s: EngineState, p: torch.Tensor, max_halvings: int
         if idx.numel() == 0:
             break
         trial = theta[idx] + alpha[idx, None] * p[idx]
-        l_t, g_t = model.loss_and_grad(trial)
+        l_t, g_t = model.for_rows(idx).loss_and_grad(trial)
         n_grad[idx] += 1
         ok = accept(idx, alpha[idx], l_t, g_t) & torch.isfinite(l_t)
         acc = idx[ok]

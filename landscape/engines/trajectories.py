@@ -63,6 +63,24 @@ class TrajectoryResults:
             out["curvature_witnesses"] = int(self.witnesses[b])
         return out
 
+    def take(self, idx) -> "TrajectoryResults":
+        """The results of rows ``idx`` (an index array), in that order, as a new object."""
+        idx = np.asarray(idx, dtype=np.int64)
+        t = torch.from_numpy(idx)
+
+        def pick(v):
+            if v is None:
+                return None
+            return v[t].clone() if torch.is_tensor(v) else v[idx].copy()
+
+        return TrajectoryResults(theta=pick(self.theta), loss=pick(self.loss), grad_norm=pick(self.grad_norm),
+                                 stop_reason=pick(self.stop_reason), stop_detail=pick(self.stop_detail),
+                                 iterations=pick(self.iterations), n_grad=pick(self.n_grad), n_hvp=pick(self.n_hvp),
+                                 wall_time=pick(self.wall_time), last_stage=pick(self.last_stage),
+                                 stages=list(self.stages), handoff_theta=pick(self.handoff_theta),
+                                 main_iterations=pick(self.main_iterations), first_small=pick(self.first_small),
+                                 witnesses=pick(self.witnesses))
+
     def replace_rows(self, idx: np.ndarray, other: "TrajectoryResults", add_counts: bool = True) -> None:
         """Rows ``idx`` take the values of ``other`` (len(idx) rows); with ``add_counts`` their
         iterations and evaluation counts are added to the ones already here (a continuation)."""

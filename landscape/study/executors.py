@@ -22,8 +22,9 @@ call will ask for (a no-op in-process). A cluster executor identifies a computat
 units, and a wrong guess costs only the wasted work. A sweep uses it to keep every worker busy
 while this process writes one cell after another.
 
-Implementations: :class:`InProcessExecutor` (the default; computes in the calling process, each
-unit one batched tensor computation), :class:`DaskExecutor` (an existing Dask cluster, given by
+Implementations: :class:`InProcessExecutor` (computes in the calling process, each unit one
+batched tensor computation), :class:`landscape.study.joint.JointExecutor` (the sweep default:
+in-process, the same-index units of cells that differ only in λ as one batch), :class:`DaskExecutor` (an existing Dask cluster, given by
 its scheduler address) and :class:`LocalDaskExecutor` (starts a ``LocalCluster`` of N worker
 processes). A cluster executor for another backend only has to implement the same two calls.
 
@@ -42,7 +43,7 @@ from typing import Any, Callable, Iterable, Iterator
 #: What to install for the Dask executors.
 DASK_INSTALL_HINT = 'pip install "landscape[dask]"  (or: pip install "dask[distributed]")'
 #: Executor names accepted by :func:`make_executor` and ``landscape sweep --executor``.
-EXECUTORS = ("inprocess", "dask", "dask-local")
+EXECUTORS = ("joint", "inprocess", "dask", "dask-local")
 
 
 class ExecutorError(RuntimeError):
@@ -292,17 +293,23 @@ class LocalDaskExecutor(DaskExecutor):
 
 def make_executor(name: str = "inprocess", *, scheduler: str | None = None, workers: int | None = None,
                   torch_threads: int | None = None) -> Executor:
-    """The executor called ``name`` (one of :data:`EXECUTORS`): ``inprocess``; ``dask`` (needs
-    ``scheduler``, e.g. ``tcp://HOST:8786``); ``dask-local`` (``workers`` processes, default 2)."""
+    """The executor called ``name`` (one of :data:`EXECUTORS`): ``joint`` (in-process, cells that
+    differ only in λ advance as one batch: :class:`landscape.study.joint.JointExecutor`);
+    ``inprocess`` (cell after cell); ``dask`` (needs ``scheduler``, e.g. ``tcp://HOST:8786``);
+    ``dask-local`` (``workers`` processes, default 2)."""
     if name not in EXECUTORS:
         raise ExecutorError(f"executor={name!r} is invalid: must be one of {EXECUTORS}")
     if name != "dask" and scheduler is not None:
         raise ExecutorError(f"--scheduler is only for --executor dask (got executor={name!r})")
     if name != "dask-local" and workers is not None:
         raise ExecutorError(f"--workers is only for --executor dask-local (got executor={name!r})")
-    if name == "inprocess":
+    if name in ("inprocess", "joint"):
         if torch_threads is not None:
             raise ExecutorError("--torch-threads is only for the Dask executors")
+        if name == "joint":
+            from .joint import JointExecutor
+
+            return JointExecutor()
         return InProcessExecutor()
     if name == "dask":
         if not scheduler:

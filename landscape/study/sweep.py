@@ -27,8 +27,10 @@ characters outside ``[A-Za-z0-9._=+,-]`` replaced by ``-``. Running a sweep agai
 ``OUT`` skips finished cells and resumes unfinished ones; ``OUT`` holding a different sweep is an
 error.
 
-Executors (:mod:`landscape.executors`): in-process (default), each cell is one call of
-``run_study``. With a cluster executor every unfinished cell's chunks of trajectories are handed
+Executors (:mod:`landscape.executors`): in-process, each cell is one call of ``run_study``; by
+default (:class:`landscape.study.joint.JointExecutor`) the same-index units of cells that differ
+only in λ (a λ axis) run as one batch with λ per row, the first of those cells to ask computing
+them for all, so no cell runs its tail alone. With a cluster executor every unfinished cell's chunks of trajectories are handed
 to the cluster at once (``prefetch``), then this process runs ``run_study`` cell after cell with
 the executor: each picks up its chunks' results as they arrive and writes its own database (this
 process is the only writer). Cells are written one at a time because the point analysis uses
@@ -50,6 +52,7 @@ from ..analysis.labels import DNC
 from .config import StudyConfig
 from .sweep_config import SWEEP_TABLE, Cell, SweepConfig, cell_name, load_sweep  # noqa: F401  (re-exported)
 from .executors import Executor, InProcessExecutor, Unit
+from .joint import JointExecutor
 from .run import chunks, run_saddle_search, run_study, run_trajectories, saddle_chunks
 from .stats import paired_difference, proportion
 from .summary import environment, main_trajectories
@@ -244,7 +247,8 @@ def run_cell(cell: Cell, cell_dir: Path, executor: Executor, progress: bool) -> 
     """Run (or resume) one cell's study into ``cell_dir``; return its summary. In-process: one
     call of :func:`landscape.study.run_study`; otherwise run_study takes its chunks from
     ``executor``."""
-    if isinstance(executor, InProcessExecutor):
+    if isinstance(executor, InProcessExecutor) or (isinstance(executor, JointExecutor)
+                                                   and not executor.pools(cell.config)):
         return run_study(cell.config, cell_dir, progress=progress)
     return run_study(cell.config, cell_dir, progress=progress, executor=executor)
 
@@ -253,13 +257,14 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
               progress: bool = True, on_cell: Callable[[Cell, dict, str], None] | None = None) -> dict:
     """Run every cell of ``sweep`` into ``out_dir`` (see the module docstring for the layout).
 
-    ``executor``: where trajectory chunks run (default :class:`InProcessExecutor`).
+    ``executor``: where trajectory chunks run (default :class:`landscape.study.joint.JointExecutor`:
+    in-process, cells that differ only in λ as one batch).
     ``on_cell(cell, summary, status)`` hears each cell as it finishes (``status`` ``"ran"`` or
     ``"skipped"`` for a cell finished by an earlier run). Returns the content of ``sweep.json``:
     ``{"sweep_config", "executor", "cells": [{name, overrides, dir, status, n_trajectories,
     wall_time_s}], "prevalence": [rows], "retried_units": {unit: attempts}, "wall_time_s"}``.
     """
-    executor = executor or InProcessExecutor()
+    executor = executor or JointExecutor()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cells_dir = own_subfolder(out, SWEEP_FILES["cells"])
