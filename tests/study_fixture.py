@@ -102,7 +102,7 @@ def build_study(out) -> Path:
     best = min(summary_points, key=lambda p: p["loss"])
     summary = {
         "study": cfg.name, "config": cfg.to_dict(), "dynamics": cfg.describe_dynamics(),
-        "environment": {"landscape": "test fixture"}, "wall_time_s": 0.0, "timings": {}, "n_trajectories": N,
+        "environment": {"landscape": "test fixture"}, "wall_time_s": 0.0, "timings": {}, "trajectory_time_s": 0.0, "n_trajectories": N,
         "stop_reasons": {"converged": N - N_MAX_ITER, "max_iter": N_MAX_ITER},
         "tolerances": {"certify_tol": cfg.certify_tol}, "points": summary_points,
         "labels": [{k: r[k] for k in ("label", "n_points", "count", "fraction", "ci_low", "ci_high")} for r in bf["labels"]],

@@ -4,6 +4,7 @@ One tiny deep linear CE study (K=3, n=2, d=4, L=2, 24 L-BFGS starts in units of 
 saddle-search starts) is run once per module; the other tests compare against it.
 """
 import json
+import sqlite3
 import math
 
 import networkx as nx
@@ -54,6 +55,11 @@ def test_summary_has_exactly_the_agreed_schema(reference, tiny_cfg):
     phases = ("setup_s", "trajectories_s", "saddle_search_s", "saddle_descents_s", "transition_states_s", "summary_s")
     assert tuple(s["timings"]) == phases and all(v >= 0 for v in s["timings"].values())
     assert sum(s["timings"].values()) <= s["wall_time_s"] * (1 + 1e-9) + 1e-6
+    # the stored trajectories' time: per unit its latest stop, summed (read here with sqlite3)
+    with sqlite3.connect(out / "study.sqlite") as con:
+        per_unit = con.execute("SELECT MAX(wall_time) FROM trajectories GROUP BY unit").fetchall()
+    assert s["trajectory_time_s"] == pytest.approx(sum(v for (v,) in per_unit), rel=1e-12) and per_unit
+    assert 0 < s["trajectory_time_s"] <= s["timings"]["trajectories_s"] + s["timings"]["saddle_search_s"]
     assert all(tuple(p) == POINT_KEYS for p in s["points"])
     assert all(tuple(r) == LABEL_KEYS for r in s["labels"])
     assert all(tuple(r) == UNCERTIFIED_KEYS for r in s["uncertified"])

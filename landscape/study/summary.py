@@ -41,7 +41,8 @@ CONFIDENCE = 0.95
 #: Merges of the disconnectivity tree within this loss of each other become one node.
 TREE_LEVEL_TOL = 0.0
 #: Top-level keys of summary.json, in order.
-SUMMARY_KEYS = ("study", "config", "dynamics", "environment", "wall_time_s", "timings", "n_trajectories", "stop_reasons",
+SUMMARY_KEYS = ("study", "config", "dynamics", "environment", "wall_time_s", "timings", "trajectory_time_s",
+                "n_trajectories", "stop_reasons",
                 "tolerances", "points", "labels", "uncertified", "unseen", "accumulation", "saddle_visits",
                 "transition_states", "graph", "headline", "files")
 #: Keys of each summary.json point record.
@@ -255,6 +256,18 @@ def environment(device: str | None = None) -> dict:
     return out
 
 
+def trajectory_time(store: StudyStore) -> float:
+    """Seconds the stored units' trajectories took, over every process that wrote them: per
+    committed unit the latest stop of its trajectories (each trajectory's ``wall_time`` counts from
+    the start of its unit's batch), summed over units. Unlike ``wall_time_s`` (this process's run)
+    it does not shrink when a study is resumed; it excludes the point analysis."""
+    last: dict[int, float] = {}
+    for t in store.trajectories():
+        if t.unit is not None and t.wall_time is not None:
+            last[t.unit] = max(last.get(t.unit, 0.0), float(t.wall_time))
+    return float(sum(last.values()))
+
+
 def finish(cfg: StudyConfig, store: StudyStore, out: Path, wall: float, timings: dict | None = None) -> dict:
     """Write spectra.npz, tree.json, graph.graphml and summary.json into ``out``; return the
     summary (keys :data:`SUMMARY_KEYS`). ``timings``: seconds per phase of this process's run
@@ -272,7 +285,7 @@ def finish(cfg: StudyConfig, store: StudyStore, out: Path, wall: float, timings:
     timings = {**(timings or {}), "summary_s": time.perf_counter() - t0}
     summary = {"study": cfg.name, "config": cfg.to_dict(), "dynamics": cfg.describe_dynamics(),
                "environment": environment(str(resolve_device(cfg.device))), "wall_time_s": wall + timings["summary_s"],
-               "timings": timings,
+               "timings": timings, "trajectory_time_s": trajectory_time(store),
                **{k: r[k] for k in ("n_trajectories", "stop_reasons", "tolerances", "points", "labels", "uncertified",
                                     "unseen", "accumulation", "saddle_visits", "transition_states")},
                "graph": {"n_nodes": s.graph.number_of_nodes(), "n_edges": s.graph.number_of_edges(),

@@ -69,8 +69,11 @@ PREVALENCE_FIELDS = ("cell", "n_trajectories", "dnc_count", "dnc_fraction", "dnc
 #: Further columns (after the fixed ones; JSON objects where a cell holds several values), not
 #: required of a table written by 0.2: the logit-rank distribution over certified starts
 #: {rank: count}, the uncertified starts by stop reason {reason: count}, the Good–Turing unseen
-#: mass (the chance the next start reaches a point none of these did), the cell's wall time.
-PREVALENCE_EXTRA_FIELDS = ("logit_rank_counts", "uncertified_by_reason", "unseen_mass", "wall_time_s")
+#: mass (the chance the next start reaches a point none of these did), the cell's wall time (of
+#: the run that finished it) and the time its stored trajectories took (over every run that wrote
+#: them: :func:`landscape.study.summary.trajectory_time`).
+PREVALENCE_EXTRA_FIELDS = ("logit_rank_counts", "uncertified_by_reason", "unseen_mass", "wall_time_s",
+                           "trajectory_time_s")
 # ----------------------------------------------------------------------------------------------
 # Prevalence table
 # ----------------------------------------------------------------------------------------------
@@ -103,6 +106,7 @@ def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE)
     return {"cell": cell.name, **cell.overrides, "n_trajectories": n,
             "logit_rank_counts": rank_counts, "uncertified_by_reason": by_reason,
             "unseen_mass": (summary.get("unseen") or {}).get("estimate"), "wall_time_s": summary.get("wall_time_s"),
+            "trajectory_time_s": summary.get("trajectory_time_s"),
             **{f"ci_low_{lab}": v["ci_low"] for lab, v in ci.items()},
             **{f"ci_high_{lab}": v["ci_high"] for lab, v in ci.items()},
             **{f"dnc_{k}": v for k, v in dnc.items()}, **{f"uncertified_{k}": v for k, v in unc.items()},
