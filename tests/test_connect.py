@@ -60,7 +60,12 @@ def _study_with(tmp_path, overrides, thetas):
 
 
 @pytest.mark.slow   # long: run by .ci/run's second pass
-def test_origin_to_large_root_dnc_goes_through_a_saddle_below_the_straight_path(tmp_path):
+def test_origin_to_large_root_dnc_is_joined_below_the_index_3_saddle_of_the_straight_path(tmp_path):
+    """The straight band from the origin to the large-root DNC point is a symmetric valley whose
+    highest point is the small-root DNC point, a saddle of index 3 (Newton-MR from the climbing
+    image converges to it). Refined by min-mode following, the search ends at index-1 saddles
+    instead, and joins the pair through an intermediate minimum (DoubleEndedConnect), every wall
+    of that path below the straight path's maximum ℓ_DNC(small root)."""
     K, n, d, L, lam = 3, 2, 4, 2, 1e-2
     large = T.dnc_scale_roots(K, n, L, lam)[-1]
     spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
@@ -70,10 +75,9 @@ def test_origin_to_large_root_dnc_goes_through_a_saddle_below_the_straight_path(
     with store:
         session = Session(cfg, store, lambda e: None)
         connect_minima(session)
-        (att,) = store.get_meta("connect_attempts")
-        saddle = store.point(att["saddle_id"])
-        ends = {e.target_id for e in store.edges() if e.saddle_id == att["saddle_id"]}
+        attempts = store.get_meta("connect_attempts")
         ts = store.transition_states()
+        pts = {p.id: p for p in store.points()}
     # along the straight scaled path tθ the point stays balanced DNC with α = t^{L+1}·α_large, so its
     # loss is ℓ_DNC(α) and its maximum is at the small root, exactly
     small = T.dnc_scale_roots(K, n, L, lam)[0]
@@ -81,15 +85,18 @@ def test_origin_to_large_root_dnc_goes_through_a_saddle_below_the_straight_path(
     m = DeepUFM(spec)
     sampled = m.loss(torch.tensor(np.linspace(0, 1, 2001)[:, None] * dnc[None])).numpy()
     assert sampled.max() <= path_max + 1e-15
-    assert saddle.kind == "saddle" and saddle.grad_norm <= 1e-10
-    assert saddle.loss <= path_max + 1e-12
-    assert {0, 1} <= ends   # its ±ε descents reach both ends
-    # the straight path is a symmetric valley: its barrier is the small-root DNC point itself
-    assert saddle.loss == pytest.approx(path_max, abs=1e-12) and saddle.label == "DNC"
-    if saddle.hessian_index == 1:
-        assert {ts[0].min1_id, ts[0].min2_id} == {0, 1}
-    else:
-        assert att["outcome"] == f"connecting saddle of index {saddle.hessian_index}" and not ts
+    assert attempts[0]["pair"] == [0, 1] and attempts[0]["refined_by"] == "min-mode following"
+    assert all(a["outcome"] == "transition state" and a["index"] == 1 for a in attempts)
+    import networkx as nx
+    G = nx.Graph()
+    for t in ts:
+        saddle = pts[t.saddle_id]
+        assert saddle.kind == "saddle" and saddle.hessian_index == 1 and saddle.grad_norm <= 1e-10
+        G.add_edge(t.min1_id, t.min2_id, wall=saddle.loss)
+    path = nx.shortest_path(G, 0, 1)
+    assert len(path) >= 3      # through an intermediate minimum
+    walls = [G.edges[a, b]["wall"] for a, b in zip(path, path[1:])]
+    assert max(walls) < path_max - 1e-6
 
 
 def test_dnc_and_pairing_minima_are_joined_by_a_certified_transition_state(tmp_path):
@@ -191,3 +198,94 @@ def test_the_basin_graph_does_not_depend_on_the_thread_count(tmp_path):
         assert r.returncode == 0, r.stderr
         out[threads] = json.loads(r.stdout.strip().splitlines()[-1])
     assert out[1]["edges"] and out[1] == out[2]
+
+
+# ----- refinement to index 1: minimum-mode following ------------------------------------------------
+class _Quartic:
+    """f(x) = Σ_i (x_i² − 1)² on ℝ^P: minima at the corners of [−1, 1]^P, and at a point with k
+    zero coordinates (the rest ±1) a critical point of index k (∂²f = 12x² − 4: −4 at 0, 8 at ±1).
+    The model interface follow_min_mode needs, by hand."""
+
+    device, dtype = torch.device("cpu"), torch.float64
+
+    def for_rows(self, rows):
+        return self
+
+    def min_lambda(self, B):
+        return torch.full((B,), 1e-3, dtype=torch.float64)
+
+    def loss_and_grad(self, th):
+        return ((th ** 2 - 1) ** 2).sum(1), 4 * th * (th ** 2 - 1)
+
+    def hvp_operator(self, th):
+        d = 12 * th ** 2 - 4
+        return lambda v: d * v
+
+
+def test_min_mode_following_leaves_higher_index_saddles_for_index_one():
+    """From beside the index-2 and index-3 critical points of the quartic (where Newton's method
+    converges back to them), min-mode following ends at index-1 saddles: one coordinate 0, the
+    others ±1, to 1e-12."""
+    from landscape.engines.minmode import MinModeOptions, follow_min_mode
+
+    starts = torch.tensor([[0.05, 0.02, 1.0], [0.01, -0.03, 0.02], [0.3, -0.2, 0.9], [1.0, 1e-4, -1.0]],
+                          dtype=torch.float64)
+    r = follow_min_mode(_Quartic(), starts, MinModeOptions(tol=1e-12))
+    assert list(r.stop_reason) == ["converged"] * 4
+    x = r.theta.numpy()
+    assert ((np.abs(x) < 1e-12).sum(axis=1) == 1).all()                      # one zero coordinate
+    assert (np.abs(np.abs(x[np.abs(x) >= 1e-12]) - 1) < 1e-12).all()          # the others at ±1
+    np.testing.assert_allclose(r.lowest, -4.0, atol=1e-12)                    # its one negative mode
+    np.testing.assert_allclose(r.second, 8.0, atol=1e-9)
+
+
+def test_min_mode_following_ends_at_index_one_where_newton_returns_to_index_three():
+    """The straight band from the origin to the large-root DNC point of K=3, n=2, d=4, L=2 climbs
+    to the small-root DNC point, a saddle of index 3 (MODEL.md §6). Started beside it, Newton-MR
+    returns to it; min-mode following descends two of its three negative modes and ends at a
+    certified index-1 saddle below it (index counted here from the dense Hessian, net of the
+    symmetry zero modes, by numpy)."""
+    from landscape.engines import StageConfig, run_pipeline
+    from landscape.engines.minmode import MinModeOptions, follow_min_mode
+
+    K, n, d, L, lam = 3, 2, 4, 2, 1e-2
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    m = DeepUFM(spec)
+    small = torch.tensor(T.dnc_point(spec, T.dnc_scale_roots(K, n, L, lam)[0]))
+    l_small = float(m.loss(small[None])[0])
+    start = small + 1e-3 * torch.randn(spec.P, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+    def negative_modes(th):
+        ev = np.linalg.eigvalsh(m.hessian(th).numpy())
+        return int((ev < -1e-6).sum())
+
+    assert negative_modes(small) == 3
+    newton = run_pipeline(m, start[None], [StageConfig(engine="newton", max_iter=100, tol=1e-10, stall_window=10)])
+    assert newton.stop_reason[0] == "converged" and negative_modes(newton.theta[0]) == 3
+    assert float(newton.loss[0]) == pytest.approx(l_small, abs=1e-12)
+    mm = follow_min_mode(m, start[None], MinModeOptions(max_iter=200))
+    assert mm.stop_reason[0] == "converged" and mm.grad_norm[0] <= 1e-8
+    assert negative_modes(mm.theta[0]) == 1 and float(mm.loss[0]) < l_small - 1e-6
+
+
+def test_the_default_study_transition_state_between_dnc_and_pairs(tmp_path):
+    """The default study's size (K=4, n=2, d=8, L=3, λ=1e-3): DNC and the pairing minimum, built
+    from their closed forms, are joined by the transition state an independent check found (own
+    loss from MODEL.md, exact Hessian, descents, and pele's DoubleEndedConnect on the same minima):
+    loss 0.0216797407 and barrier 5.247062e-4 out of DNC, here to 1e-10 and 1e-9."""
+    K, n, d, L, lam = 4, 2, 8, 3, 1e-3
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    dnc = T.dnc_point(spec, T.dnc_scale_roots(K, n, L, lam)[-1])
+    pairs = T.pairing_point(spec, T.pairing_scales(K, n, L, lam)[-1])
+    cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
+                                        "connect.max_pairs=1"], [dnc, pairs])
+    with store:
+        connect_minima(Session(cfg, store, lambda e: None))
+        ts = store.transition_states()
+        (att,) = store.get_meta("connect_attempts")
+        saddle = store.point(ts[0].saddle_id) if ts else None
+    assert att["outcome"] == "transition state" and att["refined_by"] == "min-mode following"
+    assert saddle.hessian_index == 1 and saddle.grad_norm <= 1e-10
+    assert saddle.loss == pytest.approx(0.0216797407, abs=1e-10)
+    out_of_dnc = ts[0].barrier1 if ts[0].min1_id == 0 else ts[0].barrier2
+    assert out_of_dnc == pytest.approx(5.247062e-4, abs=1e-9)

@@ -120,6 +120,52 @@ def lanczos_ritz_values(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torc
     return torch.linalg.eigvalsh(T)
 
 
+def lanczos_lowest(matvec: Callable[[torch.Tensor], torch.Tensor], v0: torch.Tensor,
+                   steps: int, vectors: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ritz values (B, k) ascending and the ``vectors`` lowest Ritz vectors (B, m, P) (unit norm,
+    m = min(vectors, k)) of B independent symmetric operators after k = min(steps, P) Lanczos
+    steps from v0 (B, P), with full reorthogonalisation against the stored basis (B, k, P), so the
+    lowest pairs are accurate, not only witnesses. A row whose Krylov space is exhausted (β ≈ 0)
+    stops growing: its remaining Ritz values are +inf (they never count as lowest). One (B, P)
+    product per step; no host synchronisation."""
+    B, P = v0.shape
+    k = max(1, min(int(steps), P))
+    dt, dev = v0.dtype, v0.device
+    tiny = torch.finfo(dt).tiny
+    eps = torch.finfo(dt).eps
+    Q = torch.zeros(B, k, P, dtype=dt, device=dev)
+    q = v0 / v0.norm(dim=1, keepdim=True).clamp(min=tiny)
+    alive = torch.ones(B, dtype=torch.bool, device=dev)
+    alphas = torch.zeros(B, k, dtype=dt, device=dev)
+    betas = torch.zeros(B, k, dtype=dt, device=dev)
+    for j in range(k):
+        Q[:, j] = q
+        w = matvec(q)
+        a = (w * q).sum(dim=1)
+        alphas[:, j] = torch.where(alive, a, torch.full_like(a, float("inf")))
+        # full reorthogonalisation (twice is enough: Kahan's "twice is enough")
+        for _ in range(2):
+            w = w - torch.einsum("bj,bjp->bp", torch.einsum("bjp,bp->bj", Q[:, :j + 1], w), Q[:, :j + 1])
+        b = w.norm(dim=1)
+        scale = alphas[:, :j + 1].abs().where(torch.isfinite(alphas[:, :j + 1]), torch.zeros_like(alphas[:, :j + 1]))
+        ok = b > 1e3 * eps * (scale.max(dim=1).values + 1.0)
+        betas[:, j] = torch.where(alive & ok, b, torch.zeros_like(b))
+        alive = alive & ok
+        q = torch.where(alive[:, None], w / b.clamp(min=tiny)[:, None], torch.zeros_like(w))
+    # the tridiagonal matrix; dead steps carry +inf on the diagonal and are decoupled (β = 0)
+    big = torch.finfo(dt).max ** 0.25
+    diag = torch.where(torch.isfinite(alphas), alphas, torch.full_like(alphas, big))
+    T = torch.diag_embed(diag)
+    if k > 1:
+        off = betas[:, :-1]
+        T = T + torch.diag_embed(off, offset=1) + torch.diag_embed(off, offset=-1)
+    vals, vecs = torch.linalg.eigh(T)
+    vals = torch.where(vals >= big * (1 - 1e-6), torch.full_like(vals, float("inf")), vals)
+    m = max(1, min(int(vectors), k))
+    V = torch.einsum("bjm,bjp->bmp", vecs[:, :, :m], Q)
+    return vals, V / V.norm(dim=2, keepdim=True).clamp(min=tiny)
+
+
 def _orthonormalise(W: torch.Tensor, basis: torch.Tensor | None, drop_tol: float,
                     proj: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Columns of W (P, b) made orthonormal, orthogonal to ``basis`` (P, m) and inside the range

@@ -12,11 +12,15 @@ hold basin counts, most-visited first, up to ``max_pairs``, plus the pairs the u
    artefact;
 2. runs a **nudged elastic band** with a climbing image for every pair at once
    (:func:`landscape.engines.neb.run_neb`, images × pairs on the leading dimension);
-3. **refines** the climbing image (and its two neighbours) with the study's saddle pipeline
-   (Newton-MR, which converges to the nearby critical point of any index) to ‖∇L‖ ≤ certify_tol,
-   deduplicates and analyses the results, and keeps an index-1 saddle (net of symmetry zero
-   modes) as the candidate transition state — or, when the band's barrier refines to a saddle of
-   higher index (a straight band between symmetric end points can be a symmetric valley whose
+3. **refines** the climbing image (and its two neighbours) by minimum-mode following
+   (:mod:`landscape.engines.minmode`: uphill along the lowest Hessian mode, downhill in its
+   complement, so it ends at index-1 saddles, not at the nearest critical point), polished with
+   the study's saddle pipeline (Newton-MR) to ‖∇L‖ ≤ certify_tol; rows where min-mode following
+   fails are refined by Newton-MR from the image (``[connect] refine = "newton"``: always), which
+   converges to the nearby critical point of any index. It deduplicates and analyses the results,
+   and keeps an index-1 saddle (net of symmetry zero modes; one found by min-mode following
+   first) as the candidate transition state — or, when the band's barrier refines only to a
+   saddle of higher index (a straight band between symmetric end points can be a symmetric valley whose
    highest point is such a saddle), records it as a *connecting saddle*: its descents join the
    basin graph, but it is not a transition state;
 4. **confirms** it: descents from ±ε along its negative eigenvector with the study's descent
@@ -46,6 +50,7 @@ from ..analysis.point import LEAF_KINDS
 from ..analysis.symmetry import align
 from ..core.validate import SpecError, check_bool, check_fields, check_int, check_number
 from ..engines import run_pipeline
+from ..engines.minmode import follow_min_mode
 from ..engines.neb import NEBOptions, run_neb
 from ..io.records import PointRecord, TransitionStateRecord
 from ..io.store import StudyStore
@@ -146,6 +151,13 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
         c = int(res.climbing[q])
         cand_idx.append([i for i in (c, c - 1, c + 1) if 1 <= i <= M])
     starts = torch.cat([res.images[q, cand_idx[q]] for q in range(Q)]).cpu()
+    by_minmode = np.zeros(starts.shape[0], dtype=bool)
+    if cfg.connect.refine == "minmode":
+        # climb the lowest mode, descend the rest: index-1 saddles; polish those with Newton-MR,
+        # and fall back to Newton-MR from the image where it failed
+        mm = follow_min_mode(model, starts, cfg.connect.minmode_options())
+        by_minmode = mm.converged
+        starts = torch.where(torch.from_numpy(by_minmode)[:, None], mm.theta.to(starts.dtype), starts)
     ref = run_pipeline(model, starts, list(cfg.saddles.stages))
     new: list[dict] = []
     ok = session.certified(ref)
@@ -160,18 +172,22 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
                "neb_force": float(res.force[q]), "path_max_loss": float(res.loss[q].max()),
                "path_length": float(res.length[q]), "saddle_id": None, "joins": [], "outcome": "no index-1 saddle"}
         cands = []
+        rec["minmode_converged"] = int(by_minmode[r:r + len(cand_idx[q])].sum())
         for i in cand_idx[q]:
             pid = ids.get(r)
+            mm_row = bool(by_minmode[r])
             r += 1
             if pid is None:
                 continue
             p = store.point(pid)
             if p.kind == "saddle":
-                # index 1 first, then the saddle nearest the climbing image's loss
-                cands.append((p.hessian_index != 1, abs(p.loss - float(res.loss[q, i])), pid))
+                # index 1 first, then what min-mode following found, then the saddle nearest the
+                # climbing image's loss
+                cands.append((p.hessian_index != 1, not mm_row, abs(p.loss - float(res.loss[q, i])), pid, mm_row))
         if cands:
-            _, _, sid = min(cands)
+            *_, sid, mm_row = min(cands)
             rec["saddle_id"] = sid
+            rec["refined_by"] = "min-mode following" if mm_row else "newton-mr"
             saddle = store.point(sid)
             if not any(e.saddle_id == sid for e in store.edges()):
                 session.connect(saddle)
@@ -226,7 +242,8 @@ def connect_minima(session: ConnectSession) -> int:
             a, b = rec["pair"]
             tried.add(tuple(sorted((a, b))))
             attempts.append({k: rec.get(k) for k in ("pair", "outcome", "saddle_id", "index", "joins", "neb_converged",
-                                                       "neb_iterations", "path_max_loss", "path_length")})
+                                                       "neb_iterations", "path_max_loss", "path_length",
+                                                       "refined_by", "minmode_converged")})
             if rec["outcome"] != "transition state":
                 continue
             sid = rec["saddle_id"]
@@ -236,7 +253,7 @@ def connect_minima(session: ConnectSession) -> int:
                 saddle_id=sid, min1_id=m1, min2_id=m2, barrier1=s_loss - losses.get(m1, store.point(m1).loss),
                 barrier2=s_loss - losses.get(m2, store.point(m2).loss), path_max_loss=rec["path_max_loss"],
                 path_length=rec["path_length"], pair_a=a, pair_b=b,
-                details={k: rec[k] for k in ("neb_converged", "neb_iterations", "neb_force")})])
+                details={k: rec.get(k) for k in ("neb_converged", "neb_iterations", "neb_force", "refined_by")})])
             losses.update({p.id: p.loss for p in store.points()})
             if {m1, m2} != {a, b}:  # DoubleEndedConnect: search the unconnected ends with the nearer new minimum
                 pa = store.point(a).params

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ..core.validate import SpecError, check_bool, check_fields, check_int, check_number
+from ..core.validate import SpecError, check_bool, check_choice, check_fields, check_int, check_number
+
+#: Refinements of a band's climbing image (``[connect] refine``).
+REFINE_METHODS = ("minmode", "newton")
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,11 @@ class ConnectSettings:
     * ``neb_iter``, ``neb_tol``: band iterations and the force tolerance (largest image force) at
       which a band has converged; ``neb_dt``: FIRE's first step.
     * ``max_depth``: rounds of the DoubleEndedConnect-style recursion on unconnected sub-pairs.
+    * ``refine``: how the climbing image (and its neighbours) is refined to a saddle: ``minmode``
+      (minimum-mode following, :mod:`landscape.engines.minmode`: uphill along the lowest mode,
+      downhill in its complement, so it ends at index-1 saddles; rows where it fails fall back to
+      Newton-MR from the image) or ``newton`` (Newton-MR from the image: the nearest critical
+      point of any index); ``minmode_iter``: its iterations.
     """
 
     max_pairs: int = 6
@@ -33,6 +41,8 @@ class ConnectSettings:
     neb_tol: float = 1e-4
     neb_dt: float = 0.02
     max_depth: int = 2
+    refine: str = "minmode"
+    minmode_iter: int = 100
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConnectSettings":
@@ -52,12 +62,20 @@ class ConnectSettings:
                    neb_iter=check_int("connect.neb_iter", d.get("neb_iter", dflt.neb_iter), 1),
                    neb_tol=check_number("connect.neb_tol", d.get("neb_tol", dflt.neb_tol)),
                    neb_dt=check_number("connect.neb_dt", d.get("neb_dt", dflt.neb_dt)),
-                   max_depth=check_int("connect.max_depth", d.get("max_depth", dflt.max_depth), 0))
+                   max_depth=check_int("connect.max_depth", d.get("max_depth", dflt.max_depth), 0),
+                   refine=check_choice("connect.refine", d.get("refine", dflt.refine), REFINE_METHODS),
+                   minmode_iter=check_int("connect.minmode_iter", d.get("minmode_iter", dflt.minmode_iter), 1))
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["pairs"] = [list(p) for p in self.pairs]
         return out
+
+    def minmode_options(self):
+        """The refinement's :class:`landscape.engines.minmode.MinModeOptions`."""
+        from ..engines.minmode import MinModeOptions
+
+        return MinModeOptions(max_iter=self.minmode_iter)
 
     def neb_options(self):
         """The band's :class:`landscape.engines.neb.NEBOptions`."""

@@ -223,12 +223,22 @@ def paired_rows(sweep: SweepConfig, out_dir: str | Path, finished: Iterable[str]
 # ----------------------------------------------------------------------------------------------
 # Running
 # ----------------------------------------------------------------------------------------------
+def _normalised(study: dict) -> dict:
+    """A stored study configuration as this version reads it (fields added since with their
+    defaults, which keep the old behaviour), so a folder written by an earlier version resumes;
+    the raw dict where it does not parse."""
+    try:
+        return json.loads(json.dumps(StudyConfig.from_dict(study).to_dict()))
+    except (SpecError, TypeError, ValueError, KeyError):
+        return study
+
+
 def _finished_summary(cell: Cell, cell_dir: Path) -> dict | None:
     """The cell's summary if its study finished with this exact configuration, else None."""
     summary_path, config_path = cell_dir / FILES["summary"], cell_dir / FILES["config"]
     if not (summary_path.is_file() and config_path.is_file()):
         return None
-    if read_json(config_path) != json.loads(json.dumps(cell.config.to_dict())):
+    if _normalised(read_json(config_path)) != json.loads(json.dumps(cell.config.to_dict())):
         raise SpecError(f"{cell_dir} holds a study with a different configuration than cell {cell.name}; "
                         "use another --out")
     summary = read_json(summary_path)
@@ -286,6 +296,11 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
             raise SpecError(f"{exc}; the finished cells are kept: move {sweep_json} away and run the same command "
                             "to rebuild it") from None
         previous = previous.get("sweep_config")
+        if isinstance(previous, dict) and previous != effective:
+            try:
+                previous = json.loads(json.dumps(SweepConfig.from_dict(previous).to_dict()))
+            except (SpecError, TypeError, ValueError, KeyError):
+                pass
         if previous != effective:
             raise SpecError(f"{out} already holds a different sweep (its sweep.json differs); "
                             "use another --out, or the same file and --set options to resume it")

@@ -1,0 +1,79 @@
+"""λ cells as one batch (per-row λ) against the same cells one after another: wall time and answers.
+
+Runs the paper's weight-decay axis (``--preset paper-lambda``: K=10, n=5, L=2, GD lr 0.5 then the
+Newton polish) at a small width twice into fresh folders: first with the in-process executor
+(cells one after the other, each unit one batched computation refilled at the working batch),
+then with the default :class:`landscape.study.joint.JointExecutor` (the same-index units of all λ
+cells as one batch with λ per row, so that no cell runs its tail alone). Both in this process,
+with torch's default thread count. Checks that both give the same prevalence table (counts per
+label, uncertified counts, distinct points) and reports the ratio as measured, whatever it is.
+
+Run: ``python benchmarks/bench_joint.py`` (a few minutes on 2 cores); ``--set KEY=VALUE``
+changes the sweep (e.g. ``--set d=30``, ``--set 'sweep.lambda=[...]'``). Results go to
+``benchmarks/results/joint.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from landscape.study.executors import InProcessExecutor
+from landscape.study.joint import JointExecutor
+from landscape.study.sweep import load_sweep, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SET = ["d=10", "trajectories=64", "batch_size=64",
+               "sweep.lambda=[0.00390625, 0.001953125, 0.0009765625, 0.00048828125, 0.000244140625]"]
+#: Columns that must agree between the two executors.
+SAME = ("n_trajectories", "dnc_count", "uncertified_count", "n_distinct_points", "mean_logit_rank")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/joint.json"))
+    args = ap.parse_args()
+    overrides = DEFAULT_SET + args.overrides
+    sweep = load_sweep(None, overrides, preset="paper-lambda")
+    print(f"sweep {sweep.name}: {len(sweep.cells)} cells at P={sweep.cells[0].config.model.P}; "
+          f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        alone = run_sweep(sweep, Path(tmp) / "alone", executor=InProcessExecutor(), progress=False)
+        t_alone = time.perf_counter() - t
+        print(f"cell after cell: {t_alone:.1f} s")
+        joint = JointExecutor()
+        t = time.perf_counter()
+        pooled = run_sweep(sweep, Path(tmp) / "joint", executor=joint, progress=False)
+        t_joint = time.perf_counter() - t
+        print(f"one batch ({joint.joint_batches} joint units): {t_joint:.1f} s; ratio {t_alone / t_joint:.2f}")
+
+    def key(rows):
+        return [({k: r[k] for k in SAME}, {k: v for k, v in r.items() if k.startswith("count_")}) for r in rows]
+
+    same = key(alone["prevalence"]) == key(pooled["prevalence"])
+    result = {
+        "what": "paper-lambda cells one after another (inprocess) vs as one batch with per-row λ (joint)",
+        "date": time.strftime("%Y-%m-%d"), "overrides": overrides, "n_cells": len(sweep.cells),
+        "P": sweep.cells[0].config.model.P,
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads()},
+        "cell_after_cell_s": t_alone, "one_batch_s": t_joint, "speedup": t_alone / t_joint,
+        "joint_units": joint.joint_batches, "same_prevalence": same,
+        "cell_times_s": {c["name"]: c["wall_time_s"] for c in alone["cells"]},
+        "prevalence": pooled["prevalence"], "paired": pooled["paired"],
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"same prevalence: {same}; written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
