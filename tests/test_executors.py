@@ -162,7 +162,7 @@ def _assert_same_answers(got: dict, ref: dict) -> None:
         for pid, (kind, label, loss) in g["points"].items():
             assert (kind, label) == r["points"][pid][:2], f"cell {name}, point {pid}"
             assert abs(loss - r["points"][pid][2]) <= LOSS_RTOL * abs(loss), f"cell {name}, point {pid}: loss"
-    skip = {"dynamics", "wall_time_s"}   # how it ran and how long it took, not what it found
+    skip = {"dynamics", "wall_time_s", "trajectory_time_s"}   # how it ran and how long it took, not what it found
     assert [{k: v for k, v in row.items() if k not in skip} for row in got["prevalence"]] == \
         [{k: v for k, v in row.items() if k not in skip} for row in ref["prevalence"]]
 

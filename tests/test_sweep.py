@@ -299,3 +299,31 @@ def test_lambda_cells_advance_as_one_batch_and_store_what_they_store_alone(tmp_p
         assert [r[4] for r in a] == pytest.approx([r[4] for r in b], rel=1e-12, abs=1e-14)
         # a step that meets a tolerance to round-off may be taken once more or less
         assert all(abs(x[2] - y[2]) <= 1 for x, y in zip(a, b))
+
+
+def test_a_structure_keeps_its_name_across_cells(tmp_path):
+    """simplex(8)+pair at d = 20, 50 and 100 (K = 10), with other rotations and another order of
+    the classes in every cell, is one label, so the prevalence table gives it one column whatever
+    point ids and class orders each cell had."""
+    import numpy as np
+    from scipy.stats import ortho_group
+
+    from landscape.analysis import theory as T
+    from landscape.analysis.structure import analyse_structure
+    from landscape.analysis.symmetry import relabel_classes
+    from landscape.core.model import ModelSpec
+
+    names = set()
+    rows = []
+    for k, d in enumerate((20, 50, 100)):
+        spec = ModelSpec(K=10, n=1, d=d, L=2, lam=2.0 ** -10)
+        Zb = T.block_Zbar(10, [(tuple(range(8)), 7.0), ((8, 9), 4.0)])
+        th = T.balanced_point(spec, Zb, rotations=[ortho_group.rvs(d, random_state=k + s) for s in range(2)])
+        th = relabel_classes(spec, th, np.random.default_rng(k).permutation(10))
+        label = analyse_structure(spec, th).label
+        names.add(label)
+        rows.append({"cell": f"d={d}", "d": d, "n_trajectories": 4, f"count_{label}": 4, f"frac_{label}": 1.0})
+    assert names == {"simplex(8)+pair"}
+    write_prevalence_csv(tmp_path / "p.csv", [{**{k: 0 for k in PREVALENCE_FIELDS}, **r} for r in rows], ["d"])
+    header = (tmp_path / "p.csv").read_text().splitlines()[0].split(",")
+    assert header.count("count_simplex(8)+pair") == 1

@@ -1,0 +1,101 @@
+"""Transition states among the minima of a finished study: min-mode following against Newton-MR.
+
+Copies a finished study's database to a temporary folder (the original is never written) and
+runs the batched double-ended search (:func:`landscape.study.connect.connect_minima`: aligned
+NEB bands for every pair of minima that hold basin counts, DoubleEndedConnect-style recursion)
+twice from the same stored minima, side by side: once refining each band's climbing image by
+minimum-mode following (the default, ``[connect] refine = "minmode"``) and once by Newton-MR (the
+0.2 refinement, ``refine = "newton"``). Reports per method: pairs tried, their outcomes, the
+transition states (index, the labels they join, both barriers), how many components the minima
+with basin counts form before and after (joined through certified index-1 transition states), and
+the wall time.
+
+``python benchmarks/bench_connect.py [--study DIR] [--max-pairs N] [--max-depth D]``
+(default: ``data/paper/width/cells/d=70``, the paper's size, 6 pairs); results go to
+``benchmarks/results/connect.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import networkx as nx
+import torch
+
+from landscape.io.store import StudyStore
+from landscape.study.config import StudyConfig
+from landscape.study.connect import ConnectSettings, connect_minima
+from landscape.study.run import Session
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def components(store: StudyStore) -> int:
+    """Connected components of the minima that hold basin counts, joined by stored transition states."""
+    counts = store.basin_counts()
+    held = [p.id for p in store.points() if p.kind == "minimum" and counts.get(p.id, 0) > 0]
+    G = nx.Graph()
+    G.add_nodes_from(held)
+    G.add_edges_from((t.min1_id, t.min2_id) for t in store.transition_states())
+    return nx.number_connected_components(G.subgraph(held))
+
+
+def run(study: Path, refine: str, max_pairs: int, max_depth: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(study / "study.sqlite", Path(tmp) / "study.sqlite")
+        with StudyStore.open(Path(tmp)) as store:
+            cfg = StudyConfig.from_dict(store.config)
+            cfg = replace(cfg, connect=ConnectSettings(max_pairs=max_pairs, max_depth=max_depth, refine=refine))
+            before = components(store)
+            session = Session(cfg, store, lambda e: None)
+            t = time.perf_counter()
+            n = connect_minima(session)
+            wall = time.perf_counter() - t
+            pts = {p.id: p for p in store.points()}
+            ts = [{"saddle": t.saddle_id, "index": pts[t.saddle_id].hessian_index, "loss": pts[t.saddle_id].loss,
+                   "joins": [t.min1_id, t.min2_id], "labels": [pts[t.min1_id].label, pts[t.min2_id].label],
+                   "barriers": [t.barrier1, t.barrier2], "refined_by": (t.details or {}).get("refined_by")}
+                  for t in store.transition_states()]
+            attempts = store.get_meta("connect_attempts", [])
+            after = components(store)
+    print(f"{refine}: {n} transition states from {len(attempts)} pairs in {wall:.0f} s; components {before} → {after}; "
+          + "; ".join(f"{'–'.join(map(str, r['labels']))} {r['barriers'][0]:.3g}/{r['barriers'][1]:.3g}" for r in ts),
+          flush=True)
+    return {"refine": refine, "pairs_tried": len(attempts), "transition_states": n, "wall_s": wall,
+            "components_before": before, "components_after": after, "records": ts,
+            "outcomes": [{k: a.get(k) for k in ("pair", "outcome", "index", "refined_by", "minmode_converged")}
+                         for a in attempts]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", default=str(ROOT / "data/paper/width/cells/d=70"))
+    ap.add_argument("--max-pairs", type=int, default=6)
+    ap.add_argument("--max-depth", type=int, default=2)
+    ap.add_argument("--methods", nargs="+", default=["minmode", "newton"], choices=["minmode", "newton"])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/connect.json"))
+    args = ap.parse_args()
+    study = Path(args.study)
+    with StudyStore.open(study, readonly=True) as store:
+        P = StudyConfig.from_dict(store.config).model.P
+    rows = [run(study, m, args.max_pairs, args.max_depth) for m in args.methods]
+    result = {"what": "connect_minima on a finished study's minima: min-mode following vs Newton-MR refinement",
+              "date": time.strftime("%Y-%m-%d"), "study": str(study.relative_to(ROOT) if study.is_relative_to(ROOT) else study),
+              "P": P, "max_pairs": args.max_pairs, "max_depth": args.max_depth,
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                          "torch_threads": torch.get_num_threads()},
+              "runs": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
