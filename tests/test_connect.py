@@ -289,3 +289,64 @@ def test_the_default_study_transition_state_between_dnc_and_pairs(tmp_path):
     assert saddle.loss == pytest.approx(0.0216797407, abs=1e-10)
     out_of_dnc = ts[0].barrier1 if ts[0].min1_id == 0 else ts[0].barrier2
     assert out_of_dnc == pytest.approx(5.247062e-4, abs=1e-9)
+
+
+# ----- the connect strategy over all minima (DoubleEndedConnect) ------------------------------------
+def test_plan_path_goes_through_an_intermediate_minimum_on_a_line():
+    """Three minima on a line, A — B — C at distances 1 and 1 (A to C: 2): the cheapest path by
+    distance² from A's component to C goes through B (1 + 1 < 4), so the pairs are (A, B), (B, C);
+    once A–B is joined (weight 0) only (B, C) is left; once B–C failed, A–C is the way; joined,
+    nothing is left."""
+    import networkx as nx
+
+    from landscape.study.connect import plan_path
+
+    pos = {0: 0.0, 1: 1.0, 2: 2.0}
+    d2 = lambda a, b: (pos[a] - pos[b]) ** 2   # noqa: E731
+    uf = nx.utils.UnionFind([0, 1, 2])
+    assert plan_path([0, 2], [0, 1, 2], d2, uf, set()) == ([(0, 1), (1, 2)], "")
+    uf.union(0, 1)
+    assert plan_path([0, 2], [0, 1, 2], d2, uf, set()) == ([(1, 2)], "")
+    assert plan_path([0, 2], [0, 1, 2], d2, uf, {frozenset((1, 2))}) == ([(0, 2)], "")
+    assert plan_path([0, 2], [0, 1, 2], d2, uf, {frozenset((1, 2)), frozenset((0, 2))}) == ([], "no untried pair left")
+    uf.union(1, 2)
+    assert plan_path([0, 2], [0, 1, 2], d2, uf, set()) == ([], "connected")
+    # the nearest outside minimum first, whatever its rank among the held ones
+    pos.update({3: 10.0})
+    uf = nx.utils.UnionFind([0, 1, 2, 3])
+    assert plan_path([0, 3, 2], [0, 1, 2, 3], d2, uf, set())[0][-1] == (1, 2)
+
+
+def test_graph_strategy_joins_every_minimum_holding_a_count(tmp_path):
+    """Origin, the rank-one minimum between them and large-root DNC (K=3, n=2, d=4, L=2, λ=1e-2),
+    all three holding basin counts: the graph strategy searches until they are one component
+    through certified index-1 transition states, and its report says so."""
+    K, n, d, L, lam = 3, 2, 4, 2, 1e-2
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    dnc = T.dnc_point(spec, T.dnc_scale_roots(K, n, L, lam)[-1])
+    # the intermediate minimum: descend from the index-1 saddle beside the small-root DNC point
+    from landscape.engines import StageConfig, run_pipeline
+    from landscape.engines.minmode import follow_min_mode
+
+    m = DeepUFM(spec)
+    small = torch.tensor(T.dnc_point(spec, T.dnc_scale_roots(K, n, L, lam)[0]))
+    ts = follow_min_mode(m, (small * 1.01)[None]).theta
+    v = torch.linalg.eigh(m.hessian(ts[0]))[1][:, 0]
+    down = [ts[0] + s * 1e-3 * v for s in (1, -1)]
+    ends = run_pipeline(m, torch.stack(down), [StageConfig(engine="lbfgs", max_iter=3000, tol=1e-11),
+                                               StageConfig(engine="newton", max_iter=50, tol=1e-12, stall_window=10)])
+    mid = next(th for th, l in zip(ends.theta, ends.loss) if 0.2 < l < 1.0).numpy()
+    cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
+                                        "connect.max_pairs=6"], [np.zeros(spec.P), mid, dnc])
+    with store:
+        connect_minima(Session(cfg, store, lambda e: None))
+        report = store.get_meta("connect_report")
+        ts_rec = store.transition_states()
+        pts = {p.id: p for p in store.points()}
+    assert report["strategy"] == "graph" and report["components_before"] == 3
+    assert report["components_after"] == 1 and report["stopped"] == "connected"
+    assert 2 <= report["pairs_tried"] <= 6 and report["transition_states"] == len(ts_rec) >= 2
+    assert all(pts[t.saddle_id].hessian_index == 1 for t in ts_rec)
+    import networkx as nx
+    G = nx.Graph([(t.min1_id, t.min2_id) for t in ts_rec])
+    assert nx.has_path(G, 0, 2) and nx.has_path(G, 0, 1)

@@ -215,12 +215,97 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
     return out
 
 
+#: Meta key of the connect phase's report (strategy, pairs tried, components, what stopped it).
+REPORT_KEY = "connect_report"
+
+
+def held_minima(store: StudyStore) -> list[int]:
+    """Minima that hold basin counts, most-visited first."""
+    counts = store.basin_counts()
+    kind = {p.id: p.kind for p in store.points()}
+    return sorted((pid for pid, c in counts.items() if c > 0 and kind.get(pid) in LEAF_KINDS),
+                  key=lambda pid: (-counts[pid], pid))
+
+
+def components_of(held: list[int], uf: nx.utils.UnionFind) -> int:
+    """How many components the minima ``held`` form, joined through stored transition states."""
+    return len({uf[m] for m in held})
+
+
+def plan_path(held: list[int], minima: list[int], dist2, uf: nx.utils.UnionFind,
+              failed: set) -> tuple[list[tuple[int, int]], str]:
+    """The next pairs to search, as pele's DoubleEndedConnect chooses them: on the complete graph
+    of ``minima`` with edge weight 0 between minima already joined by transition states, ∞ (no
+    edge) for pairs in ``failed`` (frozensets: searched without joining them), and the aligned
+    distance² ``dist2(a, b)`` otherwise, the cheapest path from the component of the most-visited
+    minimum ``held[0]`` to a minimum of ``held`` outside it (the nearest such, ties to the
+    most-visited); its edges between different components are the pairs. Returns (pairs, "") or
+    ([], why): "connected" (every held minimum in one component) or "no untried pair left"."""
+    if not held:
+        return [], "connected"
+    root = uf[held[0]]
+    outside = [m for m in held if uf[m] != root]
+    if not outside:
+        return [], "connected"
+    G = nx.Graph()
+    G.add_nodes_from(minima)
+    for i, a in enumerate(minima):
+        for b in minima[i + 1:]:
+            if uf[a] == uf[b]:
+                G.add_edge(a, b, weight=0.0)
+            elif frozenset((a, b)) not in failed:
+                G.add_edge(a, b, weight=float(dist2(a, b)))
+    sources = {m for m in minima if uf[m] == root}
+    dist, paths = nx.multi_source_dijkstra(G, sources, weight="weight")
+    reachable = [m for m in outside if m in dist]
+    if not reachable:
+        return [], "no untried pair left"
+    target = min(reachable, key=lambda m: (dist[m], held.index(m)))
+    path = paths[target]
+    return [(a, b) for a, b in zip(path, path[1:]) if uf[a] != uf[b]], ""
+
+
+def _record_round(session: ConnectSession, found: list[dict], attempts: list, tried: set, losses: dict) -> list:
+    """Store the transition states of one round of :func:`search_pairs` and append its attempts;
+    returns the sub-pairs DoubleEndedConnect would search next (each end of a pair whose transition
+    state joined other minima, with the nearer of those minima)."""
+    store = session.store
+    nxt = []
+    for rec in found:
+        a, b = rec["pair"]
+        tried.add(tuple(sorted((a, b))))
+        attempts.append({k: rec.get(k) for k in ("pair", "outcome", "saddle_id", "index", "joins", "neb_converged",
+                                                   "neb_iterations", "path_max_loss", "path_length",
+                                                   "refined_by", "minmode_converged")})
+        if rec["outcome"] != "transition state":
+            continue
+        sid = rec["saddle_id"]
+        m1, m2 = rec["joins"][:2]
+        s_loss = store.point(sid).loss
+        store.add_transition_states([TransitionStateRecord(
+            saddle_id=sid, min1_id=m1, min2_id=m2, barrier1=s_loss - losses.get(m1, store.point(m1).loss),
+            barrier2=s_loss - losses.get(m2, store.point(m2).loss), path_max_loss=rec["path_max_loss"],
+            path_length=rec["path_length"], pair_a=a, pair_b=b,
+            details={k: rec.get(k) for k in ("neb_converged", "neb_iterations", "neb_force", "refined_by")})])
+        losses.update({p.id: p.loss for p in store.points()})
+        if {m1, m2} != {a, b}:
+            pa = store.point(a).params
+            near_a = min((m1, m2), key=lambda m: align(session.cfg.model, pa, store.point(m).params)[1]["distance"])
+            other = m2 if near_a == m1 else m1
+            nxt += [(a, near_a), (other, b)]
+    store.set_meta(ATTEMPTS_KEY, attempts)
+    return nxt
+
+
 def connect_minima(session: ConnectSession) -> int:
-    """Join pairs of minima by transition states (module docstring); returns how many transition
-    states are stored after it. Nothing to do when ``max_pairs`` is 0 and no pair is named."""
+    """Join the minima by transition states (module docstring); returns how many transition states
+    are stored after it. Nothing to do when ``max_pairs`` is 0 and no pair is named. Writes the
+    phase's report (:data:`REPORT_KEY`): strategy, pairs tried, transition states, components of
+    the minima holding basin counts before and after, and what stopped it."""
     cfg, store = session.cfg.connect, session.store
     if cfg.max_pairs == 0 and not cfg.pairs:
         return len(store.transition_states())
+    t0 = time.perf_counter()
     attempts = store.get_meta(ATTEMPTS_KEY, [])
     tried = {tuple(sorted(x["pair"])) for x in attempts}
     todo, skipped = candidate_pairs(store.points(), store.basin_counts(), cfg)
@@ -231,38 +316,71 @@ def connect_minima(session: ConnectSession) -> int:
     if skipped:
         store.set_meta(ATTEMPTS_KEY, attempts)
     losses = {p.id: p.loss for p in store.points()}
-    for depth in range(cfg.max_depth + 1):
-        uf = _joined(store)
-        todo = [(a, b) for a, b in todo if tuple(sorted((a, b))) not in tried and uf[a] != uf[b]]
-        if not todo:
-            break
-        found = search_pairs(session, todo)
-        nxt = []
-        for rec in found:
-            a, b = rec["pair"]
-            tried.add(tuple(sorted((a, b))))
-            attempts.append({k: rec.get(k) for k in ("pair", "outcome", "saddle_id", "index", "joins", "neb_converged",
-                                                       "neb_iterations", "path_max_loss", "path_length",
-                                                       "refined_by", "minmode_converged")})
-            if rec["outcome"] != "transition state":
-                continue
-            sid = rec["saddle_id"]
-            m1, m2 = rec["joins"][:2]
-            s_loss = store.point(sid).loss
-            store.add_transition_states([TransitionStateRecord(
-                saddle_id=sid, min1_id=m1, min2_id=m2, barrier1=s_loss - losses.get(m1, store.point(m1).loss),
-                barrier2=s_loss - losses.get(m2, store.point(m2).loss), path_max_loss=rec["path_max_loss"],
-                path_length=rec["path_length"], pair_a=a, pair_b=b,
-                details={k: rec.get(k) for k in ("neb_converged", "neb_iterations", "neb_force", "refined_by")})])
-            losses.update({p.id: p.loss for p in store.points()})
-            if {m1, m2} != {a, b}:  # DoubleEndedConnect: search the unconnected ends with the nearer new minimum
-                pa = store.point(a).params
-                near_a = min((m1, m2), key=lambda m: align(session.cfg.model, pa, store.point(m).params)[1]["distance"])
-                other = m2 if near_a == m1 else m1
-                nxt += [(a, near_a), (other, b)]
-        store.set_meta(ATTEMPTS_KEY, attempts)
-        session.report({"phase": "transition_states", "unit": session.next_unit - 1, "done": depth + 1,
-                        "total": cfg.max_depth + 1,
-                        "note": f"{sum(r['outcome'] == 'transition state' for r in found)} of {len(found)} pairs joined"})
-        todo = [(x, y) for x, y in nxt if x != y]
+    held = held_minima(store)
+    before = components_of(held, _joined(store))
+    n_before = len(attempts)
+    if cfg.strategy == "pairs":
+        stopped = "the listed pairs and max_depth rounds are done"
+        for depth in range(cfg.max_depth + 1):
+            uf = _joined(store)
+            todo = [(a, b) for a, b in todo if tuple(sorted((a, b))) not in tried and uf[a] != uf[b]]
+            if not todo:
+                break
+            found = search_pairs(session, todo)
+            nxt = _record_round(session, found, attempts, tried, losses)
+            session.report({"phase": "transition_states", "unit": session.next_unit - 1, "done": depth + 1,
+                            "total": cfg.max_depth + 1,
+                            "note": f"{sum(r['outcome'] == 'transition state' for r in found)} of {len(found)} pairs joined"})
+            todo = [(x, y) for x, y in nxt if x != y]
+    else:
+        spec = session.cfg.model
+        params: dict[int, np.ndarray] = {}
+        cache: dict[frozenset, float] = {}
+
+        def dist2(a: int, b: int) -> float:
+            key = frozenset((a, b))
+            if key not in cache:
+                for m in (a, b):
+                    if m not in params:
+                        params[m] = store.point(m).params
+                cache[key] = align(spec, params[a], params[b])[1]["distance"] ** 2
+            return cache[key]
+
+        bad = {tuple(r["pair"]) for r in skipped}
+        named = [(a, b) for a, b in cfg.pairs if (a, b) not in bad and a != b and tuple(sorted((a, b))) not in tried]
+        rounds = 0
+        while True:
+            n_tried = len(attempts) - n_before
+            if time.perf_counter() - t0 > cfg.budget_s:
+                stopped = f"budget: {cfg.budget_s:g} s spent"
+                break
+            if n_tried >= cfg.max_pairs:
+                stopped = f"max_pairs: {cfg.max_pairs} pairs searched"
+                break
+            uf = _joined(store)
+            if named:
+                pairs, why, named = named, "", []
+            else:
+                kinds = {p.id: p.kind for p in store.points()}
+                minima = sorted(pid for pid, k in kinds.items() if k in LEAF_KINDS)
+                joined_pairs = {frozenset((t.min1_id, t.min2_id)) for t in store.transition_states()}
+                failed = {frozenset(p) for p in tried} - joined_pairs
+                pairs, why = plan_path(held, minima, dist2, uf, failed)
+            pairs = [p for p in pairs if tuple(sorted(p)) not in tried][:cfg.max_pairs - n_tried]
+            if not pairs:
+                stopped = why or "no untried pair left"
+                break
+            found = search_pairs(session, pairs)
+            _record_round(session, found, attempts, tried, losses)
+            rounds += 1
+            session.report({"phase": "transition_states", "unit": session.next_unit - 1, "done": rounds,
+                            "total": rounds,
+                            "note": f"{sum(r['outcome'] == 'transition state' for r in found)} of {len(found)} pairs joined"})
+    uf = _joined(store)
+    report = {"strategy": cfg.strategy, "pairs_tried": len(attempts) - n_before,
+              "transition_states": len(store.transition_states()), "held_minima": len(held),
+              "components_before": before, "components_after": components_of(held, uf),
+              "stopped": "connected" if held and components_of(held, uf) == 1 else stopped,
+              "wall_s": time.perf_counter() - t0}
+    store.set_meta(REPORT_KEY, report)
     return len(store.transition_states())

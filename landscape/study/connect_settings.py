@@ -11,19 +11,29 @@ from ..core.validate import SpecError, check_bool, check_choice, check_fields, c
 
 #: Refinements of a band's climbing image (``[connect] refine``).
 REFINE_METHODS = ("minmode", "newton")
+#: How the pairs to search are chosen (``[connect] strategy``).
+STRATEGIES = ("graph", "pairs")
 
 
 @dataclass(frozen=True)
 class ConnectSettings:
     """The ``[connect]`` table: which minima to join by transition states, and how.
 
-    * ``max_pairs``: pairs of minima that hold basin counts to connect, most-visited first
-      (0: no double-ended search); ``pairs``: further pairs of point ids the user names.
+    * ``strategy``: ``graph`` (pele's DoubleEndedConnect over all minima: on the graph of minima
+      with edge weight = aligned distance², 0 once joined by a transition state and ∞ once
+      searched in vain, search the cheapest path from the most-visited minimum's component to
+      the nearest minimum holding a basin count outside it, round after round, until every
+      minimum holding a count is in one component, ``max_pairs`` pairs were searched or
+      ``budget_s`` seconds are spent) or ``pairs`` (the ``max_pairs`` most-visited pairs, then
+      ``max_depth`` rounds of sub-pairs).
+    * ``max_pairs``: the most pairs searched (0: no double-ended search); ``pairs``: further
+      pairs of point ids the user names (searched first).
     * ``images``: interior images of each nudged elastic band; ``spring``: spring constant;
       ``climb``: a climbing image; ``doubly_nudged``: the DNEB spring-force correction.
     * ``neb_iter``, ``neb_tol``: band iterations and the force tolerance (largest image force) at
       which a band has converged; ``neb_dt``: FIRE's first step.
-    * ``max_depth``: rounds of the DoubleEndedConnect-style recursion on unconnected sub-pairs.
+    * ``max_depth``: rounds of the recursion on unconnected sub-pairs (``pairs`` strategy);
+      ``budget_s``: seconds the ``graph`` strategy may spend.
     * ``refine``: how the climbing image (and its neighbours) is refined to a saddle: ``minmode``
       (minimum-mode following, :mod:`landscape.engines.minmode`: uphill along the lowest mode,
       downhill in its complement, so it ends at index-1 saddles; rows where it fails fall back to
@@ -43,6 +53,8 @@ class ConnectSettings:
     max_depth: int = 2
     refine: str = "minmode"
     minmode_iter: int = 100
+    strategy: str = "graph"
+    budget_s: float = 1800.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConnectSettings":
@@ -64,7 +76,9 @@ class ConnectSettings:
                    neb_dt=check_number("connect.neb_dt", d.get("neb_dt", dflt.neb_dt)),
                    max_depth=check_int("connect.max_depth", d.get("max_depth", dflt.max_depth), 0),
                    refine=check_choice("connect.refine", d.get("refine", dflt.refine), REFINE_METHODS),
-                   minmode_iter=check_int("connect.minmode_iter", d.get("minmode_iter", dflt.minmode_iter), 1))
+                   minmode_iter=check_int("connect.minmode_iter", d.get("minmode_iter", dflt.minmode_iter), 1),
+                   strategy=check_choice("connect.strategy", d.get("strategy", dflt.strategy), STRATEGIES),
+                   budget_s=check_number("connect.budget_s", d.get("budget_s", dflt.budget_s)))
 
     def to_dict(self) -> dict:
         out = asdict(self)
