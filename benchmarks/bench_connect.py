@@ -10,9 +10,10 @@ transition states (index, the labels they join, both barriers), how many compone
 with basin counts form before and after (joined through certified index-1 transition states), and
 the wall time.
 
-``python benchmarks/bench_connect.py [--study DIR] [--max-pairs N] [--max-depth D]``
-(default: ``data/paper/width/cells/d=70``, the paper's size, 6 pairs); results go to
-``benchmarks/results/connect.json``.
+``python benchmarks/bench_connect.py [--study DIR] [--max-pairs N] [--max-depth D] [--strategy pairs|graph]
+[--methods minmode newton]`` (default: ``data/paper/width/cells/d=70``, the paper's size, the 6
+pairs among its four minima); results go to ``benchmarks/results/connect.json``
+(``--out`` elsewhere).
 """
 from __future__ import annotations
 
@@ -47,12 +48,13 @@ def components(store: StudyStore) -> int:
     return nx.number_connected_components(G.subgraph(held))
 
 
-def run(study: Path, refine: str, max_pairs: int, max_depth: int) -> dict:
+def run(study: Path, refine: str, max_pairs: int, max_depth: int, strategy: str = "pairs") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(study / "study.sqlite", Path(tmp) / "study.sqlite")
         with StudyStore.open(Path(tmp)) as store:
             cfg = StudyConfig.from_dict(store.config)
-            cfg = replace(cfg, connect=ConnectSettings(max_pairs=max_pairs, max_depth=max_depth, refine=refine))
+            cfg = replace(cfg, connect=ConnectSettings(max_pairs=max_pairs, max_depth=max_depth, refine=refine,
+                                                       strategy=strategy))
             before = components(store)
             session = Session(cfg, store, lambda e: None)
             t = time.perf_counter()
@@ -64,11 +66,13 @@ def run(study: Path, refine: str, max_pairs: int, max_depth: int) -> dict:
                    "barriers": [t.barrier1, t.barrier2], "refined_by": (t.details or {}).get("refined_by")}
                   for t in store.transition_states()]
             attempts = store.get_meta("connect_attempts", [])
+            store_report = store.get_meta("connect_report")
             after = components(store)
-    print(f"{refine}: {n} transition states from {len(attempts)} pairs in {wall:.0f} s; components {before} → {after}; "
+    report = store_report
+    print(f"{refine}/{strategy}: {n} transition states from {len(attempts)} pairs in {wall:.0f} s; components {before} → {after}; "
           + "; ".join(f"{'–'.join(map(str, r['labels']))} {r['barriers'][0]:.3g}/{r['barriers'][1]:.3g}" for r in ts),
           flush=True)
-    return {"refine": refine, "pairs_tried": len(attempts), "transition_states": n, "wall_s": wall,
+    return {"refine": refine, "strategy": strategy, "report": report, "pairs_tried": len(attempts), "transition_states": n, "wall_s": wall,
             "components_before": before, "components_after": after, "records": ts,
             "outcomes": [{k: a.get(k) for k in ("pair", "outcome", "index", "refined_by", "minmode_converged")}
                          for a in attempts]}
@@ -80,15 +84,18 @@ def main() -> None:
     ap.add_argument("--max-pairs", type=int, default=6)
     ap.add_argument("--max-depth", type=int, default=2)
     ap.add_argument("--methods", nargs="+", default=["minmode", "newton"], choices=["minmode", "newton"])
+    ap.add_argument("--strategy", default="pairs", choices=["pairs", "graph"],
+                    help="pairs: the max-pairs most-visited pairs and max-depth rounds (as measured first); "
+                         "graph: DoubleEndedConnect over all minima")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/connect.json"))
     args = ap.parse_args()
     study = Path(args.study)
     with StudyStore.open(study, readonly=True) as store:
         P = StudyConfig.from_dict(store.config).model.P
-    rows = [run(study, m, args.max_pairs, args.max_depth) for m in args.methods]
+    rows = [run(study, m, args.max_pairs, args.max_depth, args.strategy) for m in args.methods]
     result = {"what": "connect_minima on a finished study's minima: min-mode following vs Newton-MR refinement",
               "date": time.strftime("%Y-%m-%d"), "study": str(study.relative_to(ROOT) if study.is_relative_to(ROOT) else study),
-              "P": P, "max_pairs": args.max_pairs, "max_depth": args.max_depth,
+              "P": P, "max_pairs": args.max_pairs, "max_depth": args.max_depth, "strategy": args.strategy,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                           "torch_threads": torch.get_num_threads()},
               "runs": rows}
