@@ -201,7 +201,7 @@ def test_rank_distribution_against_x():
     np.testing.assert_array_equal(fig.data[0].x, [10, 10, 20, 20])     # sorted by d, then rank
     np.testing.assert_array_equal(fig.data[0].y, [5, 9, 5, 9])
     assert list(fig.data[0].text) == ["60", "20", "30", "50"]
-    assert fig.data[0].marker.size[0] == pytest.approx(8 + 46 * math.sqrt(0.6))
+    assert fig.data[0].marker.size[0] == pytest.approx(8 + 30 * math.sqrt(0.6))
     np.testing.assert_array_equal(fig.data[1].y, [6.0, 7.5])
     assert DYN in fig.layout.title.subtitle.text
 

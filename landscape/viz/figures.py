@@ -457,7 +457,7 @@ def rank_distribution_figure(rows: Sequence[Mapping], x: str, *, dynamics: str |
     fig = go.Figure(go.Scatter(
         x=xs, y=ys, mode="markers+text", name="starts at this rank", text=[str(c) for c in counts],
         textposition="middle right", customdata=np.stack([counts, fracs], axis=1) if xs else None,
-        marker={"size": [8 + 46 * math.sqrt(f) for f in fracs], "color": "#1f77b4", "opacity": 0.55,
+        marker={"size": [8 + 30 * math.sqrt(f) for f in fracs], "color": "#1f77b4", "opacity": 0.55,
                 "line": {"color": "white", "width": 1}},
         hovertemplate=f"{x} = %{{x:.6g}}<br>rank(Z) = %{{y}}<br>%{{customdata[0]:.0f}} starts "
                       "(%{customdata[1]:.3f})<extra></extra>"))

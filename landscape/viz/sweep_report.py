@@ -6,8 +6,8 @@ band, each label's and the uncertified fraction (:func:`landscape.viz.figures.pr
 the paper's Fig. 2 with thousands of starts and intervals), the stacked fractions per label
 (:func:`landscape.viz.figures.stacked_fractions_figure`) and the distribution of the logit rank
 with its mean (:func:`landscape.viz.figures.rank_distribution_figure`, the paper's Fig. 5). Then
-the accumulation curve of every finished cell (from its summary.json) and the table of paired
-differences between neighbouring cells that share their starts (sweep.json ``paired``). Reads
+the accumulation curve of every finished cell (from its summary.json) and, where neighbouring
+cells share their starts, the table of their paired differences (sweep.json ``paired``). Reads
 ``sweep.json``, ``prevalence.csv`` and the cells' summaries; writes ``report.html`` beside them.
 """
 from __future__ import annotations
@@ -98,15 +98,16 @@ def render_sweep_report(out_dir) -> str:
     acc = cell_accumulation(out, cells)
     if acc:
         figs.append(("accumulation-cells", figures.accumulation_cells_figure(acc, dynamics=" | ".join(dyn))))
+    paired = sweep.get("paired") or []
+    paired_part = [f"<h2>Paired differences of the {_e(label)} fraction</h2>",
+                   "<p class='note'>Neighbouring cells that start from the same points (common random numbers): "
+                   "start i is counted in both, so the difference first − second is of paired outcomes "
+                   "(Newcombe's paired interval).</p>", _paired_table(paired)] if paired else []
     return html_page(f"landscape sweep report: {name}", [
         f"<p class='note'>{len(rows)} of {len(cells)} cells finished; fractions are of all starts of each cell, "
         f"with {float(sweep.get('confidence', 0.95)):.0%} Wilson intervals; dynamics: {_e(' | '.join(dyn))}.</p>",
         "<h2>Cells</h2>", f"<table><tr><th class='l'>cell</th><th>status</th><th>starts</th></tr>{table}</table>",
-        f"<h2>Paired differences of the {_e(label)} fraction</h2>",
-        "<p class='note'>Neighbouring cells that start from the same points (common random numbers): start i "
-        "is counted in both, so the difference first − second is of paired outcomes (Newcombe's paired "
-        "interval).</p>", _paired_table(sweep.get("paired") or []),
-        "<h2>Figures</h2>", *figure_sections(figs)])
+        "<h2>Figures</h2>", *figure_sections(figs), *paired_part])
 
 
 def write_sweep_report(out_dir) -> Path:
