@@ -1,0 +1,78 @@
+"""The committed paper results (data/paper) checked by direct analysis, not by the code that made them.
+
+Every finished study folder under data/paper (sweep cells and the paper-fig2 study) is read with
+sqlite3 + numpy only: each distinct minimum's loss is recomputed from MODEL.md §2, the §4
+critical-point identities (balance, 1ᵀW_L = 0) are checked on its factors, a point labelled DNC
+has the closed-form DNC loss of MODEL.md §6 (its own brentq), and the counts of prevalence.csv and
+the paired 2×2 tables of sweep.json are recounted start by start from the databases.
+"""
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_net import _dnc_loss_from_model_md, _numpy_factors, _numpy_ufm_loss
+
+DATA_PAPER = Path(__file__).resolve().parents[1] / "data" / "paper"
+STUDIES = sorted(p.parent for p in DATA_PAPER.glob("**/summary.json") if (p.parent / "study.sqlite").is_file()) \
+    if DATA_PAPER.is_dir() else []
+SWEEPS = sorted(p.parent for p in DATA_PAPER.glob("*/sweep.json")) if DATA_PAPER.is_dir() else []
+
+
+def _read(folder: Path):
+    con = sqlite3.connect(f"file:{folder / 'study.sqlite'}?mode=ro", uri=True)
+    cfg = json.loads(con.execute("SELECT json FROM config WHERE id = 1").fetchone()[0])
+    points = con.execute("SELECT id, kind, label, loss, grad_norm, params, params_dtype FROM points").fetchall()
+    trajs = con.execute("SELECT t.idx, t.certified, p.label FROM trajectories t "
+                        "LEFT JOIN points p ON p.id = t.point_id").fetchall()
+    con.close()
+    return cfg, points, trajs
+
+
+@pytest.mark.parametrize("folder", STUDIES, ids=[str(p.relative_to(DATA_PAPER)) for p in STUDIES])
+def test_committed_minima_are_balanced_critical_points_with_their_closed_forms(folder):
+    cfg, points, _ = _read(folder)
+    m = cfg["model"]
+    K, n, d, L, lam = m["K"], m["n"], m["d"], m["L"], m["lambda"]
+    assert m.get("activation", "linear") == "linear" and "lambda_H" not in m and "lambda_W" not in m
+    dnc = _dnc_loss_from_model_md(K, n, L, lam)
+    minima = [p for p in points if p[1] == "minimum"]
+    assert minima
+    for pid, kind, label, loss, gnorm, blob, dt in minima:
+        theta = np.frombuffer(blob, dtype=np.dtype(dt))
+        assert abs(_numpy_ufm_loss(theta, K, n, d, L, lam, lam) - loss) <= 1e-12, pid
+        assert gnorm <= 1e-10
+        F = _numpy_factors(theta, K, n, d, L)
+        for l in range(L):     # equal λ: W_{l+1}ᵀW_{l+1} = W_lW_lᵀ (H₁ for l = 0)
+            lhs, rhs = F[l + 1].T @ F[l + 1], F[l] @ F[l].T
+            assert np.abs(lhs - rhs).max() <= 1e-8 * max(1.0, np.abs(lhs).max()), (pid, l)
+        assert np.abs(F[-1].sum(axis=0)).max() <= 1e-8
+        if label == "DNC":
+            assert loss == pytest.approx(dnc, abs=1e-10), pid
+
+
+@pytest.mark.parametrize("sweep", SWEEPS, ids=[p.name for p in SWEEPS])
+def test_prevalence_and_paired_tables_recount_from_the_databases(sweep):
+    rows = list(csv.DictReader((sweep / "prevalence.csv").open()))
+    record = json.loads((sweep / "sweep.json").read_text())
+    ends = {}
+    for r in rows:
+        _, _, trajs = _read(sweep / "cells" / r["cell"])
+        ends[r["cell"]] = {idx: (label if cert else None) for idx, cert, label in trajs}
+        labels = [v for v in ends[r["cell"]].values()]
+        assert int(r["n_trajectories"]) == len(labels)
+        assert int(r["dnc_count"]) == labels.count("DNC")
+        assert int(r["uncertified_count"]) == labels.count(None)
+        for key, value in r.items():
+            if key.startswith("count_"):
+                assert int(value) == labels.count(key[len("count_"):]), (r["cell"], key)
+    for p in record.get("paired", []):
+        a, b = ends[p["first"]], ends[p["second"]]
+        both = sum(a[i] == "DNC" and b[i] == "DNC" for i in a)
+        first = sum(a[i] == "DNC" and b[i] != "DNC" for i in a)
+        second = sum(a[i] != "DNC" and b[i] == "DNC" for i in a)
+        assert (p["both"], p["first_only"], p["second_only"]) == (both, first, second)
+        assert p["difference"] == pytest.approx((first - second) / len(a), abs=1e-15)
