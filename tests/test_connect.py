@@ -71,11 +71,12 @@ def test_origin_to_large_root_dnc_is_joined_below_the_index_3_saddle_of_the_stra
     spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
     dnc = T.dnc_point(spec, large)
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
-                                        "connect.max_pairs=1"], [np.zeros(spec.P), dnc])
+                                        "connect.max_pairs=4"], [np.zeros(spec.P), dnc])
     with store:
         session = Session(cfg, store, lambda e: None)
         connect_minima(session)
         attempts = store.get_meta("connect_attempts")
+        report = store.get_meta("connect_report")
         ts = store.transition_states()
         pts = {p.id: p for p in store.points()}
     # along the straight scaled path tθ the point stays balanced DNC with α = t^{L+1}·α_large, so its
@@ -86,6 +87,7 @@ def test_origin_to_large_root_dnc_is_joined_below_the_index_3_saddle_of_the_stra
     sampled = m.loss(torch.tensor(np.linspace(0, 1, 2001)[:, None] * dnc[None])).numpy()
     assert sampled.max() <= path_max + 1e-15
     assert attempts[0]["pair"] == [0, 1] and attempts[0]["refined_by"] == "min-mode following"
+    assert report["stopped"] == "connected" and report["components_after"] == 1
     assert all(a["outcome"] == "transition state" and a["index"] == 1 for a in attempts)
     import networkx as nx
     G = nx.Graph()
