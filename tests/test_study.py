@@ -260,3 +260,56 @@ def test_saddle_table_overrides_round_trip():
     assert cfg.saddles.descend[-1].tol == cfg.saddles.stages[-1].tol == cfg.certify_tol
     assert cfg.dedup.loss_rtol == 1e-6 and cfg.analysis.kwargs()["tau_rel"] == 1e-4
     assert StudyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+# ----- [check]: the same starts by another dynamics -------------------------------------------------
+def _with_check(stages, starts=16):
+    d = load_study(None, TINY).to_dict()
+    d["check"] = {"starts": starts, "stages": stages}
+    from landscape.study.config import StudyConfig
+
+    return StudyConfig.from_dict(d)
+
+
+def test_a_check_by_the_same_dynamics_agrees_everywhere(tmp_path, reference):
+    """The check reruns main starts 0..15 with the main dynamics itself, in the same chunks: every
+    start ends where it did (the same point id), so the agreement is complete and the two DNC
+    fractions are equal; the main results are those of the run without a check."""
+    cfg = _with_check([s.settings() for s in load_study(None, TINY).stages])
+    s = run_study(cfg, tmp_path, progress=False)
+    c = s["check"]
+    with StudyStore.open(tmp_path, readonly=True) as store:
+        main_certified = sum(1 for t in store.trajectories()
+                             if (t.engine or {}).get("kind") == "main" and t.idx < 16 and t.certified)
+    assert c["n"] == 16 and c["agree"] == main_certified >= 12 and not c["disagree"]
+    assert c["main_dnc"] == c["check_dnc"] and c["dnc_difference"]["difference"] == 0
+    assert comparable(s) == comparable(reference[1])
+    assert json.loads((tmp_path / "config.json").read_text())["check"]["starts"] == 16
+
+
+def test_a_gd_check_is_recounted_from_the_database(tmp_path):
+    """Main L-BFGS, check GD at lr 0.5 on the first 16 starts: the record's agreement, DNC counts
+    and uncertified count equal a recount from study.sqlite with sqlite3 (check trajectory j is
+    stored at index 2·10⁹ + j and starts with main trajectory j's seed)."""
+    cfg = _with_check([{"engine": "gd", "lr": 0.5, "max_iter": 20000, "tol": 1e-6, "stall_window": 5000},
+                       {"engine": "newton", "max_iter": 50, "stall_window": 10, "entry_grad_norm": 1e-3}])
+    c = run_study(cfg, tmp_path, progress=False)["check"]
+    q = ("SELECT t.idx, t.seed, t.certified, t.point_id, p.label, json_extract(t.engine, '$.kind') "
+         "FROM trajectories t LEFT JOIN points p ON p.id = t.point_id")
+    with sqlite3.connect(tmp_path / "study.sqlite") as con:
+        rows = con.execute(q).fetchall()
+    main = {i: r for i, *r in rows if r[-1] == "main"}
+    chk = {i - 2_000_000_000: r for i, *r in rows if r[-1] == "check"}
+    assert sorted(chk) == list(range(16)) and all(chk[j][0] == main[j][0] for j in chk)   # the same seeds
+    agree = sum(1 for j in chk if main[j][1] and chk[j][1] and main[j][2] == chk[j][2])
+    assert c["agree"] == agree and c["n"] == 16 and c["dynamics"].startswith("gd(lr=0.5)")
+    assert c["check_dnc"]["count"] == sum(1 for j in chk if chk[j][1] and chk[j][3] == "DNC")
+    assert c["main_dnc"]["count"] == sum(1 for j in chk if main[j][1] and main[j][3] == "DNC")
+    assert c["check_uncertified"] == sum(1 for j in chk if not chk[j][1])
+
+
+def test_bad_check_tables_name_the_field():
+    with pytest.raises(SpecError, match="check.stages is empty"):
+        _with_check([], starts=4)
+    with pytest.raises(SpecError, match=r"check.starts=99 is invalid: must be at most trajectories=24"):
+        _with_check([{"engine": "gd"}], starts=99)

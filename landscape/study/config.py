@@ -61,7 +61,7 @@ MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation"
 TOP_KEYS = ("name", "seed", "trajectories", "batch_size", "certify_tol", "device", "max_saddle_visits",
             "working_batch", "compile")
 #: Optional tables (see the module docstring).
-OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "connect")
+OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "connect", "check")
 #: Largest certification tolerance that the default deduplication separates (module docstring).
 CERTIFY_TOL_MAX = 1e-8
 #: Round-off floor of the certification tolerance, in units of the dtype's ε.
@@ -365,6 +365,42 @@ def resolve_device(value: str) -> "torch.device":
     return torch.device(value)
 
 
+#: Study index of check trajectory j is CHECK_OFFSET + j (it starts where main trajectory j starts).
+CHECK_OFFSET = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """The ``[check]`` table: the first ``starts`` main starts run again by another dynamics
+    (``[[check.stages]]``, e.g. the paper's GD beside a main run by the faster gradient flow), so
+    each study reports how often the two end at the same point modulo symmetry. Check
+    trajectories are stored apart (kind ``check``, index :data:`CHECK_OFFSET` + j) and never
+    count in the fractions."""
+
+    starts: int = 0
+    stages: tuple = ()
+
+    @classmethod
+    def from_dict(cls, d, certify_tol: float, trajectories: int) -> "CheckSettings":
+        d = check_table("check", d)
+        check_fields("[check]", d, ("starts", "stages"))
+        starts = check_int("check.starts", d.get("starts", 0), 0)
+        if starts > trajectories:
+            raise SpecError(f"check.starts={starts} is invalid: must be at most trajectories={trajectories} "
+                            "(the check reruns main starts)")
+        stage_dicts = d.get("stages")
+        if starts and not stage_dicts:
+            raise SpecError("check.stages is empty: [check] starts > 0 needs the dynamics to compare with, "
+                            "as [[check.stages]] tables (e.g. engine = \"gd\", lr = 0.5)")
+        return cls(starts=starts, stages=stage_list("check.stages", stage_dicts, certify_tol) if stage_dicts else ())
+
+    def to_dict(self) -> dict:
+        return {"starts": self.starts, "stages": [s.settings() for s in self.stages]}
+
+    def describe(self) -> str:
+        return " → ".join(s.describe() for s in self.stages)
+
+
 def connect_settings(d):
     from .connect_settings import ConnectSettings
 
@@ -391,6 +427,7 @@ class StudyConfig:
     max_saddle_visits: int = 10
     working_batch: int = 0
     compile: str = "auto"
+    check: CheckSettings = CheckSettings()
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "StudyConfig":
@@ -428,7 +465,8 @@ class StudyConfig:
                    device=check_device(cfg.get("device", "auto")),
                    max_saddle_visits=check_int("max_saddle_visits", cfg.get("max_saddle_visits", 10), 0),
                    working_batch=check_int("working_batch", cfg.get("working_batch", 0), 0),
-                   compile=check_choice("compile", cfg.get("compile", "auto"), ("auto", "on", "off")))
+                   compile=check_choice("compile", cfg.get("compile", "auto"), ("auto", "on", "off")),
+                   check=CheckSettings.from_dict(cfg.get("check", {}), certify, trajectories))
 
     def to_dict(self) -> dict:
         """Effective configuration, in the file layout (loadable by :meth:`from_dict`)."""
@@ -441,7 +479,8 @@ class StudyConfig:
                 "compile": self.compile,
                 "model": model, "init": init,
                 "stages": [s.settings() for s in self.stages], "saddles": self.saddles.to_dict(),
-                "dedup": self.dedup.to_dict(), "analysis": self.analysis.to_dict(), "connect": self.connect.to_dict()}
+                "dedup": self.dedup.to_dict(), "analysis": self.analysis.to_dict(), "connect": self.connect.to_dict(),
+                **({"check": self.check.to_dict()} if self.check.starts else {})}
 
     @property
     def descent(self) -> bool:

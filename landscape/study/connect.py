@@ -219,9 +219,19 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
 REPORT_KEY = "connect_report"
 
 
+def main_basin_counts(store: StudyStore) -> dict[int, int]:
+    """{point id: main trajectories that certified there}: the basin counts of the study's own
+    dynamics (saddle-search and check trajectories left out)."""
+    out: dict[int, int] = {}
+    for t in store.trajectories():
+        if t.certified and t.point_id is not None and (t.engine or {}).get("kind", "main") == "main":
+            out[t.point_id] = out.get(t.point_id, 0) + 1
+    return out
+
+
 def held_minima(store: StudyStore) -> list[int]:
-    """Minima that hold basin counts, most-visited first."""
-    counts = store.basin_counts()
+    """Minima that hold basin counts (of the main dynamics), most-visited first."""
+    counts = main_basin_counts(store)
     kind = {p.id: p.kind for p in store.points()}
     return sorted((pid for pid, c in counts.items() if c > 0 and kind.get(pid) in LEAF_KINDS),
                   key=lambda pid: (-counts[pid], pid))
@@ -308,7 +318,7 @@ def connect_minima(session: ConnectSession) -> int:
     t0 = time.perf_counter()
     attempts = store.get_meta(ATTEMPTS_KEY, [])
     tried = {tuple(sorted(x["pair"])) for x in attempts}
-    todo, skipped = candidate_pairs(store.points(), store.basin_counts(), cfg)
+    todo, skipped = candidate_pairs(store.points(), main_basin_counts(store), cfg)
     for rec in skipped:
         if tuple(rec["pair"]) not in {tuple(x["pair"]) for x in attempts}:
             attempts.append(rec)

@@ -26,6 +26,10 @@ does, in order:
 
    A run killed at any moment loses at most the unit in flight and resumes from what was
    committed (the same call on the same folder), never storing a trajectory twice.
+   **Check** (``[check] starts``, optional): main starts 0..starts−1 run again by the check
+   dynamics (``[[check.stages]]``), stored as trajectories ``CHECK_OFFSET + j`` of kind
+   ``check``, finished faithfully like the main ones, never counted in the fractions; the summary
+   says how often both end at the same point (:func:`landscape.study.summary.check_record`).
 2. **Saddle search** (``[saddles] starts``): trajectories ``index_offset + j`` run the saddle
    pipeline (Newton-MR: critical points of any index). Stored with kind ``saddle_search``; never
    counted in the fractions.
@@ -54,13 +58,15 @@ from ..engines.batching import working_batch
 from ..io.records import PointRecord, TrajectoryRecord
 from ..io.results import DB_NAME, FILES, write_json
 from ..io.store import StoreError, StudyStore
-from .config import StudyConfig, resolve_device
+from .config import CHECK_OFFSET, StudyConfig, resolve_device
 from .descents import connect_saddle, saddle_seed, unstable_directions
 
 from .summary import MAIN
 
 #: Kind of the stored saddle-search trajectories (``main`` ones count in the fractions).
 SADDLE_SEARCH = "saddle_search"
+#: Kind of the stored check trajectories (``[check]``: main starts rerun by another dynamics).
+CHECK = "check"
 #: Stop reason stored on a descent that certified at its own saddle (it never left it).
 RETURNED = "returned to the saddle"
 #: A trajectory resumed past a saddle converges only below saddle loss − ESCAPE_RTOL·|loss|.
@@ -99,6 +105,22 @@ def run_saddle_search(cfg: StudyConfig, indices, *, on_status=None, on_finished=
     theta0 = draw_starts(cfg.model, cfg.saddles.init or cfg.init, cfg.seed, indices, device=model.device)
     return run_pipeline(model, theta0, list(cfg.saddles.stages), on_status=on_status, on_finished=on_finished,
                         working_batch=study_working_batch(cfg, model))
+
+
+def run_check(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
+    """Run the check pipeline (``cfg.check.stages``) on check trajectories ``indices`` (absolute,
+    CHECK_OFFSET + j): check trajectory j starts where main trajectory j starts. Pure function of
+    (cfg, indices)."""
+    model = study_model(cfg)
+    theta0 = draw_starts(cfg.model, cfg.init, cfg.seed, [i - CHECK_OFFSET for i in indices], device=model.device)
+    return run_pipeline(model, theta0, list(cfg.check.stages), on_status=on_status, on_finished=on_finished,
+                        working_batch=study_working_batch(cfg, model))
+
+
+def check_chunks(cfg: StudyConfig, done: set[int] | None = None) -> list[list[int]]:
+    """Check trajectory indices still to run, split into batches of ``batch_size``."""
+    return _split([CHECK_OFFSET + j for j in range(cfg.check.starts) if not done or CHECK_OFFSET + j not in done],
+                  cfg.batch_size)
 
 
 def chunks(cfg: StudyConfig, done: set[int] | None = None) -> list[list[int]]:
@@ -233,7 +255,7 @@ class Session:
         """Finish faithfully, deduplicate, analyse and store one unit of trajectories in one
         transaction."""
         new: list[PointRecord] = []
-        stages = self.cfg.stages if kind == MAIN else self.cfg.saddles.stages
+        stages = {MAIN: self.cfg.stages, CHECK: self.cfg.check.stages}.get(kind, self.cfg.saddles.stages)
         point_of, visits = self.finish_faithfully(res, stages, new)
         ok = self.certified(res)
         trajs = []
@@ -245,7 +267,8 @@ class Session:
             if b in visits:
                 eng["saddle_visits"] = visits[b]
             trajs.append(TrajectoryRecord(
-                idx=i, seed=trajectory_seed(self.cfg.seed, i), stop_reason=r["stop_reason"],
+                idx=i, seed=trajectory_seed(self.cfg.seed, i - CHECK_OFFSET if kind == CHECK else i),
+                stop_reason=r["stop_reason"],
                 certified=bool(ok[b]) and b in point_of, iterations=r["iterations"], n_grad=r["n_grad"],
                 n_hvp=r["n_hvp"], wall_time=r["wall_time"], loss=r["loss"], grad_norm=r["grad_norm"],
                 point_id=point_of.get(b) if ok[b] else None, engine=eng))
@@ -373,6 +396,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
         t = time.perf_counter()
         _run_units(session, out, "trajectories", chunks(cfg, done), run_trajectories, MAIN, cfg.trajectories,
                    executor, progress is True)
+        if cfg.check.starts:
+            _run_units(session, out, "check", check_chunks(cfg, done), run_check, CHECK, cfg.check.starts,
+                       executor, progress is True)
         timings["trajectories_s"], t = time.perf_counter() - t, time.perf_counter()
         _run_units(session, out, "saddle_search", saddle_chunks(cfg, done), run_saddle_search, SADDLE_SEARCH,
                    cfg.saddles.starts, executor, progress is True)
@@ -403,7 +429,7 @@ def _run_units(session: Session, out: Path, phase: str, todo: list[list[int]], f
     else:
         from tqdm.auto import tqdm
 
-        n_stages = len(cfg.stages if kind == MAIN else cfg.saddles.stages)
+        n_stages = len({MAIN: cfg.stages, CHECK: cfg.check.stages}.get(kind, cfg.saddles.stages))
         # counted in trajectories: a trajectory-stage is 1/n_stages of a trajectory, and a row that
         # skips its remaining stages counts them at once, so the count is whole when a row ends
         pbar = tqdm(total=total, initial=done, desc=f"{cfg.name} {phase}", unit="traj", disable=not bar,

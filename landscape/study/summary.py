@@ -30,9 +30,9 @@ from ..analysis.labels import DNC
 from ..io.results import FILES, own_subfolder, stored_spectra, write_json, write_spectra
 from ..io.records import PointRecord, TrajectoryRecord
 from ..io.store import StudyStore
-from .config import StudyConfig, resolve_device
+from .config import CHECK_OFFSET, StudyConfig, resolve_device
 from .graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml
-from .stats import accumulation_curve, basin_fractions, proportion
+from .stats import accumulation_curve, basin_fractions, paired_difference, proportion
 
 #: Kinds of stored trajectories (the ``kind`` entry of their ``engine`` record).
 MAIN = "main"
@@ -44,7 +44,7 @@ TREE_LEVEL_TOL = 0.0
 SUMMARY_KEYS = ("study", "config", "dynamics", "environment", "wall_time_s", "timings", "trajectory_time_s",
                 "n_trajectories", "stop_reasons",
                 "tolerances", "points", "labels", "uncertified", "unseen", "accumulation", "saddle_visits",
-                "transition_states", "connect", "graph", "headline", "files")
+                "transition_states", "connect", "check", "graph", "headline", "files")
 #: Keys of each summary.json point record.
 POINT_KEYS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
               "excess_zero_modes", "type", "verified", "lanczos_converged", "symmetry_verified", "index_is_lower_bound",
@@ -256,6 +256,51 @@ def environment(device: str | None = None) -> dict:
     return out
 
 
+#: Kind of the stored check trajectories (:data:`landscape.study.run.CHECK`).
+CHECK_KIND = "check"
+
+
+def check_record(cfg: StudyConfig, store: StudyStore) -> dict | None:
+    """How the ``[check]`` dynamics ends from the same starts as the main one (None without a
+    check): over the starts j that both ran, ``agree`` counts those that certified at the same
+    distinct point (modulo symmetry: one deduplicated point id); ``main_dnc`` and ``check_dnc``
+    are the DNC fractions of the two on those starts with Wilson intervals; ``dnc_difference`` is
+    main − check, paired start by start (Newcombe's interval), and ``disagree`` says whether that
+    interval excludes 0; ``check_labels`` counts the check's ends per label and
+    ``check_uncertified`` its uncertified starts."""
+    if not cfg.check.starts:
+        return None
+    labels = {p.id: p.label for p in store.points()}
+    main, chk = {}, {}
+    for t in store.trajectories():
+        kind = (t.engine or {}).get("kind")
+        if kind == MAIN:
+            main[t.idx] = t
+        elif kind == CHECK_KIND:
+            chk[t.idx - CHECK_OFFSET] = t
+    common = sorted(set(main) & set(chk))
+    n = len(common)
+
+    def end(t):
+        return t.point_id if t.certified else None
+
+    agree = sum(1 for j in common if end(main[j]) is not None and end(main[j]) == end(chk[j]))
+    a = [labels.get(end(main[j])) == DNC.name for j in common]
+    b = [labels.get(end(chk[j])) == DNC.name for j in common]
+    tab = (sum(x and y for x, y in zip(a, b)), sum(x and not y for x, y in zip(a, b)),
+           sum(y and not x for x, y in zip(a, b)), sum(not x and not y for x, y in zip(a, b)))
+    diff = paired_difference(*tab)
+    check_labels: dict[str, int] = {}
+    for j in common:
+        lab = labels.get(end(chk[j])) if end(chk[j]) is not None else None
+        if lab is not None:
+            check_labels[str(lab)] = check_labels.get(str(lab), 0) + 1
+    return {"dynamics": cfg.check.describe(), "n": n, "agree": agree, "agreement": proportion(agree, n),
+            "main_dnc": proportion(sum(a), n), "check_dnc": proportion(sum(b), n), "dnc_difference": diff,
+            "disagree": bool(n and (diff["ci_low"] > 0 or diff["ci_high"] < 0)), "check_labels": check_labels,
+            "check_uncertified": sum(1 for j in common if end(chk[j]) is None)}
+
+
 def trajectory_time(store: StudyStore) -> float:
     """Seconds the stored units' trajectories took, over every process that wrote them: per
     committed unit the latest stop of its trajectories (each trajectory's ``wall_time`` counts from
@@ -288,7 +333,7 @@ def finish(cfg: StudyConfig, store: StudyStore, out: Path, wall: float, timings:
                "timings": timings, "trajectory_time_s": trajectory_time(store),
                **{k: r[k] for k in ("n_trajectories", "stop_reasons", "tolerances", "points", "labels", "uncertified",
                                     "unseen", "accumulation", "saddle_visits", "transition_states")},
-               "connect": store.get_meta("connect_report"),
+               "connect": store.get_meta("connect_report"), "check": check_record(cfg, store),
                "graph": {"n_nodes": s.graph.number_of_nodes(), "n_edges": s.graph.number_of_edges(),
                          "tree": FILES["tree"], "graphml": FILES["graphml"]},
                "headline": r["headline"], "files": dict(STUDY_FILES)}

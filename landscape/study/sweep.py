@@ -71,9 +71,12 @@ PREVALENCE_FIELDS = ("cell", "n_trajectories", "dnc_count", "dnc_fraction", "dnc
 #: {rank: count}, the uncertified starts by stop reason {reason: count}, the Good–Turing unseen
 #: mass (the chance the next start reaches a point none of these did), the cell's wall time (of
 #: the run that finished it) and the time its stored trajectories took (over every run that wrote
-#: them: :func:`landscape.study.summary.trajectory_time`).
+#: them: :func:`landscape.study.summary.trajectory_time`), and where the cell has a ``[check]``
+#: (another dynamics on a subsample of its starts) its agreement record: the check's dynamics,
+#: starts, agreement fraction, both DNC fractions with intervals and whether they disagree
+#: (:func:`landscape.study.summary.check_record`; empty without a check).
 PREVALENCE_EXTRA_FIELDS = ("logit_rank_counts", "uncertified_by_reason", "unseen_mass", "wall_time_s",
-                           "trajectory_time_s")
+                           "trajectory_time_s", "check")
 # ----------------------------------------------------------------------------------------------
 # Prevalence table
 # ----------------------------------------------------------------------------------------------
@@ -106,7 +109,7 @@ def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE)
     return {"cell": cell.name, **cell.overrides, "n_trajectories": n,
             "logit_rank_counts": rank_counts, "uncertified_by_reason": by_reason,
             "unseen_mass": (summary.get("unseen") or {}).get("estimate"), "wall_time_s": summary.get("wall_time_s"),
-            "trajectory_time_s": summary.get("trajectory_time_s"),
+            "trajectory_time_s": summary.get("trajectory_time_s"), "check": _check_cell(summary.get("check")),
             **{f"ci_low_{lab}": v["ci_low"] for lab, v in ci.items()},
             **{f"ci_high_{lab}": v["ci_high"] for lab, v in ci.items()},
             **{f"dnc_{k}": v for k, v in dnc.items()}, **{f"uncertified_{k}": v for k, v in unc.items()},
@@ -114,6 +117,17 @@ def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE)
             "n_distinct_points": len(reached), "dynamics": cell.config.describe_dynamics(),
             **{f"count_{lab}": c for lab, c in by_label.items()},
             **{f"frac_{lab}": c / n for lab, c in by_label.items()}}
+
+
+def _check_cell(check: Mapping | None) -> dict:
+    """The prevalence table's ``check`` entry from a summary's check record ({} without one)."""
+    if not check:
+        return {}
+    return {"dynamics": check["dynamics"], "n": check["n"], "agree": check["agree"],
+            "agreement": check["agreement"]["fraction"],
+            "main_dnc": [check["main_dnc"][k] for k in ("fraction", "ci_low", "ci_high")],
+            "check_dnc": [check["check_dnc"][k] for k in ("fraction", "ci_low", "ci_high")],
+            "disagree": check["disagree"]}
 
 
 def write_prevalence_csv(path: str | Path, rows: list[dict], axes: Iterable[str]) -> None:
