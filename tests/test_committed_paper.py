@@ -26,8 +26,8 @@ def _read(folder: Path):
     con = sqlite3.connect(f"file:{folder / 'study.sqlite'}?mode=ro", uri=True)
     cfg = json.loads(con.execute("SELECT json FROM config WHERE id = 1").fetchone()[0])
     points = con.execute("SELECT id, kind, label, loss, grad_norm, params, params_dtype FROM points").fetchall()
-    trajs = con.execute("SELECT t.idx, t.certified, p.label FROM trajectories t "
-                        "LEFT JOIN points p ON p.id = t.point_id").fetchall()
+    trajs = con.execute("SELECT t.idx, t.certified, p.label FROM trajectories t LEFT JOIN points p "
+                        "ON p.id = t.point_id WHERE json_extract(t.engine, '$.kind') = 'main'").fetchall()
     con.close()
     return cfg, points, trajs
 
@@ -69,6 +69,20 @@ def test_prevalence_and_paired_tables_recount_from_the_databases(sweep):
         for key, value in r.items():
             if key.startswith("count_"):
                 assert int(value) == labels.count(key[len("count_"):]), (r["cell"], key)
+    for r in rows:     # a cell with a [check]: its agreement recounted start by start
+        check = json.loads(r.get("check") or "{}")
+        if not check:
+            continue
+        con = sqlite3.connect(f"file:{sweep / 'cells' / r['cell'] / 'study.sqlite'}?mode=ro", uri=True)
+        got = con.execute("SELECT t.idx, t.certified, t.point_id, json_extract(t.engine, '$.kind') "
+                          "FROM trajectories t").fetchall()
+        con.close()
+        main = {i: (c, p) for i, c, p, k in got if k == "main"}
+        chk = {i - 2_000_000_000: (c, p) for i, c, p, k in got if k == "check"}
+        agree = sum(1 for j, (c, p) in chk.items() if c and main[j][0] and main[j][1] == p)
+        assert (check["n"], check["agree"]) == (len(chk), agree), r["cell"]
+        dnc = [ends[r["cell"]][j] == "DNC" for j in chk]
+        assert check["main_dnc"][0] == pytest.approx(sum(dnc) / len(chk), abs=1e-15)
     for p in record.get("paired", []):
         a, b = ends[p["first"]], ends[p["second"]]
         both = sum(a[i] == "DNC" and b[i] == "DNC" for i in a)
