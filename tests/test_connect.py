@@ -319,6 +319,7 @@ def test_plan_path_goes_through_an_intermediate_minimum_on_a_line():
     assert plan_path([0, 3, 2], [0, 1, 2, 3], d2, uf, set())[0][-1] == (1, 2)
 
 
+@pytest.mark.slow   # 11 s: run by .ci/run's second pass (the planner itself is tested above)
 def test_graph_strategy_joins_every_minimum_holding_a_count(tmp_path):
     """Origin, the rank-one minimum between them and large-root DNC (K=3, n=2, d=4, L=2, λ=1e-2),
     all three holding basin counts: the graph strategy searches until they are one component

@@ -288,11 +288,11 @@ def test_a_check_by_the_same_dynamics_agrees_everywhere(tmp_path, reference):
 
 
 def test_a_gd_check_is_recounted_from_the_database(tmp_path):
-    """Main L-BFGS, check GD at lr 0.5 on the first 16 starts: the record's agreement, DNC counts
+    """Main L-BFGS, check GD at lr 0.5 on the first 8 starts: the record's agreement, DNC counts
     and uncertified count equal a recount from study.sqlite with sqlite3 (check trajectory j is
     stored at index 2·10⁹ + j and starts with main trajectory j's seed)."""
-    cfg = _with_check([{"engine": "gd", "lr": 0.5, "max_iter": 20000, "tol": 1e-6, "stall_window": 5000},
-                       {"engine": "newton", "max_iter": 50, "stall_window": 10, "entry_grad_norm": 1e-3}])
+    cfg = _with_check([{"engine": "gd", "lr": 0.5, "max_iter": 20000, "tol": 1e-4, "stall_window": 5000},
+                       {"engine": "newton", "max_iter": 50, "stall_window": 10, "entry_grad_norm": 1e-3}], starts=8)
     c = run_study(cfg, tmp_path, progress=False)["check"]
     q = ("SELECT t.idx, t.seed, t.certified, t.point_id, p.label, json_extract(t.engine, '$.kind') "
          "FROM trajectories t LEFT JOIN points p ON p.id = t.point_id")
@@ -300,9 +300,9 @@ def test_a_gd_check_is_recounted_from_the_database(tmp_path):
         rows = con.execute(q).fetchall()
     main = {i: r for i, *r in rows if r[-1] == "main"}
     chk = {i - 2_000_000_000: r for i, *r in rows if r[-1] == "check"}
-    assert sorted(chk) == list(range(16)) and all(chk[j][0] == main[j][0] for j in chk)   # the same seeds
+    assert sorted(chk) == list(range(8)) and all(chk[j][0] == main[j][0] for j in chk)   # the same seeds
     agree = sum(1 for j in chk if main[j][1] and chk[j][1] and main[j][2] == chk[j][2])
-    assert c["agree"] == agree and c["n"] == 16 and c["dynamics"].startswith("gd(lr=0.5)")
+    assert c["agree"] == agree and c["n"] == 8 and c["dynamics"].startswith("gd(lr=0.5)")
     assert c["check_dnc"]["count"] == sum(1 for j in chk if chk[j][1] and chk[j][3] == "DNC")
     assert c["main_dnc"]["count"] == sum(1 for j in chk if main[j][1] and main[j][3] == "DNC")
     assert c["check_uncertified"] == sum(1 for j in chk if not chk[j][1])
