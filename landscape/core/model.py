@@ -117,6 +117,13 @@ class DeepUFM:
         self._check_rows(B)
         return self._row_lam.min(dim=1).values
 
+    def _lam_of_rows(self, B: int) -> torch.Tensor:
+        """λ of the factor each flat parameter belongs to: (P,) from the spec, or (B, P) per row."""
+        if self._row_lam is None:
+            return self._lam_vec
+        self._check_rows(B)
+        return torch.repeat_interleave(self._row_lam, torch.tensor(self._sizes, device=self.device), dim=1)
+
     def _check_rows(self, B: int) -> None:
         if self._row_lam is not None and B != self._row_lam.shape[0]:
             raise ValueError(f"a batch of {B} rows given to a model with per-row λ for {self._row_lam.shape[0]} rows: "
@@ -176,14 +183,7 @@ class DeepUFM:
     def reg_loss(self, theta: torch.Tensor) -> torch.Tensor:
         """Σ_l (λ_l/2)‖factor_l‖², (B,). Differentiable twice everywhere (Hessian-vector products
         go through it): a sum of squares, not a norm, whose derivative is undefined at 0."""
-        if self._row_lam is None:
-            return 0.5 * (theta * theta * self._lam_vec).sum(dim=1)
-        self._check_rows(theta.shape[0])
-        out, i = 0.0, 0
-        for l, s_ in enumerate(self._sizes):
-            out = out + 0.5 * self._row_lam[:, l] * (theta[:, i:i + s_] ** 2).sum(dim=1)
-            i += s_
-        return out
+        return 0.5 * (theta * theta * self._lam_of_rows(theta.shape[0])).sum(dim=1)
 
     def _reg_value(self, theta: torch.Tensor, lams: list) -> torch.Tensor:
         """The value of :meth:`reg_loss` from per-factor norms of views (no (B, P) temporary);
@@ -360,11 +360,7 @@ class DeepUFM:
                 U = (p * JV - p * (p * JV).sum(dim=1, keepdim=True)) / N
             else:
                 U = JV / N
-            if self._row_lam is None:
-                return self.logits_vjp(theta, U) + self._lam_vec * v
-            self._check_rows(theta.shape[0])
-            lam_vec = torch.repeat_interleave(self._row_lam, torch.tensor(self._sizes, device=self.device), dim=1)
-            return self.logits_vjp(theta, U) + lam_vec * v
+            return self.logits_vjp(theta, U) + self._lam_of_rows(theta.shape[0]) * v
 
     # ----- Hessian-vector products ---------------------------------------------------------
     def hvp_operator(self, theta: torch.Tensor):

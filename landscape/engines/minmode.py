@@ -46,6 +46,7 @@ import torch
 
 from ..core.linalg import lanczos_lowest, minres_batched
 from ..core.model import DeepUFM
+from .curvature import curvature_threshold
 from .options import EngineOptions, integer, number
 
 #: Seed of the random part of the first Lanczos start vector (the same on every device).
@@ -88,10 +89,6 @@ class MinModeResults:
         return self.stop_reason == "converged"
 
 
-def _threshold(model: DeepUFM, gnorm: torch.Tensor, opts: MinModeOptions) -> torch.Tensor:
-    return torch.maximum(opts.grad_mult * gnorm, opts.tau_rel * model.min_lambda(gnorm.shape[0]))
-
-
 def follow_min_mode(model: DeepUFM, theta0: torch.Tensor, opts: MinModeOptions | None = None) -> MinModeResults:
     """Run minimum-mode following (module docstring) from every row of ``theta0`` (B, P) until
     each row converges to an index-1 saddle or stops. ``model`` may carry per-row λ."""
@@ -126,7 +123,7 @@ def follow_min_mode(model: DeepUFM, theta0: torch.Tensor, opts: MinModeOptions |
         act_np = active.cpu().numpy()
         n_hvp[act_np] += k
         gn = g.norm(dim=1)
-        t = _threshold(m, gn, opts)
+        t = curvature_threshold(m, gn, opts.tau_rel, opts.grad_mult)
         tau = opts.tau_rel * m.min_lambda(gn.shape[0])
         done = (gn <= opts.tol) & (l1 < -t) & (l2 >= -t)   # one negative mode, at a critical point
         neg, neg2 = l1 < -tau, l2 < -tau

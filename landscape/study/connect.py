@@ -39,6 +39,7 @@ from __future__ import annotations
 import sys
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
@@ -62,6 +63,7 @@ BAND_DIRECTION = 1000
 
 
 from .connect_settings import ConnectSettings  # noqa: E402  (the [connect] table, torch-free)
+from .summary import main_trajectories  # noqa: E402
 
 
 class ConnectSession(Protocol):
@@ -100,8 +102,7 @@ def candidate_pairs(points: list[PointRecord], counts: dict, cfg: ConnectSetting
     user's pairs left out, each with the reason (a point the study does not hold: the study is
     finished without that pair instead of failing after its trajectories, and on every resume)."""
     kind = {p.id: p.kind for p in points}
-    held = sorted((pid for pid, c in counts.items() if c > 0 and kind.get(pid) in LEAF_KINDS),
-                  key=lambda pid: (-counts[pid], pid))
+    held = held_minima(points, counts)
     pairs = [(held[i], held[j]) for j in range(len(held)) for i in range(j)][:cfg.max_pairs]
     skipped = []
     for a, b in cfg.pairs:
@@ -222,17 +223,12 @@ REPORT_KEY = "connect_report"
 def main_basin_counts(store: StudyStore) -> dict[int, int]:
     """{point id: main trajectories that certified there}: the basin counts of the study's own
     dynamics (saddle-search and check trajectories left out)."""
-    out: dict[int, int] = {}
-    for t in store.trajectories():
-        if t.certified and t.point_id is not None and (t.engine or {}).get("kind", "main") == "main":
-            out[t.point_id] = out.get(t.point_id, 0) + 1
-    return out
+    return dict(Counter(t.point_id for t in main_trajectories(store) if t.certified and t.point_id is not None))
 
 
-def held_minima(store: StudyStore) -> list[int]:
-    """Minima that hold basin counts (of the main dynamics), most-visited first."""
-    counts = main_basin_counts(store)
-    kind = {p.id: p.kind for p in store.points()}
+def held_minima(points: list[PointRecord], counts: dict) -> list[int]:
+    """Minima that hold basin counts (``counts``: {point id: starts}), most-visited first."""
+    kind = {p.id: p.kind for p in points}
     return sorted((pid for pid, c in counts.items() if c > 0 and kind.get(pid) in LEAF_KINDS),
                   key=lambda pid: (-counts[pid], pid))
 
@@ -275,10 +271,12 @@ def plan_path(held: list[int], minima: list[int], dist2, uf: nx.utils.UnionFind,
     return [(a, b) for a, b in zip(path, path[1:]) if uf[a] != uf[b]], ""
 
 
-def _record_round(session: ConnectSession, found: list[dict], attempts: list, tried: set, losses: dict) -> list:
-    """Store the transition states of one round of :func:`search_pairs` and append its attempts;
-    returns the sub-pairs DoubleEndedConnect would search next (each end of a pair whose transition
-    state joined other minima, with the nearer of those minima)."""
+def _record_round(session: ConnectSession, found: list[dict], attempts: list, tried: set, losses: dict,
+                  done: int, total: int) -> list:
+    """Store the transition states of one round of :func:`search_pairs`, append its attempts and
+    report it (round ``done`` of ``total``); returns the sub-pairs DoubleEndedConnect would search
+    next (each end of a pair whose transition state joined other minima, with the nearer of those
+    minima)."""
     store = session.store
     nxt = []
     for rec in found:
@@ -304,6 +302,8 @@ def _record_round(session: ConnectSession, found: list[dict], attempts: list, tr
             other = m2 if near_a == m1 else m1
             nxt += [(a, near_a), (other, b)]
     store.set_meta(ATTEMPTS_KEY, attempts)
+    session.report({"phase": "transition_states", "unit": session.next_unit - 1, "done": done, "total": total,
+                    "note": f"{sum(r['outcome'] == 'transition state' for r in found)} of {len(found)} pairs joined"})
     return nxt
 
 
@@ -318,7 +318,8 @@ def connect_minima(session: ConnectSession) -> int:
     t0 = time.perf_counter()
     attempts = store.get_meta(ATTEMPTS_KEY, [])
     tried = {tuple(sorted(x["pair"])) for x in attempts}
-    todo, skipped = candidate_pairs(store.points(), main_basin_counts(store), cfg)
+    points, counts = store.points(), main_basin_counts(store)
+    todo, skipped = candidate_pairs(points, counts, cfg)
     for rec in skipped:
         if tuple(rec["pair"]) not in {tuple(x["pair"]) for x in attempts}:
             attempts.append(rec)
@@ -326,7 +327,7 @@ def connect_minima(session: ConnectSession) -> int:
     if skipped:
         store.set_meta(ATTEMPTS_KEY, attempts)
     losses = {p.id: p.loss for p in store.points()}
-    held = held_minima(store)
+    held = held_minima(points, counts)
     before = components_of(held, _joined(store))
     n_before = len(attempts)
     if cfg.strategy == "pairs":
@@ -337,10 +338,7 @@ def connect_minima(session: ConnectSession) -> int:
             if not todo:
                 break
             found = search_pairs(session, todo)
-            nxt = _record_round(session, found, attempts, tried, losses)
-            session.report({"phase": "transition_states", "unit": session.next_unit - 1, "done": depth + 1,
-                            "total": cfg.max_depth + 1,
-                            "note": f"{sum(r['outcome'] == 'transition state' for r in found)} of {len(found)} pairs joined"})
+            nxt = _record_round(session, found, attempts, tried, losses, depth + 1, cfg.max_depth + 1)
             todo = [(x, y) for x, y in nxt if x != y]
     else:
         spec = session.cfg.model
@@ -381,11 +379,8 @@ def connect_minima(session: ConnectSession) -> int:
                 stopped = why or "no untried pair left"
                 break
             found = search_pairs(session, pairs)
-            _record_round(session, found, attempts, tried, losses)
             rounds += 1
-            session.report({"phase": "transition_states", "unit": session.next_unit - 1, "done": rounds,
-                            "total": rounds,
-                            "note": f"{sum(r['outcome'] == 'transition state' for r in found)} of {len(found)} pairs joined"})
+            _record_round(session, found, attempts, tried, losses, rounds, rounds)
     uf = _joined(store)
     report = {"strategy": cfg.strategy, "pairs_tried": len(attempts) - n_before,
               "transition_states": len(store.transition_states()), "held_minima": len(held),

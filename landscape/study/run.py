@@ -61,12 +61,10 @@ from ..io.store import StoreError, StudyStore
 from .config import CHECK_OFFSET, StudyConfig, resolve_device
 from .descents import connect_saddle, saddle_seed, unstable_directions
 
-from .summary import MAIN
+from .summary import CHECK, MAIN
 
 #: Kind of the stored saddle-search trajectories (``main`` ones count in the fractions).
 SADDLE_SEARCH = "saddle_search"
-#: Kind of the stored check trajectories (``[check]``: main starts rerun by another dynamics).
-CHECK = "check"
 #: Stop reason stored on a descent that certified at its own saddle (it never left it).
 RETURNED = "returned to the saddle"
 #: A trajectory resumed past a saddle converges only below saddle loss − ESCAPE_RTOL·|loss|.
@@ -121,6 +119,11 @@ def check_chunks(cfg: StudyConfig, done: set[int] | None = None) -> list[list[in
     """Check trajectory indices still to run, split into batches of ``batch_size``."""
     return _split([CHECK_OFFSET + j for j in range(cfg.check.starts) if not done or CHECK_OFFSET + j not in done],
                   cfg.batch_size)
+
+
+def stages_of(cfg: StudyConfig, kind: str) -> tuple:
+    """The pipeline that runs the trajectories of ``kind``: main, check, else the saddle search's."""
+    return {MAIN: cfg.stages, CHECK: cfg.check.stages}.get(kind, cfg.saddles.stages)
 
 
 def chunks(cfg: StudyConfig, done: set[int] | None = None) -> list[list[int]]:
@@ -255,7 +258,7 @@ class Session:
         """Finish faithfully, deduplicate, analyse and store one unit of trajectories in one
         transaction."""
         new: list[PointRecord] = []
-        stages = {MAIN: self.cfg.stages, CHECK: self.cfg.check.stages}.get(kind, self.cfg.saddles.stages)
+        stages = stages_of(self.cfg, kind)
         point_of, visits = self.finish_faithfully(res, stages, new)
         ok = self.certified(res)
         trajs = []
@@ -429,7 +432,7 @@ def _run_units(session: Session, out: Path, phase: str, todo: list[list[int]], f
     else:
         from tqdm.auto import tqdm
 
-        n_stages = len({MAIN: cfg.stages, CHECK: cfg.check.stages}.get(kind, cfg.saddles.stages))
+        n_stages = len(stages_of(cfg, kind))
         # counted in trajectories: a trajectory-stage is 1/n_stages of a trajectory, and a row that
         # skips its remaining stages counts them at once, so the count is whole when a row ends
         pbar = tqdm(total=total, initial=done, desc=f"{cfg.name} {phase}", unit="traj", disable=not bar,

@@ -41,6 +41,16 @@ def proportion(count: int, n: int, confidence: float = 0.95) -> dict:
     return {"count": int(count), "fraction": count / n if n else None, "ci_low": lo, "ci_high": hi}
 
 
+def paired_counts(first: Iterable[bool], second: Iterable[bool]) -> dict:
+    """The 2×2 table of paired binary outcomes (the same units in two conditions):
+    ``{"both", "first_only", "second_only", "neither"}``, the arguments of
+    :func:`paired_difference`."""
+    pairs = list(zip(first, second))
+    return {"both": sum(1 for x, y in pairs if x and y), "first_only": sum(1 for x, y in pairs if x and not y),
+            "second_only": sum(1 for x, y in pairs if y and not x),
+            "neither": sum(1 for x, y in pairs if not x and not y)}
+
+
 def paired_difference(both: int, first_only: int, second_only: int, neither: int,
                       confidence: float = 0.95) -> dict:
     """Difference p₁ − p₂ of two proportions measured on the **same** n units (paired data:

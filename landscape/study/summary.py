@@ -32,10 +32,12 @@ from ..io.records import PointRecord, TrajectoryRecord
 from ..io.store import StudyStore
 from .config import CHECK_OFFSET, StudyConfig, resolve_device
 from .graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml
-from .stats import accumulation_curve, basin_fractions, paired_difference, proportion
+from .stats import accumulation_curve, basin_fractions, paired_counts, paired_difference, proportion
 
 #: Kinds of stored trajectories (the ``kind`` entry of their ``engine`` record).
 MAIN = "main"
+#: Kind of the stored check trajectories (``[check]``: main starts rerun by another dynamics).
+CHECK = "check"
 #: Confidence level of every interval.
 CONFIDENCE = 0.95
 #: Merges of the disconnectivity tree within this loss of each other become one node.
@@ -256,10 +258,6 @@ def environment(device: str | None = None) -> dict:
     return out
 
 
-#: Kind of the stored check trajectories (:data:`landscape.study.run.CHECK`).
-CHECK_KIND = "check"
-
-
 def check_record(cfg: StudyConfig, store: StudyStore) -> dict | None:
     """How the ``[check]`` dynamics ends from the same starts as the main one (None without a
     check): over the starts j that both ran, ``agree`` counts those that certified at the same
@@ -276,7 +274,7 @@ def check_record(cfg: StudyConfig, store: StudyStore) -> dict | None:
         kind = (t.engine or {}).get("kind")
         if kind == MAIN:
             main[t.idx] = t
-        elif kind == CHECK_KIND:
+        elif kind == CHECK:
             chk[t.idx - CHECK_OFFSET] = t
     common = sorted(set(main) & set(chk))
     n = len(common)
@@ -287,9 +285,7 @@ def check_record(cfg: StudyConfig, store: StudyStore) -> dict | None:
     agree = sum(1 for j in common if end(main[j]) is not None and end(main[j]) == end(chk[j]))
     a = [labels.get(end(main[j])) == DNC.name for j in common]
     b = [labels.get(end(chk[j])) == DNC.name for j in common]
-    tab = (sum(x and y for x, y in zip(a, b)), sum(x and not y for x, y in zip(a, b)),
-           sum(y and not x for x, y in zip(a, b)), sum(not x and not y for x, y in zip(a, b)))
-    diff = paired_difference(*tab)
+    diff = paired_difference(**paired_counts(a, b))
     check_labels: dict[str, int] = {}
     for j in common:
         lab = labels.get(end(chk[j])) if end(chk[j]) is not None else None

@@ -54,7 +54,7 @@ from .sweep_config import SWEEP_TABLE, Cell, SweepConfig, cell_name, load_sweep 
 from .executors import Executor, InProcessExecutor, Unit
 from .joint import JointExecutor
 from .run import chunks, run_saddle_search, run_study, run_trajectories, saddle_chunks
-from .stats import paired_difference, proportion
+from .stats import paired_counts, paired_difference, proportion
 from .summary import environment, main_trajectories
 
 #: Label of deep-neural-collapse points (:data:`landscape.analysis.labels.DNC`).
@@ -223,14 +223,9 @@ def paired_rows(sweep: SweepConfig, out_dir: str | Path, finished: Iterable[str]
                     continue
                 la, lb = labels_of(a), labels_of(b)
                 common = sorted(set(la) & set(lb))
-                ea = [la[i] == label for i in common]
-                eb = [lb[i] == label for i in common]
-                tab = {"both": sum(x and y for x, y in zip(ea, eb)), "first_only": sum(x and not y for x, y in zip(ea, eb)),
-                       "second_only": sum(y and not x for x, y in zip(ea, eb)),
-                       "neither": sum(not x and not y for x, y in zip(ea, eb))}
+                tab = paired_counts((la[i] == label for i in common), (lb[i] == label for i in common))
                 out.append({"axis": ax, "first": a.name, "second": b.name, "label": label, **tab,
-                            **paired_difference(tab["both"], tab["first_only"], tab["second_only"], tab["neither"],
-                                                confidence)})
+                            **paired_difference(**tab, confidence=confidence)})
     return out
 
 
