@@ -207,3 +207,18 @@ def test_symmetric_eigh_on_large_clusters():
     e3, V3 = symmetric_eigh(H, subset=(0, 2))
     np.testing.assert_allclose(e3, [-3e-4, -3e-4, -1e-4], atol=1e-14)
     np.testing.assert_allclose(np.abs(V3[:, 2] @ V[:, 2]), 1.0, atol=1e-10)  # the simple one is unique
+
+
+def test_symmetric_eigh_eigenvalues_alone_above_the_torch_threshold():
+    """Eigenvalues alone of a matrix at TORCH_EIGVALSH_FROM rows (the torch branch): the known
+    spectrum (zero cluster, bulk at λ, outliers, a double negative pair) to round-off, in order."""
+    from landscape.core.linalg import TORCH_EIGVALSH_FROM, symmetric_eigh
+
+    rng = np.random.default_rng(1)
+    P = TORCH_EIGVALSH_FROM
+    lam = np.concatenate([np.zeros(600), np.full(1300, 1e-3), rng.uniform(1e-2, 2e-2, P - 1904),
+                          [-3e-4, -3e-4, -1e-4, 5.0]])
+    Q, _ = np.linalg.qr(rng.standard_normal((P, P)))
+    H = (Q * lam) @ Q.T
+    H = 0.5 * (H + H.T)
+    np.testing.assert_allclose(symmetric_eigh(H, vectors=False), np.sort(lam), atol=5e-14)

@@ -263,6 +263,11 @@ def block_lanczos(matmat: Callable[[torch.Tensor], torch.Tensor], P: int, k: int
     return vals[order], vecs[:, order], converged, info
 
 
+#: from this order on, eigenvalues alone come from torch (:func:`symmetric_eigh`); below it
+#: scipy's ``syevd`` was as fast or faster (1200: 0.09 s against torch's 0.2 s once warm).
+TORCH_EIGVALSH_FROM = 2000
+
+
 def symmetric_eigh(H, *, vectors: bool = True, subset: tuple[int, int] | None = None):
     """Eigenvalues (ascending), and with ``vectors`` the eigenvectors as columns, of a dense
     symmetric float64 matrix H (P, P) on the host, by LAPACK.
@@ -272,7 +277,10 @@ def symmetric_eigh(H, *, vectors: bool = True, subset: tuple[int, int] | None = 
     zero modes, the bulk at λ), where ``syevr`` with vectors was measured 3.5× slower at P = 2700
     and failed with "Internal Error" at P = 9100. ``subset=(lo, hi)`` (inclusive indices) asks
     ``syevr`` for those eigenpairs only, falling back to the whole decomposition where it fails.
-    A failure of ``syevd`` falls back to the QR driver (``syev``).
+    A failure of ``syevd`` falls back to the QR driver (``syev``). Eigenvalues alone of a matrix
+    of at least ``TORCH_EIGVALSH_FROM`` rows come from ``torch.linalg.eigvalsh`` (the LAPACK torch
+    is built with, MKL's on the CPU wheels): measured 2.7× faster than scipy's ``syevd`` at
+    P = 9100 (14 s against 38 s on 2 cores) and 1.9× at P = 5500, agreeing to 2e-14 relative.
     """
     import numpy as np
     import scipy.linalg
@@ -285,6 +293,11 @@ def symmetric_eigh(H, *, vectors: bool = True, subset: tuple[int, int] | None = 
             out = symmetric_eigh(H, vectors=vectors)
             lo, hi = subset
             return (out[0][lo:hi + 1], out[1][:, lo:hi + 1]) if vectors else out[lo:hi + 1]
+    if not vectors and H.shape[0] >= TORCH_EIGVALSH_FROM:
+        try:
+            return torch.linalg.eigvalsh(torch.from_numpy(np.ascontiguousarray(H))).numpy()
+        except RuntimeError:  # torch.linalg.LinAlgError is one; LAPACK's own drivers below
+            pass
     try:
         return scipy.linalg.eigh(H, eigvals_only=not vectors, driver="evd", check_finite=False)
     except np.linalg.LinAlgError:
