@@ -29,6 +29,7 @@ def test_overrides_reach_every_table_and_round_trip():
     ("nonsense=1", "--set 'nonsense'"), ("stages.0.lr=-1", "stages[0].lr=-1"),
     ("stages.5.lr=1", "--set stages.5.lr"), ("engine=adam", "stages[0].engine='adam'"),
     ("init.name=uniform", "init.name='uniform'"), ("seed=-1", "seed=-1"), ("novalue", "--set 'novalue'"),
+    ("connect.split_depth=2", "connect.split_depth=2"), ("connect.split=3", "connect.split=3"),
 ])
 def test_bad_values_name_the_field(override, starts):
     with pytest.raises(SpecError) as e:

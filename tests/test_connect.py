@@ -353,3 +353,88 @@ def test_graph_strategy_joins_every_minimum_holding_a_count(tmp_path):
     import networkx as nx
     G = nx.Graph([(t.min1_id, t.min2_id) for t in ts_rec])
     assert nx.has_path(G, 0, 2) and nx.has_path(G, 0, 1)
+
+
+def test_band_minima_are_the_interior_dips_of_a_profile():
+    """Interior local minima of a loss profile deeper than depth × its range below both
+    neighbours; end points, shoulders and shallower dips are not."""
+    from landscape.study.connect import band_minima
+
+    E = np.array([0.0, 1.0, 0.5, 1.2, 1.2, 0.9, 0.8999, 2.0, 1.0])
+    assert band_minima(E, 1e-3) == [2]                 # 0.8999 is 1e-4 below 0.9 < 1e-3 · 2.0
+    assert band_minima(E, 1e-6) == [2, 6]
+    assert band_minima(np.linspace(0, 1, 16), 0.0) == []    # monotone: nothing
+    assert band_minima(np.array([1.0, 0.0, 1.0]), 0.5) == [1]
+    assert band_minima(np.array([1.0, 0.0, 1.0]), 1.0) == []
+
+
+def _rank_one_minimum(spec):
+    """The minimum between the origin and large-root DNC at K=3, n=2, d=4, L=2, λ=1e-2: descend from
+    the index-1 saddle beside the small-root DNC point (min-mode following from 1.01 × it)."""
+    from landscape.engines import StageConfig, run_pipeline
+    from landscape.engines.minmode import follow_min_mode
+
+    m = DeepUFM(spec)
+    small = torch.tensor(T.dnc_point(spec, T.dnc_scale_roots(spec.K, spec.n, spec.L, spec.lam)[0]))
+    ts = follow_min_mode(m, (small * 1.01)[None]).theta
+    v = torch.linalg.eigh(m.hessian(ts[0]))[1][:, 0]
+    ends = run_pipeline(m, torch.stack([ts[0] + s * 1e-3 * v for s in (1, -1)]),
+                        [StageConfig(engine="lbfgs", max_iter=3000, tol=1e-11),
+                         StageConfig(engine="newton", max_iter=50, tol=1e-12, stall_window=10)])
+    return next(th for th, l in zip(ends.theta, ends.loss) if 0.2 < l < 1.0).numpy()
+
+
+def test_a_band_through_a_third_basin_splits_the_pair_there_and_joins_it_through_that_minimum(tmp_path, monkeypatch):
+    """A study holding only the origin and large-root DNC (K=3, n=2, d=4, L=2, λ=1e-2); the first
+    band starts as the broken line origin → M → DNC through the rank-one minimum M the study does
+    not hold, so it dips into M's basin. The search descends from the dip, stores M (loss equal to
+    the independently built one, no basin count), splits the pair into (origin, M), (M, DNC), and
+    joins origin and DNC through M by certified index-1 transition states."""
+    import dataclasses
+
+    import landscape.study.connect as C
+
+    K, n, d, L, lam = 3, 2, 4, 2, 1e-2
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+    dnc = T.dnc_point(spec, T.dnc_scale_roots(K, n, L, lam)[-1])
+    mid = _rank_one_minimum(spec)
+    mid_loss = float(DeepUFM(spec).loss(torch.tensor(mid)[None])[0])
+    calls = []
+    real = C.run_neb
+
+    def through_mid(model, A, B, opts, initial=None):
+        if not calls:   # the first band only: origin → M → DNC (M aligned to the origin's frame is M)
+            Mb = torch.tensor(align(spec, A[0].numpy(), mid)[0])
+            t = torch.linspace(0, 1, (opts.images + 3) // 2, dtype=torch.float64)[:, None]   # M at the middle image
+            first = (1 - t) * A[0] + t * Mb
+            second = (1 - t) * Mb + t * B[0]
+            initial = torch.cat([first, second[1:]])[None]
+            assert initial.shape[1] == opts.images + 2
+            opts = dataclasses.replace(opts, max_iter=20)  # a band still lying across M's basin
+        calls.append(len(A))
+        return real(model, A, B, opts, initial=initial)
+
+    monkeypatch.setattr(C, "run_neb", through_mid)
+    cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
+                                        "connect.max_pairs=6", "connect.strategy=pairs", "connect.images=15"],
+                             [np.zeros(spec.P), dnc])
+    with store:
+        connect_minima(Session(cfg, store, lambda e: None))
+        attempts = store.get_meta("connect_attempts")
+        ts = store.transition_states()
+        pts = {p.id: p for p in store.points()}
+        counts = store.basin_counts()
+    first = attempts[0]
+    assert first["pair"] == [0, 1] and first["band_minima"] >= 1 and len(first["split"]) == 1
+    m = first["split"][0]
+    assert pts[m].kind == "minimum" and pts[m].loss == pytest.approx(mid_loss, abs=1e-10)
+    assert counts.get(m, 0) == 0                       # found by the search: no basin count
+    # the sub-pairs not already joined by the first band's transition state, each searched once
+    later = [tuple(sorted(a["pair"])) for a in attempts[1:]]
+    assert len(later) == len(set(later)) and set(later) <= {(0, m), (1, m)} and later
+    import networkx as nx
+    G = nx.Graph()
+    for t in ts:
+        assert pts[t.saddle_id].hessian_index == 1 and pts[t.saddle_id].grad_norm <= 1e-10
+        G.add_edge(t.min1_id, t.min2_id)
+    assert nx.has_path(G, 0, 1) and m in nx.shortest_path(G, 0, 1)

@@ -28,7 +28,12 @@ hold basin counts, most-visited first, up to ``max_pairs``, plus the pairs the u
    minima (for a connecting saddle, also along the band's tangent at the climbing image projected
    onto the unstable space: the band's own way across; edge direction ``BAND_DIRECTION``); the transition state is stored (saddle, its two minima, the barrier from each side,
    the band's highest image and length) and the two minima are joined;
-5. **recurses** like pele's DoubleEndedConnect: when the transition state joins other minima than
+5. **splits** a pair whose band dips into a third basin (AutoNEB-style; ``[connect] split``):
+   every interior image that is a local minimum of its band's loss profile (:func:`band_minima`)
+   is descended with the study's saddle-descent pipeline; a minimum other than the pair's two is
+   stored (it holds no basin count) and the sub-pairs (first end, it, …, second end) are searched
+   next (``pairs`` strategy) or enter the graph of minima as new nodes (``graph`` strategy);
+6. **recurses** like pele's DoubleEndedConnect: when the transition state joins other minima than
    the pair, the unconnected sub-pairs (each end of the pair with the nearer of the new minima)
    are searched in the next round, up to ``max_depth`` rounds. Pairs already joined through stored
    transition states are skipped, and every attempt is recorded in the database (so a resumed
@@ -132,6 +137,15 @@ def _ends_of(store: StudyStore, saddle_id: int) -> list[int]:
     return out
 
 
+def band_minima(E: np.ndarray, depth: float) -> list[int]:
+    """Interior images (indices 1 … M of a band's loss profile ``E`` (M+2,), end points included)
+    that are local minima of the profile at least ``depth`` × (max E − min E) below both
+    neighbours: where a band between two minima dips into a third basin."""
+    E = np.asarray(E, dtype=np.float64)
+    tol = depth * float(E.max() - E.min())
+    return [i for i in range(1, E.size - 1) if E[i] < E[i - 1] - tol and E[i] < E[i + 1] - tol]
+
+
 def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[dict]:
     """One round of the double-ended search (module docstring, steps 1–4) for ``pairs``, batched.
     Returns one record per pair: {"pair", "outcome", "saddle_id", "joins", "transition_state"}."""
@@ -152,6 +166,9 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
         c = int(res.climbing[q])
         cand_idx.append([i for i in (c, c - 1, c + 1) if 1 <= i <= M])
     starts = torch.cat([res.images[q, cand_idx[q]] for q in range(Q)]).cpu()
+    # AutoNEB-style splitting: descend from the band's interior local minima of the loss
+    split_idx = [band_minima(res.loss[q].cpu().numpy(), cfg.connect.split_depth) if cfg.connect.split else []
+                 for q in range(Q)]
     by_minmode = np.zeros(starts.shape[0], dtype=bool)
     if cfg.connect.refine == "minmode":
         # climb the lowest mode, descend the rest: index-1 saddles; polish those with Newton-MR,
@@ -164,14 +181,28 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
     ok = session.certified(ref)
     rows = np.nonzero(ok)[0]
     ids = dict(zip(rows.tolist(), session.assign(ref.theta[torch.from_numpy(rows)], new)))
+    split_ids: dict[int, int] = {}
+    if any(split_idx):
+        low = torch.cat([res.images[q, split_idx[q]] for q in range(Q) if split_idx[q]]).cpu()
+        down = run_pipeline(model, low, list(cfg.saddles.descend))
+        rows = np.nonzero(session.certified(down))[0]
+        split_ids = dict(zip(rows.tolist(), session.assign(down.theta[torch.from_numpy(rows)], new)))
     if new:
         session.store.commit_unit(session.unit_id(), [], new, wall_time=time.perf_counter() - t0)
     out = []
-    r = 0
+    r = s_row = 0
     for q, (a, b) in enumerate(pairs):
         rec = {"pair": [a, b], "neb_converged": bool(res.converged[q]), "neb_iterations": int(res.iterations[q]),
                "neb_force": float(res.force[q]), "path_max_loss": float(res.loss[q].max()),
                "path_length": float(res.length[q]), "saddle_id": None, "joins": [], "outcome": "no index-1 saddle"}
+        split = []  # minima other than the pair's, in the order of the band's images
+        for _ in split_idx[q]:
+            m = split_ids.get(s_row)
+            s_row += 1
+            if m is not None and m not in (a, b) and m not in split and store.point(m).kind in LEAF_KINDS:
+                split.append(m)
+        rec["band_minima"] = len(split_idx[q])
+        rec["split"] = split
         cands = []
         rec["minmode_converged"] = int(by_minmode[r:r + len(cand_idx[q])].sum())
         for i in cand_idx[q]:
@@ -284,7 +315,11 @@ def _record_round(session: ConnectSession, found: list[dict], attempts: list, tr
         tried.add(tuple(sorted((a, b))))
         attempts.append({k: rec.get(k) for k in ("pair", "outcome", "saddle_id", "index", "joins", "neb_converged",
                                                    "neb_iterations", "path_max_loss", "path_length",
-                                                   "refined_by", "minmode_converged")})
+                                                   "refined_by", "minmode_converged", "band_minima", "split")})
+        joined = rec["outcome"] == "transition state" and set(rec["joins"][:2]) == {a, b}
+        if rec.get("split") and not joined:  # split the pair at the band's intermediate minima
+            chain = [a, *rec["split"], b]
+            nxt += list(zip(chain, chain[1:]))
         if rec["outcome"] != "transition state":
             continue
         sid = rec["saddle_id"]
@@ -334,7 +369,8 @@ def connect_minima(session: ConnectSession) -> int:
         stopped = "the listed pairs and max_depth rounds are done"
         for depth in range(cfg.max_depth + 1):
             uf = _joined(store)
-            todo = [(a, b) for a, b in todo if tuple(sorted((a, b))) not in tried and uf[a] != uf[b]]
+            todo = [(a, b) for a, b in dict.fromkeys(todo) if tuple(sorted((a, b))) not in tried and uf[a] != uf[b]]
+            todo = list({tuple(sorted(p)): p for p in todo}.values())   # one search per unordered pair
             if not todo:
                 break
             found = search_pairs(session, todo)

@@ -39,6 +39,11 @@ class ConnectSettings:
       downhill in its complement, so it ends at index-1 saddles; rows where it fails fall back to
       Newton-MR from the image) or ``newton`` (Newton-MR from the image: the nearest critical
       point of any index); ``minmode_iter``: its iterations.
+    * ``split``: descend (the study's saddle-descent pipeline) from every interior image that is
+      a local minimum of its band's loss profile, at least ``split_depth`` × the band's loss range
+      below both neighbours, and, where that reaches a minimum other than the pair's two, split
+      the pair there (AutoNEB-style): the new minimum is stored (it holds no basin count) and the
+      sub-pairs (first end, it) and (it, second end) are searched in later rounds.
     """
 
     max_pairs: int = 6
@@ -55,6 +60,8 @@ class ConnectSettings:
     minmode_iter: int = 100
     strategy: str = "graph"
     budget_s: float = 1800.0
+    split: bool = True
+    split_depth: float = 1e-3
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConnectSettings":
@@ -78,7 +85,9 @@ class ConnectSettings:
                    refine=check_choice("connect.refine", d.get("refine", dflt.refine), REFINE_METHODS),
                    minmode_iter=check_int("connect.minmode_iter", d.get("minmode_iter", dflt.minmode_iter), 1),
                    strategy=check_choice("connect.strategy", d.get("strategy", dflt.strategy), STRATEGIES),
-                   budget_s=check_number("connect.budget_s", d.get("budget_s", dflt.budget_s)))
+                   budget_s=check_number("connect.budget_s", d.get("budget_s", dflt.budget_s)),
+                   split=check_bool("connect.split", d.get("split", dflt.split)),
+                   split_depth=check_number("connect.split_depth", d.get("split_depth", dflt.split_depth), maximum=1.0))
 
     def to_dict(self) -> dict:
         out = asdict(self)

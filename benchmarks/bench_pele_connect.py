@@ -1,0 +1,162 @@
+"""Transition states between two minima of a paper-size study: this tool's search against pele's DoubleEndedConnect.
+
+pele (GPL; ``pip install pele`` into the benchmark environment, run as a peer, never copied) is
+given the same two minima, the study's loss and gradient (float64, :class:`DeepUFM`) as a
+``BasePotential``, and this tool's alignment modulo symmetry
+(:func:`landscape.analysis.symmetry.align`: class relabelling, Procrustes per gauge interface) as
+its ``mindist``; its transition-state search leaves vectors unprojected (``orthogZeroEigs=None``:
+the gauge zero modes of a UFM are not pele's rigid-body modes). The tool searches the same pair
+with its own connect phase (:func:`landscape.study.connect.connect_minima`, ``strategy = "pairs"``,
+the pair named, ``max_depth = 2``) on a temporary copy of the study (the original is never
+written). Per pair and method: success, the transition states on the joining path (loss, ‖∇L‖,
+the minima they join), the highest one and the barrier out of the first minimum through it, and
+the wall time. The tool's saddles are certified (index 1 from the exact Hessian); pele's are
+reported as it returns them, with their Hessian index computed here by the tool's own analysis.
+
+``python benchmarks/bench_pele_connect.py [--study DIR] [--pairs A,B C,D] [--niter N]`` (default:
+``data/paper/width/cells/d=70``, P = 9100, pairs 1,3 (pairs – simplex(6)+2×pair) and 2,3
+(simplex(8)+pair – simplex(6)+2×pair), the two pairs the tool joined directly in
+``data/paper/fig2-d70``); results go to ``benchmarks/results/pele_connect.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import torch
+
+from landscape.analysis.point import analyse_point
+from landscape.analysis.symmetry import align
+from landscape.core.model import DeepUFM
+from landscape.io.store import StudyStore
+from landscape.study.config import StudyConfig
+from landscape.study.connect import connect_minima
+from landscape.study.run import Session
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ours(study: Path, a: int, b: int) -> dict:
+    """The tool's connect phase on the named pair, on a copy of the study."""
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(study / "study.sqlite", Path(tmp) / "study.sqlite")
+        with StudyStore.open(Path(tmp)) as store:
+            cfg = StudyConfig.from_dict(store.config)
+            cfg = replace(cfg, connect=replace(cfg.connect, max_pairs=0, pairs=((a, b),), strategy="pairs",
+                                               max_depth=2))
+            t = time.perf_counter()
+            connect_minima(Session(cfg, store, lambda e: None))
+            wall = time.perf_counter() - t
+            pts = {p.id: p for p in store.points()}
+            G = nx.Graph()
+            for ts in store.transition_states():
+                G.add_edge(ts.min1_id, ts.min2_id, saddle=ts.saddle_id)
+            ok = a in G and b in G and nx.has_path(G, a, b)
+            path = nx.shortest_path(G, a, b) if ok else []
+            saddles = [G.edges[u, v]["saddle"] for u, v in zip(path, path[1:])]
+            rows = [{"loss": pts[s].loss, "grad_norm": pts[s].grad_norm, "index": pts[s].hessian_index,
+                     "joins": [pts[u].label, pts[v].label]} for s, (u, v) in zip(saddles, zip(path, path[1:]))]
+            out = {"method": "landscape connect (NEB + min-mode following)", "success": ok, "wall_s": wall,
+                   "path": [pts[m].label for m in path], "transition_states": rows,
+                   "attempts": len(store.get_meta("connect_attempts", []))}
+            if rows:
+                top = max(r["loss"] for r in rows)
+                out.update(highest=top, barrier_from_first=top - pts[a].loss)
+            return out
+
+
+def theirs(spec, pa: np.ndarray, pb: np.ndarray, la: float, lb: float, niter: int) -> dict:
+    """pele's DoubleEndedConnect between the same two minima (module docstring)."""
+    from pele.landscape import DoubleEndedConnect
+    from pele.potentials import BasePotential
+    from pele.storage import Database
+
+    model = DeepUFM(spec)
+    calls = {"n": 0}
+
+    class UFMPotential(BasePotential):
+        def getEnergy(self, x):
+            calls["n"] += 1
+            return float(model.loss(torch.from_numpy(np.asarray(x, dtype=np.float64))[None])[0])
+
+        def getEnergyGradient(self, x):
+            calls["n"] += 1
+            E, g = model.loss_and_grad(torch.from_numpy(np.asarray(x, dtype=np.float64))[None])
+            return float(E[0]), g[0].numpy().copy()
+
+    def mindist(x1, x2):
+        x2a, info = align(spec, np.asarray(x1), np.asarray(x2))
+        return float(info["distance"]), np.asarray(x1).copy(), np.asarray(x2a)
+
+    db = Database()
+    m1, m2 = db.addMinimum(la, pa), db.addMinimum(lb, pb)
+    t = time.perf_counter()
+    conn = DoubleEndedConnect(m1, m2, UFMPotential(), mindist, db, niter=niter, verbosity=0,
+                              local_connect_params={"tsSearchParams": {"orthogZeroEigs": None}})
+    conn.connect()
+    wall = time.perf_counter() - t
+    ok = bool(conn.success())
+    out = {"method": "pele DoubleEndedConnect (NEB + hybrid eigenvector following)", "success": ok, "wall_s": wall,
+           "potential_calls": calls["n"], "minima_found": len(db.minima()),
+           "transition_states_found": len(db.transitionStates())}
+    if ok:
+        mints, _, energies = conn.returnPath()
+        rows = []
+        for ts in mints[1::2]:
+            g = model.loss_and_grad(torch.from_numpy(np.asarray(ts.coords, dtype=np.float64))[None])[1][0]
+            a = analyse_point(spec, np.asarray(ts.coords, dtype=np.float64))
+            rows.append({"loss": float(ts.energy), "grad_norm": float(g.norm()), "index": a.hessian.index,
+                         "label": a.label})
+        out["transition_states"] = rows
+        out["path_energies"] = [float(e) for e in energies]
+        top = max(r["loss"] for r in rows)
+        out.update(highest=top, barrier_from_first=top - la)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", default=str(ROOT / "data/paper/width/cells/d=70"))
+    ap.add_argument("--pairs", nargs="+", default=["1,3", "2,3"])
+    ap.add_argument("--niter", type=int, default=20, help="pele's DoubleEndedConnect cycles per pair")
+    ap.add_argument("--methods", nargs="+", default=["landscape", "pele"], choices=["landscape", "pele"])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/pele_connect.json"))
+    args = ap.parse_args()
+    study = Path(args.study)
+    with StudyStore.open(study, readonly=True) as store:
+        cfg = StudyConfig.from_dict(store.config)
+        pts = {p.id: store.point(p.id) for p in store.points()}
+    rows = []
+    for text in args.pairs:
+        a, b = map(int, text.split(","))
+        row = {"pair": [a, b], "labels": [pts[a].label, pts[b].label], "losses": [pts[a].loss, pts[b].loss]}
+        if "landscape" in args.methods:
+            row["landscape"] = ours(study, a, b)
+            print(f"{a},{b} landscape: {json.dumps(row['landscape'], default=str)}", flush=True)
+        if "pele" in args.methods:
+            row["pele"] = theirs(cfg.model, pts[a].params, pts[b].params, pts[a].loss, pts[b].loss, args.niter)
+            print(f"{a},{b} pele: {json.dumps(row['pele'], default=str)}", flush=True)
+        rows.append(row)
+    result = {"what": "two pairs of minima joined by this tool's connect phase and by pele's DoubleEndedConnect "
+                      "(the tool's alignment as pele's distance), side by side",
+              "date": time.strftime("%Y-%m-%d"),
+              "study": str(study.relative_to(ROOT) if study.is_relative_to(ROOT) else study), "P": cfg.model.P,
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                          "torch_threads": torch.get_num_threads()},
+              "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()
