@@ -5,7 +5,8 @@ given the same two minima, the study's loss and gradient (float64, :class:`DeepU
 ``BasePotential``, and this tool's alignment modulo symmetry
 (:func:`landscape.analysis.symmetry.align`: class relabelling, Procrustes per gauge interface) as
 its ``mindist``; its transition-state search leaves vectors unprojected (``orthogZeroEigs=None``:
-the gauge zero modes of a UFM are not pele's rigid-body modes). The tool searches the same pair
+the gauge zero modes of a UFM are not pele's rigid-body modes), and its tolerances are scaled to
+this landscape (:data:`TS_PARAMS`, :data:`NEB_PARAMS`; pele's defaults are for atomic clusters). The tool searches the same pair
 with its own connect phase (:func:`landscape.study.connect.connect_minima`, ``strategy = "pairs"``,
 the pair named, ``max_depth = 2``) on a temporary copy of the study (the original is never
 written). Per pair and method: success, the transition states on the joining path (loss, ‖∇L‖,
@@ -43,6 +44,13 @@ from landscape.study.connect import connect_minima
 from landscape.study.run import Session
 
 ROOT = Path(__file__).resolve().parents[1]
+#: pele's transition-state search: no rigid-body projection (a UFM's zero modes are gauge modes),
+#: Lanczos-style lowest eigenvector (not pele's numerical Hessian, 9100 gradients a time here), and
+#: its rms gradient tolerance at ‖∇L‖ ≈ 1e-7 (rms = ‖∇L‖/√P) with room to get there.
+TS_PARAMS = {"orthogZeroEigs": None, "hessian_diagonalization": False, "tol": 1e-9, "nsteps": 1000}
+#: pele's band: its default quench tolerance (rms 1e-2) is above this landscape's whole force scale
+#: (the band would stop at step 0), so 1e-6, as this tool's band tolerance in rms terms.
+NEB_PARAMS = {"NEBquenchParams": {"tol": 1e-6, "maxErise": 100.0, "nsteps": 3000}}
 
 
 def ours(study: Path, a: int, b: int) -> dict:
@@ -101,13 +109,13 @@ def theirs(spec, pa: np.ndarray, pb: np.ndarray, la: float, lb: float, niter: in
     m1, m2 = db.addMinimum(la, pa), db.addMinimum(lb, pb)
     t = time.perf_counter()
     conn = DoubleEndedConnect(m1, m2, UFMPotential(), mindist, db, niter=niter, verbosity=0,
-                              local_connect_params={"tsSearchParams": {"orthogZeroEigs": None}})
+                              local_connect_params={"tsSearchParams": TS_PARAMS, "NEBparams": NEB_PARAMS})
     conn.connect()
     wall = time.perf_counter() - t
     ok = bool(conn.success())
     out = {"method": "pele DoubleEndedConnect (NEB + hybrid eigenvector following)", "success": ok, "wall_s": wall,
            "potential_calls": calls["n"], "minima_found": len(db.minima()),
-           "transition_states_found": len(db.transitionStates())}
+           "transition_states_found": len(db.transition_states())}
     if ok:
         mints, _, energies = conn.returnPath()
         rows = []

@@ -222,3 +222,20 @@ def test_symmetric_eigh_eigenvalues_alone_above_the_torch_threshold():
     H = (Q * lam) @ Q.T
     H = 0.5 * (H + H.T)
     np.testing.assert_allclose(symmetric_eigh(H, vectors=False), np.sort(lam), atol=5e-14)
+
+
+def test_an_unconverged_lanczos_answer_falls_back_to_the_exact_spectrum():
+    """The cost model sends a point to Lanczos (a budget of 1 ns), whose runs cannot converge to a
+    relative residual of 1e-300: rather than storing the point as unverified, the analysis takes
+    the dense spectrum, and answers exactly as the dense path does (index of the small-root DNC
+    saddle, nullity, type). With a fixed ``dense_limit`` (the user chose Lanczos) it does not."""
+    spec = ModelSpec(K=4, n=2, d=5, L=2, lam=1e-3)
+    th = small_dnc(spec)
+    dense = analyse_hessian(spec, th)
+    fb = analyse_hessian(spec, th, dense_budget_s=1e-9, lanczos_tol=1e-300, lanczos_k=4)
+    assert fb.method == "dense" and "Lanczos did not converge" in fb.method_reason and fb.verified
+    for f in ("index", "nullity", "symmetry_zero_modes", "excess_zero_modes", "type"):
+        assert getattr(fb, f) == getattr(dense, f), f
+    assert dense.index > 0
+    kept = analyse_hessian(spec, th, dense_limit=spec.P - 1, lanczos_tol=1e-300, lanczos_k=4)
+    assert kept.method == "lanczos" and kept.lanczos_converged is False and not kept.verified

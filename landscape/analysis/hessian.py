@@ -37,7 +37,7 @@ import scipy.linalg
 import torch
 
 from ..core.jsonsafe import json_float
-from ..core.linalg import block_lanczos, symmetric_eigh
+from ..core.linalg import TORCH_EIGVALSH_FROM, block_lanczos, symmetric_eigh
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from .settings import (DEFAULT_DENSE_BUDGET_S, DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K,  # noqa: F401
                        DEFAULT_LANCZOS_SEED, DEFAULT_LANCZOS_TOL, DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL,
@@ -94,28 +94,60 @@ def _lapack_seconds_per_cube(device_type: str) -> float:
     return (time.perf_counter() - t) / n ** 3
 
 
-def dense_cost_s(P: int, work: float = 1.3) -> float:
+@functools.lru_cache(maxsize=4)
+def _torch_eigvalsh_seconds_per_cube(threads: int) -> float:
+    """Seconds per P³ of ``torch.linalg.eigvalsh`` here (the eigenvalues-alone solve of
+    :func:`symmetric_eigh` from ``TORCH_EIGVALSH_FROM`` rows on), from one timed call at that
+    size after a warm-up call."""
+    import torch
+
+    n = TORCH_EIGVALSH_FROM
+    torch.linalg.eigvalsh(torch.eye(64, dtype=torch.float64))
+    A = torch.from_numpy(np.random.default_rng(0).standard_normal((n, n)))
+    A = A + A.T
+    t = time.perf_counter()
+    torch.linalg.eigvalsh(A)
+    return (time.perf_counter() - t) / n ** 3
+
+
+#: The point analysis' dense path (Hessian build, eigenvalues alone, symmetry checks) in units of
+#: one ``torch.linalg.eigvalsh`` solve of the same size (measured at P = 9100: 9.7 s + 14.1 s +
+#: 4 s against 14.1 s).
+ANALYSIS_DENSE_WORK = 2.0
+
+
+def dense_cost_s(P: int, work: float = 1.3, eigvals_only: bool = False) -> float:
     """Predicted seconds of a dense path at P parameters on this machine: ``work`` times one
-    LAPACK eigenvalue solve of size P (measured once, scaled as P³). The analysis' dense path is
-    1.3 solves (the Hessian build and the checks); the spectrum's is more
-    (:data:`landscape.analysis.spectrum.SPECTRUM_DENSE_WORK`)."""
+    LAPACK eigenvalue solve of size P (measured once, scaled as P³). The spectrum's dense path
+    (eigenvectors too) is :data:`landscape.analysis.spectrum.SPECTRUM_DENSE_WORK` scipy solves.
+    ``eigvals_only`` (the point analysis): from ``TORCH_EIGVALSH_FROM`` rows on, the unit is the
+    torch solve the analysis uses there (:func:`symmetric_eigh`), at this process's torch threads."""
+    if eigvals_only and P >= TORCH_EIGVALSH_FROM:
+        import torch
+
+        return work * _torch_eigvalsh_seconds_per_cube(torch.get_num_threads()) * float(P) ** 3
     return work * _lapack_seconds_per_cube("cpu") * float(P) ** 3
 
 
-def choose_method(P: int, dense_limit: int | None, dense_budget_s: float = DEFAULT_DENSE_BUDGET_S, *,
-                  work: float = 1.3, matrices: float = 2.5) -> tuple[str, str]:
-    """('dense' | 'lanczos', why). With an integer ``dense_limit``: dense iff P ≤ it. With None:
-    dense iff :func:`dense_cost_s` (``work`` solves) ≤ ``dense_budget_s`` and ``matrices``
-    dense P × P float64 matrices fit in half of the RAM."""
-    if dense_limit is not None:
-        return ("dense" if P <= dense_limit else "lanczos"), f"dense_limit={dense_limit}"
-    cost = dense_cost_s(P, work)
+def dense_fits(P: int, matrices: float = 2.5) -> bool:
+    """Whether ``matrices`` dense P × P float64 matrices fit in half of this machine's RAM."""
     try:
         import os
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         mem = float("inf")
-    fits = matrices * 8 * P * P <= 0.5 * mem
+    return matrices * 8 * P * P <= 0.5 * mem
+
+
+def choose_method(P: int, dense_limit: int | None, dense_budget_s: float = DEFAULT_DENSE_BUDGET_S, *,
+                  work: float = 1.3, matrices: float = 2.5, eigvals_only: bool = False) -> tuple[str, str]:
+    """('dense' | 'lanczos', why). With an integer ``dense_limit``: dense iff P ≤ it. With None:
+    dense iff :func:`dense_cost_s` (``work`` solves) ≤ ``dense_budget_s`` and ``matrices``
+    dense P × P float64 matrices fit in half of the RAM."""
+    if dense_limit is not None:
+        return ("dense" if P <= dense_limit else "lanczos"), f"dense_limit={dense_limit}"
+    cost = dense_cost_s(P, work, eigvals_only)
+    fits = dense_fits(P, matrices)
     why = f"cost model: dense predicted {cost:.3g} s (budget {dense_budget_s:g} s){'' if fits else ', too large for memory'}"
     return ("dense" if cost <= dense_budget_s and fits else "lanczos"), why
 
@@ -297,7 +329,8 @@ def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel
     """
     t0 = time.perf_counter()
     sym = symmetry_space(spec, theta, symmetry_rtol)
-    method, why = choose_method(spec.P, dense_limit, dense_budget_s)
+    method, why = choose_method(spec.P, dense_limit, dense_budget_s, work=ANALYSIS_DENSE_WORK if spec.P >= TORCH_EIGVALSH_FROM else 1.3,
+                                eigvals_only=True)
     k = None
     if method == "dense":
         rep, t, Q, unverified, resid = _dense(spec, theta, sym, tau, tau_rel, noise_mult, device)
@@ -305,6 +338,11 @@ def analyse_hessian(spec: ModelSpec, theta, *, tau: float | None = None, tau_rel
         k = int(min(lanczos_k, spec.P - 2))
         rep, t, Q, unverified, resid = _lanczos(spec, theta, sym, tau, tau_rel, noise_mult, k, lanczos_tol,
                                                 lanczos_seed, device)
+        if not rep.lanczos_converged and dense_limit is None and dense_fits(spec.P):
+            # an unconverged Lanczos answer would leave the point unverified: where the exact
+            # spectrum fits in memory, take it instead, whatever the time budget said
+            method, why, k = "dense", why + "; Lanczos did not converge: dense instead", None
+            rep, t, Q, unverified, resid = _dense(spec, theta, sym, tau, tau_rel, noise_mult, device)
     s = Q.shape[1]
     rep.symmetry_zero_modes = s
     rep.excess_zero_modes = rep.nullity - s
