@@ -4,8 +4,10 @@ pele (GPL; ``pip install pele`` into the benchmark environment, run as a peer, n
 given the same two minima, the study's loss and gradient (float64, :class:`DeepUFM`) as a
 ``BasePotential``, and this tool's alignment modulo symmetry
 (:func:`landscape.analysis.symmetry.align`: class relabelling, Procrustes per gauge interface) as
-its ``mindist``; its transition-state search leaves vectors unprojected (``orthogZeroEigs=None``:
-the gauge zero modes of a UFM are not pele's rigid-body modes), and its tolerances are scaled to
+its ``mindist``; its transition-state search projects out the UFM's gauge-orbit tangents (the tool's
+:func:`~landscape.analysis.symmetry.symmetry_space`) as its zero-mode projection
+(``orthogZeroEigs``; pele's default removes rigid-body modes of atoms, ``--no-projection`` none:
+then its index screen meets ~900 exact zero modes at P = 9100), and its tolerances are scaled to
 this landscape (:data:`TS_PARAMS`, :data:`NEB_PARAMS`; pele's defaults are for atomic clusters). The tool searches the same pair
 with its own connect phase (:func:`landscape.study.connect.connect_minima`, ``strategy = "pairs"``,
 the pair named, ``max_depth = 2``) on a temporary copy of the study (the original is never
@@ -36,7 +38,7 @@ import numpy as np
 import torch
 
 from landscape.analysis.point import analyse_point
-from landscape.analysis.symmetry import align
+from landscape.analysis.symmetry import align, symmetry_space
 from landscape.core.model import DeepUFM
 from landscape.io.store import StudyStore
 from landscape.study.config import StudyConfig
@@ -47,10 +49,13 @@ ROOT = Path(__file__).resolve().parents[1]
 #: pele's transition-state search: no rigid-body projection (a UFM's zero modes are gauge modes),
 #: Lanczos-style lowest eigenvector (not pele's numerical Hessian, 9100 gradients a time here), and
 #: its rms gradient tolerance at ‖∇L‖ ≈ 1e-7 (rms = ‖∇L‖/√P) with room to get there.
-TS_PARAMS = {"orthogZeroEigs": None, "hessian_diagonalization": False, "tol": 1e-9, "nsteps": 1000}
+TS_PARAMS = {"hessian_diagonalization": False, "tol": 1e-9, "nsteps": 1000}
 #: pele's band: its default quench tolerance (rms 1e-2) is above this landscape's whole force scale
-#: (the band would stop at step 0), so 1e-6, as this tool's band tolerance in rms terms.
-NEB_PARAMS = {"NEBquenchParams": {"tol": 1e-6, "maxErise": 100.0, "nsteps": 3000}}
+#: (the band would stop at step 0), so 1e-6, as this tool's band tolerance in rms terms; the
+#: spring k = 1 as this tool's (pele's 100 left its band at rms 0.68 after 500 steps at P = 9100).
+#: ‖∇L‖ at which pele's quench from a transition state's two sides stops.
+QUENCH_TOL = 1e-8
+NEB_PARAMS = {"NEBquenchParams": {"tol": 1e-6, "maxErise": 100.0, "nsteps": 3000}, "k": 1.0}
 
 
 def ours(study: Path, a: int, b: int) -> dict:
@@ -82,7 +87,7 @@ def ours(study: Path, a: int, b: int) -> dict:
             return out
 
 
-def theirs(spec, pa: np.ndarray, pb: np.ndarray, la: float, lb: float, niter: int) -> dict:
+def theirs(spec, pa: np.ndarray, pb: np.ndarray, la: float, lb: float, niter: int, project: bool = True) -> dict:
     """pele's DoubleEndedConnect between the same two minima (module docstring)."""
     from pele.landscape import DoubleEndedConnect
     from pele.potentials import BasePotential
@@ -101,19 +106,45 @@ def theirs(spec, pa: np.ndarray, pb: np.ndarray, la: float, lb: float, niter: in
             E, g = model.loss_and_grad(torch.from_numpy(np.asarray(x, dtype=np.float64))[None])
             return float(E[0]), g[0].numpy().copy()
 
+    cache = {"x": None, "Q": None}
+
+    def gauge_projection(v, coords):
+        """v with the gauge-orbit tangents at coords projected out (pele's ``orthogZeroEigs``: its
+        zero-mode projection, here the UFM's symmetry tangents instead of rigid-body modes); the
+        basis is recomputed when coords moved by more than 1e-3 relative."""
+        x = np.asarray(coords, dtype=np.float64)
+        if cache["x"] is None or np.linalg.norm(x - cache["x"]) > 1e-3 * np.linalg.norm(x):
+            cache["x"], cache["Q"] = x.copy(), symmetry_space(spec, x).basis
+        Q = cache["Q"]
+        return v - Q @ (Q.T @ v)
+
+    ts_params = {**TS_PARAMS, "orthogZeroEigs": gauge_projection} if project else {**TS_PARAMS, "orthogZeroEigs": None}
+
     def mindist(x1, x2):
         x2a, info = align(spec, np.asarray(x1), np.asarray(x2))
         return float(info["distance"]), np.asarray(x1).copy(), np.asarray(x2a)
 
-    db = Database()
+    from pele.optimize import lbfgs_cpp
+
+    def quench(x):
+        """pele's C++ L-BFGS to ‖∇L‖ ≤ 1e-8 (its rms test, tol/√P), small steps (the barrier on one
+        side of a TS here can be 1e-5 high: pele's default quench, rms 1e-4 and its step, stops at
+        once or steps back across it)."""
+        return lbfgs_cpp(np.asarray(x, dtype=np.float64).copy(), pot, tol=QUENCH_TOL / np.sqrt(spec.P),
+                         nsteps=200000, M=10, maxstep=0.01)
+
+    pot = UFMPotential()
+    db = Database(accuracy=1e-10)   # minima told apart by energy to 1e-10 (pele's default: 1e-3)
     m1, m2 = db.addMinimum(la, pa), db.addMinimum(lb, pb)
     t = time.perf_counter()
-    conn = DoubleEndedConnect(m1, m2, UFMPotential(), mindist, db, niter=niter, verbosity=0,
-                              local_connect_params={"tsSearchParams": TS_PARAMS, "NEBparams": NEB_PARAMS})
+    conn = DoubleEndedConnect(m1, m2, pot, mindist, db, niter=niter, verbosity=0,
+                              local_connect_params={"tsSearchParams": ts_params, "NEBparams": NEB_PARAMS,
+                                                    "pushoff_params": {"quench": quench}})
     conn.connect()
     wall = time.perf_counter() - t
     ok = bool(conn.success())
-    out = {"method": "pele DoubleEndedConnect (NEB + hybrid eigenvector following)", "success": ok, "wall_s": wall,
+    out = {"method": "pele DoubleEndedConnect (NEB + hybrid eigenvector following)",
+           "zero_modes": "gauge tangents projected out" if project else "not projected", "success": ok, "wall_s": wall,
            "potential_calls": calls["n"], "minima_found": len(db.minima()),
            "transition_states_found": len(db.transition_states())}
     if ok:
@@ -137,6 +168,8 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", default=["1,3", "2,3"])
     ap.add_argument("--niter", type=int, default=20, help="pele's DoubleEndedConnect cycles per pair")
     ap.add_argument("--methods", nargs="+", default=["landscape", "pele"], choices=["landscape", "pele"])
+    ap.add_argument("--no-projection", action="store_true",
+                    help="leave pele's zero-mode projection off (orthogZeroEigs=None) instead of the gauge tangents")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/pele_connect.json"))
     args = ap.parse_args()
     study = Path(args.study)
@@ -151,7 +184,8 @@ def main() -> None:
             row["landscape"] = ours(study, a, b)
             print(f"{a},{b} landscape: {json.dumps(row['landscape'], default=str)}", flush=True)
         if "pele" in args.methods:
-            row["pele"] = theirs(cfg.model, pts[a].params, pts[b].params, pts[a].loss, pts[b].loss, args.niter)
+            row["pele"] = theirs(cfg.model, pts[a].params, pts[b].params, pts[a].loss, pts[b].loss, args.niter,
+                                 project=not args.no_projection)
             print(f"{a},{b} pele: {json.dumps(row['pele'], default=str)}", flush=True)
         rows.append(row)
     result = {"what": "two pairs of minima joined by this tool's connect phase and by pele's DoubleEndedConnect "
