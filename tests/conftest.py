@@ -19,6 +19,21 @@ def assert_close(actual, expected, *, atol=0.0, rtol=0.0, what=""):
                              f"atol {atol:g} + rtol {rtol:g}·|expected|")
 
 
+def assert_same_end_points(spec, actual, expected, *, across=1e-12, along=1e-7, what=""):
+    """Converged end points (B, P) that agree across the symmetry orbit to ``across`` and along
+    it to ``along``: at a minimum the Hessian is singular along the orbit, so the last Newton step
+    leaves that component undetermined to ~‖∇L‖/λ_min, and two runs that round differently may
+    end at points of the orbit ~1e-9 apart (landscape.core.gauge)."""
+    from landscape.core.gauge import GaugeProjector
+    from landscape.core.model import DeepUFM
+
+    a = torch.as_tensor(actual, dtype=torch.float64)
+    e = torch.as_tensor(expected, dtype=torch.float64)
+    cross = GaugeProjector(spec, DeepUFM(spec).factors(e))(a - e)
+    assert_close(cross, torch.zeros_like(cross), atol=across, what=f"{what} (across the orbit)")
+    assert_close(a, e, atol=along, what=what)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

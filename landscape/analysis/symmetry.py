@@ -18,14 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.gauge import gauge_interfaces  # noqa: F401  (re-exported: the interfaces with a gauge)
 from ..core.model import ModelSpec
 from .settings import DEFAULT_SYMMETRY_RTOL  # noqa: F401  (declared with every analysis default)
-
-
-def gauge_interfaces(spec: ModelSpec) -> list[int]:
-    """Interfaces i (between factor i and factor i+1, factors [H₁, W₁, …, W_L]) with an O(d) gauge:
-    all L for the linear model, only 0 (H₁|W₁) with ReLU."""
-    return list(range(spec.L)) if spec.activation == "linear" else [0]
 
 
 def symmetry_tangents(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTOL) -> np.ndarray:

@@ -23,6 +23,7 @@ import torch
 
 from .validate import SpecError  # noqa: F401  (re-exported)
 
+from .smallmm import baddbmm as _baddbmm, bmm as _bmm
 from .spec import ACTIVATIONS, DTYPE_NAMES, LOSSES, ModelSpec  # noqa: F401  (re-exported: the model's spec)
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -42,7 +43,8 @@ class DeepUFM:
     """Batched objective of a deep UFM: loss, gradient and Hessian-vector products.
 
     All methods take θ of shape (B, P) (or (P,), treated as B = 1 and squeezed back) in the
-    spec's dtype. Gradients are computed by a hand-written batched backward pass (``torch.bmm``);
+    spec's dtype. Gradients are computed by a hand-written batched backward pass (batched products,
+    :mod:`landscape.core.smallmm`);
     Hessian-vector products by double back-propagation through :meth:`loss`, which is exact.
 
     **Per-row weight decay.** :meth:`with_row_lambdas` gives a model whose row b has its own
@@ -161,10 +163,10 @@ class DeepUFM:
         F = self.factors(theta)
         pre, post = [F[0]], [F[0]]
         for W in F[1:-1]:
-            h = torch.bmm(W, post[-1])
+            h = _bmm(W, post[-1])
             pre.append(h)
             post.append(torch.relu(h) if self._relu else h)
-        Z = torch.bmm(F[-1], post[-1])
+        Z = _bmm(F[-1], post[-1])
         return pre, post, Z
 
     def logits(self, theta: torch.Tensor) -> torch.Tensor:
@@ -240,9 +242,12 @@ class DeepUFM:
         """g(Z) (B,) and ∂g/∂Z (B, K, N)."""
         N = self.spec.N
         if self.spec.loss == "ce":
-            lse = torch.logsumexp(Z, dim=1, keepdim=True)
+            zmax = Z.amax(dim=1, keepdim=True)  # log-sum-exp and softmax from one exp
+            E = torch.exp(Z - zmax)
+            S = E.sum(dim=1, keepdim=True)
+            lse = zmax + torch.log(S)
             g = (lse.squeeze(1).sum(dim=1) - (Z * self.Y).sum(dim=(1, 2))) / N
-            return g, (torch.exp(Z - lse) - self.Y) / N
+            return g, (E / S - self.Y) / N
         R = Z - self.Y
         return (R * R).sum(dim=(1, 2)) / (2 * N), R / N
 
@@ -250,8 +255,8 @@ class DeepUFM:
     def _decay_mm(F_l: torch.Tensor, A: torch.Tensor, B: torch.Tensor, lam) -> torch.Tensor:
         """λ F_l + A B for a float λ (one ``baddbmm``) or a (B, 1, 1) per-row λ."""
         if isinstance(lam, float):
-            return torch.baddbmm(F_l, A, B, beta=lam)
-        return torch.baddbmm(F_l * lam, A, B)
+            return _baddbmm(F_l, A, B, beta=lam)
+        return _baddbmm(F_l * lam, A, B)
 
     @staticmethod
     def _decay_add(R: torch.Tensor, F_l: torch.Tensor, lam) -> torch.Tensor:
@@ -274,14 +279,14 @@ class DeepUFM:
             A = [None] * (L + 2)
             A[L] = F[L]
             for l in range(L - 1, 0, -1):
-                A[l] = torch.bmm(A[l + 1], F[l])
-            Z = torch.bmm(A[1], F[0])
+                A[l] = _bmm(A[l + 1], F[l])
+            Z = _bmm(A[1], F[0])
             g, G = self._data_term(Z)
-            R = torch.bmm(G, F[0].transpose(1, 2))
+            R = _bmm(G, F[0].transpose(1, 2))
             grads = [self._decay_mm(F[0], A[1].transpose(1, 2), G, lams[0])] + [None] * L
             for l in range(1, L + 1):
                 if l > 1:
-                    R = torch.bmm(R, F[l - 1].transpose(1, 2))
+                    R = _bmm(R, F[l - 1].transpose(1, 2))
                 grads[l] = (self._decay_add(R, F[L], lams[L]) if l == L
                             else self._decay_mm(F[l], A[l + 1].transpose(1, 2), R, lams[l]))
             return g + self._reg_value(theta, lams), self.flatten(grads)
@@ -304,7 +309,7 @@ class DeepUFM:
             delta = dZ  # gradient w.r.t. the output of factor l (B, rows_l, N)
             for l in range(len(F) - 1, 0, -1):
                 grads[l] = self._decay_mm(F[l], delta, post[l - 1].transpose(1, 2), lams[l])
-                dpost = torch.bmm(F[l].transpose(1, 2), delta)
+                dpost = _bmm(F[l].transpose(1, 2), delta)
                 delta = dpost * (pre[l - 1] > 0) if (self._relu and l > 1) else dpost
             grads[0] = self._decay_add(delta, F[0], lams[0])
             return g + self._reg_value(theta, lams), self.flatten(grads)
@@ -328,7 +333,7 @@ class DeepUFM:
         pre, post, _ = self.forward(theta)
         dpost = D[0]
         for l in range(1, len(F)):
-            dh = torch.bmm(D[l], post[l - 1]) + torch.bmm(F[l], dpost)
+            dh = _bmm(D[l], post[l - 1]) + _bmm(F[l], dpost)
             if l < len(F) - 1:
                 dpost = dh * (pre[l] > 0) if self._relu else dh
         return dh
@@ -341,8 +346,8 @@ class DeepUFM:
         grads = [None] * len(F)
         delta = U
         for l in range(len(F) - 1, 0, -1):
-            grads[l] = torch.bmm(delta, post[l - 1].transpose(1, 2))
-            dpost = torch.bmm(F[l].transpose(1, 2), delta)
+            grads[l] = _bmm(delta, post[l - 1].transpose(1, 2))
+            dpost = _bmm(F[l].transpose(1, 2), delta)
             delta = dpost * (pre[l - 1] > 0) if (self._relu and l > 1) else dpost
         grads[0] = delta
         return self.flatten(grads)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..core.gauge import GaugeProjector
 from ..core.linalg import lanczos_ritz_values
 from ..core.model import DeepUFM
 
@@ -29,21 +30,36 @@ def start_vectors(theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return g + r.unsqueeze(0)
 
 
-def curvature_threshold(model: DeepUFM, grad_norm: torch.Tensor, tau_rel: float, grad_mult: float) -> torch.Tensor:
+def curvature_threshold(model: DeepUFM, grad_norm: torch.Tensor, tau_rel: float, grad_mult: float,
+                        gauge: bool = False) -> torch.Tensor:
     """t = max(tau_rel·min_l λ_l, grad_mult·‖∇L‖) per row (B,) (λ of the row where the model has
     per-row λ): τ is the analysis' zero threshold
     (landscape.analysis.hessian); the ‖∇L‖ term covers the symmetry-orbit directions, whose
-    curvature away from a critical point is O(‖∇L‖) (differentiate L(gθ) = L(θ) twice)."""
-    return torch.maximum(grad_mult * grad_norm, tau_rel * model.min_lambda(grad_norm.shape[0]))
+    curvature away from a critical point is O(‖∇L‖) (differentiate L(gθ) = L(θ) twice).
+    ``gauge``: the witness projects those directions out (:func:`negative_curvature`), so
+    t = tau_rel·min_l λ_l alone."""
+    floor = tau_rel * model.min_lambda(grad_norm.shape[0])
+    return floor.expand_as(grad_norm).clone() if gauge else torch.maximum(grad_mult * grad_norm, floor)
 
 
 def negative_curvature(model: DeepUFM, theta: torch.Tensor, grad: torch.Tensor, steps: int,
-                       threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       threshold: torch.Tensor, gauge: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(witness (B,) bool, smallest Ritz value (B,)): witness[b] when a Ritz value of the Hessian
-    at θ_b falls below −threshold[b]. Costs ``steps`` Hessian-vector products per row."""
+    at θ_b falls below −threshold[b]. Costs ``steps`` Hessian-vector products per row.
+
+    ``gauge``: Lanczos on P H P, P the projector across the symmetry orbit at θ
+    (:class:`landscape.core.gauge.GaugeProjector`, T²P per row to build): the orbit directions'
+    O(‖∇L‖) curvature no longer masks a saddle's, and a witness still proves negative curvature
+    of H itself (P H P is a compression of H)."""
     if theta.shape[0] == 0:
         empty = torch.zeros(0, dtype=theta.dtype, device=theta.device)
         return empty.bool(), empty
-    op = model.hvp_operator(theta)
-    rmin = lanczos_ritz_values(op, start_vectors(theta, grad), steps)[:, 0]
+    hvp = model.hvp_operator(theta)
+    v0 = start_vectors(theta, grad)
+    if gauge:
+        proj = GaugeProjector(model.spec, model.factors(theta))
+        op, v0 = (lambda v: proj(hvp(proj(v)))), proj(v0)
+    else:
+        op = hvp
+    rmin = lanczos_ritz_values(op, v0, steps)[:, 0]
     return rmin < -threshold, rmin

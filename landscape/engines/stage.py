@@ -67,7 +67,12 @@ class StageConfig:
       −max(``curvature_tau_rel``·min λ, ``curvature_grad_mult``·‖∇L‖); one found proves negative
       curvature, and the row keeps running (re-tested after ``curvature_backoff`` iterations,
       doubling each time). The ‖∇L‖ term keeps the orbit directions of the symmetry, whose
-      curvature is O(‖∇L‖) away from a critical point, from counting.
+      curvature is O(‖∇L‖) away from a critical point, from counting. ``curvature_gauge``:
+      project those directions out of the Lanczos run instead (exact,
+      :class:`landscape.core.gauge.GaugeProjector`; T²P work per tested row, T = d(d−1)/2 per
+      gauge interface, so for small models), and drop the ‖∇L‖ term: a saddle's negative
+      curvature smaller than 10‖∇L‖ is then seen, which is what lets a finisher take over at a
+      larger ‖∇L‖ without changing where the descent ends.
     """
 
     engine: str = "gd"
@@ -85,6 +90,7 @@ class StageConfig:
     curvature_tau_rel: float = 1e-3
     curvature_grad_mult: float = 10.0
     curvature_backoff: int = 500
+    curvature_gauge: bool = False
 
     def __init__(self, engine: str = "gd", options: EngineOptions | None = None, **fields_):
         """``StageConfig(engine="gd", lr=0.5, max_iter=20000)``: engine options and common fields
@@ -128,6 +134,7 @@ class StageConfig:
         if self.curvature_check is None:
             object.__setattr__(self, "curvature_check", ENGINES[self.engine].descent)
         check_bool("curvature_check", self.curvature_check)
+        check_bool("curvature_gauge", self.curvature_gauge)
 
     # ----- the flat table ------------------------------------------------------------------------
     @classmethod
