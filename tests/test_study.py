@@ -308,6 +308,18 @@ def test_a_gd_check_is_recounted_from_the_database(tmp_path):
     assert c["check_uncertified"] == sum(1 for j in chk if not chk[j][1])
 
 
+def test_check_units_are_the_working_batch_and_skip_what_is_stored():
+    """A check is committed in units of the working batch where that is below batch_size, so an
+    interrupted hours-long check keeps its finished units; stored check starts are not rerun."""
+    from landscape.study.run import CHECK_OFFSET, check_chunks
+
+    cfg = _with_check([{"engine": "gd"}], starts=8)
+    assert check_chunks(cfg) == [[CHECK_OFFSET + j for j in range(8)]]          # batch_size 8
+    assert check_chunks(cfg, unit=3) == [[CHECK_OFFSET + j for j in js] for js in ([0, 1, 2], [3, 4, 5], [6, 7])]
+    assert check_chunks(cfg, {CHECK_OFFSET, CHECK_OFFSET + 4}, unit=3) == [
+        [CHECK_OFFSET + j for j in js] for js in ([1, 2, 3], [5, 6, 7])]
+
+
 def test_bad_check_tables_name_the_field():
     with pytest.raises(SpecError, match="check.stages is empty"):
         _with_check([], starts=4)

@@ -115,10 +115,13 @@ def run_check(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) ->
                         working_batch=study_working_batch(cfg, model))
 
 
-def check_chunks(cfg: StudyConfig, done: set[int] | None = None) -> list[list[int]]:
-    """Check trajectory indices still to run, split into batches of ``batch_size``."""
+def check_chunks(cfg: StudyConfig, done: set[int] | None = None, unit: int | None = None) -> list[list[int]]:
+    """Check trajectory indices still to run, split into units of ``unit`` starts (default
+    ``batch_size``; :func:`run_study` gives the working batch where that is smaller). Each unit
+    is committed when its rows end, so a long check (GD at λ = 2⁻¹⁴ and d = 70: hours on a CPU)
+    keeps every finished unit when the run is interrupted."""
     return _split([CHECK_OFFSET + j for j in range(cfg.check.starts) if not done or CHECK_OFFSET + j not in done],
-                  cfg.batch_size)
+                  min(cfg.batch_size, unit or cfg.batch_size))
 
 
 def stages_of(cfg: StudyConfig, kind: str) -> tuple:
@@ -400,7 +403,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
         _run_units(session, out, "trajectories", chunks(cfg, done), run_trajectories, MAIN, cfg.trajectories,
                    executor, progress is True)
         if cfg.check.starts:
-            _run_units(session, out, "check", check_chunks(cfg, done), run_check, CHECK, cfg.check.starts,
+            unit = study_working_batch(cfg, session.model)
+            _run_units(session, out, "check", check_chunks(cfg, done, unit), run_check, CHECK, cfg.check.starts,
                        executor, progress is True)
         timings["trajectories_s"], t = time.perf_counter() - t, time.perf_counter()
         _run_units(session, out, "saddle_search", saddle_chunks(cfg, done), run_saddle_search, SADDLE_SEARCH,
