@@ -120,16 +120,21 @@ def check_stops(book: RowBook, state: EngineState, cfg: StageConfig, sel: torch.
     book.reason = torch.where(running, new, reason)
 
 
+def stage_witnesses(model: DeepUFM, theta: torch.Tensor, grad: torch.Tensor, cfg: StageConfig) -> torch.Tensor:
+    """Negative-curvature witnesses (B,) bool at θ (B, P) with gradient ``grad``, by the test
+    ``cfg`` sets out (its steps, threshold and gauge projection; :mod:`.curvature`)."""
+    thr = curvature_threshold(model, grad.norm(dim=1), cfg.curvature_tau_rel, cfg.curvature_grad_mult,
+                              cfg.curvature_gauge)
+    return negative_curvature(model, theta, grad, cfg.curvature_steps, thr, cfg.curvature_gauge)[0]
+
+
 def curvature_tests(model: DeepUFM, book: RowBook, state: EngineState, cfg: StageConfig) -> None:
     """Newly converged rows with a negative-curvature witness go back to running (after a wait
     that doubles each time), :mod:`landscape.engines.curvature`."""
     cand = (book.reason == _CONVERGED).nonzero().squeeze(1)
     if not cand.numel():
         return
-    gc = state.grad[cand]
-    m = model.for_rows(book.rows[cand])
-    thr = curvature_threshold(m, gc.norm(dim=1), cfg.curvature_tau_rel, cfg.curvature_grad_mult, cfg.curvature_gauge)
-    neg, _ = negative_curvature(m, state.theta[cand], gc, cfg.curvature_steps, thr, cfg.curvature_gauge)
+    neg = stage_witnesses(model.for_rows(book.rows[cand]), state.theta[cand], state.grad[cand], cfg)
     state.n_hvp[cand] += cfg.curvature_steps
     back = cand[neg]
     book.reason[back] = -1
@@ -237,13 +242,15 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
         st = engine.init(m, EngineState(th, loss, grad, torch.ones(k, **kw_l), torch.zeros(k, **kw_l)), cfg.options)
         return st, RowBook.fresh(idx, all_budget[idx], all_ceiling[idx], cfg.curvature_backoff, model.dtype)
 
-    def synchronise(state: EngineState, book: RowBook) -> tuple[EngineState, RowBook]:
+    def synchronise(state: EngineState, book: RowBook) -> tuple[EngineState, RowBook, bool]:
         """Curvature tests of converged rows, once :func:`curvature_test_batch` of them wait (or
         nothing else runs): until then they stay frozen in the batch, so a row a witness sends
         back resumes exactly where it converged, and the tests run as a few wide Lanczos
         batches instead of one narrow one per synchronisation. Stopped rows are written out
-        and dropped."""
+        and dropped. The flag: converged rows still wait for their test (the batch is not
+        compact)."""
         done = book.reason >= 0
+        waiting = False
         if cfg.curvature_check:
             conv = book.reason == _CONVERGED
             n_conv = int(conv.sum())
@@ -251,15 +258,15 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
                 curvature_tests(model, book, state, cfg)
                 done = book.reason >= 0
             else:
-                done = done & ~conv
+                done, waiting = done & ~conv, n_conv > 0
         if not bool(done.any()):
-            return state, book
+            return state, book, waiting
         d_idx = done.nonzero().squeeze(1)
         outputs.record(model, cfg, book, state, d_idx, time.perf_counter() - t0)
         if on_finished is not None:
             on_finished(int(d_idx.numel()))
         keep = (~done).nonzero().squeeze(1)
-        return state.take(keep), book.take(keep)
+        return state.take(keep), book.take(keep), waiting
 
     outputs = _Outputs(theta0)
     test_batch = curvature_test_batch(width)
@@ -270,7 +277,7 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
     while True:
         check_stops(book, state, cfg, torch.ones(state.batch_size, dtype=torch.bool, device=dev))
         if it % sync_every == 0:
-            state, book = synchronise(state, book)
+            state, book, waiting = synchronise(state, book)
             while state.batch_size < width and next_row < B:  # refill from the pending rows
                 idx = torch.arange(next_row, min(B, next_row + width - state.batch_size), device=dev)
                 next_row += idx.numel()
@@ -280,10 +287,10 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
                 book = book.cat(book_new) if n_old else book_new
                 sel = torch.arange(state.batch_size, device=dev) >= n_old
                 check_stops(book, state, cfg, sel)  # newcomers are checked before their first step, as without refill
-                state, book = synchronise(state, book)
+                state, book, waiting = synchronise(state, book)
             if state.batch_size == 0:
                 break
-            compact = not cfg.curvature_check or bool((book.reason < 0).all())  # no row waits for its test
+            compact = not waiting
             working = model.for_rows(book.rows)   # the model of the working rows (per-row λ follows them)
             if on_status is not None:
                 on_status({"engine": cfg.engine, "iteration": it, "active": int(state.batch_size),
@@ -318,10 +325,7 @@ def admit_to_next_stage(model: DeepUFM, res: TrajectoryResults, prev: StageConfi
         th = res.theta[torch.from_numpy(late)].to(device=model.device, dtype=model.dtype)
         m = model.for_rows(torch.from_numpy(late))
         _, g = m.loss_and_grad(th)
-        thr = curvature_threshold(m, g.norm(dim=1), prev.curvature_tau_rel, prev.curvature_grad_mult,
-                                  prev.curvature_gauge)
-        neg, _ = negative_curvature(m, th, g, prev.curvature_steps, thr, prev.curvature_gauge)
-        neg = neg.cpu().numpy()
+        neg = stage_witnesses(m, th, g, prev).cpu().numpy()
         res.n_hvp[late] += prev.curvature_steps
         res.stop_detail[late[neg]] = NEGATIVE_CURVATURE
         ok[np.isin(candidates, late[neg])] = False
