@@ -1,4 +1,5 @@
 """Engines against the exact results of MODEL.md §6, stop reasons, batching and replay."""
+import math
 import numpy as np
 import pytest
 import torch
@@ -284,3 +285,19 @@ def test_a_batch_of_mixed_lambda_gives_each_row_its_own_trajectory(stages):
         assert_same_end_points(spec, both.theta[rows], alone.theta, across=1e-9, what=f"end points at λ={lam}")
         assert_close(torch.as_tensor(both.loss[rows]), torch.as_tensor(alone.loss), atol=1e-14, rtol=1e-12,
                      what=f"losses at λ={lam}")
+
+
+def test_measured_working_batch_takes_the_unit_only_where_the_largest_candidate_wins(monkeypatch):
+    """Throughput still rising at the largest candidate: the unit runs whole (no second pass for
+    its last starts); a peak below it (cache effects at large P): that width, whatever the unit."""
+    from landscape.engines import batching
+
+    spec = ModelSpec(K=3, n=2, d=5, L=2, lam=1e-3)
+    for peak, want in ((None, (384, 256)), (32, (32, 32))):
+        batching._measure.cache_clear()
+        rate = (lambda m, B: float(B)) if peak is None else (lambda m, B: 1e3 / (1 + abs(math.log2(B / peak))))
+        monkeypatch.setattr(batching, "_probe", rate)
+        assert batching.working_batch(spec, unit=384) == want[0]
+        assert batching.working_batch(spec) == want[1]
+        assert batching.working_batch(spec, unit=100) == want[1]       # a unit below the width: capped by the driver
+    batching._measure.cache_clear()

@@ -325,3 +325,19 @@ def test_bad_check_tables_name_the_field():
         _with_check([], starts=4)
     with pytest.raises(SpecError, match=r"check.starts=99 is invalid: must be at most trajectories=24"):
         _with_check([{"engine": "gd"}], starts=99)
+
+
+def test_presets_keep_their_measured_working_batch():
+    """The default study's size-specific settings must not leak into the presets layered on it:
+    every embedded study and sweep measures its own working batch (0) unless its file names one."""
+    import tomllib
+
+    from landscape.study.presets import preset_path, presets
+    from landscape.study.sweep_config import load_sweep
+
+    for name, meta in presets().items():
+        own = tomllib.loads(preset_path(name).read_text(encoding="utf-8")).get("working_batch", 0)
+        if meta["kind"] == "study":
+            assert load_study(preset=name).working_batch == own, name
+        elif meta["kind"] == "sweep":
+            assert {c.config.working_batch for c in load_sweep(preset=name).cells} == {own}, name

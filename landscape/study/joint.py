@@ -58,7 +58,7 @@ def run_trajectories_joint(cfgs: list[StudyConfig], indices) -> list[TrajectoryR
     theta0 = torch.cat([draw_starts(c.model, c.init, c.seed, idx, device=model.device) for c in cfgs])
     lams = torch.tensor([c.model.lambdas for c in cfgs], dtype=torch.float64).repeat_interleave(len(idx), dim=0)
     res = run_pipeline(model.with_row_lambdas(lams), theta0, list(cfgs[0].stages),
-                       working_batch=study_working_batch(cfgs[0], model))
+                       working_batch=study_working_batch(cfgs[0], model, len(theta0)))
     n = len(idx)
     return [res.take(range(i * n, (i + 1) * n)) for i in range(len(cfgs))]
 

@@ -80,9 +80,10 @@ def study_model(cfg: StudyConfig) -> DeepUFM:
                    compile={"on": True, "off": False}.get(cfg.compile, "auto"))
 
 
-def study_working_batch(cfg: StudyConfig, model: DeepUFM) -> int:
-    """The study's ``working_batch``, or the measured one when it is 0."""
-    return cfg.working_batch or working_batch(cfg.model, model.device)
+def study_working_batch(cfg: StudyConfig, model: DeepUFM, unit: int | None = None) -> int:
+    """The study's ``working_batch``, or the measured one for a unit of ``unit`` starts (default
+    ``batch_size``) when it is 0 (:func:`landscape.engines.batching.working_batch`)."""
+    return cfg.working_batch or working_batch(cfg.model, model.device, unit or cfg.batch_size)
 
 
 def run_trajectories(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
@@ -92,7 +93,7 @@ def run_trajectories(cfg: StudyConfig, indices, *, on_status=None, on_finished=N
     model = study_model(cfg)
     theta0 = draw_starts(cfg.model, cfg.init, cfg.seed, indices, device=model.device)
     return run_pipeline(model, theta0, list(cfg.stages), on_status=on_status, on_finished=on_finished,
-                        working_batch=study_working_batch(cfg, model))
+                        working_batch=study_working_batch(cfg, model, len(theta0)))
 
 
 def run_saddle_search(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
@@ -102,7 +103,7 @@ def run_saddle_search(cfg: StudyConfig, indices, *, on_status=None, on_finished=
     model = study_model(cfg)
     theta0 = draw_starts(cfg.model, cfg.saddles.init or cfg.init, cfg.seed, indices, device=model.device)
     return run_pipeline(model, theta0, list(cfg.saddles.stages), on_status=on_status, on_finished=on_finished,
-                        working_batch=study_working_batch(cfg, model))
+                        working_batch=study_working_batch(cfg, model, len(theta0)))
 
 
 def run_check(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
@@ -112,7 +113,7 @@ def run_check(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) ->
     model = study_model(cfg)
     theta0 = draw_starts(cfg.model, cfg.init, cfg.seed, [i - CHECK_OFFSET for i in indices], device=model.device)
     return run_pipeline(model, theta0, list(cfg.check.stages), on_status=on_status, on_finished=on_finished,
-                        working_batch=study_working_batch(cfg, model))
+                        working_batch=study_working_batch(cfg, model, len(theta0)))
 
 
 def check_chunks(cfg: StudyConfig, done: set[int] | None = None, unit: int | None = None) -> list[list[int]]:
