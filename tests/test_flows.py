@@ -301,3 +301,31 @@ def test_measured_working_batch_takes_the_unit_only_where_the_largest_candidate_
         assert batching.working_batch(spec) == want[1]
         assert batching.working_batch(spec, unit=100) == want[1]       # a unit below the width: capped by the driver
     batching._measure.cache_clear()
+
+
+def test_stop_rules_in_numpy_and_in_torch_agree():
+    """The CPU driver tests stops in numpy (check_stops(host=True)); a GPU runs the same rules in
+    torch. Rows that converge, stall, diverge (NaN and huge loss) and run out of budget, with a
+    random selection of rows tested each time: both give the same book, field by field."""
+    from landscape.engines.driver import RowBook, check_stops
+    from landscape.engines.state import EngineState
+
+    cfg = StageConfig("gd", lr=0.5, tol=1e-3, stall_window=3)
+    B, gen = 50, torch.Generator().manual_seed(0)
+    books = [RowBook.fresh(torch.arange(B), torch.full((B,), 7), torch.full((B,), 0.5, dtype=torch.float64), 500,
+                           torch.float64) for _ in range(2)]
+    seen = set()
+    for _ in range(12):
+        g = torch.randn(B, 5, dtype=torch.float64, generator=gen) * 10.0 ** -torch.randint(0, 5, (B, 1), generator=gen)
+        loss = torch.rand(B, dtype=torch.float64, generator=gen)
+        loss[3], loss[4] = float("nan"), 1e9
+        st = EngineState(g, loss, g, torch.ones(B, dtype=torch.long), torch.zeros(B, dtype=torch.long))
+        sel = torch.rand(B, generator=gen) > 0.2
+        for book, host in zip(books, (True, False)):
+            check_stops(book, st, cfg, sel, host=host)
+            book.iters = book.iters + 1
+        for k in ("reason", "first_small", "best_g", "since_g", "best_l", "since_l"):
+            a, b = getattr(books[0], k), getattr(books[1], k)
+            assert a.dtype == b.dtype and torch.equal(a.nan_to_num(nan=-7.0), b.nan_to_num(nan=-7.0)), k
+        seen |= set(books[0].reason.tolist())
+    assert seen == {-1, 0, 1, 2, 3}       # running, converged, max_iter, diverged, stalled all occurred

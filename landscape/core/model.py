@@ -189,7 +189,10 @@ class DeepUFM:
 
     def _reg_value(self, theta: torch.Tensor, lams: list) -> torch.Tensor:
         """The value of :meth:`reg_loss` from per-factor norms of views (no (B, P) temporary);
-        not for autograd. ``lams``: λ per factor, floats or (B, 1, 1) per-row tensors."""
+        not for autograd. ``lams``: λ per factor, floats or (B, 1, 1) per-row tensors. One λ for
+        every factor (the common case): one norm of the whole row instead of one per factor."""
+        if all(isinstance(lam, float) and lam == lams[0] for lam in lams):
+            return (0.5 * lams[0]) * torch.linalg.vector_norm(theta, dim=1) ** 2
         out = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
         i = 0
         for s_, lam in zip(self._sizes, lams):

@@ -92,32 +92,53 @@ class RowBook:
         return RowBook(**{f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)})
 
 
-def check_stops(book: RowBook, state: EngineState, cfg: StageConfig, sel: torch.Tensor) -> None:
-    """Update ``book`` with the stop conditions of its running rows in ``sel``, on the device
-    (module docstring): convergence, divergence, stalling, the budget."""
-    reason, iters = book.reason, book.iters
+#: The fields of a :class:`RowBook` the stop rules read, and those they update.
+_STOP_READS = ("reason", "iters", "first_small", "ceiling", "block_until", "best_g", "since_g", "best_l", "since_l",
+               "budget")
+
+
+def check_stops(book: RowBook, state: EngineState, cfg: StageConfig, sel: torch.Tensor, *,
+                host: bool | None = None) -> None:
+    """Update ``book`` with the stop conditions of its running rows in ``sel`` (module
+    docstring): convergence, divergence, stalling, the budget. ``host`` (default: on the CPU)
+    runs the same element-wise rules in numpy on views of the same memory instead of torch:
+    about 25 operations on (b,) vectors, whose per-operation overhead in torch was a sixth of a
+    GD step at the default size (200 µs against 100 µs in numpy, B = 14–384)."""
+    host = state.grad.device.type == "cpu" if host is None else host
+    xp = np if host else torch
+    f = {k: getattr(book, k).numpy() if host else getattr(book, k) for k in _STOP_READS}
+    gn, lv = state.grad.norm(dim=1), state.loss
+    if host:
+        gn, lv, sel = gn.numpy(), lv.numpy(), sel.numpy()
+    with np.errstate(invalid="ignore"):   # inf − inf of a fresh row's best loss: not finite, as in torch
+        out = _stop_rules(xp, f, gn, lv, sel, cfg)
+    for k, v in out.items():
+        setattr(book, k, torch.from_numpy(v) if host else v)
+
+
+def _stop_rules(xp, f: dict, gn, lv, sel, cfg: StageConfig) -> dict:
+    """The stop rules on arrays of namespace ``xp`` (numpy or torch): the updated book fields."""
+    reason, iters = f["reason"], f["iters"]
     running = (reason < 0) & sel
-    gn = state.grad.norm(dim=1)
-    lv = state.loss
-    diverged = ~torch.isfinite(lv) | ~torch.isfinite(gn) | (lv > cfg.diverge_loss)
+    diverged = ~xp.isfinite(lv) | ~xp.isfinite(gn) | (lv > cfg.diverge_loss)
     small = (gn <= cfg.tol) & ~diverged
-    book.first_small = torch.where(small & (book.first_small < 0) & running, iters, book.first_small)
-    conv = small & (lv < book.ceiling) & (iters >= book.block_until)
-    improved_g = gn < book.best_g * (1 - cfg.stall_rtol)
-    book.best_g = torch.where(improved_g & running, gn, book.best_g)
-    book.since_g = torch.where(running, torch.where(improved_g, 0, book.since_g + 1), book.since_g)
-    best_l = book.best_l
-    l_thr = torch.where(torch.isfinite(best_l), best_l - cfg.stall_loss_rtol * best_l.abs(), best_l)
+    first_small = xp.where(small & (f["first_small"] < 0) & running, iters, f["first_small"])
+    conv = small & (lv < f["ceiling"]) & (iters >= f["block_until"])
+    improved_g = gn < f["best_g"] * (1 - cfg.stall_rtol)
+    best_g = xp.where(improved_g & running, gn, f["best_g"])
+    since_g = xp.where(running, xp.where(improved_g, 0, f["since_g"] + 1), f["since_g"])
+    best_l = f["best_l"]
+    l_thr = xp.where(xp.isfinite(best_l), best_l - cfg.stall_loss_rtol * xp.abs(best_l), best_l)
     improved_l = lv < l_thr
-    book.best_l = torch.where(improved_l & running, lv, best_l)
-    book.since_l = torch.where(running, torch.where(improved_l, 0, book.since_l + 1), book.since_l)
-    stalled = (book.since_g > cfg.stall_window) & (book.since_l > cfg.stall_window) & ~conv & ~diverged
-    new = torch.full_like(reason, -1)
-    new = torch.where(iters >= book.budget, torch.full_like(new, _MAX_ITER), new)
-    new = torch.where(stalled, torch.full_like(new, _STALLED), new)
-    new = torch.where(diverged, torch.full_like(new, _DIVERGED), new)
-    new = torch.where(conv, torch.full_like(new, _CONVERGED), new)
-    book.reason = torch.where(running, new, reason)
+    best_l = xp.where(improved_l & running, lv, best_l)
+    since_l = xp.where(running, xp.where(improved_l, 0, f["since_l"] + 1), f["since_l"])
+    stalled = (since_g > cfg.stall_window) & (since_l > cfg.stall_window) & ~conv & ~diverged
+    new = xp.where(iters >= f["budget"], _MAX_ITER, -1)
+    new = xp.where(stalled, _STALLED, new)
+    new = xp.where(diverged, _DIVERGED, new)
+    new = xp.where(conv, _CONVERGED, new)
+    return {"first_small": first_small, "best_g": best_g, "since_g": since_g, "best_l": best_l, "since_l": since_l,
+            "reason": xp.where(running, new, reason)}
 
 
 def stage_witnesses(model: DeepUFM, theta: torch.Tensor, grad: torch.Tensor, cfg: StageConfig) -> torch.Tensor:
