@@ -1,9 +1,18 @@
 """Shared test helpers: float64 everywhere, seeded randomness, and an allclose that explains itself."""
+import os
+
 import numpy as np
 import pytest
 import torch
 
 torch.set_default_dtype(torch.float64)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one pytest worker per core (pyproject's `-n`): each computes on one thread, and so do the
+    # command lines it starts, or two workers' BLAS threads share two cores and thrash (measured:
+    # a 4 s continuation test took 94 s)
+    torch.set_num_threads(1)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
 
 
 def assert_close(actual, expected, *, atol=0.0, rtol=0.0, what=""):

@@ -291,7 +291,8 @@ def test_a_gd_check_is_recounted_from_the_database(tmp_path):
     """Main L-BFGS, check GD at lr 0.5 on the first 8 starts: the record's agreement, DNC counts
     and uncertified count equal a recount from study.sqlite with sqlite3 (check trajectory j is
     stored at index 2·10⁹ + j and starts with main trajectory j's seed)."""
-    cfg = _with_check([{"engine": "gd", "lr": 0.5, "max_iter": 20000, "tol": 1e-4, "stall_window": 5000},
+    cfg = _with_check([{"engine": "gd", "lr": 0.5, "max_iter": 20000, "tol": 1e-3, "curvature_gauge": True,
+                        "stall_window": 5000},
                        {"engine": "newton", "max_iter": 50, "stall_window": 10, "entry_grad_norm": 1e-3}], starts=8)
     c = run_study(cfg, tmp_path, progress=False)["check"]
     q = ("SELECT t.idx, t.seed, t.certified, t.point_id, p.label, json_extract(t.engine, '$.kind') "
