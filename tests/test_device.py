@@ -14,7 +14,7 @@ from landscape.study.config import load_study, resolve_device
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device visible to torch here")
-STAGES = [StageConfig(engine="gd", lr=0.5, max_iter=4000, tol=1e-7),
+STAGES = [StageConfig(engine="gd", lr=0.5, max_iter=2000, tol=1e-7),
           StageConfig(engine="newton", max_iter=60, stall_window=8, tol=1e-10)]
 
 

@@ -329,3 +329,23 @@ def test_stop_rules_in_numpy_and_in_torch_agree():
             assert a.dtype == b.dtype and torch.equal(a.nan_to_num(nan=-7.0), b.nan_to_num(nan=-7.0)), k
         seen |= set(books[0].reason.tolist())
     assert seen == {-1, 0, 1, 2, 3}       # running, converged, max_iter, diverged, stalled all occurred
+
+
+def test_inexact_newton_reaches_the_same_dnc_point_with_fewer_products():
+    """Newton-MR with the forcing term η = ‖∇L‖ (MINRES stopped at that relative residual) from
+    starts 1e-2 off the DNC minimum: every row certifies at the closed-form DNC loss of MODEL.md
+    §6 (theory.dnc_loss at the large root), on the orbit of the point the exact solves reach
+    (the same logits, which the rotations leave invariant), with under half their products."""
+    spec = ModelSpec(K=3, n=2, d=5, L=2, lam=5e-3)
+    m = DeepUFM(spec)
+    alpha = theory.dnc_scale_roots(3, 2, 2, 5e-3)[-1]
+    th = draw_starts(spec, InitScheme(), 11, range(6))
+    th = torch.as_tensor(theory.dnc_point(spec, alpha)) + 1e-2 * th / th.norm(dim=1, keepdim=True)
+    runs = {f: run_pipeline(m, th, [StageConfig(engine="newton", max_iter=60, stall_window=8, tol=1e-10,
+                                                minres_forcing=f)]) for f in (0.0, 1.0)}
+    exact, inexact = runs[0.0], runs[1.0]
+    assert (exact.stop_reason == "converged").all() and (inexact.stop_reason == "converged").all()
+    assert_close(inexact.loss, np.full(6, theory.dnc_loss(alpha, 3, 2, 2, 5e-3)), atol=1e-13, what="DNC loss")
+    # the same point modulo the rotations of MODEL.md §5: their invariant, the logits, agree
+    assert_close(m.logits(inexact.theta), m.logits(exact.theta), atol=1e-8, what="logits (rotation invariant)")
+    assert inexact.n_hvp.sum() < 0.5 * exact.n_hvp.sum(), (inexact.n_hvp, exact.n_hvp)

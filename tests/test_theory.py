@@ -201,9 +201,11 @@ def test_every_structure_survives_lambda_1e_300(K, n, L):
     assert T.dnc_global_minimum_candidate(K, n, L, lam)["best"] != "DNC" or not T.theorem1_dnc_not_global(K, L)
 
 
+@pytest.mark.slow
 def test_scale_maps_are_unimodal():
     """The check behind block_scale_roots' docstring: d log f/du changes sign once (block maps, and
-    the pairing family's map for odd K) on a fine grid of u = log α."""
+    the pairing family's map for odd K) on a fine grid of u = log α. Slow (10 s of scalar
+    evaluations over K ≤ 12): run by .ci/run's second pass."""
     us = np.linspace(-40, 12, 2601)
     for K in range(2, 13):
         for L in (2, 3, 6):

@@ -13,8 +13,9 @@ import torch
 
 
 def minres_batched(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
-                   maxiter: int = 200, rtol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   maxiter: int = 200, rtol: float | torch.Tensor = 1e-10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Solve A_b x_b = b_b for every row b of ``b`` (B, P); ``matvec`` maps (B, P) → (B, P).
+    ``rtol``: one tolerance, or one per row (B,).
 
     Follows Paige & Saunders' MINRES (the recurrences of ``scipy.sparse.linalg.minres``), with
     per-row scalars. A row stops updating once its residual estimate ‖r‖ ≤ rtol·‖b‖, its Krylov

@@ -7,6 +7,10 @@ Steps longer than ``max_step`` are scaled to that length. A row that finds no ac
 main engine its fractions are those of a critical-point finder, not of a descent; as a finisher
 the driver admits it only where the descent it finishes has no negative curvature. The singular
 symmetry directions of H are handled by MINRES's minimum-norm solution.
+
+``minres_forcing`` > 0 makes it an inexact Newton method (Eisenstat & Walker): row b's MINRES
+stops at relative residual η_b = max(minres_rtol, min(0.5, minres_forcing·‖∇L_b‖)), so a solve
+far from convergence is not carried to 1e-10; η ∝ ‖∇L‖ keeps the local convergence quadratic.
 """
 from __future__ import annotations
 
@@ -27,7 +31,10 @@ def init(model: DeepUFM, s: EngineState, opts: NewtonOptions) -> EngineState:
 
 def step(model: DeepUFM, s: EngineState, opts: NewtonOptions) -> EngineState:
     op = model.hvp_operator(s.theta)
-    p, _, it = minres_batched(op, -s.grad, maxiter=opts.minres_iter, rtol=opts.minres_rtol)
+    rtol = opts.minres_rtol
+    if opts.minres_forcing > 0:   # Eisenstat–Walker: η ∝ ‖∇L‖ keeps local convergence quadratic
+        rtol = torch.clamp(opts.minres_forcing * s.grad.norm(dim=1), min=opts.minres_rtol, max=0.5)
+    p, _, it = minres_batched(op, -s.grad, maxiter=opts.minres_iter, rtol=rtol)
     Hp = op(p)
     n_hvp = s.n_hvp + it + 1
     shrink = torch.clamp(opts.max_step / p.norm(dim=1).clamp(min=1e-300), max=1.0)

@@ -1,6 +1,7 @@
 """Engine options: one frozen dataclass per engine, validated field by field.
 
-A field declared with :func:`number` (a finite number > 0) or :func:`integer` (an integral
+A field declared with :func:`number` (a finite number > 0; ≥ 0 with ``allow_zero``) or
+:func:`integer` (an integral
 number ≥ 1, given as 5, 5.0 or 1e2) is checked when the options are built; the error names the
 field. Every option that decides a result (step sizes, tolerances, line-search halvings,
 curvature tests) is a field, so it is stored with the study.
@@ -12,8 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from ..core.validate import check_integral, check_number
 
 
-def number(default: float, doc: str = ""):
-    return field(default=default, metadata={"kind": "number", "doc": doc})
+def number(default: float, doc: str = "", allow_zero: bool = False):
+    return field(default=default, metadata={"kind": "number", "doc": doc, "allow_zero": allow_zero})
 
 
 def integer(default: int, doc: str = ""):
@@ -29,7 +30,7 @@ class EngineOptions:
             v = getattr(self, f.name)
             kind = f.metadata.get("kind")
             if kind == "number":
-                object.__setattr__(self, f.name, check_number(f.name, v))
+                object.__setattr__(self, f.name, check_number(f.name, v, f.metadata.get("allow_zero", False)))
             elif kind == "integer":
                 object.__setattr__(self, f.name, check_integral(f.name, v))
 
@@ -67,6 +68,9 @@ class FlowOptions(EngineOptions):
 class NewtonOptions(EngineOptions):
     minres_iter: int = integer(200, "MINRES iterations per Newton step")
     minres_rtol: float = number(1e-10, "MINRES relative residual tolerance")
+    minres_forcing: float = number(0.0, "inexact Newton: MINRES stops at relative residual "
+                                        "max(minres_rtol, min(0.5, minres_forcing·‖∇L‖)); 0: minres_rtol alone",
+                                  allow_zero=True)
     max_step: float = number(1.0, "longest step (Euclidean norm in parameter space)")
     max_halvings: int = integer(30, "line-search halvings before a row gives up this step")
     armijo: float = number(1e-4, "sufficient-decrease constant on ‖∇L‖²")
