@@ -270,23 +270,26 @@ def test_min_mode_following_ends_at_index_one_where_newton_returns_to_index_thre
     assert negative_modes(mm.theta[0]) == 1 and float(mm.loss[0]) < l_small - 1e-6
 
 
-def test_the_default_study_transition_state_between_dnc_and_pairs(tmp_path):
+@pytest.mark.parametrize("insert", [0, 4])
+def test_the_default_study_transition_state_between_dnc_and_pairs(tmp_path, insert):
     """The default study's size (K=4, n=2, d=8, L=3, λ=1e-3): DNC and the pairing minimum, built
     from their closed forms, are joined by the transition state an independent check found (own
     loss from MODEL.md, exact Hessian, descents, and pele's DoubleEndedConnect on the same minima):
-    loss 0.0216797407 and barrier 5.247062e-4 out of DNC, here to 1e-10 and 1e-9."""
+    loss 0.0216797407 and barrier 5.247062e-4 out of DNC, here to 1e-10 and 1e-9; the same with
+    4 images inserted AutoNEB-style into the relaxed band (18 interior images, relaxed again)."""
     K, n, d, L, lam = 4, 2, 8, 3, 1e-3
     spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
     dnc = T.dnc_point(spec, T.dnc_scale_roots(K, n, L, lam)[-1])
     pairs = T.pairing_point(spec, T.pairing_scales(K, n, L, lam)[-1])
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
-                                        "connect.max_pairs=1"], [dnc, pairs])
+                                        "connect.max_pairs=1", f"connect.insert={insert}"], [dnc, pairs])
     with store:
         connect_minima(Session(cfg, store, lambda e: None))
         ts = store.transition_states()
         (att,) = store.get_meta("connect_attempts")
         saddle = store.point(ts[0].saddle_id) if ts else None
     assert att["outcome"] == "transition state" and att["refined_by"] == "min-mode following"
+    assert att["neb_images"] == 14 + insert
     assert saddle.hessian_index == 1 and saddle.grad_norm <= 1e-10
     assert saddle.loss == pytest.approx(0.0216797407, abs=1e-10)
     out_of_dnc = ts[0].barrier1 if ts[0].min1_id == 0 else ts[0].barrier2
@@ -438,3 +441,43 @@ def test_a_band_through_a_third_basin_splits_the_pair_there_and_joins_it_through
         assert pts[t.saddle_id].hessian_index == 1 and pts[t.saddle_id].grad_norm <= 1e-10
         G.add_edge(t.min1_id, t.min2_id)
     assert nx.has_path(G, 0, 1) and m in nx.shortest_path(G, 0, 1)
+
+
+def test_insert_images_bisects_the_bracket_of_each_maximum():
+    """AutoNEB-style insertion on bands along a line through a bump e^{−((t−t*)/w)²} (t the
+    coordinate along the line, t* per band; the last band's bump lies beyond its end, a monotone
+    profile). Every inserted image halves the longest segment that brackets a maximum: beside an
+    interior local maximum, toward its higher neighbour (for the highest image, an end point, its
+    only neighbour), recounted here with numpy; its loss is the bump's there; four insertions
+    bisect the bracket of t* four times, so the nearest image is within 1/16 of a spacing."""
+    from landscape.engines.neb import insert_images
+
+    P, M = 3, 5
+    direction = torch.tensor([1.0, 2.0, -2.0], dtype=torch.float64) / 3.0
+    centres = torch.tensor([0.37, 0.81, 2.0], dtype=torch.float64)
+
+    def loss(x):   # x (Q, P), row q on band q's line
+        t = x @ direction
+        return torch.exp(-((t - centres[: x.shape[0]]) / 0.2) ** 2)
+
+    t = torch.linspace(0, 1, M + 2, dtype=torch.float64)
+    R = t[None, :, None] * direction[None, None, :] * torch.ones(3, 1, 1, dtype=torch.float64)
+    E = torch.stack([loss(R[:, i]) for i in range(M + 2)], dim=1)
+    R2, E2 = R, E
+    for _ in range(4):
+        Rn, En = insert_images(R2, E2, 1, loss)
+        for q in range(3):
+            e, x = E2[q].numpy(), R2[q].numpy()
+            peaks = [i for i in range(1, len(e) - 1) if e[i] >= e[i - 1] and e[i] >= e[i + 1]] or [int(np.argmax(e))]
+            segs = [0 if i == 0 else len(e) - 2 if i == len(e) - 1 else (i - 1 if e[i - 1] >= e[i + 1] else i)
+                    for i in peaks]
+            j = max(segs, key=lambda s_: (np.linalg.norm(x[s_ + 1] - x[s_]), -s_))
+            want = 0.5 * (R2[q, j] + R2[q, j + 1])
+            assert torch.equal(Rn[q, j + 1], want), q
+            assert torch.equal(Rn[q, : j + 1], R2[q, : j + 1]) and torch.equal(Rn[q, j + 2:], R2[q, j + 1:])
+            assert float(En[q, j + 1]) == pytest.approx(float(loss(want[None].expand(3, P))[q]), abs=1e-15)
+        R2, E2 = Rn, En
+    assert R2.shape == (3, M + 6, P) and E2.shape == (3, M + 6)
+    for q in range(2):
+        assert float((R2[q] @ direction - centres[q]).abs().min()) <= (1 / (M + 1)) / 16, q
+    assert torch.equal(insert_images(R, E, 4, loss)[0], R2)      # k at once = k times one

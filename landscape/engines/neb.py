@@ -20,10 +20,16 @@ Every band is minimised by FIRE (Bitzek et al. 2006, :mod:`landscape.engines.fir
 concatenated coordinates of its images, no image moving more than ``max_move`` × the band's mean
 image spacing per iteration; a band whose largest image force (Euclidean norm per
 image) is at most ``tol`` is converged and frozen; the others go on, up to ``max_iter``.
+
+:func:`insert_images` grows relaxed bands where their energy profile resolves a maximum worst
+(AutoNEB, Kolsbjerg, Groves & Hammer 2016): one image at a time, halving the longest segment
+that brackets one of the band's maxima, so a band can be relaxed again with its images
+concentrated on its barriers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -175,3 +181,40 @@ def run_neb(model: DeepUFM, start: torch.Tensor, end: torch.Tensor, opts: NEBOpt
     length = (R[:, 1:] - R[:, :-1]).norm(dim=2).sum(dim=1)
     return NEBResult(images=R, loss=E, climbing=E[:, 1:-1].argmax(dim=1) + 1, force=fmax, converged=~active,
                      iterations=iters, length=length, n_grad=n_grad)
+
+
+def insert_images(R: torch.Tensor, E: torch.Tensor, k: int,
+                  loss: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bands R (Q, M+2, P) with energies E (Q, M+2) grown by ``k`` images each: (Q, M+2+k, P)
+    and (Q, M+2+k). One image at a time per band, at the midpoint of the segment that brackets a
+    maximum worst: every interior local maximum i of E (none: the band's highest image, an end
+    point) brackets the true maximum on the side of its higher neighbour (for a locally
+    symmetric barrier the higher neighbour is the nearer one), and the longest such segment is
+    halved. Repeated, this bisects each barrier's bracket in turn, the worst resolved first.
+    ``loss`` maps the (Q, P) new images to their (Q,) losses. Every band gets the same number
+    of images, so the bands stay one tensor; each chooses its own segments."""
+    Q = R.shape[0]
+    rows = torch.arange(Q, device=R.device)
+    for _ in range(int(k)):
+        n = E.shape[1]                                    # images, end points included
+        peak = torch.zeros_like(E, dtype=torch.bool)
+        peak[:, 1:-1] = (E[:, 1:-1] >= E[:, :-2]) & (E[:, 1:-1] >= E[:, 2:])
+        top = torch.zeros_like(peak)
+        top[rows, E.argmax(dim=1)] = True
+        peak = torch.where(peak.any(dim=1, keepdim=True), peak, top)
+        # segment j joins images j and j+1: a peak at i brackets toward its higher neighbour
+        left = torch.ones_like(peak)                      # toward i−1 (segment i−1)
+        left[:, 1:-1] = E[:, :-2] >= E[:, 2:]
+        left[:, 0] = False
+        cand = torch.zeros(Q, n - 1, dtype=torch.bool, device=R.device)
+        cand |= (peak & left)[:, 1:]                      # peak i, left: segment i−1
+        cand |= (peak & ~left)[:, :-1]                    # peak i, right: segment i
+        length = (R[:, 1:] - R[:, :-1]).norm(dim=2)
+        seg = torch.where(cand, length, torch.full_like(length, -1.0)).argmax(dim=1)   # (Q,)
+        mid = 0.5 * (R[rows, seg] + R[rows, seg + 1])
+        e_mid = loss(mid).to(E.dtype)
+        pos = torch.arange(n + 1, device=R.device)[None, :]
+        src = torch.where(pos <= seg[:, None], pos, pos - 1)      # old image each new slot copies
+        R = torch.where((pos == seg[:, None] + 1)[..., None], mid[:, None], R[rows[:, None], src])
+        E = torch.where(pos == seg[:, None] + 1, e_mid[:, None], E[rows[:, None], src])
+    return R, E

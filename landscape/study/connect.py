@@ -11,7 +11,9 @@ hold basin counts, most-visited first, up to ``max_pairs``, plus the pairs the u
    rotation per gauge interface, hidden-unit permutations for ReLU), so the band is not a gauge
    artefact;
 2. runs a **nudged elastic band** with a climbing image for every pair at once
-   (:func:`landscape.engines.neb.run_neb`, images × pairs on the leading dimension);
+   (:func:`landscape.engines.neb.run_neb`, images × pairs on the leading dimension); with
+   ``[connect] insert`` = k, grows every relaxed band by k images where it brackets a maximum
+   worst (AutoNEB-style, :func:`landscape.engines.neb.insert_images`) and relaxes it again;
 3. **refines** the climbing image (and its two neighbours) by minimum-mode following
    (:mod:`landscape.engines.minmode`: uphill along the lowest Hessian mode, downhill in its
    complement, so it ends at index-1 saddles, not at the nearest critical point), polished with
@@ -45,7 +47,7 @@ import sys
 
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Protocol
 
 import networkx as nx
@@ -57,7 +59,7 @@ from ..analysis.symmetry import align
 from ..core.validate import SpecError, check_bool, check_fields, check_int, check_number
 from ..engines import run_pipeline
 from ..engines.minmode import follow_min_mode
-from ..engines.neb import NEBOptions, run_neb
+from ..engines.neb import NEBOptions, insert_images, run_neb
 from ..io.records import PointRecord, TransitionStateRecord
 from ..io.store import StudyStore
 
@@ -159,6 +161,11 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
     B = np.stack([align(spec, pts[a].params, pts[b].params)[0] for a, b in pairs])
     opts = cfg.connect.neb_options()
     res = run_neb(model, torch.from_numpy(A), torch.from_numpy(B), opts)
+    if cfg.connect.insert:   # AutoNEB-style: images where the maxima are resolved worst, then relax again
+        with torch.no_grad():
+            R, _ = insert_images(res.images, res.loss, cfg.connect.insert, model.loss)
+        opts = replace(opts, images=opts.images + cfg.connect.insert)
+        res = run_neb(model, R[:, 0], R[:, -1], opts, initial=R)
     Q, M = len(pairs), opts.images
     # refine the climbing image and its neighbours (interior only) with the saddle pipeline
     cand_idx = []
@@ -192,7 +199,8 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
     out = []
     r = s_row = 0
     for q, (a, b) in enumerate(pairs):
-        rec = {"pair": [a, b], "neb_converged": bool(res.converged[q]), "neb_iterations": int(res.iterations[q]),
+        rec = {"pair": [a, b], "neb_images": M, "neb_converged": bool(res.converged[q]),
+               "neb_iterations": int(res.iterations[q]),
                "neb_force": float(res.force[q]), "path_max_loss": float(res.loss[q].max()),
                "path_length": float(res.length[q]), "saddle_id": None, "joins": [], "outcome": "no index-1 saddle"}
         split = []  # minima other than the pair's, in the order of the band's images
@@ -313,8 +321,8 @@ def _record_round(session: ConnectSession, found: list[dict], attempts: list, tr
     for rec in found:
         a, b = rec["pair"]
         tried.add(tuple(sorted((a, b))))
-        attempts.append({k: rec.get(k) for k in ("pair", "outcome", "saddle_id", "index", "joins", "neb_converged",
-                                                   "neb_iterations", "path_max_loss", "path_length",
+        attempts.append({k: rec.get(k) for k in ("pair", "outcome", "saddle_id", "index", "joins", "neb_images",
+                                                   "neb_converged", "neb_iterations", "path_max_loss", "path_length",
                                                    "refined_by", "minmode_converged", "band_minima", "split")})
         joined = rec["outcome"] == "transition state" and set(rec["joins"][:2]) == {a, b}
         if rec.get("split") and not joined:  # split the pair at the band's intermediate minima

@@ -44,6 +44,10 @@ class ConnectSettings:
       below both neighbours, and, where that reaches a minimum other than the pair's two, split
       the pair there (AutoNEB-style): the new minimum is stored (it holds no basin count) and the
       sub-pairs (first end, it) and (it, second end) are searched in later rounds.
+    * ``insert``: after a band has relaxed, grow it by this many images where its loss profile
+      resolves a maximum worst (AutoNEB-style, :func:`landscape.engines.neb.insert_images`: each
+      halves the longest segment that brackets one of the band's maxima) and
+      relax it again, climbing image on, before the refinement; 0: no insertion.
     """
 
     max_pairs: int = 6
@@ -62,6 +66,7 @@ class ConnectSettings:
     budget_s: float = 1800.0
     split: bool = True
     split_depth: float = 1e-3
+    insert: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConnectSettings":
@@ -87,7 +92,8 @@ class ConnectSettings:
                    strategy=check_choice("connect.strategy", d.get("strategy", dflt.strategy), STRATEGIES),
                    budget_s=check_number("connect.budget_s", d.get("budget_s", dflt.budget_s)),
                    split=check_bool("connect.split", d.get("split", dflt.split)),
-                   split_depth=check_number("connect.split_depth", d.get("split_depth", dflt.split_depth), maximum=1.0))
+                   split_depth=check_number("connect.split_depth", d.get("split_depth", dflt.split_depth), maximum=1.0),
+                   insert=check_int("connect.insert", d.get("insert", dflt.insert), 0))
 
     def to_dict(self) -> dict:
         out = asdict(self)
