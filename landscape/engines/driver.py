@@ -92,7 +92,7 @@ class RowBook:
         return RowBook(**{f.name: torch.cat([getattr(self, f.name), getattr(other, f.name)]) for f in fields(self)})
 
 
-#: The fields of a :class:`RowBook` the stop rules read, and those they update.
+#: The fields of a :class:`RowBook` the stop rules read (:func:`_stop_rules` returns those it updates).
 _STOP_READS = ("reason", "iters", "first_small", "ceiling", "block_until", "best_g", "since_g", "best_l", "since_l",
                "budget")
 

@@ -1,9 +1,8 @@
 """Engine options: one frozen dataclass per engine, validated field by field.
 
 A field declared with :func:`number` (a finite number > 0; ≥ 0 with ``allow_zero``) or
-:func:`integer` (an integral
-number ≥ 1, given as 5, 5.0 or 1e2) is checked when the options are built; the error names the
-field. Every option that decides a result (step sizes, tolerances, line-search halvings,
+:func:`integer` (an integral number ≥ 1, given as 5, 5.0 or 1e2) is checked when the options are
+built; the error names the field. Every option that decides a result (step sizes, tolerances, line-search halvings,
 curvature tests) is a field, so it is stored with the study.
 """
 from __future__ import annotations

@@ -46,8 +46,8 @@ class ConnectSettings:
       sub-pairs (first end, it) and (it, second end) are searched in later rounds.
     * ``insert``: after a band has relaxed, grow it by this many images where its loss profile
       resolves a maximum worst (AutoNEB-style, :func:`landscape.engines.neb.insert_images`: each
-      halves the longest segment that brackets one of the band's maxima) and
-      relax it again, climbing image on, before the refinement; 0: no insertion.
+      halves the longest segment that brackets one of the band's maxima) and relax it again,
+      climbing image on, before the refinement; 0: no insertion.
     """
 
     max_pairs: int = 6
