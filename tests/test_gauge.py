@@ -97,12 +97,15 @@ def test_the_projected_witness_finds_nothing_near_a_minimum_where_the_orbit_curv
 def test_gd_handed_off_near_a_saddle_keeps_descending_only_with_the_projected_test():
     """GD with tol 2e-3 started 0.5 from the saddle (‖∇L‖ ≈ 1.4e-3): with the unprojected test it
     'converges' at iteration 0 beside the saddle; with ``curvature_gauge`` a witness sends it on,
-    and it ends far below the saddle's loss (the closed form of the small-root DNC point)."""
+    and it ends far below the saddle's loss (the closed form of the small-root DNC point). Where
+    below is not asserted: past the saddle GD at lr 0.5 is chaotic here (a 1e-14 change of the
+    start, or the round-off of another matrix-product kernel, sends it to a DNC minimum at loss
+    ≈ 0.020 or to a plateau at ≈ 0.61 where it stalls)."""
     m = DeepUFM(SMALL)
     th = _perturbed(0, 0.5, 1)
     saddle_loss = float(m.loss(torch.as_tensor(theory.dnc_point(SMALL, theory.dnc_scale_roots(4, 2, 3, 1e-3)[0]))))
     runs = {gauge: run_engine(m, th, StageConfig(engine="gd", lr=0.5, max_iter=20000, tol=2e-3, curvature_gauge=gauge))
             for gauge in (False, True)}
     assert runs[False].stop_reason[0] == "converged" and runs[False].iterations[0] == 0
-    assert runs[True].stop_reason[0] == "converged" and runs[True].witnesses[0] >= 1
-    assert runs[True].loss[0] < saddle_loss - 0.5
+    assert runs[True].witnesses[0] >= 1 and runs[True].iterations[0] > 0
+    assert runs[True].stop_reason[0] in ("converged", "stalled") and runs[True].loss[0] < saddle_loss - 0.5

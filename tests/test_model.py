@@ -195,3 +195,36 @@ def test_row_lambdas_refuse_what_does_not_fit():
         m.loss_and_grad(torch.zeros(3, base.P, dtype=torch.float64))
     with pytest.raises(ValueError, match="take a model without per-row λ"):
         m.hessian(torch.zeros(base.P, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("host", [True, False], ids=["numpy", "torch"])
+@pytest.mark.parametrize("K, n, d, L, loss, row_lam", [(4, 2, 8, 3, "ce", False), (3, 4, 6, 3, "mse", False),
+                                                       (4, 2, 6, 4, "ce", True), (10, 5, 12, 2, "ce", True)])
+def test_the_linear_gradient_and_hvp_are_the_same_in_numpy_and_torch(host, K, n, d, L, loss, row_lam):
+    """The linear model's hand-written gradient and Hessian-vector product, computed in numpy or in
+    torch (:attr:`DeepUFM.host_gradient`), equal autograd's gradient and double back-propagation
+    through the loss written layer by layer, with one λ or per-row λ."""
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=1e-3, lam_H=2e-3, loss=loss)
+    m = DeepUFM(spec)
+    if row_lam:
+        m = m.with_row_lambdas(torch.tensor([[3e-2] * (L + 1), [1e-3] * (L + 1), [0.5, *([2e-2] * L)]]))
+    m.host_gradient = host
+    rng = np.random.default_rng(K + d + L)
+    th = torch.tensor(rng.normal(size=(3, spec.P))) * 0.5
+    v = torch.tensor(rng.normal(size=(3, spec.P)))
+    l, g = m.loss_and_grad(th)
+    assert isinstance(g, torch.Tensor) and g.shape == th.shape and l.shape == (3,)
+    assert_close(l, m.loss(th), atol=0, rtol=1e-13, what="loss")
+    assert_close(g, m.grad_autograd(th), atol=1e-13 * float(g.abs().max()), what="gradient vs autograd")
+    ref = m.hvp_autograd(th, v)
+    assert_close(m.hvp(th, v), ref, atol=1e-13 * float(ref.abs().max()), what="HVP vs double backward")
+
+
+def test_the_gradient_runs_in_numpy_only_where_every_product_is_tiny():
+    """The default study's size (every product 256 multiply-adds) runs in numpy; the paper's
+    (K=10, d=70, N=50), the ReLU model and a GPU model do not."""
+    assert DeepUFM(ModelSpec(K=4, n=2, d=8, L=3)).host_gradient
+    assert not DeepUFM(ModelSpec(K=10, n=5, d=70, L=3)).host_gradient
+    assert not DeepUFM(ModelSpec(K=4, n=2, d=8, L=3, activation="relu")).host_gradient
+    if torch.cuda.is_available():
+        assert not DeepUFM(ModelSpec(K=4, n=2, d=8, L=3), device="cuda").host_gradient

@@ -9,62 +9,86 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 
 def minres_batched(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
-                   maxiter: int = 200, rtol: float | torch.Tensor = 1e-10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   maxiter: int = 200, rtol: float | torch.Tensor = 1e-10,
+                   host: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Solve A_b x_b = b_b for every row b of ``b`` (B, P); ``matvec`` maps (B, P) → (B, P).
     ``rtol``: one tolerance, or one per row (B,).
 
     Follows Paige & Saunders' MINRES (the recurrences of ``scipy.sparse.linalg.minres``), with
     per-row scalars. A row stops updating once its residual estimate ‖r‖ ≤ rtol·‖b‖, its Krylov
     space is exhausted, or ‖A r‖ ≤ rtol·‖A‖·‖r‖ (least-squares solution of an inconsistent system).
+    ``host``: run the recurrences in numpy on views of the same CPU memory (about 40 operations an
+    iteration, whose cost in torch at small P is dispatch: the default study's saddle search, B = 4,
+    P = 224; ``matvec`` still takes and returns torch tensors). The same numbers up to the
+    round-off of the row sums.
 
     Returns (x, residual_norm_estimate, iterations), shapes (B, P), (B,), (B,).
     """
+    if host:
+        rt = rtol.detach().cpu().numpy() if torch.is_tensor(rtol) else rtol
+        with np.errstate(all="ignore"):   # finished rows' recurrences may overflow, ignored as in torch
+            x, phibar, iters = _minres(np, lambda v: matvec(torch.from_numpy(v)).detach().numpy(),
+                                       b.detach().cpu().numpy(), maxiter, rt)
+        return torch.from_numpy(x), torch.from_numpy(phibar), torch.from_numpy(iters)
+    return _minres(torch, matvec, b, maxiter, rtol)
+
+
+def _row_norm(xp, X):
+    """‖X_b‖ per row of a (B, P) array of namespace ``xp`` (numpy or torch)."""
+    if xp is np:
+        return np.sqrt(np.einsum("ij,ij->i", X, X))
+    return torch.linalg.vector_norm(X, dim=1)
+
+
+def _minres(xp, matvec, b, maxiter: int, rtol):
+    """The MINRES recurrences of :func:`minres_batched` on arrays of ``xp`` (numpy or torch)."""
     B, P = b.shape
-    dt = b.dtype
-    eps = torch.finfo(dt).eps
-    x = torch.zeros_like(b)
-    beta1 = b.norm(dim=1)
+    eps = float(np.finfo(np.float64 if b.dtype in (np.float64, torch.float64) else np.float32).eps)
+    x = xp.zeros_like(b)
+    beta1 = _row_norm(xp, b)
     active = beta1 > 0
-    r1 = b.clone()
-    r2 = b.clone()
-    y = b.clone()
-    kw = {"dtype": dt, "device": b.device}
-    oldb = torch.zeros(B, **kw)
-    beta = beta1.clone()
-    dbar = torch.zeros(B, **kw)
-    epsln = torch.zeros(B, **kw)
-    phibar = beta1.clone()
-    cs = -torch.ones(B, **kw)
-    sn = torch.zeros(B, **kw)
-    w = torch.zeros_like(b)
-    w2 = torch.zeros_like(b)
-    tnorm2 = torch.zeros(B, **kw)
-    iters = torch.zeros(B, dtype=torch.long, device=b.device)
+    r1 = b + 0
+    r2 = b + 0
+    y = b + 0
+    zeros = xp.zeros_like(beta1)
+    ones = xp.ones_like(beta1)
+    oldb = zeros
+    beta = beta1 + 0
+    dbar = zeros
+    epsln = zeros
+    phibar = beta1 + 0
+    cs = -ones
+    sn = zeros
+    w = xp.zeros_like(b)
+    w2 = xp.zeros_like(b)
+    tnorm2 = zeros
+    iters = xp.zeros_like(beta1, dtype=xp.int64)
     for itn in range(1, maxiter + 1):
         if itn % 8 == 1 and not bool(active.any()):  # one host synchronisation every 8 iterations
             break
-        safe_beta = torch.where(active & (beta > 0), beta, torch.ones_like(beta))
+        safe_beta = xp.where(active & (beta > 0), beta, ones)
         v = y / safe_beta[:, None]
         y = matvec(v)
         if itn >= 2:
-            y = y - (beta / torch.where(oldb > 0, oldb, torch.ones_like(oldb)))[:, None] * r1
-        alfa = (v * y).sum(dim=1)
+            y = y - (beta / xp.where(oldb > 0, oldb, ones))[:, None] * r1
+        alfa = (v * y).sum(1)
         y = y - (alfa / safe_beta)[:, None] * r2
         r1, r2 = r2, y
         oldb = beta
-        beta = y.norm(dim=1)
+        beta = _row_norm(xp, y)
         tnorm2 = tnorm2 + alfa ** 2 + oldb ** 2 + beta ** 2
         oldeps = epsln
         delta = cs * dbar + sn * alfa
         gbar = sn * dbar - cs * alfa
         epsln = sn * beta
         dbar = -cs * beta
-        root = torch.hypot(gbar, dbar)
-        gamma = torch.clamp(torch.hypot(gbar, beta), min=eps)
+        root = xp.hypot(gbar, dbar)
+        gamma = xp.maximum(xp.hypot(gbar, beta), xp.full_like(beta, eps))
         cs = gbar / gamma
         sn = beta / gamma
         phi = cs * phibar
@@ -72,13 +96,13 @@ def minres_batched(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tens
         w1, w2_new = w2, w
         w_new = (v - oldeps[:, None] * w1 - delta[:, None] * w2_new) / gamma[:, None]
         m = active[:, None]
-        x = torch.where(m, x + phi[:, None] * w_new, x)
-        w2 = torch.where(m, w2_new, w2)
-        w = torch.where(m, w_new, w)
+        x = xp.where(m, x + phi[:, None] * w_new, x)
+        w2 = xp.where(m, w2_new, w2)
+        w = xp.where(m, w_new, w)
         arnorm = phibar * root
-        phibar = torch.where(active, phibar_new, phibar)
-        iters = iters + active.long()
-        anorm = torch.sqrt(tnorm2)
+        phibar = xp.where(active, phibar_new, phibar)
+        iters = iters + active
+        anorm = xp.sqrt(tnorm2)
         done = (phibar <= rtol * beta1) | (beta <= eps * anorm) | (arnorm <= rtol * anorm * phibar)
         active = active & ~done
     return x, phibar, iters

@@ -23,7 +23,8 @@ import torch
 
 from .validate import SpecError  # noqa: F401  (re-exported)
 
-from .smallmm import baddbmm as _baddbmm, bmm as _bmm
+from .arrayops import NUMPY, TORCH
+from .smallmm import CPU_SMALL_PRODUCT, bmm as _bmm
 from .spec import ACTIVATIONS, DTYPE_NAMES, LOSSES, ModelSpec  # noqa: F401  (re-exported: the model's spec)
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -44,8 +45,10 @@ class DeepUFM:
 
     All methods take θ of shape (B, P) (or (P,), treated as B = 1 and squeezed back) in the
     spec's dtype. Gradients are computed by a hand-written batched backward pass (batched products,
-    :mod:`landscape.core.smallmm`);
-    Hessian-vector products by double back-propagation through :meth:`loss`, which is exact.
+    :mod:`landscape.core.smallmm`; in numpy where every product is tiny, :attr:`host_gradient`).
+    Hessian-vector products of the linear model are the hand-written directional derivative of
+    that gradient (:meth:`_bottleneck_hvp`), of the others double back-propagation through
+    :meth:`loss`; both are exact.
 
     **Per-row weight decay.** :meth:`with_row_lambdas` gives a model whose row b has its own
     λ_{b,l} (one per factor) in place of the spec's: cells of a sweep that differ only in λ then
@@ -81,6 +84,12 @@ class DeepUFM:
                             and 3 * (L - 1) * K * d * d < 3 * (L - 1) * d * d * N)
         use = (self.device.type == "cuda") if compile == "auto" else bool(compile)
         self._compiled = torch.compile(self._loss_and_grad, dynamic=True) if use else None
+        #: the gradient is computed in numpy (:mod:`landscape.core.arrayops`): the linear model's
+        #: bottleneck form on the CPU, uncompiled, when every one of its products has fewer than
+        #: CPU_SMALL_PRODUCT multiply-adds (there a torch call costs mostly its dispatch)
+        self.host_gradient = (self._bottleneck and self.device.type == "cpu" and self._compiled is None
+                              and K * d * max(d, N) < CPU_SMALL_PRODUCT)
+        self._Y_host = self.Y.cpu().numpy()
 
     # ----- per-row weight decay ---------------------------------------------------------------
     def with_row_lambdas(self, lambdas) -> "DeepUFM":
@@ -187,17 +196,18 @@ class DeepUFM:
         go through it): a sum of squares, not a norm, whose derivative is undefined at 0."""
         return 0.5 * (theta * theta * self._lam_of_rows(theta.shape[0])).sum(dim=1)
 
-    def _reg_value(self, theta: torch.Tensor, lams: list) -> torch.Tensor:
+    def _reg_value(self, theta, lams: list, ops=TORCH):
         """The value of :meth:`reg_loss` from per-factor norms of views (no (B, P) temporary);
-        not for autograd. ``lams``: λ per factor, floats or (B, 1, 1) per-row tensors. One λ for
-        every factor (the common case): one norm of the whole row instead of one per factor."""
+        not for autograd. ``lams``: λ per factor, floats or (B, 1, 1) per-row arrays of the
+        namespace ``ops`` (:mod:`.arrayops`). One λ for every factor (the common case): one norm of
+        the whole row instead of one per factor."""
         if all(isinstance(lam, float) and lam == lams[0] for lam in lams):
-            return (0.5 * lams[0]) * torch.linalg.vector_norm(theta, dim=1) ** 2
-        out = torch.zeros(theta.shape[0], dtype=theta.dtype, device=theta.device)
+            return (0.5 * lams[0]) * ops.sqnorm(theta)
+        out = ops.zeros_rows(theta)
         i = 0
         for s_, lam in zip(self._sizes, lams):
             lam = lam if isinstance(lam, float) else lam.reshape(-1)
-            out = out + (0.5 * lam) * torch.linalg.vector_norm(theta[:, i:i + s_], dim=1) ** 2
+            out = out + (0.5 * lam) * ops.sqnorm(theta[:, i:i + s_])
             i += s_
         return out
 
@@ -241,30 +251,19 @@ class DeepUFM:
             return loss[0], grad[0]
         return loss, grad
 
-    def _data_term(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """g(Z) (B,) and ∂g/∂Z (B, K, N)."""
+    def _data_term(self, Z, ops=TORCH, Y=None):
+        """g(Z) (B,) and ∂g/∂Z (B, K, N), in the namespace ``ops`` (``Y``: the labels there)."""
         N = self.spec.N
+        Y = self.Y if Y is None else Y
         if self.spec.loss == "ce":
-            zmax = Z.amax(dim=1, keepdim=True)  # log-sum-exp and softmax from one exp
-            E = torch.exp(Z - zmax)
-            S = E.sum(dim=1, keepdim=True)
-            lse = zmax + torch.log(S)
-            g = (lse.squeeze(1).sum(dim=1) - (Z * self.Y).sum(dim=(1, 2))) / N
-            return g, (E / S - self.Y) / N
-        R = Z - self.Y
-        return (R * R).sum(dim=(1, 2)) / (2 * N), R / N
-
-    @staticmethod
-    def _decay_mm(F_l: torch.Tensor, A: torch.Tensor, B: torch.Tensor, lam) -> torch.Tensor:
-        """λ F_l + A B for a float λ (one ``baddbmm``) or a (B, 1, 1) per-row λ."""
-        if isinstance(lam, float):
-            return _baddbmm(F_l, A, B, beta=lam)
-        return _baddbmm(F_l * lam, A, B)
-
-    @staticmethod
-    def _decay_add(R: torch.Tensor, F_l: torch.Tensor, lam) -> torch.Tensor:
-        """R + λ F_l for a float or a (B, 1, 1) per-row λ."""
-        return torch.add(R, F_l, alpha=lam) if isinstance(lam, float) else R + F_l * lam
+            zmax = ops.colmax(Z)  # log-sum-exp and softmax from one exp
+            E = ops.exp(Z - zmax)
+            S = ops.colsum(E)
+            lse = zmax + ops.log(S)
+            g = (ops.rowsum(lse) - ops.rowsum(Z * Y)) / N
+            return g, (E / S - Y) / N
+        R = Z - Y
+        return ops.rowsum(R * R) / (2 * N), R / N
 
     def _loss_and_grad_bottleneck(self, theta: torch.Tensor, lams: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The linear model's loss and gradient with every product taken through the K-row
@@ -272,27 +271,47 @@ class DeepUFM:
         G = ∂g/∂Z and R_1 = GH₁ᵀ, R_l = R_{l−1}W_{l−1}ᵀ (K × d), ∇W_l = A_{l+1}ᵀR_l + λ_lW_l
         (∇W_L = R_L + λW_L) and ∇H₁ = A_1ᵀG + λH₁. About 3(L−1)Kd² + 3KdN multiply-adds per
         trajectory instead of 3(L−1)d²N + 3KdN (3.3× fewer at K=10, d=70, N=50); the same numbers
-        up to round-off (associativity). Chosen when cheaper (:attr:`_bottleneck`).
+        up to round-off (associativity). Chosen when cheaper (:attr:`_bottleneck`). Computed in
+        numpy on views of θ where every product is tiny (:attr:`host_gradient`,
+        :mod:`landscape.core.arrayops`), else in torch.
         ``lams``: λ per factor, floats or (B, 1, 1) per-row tensors (default: the spec's).
         """
         lams = list(self.spec.lambdas) if lams is None else lams
         with torch.no_grad():
-            F = self.factors(theta)
-            L = len(F) - 1
-            A = [None] * (L + 2)
-            A[L] = F[L]
-            for l in range(L - 1, 0, -1):
-                A[l] = _bmm(A[l + 1], F[l])
-            Z = _bmm(A[1], F[0])
-            g, G = self._data_term(Z)
-            R = _bmm(G, F[0].transpose(1, 2))
-            grads = [self._decay_mm(F[0], A[1].transpose(1, 2), G, lams[0])] + [None] * L
-            for l in range(1, L + 1):
-                if l > 1:
-                    R = _bmm(R, F[l - 1].transpose(1, 2))
-                grads[l] = (self._decay_add(R, F[L], lams[L]) if l == L
-                            else self._decay_mm(F[l], A[l + 1].transpose(1, 2), R, lams[l]))
-            return g + self._reg_value(theta, lams), self.flatten(grads)
+            if not self.host_gradient:
+                return self._bottleneck_terms(theta, self.factors(theta), lams, TORCH, self.Y)
+            th = theta.detach().numpy()
+            lams = [lam if isinstance(lam, float) else lam.detach().numpy() for lam in lams]
+            with np.errstate(all="ignore"):   # a diverging row gives inf/nan silently, as in torch
+                loss, grad = self._bottleneck_terms(th, self.factors(th), lams, NUMPY, self._Y_host)
+            return torch.from_numpy(loss), torch.from_numpy(grad)
+
+    @staticmethod
+    def _logit_chain(F: list, ops) -> tuple[list, object]:
+        """A (A_l = W_L⋯W_l, K × d, at index l = 1 … L; indices 0 and L+1 None) and the logits
+        Z = A_1H₁ (B, K, N) from the factors F, in the namespace ``ops``."""
+        L = len(F) - 1
+        A = [None] * (L + 2)
+        A[L] = F[L]
+        for l in range(L - 1, 0, -1):
+            A[l] = ops.mm(A[l + 1], F[l])
+        return A, ops.mm(A[1], F[0])
+
+    def _bottleneck_terms(self, theta, F: list, lams: list, ops, Y):
+        """Loss (B,) and gradient (B, P) of :meth:`_loss_and_grad_bottleneck`, written once over
+        the namespace ``ops`` (:mod:`.arrayops`): ``theta``, the factors ``F`` and ``Y`` are its
+        arrays."""
+        L = len(F) - 1
+        A, Z = self._logit_chain(F, ops)
+        g, G = self._data_term(Z, ops, Y)
+        R = ops.mm(G, ops.t(F[0]))
+        grads = [ops.decay_mm(F[0], ops.t(A[1]), G, lams[0])] + [None] * L
+        for l in range(1, L + 1):
+            if l > 1:
+                R = ops.mm(R, ops.t(F[l - 1]))
+            grads[l] = (ops.decay_add(R, F[L], lams[L]) if l == L
+                        else ops.decay_mm(F[l], ops.t(A[l + 1]), R, lams[l]))
+        return g + self._reg_value(theta, lams, ops), ops.flatten(grads)
 
     def _loss_and_grad_layers(self, theta: torch.Tensor, lams: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss (B,) and gradient (B, P) by a hand-written batched backward pass, layer by layer.
@@ -311,10 +330,10 @@ class DeepUFM:
             grads = [None] * len(F)
             delta = dZ  # gradient w.r.t. the output of factor l (B, rows_l, N)
             for l in range(len(F) - 1, 0, -1):
-                grads[l] = self._decay_mm(F[l], delta, post[l - 1].transpose(1, 2), lams[l])
+                grads[l] = TORCH.decay_mm(F[l], delta, post[l - 1].transpose(1, 2), lams[l])
                 dpost = _bmm(F[l].transpose(1, 2), delta)
                 delta = dpost * (pre[l - 1] > 0) if (self._relu and l > 1) else dpost
-            grads[0] = self._decay_add(delta, F[0], lams[0])
+            grads[0] = TORCH.decay_add(delta, F[0], lams[0])
             return g + self._reg_value(theta, lams), self.flatten(grads)
 
     def grad(self, theta: torch.Tensor) -> torch.Tensor:
@@ -372,11 +391,27 @@ class DeepUFM:
 
     # ----- Hessian-vector products ---------------------------------------------------------
     def hvp_operator(self, theta: torch.Tensor):
-        """Return a function v ↦ H(θ)v for (B, P) batches of v, reusing one autograd graph.
+        """Return a function v ↦ H(θ)v for (B, P) batches of v, for one θ (B, P) batch.
 
-        Batch elements are independent, so the Hessian of Σ_b L(θ_b) is block diagonal and one
-        double-backward pass gives every row's own Hessian-vector product.
+        Batch elements are independent, so the Hessian of Σ_b L(θ_b) is block diagonal and every
+        row gets its own Hessian-vector product. The linear model in its bottleneck form
+        (:attr:`_bottleneck`) takes the directional derivative of its hand-written gradient
+        (:meth:`_bottleneck_hvp`, in numpy where :attr:`host_gradient`); every other model
+        reuses one autograd graph of :meth:`loss` (double back-propagation). Both are exact.
         """
+        if self._bottleneck:
+            lams = self._factor_lams(theta.shape[0] if theta.dim() == 2 else 1)
+            if not self.host_gradient:
+                return self._bottleneck_hvp(theta.detach(), lams, TORCH, self.Y)
+            lams = [lam if isinstance(lam, float) else lam.numpy() for lam in lams]
+            with np.errstate(all="ignore"):
+                op = self._bottleneck_hvp(theta.detach().numpy(), lams, NUMPY, self._Y_host)
+
+            def host_apply(v: torch.Tensor) -> torch.Tensor:
+                with np.errstate(all="ignore"):   # non-finite rows stay so silently, as in torch
+                    return torch.from_numpy(op(v.detach().numpy()))
+
+            return host_apply
         th = theta.detach().requires_grad_(True)
         with torch.enable_grad():
             (g,) = torch.autograd.grad(self.loss(th).sum(), th, create_graph=True)
@@ -385,6 +420,69 @@ class DeepUFM:
             with torch.enable_grad():
                 (hv,) = torch.autograd.grad(g, th, grad_outputs=v, retain_graph=True)
             return hv.detach()
+
+        return apply
+
+    def hvp_autograd(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Reference H(θ)v (B, P) by double back-propagation through :meth:`loss` (for tests)."""
+        th = theta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self.loss(th).sum(), th, create_graph=True)
+            (hv,) = torch.autograd.grad(g, th, grad_outputs=v)
+        return hv.detach()
+
+    def _factor_lams(self, B: int) -> list:
+        """λ per factor: the spec's floats, or (B, 1, 1) per-row tensors."""
+        if self._row_lam is None:
+            return list(self.spec.lambdas)
+        self._check_rows(B)
+        return [self._row_lam[:, l, None, None] for l in range(self.spec.L + 1)]
+
+    def _bottleneck_hvp(self, theta, lams: list, ops, Y):
+        """v ↦ H(θ)v of the linear model, over the namespace ``ops`` (:mod:`.arrayops`): the
+        derivative along v = (D₀ for H₁, D_l for W_l) of the gradient of
+        :meth:`_loss_and_grad_bottleneck`, by the product rule through its chains:
+        dA_L = D_L, dA_l = dA_{l+1}W_l + A_{l+1}D_l; dZ = dA_1H₁ + A_1D₀;
+        dG = (p ⊙ dZ − p ⊙ Σ_k p_k dZ_k)/N per column for CE (p = softmax Z), dZ/N for MSE;
+        dR_1 = dG H₁ᵀ + G D₀ᵀ, dR_l = dR_{l−1}W_{l−1}ᵀ + R_{l−1}D_{l−1}ᵀ; then
+        H v = (dA_1ᵀG + A_1ᵀdG + λ₀D₀, dA_{l+1}ᵀR_l + A_{l+1}ᵀdR_l + λ_lD_l, dR_L + λ_LD_L).
+        θ's chains (A_l, G, p, R_l) are computed once; each product costs about twice a gradient's
+        matrix products and no graph. ``theta`` (B, P), v (B, P) arrays of ``ops``."""
+        N = self.spec.N
+        ce = self.spec.loss == "ce"
+        F = self.factors(theta)
+        L = len(F) - 1
+        A, Z = self._logit_chain(F, ops)
+        if ce:
+            E = ops.exp(Z - ops.colmax(Z))
+            p = E / ops.colsum(E)
+            G = (p - Y) / N
+        else:
+            G = (Z - Y) / N
+        R = [None, ops.mm(G, ops.t(F[0]))]
+        for l in range(2, L + 1):
+            R.append(ops.mm(R[l - 1], ops.t(F[l - 1])))
+
+        def apply(v):
+            D = self.factors(v)
+            dA = [None] * (L + 2)
+            dA[L] = D[L]
+            for l in range(L - 1, 0, -1):
+                dA[l] = ops.mm(dA[l + 1], F[l]) + ops.mm(A[l + 1], D[l])
+            dZ = ops.mm(dA[1], F[0]) + ops.mm(A[1], D[0])
+            if ce:
+                pd = p * dZ
+                dG = (pd - p * ops.colsum(pd)) / N
+            else:
+                dG = dZ / N
+            out = [ops.decay_add(ops.mm(ops.t(dA[1]), G) + ops.mm(ops.t(A[1]), dG), D[0], lams[0])]
+            dR = ops.mm(dG, ops.t(F[0])) + ops.mm(G, ops.t(D[0]))
+            for l in range(1, L + 1):
+                if l > 1:
+                    dR = ops.mm(dR, ops.t(F[l - 1])) + ops.mm(R[l - 1], ops.t(D[l - 1]))
+                top = dR if l == L else ops.mm(ops.t(dA[l + 1]), R[l]) + ops.mm(ops.t(A[l + 1]), dR)
+                out.append(ops.decay_add(top, D[l], lams[l]))
+            return ops.flatten(out)
 
         return apply
 

@@ -159,7 +159,8 @@ def follow_min_mode(model: DeepUFM, theta0: torch.Tensor, opts: MinModeOptions |
             pw = perp(w)
             return perp(op(pw)) - sigma[:, None] * pw
 
-        s_perp, _, mi = minres_batched(shifted, -g_perp, maxiter=opts.minres_iter, rtol=opts.minres_rtol)
+        s_perp, _, mi = minres_batched(shifted, -g_perp, maxiter=opts.minres_iter, rtol=opts.minres_rtol,
+                                       host=getattr(model, "host_gradient", False))
         s_perp = perp(s_perp)
         n_hvp[active.cpu().numpy()] += (mi + 1).cpu().numpy()
         s = s_par[:, None] * vn + s_perp
