@@ -412,6 +412,11 @@ class DeepUFM:
                     return torch.from_numpy(op(v.detach().numpy()))
 
             return host_apply
+        return self.hvp_operator_autograd(theta)
+
+    def hvp_operator_autograd(self, theta: torch.Tensor):
+        """v ↦ H(θ)v by double back-propagation through :meth:`loss`, reusing one autograd graph
+        (every model; the reference the hand-written product is tested and measured against)."""
         th = theta.detach().requires_grad_(True)
         with torch.enable_grad():
             (g,) = torch.autograd.grad(self.loss(th).sum(), th, create_graph=True)
@@ -425,11 +430,7 @@ class DeepUFM:
 
     def hvp_autograd(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Reference H(θ)v (B, P) by double back-propagation through :meth:`loss` (for tests)."""
-        th = theta.detach().requires_grad_(True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(self.loss(th).sum(), th, create_graph=True)
-            (hv,) = torch.autograd.grad(g, th, grad_outputs=v)
-        return hv.detach()
+        return self.hvp_operator_autograd(theta)(v)
 
     def _factor_lams(self, B: int) -> list:
         """λ per factor: the spec's floats, or (B, 1, 1) per-row tensors."""
