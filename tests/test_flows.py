@@ -287,20 +287,23 @@ def test_a_batch_of_mixed_lambda_gives_each_row_its_own_trajectory(stages):
                      what=f"losses at λ={lam}")
 
 
-def test_measured_working_batch_takes_the_unit_only_where_the_largest_candidate_wins(monkeypatch):
+def test_measured_working_batch_takes_the_unit_where_it_is_as_fast_as_the_best(monkeypatch):
     """Throughput still rising at the largest candidate: the unit runs whole (no second pass for
-    its last starts); a peak below it (cache effects at large P): that width, whatever the unit."""
+    its last starts); a plateau from 128 on (the smallest width within 10% of the best is 128), with
+    the unit as fast: the unit, whole; a peak below it (cache effects at large P): that width,
+    whatever the unit."""
     from landscape.engines import batching
 
     spec = ModelSpec(K=3, n=2, d=5, L=2, lam=1e-3)
-    for peak, want in ((None, (384, 256)), (32, (32, 32))):
-        batching._measure.cache_clear()
-        rate = (lambda m, B: float(B)) if peak is None else (lambda m, B: 1e3 / (1 + abs(math.log2(B / peak))))
-        monkeypatch.setattr(batching, "_probe", rate)
-        assert batching.working_batch(spec, unit=384) == want[0]
-        assert batching.working_batch(spec) == want[1]
-        assert batching.working_batch(spec, unit=100) == want[1]       # a unit below the width: capped by the driver
-    batching._measure.cache_clear()
+    rates = {"rising": lambda m, B: float(B), "plateau": lambda m, B: float(min(B, 128)),
+             "peak": lambda m, B: 1e3 / (1 + abs(math.log2(B / 32)))}
+    for shape, want in (("rising", (384, 256)), ("plateau", (384, 128)), ("peak", (32, 32))):
+        batching._rates.cache_clear()
+        monkeypatch.setattr(batching, "_probe", rates[shape])
+        assert batching.working_batch(spec, unit=384) == want[0], shape
+        assert batching.working_batch(spec) == want[1], shape
+        assert batching.working_batch(spec, unit=100) == want[1], shape   # a unit below the width: capped by the driver
+    batching._rates.cache_clear()
 
 
 def test_stop_rules_in_numpy_and_in_torch_agree():
