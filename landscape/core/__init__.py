@@ -4,6 +4,8 @@
 * :mod:`.model`: :class:`ModelSpec` and :class:`DeepUFM` (batched loss, gradient, HVPs).
 * :mod:`.init`: seeded random starts.
 * :mod:`.linalg`: batched MINRES and Lanczos.
+* :mod:`.arrayops`: the operations the linear model's gradient and HVP are written in, over torch
+  or numpy (numpy where every product is tiny); :mod:`.smallmm`: tiny batched products in torch.
 """
 from .._lazy import lazy_getattr
 
