@@ -12,6 +12,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .arrayops import NUMPY
+
 
 def minres_batched(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, *,
                    maxiter: int = 200, rtol: float | torch.Tensor = 1e-10,
@@ -40,15 +42,13 @@ def minres_batched(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tens
 
 def _row_norm(xp, X):
     """‖X_b‖ per row of a (B, P) array of namespace ``xp`` (numpy or torch)."""
-    if xp is np:
-        return np.sqrt(np.einsum("ij,ij->i", X, X))
-    return torch.linalg.vector_norm(X, dim=1)
+    return np.sqrt(NUMPY.sqnorm(X)) if xp is np else torch.linalg.vector_norm(X, dim=1)
 
 
 def _minres(xp, matvec, b, maxiter: int, rtol):
     """The MINRES recurrences of :func:`minres_batched` on arrays of ``xp`` (numpy or torch)."""
     B, P = b.shape
-    eps = float(np.finfo(np.float64 if b.dtype in (np.float64, torch.float64) else np.float32).eps)
+    eps = float(xp.finfo(b.dtype).eps)
     x = xp.zeros_like(b)
     beta1 = _row_norm(xp, b)
     active = beta1 > 0

@@ -240,11 +240,7 @@ class DeepUFM:
         squeeze = theta.dim() == 1
         if squeeze:
             theta = theta.unsqueeze(0)
-        if row_lam is None:
-            lams = list(self.spec.lambdas)
-        else:
-            self._check_rows(theta.shape[0])
-            lams = [row_lam[:, l, None, None] for l in range(self.spec.L + 1)]
+        lams = self._factor_lams(theta.shape[0], row_lam)
         loss, grad = (self._loss_and_grad_bottleneck(theta, lams) if self._bottleneck
                       else self._loss_and_grad_layers(theta, lams))
         if squeeze:
@@ -281,7 +277,7 @@ class DeepUFM:
             if not self.host_gradient:
                 return self._bottleneck_terms(theta, self.factors(theta), lams, TORCH, self.Y)
             th = theta.detach().numpy()
-            lams = [lam if isinstance(lam, float) else lam.detach().numpy() for lam in lams]
+            lams = self._host_lams(lams)
             with np.errstate(all="ignore"):   # a diverging row gives inf/nan silently, as in torch
                 loss, grad = self._bottleneck_terms(th, self.factors(th), lams, NUMPY, self._Y_host)
             return torch.from_numpy(loss), torch.from_numpy(grad)
@@ -400,12 +396,12 @@ class DeepUFM:
         reuses one autograd graph of :meth:`loss` (double back-propagation). Both are exact.
         """
         if self._bottleneck:
-            lams = self._factor_lams(theta.shape[0] if theta.dim() == 2 else 1)
+            lams = self._factor_lams(theta.shape[0] if theta.dim() == 2 else 1, self._row_lam)
             if not self.host_gradient:
                 return self._bottleneck_hvp(theta.detach(), lams, TORCH, self.Y)
-            lams = [lam if isinstance(lam, float) else lam.numpy() for lam in lams]
             with np.errstate(all="ignore"):
-                op = self._bottleneck_hvp(theta.detach().numpy(), lams, NUMPY, self._Y_host)
+                op = self._bottleneck_hvp(theta.detach().numpy(), self._host_lams(lams), NUMPY,
+                                          self._Y_host)
 
             def host_apply(v: torch.Tensor) -> torch.Tensor:
                 with np.errstate(all="ignore"):   # non-finite rows stay so silently, as in torch
@@ -432,12 +428,18 @@ class DeepUFM:
         """Reference H(θ)v (B, P) by double back-propagation through :meth:`loss` (for tests)."""
         return self.hvp_operator_autograd(theta)(v)
 
-    def _factor_lams(self, B: int) -> list:
-        """λ per factor: the spec's floats, or (B, 1, 1) per-row tensors."""
-        if self._row_lam is None:
+    def _factor_lams(self, B: int, row_lam: torch.Tensor | None) -> list:
+        """λ per factor for a batch of B rows: the spec's floats, or (B, 1, 1) tensors of the
+        per-row λ ``row_lam`` (B, L+1)."""
+        if row_lam is None:
             return list(self.spec.lambdas)
         self._check_rows(B)
-        return [self._row_lam[:, l, None, None] for l in range(self.spec.L + 1)]
+        return [row_lam[:, l, None, None] for l in range(self.spec.L + 1)]
+
+    @staticmethod
+    def _host_lams(lams: list) -> list:
+        """:meth:`_factor_lams` for the numpy path: per-row tensors as numpy views."""
+        return [lam if isinstance(lam, float) else lam.detach().numpy() for lam in lams]
 
     def _bottleneck_hvp(self, theta, lams: list, ops, Y):
         """v ↦ H(θ)v of the linear model, over the namespace ``ops`` (:mod:`.arrayops`): the
@@ -447,8 +449,8 @@ class DeepUFM:
         dG = (p ⊙ dZ − p ⊙ Σ_k p_k dZ_k)/N per column for CE (p = softmax Z), dZ/N for MSE;
         dR_1 = dG H₁ᵀ + G D₀ᵀ, dR_l = dR_{l−1}W_{l−1}ᵀ + R_{l−1}D_{l−1}ᵀ; then
         H v = (dA_1ᵀG + A_1ᵀdG + λ₀D₀, dA_{l+1}ᵀR_l + A_{l+1}ᵀdR_l + λ_lD_l, dR_L + λ_LD_L).
-        θ's chains (A_l, G, p, R_l) are computed once; each product costs about twice a gradient's
-        matrix products and no graph. ``theta`` (B, P), v (B, P) arrays of ``ops``."""
+        θ's chains (A_l, G, p, R_l) are computed once; each product costs about twice a
+        gradient's matrix products and no graph. ``theta`` (B, P), v (B, P) arrays of ``ops``."""
         N = self.spec.N
         ce = self.spec.loss == "ce"
         F = self.factors(theta)

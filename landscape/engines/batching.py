@@ -65,25 +65,19 @@ def _candidates(spec: ModelSpec, device: str) -> tuple:
     return cands
 
 
-def _measure(shapes: tuple, spec: ModelSpec, device: str, threads: int) -> int:
-    """The smallest candidate within :data:`TOLERANCE` of the fastest."""
-    rate = _rates(shapes, spec, device, threads, _candidates(spec, device))
-    best = max(rate.values())
-    return min(B for B, r in rate.items() if r >= (1 - TOLERANCE) * best)
-
-
 def working_batch(spec: ModelSpec, device="cpu", unit: int | None = None) -> int:
     """The measured working batch for this model on ``device``; ``unit``: the number of starts the
     caller will run, returned instead when the largest candidate was the fastest, or when the
     unit itself, probed too, is within :data:`TOLERANCE` of the fastest (module docstring)."""
     dev = torch.device(device)
     key = (tuple(spec.shapes), spec, str(dev), torch.get_num_threads())
-    B = _measure(*key)
     cands = _candidates(spec, str(dev))
+    rate = _rates(*key, cands)
+    best = max(rate.values())
+    B = min(b for b, r in rate.items() if r >= (1 - TOLERANCE) * best)   # the smallest within tolerance
     if not unit or int(unit) <= B:
         return B
     if B == cands[-1]:
         return int(unit)
-    best = max(_rates(*key, cands).values())
     whole = _rates(*key, (int(unit),))[int(unit)]
     return int(unit) if whole >= (1 - TOLERANCE) * best else B

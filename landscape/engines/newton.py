@@ -34,7 +34,8 @@ def step(model: DeepUFM, s: EngineState, opts: NewtonOptions) -> EngineState:
     rtol = opts.minres_rtol
     if opts.minres_forcing > 0:   # Eisenstat–Walker: η ∝ ‖∇L‖ keeps local convergence quadratic
         rtol = torch.clamp(opts.minres_forcing * s.grad.norm(dim=1), min=opts.minres_rtol, max=0.5)
-    p, _, it = minres_batched(op, -s.grad, maxiter=opts.minres_iter, rtol=rtol, host=getattr(model, "host_gradient", False))
+    p, _, it = minres_batched(op, -s.grad, maxiter=opts.minres_iter, rtol=rtol,
+                              host=getattr(model, "host_gradient", False))
     Hp = op(p)
     n_hvp = s.n_hvp + it + 1
     shrink = torch.clamp(opts.max_step / p.norm(dim=1).clamp(min=1e-300), max=1.0)
