@@ -35,6 +35,36 @@ def test_gauge_tangents_are_orthogonal_to_the_gradient_and_span_the_orbit(activa
         assert r == np.linalg.matrix_rank(theirs) == np.linalg.matrix_rank(np.vstack([mine, theirs]))
 
 
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_the_structured_projector_equals_the_complement_of_the_svd_built_orbit(activation, rng):
+    """The projector applies T and Tᵀ from their structure: at random points (and at a rank-one
+    one, where tangents repeat) T v and Tᵀ c equal the products with the explicit (B, T, P)
+    tangents, and P v equals v minus its orthogonal projection onto the orbit's span built by
+    numpy from analysis.symmetry's singular vectors (another construction)."""
+    spec = ModelSpec(K=3, n=2, d=5, L=3, activation=activation, lam=1e-2)
+    m = DeepUFM(spec)
+    th = torch.as_tensor(rng.standard_normal((3, spec.P)))
+    F = m.factors(th)
+    F1 = [f.clone() for f in F]
+    for f in F1:                                      # row 2: every factor of rank one
+        f[2] = torch.outer(f[2][:, 0], f[2][0])
+    th[2] = torch.cat([f[2].reshape(-1) for f in F1])
+    proj = GaugeProjector(spec, m.factors(th))
+    T = gauge_tangents(spec, m.factors(th))
+    v = torch.as_tensor(rng.standard_normal((3, spec.P)))
+    c = torch.as_tensor(rng.standard_normal((3, T.shape[1])))
+    assert_close(proj.tangent_coefficients(v), (T @ v.unsqueeze(2)).squeeze(2), atol=1e-12, what="T v")
+    assert_close(proj.combine(c), (T.transpose(1, 2) @ c.unsqueeze(2)).squeeze(2), atol=1e-12, what="Tᵀ c")
+    pv = proj(v)
+    for b in range(3):
+        U, sv, _ = np.linalg.svd(symmetry_tangents(spec, th[b].numpy()).T, full_matrices=False)
+        U = U[:, sv > 1e-8 * sv[0]]
+        assert int(proj.rank[b]) == U.shape[1]
+        want = v[b].numpy() - U @ (U.T @ v[b].numpy())
+        assert_close(pv[b], want, atol=1e-11, what=f"P v at row {b}")
+    assert int(proj.rank[2]) < int(proj.rank[0])
+
+
 def test_projector_is_an_orthogonal_projector_of_the_rank_MODEL_gives_at_a_critical_point(rng):
     """At the DNC point (logits of rank r = K−1 = 3) the orbit has dimension L·(r·d − r(r+1)/2) =
     3·(18 − 6) = 36 (MODEL.md §5): the projector finds that rank, is idempotent and symmetric."""

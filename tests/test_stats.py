@@ -31,6 +31,17 @@ def test_wilson_interval_known_values():
     assert wilson_interval(0, 0) == (0.0, 1.0)
 
 
+def test_wilson_interval_equals_scipys_binomtest():
+    from scipy.stats import binomtest
+    for k, n, conf in [(0, 1, 0.95), (1, 1, 0.95), (37, 256, 0.95), (235, 384, 0.9), (5, 64, 0.99), (0, 256, 0.95)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=conf, method="wilson")
+        assert wilson_interval(k, n, conf) == pytest.approx((ci.low, ci.high), abs=1e-14)
+    with pytest.raises(ValueError, match="k=5"):
+        wilson_interval(5, 4)
+    with pytest.raises(ValueError, match="confidence"):
+        wilson_interval(1, 4, confidence=1.5)
+
+
 def _point(id, kind, label, loss):
     return PointRecord(id=id, kind=kind, label=label, loss=loss, grad_norm=0.0, fingerprint={})
 

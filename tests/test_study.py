@@ -350,3 +350,65 @@ def test_presets_keep_their_measured_working_batch():
             assert load_study(preset=name).working_batch == own, name
         elif meta["kind"] == "sweep":
             assert {c.config.working_batch for c in load_sweep(preset=name).cells} == {own}, name
+
+
+def _prefetched_run(monkeypatch, cfg, out, **kw):
+    """run_study with the saddle phase forced into the forked worker; returns (summary, the worker)."""
+    from landscape.study import prefetch as pf
+
+    made = []
+    start = pf.SaddlePrefetch.start.__func__
+
+    def recording_start(cls, *a):
+        made.append(start(cls, *a))
+        return made[-1]
+
+    monkeypatch.setattr(pf.SaddlePrefetch, "start", classmethod(recording_start))
+    summary = run_study(cfg, out, prefetch=True, **kw)
+    return summary, made[0]
+
+
+def test_the_saddle_phase_computed_beside_the_trajectories_is_the_same_study(tmp_path, monkeypatch, tiny_cfg,
+                                                                              reference):
+    """The forked worker's saddle search, analyses and descents are taken where their content
+    matches (here every one: the same functions at the same thread count), and the study is the
+    one computed in sequence: the same points, fractions, edges and transition states."""
+    import multiprocessing
+
+    s, worker = _prefetched_run(monkeypatch, tiny_cfg, tmp_path, progress=False)
+    assert comparable(s) == comparable(reference[1])
+    assert worker.error is None
+    assert worker.hits["units"] == len(saddle_chunks(tiny_cfg)) and worker.hits["descents"] == 1
+    assert worker.hits["analyses"] >= 1
+    with StudyStore.open(tmp_path) as a, StudyStore.open(reference[0]) as b:
+        assert [(e.saddle_id, e.direction, e.sign, e.target_id, e.stop_reason) for e in a.edges()] == \
+               [(e.saddle_id, e.direction, e.sign, e.target_id, e.stop_reason) for e in b.edges()]
+        assert len(a.edges()) > 0
+    assert multiprocessing.active_children() == []
+
+
+def test_a_failed_worker_leaves_the_run_to_compute_everything_itself(tmp_path, monkeypatch, tiny_cfg, reference):
+    from landscape.study import prefetch as pf
+
+    def broken(cfg, chunks):
+        raise RuntimeError("no saddle search here")
+
+    monkeypatch.setattr(pf, "_compute", broken)
+    s, worker = _prefetched_run(monkeypatch, tiny_cfg, tmp_path, progress=False)
+    assert comparable(s) == comparable(reference[1])
+    assert "no saddle search here" in worker.error and sum(worker.hits.values()) == 0
+
+
+def test_an_interrupted_run_leaves_no_worker_and_its_threads(tmp_path, monkeypatch, tiny_cfg):
+    import multiprocessing
+
+    import torch
+
+    threads = torch.get_num_threads()
+
+    def stop(event):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _prefetched_run(monkeypatch, tiny_cfg, tmp_path, progress=stop)
+    assert multiprocessing.active_children() == [] and torch.get_num_threads() == threads

@@ -60,6 +60,7 @@ from ..io.results import DB_NAME, FILES, write_json
 from ..io.store import StoreError, StudyStore
 from .config import CHECK_OFFSET, StudyConfig, resolve_device
 from .descents import connect_saddle, saddle_seed, unstable_directions
+from .prefetch import SaddlePrefetch, prefetch_possible
 
 from .summary import CHECK, MAIN
 
@@ -171,6 +172,34 @@ def load_config(out_dir: str | Path) -> StudyConfig:
         return StudyConfig.from_dict(store.config)
 
 
+def unstable_of(a) -> tuple[np.ndarray, np.ndarray] | None:
+    """(eigenvalues (m,), eigenvectors (P, m)) of the unstable space of an analysis
+    (:func:`landscape.analysis.point.analyse_point`), None where its Hessian has none."""
+    neg = a.hessian.negative_vectors
+    if neg is None:
+        return None
+    m = neg.shape[1]
+    evs = a.spectrum[:m] if a.hessian.method == "dense" else np.sort(a.hessian.parts["most_negative"])[:m]
+    return evs, neg
+
+
+def saddle_descent_starts(cfg: StudyConfig, model: DeepUFM, params, loss: float, evals, V,
+                          directions: np.ndarray | None = None):
+    """The ±ε descent starts of one saddle (θ ``params`` (P,), its ``loss`` and unstable space
+    ``evals`` (m,), ``V`` (P, m)): (:class:`~landscape.study.descents.SaddleConnection` without
+    results, the eigenvalue of each direction). Directions: those of
+    :func:`~landscape.study.descents.unstable_directions` (seeded by the study seed and the
+    saddle's loss), or the given unit ``directions`` (P, q)."""
+    sd = cfg.saddles
+    if directions is None:
+        U, ev_dir, _ = unstable_directions(evals, V, directions=sd.directions, max_descents=sd.max_descents,
+                                           degeneracy_rtol=sd.degeneracy_rtol, seed=saddle_seed(cfg.seed, loss))
+    else:
+        U = np.asarray(directions, dtype=np.float64).reshape(np.asarray(params).size, -1)
+        ev_dir = np.full(U.shape[1], float(np.mean(evals)))
+    return connect_saddle(model, params, U, lambda starts: None, eps=sd.eps), ev_dir
+
+
 # ----- the run -------------------------------------------------------------------------------------
 class Session:
     """State of one run_study call: the store, the deduplicator, and the kind of every point."""
@@ -184,6 +213,8 @@ class Session:
         self.kinds = {p.id: p.kind for p in points}
         self.losses = {p.id: p.loss for p in points}
         self.unstable: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        #: results computed beside the run (:class:`landscape.study.prefetch.SaddlePrefetch`), or None
+        self.prefetch = None
         units = store.committed_units()
         self.next_unit = (max(units) + 1) if units else 0
 
@@ -194,11 +225,13 @@ class Session:
 
     def analyse(self, pid: int, th: torch.Tensor, fp: dict) -> PointRecord:
         """Analyse a new distinct point (float64) and return its store record."""
-        a = analyse_point(self.cfg.model, th, self.cfg.analysis, device=self.model.device)
-        neg = a.hessian.negative_vectors
+        a = self.prefetch.analysis(th) if self.prefetch is not None else None
+        if a is None:
+            a = analyse_point(self.cfg.model, th, self.cfg.analysis, device=self.model.device)
         unstable = evs = None
-        if neg is not None:
-            evs = a.spectrum[:neg.shape[1]] if a.hessian.method == "dense" else np.sort(a.hessian.parts["most_negative"])[:neg.shape[1]]
+        space = unstable_of(a)
+        if space is not None:
+            evs, neg = space
             unstable = neg.T.copy()
             self.unstable[pid] = (evs, neg)
         self.kinds[pid], self.losses[pid] = a.kind, a.loss
@@ -317,17 +350,14 @@ class Session:
         t0 = time.perf_counter()
         conns, dirs = [], []
         for saddle in saddles:
-            evals, V = self.unstable_space(saddle)
-            if directions is None:
-                U, ev_dir, _ = unstable_directions(evals, V, directions=sd.directions, max_descents=sd.max_descents,
-                                                   degeneracy_rtol=sd.degeneracy_rtol,
-                                                   seed=saddle_seed(cfg.seed, saddle.loss))
-            else:
-                U = np.asarray(directions, dtype=np.float64).reshape(saddle.params.size, -1)
-                ev_dir = np.full(U.shape[1], float(np.mean(evals)))
-            conns.append(connect_saddle(self.model, saddle.params, U, lambda starts: None, eps=sd.eps))
+            conn, ev_dir = saddle_descent_starts(cfg, self.model, saddle.params, saddle.loss,
+                                                 *self.unstable_space(saddle), directions=directions)
+            conns.append(conn)
             dirs.append(ev_dir)
-        res: TrajectoryResults = run_pipeline(self.model, torch.cat([c.starts for c in conns]), list(sd.descend))
+        starts = torch.cat([c.starts for c in conns])
+        res: TrajectoryResults | None = self.prefetch.descents(starts) if self.prefetch is not None else None
+        if res is None:
+            res = run_pipeline(self.model, starts, list(sd.descend))
         new: list[PointRecord] = []
         point_of, _ = self.finish_faithfully(res, sd.descend, new)
         ok = self.certified(res)
@@ -370,7 +400,7 @@ def _progress_reporter(progress) -> Callable[[dict], None]:
 
 
 def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callable[[dict], None] = True,
-              executor=None) -> dict:
+              executor=None, prefetch: bool | None = None) -> dict:
     """Run (or resume) the study ``cfg`` into the results folder ``out_dir``; return the summary.
 
     Steps in the module docstring; the derived files (summary.json, spectra.npz, tree.json,
@@ -385,7 +415,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     (connect events add a ``"note"``; an exception the callable raises, e.g. KeyboardInterrupt,
     stops the run after that commit). ``executor`` (:mod:`landscape.study.executors`): where the
     trajectory units are computed (default: here, one after the other); the results always come
-    back here and this process alone writes the database.
+    back here and this process alone writes the database. ``prefetch``: compute the saddle search
+    and its first descents in a forked worker while the trajectories run
+    (:mod:`landscape.study.prefetch`); None: where that can gain (two cores, the CPU, Linux).
     """
     from .connect import connect_minima
     from .summary import finish
@@ -394,11 +426,15 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     store = open_study(cfg, out)
+    session = None
     try:
         write_json(out / FILES["config"], cfg.to_dict())
         report = _progress_reporter(progress)
         session = Session(cfg, store, report)
         done = set(store.completed_indices().tolist())
+        saddle_todo = saddle_chunks(cfg, done)
+        if prefetch_possible(cfg, saddle_todo, executor) if prefetch is None else (prefetch and saddle_todo):
+            session.prefetch = SaddlePrefetch.start(cfg, saddle_todo)
         timings: dict[str, float] = {"setup_s": time.perf_counter() - t_start}
         t = time.perf_counter()
         _run_units(session, out, "trajectories", chunks(cfg, done), run_trajectories, MAIN, cfg.trajectories,
@@ -408,7 +444,15 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
             _run_units(session, out, "check", check_chunks(cfg, done, unit), run_check, CHECK, cfg.check.starts,
                        executor, progress is True)
         timings["trajectories_s"], t = time.perf_counter() - t, time.perf_counter()
-        _run_units(session, out, "saddle_search", saddle_chunks(cfg, done), run_saddle_search, SADDLE_SEARCH,
+        search = run_saddle_search
+        if session.prefetch is not None:
+            session.prefetch.collect()
+            timings["saddle_prefetch_wait_s"] = time.perf_counter() - t
+
+            def search(cfg_, idx, **kw):
+                res = session.prefetch.unit(idx)
+                return run_saddle_search(cfg_, idx, **kw) if res is None else res
+        _run_units(session, out, "saddle_search", saddle_todo, search, SADDLE_SEARCH,
                    cfg.saddles.starts, executor, progress is True)
         timings["saddle_search_s"], t = time.perf_counter() - t, time.perf_counter()
         _connect_saddles(session)
@@ -417,6 +461,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
         timings["transition_states_s"] = time.perf_counter() - t
         summary = finish(cfg, store, out, time.perf_counter() - t_start, timings)
     finally:
+        if session is not None and session.prefetch is not None:
+            session.prefetch.close()
         store.close()
     return summary
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable, Mapping, Sequence
 
+import math
+from statistics import NormalDist
+
 import numpy as np
-from scipy.stats import binomtest
 
 from ..io.records import PointRecord, TrajectoryRecord
 
@@ -25,12 +27,23 @@ PROVENANCE_KEYS = ("engine", "step", "init")
 
 
 def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion k/n (scipy's ``binomtest``, method
-    'wilson', z from the normal quantile). With n = 0 there is no information: (0, 1)."""
+    """Wilson score interval for a binomial proportion p = k/n: (c − h, c + h) with
+    c = (p + z²/2n)/(1 + z²/n), h = z/(1 + z²/n)·√(p(1−p)/n + z²/4n²), z the normal quantile at
+    (1 + confidence)/2 (the closed form scipy's ``binomtest(...).proportion_ci(method="wilson")``
+    computes, without importing scipy.stats: 0.9 s of a run's start). With n = 0 there is no
+    information: (0, 1)."""
+    k, n = int(k), int(n)
+    if not 0 <= k <= n:
+        raise ValueError(f"wilson_interval: count k={k} must lie in [0, n={n}]")
+    if not 0 < confidence < 1:
+        raise ValueError(f"wilson_interval: confidence={confidence!r} must lie in (0, 1)")
     if n == 0:
         return 0.0, 1.0
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return float(ci.low), float(ci.high)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p, zz = k / n, z * z / n
+    centre = (p + zz / 2) / (1 + zz)
+    half = z / (1 + zz) * math.sqrt(p * (1 - p) / n + zz / (4 * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def proportion(count: int, n: int, confidence: float = 0.95) -> dict:
