@@ -90,3 +90,41 @@ def test_prevalence_and_paired_tables_recount_from_the_databases(sweep):
         second = sum(a[i] != "DNC" and b[i] == "DNC" for i in a)
         assert (p["both"], p["first_only"], p["second_only"]) == (both, first, second)
         assert p["difference"] == pytest.approx((first - second) / len(a), abs=1e-15)
+
+
+CONNECTED = [p for p in STUDIES if p.name.startswith("fig2-d70")]
+
+
+@pytest.mark.parametrize("folder", CONNECTED, ids=[p.name for p in CONNECTED])
+def test_committed_transition_states_join_every_minimum_that_holds_a_basin(folder):
+    """Issue 20's acceptance, recounted with sqlite3 + numpy: every stored transition state is a
+    point whose loss MODEL.md §2 gives (recomputed from its parameters), stored with index 1, and
+    whose two barriers are its loss minus those of the minima it joins; the minima holding basin
+    counts form one component of the graph those transition states draw."""
+    cfg, points, trajs = _read(folder)
+    m = cfg["model"]
+    K, n, d, L, lam = m["K"], m["n"], m["d"], m["L"], m["lambda"]
+    con = sqlite3.connect(f"file:{folder / 'study.sqlite'}?mode=ro", uri=True)
+    ts = con.execute("SELECT saddle_id, min1_id, min2_id, barrier1, barrier2 FROM transition_states").fetchall()
+    index = dict(con.execute("SELECT id, hessian_index FROM points").fetchall())
+    held = {r[0] for r in con.execute("SELECT DISTINCT t.point_id FROM trajectories t JOIN points p ON p.id = t.point_id "
+                                      "WHERE t.certified = 1 AND p.kind = 'minimum' "
+                                      "AND json_extract(t.engine, '$.kind') = 'main'")}
+    con.close()
+    loss = {pid: ls for pid, _, _, ls, _, _, _ in points}
+    params = {pid: np.frombuffer(blob, dtype=np.dtype(dt)) for pid, _, _, _, _, blob, dt in points}
+    assert ts and len(held) >= 2
+    parent = {p: p for p in held}
+
+    def root(p):
+        while parent[p] != p:
+            p = parent[p]
+        return p
+    for s, a, b, b1, b2 in ts:
+        assert index[s] == 1
+        assert abs(_numpy_ufm_loss(params[s], K, n, d, L, lam, lam) - loss[s]) <= 1e-12
+        assert b1 == pytest.approx(loss[s] - loss[a], abs=1e-14) and b2 == pytest.approx(loss[s] - loss[b], abs=1e-14)
+        assert min(b1, b2) > 0
+        parent.setdefault(a, a), parent.setdefault(b, b)
+        parent[root(a)] = root(b)
+    assert len({root(p) for p in held}) == 1

@@ -7,6 +7,8 @@ saddles, transition states, continuation, sweeps and executors.
 * :mod:`.stats`: Wilson intervals, basin fractions, Good–Turing, accumulation.
 * :mod:`.graph`: basin graph and disconnectivity tree (networkx).
 * :mod:`.descents`: unstable directions of a saddle and the ±ε descents.
+* :mod:`.prefetch`: the saddle search and its first descents computed in a forked worker
+  while the trajectories run (results keyed by content).
 * :mod:`.connect`: transition states between minima (nudged elastic bands).
 * :mod:`.sweep`, :mod:`.executors`: grids of studies; in-process and Dask executors.
 """
