@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from ..analysis.labels import DNC
 from ..io.results import FILES, SWEEP_FILES, atomic_write_text, read_json
 from . import figures
 from .report import _e, html_page
@@ -93,7 +94,7 @@ def render_sweep_report(out_dir) -> str:
                     f"<td>{_e(c.get('n_trajectories'))}</td></tr>" for c in cells)
     name = sweep["sweep_config"].get("name", "sweep")
     dyn = sorted({r.get("dynamics", "") for r in rows})
-    label = (sweep.get("paired") or [{}])[0].get("label", "DNC")
+    label = (sweep.get("paired") or [{}])[0].get("label", DNC.name)
     figs = sweep_figures(sweep, rows)
     acc = cell_accumulation(out, cells)
     if acc:
