@@ -433,7 +433,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
         session = Session(cfg, store, report)
         done = set(store.completed_indices().tolist())
         saddle_todo = saddle_chunks(cfg, done)
-        if prefetch_possible(cfg, saddle_todo, executor) if prefetch is None else (prefetch and saddle_todo):
+        if executor is None and saddle_todo and (prefetch_possible(cfg, saddle_todo, executor) if prefetch is None
+                                                 else prefetch):
             session.prefetch = SaddlePrefetch.start(cfg, saddle_todo)
         timings: dict[str, float] = {"setup_s": time.perf_counter() - t_start}
         t = time.perf_counter()
@@ -449,9 +450,13 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
             session.prefetch.collect()
             timings["saddle_prefetch_wait_s"] = time.perf_counter() - t
 
-            def search(cfg_, idx, **kw):
+            def search(cfg_, idx, on_status=None, on_finished=None):
                 res = session.prefetch.unit(idx)
-                return run_saddle_search(cfg_, idx, **kw) if res is None else res
+                if res is None:
+                    return run_saddle_search(cfg_, idx, on_status=on_status, on_finished=on_finished)
+                if on_finished is not None:   # the progress bar counts trajectory-stages
+                    on_finished(len(idx) * len(cfg_.saddles.stages))
+                return res
         _run_units(session, out, "saddle_search", saddle_todo, search, SADDLE_SEARCH,
                    cfg.saddles.starts, executor, progress is True)
         timings["saddle_search_s"], t = time.perf_counter() - t, time.perf_counter()
