@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .arrayops import NUMPY, TORCH
 from .spec import ModelSpec
 
 
@@ -85,7 +86,7 @@ class GaugeProjector:
         self.rank = keep.sum(dim=1)                             # (B,)
         d = spec.d
         self._host = factors[0].device.type == "cpu"
-        self._xp = np if self._host else torch
+        self._ops = NUMPY if self._host else TORCH
         a, b = torch.triu_indices(d, d, offset=1, device=factors[0].device)
         self._interfaces = gauge_interfaces(spec)
         self._sizes = [f.shape[1] * f.shape[2] for f in factors]
@@ -108,7 +109,7 @@ class GaugeProjector:
         for i in self._interfaces:
             M = Vf[i] @ F[i].swapaxes(1, 2) - F[i + 1].swapaxes(1, 2) @ Vf[i + 1]   # (B, d, d)
             out.append(M[:, a, b] - M[:, b, a])
-        return self._xp.concatenate(out, axis=1) if self._host else torch.cat(out, dim=1)
+        return self._ops.flatten(out)
 
     def _combine(self, c):
         F, a, b, d, B = self._F, self._ia, self._ib, self.spec.d, c.shape[0]
@@ -121,8 +122,7 @@ class GaugeProjector:
             C[:, b, a] = -c[:, j * T_i:(j + 1) * T_i]
             for k, part in ((i, C @ F[i]), (i + 1, -(F[i + 1] @ C))):
                 parts[k] = part if parts[k] is None else parts[k] + part
-        flat = [(f * 0 if p is None else p).reshape(B, -1) for f, p in zip(F, parts)]
-        return np.concatenate(flat, axis=1) if self._host else torch.cat(flat, dim=1)
+        return self._ops.flatten([f * 0 if p is None else p for f, p in zip(F, parts)])
 
     def _apply(self, v):
         c = (self._Gplus @ self._coefficients(v)[:, :, None])[:, :, 0]

@@ -59,13 +59,13 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def prefetch_possible(cfg, chunks: list, executor) -> bool:
-    """Whether a run of ``cfg`` with saddle-search units ``chunks`` still to run gains from the
-    worker (module docstring)."""
+def prefetch_possible(cfg) -> bool:
+    """Whether this machine can run the worker beside a run of ``cfg`` and gain (module
+    docstring: Linux's fork, the CPU, two threads and two cores); the run itself checks that it
+    has no executor and saddle-search units still to run."""
     from .config import resolve_device
 
-    return (bool(chunks) and executor is None and sys.platform.startswith("linux")
-            and "fork" in multiprocessing.get_all_start_methods()
+    return (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
             and resolve_device(cfg.device).type == "cpu" and torch.get_num_threads() >= 2 and usable_cores() >= 2)
 
 
@@ -186,7 +186,7 @@ def _compute(cfg, chunks: list[list[int]]) -> tuple[dict, dict, dict]:
     from ..analysis.dedup import Deduplicator, fingerprints
     from ..analysis.point import analyse_point
     from ..engines import run_pipeline
-    from .run import run_saddle_search, saddle_descent_starts, study_model, unstable_of
+    from .run import certified_mask, run_saddle_search, saddle_descent_starts, study_model, unstable_of
 
     model = study_model(cfg)
     units, analyses, descents = {}, {}, {}
@@ -203,7 +203,7 @@ def _compute(cfg, chunks: list[list[int]]) -> tuple[dict, dict, dict]:
         return out
 
     def certified(res) -> np.ndarray:
-        return np.nonzero(res.converged & (res.grad_norm <= cfg.certify_tol))[0]
+        return np.nonzero(certified_mask(cfg, res))[0]
 
     saddles = []
     for idx in chunks:

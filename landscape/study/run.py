@@ -172,6 +172,11 @@ def load_config(out_dir: str | Path) -> StudyConfig:
         return StudyConfig.from_dict(store.config)
 
 
+def certified_mask(cfg: StudyConfig, res: TrajectoryResults) -> np.ndarray:
+    """(B,) bool: the rows of ``res`` that converged with ‖∇L‖ ≤ the study's ``certify_tol``."""
+    return res.converged & (res.grad_norm <= cfg.certify_tol)
+
+
 def unstable_of(a) -> tuple[np.ndarray, np.ndarray] | None:
     """(eigenvalues (m,), eigenvectors (P, m)) of the unstable space of an analysis
     (:func:`landscape.analysis.point.analyse_point`), None where its Hessian has none."""
@@ -254,7 +259,7 @@ class Session:
         return ids
 
     def certified(self, res: TrajectoryResults) -> np.ndarray:
-        return res.converged & (res.grad_norm <= self.cfg.certify_tol)
+        return certified_mask(self.cfg, res)
 
     def finish_faithfully(self, res: TrajectoryResults, stages, new: list[PointRecord]) -> tuple[dict, dict]:
         """Point ids of the certified rows of ``res`` ({row: id}) and the saddle visits of every
@@ -433,8 +438,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
         session = Session(cfg, store, report)
         done = set(store.completed_indices().tolist())
         saddle_todo = saddle_chunks(cfg, done)
-        if executor is None and saddle_todo and (prefetch_possible(cfg, saddle_todo, executor) if prefetch is None
-                                                 else prefetch):
+        if executor is None and saddle_todo and (prefetch_possible(cfg) if prefetch is None else prefetch):
             session.prefetch = SaddlePrefetch.start(cfg, saddle_todo)
         timings: dict[str, float] = {"setup_s": time.perf_counter() - t_start}
         t = time.perf_counter()

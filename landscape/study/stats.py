@@ -12,11 +12,10 @@ trajectories (:class:`TrajectoryRecord`: ``idx``, ``point_id`` (None when not ce
 """
 from __future__ import annotations
 
-from collections import Counter
-from typing import Iterable, Mapping, Sequence
-
 import math
+from collections import Counter
 from statistics import NormalDist
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
