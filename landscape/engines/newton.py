@@ -34,7 +34,7 @@ def step(model: DeepUFM, s: EngineState, opts: NewtonOptions) -> EngineState:
     rtol = opts.minres_rtol
     if opts.minres_forcing > 0:   # Eisenstat–Walker: η ∝ ‖∇L‖ keeps local convergence quadratic
         rtol = torch.clamp(opts.minres_forcing * s.grad.norm(dim=1), min=opts.minres_rtol, max=0.5)
-    p, _, it = minres_batched(op, -s.grad, maxiter=opts.minres_iter, rtol=rtol,
+    p, _, it = minres_batched(op, -s.grad, maxiter=opts.minres_iter, rtol=rtol, atol=opts.minres_atol,
                               host=getattr(model, "host_gradient", False))
     Hp = op(p)
     n_hvp = s.n_hvp + it + 1

@@ -70,6 +70,9 @@ class NewtonOptions(EngineOptions):
     minres_forcing: float = number(0.0, "inexact Newton: MINRES stops at relative residual "
                                         "max(minres_rtol, min(0.5, minres_forcing·‖∇L‖)); 0: minres_rtol alone",
                                   allow_zero=True)
+    minres_atol: float = number(1e-14, "MINRES stops once its residual is below this absolute floor "
+                                       "(‖∇L‖ is known to about 1e-15; solving below that amplifies its "
+                                       "round-off along the Hessian's null directions)", allow_zero=True)
     max_step: float = number(1.0, "longest step (Euclidean norm in parameter space)")
     max_halvings: int = integer(30, "line-search halvings before a row gives up this step")
     armijo: float = number(1e-4, "sufficient-decrease constant on ‖∇L‖²")
