@@ -69,7 +69,12 @@ def test_summary_has_exactly_the_agreed_schema(reference, tiny_cfg):
     assert tuple(s["graph"]) == ("n_nodes", "n_edges", "tree", "graphml")
     assert tuple(s["headline"]) == ("dnc_fraction", "dnc_ci_low", "dnc_ci_high", "lowest_loss_label", "lowest_loss",
                                     "lowest_loss_point", "dnc_barrier", "dnc_barrier_to", "dnc_barrier_to_label",
-                                    "dnc_barrier_saddle", "basin_barriers")
+                                    "dnc_barrier_saddle", "basin_barriers", "certified")
+    # the DNC fraction among the certified starts: recounted from the labels' basin counts
+    cert = s["headline"]["certified"]
+    assert cert["n_certified"] == sum(r["count"] for r in s["labels"])
+    assert cert["dnc"] == sum(r["count"] for r in s["labels"] if r["label"] == "DNC")
+    assert s["diagnosis"] == [] or s["n_trajectories"] - cert["n_certified"] > 0.05 * s["n_trajectories"]
     counted = {p["id"]: p for p in s["points"] if p["basin_count"] and p["kind"] in ("minimum", "degenerate")}
     assert [r["point_id"] for r in s["headline"]["basin_barriers"]] == \
         sorted(counted, key=lambda i: (-counted[i]["basin_count"], i))

@@ -21,8 +21,10 @@ class NamedStructure:
     colour: str
 
 
-DNC = NamedStructure("DNC", "deep neural collapse: one simplex(K) block with DNC1–DNC3 at every layer "
-                            "(MODEL.md §3; closed form: the simplex(K) block type)", "#1f77b4")
+DNC = NamedStructure("DNC", "deep neural collapse of the member: logits one simplex(K) block (CE) or γI (MSE), "
+                            "DNC1–DNC3 at every layer, hidden class means an ETF (linear CE) or an orthogonal "
+                            "frame (ReLU, MSE) (MODEL.md §3, §9; closed forms: landscape.analysis.family)",
+                     "#1f77b4")
 PAIRS = NamedStructure("pairs", "class pairing: every block a pair, plus at most one singleton for odd K "
                                 "(MODEL.md §6; closed form: the pair block type)", "#ff7f0e")
 ZERO = NamedStructure("zero", "the origin: logits zero within zero_atol (loss log K)", "#7f7f7f")

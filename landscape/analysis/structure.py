@@ -24,8 +24,11 @@ uses only Z̄ up to simultaneous row/column permutation and O(d)-invariant metri
   (:func:`match_subset_block`, :class:`landscape.analysis.theory.BlockType`) is ``subsets(m,j)``;
   an isolated class is ``null`` (zero column) or ``self`` (logit only on itself); anything else is
   an unrecognised block, described by :func:`describe_logits`.
-* ``DNC``: a single simplex(K) block and DNC1, DNC2 (centred) and DNC3 below collapse_tol at every
-  layer; ``pairs``: every block a pair, plus at most one singleton for odd K; the block pattern name
+* ``DNC``: the collapse of the member (MODEL.md §9): for CE a single simplex(K) block, for MSE
+  Z̄ = γI (every class a ``self`` block of one scale, ‖Z̄/‖Z̄‖ − I/√K‖ ≤ pattern_rtol); and DNC1,
+  DNC2 (centred: an ETF, or an orthogonal frame, which centres to an ETF) and DNC3 below
+  collapse_tol at every layer. Each layer's geometry ("ETF" or "OF", :func:`layer_geometry`) is
+  reported beside the label; ``pairs``: every block a pair, plus at most one singleton for odd K; the block pattern name
   (e.g. "simplex(4)+3×pair", see :func:`landscape.theory.pattern_name`) when every component is
   recognised and the logits are within-class collapsed; ``other`` otherwise.
 """
@@ -299,6 +302,7 @@ class StructureReport:
     zbar_simplex_residual: float | None
     thresholds: dict = field(default_factory=dict)
     description: dict | None = None
+    geometry: dict = field(default_factory=dict)
 
     def singular_values(self) -> dict:
         """{name: singular values (descending)} for every entry of the rank pattern."""
@@ -310,7 +314,8 @@ class StructureReport:
                 "dnc": [m.to_dict() for m in self.layers], "Zbar": self.Zbar.tolist(),
                 "blocks": [b.to_dict() for b in self.blocks], "pattern": self.pattern,
                 "dnc_holds": self.dnc_holds, "zbar_simplex_residual": json_float(self.zbar_simplex_residual),
-                "thresholds": dict(self.thresholds), "description": self.description}
+                "thresholds": dict(self.thresholds), "description": self.description,
+                "geometry": dict(self.geometry)}
 
 
 def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK_RTOL,
@@ -359,8 +364,13 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
         pattern = blocks_pattern(blocks) if recognised else None
         pairs = [b for b in blocks if b.kind == "pair"]
         single = [b for b in blocks if b.kind in ("null", "self")]
-        # one block holding every class: a simplex (for K = 2 the simplex is a pair, ±α/2)
-        if len(blocks) == 1 and blocks[0].kind in ("simplex", "pair") and len(blocks[0].classes) == K and dnc_holds:
+        if spec.loss == "ce":
+            # one block holding every class: a simplex (for K = 2 the simplex is a pair, ±α/2)
+            dnc_logits = len(blocks) == 1 and blocks[0].kind in ("simplex", "pair") and len(blocks[0].classes) == K
+        else:   # MSE: Z̄ = γI, every class a "self" block of one scale (an orthogonal frame)
+            dnc_logits = (len(blocks) == K and all(b.kind == "self" for b in blocks)
+                          and _normalised_distance(Zbar, np.eye(K)) <= pattern_rtol)
+        if dnc_logits and dnc_holds:
             label = DNC.name
         elif not (recognised and z_collapsed):
             label = OTHER.name
@@ -370,6 +380,21 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
             label = pattern
     thresholds = {"rank_rtol": rank_rtol, "pattern_rtol": pattern_rtol, "collapse_tol": collapse_tol,
                   "zero_atol": zero_atol}
+    geometry = {m.name: layer_geometry(m, collapse_tol) for m in layers}
     description = describe_logits(Zbar, blocks, ranks, pattern_rtol) if label == OTHER.name else None
     return StructureReport(label, tuple(ranks[k].rank for k in names), names, ranks, layers, Zbar, blocks,
-                           pattern, bool(dnc_holds), Sres, thresholds, description)
+                           pattern, bool(dnc_holds), Sres, thresholds, description, geometry)
+
+
+def layer_geometry(m: LayerMetrics, collapse_tol: float = DEFAULT_COLLAPSE_TOL) -> str | None:
+    """The collapse geometry of one layer's class means (MODEL.md §3, §9): "OF" (orthogonal frame:
+    the uncentred Gram ∝ I, ``dnc2_of`` ≤ tol; its global mean is 1/√K of the mean class norm),
+    "ETF" (centred simplex ETF, ``dnc2_etf`` ≤ tol, and not an OF; ``global_mean_ratio`` says how
+    far the means sit from the origin), or None (neither, or not within-class collapsed)."""
+    if m.dnc1_trace_ratio is None or m.dnc1_trace_ratio > collapse_tol:
+        return None
+    if m.dnc2_of is not None and m.dnc2_of <= collapse_tol:
+        return "OF"
+    if m.dnc2_etf is not None and m.dnc2_etf <= collapse_tol:
+        return "ETF"
+    return None

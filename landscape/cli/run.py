@@ -68,13 +68,22 @@ def main(args) -> int:
         return EXIT_INTERRUPTED
     c = summary["stop_reasons"]
     h = summary["headline"]
-    print(f"{summary['n_trajectories']} trajectories ({summary['dynamics']}): "
-          + ", ".join(f"{k} {v}" for k, v in c.items()))
+    diagnosis = summary.get("diagnosis") or []
+    n = summary["n_trajectories"]
+    for d in diagnosis:   # a study that mostly failed says so first, with what to change
+        print(f"warning: {d['count']} of {n} starts {d['reason']} ({_pct(d['share'])}): {d['advice']}")
+    print(f"{n} trajectories ({summary['dynamics']}): " + ", ".join(f"{k} {v}" for k, v in c.items()))
+    cert = h.get("certified") or {}
+    if diagnosis and cert.get("n_certified") is not None:
+        dnc = (f"DNC {cert['dnc']} of {cert['n_certified']} certified ({_pct(cert['fraction'])} "
+               f"[{_pct(cert['ci_low'])}, {_pct(cert['ci_high'])}] of the certified; "
+               f"{n - cert['n_certified']} of {n} starts uncertified)")
+    else:
+        dnc = f"DNC fraction {_pct(h['dnc_fraction'])} [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]"
     print(f"{len(summary['points'])} distinct critical points, {summary['graph']['n_edges']} saddle connections, "
-          f"{len(summary['transition_states'])} transition states; "
-          f"DNC fraction {_pct(h['dnc_fraction'])} [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]; "
+          f"{len(summary['transition_states'])} transition states; {dnc}; "
           f"lowest loss {h['lowest_loss']:.10g} ({h['lowest_loss_label']}, point {h['lowest_loss_point']})"
-          if h["lowest_loss"] is not None else f"{len(summary['points'])} distinct critical points")
+          if h["lowest_loss"] is not None else f"{len(summary['points'])} distinct critical points; {dnc}")
     if summary["saddle_visits"]:
         n = sum(v["n_trajectories"] for v in summary["saddle_visits"])
         print(f"saddles passed: {len(summary['saddle_visits'])} saddles finished {n} trajectories' polish and were "

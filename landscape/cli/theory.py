@@ -1,5 +1,9 @@
-"""Closed-form structures of the linear CE model (MODEL.md §6), sorted by loss, and whether DNC is a
+"""Closed-form structures of the model (MODEL.md §6, §9), sorted by loss, and whether DNC is a
 global-minimum candidate there (the paper's Theorem 1 and the catalogue).
+
+Linear CE: the whole block catalogue. ReLU and MSE: the member's DNC (ReLU CE: orthogonal-frame
+hidden means and ETF logits; MSE: Z = γY, Dang et al.'s γ equation) along its one scale
+(:mod:`landscape.analysis.family`); the block catalogue is derived for linear CE only.
 
 With no arguments: the model of the embedded default study. ``--config FILE`` or ``--preset NAME``
 reads a study's [model] (layered on the default); ``--K --n --d --L --lambda`` override it.
@@ -21,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--d", type=int, help="width (default: the study's, at least K)")
     p.add_argument("--L", type=int, help="number of weight matrices")
     p.add_argument("--lambda", dest="lam", type=float, help="weight decay λ (equal on every factor)")
+    p.add_argument("--activation", choices=["linear", "relu"], help="nonlinearity (default: the study's)")
+    p.add_argument("--loss", choices=["ce", "mse"], help="loss (default: the study's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)
 
@@ -50,7 +56,8 @@ def _spec_from_args(args: argparse.Namespace):
 
     check_table("model", base.get("model", {}))   # `model = 3` or `model = [[1, 2]]`: one line naming it
     m = dict(base.get("model") or {})
-    for k, key in (("K", "K"), ("n", "n"), ("d", "d"), ("L", "L"), ("lam", "lambda")):
+    for k, key in (("K", "K"), ("n", "n"), ("d", "d"), ("L", "L"), ("lam", "lambda"),
+                   ("activation", "activation"), ("loss", "loss")):
         v = getattr(args, k)
         if v is not None:
             m[key] = v
@@ -68,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import theory   # numpy and scipy: only once the model is valid
 
     if spec.activation != "linear" or spec.loss != "ce":
-        raise SpecError(f"closed forms cover the linear CE model only (activation={spec.activation!r}, loss={spec.loss!r})")
+        return _member_dnc(spec, args.json)
     K, n, L = spec.K, spec.n, spec.L
     if partitions_count(K) > MAX_PATTERNS:
         raise SpecError(f"K={K} is invalid here: its catalogue has {partitions_count(K):,} block patterns "
@@ -94,6 +101,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"DNC global-minimum candidate: {'yes' if verdict['candidate'] else 'no'} — Theorem 1 {t1} it "
               f"(K≥4 and L≥3, or K≥6 and L=2); best catalogued structure {verdict['best']} "
               f"({_loss_text(verdict['best_loss'])}) vs DNC {_loss_text(verdict['dnc_loss'])}")
+    return 0
+
+
+def _member_dnc(spec, as_json: bool) -> int:
+    """The DNC points of a ReLU or MSE member along their one scale, with loss and geometry."""
+    import json
+
+    from ..analysis.family import member_dnc
+
+    pts = member_dnc(spec)
+    name = "α (logits αS)" if spec.loss == "ce" else "γ (Z = γY)"
+    if as_json:
+        print(json.dumps({"spec": spec.to_dict(), "dnc": [p.to_dict() for p in pts], "scale": name,
+                          "catalogue": "block catalogue: linear CE only"}, indent=1))
+        return 0
+    print(f"K={spec.K} n={spec.n} d={spec.d} L={spec.L} {spec.activation} {spec.loss.upper()}, "
+          f"λ per factor {', '.join(f'{x:g}' for x in spec.lambdas)}")
+    if not pts:
+        print("DNC: no stationary scale at these λ (the origin is the only DNC-like point)")
+    for i, p in enumerate(pts):
+        kind = "minimum along the scale" if i == len(pts) - 1 else "stationary (small root)"
+        print(f"DNC ({p.geometry} hidden means)  {name} = {p.scale:.12g}  loss {_loss_text(p.loss)}  {kind}")
+    print("(the block catalogue and Theorem 1's comparison are derived for the linear CE model only)")
     return 0
 
 

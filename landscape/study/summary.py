@@ -31,6 +31,7 @@ from ..io.results import FILES, own_subfolder, stored_spectra, write_json, write
 from ..io.records import PointRecord, TrajectoryRecord
 from ..io.store import StudyStore
 from .config import CHECK_OFFSET, StudyConfig, resolve_device
+from .diagnosis import certified_headline, diagnose
 from .graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml
 from .stats import accumulation_curve, basin_fractions, paired_counts, paired_difference, proportion
 
@@ -46,7 +47,7 @@ TREE_LEVEL_TOL = 0.0
 SUMMARY_KEYS = ("study", "config", "dynamics", "environment", "wall_time_s", "timings", "trajectory_time_s",
                 "n_trajectories", "stop_reasons",
                 "tolerances", "points", "labels", "uncertified", "unseen", "accumulation", "saddle_visits",
-                "transition_states", "connect", "check", "graph", "headline", "files")
+                "transition_states", "connect", "check", "graph", "headline", "diagnosis", "files")
 #: Keys of each summary.json point record.
 POINT_KEYS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
               "excess_zero_modes", "type", "verified", "lanczos_converged", "symmetry_verified", "index_is_lower_bound",
@@ -332,6 +333,7 @@ def finish(cfg: StudyConfig, store: StudyStore, out: Path, wall: float, timings:
                "connect": store.get_meta("connect_report"), "check": check_record(cfg, store),
                "graph": {"n_nodes": s.graph.number_of_nodes(), "n_edges": s.graph.number_of_edges(),
                          "tree": FILES["tree"], "graphml": FILES["graphml"]},
-               "headline": r["headline"], "files": dict(STUDY_FILES)}
+               "headline": {**r["headline"], "certified": certified_headline(r, CONFIDENCE)},
+               "diagnosis": diagnose(cfg, r), "files": dict(STUDY_FILES)}
     write_json(out / FILES["summary"], summary)
     return summary

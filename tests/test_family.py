@@ -1,0 +1,127 @@
+"""DNC of every member of the family ({linear, ReLU} × {CE, MSE}): closed forms against values
+derived here (AM–GM over the factor norms, MODEL.md §9; Dang et al.'s γ equation, MODEL.md §6),
+critical points of the model's own loss, and labelled DNC modulo the symmetries of MODEL.md §5."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq, minimize_scalar
+
+from landscape.analysis.family import frame_dnc_point, member_dnc, mse_dnc_scales
+from landscape.analysis.structure import analyse_structure
+from landscape.core.model import DeepUFM
+from landscape.core.spec import ModelSpec
+
+MEMBERS = [("relu", "ce"), ("linear", "mse"), ("relu", "mse")]
+
+
+def _relu_ce_oracle(K, n, L, lam):
+    """ReLU CE DNC at equal λ, derived in the test: hidden means a·e_c (orthogonal frame), W_l = b·I
+    on the frame, W_L = c·S; ‖H₁‖² = a²Kn, ‖W_l‖² = b²K, ‖W_L‖² = c²(K−1), α = a·b^{L−1}·c. At equal
+    λ‖F‖² (AM–GM) the penalty is (λ(L+1)/2)(α·√(Kn)·K^{(L−1)/2}·√(K−1))^{2/(L+1)}; minimise over α."""
+    C = math.sqrt(K * n) * K ** ((L - 1) / 2) * math.sqrt(K - 1)
+    f = lambda a: math.log1p((K - 1) * math.exp(-a)) + lam * (L + 1) / 2 * (a * C) ** (2 / (L + 1))  # noqa: E731
+    r = minimize_scalar(f, bounds=(1.0, 60.0), method="bounded", options={"xatol": 1e-13})
+    return r.x, r.fun
+
+
+def test_relu_ce_dnc_matches_the_am_gm_closed_form_and_is_critical():
+    """Default size (K=4, n=2, d=8, L=3, λ=1e-3): loss 0.0259035395 (the lowest point GD finds in
+    the ReLU CE study), to 1e-12; ‖∇L‖ ≤ 1e-12 at the built point, hand-written and autograd."""
+    spec = ModelSpec(K=4, n=2, d=8, L=3, lam=1e-3, activation="relu")
+    a_ref, l_ref = _relu_ce_oracle(4, 2, 3, 1e-3)
+    dnc = member_dnc(spec)[-1]
+    assert dnc.geometry == "OF"
+    assert dnc.scale == pytest.approx(a_ref, rel=1e-7)       # the scale sits at a flat minimum
+    assert dnc.loss == pytest.approx(l_ref, abs=1e-12)
+    assert dnc.loss == pytest.approx(0.0259035395, abs=1e-10)
+    m = DeepUFM(spec)
+    th = torch.tensor(frame_dnc_point(spec, dnc.scale))[None]
+    loss, g = m.loss_and_grad(th)
+    assert float(loss[0]) == pytest.approx(dnc.loss, abs=1e-13)
+    assert float(g.norm()) <= 1e-12 and float(m.grad_autograd(th).norm()) <= 1e-12
+    # the frame has no negative pre-activation: ReLU is the identity on it
+    pre, _, _ = m.forward(th)
+    assert all(float(h.min()) >= 0 for h in pre[1:])
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_mse_dnc_is_dangs_closed_form(activation):
+    """MODEL.md §6's example (K=3, n=4, d=6, L=3, λ_W=5e-3, λ_H=1e-3): γ ≈ 0.985711426925799, loss
+    ≈ 0.0282709011677, for the linear and the ReLU member alike; the root of Dang's equation is
+    recomputed here with brentq; the built point is critical and its loss is the closed form."""
+    K, n, L, lw, lh = 3, 4, 3, 5e-3, 1e-3
+    rhs = (lw * K) ** L * (lh * K * n)
+    g_ref = brentq(lambda g: g ** (L - 1) * (1 - g) ** (L + 1) - rhs, (L - 1) / (2 * L), 1 - 1e-15, xtol=1e-16)
+    spec = ModelSpec(K=K, n=n, d=6, L=L, lam=1e-3, lam_W=lw, lam_H=lh, activation=activation, loss="mse")
+    dnc = member_dnc(spec)[-1]
+    assert dnc.scale == pytest.approx(g_ref, abs=1e-13) and dnc.scale == pytest.approx(0.985711426925799, abs=1e-12)
+    assert dnc.loss == pytest.approx((1 - g_ref) ** 2 / 2 + (L + 1) / 2 * g_ref * (1 - g_ref), abs=1e-13)
+    assert dnc.loss == pytest.approx(0.0282709011677, abs=1e-12)
+    m = DeepUFM(spec)
+    th = torch.tensor(frame_dnc_point(spec, dnc.scale))[None]
+    loss, g = m.loss_and_grad(th)
+    assert float(loss[0]) == pytest.approx(dnc.loss, abs=1e-13) and float(g.norm()) <= 1e-12
+
+
+def test_mse_l1_scale_is_critical():
+    """L = 1 (no γ^{L−1} factor): γ = 1 − √(λ_W K · λ_H K n), and the point is critical."""
+    spec = ModelSpec(K=3, n=2, d=5, L=1, lam=2e-2, loss="mse")
+    (g,) = mse_dnc_scales(spec)
+    assert g == pytest.approx(1 - math.sqrt(2e-2 * 3 * 2e-2 * 3 * 2), abs=1e-14)
+    m = DeepUFM(spec)
+    assert float(m.grad(torch.tensor(frame_dnc_point(spec, g))[None]).norm()) <= 1e-13
+
+
+def _symmetry_image(spec, theta, rng):
+    """θ moved along the symmetries that survive the member (MODEL.md §5): class relabelling, an
+    O(d) rotation of the H₁|W₁ interface, a permutation of the hidden units of every later interface
+    (ReLU) or an O(d) rotation of it (linear)."""
+    m = DeepUFM(spec)
+    F = [f[0].numpy().copy() for f in m.factors(torch.tensor(theta)[None])]
+    K, n, d = spec.K, spec.n, spec.d
+    pc = rng.permutation(K)
+    cols = np.concatenate([np.arange(c * n, (c + 1) * n) for c in pc])
+    F[0] = F[0][:, cols]
+    F[-1] = F[-1][pc]
+    for i in range(spec.L):
+        if i == 0 or spec.activation == "linear":
+            Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+        else:
+            Q = np.eye(d)[rng.permutation(d)]
+        F[i] = Q @ F[i]
+        F[i + 1] = F[i + 1] @ Q.T
+    return np.concatenate([f.reshape(-1) for f in F])
+
+
+@pytest.mark.parametrize("activation,loss", MEMBERS)
+def test_member_dnc_is_labelled_dnc_with_its_geometry_under_every_symmetry(activation, loss):
+    spec = ModelSpec(K=4, n=2, d=8, L=3, lam=1e-3, activation=activation, loss=loss)
+    th = frame_dnc_point(spec, member_dnc(spec)[-1].scale)
+    rng = np.random.default_rng(3)
+    m = DeepUFM(spec)
+    for k in range(4):
+        t = th if k == 0 else _symmetry_image(spec, th, rng)
+        assert float(m.loss(torch.tensor(t)[None])[0]) == pytest.approx(member_dnc(spec)[-1].loss, abs=1e-13)
+        r = analyse_structure(spec, t)
+        assert r.label == "DNC", (activation, loss, k)
+        assert all(g == "OF" for nm, g in r.geometry.items() if nm != "Z")   # every hidden layer
+        assert r.geometry["Z"] == ("ETF" if loss == "ce" else "OF")
+
+
+def test_the_linear_ce_dnc_point_keeps_its_etf_geometry():
+    import landscape.analysis.theory as T
+
+    spec = ModelSpec(K=4, n=2, d=8, L=3, lam=1e-3)
+    r = analyse_structure(spec, T.dnc_point(spec, T.dnc_scale_roots(4, 2, 3, 1e-3)[-1]))
+    assert r.label == "DNC" and set(r.geometry.values()) == {"ETF"}
+
+
+def test_an_mse_point_with_unequal_class_scales_is_not_dnc():
+    """Z̄ = diag(γ₁ … γ_K) with unequal γ: every class a ``self`` block, but no orthogonal frame."""
+    spec = ModelSpec(K=3, n=2, d=4, L=2, lam=1e-3, loss="mse")
+    import landscape.analysis.theory as T
+
+    r = analyse_structure(spec, T.balanced_point(spec, np.diag([0.9, 0.9, 0.5])))
+    assert r.label != "DNC"
