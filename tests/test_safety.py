@@ -517,7 +517,7 @@ def test_damaged_sweep_files_and_model_tables_are_one_line_errors(tmp_path, caps
     from landscape.study.sweep import read_prevalence_csv
     sw = tmp_path / "sw"
     sw.mkdir()
-    (sw / "sweep.json").write_text('{"sweep_config": {}, "cells": [], "prevalence": []}')
+    (sw / "sweep.json").write_text('{"sweep_config": {"sweep": {"d": [4]}}, "cells": [], "prevalence": []}')
     (sw / "prevalence.csv").write_text("cell,n_trajectories\nd=4,\n")
     code, _, err = run_cli(capsys, "report", sw)
     assert code == 2

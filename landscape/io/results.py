@@ -122,28 +122,100 @@ def write_spectra(path: str | Path, entries, ids) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_spectra(path: str | Path) -> dict:
+#: Largest uncompressed size of one spectra.npz member (and of all of them together) that
+#: :func:`load_spectra` decompresses: a results folder is untrusted input, and a few megabytes of
+#: zip can declare gigabytes (a zip bomb). Callers that know the study's parameter count P pass
+#: the tighter :func:`spectra_member_bound`.
+SPECTRA_MAX_MEMBER_BYTES = 256 * 2**20
+SPECTRA_MAX_TOTAL_BYTES = 512 * 2**20
+#: Room for the .npy header of a member (numpy writes 128 bytes for the vectors of spectra.npz).
+NPY_HEADER_BYTES = 4096
+
+
+def spectra_member_bound(P: int | None) -> int:
+    """Largest uncompressed size of a spectra.npz member of a study with P parameters: every array
+    :func:`write_spectra` stores is a vector of at most P float64 values (spectrum, Lanczos parts,
+    singular values) or a short string, so 8·P bytes plus the .npy header; at most
+    :data:`SPECTRA_MAX_MEMBER_BYTES` (also when P is unknown)."""
+    if P is None:
+        return SPECTRA_MAX_MEMBER_BYTES
+    return min(SPECTRA_MAX_MEMBER_BYTES, 8 * max(int(P), 0) + NPY_HEADER_BYTES)
+
+
+def _npy_member_size(zf, info) -> int:
+    """Bytes the .npy member ``info`` holds by its own header (header + shape × item size),
+    read without decompressing the data; refuses object arrays (pickles)."""
+    from numpy.lib import format as npy
+
+    with zf.open(info) as fh:
+        version = npy.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = npy.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = npy.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"member {info.filename!r} has .npy version {version}, not 1.0 or 2.0")
+        if dtype.hasobject:
+            raise ValueError(f"member {info.filename!r} holds Python objects (a pickle): refused")
+        return fh.tell() + int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def load_spectra(path: str | Path, *, max_member_bytes: int = SPECTRA_MAX_MEMBER_BYTES,
+                 max_total_bytes: int = SPECTRA_MAX_TOTAL_BYTES) -> dict:
     """Read :func:`write_spectra` output: {id: {'spectrum', 'method', 'parts': {...}, 'sv': {...}}}.
-    A damaged file is a ValueError naming it."""
+
+    The file is untrusted: before anything is decompressed, every member's uncompressed size (the
+    zip's own headers, which also cap what is decompressed) must be at most ``max_member_bytes``
+    and all of them together at most ``max_total_bytes``, and every member must be a .npy array
+    whose header declares exactly its size (no pickles: ``allow_pickle=False``). A damaged or
+    refused file is a ValueError naming it."""
     import zipfile
+    import zlib
+
+    from numpy.lib import format as npy
 
     out: dict = {}
     try:
-        with np.load(path, allow_pickle=False) as z:
-            for key in z.files:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                if info.file_size > max_member_bytes:
+                    raise _SpectraRefused(
+                        f"{path}: member {info.filename!r} would decompress to {info.file_size} bytes, more than the "
+                        f"{max_member_bytes} bytes a spectra member of this study can hold; refused (not a file "
+                        "landscape wrote)")
+            total = sum(info.file_size for info in infos)
+            if total > max_total_bytes:
+                raise _SpectraRefused(f"{path} would decompress to {total} bytes in all, more than the "
+                                      f"{max_total_bytes} bytes a report reads from a spectra file; refused")
+            for info in infos:
+                if not info.filename.endswith(".npy") or info.is_dir():
+                    raise ValueError(f"member {info.filename!r} is not a .npy array")
+                if _npy_member_size(zf, info) != info.file_size:
+                    raise ValueError(f"member {info.filename!r}: its .npy header does not match its size")
+                key = info.filename[:-len(".npy")]
+                with zf.open(info) as fh:
+                    arr = npy.read_array(fh, allow_pickle=False)
                 i, rest = key.split("/", 1)
                 d = out.setdefault(i, {"parts": {}, "sv": {}})
                 if rest == "method":
-                    d["method"] = str(z[key])
+                    d["method"] = str(arr)
                 elif rest == "spectrum":
-                    d["spectrum"] = z[key]
+                    d["spectrum"] = arr
                 else:
                     group, name = rest.split("/", 1)
-                    d[group][name] = z[key]
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+                    d[group][name] = arr
+    except _SpectraRefused as exc:
+        raise ValueError(str(exc)) from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError,
+            NotImplementedError) as exc:
         raise ValueError(f"{path} is not a readable spectra file ({type(exc).__name__}: {exc}); "
                          "delete it and run `landscape run --resume` on its folder, which rewrites it") from None
     return out
+
+
+class _SpectraRefused(Exception):
+    """A spectra file refused for its size (re-raised as ValueError with this message)."""
 
 
 # ----- where results may be written -------------------------------------------------------------

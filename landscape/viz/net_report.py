@@ -8,10 +8,12 @@ Figures (the paper's, for a trained network's head, across seeds):
   the lowest closed-form structure) of the deep UFM with the same K, n, L and λ's;
 * ``net-ufm-labels``: the fraction of seeds per UFM label (certified end points of the UFM engines
   run from each head), with 95% Wilson intervals.
+
+summary.json is untrusted input (:mod:`landscape.viz.safe`): its numbers and ids are type-checked
+(:data:`~landscape.viz.safe.NET_SUMMARY_FIELDS`) and every value written into the page is escaped.
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -20,6 +22,10 @@ from ..analysis.labels import DNC
 from ..io.results import FILES, atomic_write_text, read_json
 from .figures import HEIGHT, label_colours
 from .report import figure_sections, html_page
+from .safe import NET_SUMMARY_FIELDS, ReportInputError, check_fields, esc
+
+#: Most head factors a net summary may declare (``ufm.spec.L``; the report draws one column each).
+MAX_LAYERS = 1000
 
 
 def singular_value_figure(summary: dict) -> go.Figure:
@@ -80,31 +86,41 @@ def net_figures(summary: dict) -> list[tuple[str, go.Figure]]:
 
 
 def _table(summary: dict) -> str:
-    e = html.escape
+    e = esc
     L = summary["ufm"]["spec"]["L"]
     head = "".join(f"<th>#σ(W{l})&gt;atol</th>" for l in range(1, L + 1))
     rows = []
     for s in summary["seeds"]:
         layers = {lay["name"]: lay for lay in s["layers"]}
-        cells = "".join(f"<td>{layers[f'W{l}']['above_atol']}</td>" for l in range(1, L + 1))
-        rows.append(f"<tr><td>{s['seed']}</td><td>{s['train_accuracy']:.3f}</td><td>{s['test_accuracy'] if s['test_accuracy'] is None else format(s['test_accuracy'], '.3f')}</td>"
-                    f"<td>{s['loss']:.6g}</td>{cells}<td>{s['logit_rank']}</td><td>{e(str(s['network_label']))}</td>"
-                    f"<td>{e(str(s['ufm_label']))}</td><td>{e(s['ufm_stop_reason'])}</td><td>{s['ufm_loss']:.6g}</td></tr>")
+        cells = "".join(f"<td>{e(layers[f'W{l}']['above_atol'])}</td>" for l in range(1, L + 1))
+        test = s["test_accuracy"]
+        rows.append(f"<tr><td>{e(s['seed'])}</td><td>{e(format(s['train_accuracy'], '.3f'))}</td>"
+                    f"<td>{e(test if test is None else format(test, '.3f'))}</td>"
+                    f"<td>{e(format(s['loss'], '.6g'))}</td>{cells}<td>{e(s['logit_rank'])}</td>"
+                    f"<td>{e(s['network_label'])}</td><td>{e(s['ufm_label'])}</td><td>{e(s['ufm_stop_reason'])}</td>"
+                    f"<td>{e(format(s['ufm_loss'], '.6g'))}</td></tr>")
     return ("<h2>Seeds</h2><table><tr><th>seed</th><th>train acc</th><th>test acc</th><th>loss</th>" + head
             + "<th>logit rank</th><th>network label</th><th>UFM label</th><th>UFM stop</th><th>UFM loss</th></tr>"
             + "".join(rows) + "</table>")
 
 
 def render_net_report(out_dir) -> str:
-    summary = read_json(Path(out_dir) / FILES["summary"])
+    path = Path(out_dir) / FILES["summary"]
+    summary = read_json(path)
+    check_fields(summary, NET_SUMMARY_FIELDS, path)
+    L = ((summary.get("ufm") or {}).get("spec") or {}).get("L")
+    if L is not None and not 1 <= L <= MAX_LAYERS:
+        raise ReportInputError(f"{path}: ufm.spec.L must be between 1 and {MAX_LAYERS}, not {L}")
     dyn = summary["dynamics"]
-    e = html.escape
-    intro = (f"<p>{e(summary['dataset']['name'])}: K={summary['dataset']['K']}, {summary['dataset']['n_train']} training "
-             f"and {summary['dataset']['n_test']} test samples per class. Training: {e(dyn['training']['method'])}, "
-             f"lr {dyn['training']['lr']}, regularisation {e(str(dyn['regularisation']))}. "
-             f"Hand-off: the deep UFM (P = {summary['ufm']['P']}) from each trained head, engines "
-             f"{e(' → '.join(s['engine'] for s in dyn['handoff']))}, certified at ‖∇L‖ ≤ {dyn['certify_tol']:g}. "
-             f"Max |network loss − UFM loss at hand-off| = {summary['handoff_loss_gap']['max_abs']:.3g}.</p>")
+    e = esc
+    data = summary["dataset"]
+    intro = (f"<p>{e(data['name'])}: K={e(data['K'])}, {e(data['n_train'])} training "
+             f"and {e(data['n_test'])} test samples per class. Training: {e(dyn['training']['method'])}, "
+             f"lr {e(dyn['training']['lr'])}, regularisation {e(dyn['regularisation'])}. "
+             f"Hand-off: the deep UFM (P = {e(summary['ufm']['P'])}) from each trained head, engines "
+             f"{e(' → '.join(str(s['engine']) for s in dyn['handoff']))}, certified at ‖∇L‖ ≤ "
+             f"{e(format(dyn['certify_tol'], 'g'))}. Max |network loss − UFM loss at hand-off| = "
+             f"{e(format(summary['handoff_loss_gap']['max_abs'], '.3g'))}.</p>")
     return html_page(f"landscape net: {summary['net']}", [intro, *figure_sections(net_figures(summary)), _table(summary)])
 
 

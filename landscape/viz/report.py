@@ -9,10 +9,13 @@ The page embeds plotly.js once (one inline ``<script>``), then one ``<div>`` per
 ``<section data-figure-id=…>``. A small script placed before plotly.js collects every script error
 into ``<pre id="script-errors">`` (shown in red at the top of the page when not empty), so a
 reader, or a headless-browser test, sees when a figure failed to draw.
+
+A results folder is untrusted input (:mod:`landscape.viz.safe`): :func:`load_results` type-checks
+the numbers and ids of summary.json and tree.json, keeps the tree file inside the folder and
+bounds what spectra.npz may decompress to; every value written into the page is escaped.
 """
 from __future__ import annotations
 
-import html
 import json
 import math
 import re
@@ -23,6 +26,8 @@ import plotly.graph_objects as go
 
 from ..io.results import FILES, atomic_write_text, read_json
 from . import figures
+from .safe import (FIGURE_KEY, STUDY_SUMMARY_FIELDS, TREE_FIELDS, ReportInputError, check_fields, contained_path,
+                   esc)
 
 REPORT_NAME = FILES["report"]
 
@@ -72,8 +77,10 @@ def load_results(out_dir) -> Results:
     """Read a results folder written by ``landscape run`` (the files of the module docstring).
 
     Raises FileNotFoundError without ``summary.json`` and ValueError when it has no ``points``
-    (a run that stopped before its analysis stage)."""
-    from ..io.results import DB_NAME, load_spectra
+    (a run that stopped before its analysis stage), or a :class:`~landscape.viz.safe.ReportInputError`
+    (a ValueError) for a value the report refuses: a number or id of the wrong type, a tree file
+    outside the folder, a spectra file that would decompress past its bound."""
+    from ..io.results import DB_NAME, load_spectra, spectra_member_bound
     from ..io.store import StudyStore
 
     out = Path(out_dir)
@@ -81,11 +88,16 @@ def load_results(out_dir) -> Results:
     if not sp.is_file():
         raise FileNotFoundError(f"{sp} does not exist: {out} is not a finished results folder")
     summary = read_json(sp)
-    if "points" not in summary:
+    if isinstance(summary, dict) and "points" not in summary:
         raise ValueError(f"{sp} has no 'points': the run that wrote it did not analyse its critical points")
-    tree_name = (summary.get("graph") or {}).get("tree", FILES["tree"])
-    tree = read_json(out / tree_name) if (out / tree_name).is_file() else None
-    spectra = load_spectra(out / FILES["spectra"]) if (out / FILES["spectra"]).is_file() else {}
+    check_summary(summary, sp)
+    tree_name = (summary.get("graph") or {}).get("tree") or FILES["tree"]
+    tree_path = contained_path(out, tree_name, f"{sp}: graph.tree")
+    tree = read_json(tree_path) if tree_path.is_file() else None
+    if tree is not None:
+        check_fields(tree, TREE_FIELDS, tree_path)
+    spectra = (load_spectra(out / FILES["spectra"], max_member_bytes=spectra_member_bound(parameter_count(summary)))
+               if (out / FILES["spectra"]).is_file() else {})
     analyses, structured, continuation = {}, {}, []
     if (out / DB_NAME).is_file():
         with StudyStore.open(out / DB_NAME, readonly=True) as store:
@@ -94,6 +106,26 @@ def load_results(out_dir) -> Results:
             structured = {int(p.id): r.data for p in pts if (r := store.spectrum_record(p.id)) is not None}
             continuation = store.continuations()
     return Results(out, summary, tree, spectra, analyses, structured, continuation)
+
+
+def check_summary(summary, source) -> None:
+    """Type-check the numbers and ids of a study's summary.json (:data:`~landscape.viz.safe.STUDY_SUMMARY_FIELDS`);
+    ``source`` names the file in the message of the :class:`~landscape.viz.safe.ReportInputError`."""
+    check_fields(summary, STUDY_SUMMARY_FIELDS, source)
+    if not isinstance(summary.get("points"), list):
+        raise ReportInputError(f"{source}: points must be a list")
+    if not isinstance(summary.get("config"), dict) or not isinstance(summary["config"].get("model"), dict):
+        raise ReportInputError(f"{source}: config.model must be an object")
+
+
+def parameter_count(summary: dict) -> int | None:
+    """P of the study's model from summary.json's ``config.model`` (the factor shapes of
+    :attr:`landscape.core.spec.ModelSpec.shapes`: d×Kn, (L−1)·d×d, K×d), None when not recorded."""
+    m = summary["config"]["model"]
+    if not all(isinstance(m.get(k), int) for k in ("K", "n", "d", "L")):
+        return None
+    K, n, d, L = m["K"], m["n"], m["d"], m["L"]
+    return d * K * n + (L - 1) * d * d + K * d
 
 
 def featured_points(res: Results) -> list[tuple[int, str]]:
@@ -187,7 +219,8 @@ _ERROR_COLLECTOR = """<pre id="script-errors" data-count="0"></pre>
 
 
 def _e(x) -> str:
-    return html.escape(str(x))
+    """Every value written into the page goes through this (:func:`landscape.viz.safe.esc`)."""
+    return esc(x)
 
 
 def _num(v, fmt: str = ".6g") -> str:
@@ -197,7 +230,7 @@ def _num(v, fmt: str = ".6g") -> str:
 
 
 def _pct(v) -> str:
-    return f"{100 * v:.1f}%"
+    return "-" if v is None else f"{100 * v:.1f}%"
 
 
 def headline_text(summary: dict) -> str:
@@ -228,7 +261,7 @@ def _config_html(summary: dict) -> str:
     env = summary.get("environment") or {}
     rows.append(("environment", ", ".join(f"{k} {v}" for k, v in env.items())))
     body = "".join(f"<tr><th class='l'>{_e(k)}</th><td class='l'>{_e(v)}</td></tr>" for k, v in rows)
-    full = html.escape(json.dumps(c, indent=2))
+    full = _e(json.dumps(c, indent=2))
     return f"<table>{body}</table><details><summary>full configuration (JSON)</summary><pre>{full}</pre></details>"
 
 
@@ -274,16 +307,21 @@ def _uncertified_html(summary: dict) -> str:
     parts = []
     if unc:
         parts.append("<p>Starts that did not certify (counted in every denominator): " + "; ".join(
-            f"{_e(u['stop_reason'])} {u['count']} ({_pct(u['fraction'])} [{_pct(u['ci_low'])}, {_pct(u['ci_high'])}])"
-            for u in unc) + ".</p>")
+            f"{_e(u['stop_reason'])} {_e(u['count'])} ({_e(_pct(u['fraction']))} [{_e(_pct(u['ci_low']))}, "
+            f"{_e(_pct(u['ci_high']))}])" for u in unc) + ".</p>")
     if un.get("estimate") is not None:
         parts.append(f"<p>Good–Turing estimate of the unseen mass (probability that the next start reaches a "
-                     f"minimum not seen yet): N₁/n = {un['n1']}/{un['n']} = {un['estimate']:.4f}.</p>")
+                     f"minimum not seen yet): N₁/n = {_e(un.get('n1'))}/{_e(un.get('n'))} = "
+                     f"{_e(format(un['estimate'], '.4f'))}.</p>")
     return "".join(parts)
 
 
 def figure_sections(figs: list[tuple[str, go.Figure]]) -> list[str]:
-    """One ``<section data-figure-id=…>`` per (key, figure), plotly.js not included."""
+    """One ``<section data-figure-id=…>`` per (key, figure), plotly.js not included. A key becomes
+    an element id and a JavaScript string, so it must match :data:`~landscape.viz.safe.FIGURE_KEY`."""
+    bad = [key for key, _ in figs if not FIGURE_KEY.fullmatch(key)]
+    if bad:
+        raise ReportInputError(f"figure key {bad[0]!r} holds characters other than letters, digits and '_.=-'")
     return [f'<section class="figure" data-figure-id="fig-{key}">'
             + fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{key}",
                           config={"displaylogo": False, "responsive": True})
@@ -304,19 +342,20 @@ def html_page(title: str, parts: list[str]) -> str:
 def render_report(res: Results) -> str:
     """The report page of :func:`write_report` as a string."""
     s = res.summary
+    check_summary(s, res.path / FILES["summary"])
     featured = featured_points(res)
     sections = figure_sections(study_figures(res))
-    feat = ("<p class='note'>Shown in detail: " + "; ".join(f"point #{pid} ({_e(why)})" for pid, why in featured)
+    feat = ("<p class='note'>Shown in detail: " + "; ".join(f"point #{_e(pid)} ({_e(why)})" for pid, why in featured)
             + ".</p>") if featured else "<p class='note'>No stored spectra: no point is shown in detail.</p>"
     missing = [] if res.tree is not None else ["tree.json (no disconnectivity graph)"]
     note = f"<p class='note'>Not in this folder: {_e('; '.join(missing))}.</p>" if missing else ""
     title = f"landscape report: {s.get('study') or s['config'].get('name')}"
     return html_page(title, [
         f'<p class="headline" id="headline">{_e(headline_text(s))}</p>',
-        f"<p class='note'>Fractions are of all {res.n_trajectories} starts, with {res.confidence:.0%} "
+        f"<p class='note'>Fractions are of all {_e(res.n_trajectories)} starts, with {_e(format(res.confidence, '.0%'))} "
         f"Wilson intervals, under the dynamics {_e(res.dynamics)}.</p>",
         _uncertified_html(s), _saddle_visits_html(s), "<h2>Configuration</h2>", _config_html(s), "<h2>Figures</h2>",
-        note, feat, *sections, f"<h2>Distinct critical points ({len(s['points'])})</h2>", _points_html(s["points"])])
+        note, feat, *sections, f"<h2>Distinct critical points ({_e(len(s['points']))})</h2>", _points_html(s["points"])])
 
 
 def _saddle_visits_html(summary: dict) -> str:
@@ -325,8 +364,9 @@ def _saddle_visits_html(summary: dict) -> str:
         return ""
     return ("<p>Saddles the dynamics passed near (a finisher stopped there; the trajectory was continued past it, "
             "so these hold no basin count): " + "; ".join(
-                f"point #{r['point_id']} ({_e(r['label'])}, index {r['index']}): {r['n_trajectories']} trajectories, "
-                f"lingered {r['mean_lingered']:.0f} iterations on average" for r in rows) + ".</p>")
+                f"point #{_e(r['point_id'])} ({_e(r.get('label'))}, index {_e(r.get('index'))}): "
+                f"{_e(r['n_trajectories'])} trajectories, lingered {_e(format(r['mean_lingered'], '.0f'))} iterations "
+                "on average" for r in rows) + ".</p>")
 
 
 def write_report(out_dir) -> Path:

@@ -9,21 +9,71 @@ with its mean (:func:`landscape.viz.figures.rank_distribution_figure`, the paper
 the accumulation curve of every finished cell (from its summary.json) and, where neighbouring
 cells share their starts, the table of their paired differences (sweep.json ``paired``). Reads
 ``sweep.json``, ``prevalence.csv`` and the cells' summaries; writes ``report.html`` beside them.
+
+These files are untrusted input (:mod:`landscape.viz.safe`): numbers and ids are type-checked as
+they are read, axis names must be plain names, a cell's folder must lie inside the sweep folder,
+and every value written into the page is escaped.
 """
 from __future__ import annotations
 
 import itertools
+import json
+import re
 from pathlib import Path
 
 from ..analysis.labels import DNC
 from ..io.results import FILES, SWEEP_FILES, atomic_write_text, read_json
 from . import figures
 from .report import _e, html_page
+from .safe import CELL_SUMMARY_FIELDS, SWEEP_FIELDS, ReportInputError, check_fields, contained_path
 
 #: Largest number of figure groups per axis (combinations of the other axes' values).
 MAX_GROUPS = 6
 #: Axes drawn on a logarithmic x axis when all their values are positive.
 LOG_AXES = ("lambda", "lambda_H", "lambda_W", "init.scale_H", "init.scale_W", "init.alpha")
+#: What a sweep axis name may be (it becomes part of figure ids): a config key, dotted.
+AXIS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def check_sweep(sweep, source) -> None:
+    """Type-check sweep.json (:data:`~landscape.viz.safe.SWEEP_FIELDS`) and its axis names."""
+    check_fields(sweep, SWEEP_FIELDS, source)
+    cfg = sweep.get("sweep_config")
+    axes = cfg.get("sweep") if isinstance(cfg, dict) else None
+    if not isinstance(axes, dict):
+        raise ReportInputError(f"{source}: sweep_config.sweep must be an object (axis → values)")
+    for ax in axes:
+        if not AXIS_NAME.fullmatch(ax):
+            raise ReportInputError(f"{source}: sweep_config.sweep has the axis {json.dumps(ax)[:60]}, "
+                                   "not a configuration key (letters, digits, '_' and '.')")
+    if not isinstance(sweep.get("cells", []), list) or not all(isinstance(c, dict) for c in sweep.get("cells", [])):
+        raise ReportInputError(f"{source}: cells must be a list of objects")
+
+
+def check_prevalence_rows(rows: list[dict], axes, source) -> None:
+    """Every prevalence.csv column the figures read as a number (the axes, the counts, fractions
+    and intervals, the mean logit rank) must parse as one (empty allowed)."""
+    numeric = [*axes, "n_trajectories", "dnc_count", "dnc_fraction", "dnc_ci_low", "dnc_ci_high",
+               "uncertified_count", "uncertified_fraction", "uncertified_ci_low", "uncertified_ci_high",
+               "mean_logit_rank", "n_distinct_points"]
+    for i, r in enumerate(rows):
+        for col in [*numeric, *(k for k in r if k.split("_", 1)[0] in ("count", "frac") or k.startswith("ci_"))]:
+            v = r.get(col)
+            if v in (None, ""):
+                continue
+            try:
+                float(v)
+            except (TypeError, ValueError):
+                raise ReportInputError(f"{source}: row {i + 1}, column {json.dumps(col)[:60]} must be a number") from None
+        if r.get("logit_rank_counts"):
+            try:
+                figures._rank_counts(r)
+                ok = True
+            except (AttributeError, TypeError, ValueError, OverflowError):
+                ok = False
+            if not ok:
+                raise ReportInputError(f"{source}: row {i + 1}, column logit_rank_counts must be a JSON object "
+                                       "rank → count")
 
 
 def sweep_figures(sweep: dict, rows: list[dict]) -> list[tuple[str, object]]:
@@ -53,13 +103,16 @@ def cell_accumulation(out_dir, cells) -> dict[str, dict]:
     finished cell of ``cells`` (sweep.json records) whose summary.json is readable."""
     out = {}
     for c in cells:
-        path = Path(out_dir) / c.get("dir", f"{SWEEP_FILES['cells']}/{c['name']}") / FILES["summary"]
+        rel = c.get("dir", f"{SWEEP_FILES['cells']}/{c['name']}")
+        path = contained_path(out_dir, rel, f"{Path(out_dir) / SWEEP_FILES['sweep']}: the folder of cell "
+                                            f"{json.dumps(c['name'])[:60]}") / FILES["summary"]
         if c.get("status") not in ("ran", "skipped") or not path.is_file():
             continue
         try:
             summary = read_json(path)
         except ValueError:
             continue
+        check_fields(summary, CELL_SUMMARY_FIELDS, path)
         if summary.get("accumulation"):
             out[c["name"]] = {**summary["accumulation"], "unseen": summary.get("unseen")}
     return out
@@ -69,10 +122,14 @@ def _paired_table(rows: list[dict]) -> str:
     """HTML table of sweep.json's ``paired`` rows (paired differences between neighbouring cells)."""
     if not rows:
         return "<p class='note'>No two neighbouring finished cells share their starts.</p>"
+    def signed(v) -> str:
+        return "-" if v is None else format(v, "+.4f")
+
     body = "".join(
-        f"<tr><td class='l'>{_e(r['axis'])}</td><td class='l'>{_e(r['first'])}</td><td class='l'>{_e(r['second'])}</td>"
-        f"<td>{r['both']}</td><td>{r['first_only']}</td><td>{r['second_only']}</td><td>{r['neither']}</td>"
-        f"<td>{r['difference']:+.4f}</td><td>[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]</td></tr>"
+        f"<tr><td class='l'>{_e(r.get('axis'))}</td><td class='l'>{_e(r.get('first'))}</td>"
+        f"<td class='l'>{_e(r.get('second'))}</td><td>{_e(r['both'])}</td><td>{_e(r['first_only'])}</td>"
+        f"<td>{_e(r['second_only'])}</td><td>{_e(r['neither'])}</td><td>{_e(signed(r['difference']))}</td>"
+        f"<td>[{_e(signed(r.get('ci_low')))}, {_e(signed(r.get('ci_high')))}]</td></tr>"
         for r in rows if r.get("difference") is not None)
     return ("<table><tr><th class='l'>axis</th><th class='l'>first</th><th class='l'>second</th><th>both</th>"
             "<th>first only</th><th>second only</th><th>neither</th><th>difference</th><th>95% interval</th></tr>"
@@ -84,9 +141,11 @@ def render_sweep_report(out_dir) -> str:
 
     out = Path(out_dir)
     sweep = read_json(out / SWEEP_FILES["sweep"])
+    check_sweep(sweep, out / SWEEP_FILES["sweep"])
     rows = read_prevalence_csv(out / SWEEP_FILES["prevalence"]) if (out / SWEEP_FILES["prevalence"]).is_file() else []
     if not rows:
         raise ValueError(f"{out / SWEEP_FILES['prevalence']} is missing or empty: the sweep has no finished cell yet")
+    check_prevalence_rows(rows, sweep["sweep_config"]["sweep"], out / SWEEP_FILES["prevalence"])
     from .report import figure_sections
 
     cells = sweep.get("cells", [])
@@ -94,19 +153,20 @@ def render_sweep_report(out_dir) -> str:
                     f"<td>{_e(c.get('n_trajectories'))}</td></tr>" for c in cells)
     name = sweep["sweep_config"].get("name", "sweep")
     dyn = sorted({r.get("dynamics", "") for r in rows})
-    label = (sweep.get("paired") or [{}])[0].get("label", DNC.name)
+    paired = sweep.get("paired") or []
+    label = paired[0].get("label", DNC.name) if paired and isinstance(paired[0], dict) else DNC.name
     figs = sweep_figures(sweep, rows)
     acc = cell_accumulation(out, cells)
     if acc:
         figs.append(("accumulation-cells", figures.accumulation_cells_figure(acc, dynamics=" | ".join(dyn))))
-    paired = sweep.get("paired") or []
     paired_part = [f"<h2>Paired differences of the {_e(label)} fraction</h2>",
                    "<p class='note'>Neighbouring cells that start from the same points (common random numbers): "
                    "start i is counted in both, so the difference first − second is of paired outcomes "
                    "(Newcombe's paired interval).</p>", _paired_table(paired)] if paired else []
     return html_page(f"landscape sweep report: {name}", [
-        f"<p class='note'>{len(rows)} of {len(cells)} cells finished; fractions are of all starts of each cell, "
-        f"with {float(sweep.get('confidence', 0.95)):.0%} Wilson intervals; dynamics: {_e(' | '.join(dyn))}.</p>",
+        f"<p class='note'>{_e(len(rows))} of {_e(len(cells))} cells finished; fractions are of all starts of each "
+        f"cell, with {_e(format(float(sweep.get('confidence', 0.95)), '.0%'))} Wilson intervals; "
+        f"dynamics: {_e(' | '.join(dyn))}.</p>",
         "<h2>Cells</h2>", f"<table><tr><th class='l'>cell</th><th>status</th><th>starts</th></tr>{table}</table>",
         "<h2>Figures</h2>", *figure_sections(figs), *paired_part])
 
