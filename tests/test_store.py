@@ -195,6 +195,10 @@ def test_migration_path(tmp_path, monkeypatch):
 
 # ----- killed writers ----------------------------------------------------------------------------
 UNITS, PER_UNIT = 40, 400
+#: The writer's points are large (θ of 20000 values, so that kills land inside transactions): a model
+#: with that P (the store refuses a θ that does not match its configuration's model).
+BIG_CONFIG = {**CONFIG, "model": ModelSpec(K=4, n=24, d=100, L=2).to_dict()}
+assert ModelSpec(K=4, n=24, d=100, L=2).P == 20000
 
 WRITER = textwrap.dedent(f"""
     import sys, time
@@ -250,7 +254,7 @@ def _check_consistent(db):
 @pytest.mark.slow   # long: run by .ci/run's second pass
 def test_sigkill_mid_transaction_then_resume(tmp_path):
     db = tmp_path / "k" / "study.sqlite"
-    StudyStore.create(db, CONFIG).close()
+    StudyStore.create(db, BIG_CONFIG).close()
     # 1. kill while a unit's transaction is open (half its rows inserted): that unit must vanish
     proc = _spawn(db, hang_unit=5)
     lines = []

@@ -7,7 +7,8 @@ Every writer reads an :class:`ExportData` (what a study holds, assembled once fr
 the caller) and either returns text (``target = "file"``: written atomically to ``--output`` or to
 standard output) or writes files into a folder (``target = "folder"``). :func:`export` gives
 every format the same safety (:mod:`landscape.io.results`): never over a file of the study or a
-results folder, over any other existing file only with ``force``, nothing half-written.
+results folder, over any other existing file only with ``force``, nothing half-written, and a
+file that cannot be written (a full disk, a read-only folder) named in one line.
 
 Formats: ``csv`` (one row per distinct point, :data:`CSV_COLUMNS`), ``json`` (study, dynamics,
 trajectory count, tree, points, edges, transition states), ``graphml`` (the basin graph),
@@ -17,6 +18,7 @@ points.ts as PATHSAMPLE writes them, :mod:`landscape.io.pathsample`).
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import sys
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .results import OutputError, atomic_write_text, check_output_file, folder_kind, owned_by_results_folder
+from .results import OutputError, atomic_write_bytes, check_output_file, folder_kind, owned_by_results_folder
 
 #: Columns of the CSV export.
 CSV_COLUMNS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
@@ -153,6 +155,19 @@ def pathsample_folder(data: ExportData, folder: Path) -> str:
 
 
 # ----- one safe way out ----------------------------------------------------------------------------------------
+def write_named(path: str | Path, data: bytes) -> None:
+    """:func:`~landscape.io.results.atomic_write_bytes`, a failure (a full disk, a read-only folder)
+    raised as one :class:`OutputError` line naming ``path``, never the temporary file the atomic
+    write goes through."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}"
+                          + ("; the disk is full: free some space and export again (the study is unchanged)"
+                             if full else "")) from None
+
+
 def check_output_folder(out: Path, protected_dir: str | Path, files: tuple[str, ...], force: bool) -> Path:
     """A folder a folder format may write ``files`` into: not a file, not a study/sweep folder or
     a folder one keeps, not a link; existing files of those names only with ``force``."""
@@ -195,7 +210,7 @@ def export(fmt: str, data: ExportData, output: str | None, *, protected_dir: str
         return f.write(data, out)
     text = f.write(data)
     if output:
-        atomic_write_text(output, text)
+        write_named(output, text.encode("utf-8"))
     else:
         sys.stdout.write(text)
     return None
