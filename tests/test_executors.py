@@ -102,6 +102,65 @@ def test_dask_workers_do_not_oversubscribe(local_dask):
     assert local_dask.describe()["executor"] == "dask-local"
 
 
+#: Seconds a stranger's client may try to connect to the dask-local scheduler before giving up.
+STRANGER_TIMEOUT_S = 2.0
+
+
+def _listening_ports(pid: int) -> set[int]:
+    import psutil
+
+    return {c.laddr.port for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+
+
+def test_dask_local_is_tls_only_and_serves_no_dashboard(local_dask):
+    """dask-local listens on 127.0.0.1 over mutual TLS with its own credentials: a client without
+    them (plain tcp://, or TLS with other certificates) cannot connect; and no HTTP server
+    (dashboard, info/metrics pages) listens, on 8787 or anywhere else."""
+    import distributed
+    from distributed.security import Security
+
+    addr = local_dask.client.scheduler.address
+    assert addr.startswith("tls://127.0.0.1:"), addr
+    host_port = addr[len("tls://"):]
+    strangers = [("tcp://" + host_port, None), (addr, Security.temporary())]  # no credentials; other ones
+    for url, security in strangers:
+        t0 = time.monotonic()
+        with pytest.raises(OSError):   # TimeoutError / CommClosedError: never a working client
+            client = distributed.Client(url, security=security, timeout=STRANGER_TIMEOUT_S)
+            client.close()
+        assert time.monotonic() - t0 < 4 * STRANGER_TIMEOUT_S + 5, f"{url}: refusal took too long"
+    assert local_dask.submit(_square, 3).result() == 9   # the executor's own client still works
+
+    # no dashboard: not advertised, and no process of the cluster listens except for Dask comms
+    cluster = local_dask.cluster
+    assert cluster.dashboard_link == ""
+    assert "dashboard" not in cluster.scheduler.services
+    port = lambda address: int(address.rsplit(":", 1)[1])  # noqa: E731
+    for waddr, pid in local_dask.client.run(os.getpid).items():   # a worker's only port: its TLS one
+        assert _listening_ports(pid) == {port(waddr)}, f"worker {waddr} listens elsewhere"
+    mine = _listening_ports(os.getpid())     # the scheduler and the nannies live in this process
+    assert {port(addr), *(port(n.address) for n in cluster.workers.values())} <= mine
+    assert 8787 not in mine and cluster.scheduler.http_server.port not in mine, sorted(mine)
+
+
+def test_dask_warns_about_a_plain_tcp_scheduler(caplog):
+    pytest.importorskip("distributed")
+    from landscape.study.executors import DaskExecutor
+
+    with caplog.at_level("WARNING", logger="landscape.study.executors"):
+        with pytest.raises(ExecutorError, match=r"cannot reach the Dask scheduler"):
+            DaskExecutor("tcp://127.0.0.1:1", timeout_s=0.5)
+    assert "not a tls:// address" in caplog.text
+
+
+def test_dask_local_without_cryptography_refuses_to_start(monkeypatch):
+    """No TLS credentials without `cryptography`: dask-local must not fall back to an open cluster."""
+    pytest.importorskip("distributed")
+    monkeypatch.setitem(sys.modules, "cryptography", None)   # makes `import cryptography` fail
+    with pytest.raises(ExecutorError, match=r"needs the `cryptography` package.*pip install"):
+        make_executor("dask-local", workers=1)
+
+
 def test_dask_bad_options():
     pytest.importorskip("distributed")
     from landscape.study.executors import DaskExecutor, LocalDaskExecutor

@@ -1,5 +1,6 @@
 """Figures on hand-made inputs and on exactly known points: trace counts, values, edge cases."""
 import math
+from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -82,6 +83,63 @@ def test_disconnectivity_layout_and_widths():
     assert stub.y[0] == 2.0 and stub.y[1] == pytest.approx(2.0 + 0.08 * 2.0)
     assert stub.line.width == pytest.approx(1 + 14 * 0.8)
     assert "rank pattern (3, 3, 3)" in marks["DNC"].text[0] and "0.6000 [0.3100, 0.8300]" in marks["DNC"].text[0]
+
+
+def _tree_with_a_small_barrier_and_a_high_saddle():
+    """DNC (#0, loss 0.021, 6 starts) and pairs (#1, 0.019, 3 starts) joined by a saddle 5e-4 above
+    DNC; a minimum #2 without starts (0.9) joined to them only by an index-6 saddle at 1.5."""
+    from landscape.io.records import EdgeRecord, PointRecord
+
+    pts = [PointRecord(id=i, kind=kind, label=label, loss=loss, grad_norm=0.0, fingerprint={})
+           for i, kind, label, loss in ((0, "minimum", "DNC", 0.021), (1, "minimum", "pairs", 0.019),
+                                        (2, "minimum", "other", 0.9), (10, "saddle", None, 0.0215),
+                                        (11, "saddle", None, 1.5))]
+    edges = [EdgeRecord(saddle_id=10, direction=0, sign=1, target_id=0),
+             EdgeRecord(saddle_id=10, direction=0, sign=-1, target_id=1),
+             EdgeRecord(saddle_id=11, direction=0, sign=1, target_id=1),
+             EdgeRecord(saddle_id=11, direction=0, sign=-1, target_id=2)]
+    G = basin_graph(pts, edges, {0: 6, 1: 3}, 9)
+    return tree_to_json(disconnectivity_tree(G))
+
+
+def test_disconnectivity_small_barrier_is_visible_next_to_a_high_saddle():
+    tree = _tree_with_a_small_barrier_and_a_high_saddle()
+    nodes = {n["id"]: n for n in tree["nodes"]}
+    merges = sorted((n for n in nodes.values() if n["type"] == "merge"), key=lambda n: n["level"])
+    low, high = merges
+    barrier = low["barriers"]["0"]                    # out of DNC, from the tree
+    e_min = min(n["level"] for n in nodes.values() if n["type"] == "leaf")
+    assert barrier == pytest.approx(5e-4) and high["level"] - e_min > 1000 * barrier
+    fig = figures.disconnectivity_figure(tree, {p["id"]: p for p in POINTS}, n_trajectories=9, dynamics=DYN)
+    marks = {t.name: t for t in fig.data if t.mode == "markers"}
+    lo_ax, hi_ax = fig.layout.yaxis.range
+    y_dnc, y_pairs = marks["DNC"].y[0], marks["pairs"].y[0]
+    y_merge = dict(zip(marks["merge (saddle level)"].x, marks["merge (saddle level)"].y))
+    y_low = y_merge[0.5 * (marks["DNC"].x[0] + marks["pairs"].x[0])]
+    # the loss is drawn relative to the lowest minimum, and linearly over the barriers that matter
+    assert y_pairs == pytest.approx(0.0, abs=1e-15)
+    assert y_dnc == pytest.approx(nodes["leaf:0"]["level"] - e_min)
+    assert y_low - y_dnc == pytest.approx(barrier)
+    # the barrier out of DNC takes a visible share of the axis (with loss as is: 5e-4 / 1.5, 0.03 %)
+    assert (y_low - y_dnc) / (hi_ax - lo_ax) >= 0.05
+    assert (y_low - y_pairs) / (hi_ax - lo_ax) >= 0.05
+    # nothing is cut off: the high saddle and the minimum without starts are still drawn, in order
+    ys = [y for t in fig.data for y in t.y]
+    assert all(lo_ax <= y <= hi_ax for y in ys)
+    assert y_low < marks["other"].y[0] < max(y_merge.values()) < hi_ax
+    assert "log scale above" in fig.layout.yaxis.title.text
+    # hover texts give the true loss; tick labels are increasing values of E − E_min at increasing heights
+    assert f"loss {0.021:.10g}" in marks["DNC"].text[0]
+    tv, tt = list(fig.layout.yaxis.tickvals), [float(t) for t in fig.layout.yaxis.ticktext]
+    assert tv == sorted(tv) and tt == sorted(tt) and tt[-1] == pytest.approx(high["level"] - e_min, rel=1e-2)
+
+
+def test_disconnectivity_axis_is_linear_when_nothing_is_far_above():
+    tree = _tree()   # minima at 0, 0.5 (both with starts, merged at 2.0) and 1.0: no compression
+    fig = figures.disconnectivity_figure(tree)
+    merge = next(t for t in fig.data if t.name == "merge (saddle level)")
+    assert list(merge.y) == [2.0] and "log scale" not in fig.layout.yaxis.title.text
+    assert [float(t) for t in fig.layout.yaxis.ticktext] == pytest.approx(list(fig.layout.yaxis.tickvals))
 
 
 def test_disconnectivity_empty_tree_draws_nothing_and_says_so():
@@ -260,3 +318,46 @@ def test_barrier_basin_figure_plots_the_joined_minima_and_names_the_rest():
     assert [list(t.x) for t in fig.data] == [[0.6], [0.3]] and [list(t.y) for t in fig.data] == [[5.2e-4], [2.2e-3]]
     assert fig.layout.yaxis.type == "log"
     assert "no transition state yet out of #4 (other)" in fig.layout.title.subtitle.text
+
+
+def _groups_record(outliers: Sequence[float], bulk: int = 20, lam: float = 1e-3) -> dict:
+    """A structured-spectrum record: ``bulk`` eigenvalues at λ, one zero mode, and one outlier
+    group (multiplicity 1) at each value of ``outliers``."""
+    ev = sorted([0.0] + [lam] * bulk + list(outliers))
+    groups = [{"kind": "zero", "value": 0.0, "min": 0.0, "max": 0.0, "multiplicity": 1, "symmetry": 1, "excess": 0},
+              {"kind": "bulk", "value": lam, "min": lam, "max": lam, "multiplicity": bulk}]
+    groups += [{"kind": "outlier", "value": v, "min": v, "max": v, "multiplicity": 1} for v in outliers]
+    groups.sort(key=lambda g: g["value"])
+    return {"point_id": 7, "P": len(ev), "method": "dense", "eigenvalues": ev, "tau": 1e-8,
+            "groups": groups, "thresholds": {"group_rtol": 1e-3}}
+
+
+def _label_pixels(fig) -> list[float]:
+    """Heights of the annotation texts, in pixels above the bottom of the plot area."""
+    lo, hi = fig.layout.yaxis.range
+    plot_px = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    return [(a.ay - lo) / (hi - lo) * plot_px for a in fig.layout.annotations]
+
+
+@pytest.mark.parametrize("outliers", [
+    [-2.0, -1.99] + [1.0 + 0.01 * k for k in range(12)],       # many close groups: labels would pile up
+    [0.5 * 1.001 ** k for k in range(40)],                     # more labels than the default height holds
+])
+def test_spectrum_group_labels_do_not_overlap(outliers):
+    rec = _groups_record(outliers)
+    fig = figures.spectrum_groups_figure(rec)
+    anns = list(fig.layout.annotations)
+    ev = np.sort(rec["eigenvalues"])
+    assert len(anns) == len(outliers)
+    # every label points at its group: first eigenvalue of the group, at the group's value
+    for a, v in zip(sorted(anns, key=lambda a: a.y), sorted(outliers)):
+        assert a.x == int(np.searchsorted(ev, v)) + 1 and a.y == pytest.approx(float(figures.symlog(v, rec["tau"])))
+        assert a.text.startswith(f"{v:.4g} ×1")
+    # labels: distinct heights at least a line of their font apart, inside the plot, in value order
+    px = _label_pixels(fig)
+    plot_px = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    line = 1.2 * max(a.font.size for a in anns)
+    by_value = [p for _, p in sorted(zip([a.y for a in anns], px))]
+    assert by_value == sorted(by_value)
+    assert min(np.diff(sorted(px))) >= line
+    assert all(0 <= p <= plot_px for p in px)

@@ -33,6 +33,20 @@ class TorchThreads(WorkerPlugin):
         torch.set_num_threads(self.threads or default_torch_threads(os.cpu_count(), worker.state.nthreads))
 
 
+class NoHttpServer(WorkerPlugin):
+    """Stops the worker's HTTP server (metrics, health; Dask starts one on every worker, on a
+    random port, even without a dashboard), including on workers that join or restart later.
+    The ``dask-local`` executor registers it unless a dashboard was asked for."""
+
+    name = "landscape-no-http-server"
+
+    def setup(self, worker) -> None:
+        server = getattr(worker, "http_server", None)
+        if server is not None:
+            server.stop()
+        worker.services.pop("dashboard", None)
+
+
 class AttemptCounter(SchedulerPlugin):
     """Counts, per task key starting with :data:`KEY_PREFIX`, how many times the task was sent to
     a worker (transitions into ``processing``). More than one means it was re-run, e.g. because

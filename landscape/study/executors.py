@@ -28,8 +28,47 @@ in-process, the same-index units of cells that differ only in λ as one batch), 
 its scheduler address) and :class:`LocalDaskExecutor` (starts a ``LocalCluster`` of N worker
 processes). A cluster executor for another backend only has to implement the same two calls.
 
-Dask needs the optional extra: ``pip install "landscape[dask]"``. Every Dask worker and the
-scheduler must be able to import ``landscape`` (same version as the client).
+Dask needs the optional extra: ``pip install "landscape[dask]"`` (``dask[distributed]`` and
+``cryptography``, for TLS). Every Dask worker and the scheduler must be able to import
+``landscape`` (same version as the client).
+
+Security
+--------
+A Dask scheduler runs whatever code a connected client sends it, on itself and on every worker,
+with the rights of the user who started them. An unauthenticated scheduler, even one that listens
+on 127.0.0.1 only, therefore lets *any* local process (another user's, or a compromised
+one) run code inside the sweep, and its HTTP server (dashboard, JSON and info pages, on 8787 by
+default) shows the tasks to anyone who can reach it. So:
+
+* ``dask-local`` (:class:`LocalDaskExecutor`) never runs unauthenticated. Its scheduler, nannies
+  and workers listen on 127.0.0.1 with ``protocol="tls"`` and mutual TLS with credentials created
+  for this cluster alone (``distributed.security.Security.temporary()``: a fresh self-signed key
+  and certificate that exist only in this process's memory and in the worker processes it
+  starts): a process without them, plain ``tcp://`` or TLS with other certificates, cannot
+  connect. It starts no HTTP server: no dashboard, no JSON/info/metrics pages, nothing on 8787
+  (``dashboard_address=None`` alone does not do that: Dask's scheduler still serves its
+  non-Bokeh pages on 8787, and every worker serves metrics on a random port), unless
+  ``dashboard_address`` is given (then the dashboard is plain, unauthenticated HTTP on that
+  address: give it a loopback one). This needs ``cryptography``; without it the executor refuses
+  to start rather than fall back to an open cluster. What TLS cannot stop: processes of the same
+  user can read this process's memory (and so the key); use a separate user account to isolate
+  a sweep from them.
+
+* ``dask`` (:class:`DaskExecutor`, ``--scheduler ADDRESS``) connects to a cluster that someone
+  else started, so its security is theirs to set up: start the scheduler and workers with TLS
+  (``dask scheduler --protocol tls --tls-ca-file ca.pem --tls-cert sched.pem --tls-key
+  sched.key``, workers likewise with ``--tls-*``), never expose a ``tcp://`` scheduler beyond a
+  network you trust, and keep its HTTP port private (``--no-dashboard`` still serves Dask's
+  info and JSON pages there: bind it to loopback with ``--dashboard-address 127.0.0.1:8787``, or
+  firewall it).
+  The client's credentials come from Dask's configuration, with no landscape option needed:
+  ``distributed.comm.tls.ca-file``, ``distributed.comm.tls.client.cert`` and
+  ``distributed.comm.tls.client.key`` (and ``distributed.comm.require-encryption: true``), set in
+  a Dask YAML file (``~/.config/dask/``) or as environment variables
+  (``DASK_DISTRIBUTED__COMM__TLS__CA_FILE=...`` and so on); then pass the ``tls://HOST:PORT``
+  address. Alternatively, pass a ``distributed.Client`` built with a ``Security`` to
+  :class:`DaskExecutor` as ``client``. A ``tcp://`` address is accepted (for clusters on a
+  trusted private network) with a logged warning.
 """
 from __future__ import annotations
 
@@ -41,9 +80,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 #: What to install for the Dask executors.
-DASK_INSTALL_HINT = 'pip install "landscape[dask]"  (or: pip install "dask[distributed]")'
+DASK_INSTALL_HINT = 'pip install "landscape[dask]"  (or: pip install "dask[distributed]" cryptography)'
 #: Executor names accepted by :func:`make_executor` and ``landscape sweep --executor``.
 EXECUTORS = ("joint", "inprocess", "dask", "dask-local")
+#: Interface of the ``dask-local`` cluster: loopback only.
+LOCAL_HOST = "127.0.0.1"
+
+logger = logging.getLogger(__name__)
 
 
 class ExecutorError(RuntimeError):
@@ -163,12 +206,13 @@ def _import_dask():
 class DaskExecutor(Executor):
     """Units run as tasks on a Dask cluster; results come back to this (the client) process.
 
-    ``address``: the scheduler, e.g. ``"tcp://10.0.0.1:8786"``; or pass an existing
-    ``distributed.Client`` as ``client``. ``torch_threads``: torch threads per worker (default:
-    the worker host's cores divided by the worker's threads; with several worker processes per
-    host, give it explicitly, e.g. cores / processes). Lost workers: Dask
-    re-runs their units on other workers (up to ``distributed.scheduler.allowed-failures`` times);
-    :meth:`retried` names them. Each task key is ``landscape-unit-<token of fn and args>``
+    ``address``: the scheduler, e.g. ``"tls://10.0.0.1:8786"`` (TLS credentials come from Dask's
+    configuration; see the module's 'Security'); or pass an existing ``distributed.Client``
+    (e.g. one built with a ``distributed.security.Security``) as ``client``. ``torch_threads``:
+    torch threads per worker (default: the worker host's cores divided by the worker's threads;
+    with several worker processes per host, give it explicitly, e.g. cores / processes). Lost
+    workers: Dask re-runs their units on other workers (up to
+    ``distributed.scheduler.allowed-failures`` times); :meth:`retried` names them. Each task key is ``landscape-unit-<token of fn and args>``
     (content-addressed), so asking again for a computation that is still held (prefetched, or
     in flight) returns the same task instead of running it twice.
     """
@@ -180,12 +224,16 @@ class DaskExecutor(Executor):
         distributed, plugins = _import_dask()
         if (address is None) == (client is None):
             raise ExecutorError("DaskExecutor needs exactly one of address (the scheduler, e.g. "
-                                "tcp://HOST:8786) or client")
+                                "tls://HOST:8786) or client")
         if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
                                           or torch_threads < 1):
             raise ExecutorError(f"torch_threads={torch_threads!r} is invalid: must be an integer >= 1")
         self._owns_client = client is None
         if client is None:
+            if not str(address).startswith("tls://"):
+                logger.warning("Dask scheduler %s is not a tls:// address: the connection is neither "
+                               "encrypted nor authenticated, and anyone who can reach the scheduler can run "
+                               "code on its workers (see landscape.study.executors, 'Security')", address)
             try:
                 client = distributed.Client(address, timeout=timeout_s)
             except OSError as exc:
@@ -264,19 +312,50 @@ class DaskExecutor(Executor):
 class LocalDaskExecutor(DaskExecutor):
     """A Dask ``LocalCluster`` of ``workers`` processes (one task at a time each) on this
     machine, with ``cpu_count // workers`` torch threads per worker unless ``torch_threads`` is
-    given. The cluster is shut down by :meth:`close`."""
+    given. The cluster is shut down by :meth:`close`.
+
+    Every connection is mutual TLS on 127.0.0.1 with credentials made for this cluster
+    (``Security.temporary()``), and no HTTP server runs (see the module's 'Security') unless
+    ``dashboard_address`` (e.g. ``"127.0.0.1:8787"``) asks for the dashboard."""
 
     name = "dask-local"
 
-    def __init__(self, workers: int = 2, *, torch_threads: int | None = None):
+    def __init__(self, workers: int = 2, *, torch_threads: int | None = None,
+                 dashboard_address: str | None = None):
         distributed, plugins = _import_dask()
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ExecutorError(f"workers={workers!r} is invalid: must be an integer >= 1")
-        threads = torch_threads or plugins.default_torch_threads(os.cpu_count(), workers)
-        self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                dashboard_address=None, silence_logs=logging.ERROR)
         try:
-            super().__init__(client=distributed.Client(self.cluster), torch_threads=threads)
+            self.security = distributed.security.Security.temporary()
+        except ImportError as exc:
+            raise ExecutorError(f"the dask-local executor secures its cluster with TLS, which needs the "
+                                f"`cryptography` package ({exc}); install it with: {DASK_INSTALL_HINT}") from None
+        threads = torch_threads or plugins.default_torch_threads(os.cpu_count(), workers)
+        self.dashboard = dashboard_address is not None
+        if self.dashboard:
+            http = {}
+            scheduler_http = {"dashboard": True, "dashboard_address": dashboard_address}
+        else:
+            # Dask starts an HTTP server on the scheduler (8787) and on every worker whatever
+            # dashboard_address says: serve nothing from them (the config reaches the worker
+            # processes through their nannies), bind the scheduler's to a free loopback port,
+            # and stop them all once the cluster is up.
+            http = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+            scheduler_http = {"dashboard": False, "dashboard_address": f"{LOCAL_HOST}:0"}
+        import dask
+
+        with dask.config.set(http):
+            self.cluster = distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host=LOCAL_HOST, protocol="tls",
+                security=self.security, dashboard_address=None, scheduler_kwargs=scheduler_http,
+                silence_logs=logging.ERROR)
+        try:
+            if not self.dashboard:
+                _stop_http_server(self.cluster)
+            client = distributed.Client(self.cluster, security=self.security)
+            if not self.dashboard:  # also on workers that a nanny restarts later
+                client.register_plugin(plugins.NoHttpServer())
+            super().__init__(client=client, torch_threads=threads)
         except BaseException:
             self.cluster.close()
             raise
@@ -291,12 +370,22 @@ class LocalDaskExecutor(DaskExecutor):
         self.cluster.close()
 
 
+def _stop_http_server(cluster) -> None:
+    """Stop the HTTP server of a ``LocalCluster``'s (in-process) scheduler: it stops listening at
+    once, and is no longer advertised as the ``dashboard`` service (nor ``cluster.dashboard_link``).
+    Workers: ``_dask_plugins.NoHttpServer``."""
+    cluster.scheduler.http_server.stop()
+    cluster.scheduler.services.pop("dashboard", None)
+    cluster.scheduler_info.get("services", {}).pop("dashboard", None)
+
+
 def make_executor(name: str = "inprocess", *, scheduler: str | None = None, workers: int | None = None,
                   torch_threads: int | None = None) -> Executor:
     """The executor called ``name`` (one of :data:`EXECUTORS`): ``joint`` (in-process, cells that
     differ only in λ advance as one batch: :class:`landscape.study.joint.JointExecutor`);
-    ``inprocess`` (cell after cell); ``dask`` (needs ``scheduler``, e.g. ``tcp://HOST:8786``);
-    ``dask-local`` (``workers`` processes, default 2)."""
+    ``inprocess`` (cell after cell); ``dask`` (needs ``scheduler``, e.g. ``tls://HOST:8786``,
+    credentials from Dask's configuration: see the module's 'Security'); ``dask-local``
+    (``workers`` processes, default 2, TLS on 127.0.0.1, no dashboard)."""
     if name not in EXECUTORS:
         raise ExecutorError(f"executor={name!r} is invalid: must be one of {EXECUTORS}")
     if name != "dask" and scheduler is not None:
@@ -313,7 +402,7 @@ def make_executor(name: str = "inprocess", *, scheduler: str | None = None, work
         return InProcessExecutor()
     if name == "dask":
         if not scheduler:
-            raise ExecutorError("--executor dask needs --scheduler tcp://HOST:PORT (the address a "
-                                "`dask scheduler` prints)")
+            raise ExecutorError("--executor dask needs --scheduler tls://HOST:PORT (the address a "
+                                "`dask scheduler` prints; tcp:// is unauthenticated)")
         return DaskExecutor(scheduler, torch_threads=torch_threads)
     return LocalDaskExecutor(2 if workers is None else workers, torch_threads=torch_threads)

@@ -32,6 +32,8 @@ PALETTE = ("#2ca02c", "#9467bd", "#e377c2", "#17becf", "#d62728", "#393b79", "#6
 UNCERTIFIED_COLOUR = "#c7c7c7"
 #: Default figure height in pixels (the report stacks figures vertically).
 HEIGHT = 460
+#: Figure margins in pixels (the plot area is HEIGHT − top − bottom pixels high).
+MARGIN = {"t": 90, "l": 70, "r": 30, "b": 60}
 
 
 def label_colours(labels: Sequence) -> dict[str, str]:
@@ -68,7 +70,7 @@ def _title(text: str, subtitle: str | None = None) -> dict:
 
 def _finalise(fig: go.Figure, title: str, subtitle: str | None, height: int = HEIGHT) -> go.Figure:
     fig.update_layout(title=_title(title, subtitle), height=height, template="plotly_white",
-                      margin={"t": 90, "l": 70, "r": 30, "b": 60}, legend={"title": {"text": "label"}})
+                      margin=dict(MARGIN), legend={"title": {"text": "label"}})
     return fig
 
 
@@ -165,22 +167,104 @@ def _tree_layout(tree: Mapping) -> dict[str, float]:
     return x
 
 
+#: Disconnectivity graph: share of the loss axis given to the compressed (logarithmic) band above
+#: the levels that matter (the minima holding starts and their first merges).
+COMPRESSED_SHARE = 0.2
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` round tick values (1, 2 or 5 × 10^k apart) from ``lo`` to ``hi``."""
+    if not hi > lo:
+        return [lo]
+    step = 10.0 ** math.floor(math.log10((hi - lo) / n))
+    for m in (1, 2, 5, 10):
+        if (hi - lo) / (m * step) <= n:
+            step *= m
+            break
+    k0, k1 = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+    return [round(k * step, 12) for k in range(k0, k1 + 1)]
+
+
+class _LossAxis:
+    """The disconnectivity graph's vertical axis: loss relative to the lowest minimum, r = E − E_min,
+    drawn linearly up to the *focus* level ``break_at`` and compressed logarithmically above it.
+
+    The focus is what the figure is read for: the barriers of the minima that hold starts. It is
+    10 % above the highest of, for every minimum with basin_count > 0, its first merge (the lowest
+    saddle level that joins it to another minimum; the minimum itself when nothing joins it); with
+    no such minima, every minimum counts. Levels above it (higher saddles, e.g. an index-6 saddle far
+    above the barriers) share the top :data:`COMPRESSED_SHARE` of the axis on a log scale of
+    r − break_at, so they stay in the graph without flattening the barriers. When nothing lies more
+    than 25 % above the focus, the axis is linear throughout (``compressed`` False)."""
+
+    def __init__(self, nodes: Mapping[str, Mapping], parent: Mapping[str, str]):
+        leaves = [n for n in nodes.values() if n["type"] == "leaf"]
+        self.e_min = min(float(n["level"]) for n in leaves) if leaves else min(float(n["level"]) for n in nodes.values())
+        counted = [n for n in leaves if (n.get("basin_count") or 0) > 0] or leaves
+        focus = max((self.rel(nodes[parent[n["id"]]]["level"]) if n["id"] in parent else self.rel(n["level"])
+                     for n in counted), default=0.0)
+        self.r_max = max(self.rel(n["level"]) for n in nodes.values())
+        self.compressed = focus > 0 and self.r_max > 1.25 * focus
+        if self.compressed:
+            self.break_at = 1.1 * focus
+            self.band = COMPRESSED_SHARE / (1 - COMPRESSED_SHARE) * self.break_at   # height of the log band
+            self.top = self.break_at + 1.08 * self.band
+        else:
+            self.break_at = self.r_max
+            self.band = 0.0
+            self.top = self.r_max + (0.08 * self.r_max if self.r_max > 0 else max(1e-3, 0.05 * abs(self.e_min)))
+        self.range = [-0.06 * self.top, self.top]
+
+    def rel(self, level: float) -> float:
+        return float(level) - self.e_min
+
+    def y(self, level: float) -> float:
+        """Drawing coordinate of a loss level."""
+        r = self.rel(level)
+        if not self.compressed or r <= self.break_at:
+            return r
+        return self.break_at + self.band * (math.log10(1 + (r - self.break_at) / self.break_at)
+                                            / math.log10(1 + (self.r_max - self.break_at) / self.break_at))
+
+    def ticks(self) -> tuple[list[float], list[str]]:
+        """Tick positions (drawing coordinates) and their labels (E − E_min)."""
+        vals = _nice_ticks(0.0, self.break_at)
+        pos = list(vals)
+        if self.compressed:
+            gap = 0.05 * (self.range[1] - self.range[0])
+            cands = sorted({m * 10.0 ** k for k in range(math.floor(math.log10(self.break_at)),
+                                                        math.ceil(math.log10(self.r_max)) + 1) for m in (1, 2, 5)
+                            if self.break_at < m * 10.0 ** k < self.r_max} | {self.r_max})
+            for v in reversed(cands):   # the highest level first, then lower round values that fit
+                yv = self.y(v + self.e_min)
+                if all(abs(yv - q) >= gap for q in pos):
+                    vals.append(v)
+                    pos.append(yv)
+        order = sorted(range(len(pos)), key=pos.__getitem__)
+        return [pos[i] for i in order], [f"{vals[i]:.3g}" for i in order]
+
+
 def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None = None, *,
                            n_trajectories: int | None = None, dynamics: str | None = None,
                            max_width: float = 14.0) -> go.Figure:
-    """Disconnectivity graph of a basin graph: vertical axis loss, leaves the minima.
+    """Disconnectivity graph of a basin graph: vertical axis loss above the lowest minimum
+    (E − E_min), leaves the minima.
 
     ``tree``: the flat JSON of :func:`landscape.graph.tree_to_json` (``roots``, ``nodes`` with
     ``id``, ``type``, ``level``, ``children``, ``members``, ``basin_count``, ``fraction``,
     ``point_id``, ``label``, ``saddles``). ``points``: point id → summary.json point record, for
     the hover text (loss, label, rank pattern, index, fraction ± interval); optional.
 
-    Every branch (child → parent) is drawn as a vertical line from the child's level to the
-    parent's level and a horizontal line to the parent's x; its width is 1 + ``max_width``·(basin
-    fraction of the child's subtree) pixels and its colour the leaf's label (grey above a merge).
-    Each root gets a stub up to the top of the plot. Traces: one line trace per branch and root
-    stub, one marker trace per leaf label, one for the merge nodes (when there are merges). An
-    empty tree gives a figure with no traces and a note saying so.
+    The vertical axis (:class:`_LossAxis`) is linear in E − E_min over the barriers of the minima
+    that hold starts, and compressed (log) above them, so that a small barrier (say 5e-4 out of
+    DNC) stays readable next to a saddle far higher up; a dotted line marks where the compression
+    starts, ticks and hover texts give true values. Every branch (child → parent) is drawn as a
+    vertical line from the child's level to the parent's level and a horizontal line to the
+    parent's x; its width is 1 + ``max_width``·(basin fraction of the child's subtree) pixels and
+    its colour the leaf's label (grey above a merge). Each root gets a stub up to the top of the
+    plot. Traces: one line trace per branch and root stub, one marker trace per leaf label, one for
+    the merge nodes (when there are merges). An empty tree gives a figure with no traces and a note
+    saying so.
     """
     points = points or {}
     title = "Disconnectivity graph"
@@ -195,9 +279,8 @@ def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None =
         fig.update_yaxes(visible=False)
         return _finalise(fig, title, sub)
     x = _tree_layout(tree)
-    levels = [n["level"] for n in nodes.values()]
-    span = max(levels) - min(levels)
-    top = max(levels) + (0.08 * span if span > 0 else max(1e-3, 0.05 * abs(max(levels))))
+    parent = {c: n["id"] for n in nodes.values() for c in n["children"]}
+    ax = _LossAxis(nodes, parent)
     leaves = [n for n in nodes.values() if n["type"] == "leaf"]
     colours = label_colours([n.get("label") for n in leaves])
 
@@ -207,14 +290,13 @@ def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None =
     def colour(n) -> str:
         return colours[str(n.get("label"))] if n["type"] == "leaf" else "#555555"
 
-    parent = {c: n["id"] for n in nodes.values() for c in n["children"]}
     for nid in sorted(nodes, key=lambda i: (nodes[i]["level"], i)):
         n = nodes[nid]
         if nid in parent:
             p = nodes[parent[nid]]
-            xs, ys = [x[nid], x[nid], x[p["id"]]], [n["level"], p["level"], p["level"]]
+            xs, ys = [x[nid], x[nid], x[p["id"]]], [ax.y(n["level"]), ax.y(p["level"]), ax.y(p["level"])]
         else:
-            xs, ys = [x[nid], x[nid]], [n["level"], top]
+            xs, ys = [x[nid], x[nid]], [ax.y(n["level"]), ax.top]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": colour(n), "width": width(n)},
                                  hoverinfo="skip", showlegend=False))
     for lab in _label_order([n.get("label") for n in leaves]):
@@ -222,20 +304,21 @@ def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None =
         text = []
         for n in ls:
             p = points.get(n["point_id"], {})
-            text.append(f"point #{n['point_id']}<br>loss {n['level']:.10g}<br>label {lab}"
-                        f"<br>rank pattern {_fmt_rank(p.get('rank_pattern'))}<br>index {p.get('index', '-')}"
+            text.append(f"point #{n['point_id']}<br>loss {n['level']:.10g} (E − E_min = {ax.rel(n['level']):.4g})"
+                        f"<br>label {lab}<br>rank pattern {_fmt_rank(p.get('rank_pattern'))}<br>index {p.get('index', '-')}"
                         f"<br>fraction {_fmt_ci(p) if p else n.get('fraction')}<br>{n['basin_count']} starts")
         fig.add_trace(go.Scatter(
-            x=[x[n["id"]] for n in ls], y=[n["level"] for n in ls], mode="markers", name=lab, legendgroup=lab,
+            x=[x[n["id"]] for n in ls], y=[ax.y(n["level"]) for n in ls], mode="markers", name=lab, legendgroup=lab,
             marker={"color": colours[lab], "size": [8 + 30 * math.sqrt(n["fraction"] or 0.0) for n in ls],
                     "line": {"color": "white", "width": 1}},
             text=text, hovertemplate="%{text}<extra></extra>"))
     merges = [n for n in nodes.values() if n["type"] == "merge"]
     if merges:
         fig.add_trace(go.Scatter(
-            x=[x[n["id"]] for n in merges], y=[n["level"] for n in merges], mode="markers", name="merge (saddle level)",
-            marker={"color": "#555555", "size": 6, "symbol": "diamond"},
-            text=[f"{n['id']}<br>level {n['level']:.10g}<br>minima {n['members']}<br>saddles {n.get('saddles')}"
+            x=[x[n["id"]] for n in merges], y=[ax.y(n["level"]) for n in merges], mode="markers",
+            name="merge (saddle level)", marker={"color": "#555555", "size": 6, "symbol": "diamond"},
+            text=[f"{n['id']}<br>level {n['level']:.10g} (E − E_min = {ax.rel(n['level']):.4g})<br>minima {n['members']}"
+                  f"<br>saddles {n.get('saddles')}"
                   + (f"<br>transition states {n.get('transition_states')}" if n.get("transition_states") else "")
                   + "".join(f"<br>barrier from {k}: {v:.4g}" for k, v in (n.get("barriers") or {}).items())
                   + f"<br>fraction {n['fraction'] if n['fraction'] is None else format(n['fraction'], '.4f')}"
@@ -243,7 +326,17 @@ def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None =
     order = sorted(leaves, key=lambda n: x[n["id"]])
     fig.update_xaxes(tickvals=[x[n["id"]] for n in order], ticktext=[f"#{n['point_id']}" for n in order],
                      title_text="minimum (point id)", showgrid=False, zeroline=False)
-    fig.update_yaxes(title_text="loss (objective, MODEL.md §2)")
+    tickvals, ticktext = ax.ticks()
+    ytitle = f"loss above the lowest minimum, E − E_min (E_min = {ax.e_min:.6g})"
+    if ax.compressed:
+        ytitle += f"; log scale above {ax.break_at:.3g}"
+        fig.add_hline(y=ax.break_at, line={"color": "#999999", "width": 1, "dash": "dot"})
+        n_above = sum(1 for n in nodes.values() if ax.rel(n["level"]) > ax.break_at)
+        fig.add_annotation(text=f"↑ compressed (log): {n_above} node{'s' if n_above != 1 else ''} up to "
+                                f"E − E_min = {ax.r_max:.4g}", x=1.0, xref="paper", xanchor="right",
+                           y=ax.break_at, yanchor="bottom", showarrow=False, font={"size": 10, "color": "#777777"})
+    fig.update_yaxes(title_text=ytitle, range=ax.range, autorange=False, tickvals=tickvals, ticktext=ticktext,
+                     zeroline=False)
     return _finalise(fig, title, sub)
 
 
@@ -586,10 +679,37 @@ def stacked_fractions_figure(rows: Sequence[Mapping], x: str, *, dynamics: str |
 GROUP_COLOURS = {"zero": "#7f7f7f", "bulk": "#1f77b4", "outlier": "#d62728"}
 
 
+#: Outlier labels of :func:`spectrum_groups_figure`: font size, and the vertical distance in
+#: pixels between the centres of two labels (more than a line of that font).
+GROUP_LABEL_FONT = 9
+GROUP_LABEL_GAP_PX = 14
+
+
+def _spread(pos: Sequence[float], gap: float, lo: float, hi: float) -> list[float]:
+    """Positions as close as possible to ``pos`` (any order; returned in the same order) that are
+    at least ``gap`` apart and within [lo, hi] (which must hold len(pos)·gap; order is kept)."""
+    order = sorted(range(len(pos)), key=lambda i: (pos[i], i))
+    p = [float(pos[i]) for i in order]
+    for k in range(len(p)):      # up: away from the one below
+        p[k] = max(p[k], lo if k == 0 else p[k - 1] + gap)
+    for k in reversed(range(len(p))):   # down: under the top, away from the one above
+        p[k] = min(p[k], hi if k == len(p) - 1 else p[k + 1] - gap)
+    out = [0.0] * len(p)
+    for k, i in enumerate(order):
+        out[i] = p[k]
+    return out
+
+
 def spectrum_groups_figure(rec: Mapping, *, title: str | None = None) -> go.Figure:
     """Sorted eigenvalues (signed log scale, :func:`symlog` with the record's τ), one trace per
     group kind (zero, bulk, outlier); every outlier group annotated with its value and
-    multiplicity. ``rec``: a :meth:`landscape.analysis.spectrum.SpectrumReport.to_dict` record."""
+    multiplicity. ``rec``: a :meth:`landscape.analysis.spectrum.SpectrumReport.to_dict` record.
+
+    Outlier labels never overlap: each sits near the height of its group, moved up or down just
+    enough to keep :data:`GROUP_LABEL_GAP_PX` pixels from its neighbours (the figure grows taller
+    when the plot area cannot hold them all), with a thin line to its group's first eigenvalue;
+    labels of groups in the left half of the spectrum are to the right of it, the others to the
+    left (where a sorted spectrum leaves room)."""
     from ..analysis.spectrum import group_multiplicity_text
 
     ev = np.sort(np.asarray(rec["eigenvalues"], dtype=float))
@@ -607,12 +727,27 @@ def spectrum_groups_figure(rec: Mapping, *, title: str | None = None) -> go.Figu
         fig.add_trace(go.Scatter(x=x[m], y=y[m], mode="markers", name=f"{k} ({int(m.sum())} {what}, {n_groups} groups)",
                                  marker={"color": GROUP_COLOURS[k], "size": 5}, customdata=ev[m],
                                  hovertemplate="#%{x}: μ = %{customdata:.8g}<extra>" + k + "</extra>"))
-    for g in rec["groups"]:
-        if g["kind"] != "outlier":
-            continue
-        i = int(np.searchsorted(ev, g["min"])) + 1
-        fig.add_annotation(x=i, y=float(symlog(g["value"], tau)), text=f"{g['value']:.4g} {group_multiplicity_text(g)}",
-                           showarrow=False, xanchor="left", font={"size": 9})
+    outliers = [g for g in rec["groups"] if g["kind"] == "outlier"]
+    height = HEIGHT
+    if ev.size:
+        y_lo, y_hi = float(y.min()), float(y.max())
+        pad = 0.06 * (y_hi - y_lo) if y_hi > y_lo else 1.0
+        y_lo, y_hi = y_lo - pad, y_hi + pad
+        plot_px = max(HEIGHT - MARGIN["t"] - MARGIN["b"], (len(outliers) + 1) * GROUP_LABEL_GAP_PX)
+        height = plot_px + MARGIN["t"] + MARGIN["b"]
+        px_per_y = plot_px / (y_hi - y_lo)
+        gx = [int(np.searchsorted(ev, g["min"])) + 1 for g in outliers]
+        gy = [float(symlog(g["value"], tau)) for g in outliers]
+        half = 0.5 * GROUP_LABEL_GAP_PX
+        label_px = _spread([(v - y_lo) * px_per_y for v in gy], GROUP_LABEL_GAP_PX, half, plot_px - half)
+        dx = max(1.0, 0.02 * ev.size)
+        for g, i, yi, lp in zip(outliers, gx, gy, label_px):
+            left = i <= 0.5 * (ev.size + 1)
+            fig.add_annotation(x=i, y=yi, ax=i + dx if left else i - dx, ay=y_lo + lp / px_per_y, axref="x", ayref="y",
+                               text=f"{g['value']:.4g} {group_multiplicity_text(g)}", xanchor="left" if left else "right",
+                               showarrow=True, arrowhead=0, arrowwidth=0.6, arrowcolor="#999999", standoff=3,
+                               font={"size": GROUP_LABEL_FONT})
+        fig.update_yaxes(range=[y_lo, y_hi], autorange=False)
     vals, text = _symlog_ticks(float(np.abs(ev).max()) if ev.size else tau, tau)
     fig.update_yaxes(tickvals=vals, ticktext=text, title_text="eigenvalue μ (signed log)")
     fig.update_xaxes(title_text="eigenvalue number (ascending)" if rec["method"] == "dense" else "computed eigenvalues")
@@ -623,7 +758,7 @@ def spectrum_groups_figure(rec: Mapping, *, title: str | None = None) -> go.Figu
            + "; groups: equal within group_rtol = "
            f"{rec['thresholds']['group_rtol']:g}; zero modes |μ| ≤ τ = {tau:.3g}"
            + (f" ({zero['symmetry']} symmetry + {zero['excess']} excess)" if zero else ""))
-    return _finalise(fig, title or f"Hessian spectrum by groups, point #{rec['point_id']}", sub)
+    return _finalise(fig, title or f"Hessian spectrum by groups, point #{rec['point_id']}", sub, height=height)
 
 
 def spectral_density_figure(rec: Mapping, *, title: str | None = None) -> go.Figure:
