@@ -53,9 +53,14 @@ def frame_norms(spec: ModelSpec) -> list[float]:
     return [K * spec.n] + [K] * (spec.L - 1) + [last]
 
 
+def log_frame_constant(spec: ModelSpec) -> float:
+    """log G = ½ Σ_l log(λ_l N_l) (in logs: G itself under- or overflows at large depth)."""
+    return 0.5 * sum(math.log(lam * N) for lam, N in zip(spec.lambdas, frame_norms(spec)))
+
+
 def frame_constant(spec: ModelSpec) -> float:
     """G = Π_l √(λ_l N_l): the penalty of the orthogonal-frame DNC point is ((L+1)/2)(s·G)^{2/(L+1)}."""
-    return float(np.exp(0.5 * sum(math.log(lam * N) for lam, N in zip(spec.lambdas, frame_norms(spec)))))
+    return float(np.exp(log_frame_constant(spec)))
 
 
 def relu_ce_equivalent_lambda(spec: ModelSpec) -> float:
@@ -64,7 +69,7 @@ def relu_ce_equivalent_lambda(spec: ModelSpec) -> float:
     if spec.loss != "ce":
         raise ValueError("relu_ce_equivalent_lambda is for the cross-entropy loss")
     L = spec.L
-    return frame_constant(spec) ** (2.0 / (L + 1)) / ((spec.K - 1) * spec.n ** (1.0 / (L + 1)))
+    return math.exp(2.0 * log_frame_constant(spec) / (L + 1)) / ((spec.K - 1) * spec.n ** (1.0 / (L + 1)))
 
 
 def mse_dnc_scales(spec: ModelSpec) -> list[float]:
@@ -73,7 +78,7 @@ def mse_dnc_scales(spec: ModelSpec) -> list[float]:
     L ≥ 2: the left side rises then falls in γ with its maximum at γ_m = (L−1)/(2L), so 0 or 2 roots
     (the larger is the minimum along the family, Dang et al.'s γ*)."""
     L = spec.L
-    logG2 = 2.0 * math.log(frame_constant(spec))
+    logG2 = 2.0 * log_frame_constant(spec)
     if L == 1:
         G = math.exp(0.5 * logG2)
         return [1.0 - G] if G < 1.0 else []
@@ -93,7 +98,8 @@ def mse_dnc_scales(spec: ModelSpec) -> list[float]:
 def mse_dnc_loss(gamma: float, spec: ModelSpec) -> float:
     """ℓ(γ) = (1−γ)²/2 + ((L+1)/2)(γG)^{2/(L+1)} of the MSE DNC point of scale γ (linear or ReLU)."""
     L = spec.L
-    return 0.5 * (1 - gamma) ** 2 + 0.5 * (L + 1) * (gamma * frame_constant(spec)) ** (2.0 / (L + 1))
+    pen = math.exp(2.0 * (math.log(gamma) + log_frame_constant(spec)) / (L + 1)) if gamma > 0 else 0.0
+    return 0.5 * (1 - gamma) ** 2 + 0.5 * (L + 1) * pen
 
 
 @dataclass(frozen=True)

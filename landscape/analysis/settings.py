@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
-from ..core.validate import check_int, check_number
+from ..core.validate import INDEX_MAX, check_int, check_number
 
 # The defaults, declared here (torch-free, so a study file is validated without importing torch)
 # and imported by the modules that use them; their meaning is documented there.
@@ -37,6 +37,32 @@ DEFAULT_SLQ_STEPS = 80
 DEFAULT_DENSITY_POINTS = 400
 DEFAULT_DENSITY_WIDTH = 0.005
 
+#: Dense copies of the gauge-tangent matrix T (rows × P float64) alive while
+#: :func:`landscape.analysis.symmetry.symmetry_space` takes its SVD: T, LAPACK's copy, Vᵀ and the
+#: basis (measured: 4.2 × T's bytes at 600 × 100,000).
+SYMMETRY_COPIES = 4
+#: Dense P × P float64 matrices of the spectrum's dense path (Hessian, eigenvectors, work), as
+#: :func:`landscape.analysis.spectrum.inspect_spectrum` asks :func:`choose_method` for.
+DENSE_SPECTRUM_MATRICES = 5
+
+
+def symmetry_matrix_bytes(rows: int, P: int) -> int:
+    """Bytes of the symmetry space of a point whose gauge-tangent matrix has ``rows`` rows at P
+    parameters (:data:`SYMMETRY_COPIES` dense copies)."""
+    return SYMMETRY_COPIES * 8 * int(rows) * int(P)
+
+
+def gauge_rows_bound(K: int, n: int, d: int, L: int, activation: str) -> int:
+    """Most rows of the gauge-tangent matrix of :func:`landscape.analysis.symmetry.symmetry_tangents`
+    at a critical point: r·d − r(r+1)/2 per gauge interface (L of them in the linear model, H₁|W₁
+    alone with ReLU), r the rank of the interface's factors. At a critical point with weight decay
+    the factors are balanced, so r ≤ K in the linear model (every factor has the rank of W_L) and
+    r ≤ min(d, N) at H₁|W₁ with ReLU."""
+    linear = activation == "linear"
+    r = min(d, K if linear else K * n)
+    return (L if linear else 1) * (r * d - r * (r + 1) // 2)
+
+
 #: Fields passed to :func:`landscape.analysis.hessian.analyse_hessian`.
 HESSIAN_FIELDS = ("tau", "tau_rel", "noise_mult", "dense_limit", "dense_budget_s", "lanczos_k", "lanczos_tol",
                   "lanczos_seed", "symmetry_rtol")
@@ -46,6 +72,8 @@ STRUCTURE_FIELDS = ("rank_rtol", "pattern_rtol", "collapse_tol", "zero_atol")
 
 #: Fields that may be None (meaning: the default rule) in both settings tables.
 _OPTIONAL = ("tau", "dense_limit")
+#: Seed fields (at most :data:`landscape.core.validate.INDEX_MAX`, as every seed).
+_SEEDS = ("lanczos_seed", "seed")
 
 
 def _check_fields(obj, table: str, integers: tuple[str, ...], zero_allowed: tuple[str, ...]) -> None:
@@ -57,7 +85,8 @@ def _check_fields(obj, table: str, integers: tuple[str, ...], zero_allowed: tupl
         if f.name in _OPTIONAL and v is None:
             continue
         if f.name in integers:
-            check_int(f"{table}.{f.name}", v, 0 if f.name in zero_allowed else 1)
+            object.__setattr__(obj, f.name, check_int(f"{table}.{f.name}", v, 0 if f.name in zero_allowed else 1,
+                                                      maximum=INDEX_MAX if f.name in _SEEDS else None))
         else:
             object.__setattr__(obj, f.name, check_number(f"{table}.{f.name}", v, allow_zero=f.name in zero_allowed))
 

@@ -20,7 +20,38 @@ import numpy as np
 
 from ..core.gauge import gauge_interfaces  # noqa: F401  (re-exported: the interfaces with a gauge)
 from ..core.model import ModelSpec
-from .settings import DEFAULT_SYMMETRY_RTOL  # noqa: F401  (declared with every analysis default)
+from ..core.validate import check_memory
+from .settings import DEFAULT_SYMMETRY_RTOL, symmetry_matrix_bytes  # noqa: F401  (declared with every analysis default)
+
+
+def _interface_bases(spec: ModelSpec, F, rtol: float) -> list[tuple[int, np.ndarray, int]]:
+    """(i, U_i, r_i) per gauge interface: the left singular vectors of [F_i, F_{i+1}ᵀ] and their
+    numerical rank (d × d work per interface)."""
+    out = []
+    for i in gauge_interfaces(spec):
+        U, sv, _ = np.linalg.svd(np.hstack([F[i], F[i + 1].T]), full_matrices=True)
+        r = int(np.sum(sv > rtol * sv[0])) if sv.size and sv[0] > 0 else 0
+        out.append((i, U, r))
+    return out
+
+
+def _check_rows(spec: ModelSpec, n_rows: int) -> None:
+    check_memory(f"the symmetry space of this point (K={spec.K}, n={spec.n}, d={spec.d}, L={spec.L}: P={spec.P:,})",
+                 symmetry_matrix_bytes(n_rows, spec.P),
+                 f"its dense {n_rows:,} × {spec.P:,} gauge-tangent matrix and SVD")
+
+
+def symmetry_rows(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTOL) -> int:
+    """Rows of :func:`symmetry_tangents` at θ, from the interfaces' ranks alone (nothing of the
+    matrix is built)."""
+    d = spec.d
+    return sum(r * d - r * (r + 1) // 2 for _, _, r in _interface_bases(spec, spec.split(theta), rtol))
+
+
+def check_symmetry_memory(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTOL) -> None:
+    """The refusal of :func:`symmetry_tangents` (a ResourceError with the estimate) ahead of it:
+    for a command that checks every point before it writes anything."""
+    _check_rows(spec, symmetry_rows(spec, theta, rtol))
 
 
 def symmetry_tangents(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTOL) -> np.ndarray:
@@ -32,15 +63,21 @@ def symmetry_tangents(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTO
     only pairs a < r_i, a < b are built: δF_i = A F_i, δF_{i+1} = −F_{i+1} A, every other factor 0
     (r_i·d − r_i(r_i+1)/2 rows per interface, out of d(d−1)/2). The span's dimension is then found
     numerically by :func:`symmetry_space`.
+
+    The matrix is dense (rows × P float64, and its SVD takes about
+    :data:`~landscape.analysis.settings.SYMMETRY_COPIES` such copies): its size is known from the
+    ranks r_i before anything of it is allocated, and a point whose symmetry space would exceed
+    the memory budget is refused then (:class:`landscape.core.validate.ResourceError`, with the
+    estimate), not after the allocation fails.
     """
     F = spec.split(theta)
     offs = spec.offsets
     d = spec.d
     rows = []
-    for i in gauge_interfaces(spec):
+    bases = _interface_bases(spec, F, rtol)
+    _check_rows(spec, sum(r * d - r * (r + 1) // 2 for _, _, r in bases))
+    for i, U, r in bases:
         Fi, Fn = F[i], F[i + 1]
-        U, sv, _ = np.linalg.svd(np.hstack([Fi, Fn.T]), full_matrices=True)
-        r = int(np.sum(sv > rtol * sv[0])) if sv.size and sv[0] > 0 else 0
         UF = U.T @ Fi          # (d, cols_i): row a is u_aᵀ F_i
         FU = Fn @ U            # (rows_{i+1}, d): column a is F_{i+1} u_a
         for a in range(r):

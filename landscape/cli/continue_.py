@@ -38,6 +38,7 @@ def main(args) -> int:
     from ..study.continuation import ContinuationSettings, continue_in_width, param_value
 
     out = Path(args.dir)
+    wanted = parse_points(args.points)   # before anything is opened or written
     check_int("--steps", args.steps, 1)
     check_number("--budget", args.budget)
     if not (args.budget > 0):
@@ -48,11 +49,8 @@ def main(args) -> int:
     with StudyStore.open(out / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
         pts = {p.id: p for p in store.points()}
-        if args.points:
-            try:
-                ids = [int(x) for x in args.points.split(",") if x.strip()]
-            except ValueError:
-                raise SpecError(f"--points={args.points!r} is invalid: must be point ids separated by commas") from None
+        if wanted is not None:
+            ids = wanted
             missing = [i for i in ids if i not in pts]
             if missing:
                 raise SpecError(f"--points names {missing}, which the study does not hold (it has {sorted(pts)})")
@@ -65,12 +63,18 @@ def main(args) -> int:
             if not float(args.to).is_integer() or args.to < cfg.model.d:
                 raise SpecError(f"--to={args.to:g} is invalid: must be an integer width >= {cfg.model.d}")
             to = int(args.to)
-            est = width_cost_estimate(cfg.model, to, len(ids))
+            # the time estimate sums over the widths, so it stops where it passes --budget and at the
+            # first width over the memory budget (refused next): a huge --to is refused at once
+            widest = widest_width(cfg.model, to)
+            horizon = to if widest == to else (widest or cfg.model.d) + 1
+            est = width_cost_estimate(cfg.model, horizon, len(ids), stop_above=args.budget)
             if est > args.budget:
+                more = " or more"   # a partial sum: it stopped once past --budget (or at the memory bound)
                 raise SpecError(f"--to={to} is refused: the analysis at every width {cfg.model.d}..{to} of {len(ids)} "
-                                f"point(s) is estimated at {est:.3g} s (the dense cost model of this machine, P up to "
-                                f"{_P_at(cfg.model, to):,}), over --budget={args.budget:g} s; raise --budget or choose a "
-                                "smaller --to")
+                                f"point(s) is estimated at {est:.3g} s{more} (the dense cost model of this machine, P "
+                                f"up to {_P_at(cfg.model, to):,}), over --budget={args.budget:g} s; raise --budget or "
+                                "choose a smaller --to")
+            check_width_memory(cfg.model, to)
             record = {"param": "d", "from": cfg.model.d, "to": to, "branches": branches}
             path = out / "continuation-d.json"
             try:
@@ -113,18 +117,74 @@ def main(args) -> int:
     return 0
 
 
+def parse_points(text: str | None) -> list[int] | None:
+    """The point ids of ``--points ID,...`` (None: the option was not given); a SpecError for
+    anything but one or more non-negative integers separated by commas (an empty list, ``,``,
+    is an input error, not "no points")."""
+    from ..core.validate import SpecError
+
+    if text is None:
+        return None
+    parts = [x.strip() for x in text.split(",")]
+    ids = [x for x in parts if x]
+    if not ids or not all(x.isascii() and x.isdigit() for x in ids):
+        raise SpecError(f"--points={text!r} is invalid: must be one or more point ids (integers >= 0) separated by "
+                        "commas, e.g. --points 0,3")
+    return list(dict.fromkeys(int(x) for x in ids))
+
+
+def _width_memory(spec, d: int) -> int:
+    """Bytes of the dense symmetry space of a critical point at width d
+    (:func:`landscape.analysis.settings.gauge_rows_bound` rows × P)."""
+    from ..analysis.settings import gauge_rows_bound, symmetry_matrix_bytes
+
+    return symmetry_matrix_bytes(gauge_rows_bound(spec.K, spec.n, d, spec.L, spec.activation), _P_at(spec, d))
+
+
+def widest_width(spec, to: int) -> int | None:
+    """The widest width in [the study's, ``to``] whose analysis fits the memory budget, or None."""
+    from ..core.validate import memory_budget
+    from ..study.config import _largest
+
+    budget = memory_budget()[0]
+    return _largest(spec.d, to, lambda d: _width_memory(spec, d) <= budget)
+
+
+def check_width_memory(spec, to: int) -> None:
+    """Refuse before the first width a continuation whose analysis at width ``to`` (the dense
+    symmetry space of a critical point) would exceed the memory budget, with the estimate and
+    the widest width that fits."""
+    from ..analysis.settings import gauge_rows_bound
+    from ..core.validate import check_memory, memory_budget
+
+    if _width_memory(spec, to) <= memory_budget()[0]:
+        return
+    widest = widest_width(spec, to)
+    check_memory(f"--to={to}", _width_memory(spec, to),
+                 f"the symmetry analysis at width {to} (a dense "
+                 f"{gauge_rows_bound(spec.K, spec.n, to, spec.L, spec.activation):,} × {_P_at(spec, to):,} "
+                 "gauge-tangent matrix and its SVD)",
+                 f"within it --to must be <= {widest}" if widest else "")
+
+
 def _P_at(spec, d: int) -> int:
     """Parameter count at width d: dN + (L−1)d² + Kd."""
     return d * spec.K * spec.n + (spec.L - 1) * d * d + spec.K * d
 
 
-def width_cost_estimate(spec, to: int, n_points: int) -> float:
+def width_cost_estimate(spec, to: int, n_points: int, stop_above: float | None = None) -> float:
     """Predicted seconds of a width continuation: per point, the analysis at every width from the
     study's to ``to``, each at the dense cost model of this machine (an upper bound where the
-    analysis takes the Lanczos path)."""
+    analysis takes the Lanczos path). ``stop_above``: stop summing once the total passes it (the
+    total so far, a lower bound, is returned)."""
     from ..analysis.hessian import dense_cost_s
 
-    return n_points * sum(dense_cost_s(_P_at(spec, d)) for d in range(spec.d, to + 1))
+    total = 0.0
+    for d in range(spec.d, to + 1):
+        total += n_points * dense_cost_s(_P_at(spec, d))
+        if stop_above is not None and total > stop_above:
+            break
+    return total
 
 
 def _follow_all(store, cfg, ids, args, settings, branches) -> None:

@@ -34,7 +34,8 @@ def main(args) -> int:
     from ..core.validate import SpecError
     from ..io.results import FILES, check_results_folder, read_json
     from ..net.config import NetConfig, load_net
-    from . import EXIT_INTERRUPTED
+    from ..net.data import load_dataset
+    from . import EXIT_INTERRUPTED, check_new_folder
 
     if args.resume:
         if args.config or args.overrides or args.out or args.preset:
@@ -51,7 +52,11 @@ def main(args) -> int:
         if (out / FILES["config"]).exists() and not args.force:
             raise SpecError(f"{out} already holds a run: continue it with `landscape net --resume {out}` "
                             "or choose another --out")
-    from ..net.run import run_net   # torch: only once the configuration and the folder are good
+        check_new_folder(out)
+    # the dataset (file, labels, samples per class) before anything is written into the folder: a bad
+    # one must not leave a config.json behind that refuses the corrected command
+    load_dataset(cfg.dataset, cfg.n_train, cfg.n_test, seed=cfg.split_seed, standardise=cfg.standardise)
+    from ..net.run import run_net   # torch: only once the configuration, the dataset and the folder are good
 
     try:
         s = run_net(cfg, out, progress=not args.no_progress)

@@ -36,9 +36,9 @@ def main(args) -> int:
     from pathlib import Path
 
     from ..core.validate import SpecError
-    from ..io.results import DB_NAME, check_results_folder
+    from ..io.results import DB_NAME, check_results_folder, folder_kind, is_net_folder
     from ..study.config import load_study
-    from . import EXIT_INTERRUPTED
+    from . import EXIT_INTERRUPTED, check_new_folder
 
     if args.resume:
         from ..study.run import load_config
@@ -47,11 +47,18 @@ def main(args) -> int:
             raise SpecError("--resume DIR continues the study stored in DIR with its own configuration: "
                             "it takes no --config, --set or --out, and no --preset")
         out = Path(args.resume)
+        if folder_kind(out) == "sweep":
+            raise SpecError(f"--resume {out} is a sweep folder (it holds sweep.json): resume it with "
+                            f"`landscape sweep {out / 'sweep.json'} --out {out}` (the same command as before)")
+        if folder_kind(out) is None and is_net_folder(out):
+            raise SpecError(f"--resume {out} is a `landscape net` run: resume it with `landscape net --resume {out}`")
         cfg = load_config(out)
+        cfg.check_resources()
     else:
         cfg = load_study(args.config, args.overrides, preset=args.preset)
         out = Path(args.out) if args.out else Path("runs") / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_results_folder(out, force=args.force)
+        check_new_folder(out)
         if (out / DB_NAME).exists():
             from ..io.store import StudyStore
 

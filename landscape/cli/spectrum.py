@@ -69,8 +69,9 @@ def _spectra(args, out, written: list) -> int:
         for pid in todo:
             if pid not in ids:
                 raise SpecError(f"POINT={pid} is invalid: the study has points {ids}")
-        own_subfolder(out, "spectra")
         settings = SpectrumSettings.from_analysis(cfg.analysis, dense_budget_s=args.budget, group_rtol=args.group_rtol)
+        _check_memory(cfg, store, todo, settings)   # every point, before anything is written
+        own_subfolder(out, "spectra")
         for pid in todo:
             p = store.point(pid)
             t = time.perf_counter()
@@ -94,3 +95,21 @@ def _spectra(args, out, written: list) -> int:
                       f"max {rep.residual.max():.4g}")
             print(f"  written {out / 'spectra' / f'point-{pid}.json'}")
     return 0
+
+
+def _check_memory(cfg, store, todo, settings) -> None:
+    """Refuse (a ResourceError with the estimate) before any spectrum is computed or written when
+    a point's dense symmetry space, or the dense path where ``dense_limit`` forces it, would exceed
+    the memory budget (:func:`landscape.core.validate.memory_budget`)."""
+    from ..analysis.settings import DENSE_SPECTRUM_MATRICES
+    from ..analysis.symmetry import check_symmetry_memory
+    from ..core.validate import check_memory
+
+    spec = cfg.model.as_float64()
+    P = spec.P
+    if settings.dense_limit is not None and P <= settings.dense_limit:
+        check_memory(f"analysis.dense_limit={settings.dense_limit}", DENSE_SPECTRUM_MATRICES * 8 * P * P,
+                     f"the dense spectrum it forces at P={P:,} ({DENSE_SPECTRUM_MATRICES} dense {P:,} × {P:,} "
+                     "matrices)")
+    for pid in todo:
+        check_symmetry_memory(spec, store.point(pid).params)

@@ -14,6 +14,11 @@ import argparse
 
 #: Most block patterns (integer partitions of K) the catalogue enumerates: K ≤ 41.
 MAX_PATTERNS = 50_000
+#: Largest K whose catalogue has at most MAX_PATTERNS patterns (checked before any counting, so
+#: a huge K is refused at once instead of hanging in the count or running out of memory).
+MAX_K = 41
+#: Largest K whose pattern count a refusal prints (beyond: "more than" that count).
+COUNT_K = 500
 
 
 def register(sub) -> None:
@@ -77,9 +82,11 @@ def run(args: argparse.Namespace) -> int:
     if spec.activation != "linear" or spec.loss != "ce":
         return _member_dnc(spec, args.json)
     K, n, L = spec.K, spec.n, spec.L
-    if partitions_count(K) > MAX_PATTERNS:
-        raise SpecError(f"K={K} is invalid here: its catalogue has {partitions_count(K):,} block patterns "
-                        f"(one per integer partition of K); `landscape theory` enumerates at most {MAX_PATTERNS:,} (K ≤ 41)")
+    if K > MAX_K:   # counted only up to COUNT_K (the count is O(K²)): a huge K is refused at once
+        count = f"{partitions_count(K):,}" if K <= COUNT_K else f"more than {partitions_count(COUNT_K):.3g}"
+        raise SpecError(f"K={K} is invalid here: its catalogue has {count} block patterns (one per integer "
+                        f"partition of K); `landscape theory` enumerates at most {MAX_PATTERNS:,}: K must be in "
+                        f"[2, {MAX_K}]")
     lam = theory.effective_lambda(spec)
     cat = theory.structure_catalogue(K, n, L, lam)
     verdict = theory.dnc_global_minimum_candidate(K, n, L, lam)
@@ -110,14 +117,21 @@ def _member_dnc(spec, as_json: bool) -> int:
 
     from ..analysis.family import member_dnc
 
-    pts = member_dnc(spec)
+    try:
+        pts = member_dnc(spec)
+    except (ValueError, OverflowError, ZeroDivisionError) as exc:   # e.g. Π λ_l N_l underflows at large L
+        from ..core.validate import SpecError
+
+        raise SpecError(f"L={spec.L} is invalid here: the closed forms of the {spec.activation} {spec.loss.upper()} "
+                        f"member leave floating-point range at this depth ({exc}); choose a smaller L") from None
     name = "α (logits αS)" if spec.loss == "ce" else "γ (Z = γY)"
     if as_json:
         print(json.dumps({"spec": spec.to_dict(), "dnc": [p.to_dict() for p in pts], "scale": name,
                           "catalogue": "block catalogue: linear CE only"}, indent=1))
         return 0
     print(f"K={spec.K} n={spec.n} d={spec.d} L={spec.L} {spec.activation} {spec.loss.upper()}, "
-          f"λ per factor {', '.join(f'{x:g}' for x in spec.lambdas)}")
+          + (f"λ={spec.lambdas[0]:g} on every factor" if len(set(spec.lambdas)) == 1
+             else f"λ per factor {', '.join(f'{x:g}' for x in spec.lambdas)}"))
     if not pts:
         print("DNC: no stationary scale at these λ (the origin is the only DNC-like point)")
     for i, p in enumerate(pts):

@@ -16,6 +16,10 @@ ACTIVATIONS = ("linear", "relu")
 LOSSES = ("ce", "mse")
 #: Floating-point types a model may compute in (torch dtypes: :data:`landscape.core.model.DTYPES`).
 DTYPE_NAMES = ("float64", "float32")
+#: Deepest model: its factors are listed one by one (shapes, offsets, the λ of each), so L = 10⁹
+#: would take gigabytes and minutes before any estimate could refuse it; a study's memory bound
+#: (:meth:`landscape.study.config.StudyConfig.check_resources`) is far below this anyway.
+MAX_DEPTH = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,12 @@ class ModelSpec:
     dtype: str = "float64"
 
     def __post_init__(self):
-        check_int("K", self.K, 2)
-        check_int("n", self.n, 1)
-        check_int("L", self.L, 1)
-        check_int("d", self.d, self.K, f" (K={self.K}): width must be at least the class count")
+        object.__setattr__(self, "K", check_int("K", self.K, 2))
+        object.__setattr__(self, "n", check_int("n", self.n, 1))
+        object.__setattr__(self, "L", check_int("L", self.L, 1, " (the factors are listed one by one: "
+                                                "shapes, offsets, λ per factor)", maximum=MAX_DEPTH))
+        object.__setattr__(self, "d", check_int("d", self.d, self.K,
+                                                f" (K={self.K}): width must be at least the class count"))
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("loss", self.loss, LOSSES)
         check_choice("dtype", self.dtype, DTYPE_NAMES)

@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..analysis.settings import AnalysisSettings
-from ..core.validate import (SpecError, check_bool, check_choice, check_fields, check_int, check_integral,
+from ..core.spec import MAX_DEPTH
+from ..core.validate import (INDEX_MAX, SpecError, check_bool, check_choice, check_fields, check_int, check_integral,
                              check_number, check_table)
 from ..study.config import (check_certify_tol, check_device, check_name, layered, load_config_dict, parse_value,
                             stage_list)
@@ -144,18 +145,23 @@ class NetConfig:
         check_every = check_integral("train.check_every", tr.get("check_every", 500))
         own = {k: an.pop(k) for k in _ANALYSIS_OWN if k in an}
         check_fields("[analysis]", an, _ANALYSIS_OWN + tuple(f.name for f in fields(AnalysisSettings)))
+        seeds = check_int("seeds", d.get("seeds", 16), 1)
+        # seeds seed..seed+seeds-1 each seed a torch generator and are stored: signed 64-bit integers
+        seed = check_int("seed", d.get("seed", 0), 0, f" (with seeds={seeds}: seeds are signed 64-bit integers)",
+                         maximum=INDEX_MAX - seeds + 1)
         dataset = net.get("dataset", "digits")
         if not isinstance(dataset, str) or not dataset:
             raise SpecError(f"net.dataset={dataset!r} is invalid: must be a dataset name or an .npz path")
         return cls(
-            raw=d, name=check_name(d.get("name", "net")), seed=check_int("seed", d.get("seed", 0), 0),
-            seeds=check_int("seeds", d.get("seeds", 16), 1), device=check_device(d.get("device", "cpu")),
+            raw=d, name=check_name(d.get("name", "net")), seed=seed, seeds=seeds,
+            device=check_device(d.get("device", "cpu")),
             dtype=dtype, certify_tol=certify_tol, dataset=dataset,
             n_train=check_int("net.n_train", net.get("n_train", 50), 1),
             n_test=check_int("net.n_test", net.get("n_test", 50), 0),
             standardise=check_bool("net.standardise", net.get("standardise", True)),
             split_seed=check_int("net.split_seed", net.get("split_seed", 0), 0),
-            backbone=backbone, hidden=hidden, d=K_unknown_d, L=check_int("net.L", net.get("L", 3), 1),
+            backbone=backbone, hidden=hidden, d=K_unknown_d,
+            L=check_int("net.L", net.get("L", 3), 1, maximum=MAX_DEPTH),
             activation=check_choice("net.activation", net.get("activation", "linear"), ("linear", "relu")),
             reg=regularisation, lr=check_number("train.lr", tr.get("lr", 0.05)),
             max_iter=check_integral("train.max_iter", tr.get("max_iter", 20000)),

@@ -62,6 +62,38 @@ def _digits() -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     return X.astype(np.float64), y.astype(np.int64), (8, 8)
 
 
+#: float64 copies of X alive while a dataset is read and split (the array, its float64 form, the split).
+_X_COPIES = 3
+
+
+def _npy_shape(fh) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of a .npy stream from its header alone (nothing of the data is read)."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(fh)
+    read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError(f".npy version {version} is not 1.0 or 2.0")
+    shape, _, dtype = read(fh)
+    return shape, dtype
+
+
+def _check_npz_memory(path, f) -> None:
+    """Refuse an .npz whose X and y (by their headers, before any data is read or decompressed)
+    would need more memory than the budget once read as float64 and split."""
+    from ..core.validate import check_memory
+
+    sizes = {}
+    names = set(f.zip.namelist())
+    for key in ("X", "y"):
+        with f.zip.open(f"{key}.npy" if f"{key}.npy" in names else key) as fh:
+            shape, _ = _npy_shape(fh)
+        sizes[key] = (shape, int(np.prod(shape, dtype=object)))
+    need = 8 * (_X_COPIES * sizes["X"][1] + 2 * sizes["y"][1])
+    check_memory(f"dataset={str(path)!r}", need,
+                 f"reading its X {sizes['X'][0]} and y {sizes['y'][0]} as float64 and splitting them")
+
+
 def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[int, int] | None]:
     """``X`` (flattened to (N, F), float64), ``y`` (int64) and the image shape of an ``.npz``
     file; a one-line SpecError for a missing file, missing keys or arrays of the wrong kind."""
@@ -73,6 +105,7 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[int, in
             if "X" not in f or "y" not in f:
                 raise SpecError(f"dataset={str(path)!r} is invalid: the .npz must hold arrays 'X' and 'y' "
                                 f"(it holds {sorted(f.files)})")
+            _check_npz_memory(path, f)
             X, y = np.asarray(f["X"]), np.asarray(f["y"])
     except (OSError, ValueError) as exc:
         if isinstance(exc, SpecError):
@@ -90,6 +123,31 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray, tuple[int, in
     return X.reshape(X.shape[0], -1).astype(np.float64), y.astype(np.int64), image
 
 
+#: Most classes a dataset's counts per class are listed for in an error message.
+_SHOWN_CLASSES = 20
+
+
+def check_labels(y: np.ndarray) -> int:
+    """K, the class count of integer labels ``y`` (N,), if they are exactly 0..K−1 with K ≥ 2;
+    else a SpecError. The range is checked against N before anything of size K is made: every
+    class needs a sample, so K ≤ N, and a label of 1.5·10⁹ among 1,797 samples is refused
+    instead of counted (a 12 GB bincount)."""
+    N = int(y.shape[0])
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= N:
+        raise SpecError(f"dataset y is invalid: labels must be class numbers 0..K-1 with every class present, so in "
+                        f"[0, {N - 1}] for {N:,} samples (found labels {lo}..{hi})")
+    K = hi + 1
+    counts = np.bincount(y, minlength=K)
+    if K < 2 or counts.min() == 0:
+        missing = np.flatnonzero(counts == 0)
+        shown = (f"classes without a sample: {missing[:_SHOWN_CLASSES].tolist()}"
+                 + (f" and {missing.size - _SHOWN_CLASSES:,} more" if missing.size > _SHOWN_CLASSES else "")
+                 if K >= 2 else f"only K={K} class")
+        raise SpecError(f"dataset y is invalid: labels must cover 0..K-1 with K >= 2 ({shown})")
+    return K
+
+
 def load_dataset(name: str, n_train: int, n_test: int = 0, *, seed: int = 0,
                  standardise: bool = True) -> Dataset:
     """The balanced split of dataset ``name`` (see the module docstring) with ``n_train`` training
@@ -101,10 +159,8 @@ def load_dataset(name: str, n_train: int, n_test: int = 0, *, seed: int = 0,
         X, y, image = read_arrays(name)
     else:
         raise SpecError(f"dataset={name!r} is invalid: must be one of {DATASETS} or a path ending in .npz")
-    K = int(y.max()) + 1
+    K = check_labels(y)
     counts = np.bincount(y, minlength=K)
-    if K < 2 or counts.min() == 0:
-        raise SpecError(f"dataset y is invalid: labels must cover 0..K-1 with K >= 2 (counts per class {counts.tolist()})")
     need = n_train + n_test
     if counts.min() < need:
         raise SpecError(f"n_train + n_test = {need} is invalid: the smallest class of {name!r} has "

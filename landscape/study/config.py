@@ -39,6 +39,16 @@ below 100·ε (2.2e-14 in float64) round-off in ∇L alone exceeds it, so nothin
 above 1e-8 the parameter error of a certified point (≈ ‖∇L‖/λ) exceeds what the deduplication
 tolerances can absorb, and distinct structures merge or copies of one split. In float32 the two
 bounds cross (100·ε = 1.2e-5 > 1e-8): float32 studies cannot certify and are refused.
+
+**Resources.** :func:`load_study` (and a sweep's cells, and ``landscape run --resume``) estimates
+the memory of a run before anything is allocated (:func:`study_memory_parts`: the trajectories'
+records, a unit of ``batch_size`` starts, the dense symmetry analysis of a critical point, a
+nudged elastic band) and refuses a study over the memory budget
+(:func:`landscape.core.validate.memory_budget`: ``LANDSCAPE_MEMORY_BUDGET``, else half the RAM)
+with the estimate and the largest value of the field that fits. Study indices are signed 64-bit
+integers: ``trajectories`` ≤ :data:`CHECK_OFFSET` (main rows stay below the ``[check]`` rows),
+saddle-search rows must not overlap the ``[check]`` rows, and seeds and the last saddle-search
+index are at most 2⁶³ − 1. A study file is a regular file of at most 1 MiB.
 """
 from __future__ import annotations
 
@@ -50,10 +60,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.settings import AnalysisSettings, DedupTolerances
+from ..analysis.settings import (DENSE_SPECTRUM_MATRICES, AnalysisSettings, DedupTolerances, gauge_rows_bound,
+                                 symmetry_matrix_bytes)
 from ..core.init import InitScheme
 from ..core.spec import DTYPE_NAMES, ModelSpec
-from ..core.validate import SpecError, check_choice, check_fields, check_int, check_number, check_table
+from ..core.validate import (INDEX_MAX, SpecError, check_choice, check_fields, check_int, check_memory,
+                             check_number, check_table, format_bytes, memory_budget)
 from ..engines.stage import ENGINES, StageConfig
 
 MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation", "loss": "loss",
@@ -76,17 +88,46 @@ DEVICE_HELP = '"auto", "cpu", "cuda" or "cuda:N"'
 from .presets import default_config_dict, preset_path, presets  # noqa: E402,F401
 
 
+#: Largest study, sweep or net file (TOML) read; a results folder's JSON record may be larger.
+CONFIG_MAX_BYTES = 2 ** 20
+#: Largest JSON record (config.json, OUT/sweep.json with its cells) read as a study or sweep file.
+CONFIG_JSON_MAX_BYTES = 64 * 2 ** 20
+
+
 def _read_text(path: Path, what: str) -> str:
-    if path.is_dir():
-        raise SpecError(f"{what}={str(path)!r} is invalid: it is a directory, not a study file")
-    if not path.exists():
-        raise SpecError(f"{what}={str(path)!r} is invalid: no such file")
+    """The text of a study file: a regular file (not a device, pipe or directory) of at most
+    :data:`CONFIG_MAX_BYTES` (:data:`CONFIG_JSON_MAX_BYTES` for .json), UTF-8; else a SpecError
+    naming it, before more than that is read."""
+    import stat
+
+    limit = CONFIG_JSON_MAX_BYTES if path.suffix == ".json" else CONFIG_MAX_BYTES
     try:
-        return path.read_text(encoding="utf-8")
+        st = path.stat()
+    except FileNotFoundError:
+        raise SpecError(f"{what}={str(path)!r} is invalid: no such file") from None
+    except OSError as exc:
+        raise SpecError(f"{what}={str(path)!r} is invalid: cannot read it ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SpecError(f"{what}={str(path)!r} is invalid: it is a directory, not a study file")
+    if not stat.S_ISREG(st.st_mode):
+        raise SpecError(f"{what}={str(path)!r} is invalid: not a regular file (a device, pipe or socket); "
+                        "a study file must be a regular file")
+    kind = ".json record" if path.suffix == ".json" else "study file"
+    too_big = SpecError(f"{what}={str(path)!r} is invalid: larger than {format_bytes(limit)} "
+                        f"(a {kind} must be at most {limit:,} bytes)")
+    if st.st_size > limit:
+        raise too_big
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise SpecError(f"{what}={str(path)!r} is invalid: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > limit:   # grew since stat
+        raise too_big
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"{what}={str(path)!r} is invalid: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise SpecError(f"{what}={str(path)!r} is invalid: cannot read it ({exc.strerror})") from None
 
 
 def load_config_dict(path: str | Path, what: str = "config") -> dict:
@@ -282,8 +323,11 @@ class SaddleSearch:
         check_table("saddles", d)
         check_fields("[saddles]", d, cls.FIELDS + SADDLE_PIPELINES)
         dflt = cls()
-        starts = check_int("saddles.starts", d.get("starts", dflt.starts), 0)
-        offset = check_int("saddles.index_offset", d.get("index_offset", dflt.index_offset), 0)
+        starts = check_int("saddles.starts", d.get("starts", dflt.starts), 0, maximum=CHECK_OFFSET)
+        # the last start's index, index_offset + starts - 1, is a SQLite integer
+        offset = check_int("saddles.index_offset", d.get("index_offset", dflt.index_offset), 0,
+                           f" (with saddles.starts={starts}: trajectory indices are signed 64-bit integers)",
+                           maximum=INDEX_MAX - max(starts, 1) + 1)
         if offset < trajectories:
             raise SpecError(f"saddles.index_offset={offset} is invalid: must be >= trajectories={trajectories}, "
                             "so saddle-search starts never share an index (and seed) with a main trajectory")
@@ -401,6 +445,19 @@ class CheckSettings:
         return " → ".join(s.describe() for s in self.stages)
 
 
+def _check_index_ranges(saddles: SaddleSearch, check: CheckSettings) -> None:
+    """A SpecError if the saddle-search starts (``index_offset + j``) share a study index with
+    the [check] rows (``CHECK_OFFSET + j``): the run would store two trajectories under one index
+    and stop after computing them. (Main rows are below both: ``index_offset >= trajectories``
+    and ``trajectories <= CHECK_OFFSET``.)"""
+    lo, hi = saddles.index_offset, saddles.index_offset + saddles.starts
+    clo, chi = CHECK_OFFSET, CHECK_OFFSET + check.starts
+    if saddles.starts and check.starts and lo < chi and clo < hi:
+        raise SpecError(f"saddles.index_offset={lo} is invalid: the saddle-search starts {lo}..{hi - 1} overlap "
+                        f"the [check] rows {clo}..{chi - 1} (check.starts={check.starts}); must be <= "
+                        f"{clo - saddles.starts} or >= {chi}")
+
+
 def connect_settings(d):
     from .connect_settings import ConnectSettings
 
@@ -447,10 +504,14 @@ class StudyConfig:
             raise SpecError("stages is empty: a study needs at least one [[stages]] table")
         stages = stage_list("stages", stage_dicts, certify)
         name = check_name(cfg.get("name", "study"))
-        seed = check_int("seed", cfg.get("seed", 0), 0)
-        trajectories = check_int("trajectories", cfg.get("trajectories", 100), 1)
+        seed = check_int("seed", cfg.get("seed", 0), 0, maximum=INDEX_MAX)
+        trajectories = check_int("trajectories", cfg.get("trajectories", 100), 1,
+                                 f" (main trajectory indices stay below the [check] rows at {CHECK_OFFSET})",
+                                 maximum=CHECK_OFFSET)
         batch = check_int("batch_size", cfg.get("batch_size", 512), 1)
         saddles = SaddleSearch.from_dict(cfg.get("saddles", {}), certify, trajectories)
+        check = CheckSettings.from_dict(cfg.get("check", {}), certify, trajectories)
+        _check_index_ranges(saddles, check)
         dd = check_table("dedup", cfg.get("dedup", {}))
         check_fields("[dedup]", dd, [f.name for f in fields(DedupTolerances)])
         try:
@@ -466,7 +527,7 @@ class StudyConfig:
                    max_saddle_visits=check_int("max_saddle_visits", cfg.get("max_saddle_visits", 10), 0),
                    working_batch=check_int("working_batch", cfg.get("working_batch", 0), 0),
                    compile=check_choice("compile", cfg.get("compile", "auto"), ("auto", "on", "off")),
-                   check=CheckSettings.from_dict(cfg.get("check", {}), certify, trajectories))
+                   check=check)
 
     def to_dict(self) -> dict:
         """Effective configuration, in the file layout (loadable by :meth:`from_dict`)."""
@@ -493,6 +554,139 @@ class StudyConfig:
         init = self.init.name + (f"(alpha={self.init.alpha:g})" if self.init.name == "small" else "")
         return " → ".join(s.describe() for s in self.stages) + f"; init {init}"
 
+    def memory_parts(self, **changes) -> dict[str, int]:
+        """Estimated bytes of the parts of a run of this study (module docstring, *Resources*), with
+        any of ``d``, ``L``, ``trajectories``, ``batch_size``, ``images`` changed."""
+        return study_memory_parts(self, **changes)
+
+    def check_resources(self) -> None:
+        """A :class:`landscape.core.validate.ResourceError` if a run of this study is estimated to
+        need more memory than the budget (:func:`landscape.core.validate.memory_budget`), naming
+        the field, the estimate and the largest value that fits; before anything is allocated."""
+        check_study_memory(self)
+
+
+# ----- resources ------------------------------------------------------------------------------------
+#: Bytes one trajectory holds in memory during a run (measured: ~1.4 kB for its record in the
+#: summary, ~50 B for its index in the unit lists).
+BYTES_PER_TRAJECTORY = 1536
+#: (batch_size, P) float64 arrays a committed unit holds at least: its starts, end points and
+#: gradients (an engine's state adds more).
+UNIT_ARRAYS = 3
+#: (P,) float64 arrays per image of a nudged elastic band at least: positions, gradients,
+#: tangents, forces, velocities and the previous step.
+NEB_ARRAYS = 6
+
+
+def _pipelines(cfg: "StudyConfig"):
+    return (("stages", cfg.stages), ("saddles.stages", cfg.saddles.stages), ("saddles.descend", cfg.saddles.descend),
+            ("check.stages", cfg.check.stages))
+
+
+def study_memory_parts(cfg: "StudyConfig", *, d: int | None = None, L: int | None = None,
+                       trajectories: int | None = None, batch_size: int | None = None,
+                       images: int | None = None) -> dict[str, int]:
+    """Estimated bytes of each part of a run: ``records`` (every trajectory's, held together by
+    the summary), and the phases that hold their own large arrays one after the other: ``unit``
+    (a committed unit of ``batch_size`` starts), ``symmetry`` (the dense gauge-tangent matrix of
+    one critical point and its SVD, :func:`landscape.analysis.settings.gauge_rows_bound` rows),
+    ``dense`` (the dense Hessian path, only where ``analysis.dense_limit`` forces it),
+    ``gauge_projector`` (a stage with ``curvature_gauge``: the (T, P) tangents of one row) and
+    ``band`` (one nudged elastic band, where the ``[connect]`` search runs). Closed forms: no
+    allocation, microseconds."""
+    m = cfg.model
+    K, n = m.K, m.n
+    d = m.d if d is None else d
+    L = m.L if L is None else L
+    P = d * K * n + (L - 1) * d * d + K * d
+    batch = cfg.batch_size if batch_size is None else batch_size
+    starts = (cfg.trajectories if trajectories is None else trajectories) + cfg.check.starts + cfg.saddles.starts
+    parts = {"records": BYTES_PER_TRAJECTORY * starts,
+             "unit": UNIT_ARRAYS * 8 * batch * P,
+             "symmetry": symmetry_matrix_bytes(gauge_rows_bound(K, n, d, L, m.activation), P)}
+    if cfg.analysis.dense_limit is not None and P <= cfg.analysis.dense_limit:
+        parts["dense"] = DENSE_SPECTRUM_MATRICES * 8 * P * P
+    if any(s.curvature_gauge for _, pipe in _pipelines(cfg) for s in pipe):
+        T = (L if m.activation == "linear" else 1) * d * (d - 1) // 2
+        parts["gauge_projector"] = 8 * T * (P + T)
+    c = cfg.connect
+    if c is not None and (c.max_pairs > 0 or c.pairs):
+        parts["band"] = NEB_ARRAYS * 8 * ((c.images if images is None else images) + 2 + c.insert) * P
+    return parts
+
+
+def _peak(parts: dict) -> int:
+    """The records stay while each phase runs in turn: records + the largest phase."""
+    return parts["records"] + max(v for k, v in parts.items() if k != "records")
+
+
+def _largest(lo: int, hi: int, fits) -> int | None:
+    """The largest integer v in [lo, hi] with ``fits(v)`` (``fits`` true below some value and
+    false above it), or None."""
+    if hi < lo or not fits(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def check_study_memory(cfg: "StudyConfig") -> None:
+    """:meth:`StudyConfig.check_resources`: refuse with the estimate, the field that dominates it
+    and the largest value of that field that fits the memory budget."""
+    parts = study_memory_parts(cfg)
+    need = _peak(parts)
+    budget, _ = memory_budget()
+    if need <= budget:
+        return
+
+    def fits(**kw) -> bool:
+        return _peak(study_memory_parts(cfg, **kw)) <= budget
+
+    m = cfg.model
+    P = m.P
+    phase = max((k for k in parts if k != "records"), key=parts.get)
+    part = "records" if parts["records"] >= parts[phase] else phase
+    if part == "records":
+        v = _largest(1, cfg.trajectories, lambda x: fits(trajectories=x))
+        starts = cfg.trajectories + cfg.check.starts + cfg.saddles.starts
+        check_memory(f"trajectories={cfg.trajectories}", need,
+                     f"a run of {starts:,} trajectories (~{BYTES_PER_TRAJECTORY:,} B each, held by the summary)",
+                     f"within it trajectories must be <= {v:,}" if v else "no number of trajectories fits it")
+    elif part == "unit":
+        v = _largest(1, cfg.batch_size, lambda x: fits(batch_size=x))
+        check_memory(f"batch_size={cfg.batch_size}", need,
+                     f"a unit of {cfg.batch_size:,} starts at P={P:,} parameters ({UNIT_ARRAYS} arrays of "
+                     f"{cfg.batch_size:,} × {P:,} float64)",
+                     f"within it batch_size must be <= {v:,}" if v else
+                     f"not even one start fits at P={P:,}: choose a smaller model")
+    elif part == "band":
+        c = cfg.connect
+        v = _largest(3, c.images, lambda x: fits(images=x))
+        check_memory(f"connect.images={c.images}", need,
+                     f"a nudged elastic band of {c.images + 2 + c.insert:,} images at P={P:,} parameters "
+                     f"({NEB_ARRAYS} arrays per image)",
+                     f"within it connect.images must be in [3, {v:,}]" if v else
+                     "not even 3 images fit: choose a smaller model or connect.max_pairs = 0")
+    elif part == "dense":
+        check_memory(f"analysis.dense_limit={cfg.analysis.dense_limit}", need,
+                     f"the dense Hessian path it forces at P={P:,} parameters ({DENSE_SPECTRUM_MATRICES} dense "
+                     f"{P:,} × {P:,} float64 matrices)",
+                     f"set analysis.dense_limit below P={P:,}, or leave it unset (the cost model then keeps the "
+                     "dense path within memory)")
+    else:   # symmetry or gauge_projector: the model's size
+        dmax = _largest(m.K, m.d, lambda x: fits(d=x))
+        Lmax = _largest(1, m.L, lambda x: fits(L=x))
+        ranges = ([f"d <= {dmax} at L={m.L}"] if dmax else []) + ([f"L <= {Lmax} at d={m.d}"] if Lmax else [])
+        what = (f"the symmetry analysis of one critical point (a dense "
+                f"{gauge_rows_bound(m.K, m.n, m.d, m.L, m.activation):,} × {P:,} gauge-tangent matrix and its SVD)"
+                if part == "symmetry" else
+                f"the gauge projector of a stage with curvature_gauge = true (a dense "
+                f"{(m.L if m.activation == 'linear' else 1) * m.d * (m.d - 1) // 2:,} × {P:,} tangent matrix per "
+                "tested row; curvature_gauge = false avoids it)")
+        check_memory(f"the model d={m.d}, L={m.L} (K={m.K}, n={m.n}: P={P:,} parameters)", need, what,
+                     ("within it " + " or ".join(ranges)) if ranges else "no width or depth fits it at this K and n")
+
 
 def load_study(path: str | Path | None = None, overrides: list[str] | None = None, *,
                preset: str | None = None) -> StudyConfig:
@@ -508,4 +702,6 @@ def load_study(path: str | Path | None = None, overrides: list[str] | None = Non
             raise SpecError(f"preset={preset!r} is a {cmd} preset: run it with `landscape {cmd} --preset {preset}`")
     elif path is not None:
         base = layered(base, load_config_dict(path))
-    return StudyConfig.from_dict(apply_overrides(base, overrides or []))
+    cfg = StudyConfig.from_dict(apply_overrides(base, overrides or []))
+    cfg.check_resources()
+    return cfg

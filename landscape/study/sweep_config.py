@@ -20,6 +20,9 @@ from .config import (StudyConfig, apply_overrides, default_config_dict, layered,
 
 #: Name of the grid table in a sweep file.
 SWEEP_TABLE = "sweep"
+#: Most cells a sweep may have: each is a study folder of its own, validated before anything
+#: runs (about 0.3 ms a cell), so a grid beyond this is refused before it is expanded.
+MAX_CELLS = 10_000
 #: Characters allowed in a cell name; anything else becomes "-".
 _CELL_CHARS = re.compile(r"[^A-Za-z0-9._=+,\-]")
 
@@ -73,8 +76,11 @@ class SweepConfig:
     cells: tuple[Cell, ...]
 
     @classmethod
-    def from_dict(cls, cfg: dict, overrides: Iterable[str] = ()) -> "SweepConfig":
-        """Sweep from a study dict with a ``[sweep]`` table, plus ``--set`` overrides."""
+    def from_dict(cls, cfg: dict, overrides: Iterable[str] = (), *, on_expand=None) -> "SweepConfig":
+        """Sweep from a study dict with a ``[sweep]`` table, plus ``--set`` overrides. A grid of
+        more than :data:`MAX_CELLS` cells is refused before it is expanded; ``on_expand(n)`` hears
+        the number of cells once the axes and the base study are valid, before they are expanded
+        and validated one by one (and each estimated: :meth:`StudyConfig.check_resources`)."""
         cfg = copy.deepcopy(cfg)
         axes = cfg.pop(SWEEP_TABLE, None)
         if not isinstance(axes, dict):
@@ -112,23 +118,34 @@ class SweepConfig:
                     if "not a known field" in msg:
                         msg = f"is not a known field ({msg.split('not a known field ', 1)[1]}"
                     raise SpecError(f"sweep axis {key!r} {msg}") from None
+        n_cells = math.prod(len(v) for v in axes.values())
+        if n_cells > MAX_CELLS:
+            raise SpecError(f"[{SWEEP_TABLE}] is invalid: its grid has {n_cells:,} cells ("
+                            + " × ".join(f"{len(v):,} {k}" for k, v in axes.items())
+                            + f"); a sweep may have at most {MAX_CELLS:,} cells (each is a study folder of its own): "
+                            "split it into several sweeps")
         base = apply_overrides(cfg, base_overrides)
         name = base.get("name", "sweep")
         StudyConfig.from_dict(base)  # the base study must be valid on its own
+        if on_expand is not None:
+            on_expand(n_cells)
         grid = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
         names = [cell_name(ov) for ov in grid]
+        seen = set()
         for cname in names:
-            if names.count(cname) > 1:
+            if cname in seen:
                 raise SpecError(f"[{SWEEP_TABLE}]: two cells share the folder name {cname!r}; "
                                 "make the values differ in [A-Za-z0-9._+,-]")
+            seen.add(cname)
         cells = []
         for ov, cname in zip(grid, names):
             d = apply_overrides(base, [f"{k}={_toml_literal(v)}" for k, v in ov.items()])
             d["name"] = f"{name}-{cname}"
             try:
                 study = StudyConfig.from_dict(d)
+                study.check_resources()
             except SpecError as exc:
-                raise SpecError(f"sweep cell {cname}: {exc}") from None
+                raise type(exc)(f"sweep cell {cname}: {exc}") from None
             cells.append(Cell(cname, ov, study))
         return cls(name=name, base=base, axes=axes, cells=tuple(cells))
 
@@ -137,9 +154,11 @@ class SweepConfig:
         return {**copy.deepcopy(self.base), SWEEP_TABLE: copy.deepcopy(self.axes)}
 
 
-def load_sweep(path: str | Path | None = None, overrides: Iterable[str] = (), *, preset: str | None = None) -> SweepConfig:
+def load_sweep(path: str | Path | None = None, overrides: Iterable[str] = (), *, preset: str | None = None,
+               on_expand=None) -> SweepConfig:
     """Sweep from a file (.toml, or the sweep.json of a sweep folder) or a preset, layered on the
-    embedded default study (:func:`landscape.study.config.layered`), plus ``--set`` overrides."""
+    embedded default study (:func:`landscape.study.config.layered`), plus ``--set`` overrides
+    (``on_expand``: :meth:`SweepConfig.from_dict`)."""
     import tomllib
 
     if (path is None) == (preset is None):
@@ -157,4 +176,4 @@ def load_sweep(path: str | Path | None = None, overrides: Iterable[str] = (), *,
     base = layered(default_config_dict(), cfg)
     if axes is not None:
         base[SWEEP_TABLE] = axes
-    return SweepConfig.from_dict(base, overrides)
+    return SweepConfig.from_dict(base, overrides, on_expand=on_expand)
