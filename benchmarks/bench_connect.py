@@ -13,7 +13,10 @@ the wall time.
 ``python benchmarks/bench_connect.py [--study DIR] [--max-pairs N] [--max-depth D] [--strategy pairs|graph]
 [--methods minmode newton]`` (default: ``data/paper/width/cells/d=70``, the paper's size, the 6
 pairs among its four minima); results go to ``benchmarks/results/connect.json``
-(``--out`` elsewhere).
+(``--out`` elsewhere). ``--smoke`` (seconds, for ``benchmarks/smoke.sh``; pass ``--out``): the
+d = 10 cell of the same sweep (P = 700, its two minima), one pair, depth 1, min-mode only. The
+study is only ever read through a temporary copy of its database: nothing is written under it
+(not even SQLite's WAL index).
 """
 from __future__ import annotations
 
@@ -68,11 +71,12 @@ def run(study: Path, refine: str, max_pairs: int, max_depth: int, strategy: str 
             attempts = store.get_meta("connect_attempts", [])
             store_report = store.get_meta("connect_report")
             after = components(store)
+            P = cfg.model.P
     report = store_report
     print(f"{refine}/{strategy}: {n} transition states from {len(attempts)} pairs in {wall:.0f} s; components {before} → {after}; "
           + "; ".join(f"{'–'.join(map(str, r['labels']))} {r['barriers'][0]:.3g}/{r['barriers'][1]:.3g}" for r in ts),
           flush=True)
-    return {"refine": refine, "strategy": strategy, "report": report, "pairs_tried": len(attempts), "transition_states": n, "wall_s": wall,
+    return {"refine": refine, "strategy": strategy, "P": P, "report": report, "pairs_tried": len(attempts), "transition_states": n, "wall_s": wall,
             "components_before": before, "components_after": after, "records": ts,
             "outcomes": [{k: a.get(k) for k in ("pair", "outcome", "index", "refined_by", "minmode_converged")}
                          for a in attempts]}
@@ -88,11 +92,14 @@ def main() -> None:
                     help="pairs: the max-pairs most-visited pairs and max-depth rounds (as measured first); "
                          "graph: DoubleEndedConnect over all minima")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/connect.json"))
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds: the d=10 cell (P=700), one pair, depth 1, minmode only (pass --out)")
     args = ap.parse_args()
+    if args.smoke:
+        args.study, args.max_pairs, args.max_depth, args.methods = str(ROOT / "data/paper/width/cells/d=10"), 1, 1, ["minmode"]
     study = Path(args.study)
-    with StudyStore.open(study, readonly=True) as store:
-        P = StudyConfig.from_dict(store.config).model.P
     rows = [run(study, m, args.max_pairs, args.max_depth, args.strategy) for m in args.methods]
+    P = rows[0]["P"]
     result = {"what": "connect_minima on a finished study's minima: min-mode following vs Newton-MR refinement",
               "date": time.strftime("%Y-%m-%d"), "study": str(study.relative_to(ROOT) if study.is_relative_to(ROOT) else study),
               "P": P, "max_pairs": args.max_pairs, "max_depth": args.max_depth, "strategy": args.strategy,

@@ -8,7 +8,9 @@
    starts, with the basin fractions each produces (end points grouped by loss to 1e-7).
 
 Run: ``python benchmarks/bench_engines.py`` (about 2–3 minutes on 2 cores). ``--quick`` for a
-smaller run. Results are printed and written to ``benchmarks/results/engines.json``.
+smaller run; ``--smoke`` (seconds, for ``benchmarks/smoke.sh``: toy sizes, pass ``--out``) checks
+that it runs, not what it measures. Results are printed and written to
+``benchmarks/results/engines.json`` (``--out`` elsewhere).
 """
 from __future__ import annotations
 
@@ -44,10 +46,14 @@ def main() -> None:
     ap.add_argument("--baseline-trajectories", type=int, default=16, help="trajectories the SGD loop runs")
     ap.add_argument("--starts", type=int, default=512, help="starts for the per-critical-point comparison")
     ap.add_argument("--no-pele", action="store_true", help="skip pele even if installed")
-    ap.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke run)")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes")
+    ap.add_argument("--smoke", action="store_true", help="toy sizes (seconds): pass --out")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "engines.json"))
     args = ap.parse_args()
     if args.quick:
         args.B, args.steps, args.baseline_trajectories, args.starts = 256, 50, 4, 48
+    if args.smoke:
+        args.B, args.steps, args.baseline_trajectories, args.starts = 32, 5, 2, 8
     cfg = load_study()
     model = DeepUFM(cfg.model)
     report: dict = {"config": cfg.to_dict(), "threads": torch.get_num_threads()}
@@ -107,9 +113,10 @@ def main() -> None:
         print(f"  fastest landscape engine ({best[1]}) is {ratio:.1f}x faster per certified point than pele")
         report["pele_ratio"] = ratio
     report["per_point"] = rows
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "engines.json").write_text(json.dumps(report, indent=2))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"written {out}")
 
 
 if __name__ == "__main__":

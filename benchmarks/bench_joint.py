@@ -10,7 +10,10 @@ label, uncertified counts, distinct points) and reports the ratio as measured, w
 
 Run: ``python benchmarks/bench_joint.py`` (a few minutes on 2 cores); ``--set KEY=VALUE``
 changes the sweep (e.g. ``--set d=30``, ``--set 'sweep.lambda=[...]'``). Results go to
-``benchmarks/results/joint.json``.
+``benchmarks/results/joint.json`` (``--out`` elsewhere). ``--smoke`` (seconds, for
+``benchmarks/smoke.sh``; pass ``--out``): two λ cells of 8 trajectories under L-BFGS instead of
+GD (seconds rather than minutes to certified ends: it checks that the benchmark runs, not what it
+measures).
 """
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ from landscape.study.sweep import load_sweep, run_sweep
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SET = ["d=10", "trajectories=64", "batch_size=64",
                "sweep.lambda=[0.00390625, 0.001953125, 0.0009765625, 0.00048828125, 0.000244140625]"]
+#: What ``--smoke`` adds to :data:`DEFAULT_SET`.
+SMOKE_SET = ["trajectories=8", "batch_size=8", "sweep.lambda=[0.0009765625, 0.00048828125]", "engine=lbfgs",
+             "stages.0.max_iter=3000", "stages.0.tol=1e-8"]
 #: Columns that must agree between the two executors.
 SAME = ("n_trajectories", "dnc_count", "uncertified_count", "n_distinct_points", "mean_logit_rank")
 
@@ -39,8 +45,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/joint.json"))
+    ap.add_argument("--smoke", action="store_true", help="seconds: 2 cells of 8 trajectories (pass --out)")
     args = ap.parse_args()
-    overrides = DEFAULT_SET + args.overrides
+    overrides = DEFAULT_SET + (SMOKE_SET if args.smoke else []) + args.overrides
     sweep = load_sweep(None, overrides, preset="paper-lambda")
     print(f"sweep {sweep.name}: {len(sweep.cells)} cells at P={sweep.cells[0].config.model.P}; "
           f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
@@ -56,7 +63,9 @@ def main() -> None:
         print(f"one batch ({joint.joint_batches} joint units): {t_joint:.1f} s; ratio {t_alone / t_joint:.2f}")
 
     def key(rows):
-        return [({k: r[k] for k in SAME}, {k: v for k, v in r.items() if k.startswith("count_")}) for r in rows]
+        # NaN (the mean logit rank of a cell without a certified end) as None, so that it equals itself
+        return [({k: None if r[k] != r[k] else r[k] for k in SAME}, {k: v for k, v in r.items() if k.startswith("count_")})
+                for r in rows]
 
     same = key(alone["prevalence"]) == key(pooled["prevalence"])
     result = {
@@ -73,6 +82,8 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"same prevalence: {same}; written {args.out}")
+    if not same:   # as bench_sweep.py
+        raise SystemExit("the two executors disagree: see the prevalence rows in the result file")
 
 
 if __name__ == "__main__":

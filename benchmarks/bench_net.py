@@ -9,7 +9,10 @@
 
 ``python benchmarks/bench_net.py [--preset NAME] [--steps 200] [--full] [--device cpu|cuda] [--set K=V]``
 (``--set net.dataset=data/digits.npz``: the same digits as an .npz, for a machine without scikit-learn)
-writes ``benchmarks/results/net.json`` (a section per preset; ``--out`` elsewhere).
+writes ``benchmarks/results/net.json`` (a section per preset; ``--out`` elsewhere). ``--smoke``
+(seconds, for ``benchmarks/smoke.sh``; pass ``--out``): 5 steps of 2 toy networks (5 images per
+class, hidden 16, d = 10) and the preset end to end at that size with capped budgets; it checks
+that the benchmark runs, not what it measures.
 """
 from __future__ import annotations
 
@@ -30,6 +33,9 @@ from landscape.net.run import build_net, run_net
 from landscape.net.train import train
 
 _DT = {"float64": torch.float64, "float32": torch.float32}
+#: What ``--smoke`` sets before any ``--set`` of the command line.
+SMOKE_SET = ["seeds=2", "net.n_train=5", "net.n_test=5", "net.d=10", "net.hidden=[16]", "train.max_iter=50",
+             "train.check_every=10", "handoff.0.max_iter=500", "handoff.0.stall_window=100"]
 
 
 def _steps(net, X, y, reg, lr, steps):
@@ -81,8 +87,11 @@ def main(argv=None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="as `landscape net --set`, e.g. net.dataset=data/digits.npz where scikit-learn is absent")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "net.json"))
+    ap.add_argument("--smoke", action="store_true", help="seconds: toy sizes, 5 steps, --full included (pass --out)")
     a = ap.parse_args(argv)
-    cfg = load_net(preset=a.preset, overrides=[f'device="{a.device}"', *a.overrides])
+    if a.smoke:
+        a.steps, a.full = 5, True
+    cfg = load_net(preset=a.preset, overrides=[f'device="{a.device}"', *(SMOKE_SET if a.smoke else []), *a.overrides])
     out = Path(a.out)
     rec = json.loads(out.read_text()) if out.is_file() else {}
     section = {"measured": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, "

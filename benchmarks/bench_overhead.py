@@ -11,7 +11,8 @@ wall time into
   summary, tree and graph.
 
 ``python benchmarks/bench_overhead.py [--trajectories N] [--set K=V …]`` prints the shares and
-writes ``benchmarks/results/overhead.json``.
+writes ``benchmarks/results/overhead.json`` (``--out`` elsewhere). ``--smoke`` (seconds, for
+``benchmarks/smoke.sh``; pass ``--out``): 32 starts in units of 16.
 """
 from __future__ import annotations
 
@@ -45,7 +46,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--set", action="append", default=[], metavar="K=V", help="further overrides of the study")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "overhead.json"))
+    ap.add_argument("--smoke", action="store_true", help="seconds: 32 starts in units of 16 (pass --out)")
     args = ap.parse_args()
+    if args.smoke:
+        args.trajectories, args.batch_size = 32, 16
     overrides = [f"trajectories={args.trajectories}", f"batch_size={args.batch_size}", "saddles.starts=0",
                  "connect.max_pairs=0", "name=overhead", *args.set]
     cfg = load_study(overrides=overrides)

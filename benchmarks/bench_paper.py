@@ -22,7 +22,9 @@ with the date they were measured (``"measured"``).
 
 ``python benchmarks/bench_paper.py [--device cpu|cuda] [--quick]`` writes
 ``benchmarks/results/paper.json`` (``--out`` elsewhere). ``--quick`` (under 3 minutes on 2 cores)
-measures throughput at two sizes and fidelity on 8 starts at d = 30.
+measures throughput at two sizes and fidelity on 8 starts at d = 30. ``--smoke`` (seconds: every
+section that ``--quick`` runs, at toy sizes, for ``benchmarks/smoke.sh``; pass ``--out``) checks
+that the benchmark runs, not what it measures.
 """
 from __future__ import annotations
 
@@ -273,7 +275,7 @@ def spectrum_rows(widths, device: str, dense_max_P: int = 10000) -> list[dict]:
         alpha = max(dnc_scale_roots(spec.K, spec.n, spec.L, LAM))
         theta = torch.from_numpy(dnc_point(spec, alpha))
         grad = float(DeepUFM(spec).loss_and_grad(theta)[1].norm())
-        for method, limit in (("dense", 10 ** 9), ("lanczos", 0)):
+        for method, limit in (("dense", 10 ** 9), ("lanczos", 1)):   # dense_limit ≥ 1; P > 1 always: Lanczos
             if method == "dense" and spec.P > dense_max_P:
                 continue
             t = time.perf_counter()
@@ -299,11 +301,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--quick", action="store_true", help="throughput at two sizes, fidelity on 8 starts at d=30")
+    ap.add_argument("--smoke", action="store_true", help="toy sizes (seconds): d=16 throughput, 4 starts at d=10")
     ap.add_argument("--widths", type=int, nargs="+", default=[30, 70, 100], help="widths of the fidelity runs")
     ap.add_argument("--starts", type=int, default=64, help="starts per width in the fidelity runs")
     ap.add_argument("--skip", nargs="*", default=[], choices=["throughput", "pele", "fidelity", "ts", "flow", "spectrum"])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "paper.json"))
     args = ap.parse_args()
+    args.quick = args.quick or args.smoke
     from landscape.core.allocator import retain_freed_host_memory
 
     tuned = retain_freed_host_memory()  # before any baseline, so the plain loop and pele get it too
@@ -312,24 +316,28 @@ def main() -> None:
         sys.exit("--device cuda: torch sees no CUDA device here")
     report = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "device": str(device),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "threads": torch.get_num_threads(), "torch": torch.__version__, "quick": args.quick,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "quick": args.quick, "smoke": args.smoke,
               "host_allocator_tuned": tuned}
     gpu = device.type == "cuda"
     if "throughput" not in args.skip:
         print("throughput (GD, lr 0.5):", flush=True)
-        widths = [16, 70] if args.quick else [16, 30, 70, 100]
-        batches = ([64, 8192] if gpu else [64]) if args.quick else ([256, 2048, 8192, 32768] if gpu else [16, 64, 256, 512])
-        report["throughput"] = throughput_rows(device, widths, batches, steps=(200 if gpu else 30) if args.quick else
-                                               (1000 if gpu else 100), plain_steps=20 if args.quick else 50)
+        if args.smoke:
+            report["throughput"] = throughput_rows(device, [16], [16], steps=5, plain_steps=3)
+        else:
+            widths = [16, 70] if args.quick else [16, 30, 70, 100]
+            batches = ([64, 8192] if gpu else [64]) if args.quick else ([256, 2048, 8192, 32768] if gpu else [16, 64, 256, 512])
+            report["throughput"] = throughput_rows(device, widths, batches, steps=(200 if gpu else 30) if args.quick else
+                                                   (1000 if gpu else 100), plain_steps=20 if args.quick else 50)
     if "pele" not in args.skip and not args.quick and not gpu:
         print("pele vs batched L-BFGS at P=9100:", flush=True)
         report["pele"] = pele_rows(32)
     if "fidelity" not in args.skip:
         print("fidelity of the paper's experiment:", flush=True)
-        widths, starts = ([30], 8) if args.quick else (args.widths, args.starts)
+        widths, starts = ([10], 4) if args.smoke else ([30], 8) if args.quick else (args.widths, args.starts)
         with tempfile.TemporaryDirectory() as keep:
-            report["fidelity"] = [fidelity_row(d, starts, str(device), keep=Path(keep) / f"d{d}" if d == 70 else None)
-                                  for d in widths]
+            extra = ["stages.0.max_iter=300"] if args.smoke else []   # smoke: uncertified ends are fine
+            report["fidelity"] = [fidelity_row(d, starts, str(device), extra,
+                                               keep=Path(keep) / f"d{d}" if d == 70 else None) for d in widths]
             if 70 in widths and "ts" not in args.skip:
                 print("transition states among the d = 70 minima:", flush=True)
                 report["transition_states"] = transition_state_row(Path(keep) / "d70")
@@ -338,7 +346,7 @@ def main() -> None:
         report["gd_vs_flow"] = gd_vs_flow(70, args.starts, str(device))
     if "spectrum" not in args.skip:
         print("Hessian spectra at the DNC minimum:", flush=True)
-        report["spectrum"] = spectrum_rows([30] if args.quick else [30, 70, 100], str(device))
+        report["spectrum"] = spectrum_rows([10] if args.smoke else [30] if args.quick else [30, 70, 100], str(device))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     report["measured"] = {k: report["when"] for k in SECTIONS if k in report}

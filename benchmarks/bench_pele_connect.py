@@ -20,10 +20,18 @@ reported as it returns them, with their Hessian index computed here by the tool'
 ``data/paper/width/cells/d=70``, P = 9100, pairs 1,3 (pairs – simplex(6)+2×pair) and 2,3
 (simplex(8)+pair – simplex(6)+2×pair), the two pairs the tool joined directly in
 ``data/paper/fig2-d70``); results go to ``benchmarks/results/pele_connect.json``.
+
+Where pele is not installed, a run that asks for it says so and exits 0 without writing anything
+(``--methods landscape`` runs the tool's search alone). ``--smoke`` (seconds, for
+``benchmarks/smoke.sh``; pass ``--out``): the d = 10 cell of the same sweep (P = 700), its pair
+0,1 (the tool's search to depth 1), pele with 2 cycles where installed, else the tool's search
+alone. The study is only ever read through a temporary copy of its database: nothing is written
+under it (not even SQLite's WAL index).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -58,14 +66,14 @@ QUENCH_TOL = 1e-8
 NEB_PARAMS = {"NEBquenchParams": {"tol": 1e-6, "maxErise": 100.0, "nsteps": 3000}, "k": 1.0}
 
 
-def ours(study: Path, a: int, b: int) -> dict:
+def ours(study: Path, a: int, b: int, max_depth: int = 2) -> dict:
     """The tool's connect phase on the named pair, on a copy of the study."""
     with tempfile.TemporaryDirectory() as tmp:
         shutil.copy(study / "study.sqlite", Path(tmp) / "study.sqlite")
         with StudyStore.open(Path(tmp)) as store:
             cfg = StudyConfig.from_dict(store.config)
             cfg = replace(cfg, connect=replace(cfg.connect, max_pairs=0, pairs=((a, b),), strategy="pairs",
-                                               max_depth=2))
+                                               max_depth=max_depth))
             t = time.perf_counter()
             connect_minima(Session(cfg, store, lambda e: None))
             wall = time.perf_counter() - t
@@ -171,23 +179,24 @@ def main() -> None:
     ap.add_argument("--no-projection", action="store_true",
                     help="leave pele's zero-mode projection off (orthogZeroEigs=None) instead of the gauge tangents")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/pele_connect.json"))
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds: the d=10 cell (P=700), pair 0,1, pele 2 cycles where installed (pass --out)")
     args = ap.parse_args()
+    have_pele = importlib.util.find_spec("pele") is not None
+    if args.smoke:
+        args.study, args.pairs, args.niter = str(ROOT / "data/paper/width/cells/d=10"), ["0,1"], 2
+        if not have_pele:
+            print("pele is not installed (pip install pele): smoke run of the landscape method only", flush=True)
+            args.methods = [m for m in args.methods if m != "pele"] or ["landscape"]
+    elif "pele" in args.methods and not have_pele:
+        print("pele is not installed (pip install pele): skipping this benchmark, nothing written "
+              "(--methods landscape runs this tool's search alone)", flush=True)
+        return
     study = Path(args.study)
-    with StudyStore.open(study, readonly=True) as store:
-        cfg = StudyConfig.from_dict(store.config)
-        pts = {p.id: store.point(p.id) for p in store.points()}
-    rows = []
-    for text in args.pairs:
-        a, b = map(int, text.split(","))
-        row = {"pair": [a, b], "labels": [pts[a].label, pts[b].label], "losses": [pts[a].loss, pts[b].loss]}
-        if "landscape" in args.methods:
-            row["landscape"] = ours(study, a, b)
-            print(f"{a},{b} landscape: {json.dumps(row['landscape'], default=str)}", flush=True)
-        if "pele" in args.methods:
-            row["pele"] = theirs(cfg.model, pts[a].params, pts[b].params, pts[a].loss, pts[b].loss, args.niter,
-                                 project=not args.no_projection)
-            print(f"{a},{b} pele: {json.dumps(row['pele'], default=str)}", flush=True)
-        rows.append(row)
+    with tempfile.TemporaryDirectory() as src:
+        # read (and search) a copy: even a read-only open of a WAL database writes its index next to it
+        shutil.copy(study / "study.sqlite", Path(src) / "study.sqlite")
+        rows, cfg = run_pairs(Path(src), args)
     result = {"what": "two pairs of minima joined by this tool's connect phase and by pele's DoubleEndedConnect "
                       "(the tool's alignment as pele's distance), side by side",
               "date": time.strftime("%Y-%m-%d"),
@@ -198,6 +207,26 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"written {args.out}")
+
+
+def run_pairs(study: Path, args) -> tuple[list[dict], StudyConfig]:
+    """Each pair of ``args.pairs`` by each method of ``args.methods``, on ``study`` (a copy)."""
+    with StudyStore.open(study, readonly=True) as store:
+        cfg = StudyConfig.from_dict(store.config)
+        pts = {p.id: store.point(p.id) for p in store.points()}
+    rows = []
+    for text in args.pairs:
+        a, b = map(int, text.split(","))
+        row = {"pair": [a, b], "labels": [pts[a].label, pts[b].label], "losses": [pts[a].loss, pts[b].loss]}
+        if "landscape" in args.methods:
+            row["landscape"] = ours(study, a, b, max_depth=1 if args.smoke else 2)
+            print(f"{a},{b} landscape: {json.dumps(row['landscape'], default=str)}", flush=True)
+        if "pele" in args.methods:
+            row["pele"] = theirs(cfg.model, pts[a].params, pts[b].params, pts[a].loss, pts[b].loss, args.niter,
+                                 project=not args.no_projection)
+            print(f"{a},{b} pele: {json.dumps(row['pele'], default=str)}", flush=True)
+        rows.append(row)
+    return rows, cfg
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ max(F / peak, M / bandwidth); the step's **fraction of the roofline** is that ti
 measured one (1 = at the machine's limit). The target of issue 19 is ≥ 0.7.
 
 ``python benchmarks/bench_roofline.py [--device cpu|cuda] [--widths 16 70 100]`` (P = 1216,
-9100, 16,000 at K = 10, n = 5, L = 2) writes ``benchmarks/results/roofline.json``.
+9100, 16,000 at K = 10, n = 5, L = 2) writes ``benchmarks/results/roofline.json`` (``--out``
+elsewhere). ``--smoke`` (seconds, for ``benchmarks/smoke.sh``; pass ``--out``): d = 16, 5 steps, a
+32 MiB triad; it checks that the benchmark runs, not what it measures.
 """
 from __future__ import annotations
 
@@ -61,10 +63,13 @@ def main() -> None:
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 70, 100])
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/roofline.json"))
+    ap.add_argument("--smoke", action="store_true", help="seconds: d=16, 5 steps, a small triad (pass --out)")
     args = ap.parse_args()
+    if args.smoke:
+        args.widths, args.steps = [16], 5
     device = torch.device(args.device)
     peak = peak_gflops(device)
-    bw = triad_gbs(device)
+    bw = triad_gbs(device, elements=2 ** 22 if args.smoke else 2 ** 25)
     print(f"{device}: dgemm peak {peak:.1f} GFLOP/s, triad {bw:.1f} GB/s ({torch.get_num_threads()} threads)")
     rows = []
     for d in args.widths:

@@ -11,7 +11,9 @@ round, the median of the rounds, so that a noisy machine biases none of them):
   double back-propagation through one retained graph), in the path the model takes.
 
 ``python benchmarks/bench_small_p.py [--rounds N]`` prints the table and writes
-``benchmarks/results/small_p.json`` with the machine, date and thread count.
+``benchmarks/results/small_p.json`` with the machine, date and thread count (``--out``
+elsewhere). ``--smoke`` (seconds, for ``benchmarks/smoke.sh``; pass ``--out``): one round of 3
+calls per candidate; it checks that the benchmark runs, not what it measures.
 """
 from __future__ import annotations
 
@@ -43,7 +45,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "small_p.json"))
+    ap.add_argument("--smoke", action="store_true", help="seconds: one round of 3 calls each (pass --out)")
     args = ap.parse_args()
+    if args.smoke:
+        args.rounds = 1
     rows = []
     for name, (spec, batches) in SIZES.items():
         for B in batches:
@@ -52,7 +57,7 @@ def main() -> None:
             th = torch.randn(B, spec.P, dtype=torch.float64, generator=torch.Generator().manual_seed(B)) * 0.3
             v = torch.randn_like(th)
             hand, auto = host.hvp_operator(th), host.hvp_operator_autograd(th)
-            calls = max(3, int(2e5 // (B * spec.P ** 0.5)))
+            calls = 3 if args.smoke else max(3, int(2e5 // (B * spec.P ** 0.5)))
             cands = {"grad numpy": lambda: host.loss_and_grad(th), "grad torch": lambda: dev.loss_and_grad(th),
                      "hvp hand-written": lambda: hand(v), "hvp autograd": lambda: auto(v)}
             if not host.host_gradient:   # the paper's size: the model never takes the numpy path
@@ -70,7 +75,9 @@ def main() -> None:
             print(row, flush=True)
     rec = {"when": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.node(), "processor": platform.processor(),
            "threads": torch.get_num_threads(), "torch": torch.__version__, "rounds": args.rounds, "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(rec, indent=1) + "\n")
+    print(f"written {args.out}")
 
 
 if __name__ == "__main__":

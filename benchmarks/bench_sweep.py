@@ -12,7 +12,9 @@ Default sweep: ``data/sweeps/width_lambda_small.toml`` (4 cells) with gradient d
 at most 2000 steps, then the Newton polish) instead of L-BFGS so that computing dominates, 32
 trajectories per cell in chunks of 8: 16 units. Run: ``python benchmarks/bench_sweep.py`` (about a minute on 2 cores);
 extra ``--set KEY=VALUE`` options change the sweep. Results go to
-``benchmarks/results/sweep.json``.
+``benchmarks/results/sweep.json`` (``--out`` elsewhere). ``--smoke`` (seconds, most of them the
+cluster's start; for ``benchmarks/smoke.sh``, pass ``--out``): the two d = 8 cells, 4 trajectories
+each in units of 2; it checks that the benchmark runs and both executors agree, not the speed-up.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ from landscape.study.sweep import load_sweep, run_sweep
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SET = ["trajectories=32", "batch_size=8", "engine=gd", "lr=0.5", "stages.0.max_iter=2000",
                "stages.0.stall_window=1000"]
+#: What ``--smoke`` adds to :data:`DEFAULT_SET`.
+SMOKE_SET = ["trajectories=4", "batch_size=2", "sweep.d=[8]"]
 #: Columns that must agree between the two executors.
 SAME = ("n_trajectories", "dnc_count", "uncertified_count", "n_distinct_points", "mean_logit_rank")
 
@@ -42,8 +46,9 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/sweep.json"))
+    ap.add_argument("--smoke", action="store_true", help="seconds: 2 cells of 4 trajectories (pass --out)")
     args = ap.parse_args()
-    overrides = DEFAULT_SET + args.overrides
+    overrides = DEFAULT_SET + (SMOKE_SET if args.smoke else []) + args.overrides
     sweep = load_sweep(args.sweep, overrides)
     n_units = sum(-(-c.config.trajectories // c.config.batch_size) for c in sweep.cells)
     print(f"sweep {sweep.name}: {len(sweep.cells)} cells, {n_units} units; {os.cpu_count()} cores")

@@ -111,7 +111,7 @@ def test_rows_of_a_batch_are_independent():
     (dict(K=3, n=2, d=4, L=0), "L"), (dict(K=3, n=2, d=4, L=1, lam=0.0), "lambda"),
     (dict(K=3, n=2, d=4, L=1, lam=float("inf")), "lambda"), (dict(K=3, n=2, d=4, L=1, lam_H=-1), "lambda_H"),
     (dict(K=3, n=2, d=4, L=2, lam_W=(1e-3,)), "lambda_W"), (dict(K=3, n=2, d=4, L=1, activation="tanh"), "activation"),
-    (dict(K=3, n=2, d=4, L=1, loss="hinge"), "loss"), (dict(K=3.0, n=2, d=4, L=1), "K"),
+    (dict(K=3, n=2, d=4, L=1, loss="hinge"), "loss"), (dict(K=3.5, n=2, d=4, L=1), "K"),
 ])
 def test_bad_spec_names_the_field_and_range(kwargs, field):
     with pytest.raises(SpecError) as e:
@@ -228,3 +228,9 @@ def test_the_gradient_runs_in_numpy_only_where_every_product_is_tiny():
     assert not DeepUFM(ModelSpec(K=4, n=2, d=8, L=3, activation="relu")).host_gradient
     if torch.cuda.is_available():
         assert not DeepUFM(ModelSpec(K=4, n=2, d=8, L=3), device="cuda").host_gradient
+
+
+def test_an_integral_float_is_an_integer_like_every_count_field():
+    """K = 3.0 reads as 3 (as trajectories = 1e4 and stages.0.max_iter = 1e4 do); 3.5 is refused."""
+    s = ModelSpec(K=3.0, n=2.0, d=4, L=1)
+    assert (s.K, s.n) == (3, 2) and isinstance(s.K, int) and s.P == ModelSpec(K=3, n=2, d=4, L=1).P
