@@ -1,0 +1,509 @@
+"""Critical points on ReLU kinks: active set, polish on the kink manifold, Clarke multipliers and
+second order (MODEL.md §10).
+
+With weight decay, a ReLU minimum puts pre-activation entries exactly at 0: an entry whose unit
+is off for a sample feels only the decay. There ‖∇L‖ → 0 is the wrong test (the gradient jumps
+across the kink) and gradient descent arrives sub-linearly. Conventions: the ReLU layers are the
+pre-activations H_l = W_{l−1}σ(H_{l−1}), l = 2..L (``pre[1:]`` of
+:meth:`landscape.core.model.DeepUFM.forward`), each (d, N); θ is flat (P,), float64.
+
+* **Active set** A (:func:`active_set`): entries with |H_l[j, i]| ≤ max(rtol·max|H_l|, atol). The
+  others keep their sign: ``on`` (positive) and off (negative).
+* **Kink manifold** M = {θ : H_a(θ) = 0, a ∈ A}. On a neighbourhood of θ in M the objective is the
+  smooth f₀ (:func:`masked_loss`: every active entry switched off, the others by their sign), and
+  c(θ) = (H_a)_{a∈A} computed with the same masks; on M, L = f₀.
+* **Polish** (:func:`polish_on_kinks`): Newton's method on the KKT system ∇f₀ − Jᵀμ = 0, c = 0
+  (J = ∂c/∂θ, (|A|, P)), each step the minimum-norm least-squares solution of the dense KKT
+  matrix (the gauge makes it singular), to ‖∇f₀ − Jᵀμ‖ ≤ tol and ‖c‖ ≤ tol, with the signs of
+  every non-active entry kept (else the active set has changed: not converged).
+* **First order** (:func:`clarke_multipliers`): with δ_a = ∂f₀/∂σ(H_a) (the signal arriving at the
+  entry's output), the gradient of the piece where a set of active entries is on is
+  ∇f₀ + Σ_a s_a δ_a ∇H_a with s_a ∈ {0, 1}; θ is Clarke-stationary iff
+  min_{s∈[0,1]^A} ‖∇f₀ + Jᵀ diag(δ) s‖ = 0, one bounded least-squares solve
+  (:func:`scipy.optimize.lsq_linear`). Multipliers strictly inside (0, 1) are *strongly* active:
+  moving the entry either way raises the loss at first order. At 0 or 1, or with δ_a = 0
+  (*degenerate*), the first order leaves one or both sides to the second order.
+* **Dead units**: a hidden unit whose whole row of H_l is active has, at a critical point, zero
+  incoming row and outgoing column (their gradients are λ times themselves). Switching it on along
+  (a, b) (incoming row, outgoing column) changes the loss by
+  λ_in‖a‖²/2 + λ_out‖b‖²/2 + Σ_i (u_iᵀb)·max(aᵀx_i, 0) + o(‖(a, b)‖²), x_i = σ(H_{l−1})[:, i],
+  u_i the gradient at the next layer's input; the cross term is at most ‖a‖‖b‖·κ with
+  κ = Σ_i ‖u_i‖‖x_i‖ (Cauchy–Schwarz), so √(λ_in λ_out) > κ decides every dead unit of the layer as
+  stable at second order (AM–GM), whichever side of the kink.
+* **Second order** (:func:`analyse_kinks`): the Hessian of the Lagrangian f₀ − μᵀc on the tangent
+  space ker J, net of the gauge of the H₁|W₁ interface (the only continuous symmetry with ReLU,
+  MODEL.md §5), gives index and nullity. A negative eigenvalue is a descent direction inside M,
+  where L = f₀: a saddle. Index 0 with every non-dead active entry strongly active and every dead
+  layer decided by the bound is a ``minimum`` (``degenerate`` with excess zero modes); any entry
+  left to the second order otherwise makes the point ``undecided`` (stored with that reason,
+  never counted as a minimum, never a failure).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.linalg import lstsq
+from scipy.optimize import lsq_linear
+
+from ..core.gauge import gauge_tangents
+from ..core.model import DeepUFM, ModelSpec, as_theta64
+
+#: Relative threshold of the active set (× max|H_l| of the layer).
+ACTIVE_RTOL = 1e-6
+#: Singular values of J below this × the largest are redundant constraints.
+RANK_RTOL = 1e-10
+#: Multipliers within this of 0 or 1 are weakly active; |δ_a| below it (relative) degenerate.
+MULTIPLIER_TOL = 1e-6
+
+
+def _forward(model: DeepUFM, theta: torch.Tensor, on: list | None, extra: list | None = None):
+    """Loss f (scalar) and pre-activations [H_2 … H_L] of one θ (P,), ReLU replaced by the fixed
+    masks ``on`` (None: the true ReLU); ``extra`` added to each post-activation (for δ)."""
+    F = [f[0] for f in model.factors(theta[None])]
+    post, pres = F[0], []
+    for l, W in enumerate(F[1:-1]):
+        h = W @ post
+        pres.append(h)
+        post = torch.relu(h) if on is None else h * on[l]
+        if extra is not None:
+            post = post + extra[l]
+    Z = F[-1] @ post
+    data = model.data_loss(Z[None])[0]
+    reg = 0.5 * sum(lam * (f * f).sum() for lam, f in zip(model.spec.lambdas, F))
+    return data + reg, pres
+
+
+@dataclass
+class ActiveSet:
+    """The kink pattern of a point: per ReLU layer (d, N) bool masks ``active`` (|h| ≤ threshold)
+    and ``on`` (h > threshold), and the ``thresholds`` used."""
+
+    active: list
+    on: list
+    thresholds: list
+
+    @property
+    def size(self) -> int:
+        return int(sum(int(a.sum()) for a in self.active))
+
+    def index(self) -> list[tuple[int, int, int]]:
+        """(layer, unit, sample) of every active entry, in the order of the constraint vector."""
+        return [(l, int(j), int(i)) for l, a in enumerate(self.active) for j, i in zip(*np.nonzero(a))]
+
+
+def active_set(spec: ModelSpec, theta, rtol: float = ACTIVE_RTOL, atol: float = 0.0) -> ActiveSet:
+    """The active set of θ (module docstring): |H_l[j, i]| ≤ max(rtol·max|H_l|, atol)."""
+    model = DeepUFM(spec.as_float64())
+    _, pres = _forward(model, as_theta64(spec, theta), None)
+    act, on, thr = [], [], []
+    for h in pres:
+        h = h.detach().numpy()
+        t = max(rtol * float(np.abs(h).max(initial=0.0)), atol)
+        act.append(np.abs(h) <= t)
+        on.append(h > t)
+        thr.append(t)
+    return ActiveSet(act, on, thr)
+
+
+def _masks(aset: ActiveSet) -> list[torch.Tensor]:
+    return [torch.from_numpy(o.astype(np.float64)) for o in aset.on]
+
+
+def masked_loss(spec: ModelSpec, theta, aset: ActiveSet) -> float:
+    """f₀(θ): the loss with every active entry switched off and the others by their sign."""
+    model = DeepUFM(spec.as_float64())
+    return float(_forward(model, as_theta64(spec, theta), _masks(aset))[0])
+
+
+def _pre_flat(model, theta, masks):
+    """Every pre-activation entry [H_2 … H_L] flattened (layer, unit, sample), with the masks."""
+    return torch.cat([h.reshape(-1) for h in _forward(model, theta, masks)[1]])
+
+
+def _active_flat(aset: ActiveSet) -> np.ndarray:
+    return np.concatenate([a.reshape(-1) for a in aset.active])
+
+
+def kkt_parts(spec: ModelSpec, theta, aset: ActiveSet):
+    """(g = ∇f₀ (P,), J = ∂c/∂θ (|A|, P), c (|A|,)) at θ, float64 numpy. (Differentiated as dense
+    functions of every pre-activation entry, then the active rows taken: no data-dependent
+    shapes inside the transforms.)"""
+    model = DeepUFM(spec.as_float64())
+    th = as_theta64(spec, theta).detach().clone()
+    masks = _masks(aset)
+    sel = _active_flat(aset)
+    g = torch.func.grad(lambda t: _forward(model, t, masks)[0])(th).numpy()
+    if not sel.any():
+        return g, np.zeros((0, th.numel())), np.zeros(0)
+    c = _pre_flat(model, th, masks).detach().numpy()[sel]
+    J = torch.func.jacrev(lambda t: _pre_flat(model, t, masks))(th).numpy()[sel]
+    return g, J, c
+
+
+def _lagrangian_hessian(spec, theta, aset, mu) -> np.ndarray:
+    """∇²(f₀ − μᵀc) (P, P), symmetrised."""
+    model = DeepUFM(spec.as_float64())
+    masks = _masks(aset)
+    sel = _active_flat(aset)
+    m_full = np.zeros(sel.size)
+    m_full[sel] = mu
+    m = torch.from_numpy(m_full)
+
+    def lag(t):
+        return _forward(model, t, masks)[0] - (m * _pre_flat(model, t, masks)).sum()
+
+    H = torch.func.hessian(lag)(as_theta64(spec, theta).detach().clone()).numpy()
+    return 0.5 * (H + H.T)
+
+
+def _multipliers(g, J):
+    if J.shape[0] == 0:
+        return np.zeros(0)
+    # redundant constraints (a dead unit's entries of one class are one constraint n times) make J
+    # rank-deficient: the minimum-norm multipliers of its well-conditioned part
+    return lstsq(J.T, g, cond=RANK_RTOL, lapack_driver="gelsd")[0]
+
+
+@dataclass
+class KinkPolish:
+    """Result of :func:`polish_on_kinks`: the polished ``theta`` (P,), whether it ``converged``,
+    Newton ``iterations``, the final projected-gradient norm ‖∇f₀ − Jᵀμ‖ (``residual``) and
+    constraint norm ‖c‖ (``constraint``), the ``active`` set it held, ``signs_kept`` (every
+    non-active entry kept its sign) and the distance moved (``moved``, Euclidean)."""
+
+    theta: np.ndarray
+    converged: bool
+    iterations: int
+    residual: float
+    constraint: float
+    active: ActiveSet
+    signs_kept: bool
+    moved: float
+
+
+def _signs_kept(spec, theta, aset: ActiveSet) -> bool:
+    model = DeepUFM(spec.as_float64())
+    _, pres = _forward(model, as_theta64(spec, theta), None)
+    for h, a, o in zip(pres, aset.active, aset.on):
+        h = h.detach().numpy()
+        if np.any(h[o] <= 0) or np.any(h[~a & ~o] >= 0):
+            return False
+    return True
+
+
+def _pre_values(spec, theta) -> np.ndarray:
+    model = DeepUFM(spec.as_float64())
+    return np.concatenate([h.detach().numpy().reshape(-1) for h in _forward(model, as_theta64(spec, theta), None)[1]])
+
+
+def _with_entries(aset: ActiveSet, flat_idx: np.ndarray) -> ActiveSet:
+    """``aset`` with the entries ``flat_idx`` (into the flattened layers) made active."""
+    act = [a.copy() for a in aset.active]
+    on = [o.copy() for o in aset.on]
+    sizes = np.cumsum([0] + [a.size for a in act])
+    for k in flat_idx.tolist():
+        l = int(np.searchsorted(sizes, k, side="right") - 1)
+        j, i = np.unravel_index(k - sizes[l], act[l].shape)
+        act[l][j, i] = True
+        on[l][j, i] = False
+    return ActiveSet(act, on, aset.thresholds)
+
+
+def polish_on_kinks(spec: ModelSpec, theta, tol: float = 1e-10, max_iter: int = 40,
+                    aset: ActiveSet | None = None, kkt_rcond: float = 1e-8) -> KinkPolish:
+    """An active-set Newton method on the KKT system of the kink manifold (module docstring) from
+    θ (P,). ``aset``: the entries to hold at 0 to begin with (default: :func:`active_set` at θ).
+    Each step is the minimum-norm least-squares solution of the dense KKT matrix (the gauge and
+    redundant constraints make it singular; singular values below ``kkt_rcond`` × the largest are
+    dropped), cut where the first non-active entry would reach 0 to first order: that entry joins
+    the active set (the descent toward a ReLU minimum switches units off one entry at a time, and
+    ends with the last few still decaying). Dense: O((P + |A|)³) per step."""
+    spec = spec.as_float64()
+    th0 = np.asarray(as_theta64(spec, theta).detach().numpy(), dtype=np.float64)
+    aset = aset or active_set(spec, th0)
+    th = th0.copy()
+    P = th.size
+    res = con = np.inf
+    it = 0
+    model = DeepUFM(spec)
+    for it in range(max_iter + 1):
+        g, J, c = kkt_parts(spec, th, aset)
+        mu = _multipliers(g, J)
+        r = g - J.T @ mu
+        res, con = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+        if res <= 1e3 * tol and con <= 1e3 * tol:
+            # nearly there: entries that the nonlinear steps took to 0 (or a hair across) join
+            h = _pre_values(spec, th)
+            tiny = ~_active_flat(aset) & (np.abs(h) <= 1e-9 * np.abs(h).max(initial=1.0))
+            if tiny.any():
+                aset = _with_entries(aset, np.nonzero(tiny)[0])
+                continue
+        if (res <= tol and con <= tol) or it == max_iter:
+            break
+        m = aset.size
+        if res <= 1e3 * tol and con > 1e3 * res:
+            # the stationarity is met and the constraints lag (the multipliers' rank-deficient rows):
+            # a Gauss–Newton projection onto the manifold
+            step = -lstsq(J, c, cond=RANK_RTOL, lapack_driver="gelsd")[0]
+            th = th + step
+            continue
+        H = _lagrangian_hessian(spec, th, aset, mu)
+        KKT = np.block([[H, J.T], [J, np.zeros((m, m))]])
+        step = lstsq(KKT, -np.concatenate([r, c]), cond=kkt_rcond, lapack_driver="gelsd")[0][:P]
+        # the first non-active entry that the (linearised) step takes through 0
+        h = _pre_values(spec, th)
+        act = _active_flat(aset)
+        Jall = torch.func.jacrev(lambda t: _pre_flat(model, t, None))(torch.from_numpy(th)).numpy()
+        dh = Jall @ step
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_cross = np.where(~act & (h * dh < 0), -h / dh, np.inf)
+        alpha = 1.0
+        first = float(t_cross.min(initial=np.inf))
+        if first < 1.0:
+            alpha = first
+            aset = _with_entries(aset, np.nonzero(t_cross <= first * (1 + 1e-9))[0])
+        th = th + alpha * step
+    ok = res <= tol and con <= tol
+    kept = _signs_kept(spec, th, aset)
+    return KinkPolish(th, bool(ok and kept), it, res, con, aset, kept, float(np.linalg.norm(th - th0)))
+
+
+@dataclass
+class ClarkeMultipliers:
+    """The bounded least-squares solution s ∈ [0, 1]^A of min ‖∇f₀ + Jᵀdiag(δ)s‖ (module
+    docstring): ``s`` (|A|,), ``delta`` (|A|,), the ``residual`` norm, and the counts of strongly
+    active (``strict``: 0 < s < 1), weakly active (``at_bound``: s at 0 or 1) and ``degenerate``
+    (δ ≈ 0) entries."""
+
+    s: np.ndarray
+    delta: np.ndarray
+    residual: float
+    strict: int
+    at_bound: int
+    degenerate: int
+    degenerate_mask: np.ndarray = field(repr=False, default=None)
+    weak_mask: np.ndarray = field(repr=False, default=None)
+
+
+def output_signals(spec: ModelSpec, theta, aset: ActiveSet) -> list[np.ndarray]:
+    """δ per ReLU layer (d, N): ∂f₀/∂σ(H_l), the signal arriving at each entry's output."""
+    model = DeepUFM(spec.as_float64())
+    masks = _masks(aset)
+    th = as_theta64(spec, theta).detach()
+    extra = [torch.zeros_like(m, requires_grad=True) for m in masks]
+    f, _ = _forward(model, th, masks, extra)
+    return [e.numpy() for e in torch.autograd.grad(f, extra)]
+
+
+def clarke_multipliers(spec: ModelSpec, theta, aset: ActiveSet) -> ClarkeMultipliers:
+    """Clarke stationarity of θ on its active set (module docstring), by scipy's lsq_linear."""
+    g, J, _ = kkt_parts(spec, theta, aset)
+    sig = output_signals(spec, theta, aset)
+    delta = np.concatenate([d[a] for d, a in zip(sig, aset.active)]) if aset.size else np.zeros(0)
+    if aset.size == 0:
+        return ClarkeMultipliers(np.zeros(0), delta, float(np.linalg.norm(g)), 0, 0, 0, np.zeros(0, bool), np.zeros(0, bool))
+    G = J.T * delta[None, :]
+    sol = lsq_linear(G, -g, bounds=(0.0, 1.0), method="bvls", tol=1e-14, lsmr_tol=None)
+    s = np.clip(sol.x, 0.0, 1.0)
+    resid = float(np.linalg.norm(g + G @ s))
+    scale = max(float(np.abs(delta).max(initial=0.0)), 1e-300)
+    degen = np.abs(delta) <= MULTIPLIER_TOL * scale
+    weak = ~degen & ((s <= MULTIPLIER_TOL) | (s >= 1 - MULTIPLIER_TOL))
+    return ClarkeMultipliers(s, delta, resid, int((~degen & ~weak).sum()), int(weak.sum()), int(degen.sum()), degen, weak)
+
+
+def dead_units(aset: ActiveSet) -> list[np.ndarray]:
+    """Per ReLU layer, the (d,) bool mask of units whose every entry is active."""
+    return [a.all(axis=1) for a in aset.active]
+
+
+def dead_unit_bounds(spec: ModelSpec, theta, aset: ActiveSet) -> list[dict]:
+    """Per ReLU layer with dead units: {"layer", "units", "kappa", "lambda_eff", "decided"}
+    (module docstring: decided when √(λ_in λ_out) > κ = Σ_i ‖u_i‖‖x_i‖)."""
+    model = DeepUFM(spec.as_float64())
+    th = as_theta64(spec, theta).detach()
+    masks = _masks(aset)
+    F = [f[0] for f in model.factors(th[None])]
+    lams = spec.lambdas
+    sig = output_signals(spec, theta, aset)
+    out = []
+    dead = dead_units(aset)
+    for l, dmask in enumerate(dead):
+        if not dmask.any():
+            continue
+        # input x_i = σ(H_{l+1}'s input) = post of the previous layer, l = 0: H₁
+        post = F[0]
+        for k in range(l):
+            post = (F[k + 1] @ post) * masks[k]
+        x = post.numpy()
+        # u_i: the gradient at the next layer's input (pre-activation of layer l+1, or Z)
+        if l + 1 < len(dead):
+            # active entries there can go either way: bound with the larger of the two sides
+            u = np.abs(sig[l + 1]) * np.where(aset.active[l + 1] | aset.on[l + 1], 1.0, 0.0)
+        else:
+            Z = (F[-1] @ ((F[l + 1] @ post) * masks[l])).detach().requires_grad_(True)
+            u = torch.autograd.grad(model.data_loss(Z[None])[0], Z)[0].numpy()
+        kappa = float(np.sum(np.linalg.norm(u, axis=0) * np.linalg.norm(x, axis=0)))
+        lam_eff = float(np.sqrt(lams[l + 1] * lams[l + 2]))
+        out.append({"layer": l + 2, "units": int(dmask.sum()), "kappa": kappa, "lambda_eff": lam_eff,
+                    "decided": bool(lam_eff > kappa)})
+    return out
+
+
+@dataclass
+class KinkReport:
+    """Second-order analysis on the kink manifold (:func:`analyse_kinks`)."""
+
+    n_active: int
+    clarke: ClarkeMultipliers
+    tangent_dim: int
+    gauge_zero_modes: int
+    index: int
+    nullity: int
+    excess_zero_modes: int
+    smallest_nonzero: float | None
+    dead: list
+    kind: str
+    reason: str
+    tau: float
+
+    @property
+    def stationary(self) -> bool:
+        return self.kind != "not stationary"
+
+    def to_dict(self) -> dict:
+        c = self.clarke
+        return {"n_active": self.n_active, "clarke_residual": c.residual, "strongly_active": c.strict,
+                "weakly_active": c.at_bound, "degenerate": c.degenerate,
+                "multipliers": {"min": float(c.s.min()) if c.s.size else None,
+                                "max": float(c.s.max()) if c.s.size else None},
+                "tangent_dim": self.tangent_dim, "gauge_zero_modes": self.gauge_zero_modes, "index": self.index,
+                "nullity": self.nullity, "excess_zero_modes": self.excess_zero_modes,
+                "smallest_nonzero_eigenvalue": self.smallest_nonzero, "dead_units": self.dead,
+                "kind": self.kind, "reason": self.reason, "tau": self.tau}
+
+
+def analyse_kinks(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_tol: float = 1e-8,
+                  tau_rel: float = 1e-8) -> KinkReport:
+    """First and second order of θ on its kink manifold (module docstring). ``clarke_tol``: the
+    largest bounded least-squares residual of a Clarke-stationary point; ``tau_rel``: eigenvalues
+    of the tangent Hessian within tau_rel × its largest |eigenvalue| are zero."""
+    spec = spec.as_float64()
+    th = np.asarray(as_theta64(spec, theta).detach().numpy(), dtype=np.float64)
+    aset = aset or active_set(spec, th)
+    cl = clarke_multipliers(spec, th, aset)
+    g, J, _ = kkt_parts(spec, th, aset)
+    mu = _multipliers(g, J)
+    H = _lagrangian_hessian(spec, th, aset, mu)
+    # tangent space: the null space of J
+    if J.shape[0]:
+        U, sv, Vt = np.linalg.svd(J, full_matrices=True)
+        rank = int(np.sum(sv > RANK_RTOL * max(sv.max(initial=0.0), 1.0)))
+        N = Vt[rank:].T
+    else:
+        N = np.eye(th.size)
+    Ht = N.T @ H @ N
+    model = DeepUFM(spec)
+    Tg = gauge_tangents(spec, model.factors(torch.from_numpy(th)[None]))[0].numpy()   # (T, P)
+    Tt = (N.T @ Tg.T)                                                               # (dim, T)
+    if Tt.size:
+        Ug, sg, _ = np.linalg.svd(Tt, full_matrices=True)
+        gz = int(np.sum(sg > 1e-8 * max(sg.max(initial=0.0), 1e-300)))
+        Q = Ug[:, gz:]
+    else:
+        gz, Q = 0, np.eye(Ht.shape[0])
+    ev = np.linalg.eigvalsh(Q.T @ Ht @ Q) if Q.shape[1] else np.zeros(0)
+    tau = tau_rel * max(float(np.abs(ev).max(initial=0.0)), 1.0)
+    index = int(np.sum(ev < -tau))
+    nullity = int(np.sum(np.abs(ev) <= tau))
+    nz = ev[np.abs(ev) > tau]
+    smallest = float(np.abs(nz).min()) if nz.size else None
+    dead = dead_unit_bounds(spec, th, aset)
+    # entries of decided dead units need no first-order decision
+    in_dead = np.zeros(aset.size, dtype=bool)
+    if aset.size:
+        decided_layers = {d["layer"] - 2 for d in dead if d["decided"]}
+        dm = dead_units(aset)
+        in_dead = np.array([l in decided_layers and dm[l][j] for l, j, _ in aset.index()])
+    undecided = int(((cl.weak_mask | cl.degenerate_mask) & ~in_dead).sum()) if aset.size else 0
+    if cl.residual > clarke_tol:
+        kind, reason = "not stationary", f"bounded least-squares residual {cl.residual:.3g} > {clarke_tol:g}"
+    elif index > 0:
+        kind, reason = "saddle", f"{index} negative eigenvalue(s) of the Hessian on the kink manifold"
+    elif undecided:
+        kind, reason = "undecided", (f"{undecided} active entries with a multiplier at 0 or 1 or no signal "
+                                     "(weakly active): the second order across the kink is not decided")
+    elif any(not d["decided"] for d in dead):
+        kind, reason = "undecided", "a layer of dead units whose bound √(λ_in λ_out) > κ does not hold"
+    elif nullity > 0:
+        kind, reason = "degenerate", f"{nullity} excess zero mode(s) on the kink manifold"
+    else:
+        kind, reason = "minimum", "strongly active kinks, dead units decided, positive definite on the manifold"
+    return KinkReport(aset.size, cl, int(N.shape[1]), gz, index, nullity, nullity, smallest, dead, kind, reason, tau)
+
+
+#: Active-set threshold at a descent's end (× max|H_l|): GD leaves kink entries at 1e-9 … 1e-5 of
+#: the largest entry after 30,000 steps at the default size, and the smallest entry on either side
+#: of the kinks at ≥ 0.2 of it.
+HANDOFF_RTOL = 1e-4
+#: A descent's end is handed to the kink polish only below this ‖∇L‖.
+HANDOFF_GRAD = 1e-2
+#: The polish may move θ at most this × (1 + ‖θ‖): it finishes the last stretch, nothing more.
+HANDOFF_MAX_MOVE = 1e-2
+
+
+@dataclass
+class KinkHandoff:
+    """Per row of a batch handed to :func:`hand_off_to_kinks`: ``ok`` (B,) bool, the polished
+    ``theta`` (B, P) (the input where not ok), ``loss`` (B,), ``residual`` (B,) (‖∇f₀ − Jᵀμ‖ on the
+    kink manifold; inf where not ok), ``n_active`` (B,) and the ``reason`` of each refusal."""
+
+    ok: np.ndarray
+    theta: np.ndarray
+    loss: np.ndarray
+    residual: np.ndarray
+    n_active: np.ndarray
+    reason: list
+
+
+def hand_off_to_kinks(spec: ModelSpec, theta, loss_end, grad_end, tol: float = 1e-10) -> KinkHandoff:
+    """Finish the descents that stopped near ReLU kinks (θ (B, P) their ends, ``loss_end`` and
+    ``grad_end`` (B,) there) by :func:`polish_on_kinks`. A row is finished only where the descent
+    was close (‖∇L‖ ≤ :data:`HANDOFF_GRAD`), its end has an active set, the polish converges
+    holding it with every other entry's sign kept, moves θ by at most :data:`HANDOFF_MAX_MOVE` ×
+    (1 + ‖θ‖) and does not raise the loss: the polish shortens the last stretch toward the point
+    the descent was reaching. (Whether that point holds negative curvature on its manifold is
+    decided by its analysis, :func:`analyse_kinks`; a saddle is not a descent's end.) Dense and
+    row by row on the CPU: for the rows a descent did not certify."""
+    spec = spec.as_float64()
+    th = np.asarray(theta.detach().cpu().numpy() if torch.is_tensor(theta) else theta, dtype=np.float64)
+    B = th.shape[0]
+    ok = np.zeros(B, dtype=bool)
+    out = th.copy()
+    losses = np.asarray(loss_end, dtype=np.float64).copy()
+    resid = np.full(B, np.inf)
+    n_act = np.zeros(B, dtype=np.int64)
+    reasons = [""] * B
+    model = DeepUFM(spec)
+    for b in range(B):
+        if not np.isfinite(grad_end[b]) or grad_end[b] > HANDOFF_GRAD:
+            reasons[b] = f"‖∇L‖ {grad_end[b]:.3g} > {HANDOFF_GRAD:g}"
+            continue
+        aset = active_set(spec, th[b], rtol=HANDOFF_RTOL)
+        n_act[b] = aset.size
+        if aset.size == 0:
+            reasons[b] = "no active entries"
+            continue
+        p = polish_on_kinks(spec, th[b], tol=tol, aset=aset)
+        new_loss = float(model.loss(torch.from_numpy(p.theta)[None])[0])
+        if not p.converged:
+            reasons[b] = "polish on the kink manifold did not converge" + ("" if p.signs_kept else " (an entry changed sign)")
+        elif p.moved > HANDOFF_MAX_MOVE * (1 + float(np.linalg.norm(th[b]))):
+            reasons[b] = f"the polish moved θ by {p.moved:.3g}"
+        elif new_loss > losses[b] + 1e-12 * (1 + abs(losses[b])):
+            reasons[b] = f"the polish raised the loss by {new_loss - losses[b]:.3g}"
+        else:
+            ok[b], out[b], losses[b], resid[b] = True, p.theta, new_loss, p.residual
+    return KinkHandoff(ok, out, losses, resid, n_act, reasons)

@@ -1,0 +1,115 @@
+"""Critical points on ReLU kinks (landscape.analysis.kinks, MODEL.md §10), held to values derived
+outside the code under test: the family's closed forms (AM–GM), an autograd gradient with a
+chosen ReLU derivative at the kinks, one-sided finite differences, and the orbit dimension."""
+import numpy as np
+import pytest
+import torch
+
+from landscape.analysis.family import frame_dnc_point, member_dnc
+from landscape.analysis.kinks import (active_set, analyse_kinks, clarke_multipliers, kkt_parts, masked_loss,
+                                      output_signals, polish_on_kinks)
+from landscape.core.model import DeepUFM
+from landscape.core.spec import ModelSpec
+
+
+def _spec(loss="ce", L=3):
+    return ModelSpec(K=4, n=2, d=8, L=L, lam=1e-3, activation="relu", loss=loss)
+
+
+class _ReluWithSlope(torch.autograd.Function):
+    """ReLU whose derivative at exactly 0 is the given per-entry slope s (elsewhere 0 or 1)."""
+
+    @staticmethod
+    def forward(ctx, h, s):
+        ctx.save_for_backward(h, s)
+        return torch.relu(h)
+
+    @staticmethod
+    def backward(ctx, g):
+        h, s = ctx.saved_tensors
+        return g * torch.where(h > 0, 1.0, torch.where(h < 0, 0.0, s)), None
+
+
+def _loss_with_slopes(spec, theta, slopes):
+    """The model's loss written out here, with ReLU'(0) = ``slopes`` per ReLU layer (d, N)."""
+    model = DeepUFM(spec)
+    F = [f[0] for f in model.factors(theta[None])]
+    post = F[0]
+    for W, s in zip(F[1:-1], slopes):
+        post = _ReluWithSlope.apply(W @ post, s)
+    Z = F[-1] @ post
+    return model.data_loss(Z[None])[0] + 0.5 * sum(lam * (f * f).sum() for lam, f in zip(spec.lambdas, F))
+
+
+@pytest.mark.parametrize("loss", ["ce", "mse"])
+def test_the_relu_dnc_point_is_clarke_stationary_on_its_kinks(loss):
+    """The orthogonal-frame DNC point sits on kinks (every off-frame and off-class entry is exactly
+    0); it is stationary on its kink manifold (‖∇f₀ − Jᵀμ‖ ≤ 1e-12), Clarke-stationary with
+    multipliers in [0, 1] — and the gradient of the loss with those slopes at the kinks, taken by
+    autograd through a ReLU written here, vanishes; no negative curvature on the manifold and the
+    H₁|W₁ orbit has dimension r·d − r(r+1)/2 = 22 (r = K = 4, d = 8)."""
+    spec = _spec(loss)
+    th = frame_dnc_point(spec, member_dnc(spec)[-1].scale)
+    aset = active_set(spec, th)
+    assert aset.size == 2 * (4 * 8 + 4 * 6)          # per ReLU layer: 4 dead units × 8 samples, 4 × 6 off-class
+    g, J, c = kkt_parts(spec, th, aset)
+    mu = np.linalg.lstsq(J.T, g, rcond=None)[0]
+    assert np.linalg.norm(g - J.T @ mu) <= 1e-12 and np.linalg.norm(c) == 0
+    assert masked_loss(spec, th, aset) == pytest.approx(member_dnc(spec)[-1].loss, abs=1e-13)
+    cl = clarke_multipliers(spec, th, aset)
+    assert cl.residual <= 1e-12 and np.all((cl.s >= 0) & (cl.s <= 1))
+    slopes, k = [], 0
+    for a in aset.active:
+        s = np.zeros(a.shape)
+        s[a] = cl.s[k:k + int(a.sum())]
+        k += int(a.sum())
+        slopes.append(torch.from_numpy(s))
+    t = torch.from_numpy(th).requires_grad_(True)
+    grad = torch.autograd.grad(_loss_with_slopes(spec, t, slopes), t)[0]
+    assert float(grad.norm()) <= 1e-12
+    rep = analyse_kinks(spec, th, aset)
+    assert rep.index == 0 and rep.gauge_zero_modes == 4 * 8 - 4 * 5 // 2
+    assert rep.kind in ("minimum", "degenerate", "undecided")
+
+
+def test_a_perturbed_relu_dnc_point_is_polished_back_onto_its_kinks():
+    """1e-6 noise on every coordinate: the active-set Newton method on the kink manifold returns
+    to a point of loss ℓ_DNC (the AM–GM closed form) within 1e-12, stationary to 1e-10 and on the
+    manifold to 1e-10, with every other entry's sign kept."""
+    spec = _spec("ce")
+    dnc = member_dnc(spec)[-1]
+    th = frame_dnc_point(spec, dnc.scale) + 1e-6 * np.random.default_rng(0).standard_normal(spec.P)
+    p = polish_on_kinks(spec, th, aset=active_set(spec, th, rtol=1e-4))
+    assert p.converged and p.residual <= 1e-10 and p.constraint <= 1e-10 and p.signs_kept
+    loss = float(DeepUFM(spec).loss(torch.from_numpy(p.theta)[None])[0])
+    assert loss == pytest.approx(dnc.loss, abs=1e-12)
+
+
+def test_the_first_order_change_across_one_relu_layer_is_the_one_sided_formula():
+    """L = 2 (one ReLU layer, so no kink feeds another): for random directions v, the one-sided
+    difference (L(θ+εv) − L(θ))/ε at the DNC point equals ∇f₀·v + Σ_a δ_a·max(∇H_a·v, 0) to
+    O(ε) — the first-order model behind the bounded least-squares test."""
+    spec = _spec("ce", L=2)
+    th = frame_dnc_point(spec, member_dnc(spec)[-1].scale)
+    aset = active_set(spec, th)
+    g, J, _ = kkt_parts(spec, th, aset)
+    delta = np.concatenate([d[a] for d, a in zip(output_signals(spec, th, aset), aset.active)])
+    model = DeepUFM(spec)
+    L0 = float(model.loss(torch.from_numpy(th)[None])[0])
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        v = rng.standard_normal(spec.P)
+        v /= np.linalg.norm(v)
+        model_change = g @ v + delta @ np.maximum(J @ v, 0.0)
+        for eps in (1e-6,):
+            fd = (float(model.loss(torch.from_numpy(th + eps * v)[None])[0]) - L0) / eps
+            assert fd == pytest.approx(model_change, abs=1e-8)   # the kink term is ~3e-4
+
+
+def test_the_small_root_dnc_point_is_a_saddle_on_its_manifold():
+    """The small stationary scale of ReLU CE DNC is a maximum of the loss along the scale (the
+    origin is a minimum for L ≥ 2): negative curvature on the kink manifold, kind 'saddle'."""
+    spec = _spec("ce")
+    small = member_dnc(spec)[0]
+    rep = analyse_kinks(spec, frame_dnc_point(spec, small.scale))
+    assert rep.index >= 1 and rep.kind == "saddle"
