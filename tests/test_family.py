@@ -125,3 +125,55 @@ def test_an_mse_point_with_unequal_class_scales_is_not_dnc():
 
     r = analyse_structure(spec, T.balanced_point(spec, np.diag([0.9, 0.9, 0.5])))
     assert r.label != "DNC"
+
+
+@pytest.mark.parametrize("r", [1, 2, 3, 4])
+def test_linear_mse_rank_r_structures_in_any_class_rotation(r):
+    """Z̄ = γ·U Uᵀ (U: r orthonormal columns drawn at random, γ Dang's root recomputed here): a
+    critical point of the model's own loss with loss (K−r)/(2K) + (r/K)·((1−γ)²/2 + ((L+1)/2)·γ(1−γ))
+    (derived here: r classes as in DNC, K−r null classes at 1/2 each); its symmetry orbit has
+    dimension L(rd − r(r+1)/2) + r(K−r) (the gauge, and the class rotations moving U: the
+    Grassmannian's r(K−r)), so no excess zero modes; two rotations are one point for the
+    deduplication; the label is OF(r), DNC at r = K."""
+    from scipy.stats import ortho_group
+
+    import landscape.analysis.theory as T
+    from landscape.analysis.dedup import fingerprints, same_point
+    from landscape.analysis.family import mse_rank_structures
+    from landscape.analysis.point import analyse_point
+    from landscape.analysis.symmetry import symmetry_space
+
+    K, n, d, L, lam = 4, 2, 8, 3, 1e-3
+    spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam, loss="mse")
+    rhs = (lam * K) ** L * (lam * K * n)
+    g = brentq(lambda x: x ** (L - 1) * (1 - x) ** (L + 1) - rhs, (L - 1) / (2 * L), 1 - 1e-15, xtol=1e-16)
+    want = (K - r) / (2 * K) + r / K * ((1 - g) ** 2 / 2 + (L + 1) / 2 * g * (1 - g))
+    U1, U2 = (ortho_group.rvs(K, random_state=s)[:, :r] for s in (r, 10 + r))
+    th1, th2 = (T.balanced_point(spec, g * U @ U.T) for U in (U1, U2))
+    loss, grad = DeepUFM(spec).loss_and_grad(torch.from_numpy(th1)[None])
+    assert float(loss[0]) == pytest.approx(want, abs=1e-13) and float(grad.norm()) <= 1e-12
+    assert next(s["loss"] for s in mse_rank_structures(spec) if s["rank"] == r) == pytest.approx(want, abs=1e-13)
+    assert symmetry_space(spec, th1).dimension == L * (r * d - r * (r + 1) // 2) + r * (K - r)
+    a = analyse_point(spec, th1)
+    assert a.hessian.excess_zero_modes == 0 and a.label == ("DNC" if r == K else f"OF({r})")
+    f1, f2 = fingerprints(spec, np.stack([th1, th2]))
+    assert same_point(f1, f2)
+
+
+def test_the_class_rotation_is_a_symmetry_of_linear_mse_only():
+    """H₁ → H₁(Qᵀ⊗I), W_L → QW_L for a random Q ∈ O(K): the linear MSE loss is unchanged (to
+    round-off), the CE and ReLU losses are not."""
+    from scipy.stats import ortho_group
+
+    from landscape.analysis.symmetry import has_class_rotations
+
+    Q = ortho_group.rvs(4, random_state=0)
+    for act, loss in (("linear", "mse"), ("linear", "ce"), ("relu", "mse")):
+        spec = ModelSpec(K=4, n=2, d=8, L=3, lam=1e-3, activation=act, loss=loss)
+        th = np.random.default_rng(0).standard_normal(spec.P)
+        F = [f.copy() for f in spec.split(th)]
+        F[0], F[-1] = F[0] @ np.kron(Q.T, np.eye(2)), Q @ F[-1]
+        th2 = np.concatenate([f.reshape(-1) for f in F])
+        m = DeepUFM(spec)
+        diff = abs(float(m.loss(torch.from_numpy(th)[None])[0] - m.loss(torch.from_numpy(th2)[None])[0]))
+        assert (diff <= 1e-10) == has_class_rotations(spec) and (diff <= 1e-10) == (act == "linear" and loss == "mse")

@@ -38,6 +38,7 @@ import torch
 
 from ..core.model import DeepUFM, ModelSpec
 from ..core.validate import check_number
+from .symmetry import has_class_rotations
 
 
 from .settings import DedupTolerances  # noqa: E402  (declared with the other thresholds, torch-free)
@@ -73,6 +74,7 @@ def fingerprints(spec: ModelSpec, thetas) -> list[dict]:
         Z = model.logits(th).numpy()  # (B, K, N)
         fsv = [torch.linalg.svdvals(f).numpy() for f in model.factors(th)]  # each (B, min(r, c))
     K, n = spec.K, spec.n
+    rotations = has_class_rotations(spec)
     zbar = Z.reshape(Z.shape[0], K, K, n).mean(axis=3)  # zbar[b, k, c]
     within = np.linalg.norm((Z.reshape(Z.shape[0], K, K, n) - zbar[..., None]).reshape(Z.shape[0], -1), axis=1)
     zsv = np.linalg.svd(Z, compute_uv=False)
@@ -90,6 +92,7 @@ def fingerprints(spec: ModelSpec, thetas) -> list[dict]:
             "class_order": order.tolist(),
             "zbar_diag": np.sort(np.diag(zb)).tolist(),
             "zbar_offdiag": np.sort(zb[off]).tolist(),
+            **({"zbar_rotation_invariants": zbar_rotation_invariants(zb)} if rotations else {}),
         })
     return out
 
@@ -97,6 +100,17 @@ def fingerprints(spec: ModelSpec, thetas) -> list[dict]:
 def fingerprint(spec: ModelSpec, theta) -> dict:
     """Fingerprint of one point θ (P,); see :func:`fingerprints`."""
     return fingerprints(spec, theta)[0]
+
+
+def zbar_rotation_invariants(zbar: np.ndarray) -> list[float]:
+    """Invariants of Z̄ under the class rotations Z̄ → QZ̄Qᵀ (Q ∈ O(K); linear MSE,
+    :func:`landscape.analysis.symmetry.has_class_rotations`): the singular values of Z̄, the
+    eigenvalues of its symmetric part and the singular values of its antisymmetric part, each
+    sorted, concatenated (3K numbers)."""
+    Z = np.asarray(zbar, dtype=np.float64)
+    S, A = 0.5 * (Z + Z.T), 0.5 * (Z - Z.T)
+    return (np.sort(np.linalg.svd(Z, compute_uv=False)).tolist() + np.sort(np.linalg.eigvalsh(S)).tolist()
+            + np.sort(np.linalg.svd(A, compute_uv=False)).tolist())
 
 
 # ----- comparison --------------------------------------------------------------------------------
@@ -171,6 +185,10 @@ def same_point(fa: Mapping, fb: Mapping, tol: DedupTolerances = DedupTolerances(
         return False
     A, B = np.asarray(fa["zbar"]), np.asarray(fb["zbar"])
     ztol = tol.zbar_atol + tol.zbar_rtol * max(float(np.max(np.abs(A))), float(np.max(np.abs(B))))
+    if "zbar_rotation_invariants" in fa and "zbar_rotation_invariants" in fb:
+        # linear MSE: a continuous class rotation joins the points, not only a relabelling
+        ia, ib = np.asarray(fa["zbar_rotation_invariants"]), np.asarray(fb["zbar_rotation_invariants"])
+        return ia.shape == ib.shape and bool(np.all(np.abs(ia - ib) <= ztol))
     return zbar_match(A, B, ztol) is not None
 
 

@@ -148,3 +148,22 @@ def frame_dnc_point(spec: ModelSpec, scale: float) -> np.ndarray:
     Ws = [s[l] * (E @ E.T) for l in range(1, L)]
     WL = s[L] * T @ E.T
     return np.concatenate([f.reshape(-1) for f in [H1, *Ws, WL]])
+
+
+def mse_rank_structures(spec: ModelSpec) -> list[dict]:
+    """The MSE structures with r of the K classes collapsed onto an orthogonal frame and the rest
+    null, Z̄ = γ·P (P an orthogonal projector of rank r, any class rotation), r = 1 … K, at the
+    minimising γ of the DNC family (linear or ReLU MSE). With N_l counted on r classes,
+    G_r^{2/(L+1)} = (r/K)·G^{2/(L+1)}, so the scale equation is DNC's and
+        ℓ_r = (K − r)/(2K) + (r/K)·ℓ_DNC(γ*):
+    the K − r null classes cost 1/2 each. Each is critical (tested against the model's gradient).
+    Returns [{"rank", "gamma", "loss", "label"}], by loss."""
+    if spec.loss != "mse":
+        raise ValueError("mse_rank_structures is for the MSE loss")
+    top = member_dnc(spec)
+    if not top:
+        return []
+    g, K = top[-1], spec.K
+    out = [{"rank": r, "gamma": g.scale, "loss": (K - r) / (2 * K) + r / K * g.loss,
+            "label": "DNC" if r == K else f"OF({r})"} for r in range(1, K + 1)]
+    return sorted(out, key=lambda x: x["loss"])

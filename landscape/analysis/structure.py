@@ -370,8 +370,12 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
         else:   # MSE: Z̄ = γI, every class a "self" block of one scale (an orthogonal frame)
             dnc_logits = (len(blocks) == K and all(b.kind == "self" for b in blocks)
                           and _normalised_distance(Zbar, np.eye(K)) <= pattern_rtol)
+        of_rank = mse_frame_rank(Zbar, pattern_rtol) if spec.loss == "mse" else None
         if dnc_logits and dnc_holds:
             label = DNC.name
+        elif of_rank is not None and layers[-1].dnc1_trace_ratio is not None \
+                and layers[-1].dnc1_trace_ratio <= collapse_tol:
+            label = f"OF({of_rank})"   # Z̄ = γ·(rank-r orthogonal projector): r classes collapsed, the rest null
         elif not (recognised and z_collapsed):
             label = OTHER.name
         elif len(pairs) == K // 2 and len(single) == K % 2:
@@ -384,6 +388,23 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
     description = describe_logits(Zbar, blocks, ranks, pattern_rtol) if label == OTHER.name else None
     return StructureReport(label, tuple(ranks[k].rank for k in names), names, ranks, layers, Zbar, blocks,
                            pattern, bool(dnc_holds), Sres, thresholds, description, geometry)
+
+
+def mse_frame_rank(Zbar: np.ndarray, rtol: float = DEFAULT_PATTERN_RTOL) -> int | None:
+    """r where Z̄ = γP for an orthogonal projector P of rank r (within ``rtol`` of γ): the MSE
+    structure with r classes collapsed onto an orthogonal frame and the rest null, in any class
+    rotation (linear MSE has the continuous class-rotation symmetry,
+    :func:`landscape.analysis.symmetry.has_class_rotations`); None otherwise. r = K is Z = γY."""
+    Z = np.asarray(Zbar, dtype=np.float64)
+    scale = float(np.linalg.norm(Z, 2))
+    if scale == 0 or np.linalg.norm(Z - Z.T, 2) > rtol * scale:
+        return None
+    ev = np.linalg.eigvalsh(0.5 * (Z + Z.T))
+    gamma = float(ev.max())
+    if gamma <= 0:
+        return None
+    near_top, near_zero = np.abs(ev - gamma) <= rtol * gamma, np.abs(ev) <= rtol * gamma
+    return int(near_top.sum()) if bool(np.all(near_top | near_zero)) else None
 
 
 def layer_geometry(m: LayerMetrics, collapse_tol: float = DEFAULT_COLLAPSE_TOL) -> str | None:

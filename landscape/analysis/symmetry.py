@@ -75,7 +75,8 @@ def symmetry_tangents(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTO
     d = spec.d
     rows = []
     bases = _interface_bases(spec, F, rtol)
-    _check_rows(spec, sum(r * d - r * (r + 1) // 2 for _, _, r in bases))
+    _check_rows(spec, sum(r * d - r * (r + 1) // 2 for _, _, r in bases)
+                + (spec.K * (spec.K - 1) // 2 if has_class_rotations(spec) else 0))
     for i, U, r in bases:
         Fi, Fn = F[i], F[i + 1]
         UF = U.T @ Fi          # (d, cols_i): row a is u_aᵀ F_i
@@ -90,7 +91,35 @@ def symmetry_tangents(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTO
             block[:, offs[i]:offs[i + 1]] = dFi.reshape(b.size, -1)
             block[:, offs[i + 1]:offs[i + 2]] = dFn.reshape(b.size, -1)
             rows.append(block)
+    rows.extend(class_rotation_tangents(spec, F))
     return np.vstack(rows) if rows else np.zeros((0, spec.P))
+
+
+def has_class_rotations(spec: ModelSpec) -> bool:
+    """Whether the model has the continuous class-rotation symmetry: the linear MSE member only.
+    With Y = I_K ⊗ 1_nᵀ, H₁ → H₁(Qᵀ ⊗ I_n) and W_L → Q W_L (Q ∈ O(K)) map Z to Q Z (Qᵀ ⊗ I_n),
+    and ‖QZ(Qᵀ⊗I) − Y‖ = ‖Z − Y‖ because Qᵀ Y (Q ⊗ I) = Y; the weight decay is unchanged. (CE is
+    not invariant under it; with ReLU, mixing H₁'s columns does not commute with the ReLU.)"""
+    return spec.loss == "mse" and spec.activation == "linear"
+
+
+def class_rotation_tangents(spec: ModelSpec, F) -> list[np.ndarray]:
+    """The K(K−1)/2 generator tangents of the class rotations (:func:`has_class_rotations`) at
+    the factors F, as one (K(K−1)/2, P) block in a list (empty where the model has none): for
+    A = E_ab − E_ba, δH₁ = H₁(Aᵀ ⊗ I_n), δW_L = A W_L."""
+    if not has_class_rotations(spec):
+        return []
+    K, n, offs = spec.K, spec.n, spec.offsets
+    block = []
+    for a in range(K):
+        for b in range(a + 1, K):
+            A = np.zeros((K, K))
+            A[a, b], A[b, a] = 1.0, -1.0
+            t = np.zeros(spec.P)
+            t[offs[0]:offs[1]] = (F[0] @ np.kron(A.T, np.eye(n))).reshape(-1)
+            t[offs[-2]:offs[-1]] = (A @ F[-1]).reshape(-1)
+            block.append(t)
+    return [np.array(block)] if block else []
 
 
 @dataclass
