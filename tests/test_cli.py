@@ -194,3 +194,36 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     with StudyStore.open(out) as store:
         n = store.n_trajectories()
         assert 8 <= n < 200 and n % 8 == 0  # whole committed units only
+
+
+# ----- names of runs made with --set ---------------------------------------------------------------
+def test_a_run_with_overrides_is_named_after_them():
+    from landscape.study.config import OVERRIDE_NAME_MAX, load_study, override_name
+
+    assert load_study(None, ["model.loss=mse", "trajectories=64"]).name == "default+model.loss=mse+trajectories=64"
+    assert load_study(None, ["trajectories=64", " name = mine "]).name == "mine"     # an explicit name wins
+    assert load_study(None, []).name == "default" and load_study(preset="linear-mse").name == "linear-mse"
+    assert load_study(preset="linear-mse", overrides=["d=9"]).name == "linear-mse+d=9"
+    # safe as one folder name: quotes and white space dropped, separators and the rest made '_'
+    assert load_study(None, ['init.name="small"', "lambda = 0.0009765625"]).name == \
+        "default+init.name=small+lambda=0.0009765625"
+    assert override_name("default", ['x="a/b\\\\c"', "y=[1, 2]", "z=\x00.."]) == "default+x=a_b_c+y=_1,2_+z=_.."
+    # bounded, and two long lists that share their first 71 characters keep different names
+    long = ["K=3", "n=2", "d=4", "L=2", "trajectories=4", "batch_size=4", "saddles.starts=0", "connect.max_pairs=0"]
+    a, b = load_study(None, long + ["seed=1"]).name, load_study(None, long + ["seed=2"]).name
+    assert len(a) == len(b) == OVERRIDE_NAME_MAX and a != b and a[:-9] == b[:-9]
+    assert a.startswith("default+K=3+n=2+d=4+L=2+trajectories=4") and a[-9] == "~"
+    assert all(c.isalnum() or c in "._=,+-~" for c in a)
+
+
+def test_run_without_out_names_its_folder_after_the_overrides(tmp_path, capsys, monkeypatch):
+    import landscape.study.run as study_run
+
+    def stop(cfg, out, progress):   # the folder's name is all this test needs: stop before any work
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(study_run, "run_study", stop)
+    code, _, err = run_cli(capsys, "run", "--no-progress", *sets(["K=3", "n=2", "d=4", "L=2", "trajectories=4"]))
+    assert code == 130
+    assert "runs/default+K=3+n=2+d=4+L=2+trajectories=4-2" in err   # runs/<name>-<YYYYmmdd-HHMMSS>

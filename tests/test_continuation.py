@@ -200,3 +200,113 @@ def test_no_spurious_events_as_lambda_vanishes():
     br = continue_in_lambda(spec, T.pairing_point(spec, T.pairing_scales(4, 1, 2, 1e-3)[-1]), to=1e-14)
     assert br.events == []
     assert "not resolvable" in br.end or "→ 0" in br.end
+
+
+def test_progress_hears_every_step_and_every_event(dnc_branch):
+    spec = ModelSpec(K=K, n=N_PER, d=D, L=L, lam=LAM)
+    heard = []
+    br = continue_in_lambda(spec, T.dnc_point(spec, T.dnc_scale_roots(K, N_PER, L, LAM)[-1]), to=0.5,
+                            settings=ContinuationSettings(max_steps=300),
+                            progress=lambda step, events: heard.append((step, list(events))))
+    assert [s for s, _ in heard] == br.steps == dnc_branch.steps   # the start first, then every accepted step
+    assert [e for _, ev in heard for e in ev] == br.events and any(ev for _, ev in heard)
+    assert heard[0][1] == []
+
+
+# ----- landscape continue: progress lines and a record of every run ----------------------------------
+@pytest.fixture
+def study_dir(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from study_fixture import build_study
+
+    return build_study(tmp_path / "study")
+
+
+def _fake_branches(monkeypatch, interrupt_at=None):
+    """continue_in_lambda replaced by three instant steps with a fold on the second; point
+    ``interrupt_at`` raises KeyboardInterrupt (Ctrl-C) when its branch starts."""
+    import landscape.study.continuation as cont
+
+    def fake(spec, theta, *, param, to, point_id, label, settings, progress=None):
+        if point_id == interrupt_at:
+            raise KeyboardInterrupt
+        br = cont.Branch(point_id, label)
+        for i, p in enumerate((1e-3, 2e-3, 4e-3)):
+            step = {param: p, "loss": 0.1 + i, "grad_norm": 1e-12, "index": int(i >= 1), "nullity": 0}
+            br.steps.append(step)
+            events = [{"kind": "fold", param: 1.5e-3, "index_before": 0, "index_after": 1}] if i == 1 else []
+            br.events += events
+            if progress is not None:
+                progress(step, events)
+        br.end = "reached"
+        return br
+
+    monkeypatch.setattr(cont, "continue_in_lambda", fake)
+
+
+def _runs_in_db(folder):
+    from landscape.io.store import StudyStore
+
+    with StudyStore.open(folder / "study.sqlite", readonly=True) as st:
+        return [c.record for c in st.continuations()]
+
+
+def test_continue_prints_progress_and_keeps_every_run(study_dir, capsys, monkeypatch):
+    import landscape.cli.continue_ as cli_continue
+
+    _fake_branches(monkeypatch)
+    monkeypatch.setattr(cli_continue, "PROGRESS_EVERY_S", 0.0)   # a line per step
+    argv = ["continue", str(study_dir), "--param", "lambda", "--to", "0.004"]
+    assert main(argv + ["--points", "0,1"]) == 0
+    out = capsys.readouterr().out
+    assert "following 2 point(s) in lambda from 0.001 towards 0.004" in out
+    assert "point 0 (DNC) [1/2]: following lambda towards 0.004" in out and "point 1 (pairs) [2/2]" in out
+    assert "  point 0: fold at lambda=0.0015 (index 0→1)" in out
+    assert "  point 1: step 2, lambda=0.004, loss 2.1, index 1; 1 event(s) so far" in out
+    assert "(its first run;" in out
+    first = json.loads((study_dir / "continuation.json").read_text())
+    assert first["earlier_runs"] == [] and [b["point_id"] for b in first["branches"]] == [0, 1]
+    assert first["run"]["arguments"]["points"] == [0, 1] and first["run"]["started_at"] <= first["run"]["finished_at"]
+
+    assert main(argv + ["--points", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "point 2 (zero) [1/1]: following lambda" in out and "  point 2:" not in out   # quiet: no step lines
+    assert "run 2 in it; the 1 earlier run(s) kept" in out
+    rec = json.loads((study_dir / "continuation.json").read_text())
+    # the latest run at the top level, as readers expect; the first one kept whole in earlier_runs
+    assert rec["param"] == "lambda" and [b["point_id"] for b in rec["branches"]] == [2]
+    assert rec["run"]["arguments"]["points"] == [2]
+    assert rec["earlier_runs"] == [{k: v for k, v in first.items() if k != "earlier_runs"}]
+    assert [[b["point_id"] for b in r["branches"]] for r in _runs_in_db(study_dir)] == [[0, 1], [2]]
+
+
+def test_ctrl_c_before_the_first_branch_or_bad_input_leave_the_record_alone(study_dir, capsys, monkeypatch):
+    _fake_branches(monkeypatch, interrupt_at=1)
+    argv = ["continue", str(study_dir), "--param", "lambda", "--to", "0.004"]
+    assert main(argv + ["--points", "0"]) == 0
+    path = study_dir / "continuation.json"
+    before = path.read_bytes()
+    capsys.readouterr()
+
+    assert main(argv + ["--points", "1"]) == 130    # Ctrl-C while the first branch runs
+    err = capsys.readouterr().err
+    assert "interrupted before the first branch finished: nothing was written" in err and "unchanged" in err
+    assert path.read_bytes() == before and len(_runs_in_db(study_dir)) == 1
+    for bad in (["--to", "-1"], ["--points", "7"], ["--points", "x"], ["--steps", "0"]):
+        assert main(["continue", str(study_dir), "--param", "lambda", "--to", "0.004", *bad]) == 2, bad
+        assert path.read_bytes() == before and len(_runs_in_db(study_dir)) == 1
+
+    assert main(argv + ["--points", "0,1,2"]) == 130   # Ctrl-C in the second branch: the first one is kept
+    err = capsys.readouterr().err
+    assert "the 1 finished branch(es) are kept" in err and "run 2 in it; the 1 earlier run(s) kept" in err
+    rec = json.loads(path.read_text())
+    assert rec["interrupted"] and [b["point_id"] for b in rec["branches"]] == [0] and len(rec["earlier_runs"]) == 1
+
+    path.write_text("{not json")   # a damaged record is refused before any work, never replaced
+    assert main(argv + ["--points", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a readable continuation record" in err and "move it away" in err
+    assert path.read_text() == "{not json" and len(_runs_in_db(study_dir)) == 2

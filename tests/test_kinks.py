@@ -113,3 +113,36 @@ def test_the_small_root_dnc_point_is_a_saddle_on_its_manifold():
     small = member_dnc(spec)[0]
     rep = analyse_kinks(spec, frame_dnc_point(spec, small.scale))
     assert rep.index >= 1 and rep.kind == "saddle"
+
+
+def test_the_hand_off_finishes_a_near_kink_end_and_refuses_a_far_one():
+    """A ReLU DNC point with 1e-6 noise (a descent's end near its kinks: ‖∇L‖ small, entries a
+    hair off 0) is finished at loss ℓ_DNC within 1e-12 with projected gradient ≤ 1e-10; a random
+    point (‖∇L‖ far above the hand-off bound) is refused with its reason."""
+    from landscape.analysis.kinks import HANDOFF_GRAD, hand_off_to_kinks
+
+    spec = _spec("ce")
+    dnc = member_dnc(spec)[-1]
+    rng = np.random.default_rng(2)
+    near = frame_dnc_point(spec, dnc.scale) + 1e-6 * rng.standard_normal(spec.P)
+    far = rng.standard_normal(spec.P)
+    th = torch.from_numpy(np.stack([near, far]))
+    loss, grad = DeepUFM(spec).loss_and_grad(th)
+    gn = grad.norm(dim=1).numpy()
+    assert gn[0] <= HANDOFF_GRAD < gn[1]
+    h = hand_off_to_kinks(spec, th, loss.numpy(), gn)
+    assert h.ok.tolist() == [True, False] and "‖∇L‖" in h.reason[1]
+    assert h.loss[0] == pytest.approx(dnc.loss, abs=1e-12) and h.residual[0] <= 1e-10
+
+
+def test_a_point_on_kinks_is_analysed_on_its_manifold():
+    """analyse_point at the ReLU CE DNC point: the kink analysis decides its kind (index 0 on the
+    manifold, the second order across its weakly active kinks undecided: 'degenerate', never a
+    minimum), its gradient norm is the projected gradient on the manifold, its label DNC."""
+    from landscape.analysis.point import analyse_point
+
+    spec = _spec("ce")
+    a = analyse_point(spec, frame_dnc_point(spec, member_dnc(spec)[-1].scale))
+    assert a.kinks is not None and a.kinks.index == 0
+    assert a.kind == "degenerate" and a.label == "DNC" and a.grad_norm <= 1e-12
+    assert a.to_dict()["kinks"]["n_active"] == 112

@@ -76,6 +76,77 @@ def test_cli_report(study, tmp_path, capsys):
     assert "is not a finished results folder" in capsys.readouterr().err
 
 
+# ----- a study that mostly failed: the diagnosis first, DNC of the certified starts -----------------
+PAYLOAD = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+DIAGNOSIS = [{"reason": "max_iter", "count": 3, "share": 3 / 32,
+              "advice": "raise the iteration budget (stages.0.max_iter=5000) " + PAYLOAD},
+             {"reason": "diverged" + PAYLOAD, "count": 1, "share": 1 / 32, "advice": "use --set stages.0.lr=0.1"}]
+CERTIFIED = {"n_certified": 29, "dnc": 18, "fraction": 18 / 29, "ci_low": 0.44, "ci_high": 0.77}
+
+
+def _diagnosed(study, tmp_path, **changes):
+    """A copy of the fixture study whose summary.json holds ``changes`` (top level; ``certified``
+    goes into the headline)."""
+    out = tmp_path / "diagnosed"
+    shutil.copytree(study, out)
+    s = json.loads((study / "summary.json").read_text())
+    if "certified" in changes:
+        s["headline"]["certified"] = changes.pop("certified")
+    s.update(changes)
+    (out / "summary.json").write_text(json.dumps(s))
+    return out
+
+
+def test_report_shows_the_diagnosis_first_and_dnc_of_the_certified(study, tmp_path):
+    text = write_report(_diagnosed(study, tmp_path, diagnosis=DIAGNOSIS, certified=CERTIFIED)).read_text()
+    diag = text[text.index('<div class="diagnosis" id="diagnosis">'):text.index('id="headline"')]
+    assert text.index('id="diagnosis"') < text.index('id="headline"') < text.index("<h2>Configuration</h2>")
+    assert diag.count("<li>") == 2 and "<b>3 of 32 starts did not certify</b>" in diag
+    assert ("<li><b>max_iter</b>: 3 of 32 starts (9.4%) — raise the iteration budget (stages.0.max_iter=5000) "
+            in diag)
+    assert "use --set stages.0.lr=0.1" in diag
+    # the payloads in advice and reason are text, never markup
+    assert "<script>alert" not in text and "<img src=x" not in text
+    assert diag.count("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;") == 2
+    headline = text[text.index('id="headline">'):]
+    headline = headline[:headline.index("</p>")]
+    assert ("DNC reached by 62.1% of 29 certified starts [44.0%, 77.0%] (3 of 32 starts did not certify; "
+            "DNC 56.2% of all starts [39.3%, 71.8%]); the lowest-loss structure is pairs") in headline
+    assert "The headline's DNC fraction is of the certified starts; the other fractions are of all 32 starts" in text
+
+
+def test_a_summary_without_diagnosis_or_with_an_empty_one_renders_as_before(study, tmp_path, report):
+    old = report.read_text()   # the fixture's summary.json has neither key
+    assert 'id="diagnosis"' not in old and "certified starts" not in old
+    text = write_report(_diagnosed(study, tmp_path, diagnosis=[], certified=CERTIFIED)).read_text()
+    assert 'id="diagnosis"' not in text and "certified starts" not in text
+    assert "DNC reached by 56.2% of starts [39.3%, 71.8%]; the lowest-loss structure is pairs" in text
+    s = json.loads((study / "summary.json").read_text())
+    # a diagnosis without headline.certified (a partial summary): the fractions of all starts
+    assert headline_text({**s, "diagnosis": DIAGNOSIS}).startswith("DNC reached by 56.2% of starts")
+    nothing = {**s, "diagnosis": DIAGNOSIS, "n_trajectories": 32,
+               "headline": {**s["headline"], "lowest_loss_point": None,
+                            "certified": {"n_certified": 0, "dnc": 0, "fraction": None, "ci_low": None,
+                                          "ci_high": None}}}
+    assert headline_text(nothing) == "DNC: none of the 32 starts certified; no critical point was certified."
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"diagnosis": [{**DIAGNOSIS[0], "count": "3"}]}, "diagnosis[0].count must be an integer, not a string"),
+    ({"diagnosis": [{**DIAGNOSIS[0], "share": "9%"}]}, "diagnosis[0].share must be a finite number or null"),
+    ({"diagnosis": [{**DIAGNOSIS[0], "advice": ["<b>"]}]}, "diagnosis[0].advice must be a string, not a list"),
+    ({"diagnosis": "max_iter"}, "diagnosis must be a list or null, not a string"),
+    ({"diagnosis": ["max_iter"]}, "diagnosis[0] must be an object, not a string"),
+    ({"certified": {**CERTIFIED, "n_certified": 29.5}}, "headline.certified.n_certified must be an integer"),
+    ({"certified": {**CERTIFIED, "fraction": "0.6"}}, "headline.certified.fraction must be a finite number"),
+])
+def test_the_new_summary_fields_are_type_checked(study, tmp_path, change, message):
+    from landscape.viz.safe import ReportInputError
+
+    with pytest.raises(ReportInputError, match=re.escape(message)):
+        load_results(_diagnosed(study, tmp_path, **change))
+
+
 # ----- headless Chromium -----------------------------------------------------------------------
 def _chromium(page, profile, *extra) -> subprocess.CompletedProcess:
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

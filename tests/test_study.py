@@ -53,7 +53,10 @@ def test_summary_has_exactly_the_agreed_schema(reference, tiny_cfg):
     assert "lbfgs" in s["dynamics"] and "init gaussian" in s["dynamics"]
     assert s["n_trajectories"] == 24 and sum(s["stop_reasons"].values()) == 24
     phases = ("setup_s", "trajectories_s", "saddle_search_s", "saddle_descents_s", "transition_states_s", "summary_s")
-    assert tuple(s["timings"]) == phases and all(v >= 0 for v in s["timings"].values())
+    # the saddle phase computed beside the trajectories (a forked worker, where the machine has the
+    # cores) adds the time the run waited for it
+    timed = tuple(k for k in s["timings"] if k != "saddle_prefetch_wait_s")
+    assert timed == phases and all(v >= 0 for v in s["timings"].values())
     assert sum(s["timings"].values()) <= s["wall_time_s"] * (1 + 1e-9) + 1e-6
     # the stored trajectories' time: per unit its latest stop, summed (read here with sqlite3)
     with sqlite3.connect(out / "study.sqlite") as con:

@@ -130,6 +130,103 @@ def test_cli_theory_prints_sorted_catalogue(capsys, tmp_path):
     assert "candidate: no" in out and "Theorem 1 excludes" in out
 
 
+# ----- landscape theory DIR: a study's model, its lowest minima beside the closed forms -----------
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    from study_fixture import build_study
+
+    return build_study(tmp_path_factory.mktemp("theory") / "study")
+
+
+def test_theory_reads_a_study_folder_and_places_its_minima(study_dir, capsys):
+    import json
+
+    assert _run_cli(["theory", str(study_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("K=4 n=2 d=6 L=3 λ=0.001")   # the folder's model, not the default study's (d=8)
+    rows = {ln.split()[0] + " " + ln.split()[2]: ln for ln in out.splitlines()[2:9]}
+    assert rows["pairs large"].endswith("← study: point #1 (minimum)")
+    assert rows["DNC large"].endswith("← study: point #0 (minimum)")
+    assert rows["simplex(3)+null large"].endswith("← study: point #3 (saddle)")
+    assert "←" not in rows["DNC small"]
+    tail = out[out.index("study fixture: 32 starts; its 3 lowest minima:"):].splitlines()
+    assert [ln.split()[1] for ln in tail[1:]] == ["#1", "#0", "#2"]   # by loss
+    assert "9 of 32 starts (28.1%)  = pairs (2×pair, large root), Δloss" in tail[1]
+    assert "18 of 32 starts (56.2%)  = DNC (simplex(4), large root)" in tail[2]
+    assert _run_cli(["theory", str(study_dir), "--json"]) == 0
+    study = json.loads(capsys.readouterr().out)["study"]
+    assert study["compared"] and [m["id"] for m in study["minima"]] == [1, 0, 2]
+    assert study["minima"][1]["closed_form"].startswith("DNC (simplex(4), large root)")
+    # config.json named directly reads the folder too; another λ is another model: no comparison
+    assert _run_cli(["theory", str(study_dir / "config.json")]) == 0
+    assert "its 3 lowest minima" in capsys.readouterr().out
+    assert _run_cli(["theory", str(study_dir), "--lambda", "1e-2"]) == 0
+    out = capsys.readouterr().out
+    assert "λ=0.01" in out and "its minima are not compared (the options above change its model)" in out
+    assert "← study" not in out
+
+
+def _folder(tmp_path, study_dir, summary=None, config=None):
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(study_dir, d)
+    if summary is not None:
+        (d / "summary.json").write_text(summary)
+    if config is not None:
+        (d / "config.json").write_text(config)
+    return d
+
+
+def test_theory_treats_a_folder_as_untrusted_input(study_dir, tmp_path, capsys):
+    import json
+
+    from landscape.cli import main
+
+    s = json.loads((study_dir / "summary.json").read_text())
+    s["points"][1]["label"] = "\x1b[2J\x1b]0;owned\x07pairs"   # terminal escape sequences in a label
+    d = _folder(tmp_path, study_dir, summary=json.dumps(s))
+    assert main(["theory", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "point #1" in out
+    assert "\\x1b[2J" in out   # shown escaped, not interpreted
+
+    s["points"][0]["loss"] = "0.01"   # a damaged summary: the theory still prints, the comparison says why not
+    (d / "summary.json").write_text(json.dumps(s))
+    assert main(["theory", str(d)]) == 0
+    out = capsys.readouterr().out
+    assert "candidate: no" in out and "its minima are not compared" in out
+    assert "summary.json: points[0].loss must be a finite number, not a string" in out
+
+    (d / "config.json").unlink()   # no config.json: the model of the summary's configuration …
+    s["points"][0]["loss"] = 0.0211550344907
+    (d / "summary.json").write_text(json.dumps(s))
+    assert main(["theory", str(d)]) == 0 and "its 3 lowest minima" in capsys.readouterr().out
+    s["points"][0]["loss"] = "x"   # … and then a bad summary is the error
+    (d / "summary.json").write_text(json.dumps(s))
+    assert main(["theory", str(d)]) == 2
+    assert "summary.json: points[0].loss must be a finite number" in capsys.readouterr().err
+
+    for config, message in (("{not json", "cannot parse it"), ('{"model": 3}', "no [model] table"),
+                            ('{"model": {"K": 4}}', "config.json: [model] is missing field(s) ['n', 'd', 'L']"),
+                            ('{"model": {"K": "\\u001b[31m", "n": 2, "d": 4, "L": 2}}', "K='\\x1b[31m' is invalid"),
+                            ('{"net": {}, "ufm_spec": {}}', "a `landscape net` run"), ("[1, 2]", "must hold a table")):
+        (d / "config.json").write_text(config)
+        assert main(["theory", str(d)]) == 2, config
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "\x1b" not in err, (config, err)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text("{}")
+    for argv, message in (([str(tmp_path / "none")], "no such folder"),
+                          ([str(empty)], "holds neither config.json nor summary.json"),
+                          ([str(tmp_path / "sweep")], "is a sweep folder: give one of its cells"),
+                          ([str(study_dir), "--preset", "default"], "give one of DIR, --config or --preset")):
+        assert main(["theory", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
 # ----- roots near folds and at extreme λ, against an independent high-precision solution -------
 mp = pytest.importorskip("mpmath")
 mp.mp.dps = 50

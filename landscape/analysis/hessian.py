@@ -29,6 +29,7 @@ separates them by about ten orders of magnitude. τ and its ingredients are stor
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -99,8 +100,6 @@ def _torch_eigvalsh_seconds_per_cube(threads: int) -> float:
     """Seconds per P³ of ``torch.linalg.eigvalsh`` here (the eigenvalues-alone solve of
     :func:`symmetric_eigh` from ``TORCH_EIGVALSH_FROM`` rows on), from one timed call at that
     size after a warm-up call."""
-    import torch
-
     n = TORCH_EIGVALSH_FROM
     torch.linalg.eigvalsh(torch.eye(64, dtype=torch.float64))
     A = torch.from_numpy(np.random.default_rng(0).standard_normal((n, n)))
@@ -123,8 +122,6 @@ def dense_cost_s(P: int, work: float = 1.3, eigvals_only: bool = False) -> float
     ``eigvals_only`` (the point analysis): from ``TORCH_EIGVALSH_FROM`` rows on, the unit is the
     torch solve the analysis uses there (:func:`symmetric_eigh`), at this process's torch threads."""
     if eigvals_only and P >= TORCH_EIGVALSH_FROM:
-        import torch
-
         return work * _torch_eigvalsh_seconds_per_cube(torch.get_num_threads()) * float(P) ** 3
     return work * _lapack_seconds_per_cube("cpu") * float(P) ** 3
 
@@ -132,7 +129,6 @@ def dense_cost_s(P: int, work: float = 1.3, eigvals_only: bool = False) -> float
 def dense_fits(P: int, matrices: float = 2.5) -> bool:
     """Whether ``matrices`` dense P × P float64 matrices fit in half of this machine's RAM."""
     try:
-        import os
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         mem = float("inf")

@@ -83,6 +83,7 @@ class ActiveSet:
     active: list
     on: list
     thresholds: list
+    free: list | None = None   # entries masked off but not held at 0 (the polish's dead units)
 
     @property
     def size(self) -> int:
@@ -186,11 +187,28 @@ class KinkPolish:
 def _signs_kept(spec, theta, aset: ActiveSet) -> bool:
     model = DeepUFM(spec.as_float64())
     _, pres = _forward(model, as_theta64(spec, theta), None)
-    for h, a, o in zip(pres, aset.active, aset.on):
+    free = aset.free or [np.zeros_like(a) for a in aset.active]
+    for h, a, o, f in zip(pres, aset.active, aset.on, free):
         h = h.detach().numpy()
-        if np.any(h[o] <= 0) or np.any(h[~a & ~o] >= 0):
+        if np.any(h[o] <= 0) or np.any(h[~a & ~o & ~f] >= 0):
             return False
     return True
+
+
+def _free_dead_units(aset: ActiveSet) -> ActiveSet:
+    """``aset`` with the entries of its dead units (rows entirely active) masked off but not held
+    at 0: their incoming row feels only the decay and goes to 0 by itself; held as constraints
+    they admit spurious KKT points with the row nonzero and orthogonal to the data (the
+    multipliers then sit on entries with no signal, δ = 0, which the Clarke test cannot use)."""
+    dead = [np.repeat(a.all(axis=1, keepdims=True), a.shape[1], axis=1) for a in aset.active]
+    return ActiveSet([a & ~d for a, d in zip(aset.active, dead)], aset.on, aset.thresholds, dead)
+
+
+def _with_free_active(aset: ActiveSet) -> ActiveSet:
+    """The inverse of :func:`_free_dead_units` for reporting: free entries counted active."""
+    if aset.free is None:
+        return aset
+    return ActiveSet([a | f for a, f in zip(aset.active, aset.free)], aset.on, aset.thresholds)
 
 
 def _pre_values(spec, theta) -> np.ndarray:
@@ -208,7 +226,7 @@ def _with_entries(aset: ActiveSet, flat_idx: np.ndarray) -> ActiveSet:
         j, i = np.unravel_index(k - sizes[l], act[l].shape)
         act[l][j, i] = True
         on[l][j, i] = False
-    return ActiveSet(act, on, aset.thresholds)
+    return ActiveSet(act, on, aset.thresholds, aset.free)
 
 
 def polish_on_kinks(spec: ModelSpec, theta, tol: float = 1e-10, max_iter: int = 40,
@@ -222,7 +240,8 @@ def polish_on_kinks(spec: ModelSpec, theta, tol: float = 1e-10, max_iter: int = 
     ends with the last few still decaying). Dense: O((P + |A|)³) per step."""
     spec = spec.as_float64()
     th0 = np.asarray(as_theta64(spec, theta).detach().numpy(), dtype=np.float64)
-    aset = aset or active_set(spec, th0)
+    aset = _free_dead_units(aset or active_set(spec, th0))
+    free = np.concatenate([f.reshape(-1) for f in aset.free])
     th = th0.copy()
     P = th.size
     res = con = np.inf
@@ -236,7 +255,7 @@ def polish_on_kinks(spec: ModelSpec, theta, tol: float = 1e-10, max_iter: int = 
         if res <= 1e3 * tol and con <= 1e3 * tol:
             # nearly there: entries that the nonlinear steps took to 0 (or a hair across) join
             h = _pre_values(spec, th)
-            tiny = ~_active_flat(aset) & (np.abs(h) <= 1e-9 * np.abs(h).max(initial=1.0))
+            tiny = ~_active_flat(aset) & ~free & (np.abs(h) <= 1e-9 * np.abs(h).max(initial=1.0))
             if tiny.any():
                 aset = _with_entries(aset, np.nonzero(tiny)[0])
                 continue
@@ -258,7 +277,7 @@ def polish_on_kinks(spec: ModelSpec, theta, tol: float = 1e-10, max_iter: int = 
         Jall = torch.func.jacrev(lambda t: _pre_flat(model, t, None))(torch.from_numpy(th)).numpy()
         dh = Jall @ step
         with np.errstate(divide="ignore", invalid="ignore"):
-            t_cross = np.where(~act & (h * dh < 0), -h / dh, np.inf)
+            t_cross = np.where(~act & ~free & (h * dh < 0), -h / dh, np.inf)
         alpha = 1.0
         first = float(t_cross.min(initial=np.inf))
         if first < 1.0:
@@ -267,7 +286,8 @@ def polish_on_kinks(spec: ModelSpec, theta, tol: float = 1e-10, max_iter: int = 
         th = th + alpha * step
     ok = res <= tol and con <= tol
     kept = _signs_kept(spec, th, aset)
-    return KinkPolish(th, bool(ok and kept), it, res, con, aset, kept, float(np.linalg.norm(th - th0)))
+    return KinkPolish(th, bool(ok and kept), it, res, con, _with_free_active(aset), kept,
+                      float(np.linalg.norm(th - th0)))
 
 
 @dataclass
@@ -369,6 +389,8 @@ class KinkReport:
     reason: str
     tau: float
 
+    projected_gradient: float = float("nan")
+
     @property
     def stationary(self) -> bool:
         return self.kind != "not stationary"
@@ -382,7 +404,8 @@ class KinkReport:
                 "tangent_dim": self.tangent_dim, "gauge_zero_modes": self.gauge_zero_modes, "index": self.index,
                 "nullity": self.nullity, "excess_zero_modes": self.excess_zero_modes,
                 "smallest_nonzero_eigenvalue": self.smallest_nonzero, "dead_units": self.dead,
-                "kind": self.kind, "reason": self.reason, "tau": self.tau}
+                "kind": self.kind, "reason": self.reason, "tau": self.tau,
+                "projected_gradient": self.projected_gradient}
 
 
 def analyse_kinks(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_tol: float = 1e-8,
@@ -441,7 +464,8 @@ def analyse_kinks(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
         kind, reason = "degenerate", f"{nullity} excess zero mode(s) on the kink manifold"
     else:
         kind, reason = "minimum", "strongly active kinks, dead units decided, positive definite on the manifold"
-    return KinkReport(aset.size, cl, int(N.shape[1]), gz, index, nullity, nullity, smallest, dead, kind, reason, tau)
+    return KinkReport(aset.size, cl, int(N.shape[1]), gz, index, nullity, nullity, smallest, dead, kind, reason, tau,
+                      float(np.linalg.norm(g - J.T @ mu)))
 
 
 #: Active-set threshold at a descent's end (× max|H_l|): GD leaves kink entries at 1e-9 … 1e-5 of
@@ -450,8 +474,13 @@ def analyse_kinks(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
 HANDOFF_RTOL = 1e-4
 #: A descent's end is handed to the kink polish only below this ‖∇L‖.
 HANDOFF_GRAD = 1e-2
-#: The polish may move θ at most this × (1 + ‖θ‖): it finishes the last stretch, nothing more.
-HANDOFF_MAX_MOVE = 1e-2
+#: Relative cut-offs of the KKT matrix's singular values tried in turn by the hand-off.
+HANDOFF_RCONDS = (1e-8, 1e-10, 1e-12)
+#: The polish may lower the loss by at most this × (1 + |L|) and never raise it: it finishes the
+#: last stretch of a descent (GD ends at the default size sit 2e-7 … 2e-5 above the kink point
+#: they reach), nothing more. (A distance in θ is no test: the gauge moves the polished point
+#: along its orbit at no cost.)
+HANDOFF_MAX_DROP = 1e-4
 
 
 @dataclass
@@ -472,9 +501,9 @@ def hand_off_to_kinks(spec: ModelSpec, theta, loss_end, grad_end, tol: float = 1
     """Finish the descents that stopped near ReLU kinks (θ (B, P) their ends, ``loss_end`` and
     ``grad_end`` (B,) there) by :func:`polish_on_kinks`. A row is finished only where the descent
     was close (‖∇L‖ ≤ :data:`HANDOFF_GRAD`), its end has an active set, the polish converges
-    holding it with every other entry's sign kept, moves θ by at most :data:`HANDOFF_MAX_MOVE` ×
-    (1 + ‖θ‖) and does not raise the loss: the polish shortens the last stretch toward the point
-    the descent was reaching. (Whether that point holds negative curvature on its manifold is
+    holding it with every other entry's sign kept, and lowers the loss by at most
+    :data:`HANDOFF_MAX_DROP` × (1 + |L|), never raising it: the polish shortens the last stretch
+    toward the point the descent was reaching. (Whether that point holds negative curvature on its manifold is
     decided by its analysis, :func:`analyse_kinks`; a saddle is not a descent's end.) Dense and
     row by row on the CPU: for the rows a descent did not certify."""
     spec = spec.as_float64()
@@ -496,14 +525,17 @@ def hand_off_to_kinks(spec: ModelSpec, theta, loss_end, grad_end, tol: float = 1
         if aset.size == 0:
             reasons[b] = "no active entries"
             continue
-        p = polish_on_kinks(spec, th[b], tol=tol, aset=aset)
-        new_loss = float(model.loss(torch.from_numpy(p.theta)[None])[0])
-        if not p.converged:
-            reasons[b] = "polish on the kink manifold did not converge" + ("" if p.signs_kept else " (an entry changed sign)")
-        elif p.moved > HANDOFF_MAX_MOVE * (1 + float(np.linalg.norm(th[b]))):
-            reasons[b] = f"the polish moved θ by {p.moved:.3g}"
-        elif new_loss > losses[b] + 1e-12 * (1 + abs(losses[b])):
-            reasons[b] = f"the polish raised the loss by {new_loss - losses[b]:.3g}"
-        else:
-            ok[b], out[b], losses[b], resid[b] = True, p.theta, new_loss, p.residual
+        for rcond in HANDOFF_RCONDS:   # the KKT matrix's numerical rank decides the step: try a few
+            p = polish_on_kinks(spec, th[b], tol=tol, aset=aset, kkt_rcond=rcond)
+            new_loss = float(model.loss(torch.from_numpy(p.theta)[None])[0])
+            if not p.converged:
+                reasons[b] = "polish on the kink manifold did not converge" + ("" if p.signs_kept else " (an entry changed sign)")
+            elif new_loss > losses[b] + 1e-12 * (1 + abs(losses[b])):
+                reasons[b] = f"the polish raised the loss by {new_loss - losses[b]:.3g}"
+            elif new_loss < losses[b] - HANDOFF_MAX_DROP * (1 + abs(losses[b])):
+                reasons[b] = f"the polish lowered the loss by {losses[b] - new_loss:.3g}: more than a last stretch"
+            else:
+                ok[b], out[b], losses[b], resid[b], reasons[b] = True, p.theta, new_loss, p.residual, ""
+                n_act[b] = p.active.size
+                break
     return KinkHandoff(ok, out, losses, resid, n_act, reasons)

@@ -22,6 +22,7 @@ from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from . import theory
 from .hessian import HessianReport, analyse_hessian
+from .kinks import KinkReport, active_set, analyse_kinks
 from .labels import ZERO
 from .settings import AnalysisSettings
 from .structure import StructureReport, analyse_structure
@@ -32,6 +33,9 @@ _SETTING_KEYS = ("tau_rel", "noise_mult", "symmetry_rtol", "lanczos_tol", "lancz
 POINT_KINDS = ("minimum", "saddle", "degenerate", "unverified")
 #: Kind of each :data:`landscape.analysis.hessian.TYPES` value (for verified points).
 KIND_OF_TYPE = {"minimum": "minimum", "saddle": "saddle", "degenerate_minimum_or_saddle": "degenerate"}
+#: Kind of each :class:`landscape.analysis.kinks.KinkReport` kind.
+KIND_OF_KINK = {"minimum": "minimum", "degenerate": "degenerate", "undecided": "degenerate", "saddle": "saddle",
+                "not stationary": "unverified"}
 #: Kinds that are minima for the basin graph, the disconnectivity tree and the unseen mass:
 #: minima, and index-0 points whose second order cannot decide.
 LEAF_KINDS = ("minimum", "degenerate")
@@ -50,10 +54,16 @@ class PointAnalysis:
     structure: StructureReport
     match: dict | None
     settings: AnalysisSettings = AnalysisSettings()
+    kinks: KinkReport | None = None
 
     @property
     def kind(self) -> str:
-        """The point's kind (:data:`POINT_KINDS`)."""
+        """The point's kind (:data:`POINT_KINDS`). On ReLU kinks (``kinks`` set) it is decided on the
+        kink manifold (:mod:`landscape.analysis.kinks`): a saddle there is a saddle; index 0 whose
+        second order across the kinks is undecided is ``degenerate`` (never a minimum); a point that
+        is not Clarke-stationary on its active set is ``unverified``."""
+        if self.kinks is not None:
+            return KIND_OF_KINK[self.kinks.kind]
         return KIND_OF_TYPE[self.hessian.type] if self.hessian.verified else "unverified"
 
     @property
@@ -97,6 +107,7 @@ class PointAnalysis:
             "structure": {k: v for k, v in s.to_dict().items() if k != "thresholds"},
             "thresholds": {**self.settings.kwargs(), "tau": h.tau, "tau_source": h.tau_source,
                            "lanczos_k_used": h.lanczos_k},
+            "kinks": None if self.kinks is None else self.kinks.to_dict(),
         }
 
     def format_text(self) -> str:
@@ -236,4 +247,10 @@ def analyse_point(spec: ModelSpec, theta, settings: AnalysisSettings | None = No
     loss, grad = DeepUFM(spec64).loss_and_grad(th)
     h = analyse_hessian(spec64, th, device=device, **settings.hessian_kwargs())
     s = analyse_structure(spec64, th, **settings.structure_kwargs())
-    return PointAnalysis(spec, float(loss), float(grad.norm()), h, s, theory_match(spec64, s, float(loss)), settings)
+    gnorm, kinks = float(grad.norm()), None
+    if spec.activation == "relu":
+        aset = active_set(spec64, th)
+        if aset.size:   # a point on ReLU kinks: first and second order on its kink manifold
+            kinks = analyse_kinks(spec64, th, aset)
+            gnorm = kinks.projected_gradient
+    return PointAnalysis(spec, float(loss), gnorm, h, s, theory_match(spec64, s, float(loss)), settings, kinks)

@@ -41,6 +41,7 @@ import torch
 
 from ..core.linalg import block_lanczos, symmetric_eigh
 from ..core.model import DeepUFM, ModelSpec, as_theta64
+from ..core.validate import SpecError, check_number
 from .hessian import choose_method, default_tau, dense_hessian, hessian_matmat
 from .settings import (DEFAULT_DENSITY_POINTS, DEFAULT_DENSITY_WIDTH, DEFAULT_GROUP_RTOL,  # noqa: F401
                        DEFAULT_SLQ_STEPS, DEFAULT_SLQ_VECTORS, DEFAULT_SPECTRUM_BUDGET_S, SpectrumSettings)
@@ -148,8 +149,6 @@ def log_det_positive(spec: ModelSpec, theta, *, tau: float, vectors: int = DEFAU
 # ----- groups -------------------------------------------------------------------------------------
 def check_group_rtol(value) -> float:
     """``group_rtol`` must be a number in (0, 0.1]: beyond it neighbours of unequal value join."""
-    from ..core.validate import SpecError, check_number
-
     v = check_number("group_rtol", value)
     if not 0 < v <= 0.1:
         raise SpecError(f"group_rtol={value!r} is invalid: must be in (0, 0.1] (a relative tolerance for "

@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..core.gauge import gauge_interfaces  # noqa: F401  (re-exported: the interfaces with a gauge)
-from ..core.model import ModelSpec
+from ..core.model import DeepUFM, ModelSpec
 from ..core.validate import check_memory
 from .settings import DEFAULT_SYMMETRY_RTOL, symmetry_matrix_bytes  # noqa: F401  (declared with every analysis default)
 
@@ -216,12 +217,8 @@ def class_permutation(spec: ModelSpec, ref, theta) -> np.ndarray:
     :func:`relabel_classes`."""
     from scipy.optimize import linear_sum_assignment
 
-    from ..core.model import DeepUFM
-
     model = DeepUFM(spec.as_float64())
     K, n = spec.K, spec.n
-    import torch
-
     Z = model.logits(torch.from_numpy(np.stack([np.asarray(ref, float), np.asarray(theta, float)])))
     zb = Z.numpy().reshape(2, K, K, n).mean(axis=3)
     A, B = zb[0], zb[1]

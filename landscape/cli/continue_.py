@@ -11,6 +11,16 @@ bifurcation diagram.
 ``landscape continue DIR --param d --to D`` embeds every point into each width up to D (zero rows
 and columns keep it critical) and reports its index, nullity and symmetry zero modes per width:
 DIR/continuation-d.json and the nullity-against-width figure.
+
+Progress: every branch says where it starts, then (every few seconds, and at once for each event)
+which parameter value it has reached and the events found so far, then how it ended;
+``--no-progress`` keeps only the start and end lines.
+
+Every run is kept: the record file holds the latest run at its top level (``param``, ``from``,
+``to``, ``branches``, …, and ``run``: when it started and finished and its arguments) and the
+runs before it, oldest first, in ``earlier_runs``; the database stores every run too (the report
+draws each). A run interrupted before its first branch finished, or refused for its input, writes
+nothing: the record file is left as it was.
 """
 from __future__ import annotations
 
@@ -24,10 +34,19 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=400, metavar="N", help="largest number of continuation steps per branch")
     p.add_argument("--budget", type=float, default=600.0, metavar="S",
                    help="largest predicted seconds of a width continuation (default 600; refused beyond, with the estimate)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress lines while a branch is followed (its start and result are still printed)")
     p.set_defaults(func=main)
 
 
+#: Seconds between two progress lines of one branch (an event is printed at once).
+PROGRESS_EVERY_S = 2.0
+#: Largest continuation record file read back to keep its earlier runs.
+RECORD_MAX_BYTES = 512 * 2 ** 20
+
+
 def main(args) -> int:
+    import math
     import time
     from pathlib import Path
 
@@ -43,9 +62,16 @@ def main(args) -> int:
     check_number("--budget", args.budget)
     if not (args.budget > 0):
         raise SpecError(f"--budget={args.budget:g} is invalid: must be > 0 seconds")
+    if args.param != "d" and not (math.isfinite(args.to) and args.to > 0):
+        raise SpecError(f"--to={args.to:g} is invalid: must be a finite number > 0 (a weight decay)")
     if not (out / DB_NAME).is_file():
         raise SpecError(f"{out} holds no study ({DB_NAME} is missing)")
     check_writable_folder(out, "the continuation record")
+    path = out / ("continuation-d.json" if args.param == "d" else "continuation.json")
+    earlier = earlier_runs(path)   # an unreadable record is refused now, before any work, and never replaced
+    progress = not getattr(args, "no_progress", False)
+    run_info = {"started_at": _now(), "arguments": {"param": args.param, "to": args.to, "points": wanted,
+                                                    "steps": args.steps, "budget": args.budget}}
     with StudyStore.open(out / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
         pts = {p.id: p for p in store.points()}
@@ -56,6 +82,9 @@ def main(args) -> int:
                 raise SpecError(f"--points names {missing}, which the study does not hold (it has {sorted(pts)})")
         else:
             ids = sorted(pts)
+        if not ids:
+            print(f"{out} holds no distinct critical points: nothing to follow; nothing was written")
+            return 0
         t0 = time.perf_counter()
         branches = []
         interrupted = False
@@ -76,36 +105,46 @@ def main(args) -> int:
                                 "choose a smaller --to")
             check_width_memory(cfg.model, to)
             record = {"param": "d", "from": cfg.model.d, "to": to, "branches": branches}
-            path = out / "continuation-d.json"
+            print(f"embedding {len(ids)} point(s) into every width {cfg.model.d}..{to} (estimated {est:.3g} s); "
+                  "Ctrl-C keeps the finished points", flush=True)
             try:
-                for pid in ids:
+                for k, pid in enumerate(ids, 1):
                     p = store.point(pid)
+                    print(f"point {pid} ({p.label}) [{k}/{len(ids)}]: widths {cfg.model.d}..{to}", flush=True)
                     branches.append(continue_in_width(cfg.model, p.params, to=to, point_id=pid, label=p.label,
-                                                      progress=lambda s, pid=pid: print(
-                                                          f"  point {pid}: d={s['d']} (P={s['P']:,}) index {s['index']}, "
-                                                          f"symmetry zero modes {s['symmetry_zero_modes']}", flush=True)
-                                                      ).to_dict())
+                                                      progress=_width_progress(pid) if progress else None).to_dict())
             except KeyboardInterrupt:
                 interrupted = True
         else:
             settings = ContinuationSettings(max_steps=args.steps, certify_tol=cfg.certify_tol)
-            record = {"param": args.param, "from": param_value(cfg.model, args.param), "to": args.to,
-                      "settings": settings.to_dict(), "branches": branches}
-            path = out / "continuation.json"
+            p0 = param_value(cfg.model, args.param)
+            record = {"param": args.param, "from": p0, "to": args.to, "settings": settings.to_dict(),
+                      "branches": branches}
+            print(f"following {len(ids)} point(s) in {args.param} from {p0:.6g} towards {args.to:g} (at most "
+                  f"{args.steps} steps per branch); Ctrl-C keeps the finished branches", flush=True)
             try:
-                _follow_all(store, cfg, ids, args, settings, branches)
+                _follow_all(store, cfg, ids, args, settings, branches, progress=progress)
             except KeyboardInterrupt:
                 interrupted = True
         if interrupted:
             record["interrupted"] = True
         record["wall_time_s"] = time.perf_counter() - t0
-        write_json(path, record)
+        if not branches:   # nothing finished: the record file and the database stay as they were
+            import sys
+
+            from . import EXIT_INTERRUPTED
+            kept = f"{path} is unchanged" if path.exists() else f"{path} was not written"
+            print(f"\ninterrupted before the first branch finished: nothing was written ({kept})", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        record["run"] = {**run_info, "finished_at": _now()}
+        write_json(path, {**record, "earlier_runs": earlier})
         store.add_continuation(args.param, record)
+    runs = f"run {len(earlier) + 1} in it; the {len(earlier)} earlier run(s) kept" if earlier else "its first run"
     if interrupted:
         import sys
 
         from . import EXIT_INTERRUPTED
-        print(f"\ninterrupted: the {len(branches)} finished branch(es) are kept in {path} and the database",
+        print(f"\ninterrupted: the {len(branches)} finished branch(es) are kept in {path} ({runs}) and the database",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if args.param == "d":
@@ -113,8 +152,56 @@ def main(args) -> int:
             s0, s1 = br["steps"][0], br["steps"][-1]
             print(f"point {br['point_id']} ({br['label']}): symmetry zero modes {s0['symmetry_zero_modes']} at d={s0['d']} "
                   f"→ {s1['symmetry_zero_modes']} at d={s1['d']}; index {s1['index']}, excess nullity {s1['nullity']}")
-    print(f"written {path} ({record['wall_time_s']:.1f} s)")
+    print(f"written {path} ({runs}; {record['wall_time_s']:.1f} s)")
     return 0
+
+
+def _width_progress(pid):
+    """The progress line of each width of point ``pid`` (``continue_in_width``'s ``progress``)."""
+    def line(s: dict) -> None:
+        print(f"  point {pid}: d={s['d']} (P={s['P']:,}) index {s['index']}, "
+              f"symmetry zero modes {s['symmetry_zero_modes']}", flush=True)
+    return line
+
+
+def _now() -> str:
+    """The local time with its offset, to the second (ISO 8601)."""
+    from datetime import datetime
+
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def earlier_runs(path) -> list:
+    """The runs a continuation record file already holds, oldest first (its ``earlier_runs`` and
+    then its top-level run), [] when there is none. Anything else there (not JSON, not a record,
+    too large) is a SpecError naming the file: it is never replaced by a new run."""
+    import json
+    from pathlib import Path
+
+    from ..core.validate import SpecError
+
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return []
+    keep = "move it away to keep it (this command would replace it), then run again"
+    if path.is_symlink() or not path.is_file():
+        raise SpecError(f"{path} is not a regular file (a link, a folder or a device): {keep}")
+    try:
+        size = path.stat().st_size
+        if size > RECORD_MAX_BYTES:
+            raise SpecError(f"{path} is larger than {RECORD_MAX_BYTES // 2 ** 20} MiB, too large to keep its runs in: "
+                            f"{keep}")
+        rec = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"{path} is not a readable continuation record ({type(exc).__name__}: {exc}): {keep}") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("branches"), list) or "param" not in rec:
+        raise SpecError(f"{path} is not a continuation record (no 'param' and 'branches'): {keep}")
+    older = rec.pop("earlier_runs", [])
+    if not isinstance(older, list) or not all(isinstance(r, dict) for r in older):
+        raise SpecError(f"{path}: earlier_runs is not a list of records: {keep}")
+    return older + [rec]
 
 
 def parse_points(text: str | None) -> list[int] | None:
@@ -187,17 +274,50 @@ def width_cost_estimate(spec, to: int, n_points: int, stop_above: float | None =
     return total
 
 
-def _follow_all(store, cfg, ids, args, settings, branches) -> None:
-    """Follow every point in λ (or λ_H, λ_W, the ratio), printing each branch as it ends; the
-    finished branches are appended to ``branches`` as they come (kept when interrupted)."""
+def _follow_all(store, cfg, ids, args, settings, branches, progress: bool = True) -> None:
+    """Follow every point in λ (or λ_H, λ_W, the ratio), printing where each branch starts, its
+    progress (``progress``: every :data:`PROGRESS_EVERY_S` seconds and at each event) and how it
+    ended; the finished branches are appended to ``branches`` as they come (kept when interrupted)."""
     from ..study.continuation import continue_in_lambda
 
-    for pid in ids:
+    for k, pid in enumerate(ids, 1):
         p = store.point(pid)
+        print(f"point {pid} ({p.label}) [{k}/{len(ids)}]: following {args.param} towards {args.to:g}", flush=True)
         br = continue_in_lambda(cfg.model, p.params, param=args.param, to=args.to, point_id=pid,
-                                label=p.label, settings=settings)
+                                label=p.label, settings=settings,
+                                progress=BranchProgress(pid, args.param) if progress else None)
         branches.append(br.to_dict())
         ev = "; ".join(f"{e['kind']} at {args.param}={e[args.param]:.10g} (index {e['index_before']}→{e['index_after']}"
                        + (f", dμ/d{args.param} {e['eigenvalue_slope']:.4g}" if e.get("eigenvalue_slope") is not None else "")
                        + ")" for e in br.events) or "no events"
         print(f"point {pid} ({p.label}): {len(br.steps)} steps, {ev}; {br.end}", flush=True)
+
+
+class BranchProgress:
+    """The progress lines of one branch (``continue_in_lambda``'s ``progress``): the parameter value
+    reached, the step, the index and the events so far, at most every :data:`PROGRESS_EVERY_S`
+    seconds; each event at once."""
+
+    def __init__(self, point_id, param: str, every_s: float | None = None, clock=None):
+        import time
+
+        self.point_id, self.param = point_id, param
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self.clock = clock or time.monotonic
+        self.last = self.clock()
+        self.steps = 0
+        self.events = 0
+
+    def __call__(self, step: dict, events: list) -> None:
+        self.steps += 1
+        key = self.param
+        for e in events:
+            self.events += 1
+            slope = (f", dμ/d{key} {e['eigenvalue_slope']:.4g}" if e.get("eigenvalue_slope") is not None else "")
+            print(f"  point {self.point_id}: {e['kind']} at {key}={e[key]:.10g} "
+                  f"(index {e['index_before']}→{e['index_after']}{slope})", flush=True)
+        now = self.clock()
+        if now - self.last >= self.every_s:
+            self.last = now
+            print(f"  point {self.point_id}: step {self.steps - 1}, {key}={step[key]:.6g}, loss {step['loss']:.8g}, "
+                  f"index {step['index']}; {self.events} event(s) so far", flush=True)

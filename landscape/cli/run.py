@@ -2,7 +2,8 @@
 
 With no arguments, runs the embedded default study (deep linear CE UFM, K=4, n=2, d=8, L=3,
 λ=1e-3; gradient descent lr 0.5 then Newton polish; a few Newton-MR saddle-search starts) and
-writes ``runs/<name>-<time>/``: config.json, study.sqlite, spectra.npz, tree.json,
+writes ``runs/<name>-<time>/`` (with ``--set`` and no ``--set name=…`` the name lists the overrides,
+``default+d=70``): config.json, study.sqlite, spectra.npz, tree.json,
 graph.graphml, summary.json and report.html. ``--preset NAME`` runs another embedded study
 (``landscape presets`` lists them). Work is committed to study.sqlite one unit at a time: a run
 stopped at any moment (Ctrl-C, a killed process) continues with ``landscape run --resume DIR``
@@ -19,7 +20,9 @@ def register(sub) -> None:
     p.add_argument("--preset", metavar="NAME", help="an embedded study (see `landscape presets`)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. --set d=70 --set lambda=0.0009765625 --set trajectories=2000")
-    p.add_argument("--out", metavar="DIR", help="results folder (default: runs/<name>-<YYYYmmdd-HHMMSS>)")
+    p.add_argument("--out", metavar="DIR",
+                   help="results folder (default: runs/<name>-<YYYYmmdd-HHMMSS>; a study run with --set and no "
+                        "--set name=… is named after its overrides, e.g. default+d=70+trajectories=2000)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the study in DIR (its stored configuration; no --config, --preset, --set or --out)")
     p.add_argument("--force", action="store_true",

@@ -7,6 +7,13 @@ hidden means and ETF logits; MSE: Z = γY, Dang et al.'s γ equation) along its 
 
 With no arguments: the model of the embedded default study. ``--config FILE`` or ``--preset NAME``
 reads a study's [model] (layered on the default); ``--K --n --d --L --lambda`` override it.
+
+``landscape theory DIR`` reads the model of a study's results folder (its config.json, else the
+configuration in its summary.json; a folder is untrusted input: its files are size-bounded and
+type-checked, and a bad one is named in a one-line error). When the folder has a summary.json,
+the study's lowest minima are listed beside the closed forms: each with the structure it matched
+(pattern, root, loss difference), and each catalogued structure the study found is marked with
+its point. (With --K, --lambda, … changing the model, the study's points are not compared.)
 """
 from __future__ import annotations
 
@@ -19,10 +26,19 @@ MAX_PATTERNS = 50_000
 MAX_K = 41
 #: Largest K whose pattern count a refusal prints (beyond: "more than" that count).
 COUNT_K = 500
+#: Lowest minima of a study listed beside the closed forms (``landscape theory DIR``).
+MINIMA_SHOWN = 5
+#: Largest summary.json read for the comparison (bigger: the theory alone, with a note).
+SUMMARY_MAX_BYTES = 256 * 2 ** 20
+#: Relative loss agreement of a study point and a catalogued structure of the same pattern.
+MATCH_LOSS_RTOL = 1e-8
 
 
 def register(sub) -> None:
     p = sub.add_parser("theory", help=__doc__.splitlines()[0], description=__doc__)
+    p.add_argument("dir", nargs="?", metavar="DIR",
+                   help="a study's results folder (or its config.json): the theory of its model, and its lowest "
+                        "minima beside the closed forms")
     p.add_argument("--config", metavar="FILE.toml", help="read the model from a study file's [model] table")
     p.add_argument("--preset", metavar="NAME", help="read the model of an embedded study")
     p.add_argument("--K", type=int, help="number of classes")
@@ -45,15 +61,23 @@ def partitions_count(K: int) -> int:
     return p[K]
 
 
-def _spec_from_args(args: argparse.Namespace):
+def _spec_from_args(args: argparse.Namespace, study: dict | None = None):
+    """The model of the arguments; ``study`` (a dict, filled in for ``DIR``): the folder's
+    ``dir``, ``spec`` (its own model), ``summary`` (None without one) and ``note``."""
     from ..study.config import default_config_dict, layered, load_config_dict, model_spec, preset_path
     import tomllib
 
     base = default_config_dict()
-    if args.config and args.preset:
+    given = [o for o, v in (("DIR", getattr(args, "dir", None)), ("--config", args.config), ("--preset", args.preset))
+             if v]
+    if len(given) > 1:
         from ..core.validate import SpecError
-        raise SpecError("give --config or --preset, not both")
-    if args.config:
+        raise SpecError(f"give one of DIR, --config or --preset, not {' and '.join(given)}")
+    if getattr(args, "dir", None):
+        base, found = read_study_folder(args.dir)
+        if study is not None:
+            study.update(found)
+    elif args.config:
         base = layered(base, load_config_dict(args.config))
     elif args.preset:
         base = layered(base, tomllib.loads(preset_path(args.preset).read_text(encoding="utf-8")))
@@ -71,16 +95,195 @@ def _spec_from_args(args: argparse.Namespace):
     return model_spec(m)
 
 
+def _short(text: str, limit: int = 300) -> str:
+    """One line of at most ``limit`` characters (a value from an untrusted file can be huge)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _plain(x, limit: int = 60) -> str:
+    """A value read from a results folder, safe to print on a terminal: control characters (escape
+    sequences) shown escaped, at most ``limit`` characters."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(x))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def read_study_folder(path) -> tuple[dict, dict]:
+    """(the study's configuration table, {"dir", "spec", "summary", "note"}) of a results folder
+    (or a study file) named on the command line: config.json, else summary.json's ``config``; the
+    summary when there is one, type-checked (:data:`landscape.viz.safe.STUDY_SUMMARY_FIELDS`). A
+    SpecError in one line naming the file for anything that is not a study's."""
+    from pathlib import Path
+
+    from ..core.validate import SpecError
+    from ..io.results import FILES, SWEEP_FILES
+    from ..study.config import default_config_dict, layered, load_config_dict, model_spec
+
+    folder = Path(path)
+    summary = None
+    if not folder.exists():
+        raise SpecError(f"DIR={str(folder)!r} is invalid: no such folder")
+    if not folder.is_dir():   # a study file (a results folder's config.json, a .toml) named directly
+        cfg, folder, source = load_config_dict(folder, "DIR"), folder.parent, folder
+        summary_path = folder / FILES["summary"] if source.name == FILES["config"] else None
+        if summary_path is None:   # a study file: layered on the default study, as --config reads it
+            cfg = layered(default_config_dict(), cfg)
+    else:
+        if (folder / SWEEP_FILES["sweep"]).exists():
+            raise SpecError(f"{folder} is a sweep folder: give one of its cells, e.g. `landscape theory "
+                            f"{folder / SWEEP_FILES['cells']}/<cell>`")
+        source, summary_path = folder / FILES["config"], folder / FILES["summary"]
+        if source.is_file():
+            cfg = load_config_dict(source, "config")
+        elif summary_path.is_file():
+            source, summary = summary_path, _read_summary(summary_path)
+            cfg = summary.get("config")
+        else:
+            raise SpecError(f"{folder} holds neither {FILES['config']} nor {FILES['summary']}: not a results folder of "
+                            "`landscape run`")
+    if isinstance(cfg, dict) and "net" in cfg:
+        raise SpecError(f"{source}: a `landscape net` run; its summary.json holds the theory of its UFM ('theory'), "
+                        "and `landscape theory --K … --n … --L … --lambda …` prints the catalogue")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
+        raise SpecError(f"{source}: no [model] table (config.model must be an object): not a study's configuration")
+    try:
+        spec = model_spec(cfg["model"])
+    except SpecError as exc:
+        raise SpecError(f"{source}: {_short(exc)}") from None
+    study = {"dir": folder, "spec": spec, "summary": None, "note": None, "results": summary_path is not None,
+             "name": cfg.get("name") if isinstance(cfg.get("name"), str) else None}
+    if summary is not None:
+        study["summary"] = summary
+    elif summary_path is not None and summary_path.is_file():
+        try:
+            study["summary"] = _read_summary(summary_path)
+        except SpecError as exc:   # the theory still prints; the comparison says why it is missing
+            study["note"] = str(exc)
+    return cfg, study
+
+
+def _read_summary(path) -> dict:
+    """A study's summary.json, bounded (:data:`SUMMARY_MAX_BYTES`) and type-checked; a SpecError
+    naming the file otherwise."""
+    from ..core.validate import SpecError
+    from ..io.results import read_json
+    from ..viz.safe import STUDY_SUMMARY_FIELDS, ReportInputError, check_fields
+
+    try:
+        if path.stat().st_size > SUMMARY_MAX_BYTES:
+            raise SpecError(f"{path} is larger than {SUMMARY_MAX_BYTES // 2 ** 20} MiB: not read")
+        summary = read_json(path)
+        check_fields(summary, STUDY_SUMMARY_FIELDS, path)
+    except ReportInputError as exc:
+        raise SpecError(_short(exc)) from None
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, SpecError):
+            raise
+        raise SpecError(f"{path} is not readable: {_short(exc)}") from None
+    if not isinstance(summary.get("points"), list) or not all(isinstance(p, dict) for p in summary["points"]):
+        raise SpecError(f"{path}: points must be a list of objects (a run that stopped before its analysis has none)")
+    return summary
+
+
+def _match_of(p: dict) -> dict | None:
+    """A point's theory match when it matched a closed form (pattern a string, loss a number)."""
+    t = p.get("theory_match")
+    if not isinstance(t, dict) or t.get("matched") is not True or not isinstance(t.get("pattern"), str):
+        return None
+    return t
+
+
+def _same_loss(a, b) -> bool:
+    return (isinstance(a, (int, float)) and isinstance(b, (int, float))
+            and abs(a - b) <= MATCH_LOSS_RTOL * max(1.0, abs(b)))
+
+
+def _lowest_minima(summary: dict) -> list[dict]:
+    pts = [p for p in summary["points"] if p.get("kind") == "minimum"]
+    return sorted(pts, key=lambda p: p["loss"])[:MINIMA_SHOWN]
+
+
+def _starts_text(p: dict, n) -> str:
+    c = p.get("basin_count")
+    if c is None:
+        return "no basin count"
+    frac = p.get("fraction")
+    return f"{c} of {n} starts" + (f" ({100 * frac:.1f}%)" if frac is not None else "")
+
+
+def _study_points_for(study: dict | None, cat) -> dict:
+    """{index in ``cat``: [study points matching that catalogued structure]} (same pattern, loss
+    within :data:`MATCH_LOSS_RTOL`)."""
+    if not study or study.get("summary") is None or not study.get("same_model"):
+        return {}
+    out: dict = {}
+    for p in study["summary"]["points"]:
+        t = _match_of(p)
+        if t is None:
+            continue
+        for i, s in enumerate(cat):
+            if t["pattern"] == s.pattern and (_same_loss(t.get("loss"), s.loss) or _same_loss(p["loss"], s.loss)):
+                out.setdefault(i, []).append(p)
+                break
+    return out
+
+
+def _print_study(study: dict | None, closed_form) -> None:
+    """The study's lowest minima beside the closed forms: ``closed_form(point)`` → text or None."""
+    if not study:
+        return
+    name = _plain(study.get("name") or study["dir"])
+    if study.get("note"):
+        print(f"study {name}: its minima are not compared ({_plain(study['note'], 300)})")
+        return
+    s = study.get("summary")
+    if s is None and not study.get("results"):   # a study file, not a results folder: nothing to compare
+        return
+    if s is None:
+        print(f"study {name}: no summary.json in {_plain(study['dir'], 200)} (a run not finished): nothing to compare")
+        return
+    if not study.get("same_model"):
+        print(f"study {name}: its minima are not compared (the options above change its model)")
+        return
+    n = s.get("n_trajectories")
+    mins = _lowest_minima(s)
+    if not mins:
+        print(f"study {name}: {n} starts, no certified minimum")
+        return
+    print(f"study {name}: {n} starts; its {len(mins)} lowest minim{'um' if len(mins) == 1 else 'a'}:")
+    for p in mins:
+        cf = closed_form(p)
+        print(f"  point #{p['id']:<4} {_plain(p.get('label')):<22} loss {_loss_text(p['loss']):>16}  "
+              f"{_starts_text(p, n)}  " + (f"= {cf}" if cf else "no closed form matched"))
+
+
+def _study_json(study: dict | None, closed_form) -> dict | None:
+    if not study:
+        return None
+    out = {"dir": str(study["dir"]), "name": study.get("name"), "compared": False, "note": study.get("note")}
+    s = study.get("summary")
+    if s is None or not study.get("same_model") or study.get("note"):
+        return out
+    out["compared"] = True
+    out["n_trajectories"] = s.get("n_trajectories")
+    out["minima"] = [{"id": p["id"], "label": p.get("label"), "loss": p["loss"], "basin_count": p.get("basin_count"),
+                      "fraction": p.get("fraction"), "closed_form": closed_form(p)} for p in _lowest_minima(s)]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
     from ..core.validate import SpecError
 
-    spec = _spec_from_args(args)
+    study: dict = {}
+    spec = _spec_from_args(args, study)
+    if study:
+        study["same_model"] = study["spec"] == spec
     from ..analysis import theory   # numpy and scipy: only once the model is valid
 
     if spec.activation != "linear" or spec.loss != "ce":
-        return _member_dnc(spec, args.json)
+        return _member_dnc(spec, args.json, study or None)
     K, n, L = spec.K, spec.n, spec.L
     if K > MAX_K:   # counted only up to COUNT_K (the count is O(K²)): a huge K is refused at once
         count = f"{partitions_count(K):,}" if K <= COUNT_K else f"more than {partitions_count(COUNT_K):.3g}"
@@ -90,15 +293,30 @@ def run(args: argparse.Namespace) -> int:
     lam = theory.effective_lambda(spec)
     cat = theory.structure_catalogue(K, n, L, lam)
     verdict = theory.dnc_global_minimum_candidate(K, n, L, lam)
+    found = _study_points_for(study, cat)
+
+    def closed_form(p):
+        i = next((i for i, pts in found.items() if any(p is q for q in pts)), None)
+        if i is None:
+            return None
+        s = cat[i]
+        t = _match_of(p)
+        diff = t.get("loss_difference") if t else None
+        return (f"{s.name} ({s.pattern}" + (f", {s.root} root)" if s.root != "-" else ")")
+                + (f", Δloss {diff:.2e}" if isinstance(diff, (int, float)) else ""))
+
     if args.json:
         print(json.dumps({"spec": spec.to_dict(), "lambda_effective": lam,
-                          "structures": [s.to_dict() for s in cat], "dnc": verdict}, indent=1))
+                          "structures": [s.to_dict() for s in cat], "dnc": verdict,
+                          **({"study": _study_json(study, closed_form)} if study else {})}, indent=1))
         return 0
     print(f"K={K} n={n} d={spec.d} L={L} λ={lam:g} ({spec.lambda_convention} convention; effective λ "
           f"= geometric mean of the per-factor values)")
     print(f"{'structure':<30} {'pattern':<24} {'root':<6} {'rank':>4} {'loss':>16}  scales α (pair: α = 2β)")
-    for s in cat:
+    for i, s in enumerate(cat):
         note = "" if s.critical else "   (not a critical point)"
+        if i in found:
+            note += "   ← study: " + ", ".join(f"point #{p['id']} ({_plain(p.get('kind'), 20)})" for p in found[i])
         print(f"{s.name:<30} {s.pattern:<24} {s.root:<6} {s.rank:>4} {_loss_text(s.loss):>16}  "
               + ", ".join(f"{a:.6g}" for a in s.scales) + note)
     if not verdict["dnc_exists"]:
@@ -108,10 +326,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"DNC global-minimum candidate: {'yes' if verdict['candidate'] else 'no'} — Theorem 1 {t1} it "
               f"(K≥4 and L≥3, or K≥6 and L=2); best catalogued structure {verdict['best']} "
               f"({_loss_text(verdict['best_loss'])}) vs DNC {_loss_text(verdict['dnc_loss'])}")
+    _print_study(study, closed_form)
     return 0
 
 
-def _member_dnc(spec, as_json: bool) -> int:
+def _member_dnc(spec, as_json: bool, study: dict | None = None) -> int:
     """The DNC points of a ReLU or MSE member along their one scale, with loss and geometry."""
     import json
 
@@ -125,9 +344,17 @@ def _member_dnc(spec, as_json: bool) -> int:
         raise SpecError(f"L={spec.L} is invalid here: the closed forms of the {spec.activation} {spec.loss.upper()} "
                         f"member leave floating-point range at this depth ({exc}); choose a smaller L") from None
     name = "α (logits αS)" if spec.loss == "ce" else "γ (Z = γY)"
+
+    def closed_form(p):   # a study point labelled DNC at a closed-form DNC loss
+        if not (isinstance(p.get("label"), str) and p["label"].startswith("DNC")):
+            return None
+        q = next((q for q in pts if _same_loss(p["loss"], q.loss)), None)
+        return None if q is None else f"DNC ({q.geometry} hidden means), Δloss {p['loss'] - q.loss:.2e}"
+
     if as_json:
         print(json.dumps({"spec": spec.to_dict(), "dnc": [p.to_dict() for p in pts], "scale": name,
-                          "catalogue": "block catalogue: linear CE only"}, indent=1))
+                          "catalogue": "block catalogue: linear CE only",
+                          **({"study": _study_json(study, closed_form)} if study else {})}, indent=1))
         return 0
     print(f"K={spec.K} n={spec.n} d={spec.d} L={spec.L} {spec.activation} {spec.loss.upper()}, "
           + (f"λ={spec.lambdas[0]:g} on every factor" if len(set(spec.lambdas)) == 1
@@ -137,7 +364,14 @@ def _member_dnc(spec, as_json: bool) -> int:
     for i, p in enumerate(pts):
         kind = "minimum along the scale" if i == len(pts) - 1 else "stationary (small root)"
         print(f"DNC ({p.geometry} hidden means)  {name} = {p.scale:.12g}  loss {_loss_text(p.loss)}  {kind}")
+    if spec.loss == "mse" and pts:
+        from ..analysis.family import mse_rank_structures
+
+        print("rank-r structures (r classes on an orthogonal frame, the rest null; any class rotation):")
+        for st in mse_rank_structures(spec):
+            print(f"  {st['label']:<8} rank {st['rank']}  γ = {st['gamma']:.12g}  loss {_loss_text(st['loss'])}")
     print("(the block catalogue and Theorem 1's comparison are derived for the linear CE model only)")
+    _print_study(study, closed_form)
     return 0
 
 

@@ -71,7 +71,7 @@ def trajectory_seed(study_seed: int, index: int) -> int:
 
 def draw_start(spec: ModelSpec, scheme: InitScheme, seed: int) -> "torch.Tensor":
     """One start θ₀ of shape (P,) from a generator seeded with ``seed``."""
-    import torch
+    import torch   # only to draw: a study file (its [init]) is validated without torch
 
     gen = torch.Generator().manual_seed(int(seed))  # on the host: the same start on every device
     parts = []
@@ -91,7 +91,7 @@ def draw_starts(spec: ModelSpec, scheme: InitScheme, study_seed: int, indices, d
     """Starts for trajectory ``indices`` of a study, shape (len(indices), P), drawn on the host
     with the per-trajectory seeds (so trajectory i starts from the same point on every device)
     and then moved to ``device``."""
-    import torch
+    import torch   # only to draw (see draw_start)
 
     idx = list(indices)
     if not idx:

@@ -16,6 +16,7 @@ flat vector θ ∈ ℝ^P (P = d·N + (L−1)·d² + K·d) laid out as the row-ma
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -26,18 +27,7 @@ from .validate import SpecError  # noqa: F401  (re-exported)
 from .arrayops import NUMPY, TORCH
 from .smallmm import CPU_SMALL_PRODUCT, bmm as _bmm
 from .spec import ACTIVATIONS, DTYPE_NAMES, LOSSES, ModelSpec  # noqa: F401  (re-exported: the model's spec)
-
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def as_theta64(spec: ModelSpec, theta) -> torch.Tensor:
-    """One parameter set (a torch tensor or array-like with P entries) as a detached float64
-    CPU tensor of shape (P,); a wrong length is a ValueError naming P."""
-    th = theta.detach() if torch.is_tensor(theta) else torch.from_numpy(np.asarray(theta, dtype=np.float64))
-    th = th.to(dtype=torch.float64, device="cpu").reshape(-1)
-    if th.numel() != spec.P:
-        raise ValueError(f"theta has {th.numel()} entries: the spec needs P={spec.P}")
-    return th
+from .theta import DTYPES, as_theta64  # noqa: F401  (re-exported: the torch side of the spec)
 
 
 class DeepUFM:
@@ -227,8 +217,6 @@ class DeepUFM:
             try:
                 return self._compiled(theta, self._row_lam)
             except Exception as exc:  # noqa: BLE001  (any compiler failure: fall back, say so once)
-                import warnings
-
                 warnings.warn(f"torch.compile of the gradient failed ({type(exc).__name__}: {exc}); "
                               "running eagerly", RuntimeWarning, stacklevel=2)
                 self._compiled = None

@@ -14,7 +14,7 @@ from .validate import SpecError, check_choice, check_int, check_number
 
 ACTIVATIONS = ("linear", "relu")
 LOSSES = ("ce", "mse")
-#: Floating-point types a model may compute in (torch dtypes: :data:`landscape.core.model.DTYPES`).
+#: Floating-point types a model may compute in (torch dtypes: :data:`landscape.core.theta.DTYPES`).
 DTYPE_NAMES = ("float64", "float32")
 #: Deepest model: its factors are listed one by one (shapes, offsets, the λ of each), so L = 10⁹
 #: would take gigabytes and minutes before any estimate could refuse it; a study's memory bound
@@ -96,7 +96,7 @@ class ModelSpec:
     def split(self, theta) -> list[np.ndarray]:
         """The factors [H₁, W₁, …, W_L] of one flat θ (P,) as float64 numpy arrays (copies), the
         inverse of :meth:`join`. This is the one place the flat layout is read on the host."""
-        from .model import as_theta64
+        from .theta import as_theta64   # torch: only once a θ is read, never to validate a spec
 
         th = as_theta64(self, theta).numpy()
         o = self.offsets
@@ -133,7 +133,7 @@ class ModelSpec:
     @property
     def torch_dtype(self):
         """The torch dtype of :attr:`dtype`."""
-        from .model import DTYPES
+        from .theta import DTYPES   # torch: only when asked for
 
         return DTYPES[self.dtype]
 

@@ -18,7 +18,6 @@ points.ts as PATHSAMPLE writes them, :mod:`landscape.io.pathsample`).
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import sys
@@ -26,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .results import OutputError, atomic_write_bytes, check_output_file, folder_kind, owned_by_results_folder
+from .results import OutputError, check_output_file, folder_kind, owned_by_results_folder
+from .writes import write_named
 
 #: Columns of the CSV export.
 CSV_COLUMNS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
@@ -148,26 +148,13 @@ def tree_graphml(data: ExportData) -> str:
 @export_format("pathsample", "folder", "a PATHSAMPLE/pele database (pele's OptimDBConverter reads it)",
                files=("min.data", "ts.data", "points.min", "points.ts", "landscape.json"))
 def pathsample_folder(data: ExportData, folder: Path) -> str:
-    from .pathsample import export_pathsample
+    from .pathsample import export_pathsample   # numpy and torch (its analysis): only for this format
 
     info = export_pathsample(data.store, data.spec, folder)
     return f"{len(info['minima'])} minima and {len(info['transition_states'])} transition states written to {folder}"
 
 
 # ----- one safe way out ----------------------------------------------------------------------------------------
-def write_named(path: str | Path, data: bytes) -> None:
-    """:func:`~landscape.io.results.atomic_write_bytes`, a failure (a full disk, a read-only folder)
-    raised as one :class:`OutputError` line naming ``path``, never the temporary file the atomic
-    write goes through."""
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}"
-                          + ("; the disk is full: free some space and export again (the study is unchanged)"
-                             if full else "")) from None
-
-
 def check_output_folder(out: Path, protected_dir: str | Path, files: tuple[str, ...], force: bool) -> Path:
     """A folder a folder format may write ``files`` into: not a file, not a study/sweep folder or
     a folder one keeps, not a link; existing files of those names only with ``force``."""

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.point import LEAF_KINDS
-from .export import write_named as _write
+from ..analysis.spectrum import log_det_positive
+from .writes import write_named as _write
 from .store import StoreError
 
 
@@ -60,8 +61,6 @@ def export_pathsample(store, spec, out_dir: str | Path) -> dict:
     """Write min.data, ts.data, points.min, points.ts and landscape.json into ``out_dir``
     (created); returns the contents of landscape.json. Everything is read and checked before the
     first file is written (module docstring)."""
-    from ..analysis.spectrum import log_det_positive
-
     out = Path(out_dir)
     points = _checked_points(store, spec)
     tss = store.transition_states()

@@ -6,10 +6,14 @@ the content is written to a new temporary file created *exclusively* in the same
 opened for writing), flushed to disk, then renamed over the destination with ``os.replace``.
 Renaming replaces a directory entry: if the destination is a symlink, the link itself is
 replaced and whatever it pointed to is left untouched. A reader never sees half a file, and a
-run killed mid-write leaves at most a stray ``.tmp-*`` file.
+run killed mid-write leaves at most a stray ``.tmp-*`` file. A write the file system refuses (a
+full disk, a read-only folder) is raised as an OSError of the same errno that names the
+destination, never the temporary file, and, for a full disk, says that the destination keeps its
+previous content and that what was finished before is kept.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -49,7 +53,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     if path.parent.is_symlink() and results_folder_of(path.parent.parent) is not None:
         raise OutputError(f"{path.parent} is a symbolic link inside the results folder {results_folder_of(path.parent.parent)}: "
                           "landscape never writes through it; remove the link")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    except OSError as exc:
+        raise _write_refused(path, exc) from None
     try:
         os.fchmod(fd, _new_file_mode())  # mkstemp makes 0600; results are ordinary files
         with os.fdopen(fd, "wb") as fh:
@@ -57,10 +64,33 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            Path(tmp).unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise _write_refused(path, exc) from None
         raise
     return path
+
+
+def _write_refused(path: Path, exc: OSError) -> OSError:
+    """The OSError of a refused :func:`atomic_write_bytes` (module docstring): the same errno (so
+    the same subclass: PermissionError, …), ``filename`` the destination ``path`` (never the
+    temporary file), and for a full disk or quota the words that say what is kept. ``reason``: the
+    file system's own words."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        text = (f"{reason}: the disk is full, so {path.name} was not written (an earlier {path.name}, if any, "
+                "is unchanged); everything finished before it is kept: free some space and run the command again")
+    else:
+        text = reason
+    new = OSError(exc.errno, text, str(path)) if exc.errno is not None else OSError(text)
+    if exc.errno is None:
+        new.filename = str(path)
+    new.reason = reason
+    return new
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

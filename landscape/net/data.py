@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.validate import SpecError
+from ..core.validate import SpecError, check_memory
 
 #: Named datasets that ship with a package (loaded offline).
 DATASETS = ("digits",)
@@ -81,8 +81,6 @@ def _npy_shape(fh) -> tuple[tuple[int, ...], np.dtype]:
 def _check_npz_memory(path, f) -> None:
     """Refuse an .npz whose X and y (by their headers, before any data is read or decompressed)
     would need more memory than the budget once read as float64 and split."""
-    from ..core.validate import check_memory
-
     sizes = {}
     names = set(f.zip.namelist())
     for key in ("X", "y"):

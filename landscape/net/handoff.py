@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..core.model import DeepUFM, ModelSpec
+from ..engines.driver import run_pipeline
 from .config import NetConfig
 from .model import BatchedNet
 
@@ -44,8 +45,6 @@ def run_handoff(cfg: NetConfig, spec: ModelSpec, theta0: torch.Tensor, *, on_fin
     """The ``[[handoff]]`` stages from every row of θ₀ (S, P) as one batch (:func:`run_pipeline`);
     returns (the :class:`TrajectoryResults`, the certified mask (S,): converged with
     ‖∇L‖ ≤ ``certify_tol``)."""
-    from ..engines.driver import run_pipeline
-
     model = DeepUFM(spec, device=cfg.device)
     res = run_pipeline(model, theta0.to(model.device), list(cfg.handoff), on_finished=on_finished)
     certified = res.converged & (res.grad_norm <= cfg.certify_tol)

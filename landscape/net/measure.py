@@ -18,18 +18,18 @@ set the trained loss against DNC's.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..analysis.labels import DNC
 from ..analysis.structure import analyse_structure, class_means
 from ..analysis.settings import AnalysisSettings
+from ..analysis.theory import effective_lambda, structure_catalogue
 from ..core.model import DeepUFM, ModelSpec
 from ..core.jsonsafe import json_float
 
 
 def head_singular_values(spec: ModelSpec, theta: np.ndarray) -> dict[str, np.ndarray]:
     """{name: singular values, descending} of W₁…W_L, of the class-mean features M_1…M_L and of Z̄."""
-    import torch
-
     model = DeepUFM(spec.as_float64())
     th = torch.as_tensor(np.asarray(theta, dtype=np.float64)).reshape(1, -1)
     with torch.no_grad():
@@ -77,8 +77,6 @@ def relu_kinks(spec: ModelSpec, theta: np.ndarray) -> list[dict]:
     rtol·max|H_l| of 0, for each rtol in :data:`KINK_RTOLS`, beside the count a smooth density would
     put there (d·N·rtol, uniform on ±max|H_l|) — the ReLU objective is not differentiable on
     those kinks, so a gradient norm cannot certify a point that sits on (or converges to) them."""
-    import torch
-
     model = DeepUFM(spec.as_float64())
     th = torch.as_tensor(np.asarray(theta, dtype=np.float64)).reshape(1, -1)
     with torch.no_grad():
@@ -99,8 +97,6 @@ def closed_form_losses(spec: ModelSpec) -> dict | None:
     lowest few}; None for a ReLU head (the closed forms are the linear model's)."""
     if spec.activation != "linear" or spec.loss != "ce":
         return None
-    from ..analysis.theory import effective_lambda, structure_catalogue
-
     lam = effective_lambda(spec)
     cat = structure_catalogue(spec.K, spec.n, spec.L, lam)
     dnc = [c for c in cat if c.name == DNC.name and c.root == "large"]

@@ -27,6 +27,7 @@ from ..analysis.settings import DedupTolerances
 from ..analysis.point import analyse_point
 from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM
+from ..core.validate import SpecError
 from ..io.records import PointRecord, TrajectoryRecord
 from ..io.results import FILES, NET_FILES, atomic_write_bytes, read_json, write_json
 from ..io.store import StudyStore
@@ -115,7 +116,6 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
     cfg_path = out / FILES["config"]
     if cfg_path.is_file():
         if read_json(cfg_path) != cfg.to_dict():
-            from ..core.validate import SpecError
             raise SpecError(f"{out} holds a net run with another configuration: choose another --out")
     else:
         write_json(cfg_path, cfg.to_dict())
@@ -226,7 +226,7 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
         store.close()
     summary["timings"]["total_s"] = time.perf_counter() - t_all
     write_json(out / FILES["summary"], summary)
-    from ..viz.net_report import write_net_report
+    from ..viz.net_report import write_net_report   # plotly: only once the run is done
     write_net_report(out)
     return summary
 

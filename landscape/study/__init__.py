@@ -3,6 +3,8 @@ saddles, transition states, continuation, sweeps and executors.
 
 * :mod:`.config`: study files, presets, overrides, validation (:class:`StudyConfig`).
 * :mod:`.run`: :func:`run_study` (units, descent-faithful ends, saddle search, connections).
+* :mod:`.work`: the pure units of work (trajectories, check, saddle search) and the saddle
+  helpers the run and the prefetch worker share.
 * :mod:`.summary`: :func:`summarise` and the derived files.
 * :mod:`.stats`: Wilson intervals, basin fractions, Good–Turing, accumulation.
 * :mod:`.graph`: basin graph and disconnectivity tree (networkx).
@@ -10,5 +12,6 @@ saddles, transition states, continuation, sweeps and executors.
 * :mod:`.prefetch`: the saddle search and its first descents computed in a forked worker
   while the trajectories run (results keyed by content).
 * :mod:`.connect`: transition states between minima (nudged elastic bands).
-* :mod:`.sweep`, :mod:`.executors`: grids of studies; in-process and Dask executors.
+* :mod:`.sweep`, :mod:`.executors`: grids of studies; in-process and Dask executors (the
+  interface in :mod:`.executor_base`, the joint λ batches in :mod:`.joint`).
 """

@@ -28,7 +28,7 @@ class TorchThreads(WorkerPlugin):
         self.threads = threads
 
     def setup(self, worker) -> None:
-        import torch
+        import torch   # on the workers only: the scheduler imports this module too
 
         torch.set_num_threads(self.threads or default_torch_threads(os.cpu_count(), worker.state.nthreads))
 
@@ -69,6 +69,6 @@ def scheduler_attempts(dask_scheduler=None) -> dict[str, int]:
 
 def torch_threads() -> int:
     """Run on a worker: its ``torch.get_num_threads()``."""
-    import torch
+    import torch   # on the workers only (see TorchThreads.setup)
 
     return torch.get_num_threads()

@@ -32,7 +32,9 @@ Overrides (``--set key=value``): a model field (``d=70``, ``lambda=0.0009765625`
 field (``trajectories=2000``), ``init.FIELD``, ``stages.I.FIELD``, or ``lr``/``engine`` for the
 first stage; ``saddles.FIELD``, ``saddles.init.FIELD``, ``saddles.stages.I.FIELD``,
 ``saddles.descend.I.FIELD``, ``dedup.FIELD``, ``analysis.FIELD``, ``connect.FIELD``. Values are
-parsed as TOML (``1e-3``, ``"relu"``, ``[1, 2]``); a bare word is a string.
+parsed as TOML (``1e-3``, ``"relu"``, ``[1, 2]``); a bare word is a string. A study with overrides
+and no ``--set name=…`` is named after them (:func:`override_name`: ``default+d=70+trajectories=2000``,
+at most 80 characters), and so is its results folder ``runs/<name>-<time>``.
 
 **Certification tolerance.** ``certify_tol`` must lie in [100·ε, 1e-8] for the model's dtype:
 below 100·ε (2.2e-14 in float64) round-off in ∇L alone exceeds it, so nothing would certify;
@@ -53,7 +55,10 @@ index are at most 2⁶³ − 1. A study file is a regular file of at most 1 MiB.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import re
+import stat
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -67,6 +72,7 @@ from ..core.spec import DTYPE_NAMES, ModelSpec
 from ..core.validate import (INDEX_MAX, SpecError, check_choice, check_fields, check_int, check_memory,
                              check_number, check_table, format_bytes, memory_budget)
 from ..engines.stage import ENGINES, StageConfig
+from .connect_settings import ConnectSettings
 
 MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation", "loss": "loss",
               "lambda": "lam", "lambda_H": "lam_H", "lambda_W": "lam_W", "dtype": "dtype"}
@@ -80,6 +86,9 @@ CERTIFY_TOL_MAX = 1e-8
 CERTIFY_TOL_EPS_MULT = 100.0
 #: Longest study name (a results folder adds a 16-character time stamp; file systems allow 255).
 NAME_MAX = 200
+#: Longest name a study takes from its overrides (:func:`override_name`; a longer one is cut and
+#: ends in ``~`` and 8 hex digits of a hash of the whole).
+OVERRIDE_NAME_MAX = 80
 #: Devices a study may name (``cuda:N`` for a particular GPU).
 DEVICE_HELP = '"auto", "cpu", "cuda" or "cuda:N"'
 
@@ -98,8 +107,6 @@ def _read_text(path: Path, what: str) -> str:
     """The text of a study file: a regular file (not a device, pipe or directory) of at most
     :data:`CONFIG_MAX_BYTES` (:data:`CONFIG_JSON_MAX_BYTES` for .json), UTF-8; else a SpecError
     naming it, before more than that is read."""
-    import stat
-
     limit = CONFIG_JSON_MAX_BYTES if path.suffix == ".json" else CONFIG_MAX_BYTES
     try:
         st = path.stat()
@@ -165,6 +172,32 @@ def parse_value(text: str):
 
 
 # ----- overrides ------------------------------------------------------------------------------------
+def override_name(base: str, overrides) -> str:
+    """The name of a study run with ``--set`` overrides and no explicit ``name``: its base name (the
+    file's or preset's, "default" for the embedded study) and every override in order,
+    ``default+model.loss=mse+trajectories=64``. Safe as a folder name: quotes and white space are
+    dropped, anything but letters, digits and ``._=,+-`` becomes ``_``; at most :data:`OVERRIDE_NAME_MAX` characters
+    (a longer one is cut and ends in ``~`` and 8 hex digits of a SHA-1 of the whole, so different
+    overrides keep different names)."""
+    parts = [base]
+    for item in overrides:
+        key, _, raw = (s.strip() for s in str(item).partition("="))
+        parts.append(f"{key}={raw}")
+    full = "+".join(parts)
+    safe = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9._=,+-]", "_", re.sub(r"[\s\"']", "", full)))
+    if safe in (".", ".."):
+        safe = "_"
+    if len(safe) > OVERRIDE_NAME_MAX:
+        digest = hashlib.sha1(full.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe = safe[:OVERRIDE_NAME_MAX - 9] + "~" + digest
+    return safe
+
+
+def _names_itself(overrides) -> bool:
+    """Whether ``overrides`` set the study's ``name``."""
+    return any(isinstance(o, str) and o.split("=", 1)[0].strip() == "name" for o in overrides)
+
+
 def _table(cfg: dict, name: str) -> dict:
     t = cfg.setdefault(name, {})
     return check_table(name, t)
@@ -393,7 +426,7 @@ def check_device(value) -> str:
 def resolve_device(value: str) -> "torch.device":
     """The torch device of a study's ``device``: ``auto`` takes the first GPU when torch sees one,
     else the CPU; asking for CUDA where there is none is a SpecError naming ``device``."""
-    import torch
+    import torch   # only to resolve: a study file is validated without torch
 
     check_device(value)
     if value == "auto":
@@ -459,8 +492,6 @@ def _check_index_ranges(saddles: SaddleSearch, check: CheckSettings) -> None:
 
 
 def connect_settings(d):
-    from .connect_settings import ConnectSettings
-
     return ConnectSettings.from_dict(check_table("connect", d))
 
 
@@ -691,7 +722,8 @@ def check_study_memory(cfg: "StudyConfig") -> None:
 def load_study(path: str | Path | None = None, overrides: list[str] | None = None, *,
                preset: str | None = None) -> StudyConfig:
     """Study from a file or a preset (the embedded default when neither is given), layered on the
-    embedded default study, plus overrides."""
+    embedded default study, plus overrides. With overrides and no ``name=`` among them, the study
+    is named after them (:func:`override_name`): ``default+d=70``, not "default" for every run."""
     if path is not None and preset is not None:
         raise SpecError("give a study file or a preset, not both")
     base = default_config_dict()
@@ -702,6 +734,9 @@ def load_study(path: str | Path | None = None, overrides: list[str] | None = Non
             raise SpecError(f"preset={preset!r} is a {cmd} preset: run it with `landscape {cmd} --preset {preset}`")
     elif path is not None:
         base = layered(base, load_config_dict(path))
-    cfg = StudyConfig.from_dict(apply_overrides(base, overrides or []))
+    cfg_dict = apply_overrides(base, overrides or [])
+    if overrides and not _names_itself(overrides) and isinstance(cfg_dict.get("name"), str):
+        cfg_dict["name"] = override_name(check_name(cfg_dict["name"]), overrides)
+    cfg = StudyConfig.from_dict(cfg_dict)
     cfg.check_resources()
     return cfg

@@ -102,13 +102,13 @@ class ConnectSettings:
 
     def minmode_options(self):
         """The refinement's :class:`landscape.engines.minmode.MinModeOptions`."""
-        from ..engines.minmode import MinModeOptions
+        from ..engines.minmode import MinModeOptions   # torch: this module validates without it
 
         return MinModeOptions(max_iter=self.minmode_iter)
 
     def neb_options(self):
         """The band's :class:`landscape.engines.neb.NEBOptions`."""
-        from ..engines.neb import NEBOptions
+        from ..engines.neb import NEBOptions   # torch: this module validates without it
 
         return NEBOptions(images=self.images, spring=self.spring, max_iter=self.neb_iter, tol=self.neb_tol,
                           dt=self.neb_dt, climb=self.climb, doubly_nudged=self.doubly_nudged)

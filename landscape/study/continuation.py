@@ -401,8 +401,11 @@ class _Follower:
 
 
 def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: float, point_id: int | None = None,
-                       label: str | None = None, settings: ContinuationSettings = ContinuationSettings()) -> Branch:
-    """Follow the critical point θ (P,) of ``spec`` in ``param`` towards ``to`` (module docstring)."""
+                       label: str | None = None, settings: ContinuationSettings = ContinuationSettings(),
+                       progress=None) -> Branch:
+    """Follow the critical point θ (P,) of ``spec`` in ``param`` towards ``to`` (module docstring).
+    ``progress(step record, events)`` hears every accepted step as it is taken (the start first),
+    with the events located on that step (a list of event records, usually empty)."""
     check_choice("param", param, PARAMS)
     if not (isinstance(to, (int, float)) and math.isfinite(to) and to > 0):
         raise SpecError(f"--to={to!r} is invalid: must be a finite number > 0 (a weight decay)")
@@ -421,6 +424,8 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
         pt = f.analyse(_Point(out[0], out[1]))
     pt.tangent = f.tangent(pt, None, to)
     br.steps.append(f.record(pt))
+    if progress is not None:
+        progress(br.steps[-1], [])
     hist, hs = [pt], []
     h = S.h0
     for _ in range(S.max_steps):
@@ -479,6 +484,8 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
                 q.tangent = f.tangent(q, pt, to)
         br.events += events
         br.steps.append(f.record(q))
+        if progress is not None:
+            progress(br.steps[-1], events)
         if passed:
             br.end = "reached"
             return br

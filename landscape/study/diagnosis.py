@@ -20,6 +20,11 @@ from __future__ import annotations
 
 import math
 
+import torch
+
+from ..core.init import draw_starts
+from ..core.linalg import lanczos_ritz_values
+from ..core.model import DeepUFM
 from .stats import proportion
 
 #: Share of uncertified main starts above which the run leads with a diagnosis.
@@ -34,12 +39,6 @@ def largest_curvature(cfg, indices=None) -> list[float]:
     """λ_max of the Hessian at the study's main starts ``indices`` (default: the first
     :data:`PROBE_STARTS`), by :data:`LANCZOS_STEPS` Lanczos steps from a fixed vector, in float64
     on the CPU. Returns one value per start."""
-    import torch
-
-    from ..core.init import draw_starts
-    from ..core.linalg import lanczos_ritz_values
-    from ..core.model import DeepUFM
-
     spec = cfg.model.as_float64()
     idx = list(range(min(PROBE_STARTS, cfg.trajectories))) if indices is None else list(indices)
     theta = draw_starts(spec, cfg.init, cfg.seed, idx).to(torch.float64)

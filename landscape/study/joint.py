@@ -28,8 +28,8 @@ import torch
 from ..core.init import draw_starts
 from ..engines import TrajectoryResults, run_pipeline
 from .config import StudyConfig
-from .executors import Executor, InProcessExecutor, Unit, _check_unique
-from .run import run_trajectories, study_model, study_working_batch
+from .executor_base import Executor, InProcessExecutor, Unit, _check_unique
+from .work import run_trajectories, study_model, study_working_batch
 
 #: Model fields that may differ between the cells of one joint batch.
 LAMBDA_FIELDS = ("lambda", "lambda_H", "lambda_W")
@@ -47,7 +47,7 @@ def joint_key(cfg: StudyConfig) -> str:
 def run_trajectories_joint(cfgs: list[StudyConfig], indices) -> list[TrajectoryResults]:
     """Main trajectories ``indices`` of every study in ``cfgs`` (one :func:`joint_key`) as one
     batch; returns one :class:`TrajectoryResults` per study, as
-    :func:`landscape.study.run.run_trajectories` would for that study alone (up to round-off)."""
+    :func:`landscape.study.work.run_trajectories` would for that study alone (up to round-off)."""
     if not cfgs:
         return []
     keys = {joint_key(c) for c in cfgs}

@@ -5,7 +5,7 @@ search does not depend on the trajectories, and the first descents from the sadd
 depend only on those saddles. On a machine with two or more cores :class:`SaddlePrefetch` forks
 one worker process when a run starts, which computes, while this process runs the trajectories:
 
-1. the saddle-search units (:func:`landscape.study.run.run_saddle_search`, a pure function of the
+1. the saddle-search units (:func:`landscape.study.work.run_saddle_search`, a pure function of the
    configuration and the indices);
 2. the analysis (:func:`landscape.analysis.point.analyse_point`) of every distinct certified end
    point of those units, in the order the run deduplicates them;
@@ -30,16 +30,24 @@ an interruption included.
 """
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import traceback
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..analysis.dedup import Deduplicator, fingerprints
+from ..analysis.point import analyse_point
+from ..engines import run_pipeline
+from .config import resolve_device
+from .work import certified_mask, run_saddle_search, saddle_descent_starts, study_model, unstable_of
 
 #: Seconds :meth:`SaddlePrefetch.collect` waits between checks that the worker is still alive.
 POLL_S = 0.05
@@ -63,8 +71,6 @@ def prefetch_possible(cfg) -> bool:
     """Whether this machine can run the worker beside a run of ``cfg`` and gain (module
     docstring: Linux's fork, the CPU, two threads and two cores); the run itself checks that it
     has no executor and saddle-search units still to run."""
-    from .config import resolve_device
-
     return (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
             and resolve_device(cfg.device).type == "cpu" and torch.get_num_threads() >= 2 and usable_cores() >= 2)
 
@@ -173,9 +179,6 @@ def _worker(cfg, chunks: list[list[int]], conn) -> None:
 def _die_with_parent() -> None:
     """Ask Linux to kill this worker when the run's process ends, however it ends (a SIGKILL
     included, where no ``finally`` runs): prctl(PR_SET_PDEATHSIG, SIGKILL)."""
-    import ctypes
-    import signal
-
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
     except (OSError, AttributeError):
@@ -183,11 +186,6 @@ def _die_with_parent() -> None:
 
 
 def _compute(cfg, chunks: list[list[int]]) -> tuple[dict, dict, dict]:
-    from ..analysis.dedup import Deduplicator, fingerprints
-    from ..analysis.point import analyse_point
-    from ..engines import run_pipeline
-    from .run import certified_mask, run_saddle_search, saddle_descent_starts, study_model, unstable_of
-
     model = study_model(cfg)
     units, analyses, descents = {}, {}, {}
     dedup = Deduplicator(cfg.dedup, [], next_id=0)

@@ -27,7 +27,9 @@ from .. import __version__
 from ..analysis.point import LEAF_KINDS
 from ..engines import STOP_REASONS
 from ..analysis.labels import DNC
-from ..io.results import FILES, own_subfolder, stored_spectra, write_json, write_spectra
+from ..analysis.settings import SpectrumSettings
+from ..analysis.spectrum import inspect_spectrum
+from ..io.results import FILES, own_subfolder, read_json, stored_spectra, write_json, write_spectra
 from ..io.records import PointRecord, TrajectoryRecord
 from ..io.store import StudyStore
 from .config import CHECK_OFFSET, StudyConfig, resolve_device
@@ -180,10 +182,6 @@ def featured_spectra(cfg: StudyConfig, out: Path, budget_s: float) -> list[int]:
     points not yet holding one, with the dense path only where its predicted cost is at most
     ``budget_s``; stored in the database and in ``out/spectra/point-<id>.json``. Returns the ids
     done."""
-    from ..analysis.settings import SpectrumSettings
-    from ..analysis.spectrum import inspect_spectrum
-    from ..io.results import read_json
-
     summary = read_json(out / FILES["summary"])
     done = []
     with StudyStore.open(out) as store:

@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
+from ..core.init import draw_starts
 from ..core.validate import SpecError
 from ..io.results import FILES, SWEEP_FILES, atomic_write_text, own_subfolder, read_json, write_json
 from ..io.store import StudyStore, resolve_path
@@ -53,9 +54,10 @@ from .config import StudyConfig
 from .sweep_config import SWEEP_TABLE, Cell, SweepConfig, cell_name, load_sweep  # noqa: F401  (re-exported)
 from .executors import Executor, InProcessExecutor, Unit
 from .joint import JointExecutor
-from .run import chunks, run_saddle_search, run_study, run_trajectories, saddle_chunks
+from .run import run_study
 from .stats import paired_counts, paired_difference, proportion
 from .summary import environment, main_trajectories
+from .work import chunks, run_saddle_search, run_trajectories, saddle_chunks
 
 #: Label of deep-neural-collapse points (:data:`landscape.analysis.labels.DNC`).
 DNC_LABEL = DNC.name
@@ -178,8 +180,6 @@ def shares_starts(a: Cell, b: Cell) -> bool:
     ca, cb = a.config, b.config
     if ca.model.P != cb.model.P or ca.trajectories != cb.trajectories:
         return False
-    from ..core.init import draw_starts
-
     idx = sorted({0, ca.trajectories - 1})
     sa = draw_starts(ca.model, ca.init, ca.seed, idx)
     sb = draw_starts(cb.model, cb.init, cb.seed, idx)

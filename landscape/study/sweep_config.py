@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import re
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -159,8 +160,6 @@ def load_sweep(path: str | Path | None = None, overrides: Iterable[str] = (), *,
     """Sweep from a file (.toml, or the sweep.json of a sweep folder) or a preset, layered on the
     embedded default study (:func:`landscape.study.config.layered`), plus ``--set`` overrides
     (``on_expand``: :meth:`SweepConfig.from_dict`)."""
-    import tomllib
-
     if (path is None) == (preset is None):
         raise SpecError("give a sweep file or --preset NAME (one of them)")
     if preset is not None:

@@ -15,6 +15,7 @@ Conventions shared by all figures:
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Mapping, Sequence
 
@@ -23,6 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..analysis.labels import DNC, NAMED, UNLABELLED_COLOUR
+from ..study.stats import proportion
 
 #: Fixed colours of the labels every study can produce; other labels (block patterns such as
 #: "simplex(3)+pair") take :data:`PALETTE` colours in sorted order.
@@ -489,8 +491,6 @@ def prevalence_figure(rows: Sequence[Mapping], x: str, *, labels: Sequence[str] 
     default the table's ``dynamics`` column. Rows are sorted by ``x``. Traces: a line and a band
     for DNC, for each label, and for the uncertified starts, in that order.
     """
-    from ..study.stats import proportion
-
     rows = sorted(rows, key=lambda r: float(r[x]))
     labels = prevalence_labels(rows) if labels is None else list(labels)
     xs, n = _cols(rows, x), _cols(rows, "n_trajectories")
@@ -523,8 +523,6 @@ def prevalence_figure(rows: Sequence[Mapping], x: str, *, labels: Sequence[str] 
 def _rank_counts(row: Mapping) -> dict[int, int]:
     """{rank: count} of a prevalence row's ``logit_rank_counts`` (a dict, or its JSON text as
     ``prevalence.csv`` stores it)."""
-    import json
-
     v = row.get("logit_rank_counts") or {}
     if isinstance(v, str):
         v = json.loads(v) if v.strip() else {}
@@ -710,7 +708,7 @@ def spectrum_groups_figure(rec: Mapping, *, title: str | None = None) -> go.Figu
     when the plot area cannot hold them all), with a thin line to its group's first eigenvalue;
     labels of groups in the left half of the spectrum are to the right of it, the others to the
     left (where a sorted spectrum leaves room)."""
-    from ..analysis.spectrum import group_multiplicity_text
+    from ..analysis.spectrum import group_multiplicity_text   # torch: only this figure needs it
 
     ev = np.sort(np.asarray(rec["eigenvalues"], dtype=float))
     tau = float(rec["tau"])

@@ -3,7 +3,11 @@
 :func:`load_results` reads a results folder (``summary.json`` and, when present, ``tree.json``,
 ``spectra.npz`` and the per-point analyses in ``study.sqlite``); :func:`study_figures` builds the
 figures of :mod:`landscape.figures` from it; :func:`write_report` writes ``report.html``: the
-configuration, the headline answer, the figures and a table of the distinct critical points.
+diagnosis of a study whose starts mostly failed (summary.json ``diagnosis``: one line per stop
+reason with its advice, first on the page), the headline answer (the DNC fraction of the certified
+starts, ``headline.certified``, when there is a diagnosis; of all starts otherwise), the
+configuration, the figures and a table of the distinct critical points. A summary.json written
+before ``diagnosis`` and ``headline.certified`` existed renders as before.
 
 The page embeds plotly.js once (one inline ``<script>``), then one ``<div>`` per figure inside a
 ``<section data-figure-id=…>``. A small script placed before plotly.js collects every script error
@@ -204,6 +208,8 @@ td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: right; } th { bac
 td.l, th.l { text-align: left; } section.figure { margin: 1.5em 0; border-top: 1px solid #eee; }
 #script-errors { color: #b00; background: #fee; padding: 0.5em; white-space: pre-wrap; }
 #script-errors:empty { display: none; } .note { color: #555; font-size: 0.9em; }
+.diagnosis { background: #fff4e5; border-left: 5px solid #e67e22; padding: 0.5em 1em; margin: 0.7em 0; }
+.diagnosis ul { margin: 0.3em 0; }
 """
 
 # Collects script errors into the page before anything else runs (module docstring).
@@ -233,11 +239,31 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
+def _certified(summary: dict) -> dict | None:
+    """``headline.certified`` when the headline reports DNC of the certified starts: the summary
+    has a non-empty ``diagnosis`` (its starts mostly failed) and the certified counts; else None."""
+    cert = (summary.get("headline") or {}).get("certified")
+    if not summary.get("diagnosis") or not isinstance(cert, dict) or not isinstance(cert.get("n_certified"), int):
+        return None
+    return cert
+
+
 def headline_text(summary: dict) -> str:
     """'DNC reached by X% of starts [lo%, hi%]; the lowest-loss structure is Y (…)', and the lowest
-    transition-state barrier out of DNC when one is known, as plain text."""
+    transition-state barrier out of DNC when one is known, as plain text. A study with a diagnosis
+    (most starts uncertified) reports DNC 'of N certified starts' (``headline.certified``), with the
+    count that did not certify and the fraction of all starts beside it."""
     h = summary["headline"]
-    txt = (f"DNC reached by {_pct(h['dnc_fraction'])} of starts [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]")
+    all_starts = f"{_pct(h['dnc_fraction'])} of starts [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]"
+    cert = _certified(summary)
+    if cert is None:
+        txt = f"DNC reached by {all_starts}"
+    else:
+        n, k = summary.get("n_trajectories"), cert["n_certified"]
+        txt = (f"DNC reached by {_pct(cert.get('fraction'))} of {k} certified starts [{_pct(cert.get('ci_low'))}, "
+               f"{_pct(cert.get('ci_high'))}] ({n - k if isinstance(n, int) else '?'} of {n} starts did not certify; "
+               f"DNC {all_starts.replace('of starts', 'of all starts')})" if k else
+               f"DNC: none of the {n} starts certified")
     if h.get("lowest_loss_point") is None:
         return txt + "; no critical point was certified."
     txt += (f"; the lowest-loss structure is {h['lowest_loss_label']} "
@@ -350,12 +376,31 @@ def render_report(res: Results) -> str:
     missing = [] if res.tree is not None else ["tree.json (no disconnectivity graph)"]
     note = f"<p class='note'>Not in this folder: {_e('; '.join(missing))}.</p>" if missing else ""
     title = f"landscape report: {s.get('study') or s['config'].get('name')}"
+    of = ("The headline's DNC fraction is of the certified starts; the other fractions are of all "
+          if _certified(s) is not None else "Fractions are of all ")
     return html_page(title, [
+        _diagnosis_html(s),
         f'<p class="headline" id="headline">{_e(headline_text(s))}</p>',
-        f"<p class='note'>Fractions are of all {_e(res.n_trajectories)} starts, with {_e(format(res.confidence, '.0%'))} "
+        f"<p class='note'>{of}{_e(res.n_trajectories)} starts, with {_e(format(res.confidence, '.0%'))} "
         f"Wilson intervals, under the dynamics {_e(res.dynamics)}.</p>",
         _uncertified_html(s), _saddle_visits_html(s), "<h2>Configuration</h2>", _config_html(s), "<h2>Figures</h2>",
         note, feat, *sections, f"<h2>Distinct critical points ({_e(len(s['points']))})</h2>", _points_html(s["points"])])
+
+
+def _diagnosis_html(summary: dict) -> str:
+    """The diagnosis of a study whose starts mostly failed (summary.json ``diagnosis``), one line
+    per stop reason with its advice; "" when there is none (or an older summary without it)."""
+    rows = summary.get("diagnosis") or []
+    if not rows:
+        return ""
+    n = summary.get("n_trajectories")
+    cert = _certified(summary)
+    bad = f"{n - cert['n_certified']} of {n}" if cert is not None and isinstance(n, int) else "Most"
+    items = "".join(
+        f"<li><b>{_e(r.get('reason'))}</b>: {_e(r.get('count'))} of {_e(n)} starts ({_e(_pct(r.get('share')))}) — "
+        f"{_e(r.get('advice'))}</li>" for r in rows)
+    return (f'<div class="diagnosis" id="diagnosis"><p><b>{_e(bad)} starts did not certify</b>, by stop reason, '
+            f"with what to change:</p><ul>{items}</ul></div>")
 
 
 def _saddle_visits_html(summary: dict) -> str:

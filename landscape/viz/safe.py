@@ -185,6 +185,10 @@ STUDY_SUMMARY_FIELDS = {
     "headline.basin_barriers[].basin_count": "int", "headline.basin_barriers[].fraction": "num?",
     "headline.basin_barriers[].barrier": "num?", "headline.basin_barriers[].to": "int?",
     "headline.basin_barriers[].saddle": "int?",
+    "headline.certified.n_certified": "int?", "headline.certified.dnc": "int?",
+    "headline.certified.fraction": "num?", "headline.certified.ci_low": "num?", "headline.certified.ci_high": "num?",
+    "diagnosis": "list?", "diagnosis[].reason": "str", "diagnosis[].count": "int", "diagnosis[].share": "num?",
+    "diagnosis[].advice": "str",
     "graph.tree": "str?",
 }
 

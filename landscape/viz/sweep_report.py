@@ -24,7 +24,7 @@ from pathlib import Path
 from ..analysis.labels import DNC
 from ..io.results import FILES, SWEEP_FILES, atomic_write_text, read_json
 from . import figures
-from .report import _e, html_page
+from .report import _e, figure_sections, html_page
 from .safe import CELL_SUMMARY_FIELDS, SWEEP_FIELDS, ReportInputError, check_fields, contained_path
 
 #: Largest number of figure groups per axis (combinations of the other axes' values).
@@ -137,7 +137,7 @@ def _paired_table(rows: list[dict]) -> str:
 
 
 def render_sweep_report(out_dir) -> str:
-    from ..study.sweep import read_prevalence_csv
+    from ..study.sweep import read_prevalence_csv   # torch (study.sweep loads the run): not to import this module
 
     out = Path(out_dir)
     sweep = read_json(out / SWEEP_FILES["sweep"])
@@ -146,8 +146,6 @@ def render_sweep_report(out_dir) -> str:
     if not rows:
         raise ValueError(f"{out / SWEEP_FILES['prevalence']} is missing or empty: the sweep has no finished cell yet")
     check_prevalence_rows(rows, sweep["sweep_config"]["sweep"], out / SWEEP_FILES["prevalence"])
-    from .report import figure_sections
-
     cells = sweep.get("cells", [])
     table = "".join(f"<tr><td class='l'>{_e(c['name'])}</td><td>{_e(c['status'])}</td>"
                     f"<td>{_e(c.get('n_trajectories'))}</td></tr>" for c in cells)

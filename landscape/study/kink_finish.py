@@ -1,0 +1,48 @@
+"""The finisher of ReLU studies: descents that stopped near kinks, polished on their kink manifold.
+
+With weight decay, ReLU minima put pre-activation entries exactly at 0 (MODEL.md §10): gradient
+descent reaches them sub-linearly and ‖∇L‖ never meets the certification tolerance.
+:func:`finish_on_kinks` hands every row of a batch that did not certify, but stopped close
+(max_iter, stalled, or converged above the tolerance), to
+:func:`landscape.analysis.kinks.hand_off_to_kinks`, which polishes it on the manifold of its
+active set only where that finishes the last stretch of the descent (the loss falls by at most
+1e-4 relative and never rises; every entry off the kinks keeps its sign). A finished row is
+``converged`` with stop detail :data:`KINK_DETAIL` and the projected gradient ‖∇f₀ − Jᵀμ‖ on its
+manifold as gradient norm; whether its point is a minimum, a saddle on the manifold or undecided
+is its analysis' (:func:`landscape.analysis.point.analyse_point`), and a descent's row at a saddle
+is resumed by the run as any other.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..analysis.kinks import hand_off_to_kinks
+from ..engines import TrajectoryResults
+
+#: Stop detail of a row certified on ReLU kinks.
+KINK_DETAIL = "kink"
+#: Stop reasons of rows handed to the kink polish.
+HANDED = ("max_iter", "stalled", "converged")
+
+
+def finish_on_kinks(cfg, res: TrajectoryResults) -> int:
+    """Finish the uncertified rows of ``res`` (a batch of a study with configuration ``cfg``) on
+    their kinks, in place (module docstring). Returns the number of rows finished; 0 for a model
+    without ReLU."""
+    if cfg.model.activation != "relu" or len(res) == 0:
+        return 0
+    certified = res.converged & (res.grad_norm <= cfg.certify_tol)
+    rows = np.nonzero(~certified & np.isin(res.stop_reason, HANDED))[0]
+    if rows.size == 0:
+        return 0
+    idx = torch.from_numpy(rows)
+    h = hand_off_to_kinks(cfg.model, res.theta[idx].cpu(), res.loss[rows], res.grad_norm[rows], tol=cfg.certify_tol)
+    ok = rows[h.ok]
+    if ok.size:
+        res.theta[torch.from_numpy(ok)] = torch.from_numpy(h.theta[h.ok]).to(res.theta)
+        res.loss[ok] = h.loss[h.ok]
+        res.grad_norm[ok] = h.residual[h.ok]
+        res.stop_reason[ok] = "converged"
+        res.stop_detail[ok] = KINK_DETAIL
+    return int(ok.size)
