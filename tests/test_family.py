@@ -177,3 +177,20 @@ def test_the_class_rotation_is_a_symmetry_of_linear_mse_only():
         m = DeepUFM(spec)
         diff = abs(float(m.loss(torch.from_numpy(th)[None])[0] - m.loss(torch.from_numpy(th2)[None])[0]))
         assert (diff <= 1e-10) == has_class_rotations(spec) and (diff <= 1e-10) == (act == "linear" and loss == "mse")
+
+
+def test_relu_dnc_is_judged_after_the_relu():
+    """A ReLU CE DNC point whose first pre-activation carries a switched-off negative part
+    (W₁ = b(I − R∘(11ᵀ − I)) on the frame, R random in [0.1, 0.5]: off-class entries < 0, so σ(H₂)
+    is still the orthogonal frame): labelled DNC, σH₂ an orthogonal frame while H₂ is neither OF
+    nor ETF (the rule before judged H₂ too and called it no DNC)."""
+    spec = ModelSpec(K=4, n=2, d=8, L=3, lam=1e-3, activation="relu")
+    th = frame_dnc_point(spec, member_dnc(spec)[-1].scale)
+    F = [f.copy() for f in spec.split(th)]
+    b = F[1][0, 0]
+    R = np.random.default_rng(0).uniform(0.1, 0.5, (4, 4))   # unequal negative parts
+    on_frame = np.eye(4) - R * (np.ones((4, 4)) - np.eye(4))
+    F[1][:4, :4] = b * on_frame
+    th2 = np.concatenate([f.reshape(-1) for f in F])
+    r = analyse_structure(spec, th2)
+    assert r.label == "DNC" and r.geometry["σH2"] == "OF" and r.geometry["H2"] is None

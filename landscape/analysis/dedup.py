@@ -11,7 +11,9 @@ The **fingerprint** of a point collects quantities unchanged by all of these:
 
 * ``loss``: the objective value;
 * ``factor_sv``: singular values of each factor H₁, W₁, …, W_L (descending; orthogonal maps and
-  permutations on either side leave them unchanged);
+  permutations on either side leave them unchanged); for a ReLU model, those of σ(H₂) in place of
+  H₁ and W₁ (the data see them only through it, and ReLU critical points come in flat families
+  that move the switched-off part of H₂);
 * ``z_sv``: singular values of the logits Z (K, N), descending;
 * ``z_within``: ‖Z − Z̄ ⊗ 1_nᵀ‖_F, the within-class spread of the logits;
 * ``zbar``: the class-mean logit matrix Z̄ (K, K), Z̄[k, c] = mean over the samples i of class c of
@@ -73,6 +75,13 @@ def fingerprints(spec: ModelSpec, thetas) -> list[dict]:
         loss = model.loss(th).numpy()
         Z = model.logits(th).numpy()  # (B, K, N)
         fsv = [torch.linalg.svdvals(f).numpy() for f in model.factors(th)]  # each (B, min(r, c))
+        if spec.activation == "relu" and spec.L >= 2:
+            # ReLU: H₁ and W₁ are seen through σ(H₂) = σ(W₁H₁) only; ReLU critical points come in
+            # flat families that move the negative (switched-off) part of H₂ and with it the
+            # singular values of H₁ and W₁ at one loss (measured: six ends of the default ReLU
+            # study at ℓ_DNC to 1e-13, equal W₂, W₃ and Z, H₁ singular values 0.9 … 2.3)
+            post1 = model.forward(th)[1][1]
+            fsv = [torch.linalg.svdvals(post1).numpy()] + fsv[2:]
     K, n = spec.K, spec.n
     rotations = has_class_rotations(spec)
     zbar = Z.reshape(Z.shape[0], K, K, n).mean(axis=3)  # zbar[b, k, c]

@@ -108,6 +108,10 @@ class PointAnalysis:
             "thresholds": {**self.settings.kwargs(), "tau": h.tau, "tau_source": h.tau_source,
                            "lanczos_k_used": h.lanczos_k},
             "kinks": None if self.kinks is None else self.kinks.to_dict(),
+            **({} if self.kinks is None else {   # on kinks, the second order is the manifold's
+                "index": self.kinks.index, "nullity": self.kinks.nullity,
+                "symmetry_zero_modes": self.kinks.gauge_zero_modes,
+                "excess_zero_modes": self.kinks.excess_zero_modes, "description": self.kinks.reason}),
         }
 
     def format_text(self) -> str:

@@ -353,8 +353,11 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
     zmax = float(np.abs(Z).max())
     Sres = _normalised_distance(Zbar, simplex(K)) if zmax > 0 else None
     finite = lambda v: v is not None and v <= collapse_tol  # noqa: E731
-    dnc_holds = all(finite(m.dnc1) and finite(m.dnc2_etf) and (m.weight is None or finite(m.dnc3))
-                    for m in layers)
+    # ReLU: the frame is judged where the data see it, after the ReLU (σH_l) and in the logits;
+    # H₁ and the pre-activations may carry a switched-off negative part (MODEL.md §9)
+    framed = [m for m in layers if not relu or m.name.startswith("σ") or m.name == "Z"]
+    dnc_holds = (all(finite(m.dnc1) and (m.weight is None or finite(m.dnc3)) for m in layers)
+                 and all(finite(m.dnc2_etf) for m in framed))
     if zmax <= zero_atol:
         label, blocks, pattern = ZERO.name, [], None
     else:
