@@ -82,8 +82,10 @@ def diagnose(cfg, record: dict, measure: bool = True) -> list[dict]:
             if cfg.model.activation == "relu":
                 advice = ("a known limitation: with weight decay the minima of a ReLU model put pre-activations "
                           "exactly on the kink (MODEL.md §10), where gradient descent converges sub-linearly and "
-                          "‖∇L‖ ≤ certify_tol is the wrong test; certification on kinks is not implemented yet. "
-                          "More iterations (--set stages.0.max_iter=…) certify only some of them")
+                          "‖∇L‖ ≤ certify_tol is the wrong test. The kink polish (landscape.study.kink_finish) "
+                          "certified the ends whose active set had settled; these had not (or their point is not "
+                          "Clarke-stationary on its kinks, or is a saddle there). More iterations "
+                          "(--set stages.0.max_iter=…) let more active sets settle")
             else:
                 budget = ", ".join(f"stages.{i}.max_iter={s.max_iter}" for i, s in enumerate(cfg.stages))
                 advice = f"raise the iteration budget ({budget}), or a faster engine (flow, lbfgs) for stage 0"
