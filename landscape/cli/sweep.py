@@ -38,7 +38,7 @@ def register(sub) -> None:
                    help="where trajectory chunks run (default: joint — in this process, cells that differ "
                         "only in λ advancing as one batch; inprocess: cell after cell; the Dask executors "
                         "need pip install \"landscape[dask]\")")
-    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="Dask scheduler address (--executor dask)")
+    p.add_argument("--scheduler", metavar="tls://HOST:PORT", help="Dask scheduler address (--executor dask; TLS, see landscape.study.executors)")
     p.add_argument("--workers", type=int, metavar="N",
                    help=f"worker processes of --executor dask-local (default 2; at most {WORKERS_PER_CORE} per core of "
                         "this machine)")
