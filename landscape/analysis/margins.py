@@ -48,6 +48,8 @@ import numpy as np
 from scipy.linalg import lstsq
 from scipy.optimize import nnls
 
+from ..core.spec import factor_offsets, factor_shapes
+
 
 # ----- shape and layout ---------------------------------------------------------------------------
 class MarginShape(NamedTuple):
@@ -65,14 +67,11 @@ class MarginShape(NamedTuple):
     @property
     def shapes(self) -> list[tuple[int, int]]:
         """Shapes of the L+1 factors [H₁, W₁, …, W_L] (ModelSpec.shapes)."""
-        return [(self.d, self.N)] + [(self.d, self.d)] * (self.L - 1) + [(self.K, self.d)]
+        return factor_shapes(self.K, self.n, self.d, self.L)
 
     @property
     def offsets(self) -> list[int]:
-        out = [0]
-        for r, c in self.shapes:
-            out.append(out[-1] + r * c)
-        return out
+        return factor_offsets(self.shapes)
 
     @property
     def P(self) -> int:
@@ -169,15 +168,21 @@ def _chains(F: list[np.ndarray], N: int) -> tuple[list[np.ndarray], list[np.ndar
     return A, X
 
 
+def _selected(sh, rows):
+    """(sample, true class, other class) of the constraints ``rows`` (default all)."""
+    i, y, c = constraint_index(sh.K, sh.n)
+    if rows is None:
+        return i, y, c
+    rows = np.asarray(rows, dtype=int)
+    return i[rows], y[rows], c[rows]
+
+
 def margin_jacobian(shape, theta, rows=None) -> np.ndarray:
     """∇_θ m_s(θ) of the constraints ``rows`` (indices into the flattened (N·(K−1)) order of
     :func:`constraint_index`; default all), shape (|rows|, P), by hand (module docstring)."""
     sh = as_shape(shape)
     F = factors(sh, theta)
-    i, y, c = constraint_index(sh.K, sh.n)
-    if rows is not None:
-        rows = np.asarray(rows, dtype=int)
-        i, y, c = i[rows], y[rows], c[rows]
+    i, y, c = _selected(sh, rows)
     A, X = _chains(F, sh.N)
     blocks = []
     for l in range(sh.L + 1):
@@ -192,10 +197,7 @@ def margin_hessian(shape, theta, mu, rows=None) -> np.ndarray:
     the Hessian of ⟨U, Z(θ)⟩ with U = Σ_s μ_s (e_{y_s} − e_{c_s}) e_{i_s}ᵀ (module docstring)."""
     sh = as_shape(shape)
     F = factors(sh, theta)
-    i, y, c = constraint_index(sh.K, sh.n)
-    if rows is not None:
-        rows = np.asarray(rows, dtype=int)
-        i, y, c = i[rows], y[rows], c[rows]
+    i, y, c = _selected(sh, rows)
     mu = np.asarray(mu, dtype=np.float64).reshape(-1)
     if mu.size != i.size:
         raise ValueError(f"{mu.size} multipliers for {i.size} constraints")

@@ -22,6 +22,19 @@ DTYPE_NAMES = ("float64", "float32")
 MAX_DEPTH = 1_000_000
 
 
+def factor_shapes(K: int, n: int, d: int, L: int) -> list[tuple[int, int]]:
+    """Shapes of the L+1 factors [H₁ (d, K·n), W₁ … W_{L−1} (d, d), W_L (K, d)] of θ's flat layout."""
+    return [(d, K * n)] + [(d, d)] * (L - 1) + [(K, d)]
+
+
+def factor_offsets(shapes) -> list[int]:
+    """Start of each factor in the flat θ, plus P at the end."""
+    out = [0]
+    for r, c in shapes:
+        out.append(out[-1] + r * c)
+    return out
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Shape, nonlinearity, loss and regularisation of a deep UFM.
@@ -74,7 +87,7 @@ class ModelSpec:
     @property
     def shapes(self) -> list[tuple[int, int]]:
         """Shapes of the L+1 factors [H₁, W₁, …, W_L]."""
-        return [(self.d, self.N)] + [(self.d, self.d)] * (self.L - 1) + [(self.K, self.d)]
+        return factor_shapes(self.K, self.n, self.d, self.L)
 
     @property
     def factor_names(self) -> list[str]:
@@ -88,10 +101,7 @@ class ModelSpec:
     @property
     def offsets(self) -> list[int]:
         """Start of each factor in the flat θ, plus P at the end (L+2 entries)."""
-        out = [0]
-        for r, c in self.shapes:
-            out.append(out[-1] + r * c)
-        return out
+        return factor_offsets(self.shapes)
 
     def split(self, theta) -> list[np.ndarray]:
         """The factors [H₁, W₁, …, W_L] of one flat θ (P,) as float64 numpy arrays (copies), the
