@@ -54,6 +54,8 @@ from ..core.model import DeepUFM, ModelSpec, as_theta64
 ACTIVE_RTOL = 1e-6
 #: Singular values of J below this × the largest are redundant constraints.
 RANK_RTOL = 1e-10
+#: An active entry whose signal δ_a is below this × the largest is silent (:func:`_free_silent`).
+SILENT_RTOL = 1e-9
 #: Multipliers within this of 0 or 1 are weakly active; |δ_a| below it (relative) degenerate.
 MULTIPLIER_TOL = 1e-6
 
@@ -190,9 +192,31 @@ def _signs_kept(spec, theta, aset: ActiveSet) -> bool:
     free = aset.free or [np.zeros_like(a) for a in aset.active]
     for h, a, o, f in zip(pres, aset.active, aset.on, free):
         h = h.detach().numpy()
-        if np.any(h[o] <= 0) or np.any(h[~a & ~o & ~f] >= 0):
+        top = float(np.abs(h).max(initial=0.0))
+        # a free entry is masked off: it may sit at 0 or below, never above
+        if np.any(h[o] <= 0) or np.any(h[~a & ~o & ~f] >= 0) or np.any(h[f] > 1e-9 * max(top, 1.0)):
             return False
     return True
+
+
+def _free_silent(spec, th, aset: ActiveSet) -> tuple[ActiveSet, int]:
+    """``aset`` with its active entries that carry no signal (δ_a = 0: nothing downstream sees
+    them while their downstream kinks are off) moved to the free entries: masked off, not held
+    at 0. Their off side costs nothing at first order, so a constraint on them only hides the
+    decay's pull; released, the polish lets that pull act. Returns (the set, how many moved)."""
+    if aset.size == 0:
+        return aset, 0
+    sig = output_signals(spec, th, aset)
+    top = max(float(max(np.abs(d).max(initial=0.0) for d in sig)), 1e-300)
+    act, free = [], []
+    moved = 0
+    base_free = aset.free or [np.zeros_like(a) for a in aset.active]
+    for d, a, f in zip(sig, aset.active, base_free):
+        silent = a & (np.abs(d) <= SILENT_RTOL * top)
+        moved += int(silent.sum())
+        act.append(a & ~silent)
+        free.append(f | silent)
+    return ActiveSet(act, aset.on, aset.thresholds, free), moved
 
 
 def _free_dead_units(aset: ActiveSet) -> ActiveSet:
@@ -247,11 +271,19 @@ def polish_on_kinks(spec: ModelSpec, theta, tol: float = 1e-10, max_iter: int = 
     res = con = np.inf
     it = 0
     model = DeepUFM(spec)
+    silenced = False
     for it in range(max_iter + 1):
         g, J, c = kkt_parts(spec, th, aset)
         mu = _multipliers(g, J)
         r = g - J.T @ mu
         res, con = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+        if res <= tol and con <= tol and not silenced:
+            # stationary on the manifold: release the silent entries once and polish on
+            silenced = True
+            aset, moved = _free_silent(spec, th, aset)
+            free = np.concatenate([f.reshape(-1) for f in aset.free])
+            if moved:
+                continue
         if res <= 1e3 * tol and con <= 1e3 * tol:
             # nearly there: entries that the nonlinear steps took to 0 (or a hair across) join
             h = _pre_values(spec, th)
