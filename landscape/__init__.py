@@ -12,7 +12,10 @@ graphs) → :mod:`landscape.viz` (figures, reports) → :mod:`landscape.net` (re
 the UFM) → :mod:`landscape.cli`. The names most
 scripts need are importable from here (loaded on first use, so ``import landscape`` is cheap)::
 
-    from landscape import ModelSpec, DeepUFM, load_study, run_study, analyse_point
+    from landscape import ModelSpec, DeepUFM, load_study, run_study, load_results, analyse_point
+
+``run_study`` (:mod:`landscape.viz.pipeline`) writes the results folder ``landscape run`` writes and
+returns a :class:`~landscape.study.result.StudyResult`; ``load_results`` opens a finished folder.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ _EXPORTS = {
     "AnalysisSettings": "landscape.analysis.settings", "analyse_hessian": "landscape.analysis.hessian",
     "analyse_structure": "landscape.analysis.structure", "theory": "landscape.analysis.theory",
     "StudyConfig": "landscape.study.config", "load_study": "landscape.study.config", "presets": "landscape.study.config",
-    "run_study": "landscape.study.run", "summarise": "landscape.study.summary",
+    "run_study": "landscape.viz.pipeline", "ReportInterrupted": "landscape.viz.pipeline",
+    "StudyResult": "landscape.study.result", "summarise": "landscape.study.summary",
     "load_sweep": "landscape.study.sweep", "run_sweep": "landscape.study.sweep",
     "StudyStore": "landscape.io.store", "StoreError": "landscape.io.store",
     **{name: "landscape.io.records" for name in ("PointRecord", "TrajectoryRecord", "EdgeRecord",

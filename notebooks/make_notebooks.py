@@ -55,7 +55,7 @@ from pathlib import Path
 from landscape import figures
 from landscape.study.config import load_study
 from landscape.viz.report import headline_text, load_results, point_figures, study_figures, write_report
-from landscape.study.run import run_study
+from landscape import run_study
 
 if STUDY_DIR is None:
     cfg = load_study(None, [f"trajectories={TRAJECTORIES}", *OVERRIDES])

@@ -7,7 +7,7 @@ writes ``runs/<name>-<time>/`` (with ``--set`` and no ``--set name=…`` the nam
 graph.graphml, summary.json and report.html. ``--preset NAME`` runs another embedded study
 (``landscape presets`` lists them). Work is committed to study.sqlite one unit at a time: a run
 stopped at any moment (Ctrl-C, a killed process) continues with ``landscape run --resume DIR``
-from what was committed.
+from what was committed. From Python, ``landscape.run_study(cfg, DIR)`` writes the same folder.
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--timings", action="store_true",
                    help="print the seconds of each phase (trajectories, saddle search, saddle descents, transition "
-                        "states, summary, featured spectra, report); they are in summary.json's timings either way")
+                        "states, summary, featured spectra, report); summary.json's timings hold them up to the "
+                        "summary either way, the result of landscape.run_study all of them")
     p.set_defaults(func=main)
 
 
@@ -68,54 +69,50 @@ def main(args) -> int:
             if not StudyStore.is_uninitialised(out / DB_NAME):
                 raise SpecError(f"{out} already holds a study: continue it with `landscape run --resume {out}` "
                                 "or choose another --out")
-    from ..study.run import run_study   # torch: only once the configuration and the folder are good
+    # torch: only once the configuration and the folder are good
+    from ..viz.pipeline import ReportInterrupted, run_study
 
     try:
-        summary = run_study(cfg, out, progress=not args.no_progress)
+        result = run_study(cfg, out, progress=not args.no_progress)
+    except ReportInterrupted as exc:
+        _print_result(exc.result)
+        print(f"\ninterrupted while writing the report: the study is complete in {out}; "
+              f"write the report with `landscape report {out}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print(f"\ninterrupted: every committed unit is kept in {out / DB_NAME}; "
               f"continue with `landscape run --resume {out}`", file=sys.stderr)
         return EXIT_INTERRUPTED
-    c = summary["stop_reasons"]
-    h = summary["headline"]
-    diagnosis = summary.get("diagnosis") or []
-    n = summary["n_trajectories"]
-    for d in diagnosis:   # a study that mostly failed says so first, with what to change
-        print(f"warning: {d['count']} of {n} starts {d['reason']} ({_pct(d['share'])}): {d['advice']}")
-    print(f"{n} trajectories ({summary['dynamics']}): " + ", ".join(f"{k} {v}" for k, v in c.items()))
-    cert = h.get("certified") or {}
-    if diagnosis and cert.get("n_certified") is not None:
-        dnc = (f"DNC {cert['dnc']} of {cert['n_certified']} certified ({_pct(cert['fraction'])} "
-               f"[{_pct(cert['ci_low'])}, {_pct(cert['ci_high'])}] of the certified; "
-               f"{n - cert['n_certified']} of {n} starts uncertified)")
-    else:
-        dnc = f"DNC fraction {_pct(h['dnc_fraction'])} [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]"
-    print(f"{len(summary['points'])} distinct critical points, {summary['graph']['n_edges']} saddle connections, "
-          f"{len(summary['transition_states'])} transition states; {dnc}; "
-          f"lowest loss {h['lowest_loss']:.10g} ({h['lowest_loss_label']}, point {h['lowest_loss_point']})"
-          if h["lowest_loss"] is not None else f"{len(summary['points'])} distinct critical points; {dnc}")
-    if summary["saddle_visits"]:
-        n = sum(v["n_trajectories"] for v in summary["saddle_visits"])
-        print(f"saddles passed: {len(summary['saddle_visits'])} saddles finished {n} trajectories' polish and were "
-              "continued past (no saddle holds a basin count)")
-    from ..study.summary import featured_spectra
-    from ..viz.report import write_report
-
-    t = time.perf_counter()
-    try:
-        featured_spectra(cfg, out, cfg.analysis.dense_budget_s)
-        t_spectra, t = time.perf_counter() - t, time.perf_counter()
-        write_report(out)
-        t_report = time.perf_counter() - t
-    except KeyboardInterrupt:
-        print(f"\ninterrupted while writing the report: the study is complete in {out}; "
-              f"write the report with `landscape report {out}`", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    _print_result(result)
     if args.timings:
-        rows = {**summary.get("timings", {}), "featured_spectra_s": t_spectra, "report_s": t_report}
-        print("timings: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.1f} s" for k, v in rows.items()))
-    print(f"wall time {summary['wall_time_s'] + t_spectra + t_report:.1f} s; results: {out}")
+        print("timings: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.1f} s" for k, v in result.timings.items()))
+    print(f"wall time {result.wall_time_s:.1f} s; results: {out}")
     return 0
+
+
+def _print_result(r) -> None:
+    """The lines ``landscape run`` prints about a finished study (a StudyResult): the diagnosis,
+    the stop reasons, the headline and the saddles passed."""
+    h, n = r.headline, r.n_trajectories
+    for d in r.diagnosis:   # a study that mostly failed says so first, with what to change
+        print(f"warning: {d.count} of {n} starts {d.reason} ({_pct(d.share)}): {d.advice}")
+    print(f"{n} trajectories ({r.dynamics}): " + ", ".join(f"{k} {v}" for k, v in r.stop_reasons.items()))
+    cert = h.certified
+    if r.diagnosis and cert is not None and cert.n_certified is not None:
+        dnc = (f"DNC {cert.dnc} of {cert.n_certified} certified ({_pct(cert.fraction)} "
+               f"[{_pct(cert.ci_low)}, {_pct(cert.ci_high)}] of the certified; "
+               f"{n - cert.n_certified} of {n} starts uncertified)")
+    else:
+        dnc = f"DNC fraction {_pct(h.dnc_fraction)} [{_pct(h.dnc_ci_low)}, {_pct(h.dnc_ci_high)}]"
+    print(f"{len(r.points)} distinct critical points, {r.summary['graph']['n_edges']} saddle connections, "
+          f"{len(r.transition_states)} transition states; {dnc}; "
+          f"lowest loss {h.lowest_loss:.10g} ({h.lowest_loss_label}, point {h.lowest_loss_point})"
+          if h.lowest_loss is not None else f"{len(r.points)} distinct critical points; {dnc}")
+    visits = r.summary["saddle_visits"]
+    if visits:
+        k = sum(v["n_trajectories"] for v in visits)
+        print(f"saddles passed: {len(visits)} saddles finished {k} trajectories' polish and were "
+              "continued past (no saddle holds a basin count)")
 
 
 def _pct(x) -> str:

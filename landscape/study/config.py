@@ -115,6 +115,10 @@ def _read_text(path: Path, what: str) -> str:
     except OSError as exc:
         raise SpecError(f"{what}={str(path)!r} is invalid: cannot read it ({exc.strerror or exc})") from None
     if stat.S_ISDIR(st.st_mode):
+        if (path / "summary.json").is_file() or (path / "study.sqlite").is_file():
+            raise SpecError(f"{what}={str(path)!r} is invalid: it is a directory, not a study file; this is a "
+                            f"results folder: open it with landscape.load_results({str(path)!r}) "
+                            f"(`landscape inspect {path}` on the command line)")
         raise SpecError(f"{what}={str(path)!r} is invalid: it is a directory, not a study file")
     if not stat.S_ISREG(st.st_mode):
         raise SpecError(f"{what}={str(path)!r} is invalid: not a regular file (a device, pipe or socket); "

@@ -38,7 +38,8 @@ does, in order:
    saddle per transaction; saddles found by these descents are connected in further rounds (at
    most ``max_rounds``).
 4. **Transition states** (``[connect]``): :mod:`landscape.study.connect`.
-5. **Summary** and derived files: :func:`landscape.study.summary.finish`.
+5. **Summary** and derived files: :func:`landscape.study.summary.finish`. (The featured spectra
+   and ``report.html`` follow in :func:`landscape.run_study`, :mod:`landscape.viz.pipeline`.)
 """
 from __future__ import annotations
 
@@ -304,11 +305,16 @@ def _progress_reporter(progress) -> Callable[[dict], None]:
 
 def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callable[[dict], None] = True,
               executor=None, prefetch: bool | None = None) -> dict:
-    """Run (or resume) the study ``cfg`` into the results folder ``out_dir``; return the summary.
+    """Run (or resume) the study ``cfg`` into the results folder ``out_dir``; return the summary
+    (the content of summary.json, a dict).
+
+    The study layer's part of :func:`landscape.run_study` (:mod:`landscape.viz.pipeline`), which
+    is what ``landscape run`` calls: that function adds the featured spectra and ``report.html``
+    (the report belongs to the viz layer, after this one) and returns a typed
+    :class:`~landscape.study.result.StudyResult`; a notebook wants it, not this one.
 
     Steps in the module docstring; the derived files (summary.json, spectra.npz, tree.json,
-    graph.graphml) are written by :func:`landscape.study.summary.finish`. The HTML report is not
-    written here (``landscape run`` writes it; :func:`landscape.viz.report.write_report`). If
+    graph.graphml) are written by :func:`landscape.study.summary.finish`. If
     ``out_dir`` already holds a database of the same configuration, only what it lacks is
     computed (a resumed run); a different configuration raises :class:`StoreError`.
 
@@ -347,7 +353,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
         search = run_saddle_search
         if session.prefetch is not None:
             session.prefetch.collect()
-            timings["saddle_prefetch_wait_s"] = time.perf_counter() - t
+            # a phase of its own, before the saddle search's: the phases add up to at most the wall time
+            timings["saddle_prefetch_wait_s"], t = time.perf_counter() - t, time.perf_counter()
 
             def search(cfg_, idx, on_status=None, on_finished=None):
                 res = session.prefetch.unit(idx)
