@@ -12,9 +12,13 @@ import sqlite3
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from landscape.core.model import DeepUFM
+from landscape.core.spec import ModelSpec
 import pytest
 
-from test_net import _dnc_loss_from_model_md, _numpy_factors, _numpy_ufm_loss
+from oracles import dnc_loss_from_model_md, numpy_factors, numpy_ufm_loss
 
 DATA_PAPER = Path(__file__).resolve().parents[1] / "data" / "paper"
 STUDIES = sorted(p.parent for p in DATA_PAPER.glob("**/summary.json") if (p.parent / "study.sqlite").is_file()) \
@@ -38,14 +42,16 @@ def test_committed_minima_are_balanced_critical_points_with_their_closed_forms(f
     m = cfg["model"]
     K, n, d, L, lam = m["K"], m["n"], m["d"], m["L"], m["lambda"]
     assert m.get("activation", "linear") == "linear" and "lambda_H" not in m and "lambda_W" not in m
-    dnc = _dnc_loss_from_model_md(K, n, L, lam)
+    dnc = dnc_loss_from_model_md(K, n, L, lam)
     minima = [p for p in points if p[1] == "minimum"]
     assert minima
     for pid, kind, label, loss, gnorm, blob, dt in minima:
         theta = np.frombuffer(blob, dtype=np.dtype(dt))
-        assert abs(_numpy_ufm_loss(theta, K, n, d, L, lam, lam) - loss) <= 1e-12, pid
-        assert gnorm <= 1e-10
-        F = _numpy_factors(theta, K, n, d, L)
+        assert abs(numpy_ufm_loss(theta, K, n, d, L, lam, lam) - loss) <= 1e-12, pid
+        # the gradient recomputed, not the stored norm read back
+        spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
+        assert float(DeepUFM(spec).grad(torch.from_numpy(theta.astype(np.float64))[None]).norm()) <= 1e-10, pid
+        F = numpy_factors(theta, K, n, d, L)
         for l in range(L):     # equal λ: W_{l+1}ᵀW_{l+1} = W_lW_lᵀ (H₁ for l = 0)
             lhs, rhs = F[l + 1].T @ F[l + 1], F[l] @ F[l].T
             assert np.abs(lhs - rhs).max() <= 1e-8 * max(1.0, np.abs(lhs).max()), (pid, l)
@@ -122,7 +128,7 @@ def test_committed_transition_states_join_every_minimum_that_holds_a_basin(folde
         return p
     for s, a, b, b1, b2 in ts:
         assert index[s] == 1
-        assert abs(_numpy_ufm_loss(params[s], K, n, d, L, lam, lam) - loss[s]) <= 1e-12
+        assert abs(numpy_ufm_loss(params[s], K, n, d, L, lam, lam) - loss[s]) <= 1e-12
         assert b1 == pytest.approx(loss[s] - loss[a], abs=1e-14) and b2 == pytest.approx(loss[s] - loss[b], abs=1e-14)
         assert min(b1, b2) > 0
         parent.setdefault(a, a), parent.setdefault(b, b)

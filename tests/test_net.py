@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from oracles import dnc_loss_from_model_md, numpy_factors, numpy_ufm_loss
 from landscape.cli import main as cli_main
 from landscape.core.validate import SpecError
 from landscape.net.config import NetConfig, load_net
@@ -97,32 +98,6 @@ def test_study_commands_refuse_net_presets(capsys):
 
 
 # ----- the network and the hand-off ----------------------------------------------------------------
-def _numpy_factors(theta, K, n, d, L):
-    """[H₁ (d, N), W₁ … W_{L−1} (d, d), W_L (K, d)] of a flat θ, row-major (MODEL.md §1)."""
-    shapes = [(d, K * n)] + [(d, d)] * (L - 1) + [(K, d)]
-    F, i = [], 0
-    for r, c in shapes:
-        F.append(theta[i:i + r * c].reshape(r, c))
-        i += r * c
-    return F
-
-
-def _numpy_ufm_loss(theta, K, n, d, L, lam_H, lam_W, relu=False):
-    """MODEL.md §2 written out: mean CE of Z = W_L σ(… W₁H₁) + (λ_H/2)‖H₁‖² + (λ_W/2)Σ‖W_l‖²."""
-    N = K * n
-    F = _numpy_factors(theta, K, n, d, L)
-    h = F[0]
-    for W in F[1:-1]:
-        h = W @ h
-        if relu:
-            h = np.maximum(h, 0)
-    Z = F[-1] @ h
-    y = np.repeat(np.arange(K), n)
-    Zs = Z - Z.max(axis=0)
-    ce = np.mean(np.log(np.exp(Zs).sum(axis=0)) - Zs[y, np.arange(N)])
-    return ce + 0.5 * lam_H * np.sum(F[0] ** 2) + 0.5 * lam_W * sum(np.sum(W ** 2) for W in F[1:])
-
-
 @pytest.mark.parametrize("backbone, activation", [("mlp", "linear"), ("mlp", "relu"), ("cnn", "linear")])
 def test_head_is_a_ufm_point_with_the_network_loss(tmp_path, backbone, activation):
     cfg = tiny_cfg(tiny_npz(tmp_path / "d.npz", images=backbone == "cnn"), **{
@@ -137,7 +112,7 @@ def test_head_is_a_ufm_point_with_the_network_loss(tmp_path, backbone, activatio
     spec = ufm_spec(cfg, ds.K, ds.n_train)
     assert theta.shape == (3, spec.P)
     for s in range(3):
-        ref = _numpy_ufm_loss(theta[s], ds.K, ds.n_train, cfg.d, cfg.L, cfg.reg.lambda_H, cfg.reg.lambda_W,
+        ref = numpy_ufm_loss(theta[s], ds.K, ds.n_train, cfg.d, cfg.L, cfg.reg.lambda_H, cfg.reg.lambda_W,
                               relu=activation == "relu")
         assert abs(loss[s] - ref) <= 1e-12 * max(1.0, abs(ref))
 
@@ -240,15 +215,6 @@ def test_presets_list_the_net_command(capsys):
 DATA_NET = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "net"
 
 
-def _dnc_loss_from_model_md(K, n, L, lam):
-    """MODEL.md §6: the large root of λ n^{1/(L+1)} = α^{(L−1)/(L+1)}/(e^α + K − 1) and ℓ_DNC there."""
-    from scipy.optimize import brentq
-
-    f = lambda a: np.log(a) * (L - 1) / (L + 1) - np.log(np.exp(a) + K - 1) - np.log(lam * n ** (1 / (L + 1)))
-    a = brentq(f, 1.0, 200.0)
-    return np.log(1 + (K - 1) * np.exp(-a)) + lam * (L + 1) / 2 * (K - 1) * (a * np.sqrt(n)) ** (2 / (L + 1))
-
-
 @pytest.mark.parametrize("name", sorted(p.name for p in DATA_NET.iterdir() if (p / "summary.json").is_file())
                          if DATA_NET.is_dir() else [])
 def test_committed_net_results_hold_against_the_closed_forms(name):
@@ -267,7 +233,7 @@ def test_committed_net_results_hold_against_the_closed_forms(name):
         return
     lam_eff = (lam_W ** L * lam_H) ** (1 / (L + 1))            # MODEL.md §4: the balanced penalty's λ
     assert abs(s["theory"]["lambda_eff"] - lam_eff) <= 1e-15
-    dnc = _dnc_loss_from_model_md(K, n, L, lam_eff)
+    dnc = dnc_loss_from_model_md(K, n, L, lam_eff)
     assert abs(s["theory"]["dnc_loss"] - dnc) <= 1e-10
     for p in s["ufm_points"]:
         if p["theory"] and p["theory"].get("matched"):
@@ -278,7 +244,7 @@ def test_committed_net_results_hold_against_the_closed_forms(name):
 
 
 def test_committed_net_report_renders_in_chromium(tmp_path):
-    from test_report import CHROMIUM, rendered
+    from browser import CHROMIUM, rendered
 
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH (CI installs Debian's chromium in .ci/run)")
@@ -385,11 +351,11 @@ def test_committed_ufm_ends_are_balanced_critical_points_by_direct_analysis(name
     assert {r[0] for r in rows} >= certified
     for pid, loss, gnorm, blob, dt in rows:
         theta = np.frombuffer(blob, dtype=np.dtype(dt))
-        assert abs(_numpy_ufm_loss(theta, K, n, d, L, lam_H, lam_W, relu=relu) - loss) <= 1e-12
+        assert abs(numpy_ufm_loss(theta, K, n, d, L, lam_H, lam_W, relu=relu) - loss) <= 1e-12
         if pid not in certified or relu:
             continue
         assert gnorm <= 1e-10
-        F = _numpy_factors(theta, K, n, d, L)
+        F = numpy_factors(theta, K, n, d, L)
         lams = [lam_H] + [lam_W] * L
         for l in range(L):
             lhs = lams[l + 1] * F[l + 1].T @ F[l + 1]

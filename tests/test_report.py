@@ -5,7 +5,6 @@ The browser tests need Debian's ``chromium`` (installed by ``.ci/run``); without
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,11 @@ from plotly.offline import get_plotlyjs
 
 from landscape.cli import main as cli_main
 from landscape.viz.report import figure_ids, headline_text, load_results, write_report
+from browser import chromium, needs_chromium, rendered
 from study_fixture import N, build_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (CI installs Debian's chromium in .ci/run)")
 EXAMPLE = ROOT / "data" / "example_study"
 EXPECTED_FIGURES = ["fig-basins", "fig-disconnectivity", "fig-loss-rank", "fig-accumulation",
                     "fig-spectrum-1", "fig-sv-1", "fig-logits-1",   # point 1: pairs, the lowest loss
@@ -148,24 +146,6 @@ def test_the_new_summary_fields_are_type_checked(study, tmp_path, change, messag
 
 
 # ----- headless Chromium -----------------------------------------------------------------------
-def _chromium(page, profile, *extra) -> subprocess.CompletedProcess:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--virtual-time-budget=20000", *extra, page.as_uri()]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
-
-
-def rendered(page, profile) -> tuple[dict[str, int], str]:
-    """Render ``page`` and return (figure id → number of plotly ``main-svg`` elements drawn in its
-    section, the text collected in #script-errors)."""
-    dom = _chromium(page, profile, "--dump-dom").stdout
-    parts = re.split(r'<section class="figure" data-figure-id="([^"]+)">', dom)
-    svgs = {fid: body.split("</section>", 1)[0].count('class="main-svg"') for fid, body in zip(parts[1::2], parts[2::2])}
-    m = re.search(r'<pre id="script-errors" data-count="(\d+)">(.*?)</pre>', dom, re.S)
-    assert m, "the error collector is missing from the rendered page"
-    return svgs, m.group(2) if int(m.group(1)) else ""
-
-
 @needs_chromium
 def test_report_renders_every_figure_in_chromium(report, tmp_path):
     svgs, errors = rendered(report, tmp_path / "profile")
@@ -174,7 +154,7 @@ def test_report_renders_every_figure_in_chromium(report, tmp_path):
     missing = [f for f, n in svgs.items() if n == 0]
     assert not missing, f"figures with no rendered plot: {missing}"
     shot = report.with_name("report.png")
-    _chromium(report, tmp_path / "profile2", "--hide-scrollbars", "--window-size=1280,7000", f"--screenshot={shot}")
+    chromium(report, tmp_path / "profile2", "--hide-scrollbars", "--window-size=1280,7000", f"--screenshot={shot}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
     print(f"screenshot: {shot}")
 

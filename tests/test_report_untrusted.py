@@ -11,7 +11,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from browser import dom, needs_chromium
 from landscape.cli import main as cli_main
 from landscape.io.results import load_spectra, spectra_member_bound, write_json
 from landscape.study.sweep import write_prevalence_csv
@@ -30,8 +30,6 @@ from study_fixture import build_study
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = ROOT / "data" / "net" / "digits-linear"
-CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (CI installs Debian's chromium in .ci/run)")
 
 #: Payloads that, if they reached the page unescaped, would mark <body data-pwned="…">.
 SCRIPT = "<script>document.body.setAttribute('data-pwned','script')</script>"
@@ -175,24 +173,17 @@ def test_strings_are_escaped_in_the_study_report(tampered_report):
     assert "\\u003cscript\\u003edocument.body" in text
 
 
-def _chromium_dom(page: Path, profile: Path) -> str:
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", page.as_uri()]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
-
-
 @needs_chromium
 def test_no_payload_runs_in_chromium(tampered_report, tmp_path):
     # the check itself: the same payloads, unescaped, do mark the page
     live = tmp_path / "live.html"
     live.write_text(f"<!DOCTYPE html><html><body><p>{IMG}</p></body></html>", encoding="utf-8")
-    assert 'data-pwned="img"' in _chromium_dom(live, tmp_path / "p0")
-    dom = _chromium_dom(tampered_report, tmp_path / "p1")
-    assert 'data-pwned="' not in dom  # <body> unmarked: no payload ran
-    m = re.search(r'<pre id="script-errors" data-count="(\d+)">(.*?)</pre>', dom, re.S)
+    assert 'data-pwned="img"' in dom(live, tmp_path / "p0")
+    page = dom(tampered_report, tmp_path / "p1")
+    assert 'data-pwned="' not in page  # <body> unmarked: no payload ran
+    m = re.search(r'<pre id="script-errors" data-count="(\d+)">(.*?)</pre>', page, re.S)
     assert m and m.group(1) == "0", m and m.group(2)
-    sections = re.split(r'<section class="figure" data-figure-id="([^"]+)">', dom)
+    sections = re.split(r'<section class="figure" data-figure-id="([^"]+)">', page)
     drawn = {fid: body.split("</section>", 1)[0].count('class="main-svg"') for fid, body in zip(sections[1::2], sections[2::2])}
     assert drawn and all(n > 0 for n in drawn.values()), drawn  # plotly drew the payload labels as text
 

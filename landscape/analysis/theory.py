@@ -19,11 +19,6 @@ from .labels import DNC, PAIRS, ZERO
 
 
 # ----- DNC in the deep linear CE model (MODEL.md §6) -------------------------------------------
-def dnc_scale_residual(alpha: float, K: int, n: int, L: int, lam: float) -> float:
-    """α^{(L−1)/(L+1)}/(e^α + K − 1) − λ n^{1/(L+1)}; zero exactly at a DNC critical scale."""
-    return alpha ** ((L - 1) / (L + 1)) / (math.exp(alpha) + K - 1) - lam * n ** (1.0 / (L + 1))
-
-
 def dnc_scale_roots(K: int, n: int, L: int, lam: float) -> list[float]:
     """All α > 0 with Z = αS⊗1ᵀ critical, ascending (0, 1 or 2 roots; 2 for L ≥ 2 and small λ):
     the simplex(K) case of :func:`block_scale_roots` (the same equation, MODEL.md §6). A small root
@@ -220,11 +215,6 @@ def _block_type_roots(bt: BlockType, K: int, n: int, L: int, lam: float) -> tupl
 def effective_lambda(spec: ModelSpec) -> float:
     """Λ = (Π_l λ_l)^{1/(L+1)}: the λ of the reduced problem F(Z) for per-factor weight decay."""
     return float(np.exp(np.mean(np.log(np.array(spec.lambdas)))))
-
-
-def block_ce(alpha: float, k: int, K: int) -> float:
-    """CE_k(α) = log(1 + (k−1)e^{−α} + (K−k)e^{−α(1−1/k)}): per-sample CE of a class in a simplex(k) block."""
-    return block_type_ce(alpha, BlockType(int(k)), K)
 
 
 def block_scale_log_residual(u: float, k: int, K: int, n: int, L: int, lam: float) -> float:

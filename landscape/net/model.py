@@ -135,10 +135,6 @@ class BatchedNet:
             r = 0.5 * reg["lambda"] * sq(list(self.params))
         return ce + r, ce
 
-    def seed_params(self, i: int) -> dict[str, torch.Tensor]:
-        """Seed i's parameters, detached (shapes without the seed axis)."""
-        return {k: v[i].detach().clone() for k, v in self.params.items()}
-
 
 def _init(shape: tuple[int, ...], fan_in: int | None, g: torch.Generator) -> torch.Tensor:
     """PyTorch's default (Kaiming-uniform, a = √5) for weights: U(−1/√fan_in, 1/√fan_in); zero biases."""
