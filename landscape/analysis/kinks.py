@@ -157,7 +157,9 @@ def _lagrangian_hessian(spec, theta, aset, mu) -> np.ndarray:
     def lag(t):
         return _forward(model, t, masks)[0] - (m * _pre_flat(model, t, masks)).sum()
 
-    H = torch.func.hessian(lag)(as_theta64(spec, theta).detach().clone()).numpy()
+    # reverse over reverse: forward-mode AD (torch.func.hessian's jacfwd) loads torch's jit
+    # decompositions, which warn (DeprecationWarning in torch 2.13, FutureWarning from 2.14)
+    H = torch.func.jacrev(torch.func.jacrev(lag))(as_theta64(spec, theta).detach().clone()).numpy()
     return 0.5 * (H + H.T)
 
 
