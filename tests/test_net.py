@@ -362,3 +362,38 @@ def test_committed_ufm_ends_are_balanced_critical_points_by_direct_analysis(name
             rhs = lams[l] * F[l] @ F[l].T
             assert np.abs(lhs - rhs).max() <= 1e-8 * max(1.0, np.abs(lhs).max()), (pid, l)
         assert np.abs(F[-1].sum(axis=0)).max() <= 1e-8
+
+
+@pytest.mark.parametrize("damage", ["wrong shape", "missing member", "text dtype", "seed count", "not a zip"])
+def test_a_damaged_train_npz_is_a_one_line_error(tmp_path, damage):
+    """train.npz is untrusted input: a parameter of the wrong shape, a missing one, a text array,
+    per-seed arrays of the wrong length or a file that is no .npz are refused naming the file
+    and the member, before anything is copied into the network."""
+    import io as _io
+
+    from landscape.core.validate import SpecError
+    from landscape.net.run import _read_params_npz, _write_params_npz
+
+    net = BatchedNet(seeds=[1, 2], n_features=6, K=3, d=4, L=2, activation="linear", backbone="mlp", hidden=[5],
+                     image_shape=None)
+    path = tmp_path / "train.npz"
+    _write_params_npz(path, net, {"loss": np.zeros(2), "iterations": np.zeros(2, dtype=np.int64)})
+    before = {k: v.detach().clone() for k, v in net.params.items()}
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    name = next(k for k in arrays if k.startswith("param/"))
+    if damage == "wrong shape":
+        arrays[name] = arrays[name][..., :1]
+    elif damage == "missing member":
+        del arrays[name]
+    elif damage == "text dtype":
+        arrays[name] = np.full(arrays[name].shape, "x")
+    elif damage == "seed count":
+        arrays["loss"] = np.zeros(5)
+    buf = _io.BytesIO()
+    np.savez(buf, **arrays)
+    path.write_bytes(b"not a zip" if damage == "not a zip" else buf.getvalue())
+    with pytest.raises(SpecError, match=str(path).replace("\\", "\\\\")) as e:
+        _read_params_npz(path, net)
+    assert "\n" not in str(e.value)
+    assert all(torch.equal(v, before[k]) for k, v in net.params.items())   # nothing copied

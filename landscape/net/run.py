@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -68,12 +69,36 @@ def _write_params_npz(path: Path, net: BatchedNet, arrays: dict) -> None:
 
 
 def _read_params_npz(path: Path, net: BatchedNet) -> dict:
-    """Load the parameters of :func:`_write_params_npz` into ``net``; return the other arrays."""
-    with np.load(path, allow_pickle=False) as f:
+    """Load the parameters of :func:`_write_params_npz` into ``net``; return the other arrays.
+    The file is untrusted input: every parameter must be there with the network's shape and a
+    real floating dtype, and the per-seed arrays must have one entry per seed (one-line
+    :class:`~landscape.core.validate.SpecError` naming the file and the member otherwise)."""
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise SpecError(f"{path}: not a readable .npz ({exc})") from None
+    with f:
+        for k, v in net.params.items():
+            name = f"param/{k}"
+            if name not in f.files:
+                raise SpecError(f"{path}: member {name} is missing (the file was altered or belongs to another network)")
+            a = f[name]
+            if tuple(a.shape) != tuple(v.shape) or a.dtype.kind != "f":
+                raise SpecError(f"{path}: member {name} has shape {tuple(a.shape)} and dtype {a.dtype}; this network's "
+                                f"{k} is {tuple(v.shape)} floating point (the file was altered or belongs to another network)")
+        seeds = next(iter(net.params.values())).shape[0]
+        rest = {k: f[k] for k in f.files if not k.startswith("param/")}
+        for k, a in rest.items():
+            if k in _PER_SEED and (a.ndim != 1 or a.shape[0] != seeds):
+                raise SpecError(f"{path}: member {k} has shape {tuple(a.shape)}, not one entry per seed ({seeds})")
         with torch.no_grad():
             for k, v in net.params.items():
-                v.copy_(torch.from_numpy(f[f"param/{k}"]))
-        return {k: f[k] for k in f.files if not k.startswith("param/")}
+                v.copy_(torch.from_numpy(f[f"param/{k}"]).to(v.dtype))
+        return rest
+
+
+#: Arrays of train.npz with one entry per seed.
+_PER_SEED = ("stop_reason", "iterations", "loss", "ce", "grad_norm")
 
 
 def _save_training(path: Path, net: BatchedNet, tr: TrainResult) -> None:
