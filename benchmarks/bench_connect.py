@@ -21,9 +21,6 @@ study is only ever read through a temporary copy of its database: nothing is wri
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -31,12 +28,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import networkx as nx
-import torch
 
 from landscape.io.store import StudyStore
 from landscape.study.config import StudyConfig
 from landscape.study.connect import ConnectSettings, connect_minima
 from landscape.study.run import Session
+from record import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,12 +100,9 @@ def main() -> None:
     result = {"what": "connect_minima on a finished study's minima: min-mode following vs Newton-MR refinement",
               "date": time.strftime("%Y-%m-%d"), "study": str(study.relative_to(ROOT) if study.is_relative_to(ROOT) else study),
               "P": P, "max_pairs": args.max_pairs, "max_depth": args.max_depth, "strategy": args.strategy,
-              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                          "torch_threads": torch.get_num_threads()},
+              "machine": machine(),
               "runs": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"written {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,7 @@ measures).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch
 from landscape.study.executors import InProcessExecutor
 from landscape.study.joint import JointExecutor
 from landscape.study.sweep import load_sweep, run_sweep
+from record import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SET = ["d=10", "trajectories=64", "batch_size=64",
@@ -72,16 +71,14 @@ def main() -> None:
         "what": "paper-lambda cells one after another (inprocess) vs as one batch with per-row λ (joint)",
         "date": time.strftime("%Y-%m-%d"), "overrides": overrides, "n_cells": len(sweep.cells),
         "P": sweep.cells[0].config.model.P,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "torch_threads": torch.get_num_threads()},
+        "machine": machine(),
         "cell_after_cell_s": t_alone, "one_batch_s": t_joint, "speedup": t_alone / t_joint,
         "joint_units": joint.joint_batches, "same_prevalence": same,
         "cell_times_s": {c["name"]: c["wall_time_s"] for c in alone["cells"]},
         "prevalence": pooled["prevalence"], "paired": pooled["paired"],
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"same prevalence: {same}; written {args.out}")
+    write_result(args.out, result)
+    print(f"same prevalence: {same}")
     if not same:   # as bench_sweep.py
         raise SystemExit("the two executors disagree: see the prevalence rows in the result file")
 

@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -52,6 +50,7 @@ from landscape.io.store import StudyStore
 from landscape.study.config import StudyConfig
 from landscape.study.connect import connect_minima
 from landscape.study.run import Session
+from record import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 #: pele's transition-state search: no rigid-body projection (a UFM's zero modes are gauge modes),
@@ -201,12 +200,9 @@ def main() -> None:
                       "(the tool's alignment as pele's distance), side by side",
               "date": time.strftime("%Y-%m-%d"),
               "study": str(study.relative_to(ROOT) if study.is_relative_to(ROOT) else study), "P": cfg.model.P,
-              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                          "torch_threads": torch.get_num_threads()},
+              "machine": machine(),
               "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"written {args.out}")
+    write_result(args.out, result)
 
 
 def run_pairs(study: Path, args) -> tuple[list[dict], StudyConfig]:

@@ -32,14 +32,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import asdict, dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..core.model import DeepUFM, ModelSpec
-from ..core.validate import check_number
 from .symmetry import has_class_rotations
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from ..core.spec import ModelSpec
-from .theory import dnc_loss, dnc_scale_roots, simplex
+from .theory import dnc_loss, dnc_scale_roots, effective_lambda, simplex
 
 
 def frame_norms(spec: ModelSpec) -> list[float]:
@@ -54,13 +54,9 @@ def frame_norms(spec: ModelSpec) -> list[float]:
 
 
 def log_frame_constant(spec: ModelSpec) -> float:
-    """log G = ½ Σ_l log(λ_l N_l) (in logs: G itself under- or overflows at large depth)."""
+    """log G = ½ Σ_l log(λ_l N_l), G = Π_l √(λ_l N_l): the penalty of the orthogonal-frame DNC point
+    is ((L+1)/2)(s·G)^{2/(L+1)} (kept in logs: G itself under- or overflows at large depth)."""
     return 0.5 * sum(math.log(lam * N) for lam, N in zip(spec.lambdas, frame_norms(spec)))
-
-
-def frame_constant(spec: ModelSpec) -> float:
-    """G = Π_l √(λ_l N_l): the penalty of the orthogonal-frame DNC point is ((L+1)/2)(s·G)^{2/(L+1)}."""
-    return float(np.exp(log_frame_constant(spec)))
 
 
 def relu_ce_equivalent_lambda(spec: ModelSpec) -> float:
@@ -123,8 +119,7 @@ def member_dnc(spec: ModelSpec) -> list[MemberDNC]:
     K, n, L = spec.K, spec.n, spec.L
     if spec.loss == "ce":
         if spec.activation == "linear":
-            lam = float(np.exp(np.mean(np.log(np.array(spec.lambdas)))))
-            geometry = "ETF"
+            lam, geometry = effective_lambda(spec), "ETF"
         else:
             lam, geometry = relu_ce_equivalent_lambda(spec), "OF"
         return [MemberDNC(a, dnc_loss(a, K, n, L, lam), a * simplex(K), geometry)

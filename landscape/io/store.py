@@ -294,6 +294,12 @@ class _Where:
             return v
         raise self.bad(col, f"holds {_describe(v)} where text belongs")
 
+    def convert(self, row: dict, check, cols, null: bool = False) -> None:
+        """Check the columns ``cols`` of ``row`` with ``check`` (:meth:`integer`, :meth:`num` or
+        :meth:`text`) and store the converted values in place."""
+        for c in cols:
+            row[c] = check(c, row[c], null=null)
+
     def json_value(self, col: str, v, kind: type | None = None, null: bool = False):
         if v is None and null:
             return None
@@ -973,14 +979,10 @@ class StudyStore:
         for r in self._rows(f"SELECT {', '.join(_TS_COLS)}, json FROM transition_states ORDER BY saddle_id"):
             w = _Where(self.path, "transition_states", f"saddle {r[0]}")
             v = dict(zip(_TS_COLS, r[:-1]))
-            for c in ("saddle_id", "min1_id", "min2_id"):
-                v[c] = w.integer(c, v[c])
-            for c in ("pair_a", "pair_b"):
-                v[c] = w.integer(c, v[c], null=True)
-            for c in ("barrier1", "barrier2"):
-                v[c] = w.num(c, v[c])
-            for c in ("path_max_loss", "path_length"):
-                v[c] = w.num(c, v[c], null=True)
+            w.convert(v, w.integer, ("saddle_id", "min1_id", "min2_id"))
+            w.convert(v, w.integer, ("pair_a", "pair_b"), null=True)
+            w.convert(v, w.num, ("barrier1", "barrier2"))
+            w.convert(v, w.num, ("path_max_loss", "path_length"), null=True)
             out.append(TransitionStateRecord(**v, details=w.json_value("json", r[-1], dict, null=True) or {}))
         return out
 
@@ -1064,12 +1066,9 @@ class StudyStore:
         for r in self._rows(f"SELECT {', '.join(_TRAJ_COLS)} FROM trajectories ORDER BY idx"):
             w = _Where(self.path, "trajectories", f"trajectory {r[0]}")
             t = dict(zip(_TRAJ_COLS, r))
-            for c in ("unit", "seed"):
-                t[c] = w.integer(c, t[c])
-            for c in ("iterations", "n_grad", "n_hvp", "point_id"):
-                t[c] = w.integer(c, t[c], null=True)
-            for c in ("wall_time", "loss", "grad_norm"):
-                t[c] = w.num(c, t[c], null=True)
+            w.convert(t, w.integer, ("unit", "seed"))
+            w.convert(t, w.integer, ("iterations", "n_grad", "n_hvp", "point_id"), null=True)
+            w.convert(t, w.num, ("wall_time", "loss", "grad_norm"), null=True)
             t["stop_reason"] = w.text("stop_reason", t["stop_reason"])
             if t["certified"] not in (0, 1) or isinstance(t["certified"], float):
                 raise w.bad("certified", f"holds {_describe(t['certified'])}, not 0 or 1")
@@ -1109,13 +1108,11 @@ class StudyStore:
         for r in self._rows(f"SELECT {', '.join(_EDGE_COLS)} FROM edges ORDER BY saddle_id, direction, sign"):
             w = _Where(self.path, "edges", f"saddle {r[0]!r} direction {r[1]!r} sign {r[2]!r}")
             e = dict(zip(_EDGE_COLS, r))
-            for c in ("saddle_id", "direction"):
-                e[c] = w.integer(c, e[c])
+            w.convert(e, w.integer, ("saddle_id", "direction"))
             if e["sign"] not in (-1, 1) or isinstance(e["sign"], float):
                 raise w.bad("sign", f"holds {_describe(e['sign'])}, not -1 or 1")
             e["target_id"] = w.integer("target_id", e["target_id"], null=True)
-            for c in ("eigenvalue", "eps", "barrier"):
-                e[c] = w.num(c, e[c], null=True)
+            w.convert(e, w.num, ("eigenvalue", "eps", "barrier"), null=True)
             e["stop_reason"] = w.text("stop_reason", e["stop_reason"], null=True)
             out.append(EdgeRecord(**e))
         return out

@@ -19,6 +19,7 @@ import torch
 
 from ..analysis.kinks import hand_off_to_kinks
 from ..engines import TrajectoryResults
+from .work import certified_mask
 
 #: Stop detail of a row certified on ReLU kinks.
 KINK_DETAIL = "kink"
@@ -32,8 +33,7 @@ def finish_on_kinks(cfg, res: TrajectoryResults) -> int:
     without ReLU."""
     if cfg.model.activation != "relu" or len(res) == 0:
         return 0
-    certified = res.converged & (res.grad_norm <= cfg.certify_tol)
-    rows = np.nonzero(~certified & np.isin(res.stop_reason, HANDED))[0]
+    rows = np.nonzero(~certified_mask(cfg, res) & np.isin(res.stop_reason, HANDED))[0]
     if rows.size == 0:
         return 0
     idx = torch.from_numpy(rows)
