@@ -351,9 +351,10 @@ def output_signals(spec: ModelSpec, theta, aset: ActiveSet) -> list[np.ndarray]:
     return [e.numpy() for e in torch.autograd.grad(f, extra)]
 
 
-def clarke_multipliers(spec: ModelSpec, theta, aset: ActiveSet) -> ClarkeMultipliers:
-    """Clarke stationarity of θ on its active set (module docstring), by scipy's lsq_linear."""
-    g, J, _ = kkt_parts(spec, theta, aset)
+def clarke_multipliers(spec: ModelSpec, theta, aset: ActiveSet, parts=None) -> ClarkeMultipliers:
+    """Clarke stationarity of θ on its active set (module docstring), by scipy's lsq_linear.
+    ``parts``: :func:`kkt_parts` at θ where the caller has them already."""
+    g, J, _ = parts if parts is not None else kkt_parts(spec, theta, aset)
     sig = output_signals(spec, theta, aset)
     delta = np.concatenate([d[a] for d, a in zip(sig, aset.active)]) if aset.size else np.zeros(0)
     if aset.size == 0:
@@ -450,8 +451,9 @@ def analyse_kinks(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
     spec = spec.as_float64()
     th = np.asarray(as_theta64(spec, theta).detach().numpy(), dtype=np.float64)
     aset = aset or active_set(spec, th)
-    cl = clarke_multipliers(spec, th, aset)
-    g, J, _ = kkt_parts(spec, th, aset)
+    parts = kkt_parts(spec, th, aset)
+    cl = clarke_multipliers(spec, th, aset, parts)
+    g, J, _ = parts
     mu = _multipliers(g, J)
     H = _lagrangian_hessian(spec, th, aset, mu)
     # tangent space: the null space of J
