@@ -56,6 +56,7 @@ run pele_connect   bench_pele_connect --smoke
 run joint          bench_joint        --smoke
 run net            bench_net          --smoke
 run sweep          bench_sweep        --smoke
+run kink_faithful  bench_kink_faithful --smoke
 
 changed=$(find data -newer "$out/.start" 2>/dev/null | head -n 20)
 if [ -n "$changed" ]; then

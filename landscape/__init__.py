@@ -7,6 +7,7 @@ states, and continuation of critical points in λ and width.
 The package follows the data, each layer importing only layers before it (checked by
 ``tests/test_layers.py``): :mod:`landscape.core` (model, starts, validation, Krylov methods) →
 :mod:`landscape.engines` (batched trajectories) and :mod:`landscape.analysis` (what a point is) →
+:mod:`landscape.continuation` (critical points followed in λ and width) →
 :mod:`landscape.io` (database, results folder, exports) → :mod:`landscape.study` (studies, sweeps,
 graphs) → :mod:`landscape.viz` (figures, reports) → :mod:`landscape.net` (real networks handed to
 the UFM) → :mod:`landscape.cli`. The names most

@@ -83,7 +83,7 @@ singular values and class-mean logits.
 """),
     ("code", """
 K = res.summary["config"]["model"]["K"]
-have = [p for p in res.points if p["id"] in res.analyses and str(p["id"]) in res.spectra]
+have = [p for p in res.points if p["id"] in res.analyses and p["id"] in res.spectra]
 dnc = min((p for p in have if p["label"] == "DNC"), key=lambda p: p["loss"], default=None)
 low = min((p for p in have if 0 < p["rank_pattern"][-1] < K - 1), key=lambda p: p["loss"], default=None)
 

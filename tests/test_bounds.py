@@ -3,9 +3,10 @@
 Every case runs the command line in this process (``landscape.cli.main``; a subprocess only for
 the broken pipe) and checks: exit status 2, one line on standard error naming the field, its
 allowed range and, for resources, the estimate; no traceback; nothing written (the output folder
-does not exist, or holds what it held); little time and little memory (traced) spent. The memory
-budget is pinned to 8 GiB (``LANDSCAPE_MEMORY_BUDGET``) so the estimates do not depend on this
-machine's RAM.
+does not exist, or holds what it held); little memory (traced) spent. The time the heaviest
+refusals take is checked in the slow pass only (``-m slow``), with a bound a loaded machine meets:
+a wall-clock bound in the default run fails on a busy machine, not on a bug. The memory budget is
+pinned to 8 GiB (``LANDSCAPE_MEMORY_BUDGET``) so the estimates do not depend on this machine's RAM.
 """
 import os
 import subprocess
@@ -20,9 +21,11 @@ from landscape.cli import main
 from landscape.core.validate import ResourceError, SpecError, check_int, check_integral, memory_budget, parse_size
 from study_fixture import build_study
 
-#: Most seconds and traced bytes a refusal may take.
-MAX_S = 3.0
+#: Most traced bytes a refusal may take.
 MAX_BYTES = 64 * 2 ** 20
+#: Most seconds a refusal may take (slow pass only: at once is milliseconds; what is refused would
+#: take minutes or all the memory, so a bound this generous still tells them apart on a loaded machine).
+SLOW_MAX_S = 30.0
 
 
 @pytest.fixture(autouse=True)
@@ -54,9 +57,10 @@ def snapshot(folder):
     return out
 
 
-def refused(capsys, argv, *needles, out=None, untouched=None):
-    """Run ``landscape ARGV``; assert a one-line refusal holding every needle, within MAX_S seconds
-    and MAX_BYTES traced memory, with ``out`` not created and ``untouched`` unchanged."""
+def refused(capsys, argv, *needles, out=None, untouched=None, max_s=None):
+    """Run ``landscape ARGV``; assert a one-line refusal holding every needle, within MAX_BYTES
+    traced memory (and ``max_s`` seconds, where given), with ``out`` not created and ``untouched``
+    unchanged."""
     argv = [str(a) for a in argv]
     before = snapshot(untouched) if untouched else None
     tracemalloc.start()
@@ -74,7 +78,8 @@ def refused(capsys, argv, *needles, out=None, untouched=None):
     assert "Traceback" not in err
     for needle in needles:
         assert needle in err, (needle, err)
-    assert elapsed < MAX_S, f"{elapsed:.2f} s"
+    if max_s is not None:
+        assert elapsed < max_s, f"{elapsed:.2f} s"
     assert peak < MAX_BYTES, f"{peak / 2 ** 20:.1f} MiB traced"
     if out is not None:
         assert not os.path.exists(out), os.listdir(out)
@@ -100,6 +105,22 @@ def test_a_study_too_large_for_memory_is_refused_with_the_estimate(tmp_path, cap
     extra = ["d=150"] if override.startswith("analysis.dense_limit") else []
     refused(capsys, ["run", "--out", tmp_path / "out", "--no-progress", *sets(override, *extra)], *needles,
             out=tmp_path / "out")
+
+
+@pytest.mark.slow   # a wall-clock bound: the slow pass only (module docstring)
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--no-progress", "--set", "trajectories=1e9"], "trajectories=1000000000 is refused"),
+    (["run", "--no-progress", "--set", "d=5000"], "the model d=5000, L=3"),
+    (["run", "--no-progress", "--set", "L=100000"], "the model d=8, L=100000"),
+    (["run", "--no-progress", "--set", "connect.images=1e7"], "connect.images=10000000 is refused"),
+    (["theory", "--K", "100000"], "K=100000 is invalid here"),
+    (["continue", "STUDY", "--param", "d", "--to", "1e12"], "--to=1000000000000 is refused"),
+])
+def test_the_heaviest_refusals_take_seconds_at_most(study, tmp_path, capsys, argv, needle):
+    argv = [study if a == "STUDY" else a for a in argv]
+    if argv[0] == "run":
+        argv[1:1] = ["--out", tmp_path / "out"]
+    refused(capsys, argv, needle, max_s=SLOW_MAX_S)
 
 
 def test_a_stored_study_too_large_is_refused_again_on_resume(tmp_path, capsys):

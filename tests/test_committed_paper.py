@@ -45,12 +45,15 @@ def test_committed_minima_are_balanced_critical_points_with_their_closed_forms(f
     dnc = dnc_loss_from_model_md(K, n, L, lam)
     minima = [p for p in points if p[1] == "minimum"]
     assert minima
+    model = DeepUFM(ModelSpec(K=K, n=n, d=d, L=L, lam=lam))
+    tol = cfg["certify_tol"]
+    assert 0 < tol <= 1e-8
     for pid, kind, label, loss, gnorm, blob, dt in minima:
         theta = np.frombuffer(blob, dtype=np.dtype(dt))
         assert abs(numpy_ufm_loss(theta, K, n, d, L, lam, lam) - loss) <= 1e-12, pid
-        # the gradient recomputed, not the stored norm read back
-        spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
-        assert float(DeepUFM(spec).grad(torch.from_numpy(theta.astype(np.float64))[None]).norm()) <= 1e-10, pid
+        # ‖∇L‖ recomputed from the stored θ with the model, against the study's certification
+        # tolerance (the stored grad_norm is not read back)
+        assert float(model.grad(torch.from_numpy(theta.astype(np.float64))[None]).norm()) <= tol, pid
         F = numpy_factors(theta, K, n, d, L)
         for l in range(L):     # equal λ: W_{l+1}ᵀW_{l+1} = W_lW_lᵀ (H₁ for l = 0)
             lhs, rhs = F[l + 1].T @ F[l + 1], F[l] @ F[l].T

@@ -25,7 +25,7 @@ def test_overrides_reach_every_table_and_round_trip():
 
 
 @pytest.mark.parametrize("override, starts", [
-    ("d=3", "d=3 is invalid"), ("lambda=0", "lambda=0"), ("trajectories=0", "trajectories=0"),
+    ("d=3", "d=3 is invalid"), ("lambda=-1", "lambda=-1"), ("trajectories=0", "trajectories=0"),
     ("nonsense=1", "--set 'nonsense'"), ("stages.0.lr=-1", "stages[0].lr=-1"),
     ("stages.5.lr=1", "--set stages.5.lr"), ("engine=adam", "stages[0].engine='adam'"),
     ("init.name=uniform", "init.name='uniform'"), ("seed=-1", "seed=-1"), ("novalue", "--set 'novalue'"),

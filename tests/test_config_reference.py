@@ -246,7 +246,8 @@ def _holders(file: str, bare: bool):
         cfg = (StudyConfig.from_dict({"model": {"K": m.K, "n": m.n, "d": m.d, "L": m.L}, "stages": [{"engine": "gd"}]})
                if bare else load_study(None))
         return {StudyConfig: cfg, **{type(getattr(cfg, t)): getattr(cfg, t) for t in
-                                     ("model", "init", "saddles", "check", "dedup", "analysis", "connect")}}
+                                     ("model", "init", "saddles", "check", "dedup", "analysis", "connect",
+                                      "lambda0")}}
     net = NetConfig.from_dict({}) if bare else load_net(None)
     return {NetConfig: net, Regularisation: net.reg, AnalysisSettings: net.analysis}
 

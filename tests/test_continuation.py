@@ -9,7 +9,7 @@ from scipy.optimize import minimize_scalar
 from landscape.analysis import theory as T
 from landscape.cli import main
 from landscape.core.model import DeepUFM, ModelSpec
-from landscape.study.continuation import ContinuationSettings, continue_in_lambda, continue_in_width, embed_width
+from landscape.continuation import ContinuationSettings, continue_in_lambda, continue_in_width, embed_width
 
 K, N_PER, D, L, LAM = 4, 1, 4, 2, 1e-3
 
@@ -228,7 +228,7 @@ def study_dir(tmp_path):
 def _fake_branches(monkeypatch, interrupt_at=None):
     """continue_in_lambda replaced by three instant steps with a fold on the second; point
     ``interrupt_at`` raises KeyboardInterrupt (Ctrl-C) when its branch starts."""
-    import landscape.study.continuation as cont
+    import landscape.continuation as cont
 
     def fake(spec, theta, *, param, to, point_id, label, settings, progress=None):
         if point_id == interrupt_at:
@@ -310,3 +310,16 @@ def test_ctrl_c_before_the_first_branch_or_bad_input_leave_the_record_alone(stud
     err = capsys.readouterr().err
     assert "is not a readable continuation record" in err and "move it away" in err
     assert path.read_text() == "{not json" and len(_runs_in_db(study_dir)) == 2
+
+
+def test_continue_refuses_a_bad_target_naming_its_range(study_dir, capsys):
+    """--to is checked like every other number (landscape.core.validate): a weight decay is a
+    finite number > 0; a width an integer, at least the study's (6.0 reads as 6)."""
+    for param, to, want in (("lambda", "inf", "--to=inf is invalid: must be a finite number > 0"),
+                            ("lambda_H", "0", "--to=0.0 is invalid: must be a finite number > 0"),
+                            ("d", "6.5", "--to=6.5 is invalid: must be an integer >= "),
+                            ("d", "1", "--to=1.0 is invalid: must be an integer >= ")):
+        assert main(["continue", str(study_dir), "--param", param, "--to", to]) == 2
+        err = capsys.readouterr().err
+        assert want in err, err
+        assert not (study_dir / "continuation.json").exists() and not (study_dir / "continuation-d.json").exists()

@@ -124,11 +124,11 @@ def test_dask_local_is_tls_only_and_serves_no_dashboard(local_dask):
     host_port = addr[len("tls://"):]
     strangers = [("tcp://" + host_port, None), (addr, Security.temporary())]  # no credentials; other ones
     for url, security in strangers:
-        t0 = time.monotonic()
-        with pytest.raises(OSError):   # TimeoutError / CommClosedError: never a working client
+        # TimeoutError / CommClosedError: never a working client (the client's own timeout bounds the
+        # wait; no wall-clock assertion here, which a loaded machine would fail)
+        with pytest.raises(OSError):
             client = distributed.Client(url, security=security, timeout=STRANGER_TIMEOUT_S)
             client.close()
-        assert time.monotonic() - t0 < 4 * STRANGER_TIMEOUT_S + 5, f"{url}: refusal took too long"
     assert local_dask.submit(_square, 3).result() == 9   # the executor's own client still works
 
     # no dashboard: not advertised, and no process of the cluster listens except for Dask comms

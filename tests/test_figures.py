@@ -26,10 +26,27 @@ LABELS = [{"label": "DNC", "n_points": 1, "count": 6, "fraction": 0.6, "ci_low":
 UNC = [{"stop_reason": "max_iter", "count": 1, "fraction": 0.1, "ci_low": 0.02, "ci_high": 0.4}]
 
 
-def test_label_colours_fixed_and_palette():
-    c = figures.label_colours(["pairs", "simplex(3)+null", None, "DNC", "pair+2×null"])
-    assert c["DNC"] == figures.FIXED_COLOURS["DNC"] and c["None"] == figures.FIXED_COLOURS["None"]
-    assert c["pair+2×null"] == figures.PALETTE[0] and c["simplex(3)+null"] == figures.PALETTE[1]
+def test_label_colours_tell_labels_apart_and_keep_each_label_its_colour():
+    """What the colours must carry, whatever they are: one colour per label; a label every study
+    can produce keeps its colour whatever else a study found; the same labels in any order get the
+    same colours; and every figure of a study draws a label in the same colour."""
+    labels = ["pairs", "simplex(3)+null", None, "DNC", "pair+2×null", "zero", "other"]
+    c = figures.label_colours(labels)
+    assert sorted(c) == sorted(str(lab) for lab in labels)
+    assert len(set(c.values())) == len(c)                      # distinct: a colour names one label
+    alone = figures.label_colours(["DNC", "pairs", "zero", "other", None])
+    assert all(alone[k] == c[k] for k in alone)                  # common labels: the same in every study
+    assert figures.label_colours(list(reversed(labels))) == c    # order of appearance does not matter
+    many = figures.label_colours([f"block{i}" for i in range(40)])
+    assert len(many) == 40 and all(isinstance(v, str) and v for v in many.values())   # more labels than colours
+    # the basin-fraction bars and the loss-rank markers of one study colour each label alike
+    bars = figures.basin_fractions_figure(POINTS, LABELS, n_trajectories=10, dynamics=DYN)
+    dots = figures.loss_rank_figure(POINTS, n_trajectories=10, dynamics=DYN)
+    bar_colour = {t.name: t.marker.color for t in bars.data if t.name in ("DNC", "pairs")}
+    dot_colour = {t.name: t.marker.color for t in dots.data}
+    assert bar_colour == {k: dot_colour[k] for k in bar_colour} and set(bar_colour) == {"DNC", "pairs"}
+    per_label = next(t for t in bars.data if t.name == "per label")
+    assert dict(zip(per_label.x, per_label.marker.color)) == bar_colour
 
 
 def test_basin_fractions_traces_and_error_bars():
@@ -262,7 +279,11 @@ def test_rank_distribution_against_x():
     np.testing.assert_array_equal(fig.data[0].x, [10, 10, 20, 20])     # sorted by d, then rank
     np.testing.assert_array_equal(fig.data[0].y, [5, 9, 5, 9])
     assert list(fig.data[0].text) == ["60", "20", "30", "50"]
-    assert fig.data[0].marker.size[0] == pytest.approx(8 + 30 * math.sqrt(0.6))
+    # each marker carries its count and its fraction of the cell's 100 starts; area grows with it
+    np.testing.assert_allclose(np.asarray(fig.data[0].customdata, dtype=float),
+                               [[60, 0.6], [20, 0.2], [30, 0.3], [50, 0.5]])
+    sizes = list(fig.data[0].marker.size)
+    assert sorted(sizes) == [sizes[i] for i in (1, 2, 3, 0)]     # ordered as the fractions 0.2 < 0.3 < 0.5 < 0.6
     np.testing.assert_array_equal(fig.data[1].y, [6.0, 7.5])
     assert DYN in fig.layout.title.subtitle.text
 
@@ -278,9 +299,14 @@ def test_accumulation_curves_of_cells():
 def test_loss_rank_by_label_sized_by_fraction():
     fig = figures.loss_rank_figure(POINTS, n_trajectories=10, dynamics=DYN)
     assert [t.name for t in fig.data] == ["DNC", "pairs", "simplex(3)+null"]
-    assert list(fig.data[0].x) == [3] and list(fig.data[1].x) == [2]
-    assert fig.data[0].marker.size[0] == pytest.approx(7 + 40 * math.sqrt(0.6))
-    assert fig.data[2].marker.size[0] == 7
+    assert list(fig.data[0].x) == [3] and list(fig.data[1].x) == [2] and list(fig.data[2].x) == [2]
+    assert [list(t.y) for t in fig.data] == [[p["loss"]] for p in POINTS]
+    # each point carries its basin fraction and interval; the marker grows with the fraction, and
+    # the point no start reached (the saddle) gets the smallest
+    for t, p in zip(fig.data, POINTS):
+        assert f"fraction {p['fraction']:.4f} [{p['ci_low']:.4f}, {p['ci_high']:.4f}]" in t.text[0]
+    sizes = [t.marker.size[0] for t in fig.data]
+    assert sizes[2] < sizes[1] < sizes[0]                        # fractions 0.0 < 0.3 < 0.6
 
 
 def test_accumulation_curve_and_unseen_note():

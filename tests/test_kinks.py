@@ -146,3 +146,47 @@ def test_a_point_on_kinks_is_analysed_on_its_manifold():
     assert a.kinks is not None and a.kinks.index == 0
     assert a.kind == "degenerate" and a.label == "DNC" and a.grad_norm <= 1e-12
     assert a.to_dict()["kinks"]["n_active"] == 112
+
+
+def test_the_kink_finisher_stores_why_it_refused_a_row():
+    """finish_on_kinks on a batch of a near-kink end and a far one: the near row becomes
+    ``converged`` (stop detail ``kink``) at ℓ_DNC; the far row keeps its stop reason, and its stop
+    detail names the refusal (the hand-off's ‖∇L‖ bound), so the study can say why it was left."""
+    from types import SimpleNamespace
+
+    from landscape.engines import TrajectoryResults
+    from landscape.study.kink_finish import KINK_DETAIL, finish_on_kinks
+
+    spec = _spec("ce")
+    dnc = member_dnc(spec)[-1]
+    rng = np.random.default_rng(3)
+    th = torch.from_numpy(np.stack([frame_dnc_point(spec, dnc.scale) + 1e-6 * rng.standard_normal(spec.P),
+                                    rng.standard_normal(spec.P)]))
+    loss, grad = DeepUFM(spec).loss_and_grad(th)
+    two = np.zeros(2, dtype=np.int64)
+    res = TrajectoryResults(theta=th.clone(), loss=loss.numpy().copy(), grad_norm=grad.norm(dim=1).numpy(),
+                            stop_reason=np.array(["max_iter"] * 2, dtype=object), stop_detail=np.array(["", ""], dtype=object),
+                            iterations=two, n_grad=two, n_hvp=two, wall_time=np.zeros(2), last_stage=two)
+    cfg = SimpleNamespace(model=spec, certify_tol=1e-10)
+    assert finish_on_kinks(cfg, res) == 1
+    assert res.stop_reason.tolist() == ["converged", "max_iter"]
+    assert res.stop_detail[0] == KINK_DETAIL and res.loss[0] == pytest.approx(dnc.loss, abs=1e-12)
+    assert res.stop_detail[1].startswith(f"{KINK_DETAIL}: ") and "‖∇L‖" in res.stop_detail[1]
+
+
+def test_the_dense_kink_work_runs_on_one_thread_and_gives_the_threads_back():
+    """Inside the kink polish's thread context torch and BLAS have one thread; after it (and
+    after an exception inside it) the caller's settings are back."""
+    from threadpoolctl import threadpool_info
+
+    from landscape.analysis.kinks import _dense_threads
+
+    before = torch.get_num_threads()
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    with pytest.raises(RuntimeError):
+        with _dense_threads(224):
+            assert torch.get_num_threads() == 1
+            assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == blas

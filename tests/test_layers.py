@@ -11,7 +11,7 @@ import networkx as nx
 
 import landscape
 
-ORDER = ("core", "engines", "analysis", "io", "study", "viz", "net", "cli")
+ORDER = ("core", "engines", "analysis", "continuation", "io", "study", "viz", "net", "cli")
 #: Layers that may not import each other although neither comes first in spirit.
 SIBLINGS = {frozenset({"engines", "analysis"})}
 

@@ -108,7 +108,7 @@ def test_rows_of_a_batch_are_independent():
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(K=1, n=2, d=4, L=1), "K"), (dict(K=3, n=0, d=4, L=1), "n"), (dict(K=3, n=2, d=2, L=1), "d"),
-    (dict(K=3, n=2, d=4, L=0), "L"), (dict(K=3, n=2, d=4, L=1, lam=0.0), "lambda"),
+    (dict(K=3, n=2, d=4, L=0), "L"), (dict(K=3, n=2, d=4, L=1, lam=0.0, loss="mse"), "lambda"),
     (dict(K=3, n=2, d=4, L=1, lam=float("inf")), "lambda"), (dict(K=3, n=2, d=4, L=1, lam_H=-1), "lambda_H"),
     (dict(K=3, n=2, d=4, L=2, lam_W=(1e-3,)), "lambda_W"), (dict(K=3, n=2, d=4, L=1, activation="tanh"), "activation"),
     (dict(K=3, n=2, d=4, L=1, loss="hinge"), "loss"), (dict(K=3.5, n=2, d=4, L=1), "K"),

@@ -14,6 +14,7 @@ import io
 import json
 import shutil
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +55,7 @@ rtol = 1e-4
 max_iter = 1500
 stall_window = 1500
 """
+ROOT = Path(__file__).resolve().parents[1]
 #: SQLite's own side files (write-ahead log, shared memory): not results.
 SIDE_FILES = ("-wal", "-shm", "-journal")
 #: Columns of study.sqlite that hold the clock (when a row was written, how long it took).
@@ -290,3 +292,57 @@ def test_a_results_folder_is_opened_with_load_results(runs):
         load_study(a)
     res = load_results(a)
     assert res.summary == r.summary and res.points == r["points"]
+
+
+# ----- the tutorial's example: open a finished study ------------------------------------------------
+TUTORIAL = ROOT / "docs" / "tutorial.md"
+
+
+def tutorial_example(name: str) -> str:
+    """The python block after ``<!-- example: NAME … -->`` in docs/tutorial.md."""
+    import re
+
+    text = TUTORIAL.read_text(encoding="utf-8")
+    m = re.search(rf"<!-- example: {re.escape(name)}\b[^>]*-->\s*```python\n(.*?)^```", text, re.S | re.M)
+    assert m, f"docs/tutorial.md has no example {name!r}"
+    return m.group(1)
+
+
+def test_the_tutorial_opens_a_finished_study(runs, tmp_path, monkeypatch):
+    """The tutorial's "Open a finished study" runs as written on a folder run_study wrote, and
+    prints what the folder's own files hold (read here with json and numpy, not the package)."""
+    _, a, _, _ = runs
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "tiny").symlink_to(a, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(tutorial_example("open-a-finished-study"), str(TUTORIAL), "exec"), {"__name__": "tutorial"})
+    lines = printed.getvalue().splitlines()
+
+    s = summary_of(a)
+    h, m = s["headline"], s["config"]["model"]
+    pct = "{:.1%}".format
+    assert lines[0] == (f"{s['n_trajectories']} starts ({s['dynamics']}): DNC {pct(h['dnc_fraction'])} "
+                        f"[{pct(h['dnc_ci_low'])}, {pct(h['dnc_ci_high'])}]")
+    labels, points = s["labels"], sorted(s["points"], key=lambda p: p["loss"])
+    assert len(lines) == 1 + len(labels) + len(points) + 2
+    for line, row in zip(lines[1:], labels):   # every label with its count and interval
+        assert line.split() == [row["label"], str(row["count"]), f"{row['fraction']:.3f}",
+                                f"[{row['ci_low']:.3f},", f"{row['ci_high']:.3f}]"]
+    for line, p in zip(lines[1 + len(labels):], points):   # every distinct point, by loss
+        assert line.split() == [str(p["id"]), p["kind"], p["label"], f"{p['loss']:.10f}", str(p["index"]),
+                                str(p["basin_count"])]
+    best = h["lowest_loss_point"]
+    P = m["d"] * m["K"] * m["n"] + (m["L"] - 1) * m["d"] ** 2 + m["K"] * m["d"]
+    with np.load(a / "spectra.npz") as z:
+        spectrum = z[f"{best}/spectrum"]
+        layers = [k.split("/")[-1] for k in z.files if k.startswith(f"{best}/sv/")]
+    point = next(p for p in s["points"] if p["id"] == best)
+    assert len(spectrum) == P
+    assert lines[-2] == (f"point {best}: dense Hessian spectrum, {P} eigenvalues, index {point['index']}, "
+                         f"{point['symmetry_zero_modes']} symmetry zero modes; singular values of {', '.join(layers)}")
+    shown = lines[-1].split(", ")
+    assert shown[0] == "basins" and f"spectrum-{best}" in shown
+    for page in ("spectrum.html", "basins.html"):   # the figures, written
+        assert "<html>" in (tmp_path / page).read_text(encoding="utf-8")[:200]

@@ -54,9 +54,32 @@ def test_headline_without_certified_points():
 def test_load_results_reads_every_file(study):
     res = load_results(study)
     assert res.n_trajectories == N == 32
-    assert sorted(res.analyses) == [0, 1, 2, 3, 4] and sorted(res.spectra) == ["0", "1", "2", "3", "4"]
+    # spectra, analyses and points share one key: the integer point id
+    assert sorted(res.analyses) == sorted(res.spectra) == [p["id"] for p in res.points] == [0, 1, 2, 3, 4]
     assert res.tree["roots"] == ["merge:0", "leaf:2"]
-    assert res.analyses[0]["label"] == "DNC" and len(res.spectra["0"]["spectrum"]) == 144
+    assert res.analyses[0]["label"] == "DNC" and len(res.spectra[0]["spectrum"]) == 144
+
+
+def test_spectra_ids_that_are_not_point_ids_are_refused(study, tmp_path):
+    import numpy as np
+    from landscape.viz.safe import ReportInputError
+
+    folder = Path(shutil.copytree(study, tmp_path / "study"))
+    np.savez(folder / "spectra.npz", **{"p0/spectrum": np.zeros(3), "p0/method": np.array("dense")})
+    with pytest.raises(ReportInputError, match=r"spectra\.npz: member id 'p0' is not a point id"):
+        load_results(folder)
+    np.savez(folder / "spectra.npz", **{"3/method": np.array("dense"), "03/method": np.array("dense")})
+    with pytest.raises(ReportInputError, match=r"spectra\.npz: point 3 has two entries"):
+        load_results(folder)
+
+
+def test_load_results_gives_the_result_run_study_returns(study):
+    res = load_results(study)
+    r = res.result
+    assert r.folder == study and r.summary == res.summary and r.n_trajectories == N
+    assert [p.id for p in r.points] == [p["id"] for p in res.points]
+    assert {k: (f.count, f.ci_low, f.ci_high) for k, f in r.fractions.items()} == \
+        {row["label"]: (row["count"], row["ci_low"], row["ci_high"]) for row in res.summary["labels"]}
 
 
 def test_load_results_errors(tmp_path):

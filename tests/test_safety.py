@@ -333,9 +333,10 @@ def test_a_second_writer_is_told_who_is_writing(study, tmp_path, capsys):
 
 
 def test_theory_with_a_huge_class_count_is_bounded(capsys):
-    t = time.perf_counter()
+    """Refused by counting the block patterns (the count is in the message), not by enumerating
+    them; how long that takes is checked in the slow pass (test_refusals_by_estimate_take_seconds)."""
     code, _, err = run_cli(capsys, "theory", "--K", "100", "--n", "1", "--L", "2")
-    assert code == 2 and time.perf_counter() - t < 5
+    assert code == 2
     one_line_error(err, "K=100", "190,569,292 block patterns")
 
 
@@ -468,8 +469,7 @@ def test_sweep_and_study_folders_are_not_interchangeable(study, tmp_path, capsys
 
 def test_the_command_line_answers_without_heavy_imports():
     """--help, --version, presets, an argument error and a configuration error never import torch,
-    scipy or plotly, and take well under 0.5 s more than a bare interpreter (both measured here,
-    side by side)."""
+    scipy or plotly (what they take in seconds: test_the_command_line_starts_quickly, slow pass)."""
     probe = ("import sys, landscape.cli as c\n"
              "try:\n    c.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
              "heavy = [m for m in ('torch', 'scipy', 'plotly') if m in sys.modules]\n"
@@ -481,6 +481,15 @@ def test_the_command_line_answers_without_heavy_imports():
         r = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=ROOT)
         assert "HEAVY []" in r.stderr, (argv, r.stderr[-500:])
 
+
+#: Start-up: most seconds a light command may take beyond a bare interpreter, both measured side by
+#: side (best of 3). About 0.1–0.2 s on an idle machine; the bound is for a loaded one, and still far
+#: below the seconds an import of torch, scipy and plotly costs.
+STARTUP_MAX_S = 2.0
+
+
+@pytest.mark.slow   # wall-clock bounds: the slow pass only (a busy machine is not a bug)
+def test_the_command_line_starts_quickly():
     def wall(cmd):
         best = float("inf")
         for _ in range(3):
@@ -491,7 +500,19 @@ def test_the_command_line_answers_without_heavy_imports():
 
     bare = wall([sys.executable, "-c", "pass"])
     for argv in (["--version"], ["presets"], ["run", "--set", "K=1"]):
-        assert wall([sys.executable, "-m", "landscape", *argv]) - bare < 0.5, argv
+        assert wall([sys.executable, "-m", "landscape", *argv]) - bare < STARTUP_MAX_S, argv
+
+
+@pytest.mark.slow   # wall-clock bounds: the slow pass only
+def test_refusals_by_estimate_take_seconds(study, tmp_path, capsys):
+    """What is refused by an estimate would take hours (every block pattern of K = 100, a width
+    continuation to d = 5000); the refusal takes seconds even on a loaded machine."""
+    for argv, needle in ((["theory", "--K", "100", "--n", "1", "--L", "2"], "190,569,292 block patterns"),
+                         (["continue", _copy(study, tmp_path), "--param", "d", "--to", "5000"], "--to=5000")):
+        t = time.perf_counter()
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and time.perf_counter() - t < 60, argv
+        one_line_error(err, needle)
 
 
 def test_a_bad_connect_pair_is_no_dead_end(tmp_path, capsys):
@@ -533,9 +554,8 @@ def test_damaged_sweep_files_and_model_tables_are_one_line_errors(tmp_path, caps
 
 def test_width_continuation_is_bounded_before_it_starts(study, tmp_path, capsys):
     d = _copy(study, tmp_path)
-    t = time.perf_counter()
-    code, _, err = run_cli(capsys, "continue", d, "--param", "d", "--to", "5000")
-    assert code == 2 and time.perf_counter() - t < 20
+    code, _, err = run_cli(capsys, "continue", d, "--param", "d", "--to", "5000")   # (its seconds: slow pass)
+    assert code == 2
     one_line_error(err, "--to=5000", "estimated", "--budget")
     code, out, err = run_cli(capsys, "continue", d, "--param", "d", "--to", "6")
     assert code == 0, err
@@ -543,7 +563,7 @@ def test_width_continuation_is_bounded_before_it_starts(study, tmp_path, capsys)
 
 
 def test_ctrl_c_in_continue_keeps_the_finished_branches(study, tmp_path, capsys, monkeypatch):
-    import landscape.study.continuation as cont
+    import landscape.continuation.width as cont
 
     d = _copy(study, tmp_path)
     monkeypatch.setattr(cont, "analyse_hessian", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))

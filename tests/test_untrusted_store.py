@@ -85,7 +85,9 @@ RECURSIVE_POINTS = ("CREATE VIEW points AS WITH RECURSIVE r(i) AS (SELECT 0 UNIO
                     "FROM r ORDER BY random()")
 
 
-def test_a_recursive_view_in_place_of_points_is_refused_at_once(study, capsys):
+def _refuse_the_recursive_view(study, capsys) -> float:
+    """Every way of opening a study whose points table is a recursive view refuses it (by the
+    schema, before any query of it); returns the seconds all of them took."""
     db = tamper(study, "DROP TABLE points", RECURSIVE_POINTS)
     assert sqlite3.connect(db).execute("PRAGMA quick_check").fetchone() == ("ok",)  # passes SQLite's own check
     t = time.perf_counter()
@@ -95,7 +97,16 @@ def test_a_recursive_view_in_place_of_points_is_refused_at_once(study, capsys):
         code, _, err = run_cli(capsys, *cmd)
         assert code == 2
         one_line_error(err, "study.sqlite", "view 'points'")
-    assert time.perf_counter() - t < 5
+    return time.perf_counter() - t
+
+
+def test_a_recursive_view_in_place_of_points_is_refused_at_once(study, capsys):
+    _refuse_the_recursive_view(study, capsys)
+
+
+@pytest.mark.slow   # a wall-clock bound: the slow pass only (a busy machine is not a bug)
+def test_the_recursive_view_is_refused_in_seconds(study, capsys):
+    assert _refuse_the_recursive_view(study, capsys) < 30
 
 
 @pytest.mark.parametrize("sql, needles", [
@@ -120,10 +131,9 @@ def test_a_runaway_query_is_stopped_by_the_read_budget(study, monkeypatch):
     monkeypatch.setattr(store_mod, "_QUERY_STEPS_PER_BYTE", 1)
     with StudyStore.open(study, readonly=True) as st:
         assert len(st.points()) == 5     # the real queries stay far below it
-        t = time.perf_counter()
+        # the budget counts SQLite's steps, not seconds: the endless query is stopped, on any machine
         with pytest.raises(StoreError, match="ran past .* SQLite steps"):
             st._rows("WITH RECURSIVE r(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM r) SELECT max(i) FROM r")
-        assert time.perf_counter() - t < 2
         assert st.n_trajectories() == 32   # the next query has its own budget
 
 
@@ -232,10 +242,11 @@ def test_a_reader_holding_a_transaction_does_not_stall_commits(study):
         reader.execute("BEGIN")
         assert reader.execute("SELECT COUNT(*) FROM trajectories").fetchone() == (32,)
         with StudyStore.open(study) as st:
+            # no waiting allowed: a commit (or its checkpoint) that had to wait for the reader's lock
+            # fails at once with "database is locked" instead of waiting out the busy timeout
+            st._con.execute("PRAGMA busy_timeout = 0")
             for u in (1, 2):
-                t = time.perf_counter()
                 st.commit_unit(u, [{"idx": 100 + u, "seed": u, "stop_reason": "max_iter", "certified": False}])
-                assert time.perf_counter() - t < 1.0, "the commit waited for the reader"
             st.set_meta("note", "written while a reader held a transaction")
             assert reader.execute("SELECT COUNT(*) FROM trajectories").fetchone() == (32,)   # its snapshot
             reader.execute("COMMIT")
@@ -245,6 +256,24 @@ def test_a_reader_holding_a_transaction_does_not_stall_commits(study):
         shutil.copyfile(study / "study.sqlite", alone)
         with StudyStore.open(alone, readonly=True) as st:
             assert st.committed_units()[-3:] == [1, 2, 3] and st.n_trajectories() == 35
+    finally:
+        reader.close()
+
+
+@pytest.mark.slow   # a wall-clock bound: the slow pass only (a busy machine is not a bug)
+def test_commits_beside_a_reader_take_far_less_than_the_busy_timeout(study):
+    """With the store's own busy timeout (60 s), nothing a commit does — its checkpoint included,
+    whose errors are ignored and so invisible to the test above — waits for a reader."""
+    reader = sqlite3.connect(study / "study.sqlite", isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM trajectories").fetchone()
+        with StudyStore.open(study) as st:
+            for u in (1, 2):
+                t = time.perf_counter()
+                st.commit_unit(u, [{"idx": 100 + u, "seed": u, "stop_reason": "max_iter", "certified": False}])
+                assert time.perf_counter() - t < 20, "the commit waited for the reader"
+        reader.execute("COMMIT")
     finally:
         reader.close()
 

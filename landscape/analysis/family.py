@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from ..core.spec import ModelSpec
+from ..core.spec import ModelSpec, require_regularised
 from .theory import dnc_loss, dnc_scale_roots, effective_lambda, simplex
 
 
@@ -56,6 +56,8 @@ def frame_norms(spec: ModelSpec) -> list[float]:
 def log_frame_constant(spec: ModelSpec) -> float:
     """log G = ½ Σ_l log(λ_l N_l), G = Π_l √(λ_l N_l): the penalty of the orthogonal-frame DNC point
     is ((L+1)/2)(s·G)^{2/(L+1)} (kept in logs: G itself under- or overflows at large depth)."""
+    require_regularised(spec, "the DNC closed forms of the family", "they are stationary scales of the "
+                        "regularised loss")
     return 0.5 * sum(math.log(lam * N) for lam, N in zip(spec.lambdas, frame_norms(spec)))
 
 
@@ -116,6 +118,7 @@ def member_dnc(spec: ModelSpec) -> list[MemberDNC]:
     """Every stationary DNC point of the member ``spec`` along its one-scale family, ascending in
     scale; the last is the minimum along the family (the large-α root for CE, Dang's γ* for MSE).
     Linear CE: the ETF points of MODEL.md §6; the others: the orthogonal frame (module docstring)."""
+    require_regularised(spec, "member_dnc", "DNC's scale solves an equation in λ (MODEL.md §6)")
     K, n, L = spec.K, spec.n, spec.L
     if spec.loss == "ce":
         if spec.activation == "linear":

@@ -21,7 +21,8 @@ Symmetry zero modes: :mod:`landscape.analysis.symmetry` (MODEL.md §5).
 Zero threshold. An eigenvalue μ counts as negative if μ < −τ and as zero if |μ| ≤ τ. The
 curvature scale of the genuine modes is set by the weight decay (MODEL.md §6: the origin's Hessian
 is λI, and at DNC points the smallest non-symmetry eigenvalues are ≈ λ), so the default is
-τ = max(tau_rel · min_l λ_l, noise_mult · ε · ρ(H)) with tau_rel = 1e-3, ε the float64 machine
+τ = max(tau_rel · min_l λ_l, noise_mult · ε · ρ(H)) with tau_rel = 1e-3
+(:data:`landscape.core.thresholds.DEFAULT_TAU_REL`, shared with the engines), ε the float64 machine
 epsilon, ρ(H) the spectral radius and noise_mult = 1e4 (round-off floor for large ‖H‖).
 Symmetry zero modes measure ~1e-16 on the DNC test points, genuine modes ≥ λ, so the default
 separates them by about ten orders of magnitude. τ and its ingredients are stored with the result.
@@ -40,6 +41,7 @@ import torch
 from ..core.jsonsafe import json_float
 from ..core.linalg import TORCH_EIGVALSH_FROM, block_lanczos, symmetric_eigh
 from ..core.model import DeepUFM, ModelSpec, as_theta64
+from ..core.spec import require_regularised
 from .settings import (DEFAULT_DENSE_BUDGET_S, DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K,  # noqa: F401
                        DEFAULT_LANCZOS_SEED, DEFAULT_LANCZOS_TOL, DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL,
                        DEFAULT_TAU_REL)
@@ -233,7 +235,10 @@ class HessianReport:
 
 def default_tau(spec: ModelSpec, spectral_radius: float, tau_rel: float = DEFAULT_TAU_REL,
                 noise_mult: float = DEFAULT_NOISE_MULT) -> float:
-    """τ = max(tau_rel · min_l λ_l, noise_mult · ε · ρ(H)) (module docstring)."""
+    """τ = max(tau_rel · min_l λ_l, noise_mult · ε · ρ(H)) (module docstring); refused at λ = 0
+    (the threshold would fall to round-off)."""
+    require_regularised(spec, "the Hessian's zero threshold τ = tau_rel·min λ", "at λ = 0 it is 0, and "
+                        "round-off would decide the index")
     return max(tau_rel * min(spec.lambdas), noise_mult * np.finfo(np.float64).eps * spectral_radius)
 
 

@@ -40,15 +40,40 @@ pre-activations H_l = W_{l−1}σ(H_{l−1}), l = 2..L (``pre[1:]`` of
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from scipy.linalg import lstsq
 from scipy.optimize import lsq_linear
+from threadpoolctl import threadpool_limits
 
 from ..core.gauge import gauge_tangents
 from ..core.model import DeepUFM, ModelSpec, as_theta64
+
+#: Below this many parameters the dense solves run on one BLAS thread (:func:`_dense_threads`).
+ONE_THREAD_P = 4096
+
+
+@contextmanager
+def _dense_threads(P: int):
+    """One thread (BLAS and torch) for the small dense solves and autograd of a model with fewer
+    than :data:`ONE_THREAD_P` parameters, where a second thread gains nothing and threads that
+    spin beside another busy process (the saddle prefetch, a neighbour) made a 300 × 300
+    least-squares solve 10–100× slower and a row's polish 13.7 s instead of 0.33 s (measured
+    2026-12-07, 2-core EPYC); the process's settings above it, and restored on exit."""
+    if P >= ONE_THREAD_P:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
 
 #: Relative threshold of the active set (× max|H_l| of the layer).
 ACTIVE_RTOL = 1e-6
@@ -296,9 +321,10 @@ def polish_on_kinks(spec: ModelSpec, theta, tol: float = 1e-10, max_iter: int = 
         if (res <= tol and con <= tol) or it == max_iter:
             break
         m = aset.size
-        if res <= 1e3 * tol and con > 1e3 * res:
-            # the stationarity is met and the constraints lag (the multipliers' rank-deficient rows):
-            # a Gauss–Newton projection onto the manifold
+        if (res <= 1e3 * tol and con > 1e3 * res) or (res <= tol < con):
+            # the stationarity is met and the constraints lag (the multipliers' rank-deficient rows,
+            # or a KKT step whose constraint part fell below its rcond): a Gauss–Newton projection
+            # onto the manifold
             step = -lstsq(J, c, cond=RANK_RTOL, lapack_driver="gelsd")[0]
             th = th + step
             continue
@@ -448,6 +474,11 @@ def analyse_kinks(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
     """First and second order of θ on its kink manifold (module docstring). ``clarke_tol``: the
     largest bounded least-squares residual of a Clarke-stationary point; ``tau_rel``: eigenvalues
     of the tangent Hessian within tau_rel × its largest |eigenvalue| are zero."""
+    with _dense_threads(spec.P):
+        return _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel)
+
+
+def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
     spec = spec.as_float64()
     th = np.asarray(as_theta64(spec, theta).detach().numpy(), dtype=np.float64)
     aset = aset or active_set(spec, th)
@@ -552,26 +583,32 @@ def hand_off_to_kinks(spec: ModelSpec, theta, loss_end, grad_end, tol: float = 1
     n_act = np.zeros(B, dtype=np.int64)
     reasons = [""] * B
     model = DeepUFM(spec)
-    for b in range(B):
-        if not np.isfinite(grad_end[b]) or grad_end[b] > HANDOFF_GRAD:
-            reasons[b] = f"‖∇L‖ {grad_end[b]:.3g} > {HANDOFF_GRAD:g}"
-            continue
-        aset = active_set(spec, th[b], rtol=HANDOFF_RTOL)
-        n_act[b] = aset.size
-        if aset.size == 0:
-            reasons[b] = "no active entries"
-            continue
-        for rcond in HANDOFF_RCONDS:   # the KKT matrix's numerical rank decides the step: try a few
-            p = polish_on_kinks(spec, th[b], tol=tol, aset=aset, kkt_rcond=rcond)
-            new_loss = float(model.loss(torch.from_numpy(p.theta)[None])[0])
-            if not p.converged:
-                reasons[b] = "polish on the kink manifold did not converge" + ("" if p.signs_kept else " (an entry changed sign)")
-            elif new_loss > losses[b] + 1e-12 * (1 + abs(losses[b])):
-                reasons[b] = f"the polish raised the loss by {new_loss - losses[b]:.3g}"
-            elif new_loss < losses[b] - HANDOFF_MAX_DROP * (1 + abs(losses[b])):
-                reasons[b] = f"the polish lowered the loss by {losses[b] - new_loss:.3g}: more than a last stretch"
-            else:
-                ok[b], out[b], losses[b], resid[b], reasons[b] = True, p.theta, new_loss, p.residual, ""
-                n_act[b] = p.active.size
-                break
+    with _dense_threads(spec.P):
+        for b in range(B):
+            _hand_off_row(spec, model, th, b, grad_end, tol, ok, out, losses, resid, n_act, reasons)
     return KinkHandoff(ok, out, losses, resid, n_act, reasons)
+
+
+def _hand_off_row(spec, model, th, b, grad_end, tol, ok, out, losses, resid, n_act, reasons) -> None:
+    """Row ``b`` of :func:`hand_off_to_kinks`, its outputs written in place."""
+    if not np.isfinite(grad_end[b]) or grad_end[b] > HANDOFF_GRAD:
+        reasons[b] = f"‖∇L‖ {grad_end[b]:.3g} > {HANDOFF_GRAD:g}"
+        return
+    aset = active_set(spec, th[b], rtol=HANDOFF_RTOL)
+    n_act[b] = aset.size
+    if aset.size == 0:
+        reasons[b] = "no active entries"
+        return
+    for rcond in HANDOFF_RCONDS:   # the KKT matrix's numerical rank decides the step: try a few
+        p = polish_on_kinks(spec, th[b], tol=tol, aset=aset, kkt_rcond=rcond)
+        new_loss = float(model.loss(torch.from_numpy(p.theta)[None])[0])
+        if not p.converged:
+            reasons[b] = "polish on the kink manifold did not converge" + ("" if p.signs_kept else " (an entry changed sign)")
+        elif new_loss > losses[b] + 1e-12 * (1 + abs(losses[b])):
+            reasons[b] = f"the polish raised the loss by {new_loss - losses[b]:.3g}"
+        elif new_loss < losses[b] - HANDOFF_MAX_DROP * (1 + abs(losses[b])):
+            reasons[b] = f"the polish lowered the loss by {losses[b] - new_loss:.3g}: more than a last stretch"
+        else:
+            ok[b], out[b], losses[b], resid[b], reasons[b] = True, p.theta, new_loss, p.residual, ""
+            n_act[b] = p.active.size
+            return

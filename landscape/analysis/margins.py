@@ -12,9 +12,9 @@ certifies such directions. Conventions are those of MODEL.md §1 and
 columns (sample i has label y_i = i // n), factors [H₁ (d×N), W₁..W_{L−1} (d×d), W_L (K×d)] laid out
 row-major in one flat θ. Everything is float64 numpy/scipy.
 
-**Shape argument.** ``ModelSpec`` refuses λ = 0, so every function takes ``shape``: either a
-tuple ``(K, n, d, L)`` or a ``ModelSpec`` of the linear CE model whose λ (any value > 0) is
-ignored.
+**Shape argument.** Every function takes ``shape``: either a tuple ``(K, n, d, L)`` or a
+``ModelSpec`` of the linear CE model (λ = 0, :attr:`~landscape.core.spec.ModelSpec.unregularised`,
+or any λ, which is ignored).
 
 * :func:`margins` — the (N, K−1) margins z_{y_i} − z_c, classes c ≠ y_i in increasing order;
   :func:`normalised_margin` γ(θ) = min margin / ‖θ‖^{L+1}, invariant under θ → tθ (t > 0), the
@@ -29,6 +29,8 @@ ignored.
   equalities with multipliers μ), dense, each step the minimum-norm least-squares solution (the
   gauge orbit, and for low-rank codes non-unique multipliers, make the KKT matrix singular), with
   an active set: a constraint whose multiplier turns negative leaves S, a violated one joins.
+* :func:`second_order` — the Lagrangian's Hessian on the tangent space of the support, net of
+  the gauge: a local maximum of the margin, or a saddle of it.
 * Closed forms for collapsed codes (:func:`code_margin`, :func:`nc_code_margin`,
   :func:`pairs_code_margin`): the derivation is in :func:`code_margin`'s docstring.
 
@@ -219,6 +221,25 @@ def margin_hessian(shape, theta, mu, rows=None) -> np.ndarray:
     return H
 
 
+def balanced_factorisation(shape, Z) -> np.ndarray:
+    """Flat θ (P,) of the balanced factorisation of the logits Z (K, N): with Z = UΣVᵀ (rank r:
+    singular values above σ₁·1e-14), H₁ = Q₀Σ^{1/(L+1)}Vᵀ, W_l = Q_lΣ^{1/(L+1)}Q_{l−1}ᵀ,
+    W_L = UΣ^{1/(L+1)}Q_{L−1}ᵀ, Q_l the first r coordinate directions of ℝ^d. Every factor has the
+    singular values σ_i^{1/(L+1)}, so ‖θ‖² = (L+1)Σσ_i^{2/(L+1)}, the least of any factorisation
+    of Z (:func:`code_margin`): of all θ with these logits it has the largest normalised margin."""
+    sh = as_shape(shape)
+    Z = np.asarray(Z, dtype=np.float64)
+    if Z.shape != (sh.K, sh.N):
+        raise ValueError(f"Z has shape {Z.shape}: must be (K, N) = ({sh.K}, {sh.N})")
+    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    r = int(np.sum(s > s[0] * 1e-14)) if s.size and s[0] > 0 else 0
+    U, s, Vt = U[:, :r], s[:r], Vt[:r]
+    root = np.diag(s ** (1.0 / (sh.L + 1)))
+    E = np.eye(sh.d)[:, :r]
+    F = [E @ root @ Vt] + [E @ root @ E.T for _ in range(1, sh.L)] + [U @ root @ E.T]
+    return np.concatenate([f.reshape(-1) for f in F])
+
+
 # ----- KKT certificate ---------------------------------------------------------------------------
 @dataclass
 class MarginCertificate:
@@ -334,7 +355,17 @@ def _newton_active_set(sh: MarginShape, th: np.ndarray, S: np.ndarray, tol: floa
         it += 1
         Hm = margin_hessian(sh, th, mu, S)
         KKT = np.block([[np.eye(P) - Hm, -J.T], [J, np.zeros((S.size, S.size))]])
-        step = lstsq(KKT, -Fv, cond=1e-13, lapack_driver="gelsd")[0]
+        try:
+            step = lstsq(KKT, -Fv, cond=1e-13, lapack_driver="gelsd")[0]
+        except (np.linalg.LinAlgError, ValueError):
+            # LAPACK's SVD can fail to converge on a badly scaled KKT matrix (seen with one BLAS
+            # thread): the pivoted-QR solver instead, and a start that defeats both is not polished
+            try:
+                step = lstsq(KKT, -Fv, cond=1e-13, lapack_driver="gelsy")[0]
+            except (np.linalg.LinAlgError, ValueError):
+                break
+        if not np.all(np.isfinite(step)):
+            break
         t, best = 1.0, float(np.linalg.norm(Fv))
         for _ in range(40):
             th_new, mu_new = th + t * step[:P], mu + t * step[P:]
@@ -375,7 +406,7 @@ def _slsqp(sh: MarginShape, th: np.ndarray, maxiter: int) -> np.ndarray:
 
 def polish_direction(shape, theta, tol: float = 1e-10, support_rtol: float = 1e-3,
                      max_iter: int = 200, max_changes: int | None = None,
-                     fallback: str | None = "slsqp") -> tuple[np.ndarray, MarginCertificate]:
+                     fallback: str | None = "slsqp", first: str = "newton") -> tuple[np.ndarray, MarginCertificate]:
     """Polish θ's direction to a KKT point of min ½‖θ‖² s.t. margins ≥ 1; returns (θ̂, certificate).
 
     θ̂ starts at θ rescaled to min margin 1, the support S at the constraints with margin
@@ -395,6 +426,9 @@ def polish_direction(shape, theta, tol: float = 1e-10, support_rtol: float = 1e-
     SLSQP solves the inequality-constrained problem from the same θ̂ (a local method too: it
     goes to a nearby KKT point, not necessarily the one GD would reach), and Newton polishes its
     end on the constraints with margin ≤ 1 + 1e-6. ``fallback=None`` reports the failure.
+    ``first="slsqp"`` starts with that stage (SLSQP, then Newton): SLSQP lowers ‖θ‖ at fixed
+    margins, so it climbs the normalised margin and leaves a saddle of it, where Newton goes to
+    the nearest KKT point of either kind (:func:`second_order` tells them apart).
 
     The certificate is computed afresh (NNLS, :func:`kkt_certificate`'s rule) at the polished θ̂
     on the constraints with margin ≤ 1 + 1e-8; ``certificate.polish`` records ``converged``
@@ -403,13 +437,22 @@ def polish_direction(shape, theta, tol: float = 1e-10, support_rtol: float = 1e-
     (‖F‖/max(1, ‖θ‖)) and the Newton multipliers' minimum."""
     if fallback not in (None, "slsqp"):
         raise ValueError(f"fallback must be None or 'slsqp': got {fallback!r}")
+    if first not in ("newton", "slsqp"):
+        raise ValueError(f"first must be 'newton' or 'slsqp': got {first!r}")
     sh = as_shape(shape)
     th0 = rescale_to_unit_margin(sh, theta)
     max_changes = sh.N * (sh.K - 1) if max_changes is None else int(max_changes)
-    S = np.flatnonzero(margins(sh, th0).reshape(-1) <= 1.0 + support_rtol)
-    out = _newton_active_set(sh, th0, S, tol, max_iter, max_changes)
-    stage = "newton"
-    if not out["converged"] and fallback == "slsqp":
+    if first == "slsqp":
+        x = rescale_to_unit_margin(sh, _slsqp(sh, th0, maxiter=max(200, max_iter)))
+        S = np.flatnonzero(margins(sh, x).reshape(-1) <= 1.0 + 1e-6)
+        out = _newton_active_set(sh, x, S, tol, max_iter, max_changes)
+        out["changes"] = [("restart", -1)] + out["changes"]
+        stage = "slsqp+newton"
+    else:
+        S = np.flatnonzero(margins(sh, th0).reshape(-1) <= 1.0 + support_rtol)
+        out = _newton_active_set(sh, th0, S, tol, max_iter, max_changes)
+        stage = "newton"
+    if not out["converged"] and fallback == "slsqp" and first == "newton":
         x = rescale_to_unit_margin(sh, _slsqp(sh, th0, maxiter=max(200, max_iter)))
         S = np.flatnonzero(margins(sh, x).reshape(-1) <= 1.0 + 1e-6)
         first = out
@@ -427,6 +470,44 @@ def polish_direction(shape, theta, tol: float = 1e-10, support_rtol: float = 1e-
               "newton_min_multiplier": float(mu.min()) if mu.size else float("nan"),
               "start_support_rtol": support_rtol}
     return th_hat, _certify(sh, th_hat, support, cert_rtol, polish)
+
+
+# ----- second order ------------------------------------------------------------------------------
+def second_order(shape, theta_hat, support, multipliers, tol: float = 1e-6) -> dict:
+    """Second-order test of a KKT point θ̂ (unit min margin) of min ½‖θ‖² s.t. margins ≥ 1:
+    the eigenvalues of the Lagrangian's Hessian I − Σ_S μ_s∇²m_s on the tangent space of the
+    support, {δ: J_S δ = 0} (scipy.linalg.null_space of the support's margin Jacobian).
+
+    A negative eigenvalue (below −``tol``) is a direction along which the margins of the support
+    stay equal to first order while ‖θ‖ falls: the direction is a saddle of the normalised margin,
+    not a local maximum. Zero eigenvalues (|μ| ≤ ``tol``) include the gauge orbit, of dimension
+    L·(r·d − r(r+1)/2) at a balanced point with logits of rank r (MODEL.md §5; r from the
+    logits' singular values, relative threshold 1e-8); the rest are ``excess_zero_modes``.
+    Exact when every multiplier is positive and the support's gradients are independent (LICQ,
+    ``licq``); otherwise the tangent space of the whole support is smaller than the critical
+    cone, and a negative direction that leaves a weakly active constraint may be missed.
+
+    Returns ``{"negative", "zero", "gauge_zero_modes", "excess_zero_modes", "smallest",
+    "smallest_positive", "tangent_dim", "licq", "tol"}``."""
+    from scipy.linalg import null_space
+
+    sh = as_shape(shape)
+    th = _theta(sh, theta_hat)
+    S = np.asarray(support, dtype=int)
+    mu = np.asarray(multipliers, dtype=np.float64).reshape(-1)
+    J = margin_jacobian(sh, th, S)
+    H = np.eye(sh.P) - margin_hessian(sh, th, mu, S)
+    Nt = null_space(J) if S.size else np.eye(sh.P)
+    ev = np.linalg.eigvalsh(Nt.T @ H @ Nt) if Nt.shape[1] else np.zeros(0)
+    z = np.linalg.svd(logits(sh, th), compute_uv=False)
+    r = int(np.sum(z > z[0] * 1e-8)) if z.size and z[0] > 0 else 0
+    gauge = sh.L * (r * sh.d - r * (r + 1) // 2)
+    zero = int(np.sum(np.abs(ev) <= tol))
+    pos = ev[ev > tol]
+    return {"negative": int(np.sum(ev < -tol)), "zero": zero, "gauge_zero_modes": gauge,
+            "excess_zero_modes": zero - gauge, "smallest": float(ev.min()) if ev.size else float("nan"),
+            "smallest_positive": float(pos.min()) if pos.size else float("nan"), "tangent_dim": int(Nt.shape[1]),
+            "licq": bool(np.linalg.matrix_rank(J) == S.size) if S.size else True, "tol": float(tol)}
 
 
 # ----- closed forms for collapsed codes ----------------------------------------------------------

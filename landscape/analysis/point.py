@@ -20,6 +20,7 @@ import numpy as np
 
 from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM, ModelSpec, as_theta64
+from ..core.spec import require_regularised
 from . import theory
 from .hessian import HessianReport, analyse_hessian
 from .kinks import KinkReport, active_set, analyse_kinks
@@ -245,6 +246,8 @@ def analyse_point(spec: ModelSpec, theta, settings: AnalysisSettings | None = No
     ``analyse_point(spec, θ, dense_limit=10, lanczos_k=6)``. ``device``: where the Hessian-vector
     products and the Hessian are computed.
     """
+    require_regularised(spec, "analyse_point", "it analyses a critical point: its Hessian threshold τ = "
+                        "tau_rel·min λ and the closed forms it matches are those of λ > 0")
     settings = AnalysisSettings(**{**(settings or AnalysisSettings()).kwargs(), **overrides})
     th = as_theta64(spec, theta)
     spec64 = spec.as_float64()

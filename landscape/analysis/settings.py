@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
-from ..core.validate import INDEX_MAX, check_int, check_number
+from ..core.thresholds import DEFAULT_TAU_REL  # noqa: F401  (declared in core: the engines use it too)
+from ..core.validate import INDEX_MAX, check_fields, check_int, check_number
 
 # The defaults, declared here (torch-free, so a study file is validated without importing torch)
 # and imported by the modules that use them; their meaning is documented there.
 #: :mod:`landscape.analysis.hessian`
 DEFAULT_DENSE_LIMIT = None
 DEFAULT_DENSE_BUDGET_S = 60.0
-DEFAULT_TAU_REL = 1e-3
 DEFAULT_NOISE_MULT = 1e4
 DEFAULT_LANCZOS_K = 20
 DEFAULT_LANCZOS_TOL = 1e-10
@@ -153,14 +153,16 @@ class DedupTolerances:
     zbar_rtol: float = 1e-4
 
     def __post_init__(self):
-        for k, v in asdict(self).items():
-            check_number(k, v, allow_zero=True)
+        for f in fields(self):
+            object.__setattr__(self, f.name, check_number(f"dedup.{f.name}", getattr(self, f.name), allow_zero=True))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "DedupTolerances":
+        """Tolerances from their table (``[dedup]``, or as stored); unknown keys are refused."""
+        check_fields("[dedup]", d, [f.name for f in fields(cls)])
         return cls(**dict(d))
 
 

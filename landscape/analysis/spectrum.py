@@ -41,6 +41,7 @@ import torch
 
 from ..core.linalg import block_lanczos, symmetric_eigh
 from ..core.model import DeepUFM, ModelSpec, as_theta64
+from ..core.spec import require_regularised
 from ..core.validate import SpecError, check_number
 from .hessian import choose_method, default_tau, dense_hessian, hessian_matmat
 from .settings import (DEFAULT_DENSITY_POINTS, DEFAULT_DENSITY_WIDTH, DEFAULT_GROUP_RTOL,  # noqa: F401
@@ -230,6 +231,8 @@ def inspect_spectrum(spec: ModelSpec, theta, settings: SpectrumSettings | None =
     """The structured spectrum of the point θ (P,) (module docstring), with ``settings`` (default
     :class:`SpectrumSettings`(); a study's: ``SpectrumSettings.from_analysis(cfg.analysis)``) and
     any field overridden by keyword, e.g. ``inspect_spectrum(spec, θ, dense_limit=10)``."""
+    require_regularised(spec, "inspect_spectrum", "its zero threshold and its eigenvalue groups are "
+                        "measured in units of λ")
     st = SpectrumSettings(**{**(settings or SpectrumSettings()).kwargs(), **overrides})
     tau, tau_rel, noise_mult, dense_limit = st.tau, st.tau_rel, st.noise_mult, st.dense_limit
     dense_budget_s, group_rtol, lanczos_k, seed = st.dense_budget_s, st.group_rtol, st.lanczos_k, st.seed

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
-from ..core.spec import ModelSpec
+from ..core.spec import ModelSpec, require_regularised
 from .labels import DNC, PAIRS, ZERO
 
 
@@ -74,7 +74,9 @@ def balanced_point(spec: ModelSpec, Zbar: np.ndarray, rotations=None) -> np.ndar
     Z = UΣVᵀ (rank r); every factor carries singular values σ_i^{1/(L+1)} times c_l, with
     c_l = √(Λ/λ_l), Λ = (Πλ_l)^{1/(L+1)}, so λ_{l+1}W_{l+1}ᵀW_{l+1} = λ_l W_l W_lᵀ (MODEL.md §4)
     and the product W_L⋯W₁H₁ is exactly Z. Hidden bases are the first r coordinate directions,
-    optionally rotated by ``rotations`` (L orthogonal d×d matrices, one per interface).
+    optionally rotated by ``rotations`` (L orthogonal d×d matrices, one per interface). At λ = 0
+    (:attr:`ModelSpec.unregularised`) c_l = 1: every factor has the singular values σ_i^{1/(L+1)},
+    the factorisation of Z of least ‖θ‖² (:func:`landscape.analysis.margins.code_margin`).
     """
     n, d, L = spec.n, spec.d, spec.L
     Z = np.kron(np.asarray(Zbar, dtype=float), np.ones((1, n)))
@@ -82,7 +84,7 @@ def balanced_point(spec: ModelSpec, Zbar: np.ndarray, rotations=None) -> np.ndar
     r = int(np.sum(s > s[0] * 1e-12)) if s[0] > 0 else 0
     U, s, Vt = U[:, :r], s[:r], Vt[:r]
     lams = np.array(spec.lambdas)
-    c = np.sqrt(effective_lambda(spec) / lams)
+    c = np.ones(L + 1) if spec.unregularised else np.sqrt(effective_lambda(spec) / lams)
     root = s ** (1.0 / (L + 1))
     Q = [np.eye(d)[:, :r] if rotations is None else rotations[l] @ np.eye(d)[:, :r] for l in range(L)]
     H1 = c[0] * Q[0] @ np.diag(root) @ Vt
@@ -212,7 +214,11 @@ def _block_type_roots(bt: BlockType, K: int, n: int, L: int, lam: float) -> tupl
 
 
 def effective_lambda(spec: ModelSpec) -> float:
-    """Λ = (Π_l λ_l)^{1/(L+1)}: the λ of the reduced problem F(Z) for per-factor weight decay."""
+    """Λ = (Π_l λ_l)^{1/(L+1)}: the λ of the reduced problem F(Z) for per-factor weight decay
+    (refused at λ = 0: there is no reduced problem, the closed forms at λ = 0 are the normalised
+    margins of :mod:`landscape.analysis.margins`)."""
+    require_regularised(spec, "effective_lambda (the λ of the closed forms)", "every closed form of the "
+                        "catalogue is a stationary scale of the regularised loss")
     return float(np.exp(np.mean(np.log(np.array(spec.lambdas)))))
 
 

@@ -48,6 +48,7 @@ from ..net.config import BACKBONES, REGULARISATIONS, TRAIN_DTYPES, NetConfig, Re
 from ..study.config import (CERTIFY_TOL_MAX, CHECK_OFFSET, MODEL_KEYS, NAME_MAX, CheckSettings, SaddleSearch, StudyConfig,
                      certify_range, load_study)
 from ..study.connect_settings import REFINE_METHODS, STRATEGIES, ConnectSettings
+from ..study.lambda0_settings import Lambda0Settings
 from ..study.sweep_config import MAX_CELLS, SweepConfig
 
 #: Where the generated page lives, relative to the repository root.
@@ -186,11 +187,17 @@ def field_docs() -> dict[type, dict[str, Doc]]:
         "device": Doc("Where the dynamics run: `auto` takes the first GPU torch sees, else the CPU.", device),
         "max_saddle_visits": Doc("Times a descent whose polish reached a saddle is resumed (it must then converge "
                                  "below the saddle's loss) before it is stored uncertified.", integer(0)),
+        "kink_rounds": Doc("ReLU models only (other models refuse a value other than 1): rounds of the first "
+                           "stage's `max_iter` steps a descent may run; after each round the kink polish "
+                           "(`landscape.study.kink_finish`) finishes the rows that have settled on their kinks, "
+                           "and the rows it refused run another round.", integer(1, 100)),
         "working_batch": Doc("Trajectories advanced at once; 0: measured for this P and device "
                              "(`landscape.engines.batching`). Results never depend on it.", integer(0)),
         "compile": Doc("`torch.compile` of the gradient: `auto` is on for CUDA, off on the CPU.",
                        choice(("auto", "on", "off"))),
         "check": Doc("A second dynamics on the first starts, the [check] table.", a_table("[check]"), key="[check]"),
+        "lambda0": Doc("How a λ = 0 study decides its ends, the [lambda0] table (used only with `lambda = 0`).",
+                       a_table("[lambda0]"), key="[lambda0]"),
     }
     model = {
         "K": Doc("Classes.", integer(2)),
@@ -201,11 +208,17 @@ def field_docs() -> dict[type, dict[str, Doc]]:
         "activation": Doc("Nonlinearity σ between the weight layers (never on H₁ or the logits).",
                           choice(ACTIVATIONS)),
         "loss": Doc("`ce`: cross-entropy; `mse`: squared error to the one-hot targets.", choice(LOSSES)),
-        "lam": Doc("Weight decay λ of every factor (MODEL.md §2, the paper's equal-λ setting).", positive(),
-                   key="lambda"),
-        "lam_H": Doc("λ of H₁ alone; unset: `lambda`.", positive(), key="lambda_H"),
+        "lam": Doc("Weight decay λ of every factor (MODEL.md §2, the paper's equal-λ setting). `0`: no weight "
+                   "decay (MODEL.md §11), for the linear CE model with every factor at 0: a λ = 0 study "
+                   "(landscape.study.lambda0, the [lambda0] table) certifies directions, not critical points.",
+                   Allowed("finite number ≥ 0; 0 only for activation `linear`, loss `ce`, with every factor at 0",
+                           (-TINY, -1.0, math.inf), (0.0, TINY)), key="lambda"),
+        "lam_H": Doc("λ of H₁ alone; unset: `lambda`.",
+                     Allowed("finite number > 0 (0 only where every factor has λ = 0)", (0.0, -1.0, math.inf),
+                             (TINY,)), key="lambda_H"),
         "lam_W": Doc("λ of the weights: one number for every W_l, or L numbers (W₁ … W_L); unset: `lambda`.",
-                     Allowed("finite number > 0, or an array of L numbers > 0",
+                     Allowed("finite number > 0, or an array of L numbers > 0 (0 only where every factor has "
+                             "λ = 0)",
                              (0.0, [1e-3] * (L + 1), [1e-3] * (L - 1) + [0.0]), (TINY, [1e-3] * L)),
                      key="lambda_W"),
         "dtype": Doc("Floating-point type of the dynamics (the analysis is always float64).",
@@ -215,13 +228,44 @@ def field_docs() -> dict[type, dict[str, Doc]]:
     init = {
         "name": Doc("`gaussian`: H₁ ~ N(0, scale_H²), W_l ~ N(0, scale_W²/d); `small`: the gaussian scheme × "
                     "alpha (starts near the origin: saddle-to-saddle dynamics); `orthogonal`: H₁ gaussian, "
-                    "W_l = scale_W × a Haar-random matrix with orthonormal rows or columns.", choice(SCHEMES)),
+                    "W_l = scale_W × a Haar-random matrix with orthonormal rows or columns; `spectral`: a balanced "
+                    "start, every factor min(K, N) singular values `singular_value` with Haar-random singular "
+                    "vectors aligned between consecutive factors (landscape.core.init).", choice(SCHEMES)),
         "scale_H": Doc("Standard deviation of H₁'s entries.", positive()),
         "scale_W": Doc("W_l's entries have standard deviation scale_W/√d (orthogonal: the scale of the "
                        "orthonormal matrix).", positive()),
         "alpha": Doc("Factor of the `small` scheme (the other schemes ignore it).", positive()),
         "scales": Doc("Standard deviations per factor [H₁, W₁, …, W_L]; override scale_H and scale_W.",
                       Allowed("array of L+1 finite numbers ≥ 0", ([1.0] * L, [-1.0] * (L + 1)), ([0.0] * (L + 1),))),
+        "singular_value": Doc("The singular value s of every factor of the `spectral` scheme (logits s^{L+1}·UVᵀ); "
+                              "unset: 1.", Allowed("finite number > 0; only with name `spectral`",
+                                                   (0.0, -1.0, math.inf), (TINY,)),
+                              context={"name": "spectral"}),
+    }
+    lambda0 = {
+        "continue_iter": Doc("Steps of the margin flow after the descent: the adaptive Dormand–Prince integrator "
+                             "on log L, the same path as the gradient flow, to margins of thousands; 0: the "
+                             "descent's end is decided as it is.", integer(0)),
+        "continue_rtol": Doc("Relative error tolerance per step of the margin flow.", positive(0.1)),
+        "support_rtol": Doc("At the end, a margin constraint is in the support when its margin is at most "
+                            "(1 + support_rtol)·(smallest margin).", positive(0.5)),
+        "label_rtol": Doc("Pattern and collapse tolerances of the structure table when the end is labelled (the "
+                          "polished direction is labelled at the [analysis] tolerances).", positive(0.5)),
+        "kkt_tol": Doc("A polished direction is a KKT point of the max-margin problem when its relative "
+                       "stationarity residual is at most this.", positive(1e-4)),
+        "gamma_rtol": Doc("Faithfulness bound: 0 ≤ (γ_polished − γ_end)/γ_polished ≤ gamma_rtol, γ_end the "
+                          "normalised margin of the end's centred logits at their balanced factorisation.",
+                          positive(1.0)),
+        "curvature_tol": Doc("Second order: an eigenvalue of the Lagrangian's Hessian on the support's tangent "
+                             "space below −curvature_tol makes the direction a saddle of the margin.", positive()),
+        "rule": Doc("`strict`: certified when the polished direction is a local maximum of the margin with the "
+                    "end's support and label and γ within gamma_rtol; `stable`: also when the strict rule leaves "
+                    "an end unsettled but the polish from the margin flow's midpoint reaches the same direction "
+                    "(needs continue_iter ≥ 2).", choice(("strict", "stable"))),
+        "check_starts": Doc("The first check_starts starts run again with every descent stage's max_iter × "
+                            "check_factor and are decided the same way; the summary reports the agreement.",
+                            Allowed("integer in [0, trajectories]", (-1, traj + 1, 0.5), (0,))),
+        "check_factor": Doc("How many times longer the check's descent runs.", integer(2)),
     }
     stage = {
         "engine": Doc(f"The engine of this stage; its options (the tables below) sit in the same table, side by "
@@ -426,7 +470,7 @@ def field_docs() -> dict[type, dict[str, Doc]]:
     }
     return {StudyConfig: study, ModelSpec: model, InitScheme: init, StageConfig: stage, SaddleSearch: saddles,
             CheckSettings: check, DedupTolerances: dedup, AnalysisSettings: analysis, ConnectSettings: connect,
-            SweepConfig: sweep, NetConfig: net_top, Regularisation: reg}
+            Lambda0Settings: lambda0, SweepConfig: sweep, NetConfig: net_top, Regularisation: reg}
 
 
 def option_classes() -> tuple[type, ...]:
@@ -699,6 +743,10 @@ def sections() -> tuple[Section, ...]:
                 qualifier="analysis."),
         Section("study", "[connect]", "connect", "Transition states between minima (nudged elastic bands).",
                 _rows(ConnectSettings, _names(ConnectSettings), cfg.connect, bare.connect), qualifier="connect."),
+        Section("study", "[lambda0]", "lambda0", "How a λ = 0 study (`[model] lambda = 0`, landscape.study.lambda0) "
+                "decides where each start goes: the descent, the margin flow that follows its path further, the "
+                "polish to a KKT point of the max-margin problem and the rule that certifies it.",
+                _rows(Lambda0Settings, _names(Lambda0Settings), cfg.lambda0, bare.lambda0), qualifier="lambda0."),
         Section("sweep", "[sweep]", "sweep", "A sweep file is a study file (every table above, layered on the "
                 "embedded default study) plus a `[sweep]` table of `KEY = [values]`. The fields of "
                 "`landscape.study.sweep_config.SweepConfig`:",

@@ -2,7 +2,7 @@
 
 ``landscape continue DIR --param lambda --to X`` follows every stored distinct point (or
 ``--points ID,...``) from the study's λ towards X by pseudo-arclength continuation
-(:mod:`landscape.study.continuation`): through folds, with every corrected point certified,
+(:mod:`landscape.continuation`): through folds, with every corrected point certified,
 Hessian index and nullity net of the symmetry zero modes at every step, folds and index changes
 located by bisection. ``--param`` may also be lambda_H, lambda_W or ratio (λ_H/λ_W). Writes
 DIR/continuation.json and stores it in the database; the study report then draws the
@@ -46,7 +46,6 @@ RECORD_MAX_BYTES = 512 * 2 ** 20
 
 
 def main(args) -> int:
-    import math
     import time
     from pathlib import Path
 
@@ -54,17 +53,21 @@ def main(args) -> int:
     from ..io.results import DB_NAME, check_writable_folder, write_json
     from ..io.store import StudyStore
     from ..study.config import StudyConfig
-    from ..study.continuation import ContinuationSettings, continue_in_width, param_value
+    from ..continuation import ContinuationSettings, continue_in_width, param_value
 
     out = Path(args.dir)
     wanted = parse_points(args.points)   # before anything is opened or written
     check_int("--steps", args.steps, 1)
     check_number("--budget", args.budget)
-    if not (args.budget > 0):
-        raise SpecError(f"--budget={args.budget:g} is invalid: must be > 0 seconds")
-    if args.param != "d" and not (math.isfinite(args.to) and args.to > 0):
-        raise SpecError(f"--to={args.to:g} is invalid: must be a finite number > 0 (a weight decay)")
+    if args.param != "d":
+        check_number("--to", args.to)   # a weight decay; a width is checked against the study's below
     if not (out / DB_NAME).is_file():
+        from ..study.lambda0 import is_lambda0_folder
+
+        if is_lambda0_folder(out):
+            raise SpecError(f"{out} is a λ = 0 run: it holds certified directions, not critical points, and "
+                            "continuation in λ follows critical points of λ > 0 (toward λ → 0: continue a λ > 0 "
+                            "study with --to a small λ)")
         raise SpecError(f"{out} holds no study ({DB_NAME} is missing)")
     check_writable_folder(out, "the continuation record")
     path = out / ("continuation-d.json" if args.param == "d" else "continuation.json")
@@ -89,9 +92,7 @@ def main(args) -> int:
         branches = []
         interrupted = False
         if args.param == "d":
-            if not float(args.to).is_integer() or args.to < cfg.model.d:
-                raise SpecError(f"--to={args.to:g} is invalid: must be an integer width >= {cfg.model.d}")
-            to = int(args.to)
+            to = check_int("--to", args.to, cfg.model.d, " (a width, at least the study's)")
             # the time estimate sums over the widths, so it stops where it passes --budget and at the
             # first width over the memory budget (refused next): a huge --to is refused at once
             widest = widest_width(cfg.model, to)
@@ -278,7 +279,7 @@ def _follow_all(store, cfg, ids, args, settings, branches, progress: bool = True
     """Follow every point in λ (or λ_H, λ_W, the ratio), printing where each branch starts, its
     progress (``progress``: every :data:`PROGRESS_EVERY_S` seconds and at each event) and how it
     ended; the finished branches are appended to ``branches`` as they come (kept when interrupted)."""
-    from ..study.continuation import continue_in_lambda
+    from ..continuation import continue_in_lambda
 
     for k, pid in enumerate(ids, 1):
         p = store.point(pid)

@@ -43,6 +43,18 @@ def main(args) -> int:
     from ..study.config import StudyConfig
     from ..study.summary import MAIN, summarise
 
+    if not (Path(args.dir) / DB_NAME).exists():
+        from ..study.lambda0 import is_lambda0_folder, summary_text
+
+        if is_lambda0_folder(args.dir):   # a λ = 0 study: its summary, read back (no database)
+            from ..io.results import FILES, read_json
+
+            try:
+                print(summary_text(read_json(Path(args.dir) / FILES["summary"])))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise SpecError(f"{Path(args.dir) / FILES['summary']} is not a λ = 0 summary this version reads "
+                                f"({type(exc).__name__}: {exc})") from None
+            return 0
     with StudyStore.open(Path(args.dir) / DB_NAME, readonly=True) as store:
         cfg = StudyConfig.from_dict(store.config)
         summ = summarise(cfg, store)

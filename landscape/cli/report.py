@@ -26,6 +26,10 @@ def main(args) -> int:
             from ..viz.sweep_report import write_sweep_report
 
             path = write_sweep_report(args.dir)
+        elif _is_lambda0(args.dir):
+            print(f"landscape report: {args.dir} is a λ = 0 run: it has no report page; `landscape inspect "
+                  f"{args.dir}` prints its summary (summary.json, directions.json)", file=sys.stderr)
+            return 2
         elif is_net_folder(args.dir):
             from ..viz.net_report import write_net_report
 
@@ -39,3 +43,9 @@ def main(args) -> int:
         return 2
     print(f"report: {path}")
     return 0
+
+
+def _is_lambda0(path) -> bool:
+    from ..study.lambda0 import is_lambda0_folder
+
+    return is_lambda0_folder(path)

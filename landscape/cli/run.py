@@ -54,6 +54,12 @@ def main(args) -> int:
         if folder_kind(out) == "sweep":
             raise SpecError(f"--resume {out} is a sweep folder (it holds sweep.json): resume it with "
                             f"`landscape sweep {out / 'sweep.json'} --out {out}` (the same command as before)")
+        if folder_kind(out) is None:
+            from ..study.lambda0 import is_lambda0_folder
+
+            if is_lambda0_folder(out):
+                raise SpecError(f"--resume {out} is a λ = 0 run: it is not resumable (it is recomputed whole); run "
+                                f"it again with `landscape run --config {out / 'config.json'} --out NEW_FOLDER`")
         if folder_kind(out) is None and is_net_folder(out):
             raise SpecError(f"--resume {out} is a `landscape net` run: resume it with `landscape net --resume {out}`")
         cfg = load_config(out)
@@ -72,6 +78,17 @@ def main(args) -> int:
     # torch: only once the configuration and the folder are good
     from ..viz.pipeline import ReportInterrupted, run_study
 
+    if cfg.model.unregularised:   # λ = 0: decided directions (landscape.study.lambda0), printed as such
+        try:
+            result = run_study(cfg, out, progress=not args.no_progress)
+        except KeyboardInterrupt:
+            print("\ninterrupted: a λ = 0 run is not resumable; run it again into a new folder", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(result.text())
+        if args.timings:
+            print("timings: " + ", ".join(f"{k[:-2].replace('_', ' ')} {v:.1f} s" for k, v in result.timings.items()))
+        print(f"wall time {result.wall_time_s:.1f} s; results: {out}")
+        return 0
     try:
         result = run_study(cfg, out, progress=not args.no_progress)
     except ReportInterrupted as exc:

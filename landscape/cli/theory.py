@@ -282,6 +282,8 @@ def run(args: argparse.Namespace) -> int:
         study["same_model"] = study["spec"] == spec
     from ..analysis import theory   # numpy and scipy: only once the model is valid
 
+    if spec.unregularised:
+        return _lambda0(spec, args.json)
     if spec.activation != "linear" or spec.loss != "ce":
         return _member_dnc(spec, args.json, study or None)
     K, n, L = spec.K, spec.n, spec.L
@@ -327,6 +329,40 @@ def run(args: argparse.Namespace) -> int:
               f"(K≥4 and L≥3, or K≥6 and L=2); best catalogued structure {verdict['best']} "
               f"({_loss_text(verdict['best_loss'])}) vs DNC {_loss_text(verdict['dnc_loss'])}")
     _print_study(study, closed_form)
+    return 0
+
+
+def _lambda0(spec, as_json: bool) -> int:
+    """λ = 0 (MODEL.md §11): the closed-form normalised margins γ = min margin / ‖θ‖^{L+1} of the NC
+    simplex code and of the pairs code at their balanced factorisations
+    (:func:`landscape.analysis.margins.nc_code_margin`, :func:`~landscape.analysis.margins.pairs_code_margin`)."""
+    import json
+
+    from ..analysis import margins as mg
+
+    K, n, L = spec.K, spec.n, spec.L
+    nc = mg.nc_code_margin(K, n, L)
+    pairs = mg.pairs_code_margin(K, n, L) if K % 2 == 0 else None
+    if as_json:
+        print(json.dumps({"spec": spec.to_dict(), "lambda": 0.0,
+                          "codes": [{"code": "NC simplex", "label": "DNC", "gamma": nc, "rank": K - 1,
+                                     "formula": "((L+1)(K-1))^(-(L+1)/2) / sqrt(n)"},
+                                    {"code": "pairs", "label": "pairs", "gamma": pairs, "rank": K // 2,
+                                     "formula": "((L+1)K/2)^(-(L+1)/2) / (2 sqrt(n)); even K only"}],
+                          "larger": None if pairs is None else ("pairs" if pairs > nc else "NC")}, indent=1))
+        return 0
+    print(f"K={K} n={n} d={spec.d} L={L} λ=0: no finite minimiser; gradient descent converges in direction to a KKT "
+          "point of min ‖θ‖² s.t. every margin ≥ 1 (MODEL.md §11)")
+    print("normalised margin γ = min margin / ‖θ‖^{L+1} at the code's balanced factorisation:")
+    print(f"{'code':<12} {'label':<8} {'rank':>4} {'γ':>22}")
+    print(f"{'NC simplex':<12} {'DNC':<8} {K - 1:>4} {nc:>22.15g}   ((L+1)(K−1))^(−(L+1)/2)/√n")
+    if pairs is None:
+        print(f"{'pairs':<12} {'pairs':<8} {'-':>4} {'-':>22}   odd K: the pairs code leaves a class unseparated (γ = 0)")
+    else:
+        print(f"{'pairs':<12} {'pairs':<8} {K // 2:>4} {pairs:>22.15g}   ((L+1)K/2)^(−(L+1)/2)/(2√n)")
+        r = pairs / nc
+        print(f"γ_pairs/γ_NC = {r:.6g}: the {'pairs code' if r > 1 else 'NC code'} has the larger margin at L={L} "
+              "(the global max-margin direction is not necessarily either)")
     return 0
 
 

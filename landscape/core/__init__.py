@@ -1,6 +1,7 @@
 """The objective and what it needs: validation, the model, random starts, batched Krylov methods.
 
 * :mod:`.validate`: every check of a user-given number, once (:class:`SpecError`).
+* :mod:`.thresholds`: the zero threshold of curvature (``tau_rel``), once for every layer.
 * :mod:`.model`: :class:`ModelSpec` and :class:`DeepUFM` (batched loss, gradient, HVPs).
 * :mod:`.init`: seeded random starts.
 * :mod:`.linalg`: batched MINRES and Lanczos.

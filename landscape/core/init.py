@@ -12,6 +12,22 @@ Schemes (each factor drawn i.i.d. Gaussian, entries ``N(0, scale²)``):
   (default 1e-3): trajectories start near the origin, where the dynamics are saddle-to-saddle.
 * ``orthogonal``: H₁ ~ N(0, scale_H²), weights scale_W × a random matrix with orthonormal rows or
   columns (Haar), the usual deep-linear-network initialisation.
+* ``spectral``: a *balanced* start with prescribed singular values (the spectral initialisation
+  of the λ = 0 literature, Garrod, Keating & Thrampoulidis 2026, as this instrument defines it).
+  With r = min(K, N) (the largest rank of Z = W_L⋯W₁H₁), draw Haar-random frames (orthonormal
+  columns) V (N × r), Q₀, …, Q_{L−1} (d × r, one per interface: H₁|W₁, W₁|W₂, …) and U (K × r),
+  and set, with s = ``singular_value``,
+
+      H₁ = s·Q₀Vᵀ,   W_l = s·Q_lQ_{l−1}ᵀ (l = 1 … L−1),   W_L = s·UQ_{L−1}ᵀ.
+
+  Every factor has exactly r singular values s (the rest 0), the singular vectors of consecutive
+  factors are aligned (W_{l+1}ᵀW_{l+1} = s²Q_lQ_lᵀ = W_lW_lᵀ, and W₁ᵀW₁ = H₁H₁ᵀ: balanced, the
+  invariant that gradient flow conserves, so the flow stays balanced) and the logits are
+  Z = s^{L+1}·UVᵀ, r singular values s^{L+1} with random singular vectors. ``scale_H``,
+  ``scale_W``, ``alpha`` and ``scales`` are not used.
+
+``singular_value`` (spectral only; unset: 1) is written to a study's configuration only when
+set, so configurations written before it existed read back unchanged.
 """
 from __future__ import annotations
 
@@ -22,7 +38,7 @@ import numpy as np
 from .spec import ModelSpec
 from .validate import SpecError, check_choice, check_number
 
-SCHEMES = ("gaussian", "small", "orthogonal")
+SCHEMES = ("gaussian", "small", "orthogonal", "spectral")
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,7 @@ class InitScheme:
     scale_W: float = 1.0
     alpha: float = 1e-3
     scales: tuple[float, ...] | None = None
+    singular_value: float | None = None
 
     def __post_init__(self):
         check_choice("init.name", self.name, SCHEMES)
@@ -44,6 +61,14 @@ class InitScheme:
                 raise SpecError(f"init.scales={self.scales!r} is invalid: must be a list of L+1 standard deviations")
             object.__setattr__(self, "scales", tuple(check_number(f"init.scales[{i}]", x, allow_zero=True)
                                                      for i, x in enumerate(self.scales)))
+        if self.singular_value is not None:
+            if self.name != "spectral":
+                raise SpecError(f"init.singular_value={self.singular_value!r} is invalid with init.name="
+                                f"{self.name!r}: it is the singular value of the spectral scheme (name = \"spectral\")")
+            object.__setattr__(self, "singular_value", check_number("init.singular_value", self.singular_value))
+        if self.name == "spectral" and self.scales is not None:
+            raise SpecError("init.scales is invalid with init.name=\"spectral\": the spectral start sets every "
+                            "factor's singular values to init.singular_value")
 
     def stds(self, spec: ModelSpec) -> tuple[float, ...]:
         """Standard deviation of the entries of each factor [H₁, W₁..W_L]."""
@@ -56,6 +81,20 @@ class InitScheme:
         if self.name == "small":
             base = tuple(self.alpha * s for s in base)
         return tuple(float(s) for s in base)
+
+    @property
+    def spectral_value(self) -> float:
+        """s of the spectral scheme (``singular_value``, default 1)."""
+        return 1.0 if self.singular_value is None else float(self.singular_value)
+
+    def describe(self) -> str:
+        """The scheme in words, e.g. ``gaussian(scale_H=1, scale_W=1)``, ``spectral(s=0.5)``."""
+        if self.name == "spectral":
+            return f"spectral(s={self.spectral_value:g})"
+        if self.scales is not None:
+            return f"{self.name}(scales=[{', '.join(f'{x:g}' for x in self.scales)}])"
+        extra = f", alpha={self.alpha:g}" if self.name == "small" else ""
+        return f"{self.name}(scale_H={self.scale_H:g}, scale_W={self.scale_W:g}{extra})"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -74,6 +113,8 @@ def draw_start(spec: ModelSpec, scheme: InitScheme, seed: int) -> "torch.Tensor"
     import torch   # only to draw: a study file (its [init]) is validated without torch
 
     gen = torch.Generator().manual_seed(int(seed))  # on the host: the same start on every device
+    if scheme.name == "spectral":
+        return _spectral_start(spec, scheme.spectral_value, gen).to(spec.torch_dtype)
     parts = []
     for i, ((r, c), std) in enumerate(zip(spec.shapes, scheme.stds(spec))):
         if scheme.name == "orthogonal" and i > 0:  # factor 0 is H₁, always Gaussian
@@ -85,6 +126,27 @@ def draw_start(spec: ModelSpec, scheme: InitScheme, seed: int) -> "torch.Tensor"
         else:
             parts.append(std * torch.randn(r * c, generator=gen, dtype=torch.float64))
     return torch.cat(parts).to(spec.torch_dtype)
+
+
+def _frame(rows: int, cols: int, gen) -> "torch.Tensor":
+    """A Haar-random (rows × cols) matrix with orthonormal columns (cols ≤ rows), from ``gen``."""
+    import torch
+
+    Q, R = torch.linalg.qr(torch.randn(rows, cols, generator=gen, dtype=torch.float64))
+    return Q * torch.sign(torch.diagonal(R))
+
+
+def _spectral_start(spec: ModelSpec, s: float, gen) -> "torch.Tensor":
+    """The ``spectral`` start (module docstring), float64 (P,)."""
+    import torch
+
+    K, N, d, L = spec.K, spec.N, spec.d, spec.L
+    r = min(K, N)
+    V = _frame(N, r, gen)
+    Q = [_frame(d, r, gen) for _ in range(L)]
+    U = _frame(K, r, gen)
+    F = [s * Q[0] @ V.T] + [s * Q[l] @ Q[l - 1].T for l in range(1, L)] + [s * U @ Q[L - 1].T]
+    return torch.cat([f.reshape(-1) for f in F])
 
 
 def draw_starts(spec: ModelSpec, scheme: InitScheme, study_seed: int, indices, device="cpu") -> "torch.Tensor":

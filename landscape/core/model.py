@@ -68,6 +68,8 @@ class DeepUFM:
         #: per-row weight decay (B, L+1) or None (the spec's λ for every row): :meth:`with_row_lambdas`
         self._row_lam: torch.Tensor | None = None
         self._relu = spec.activation == "relu"
+        #: λ = 0 (CE): the data term is written without the cancellation of p_y − 1 (:meth:`_data_term`)
+        self._separable_ce = spec.loss == "ce" and spec.unregularised
         d, K, N, L = spec.d, spec.K, spec.N, spec.L
         #: the linear model's gradient through the logits' K-row bottleneck, where that is cheaper
         self._bottleneck = (not self._relu and L >= 2
@@ -243,6 +245,23 @@ class DeepUFM:
             zmax = ops.colmax(Z)  # log-sum-exp and softmax from one exp
             E = ops.exp(Z - zmax)
             S = ops.colsum(E)
+            if self._separable_ce:
+                # λ = 0: the margins grow without bound and 1 − p_y falls below ε, where p_y − 1
+                # rounds to 0 and log S to 0 (at a margin of ~37 in float64). Written without the
+                # cancellation: the true class's entry of ∂g/∂Z is −Σ_{c≠y} p_c (columns of P − Y
+                # sum to zero exactly) and g = (z_max − z_y) + log1p(S − 1), S − 1 summed from the
+                # other classes (exact when y is the argmax, E_y = 1). Same values up to round-off,
+                # except that exponents below −600 are raised to −600: e^{−600} ≈ 3e−261 keeps every
+                # product of the backward pass out of the subnormal range (arithmetic on subnormals
+                # is ~10× slower on a CPU), an error of e^{−600}/e^{−m} relative to the gradient
+                # (m the smallest margin), below round-off while m < 560.
+                E = ops.exp(ops.xp.clip(Z - zmax, -600.0, None)) if ops is NUMPY else ops.exp((Z - zmax).clamp(min=-600.0))
+                S = ops.colsum(E)
+                off = E * (1 - Y)
+                Sm1 = ops.colsum(off) + (ops.colsum(E * Y) - 1)
+                g = (ops.rowsum((zmax - Z) * Y) + ops.rowsum(ops.xp.log1p(Sm1))) / N
+                Poff = off / S
+                return g, (Poff - Y * ops.colsum(Poff)) / N
             lse = zmax + ops.log(S)
             g = (ops.rowsum(lse) - ops.rowsum(Z * Y)) / N
             return g, (E / S - Y) / N

@@ -35,6 +35,53 @@ def factor_offsets(shapes) -> list[int]:
     return out
 
 
+def zero_decay_refusal(spec) -> str | None:
+    """Why ``spec`` (its resolved per-factor λ) may not have a zero λ, or None when it may.
+
+    λ = 0 is a first-class setting only for the linear CE model with λ = 0 on *every* factor
+    (MODEL.md §11): its loss has no finite minimiser and the objects of study are directions, the
+    KKT points of the max-margin problem (:mod:`landscape.analysis.margins`). Refused:
+
+    * some factors at 0 and others not: the zero-decay factors can grow without bound while the
+      others are held, so there is no critical point and the max-margin problem of §11 (one norm
+      on all of θ) is not the limit either;
+    * λ = 0 with MSE: the loss has minimisers (Z = Y) but they form a non-compact set (any
+      factorisation of Y), with no weight decay to pick one: nothing the instrument certifies;
+    * λ = 0 with ReLU: the margins are no longer a polynomial of θ with the linear model's
+      gradients, and the certificate of :mod:`landscape.analysis.margins` is of the linear model.
+    """
+    lams = spec.lambdas
+    zero = [x == 0 for x in lams]
+    if not any(zero):
+        return None
+    names = ["lambda_H"] + [f"lambda_W[{i}]" for i in range(spec.L)]
+    if not all(zero):
+        which = ", ".join(nm for nm, z in zip(names, zero) if z)
+        return (f"lambda: {which} = 0 while other factors have λ > 0 ({', '.join(f'{x:g}' for x in lams)}): "
+                "λ = 0 must hold on every factor (MODEL.md §11: with mixed zero and non-zero decay there is "
+                "no critical point and no max-margin limit); give all factors λ = 0 or all λ > 0")
+    if spec.loss != "ce":
+        return (f"lambda=0 is invalid with loss={spec.loss!r}: must be > 0 (λ = 0 is supported for loss=\"ce\" only, "
+                "MODEL.md §11: unregularised MSE has a non-compact set of minimisers, Z = Y in any factorisation, "
+                "and nothing selects one)")
+    if spec.activation != "linear":
+        return (f"lambda=0 is invalid with activation={spec.activation!r}: must be > 0 (λ = 0 is supported for the "
+                "linear CE model only, MODEL.md §11: its max-margin KKT certificate, landscape.analysis.margins, "
+                "is of the deep linear model)")
+    return None
+
+
+def require_regularised(spec, what: str, why: str) -> None:
+    """A SpecError when ``spec`` has λ = 0 (:attr:`ModelSpec.unregularised`): ``what`` (a
+    computation of critical points, a threshold or a closed form in λ) needs λ > 0, because
+    ``why``. The λ = 0 instruments are :mod:`landscape.analysis.margins` (directions, KKT
+    certificates, closed-form margins) and :mod:`landscape.study.lambda0` (a λ = 0 study)."""
+    if getattr(spec, "unregularised", False):
+        raise SpecError(f"lambda=0: {what} needs λ > 0 ({why}); at λ = 0 the loss has no finite minimiser and "
+                        "the objects of study are directions (MODEL.md §11): landscape.analysis.margins and a "
+                        "λ = 0 study (`landscape run --set model.lambda=0`) certify them")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Shape, nonlinearity, loss and regularisation of a deep UFM.
@@ -42,6 +89,9 @@ class ModelSpec:
     ``lam`` is the common weight decay λ (MODEL.md §2, the paper's equal-λ setting). ``lam_H``
     overrides it for H₁; ``lam_W`` overrides it for the weights, either one number for every W_l
     or a sequence of L numbers (W₁..W_L). :attr:`lambdas` gives the resolved L+1 values.
+    λ = 0 is allowed on every factor at once, for the linear CE model only
+    (:func:`zero_decay_refusal`, :attr:`unregularised`); what needs λ > 0 refuses such a spec
+    (:func:`require_regularised`).
     """
 
     K: int
@@ -65,18 +115,22 @@ class ModelSpec:
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("loss", self.loss, LOSSES)
         check_choice("dtype", self.dtype, DTYPE_NAMES)
-        object.__setattr__(self, "lam", check_number("lambda", self.lam))
+        # λ = 0 is checked below, once every factor's λ is known (zero_decay_refusal)
+        object.__setattr__(self, "lam", check_number("lambda", self.lam, allow_zero=True))
         if self.lam_H is not None:
-            object.__setattr__(self, "lam_H", check_number("lambda_H", self.lam_H))
+            object.__setattr__(self, "lam_H", check_number("lambda_H", self.lam_H, allow_zero=True))
         if self.lam_W is not None:
             if isinstance(self.lam_W, (list, tuple)):
                 if len(self.lam_W) != self.L:
                     raise SpecError(
                         f"lambda_W has {len(self.lam_W)} values: must be one number or exactly L={self.L}")
-                vals = tuple(check_number(f"lambda_W[{i}]", v) for i, v in enumerate(self.lam_W))
+                vals = tuple(check_number(f"lambda_W[{i}]", v, allow_zero=True) for i, v in enumerate(self.lam_W))
                 object.__setattr__(self, "lam_W", vals)
             else:
-                object.__setattr__(self, "lam_W", check_number("lambda_W", self.lam_W))
+                object.__setattr__(self, "lam_W", check_number("lambda_W", self.lam_W, allow_zero=True))
+        refusal = zero_decay_refusal(self)
+        if refusal is not None:
+            raise SpecError(refusal)
 
     # ----- derived sizes -------------------------------------------------------------------
     @property
@@ -130,6 +184,12 @@ class ModelSpec:
         else:
             lw = (self.lam_W,) * self.L
         return (lh,) + tuple(lw)
+
+    @property
+    def unregularised(self) -> bool:
+        """λ = 0 on every factor (MODEL.md §11): no finite minimiser; gradient descent converges in
+        direction to a KKT point of the max-margin problem (:mod:`landscape.study.lambda0`)."""
+        return all(x == 0 for x in self.lambdas)
 
     @property
     def lambda_convention(self) -> str:

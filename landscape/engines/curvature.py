@@ -15,6 +15,7 @@ import torch
 from ..core.gauge import GaugeProjector
 from ..core.linalg import lanczos_ritz_values
 from ..core.model import DeepUFM
+from ..core.spec import require_regularised
 
 #: Seed of the random part of the Lanczos start vector (the same for every row and device).
 START_SEED = 20251201
@@ -37,7 +38,12 @@ def curvature_threshold(model: DeepUFM, grad_norm: torch.Tensor, tau_rel: float,
     (landscape.analysis.hessian); the ‖∇L‖ term covers the symmetry-orbit directions, whose
     curvature away from a critical point is O(‖∇L‖) (differentiate L(gθ) = L(θ) twice).
     ``gauge``: the witness projects those directions out (:func:`negative_curvature`), so
-    t = tau_rel·min_l λ_l alone."""
+    t = tau_rel·min_l λ_l alone. Refused for a model with λ = 0 and no per-row λ: its floor would
+    be 0 (round-off would prove negative curvature); a λ = 0 study runs its descents without the
+    test (:mod:`landscape.study.lambda0`)."""
+    if getattr(model, "row_lambdas", None) is None and hasattr(model, "spec"):   # (duck-typed models have no spec)
+        require_regularised(model.spec, "the negative-curvature test (curvature_check)", "its threshold is "
+                            "tau_rel·min λ; set curvature_check = false")
     floor = tau_rel * model.min_lambda(grad_norm.shape[0])
     return floor.expand_as(grad_norm).clone() if gauge else torch.maximum(grad_mult * grad_norm, floor)
 

@@ -46,6 +46,7 @@ import torch
 
 from ..core.linalg import lanczos_lowest, minres_batched
 from ..core.model import DeepUFM
+from ..core.thresholds import DEFAULT_TAU_REL
 from .curvature import curvature_threshold
 from .options import EngineOptions, integer, number
 
@@ -62,7 +63,7 @@ class MinModeOptions(EngineOptions):
     minres_rtol: float = number(1e-10, "MINRES relative residual tolerance")
     max_step: float = number(0.5, "largest step (trust radius, Euclidean norm)")
     min_step: float = number(1e-10, "a row whose trust radius falls below this has stalled")
-    tau_rel: float = number(1e-3, "a mode is negative below −max(tau_rel·min λ, grad_mult·‖∇L‖)")
+    tau_rel: float = number(DEFAULT_TAU_REL, "a mode is negative below −max(tau_rel·min λ, grad_mult·‖∇L‖)")
     grad_mult: float = number(10.0, "(see tau_rel)")
 
     def describe(self) -> str:

@@ -2,14 +2,15 @@
 
 A field declared with :func:`number` (a finite number > 0; ≥ 0 with ``allow_zero``) or
 :func:`integer` (an integral number ≥ 1, given as 5, 5.0 or 1e2) is checked when the options are
-built; the error names the field. Every option that decides a result (step sizes, tolerances, line-search halvings,
-curvature tests) is a field, so it is stored with the study.
+built, and a field annotated ``bool`` must be true or false; the error names the field. Every
+option that decides a result (step sizes, tolerances, line-search halvings, curvature tests) is a
+field, so it is stored with the study.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from ..core.validate import check_integral, check_number
+from ..core.validate import check_bool, check_integral, check_number
 
 
 def number(default: float, doc: str = "", allow_zero: bool = False):
@@ -32,6 +33,8 @@ class EngineOptions:
                 object.__setattr__(self, f.name, check_number(f.name, v, f.metadata.get("allow_zero", False)))
             elif kind == "integer":
                 object.__setattr__(self, f.name, check_integral(f.name, v))
+            elif f.type in ("bool", bool):   # a switch (NEBOptions.climb): true or false, not 1
+                check_bool(f.name, v)
 
     def to_dict(self) -> dict:
         return asdict(self)

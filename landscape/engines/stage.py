@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 import importlib
 from typing import Callable, NamedTuple
 
+from ..core.thresholds import DEFAULT_TAU_REL
 from ..core.validate import SpecError, check_bool, check_choice, check_fields, check_integral, check_number
 from .options import EngineOptions, FlowOptions, GDOptions, LBFGSOptions, NewtonOptions
 
@@ -87,7 +88,7 @@ class StageConfig:
     entry_grad_norm: float | None = 1e-3
     curvature_check: bool | None = None
     curvature_steps: int = 40
-    curvature_tau_rel: float = 1e-3
+    curvature_tau_rel: float = DEFAULT_TAU_REL
     curvature_grad_mult: float = 10.0
     curvature_backoff: int = 500
     curvature_gauge: bool = False

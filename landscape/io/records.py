@@ -176,7 +176,7 @@ class SpectrumRecord(_Record):
 @dataclass(frozen=True)
 class ContinuationRecord(_Record):
     """One continuation run: ``id``, ``param`` ("lambda" or "width") and ``record`` (its JSON:
-    branches, events, settings; :mod:`landscape.study.continuation`)."""
+    branches, events, settings; :mod:`landscape.continuation`)."""
 
     id: int
     param: str

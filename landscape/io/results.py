@@ -32,10 +32,14 @@ FILES = {"config": "config.json", "summary": "summary.json", "database": DB_NAME
 SWEEP_FILES = {"sweep": "sweep.json", "prevalence": "prevalence.csv", "report": "report.html", "cells": "cells"}
 #: Files a ``landscape net`` results folder holds besides the study files.
 NET_FILES = {"training": "train.npz", "checkpoint": "train.partial.npz"}
+#: Files a λ = 0 study folder holds besides config.json and summary.json
+#: (:mod:`landscape.study.lambda0`): every start's decided end, and the certified directions' θ.
+LAMBDA0_FILES = {"starts": "directions.json", "directions": "directions.npz"}
 #: Everything a landscape results folder may hold that the package wrote (the study files, their
 #: SQLite journals, the per-point spectra folder and the continuation outputs).
 OWN_NAMES = frozenset(FILES.values()) | {DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal", "spectra",
-                                         "continuation.json", "continuation-d.json"} | frozenset(NET_FILES.values())
+                                         "continuation.json", "continuation-d.json"} | frozenset(NET_FILES.values()) \
+    | frozenset(LAMBDA0_FILES.values())
 
 
 def _new_file_mode() -> int:

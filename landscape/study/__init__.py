@@ -1,5 +1,5 @@
 """Studies: configuration, the run, summaries and statistics, the basin graph, descents from
-saddles, transition states, continuation, sweeps and executors.
+saddles, transition states, sweeps and executors (continuation: :mod:`landscape.continuation`).
 
 * :mod:`.config`: study files, presets, overrides, validation (:class:`StudyConfig`).
 * :mod:`.run`: :func:`run_study` (units, descent-faithful ends, saddle search, connections).

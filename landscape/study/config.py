@@ -2,6 +2,8 @@
 
 A study file has top-level fields (``name``, ``seed``, ``trajectories``, ``batch_size`` (starts
 per committed unit), ``certify_tol``, ``device`` (:data:`DEVICE_HELP`), ``max_saddle_visits``,
+``kink_rounds`` (ReLU models: how many rounds of the first stage's ``max_iter`` steps a descent
+may run, each followed by the kink polish, :mod:`landscape.study.kink_finish`; 1: one round),
 ``working_batch`` (trajectories advanced at once, 0: measured, :mod:`landscape.engines.batching`;
 results never depend on it), ``compile`` ("auto", "on", "off": ``torch.compile`` of the gradient,
 :class:`landscape.core.model.DeepUFM`)), a ``[model]`` table with the fields of
@@ -24,6 +26,11 @@ Optional tables (every field has a default, and the effective values are stored 
 * ``[dedup]``: :class:`landscape.analysis.dedup.DedupTolerances`.
 * ``[analysis]``: :class:`landscape.analysis.settings.AnalysisSettings`.
 * ``[connect]``: the double-ended transition-state search (:mod:`landscape.study.connect`).
+* ``[lambda0]``: how a λ = 0 study decides its ends
+  (:class:`landscape.study.lambda0_settings.Lambda0Settings`); used only when ``[model]`` has
+  ``lambda = 0``, which makes the study a λ = 0 study (:mod:`landscape.study.lambda0`: directions
+  and their max-margin certificates, not critical points; the saddle search, the connections and
+  the transition states are not run).
 
 **Presets** (:func:`presets`): the embedded studies and sweeps in ``landscape/configs/``, each
 a TOML file whose first comment line describes it; ``landscape run --preset NAME``.
@@ -31,7 +38,8 @@ a TOML file whose first comment line describes it; ``landscape run --preset NAME
 Overrides (``--set key=value``): a model field (``d=70``, ``lambda=0.0009765625``), a top-level
 field (``trajectories=2000``), ``init.FIELD``, ``stages.I.FIELD``, or ``lr``/``engine`` for the
 first stage; ``saddles.FIELD``, ``saddles.init.FIELD``, ``saddles.stages.I.FIELD``,
-``saddles.descend.I.FIELD``, ``dedup.FIELD``, ``analysis.FIELD``, ``connect.FIELD``. Values are
+``saddles.descend.I.FIELD``, ``dedup.FIELD``, ``analysis.FIELD``, ``connect.FIELD``,
+``lambda0.FIELD``. Values are
 parsed as TOML (``1e-3``, ``"relu"``, ``[1, 2]``); a bare word is a string. A study with overrides
 and no ``--set name=…`` is named after them (:func:`override_name`: ``default+d=70+trajectories=2000``,
 at most 80 characters), and so is its results folder ``runs/<name>-<time>``.
@@ -73,13 +81,16 @@ from ..core.validate import (INDEX_MAX, SpecError, check_choice, check_fields, c
                              check_number, check_table, format_bytes, memory_budget)
 from ..engines.stage import ENGINES, StageConfig
 from .connect_settings import ConnectSettings
+from .lambda0_settings import Lambda0Settings
 
 MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation", "loss": "loss",
               "lambda": "lam", "lambda_H": "lam_H", "lambda_W": "lam_W", "dtype": "dtype"}
-TOP_KEYS = ("name", "seed", "trajectories", "batch_size", "certify_tol", "device", "max_saddle_visits",
+TOP_KEYS = ("name", "seed", "trajectories", "batch_size", "certify_tol", "device", "max_saddle_visits", "kink_rounds",
             "working_batch", "compile")
 #: Optional tables (see the module docstring).
-OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "connect", "check")
+OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "connect", "check", "lambda0")
+#: Most rounds of the first stage a ReLU descent may run (``kink_rounds``).
+KINK_ROUNDS_MAX = 100
 #: Largest certification tolerance that the default deduplication separates (module docstring).
 CERTIFY_TOL_MAX = 1e-8
 #: Round-off floor of the certification tolerance, in units of the dtype's ε.
@@ -228,7 +239,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             _table(cfg, "model")[parts[1]] = value
         elif parts[0] == "stages" and len(parts) == 3 and parts[1].isdigit():
             _set_stage(cfg.setdefault("stages", []), key, int(parts[1]), parts[2], value)
-        elif parts[0] in ("dedup", "analysis", "connect") and len(parts) == 2:
+        elif parts[0] in ("dedup", "analysis", "connect", "lambda0") and len(parts) == 2:
             _table(cfg, parts[0])[parts[1]] = value
         elif parts[0] == "saddles" and len(parts) == 2:
             _table(cfg, "saddles")[parts[1]] = value
@@ -244,7 +255,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             raise SpecError(f"--set {key!r} is invalid: not a known field (model fields {sorted(MODEL_KEYS)}, "
                             f"top-level {list(TOP_KEYS)}, init.FIELD, stages.I.FIELD, lr, engine, "
                             f"saddles.FIELD, saddles.init.FIELD, saddles.stages.I.FIELD, saddles.descend.I.FIELD, "
-                            f"dedup.FIELD, analysis.FIELD, connect.FIELD)")
+                            f"dedup.FIELD, analysis.FIELD, connect.FIELD, lambda0.FIELD)")
     return cfg
 
 
@@ -517,9 +528,11 @@ class StudyConfig:
     connect: object = None
     device: str = "auto"
     max_saddle_visits: int = 10
+    kink_rounds: int = 1
     working_batch: int = 0
     compile: str = "auto"
     check: CheckSettings = CheckSettings()
+    lambda0: Lambda0Settings = Lambda0Settings()
 
     @classmethod
     def from_dict(cls, cfg: dict) -> "StudyConfig":
@@ -547,22 +560,23 @@ class StudyConfig:
         saddles = SaddleSearch.from_dict(cfg.get("saddles", {}), certify, trajectories)
         check = CheckSettings.from_dict(cfg.get("check", {}), certify, trajectories)
         _check_index_ranges(saddles, check)
-        dd = check_table("dedup", cfg.get("dedup", {}))
-        check_fields("[dedup]", dd, [f.name for f in fields(DedupTolerances)])
-        try:
-            dedup = DedupTolerances(**dd)
-        except ValueError as exc:
-            raise SpecError(f"dedup.{exc}") from None
+        dedup = DedupTolerances.from_dict(check_table("dedup", cfg.get("dedup", {})))
         ad = check_table("analysis", cfg.get("analysis", {}))
         check_fields("[analysis]", ad, [f.name for f in fields(AnalysisSettings)])
+        kink_rounds = check_int("kink_rounds", cfg.get("kink_rounds", 1), 1, maximum=KINK_ROUNDS_MAX)
+        if kink_rounds != 1 and spec.activation != "relu":
+            raise SpecError(f"kink_rounds={cfg['kink_rounds']!r} is invalid: rounds of the kink polish apply to "
+                            f"ReLU models (model.activation = \"relu\"), this one is {spec.activation}")
         return cls(name=name, seed=seed, trajectories=trajectories, batch_size=batch, certify_tol=certify,
                    model=spec, init=init, stages=stages, saddles=saddles, dedup=dedup,
                    analysis=AnalysisSettings(**ad), connect=connect_settings(cfg.get("connect", {})),
                    device=check_device(cfg.get("device", "auto")),
                    max_saddle_visits=check_int("max_saddle_visits", cfg.get("max_saddle_visits", 10), 0),
+                   kink_rounds=kink_rounds,
                    working_batch=check_int("working_batch", cfg.get("working_batch", 0), 0),
                    compile=check_choice("compile", cfg.get("compile", "auto"), ("auto", "on", "off")),
-                   check=check)
+                   check=check,
+                   lambda0=Lambda0Settings.from_dict(check_table("lambda0", cfg.get("lambda0", {})), trajectories))
 
     def to_dict(self) -> dict:
         """Effective configuration, in the file layout (loadable by :meth:`from_dict`)."""
@@ -571,12 +585,15 @@ class StudyConfig:
         init = {k: v for k, v in self.init.to_dict().items() if v is not None}
         return {"name": self.name, "seed": self.seed, "trajectories": self.trajectories,
                 "batch_size": self.batch_size, "certify_tol": self.certify_tol, "device": self.device,
-                "max_saddle_visits": self.max_saddle_visits, "working_batch": self.working_batch,
+                "max_saddle_visits": self.max_saddle_visits, "kink_rounds": self.kink_rounds,
+                "working_batch": self.working_batch,
                 "compile": self.compile,
                 "model": model, "init": init,
                 "stages": [s.settings() for s in self.stages], "saddles": self.saddles.to_dict(),
                 "dedup": self.dedup.to_dict(), "analysis": self.analysis.to_dict(), "connect": self.connect.to_dict(),
-                **({"check": self.check.to_dict()} if self.check.starts else {})}
+                **({"check": self.check.to_dict()} if self.check.starts else {}),
+                **({"lambda0": self.lambda0.to_dict()}
+                   if self.model.unregularised or self.lambda0 != Lambda0Settings() else {})}
 
     @property
     def descent(self) -> bool:
@@ -586,8 +603,11 @@ class StudyConfig:
 
     def describe_dynamics(self) -> str:
         """How the fractions of this study were produced, e.g. 'gd(lr=0.5) → newton-mr; init gaussian'."""
-        init = self.init.name + (f"(alpha={self.init.alpha:g})" if self.init.name == "small" else "")
-        return " → ".join(s.describe() for s in self.stages) + f"; init {init}"
+        init = self.init.name + (f"(alpha={self.init.alpha:g})" if self.init.name == "small" else
+                                 f"(s={self.init.spectral_value:g})" if self.init.name == "spectral" else "")
+        kinks = (f" → kink polish (≤ {self.kink_rounds} × {self.stages[0].max_iter} steps)"
+                 if self.model.activation == "relu" else "")
+        return " → ".join(s.describe() for s in self.stages) + kinks + f"; init {init}"
 
     def memory_parts(self, **changes) -> dict[str, int]:
         """Estimated bytes of the parts of a run of this study (module docstring, *Resources*), with

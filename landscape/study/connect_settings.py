@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from ..core.validate import SpecError, check_bool, check_choice, check_fields, check_int, check_number
+from ..core.validate import INDEX_MAX, SpecError, check_bool, check_choice, check_fields, check_int, check_number
 
 #: Refinements of a band's climbing image (``[connect] refine``).
 REFINE_METHODS = ("minmode", "newton")
@@ -72,10 +72,10 @@ class ConnectSettings:
     def from_dict(cls, d: dict) -> "ConnectSettings":
         check_fields("[connect]", d, [f.name for f in fields(cls)])
         pairs = d.get("pairs", [])
-        if not isinstance(pairs, (list, tuple)) or not all(
-                isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool)
-                                                                    and i >= 0 for i in p) for p in pairs):
+        if not isinstance(pairs, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
             raise SpecError(f"connect.pairs={pairs!r} is invalid: must be a list of [id, id] pairs of point ids")
+        pairs = [[check_int(f"connect.pairs[{k}][{j}]", i, 0, " (a point id)", maximum=INDEX_MAX) for j, i in enumerate(p)]
+                 for k, p in enumerate(pairs)]
         dflt = cls()
         return cls(max_pairs=check_int("connect.max_pairs", d.get("max_pairs", dflt.max_pairs), 0),
                    pairs=tuple(tuple(p) for p in pairs),

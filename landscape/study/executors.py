@@ -78,6 +78,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 # the interface and the in-process executor live in .executor_base (which .joint builds on), and
 # are importable from here too
+from ..core.validate import SpecError, check_int
 from .executor_base import Executor, ExecutorError, InProcessExecutor, Unit, _check_unique  # noqa: F401
 from .joint import JointExecutor
 
@@ -94,6 +95,15 @@ logger = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------
 # Dask
 # ----------------------------------------------------------------------------------------------
+def _count(name: str, value) -> int:
+    """``value`` as an integer ≥ 1 (an integral float such as 2.0 reads as 2, as in every settings
+    table: :func:`landscape.core.validate.check_int`), else an ExecutorError naming ``name``."""
+    try:
+        return check_int(name, value, 1)
+    except SpecError as exc:
+        raise ExecutorError(str(exc)) from None
+
+
 def _import_dask():
     """(distributed, landscape.study._dask_plugins), or an ExecutorError saying what to install."""
     try:
@@ -128,9 +138,8 @@ class DaskExecutor(Executor):
         if (address is None) == (client is None):
             raise ExecutorError("DaskExecutor needs exactly one of address (the scheduler, e.g. "
                                 "tls://HOST:8786) or client")
-        if torch_threads is not None and (isinstance(torch_threads, bool) or not isinstance(torch_threads, int)
-                                          or torch_threads < 1):
-            raise ExecutorError(f"torch_threads={torch_threads!r} is invalid: must be an integer >= 1")
+        if torch_threads is not None:
+            torch_threads = _count("torch_threads", torch_threads)
         self._owns_client = client is None
         if client is None:
             if not str(address).startswith("tls://"):
@@ -226,8 +235,7 @@ class LocalDaskExecutor(DaskExecutor):
     def __init__(self, workers: int = 2, *, torch_threads: int | None = None,
                  dashboard_address: str | None = None):
         distributed, plugins = _import_dask()
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ExecutorError(f"workers={workers!r} is invalid: must be an integer >= 1")
+        workers = _count("workers", workers)
         try:
             self.security = distributed.security.Security.temporary()
         except ImportError as exc:

@@ -91,6 +91,8 @@ class JointExecutor(Executor):
             return
         for u in units:
             cfg, idx = u.args
+            if cfg.model.unregularised:   # a λ = 0 cell runs its own study (landscape.study.lambda0)
+                continue
             self._pending.setdefault((joint_key(cfg), _indices(idx)), {})[_cfg_text(cfg)] = cfg
 
     def drop_prefetched(self) -> None:

@@ -25,19 +25,27 @@ from .work import certified_mask
 KINK_DETAIL = "kink"
 #: Stop reasons of rows handed to the kink polish.
 HANDED = ("max_iter", "stalled", "converged")
+#: Start of the stop detail of a row the kink polish refused (the reason follows).
+REFUSED = KINK_DETAIL + ": "
 
 
-def finish_on_kinks(cfg, res: TrajectoryResults) -> int:
-    """Finish the uncertified rows of ``res`` (a batch of a study with configuration ``cfg``) on
-    their kinks, in place (module docstring). Returns the number of rows finished; 0 for a model
-    without ReLU."""
+def finish_on_kinks(cfg, res: TrajectoryResults, rows: np.ndarray | None = None) -> int:
+    """Finish the uncertified rows of ``res`` (a batch of a study with configuration ``cfg``;
+    only those among ``rows`` when given) on their kinks, in place (module docstring). A refused
+    row keeps its stop reason, and its stop detail says why (``kink: …``). Returns the number of
+    rows finished; 0 for a model without ReLU."""
     if cfg.model.activation != "relu" or len(res) == 0:
         return 0
-    rows = np.nonzero(~certified_mask(cfg, res) & np.isin(res.stop_reason, HANDED))[0]
+    todo = ~certified_mask(cfg, res) & np.isin(res.stop_reason, HANDED)
+    if rows is not None:
+        todo &= np.isin(np.arange(len(res)), rows)
+    rows = np.nonzero(todo)[0]
     if rows.size == 0:
         return 0
     idx = torch.from_numpy(rows)
     h = hand_off_to_kinks(cfg.model, res.theta[idx].cpu(), res.loss[rows], res.grad_norm[rows], tol=cfg.certify_tol)
+    for r, why in zip(rows[~h.ok].tolist(), (w for w, k in zip(h.reason, h.ok) if not k)):
+        res.stop_detail[r] = REFUSED + why   # why the kink polish refused the row (it had the last word)
     ok = rows[h.ok]
     if ok.size:
         res.theta[torch.from_numpy(ok)] = torch.from_numpy(h.theta[h.ok]).to(res.theta)
@@ -46,3 +54,12 @@ def finish_on_kinks(cfg, res: TrajectoryResults) -> int:
         res.stop_reason[ok] = "converged"
         res.stop_detail[ok] = KINK_DETAIL
     return int(ok.size)
+
+
+def kink_refused(cfg, res: TrajectoryResults, budget: int) -> np.ndarray:
+    """Rows of ``res`` the kink polish refused whose first stage has run fewer than ``budget``
+    iterations: the ones another round of descent may settle (:meth:`Session.finish_on_kinks`)."""
+    if cfg.model.activation != "relu" or len(res) == 0 or res.main_iterations is None:
+        return np.zeros(0, dtype=np.int64)
+    refused = np.array([str(d).startswith(REFUSED) for d in res.stop_detail], dtype=bool)
+    return np.nonzero(refused & ~certified_mask(cfg, res) & (res.main_iterations < budget))[0]

@@ -58,7 +58,7 @@ from ..io.records import PointRecord, TrajectoryRecord
 from ..io.results import DB_NAME, FILES, write_json
 from ..io.store import StoreError, StudyStore
 from .config import CHECK_OFFSET, StudyConfig
-from .kink_finish import finish_on_kinks
+from .kink_finish import finish_on_kinks, kink_refused
 from .connect import connect_minima
 from .executor_base import Unit
 from .prefetch import SaddlePrefetch, prefetch_possible
@@ -159,14 +159,33 @@ class Session:
     def certified(self, res: TrajectoryResults) -> np.ndarray:
         return certified_mask(self.cfg, res)
 
+    def finish_on_kinks(self, res: TrajectoryResults, stages) -> None:
+        """ReLU: finish the rows of ``res`` that stopped near kinks on them
+        (:func:`landscape.study.kink_finish.finish_on_kinks`); a row the polish refused because its
+        descent had not settled runs ``stages`` again for another ``stages[0].max_iter`` steps and is
+        offered to the polish again, up to ``kink_rounds`` rounds in all (the polish only ever
+        finishes a last stretch, so more rounds change which rows finish, never where). In place."""
+        rows, rounds = None, self.cfg.kink_rounds
+        budget = stages[0].max_iter * rounds
+        for rnd in range(rounds):
+            finish_on_kinks(self.cfg, res, rows)
+            rows = kink_refused(self.cfg, res, budget) if rnd + 1 < rounds else np.zeros(0, dtype=np.int64)
+            if rows.size == 0:
+                return
+            left = np.minimum(stages[0].max_iter, budget - res.main_iterations[rows])
+            start = res.theta if res.handoff_theta is None else res.handoff_theta   # where the descent stopped
+            sub = run_pipeline(self.model, start[torch.from_numpy(rows)], list(stages),
+                               iter_budget=torch.from_numpy(left))
+            res.replace_rows(rows, sub, add_counts=True)
+
     def finish_faithfully(self, res: TrajectoryResults, stages, new: list[PointRecord]) -> tuple[dict, dict]:
         """Point ids of the certified rows of ``res`` ({row: id}) and the saddle visits of every
         row ({row: [visit, …]}), after resuming every descent row that ended at a non-minimum
         (module docstring). ``res`` is updated in place; new points go to ``new``."""
         visits: dict[int, list[dict]] = {}
-        finish_on_kinks(self.cfg, res)   # ReLU: descents that stopped near kinks, finished on them
+        self.finish_on_kinks(res, stages)   # ReLU: descents that stopped near kinks, finished on them
         descent = stages[0].descent
-        budget0 = stages[0].max_iter
+        budget0 = stages[0].max_iter * (self.cfg.kink_rounds if self.cfg.model.activation == "relu" else 1)
         for visit in range(self.cfg.max_saddle_visits + 1):
             rows = np.nonzero(self.certified(res))[0]
             point_of = dict(zip(rows.tolist(), self.assign(res.theta[torch.from_numpy(rows)], new)))
@@ -328,6 +347,10 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     and its first descents in a forked worker while the trajectories run
     (:mod:`landscape.study.prefetch`); None: where that can gain (two cores, the CPU, Linux).
     """
+    if cfg.model.unregularised:   # λ = 0: directions, not critical points (its own procedure and folder)
+        from .lambda0 import run_lambda0_study
+
+        return run_lambda0_study(cfg, out_dir, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()

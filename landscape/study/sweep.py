@@ -94,6 +94,10 @@ def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE)
     pattern) over the certified starts (NaN when none certified); ``n_distinct_points``: distinct
     points reached by at least one start; ``count_<label>``, ``frac_<label>`` per label.
     """
+    if summary.get("kind") == "lambda0":   # a λ = 0 cell: certified directions, not points
+        from .lambda0 import prevalence_row as lambda0_row
+
+        return lambda0_row(cell, summary, confidence)
     n = int(summary["n_trajectories"])
     by_label: dict[str, int] = {}
     for r in summary["labels"]:
@@ -188,7 +192,11 @@ def shares_starts(a: Cell, b: Cell) -> bool:
 
 def cell_end_labels(cell_dir: str | Path) -> dict[int, str | None]:
     """{trajectory index: label of the point it certified at (None: uncertified or unlabelled)}
-    over the main trajectories of the study in ``cell_dir``."""
+    over the main trajectories of the study in ``cell_dir`` (a λ = 0 cell: its certified directions)."""
+    from .lambda0 import end_labels, is_lambda0_folder
+
+    if is_lambda0_folder(cell_dir):
+        return end_labels(cell_dir)
     with StudyStore.open(resolve_path(cell_dir), readonly=True) as store:
         labels = {p.id: p.label for p in store.points()}
         return {t.idx: (labels.get(t.point_id) if t.certified else None) for t in main_trajectories(store)}

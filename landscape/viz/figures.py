@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..analysis.labels import DNC, NAMED, UNLABELLED_COLOUR
+from ..core.validate import check_number
 from ..study.stats import proportion
 
 #: Fixed colours of the labels every study can produce; other labels (block patterns such as
@@ -375,8 +376,7 @@ def hessian_spectrum_figure(spectrum, *, tau: float, symmetry_zero_modes: int, m
     is shaded.
     """
     ev = np.sort(np.asarray(spectrum, dtype=float))
-    if not (tau > 0):
-        raise ValueError(f"tau={tau!r} is invalid: must be > 0")
+    tau = check_number("tau", float(tau))
     idx = np.arange(1, ev.size + 1)
     neg, pos = ev < -tau, ev > tau
     zero_idx = np.nonzero(~neg & ~pos)[0]

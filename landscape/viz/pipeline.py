@@ -45,6 +45,10 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     :func:`landscape.study.run.run_study`. The result's ``timings`` are summary.json's and
     ``featured_spectra_s``, ``report_s``.
 
+    A λ = 0 study (``[model] lambda = 0``) returns a :class:`~landscape.study.lambda0.Lambda0Result`
+    instead (:mod:`landscape.study.lambda0`: config.json, summary.json, directions.json,
+    directions.npz; no report page).
+
     Ctrl-C while the study runs raises KeyboardInterrupt (every committed unit is kept: run the
     same call again to continue); while the spectra or the report are written,
     :class:`ReportInterrupted` (a KeyboardInterrupt) carrying the finished study's result.
@@ -53,6 +57,10 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     from .report import write_report   # plotly: only once the study is done
 
     out = Path(out_dir)
+    if cfg.model.unregularised:   # a λ = 0 study: its summary and files, no spectra, no report page
+        from ..study.lambda0 import Lambda0Result, run_lambda0_study
+
+        return Lambda0Result(out, run_lambda0_study(cfg, out, progress=progress))
     given = {k: v for k, v in (("executor", executor), ("prefetch", prefetch)) if v is not None}
     summary = study_run.run_study(cfg, out, progress=progress, **given)
     timings: dict[str, float] = {}

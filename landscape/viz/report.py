@@ -29,6 +29,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from ..io.results import FILES, atomic_write_text, read_json
+from ..study.result import StudyResult
 from . import figures
 from .safe import (FIGURE_KEY, STUDY_SUMMARY_FIELDS, TREE_FIELDS, ReportInputError, check_fields, contained_path,
                    esc)
@@ -38,11 +39,18 @@ REPORT_NAME = FILES["report"]
 
 @dataclass
 class Results:
-    """A results folder, read: ``summary`` (summary.json), ``tree`` (tree.json or None),
-    ``spectra`` (:func:`landscape.analysis.load_spectra` of spectra.npz, {} when absent) and
-    ``analyses`` (point id → :meth:`landscape.analysis.PointAnalysis.to_dict` from study.sqlite,
-    {} when absent), ``structured`` (point id → the ``landscape spectrum`` record) and
-    ``continuation`` (the stored ``landscape continue`` runs)."""
+    """A results folder, read (:func:`load_results`): ``summary`` (summary.json), ``tree``
+    (tree.json or None), ``spectra`` (point id → its entry of spectra.npz,
+    :func:`landscape.io.results.load_spectra`: ``spectrum``, ``method``, ``parts``, ``sv``; {} when
+    absent), ``analyses`` (point id → :meth:`landscape.analysis.point.PointAnalysis.to_dict` from
+    study.sqlite, {} when absent), ``structured`` (point id → the ``landscape spectrum`` record)
+    and ``continuation`` (the stored ``landscape continue`` runs). Every mapping is keyed by the
+    integer point id of ``points``.
+
+    :attr:`result` is the typed view of the same study, the
+    :class:`~landscape.study.result.StudyResult` :func:`landscape.run_study` returns (headline,
+    points, fractions with their intervals, transition states); :func:`study_figures` draws the
+    report's figures from a ``Results``."""
 
     path: Path
     summary: dict
@@ -76,6 +84,14 @@ class Results:
                 return p
         raise KeyError(f"no point with id {point_id} in {self.path / 'summary.json'}")
 
+    @property
+    def result(self) -> StudyResult:
+        """The study as :func:`landscape.run_study` returns it: a
+        :class:`~landscape.study.result.StudyResult` read from the same summary.json (``report``:
+        the folder's report.html where it exists)."""
+        report = self.path / REPORT_NAME
+        return StudyResult.from_summary(self.path, self.summary, report=report if report.is_file() else None)
+
 
 def load_results(out_dir) -> Results:
     """Read a results folder written by ``landscape run`` (the files of the module docstring).
@@ -100,7 +116,9 @@ def load_results(out_dir) -> Results:
     tree = read_json(tree_path) if tree_path.is_file() else None
     if tree is not None:
         check_fields(tree, TREE_FIELDS, tree_path)
-    spectra = (load_spectra(out / FILES["spectra"], max_member_bytes=spectra_member_bound(parameter_count(summary)))
+    spectra = (point_spectra(load_spectra(out / FILES["spectra"],
+                                          max_member_bytes=spectra_member_bound(parameter_count(summary))),
+                             out / FILES["spectra"])
                if (out / FILES["spectra"]).is_file() else {})
     analyses, structured, continuation = {}, {}, []
     if (out / DB_NAME).is_file():
@@ -110,6 +128,22 @@ def load_results(out_dir) -> Results:
             structured = {int(p.id): r.data for p in pts if (r := store.spectrum_record(p.id)) is not None}
             continuation = store.continuations()
     return Results(out, summary, tree, spectra, analyses, structured, continuation)
+
+
+def point_spectra(spectra: dict, source) -> dict[int, dict]:
+    """The entries of :func:`landscape.io.results.load_spectra` keyed by integer point id, as
+    ``points`` and ``analyses`` are (spectra.npz names its members by the decimal id,
+    ``"3/spectrum"``, in every folder ever written). A member whose id is not a non-negative
+    decimal integer, or a second entry of one point (``"03"`` beside ``"3"``), is a
+    :class:`~landscape.viz.safe.ReportInputError` naming ``source``."""
+    out: dict[int, dict] = {}
+    for key, entry in spectra.items():
+        if not (isinstance(key, str) and key.isascii() and key.isdigit()):
+            raise ReportInputError(f"{source}: member id {key!r} is not a point id (a non-negative integer)")
+        if int(key) in out:
+            raise ReportInputError(f"{source}: point {int(key)} has two entries (member id {key!r})")
+        out[int(key)] = entry
+    return out
 
 
 def check_summary(summary, source) -> None:
@@ -137,12 +171,12 @@ def featured_points(res: Results) -> list[tuple[int, str]]:
     those whose spectrum and analysis are stored."""
     from ..study.summary import featured_points as pick
 
-    return [(pid, why) for pid, why in pick(res.points) if str(pid) in res.spectra and pid in res.analyses]
+    return [(pid, why) for pid, why in pick(res.points) if int(pid) in res.spectra and int(pid) in res.analyses]
 
 
 def point_figures(res: Results, point_id: int) -> list[tuple[str, go.Figure]]:
     """Hessian spectrum, singular values per layer and Z̄ heatmap of one point, as (key, figure)."""
-    a, s, p = res.analyses[int(point_id)], res.spectra[str(point_id)], res.point(point_id)
+    a, s, p = res.analyses[int(point_id)], res.spectra[int(point_id)], res.point(point_id)
     name = f"point #{point_id} ({p.get('label')}, loss {p['loss']:.8g})"
     return [
         (f"spectrum-{point_id}", figures.hessian_spectrum_figure(

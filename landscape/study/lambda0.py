@@ -1,0 +1,672 @@
+"""A λ = 0 study: where unregularised descent goes, decided and certified (MODEL.md §11).
+
+At λ = 0 the cross-entropy of the linear CE UFM has no finite minimiser: a descent drives ‖θ‖ → ∞
+and converges *in direction* (Lyu & Li 2020; Ji & Telgarsky 2020) to a KKT point of the
+max-margin problem min ½‖θ‖² s.t. every margin z_{y_i} − z_c ≥ 1. Directions converge like
+1/log t, so an end is *decided*, then polished and certified. A λ = 0 study
+(``[model] lambda = 0``; :func:`run_lambda0_study`, which :func:`landscape.study.run.run_study`
+hands every such study to) does, for every start:
+
+1. **Descent.** The study's descent stages (gd, flow, lbfgs; a non-descent stage such as the
+   Newton polish of a λ > 0 study is not run and the summary says so), batched as tensors, from
+   the study's ``[init]``, for their ``max_iter``. Their ``tol``, stall and curvature rules are
+   those of critical points and are off: a stage ends at ``max_iter``, or where ‖∇L‖ ≤
+   :data:`DESCENT_GRAD_FLOOR` (margins ≈ 345, where float64 loses ∇L; no GD run reaches it), or
+   ``diverged``. The CE gradient is computed without the cancellation of p_y − 1
+   (:meth:`landscape.core.model.DeepUFM._data_term`), exact to round-off at any margin.
+2. **Margin flow** (``[lambda0] continue_iter`` steps; 0: none). The descent's path, followed
+   further: Dormand–Prince (the ``flow`` engine) on log L(θ). dθ/ds = −∇L/L is the gradient flow
+   of L in the time s = ∫L dt, so it traces the *same curve* in θ-space, and log L and its
+   gradient are computed with every exponent shifted by the smallest margin
+   (:class:`MarginFlowUFM`), so the curve is followed to margins of thousands, where L itself
+   underflows. Late in a GD run the loss is tiny and GD is a first-order discretisation of this
+   flow far below its stability limit; ``[lambda0] check_starts`` measures whether the hand-off
+   comes late enough (step 5).
+3. **Decision** at the end θ_e. The *normalised point* is θ_b, the balanced factorisation of
+   θ_e's logits Z_e (every factor the singular values σ_i(Z_e)^{1/(L+1)}, aligned;
+   :func:`landscape.analysis.margins.balanced_factorisation`), scaled to unit minimum margin:
+   the imbalance W_{l+1}ᵀW_{l+1} − W_lW_lᵀ is conserved by gradient flow and stays O(‖θ₀‖²)
+   while ‖θ‖ → ∞, so the limit direction is balanced, and θ_b is GD's logits at it. The logits
+   are centred first (Z_e − 11ᵀZ_e/K, the same margins): 1ᵀW_L is conserved too (the columns
+   of ∂L/∂Z sum to zero), so 1ᵀZ_e grows only like ‖θ‖^L and vanishes in direction, as it
+   does at every KKT point.
+   γ_end = γ(θ_b) (≥ γ(θ_e), also stored as ``gamma_raw_end``); the end's *support* is the set of
+   margins ≤ (1 + ``support_rtol``)·min margin; its *label* is the structure table's
+   (:func:`landscape.analysis.structure.analyse_structure`) at θ_b with pattern and collapse
+   tolerances ``label_rtol``.
+4. **Polish and certificate.** :func:`landscape.analysis.margins.polish_direction` from θ_b
+   (Newton on the support's KKT system, SLSQP then Newton where Newton stalls); where Newton
+   lands on a saddle of the margin or below γ_end, SLSQP first (it climbs the margin). The
+   polished θ̂ is certified iff: its KKT residual ≤ ``kkt_tol``; it is a local maximum of the
+   margin (:func:`~landscape.analysis.margins.second_order`: no negative direction on the
+   support's tangent space, else ``margin_saddle``); and the hand-off is faithful — its support
+   and label (at the ``[analysis]`` tolerances) equal the end's, and
+   0 ≤ (γ(θ̂) − γ_end)/γ(θ̂) ≤ ``gamma_rtol`` (−1e-9 allowed for round-off): the polish climbed,
+   and only a little. Otherwise ``direction_unsettled`` with the reason, ``kkt_unconverged``,
+   ``not_separated`` (a class not yet separated at the end) or ``diverged``.
+5. **Check** (``[lambda0] check_starts``): the first starts again with every descent stage's
+   ``max_iter`` × ``check_factor``, decided the same way; the summary gives how many certified
+   ends agree (same label and γ) with their longer runs.
+
+Directions are deduplicated modulo class relabelling, gauge and scale by (label, γ to 9
+significant digits): both are invariant under all three. The results folder holds
+``config.json``, ``summary.json`` (``"kind": "lambda0"``, :func:`summary_text` prints it),
+``directions.json`` (every start's record, :data:`START_KEYS`) and ``directions.npz`` (θ̂ of every
+distinct certified direction, ``direction-<id>``, unit minimum margin). A λ = 0 run is not
+resumable: it is recomputed whole (it is minutes, not hours).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..analysis import margins as mg
+from ..analysis.labels import DNC, PAIRS
+from ..analysis.structure import analyse_structure
+from ..core.init import draw_starts, trajectory_seed
+from ..core.model import DeepUFM
+from ..core.validate import SpecError
+from ..engines import TrajectoryResults, run_pipeline
+from ..engines.stage import StageConfig
+from ..io.results import FILES, LAMBDA0_FILES, atomic_write_bytes, read_json, write_json
+from .config import StudyConfig, resolve_device
+from .stats import proportion
+
+#: ``kind`` of a λ = 0 study's summary.json.
+KIND = "lambda0"
+#: A descent stage at λ = 0 ends where ‖∇L‖ falls to this (margins ≈ 345: the norm of a gradient
+#: whose entries are ~e^{−m} underflows in float64 below ~1e−154).
+DESCENT_GRAD_FLOOR = 1e-150
+#: Stop reasons of a λ = 0 start, in the order the summary lists them.
+STOP_REASONS = ("certified", "direction_unsettled", "margin_saddle", "kkt_unconverged", "not_separated", "diverged")
+#: Round-off allowed below zero in the polish's relative change of γ.
+GAMMA_ROUNDOFF = 1e-9
+#: What a polish may raise on a pathological start (a step out of the separable cone, a LAPACK
+#: failure): the start is then ``kkt_unconverged`` (or its stable-rule check fails), not the run.
+POLISH_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
+#: Significant digits of γ in the key of a distinct direction.
+GAMMA_DIGITS = 9
+#: Keys of every record of directions.json.
+START_KEYS = ("index", "seed", "stop_reason", "detail", "label", "label_end", "support_size", "support_size_end",
+              "support_spread_end", "support_gap_end", "gamma", "gamma_end", "gamma_raw_end", "gamma_rel_change",
+              "kkt_residual", "polish", "margin_negative", "excess_zero_modes", "z_rank", "min_margin_end",
+              "descent_stop", "descent_iterations", "continue_iterations", "n_grad", "descent_s", "continue_s",
+              "decide_s", "direction_id")
+
+
+# ----- the margin flow -----------------------------------------------------------------------------
+class MarginFlowUFM(DeepUFM):
+    """The linear CE UFM at λ = 0 with objective log L(θ) in place of L (module docstring, step 2):
+    loss_and_grad returns (log L, ∇L/L). With u_ic = z_c − z_{y_i} (c ≠ y_i), s_i = Σ_c e^{u_ic}
+    and ℓ_i = log(1 + s_i): log L = log Σ_i ℓ_i − log N, computed as log s_i + log(log1p(s_i)/s_i)
+    (→ log s_i for s_i → 0) and a log-sum-exp over samples; ∂ log L/∂u_ic =
+    e^{u_ic − log Σℓ}/(1 + s_i), the true class's entry minus the sum of the others. Every
+    exponent is at most ~0: nothing over- or underflows at any margin (exponents below −600 are
+    raised to −600, e^{−600} relative to the largest term). Torch only (no host numpy path)."""
+
+    def __init__(self, spec, device="cpu"):
+        if not (spec.unregularised and spec.loss == "ce" and spec.activation == "linear"):
+            raise SpecError("the margin flow is of the linear CE model at λ = 0")
+        super().__init__(spec, device=device, compile=False)
+        self.host_gradient = False
+
+    def _data_term(self, Z, ops=None, Y=None):
+        Y = self.Y if Y is None else Y
+        off = 1 - Y
+        zy = (Z * Y).sum(dim=1, keepdim=True)
+        U = (Z - zy) * off - 1e300 * Y              # u_ic, the true class far below every other
+        top = U.amax(dim=1, keepdim=True)
+        log_s = top + torch.log(torch.exp(U - top).sum(dim=1, keepdim=True))
+        s = torch.exp(log_s.clamp(max=700.0))
+        small = log_s < -20.0
+        safe = torch.where(small, torch.ones_like(s), s)
+        log_l = log_s + torch.where(small, -0.5 * s, torch.log(torch.log1p(safe) / safe))
+        peak = log_l.amax(dim=2, keepdim=True)
+        log_sum = peak + torch.log(torch.exp(log_l - peak).sum(dim=2, keepdim=True))
+        g = log_sum.reshape(-1) - math.log(self.spec.N)
+        W = torch.exp((U - log_sum).clamp(min=-600.0)) * off / (1 + s)
+        return g, W - Y * W.sum(dim=1, keepdim=True)
+
+    def data_loss(self, Z):
+        return self._data_term(Z)[0]
+
+
+def continuation_stage(settings) -> StageConfig:
+    """The margin flow's stage: the flow engine for ``continue_iter`` steps (no tol, stall or
+    curvature rule)."""
+    n = settings.continue_iter
+    return StageConfig(engine="flow", rtol=settings.continue_rtol, max_iter=n, tol=1e-300, stall_window=n + 1,
+                       curvature_check=False, diverge_loss=1e300)
+
+
+def descent_stages(cfg: StudyConfig, factor: int = 1) -> tuple[tuple[StageConfig, ...], list[str]]:
+    """The study's descent stages as a λ = 0 study runs them (module docstring, step 1), with
+    ``max_iter`` × ``factor``; and the descriptions of the stages not run (non-descent engines)."""
+    kept, dropped = [], []
+    for s in cfg.stages:
+        if not s.descent:
+            dropped.append(s.describe())
+            continue
+        d = s.settings()
+        n = int(s.max_iter) * int(factor)
+        d.update(max_iter=n, tol=DESCENT_GRAD_FLOOR, stall_window=n + 1, curvature_check=False, curvature_gauge=False)
+        if kept:
+            d["entry_grad_norm"] = 1e300   # every row the previous stage did not lose goes on
+        kept.append(StageConfig.from_dict(d))
+    if not kept:
+        raise SpecError("stages is invalid for lambda=0: a λ = 0 study needs a descent stage (engine gd, flow or "
+                        "lbfgs) to follow; its ends are then decided and polished (landscape.study.lambda0)")
+    return tuple(kept), dropped
+
+
+def describe_dynamics(cfg: StudyConfig, factor: int = 1) -> str:
+    """Which engines, steps and init produced the numbers, e.g. ``gd(lr=0.5) 20000 steps → margin
+    flow (dopri5 on log L, rtol=1e-06) 2000 steps → KKT polish; init gaussian``."""
+    stages, _ = descent_stages(cfg, factor)
+    parts = [f"{s.describe()} {s.max_iter} steps" for s in stages]
+    st = cfg.lambda0
+    if st.continue_iter:
+        parts.append(f"margin flow (dopri5 on log L, rtol={st.continue_rtol:g}) {st.continue_iter} steps")
+    parts.append("KKT polish")
+    return " → ".join(parts) + "; init " + cfg.init.describe()
+
+
+# ----- dynamics ------------------------------------------------------------------------------------
+@dataclass
+class Dynamics:
+    """Where a unit of starts ended: ``theta`` (B, P) float64 numpy, the descent's results and
+    the margin flow's (None without one; ``flowed``: the rows it ran), seconds of each."""
+
+    theta: np.ndarray
+    descent: TrajectoryResults
+    flow: TrajectoryResults | None
+    flowed: np.ndarray
+    descent_s: float
+    flow_s: float
+    #: θ after half the margin flow's steps (rule "stable"), else None
+    theta_mid: np.ndarray | None = None
+    #: the margin flow's steps per flowed row (both halves)
+    flow_iterations: np.ndarray | None = None
+
+
+def run_dynamics(cfg: StudyConfig, indices, factor: int = 1, *, on_status=None) -> Dynamics:
+    """Steps 1–2 of the module docstring for the main starts ``indices`` (descent stages'
+    ``max_iter`` × ``factor``)."""
+    idx = list(indices)
+    device = resolve_device(cfg.device)
+    model = DeepUFM(cfg.model, device=device, compile={"on": True, "off": False}.get(cfg.compile, "auto"))
+    theta0 = draw_starts(cfg.model, cfg.init, cfg.seed, idx, device=device)
+    stages, _ = descent_stages(cfg, factor)
+    wb = cfg.working_batch or len(idx)
+    t = time.perf_counter()
+    res = run_pipeline(model, theta0, list(stages), working_batch=wb, on_status=on_status)
+    descent_s = time.perf_counter() - t
+    theta = res.theta.detach().to("cpu", torch.float64).clone()
+    ok = (res.stop_reason != "diverged") & torch.isfinite(theta).all(dim=1).numpy()
+    flowed = np.nonzero(ok)[0]
+    flow, flow_s, mid, iters = None, 0.0, None, None
+    st = cfg.lambda0
+    if st.continue_iter and flowed.size:
+        t = time.perf_counter()
+        fm = MarginFlowUFM(cfg.model.as_float64(), device=device)
+        rows = torch.from_numpy(flowed)
+        start = theta[rows].to(device)
+        if st.rule == "stable":   # in two halves, keeping the midpoint (the second half restarts h)
+            half = st.continue_iter // 2
+            first = run_pipeline(fm, start, [continuation_stage(replace(st, continue_iter=half))], working_batch=wb,
+                                 on_status=on_status)
+            mid = theta.clone()
+            mid[rows] = first.theta.detach().to("cpu", torch.float64)
+            flow = run_pipeline(fm, first.theta, [continuation_stage(replace(st, continue_iter=st.continue_iter - half))],
+                                working_batch=wb, on_status=on_status)
+            iters = first.iterations + flow.iterations
+            flow.n_grad = flow.n_grad + first.n_grad
+            flow.wall_time = flow.wall_time + first.wall_time
+            mid = mid.numpy()
+        else:
+            flow = run_pipeline(fm, start, [continuation_stage(st)], working_batch=wb, on_status=on_status)
+            iters = flow.iterations
+        theta[rows] = flow.theta.detach().to("cpu", torch.float64)
+        flow_s = time.perf_counter() - t
+    return Dynamics(theta.numpy(), res, flow, flowed, descent_s, flow_s, mid, iters)
+
+
+# ----- the decision --------------------------------------------------------------------------------
+def _label(spec, theta, **tolerances) -> str:
+    return analyse_structure(spec, theta, **tolerances).label
+
+
+@dataclass
+class Polished:
+    """An end read (step 3) and polished (step 4): the normalised point ``tb``, ``gamma_end``, the
+    end's support and label, the polished θ̂ with its certificate, second order and label."""
+
+    tb: np.ndarray
+    gamma_end: float
+    support_end: np.ndarray
+    label_end: str
+    theta: np.ndarray
+    cert: object
+    second: dict
+    label: str
+    how: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return direction_key(self.label, self.cert.gamma)
+
+    @property
+    def climbed(self) -> bool:
+        return self.cert.gamma >= self.gamma_end * (1 - GAMMA_ROUNDOFF)
+
+
+def read_and_polish(cfg: StudyConfig, theta: np.ndarray) -> Polished:
+    """Steps 3–4 of the module docstring for one separated end θ (P,): the normalised point, its
+    support and label, and the polished direction (Newton; SLSQP first where Newton reaches a
+    saddle of the margin, a lower γ, or no KKT point)."""
+    spec, st = cfg.model, cfg.lambda0
+    m = mg.margins(spec, theta).reshape(-1)
+    Z = mg.logits(spec, theta)
+    Z = Z - Z.mean(axis=0, keepdims=True)   # the margins are those of Z; 1ᵀZ → 0 in direction (docstring)
+    tb = mg.rescale_to_unit_margin(spec, mg.balanced_factorisation(spec, Z))
+    gamma_end = mg.normalised_margin(spec, tb)
+    s_end = np.flatnonzero(m / m.min() <= 1.0 + st.support_rtol)
+    label_end = _label(spec, tb, pattern_rtol=st.label_rtol, collapse_tol=st.label_rtol,
+                       rank_rtol=cfg.analysis.rank_rtol, zero_atol=cfg.analysis.zero_atol)
+    newton_tol = st.kkt_tol / 10
+    th, cert = mg.polish_direction(spec, tb, tol=newton_tol, support_rtol=st.support_rtol)
+    so = mg.second_order(spec, th, cert.support, cert.multipliers, st.curvature_tol)
+    how = cert.polish["stage"]
+    if so["negative"] or cert.gamma < gamma_end * (1 - GAMMA_ROUNDOFF) or cert.residual > st.kkt_tol:
+        # Newton goes to the nearest KKT point of either kind: from an end that is leaving a
+        # saddle of the margin, climb instead (SLSQP lowers ‖θ‖ at fixed margins)
+        try:
+            th2, cert2 = mg.polish_direction(spec, tb, tol=newton_tol, support_rtol=st.support_rtol, first="slsqp")
+            so2 = mg.second_order(spec, th2, cert2.support, cert2.multipliers, st.curvature_tol)
+        except POLISH_ERRORS:   # SLSQP left the separable cone, or LAPACK failed: Newton's answer stands
+            cert2 = None
+        if cert2 is None:
+            pass
+        elif cert2.residual <= st.kkt_tol and (so2["negative"], -cert2.gamma) < (so["negative"], -cert.gamma) \
+                or cert.residual > st.kkt_tol >= cert2.residual:
+            th, cert, so = th2, cert2, so2
+            how = f"{cert2.polish['stage']} (Newton alone reached a lower or saddle KKT point)"
+    label = _label(spec, th, **cfg.analysis.structure_kwargs())
+    return Polished(tb, gamma_end, s_end, label_end, th, cert, so, label, how)
+
+
+def decide(cfg: StudyConfig, theta_end: np.ndarray, theta_mid: np.ndarray | None = None) -> tuple[dict, np.ndarray | None]:
+    """Steps 3–4 of the module docstring for one end θ_e (P,): the start's record (the keys of
+    :data:`START_KEYS` that the decision fills) and the polished θ̂ (None where nothing was
+    polished). ``theta_mid``: where the margin flow was after half its steps (``rule =
+    "stable"``: an end the strict rule leaves unsettled is certified when both polish to the
+    same direction, :class:`~landscape.study.lambda0_settings.Lambda0Settings`)."""
+    spec, st = cfg.model, cfg.lambda0
+    t0 = time.perf_counter()
+    rec: dict = {"detail": ""}
+
+    def done(reason: str, detail: str = "", th=None):
+        rec.update(stop_reason=reason, detail=detail or rec.get("detail", ""), decide_s=time.perf_counter() - t0)
+        return rec, th
+
+    if not np.all(np.isfinite(theta_end)):
+        return done("diverged", "non-finite parameters at the end")
+    m = mg.margins(spec, theta_end).reshape(-1)
+    mmin = float(m.min())
+    rec["min_margin_end"] = mmin
+    if not mmin > 0:
+        return done("not_separated", f"smallest margin {mmin:.3g} ≤ 0 at the end")
+    rec["gamma_raw_end"] = mg.normalised_margin(spec, theta_end)
+    try:
+        p = read_and_polish(cfg, theta_end)
+    except POLISH_ERRORS as exc:
+        return done("kkt_unconverged", f"the polish failed: {type(exc).__name__}: {exc}")
+    cert, so, label = p.cert, p.second, p.label
+    ratio = m / mmin
+    outside = np.delete(ratio, p.support_end)
+    z = np.linalg.svd(mg.logits(spec, p.theta), compute_uv=False)
+    rel = (cert.gamma - p.gamma_end) / cert.gamma
+    rec.update(gamma_end=p.gamma_end, support_size_end=int(p.support_end.size),
+               support_spread_end=float(ratio[p.support_end].max() - 1.0),
+               support_gap_end=float(outside.min() - 1.0) if outside.size else None, label_end=p.label_end,
+               label=label, support_size=cert.support_size, gamma=cert.gamma, gamma_rel_change=rel,
+               kkt_residual=cert.residual, polish=p.how, margin_negative=so["negative"],
+               excess_zero_modes=so["excess_zero_modes"], z_rank=int(np.sum(z > z[0] * 1e-8)))
+    if cert.residual > st.kkt_tol:
+        return done("kkt_unconverged", f"KKT residual {cert.residual:.2e} > kkt_tol {st.kkt_tol:g}", p.theta)
+    if so["negative"]:
+        return done("margin_saddle", f"the polished direction ({label}, γ={cert.gamma:.6g}) has {so['negative']} "
+                                     "negative direction(s) of the margin: the end lingers near a saddle", p.theta)
+    if set(p.support_end.tolist()) != set(cert.support.tolist()):
+        why = f"support of {p.support_end.size} constraints at the end, {cert.support_size} polished"
+    elif p.label_end != label:
+        why = f"label {p.label_end} at the end, {label} polished"
+    elif not -GAMMA_ROUNDOFF <= rel <= st.gamma_rtol:
+        why = f"γ changed by {rel:+.2%} in the polish (bound: 0 … {st.gamma_rtol:g})"
+    else:
+        return done("certified", "strict", p.theta)
+    if st.rule != "stable" or theta_mid is None or not p.climbed or not np.all(np.isfinite(theta_mid)) \
+            or not mg.margins(spec, theta_mid).min() > 0:
+        return done("direction_unsettled", why, p.theta)
+    try:
+        q = read_and_polish(cfg, theta_mid)
+    except POLISH_ERRORS as exc:
+        return done("direction_unsettled", f"{why}; the polish from the flow's midpoint failed ({type(exc).__name__})",
+                    p.theta)
+    same = (q.key == p.key and set(q.cert.support.tolist()) == set(cert.support.tolist())
+            and q.cert.residual <= st.kkt_tol and not q.second["negative"] and q.climbed)
+    if not same:
+        return done("direction_unsettled", f"{why}; the polish from the flow's midpoint reached "
+                                           f"{q.label} (γ={q.cert.gamma:.6g}, support {q.cert.support_size})", p.theta)
+    return done("certified", f"stable: {why}, and the polish from the flow's midpoint reaches the same direction",
+                p.theta)
+
+
+# ----- the study -----------------------------------------------------------------------------------
+def direction_key(label: str, gamma: float) -> tuple[str, str]:
+    """The key of a distinct direction modulo relabelling, gauge and scale (module docstring)."""
+    return str(label), f"{gamma:.{GAMMA_DIGITS - 1}e}"
+
+
+def closed_form(spec, label: str) -> tuple[str, float] | None:
+    """(name, γ) of the closed form a label has (NC for DNC, the pairs code for pairs), or None."""
+    K, n, L = spec.K, spec.n, spec.L
+    if label == DNC.name:
+        return "nc_code_margin", mg.nc_code_margin(K, n, L)
+    if label == PAIRS.name and K % 2 == 0:
+        return "pairs_code_margin", mg.pairs_code_margin(K, n, L)
+    return None
+
+
+def _quantiles(v) -> dict | None:
+    v = np.asarray([x for x in v if x is not None and np.isfinite(x)], dtype=np.float64)
+    if not v.size:
+        return None
+    q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
+    return {"n": int(v.size), "min": float(q[0]), "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]),
+            "max": float(q[4]), "mean": float(v.mean())}
+
+
+def _start_records(cfg: StudyConfig, indices, dyn: Dynamics, progress) -> tuple[list[dict], list]:
+    from threadpoolctl import threadpool_limits
+
+    recs, thetas = [], []
+    flowed = {int(r): k for k, r in enumerate(dyn.flowed)}
+    for b, i in enumerate(indices):
+        # dense 200×200 solves: one BLAS thread (measured on 2 busy cores: 8 ms per lstsq, 290 ms with two)
+        with threadpool_limits(limits=1, user_api="blas"):
+            rec, th = decide(cfg, dyn.theta[b], None if dyn.theta_mid is None else dyn.theta_mid[b])
+        k = flowed.get(b)
+        rec.update(index=int(i), seed=trajectory_seed(cfg.seed, i), descent_stop=str(dyn.descent.stop_reason[b]),
+                   descent_iterations=int(dyn.descent.iterations[b]),
+                   continue_iterations=int(dyn.flow_iterations[k]) if dyn.flow is not None and k is not None else 0,
+                   n_grad=int(dyn.descent.n_grad[b]) + (int(dyn.flow.n_grad[k]) if dyn.flow is not None and k is not None else 0),
+                   descent_s=float(dyn.descent.wall_time[b]),
+                   continue_s=float(dyn.flow.wall_time[k]) if dyn.flow is not None and k is not None else 0.0)
+        if dyn.descent.stop_reason[b] == "diverged":
+            rec.update(stop_reason="diverged", detail=f"the descent diverged ({dyn.descent.stop_detail[b] or 'loss'})")
+        recs.append({key: rec.get(key) for key in START_KEYS})
+        thetas.append(th)
+        progress(1)
+    return recs, thetas
+
+
+def _assign_directions(recs: list[dict], thetas: list) -> list[dict]:
+    """Give every certified start the id of its distinct direction; return the directions."""
+    dirs: dict[tuple, dict] = {}
+    for r, th in zip(recs, thetas):
+        if r["stop_reason"] != "certified":
+            continue
+        key = direction_key(r["label"], r["gamma"])
+        d = dirs.get(key)
+        if d is None:
+            d = dirs[key] = {"id": len(dirs), "label": r["label"], "gamma": r["gamma"], "support_size": r["support_size"],
+                             "z_rank": r["z_rank"], "count": 0, "theta": th}
+        d["count"] += 1
+        r["direction_id"] = d["id"]
+    return list(dirs.values())
+
+
+def summarise(cfg: StudyConfig, recs: list[dict], directions: list[dict], check: dict | None = None) -> dict:
+    """The λ = 0 fields of summary.json (without wall time, environment and files)."""
+    spec = cfg.model
+    n = len(recs)
+    cert = [r for r in recs if r["stop_reason"] == "certified"]
+    nc = sum(r["label"] == DNC.name for r in cert)
+    labels: dict[str, int] = {}
+    for r in cert:
+        labels[r["label"]] = labels.get(r["label"], 0) + 1
+    dir_rows = []
+    for d in sorted(directions, key=lambda d: (-d["count"], d["id"])):
+        cf = closed_form(spec, d["label"])
+        row = {k: d[k] for k in ("id", "label", "gamma", "support_size", "z_rank", "count")}
+        row.update(proportion(d["count"], len(cert)))
+        if cf is not None:
+            row.update(closed_form=cf[0], closed_form_gamma=cf[1], closed_form_rel_error=abs(d["gamma"] - cf[1]) / cf[1])
+        dir_rows.append(row)
+    st = cfg.lambda0
+    pairs = mg.pairs_code_margin(spec.K, spec.n, spec.L) if spec.K % 2 == 0 else None
+    stages, dropped = descent_stages(cfg)
+    return {
+        "kind": KIND, "study": cfg.name, "config": cfg.to_dict(), "dynamics": describe_dynamics(cfg),
+        "n_trajectories": n,
+        "stop_reasons": {k: sum(r["stop_reason"] == k for r in recs) for k in STOP_REASONS},
+        "certified": {**proportion(len(cert), n),
+                      "by_rule": {"strict": sum(r["detail"] == "strict" for r in cert),
+                                  "stable": sum(str(r["detail"]).startswith("stable") for r in cert)}},
+        "nc": {"label": DNC.name, "of": "certified starts", **proportion(nc, len(cert))},
+        "labels": {k: proportion(v, len(cert)) for k, v in sorted(labels.items(), key=lambda kv: -kv[1])},
+        "directions": dir_rows,
+        "gamma": {"polished": _quantiles(r["gamma"] for r in cert), "end": _quantiles(r["gamma_end"] for r in cert),
+                  "raw_end": _quantiles(r["gamma_raw_end"] for r in cert),
+                  "rel_change": _quantiles(r["gamma_rel_change"] for r in cert if r["detail"] == "strict"),
+                  "rel_change_stable": _quantiles(r["gamma_rel_change"] for r in cert if r["detail"] != "strict"),
+                  "per_label": {k: _quantiles(r["gamma"] for r in cert if r["label"] == k) for k in labels}},
+        "closed_forms": {"nc_code_margin": mg.nc_code_margin(spec.K, spec.n, spec.L), "pairs_code_margin": pairs},
+        "steps": {"descent": _quantiles(r["descent_iterations"] for r in recs),
+                  "continue": _quantiles(r["continue_iterations"] for r in recs),
+                  "min_margin_end": _quantiles(r["min_margin_end"] for r in recs),
+                  "seconds_per_start": _quantiles((r["descent_s"] or 0) + (r["continue_s"] or 0) + (r["decide_s"] or 0)
+                                                  for r in recs)},
+        "decision": {**st.to_dict(), "descent_grad_floor": DESCENT_GRAD_FLOOR, "gamma_roundoff": GAMMA_ROUNDOFF,
+                     "rule": "certified iff KKT residual ≤ kkt_tol, no negative direction of the margin, support and "
+                             "label of the polished direction equal the end's, and 0 ≤ (γ − γ_end)/γ ≤ gamma_rtol "
+                             "(γ_end: the end's logits at their balanced factorisation)",
+                     "label_tolerances_polished": cfg.analysis.structure_kwargs()},
+        "not_run": dropped + ["saddle search", "saddle connections", "transition states"]
+                   + (["[check] (the λ > 0 check; see lambda0.check_starts)"] if cfg.check.starts else []),
+        "check": check,
+    }
+
+
+def _check(cfg: StudyConfig, recs: list[dict], progress) -> dict | None:
+    st = cfg.lambda0
+    if not st.check_starts:
+        return None
+    idx = list(range(st.check_starts))
+    dyn = run_dynamics(cfg, idx, factor=st.check_factor)
+    longer, _ = _start_records(cfg, idx, dyn, progress)
+    by = {r["index"]: r for r in recs}
+    both = [(by[r["index"]], r) for r in longer if by[r["index"]]["stop_reason"] == "certified"]
+    agree = sum(a["label"] == b["label"] and b["stop_reason"] == "certified"
+                and direction_key(a["label"], a["gamma"]) == direction_key(b["label"], b["gamma"]) for a, b in both)
+    same_label = sum(a["label"] == b["label"] for a, b in both)
+    return {"dynamics": describe_dynamics(cfg, st.check_factor), "starts": len(idx),
+            "certified_main": len(both), "agree": agree, "agreement": proportion(agree, len(both)),
+            "same_label": same_label,
+            "longer_stop_reasons": {k: sum(r["stop_reason"] == k for r in longer) for k in STOP_REASONS},
+            "pairs": [{"index": a["index"], "main": a["label"], "main_gamma": a["gamma"], "longer": b["label"],
+                       "longer_gamma": b["gamma"], "longer_stop_reason": b["stop_reason"]} for a, b in both]}
+
+
+def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callable[[dict], None] = True) -> dict:
+    """Run the λ = 0 study ``cfg`` into ``out_dir`` (module docstring); return its summary (the
+    content of summary.json, ``"kind": "lambda0"``). ``progress``: True (a bar over the
+    decisions), False, or a callable that receives ``{"phase", "done", "total"}`` after each unit."""
+    from .summary import environment
+
+    if not cfg.model.unregularised:
+        raise SpecError("run_lambda0_study is for λ = 0 (model.lambda = 0)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    write_json(out / FILES["config"], cfg.to_dict())
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.trajectories + cfg.lambda0.check_starts, desc=f"{cfg.name} λ=0 decisions", unit="start")
+    report = progress if callable(progress) else (lambda e: None)
+    tick = (lambda k: bar.update(k)) if bar is not None else (lambda k: None)
+    timings = {"descent_s": 0.0, "margin_flow_s": 0.0, "decide_s": 0.0}
+    recs: list[dict] = []
+    thetas: list = []
+    try:
+        for lo in range(0, cfg.trajectories, cfg.batch_size):
+            idx = list(range(lo, min(lo + cfg.batch_size, cfg.trajectories)))
+            dyn = run_dynamics(cfg, idx)
+            timings["descent_s"] += dyn.descent_s
+            timings["margin_flow_s"] += dyn.flow_s
+            t = time.perf_counter()
+            r, th = _start_records(cfg, idx, dyn, tick)
+            timings["decide_s"] += time.perf_counter() - t
+            recs += r
+            thetas += th
+            report({"phase": "trajectories", "done": len(recs), "total": cfg.trajectories})
+        directions = _assign_directions(recs, thetas)
+        t = time.perf_counter()
+        check = _check(cfg, recs, tick)
+        if check is not None:
+            timings["check_s"] = time.perf_counter() - t
+    finally:
+        if bar is not None:
+            bar.close()
+    summary = summarise(cfg, recs, directions, check)
+    arrays = {f"direction-{d['id']}": np.asarray(d["theta"], dtype=np.float64) for d in directions}
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(out / LAMBDA0_FILES["directions"], buf.getvalue())
+    write_json(out / LAMBDA0_FILES["starts"], {"kind": KIND, "keys": list(START_KEYS), "starts": recs})
+    summary.update(environment=environment(str(resolve_device(cfg.device))), timings=timings,
+                   wall_time_s=time.perf_counter() - t_start,
+                   files={"config": FILES["config"], "summary": FILES["summary"], **LAMBDA0_FILES})
+    write_json(out / FILES["summary"], summary)
+    return summary
+
+
+def prevalence_row(cell, summary: dict, confidence: float = 0.95) -> dict:
+    """A sweep's prevalence row (:func:`landscape.study.sweep.prevalence_row`, the same keys) from a
+    λ = 0 cell's summary: fractions over all the cell's starts, a certified direction counting as
+    its label, every other end as uncertified by its stop reason; the logits' rank and the
+    distinct points from the certified directions."""
+    n = int(summary["n_trajectories"])
+    by_label = {str(lab): int(v["count"]) for lab, v in summary["labels"].items()}
+    reasons = {k: int(v) for k, v in summary["stop_reasons"].items() if k != "certified" and int(v)}
+    dirs = summary["directions"]
+    ranks: dict[str, int] = {}
+    for d in sorted(dirs, key=lambda d: d["z_rank"]):
+        ranks[str(d["z_rank"])] = ranks.get(str(d["z_rank"]), 0) + int(d["count"])
+    n_ranked = sum(ranks.values())
+    dnc = proportion(by_label.get(DNC.name, 0), n, confidence)
+    unc = proportion(sum(reasons.values()), n, confidence)
+    ci = {lab: proportion(c, n, confidence) for lab, c in by_label.items()}
+    return {"cell": cell.name, **cell.overrides, "n_trajectories": n, "logit_rank_counts": ranks,
+            "uncertified_by_reason": reasons, "unseen_mass": None, "wall_time_s": summary.get("wall_time_s"),
+            "trajectory_time_s": None, "check": {},
+            **{f"ci_low_{lab}": v["ci_low"] for lab, v in ci.items()},
+            **{f"ci_high_{lab}": v["ci_high"] for lab, v in ci.items()},
+            **{f"dnc_{k}": v for k, v in dnc.items()}, **{f"uncertified_{k}": v for k, v in unc.items()},
+            "mean_logit_rank": sum(int(r) * c for r, c in ranks.items()) / n_ranked if n_ranked else float("nan"),
+            "n_distinct_points": len(dirs), "dynamics": summary.get("dynamics"),
+            **{f"count_{lab}": c for lab, c in by_label.items()},
+            **{f"frac_{lab}": c / n for lab, c in by_label.items()}}
+
+
+# ----- reading and printing ------------------------------------------------------------------------
+def is_lambda0_folder(path: str | Path) -> bool:
+    """Whether ``path`` holds a λ = 0 study (its summary.json says ``"kind": "lambda0"``)."""
+    p = Path(path) / FILES["summary"]
+    if not p.is_file() or p.stat().st_size > 64 * 2 ** 20:
+        return False
+    try:
+        s = read_json(p)
+    except (OSError, ValueError):
+        return False
+    return isinstance(s, dict) and s.get("kind") == KIND
+
+
+def end_labels(path: str | Path) -> dict[int, str | None]:
+    """{start index: label of its certified direction (None: not certified)} of the λ = 0 study in
+    ``path`` (its directions.json): a sweep pairs them with a λ > 0 cell's start by start."""
+    d = read_json(Path(path) / LAMBDA0_FILES["starts"])
+    if not isinstance(d, dict) or d.get("kind") != KIND or not isinstance(d.get("starts"), list):
+        raise ValueError(f"{Path(path) / LAMBDA0_FILES['starts']} is not a λ = 0 study's record of its starts")
+    return {int(r["index"]): (str(r["label"]) if r.get("stop_reason") == "certified" else None) for r in d["starts"]}
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def summary_text(s: dict) -> str:
+    """The lines ``landscape run`` (and ``landscape inspect``) print about a λ = 0 study."""
+    n = s["n_trajectories"]
+    c, nc = s["certified"], s["nc"]
+    lines = [f"λ = 0 study {s['study']}: {n} starts ({s['dynamics']})",
+             "ends: " + ", ".join(f"{k} {v}" for k, v in s["stop_reasons"].items() if v),
+             f"certified {c['count']} of {n} ({_pct(c['fraction'])} [{_pct(c['ci_low'])}, {_pct(c['ci_high'])}]); "
+             f"NC (label {nc['label']}) {nc['count']} of {c['count']} certified: {_pct(nc['fraction'])} "
+             f"[{_pct(nc['ci_low'])}, {_pct(nc['ci_high'])}] (95% Wilson)"]
+    cf = s["closed_forms"]
+    lines.append(f"closed forms: γ_NC = {cf['nc_code_margin']:.10g}"
+                 + (f", γ_pairs = {cf['pairs_code_margin']:.10g}" if cf.get("pairs_code_margin") else ""))
+    for d in s["directions"]:
+        ref = (f"; closed form {d['closed_form_gamma']:.10g}, rel. error {d['closed_form_rel_error']:.1e}"
+               if d.get("closed_form") else "")
+        lines.append(f"  direction {d['id']}: {d['label']}, γ = {d['gamma']:.10g}, support {d['support_size']}, "
+                     f"rank {d['z_rank']}: {d['count']} starts ({_pct(d['fraction'])} [{_pct(d['ci_low'])}, "
+                     f"{_pct(d['ci_high'])}]){ref}")
+    g, g2 = s["gamma"].get("rel_change"), s["gamma"].get("rel_change_stable")
+    by = c.get("by_rule", {})
+    if g:
+        lines.append(f"polish (strict rule, {by.get('strict', g['n'])} starts): γ rose by {g['min']:.2g} … {g['max']:.2g} "
+                     f"(median {g['median']:.2g}) relative to the end's balanced logits (bound "
+                     f"{s['decision']['gamma_rtol']:g})")
+    if g2:
+        lines.append(f"polish (stable rule, {by.get('stable', g2['n'])} starts whose end had not settled; the polish "
+                     f"from the flow's midpoint reaches the same direction): γ rose by {g2['min']:.2g} … "
+                     f"{g2['max']:.2g}")
+    chk = s.get("check")
+    if chk:
+        lines.append(f"hand-off check ({chk['dynamics']}): {chk['agree']} of {chk['certified_main']} certified ends "
+                     f"agree with the {s['decision']['check_factor']}× longer runs (same label {chk['same_label']})")
+    if s.get("not_run"):
+        lines.append("not run at λ = 0: " + ", ".join(s["not_run"]))
+    return "\n".join(lines)
+
+
+@dataclass
+class Lambda0Result:
+    """What :func:`landscape.run_study` returns for a λ = 0 study: the folder and its summary."""
+
+    folder: Path
+    summary: dict
+
+    @property
+    def wall_time_s(self) -> float:
+        return float(self.summary.get("wall_time_s", 0.0))
+
+    @property
+    def timings(self) -> dict:
+        return dict(self.summary.get("timings", {}))
+
+    def text(self) -> str:
+        return summary_text(self.summary)
