@@ -2,7 +2,8 @@
 
 Two paths (:func:`choose_method`):
 
-* **dense**: the exact Hessian from batched Hessian-vector products (:meth:`DeepUFM.hessian`),
+* **dense**: the exact Hessian from batched Hessian-vector products (:func:`dense_hessian`, the
+  dense builder of :class:`landscape.core.operators.CurvatureOperator`),
   the full spectrum by LAPACK (``scipy.linalg.eigh``), the eigenvectors of the negative
   eigenvalues by a second, subset call. Chosen when P ≤ ``dense_limit``, or, with
   ``dense_limit=None``, when the cost model (:func:`dense_cost_s`, a LAPACK timing measured once
@@ -41,6 +42,7 @@ import torch
 from ..core.jsonsafe import json_float
 from ..core.linalg import TORCH_EIGVALSH_FROM, block_lanczos, symmetric_eigh
 from ..core.model import DeepUFM, ModelSpec, as_theta64
+from ..core.operators import HessianOperator
 from ..core.spec import require_regularised
 from .settings import (DEFAULT_DENSE_BUDGET_S, DEFAULT_DENSE_LIMIT, DEFAULT_LANCZOS_K,  # noqa: F401
                        DEFAULT_LANCZOS_SEED, DEFAULT_LANCZOS_TOL, DEFAULT_NOISE_MULT, DEFAULT_SYMMETRY_RTOL,
@@ -59,31 +61,24 @@ def _float64_model(spec: ModelSpec, device="cpu") -> DeepUFM:
     return DeepUFM(spec.as_float64(), device=device)
 
 
+def hessian_operator(spec: ModelSpec, theta, device="cpu") -> HessianOperator:
+    """The exact Hessian at θ (P,) as an operator of one row (B = 1), float64, on ``device``
+    (:class:`landscape.core.operators.HessianOperator`)."""
+    return _float64_model(spec, device).hvp_operator(as_theta64(spec, theta).to(device).reshape(1, -1))
+
+
 def dense_hessian(spec: ModelSpec, theta, device="cpu") -> np.ndarray:
-    """Exact dense Hessian (P, P) at θ (P,), float64, symmetrised (computed on ``device``)."""
-    th = as_theta64(spec, theta).to(device)
-    return _float64_model(spec, device).hessian(th).cpu().numpy()
+    """Exact dense Hessian (P, P) at θ (P,), float64, symmetrised (computed on ``device``):
+    :meth:`~landscape.core.operators.CurvatureOperator.dense` of :func:`hessian_operator`."""
+    return hessian_operator(spec, theta, device).dense()[0].cpu().numpy()
 
 
 def hessian_matmat(spec: ModelSpec, theta, device="cpu", chunk: int = 256):
     """V (P, b) ↦ H(θ)V (P, b), exact, on ``device``: up to ``chunk`` vectors per batched
-    double-backward pass (θ repeated, :meth:`DeepUFM.hvp_operator`), operators cached by b."""
-    model = _float64_model(spec, device)
-    th = as_theta64(spec, theta).to(device)
-    P = spec.P
-    ops: dict[int, object] = {}
-
-    def block(V: torch.Tensor) -> torch.Tensor:
-        m = V.shape[1]
-        if m not in ops:
-            ops[m] = model.hvp_operator(th.unsqueeze(0).expand(m, P).contiguous())
-        return ops[m](V.T.contiguous()).T
-
-    def matmat(V: torch.Tensor) -> torch.Tensor:
-        V = V.reshape(P, -1)
-        return torch.cat([block(V[:, j:j + chunk]) for j in range(0, V.shape[1], chunk)], dim=1)
-
-    return matmat
+    product (θ repeated, :meth:`~landscape.core.operators.CurvatureOperator.matmat` of
+    :func:`hessian_operator`), operators cached by b."""
+    op = hessian_operator(spec, theta, device)
+    return lambda V: op.matmat(V, chunk)
 
 
 @functools.lru_cache(maxsize=4)

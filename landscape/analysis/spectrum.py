@@ -261,10 +261,7 @@ def inspect_spectrum(spec: ModelSpec, theta, settings: SpectrumSettings | None =
         t = time.perf_counter()
         model = DeepUFM(spec, device=device)
         thb = th.to(device).unsqueeze(0)
-        G = torch.cat([model.gauss_newton_vp(thb.expand(min(256, P - j), P),
-                                             torch.eye(P, dtype=torch.float64, device=device)[j:j + 256])
-                       for j in range(0, P, 256)]).cpu().numpy()
-        G = 0.5 * (G + G.T)
+        G = model.gauss_newton_operator(thb).dense()[0].cpu().numpy()   # symmetrised
         gn = symmetric_eigh(G, vectors=False)
         res = symmetric_eigh(H - G, vectors=False)
         timings["gauss_newton_s"] = time.perf_counter() - t

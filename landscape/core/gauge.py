@@ -13,6 +13,8 @@ the curvature across the orbit (:mod:`landscape.engines.curvature`).
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -95,6 +97,19 @@ class GaugeProjector:
             self._Gplus, self._ia, self._ib = self.Gplus.numpy(), a.numpy(), b.numpy()
         else:
             self._F, self._Gplus, self._ia, self._ib = [f.detach() for f in factors], self.Gplus, a, b
+
+    def repeat_rows(self, m: int) -> "GaugeProjector":
+        """The projector of the batch with each row repeated m times in place (row b·m + k is
+        row b): the same G⁺ and factors, repeated, nothing recomputed."""
+        out = copy.copy(self)
+        out.Gplus = self.Gplus.repeat_interleave(m, dim=0)
+        out.rank = self.rank.repeat_interleave(m, dim=0)
+        if self._host:
+            out._F = [np.repeat(f, m, axis=0) for f in self._F]
+            out._Gplus = out.Gplus.numpy()
+        else:
+            out._F, out._Gplus = [f.repeat_interleave(m, dim=0) for f in self._F], out.Gplus
+        return out
 
     def _split(self, v) -> list:
         B, out, i = v.shape[0], [], 0

@@ -25,6 +25,7 @@ import torch
 from .validate import SpecError  # noqa: F401  (re-exported)
 
 from .arrayops import NUMPY, TORCH
+from .operators import GaussNewtonOperator, HessianOperator
 from .smallmm import CPU_SMALL_PRODUCT, bmm as _bmm
 from .spec import ACTIVATIONS, DTYPE_NAMES, LOSSES, ModelSpec  # noqa: F401  (re-exported: the model's spec)
 from .theta import DTYPES, as_theta64  # noqa: F401  (re-exported: the torch side of the spec)
@@ -350,12 +351,9 @@ class DeepUFM:
         return g
 
     # ----- Gauss–Newton-vector products ----------------------------------------------------
-    def logits_jvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """J(θ)v: the derivative of the logits Z along v, (B, K, N), by forward propagation of
-        the perturbation: dh₀ = Δ₀, dh_l = Δ_l σ(h_{l−1}) + W_l (σ'(h_{l−1}) ⊙ dh_{l−1})."""
-        F = self.factors(theta)
+    def _jvp(self, F: list, pre: list, post: list, v: torch.Tensor) -> torch.Tensor:
+        """J(θ)v of :meth:`logits_jvp` from θ's factors ``F`` and forward pass (``pre``, ``post``)."""
         D = self.factors(v)
-        pre, post, _ = self.forward(theta)
         dpost = D[0]
         for l in range(1, len(F)):
             dh = _bmm(D[l], post[l - 1]) + _bmm(F[l], dpost)
@@ -363,11 +361,8 @@ class DeepUFM:
                 dpost = dh * (pre[l] > 0) if self._relu else dh
         return dh
 
-    def logits_vjp(self, theta: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
-        """J(θ)ᵀU for U (B, K, N) (a cotangent of the logits), (B, P): the backward pass of
-        :meth:`_loss_and_grad` with δ_Z = U and no weight decay."""
-        F = self.factors(theta)
-        pre, post, _ = self.forward(theta)
+    def _vjp(self, F: list, pre: list, post: list, U: torch.Tensor) -> torch.Tensor:
+        """J(θ)ᵀU of :meth:`logits_vjp` from θ's factors ``F`` and forward pass."""
         grads = [None] * len(F)
         delta = U
         for l in range(len(F) - 1, 0, -1):
@@ -377,24 +372,57 @@ class DeepUFM:
         grads[0] = delta
         return self.flatten(grads)
 
+    def logits_jvp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """J(θ)v: the derivative of the logits Z along v, (B, K, N), by forward propagation of
+        the perturbation: dh₀ = Δ₀, dh_l = Δ_l σ(h_{l−1}) + W_l (σ'(h_{l−1}) ⊙ dh_{l−1})."""
+        pre, post, _ = self.forward(theta)
+        return self._jvp(self.factors(theta), pre, post, v)
+
+    def logits_vjp(self, theta: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+        """J(θ)ᵀU for U (B, K, N) (a cotangent of the logits), (B, P): the backward pass of
+        :meth:`_loss_and_grad` with δ_Z = U and no weight decay."""
+        pre, post, _ = self.forward(theta)
+        return self._vjp(self.factors(theta), pre, post, U)
+
+    def gauss_newton_operator(self, theta: torch.Tensor) -> GaussNewtonOperator:
+        """The Gauss–Newton operator v ↦ G(θ)v (:meth:`gauss_newton_vp`) at a batch θ (B, P):
+        a :class:`landscape.core.operators.GaussNewtonOperator` (θ's forward pass computed once)."""
+        return GaussNewtonOperator(self, theta)
+
+    def _gauss_newton_function(self, theta: torch.Tensor):
+        """v ↦ G(θ)v for a (B, P) batch θ (:meth:`gauss_newton_vp`), θ's forward pass and
+        softmax computed once."""
+        with torch.no_grad():
+            F = self.factors(theta)
+            pre, post, Z = self.forward(theta)
+            N = self.spec.N
+            p = torch.softmax(Z, dim=1) if self.spec.loss == "ce" else None
+            lam = self._lam_of_rows(theta.shape[0])
+
+        def apply(v: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                JV = self._jvp(F, pre, post, v)
+                U = (p * JV - p * (p * JV).sum(dim=1, keepdim=True)) / N if p is not None else JV / N
+                return self._vjp(F, pre, post, U) + lam * v
+
+        return apply
+
     def gauss_newton_vp(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """G(θ)v with G = Jᵀ ∇²_Z g J + diag(λ): the Gauss–Newton part of the Hessian (every
         same-factor term of MODEL.md §7 and the cross-factor terms of the same form); the rest,
         H − G = Σ_k (∇_Z g)_k ∇²Z_k, is the residual part (only between different factors, since Z
         is linear in each factor). ∇²_Z g per column: (diag(p) − ppᵀ)/N for CE, I/N for MSE. (B, P)."""
-        with torch.no_grad():
-            JV = self.logits_jvp(theta, v)
-            N = self.spec.N
-            if self.spec.loss == "ce":
-                p = torch.softmax(self.logits(theta), dim=1)
-                U = (p * JV - p * (p * JV).sum(dim=1, keepdim=True)) / N
-            else:
-                U = JV / N
-            return self.logits_vjp(theta, U) + self._lam_of_rows(theta.shape[0]) * v
+        return GaussNewtonOperator(self, theta)(v)
 
     # ----- Hessian-vector products ---------------------------------------------------------
-    def hvp_operator(self, theta: torch.Tensor):
-        """Return a function v ↦ H(θ)v for (B, P) batches of v, for one θ (B, P) batch.
+    def hvp_operator(self, theta: torch.Tensor) -> HessianOperator:
+        """The Hessian at a θ (B, P) batch as an operator v ↦ H(θ)v on (B, P) batches of v: a
+        :class:`landscape.core.operators.HessianOperator` (callable, ``@``, ``.dense()``).
+        A θ of shape (P,) gives the operator of one row on (P,) vectors."""
+        return HessianOperator(self, theta)
+
+    def _hvp_function(self, theta: torch.Tensor):
+        """A function v ↦ H(θ)v for (B, P) batches of v, for one θ (B, P) batch.
 
         Batch elements are independent, so the Hessian of Σ_b L(θ_b) is block diagonal and every
         row gets its own Hessian-vector product. The linear model in its bottleneck form
@@ -403,7 +431,7 @@ class DeepUFM:
         reuses one autograd graph of :meth:`loss` (double back-propagation). Both are exact.
         """
         if self._bottleneck:
-            lams = self._factor_lams(theta.shape[0] if theta.dim() == 2 else 1, self._row_lam)
+            lams = self._factor_lams(theta.shape[0], self._row_lam)
             if not self.host_gradient:
                 return self._bottleneck_hvp(theta.detach(), lams, TORCH, self.Y)
             with np.errstate(all="ignore"):
@@ -506,19 +534,8 @@ class DeepUFM:
 
     def hessian(self, theta: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """Dense Hessian of one parameter set θ (P,), shape (P, P), exact: its columns H e_j are
-        Hessian-vector products of the unit vectors, ``chunk`` of them per batched double-backward
-        pass (θ repeated). Symmetrised, (H + Hᵀ)/2."""
+        Hessian-vector products of the unit vectors, ``chunk`` of them per batched product (θ
+        repeated): :meth:`landscape.core.operators.CurvatureOperator.dense`. Symmetrised, (H + Hᵀ)/2."""
         if self._row_lam is not None:
             raise ValueError("hessian() is of one parameter set: take a model without per-row λ")
-        th = theta.detach().reshape(1, -1)
-        P = th.shape[1]
-        cols = []
-        eye = torch.eye(P, dtype=th.dtype, device=th.device)
-        ops: dict[int, object] = {}
-        for j in range(0, P, chunk):
-            m = min(chunk, P - j)
-            if m not in ops:
-                ops[m] = self.hvp_operator(th.expand(m, P).contiguous())
-            cols.append(ops[m](eye[j:j + m]))
-        H = torch.cat(cols, dim=0)
-        return 0.5 * (H + H.T)
+        return self.hvp_operator(theta.detach().reshape(1, -1)).dense(chunk)[0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..core.gauge import GaugeProjector
+from ..core.operators import GaugeProjectorOperator
 from ..core.linalg import lanczos_ritz_values
 from ..core.model import DeepUFM
 from ..core.spec import require_regularised
@@ -53,19 +53,17 @@ def negative_curvature(model: DeepUFM, theta: torch.Tensor, grad: torch.Tensor, 
     """(witness (B,) bool, smallest Ritz value (B,)): witness[b] when a Ritz value of the Hessian
     at θ_b falls below −threshold[b]. Costs ``steps`` Hessian-vector products per row.
 
-    ``gauge``: Lanczos on P H P, P the projector across the symmetry orbit at θ
-    (:class:`landscape.core.gauge.GaugeProjector`, T²P per row to build): the orbit directions'
+    ``gauge``: Lanczos on ``P @ H @ P``, P the projector across the symmetry orbit at θ
+    (:class:`landscape.core.operators.GaugeProjectorOperator`, T²P per row to build): the orbit directions'
     O(‖∇L‖) curvature no longer masks a saddle's, and a witness still proves negative curvature
     of H itself (P H P is a compression of H)."""
     if theta.shape[0] == 0:
         empty = torch.zeros(0, dtype=theta.dtype, device=theta.device)
         return empty.bool(), empty
-    hvp = model.hvp_operator(theta)
+    op = model.hvp_operator(theta)
     v0 = start_vectors(theta, grad)
     if gauge:
-        proj = GaugeProjector(model.spec, model.factors(theta))
-        op, v0 = (lambda v: proj(hvp(proj(v)))), proj(v0)
-    else:
-        op = hvp
+        proj = GaugeProjectorOperator(model, theta)
+        op, v0 = proj @ op @ proj, proj @ v0
     rmin = lanczos_ritz_values(op, v0, steps)[:, 0]
     return rmin < -threshold, rmin

@@ -8,7 +8,9 @@ changes, :meth:`~landscape.engines.state.EngineState.merge`), and at a synchroni
 rows are written to the output and dropped from the working tensors, so finished trajectories
 cost no further work. Results do not depend on ``sync_every`` except for the wall times.
 
-Stop reasons (exactly one per trajectory, :data:`STOP_REASONS`):
+Stop reasons (exactly one per trajectory, :data:`STOP_REASONS`, members of
+:class:`~landscape.engines.outcomes.Outcome` with their messages; details
+:class:`~landscape.engines.outcomes.Detail`):
 
 * ``converged``: ‖∇L‖ ≤ ``tol``, below the row's loss ceiling if it has one, and — for a
   descent engine with ``curvature_check`` — no negative-curvature witness
@@ -35,13 +37,17 @@ from ..core.allocator import retain_freed_host_memory
 from ..core.model import DeepUFM
 from ..core.validate import SpecError
 from .curvature import curvature_threshold, negative_curvature
-from .trajectories import STOP_REASONS, TrajectoryResults
+from .outcomes import STOP_REASONS, Detail, Outcome
+from .trajectories import TrajectoryResults
 from .stage import ENGINES, StageConfig
 from .state import EngineState
 
-_CONVERGED, _MAX_ITER, _DIVERGED, _STALLED = range(4)
+_CONVERGED, _MAX_ITER, _DIVERGED, _STALLED = (STOP_REASONS.index(o) for o in (
+    Outcome.CONVERGED, Outcome.MAX_ITER, Outcome.DIVERGED, Outcome.STALLED))
 #: Stop detail of a row that stopped uncertified after a negative-curvature witness.
-NEGATIVE_CURVATURE = "negative_curvature"
+NEGATIVE_CURVATURE = Detail.NEGATIVE_CURVATURE
+#: The stored values of the stop codes (plain strings, as read back from a results folder).
+_REASON_VALUES = np.array([o.value for o in STOP_REASONS], dtype=object)
 
 
 def default_sync_every(device: torch.device) -> int:
@@ -207,16 +213,16 @@ class _Outputs:
             ratio = (hg.norm(dim=1) / g.norm(dim=1).clamp(min=1e-300)).cpu().numpy()
             sgi = gi[st.cpu().numpy()]
             out["n_hvp"][sgi] += 1
-            self.detail[sgi] = np.where(ratio <= cfg.flat_rtol, "gradient_flat", "plateau")
+            self.detail[sgi] = np.where(ratio <= cfg.flat_rtol, Detail.GRADIENT_FLAT.value, Detail.PLATEAU.value)
         bad = (r_d == _MAX_ITER) & (book.witnesses[d_idx] > 0)
         if bool(bad.any()):
-            self.detail[gi[bad.cpu().numpy()]] = NEGATIVE_CURVATURE
+            self.detail[gi[bad.cpu().numpy()]] = NEGATIVE_CURVATURE.value
 
     def results(self, cfg: StageConfig) -> TrajectoryResults:
         out, B = self.arrays, self.theta.shape[0]
         return TrajectoryResults(
             theta=self.theta, loss=out["loss"], grad_norm=out["grad_norm"],
-            stop_reason=np.array(STOP_REASONS, dtype=object)[out["reason"]], stop_detail=self.detail,
+            stop_reason=_REASON_VALUES[out["reason"]], stop_detail=self.detail,
             iterations=out["iterations"], n_grad=out["n_grad"], n_hvp=out["n_hvp"], wall_time=out["wall_time"],
             last_stage=np.zeros(B, dtype=np.int64), stages=[cfg.settings()], handoff_theta=self.theta.clone(),
             main_iterations=out["iterations"].copy(), first_small=out["first_small"], witnesses=out["witnesses"])
@@ -340,7 +346,8 @@ def admit_to_next_stage(model: DeepUFM, res: TrajectoryResults, prev: StageConfi
     conv = res.converged[candidates]
     ok = conv.copy()
     if nxt.entry_grad_norm is not None:
-        ok |= np.isin(res.stop_reason[candidates], ("max_iter", "stalled")) & (res.grad_norm[candidates] <= nxt.entry_grad_norm)
+        ok |= np.isin(res.stop_reason[candidates], (Outcome.MAX_ITER, Outcome.STALLED)) \
+            & (res.grad_norm[candidates] <= nxt.entry_grad_norm)
     late = candidates[ok & ~conv]
     if prev.curvature_check and late.size:
         th = res.theta[torch.from_numpy(late)].to(device=model.device, dtype=model.dtype)
@@ -348,7 +355,7 @@ def admit_to_next_stage(model: DeepUFM, res: TrajectoryResults, prev: StageConfi
         _, g = m.loss_and_grad(th)
         neg = stage_witnesses(m, th, g, prev).cpu().numpy()
         res.n_hvp[late] += prev.curvature_steps
-        res.stop_detail[late[neg]] = NEGATIVE_CURVATURE
+        res.stop_detail[late[neg]] = NEGATIVE_CURVATURE.value
         ok[np.isin(candidates, late[neg])] = False
     return candidates[ok]
 

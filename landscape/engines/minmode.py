@@ -49,6 +49,7 @@ from ..core.model import DeepUFM
 from ..core.thresholds import DEFAULT_TAU_REL
 from .curvature import curvature_threshold
 from .options import EngineOptions, integer, number
+from .outcomes import Outcome
 
 #: Seed of the random part of the first Lanczos start vector (the same on every device).
 START_SEED = 20261202
@@ -73,8 +74,8 @@ class MinModeOptions(EngineOptions):
 @dataclass
 class MinModeResults:
     """Per row: ``theta`` (B, P) final point (CPU), ``loss``, ``grad_norm``, ``lowest`` (μ₁, the
-    lowest Ritz value at the end), ``second`` (μ₂), ``stop_reason`` ('converged', 'max_iter',
-    'stalled', 'diverged'), ``iterations`` and ``n_hvp`` (numpy arrays)."""
+    lowest Ritz value at the end), ``second`` (μ₂), ``stop_reason`` (:class:`~landscape.engines.outcomes.Outcome`
+    values: converged, max_iter, stalled, diverged), ``iterations`` and ``n_hvp`` (numpy arrays)."""
 
     theta: torch.Tensor
     loss: np.ndarray
@@ -87,7 +88,7 @@ class MinModeResults:
 
     @property
     def converged(self) -> np.ndarray:
-        return self.stop_reason == "converged"
+        return self.stop_reason == Outcome.CONVERGED
 
 
 def follow_min_mode(model: DeepUFM, theta0: torch.Tensor, opts: MinModeOptions | None = None) -> MinModeResults:
@@ -134,8 +135,9 @@ def follow_min_mode(model: DeepUFM, theta0: torch.Tensor, opts: MinModeOptions |
         stop = done | bad | out_of_budget | small
         if bool(stop.any()):
             sn = stop.cpu().numpy()
-            rs = np.where(done.cpu().numpy(), "converged", np.where(bad.cpu().numpy(), "diverged",
-                          np.where(small.cpu().numpy(), "stalled", "max_iter")))
+            rs = np.where(done.cpu().numpy(), Outcome.CONVERGED.value,
+                          np.where(bad.cpu().numpy(), Outcome.DIVERGED.value,
+                                   np.where(small.cpu().numpy(), Outcome.STALLED.value, Outcome.MAX_ITER.value)))
             reason[act_np[sn]] = rs[sn]
             keep = ~stop
             active, th, g, vn, v2, l1, l2, neg, neg2, gn, op = (

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-STOP_REASONS = ("converged", "max_iter", "diverged", "stalled")
+from .outcomes import STOP_REASONS, Outcome
+
+__all__ = ["STOP_REASONS", "TrajectoryResults"]
 
 
 @dataclass
@@ -14,11 +16,12 @@ class TrajectoryResults:
     """End states of B trajectories (row b ↔ trajectory b of the input batch), on the host.
 
     ``theta`` (B, P) final parameters (CPU, the model's dtype); ``loss``, ``grad_norm`` (B,)
-    float64; ``stop_reason`` (B,) strings from :data:`STOP_REASONS`; ``stop_detail`` (B,):
+    float64; ``stop_reason`` (B,) :class:`~landscape.engines.outcomes.Outcome` values from
+    :data:`STOP_REASONS`; ``stop_detail`` (B,) :class:`~landscape.engines.outcomes.Detail` values:
     ``gradient_flat``/``plateau`` for stalled rows, ``negative_curvature`` for rows that stopped
     uncertified after the driver found negative curvature where they would have converged, else
-    ''; ``iterations``, ``n_grad``, ``n_hvp`` (B,) summed over stages; ``wall_time`` (B,) seconds
-    from the start of the batch to the row's final stop; ``last_stage`` (B,) index of the stage
+    '' (a study adds ``saddle_visits`` and ``kink``); ``iterations``, ``n_grad``, ``n_hvp`` (B,)
+    summed over stages; ``wall_time`` (B,) seconds from the start of the batch to the row's final stop; ``last_stage`` (B,) index of the stage
     that decided the stop; ``stages`` the settings of every stage that ran.
 
     Where the main (first) stage handed over: ``handoff_theta`` (B, P) θ at the end of stage 0,
@@ -48,10 +51,10 @@ class TrajectoryResults:
 
     @property
     def converged(self) -> np.ndarray:
-        return self.stop_reason == "converged"
+        return self.stop_reason == Outcome.CONVERGED
 
     def counts(self) -> dict:
-        return {r: int((self.stop_reason == r).sum()) for r in STOP_REASONS}
+        return {r.value: int((self.stop_reason == r).sum()) for r in STOP_REASONS}
 
     def row(self, b: int) -> dict:
         """JSON-safe record of trajectory b (without θ)."""

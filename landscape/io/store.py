@@ -67,6 +67,7 @@ import numpy as np
 from ..analysis.point import POINT_KINDS as ANALYSED_KINDS
 from ..core.jsonsafe import to_json
 from ..core.model import ModelSpec
+from ..engines.outcomes import STOP_REASONS, split_detail
 from .records import (ContinuationRecord, EdgeRecord, PointRecord, SpectrumRecord, TrajectoryRecord,
                       TransitionStateRecord)
 from .results import DB_NAME
@@ -1070,6 +1071,9 @@ class StudyStore:
             w.convert(t, w.integer, ("iterations", "n_grad", "n_hvp", "point_id"), null=True)
             w.convert(t, w.num, ("wall_time", "loss", "grad_norm"), null=True)
             t["stop_reason"] = w.text("stop_reason", t["stop_reason"])
+            if t["stop_reason"] not in STOP_REASONS:
+                raise w.bad("stop_reason", f"holds {_describe(t['stop_reason'])}, not a stop reason "
+                                           f"({', '.join(r.value for r in STOP_REASONS)})")
             if t["certified"] not in (0, 1) or isinstance(t["certified"], float):
                 raise w.bad("certified", f"holds {_describe(t['certified'])}, not 0 or 1")
             t["certified"] = bool(t["certified"])
@@ -1114,6 +1118,12 @@ class StudyStore:
             e["target_id"] = w.integer("target_id", e["target_id"], null=True)
             w.convert(e, w.num, ("eigenvalue", "eps", "barrier"), null=True)
             e["stop_reason"] = w.text("stop_reason", e["stop_reason"], null=True)
+            if e["stop_reason"] is not None:
+                try:
+                    split_detail(e["stop_reason"])
+                except ValueError:
+                    raise w.bad("stop_reason", f"holds {_describe(e['stop_reason'])}, not a stop reason "
+                                               "(an Outcome, with its detail in parentheses)") from None
             out.append(EdgeRecord(**e))
         return out
 
@@ -1218,13 +1228,30 @@ def _check_kind(kind: str) -> str:
     return kind
 
 
+def _check_stop_reason(reason, edge: bool = False) -> str | None:
+    """A trajectory's stop reason (one of :data:`~landscape.engines.outcomes.STOP_REASONS`) or an
+    edge's (an :class:`~landscape.engines.outcomes.Outcome`, its detail in parentheses, or None)
+    as the plain string stored."""
+    if edge and reason is None:
+        return None
+    if edge:
+        try:
+            split_detail(reason)
+        except ValueError as exc:
+            raise StoreError(f"edge stop reason {reason!r} is invalid: {exc}") from None
+    elif reason not in STOP_REASONS:
+        raise StoreError(f"stop reason {reason!r} is invalid: must be one of "
+                         f"{', '.join(r.value for r in STOP_REASONS)}")
+    return str(reason)
+
+
 def _opt_int(x) -> int | None:
     return None if x is None else int(x)
 
 
 def _trajectory_row(t: TrajectoryRecord | Mapping, unit: int) -> tuple:
     t = TrajectoryRecord.from_mapping(t)
-    return (int(t.idx), unit, int(t.seed), str(t.stop_reason), int(bool(t.certified)),
+    return (int(t.idx), unit, int(t.seed), _check_stop_reason(t.stop_reason), int(bool(t.certified)),
             _opt_int(t.iterations), _opt_int(t.n_grad), _opt_int(t.n_hvp),
             _float_or_none(t.wall_time), _float_or_none(t.loss),
             _float_or_none(t.grad_norm), None if t.engine is None else to_json(t.engine),
@@ -1235,4 +1262,4 @@ def _edge_row(e: EdgeRecord | Mapping) -> tuple:
     e = EdgeRecord.from_mapping(e)
     return (int(e.saddle_id), int(e.direction), int(e.sign), _opt_int(e.target_id),
             _float_or_none(e.eigenvalue), _float_or_none(e.eps),
-            _float_or_none(e.barrier), e.stop_reason)
+            _float_or_none(e.barrier), _check_stop_reason(e.stop_reason, edge=True))

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..engines.outcomes import TRAIN_STOP_REASONS, Outcome
 from .model import BatchedNet
 
-#: Why a seed's training stopped.
-TRAIN_STOP_REASONS = ("converged_grad", "converged_loss", "max_iter", "diverged")
+__all__ = ["TRAIN_STOP_REASONS", "TrainResult", "train"]
 
 
 @dataclass
@@ -84,13 +84,13 @@ def train(net: BatchedNet, X: torch.Tensor, y: torch.Tensor, reg: dict, *, lr: f
                 last_loss[s], last_ce[s], last_gn[s], iters[s] = lv[s], cv[s], gv[s], it
                 why = ""
                 if not (np.isfinite(lv[s]) and np.isfinite(gv[s])):
-                    why = "diverged"
+                    why = Outcome.DIVERGED.value
                 elif gv[s] <= grad_tol:
-                    why = "converged_grad"
+                    why = Outcome.CONVERGED_GRAD.value
                 elif len(hist) > lag and hist[-1 - lag][1][s] - lv[s] < loss_rtol * abs(lv[s]):
-                    why = "converged_loss"
+                    why = Outcome.CONVERGED_LOSS.value
                 elif it >= max_iter:
-                    why = "max_iter"
+                    why = Outcome.MAX_ITER.value
                 if why:
                     reason[s] = why
                     running[s] = False

@@ -2,7 +2,8 @@
 
 :func:`diagnose` reads a summary record (``summary.json``'s fields) and the study's configuration.
 When more than :data:`UNCERTIFIED_SHARE` of the main starts end uncertified, it returns one entry
-per stop reason: how many, and the change that addresses it:
+per stop reason: how many, and the change that addresses it (the advice is the reason's own,
+:attr:`Outcome.advice <landscape.engines.outcomes.Outcome>`, filled in for the study):
 
 * ``diverged``: the largest stable gradient-descent step at the study's starts, 2/λ_max with λ_max
   the top Hessian eigenvalue (Lanczos, :func:`largest_curvature`) at up to :data:`PROBE_STARTS`
@@ -25,6 +26,7 @@ import torch
 from ..core.init import draw_starts
 from ..core.linalg import lanczos_ritz_values
 from ..core.model import DeepUFM
+from ..engines.outcomes import Detail, Outcome
 from .stats import proportion
 
 #: Share of uncertified main starts above which the run leads with a diagnosis.
@@ -69,29 +71,22 @@ def diagnose(cfg, record: dict, measure: bool = True) -> list[dict]:
     a diverged study (a few Hessian-vector products at :data:`PROBE_STARTS` starts)."""
     n = int(record.get("n_trajectories") or 0)
     stops = {k: int(v) for k, v in (record.get("stop_reasons") or {}).items()}
-    bad = {k: v for k, v in stops.items() if k != "converged" and v > 0}
+    bad = {k: v for k, v in stops.items() if k != Outcome.CONVERGED and v > 0}
     uncertified = n - certified_headline(record)["n_certified"]
     if n == 0 or uncertified <= UNCERTIFIED_SHARE * n:
         return []
     gd = _gd_stage(cfg)
     out = []
     for reason, count in sorted(bad.items(), key=lambda kv: -kv[1]):
-        if reason == "diverged":
+        if reason == Outcome.DIVERGED:
             advice = _diverged_advice(cfg, gd, measure)
-        elif reason == "max_iter":
-            if cfg.model.activation == "relu":
-                advice = ("a known limitation: with weight decay the minima of a ReLU model put pre-activations "
-                          "exactly on the kink (MODEL.md §10), where gradient descent converges sub-linearly and "
-                          "‖∇L‖ ≤ certify_tol is the wrong test. The kink polish (landscape.study.kink_finish) "
-                          "certified the ends whose active set had settled; these had not (or their point is not "
-                          "Clarke-stationary on its kinks, or is a saddle there). More iterations "
-                          "(--set stages.0.max_iter=…) let more active sets settle")
-            else:
-                budget = ", ".join(f"stages.{i}.max_iter={s.max_iter}" for i, s in enumerate(cfg.stages))
-                advice = f"raise the iteration budget ({budget}), or a faster engine (flow, lbfgs) for stage 0"
-        elif reason == "stalled":
-            advice = ("the loss stopped falling before ‖∇L‖ reached the hand-off tolerance (plateau) or the gradient "
-                      "is flat (‖H∇L‖ small): raise stages.I.stall_window, or finish with newton")
+        elif reason == Outcome.MAX_ITER and cfg.model.activation == "relu":
+            advice = Detail.KINK.advice     # ReLU ends that never settled on their kinks
+        elif reason == Outcome.MAX_ITER:
+            budget = ", ".join(f"stages.{i}.max_iter={s.max_iter}" for i, s in enumerate(cfg.stages))
+            advice = Outcome.MAX_ITER.advice.format(budget=budget)
+        elif getattr(Outcome.lookup(reason), "advice", ""):
+            advice = Outcome.lookup(reason).advice
         else:
             advice = "see the stop reasons in summary.json"
         out.append({"reason": reason, "count": count, "share": count / n, "advice": advice})
@@ -100,7 +95,7 @@ def diagnose(cfg, record: dict, measure: bool = True) -> list[dict]:
 
 def _diverged_advice(cfg, gd: int | None, measure: bool) -> str:
     if gd is None:
-        return "the loss exceeded stages.I.diverge_loss: reduce the step of the first stage"
+        return Outcome.DIVERGED.advice
     lr = cfg.stages[gd].lr
     if not measure:
         return f"the step stages.{gd}.lr={lr:g} is unstable at these starts: reduce it"

@@ -19,14 +19,13 @@ import torch
 
 from ..analysis.kinks import hand_off_to_kinks
 from ..engines import TrajectoryResults
+from ..engines.outcomes import Detail, Outcome
 from .work import certified_mask
 
-#: Stop detail of a row certified on ReLU kinks.
-KINK_DETAIL = "kink"
+#: Stop detail of a row certified on ReLU kinks (``kink: <why>``: one the polish refused).
+KINK_DETAIL = Detail.KINK
 #: Stop reasons of rows handed to the kink polish.
-HANDED = ("max_iter", "stalled", "converged")
-#: Start of the stop detail of a row the kink polish refused (the reason follows).
-REFUSED = KINK_DETAIL + ": "
+HANDED = (Outcome.MAX_ITER, Outcome.STALLED, Outcome.CONVERGED)
 
 
 def finish_on_kinks(cfg, res: TrajectoryResults, rows: np.ndarray | None = None) -> int:
@@ -45,14 +44,14 @@ def finish_on_kinks(cfg, res: TrajectoryResults, rows: np.ndarray | None = None)
     idx = torch.from_numpy(rows)
     h = hand_off_to_kinks(cfg.model, res.theta[idx].cpu(), res.loss[rows], res.grad_norm[rows], tol=cfg.certify_tol)
     for r, why in zip(rows[~h.ok].tolist(), (w for w, k in zip(h.reason, h.ok) if not k)):
-        res.stop_detail[r] = REFUSED + why   # why the kink polish refused the row (it had the last word)
+        res.stop_detail[r] = KINK_DETAIL.explained(why)   # why the kink polish refused the row (it had the last word)
     ok = rows[h.ok]
     if ok.size:
         res.theta[torch.from_numpy(ok)] = torch.from_numpy(h.theta[h.ok]).to(res.theta)
         res.loss[ok] = h.loss[h.ok]
         res.grad_norm[ok] = h.residual[h.ok]
-        res.stop_reason[ok] = "converged"
-        res.stop_detail[ok] = KINK_DETAIL
+        res.stop_reason[ok] = Outcome.CONVERGED.value
+        res.stop_detail[ok] = KINK_DETAIL.value
     return int(ok.size)
 
 
@@ -61,5 +60,5 @@ def kink_refused(cfg, res: TrajectoryResults, budget: int) -> np.ndarray:
     iterations: the ones another round of descent may settle (:meth:`Session.finish_on_kinks`)."""
     if cfg.model.activation != "relu" or len(res) == 0 or res.main_iterations is None:
         return np.zeros(0, dtype=np.int64)
-    refused = np.array([str(d).startswith(REFUSED) for d in res.stop_detail], dtype=bool)
+    refused = np.array([KINK_DETAIL.heads(d) and str(d) != KINK_DETAIL for d in res.stop_detail], dtype=bool)
     return np.nonzero(refused & ~certified_mask(cfg, res) & (res.main_iterations < budget))[0]

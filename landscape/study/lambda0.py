@@ -73,6 +73,7 @@ from ..core.init import draw_starts, trajectory_seed
 from ..core.model import DeepUFM
 from ..core.validate import SpecError
 from ..engines import TrajectoryResults, run_pipeline
+from ..engines.outcomes import LAMBDA0_STOP_REASONS, Detail, Outcome
 from ..engines.stage import StageConfig
 from ..io.results import FILES, LAMBDA0_FILES, atomic_write_bytes, read_json, write_json
 from .config import StudyConfig, resolve_device
@@ -83,8 +84,8 @@ KIND = "lambda0"
 #: A descent stage at λ = 0 ends where ‖∇L‖ falls to this (margins ≈ 345: the norm of a gradient
 #: whose entries are ~e^{−m} underflows in float64 below ~1e−154).
 DESCENT_GRAD_FLOOR = 1e-150
-#: Stop reasons of a λ = 0 start, in the order the summary lists them.
-STOP_REASONS = ("certified", "direction_unsettled", "margin_saddle", "kkt_unconverged", "not_separated", "diverged")
+#: Stop reasons of a λ = 0 start, in the order the summary lists them (:class:`Outcome` members).
+STOP_REASONS = LAMBDA0_STOP_REASONS
 #: Round-off allowed below zero in the polish's relative change of γ.
 GAMMA_ROUNDOFF = 1e-9
 #: What a polish may raise on a pathological start (a step out of the separable cone, a LAPACK
@@ -208,7 +209,7 @@ def run_dynamics(cfg: StudyConfig, indices, factor: int = 1, *, on_status=None) 
     res = run_pipeline(model, theta0, list(stages), working_batch=wb, on_status=on_status)
     descent_s = time.perf_counter() - t
     theta = res.theta.detach().to("cpu", torch.float64).clone()
-    ok = (res.stop_reason != "diverged") & torch.isfinite(theta).all(dim=1).numpy()
+    ok = (res.stop_reason != Outcome.DIVERGED) & torch.isfinite(theta).all(dim=1).numpy()
     flowed = np.nonzero(ok)[0]
     flow, flow_s, mid, iters = None, 0.0, None, None
     st = cfg.lambda0
@@ -311,22 +312,22 @@ def decide(cfg: StudyConfig, theta_end: np.ndarray, theta_mid: np.ndarray | None
     t0 = time.perf_counter()
     rec: dict = {"detail": ""}
 
-    def done(reason: str, detail: str = "", th=None):
-        rec.update(stop_reason=reason, detail=detail or rec.get("detail", ""), decide_s=time.perf_counter() - t0)
+    def done(reason: Outcome, detail: str = "", th=None):
+        rec.update(stop_reason=reason.value, detail=detail or rec.get("detail", ""), decide_s=time.perf_counter() - t0)
         return rec, th
 
     if not np.all(np.isfinite(theta_end)):
-        return done("diverged", "non-finite parameters at the end")
+        return done(Outcome.DIVERGED, "non-finite parameters at the end")
     m = mg.margins(spec, theta_end).reshape(-1)
     mmin = float(m.min())
     rec["min_margin_end"] = mmin
     if not mmin > 0:
-        return done("not_separated", f"smallest margin {mmin:.3g} ≤ 0 at the end")
+        return done(Outcome.NOT_SEPARATED, f"smallest margin {mmin:.3g} ≤ 0 at the end")
     rec["gamma_raw_end"] = mg.normalised_margin(spec, theta_end)
     try:
         p = read_and_polish(cfg, theta_end)
     except POLISH_ERRORS as exc:
-        return done("kkt_unconverged", f"the polish failed: {type(exc).__name__}: {exc}")
+        return done(Outcome.KKT_UNCONVERGED, f"the polish failed: {type(exc).__name__}: {exc}")
     cert, so, label = p.cert, p.second, p.label
     ratio = m / mmin
     outside = np.delete(ratio, p.support_end)
@@ -339,9 +340,9 @@ def decide(cfg: StudyConfig, theta_end: np.ndarray, theta_mid: np.ndarray | None
                kkt_residual=cert.residual, polish=p.how, margin_negative=so["negative"],
                excess_zero_modes=so["excess_zero_modes"], z_rank=int(np.sum(z > z[0] * 1e-8)))
     if cert.residual > st.kkt_tol:
-        return done("kkt_unconverged", f"KKT residual {cert.residual:.2e} > kkt_tol {st.kkt_tol:g}", p.theta)
+        return done(Outcome.KKT_UNCONVERGED, f"KKT residual {cert.residual:.2e} > kkt_tol {st.kkt_tol:g}", p.theta)
     if so["negative"]:
-        return done("margin_saddle", f"the polished direction ({label}, γ={cert.gamma:.6g}) has {so['negative']} "
+        return done(Outcome.MARGIN_SADDLE, f"the polished direction ({label}, γ={cert.gamma:.6g}) has {so['negative']} "
                                      "negative direction(s) of the margin: the end lingers near a saddle", p.theta)
     if set(p.support_end.tolist()) != set(cert.support.tolist()):
         why = f"support of {p.support_end.size} constraints at the end, {cert.support_size} polished"
@@ -350,22 +351,22 @@ def decide(cfg: StudyConfig, theta_end: np.ndarray, theta_mid: np.ndarray | None
     elif not -GAMMA_ROUNDOFF <= rel <= st.gamma_rtol:
         why = f"γ changed by {rel:+.2%} in the polish (bound: 0 … {st.gamma_rtol:g})"
     else:
-        return done("certified", "strict", p.theta)
+        return done(Outcome.CERTIFIED, Detail.STRICT.value, p.theta)
     if st.rule != "stable" or theta_mid is None or not p.climbed or not np.all(np.isfinite(theta_mid)) \
             or not mg.margins(spec, theta_mid).min() > 0:
-        return done("direction_unsettled", why, p.theta)
+        return done(Outcome.DIRECTION_UNSETTLED, why, p.theta)
     try:
         q = read_and_polish(cfg, theta_mid)
     except POLISH_ERRORS as exc:
-        return done("direction_unsettled", f"{why}; the polish from the flow's midpoint failed ({type(exc).__name__})",
+        return done(Outcome.DIRECTION_UNSETTLED, f"{why}; the polish from the flow's midpoint failed ({type(exc).__name__})",
                     p.theta)
     same = (q.key == p.key and set(q.cert.support.tolist()) == set(cert.support.tolist())
             and q.cert.residual <= st.kkt_tol and not q.second["negative"] and q.climbed)
     if not same:
-        return done("direction_unsettled", f"{why}; the polish from the flow's midpoint reached "
+        return done(Outcome.DIRECTION_UNSETTLED, f"{why}; the polish from the flow's midpoint reached "
                                            f"{q.label} (γ={q.cert.gamma:.6g}, support {q.cert.support_size})", p.theta)
-    return done("certified", f"stable: {why}, and the polish from the flow's midpoint reaches the same direction",
-                p.theta)
+    return done(Outcome.CERTIFIED, Detail.STABLE.explained(
+        f"{why}, and the polish from the flow's midpoint reaches the same direction"), p.theta)
 
 
 # ----- the study -----------------------------------------------------------------------------------
@@ -409,8 +410,8 @@ def _start_records(cfg: StudyConfig, indices, dyn: Dynamics, progress) -> tuple[
                    n_grad=int(dyn.descent.n_grad[b]) + (int(dyn.flow.n_grad[k]) if dyn.flow is not None and k is not None else 0),
                    descent_s=float(dyn.descent.wall_time[b]),
                    continue_s=float(dyn.flow.wall_time[k]) if dyn.flow is not None and k is not None else 0.0)
-        if dyn.descent.stop_reason[b] == "diverged":
-            rec.update(stop_reason="diverged", detail=f"the descent diverged ({dyn.descent.stop_detail[b] or 'loss'})")
+        if dyn.descent.stop_reason[b] == Outcome.DIVERGED:
+            rec.update(stop_reason=Outcome.DIVERGED.value, detail=f"the descent diverged ({dyn.descent.stop_detail[b] or 'loss'})")
         recs.append({key: rec.get(key) for key in START_KEYS})
         thetas.append(th)
         progress(1)
@@ -421,7 +422,7 @@ def _assign_directions(recs: list[dict], thetas: list) -> list[dict]:
     """Give every certified start the id of its distinct direction; return the directions."""
     dirs: dict[tuple, dict] = {}
     for r, th in zip(recs, thetas):
-        if r["stop_reason"] != "certified":
+        if r["stop_reason"] != Outcome.CERTIFIED:
             continue
         key = direction_key(r["label"], r["gamma"])
         d = dirs.get(key)
@@ -437,7 +438,7 @@ def summarise(cfg: StudyConfig, recs: list[dict], directions: list[dict], check:
     """The λ = 0 fields of summary.json (without wall time, environment and files)."""
     spec = cfg.model
     n = len(recs)
-    cert = [r for r in recs if r["stop_reason"] == "certified"]
+    cert = [r for r in recs if r["stop_reason"] == Outcome.CERTIFIED]
     nc = sum(r["label"] == DNC.name for r in cert)
     labels: dict[str, int] = {}
     for r in cert:
@@ -456,17 +457,17 @@ def summarise(cfg: StudyConfig, recs: list[dict], directions: list[dict], check:
     return {
         "kind": KIND, "study": cfg.name, "config": cfg.to_dict(), "dynamics": describe_dynamics(cfg),
         "n_trajectories": n,
-        "stop_reasons": {k: sum(r["stop_reason"] == k for r in recs) for k in STOP_REASONS},
+        "stop_reasons": {k.value: sum(r["stop_reason"] == k for r in recs) for k in STOP_REASONS},
         "certified": {**proportion(len(cert), n),
-                      "by_rule": {"strict": sum(r["detail"] == "strict" for r in cert),
-                                  "stable": sum(str(r["detail"]).startswith("stable") for r in cert)}},
+                      "by_rule": {Detail.STRICT.value: sum(r["detail"] == Detail.STRICT for r in cert),
+                                  Detail.STABLE.value: sum(Detail.STABLE.heads(r["detail"]) for r in cert)}},
         "nc": {"label": DNC.name, "of": "certified starts", **proportion(nc, len(cert))},
         "labels": {k: proportion(v, len(cert)) for k, v in sorted(labels.items(), key=lambda kv: -kv[1])},
         "directions": dir_rows,
         "gamma": {"polished": _quantiles(r["gamma"] for r in cert), "end": _quantiles(r["gamma_end"] for r in cert),
                   "raw_end": _quantiles(r["gamma_raw_end"] for r in cert),
-                  "rel_change": _quantiles(r["gamma_rel_change"] for r in cert if r["detail"] == "strict"),
-                  "rel_change_stable": _quantiles(r["gamma_rel_change"] for r in cert if r["detail"] != "strict"),
+                  "rel_change": _quantiles(r["gamma_rel_change"] for r in cert if r["detail"] == Detail.STRICT),
+                  "rel_change_stable": _quantiles(r["gamma_rel_change"] for r in cert if r["detail"] != Detail.STRICT),
                   "per_label": {k: _quantiles(r["gamma"] for r in cert if r["label"] == k) for k in labels}},
         "closed_forms": {"nc_code_margin": mg.nc_code_margin(spec.K, spec.n, spec.L), "pairs_code_margin": pairs},
         "steps": {"descent": _quantiles(r["descent_iterations"] for r in recs),
@@ -493,14 +494,14 @@ def _check(cfg: StudyConfig, recs: list[dict], progress) -> dict | None:
     dyn = run_dynamics(cfg, idx, factor=st.check_factor)
     longer, _ = _start_records(cfg, idx, dyn, progress)
     by = {r["index"]: r for r in recs}
-    both = [(by[r["index"]], r) for r in longer if by[r["index"]]["stop_reason"] == "certified"]
-    agree = sum(a["label"] == b["label"] and b["stop_reason"] == "certified"
+    both = [(by[r["index"]], r) for r in longer if by[r["index"]]["stop_reason"] == Outcome.CERTIFIED]
+    agree = sum(a["label"] == b["label"] and b["stop_reason"] == Outcome.CERTIFIED
                 and direction_key(a["label"], a["gamma"]) == direction_key(b["label"], b["gamma"]) for a, b in both)
     same_label = sum(a["label"] == b["label"] for a, b in both)
     return {"dynamics": describe_dynamics(cfg, st.check_factor), "starts": len(idx),
             "certified_main": len(both), "agree": agree, "agreement": proportion(agree, len(both)),
             "same_label": same_label,
-            "longer_stop_reasons": {k: sum(r["stop_reason"] == k for r in longer) for k in STOP_REASONS},
+            "longer_stop_reasons": {k.value: sum(r["stop_reason"] == k for r in longer) for k in STOP_REASONS},
             "pairs": [{"index": a["index"], "main": a["label"], "main_gamma": a["gamma"], "longer": b["label"],
                        "longer_gamma": b["gamma"], "longer_stop_reason": b["stop_reason"]} for a, b in both]}
 
@@ -569,7 +570,7 @@ def prevalence_row(cell, summary: dict, confidence: float = 0.95) -> dict:
     distinct points from the certified directions."""
     n = int(summary["n_trajectories"])
     by_label = {str(lab): int(v["count"]) for lab, v in summary["labels"].items()}
-    reasons = {k: int(v) for k, v in summary["stop_reasons"].items() if k != "certified" and int(v)}
+    reasons = {k: int(v) for k, v in summary["stop_reasons"].items() if k != Outcome.CERTIFIED and int(v)}
     dirs = summary["directions"]
     ranks: dict[str, int] = {}
     for d in sorted(dirs, key=lambda d: d["z_rank"]):
@@ -609,7 +610,7 @@ def end_labels(path: str | Path) -> dict[int, str | None]:
     d = read_json(Path(path) / LAMBDA0_FILES["starts"])
     if not isinstance(d, dict) or d.get("kind") != KIND or not isinstance(d.get("starts"), list):
         raise ValueError(f"{Path(path) / LAMBDA0_FILES['starts']} is not a λ = 0 study's record of its starts")
-    return {int(r["index"]): (str(r["label"]) if r.get("stop_reason") == "certified" else None) for r in d["starts"]}
+    return {int(r["index"]): (str(r["label"]) if r.get("stop_reason") == Outcome.CERTIFIED else None) for r in d["starts"]}
 
 
 def _pct(x) -> str:

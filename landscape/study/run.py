@@ -54,6 +54,7 @@ from ..analysis.dedup import Deduplicator, fingerprints
 from ..analysis.point import LEAF_KINDS, analyse_point
 from ..core.init import trajectory_seed
 from ..engines import TrajectoryResults, run_pipeline
+from ..engines.outcomes import Detail, Outcome, with_detail
 from ..io.records import PointRecord, TrajectoryRecord
 from ..io.results import DB_NAME, FILES, write_json
 from ..io.store import StoreError, StudyStore
@@ -70,11 +71,11 @@ from .work import (certified_mask, check_chunks, chunks, run_check, run_saddle_s
 #: Kind of the stored saddle-search trajectories (``main`` ones count in the fractions).
 SADDLE_SEARCH = "saddle_search"
 #: Stop reason stored on a descent that certified at its own saddle (it never left it).
-RETURNED = "returned to the saddle"
+RETURNED = Outcome.RETURNED
 #: A trajectory resumed past a saddle converges only below saddle loss − ESCAPE_RTOL·|loss|.
 ESCAPE_RTOL = 1e-9
 #: Stop detail of a row still at a saddle after its last allowed visit.
-SADDLE_VISITS = "saddle_visits"
+SADDLE_VISITS = Detail.SADDLE_VISITS
 
 
 # ----- opening -------------------------------------------------------------------------------------
@@ -201,8 +202,9 @@ class Session:
                                                  "lingered": int(res.main_iterations[r]) - fs if fs >= 0 else 0})
             left = budget0 - res.main_iterations[stuck]
             out_of_budget = stuck[(left <= 0) | (visit == self.cfg.max_saddle_visits)]
-            res.stop_reason[out_of_budget] = np.where(left[np.isin(stuck, out_of_budget)] <= 0, "max_iter", "stalled")
-            res.stop_detail[out_of_budget] = SADDLE_VISITS
+            res.stop_reason[out_of_budget] = np.where(left[np.isin(stuck, out_of_budget)] <= 0,
+                                                      Outcome.MAX_ITER.value, Outcome.STALLED.value)
+            res.stop_detail[out_of_budget] = SADDLE_VISITS.value
             resume = stuck[~np.isin(stuck, out_of_budget)]
             if resume.size == 0:
                 continue
@@ -291,12 +293,11 @@ class Session:
             for _ in range(conn.starts.shape[0]):
                 pid = point_of.get(r) if ok[r] else None
                 if pid is not None and pid != saddle.id:
-                    targets.append((pid, self.losses[pid], "converged"))
+                    targets.append((pid, self.losses[pid], Outcome.CONVERGED.value))
                 elif pid == saddle.id:
-                    targets.append((None, None, RETURNED))
+                    targets.append((None, None, RETURNED.value))
                 else:
-                    targets.append((None, None, str(res.stop_reason[r])
-                                    + (f" ({res.stop_detail[r]})" if res.stop_detail[r] else "")))
+                    targets.append((None, None, with_detail(res.stop_reason[r], res.stop_detail[r])))
                 r += 1
             edges += conn.edges(saddle.id, targets, ev_dir, first_direction=first_direction)
         self.store.commit_unit(self.unit_id(), [], new, edges, wall_time=time.perf_counter() - t0)

@@ -25,7 +25,7 @@ import torch
 
 from .. import __version__
 from ..analysis.point import LEAF_KINDS
-from ..engines import STOP_REASONS
+from ..engines.outcomes import STOP_REASONS, with_detail
 from ..analysis.labels import DNC
 from ..analysis.settings import SpectrumSettings
 from ..analysis.spectrum import inspect_spectrum
@@ -75,7 +75,7 @@ def main_trajectories(store: StudyStore) -> list[TrajectoryRecord]:
 
 def _uncertified_reason(t: TrajectoryRecord) -> str:
     detail = (t.engine or {}).get("stop_detail")
-    return t.stop_reason + (f" ({detail})" if detail else "")
+    return with_detail(t.stop_reason, detail)
 
 
 def saddle_visits(trajs: list[TrajectoryRecord], points: Mapping[int, PointRecord]) -> list[dict]:
@@ -142,7 +142,7 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
     ts = store.transition_states()
     record = {
         "n_trajectories": n,
-        "stop_reasons": {r: sum(1 for t in trajs if t.stop_reason == r) for r in STOP_REASONS},
+        "stop_reasons": {r.value: sum(1 for t in trajs if t.stop_reason == r) for r in STOP_REASONS},
         "tolerances": {"certify_tol": cfg.certify_tol, "dedup": cfg.dedup.to_dict(), "analysis": cfg.analysis.to_dict(),
                        "confidence": CONFIDENCE, "saddle_eps": cfg.saddles.eps, "tree_level_tol": TREE_LEVEL_TOL},
         "points": rows,
