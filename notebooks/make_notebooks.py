@@ -323,8 +323,111 @@ figures.singular_values_figure({f"L={L}": best[L]["sv"] for L in Ls},
 """),
 ]
 
+LAMBDA0 = [
+    ("md", """
+# λ = 0: where unregularised gradient descent goes, against depth (issue 36 §3)
+
+Draws the panels of the committed λ = 0 sweeps (`data/sweeps/lambda0-depth/`, and
+`lambda0-width/` where committed) beside the same starts at λ = 2⁻¹⁰ (`…-reg/`), from the report
+`data/sweeps/lambda0-report.json` that `python data/sweeps/lambda0_report.py` writes from the
+cells. Every start: GD lr 0.5 for 20,000 steps, the margin flow, and a certified KKT polish of its
+direction (λ = 0); GD then Newton-MR to ‖∇L‖ ≤ 1e-10 (λ = 2⁻¹⁰). NC fractions are over all starts,
+with 95% Wilson intervals. The paper (Garrod, Keating & Thrampoulidis 2026): depth shrinks NC's
+basin; L = 1 converges to NC (proved).
+"""),
+    ("params", """
+REPORT = None    # path of lambda0-report.json; None: data/sweeps/lambda0-report.json above the working folder
+"""),
+    ("code", """
+import json
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+if REPORT is None:
+    here = Path.cwd().resolve()
+    REPORT = next(p / "data" / "sweeps" / "lambda0-report.json" for p in [here, *here.parents]
+                  if (p / "data" / "sweeps" / "lambda0-report.json").is_file())
+rep = json.loads(Path(REPORT).read_text(encoding="utf-8"))
+print(rep["machine"])
+for sw in rep["sweeps"]:
+    print(sw["lambda0"], [r["cell"] for r in sw["cells"]], "λ = 2⁻¹⁰ finished:", [r["cell"] for r in sw["cells"] if r["reg"]])
+"""),
+    ("md", "## NC at λ = 0 and DNC at λ = 2⁻¹⁰, per cell, from the same starts"),
+    ("code", """
+def band(fig, xs, ps, name, color):
+    fig.add_trace(go.Scatter(x=xs, y=[100 * p["fraction"] for p in ps], name=name, mode="lines+markers",
+                             line=dict(color=color),
+                             error_y=dict(type="data", symmetric=False,
+                                          array=[100 * (p["ci_high"] - p["fraction"]) for p in ps],
+                                          arrayminus=[100 * (p["fraction"] - p["ci_low"]) for p in ps])))
+
+for sw in rep["sweeps"]:
+    rows = sw["cells"]
+    xs = [r["cell"] for r in rows]
+    fig = go.Figure()
+    band(fig, xs, [r["lambda0"]["nc"] for r in rows], "NC at λ = 0", "#1f77b4")
+    reg = [r for r in rows if r["reg"]]
+    if reg:
+        band(fig, [r["cell"] for r in reg], [r["reg"]["dnc"] for r in reg], "DNC at λ = 2⁻¹⁰", "#d62728")
+    fig.update_layout(title=f"{sw['lambda0']}: fraction of starts ending at NC (95% Wilson intervals)",
+                      xaxis_title="cell", yaxis_title="% of starts", yaxis_range=[0, 102], template="plotly_white")
+    fig.show()
+"""),
+    ("md", "## Labels of the certified directions at λ = 0"),
+    ("code", """
+for sw in rep["sweeps"]:
+    rows = sw["cells"]
+    labels = sorted({lab for r in rows for lab in r["lambda0"]["labels"]} | {"uncertified"})
+    fig = go.Figure()
+    for lab in labels:
+        ys = [r["lambda0"]["labels"].get(lab, 0) if lab != "uncertified" else r["lambda0"]["n"] - r["lambda0"]["certified"]
+              for r in rows]
+        fig.add_trace(go.Bar(x=[r["cell"] for r in rows], y=ys, name=lab))
+    fig.update_layout(barmode="stack", title=f"{sw['lambda0']}: where each start's direction goes (λ = 0)",
+                      yaxis_title="starts", template="plotly_white")
+    fig.show()
+"""),
+    ("md", "## Normalised margins γ/γ_NC of the directions reached (marker area: starts)"),
+    ("code", """
+for sw in rep["sweeps"]:
+    fig = go.Figure()
+    for r in sw["cells"]:
+        ds = r["lambda0"]["directions"]
+        fig.add_trace(go.Scatter(x=[r["cell"]] * len(ds), y=[x["gamma_over_nc"] for x in ds], mode="markers",
+                                 name=r["cell"], text=[f"{x['label']} (rank {x['z_rank']}): {x['count']} starts" for x in ds],
+                                 marker=dict(size=[6 + 30 * (x["count"] / r["lambda0"]["n"]) ** 0.5 for x in ds]),
+                                 hovertemplate="%{text}, γ/γ_NC = %{y:.6f}<extra></extra>"))
+    fig.add_hline(y=1.0, line_dash="dot", annotation_text="NC (closed form)")
+    fig.update_layout(title=f"{sw['lambda0']}: γ/γ_NC of every certified direction", yaxis_title="γ / γ_NC",
+                      showlegend=False, template="plotly_white")
+    fig.show()
+"""),
+    ("md", "## Start by start: NC at λ = 0 × DNC at λ = 2⁻¹⁰ (starts certified in both)"),
+    ("code", """
+for sw in rep["sweeps"]:
+    rows = [r for r in sw["cells"] if r["paired"]]
+    if not rows:
+        print(sw["lambda0"], ": no λ = 2⁻¹⁰ cell finished")
+        continue
+    fig = make_subplots(rows=1, cols=len(rows), subplot_titles=[r["cell"] for r in rows])
+    for j, r in enumerate(rows, 1):
+        t = r["paired"]["table"]
+        z = [[t["both"], t["first_only"]], [t["second_only"], t["neither"]]]
+        fig.add_trace(go.Heatmap(z=z, x=["DNC at λ=2⁻¹⁰", "not DNC"], y=["NC at λ=0", "not NC"], text=z,
+                                 texttemplate="%{text}", colorscale="Blues", showscale=False), row=1, col=j)
+        fig.update_yaxes(autorange="reversed", row=1, col=j)
+    fig.update_layout(title=f"{sw['lambda0']} against {sw['reg']}: the same starts", template="plotly_white")
+    fig.show()
+    for r in rows:
+        print(r["cell"], r["paired"]["labels_cross"])
+"""),
+]
+
 NOTEBOOKS = {"quickstart.ipynb": QUICKSTART, "dnc_prevalence.ipynb": PREVALENCE,
-             "hessian_spectra.ipynb": SPECTRA, "depth_low_rank_bias.ipynb": DEPTH}
+             "hessian_spectra.ipynb": SPECTRA, "depth_low_rank_bias.ipynb": DEPTH,
+             "lambda0_panels.ipynb": LAMBDA0}
 
 
 def main() -> None:

@@ -190,3 +190,30 @@ def test_the_dense_kink_work_runs_on_one_thread_and_gives_the_threads_back():
             raise RuntimeError("inside")
     assert torch.get_num_threads() == before
     assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == blas
+
+
+def test_a_failed_svd_in_the_polish_refuses_the_row_and_keeps_the_batch(monkeypatch):
+    """LAPACK's SVD can fail to converge on a near-singular KKT matrix (a 256-start relu-ce study
+    died of it after 51 minutes): the hand-off refuses that row with the reason and finishes the
+    others."""
+    import landscape.analysis.kinks as kinks
+
+    spec = _spec("ce")
+    dnc = member_dnc(spec)[-1]
+    rng = np.random.default_rng(4)
+    th = torch.from_numpy(np.stack([frame_dnc_point(spec, dnc.scale) + 1e-6 * rng.standard_normal(spec.P)
+                                    for _ in range(2)]))
+    loss, grad = DeepUFM(spec).loss_and_grad(th)
+    real, calls = kinks.polish_on_kinks, []
+
+    def failing_first_row(spec_, theta, **kw):
+        calls.append(1)
+        if np.array_equal(np.asarray(theta), th[0].numpy()):
+            raise np.linalg.LinAlgError("SVD did not converge in Linear Least Squares")
+        return real(spec_, theta, **kw)
+
+    monkeypatch.setattr(kinks, "polish_on_kinks", failing_first_row)
+    h = kinks.hand_off_to_kinks(spec, th, loss.numpy(), grad.norm(dim=1).numpy())
+    assert h.ok.tolist() == [False, True]
+    assert "least-squares solve failed" in h.reason[0] and "SVD" in h.reason[0]
+    assert h.loss[1] == pytest.approx(dnc.loss, abs=1e-12)

@@ -21,6 +21,7 @@ PARAMS = {
     "hessian_spectra.ipynb": "K, n, d, L = 4, 1, 5, 2\nLAMBDA = 1e-2\nMIXED = [3]",
     "depth_low_rank_bias.ipynb": ('DEPTHS = [1, 2, 3]\nSTARTS = 8\n'
                                   'OVERRIDES = ["K=3", "n=1", "d=4", "lambda=1e-2", "stages.0.max_iter=4000"]'),
+    "lambda0_panels.ipynb": f'REPORT = {str(ROOT / "data" / "sweeps" / "lambda0-report.json")!r}',
 }
 
 
@@ -97,3 +98,11 @@ def test_dnc_prevalence_notebook(tmp_path):
     assert out.count("DNC                        0.10099772 simplex(3)               0.10099772    1.000") == 3
     assert "Theorem 1 excludes DNC as global minimum: False" in out
     assert figures_shown(nb) == 4
+
+
+@pytest.mark.skipif(not (ROOT / "data" / "sweeps" / "lambda0-report.json").is_file(), reason="no λ = 0 report committed")
+def test_lambda0_panels_notebook(tmp_path):
+    nb = run("lambda0_panels.ipynb", tmp_path)
+    out = text(nb)
+    assert "lambda0-depth ['L=1'" in out
+    assert figures_shown(nb) >= 3

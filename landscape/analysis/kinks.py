@@ -600,7 +600,11 @@ def _hand_off_row(spec, model, th, b, grad_end, tol, ok, out, losses, resid, n_a
         reasons[b] = "no active entries"
         return
     for rcond in HANDOFF_RCONDS:   # the KKT matrix's numerical rank decides the step: try a few
-        p = polish_on_kinks(spec, th[b], tol=tol, aset=aset, kkt_rcond=rcond)
+        try:
+            p = polish_on_kinks(spec, th[b], tol=tol, aset=aset, kkt_rcond=rcond)
+        except np.linalg.LinAlgError as exc:   # LAPACK's SVD can fail on a near-singular KKT matrix
+            reasons[b] = f"the polish's least-squares solve failed ({exc})"
+            continue
         new_loss = float(model.loss(torch.from_numpy(p.theta)[None])[0])
         if not p.converged:
             reasons[b] = "polish on the kink manifold did not converge" + ("" if p.signs_kept else " (an entry changed sign)")

@@ -1,0 +1,188 @@
+"""The committed λ = 0 sweeps (data/sweeps/lambda0-*) checked apart from the code that wrote them.
+
+* Every stored direction θ̂ (directions.npz) of every finished λ = 0 cell: its normalised margin
+  γ = min margin / ‖θ‖^{L+1} recomputed with numpy from the flat θ (MODEL.md §1's layout), against
+  the γ stored for it and, for the NC simplex code (label DNC) and the pairs code, against closed
+  forms derived here (below), to 1e-10.
+* The counts: the per-start records (directions.json) recounted against summary.json, the
+  sweep's prevalence.csv and the report (data/sweeps/lambda0-report.json), whose Wilson intervals
+  are recomputed here; the λ = 2⁻¹⁰ side and the 2×2 tables recounted from the cells' databases
+  with sqlite3.
+* L = 1 (proved: gradient flow converges to NC) ends at NC from every start.
+
+Closed forms. At unit minimum margin, the smallest ‖θ‖² whose logits are Z is (L+1)·Σ_i σ_i(Z)^{2/(L+1)}
+(the balanced factorisation, every factor's singular values σ_i^{1/(L+1)}), and γ is scale-free,
+so γ = 1 / ((L+1) Σ σ_i^{2/(L+1)})^{(L+1)/2} at the code's unit-margin logits:
+* NC: Z = (I_K − 11ᵀ/K) ⊗ 1_nᵀ (every margin 1), K−1 singular values √n:
+  γ_NC = 1 / (√n · ((L+1)(K−1))^{(L+1)/2}).
+* pairs (K = 4): class means ±e₁, ±e₂ on both sides, Z = VVᵀ ⊗ 1_nᵀ with V the orthoplex (margins
+  1, 1 to the other pair and 2 to the partner), two singular values 2√n:
+  γ_pairs = 1 / (2√n · (2(L+1))^{(L+1)/2}).
+"""
+import csv
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oracles import numpy_factors
+
+SWEEPS = Path(__file__).resolve().parents[1] / "data" / "sweeps"
+REPORT = SWEEPS / "lambda0-report.json"
+
+
+def _lambda0_cells():
+    out = []
+    for s in sorted(SWEEPS.glob("lambda0-*/cells/*/summary.json")):
+        summary = json.loads(s.read_text())
+        if summary.get("kind") == "lambda0" and summary["n_trajectories"] == summary["config"]["trajectories"]:
+            out.append(s.parent)
+    return out
+
+
+CELLS = _lambda0_cells()
+IDS = [f"{p.parents[1].name}/{p.name}" for p in CELLS]
+
+
+def gamma_nc(K, n, L):
+    return 1.0 / (math.sqrt(n) * ((L + 1) * (K - 1)) ** ((L + 1) / 2))
+
+
+def gamma_pairs(n, L):
+    return 1.0 / (2 * math.sqrt(n) * (2 * (L + 1)) ** ((L + 1) / 2))
+
+
+def numpy_gamma(theta, K, n, d, L):
+    F = numpy_factors(theta, K, n, d, L)
+    Z = F[0]
+    for W in F[1:]:
+        Z = W @ Z
+    y = np.repeat(np.arange(K), n)
+    zy = Z[y, np.arange(K * n)]
+    M = zy[None, :] - Z
+    M[y, np.arange(K * n)] = np.inf
+    return M.min() / np.linalg.norm(theta) ** (L + 1)
+
+
+def wilson(k, n, z=1.959963984540054):
+    p = k / n
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def _model(cell):
+    m = json.loads((cell / "config.json").read_text())["model"]
+    return m["K"], m["n"], m["d"], m["L"]
+
+
+def test_the_formulas_here_are_those_of_small_cases():
+    # K = 4, n = 1, L = 1: NC's unit-margin logits I − 11ᵀ/4 have singular values 1, 1, 1, so
+    # ‖θ‖² = 2·3 and γ = 1/6; the orthoplex's VVᵀ has 2, 2: ‖θ‖² = 2·4, γ = 1/8
+    assert gamma_nc(4, 1, 1) == pytest.approx(1 / 6, rel=1e-15)
+    assert gamma_pairs(1, 1) == pytest.approx(1 / 8, rel=1e-15)
+    V = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], float)
+    for L in (1, 2, 3, 4):
+        for Z, g in (((np.eye(4) - 0.25), gamma_nc(4, 1, L)), (V @ V.T, gamma_pairs(1, L))):
+            s = np.linalg.svd(Z, compute_uv=False)
+            s = s[s > 1e-12]
+            marg = min(Z[i, i] - Z[c, i] for i in range(4) for c in range(4) if c != i)
+            assert marg == pytest.approx(1.0)
+            assert 1 / ((L + 1) * (s ** (2 / (L + 1))).sum()) ** ((L + 1) / 2) == pytest.approx(g, rel=1e-13)
+
+
+@pytest.mark.skipif(not CELLS, reason="no finished λ = 0 cell committed")
+@pytest.mark.parametrize("cell", CELLS, ids=IDS)
+def test_stored_directions_have_their_gamma_and_closed_form(cell):
+    K, n, d, L = _model(cell)
+    summary = json.loads((cell / "summary.json").read_text())
+    z = np.load(cell / "directions.npz")
+    dirs = {int(r["id"]): r for r in summary["directions"]}
+    assert sorted(f"direction-{i}" for i in dirs) == sorted(z.files)
+    for i, r in dirs.items():
+        theta = z[f"direction-{i}"].astype(np.float64)
+        assert theta.size == d * K * n + d * d * (L - 1) + K * d
+        g = numpy_gamma(theta, K, n, d, L)
+        assert g == pytest.approx(r["gamma"], rel=1e-10), i
+        if r["label"] == "DNC":
+            assert g == pytest.approx(gamma_nc(K, n, L), rel=1e-10), i
+        elif r["label"] == "pairs" and K == 4:
+            assert g == pytest.approx(gamma_pairs(n, L), rel=1e-10), i
+
+
+@pytest.mark.skipif(not CELLS, reason="no finished λ = 0 cell committed")
+@pytest.mark.parametrize("cell", CELLS, ids=IDS)
+def test_counts_recount_from_the_per_start_records(cell):
+    K, n, d, L = _model(cell)
+    summary = json.loads((cell / "summary.json").read_text())
+    starts = json.loads((cell / "directions.json").read_text())["starts"]
+    N = len(starts)
+    assert N == summary["n_trajectories"] and sorted(r["index"] for r in starts) == list(range(N))
+    cert = [r for r in starts if r["stop_reason"] == "certified"]
+    nc = sum(r["label"] == "DNC" for r in cert)
+    assert summary["certified"]["count"] == len(cert)
+    assert summary["nc"]["count"] == nc
+    # every certified start's γ is its direction's (directions are told apart by γ to 9 digits)
+    gam = {int(r["id"]): (r["gamma"], r["label"]) for r in summary["directions"]}
+    for r in cert:
+        assert r["gamma"] == pytest.approx(gam[r["direction_id"]][0], rel=1e-8)
+        assert r["label"] == gam[r["direction_id"]][1]
+    if L == 1:
+        assert nc == N, "L = 1 (the proved case) must end at NC from every start"
+    # the sweep's prevalence.csv
+    rows = {r["cell"]: r for r in csv.DictReader((cell.parents[1] / "prevalence.csv").open(encoding="utf-8"))}
+    row = rows[cell.name]
+    assert int(row["n_trajectories"]) == N and int(row["dnc_count"]) == nc
+    assert int(row["uncertified_count"]) == N - len(cert)
+    lo, hi = wilson(nc, N)
+    assert float(row["dnc_ci_low"]) == pytest.approx(lo, abs=1e-12)
+    assert float(row["dnc_ci_high"]) == pytest.approx(hi, abs=1e-12)
+
+
+def _reg_ends(folder: Path) -> dict:
+    con = sqlite3.connect(f"file:{folder / 'study.sqlite'}?mode=ro", uri=True)
+    rows = con.execute("SELECT t.idx, t.certified, p.label FROM trajectories t LEFT JOIN points p "
+                       "ON p.id = t.point_id WHERE json_extract(t.engine, '$.kind') = 'main'").fetchall()
+    con.close()
+    return {int(i): (lab if c else None) for i, c, lab in rows}
+
+
+@pytest.mark.skipif(not REPORT.is_file(), reason="no λ = 0 report committed")
+def test_report_fractions_and_paired_tables_recount():
+    rep = json.loads(REPORT.read_text(encoding="utf-8"))
+    seen = 0
+    for sw in rep["sweeps"]:
+        for row in sw["cells"]:
+            cell = SWEEPS / sw["lambda0"] / "cells" / row["cell"]
+            starts = json.loads((cell / "directions.json").read_text())["starts"]
+            l0 = {r["index"]: (r["label"] if r["stop_reason"] == "certified" else None) for r in starts}
+            N = len(l0)
+            a = row["lambda0"]
+            k = sum(v == "DNC" for v in l0.values())
+            assert (a["n"], a["certified"], a["nc"]["count"]) == (N, sum(v is not None for v in l0.values()), k)
+            assert a["nc"]["fraction"] == k / N
+            assert (a["nc"]["ci_low"], a["nc"]["ci_high"]) == pytest.approx(wilson(k, N), abs=1e-12)
+            assert sum(x["count"] for x in a["directions"]) == a["certified"]
+            for lab, c in a["labels"].items():
+                assert c == sum(v == lab for v in l0.values())
+            if row["L"] == 1:
+                assert k == N
+            if row["reg"] is None:
+                continue
+            reg = _reg_ends(SWEEPS / sw["reg"] / "cells" / row["cell"])
+            b = row["reg"]
+            kd = sum(v == "DNC" for v in reg.values())
+            assert (b["n"], b["certified"], b["dnc"]["count"]) == (len(reg), sum(v is not None for v in reg.values()), kd)
+            assert (b["dnc"]["ci_low"], b["dnc"]["ci_high"]) == pytest.approx(wilson(kd, len(reg)), abs=1e-12)
+            both = [i for i in l0 if l0[i] is not None and reg.get(i) is not None]
+            t = row["paired"]["table"]
+            assert row["paired"]["n_both_certified"] == len(both)
+            assert t["both"] == sum(l0[i] == "DNC" and reg[i] == "DNC" for i in both)
+            assert t["first_only"] == sum(l0[i] == "DNC" and reg[i] != "DNC" for i in both)
+            assert t["second_only"] == sum(l0[i] != "DNC" and reg[i] == "DNC" for i in both)
+            assert t["neither"] == sum(l0[i] != "DNC" and reg[i] != "DNC" for i in both)
+            seen += 1
+    assert seen or not any(sw["cells"] for sw in rep["sweeps"] if any(r["reg"] for r in sw["cells"]))
