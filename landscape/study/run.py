@@ -213,6 +213,8 @@ class Session:
             sub = run_pipeline(self.model, res.handoff_theta[torch.from_numpy(resume)], list(stages),
                                loss_ceiling=ceiling, iter_budget=torch.from_numpy(left[np.isin(stuck, resume)]))
             res.replace_rows(resume, sub, add_counts=True)
+            # ReLU: a resumed descent stops near kinks again, where only the kink polish certifies it
+            finish_on_kinks(self.cfg, res, resume)
         rows = np.nonzero(self.certified(res))[0]
         return {r: pid for r, pid in zip(rows.tolist(), self.assign(res.theta[torch.from_numpy(rows)], new))}, visits
 
