@@ -585,34 +585,34 @@ def hand_off_to_kinks(spec: ModelSpec, theta, loss_end, grad_end, tol: float = 1
     model = DeepUFM(spec)
     with _dense_threads(spec.P):
         for b in range(B):
-            _hand_off_row(spec, model, th, b, grad_end, tol, ok, out, losses, resid, n_act, reasons)
+            ok[b], out[b], losses[b], resid[b], n_act[b], reasons[b] = _hand_off_row(
+                spec, model, th[b], float(losses[b]), float(grad_end[b]), tol)
     return KinkHandoff(ok, out, losses, resid, n_act, reasons)
 
 
-def _hand_off_row(spec, model, th, b, grad_end, tol, ok, out, losses, resid, n_act, reasons) -> None:
-    """Row ``b`` of :func:`hand_off_to_kinks`, its outputs written in place."""
-    if not np.isfinite(grad_end[b]) or grad_end[b] > HANDOFF_GRAD:
-        reasons[b] = f"‖∇L‖ {grad_end[b]:.3g} > {HANDOFF_GRAD:g}"
-        return
-    aset = active_set(spec, th[b], rtol=HANDOFF_RTOL)
-    n_act[b] = aset.size
+def _hand_off_row(spec, model, theta, loss, grad, tol):
+    """One row of :func:`hand_off_to_kinks`: θ (P,) a descent's end, its ``loss`` and ‖∇L‖
+    ``grad``. Returns (ok, θ, loss, residual, active-set size, reason): the polished point where
+    ok, else θ and ``loss`` unchanged, residual inf and the refusal's reason."""
+    if not np.isfinite(grad) or grad > HANDOFF_GRAD:
+        return False, theta, loss, np.inf, 0, f"‖∇L‖ {grad:.3g} > {HANDOFF_GRAD:g}"
+    aset = active_set(spec, theta, rtol=HANDOFF_RTOL)
     if aset.size == 0:
-        reasons[b] = "no active entries"
-        return
+        return False, theta, loss, np.inf, 0, "no active entries"
+    reason = ""
     for rcond in HANDOFF_RCONDS:   # the KKT matrix's numerical rank decides the step: try a few
         try:
-            p = polish_on_kinks(spec, th[b], tol=tol, aset=aset, kkt_rcond=rcond)
+            p = polish_on_kinks(spec, theta, tol=tol, aset=aset, kkt_rcond=rcond)
         except np.linalg.LinAlgError as exc:   # LAPACK's SVD can fail on a near-singular KKT matrix
-            reasons[b] = f"the polish's least-squares solve failed ({exc})"
+            reason = f"the polish's least-squares solve failed ({exc})"
             continue
         new_loss = float(model.loss(torch.from_numpy(p.theta)[None])[0])
         if not p.converged:
-            reasons[b] = "polish on the kink manifold did not converge" + ("" if p.signs_kept else " (an entry changed sign)")
-        elif new_loss > losses[b] + 1e-12 * (1 + abs(losses[b])):
-            reasons[b] = f"the polish raised the loss by {new_loss - losses[b]:.3g}"
-        elif new_loss < losses[b] - HANDOFF_MAX_DROP * (1 + abs(losses[b])):
-            reasons[b] = f"the polish lowered the loss by {losses[b] - new_loss:.3g}: more than a last stretch"
+            reason = "polish on the kink manifold did not converge" + ("" if p.signs_kept else " (an entry changed sign)")
+        elif new_loss > loss + 1e-12 * (1 + abs(loss)):
+            reason = f"the polish raised the loss by {new_loss - loss:.3g}"
+        elif new_loss < loss - HANDOFF_MAX_DROP * (1 + abs(loss)):
+            reason = f"the polish lowered the loss by {loss - new_loss:.3g}: more than a last stretch"
         else:
-            ok[b], out[b], losses[b], resid[b], reasons[b] = True, p.theta, new_loss, p.residual, ""
-            n_act[b] = p.active.size
-            return
+            return True, p.theta, new_loss, p.residual, p.active.size, ""
+    return False, theta, loss, np.inf, aset.size, reason

@@ -60,6 +60,7 @@ from ..io.results import DB_NAME, FILES, write_json
 from ..io.store import StoreError, StudyStore
 from .config import CHECK_OFFSET, StudyConfig
 from .kink_finish import finish_on_kinks, kink_refused
+from .lambda0 import run_lambda0_study
 from .connect import connect_minima
 from .executor_base import Unit
 from .prefetch import SaddlePrefetch, prefetch_possible
@@ -160,14 +161,19 @@ class Session:
     def certified(self, res: TrajectoryResults) -> np.ndarray:
         return certified_mask(self.cfg, res)
 
-    def finish_on_kinks(self, res: TrajectoryResults, stages) -> None:
+    def descent_budget(self, stages) -> int:
+        """Iterations a descent of ``stages`` may run in all: the first stage's ``max_iter``, times
+        ``kink_rounds`` (1 but for ReLU models, :class:`landscape.study.config.StudyConfig`)."""
+        return stages[0].max_iter * self.cfg.kink_rounds
+
+    def finish_kinks_in_rounds(self, res: TrajectoryResults, stages) -> None:
         """ReLU: finish the rows of ``res`` that stopped near kinks on them
         (:func:`landscape.study.kink_finish.finish_on_kinks`); a row the polish refused because its
         descent had not settled runs ``stages`` again for another ``stages[0].max_iter`` steps and is
         offered to the polish again, up to ``kink_rounds`` rounds in all (the polish only ever
         finishes a last stretch, so more rounds change which rows finish, never where). In place."""
         rows, rounds = None, self.cfg.kink_rounds
-        budget = stages[0].max_iter * rounds
+        budget = self.descent_budget(stages)
         for rnd in range(rounds):
             finish_on_kinks(self.cfg, res, rows)
             rows = kink_refused(self.cfg, res, budget) if rnd + 1 < rounds else np.zeros(0, dtype=np.int64)
@@ -184,9 +190,9 @@ class Session:
         row ({row: [visit, …]}), after resuming every descent row that ended at a non-minimum
         (module docstring). ``res`` is updated in place; new points go to ``new``."""
         visits: dict[int, list[dict]] = {}
-        self.finish_on_kinks(res, stages)   # ReLU: descents that stopped near kinks, finished on them
+        self.finish_kinks_in_rounds(res, stages)   # ReLU: descents that stopped near kinks, finished on them
         descent = stages[0].descent
-        budget0 = stages[0].max_iter * (self.cfg.kink_rounds if self.cfg.model.activation == "relu" else 1)
+        budget0 = self.descent_budget(stages)
         for visit in range(self.cfg.max_saddle_visits + 1):
             rows = np.nonzero(self.certified(res))[0]
             point_of = dict(zip(rows.tolist(), self.assign(res.theta[torch.from_numpy(rows)], new)))
@@ -351,8 +357,6 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     (:mod:`landscape.study.prefetch`); None: where that can gain (two cores, the CPU, Linux).
     """
     if cfg.model.unregularised:   # λ = 0: directions, not critical points (its own procedure and folder)
-        from .lambda0 import run_lambda0_study
-
         return run_lambda0_study(cfg, out_dir, progress=progress)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
