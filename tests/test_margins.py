@@ -256,6 +256,36 @@ def test_polish_from_perturbed_codes():
     assert cert.residual <= 1e-10 and cert.support_size == K * n * (K - 2)
 
 
+def test_polish_at_the_used_width_matches_the_full_width(monkeypatch):
+    """A balanced pairs point (rank 2 at K = 4) uses 2 of d = 8 hidden units per interface; with
+    its units scattered by a permutation and its used entries perturbed, the polish runs at width
+    2 (compact_width) and reaches what the full-width polish reaches: γ_pairs (derived above) to
+    1e-10 and the same polished margins; compact then expand gives θ back exactly."""
+    K, n, d, L = 4, 1, 8, 3
+    spec = spec_of(K, n, d, L)
+    rng = np.random.default_rng(5)
+    F = spec.split(balanced_point(spec, pairing_Zbar(K, 1.0)))
+    for l in range(L):                                 # move the used units to random places
+        p = rng.permutation(d)
+        F[l], F[l + 1] = F[l][p], F[l + 1][:, p]
+    F = [f + 0.02 * (f != 0) * rng.standard_normal(f.shape) for f in F]
+    th = spec.join(F)
+    narrow = mg.compact_width(spec, th)
+    assert narrow is not None and narrow.shape.d == K // 2
+    assert np.array_equal(narrow.expand(mg.as_shape(spec), narrow.theta), th)
+    assert_close(mg.margins(narrow.shape, narrow.theta), mg.margins(spec, th), rtol=1e-14)
+    th_c, cert_c = mg.polish_direction(spec, th, support_rtol=0.1)
+    assert cert_c.polish["width"] == K // 2
+    monkeypatch.setattr(mg, "compact_width", lambda shape, theta: None)
+    th_f, cert_f = mg.polish_direction(spec, th, support_rtol=0.1)
+    assert cert_f.polish["width"] == d
+    for cert in (cert_c, cert_f):
+        assert abs(cert.gamma - gamma_pairs(K, n, L)) <= 1e-10 * gamma_pairs(K, n, L)
+        assert cert.residual <= 1e-10
+    assert_close(mg.margins(spec, th_c), mg.margins(spec, th_f), atol=1e-9)
+    assert mg.compact_width(spec, np.ones(spec.P)) is None   # every unit used: nothing to compact
+
+
 # ----- (d) invariances ---------------------------------------------------------------------------
 def random_orthogonal(rng, d):
     Q, R = np.linalg.qr(rng.standard_normal((d, d)))

@@ -404,6 +404,59 @@ def _slsqp(sh: MarginShape, th: np.ndarray, maxiter: int) -> np.ndarray:
     return np.asarray(res.x, dtype=np.float64)
 
 
+def _used_units(sh: MarginShape, th: np.ndarray) -> list[np.ndarray]:
+    """Per interface l = 1..L, the hidden units j that θ uses: row j of F_{l−1} or column j of F_l
+    not exactly zero."""
+    F = factors(sh, th)
+    return [np.flatnonzero(np.any(F[l - 1] != 0, axis=1) | np.any(F[l] != 0, axis=0)) for l in range(1, sh.L + 1)]
+
+
+class _Compact(NamedTuple):
+    """θ restricted to the hidden units it uses (:func:`compact_width`): the narrower shape, the
+    unit indices kept at each interface (the used ones first, padded with unused ones to the
+    common width), and θ in that shape."""
+
+    shape: MarginShape
+    units: list[np.ndarray]
+    theta: np.ndarray
+
+    def expand(self, full: MarginShape, th_small: np.ndarray) -> np.ndarray:
+        """θ (full.P,) of the narrow θ: its units put back in their places, zeros elsewhere."""
+        Fs = factors(self.shape, th_small)
+        F = [np.zeros(s) for s in full.shapes]
+        u = self.units
+        F[0][u[0], :] = Fs[0]
+        for l in range(1, full.L):
+            F[l][np.ix_(u[l], u[l - 1])] = Fs[l]
+        F[full.L][:, u[-1]] = Fs[full.L]
+        return np.concatenate([f.reshape(-1) for f in F])
+
+
+def compact_width(shape, theta) -> _Compact | None:
+    """θ at the narrowest width that holds it exactly, or None where that is the full width d.
+
+    A hidden unit that θ does not use (its row in the factor below and its column in the factor
+    above exactly zero, as in a :func:`balanced_factorisation` of logits of rank r < d) stays
+    unused along Newton's and SLSQP's paths: every monomial of the logits that contains one of its
+    coordinates contains two, so the margins' gradients are zero there and the KKT matrix has no
+    block coupling them to the used coordinates (MODEL.md §8, width embedding). The max-margin
+    problem can therefore be solved at the width of the used units (each interface's units
+    permuted to the front, a gauge symmetry) and embedded back; the certificate and the
+    second-order test are taken at the full width. Exact in exact arithmetic; it changes only
+    round-off, and the cost: the dense KKT solves scale as P³."""
+    sh = as_shape(shape)
+    th = _theta(sh, theta)
+    used = _used_units(sh, th)
+    w = max(1, max(u.size for u in used))
+    if w >= sh.d:
+        return None
+    units = [np.concatenate([u, np.setdiff1d(np.arange(sh.d), u)[:w - u.size]]) for u in used]
+    small = MarginShape(sh.K, sh.n, w, sh.L)
+    F = factors(sh, th)
+    Fs = [F[0][units[0], :]] + [F[l][np.ix_(units[l], units[l - 1])] for l in range(1, sh.L)] + [F[sh.L][:, units[-1]]]
+    return _Compact(small, units, np.concatenate([f.reshape(-1) for f in Fs]))
+
+
 def polish_direction(shape, theta, tol: float = 1e-10, support_rtol: float = 1e-3,
                      max_iter: int = 200, max_changes: int | None = None,
                      fallback: str | None = "slsqp", first: str = "newton") -> tuple[np.ndarray, MarginCertificate]:
@@ -430,6 +483,10 @@ def polish_direction(shape, theta, tol: float = 1e-10, support_rtol: float = 1e-
     margins, so it climbs the normalised margin and leaves a saddle of it, where Newton goes to
     the nearest KKT point of either kind (:func:`second_order` tells them apart).
 
+    Both stages run at the width of the hidden units θ uses (:func:`compact_width`: the same
+    iterates, embedded back; ``polish["width"]``), so a balanced start of rank r costs what a
+    width-r model does.
+
     The certificate is computed afresh (NNLS, :func:`kkt_certificate`'s rule) at the polished θ̂
     on the constraints with margin ≤ 1 + 1e-8; ``certificate.polish`` records ``converged``
     (Newton reached ``tol`` on a settled active set), ``stage`` ("newton" or "slsqp+newton"),
@@ -439,8 +496,12 @@ def polish_direction(shape, theta, tol: float = 1e-10, support_rtol: float = 1e-
         raise ValueError(f"fallback must be None or 'slsqp': got {fallback!r}")
     if first not in ("newton", "slsqp"):
         raise ValueError(f"first must be 'newton' or 'slsqp': got {first!r}")
-    sh = as_shape(shape)
-    th0 = rescale_to_unit_margin(sh, theta)
+    full = as_shape(shape)
+    th0 = rescale_to_unit_margin(full, theta)
+    narrow = compact_width(full, th0)
+    sh = full if narrow is None else narrow.shape
+    if narrow is not None:
+        th0 = narrow.theta
     max_changes = sh.N * (sh.K - 1) if max_changes is None else int(max_changes)
     if first == "slsqp":
         x = rescale_to_unit_margin(sh, _slsqp(sh, th0, maxiter=max(200, max_iter)))
@@ -460,16 +521,17 @@ def polish_direction(shape, theta, tol: float = 1e-10, support_rtol: float = 1e-
         out["iterations"] += first["iterations"]
         out["changes"] = first["changes"] + [("restart", -1)] + out["changes"]
         stage = "slsqp+newton"
-    th_hat = rescale_to_unit_margin(sh, out["theta"])   # exact min margin 1 (a no-op to rounding)
-    m = margins(sh, th_hat).reshape(-1)
+    th_end = out["theta"] if narrow is None else narrow.expand(full, out["theta"])
+    th_hat = rescale_to_unit_margin(full, th_end)   # exact min margin 1 (a no-op to rounding)
+    m = margins(full, th_hat).reshape(-1)
     cert_rtol = 1e-8
     support = np.flatnonzero(m <= 1.0 + cert_rtol)
     mu = out["mu"]
     polish = {"converged": out["converged"], "stage": stage, "iterations": out["iterations"],
               "changes": out["changes"], "kkt_residual": out["kkt_residual"],
               "newton_min_multiplier": float(mu.min()) if mu.size else float("nan"),
-              "start_support_rtol": support_rtol}
-    return th_hat, _certify(sh, th_hat, support, cert_rtol, polish)
+              "start_support_rtol": support_rtol, "width": sh.d}
+    return th_hat, _certify(full, th_hat, support, cert_rtol, polish)
 
 
 # ----- second order ------------------------------------------------------------------------------
