@@ -17,6 +17,7 @@ scripts need are importable from here (loaded on first use, so ``import landscap
 
 ``run_study`` (:mod:`landscape.viz.pipeline`) writes the results folder ``landscape run`` writes and
 returns a :class:`~landscape.study.result.StudyResult`; ``load_results`` opens a finished folder.
+For a λ = 0 study (no weight decay) both give a :class:`~landscape.study.lambda0.Lambda0Result`.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ _EXPORTS = {
     "StudyConfig": "landscape.study.config", "load_study": "landscape.study.config", "presets": "landscape.study.config",
     "run_study": "landscape.viz.pipeline", "ReportInterrupted": "landscape.viz.pipeline",
     "StudyResult": "landscape.study.result", "summarise": "landscape.study.summary",
+    "Lambda0Result": "landscape.study.lambda0", "Lambda0Direction": "landscape.study.lambda0",
     "load_sweep": "landscape.study.sweep", "run_sweep": "landscape.study.sweep",
     "StudyStore": "landscape.io.store", "StoreError": "landscape.io.store",
     **{name: "landscape.io.records" for name in ("PointRecord", "TrajectoryRecord", "EdgeRecord",

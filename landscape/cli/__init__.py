@@ -37,13 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple:
-    """The error types that mean bad input: SpecError always; OutputError and StoreError only if
-    their modules were loaded (they cannot have been raised otherwise), so a command that fails
-    early never imports torch for its message."""
+    """The error types that mean bad input: SpecError always; OutputError, StoreError and
+    Lambda0StoreError only if their modules were loaded (they cannot have been raised otherwise),
+    so a command that fails early never imports torch for its message."""
     from ..core.validate import SpecError
 
     out = [SpecError]
-    for mod, name in (("landscape.io.results", "OutputError"), ("landscape.io.store", "StoreError")):
+    for mod, name in (("landscape.io.results", "OutputError"), ("landscape.io.store", "StoreError"),
+                      ("landscape.io.lambda0_store", "Lambda0StoreError")):
         if mod in sys.modules:
             out.append(getattr(sys.modules[mod], name))
     return tuple(out)

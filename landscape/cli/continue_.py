@@ -8,6 +8,15 @@ located by bisection. ``--param`` may also be lambda_H, lambda_W or ratio (λ_H/
 DIR/continuation.json and stores it in the database; the study report then draws the
 bifurcation diagram.
 
+``landscape continue DIR --param lambda --to 0`` (linear CE, λ > 0) follows every point (or
+``--points``) down in λ to ``--floor`` (default 1e-12), leg by leg (λ halved per leg), records the
+normalised margin γ = min margin/‖θ‖^{L+1} at every step, and polishes the last point's direction
+as a λ = 0 study does (:func:`landscape.study.lambda0_limit.continue_to_limit`): it prints a few
+points of the path and the limit's certificate (label, γ, KKT residual, support, local maximum or
+saddle of the margin) beside the closed form, and stores the path as the run's branches with the
+certificate under each branch's ``limit`` (and the run's ``limits``). ReLU, MSE and λ = 0 folders
+are refused.
+
 ``landscape continue DIR --param d --to D`` embeds every point into each width up to D (zero rows
 and columns keep it critical) and reports its index, nullity and symmetry zero modes per width:
 DIR/continuation-d.json and the nullity-against-width figure.
@@ -34,6 +43,8 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=400, metavar="N", help="largest number of continuation steps per branch")
     p.add_argument("--budget", type=float, default=600.0, metavar="S",
                    help="largest predicted seconds of a width continuation (default 600; refused beyond, with the estimate)")
+    p.add_argument("--floor", type=float, default=1e-12, metavar="X",
+                   help="with --param lambda --to 0: the smallest λ the path is followed to (default 1e-12)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress lines while a branch is followed (its start and result are still printed)")
     p.set_defaults(func=main)
@@ -59,11 +70,17 @@ def main(args) -> int:
     wanted = parse_points(args.points)   # before anything is opened or written
     check_int("--steps", args.steps, 1)
     check_number("--budget", args.budget)
-    if args.param != "d":
+    limit = args.param == "lambda" and args.to == 0   # the λ → 0 limit (continue_to_limit)
+    if limit:
+        check_number("--floor", args.floor)
+    elif args.param != "d":
         check_number("--to", args.to)   # a weight decay; a width is checked against the study's below
     if not (out / DB_NAME).is_file():
         from ..study.lambda0 import is_lambda0_folder
 
+        if limit and is_lambda0_folder(out):
+            raise SpecError(f"{out} is a λ = 0 run (model.lambda=0): it holds certified directions already; --to 0 "
+                            "follows a λ > 0 study's critical points down to that limit")
         if is_lambda0_folder(out):
             raise SpecError(f"{out} is a λ = 0 run: it holds certified directions, not critical points, and "
                             "continuation in λ follows critical points of λ > 0 (toward λ → 0: continue a λ > 0 "
@@ -75,8 +92,17 @@ def main(args) -> int:
     progress = not getattr(args, "no_progress", False)
     run_info = {"started_at": _now(), "arguments": {"param": args.param, "to": args.to, "points": wanted,
                                                     "steps": args.steps, "budget": args.budget}}
+    if limit:
+        run_info["arguments"]["floor"] = args.floor
     with StudyStore.open(out / DB_NAME) as store:
         cfg = StudyConfig.from_dict(store.config)
+        if limit:
+            from ..study.lambda0_limit import check_limit_spec
+
+            check_limit_spec(cfg.model)
+            if not args.floor < param_value(cfg.model, "lambda"):
+                raise SpecError(f"--floor={args.floor:g} is invalid: must lie below the study's λ = "
+                                f"{param_value(cfg.model, 'lambda'):g}")
         pts = {p.id: p for p in store.points()}
         if wanted is not None:
             ids = wanted
@@ -114,6 +140,18 @@ def main(args) -> int:
                     print(f"point {pid} ({p.label}) [{k}/{len(ids)}]: widths {cfg.model.d}..{to}", flush=True)
                     branches.append(continue_in_width(cfg.model, p.params, to=to, point_id=pid, label=p.label,
                                                       progress=_width_progress(pid) if progress else None).to_dict())
+            except KeyboardInterrupt:
+                interrupted = True
+        elif limit:
+            settings = ContinuationSettings(max_steps=args.steps, certify_tol=cfg.certify_tol)
+            p0 = param_value(cfg.model, args.param)
+            limits: list = []
+            record = {"param": "lambda", "from": p0, "to": 0.0, "floor": args.floor, "settings": settings.to_dict(),
+                      "branches": branches, "limits": limits}
+            print(f"following {len(ids)} point(s) in lambda from {p0:.6g} towards 0 (legs halving λ, down to "
+                  f"{args.floor:g}), then polishing each limit's direction; Ctrl-C keeps the finished branches", flush=True)
+            try:
+                _follow_to_limit(store, cfg, ids, args, settings, branches, limits, progress=progress)
             except KeyboardInterrupt:
                 interrupted = True
         else:
@@ -292,6 +330,26 @@ def _follow_all(store, cfg, ids, args, settings, branches, progress: bool = True
                        + (f", dμ/d{args.param} {e['eigenvalue_slope']:.4g}" if e.get("eigenvalue_slope") is not None else "")
                        + ")" for e in br.events) or "no events"
         print(f"point {pid} ({p.label}): {len(br.steps)} steps, {ev}; {br.end}", flush=True)
+
+
+def _follow_to_limit(store, cfg, ids, args, settings, branches, limits, progress: bool = True) -> None:
+    """Follow every point down to the λ → 0 limit (:func:`landscape.study.lambda0_limit.continue_to_limit`),
+    printing a few points of each path and the limit beside its closed form; the finished branches
+    (with the margin columns and the certificate under ``limit``) go to ``branches`` and their
+    certificates to ``limits`` as they come."""
+    from ..study.lambda0_limit import continue_to_limit
+
+    for k, pid in enumerate(ids, 1):
+        p = store.point(pid)
+        print(f"point {pid} ({p.label}) [{k}/{len(ids)}]: following lambda towards 0", flush=True)
+        res = continue_to_limit(cfg.model, p.params, floor=args.floor, settings=settings, lambda0=cfg.lambda0,
+                                analysis=cfg.analysis, point_id=pid, label=p.label,
+                                progress=BranchProgress(pid, "lambda") if progress else None)
+        branches.append(res.to_dict())
+        limits.append(res.summary())
+        print(f"point {pid} ({p.label}): {len(res.path)} steps, {res.end}", flush=True)
+        for line in res.text():
+            print(line, flush=True)
 
 
 class BranchProgress:

@@ -55,6 +55,11 @@ def main(args) -> int:
                 raise SpecError(f"{Path(args.dir) / FILES['summary']} is not a λ = 0 summary this version reads "
                                 f"({type(exc).__name__}: {exc})") from None
             return 0
+        from ..io.results import LAMBDA0_FILES
+
+        if (Path(args.dir) / LAMBDA0_FILES["database"]).exists():
+            raise SpecError(f"{args.dir} is a λ = 0 run that has not finished (its batches so far are in "
+                            f"{LAMBDA0_FILES['database']}): continue it with `landscape run --resume {args.dir}`")
     with StudyStore.open(Path(args.dir) / DB_NAME, readonly=True) as store:
         cfg = StudyConfig.from_dict(store.config)
         summ = summarise(cfg, store)

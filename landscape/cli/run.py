@@ -5,9 +5,9 @@ With no arguments, runs the embedded default study (deep linear CE UFM, K=4, n=2
 writes ``runs/<name>-<time>/`` (with ``--set`` and no ``--set name=…`` the name lists the overrides,
 ``default+d=70``): config.json, study.sqlite, spectra.npz, tree.json,
 graph.graphml, summary.json and report.html. ``--preset NAME`` runs another embedded study
-(``landscape presets`` lists them). Work is committed to study.sqlite one unit at a time: a run
-stopped at any moment (Ctrl-C, a killed process) continues with ``landscape run --resume DIR``
-from what was committed. From Python, ``landscape.run_study(cfg, DIR)`` writes the same folder.
+(``landscape presets`` lists them). Work is committed to study.sqlite one unit at a time (a λ = 0
+study: to lambda0.sqlite, one batch of starts at a time): a run stopped at any moment (Ctrl-C, a
+killed process) continues with ``landscape run --resume DIR`` from what was committed. From Python, ``landscape.run_study(cfg, DIR)`` writes the same folder.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def main(args) -> int:
     from pathlib import Path
 
     from ..core.validate import SpecError
-    from ..io.results import DB_NAME, check_results_folder, folder_kind, is_net_folder
+    from ..io.results import DB_NAME, LAMBDA0_FILES, check_results_folder, folder_kind, is_net_folder
     from ..study.config import load_study
     from . import EXIT_INTERRUPTED, check_new_folder
 
@@ -54,12 +54,14 @@ def main(args) -> int:
         if folder_kind(out) == "sweep":
             raise SpecError(f"--resume {out} is a sweep folder (it holds sweep.json): resume it with "
                             f"`landscape sweep {out / 'sweep.json'} --out {out}` (the same command as before)")
-        if folder_kind(out) is None:
+        lambda0_db = out / LAMBDA0_FILES["database"]
+        if folder_kind(out) is None and not (lambda0_db.exists() or lambda0_db.is_symlink()):
             from ..study.lambda0 import is_lambda0_folder
 
             if is_lambda0_folder(out):
-                raise SpecError(f"--resume {out} is a λ = 0 run: it is not resumable (it is recomputed whole); run "
-                                f"it again with `landscape run --config {out / 'config.json'} --out NEW_FOLDER`")
+                raise SpecError(f"--resume {out} is a finished λ = 0 run written before λ = 0 runs were resumable "
+                                f"(it has no {LAMBDA0_FILES['database']}): there is nothing to resume; `landscape "
+                                f"inspect {out}` prints it")
         if folder_kind(out) is None and is_net_folder(out):
             raise SpecError(f"--resume {out} is a `landscape net` run: resume it with `landscape net --resume {out}`")
         cfg = load_config(out)
@@ -75,6 +77,9 @@ def main(args) -> int:
             if not StudyStore.is_uninitialised(out / DB_NAME):
                 raise SpecError(f"{out} already holds a study: continue it with `landscape run --resume {out}` "
                                 "or choose another --out")
+        if (out / LAMBDA0_FILES["database"]).exists() or (out / LAMBDA0_FILES["database"]).is_symlink():
+            raise SpecError(f"{out} already holds a λ = 0 study: continue it with `landscape run --resume {out}` "
+                            "or choose another --out")
     # torch: only once the configuration and the folder are good
     from ..viz.pipeline import ReportInterrupted, run_study
 
@@ -82,7 +87,8 @@ def main(args) -> int:
         try:
             result = run_study(cfg, out, progress=not args.no_progress)
         except KeyboardInterrupt:
-            print("\ninterrupted: a λ = 0 run is not resumable; run it again into a new folder", file=sys.stderr)
+            print(f"\ninterrupted: every committed batch of starts is kept in {out / LAMBDA0_FILES['database']}; "
+                  f"continue with `landscape run --resume {out}`", file=sys.stderr)
             return EXIT_INTERRUPTED
         print(result.text())
         if args.timings:

@@ -16,6 +16,10 @@ embedded by zero rows and columns stays critical at every larger width, and is r
 * :mod:`.branch`: :class:`Branch`, the output (step records, events, the end reason).
 * :mod:`.arclength`: :func:`continue_in_lambda`, the loop and its stopping rules.
 * :mod:`.width`: :func:`embed_width` and :func:`continue_in_width`.
+
+The λ → 0 limit of a linear CE point (continuation down in λ, then the λ = 0 polish of its
+direction) needs the λ = 0 study's decision, so it lives a floor up:
+:func:`landscape.study.lambda0_limit.continue_to_limit`.
 """
 from .._lazy import lazy_getattr
 

@@ -35,11 +35,13 @@ from .settings import ContinuationSettings
 
 def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: float, point_id: int | None = None,
                        label: str | None = None, settings: ContinuationSettings = ContinuationSettings(),
-                       progress=None) -> Branch:
+                       progress=None, observe=None) -> Branch:
     """Follow the critical point θ (P,) of ``spec`` in ``param`` (one of :data:`.parameters.PARAMS`)
     towards ``to`` (a finite number > 0; module docstring). ``progress(step record, events)``
     hears every accepted step as it is taken (the start first), with the events located on that
-    step (a list of event records, usually empty)."""
+    step (a list of event records, usually empty). ``observe(θ, p)``, called first, sees the
+    accepted point itself (θ (P,) float64, p) and returns a dict of further fields for its step
+    record (the λ → 0 limit adds the normalised margin, :mod:`.limit`), or None."""
     check_choice("param", param, PARAMS)
     to = check_number("--to", to)
     S = settings
@@ -57,7 +59,14 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
             return br
         pt = f.analyse(BranchPoint(out[0], out[1]))
     pt.tangent = f.tangent(pt, None, to)
-    br.steps.append(f.record(pt))
+
+    def record(q: BranchPoint) -> dict:
+        rec = f.record(q)
+        if observe is not None:
+            rec.update(observe(q.th, q.p) or {})
+        return rec
+
+    br.steps.append(record(pt))
     if progress is not None:
         progress(br.steps[-1], [])
     hist, hs = [pt], []
@@ -87,7 +96,7 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
                 q = f.analyse(BranchPoint(fin[0], fin[1]))
                 q.tangent = f.tangent(q, pt, to)
         br.events += events
-        br.steps.append(f.record(q))
+        br.steps.append(record(q))
         if progress is not None:
             progress(br.steps[-1], events)
         if passed:

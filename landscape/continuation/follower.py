@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg
 import torch
 
 from ..analysis.hessian import dense_hessian
@@ -131,9 +132,15 @@ class Follower:
         previous point's tangent (compared in physical units) or, for the first, towards ``toward``."""
         P = pt.th.size
         A = np.hstack([pt.H * pt.ts, pt.ps * self.sys.dF_dp(pt.th)[:, None]])
+        # each block of rows scaled to unit size (the null vector does not change): at small λ the
+        # Jacobian is O(λ) and the phase rows O(1), a scaling LAPACK's divide and conquer can fail on
+        A = A / max(float(np.abs(A).max()), 1e-300)
         if pt.Q.shape[1]:
-            A = np.vstack([A, np.hstack([pt.Q.T * pt.ts, np.zeros((pt.Q.shape[1], 1))])])
-        _, _, Vt = np.linalg.svd(A)
+            A = np.vstack([A, np.hstack([pt.Q.T, np.zeros((pt.Q.shape[1], 1))])])
+        try:
+            _, _, Vt = np.linalg.svd(A)
+        except np.linalg.LinAlgError:   # divide and conquer failed: the QR-iteration driver
+            Vt = scipy.linalg.svd(A, lapack_driver="gesvd")[2]
         t = Vt[-1] / np.linalg.norm(Vt[-1])
         if prev is not None:
             if float(self.physical(t, pt) @ self.physical(prev.tangent, prev)) < 0:
@@ -165,8 +172,10 @@ class Follower:
             if np.linalg.norm(F) <= self.S.certify_tol and abs(r) <= 1e-12 and it > 1:
                 return th, p, it - 1
             H = self.sys.hessian(th, p)
-            rows = [np.hstack([H * ts, ps * self.sys.dF_dp(th)[:, None]])]
-            rhs = [-F]
+            J = np.hstack([H * ts, ps * self.sys.dF_dp(th)[:, None]])
+            c = 1.0 / max(float(np.abs(J).max()), 1e-300)   # the equations F = 0 scaled to unit size
+            rows = [J * c]
+            rhs = [-F * c]
             if fixed_p is None:
                 rows.append(t[None, :])
                 rhs.append(np.array([-r]))

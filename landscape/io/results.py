@@ -33,13 +33,14 @@ SWEEP_FILES = {"sweep": "sweep.json", "prevalence": "prevalence.csv", "report": 
 #: Files a ``landscape net`` results folder holds besides the study files.
 NET_FILES = {"training": "train.npz", "checkpoint": "train.partial.npz"}
 #: Files a λ = 0 study folder holds besides config.json and summary.json
-#: (:mod:`landscape.study.lambda0`): every start's decided end, and the certified directions' θ.
-LAMBDA0_FILES = {"starts": "directions.json", "directions": "directions.npz"}
+#: (:mod:`landscape.study.lambda0`): every start's decided end, the certified directions' θ, and
+#: the database its batches are committed to (:mod:`landscape.io.lambda0_store`).
+LAMBDA0_FILES = {"starts": "directions.json", "directions": "directions.npz", "database": "lambda0.sqlite"}
 #: Everything a landscape results folder may hold that the package wrote (the study files, their
 #: SQLite journals, the per-point spectra folder and the continuation outputs).
 OWN_NAMES = frozenset(FILES.values()) | {DB_NAME + "-wal", DB_NAME + "-shm", DB_NAME + "-journal", "spectra",
                                          "continuation.json", "continuation-d.json"} | frozenset(NET_FILES.values()) \
-    | frozenset(LAMBDA0_FILES.values())
+    | frozenset(LAMBDA0_FILES.values()) | {LAMBDA0_FILES["database"] + "-journal"}
 
 
 def _new_file_mode() -> int:
@@ -194,6 +195,49 @@ def _npy_member_size(zf, info) -> int:
         return fh.tell() + int(np.prod(shape, dtype=object)) * dtype.itemsize
 
 
+def _npz_arrays(path, *, max_member_bytes: int, max_total_bytes: int, max_members: int | None,
+                member_bound: str, total_bound: str) -> list[tuple[str, np.ndarray]]:
+    """(name, array) of every member of the .npz file ``path``, untrusted input, in file order:
+    the checks of :func:`load_arrays`. Raises :class:`_SpectraRefused` for a size refused (its
+    message with ``member_bound`` / ``total_bound``: what the bound is) and the zip, zlib and numpy
+    errors of a damaged file."""
+    import zipfile
+
+    from numpy.lib import format as npy
+
+    out: list[tuple[str, np.ndarray]] = []
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        if max_members is not None and len(infos) > max_members:
+            raise _SpectraRefused(f"{path} holds {len(infos)} members, more than {max_members}; refused")
+        for info in infos:
+            if info.file_size > max_member_bytes:
+                raise _SpectraRefused(f"{path}: member {info.filename!r} would decompress to {info.file_size} bytes, "
+                                      f"more than the {max_member_bytes} bytes {member_bound}; refused (not a file "
+                                      "landscape wrote)")
+        total = sum(info.file_size for info in infos)
+        if total > max_total_bytes:
+            raise _SpectraRefused(f"{path} would decompress to {total} bytes in all, more than the "
+                                  f"{max_total_bytes} bytes {total_bound}; refused")
+        seen = set()
+        for info in infos:
+            if not info.filename.endswith(".npy") or info.is_dir():
+                raise ValueError(f"member {info.filename!r} is not a .npy array")
+            if _npy_member_size(zf, info) != info.file_size:
+                raise ValueError(f"member {info.filename!r}: its .npy header does not match its size")
+            name = info.filename[:-len(".npy")]
+            if name in seen:
+                raise ValueError(f"member {info.filename!r} appears twice")
+            seen.add(name)
+            with zf.open(info) as fh:
+                out.append((name, npy.read_array(fh, allow_pickle=False)))
+    return out
+
+
+#: What a damaged .npz file raises while it is read (re-raised as a ValueError naming the file).
+_NPZ_ERRORS = (EOFError, OSError, ValueError, KeyError, RuntimeError, NotImplementedError)
+
+
 def load_spectra(path: str | Path, *, max_member_bytes: int = SPECTRA_MAX_MEMBER_BYTES,
                  max_total_bytes: int = SPECTRA_MAX_TOTAL_BYTES) -> dict:
     """Read :func:`write_spectra` output: {id: {'spectrum', 'method', 'parts': {...}, 'sv': {...}}}.
@@ -206,46 +250,45 @@ def load_spectra(path: str | Path, *, max_member_bytes: int = SPECTRA_MAX_MEMBER
     import zipfile
     import zlib
 
-    from numpy.lib import format as npy
-
     out: dict = {}
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                if info.file_size > max_member_bytes:
-                    raise _SpectraRefused(
-                        f"{path}: member {info.filename!r} would decompress to {info.file_size} bytes, more than the "
-                        f"{max_member_bytes} bytes a spectra member of this study can hold; refused (not a file "
-                        "landscape wrote)")
-            total = sum(info.file_size for info in infos)
-            if total > max_total_bytes:
-                raise _SpectraRefused(f"{path} would decompress to {total} bytes in all, more than the "
-                                      f"{max_total_bytes} bytes a report reads from a spectra file; refused")
-            for info in infos:
-                if not info.filename.endswith(".npy") or info.is_dir():
-                    raise ValueError(f"member {info.filename!r} is not a .npy array")
-                if _npy_member_size(zf, info) != info.file_size:
-                    raise ValueError(f"member {info.filename!r}: its .npy header does not match its size")
-                key = info.filename[:-len(".npy")]
-                with zf.open(info) as fh:
-                    arr = npy.read_array(fh, allow_pickle=False)
-                i, rest = key.split("/", 1)
-                d = out.setdefault(i, {"parts": {}, "sv": {}})
-                if rest == "method":
-                    d["method"] = str(arr)
-                elif rest == "spectrum":
-                    d["spectrum"] = arr
-                else:
-                    group, name = rest.split("/", 1)
-                    d[group][name] = arr
+        for key, arr in _npz_arrays(path, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes,
+                                    max_members=None, member_bound="a spectra member of this study can hold",
+                                    total_bound="a report reads from a spectra file"):
+            i, rest = key.split("/", 1)
+            d = out.setdefault(i, {"parts": {}, "sv": {}})
+            if rest == "method":
+                d["method"] = str(arr)
+            elif rest == "spectrum":
+                d["spectrum"] = arr
+            else:
+                group, name = rest.split("/", 1)
+                d[group][name] = arr
     except _SpectraRefused as exc:
         raise ValueError(str(exc)) from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, RuntimeError,
-            NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, *_NPZ_ERRORS) as exc:
         raise ValueError(f"{path} is not a readable spectra file ({type(exc).__name__}: {exc}); "
                          "delete it and run `landscape run --resume` on its folder, which rewrites it") from None
     return out
+
+
+def load_arrays(path: str | Path, *, max_member_bytes: int, max_total_bytes: int, max_members: int = 10_000) -> dict:
+    """The arrays of an .npz file that is untrusted input, as :func:`load_spectra` reads one: at
+    most ``max_members`` members, each of at most ``max_member_bytes`` and all together at most
+    ``max_total_bytes`` uncompressed (checked before anything is decompressed), every member a
+    .npy array whose header declares exactly its size, no pickles. {name: array}; a damaged or
+    refused file is a ValueError naming it."""
+    import zipfile
+    import zlib
+
+    try:
+        return dict(_npz_arrays(path, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes,
+                                max_members=max_members, member_bound="a member may hold",
+                                total_bound="such a file may hold"))
+    except _SpectraRefused as exc:
+        raise ValueError(str(exc)) from None
+    except (zipfile.BadZipFile, zlib.error, *_NPZ_ERRORS) as exc:
+        raise ValueError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
 
 
 class _SpectraRefused(Exception):
@@ -370,7 +413,7 @@ def check_results_folder(path: str | Path, force: bool = False) -> Path:
                           "(a folder it keeps): choose another folder")
     if path.is_dir():
         entries = sorted(os.listdir(path))
-        if entries and DB_NAME not in entries and not force:
+        if entries and DB_NAME not in entries and LAMBDA0_FILES["database"] not in entries and not force:
             shown = ", ".join(entries[:6]) + (f", … ({len(entries)} entries)" if len(entries) > 6 else "")
             raise OutputError(f"--out {path} is not empty and holds no study ({shown}): choose a new or empty "
                               "folder, or pass --force to write into it (files of the same names are replaced)")

@@ -50,16 +50,34 @@ hands every such study to) does, for every start:
 
 Directions are deduplicated modulo class relabelling, gauge and scale by (label, γ to 9
 significant digits): both are invariant under all three. The results folder holds
-``config.json``, ``summary.json`` (``"kind": "lambda0"``, :func:`summary_text` prints it),
-``directions.json`` (every start's record, :data:`START_KEYS`) and ``directions.npz`` (θ̂ of every
-distinct certified direction, ``direction-<id>``, unit minimum margin). A λ = 0 run is not
-resumable: it is recomputed whole (it is minutes, not hours).
+``config.json``, ``lambda0.sqlite`` (the database the run commits to, below), ``summary.json``
+(``"kind": "lambda0"``, :func:`summary_text` prints it), ``directions.json`` (every start's
+record, :data:`START_KEYS`) and ``directions.npz`` (θ̂ of every distinct certified direction,
+``direction-<id>``, unit minimum margin).
+
+**Resuming.** The starts run in batches of ``batch_size``; each finished batch (its records and
+the θ̂ of its certified starts that are the first of their direction) is committed to
+``lambda0.sqlite`` in one transaction (:mod:`landscape.io.lambda0_store`), and the hand-off check
+(step 5) once it is done. A run stopped at any moment loses at most the batch (or the check) in
+flight: the same call on the same folder (``landscape run --resume DIR``, a sweep run again)
+reads the committed batches back, checks every value (the file is untrusted input; a folder of
+another configuration is refused), computes only the batches it lacks, and writes the same
+files as a run never interrupted: the records read back are the ones a fresh run goes on from
+(JSON, exactly), directions get their ids at the end in start order, and a batch's starts are a
+pure function of the configuration and their indices. Only wall times differ (``timings`` adds
+up the seconds of every batch, over every run that computed them). summary.json,
+directions.json and directions.npz are written at the end, derived from the database.
+
+**Reading back.** :meth:`Lambda0Result.load` (what :func:`landscape.load_results` returns for a
+λ = 0 folder) reads a finished folder: the summary, every start's record and the directions with
+their θ̂, every value checked.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -75,7 +93,11 @@ from ..core.validate import SpecError
 from ..engines import TrajectoryResults, run_pipeline
 from ..engines.outcomes import LAMBDA0_STOP_REASONS, Detail, Outcome
 from ..engines.stage import StageConfig
-from ..io.results import FILES, LAMBDA0_FILES, atomic_write_bytes, read_json, write_json
+from ..core.jsonsafe import json_default
+# START_KEYS: the keys of a start record (directions.json), defined with the database
+from ..io.lambda0_store import (DB_NAME as LAMBDA0_DB, START_KEYS, Lambda0Batch, Lambda0Store, Lambda0StoreError,
+                                check_start_record)
+from ..io.results import FILES, LAMBDA0_FILES, atomic_write_bytes, load_arrays, read_json, write_json
 from .config import StudyConfig, resolve_device
 from .stats import proportion
 
@@ -93,12 +115,6 @@ GAMMA_ROUNDOFF = 1e-9
 POLISH_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
 #: Significant digits of γ in the key of a distinct direction.
 GAMMA_DIGITS = 9
-#: Keys of every record of directions.json.
-START_KEYS = ("index", "seed", "stop_reason", "detail", "label", "label_end", "support_size", "support_size_end",
-              "support_spread_end", "support_gap_end", "gamma", "gamma_end", "gamma_raw_end", "gamma_rel_change",
-              "kkt_residual", "polish", "margin_negative", "excess_zero_modes", "z_rank", "min_margin_end",
-              "descent_stop", "descent_iterations", "continue_iterations", "n_grad", "descent_s", "continue_s",
-              "decide_s", "direction_id")
 
 
 # ----- the margin flow -----------------------------------------------------------------------------
@@ -428,7 +444,7 @@ def _assign_directions(recs: list[dict], thetas: list) -> list[dict]:
         d = dirs.get(key)
         if d is None:
             d = dirs[key] = {"id": len(dirs), "label": r["label"], "gamma": r["gamma"], "support_size": r["support_size"],
-                             "z_rank": r["z_rank"], "count": 0, "theta": th}
+                             "z_rank": r["z_rank"], "count": 0, "theta": th, "first": r["index"]}
         d["count"] += 1
         r["direction_id"] = d["id"]
     return list(dirs.values())
@@ -506,10 +522,67 @@ def _check(cfg: StudyConfig, recs: list[dict], progress) -> dict | None:
                        "longer_gamma": b["gamma"], "longer_stop_reason": b["stop_reason"]} for a, b in both]}
 
 
+def _first_of_direction(recs: dict[int, dict]) -> dict[tuple, int]:
+    """{direction key: the lowest index of a certified start in ``recs`` with that key}."""
+    lowest: dict[tuple, int] = {}
+    for i, r in recs.items():
+        if r["stop_reason"] == Outcome.CERTIFIED:
+            k = direction_key(r["label"], r["gamma"])
+            lowest[k] = min(i, lowest.get(k, i))
+    return lowest
+
+
+def _same_direction_first(recs: dict[int, dict], batch: list[dict], thetas: list) -> dict[int, np.ndarray]:
+    """θ̂ of the certified starts of ``batch`` that are the first, in start order, of their
+    direction among the committed starts ``recs`` and the batch: the θ̂ a direction keeps
+    (:func:`_assign_directions` takes each direction's from its first start)."""
+    lowest = _first_of_direction(recs)
+    keep = {}
+    for r, th in zip(batch, thetas):
+        if r["stop_reason"] != Outcome.CERTIFIED:
+            continue
+        k, i = direction_key(r["label"], r["gamma"]), int(r["index"])
+        if k not in lowest or i < lowest[k]:
+            if th is None:
+                raise ValueError(f"start {i} is certified without a polished θ̂")
+            lowest[k] = i
+            keep[i] = np.asarray(th, dtype=np.float64)
+    return keep
+
+
+def open_store(cfg: StudyConfig, out: Path) -> Lambda0Store:
+    """The λ = 0 database of the folder ``out`` (:mod:`landscape.io.lambda0_store`): created for
+    ``cfg`` if absent, else opened and checked to hold exactly ``cfg`` (a folder of a λ > 0 study,
+    or of an earlier λ = 0 study of another configuration, is refused)."""
+    if (out / FILES["database"]).exists() or (out / FILES["database"]).is_symlink():
+        raise SpecError(f"{out} holds a λ > 0 study ({FILES['database']}): a λ = 0 study goes into a folder of its own")
+
+    def normalised(stored):   # a configuration stored by an earlier version, as this one reads it
+        try:
+            return StudyConfig.from_dict(stored).to_dict()
+        except (SpecError, TypeError, ValueError, KeyError, AttributeError):
+            return stored
+
+    db = out / LAMBDA0_DB
+    if not db.exists() and is_lambda0_folder(out):   # a folder written before λ = 0 runs were resumable
+        stored = normalised(read_json(out / FILES["summary"]).get("config"))
+        if json.loads(json.dumps(stored)) != json.loads(json.dumps(cfg.to_dict())):
+            raise SpecError(f"{out} holds a finished λ = 0 study of another configuration: write to another folder")
+    return Lambda0Store.open(db, cfg.to_dict(), cfg.model.P, cfg.trajectories, cfg.batch_size, cfg.seed,
+                             normalise=normalised)
+
+
 def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callable[[dict], None] = True) -> dict:
-    """Run the λ = 0 study ``cfg`` into ``out_dir`` (module docstring); return its summary (the
-    content of summary.json, ``"kind": "lambda0"``). ``progress``: True (a bar over the
-    decisions), False, or a callable that receives ``{"phase", "done", "total"}`` after each unit."""
+    """Run (or resume) the λ = 0 study ``cfg`` into ``out_dir`` (module docstring); return its
+    summary (the content of summary.json, ``"kind": "lambda0"``).
+
+    Every batch of starts is committed to ``lambda0.sqlite`` as it finishes
+    (:mod:`landscape.io.lambda0_store`), and the hand-off check once it is done: the same call on
+    a folder that holds a run of the same configuration computes only what it lacks (a folder of
+    another configuration is refused), and its files are those of a run never interrupted (wall
+    times apart). ``progress``: True (a bar over the decisions), False, or a callable that
+    receives ``{"phase", "done", "total"}`` after each committed batch (an exception it raises,
+    e.g. KeyboardInterrupt, stops the run after that commit)."""
     from .summary import environment
 
     if not cfg.model.unregularised:
@@ -517,45 +590,65 @@ def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    write_json(out / FILES["config"], cfg.to_dict())
+    store = open_store(cfg, out)
     bar = None
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.trajectories + cfg.lambda0.check_starts, desc=f"{cfg.name} λ=0 decisions", unit="start")
-    report = progress if callable(progress) else (lambda e: None)
-    tick = (lambda k: bar.update(k)) if bar is not None else (lambda k: None)
-    timings = {"descent_s": 0.0, "margin_flow_s": 0.0, "decide_s": 0.0}
-    recs: list[dict] = []
-    thetas: list = []
     try:
-        for lo in range(0, cfg.trajectories, cfg.batch_size):
-            idx = list(range(lo, min(lo + cfg.batch_size, cfg.trajectories)))
+        write_json(out / FILES["config"], cfg.to_dict())
+        batches, recs, thetas, check = store.read()
+        if check is not None:
+            check_check_record(check, f"{store.path}: table check_result")
+        for k, i in _first_of_direction(recs).items():   # before anything is computed
+            if i not in thetas:
+                raise Lambda0StoreError(f"{store.path}: θ̂ of start {i}, the first of direction {k}, is not stored; "
+                                        "refused (move the file away to recompute)")
+        st = cfg.lambda0
+        if progress is True:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.trajectories + st.check_starts, initial=len(recs) + (st.check_starts if check else 0),
+                       desc=f"{cfg.name} λ=0 decisions", unit="start")
+        report = progress if callable(progress) else (lambda e: None)
+        tick = (lambda k: bar.update(k)) if bar is not None else (lambda k: None)
+        for b in range(store.n_batches()):
+            if b in batches:
+                continue
+            idx = list(range(*store.batch_range(b)))
             dyn = run_dynamics(cfg, idx)
-            timings["descent_s"] += dyn.descent_s
-            timings["margin_flow_s"] += dyn.flow_s
             t = time.perf_counter()
             r, th = _start_records(cfg, idx, dyn, tick)
-            timings["decide_s"] += time.perf_counter() - t
-            recs += r
-            thetas += th
+            seconds = {"descent_s": dyn.descent_s, "margin_flow_s": dyn.flow_s, "decide_s": time.perf_counter() - t}
+            keep = _same_direction_first(recs, r, th)
+            for text in store.commit_batch(b, r, keep, seconds):
+                rec = json.loads(text)   # what a resumed run reads back: both go on from the same values
+                recs[rec["index"]] = rec
+            thetas.update(keep)
+            batches[b] = Lambda0Batch(b, idx[0], idx[-1] + 1, *seconds.values())
             report({"phase": "trajectories", "done": len(recs), "total": cfg.trajectories})
-        directions = _assign_directions(recs, thetas)
-        t = time.perf_counter()
-        check = _check(cfg, recs, tick)
+        ordered = [recs[i] for i in range(cfg.trajectories)]
+        directions = _assign_directions(ordered, [thetas.get(i) for i in range(cfg.trajectories)])
+        for d in directions:
+            if d["theta"] is None:
+                raise Lambda0StoreError(f"{store.path}: θ̂ of start {d['first']}, the first of direction {d['id']} "
+                                        f"({d['label']}), is not stored; refused (move the file away to recompute)")
+        if check is None and st.check_starts:
+            t = time.perf_counter()
+            check = json.loads(json.dumps(_check(cfg, ordered, tick), default=json_default, allow_nan=True))
+            store.commit_check(check, time.perf_counter() - t)
+        timings = {k: sum(getattr(b, k) for b in batches.values()) for k in ("descent_s", "margin_flow_s", "decide_s")}
         if check is not None:
-            timings["check_s"] = time.perf_counter() - t
+            timings["check_s"] = store.check_seconds() or 0.0
     finally:
         if bar is not None:
             bar.close()
-    summary = summarise(cfg, recs, directions, check)
+        store.close()
+    summary = summarise(cfg, ordered, directions, check)
     arrays = {f"direction-{d['id']}": np.asarray(d["theta"], dtype=np.float64) for d in directions}
     import io
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(out / LAMBDA0_FILES["directions"], buf.getvalue())
-    write_json(out / LAMBDA0_FILES["starts"], {"kind": KIND, "keys": list(START_KEYS), "starts": recs})
+    write_json(out / LAMBDA0_FILES["starts"], {"kind": KIND, "keys": list(START_KEYS), "starts": ordered})
     summary.update(environment=environment(str(resolve_device(cfg.device))), timings=timings,
                    wall_time_s=time.perf_counter() - t_start,
                    files={"config": FILES["config"], "summary": FILES["summary"], **LAMBDA0_FILES})
@@ -654,12 +747,221 @@ def summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
+# ----- reading a finished folder back (untrusted input) -----------------------------------------------
+#: Largest summary.json and directions.json (bytes) a λ = 0 folder is read with.
+MAX_SUMMARY_BYTES = 64 * 2**20
+MAX_STARTS_BYTES = 256 * 2**20
+#: Largest model (parameters P) whose directions.npz is read.
+MAX_PARAMETERS = 10**8
+
+
+def _bad(where, what: str) -> ValueError:
+    return ValueError(f"{where}: {what}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _need(obj: dict, where, /, **kinds) -> None:
+    """Each key of ``kinds`` present in ``obj`` with its kind: ``int``, ``num``, ``str``, ``dict``,
+    ``list``, with ``?`` where null is allowed."""
+    for k, kind in kinds.items():
+        if k not in obj:
+            raise _bad(where, f"{k!r} is missing")
+        v = obj[k]
+        if v is None and kind.endswith("?"):
+            continue
+        ok = {"int": _is_int, "num": _is_num, "str": lambda x: isinstance(x, str),
+              "dict": lambda x: isinstance(x, dict), "list": lambda x: isinstance(x, list)}[kind.rstrip("?")](v)
+        if not ok:
+            raise _bad(where, f"{k!r} must be {kind.rstrip('?')}{' or null' if kind.endswith('?') else ''}, "
+                              f"not {type(v).__name__}")
+
+
+def _check_fraction(d, where) -> None:
+    if not isinstance(d, dict):
+        raise _bad(where, "must be an object")
+    _need(d, where, count="int", fraction="num?", ci_low="num?", ci_high="num?")
+
+
+def _check_quantiles(q, where) -> None:
+    if q is None:
+        return
+    if not isinstance(q, dict):
+        raise _bad(where, "must be an object or null")
+    _need(q, where, n="int", min="num", q25="num", median="num", q75="num", max="num", mean="num")
+
+
+def check_check_record(c, where) -> dict:
+    """``c`` if it is a λ = 0 hand-off check (summary.json ``check``, :func:`_check`), else a
+    ValueError naming ``where``."""
+    if not isinstance(c, dict):
+        raise _bad(where, "the check must be an object")
+    _need(c, where, dynamics="str", starts="int", certified_main="int", agree="int", agreement="dict",
+          same_label="int", longer_stop_reasons="dict", pairs="list")
+    _check_fraction(c["agreement"], f"{where}: agreement")
+    if not all(isinstance(k, str) and _is_int(v) for k, v in c["longer_stop_reasons"].items()):
+        raise _bad(where, "longer_stop_reasons must map stop reasons to counts")
+    for j, p in enumerate(c["pairs"]):
+        if not isinstance(p, dict):
+            raise _bad(where, f"pairs[{j}] must be an object")
+        _need(p, f"{where}: pairs[{j}]", index="int", main="str", main_gamma="num", longer="str?",
+              longer_gamma="num?", longer_stop_reason="str")
+    return c
+
+
+def check_lambda0_summary(s, where) -> dict:
+    """``s`` if it is a λ = 0 summary.json this version reads (the types of every value
+    :func:`summary_text` and :class:`Lambda0Result` use), else a ValueError naming ``where``."""
+    if not isinstance(s, dict) or s.get("kind") != KIND:
+        raise _bad(where, f"not a λ = 0 study's summary (\"kind\": \"{KIND}\")")
+    _need(s, where, study="str", dynamics="str", n_trajectories="int", config="dict", stop_reasons="dict",
+          certified="dict", nc="dict", labels="dict", directions="list", gamma="dict", closed_forms="dict",
+          decision="dict", check="dict?")
+    if s["n_trajectories"] < 0:
+        raise _bad(where, "n_trajectories must be ≥ 0")
+    m = s["config"].get("model")
+    if not isinstance(m, dict):
+        raise _bad(where, "config.model must be an object")
+    _need(m, f"{where}: config.model", K="int", n="int", d="int", L="int")
+    if not all(1 <= m[k] for k in ("K", "n", "d", "L")) or _parameters(m) > MAX_PARAMETERS:
+        raise _bad(where, "config.model: K, n, d, L must be ≥ 1 and the model at most "
+                          f"{MAX_PARAMETERS} parameters")
+    if not all(isinstance(k, str) and _is_int(v) for k, v in s["stop_reasons"].items()):
+        raise _bad(where, "stop_reasons must map stop reasons to counts")
+    _check_fraction(s["certified"], f"{where}: certified")
+    _check_fraction(s["nc"], f"{where}: nc")
+    _need(s["nc"], f"{where}: nc", label="str")
+    for k, v in s["labels"].items():
+        _check_fraction(v, f"{where}: labels[{k!r}]")
+    ids = set()
+    for j, d in enumerate(s["directions"]):
+        w = f"{where}: directions[{j}]"
+        if not isinstance(d, dict):
+            raise _bad(w, "must be an object")
+        _need(d, w, id="int", label="str", gamma="num", support_size="int", z_rank="int", count="int",
+              fraction="num?", ci_low="num?", ci_high="num?")
+        if d["id"] < 0 or d["id"] in ids or not (math.isfinite(d["gamma"]) and d["gamma"] > 0):
+            raise _bad(w, "id must be a new integer ≥ 0 and γ a finite number > 0")
+        ids.add(d["id"])
+        if d.get("closed_form") is not None:
+            _need(d, w, closed_form="str", closed_form_gamma="num", closed_form_rel_error="num")
+    _need(s["closed_forms"], f"{where}: closed_forms", nc_code_margin="num", pairs_code_margin="num?")
+    for k in ("polished", "end", "raw_end", "rel_change", "rel_change_stable"):
+        _check_quantiles(s["gamma"].get(k), f"{where}: gamma.{k}")
+    _need(s["decision"], f"{where}: decision", gamma_rtol="num", check_factor="int")
+    if s["check"] is not None:
+        check_check_record(s["check"], f"{where}: check")
+    if not isinstance(s.get("not_run", []), list) or not all(isinstance(x, str) for x in s.get("not_run", [])):
+        raise _bad(where, "not_run must be a list of strings")
+    for k in ("wall_time_s",):
+        if k in s and not _is_num(s[k]):
+            raise _bad(where, f"{k} must be a number")
+    if "timings" in s and not (isinstance(s["timings"], dict) and all(_is_num(v) for v in s["timings"].values())):
+        raise _bad(where, "timings must map phases to seconds")
+    return s
+
+
+def _parameters(m: dict) -> int:
+    """P of the model ``m`` (summary.json ``config.model``): d·Kn + (L−1)·d² + K·d (MODEL.md §1)."""
+    K, n, d, L = m["K"], m["n"], m["d"], m["L"]
+    return d * K * n + (L - 1) * d * d + K * d
+
+
+def read_lambda0_summary(path: str | Path) -> dict:
+    """The checked summary.json of the λ = 0 folder ``path`` (:func:`check_lambda0_summary`);
+    FileNotFoundError without one."""
+    sp = Path(path) / FILES["summary"]
+    if not sp.is_file():
+        raise FileNotFoundError(f"{sp} does not exist: {Path(path)} is not a finished results folder")
+    if sp.stat().st_size > MAX_SUMMARY_BYTES:
+        raise ValueError(f"{sp} holds {sp.stat().st_size} bytes, more than a λ = 0 summary has; refused")
+    return check_lambda0_summary(read_json(sp), sp)
+
+
+@dataclass(frozen=True, eq=False)
+class Lambda0Direction:
+    """A distinct certified direction of a λ = 0 study (modulo relabelling, gauge and scale):
+    its row of summary.json ``directions`` and ``theta``, θ̂ (P,) from directions.npz at unit
+    minimum margin (MODEL.md §1's flat layout: H₁, W₁ … W_L, row-major), with ``starts``, the
+    indices of the starts that reached it."""
+
+    id: int
+    label: str
+    gamma: float
+    support_size: int
+    z_rank: int
+    count: int
+    fraction: float | None
+    ci_low: float | None
+    ci_high: float | None
+    closed_form: str | None
+    closed_form_gamma: float | None
+    theta: np.ndarray = field(repr=False)
+    starts: tuple[int, ...] = field(repr=False)
+
+
 @dataclass
 class Lambda0Result:
-    """What :func:`landscape.run_study` returns for a λ = 0 study: the folder and its summary."""
+    """A λ = 0 study's results folder: what :func:`landscape.run_study` returns for a λ = 0 study
+    and what :func:`landscape.load_results` returns for a λ = 0 folder. ``summary`` (summary.json,
+    ``"kind": "lambda0"``; :meth:`text` prints it); :attr:`starts`, every start's record
+    (directions.json, the keys of :data:`START_KEYS`, in start order); :attr:`directions`, the
+    distinct certified directions with their θ̂ (:class:`Lambda0Direction`). ``starts`` and
+    ``directions`` are read from the folder when first used, each value checked (a folder is
+    untrusted input; :meth:`load` reads and checks everything at once)."""
 
     folder: Path
     summary: dict
+    _starts: list | None = field(default=None, repr=False, compare=False)
+    _directions: list | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Lambda0Result":
+        """The finished λ = 0 folder ``folder``, read and checked: summary.json (the types of
+        every number and id), directions.json (every record's keys and types, the starts 0 … n−1
+        in order, each certified start's direction one of the summary's, the counts the
+        summary's) and directions.npz (exactly one θ̂ of P finite float64 values per direction,
+        no pickles, bounded sizes). A refused file is a ValueError naming it."""
+        res = cls(Path(folder), read_lambda0_summary(folder))
+        res.directions   # noqa: B018  (reads and checks starts and directions)
+        return res
+
+    @property
+    def n_trajectories(self) -> int:
+        return int(self.summary["n_trajectories"])
+
+    @property
+    def P(self) -> int:
+        return _parameters(self.summary["config"]["model"])
+
+    @property
+    def config(self) -> StudyConfig:
+        """The study's configuration (summary.json ``config``)."""
+        return StudyConfig.from_dict(self.summary["config"])
+
+    @property
+    def starts(self) -> list[dict]:
+        if self._starts is None:
+            self._starts = self._read_starts()
+        return self._starts
+
+    @property
+    def directions(self) -> list[Lambda0Direction]:
+        if self._directions is None:
+            self._directions = self._read_directions()
+        return self._directions
+
+    def direction(self, direction_id: int) -> Lambda0Direction:
+        for d in self.directions:
+            if d.id == int(direction_id):
+                return d
+        raise KeyError(f"no direction with id {direction_id} in {self.folder / FILES['summary']}")
 
     @property
     def wall_time_s(self) -> float:
@@ -671,3 +973,65 @@ class Lambda0Result:
 
     def text(self) -> str:
         return summary_text(self.summary)
+
+    def _read_starts(self) -> list[dict]:
+        p = self.folder / LAMBDA0_FILES["starts"]
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} does not exist: the λ = 0 folder {self.folder} is not finished")
+        if p.stat().st_size > MAX_STARTS_BYTES:
+            raise ValueError(f"{p} holds {p.stat().st_size} bytes, more than a λ = 0 record of starts has; refused")
+        doc = read_json(p)
+        if not isinstance(doc, dict) or doc.get("kind") != KIND or doc.get("keys") != list(START_KEYS) \
+                or not isinstance(doc.get("starts"), list):
+            raise ValueError(f"{p} is not a λ = 0 study's record of its starts (kind, keys, starts)")
+        n = self.n_trajectories
+        if len(doc["starts"]) != n:
+            raise ValueError(f"{p} holds {len(doc['starts'])} starts, summary.json {n}")
+        dirs = {int(d["id"]): d for d in self.summary["directions"]}
+        counts: dict[int, int] = {}
+        for j, r in enumerate(doc["starts"]):
+            check_start_record(r, f"{p}: starts[{j}]")
+            if r["index"] != j:
+                raise ValueError(f"{p}: starts[{j}] has index {r['index']}: the starts must be 0 … {n - 1} in order")
+            did = r["direction_id"]
+            if r["stop_reason"] != Outcome.CERTIFIED:
+                if did is not None:
+                    raise ValueError(f"{p}: starts[{j}] is not certified but has a direction id")
+                continue
+            d = dirs.get(did)
+            if d is None or direction_key(r["label"], r["gamma"]) != direction_key(d["label"], d["gamma"]):
+                raise ValueError(f"{p}: starts[{j}]: direction id {did!r} is not a direction of summary.json with its "
+                                 "label and γ")
+            counts[did] = counts.get(did, 0) + 1
+        if counts != {i: int(d["count"]) for i, d in dirs.items()}:
+            raise ValueError(f"{p}: the starts of each direction differ from summary.json's counts")
+        return doc["starts"]
+
+    def _read_directions(self) -> list[Lambda0Direction]:
+        from ..io.results import NPY_HEADER_BYTES
+
+        p = self.folder / LAMBDA0_FILES["directions"]
+        rows = self.summary["directions"]
+        P = self.P
+        member = 8 * P + NPY_HEADER_BYTES
+        arrays = load_arrays(p, max_member_bytes=member, max_total_bytes=member * max(len(rows), 1),
+                             max_members=len(rows)) if p.is_file() else None
+        if arrays is None:
+            raise FileNotFoundError(f"{p} does not exist: the λ = 0 folder {self.folder} is not finished")
+        names = {f"direction-{d['id']}" for d in rows}
+        if set(arrays) != names:
+            raise ValueError(f"{p} holds {sorted(arrays)[:5]}, not the directions of summary.json {sorted(names)[:5]}")
+        starts = self.starts
+        out = []
+        for d in rows:
+            th = arrays[f"direction-{d['id']}"]
+            if th.dtype != np.float64 or th.shape != (P,) or not np.all(np.isfinite(th)):
+                raise ValueError(f"{p}: direction-{d['id']} must be {P} finite float64 values (the model's P), not "
+                                 f"{th.dtype} {th.shape}")
+            cf = d.get("closed_form")
+            out.append(Lambda0Direction(
+                id=d["id"], label=d["label"], gamma=float(d["gamma"]), support_size=d["support_size"], z_rank=d["z_rank"],
+                count=d["count"], fraction=d["fraction"], ci_low=d["ci_low"], ci_high=d["ci_high"],
+                closed_form=cf, closed_form_gamma=d.get("closed_form_gamma") if cf else None, theta=th,
+                starts=tuple(r["index"] for r in starts if r["direction_id"] == d["id"])))
+        return out

@@ -56,7 +56,7 @@ from ..core.init import trajectory_seed
 from ..engines import TrajectoryResults, run_pipeline
 from ..engines.outcomes import Detail, Outcome, with_detail
 from ..io.records import PointRecord, TrajectoryRecord
-from ..io.results import DB_NAME, FILES, write_json
+from ..io.results import DB_NAME, FILES, LAMBDA0_FILES, write_json
 from ..io.store import StoreError, StudyStore
 from .config import CHECK_OFFSET, StudyConfig
 from .kink_finish import finish_on_kinks, kink_refused
@@ -100,7 +100,13 @@ def open_study(cfg: StudyConfig, out_dir: str | Path) -> StudyStore:
 
 
 def load_config(out_dir: str | Path) -> StudyConfig:
-    """The configuration of the study stored in ``out_dir`` (its database)."""
+    """The configuration of the study stored in ``out_dir`` (its database: study.sqlite, or
+    lambda0.sqlite for a λ = 0 study)."""
+    l0 = Path(out_dir) / LAMBDA0_FILES["database"]
+    if not (Path(out_dir) / DB_NAME).exists() and (l0.exists() or l0.is_symlink()):
+        from ..io.lambda0_store import Lambda0Store
+
+        return StudyConfig.from_dict(Lambda0Store.read_config(l0))
     with StudyStore.open(Path(out_dir) / DB_NAME, readonly=True) as store:
         return StudyConfig.from_dict(store.config)
 
@@ -359,6 +365,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     if cfg.model.unregularised:   # λ = 0: directions, not critical points (its own procedure and folder)
         return run_lambda0_study(cfg, out_dir, progress=progress)
     out = Path(out_dir)
+    if (out / LAMBDA0_FILES["database"]).exists() or (out / LAMBDA0_FILES["database"]).is_symlink():
+        raise StoreError(f"{out} holds a λ = 0 study ({LAMBDA0_FILES['database']}): a study with λ > 0 goes into a "
+                         "folder of its own")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     store = open_study(cfg, out)

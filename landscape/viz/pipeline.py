@@ -46,8 +46,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     ``featured_spectra_s``, ``report_s``.
 
     A λ = 0 study (``[model] lambda = 0``) returns a :class:`~landscape.study.lambda0.Lambda0Result`
-    instead (:mod:`landscape.study.lambda0`: config.json, summary.json, directions.json,
-    directions.npz; no report page).
+    instead (:mod:`landscape.study.lambda0`: config.json, lambda0.sqlite, summary.json,
+    directions.json, directions.npz; no report page), resumed the same way: every finished batch
+    of starts is committed to lambda0.sqlite, and the same call continues from them.
 
     Ctrl-C while the study runs raises KeyboardInterrupt (every committed unit is kept: run the
     same call again to continue); while the spectra or the report are written,

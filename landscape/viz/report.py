@@ -25,6 +25,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
@@ -33,6 +34,9 @@ from ..study.result import StudyResult
 from . import figures
 from .safe import (FIGURE_KEY, STUDY_SUMMARY_FIELDS, TREE_FIELDS, ReportInputError, check_fields, contained_path,
                    esc)
+
+if TYPE_CHECKING:
+    from ..study.lambda0 import Lambda0Result
 
 REPORT_NAME = FILES["report"]
 
@@ -93,20 +97,32 @@ class Results:
         return StudyResult.from_summary(self.path, self.summary, report=report if report.is_file() else None)
 
 
-def load_results(out_dir) -> Results:
+def load_results(out_dir) -> "Results | Lambda0Result":
     """Read a results folder written by ``landscape run`` (the files of the module docstring).
+
+    A λ = 0 study's folder (summary.json ``"kind": "lambda0"``) is read as what
+    :func:`landscape.run_study` returned for it: a :class:`~landscape.study.lambda0.Lambda0Result`
+    (the summary, every start's record, the certified directions with their θ̂;
+    :meth:`~landscape.study.lambda0.Lambda0Result.load`, every value checked); it has no points,
+    figures or report page.
 
     Raises FileNotFoundError without ``summary.json`` and ValueError when it has no ``points``
     (a run that stopped before its analysis stage), or a :class:`~landscape.viz.safe.ReportInputError`
     (a ValueError) for a value the report refuses: a number or id of the wrong type, a tree file
     outside the folder, a spectra file that would decompress past its bound."""
-    from ..io.results import DB_NAME, load_spectra, spectra_member_bound
+    from ..io.results import DB_NAME, LAMBDA0_FILES, load_spectra, spectra_member_bound
     from ..io.store import StudyStore
+    from ..study.lambda0 import Lambda0Result, is_lambda0_folder
 
     out = Path(out_dir)
     sp = out / FILES["summary"]
     if not sp.is_file():
+        if (out / LAMBDA0_FILES["database"]).is_file():
+            raise FileNotFoundError(f"{sp} does not exist: {out} is a λ = 0 run that has not finished; continue it "
+                                    f"with `landscape run --resume {out}`")
         raise FileNotFoundError(f"{sp} does not exist: {out} is not a finished results folder")
+    if is_lambda0_folder(out):
+        return Lambda0Result.load(out)
     summary = read_json(sp)
     if isinstance(summary, dict) and "points" not in summary:
         raise ValueError(f"{sp} has no 'points': the run that wrote it did not analyse its critical points")
@@ -451,6 +467,9 @@ def _saddle_visits_html(summary: dict) -> str:
 def write_report(out_dir) -> Path:
     """Write ``report.html`` into the results folder ``out_dir`` and return its path."""
     res = load_results(out_dir)
+    if not isinstance(res, Results):
+        raise ValueError(f"{out_dir} is a λ = 0 study: it has no report page; `landscape inspect {out_dir}` "
+                         "prints its summary, landscape.load_results reads it")
     return atomic_write_text(Path(out_dir) / REPORT_NAME, render_report(res))
 
 
