@@ -32,7 +32,7 @@ import networkx as nx
 from landscape.io.store import StudyStore
 from landscape.study.config import StudyConfig
 from landscape.study.connect import ConnectSettings, connect_minima
-from landscape.study.run import Session
+from landscape.study.run import StudyRun
 from record import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +56,9 @@ def run(study: Path, refine: str, max_pairs: int, max_depth: int, strategy: str 
             cfg = replace(cfg, connect=ConnectSettings(max_pairs=max_pairs, max_depth=max_depth, refine=refine,
                                                        strategy=strategy))
             before = components(store)
-            session = Session(cfg, store, lambda e: None)
+            study_run = StudyRun(cfg, store, lambda e: None)
             t = time.perf_counter()
-            n = connect_minima(session)
+            n = connect_minima(study_run)
             wall = time.perf_counter() - t
             pts = {p.id: p for p in store.points()}
             ts = [{"saddle": t.saddle_id, "index": pts[t.saddle_id].hessian_index, "loss": pts[t.saddle_id].loss,

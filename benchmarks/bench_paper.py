@@ -205,14 +205,14 @@ def transition_state_row(folder: Path, max_pairs: int = 6) -> dict:
     from landscape.io.store import StudyStore
     from landscape.study.config import StudyConfig
     from landscape.study.connect import ConnectSettings, connect_minima
-    from landscape.study.run import Session
+    from landscape.study.run import StudyRun
 
     with StudyStore.open(folder) as store:
         cfg = StudyConfig.from_dict(store.config)
         cfg = replace(cfg, connect=ConnectSettings(max_pairs=max_pairs))
-        session = Session(cfg, store, lambda e: None)
+        run = StudyRun(cfg, store, lambda e: None)
         t = time.perf_counter()
-        n = connect_minima(session)
+        n = connect_minima(run)
         wall = time.perf_counter() - t
         pts = {p.id: p for p in store.points()}
         ts = [{"saddle": t.saddle_id, "index": pts[t.saddle_id].hessian_index,

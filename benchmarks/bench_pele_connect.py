@@ -49,7 +49,7 @@ from landscape.core.model import DeepUFM
 from landscape.io.store import StudyStore
 from landscape.study.config import StudyConfig
 from landscape.study.connect import connect_minima
-from landscape.study.run import Session
+from landscape.study.run import StudyRun
 from record import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def ours(study: Path, a: int, b: int, max_depth: int = 2) -> dict:
             cfg = replace(cfg, connect=replace(cfg.connect, max_pairs=0, pairs=((a, b),), strategy="pairs",
                                                max_depth=max_depth))
             t = time.perf_counter()
-            connect_minima(Session(cfg, store, lambda e: None))
+            connect_minima(StudyRun(cfg, store, lambda e: None))
             wall = time.perf_counter() - t
             pts = {p.id: p for p in store.points()}
             G = nx.Graph()

@@ -22,7 +22,7 @@ from landscape.io.pathsample import export_pathsample, read_pathsample
 from landscape.io.store import StudyStore
 from landscape.study.config import load_study
 from landscape.study.connect import connect_minima
-from landscape.study.run import Session
+from landscape.study.run import StudyRun
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,8 +73,8 @@ def test_origin_to_large_root_dnc_is_joined_below_the_index_3_saddle_of_the_stra
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
                                         "connect.max_pairs=4"], [np.zeros(spec.P), dnc])
     with store:
-        session = Session(cfg, store, lambda e: None)
-        connect_minima(session)
+        run = StudyRun(cfg, store, lambda e: None)
+        connect_minima(run)
         attempts = store.get_meta("connect_attempts")
         report = store.get_meta("connect_report")
         ts = store.transition_states()
@@ -110,7 +110,7 @@ def test_dnc_and_pairing_minima_are_joined_by_a_certified_transition_state(tmp_p
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0"],
                              [dnc, pairs])
     with store:
-        assert connect_minima(Session(cfg, store, lambda e: None)) >= 1
+        assert connect_minima(StudyRun(cfg, store, lambda e: None)) >= 1
         ts = store.transition_states()
         pts = {p.id: p for p in store.points()}
         joined = {frozenset((t.min1_id, t.min2_id)) for t in ts}
@@ -141,7 +141,7 @@ def test_pathsample_export_round_trip_and_pele(tmp_path):
     cfg, store = _study_with(tmp_path / "s", [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}",
                                              "saddles.starts=0"], [dnc, pairs])
     with store:
-        connect_minima(Session(cfg, store, lambda e: None))
+        connect_minima(StudyRun(cfg, store, lambda e: None))
         info = export_pathsample(store, spec, tmp_path / "ps")
         pts = {p.id: p for p in store.points(with_params=True)}
         ts = store.transition_states()
@@ -284,7 +284,7 @@ def test_the_default_study_transition_state_between_dnc_and_pairs(tmp_path, inse
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
                                         "connect.max_pairs=1", f"connect.insert={insert}"], [dnc, pairs])
     with store:
-        connect_minima(Session(cfg, store, lambda e: None))
+        connect_minima(StudyRun(cfg, store, lambda e: None))
         ts = store.transition_states()
         (att,) = store.get_meta("connect_attempts")
         saddle = store.point(ts[0].saddle_id) if ts else None
@@ -345,7 +345,7 @@ def test_graph_strategy_joins_every_minimum_holding_a_count(tmp_path):
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
                                         "connect.max_pairs=6"], [np.zeros(spec.P), mid, dnc])
     with store:
-        connect_minima(Session(cfg, store, lambda e: None))
+        connect_minima(StudyRun(cfg, store, lambda e: None))
         report = store.get_meta("connect_report")
         ts_rec = store.transition_states()
         pts = {p.id: p for p in store.points()}
@@ -441,7 +441,7 @@ def test_a_band_through_a_third_basin_splits_the_pair_there_and_joins_it_through
                                         "connect.max_pairs=6", "connect.strategy=pairs", "connect.images=15"],
                              [np.zeros(spec.P), dnc])
     with store:
-        connect_minima(Session(cfg, store, lambda e: None))
+        connect_minima(StudyRun(cfg, store, lambda e: None))
         attempts = store.get_meta("connect_attempts")
         ts = store.transition_states()
         pts = {p.id: p for p in store.points()}

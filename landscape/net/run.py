@@ -7,7 +7,8 @@ once training ends, so an interrupted run resumes from it without retraining; un
 continues exactly); ``study.sqlite``
 (a study database: one trajectory per seed whose ``engine`` record has ``kind = "net"`` with the
 training's dynamics and stop reason; the seeds' certified UFM end points deduplicated modulo
-symmetry in ``points``, each analysed once; the per-seed network measurements under the meta key
+symmetry in ``points`` (:class:`landscape.study.points.PointRegistry`, as a study's), each
+analysed once; the per-seed network measurements under the meta key
 ``net_seeds``);
 ``summary.json`` (:data:`NET_SUMMARY_KEYS`) and ``report.html``.
 """
@@ -23,15 +24,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..analysis.dedup import Deduplicator, fingerprints
 from ..analysis.settings import DedupTolerances
-from ..analysis.point import analyse_point
 from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM
 from ..core.validate import SpecError
-from ..io.records import PointRecord, TrajectoryRecord
+from ..io.records import TrajectoryRecord
 from ..io.results import FILES, NET_FILES, atomic_write_bytes, read_json, write_json
 from ..io.store import StudyStore
+from ..study.points import PointRegistry
 from ..study.stats import proportion
 from ..study.summary import environment
 from .config import NetConfig
@@ -200,28 +200,21 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
             timings["handoff_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             thetas = res.theta.detach().cpu().to(torch.float64)
-            fps = fingerprints(spec, thetas)
-            # the seeds' certified ends, deduplicated modulo symmetry as a study's are: each distinct
-            # point is analysed once; an uncertified end is a point of its own
-            dedup = Deduplicator(DedupTolerances())
-            point_of, first_row = [], {}
-            for i in range(net.S):
-                pid = dedup.assign(fps[i])[0] if certified[i] else None
-                if pid is None:
-                    pid = dedup.next_id
-                    dedup.next_id += 1
-                first_row.setdefault(pid, i)
-                point_of.append(pid)
+            # the seeds' ends become points as a study's do (landscape.study.points): certified ones
+            # deduplicated modulo symmetry, each distinct point analysed once; an uncertified end
+            # is a point of its own
+            registry = PointRegistry(spec, DedupTolerances(), cfg.analysis, device="cpu")
+            found = registry.identify(thetas, certified=certified)
+            point_of = [pid for pid, _, _ in found]
+            firsts = [(pid, i, fp) for i, (pid, is_new, fp) in enumerate(found) if is_new]
             points = []
-            for k, (pid, i) in enumerate(sorted(first_row.items())):
-                say(f"[analysis] point {pid} ({k + 1} of {len(first_row)} distinct UFM end points, seed {cfg.seed_list[i]})")
-                pa = analyse_point(spec, thetas[i], cfg.analysis, device="cpu")
+            for k, (pid, i, fp) in enumerate(firsts):
+                say(f"[analysis] point {pid} ({k + 1} of {len(firsts)} distinct UFM end points, seed {cfg.seed_list[i]})")
+                pa = registry.analyse(pid, thetas[i], kind=None if certified[i] else "unverified")
                 a = pa.to_dict()
                 a["ufm_end"] = measure_head(spec, thetas[i].numpy(), sv_atol=cfg.sv_atol, sv_rtol=cfg.sv_rtol,
                                             structure=pa.structure)
-                points.append(PointRecord(id=pid, kind=pa.kind if certified[i] else "unverified", label=pa.label,
-                                          loss=pa.loss, grad_norm=pa.grad_norm, hessian_index=pa.hessian.index,
-                                          fingerprint=fps[i], params=thetas[i].numpy(), analysis=a))
+                points.append(registry.record(pid, thetas[i], fp, pa, analysis=a, spectra=False))
             seeds_rec, trajs = [], []
             for i, seed in enumerate(cfg.seed_list):
                 nw = measure_head(spec, theta0[i].numpy(), sv_atol=cfg.sv_atol, sv_rtol=cfg.sv_rtol,

@@ -2,7 +2,11 @@
 saddles, transition states, sweeps and executors (continuation: :mod:`landscape.continuation`).
 
 * :mod:`.config`: study files, presets, overrides, validation (:class:`StudyConfig`).
-* :mod:`.run`: :func:`run_study` (units, descent-faithful ends, saddle search, connections).
+* :mod:`.run`: :func:`run_study` and :class:`~.run.StudyRun`, one call in progress (units,
+  descent-faithful ends, saddle search, connections).
+* :mod:`.points`: :class:`~.points.PointRegistry`, where every end θ becomes a distinct point
+  (deduplicated modulo symmetry, analysed once, its kind, loss and store record), for the run,
+  connect, the prefetch worker and ``landscape net``.
 * :mod:`.work`: the pure units of work (trajectories, check, saddle search) and the saddle
   helpers the run and the prefetch worker share.
 * :mod:`.summary`: :func:`summarise` and the derived files.

@@ -19,14 +19,15 @@ hold basin counts, most-visited first, up to ``max_pairs``, plus the pairs the u
    complement, so it ends at index-1 saddles, not at the nearest critical point), polished with
    the study's saddle pipeline (Newton-MR) to ‖∇L‖ ≤ certify_tol; rows where min-mode following
    fails are refined by Newton-MR from the image (``[connect] refine = "newton"``: always), which
-   converges to the nearby critical point of any index. It deduplicates and analyses the results,
-   and keeps an index-1 saddle (net of symmetry zero modes; one found by min-mode following
+   converges to the nearby critical point of any index. The results join the study's registry of
+   points (:class:`landscape.study.points.PointRegistry`: deduplicated, a new one analysed once),
+   and it keeps an index-1 saddle (net of symmetry zero modes; one found by min-mode following
    first) as the candidate transition state — or, when the band's barrier refines only to a
    saddle of higher index (a straight band between symmetric end points can be a symmetric valley whose
    highest point is such a saddle), records it as a *connecting saddle*: its descents join the
    basin graph, but it is not a transition state;
 4. **confirms** it: descents from ±ε along its negative eigenvector with the study's descent
-   pipeline (:meth:`landscape.study.run.Session.connect`, stored as edges) must reach two distinct
+   pipeline (:meth:`landscape.study.run.StudyRun.connect`, stored as edges) must reach two distinct
    minima (for a connecting saddle, also along the band's tangent at the climbing image projected
    onto the unstable space: the band's own way across; edge direction ``BAND_DIRECTION``); the transition state is stored (saddle, its two minima, the barrier from each side,
    the band's highest image and length) and the two minima are joined;
@@ -70,34 +71,30 @@ BAND_DIRECTION = 1000
 
 
 from .connect_settings import ConnectSettings  # noqa: E402  (the [connect] table, torch-free)
+from .points import PointRegistry  # noqa: E402
 from .summary import main_trajectories  # noqa: E402
 
 
-class ConnectSession(Protocol):
-    """What the double-ended search needs from a study (:class:`landscape.study.run.Session` is
-    one): its configuration, store and model, and the study's own certify / deduplicate / descend
-    steps, so every saddle and minimum it finds is stored, analysed and connected as the study's are.
-    """
+class StudyRunView(Protocol):
+    """What the double-ended search needs from a study run (:class:`landscape.study.run.StudyRun`
+    is one): its configuration, store and model, its registry of distinct points, and the study's
+    own certify and descend steps, so every saddle and minimum it finds is deduplicated, analysed,
+    stored and connected as the study's are."""
 
     cfg: Any                 #: the :class:`~landscape.study.config.StudyConfig`
     store: StudyStore
     model: Any               #: the study's :class:`~landscape.core.model.DeepUFM`
+    points: PointRegistry    #: the study's distinct points (deduplication, analysis, kinds)
     next_unit: int
 
     def certified(self, res) -> np.ndarray:
         """(B,) bool: which rows of a :class:`TrajectoryResults` are certified critical points."""
-
-    def assign(self, theta: torch.Tensor, new: list) -> list[int]:
-        """Point ids of certified θ (R, P), deduplicated; new points analysed and appended to ``new``."""
 
     def unit_id(self) -> int:
         """A fresh unit number for a commit."""
 
     def connect(self, saddle: PointRecord, directions=None, first_direction: int = 0) -> int:
         """Descend from ±ε along a saddle's unstable directions (stored as edges); returns how many."""
-
-    def unstable_space(self, saddle: PointRecord) -> tuple[np.ndarray, np.ndarray]:
-        """(eigenvalues (m,), eigenvectors (P, m)) of the saddle's negative eigenvalues."""
 
     def report(self, event: dict) -> None:
         """A progress event."""
@@ -148,10 +145,10 @@ def band_minima(E: np.ndarray, depth: float) -> list[int]:
     return [i for i in range(1, E.size - 1) if E[i] < E[i - 1] - tol and E[i] < E[i + 1] - tol]
 
 
-def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[dict]:
+def search_pairs(run: StudyRunView, pairs: list[tuple[int, int]]) -> list[dict]:
     """One round of the double-ended search (module docstring, steps 1–4) for ``pairs``, batched.
     Returns one record per pair: {"pair", "outcome", "saddle_id", "joins", "transition_state"}."""
-    cfg, store, model = session.cfg, session.store, session.model
+    cfg, store, model = run.cfg, run.store, run.model
     spec = cfg.model
     if not pairs:
         return []
@@ -185,17 +182,17 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
         starts = torch.where(torch.from_numpy(by_minmode)[:, None], mm.theta.to(starts.dtype), starts)
     ref = run_pipeline(model, starts, list(cfg.saddles.stages))
     new: list[dict] = []
-    ok = session.certified(ref)
+    ok = run.certified(ref)
     rows = np.nonzero(ok)[0]
-    ids = dict(zip(rows.tolist(), session.assign(ref.theta[torch.from_numpy(rows)], new)))
+    ids = dict(zip(rows.tolist(), run.points.assign(ref.theta[torch.from_numpy(rows)], new)))
     split_ids: dict[int, int] = {}
     if any(split_idx):
         low = torch.cat([res.images[q, split_idx[q]] for q in range(Q) if split_idx[q]]).cpu()
         down = run_pipeline(model, low, list(cfg.saddles.descend))
-        rows = np.nonzero(session.certified(down))[0]
-        split_ids = dict(zip(rows.tolist(), session.assign(down.theta[torch.from_numpy(rows)], new)))
+        rows = np.nonzero(run.certified(down))[0]
+        split_ids = dict(zip(rows.tolist(), run.points.assign(down.theta[torch.from_numpy(rows)], new)))
     if new:
-        session.store.commit_unit(session.unit_id(), [], new, wall_time=time.perf_counter() - t0)
+        run.store.commit_unit(run.unit_id(), [], new, wall_time=time.perf_counter() - t0)
     out = []
     r = s_row = 0
     for q, (a, b) in enumerate(pairs):
@@ -230,17 +227,17 @@ def search_pairs(session: ConnectSession, pairs: list[tuple[int, int]]) -> list[
             rec["refined_by"] = "min-mode following" if mm_row else "newton-mr"
             saddle = store.point(sid)
             if not any(e.saddle_id == sid for e in store.edges()):
-                session.connect(saddle)
+                run.connect(saddle)
             if saddle.hessian_index > 1 and not any(e.saddle_id == sid and e.direction >= BAND_DIRECTION
                                                        for e in store.edges()):
                 # a degenerate or higher-index unstable space: descend along the band's own way
                 # across the barrier, its tangent at the climbing image projected onto that space
                 c = int(res.climbing[q])
                 tangent = (res.images[q, c + 1] - res.images[q, c - 1]).cpu().numpy()
-                _, V = session.unstable_space(saddle)
+                _, V = run.points.unstable_space(saddle)
                 u = V @ (V.T @ tangent)
                 if np.linalg.norm(u) > 1e-12 * np.linalg.norm(tangent):
-                    session.connect(saddle, directions=u / np.linalg.norm(u), first_direction=BAND_DIRECTION)
+                    run.connect(saddle, directions=u / np.linalg.norm(u), first_direction=BAND_DIRECTION)
             ends = _ends_of(store, sid)
             rec["joins"] = ends
             index = store.point(sid).hessian_index
@@ -310,13 +307,13 @@ def plan_path(held: list[int], minima: list[int], dist2, uf: nx.utils.UnionFind,
     return [(a, b) for a, b in zip(path, path[1:]) if uf[a] != uf[b]], ""
 
 
-def _record_round(session: ConnectSession, found: list[dict], attempts: list, tried: set, losses: dict,
+def _record_round(run: StudyRunView, found: list[dict], attempts: list, tried: set, losses: dict,
                   done: int, total: int) -> list:
     """Store the transition states of one round of :func:`search_pairs`, append its attempts and
     report it (round ``done`` of ``total``); returns the sub-pairs DoubleEndedConnect would search
     next (each end of a pair whose transition state joined other minima, with the nearer of those
     minima)."""
-    store = session.store
+    store = run.store
     nxt = []
     for rec in found:
         a, b = rec["pair"]
@@ -341,21 +338,21 @@ def _record_round(session: ConnectSession, found: list[dict], attempts: list, tr
         losses.update({p.id: p.loss for p in store.points()})
         if {m1, m2} != {a, b}:
             pa = store.point(a).params
-            near_a = min((m1, m2), key=lambda m: align(session.cfg.model, pa, store.point(m).params)[1]["distance"])
+            near_a = min((m1, m2), key=lambda m: align(run.cfg.model, pa, store.point(m).params)[1]["distance"])
             other = m2 if near_a == m1 else m1
             nxt += [(a, near_a), (other, b)]
     store.set_meta(ATTEMPTS_KEY, attempts)
-    session.report({"phase": "transition_states", "unit": session.next_unit - 1, "done": done, "total": total,
-                    "note": f"{sum(r['outcome'] == 'transition state' for r in found)} of {len(found)} pairs joined"})
+    run.report({"phase": "transition_states", "unit": run.next_unit - 1, "done": done, "total": total,
+                "note": f"{sum(r['outcome'] == 'transition state' for r in found)} of {len(found)} pairs joined"})
     return nxt
 
 
-def connect_minima(session: ConnectSession) -> int:
+def connect_minima(run: StudyRunView) -> int:
     """Join the minima by transition states (module docstring); returns how many transition states
     are stored after it. Nothing to do when ``max_pairs`` is 0 and no pair is named. Writes the
     phase's report (:data:`REPORT_KEY`): strategy, pairs tried, transition states, components of
     the minima holding basin counts before and after, and what stopped it."""
-    cfg, store = session.cfg.connect, session.store
+    cfg, store = run.cfg.connect, run.store
     if cfg.max_pairs == 0 and not cfg.pairs:
         return len(store.transition_states())
     t0 = time.perf_counter()
@@ -381,11 +378,11 @@ def connect_minima(session: ConnectSession) -> int:
             todo = list({tuple(sorted(p)): p for p in todo}.values())   # one search per unordered pair
             if not todo:
                 break
-            found = search_pairs(session, todo)
-            nxt = _record_round(session, found, attempts, tried, losses, depth + 1, cfg.max_depth + 1)
+            found = search_pairs(run, todo)
+            nxt = _record_round(run, found, attempts, tried, losses, depth + 1, cfg.max_depth + 1)
             todo = [(x, y) for x, y in nxt if x != y]
     else:
-        spec = session.cfg.model
+        spec = run.cfg.model
         params: dict[int, np.ndarray] = {}
         cache: dict[frozenset, float] = {}
 
@@ -422,9 +419,9 @@ def connect_minima(session: ConnectSession) -> int:
             if not pairs:
                 stopped = why or "no untried pair left"
                 break
-            found = search_pairs(session, pairs)
+            found = search_pairs(run, pairs)
             rounds += 1
-            _record_round(session, found, attempts, tried, losses, rounds, rounds)
+            _record_round(run, found, attempts, tried, losses, rounds, rounds)
     uf = _joined(store)
     report = {"strategy": cfg.strategy, "pairs_tried": len(attempts) - n_before,
               "transition_states": len(store.transition_states()), "held_minima": len(held),

@@ -57,7 +57,7 @@ def finish_on_kinks(cfg, res: TrajectoryResults, rows: np.ndarray | None = None)
 
 def kink_refused(cfg, res: TrajectoryResults, budget: int) -> np.ndarray:
     """Rows of ``res`` the kink polish refused whose first stage has run fewer than ``budget``
-    iterations: the ones another round of descent may settle (:meth:`landscape.study.run.Session.finish_kinks_in_rounds`)."""
+    iterations: the ones another round of descent may settle (:meth:`landscape.study.run.StudyRun.finish_kinks_in_rounds`)."""
     if cfg.model.activation != "relu" or len(res) == 0 or res.main_iterations is None:
         return np.zeros(0, dtype=np.int64)
     refused = np.array([KINK_DETAIL.heads(d) and str(d) != KINK_DETAIL for d in res.stop_detail], dtype=bool)

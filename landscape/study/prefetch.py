@@ -7,10 +7,12 @@ one worker process when a run starts, which computes, while this process runs th
 
 1. the saddle-search units (:func:`landscape.study.work.run_saddle_search`, a pure function of the
    configuration and the indices);
-2. the analysis (:func:`landscape.analysis.point.analyse_point`) of every distinct certified end
-   point of those units, in the order the run deduplicates them;
+2. the analysis of every distinct certified end point of those units, in the order the run
+   deduplicates them, through a registry of points of its own
+   (:class:`landscape.study.points.PointRegistry`, empty at the start: the worker cannot know
+   what the trajectories find);
 3. for those that are saddles, the first batch of ±ε descents exactly as
-   :meth:`landscape.study.run.Session.connect_many` builds it (the same directions, seeds and
+   :meth:`landscape.study.run.StudyRun.connect_many` builds it (the same directions, seeds and
    batch), and the analysis of the distinct points those descents certify at.
 
 Everything comes back keyed by its content: a unit by its indices, an analysis by the bytes of
@@ -44,11 +46,10 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from ..analysis.dedup import Deduplicator, fingerprints
-from ..analysis.point import analyse_point
 from ..engines import run_pipeline
 from .config import resolve_device
-from .work import certified_mask, run_saddle_search, saddle_descent_starts, study_model, unstable_of
+from .points import PointRegistry
+from .work import certified_mask, run_saddle_search, saddle_descent_starts, study_model
 
 #: Seconds :meth:`SaddlePrefetch.collect` waits between checks that the worker is still alive.
 POLL_S = 0.05
@@ -198,16 +199,16 @@ def _die_with_parent() -> None:
 def _compute(cfg, chunks: list[list[int]]) -> tuple[dict, dict, dict]:
     model = study_model(cfg)
     units, analyses, descents = {}, {}, {}
-    dedup = Deduplicator(cfg.dedup, [], next_id=0)
+    points = PointRegistry(cfg.model, cfg.dedup, cfg.analysis, device=model.device)
 
     def analyse_new(thetas) -> list:
+        """(point id, θ, analysis) of the new distinct points among ``thetas``, each analysis also
+        kept under θ's content key."""
         out = []
-        for th, fp in zip(thetas, fingerprints(cfg.model, thetas)):
-            _, is_new = dedup.assign(fp)
+        for th, (pid, is_new, _) in zip(thetas, points.identify(thetas)):
             if is_new:
-                a = analyse_point(cfg.model, th, cfg.analysis, device=model.device)
-                analyses[content_key(th)] = a
-                out.append((th, a))
+                a = analyses[content_key(th)] = points.analyse(pid, th)
+                out.append((pid, th, a))
         return out
 
     def certified(res) -> np.ndarray:
@@ -217,9 +218,9 @@ def _compute(cfg, chunks: list[list[int]]) -> tuple[dict, dict, dict]:
     for idx in chunks:
         res = run_saddle_search(cfg, idx)
         units[tuple(int(i) for i in idx)] = res
-        for th, a in analyse_new(res.theta[torch.from_numpy(certified(res))]):
-            if a.kind == "saddle" and unstable_of(a) is not None:
-                saddles.append((th.detach().cpu().numpy(), a.loss, *unstable_of(a)))
+        for pid, th, a in analyse_new(res.theta[torch.from_numpy(certified(res))]):
+            if a.kind == "saddle" and pid in points.unstable:
+                saddles.append((th.detach().cpu().numpy(), a.loss, *points.unstable[pid]))
     if saddles:
         starts = torch.cat([saddle_descent_starts(cfg, model, *s)[0].starts for s in saddles])
         res = run_pipeline(model, starts, list(cfg.saddles.descend))

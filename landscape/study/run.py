@@ -8,9 +8,11 @@ does, in order:
 1. **Main trajectories** (indices 0..trajectories−1), in units of ``batch_size``: each unit runs
    the study's pipeline as one batched computation (:func:`run_trajectories`, a pure function of
    the configuration and the indices, which is what an executor ships to a worker); the certified
-   end points (‖∇L‖ ≤ certify_tol) are fingerprinted and deduplicated modulo symmetry against
-   every point already stored; each *new* distinct point is analysed; then the unit's
-   trajectories and new points are committed in **one transaction**.
+   end points (‖∇L‖ ≤ certify_tol) go to the study's registry of points
+   (:class:`~landscape.study.points.PointRegistry`): fingerprinted and deduplicated modulo
+   symmetry against every point already stored, each *new* distinct point analysed once; then the
+   unit's trajectories and new points are committed in **one transaction**. The state of the
+   call in progress (store, registry, unit numbers, the saddle prefetch) is a :class:`StudyRun`.
 
    **Descent-faithful ends.** Under a descent dynamics (gd, flow, lbfgs) a trajectory counts only
    where that dynamics ends: at a minimum. A finisher (the Newton polish) may only shorten the
@@ -50,8 +52,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..analysis.dedup import Deduplicator, fingerprints
-from ..analysis.point import LEAF_KINDS, analyse_point
+from ..analysis.point import LEAF_KINDS
 from ..core.init import trajectory_seed
 from ..engines import TrajectoryResults, run_pipeline
 from ..engines.outcomes import Detail, Outcome, with_detail
@@ -63,11 +64,12 @@ from .kink_finish import finish_on_kinks, kink_refused
 from .lambda0 import run_lambda0_study
 from .connect import connect_minima
 from .executor_base import Unit
+from .points import PointRegistry
 from .prefetch import SaddlePrefetch, prefetch_possible
 from .summary import CHECK, MAIN, finish
 from .work import (certified_mask, check_chunks, chunks, run_check, run_saddle_search,
                    run_trajectories, saddle_chunks, saddle_descent_starts, stages_of, study_model,
-                   study_working_batch, unstable_of)
+                   study_working_batch)
 
 #: Kind of the stored saddle-search trajectories (``main`` ones count in the fractions).
 SADDLE_SEARCH = "saddle_search"
@@ -112,57 +114,31 @@ def load_config(out_dir: str | Path) -> StudyConfig:
 
 
 # ----- the run -------------------------------------------------------------------------------------
-class Session:
-    """State of one run_study call: the store, the deduplicator, and the kind of every point."""
+class StudyRun:
+    """One :func:`run_study` call in progress: the configuration, the store, the study's model,
+    its distinct points (:class:`~landscape.study.points.PointRegistry`: deduplication, analysis,
+    kinds), the next unit number and the saddle prefetch; the steps that finish, store and
+    connect trajectories (module docstring)."""
 
     def __init__(self, cfg: StudyConfig, store: StudyStore, report: Callable[[dict], None]):
         self.cfg, self.store, self.report = cfg, store, report
         self.model = study_model(cfg)
-        points = store.points()
-        self.dedup = Deduplicator(cfg.dedup, [(p.id, p.fingerprint) for p in points],
-                                  next_id=store.next_point_id())
-        self.kinds = {p.id: p.kind for p in points}
-        self.losses = {p.id: p.loss for p in points}
-        self.unstable: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.points = PointRegistry.of_study(cfg, store, self.model.device)
         #: results computed beside the run (:class:`landscape.study.prefetch.SaddlePrefetch`), or None
         self.prefetch = None
         units = store.committed_units()
         self.next_unit = (max(units) + 1) if units else 0
 
+    def start_prefetch(self, chunks: list[list[int]]) -> None:
+        """Compute the saddle-search units ``chunks`` and their first descents beside the run
+        (:mod:`landscape.study.prefetch`); its analyses are taken where θ matches exactly."""
+        self.prefetch = SaddlePrefetch.start(self.cfg, chunks)
+        self.points.precomputed = self.prefetch.analysis
+
     def unit_id(self) -> int:
         u = self.next_unit
         self.next_unit += 1
         return u
-
-    def analyse(self, pid: int, th: torch.Tensor, fp: dict) -> PointRecord:
-        """Analyse a new distinct point (float64) and return its store record."""
-        a = self.prefetch.analysis(th) if self.prefetch is not None else None
-        if a is None:
-            a = analyse_point(self.cfg.model, th, self.cfg.analysis, device=self.model.device)
-        unstable = evs = None
-        space = unstable_of(a)
-        if space is not None:
-            evs, neg = space
-            unstable = neg.T.copy()
-            self.unstable[pid] = (evs, neg)
-        self.kinds[pid], self.losses[pid] = a.kind, a.loss
-        return PointRecord(id=pid, kind=a.kind, label=a.label, loss=a.loss, grad_norm=a.grad_norm,
-                           hessian_index=a.hessian.index, fingerprint=fp,
-                           params=th.detach().to("cpu", torch.float64).numpy(), spectrum=a.spectrum,
-                           analysis=a.to_dict(), unstable=unstable, unstable_values=evs)
-
-    def assign(self, thetas: torch.Tensor, new: list[PointRecord]) -> list[int]:
-        """Point ids of the certified points ``thetas`` (M, P); the records of new ones (analysed
-        here, in float64) are appended to ``new``."""
-        if thetas.shape[0] == 0:
-            return []
-        ids = []
-        for th, fp in zip(thetas, fingerprints(self.cfg.model, thetas)):
-            pid, is_new = self.dedup.assign(fp)
-            ids.append(pid)
-            if is_new:
-                new.append(self.analyse(pid, th, fp))
-        return ids
 
     def certified(self, res: TrajectoryResults) -> np.ndarray:
         return certified_mask(self.cfg, res)
@@ -196,20 +172,21 @@ class Session:
         row ({row: [visit, …]}), after resuming every descent row that ended at a non-minimum
         (module docstring). ``res`` is updated in place; new points go to ``new``."""
         visits: dict[int, list[dict]] = {}
+        points = self.points
         self.finish_kinks_in_rounds(res, stages)   # ReLU: descents that stopped near kinks, finished on them
         descent = stages[0].descent
         budget0 = self.descent_budget(stages)
         for visit in range(self.cfg.max_saddle_visits + 1):
             rows = np.nonzero(self.certified(res))[0]
-            point_of = dict(zip(rows.tolist(), self.assign(res.theta[torch.from_numpy(rows)], new)))
+            point_of = dict(zip(rows.tolist(), points.assign(res.theta[torch.from_numpy(rows)], new)))
             if not descent:
                 return point_of, visits
-            stuck = np.array([r for r, pid in point_of.items() if self.kinds[pid] not in LEAF_KINDS], dtype=np.int64)
+            stuck = np.array([r for r, pid in point_of.items() if points.kinds[pid] not in LEAF_KINDS], dtype=np.int64)
             if stuck.size == 0:
                 return point_of, visits
             for r in stuck.tolist():
                 fs = int(res.first_small[r]) if res.first_small is not None else -1
-                visits.setdefault(r, []).append({"point_id": point_of[r], "kind": self.kinds[point_of[r]],
+                visits.setdefault(r, []).append({"point_id": point_of[r], "kind": points.kinds[point_of[r]],
                                                  "handoff_iteration": int(res.main_iterations[r]),
                                                  "lingered": int(res.main_iterations[r]) - fs if fs >= 0 else 0})
             left = budget0 - res.main_iterations[stuck]
@@ -220,7 +197,7 @@ class Session:
             resume = stuck[~np.isin(stuck, out_of_budget)]
             if resume.size == 0:
                 continue
-            loss = np.array([self.losses[point_of[r]] for r in resume.tolist()])
+            loss = np.array([points.losses[point_of[r]] for r in resume.tolist()])
             ceiling = torch.from_numpy(loss - ESCAPE_RTOL * np.abs(loss))
             sub = run_pipeline(self.model, res.handoff_theta[torch.from_numpy(resume)], list(stages),
                                loss_ceiling=ceiling, iter_budget=torch.from_numpy(left[np.isin(stuck, resume)]))
@@ -228,7 +205,7 @@ class Session:
             # ReLU: a resumed descent stops near kinks again, where only the kink polish certifies it
             finish_on_kinks(self.cfg, res, resume)
         rows = np.nonzero(self.certified(res))[0]
-        return {r: pid for r, pid in zip(rows.tolist(), self.assign(res.theta[torch.from_numpy(rows)], new))}, visits
+        return {r: pid for r, pid in zip(rows.tolist(), points.assign(res.theta[torch.from_numpy(rows)], new))}, visits
 
     def commit_trajectories(self, unit: int, indices: list[int], res: TrajectoryResults, kind: str) -> None:
         """Finish faithfully, deduplicate, analyse and store one unit of trajectories in one
@@ -253,21 +230,6 @@ class Session:
                 point_id=point_of.get(b) if ok[b] else None, engine=eng))
         self.store.commit_unit(unit, trajs, new, wall_time=float(res.wall_time.max(initial=0.0)))
 
-    def unstable_space(self, saddle: PointRecord) -> tuple[np.ndarray, np.ndarray]:
-        """(eigenvalues (m,), eigenvectors (P, m)) of a stored saddle's unstable space, from the
-        analysis (kept in memory, or stored with the point); recomputed only for points stored
-        without it."""
-        pid = saddle.id
-        if pid in self.unstable:
-            return self.unstable[pid]
-        if saddle.unstable is not None:
-            return np.asarray(saddle.unstable_values), saddle.unstable.T
-        a = analyse_point(self.cfg.model, saddle.params, self.cfg.analysis, device=self.model.device)
-        neg = a.hessian.negative_vectors
-        if neg is None:
-            raise StoreError(f"point {pid} is stored as a saddle but its Hessian has no eigenvalue below −τ")
-        return np.sort(a.spectrum)[:neg.shape[1]], neg
-
     def connect(self, saddle: PointRecord, directions: np.ndarray | None = None, first_direction: int = 0) -> int:
         """Descend from one stored saddle along its unstable directions (default: those of
         :func:`landscape.study.descents.unstable_directions`; or the given unit ``directions``
@@ -290,7 +252,7 @@ class Session:
         conns, dirs = [], []
         for saddle in saddles:
             conn, ev_dir = saddle_descent_starts(cfg, self.model, saddle.params, saddle.loss,
-                                                 *self.unstable_space(saddle), directions=directions)
+                                                 *self.points.unstable_space(saddle), directions=directions)
             conns.append(conn)
             dirs.append(ev_dir)
         starts = torch.cat([c.starts for c in conns])
@@ -307,7 +269,7 @@ class Session:
             for _ in range(conn.starts.shape[0]):
                 pid = point_of.get(r) if ok[r] else None
                 if pid is not None and pid != saddle.id:
-                    targets.append((pid, self.losses[pid], Outcome.CONVERGED.value))
+                    targets.append((pid, self.points.losses[pid], Outcome.CONVERGED.value))
                 elif pid == saddle.id:
                     targets.append((None, None, RETURNED.value))
                 else:
@@ -371,60 +333,60 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     store = open_study(cfg, out)
-    session = None
+    run = None
     try:
         write_json(out / FILES["config"], cfg.to_dict())
         report = _progress_reporter(progress)
-        session = Session(cfg, store, report)
+        run = StudyRun(cfg, store, report)
         done = set(store.completed_indices().tolist())
         saddle_todo = saddle_chunks(cfg, done)
         if executor is None and saddle_todo and (prefetch_possible(cfg) if prefetch is None else prefetch):
-            session.prefetch = SaddlePrefetch.start(cfg, saddle_todo)
+            run.start_prefetch(saddle_todo)
         timings: dict[str, float] = {"setup_s": time.perf_counter() - t_start}
         t = time.perf_counter()
-        _run_units(session, out, "trajectories", chunks(cfg, done), run_trajectories, MAIN, cfg.trajectories,
+        _run_units(run, out, "trajectories", chunks(cfg, done), run_trajectories, MAIN, cfg.trajectories,
                    executor, progress is True)
         if cfg.check.starts:
-            unit = study_working_batch(cfg, session.model)
-            _run_units(session, out, "check", check_chunks(cfg, done, unit), run_check, CHECK, cfg.check.starts,
+            unit = study_working_batch(cfg, run.model)
+            _run_units(run, out, "check", check_chunks(cfg, done, unit), run_check, CHECK, cfg.check.starts,
                        executor, progress is True)
         timings["trajectories_s"], t = time.perf_counter() - t, time.perf_counter()
         search = run_saddle_search
-        if session.prefetch is not None:
-            session.prefetch.collect()
+        if run.prefetch is not None:
+            run.prefetch.collect()
             # a phase of its own, before the saddle search's: the phases add up to at most the wall time
             timings["saddle_prefetch_wait_s"], t = time.perf_counter() - t, time.perf_counter()
 
             def search(cfg_, idx, on_status=None, on_finished=None):
-                res = session.prefetch.unit(idx)
+                res = run.prefetch.unit(idx)
                 if res is None:
                     return run_saddle_search(cfg_, idx, on_status=on_status, on_finished=on_finished)
                 if on_finished is not None:   # the progress bar counts trajectory-stages
                     on_finished(len(idx) * len(cfg_.saddles.stages))
                 return res
-        _run_units(session, out, "saddle_search", saddle_todo, search, SADDLE_SEARCH,
+        _run_units(run, out, "saddle_search", saddle_todo, search, SADDLE_SEARCH,
                    cfg.saddles.starts, executor, progress is True)
         timings["saddle_search_s"], t = time.perf_counter() - t, time.perf_counter()
-        _connect_saddles(session)
+        _connect_saddles(run)
         timings["saddle_descents_s"], t = time.perf_counter() - t, time.perf_counter()
-        connect_minima(session)
+        connect_minima(run)
         timings["transition_states_s"] = time.perf_counter() - t
         summary = finish(cfg, store, out, time.perf_counter() - t_start, timings)
     finally:
-        if session is not None and session.prefetch is not None:
-            session.prefetch.close()
+        if run is not None and run.prefetch is not None:
+            run.prefetch.close()
         store.close()
     return summary
 
 
-def _run_units(session: Session, out: Path, phase: str, todo: list[list[int]], fn, kind: str, total: int,
+def _run_units(run: StudyRun, out: Path, phase: str, todo: list[list[int]], fn, kind: str, total: int,
                executor, bar: bool) -> None:
     """Compute and commit the units ``todo`` of one trajectory kind (see :func:`run_study`)."""
-    cfg = session.cfg
+    cfg = run.cfg
     done = total - sum(len(c) for c in todo)
     if not todo:
         return
-    units = [Unit(str(out), session.unit_id(), (cfg, idx)) for idx in todo]
+    units = [Unit(str(out), run.unit_id(), (cfg, idx)) for idx in todo]
     pbar = None
     if executor is not None:
         results = executor.map_units(fn, units)
@@ -447,22 +409,22 @@ def _run_units(session: Session, out: Path, phase: str, todo: list[list[int]], f
         results = ((u, fn(*u.args, on_status=status, on_finished=finished)) for u in units)
     try:
         for unit, res in results:
-            session.commit_trajectories(unit.chunk, list(unit.args[1]), res, kind)
+            run.commit_trajectories(unit.chunk, list(unit.args[1]), res, kind)
             done += len(unit.args[1])
-            session.report({"phase": phase, "unit": unit.chunk, "done": done, "total": total})
+            run.report({"phase": phase, "unit": unit.chunk, "done": done, "total": total})
     finally:
         if pbar is not None:
             pbar.close()
 
 
-def _connect_saddles(session: Session) -> None:
+def _connect_saddles(run: StudyRun) -> None:
     """Connect every stored saddle that has no edges yet, for at most ``max_rounds`` rounds."""
-    store = session.store
-    for _ in range(session.cfg.saddles.max_rounds):
+    store = run.store
+    for _ in range(run.cfg.saddles.max_rounds):
         connected = {e.saddle_id for e in store.edges()}
         todo = [p.id for p in store.points() if p.kind == "saddle" and p.id not in connected]
         if not todo:
             return
-        n = session.connect_many([store.point(pid) for pid in todo])
-        session.report({"phase": "connect", "unit": session.next_unit - 1, "done": len(todo), "total": len(todo),
-                        "note": f"saddles {todo}: {n} descents, one batch"})
+        n = run.connect_many([store.point(pid) for pid in todo])
+        run.report({"phase": "connect", "unit": run.next_unit - 1, "done": len(todo), "total": len(todo),
+                   "note": f"saddles {todo}: {n} descents, one batch"})

@@ -6,9 +6,10 @@ A unit is a pure function of the configuration and the trajectory indices
 executor ships to a worker (:mod:`landscape.study.executors`), what the joint executor batches
 (:mod:`landscape.study.joint`) and what the saddle prefetch computes beside the run
 (:mod:`landscape.study.prefetch`); :func:`chunks` and its siblings split the indices still to run
-into units. :func:`certified_mask`, :func:`unstable_of` and :func:`saddle_descent_starts` are how
+into units. :func:`certified_mask` and :func:`saddle_descent_starts` are how
 :func:`landscape.study.run.run_study` and the prefetch worker decide which points count and build
-a saddle's ±ε descents, so both compute them the same way. Nothing here writes the database.
+a saddle's ±ε descents, so both compute them the same way (the points themselves, both take from a
+:class:`landscape.study.points.PointRegistry`). Nothing here writes the database.
 """
 from __future__ import annotations
 
@@ -99,17 +100,6 @@ def _split(todo: list[int], size: int) -> list[list[int]]:
 def certified_mask(cfg: StudyConfig, res: TrajectoryResults) -> np.ndarray:
     """(B,) bool: the rows of ``res`` that converged with ‖∇L‖ ≤ the study's ``certify_tol``."""
     return res.converged & (res.grad_norm <= cfg.certify_tol)
-
-
-def unstable_of(a) -> tuple[np.ndarray, np.ndarray] | None:
-    """(eigenvalues (m,), eigenvectors (P, m)) of the unstable space of an analysis
-    (:func:`landscape.analysis.point.analyse_point`), None where its Hessian has none."""
-    neg = a.hessian.negative_vectors
-    if neg is None:
-        return None
-    m = neg.shape[1]
-    evs = a.spectrum[:m] if a.hessian.method == "dense" else np.sort(a.hessian.parts["most_negative"])[:m]
-    return evs, neg
 
 
 def saddle_descent_starts(cfg: StudyConfig, model: DeepUFM, params, loss: float, evals, V,
