@@ -38,7 +38,7 @@ _EXPORTS = {
     "StudyConfig": "landscape.study.config", "load_study": "landscape.study.config", "presets": "landscape.study.config",
     "run_study": "landscape.viz.pipeline", "ReportInterrupted": "landscape.viz.pipeline",
     "StudyResult": "landscape.study.result", "summarise": "landscape.study.summary",
-    "Lambda0Result": "landscape.study.lambda0", "Lambda0Direction": "landscape.study.lambda0",
+    "Lambda0Result": "landscape.study.lambda0", "Lambda0Direction": "landscape.io.lambda0_results",
     "load_sweep": "landscape.study.sweep", "run_sweep": "landscape.study.sweep",
     "StudyStore": "landscape.io.store", "StoreError": "landscape.io.store",
     **{name: "landscape.io.records" for name in ("PointRecord", "TrajectoryRecord", "EdgeRecord",

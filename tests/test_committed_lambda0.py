@@ -15,9 +15,14 @@ Closed forms. At unit minimum margin, the smallest ‖θ‖² whose logits are Z
 so γ = 1 / ((L+1) Σ σ_i^{2/(L+1)})^{(L+1)/2} at the code's unit-margin logits:
 * NC: Z = (I_K − 11ᵀ/K) ⊗ 1_nᵀ (every margin 1), K−1 singular values √n:
   γ_NC = 1 / (√n · ((L+1)(K−1))^{(L+1)/2}).
-* pairs (K = 4): class means ±e₁, ±e₂ on both sides, Z = VVᵀ ⊗ 1_nᵀ with V the orthoplex (margins
-  1, 1 to the other pair and 2 to the partner), two singular values 2√n:
-  γ_pairs = 1 / (2√n · (2(L+1))^{(L+1)/2}).
+* pairs (K even): classes 2j and 2j+1 at ±e_j on both sides, Z = VVᵀ ⊗ 1_nᵀ with V the orthoplex
+  (margins 1 to every other pair, 2 to the partner), K/2 singular values 2√n:
+  γ_pairs = 1 / ((L+1) · (K/2) · (2√n)^{2/(L+1)})^{(L+1)/2}; at K = 4, 1 / (2√n · (2(L+1))^{(L+1)/2}).
+* p pairs and s = K − 2p classes alone ("p×pair+s×self"): the pairs as above, a class c alone with
+  logits e_c − 1/K (margins 1). Pair columns are orthogonal to the others; the s columns e_c − 1/K
+  have Gram I_s − 11ᵀ/K, eigenvalues 1 (s−1 times) and 1 − s/K: singular values 2√n (p times),
+  √n (s−1 times), √(n(1−s/K)), so
+  γ = 1 / ((L+1)(p(2√n)^{2/(L+1)} + (s−1)n^{1/(L+1)} + (n(1−s/K))^{1/(L+1)}))^{(L+1)/2}.
 """
 import csv
 import json
@@ -51,8 +56,24 @@ def gamma_nc(K, n, L):
     return 1.0 / (math.sqrt(n) * ((L + 1) * (K - 1)) ** ((L + 1) / 2))
 
 
-def gamma_pairs(n, L):
-    return 1.0 / (2 * math.sqrt(n) * (2 * (L + 1)) ** ((L + 1) / 2))
+def gamma_pairs(K, n, L):
+    return 1.0 / ((L + 1) * (K // 2) * (2 * math.sqrt(n)) ** (2 / (L + 1))) ** ((L + 1) / 2)
+
+
+def gamma_pairs_self(K, n, L, p):
+    s, e = K - 2 * p, 2 / (L + 1)
+    total = p * (2 * math.sqrt(n)) ** e + ((s - 1) * n ** (e / 2) + (n * (1 - s / K)) ** (e / 2) if s else 0.0)
+    return 1.0 / ((L + 1) * total) ** ((L + 1) / 2)
+
+
+def pairs_self_label(label, K):
+    """(p, s) of a label "p×pair+s×self" (m× left out for 1), or None."""
+    parts = str(label).split("+")
+    if len(parts) != 2 or not parts[0].endswith("pair") or not parts[1].endswith("self"):
+        return None
+    p = int(parts[0][:-len("×pair")]) if "×" in parts[0] else 1
+    s = int(parts[1][:-len("×self")]) if "×" in parts[1] else 1
+    return (p, s) if 2 * p + s == K else None
 
 
 def numpy_gamma(theta, K, n, d, L):
@@ -83,15 +104,24 @@ def test_the_formulas_here_are_those_of_small_cases():
     # K = 4, n = 1, L = 1: NC's unit-margin logits I − 11ᵀ/4 have singular values 1, 1, 1, so
     # ‖θ‖² = 2·3 and γ = 1/6; the orthoplex's VVᵀ has 2, 2: ‖θ‖² = 2·4, γ = 1/8
     assert gamma_nc(4, 1, 1) == pytest.approx(1 / 6, rel=1e-15)
-    assert gamma_pairs(1, 1) == pytest.approx(1 / 8, rel=1e-15)
-    V = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], float)
+    assert gamma_pairs(4, 1, 1) == pytest.approx(1 / 8, rel=1e-15)
+    for K, L in ((4, 1), (10, 2), (10, 4)):   # the mixed family's ends are NC and pairs
+        assert gamma_pairs_self(K, 1, L, 0) == pytest.approx(gamma_nc(K, 1, L), rel=1e-14)
+        assert gamma_pairs_self(K, 1, L, K // 2) == pytest.approx(gamma_pairs(K, 1, L), rel=1e-14)
+    # K = 10, 4 pairs + 2 alone, L = 2: singular values 2 (×4), 1, √0.8
+    assert gamma_pairs_self(10, 1, 2, 4) == pytest.approx((3 * (4 * 2 ** (2 / 3) + 1 + 0.8 ** (1 / 3))) ** -1.5, rel=1e-14)
+    assert pairs_self_label("4×pair+2×self", 10) == (4, 2) and pairs_self_label("pair+8×self", 10) == (1, 8)
     for L in (1, 2, 3, 4):
-        for Z, g in (((np.eye(4) - 0.25), gamma_nc(4, 1, L)), (V @ V.T, gamma_pairs(1, L))):
-            s = np.linalg.svd(Z, compute_uv=False)
-            s = s[s > 1e-12]
-            marg = min(Z[i, i] - Z[c, i] for i in range(4) for c in range(4) if c != i)
-            assert marg == pytest.approx(1.0)
-            assert 1 / ((L + 1) * (s ** (2 / (L + 1))).sum()) ** ((L + 1) / 2) == pytest.approx(g, rel=1e-13)
+        assert gamma_pairs(4, 1, L) == pytest.approx(1 / (2 * (2 * (L + 1)) ** ((L + 1) / 2)), rel=1e-14)
+    for K in (4, 10):
+        V = np.kron(np.eye(K // 2), [[1.0], [-1.0]])          # classes 2j, 2j+1 at ±e_j
+        for L in (1, 2, 3, 4):
+            for Z, g in (((np.eye(K) - 1 / K), gamma_nc(K, 1, L)), (V @ V.T, gamma_pairs(K, 1, L))):
+                s = np.linalg.svd(Z, compute_uv=False)
+                s = s[s > 1e-12]
+                marg = min(Z[i, i] - Z[c, i] for i in range(K) for c in range(K) if c != i)
+                assert marg == pytest.approx(1.0)
+                assert 1 / ((L + 1) * (s ** (2 / (L + 1))).sum()) ** ((L + 1) / 2) == pytest.approx(g, rel=1e-13)
 
 
 @pytest.mark.skipif(not CELLS, reason="no finished λ = 0 cell committed")
@@ -109,8 +139,10 @@ def test_stored_directions_have_their_gamma_and_closed_form(cell):
         assert g == pytest.approx(r["gamma"], rel=1e-10), i
         if r["label"] == "DNC":
             assert g == pytest.approx(gamma_nc(K, n, L), rel=1e-10), i
-        elif r["label"] == "pairs" and K == 4:
-            assert g == pytest.approx(gamma_pairs(n, L), rel=1e-10), i
+        elif r["label"] == "pairs" and K % 2 == 0:
+            assert g == pytest.approx(gamma_pairs(K, n, L), rel=1e-10), i
+        elif pairs_self_label(r["label"], K) is not None:
+            assert g == pytest.approx(gamma_pairs_self(K, n, L, pairs_self_label(r["label"], K)[0]), rel=1e-10), i
 
 
 @pytest.mark.skipif(not CELLS, reason="no finished λ = 0 cell committed")

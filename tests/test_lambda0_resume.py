@@ -5,25 +5,40 @@
   --resume DIR``, or the sweep run again) computes only the batches it lacks, and the records,
   summary, directions and their θ̂ equal those of a run never interrupted (everything but wall
   times). A finished folder resumed computes nothing; the hand-off check is committed too.
+* A run killed inside a batch's commit (the start rows written, the transaction not committed:
+  a hot journal) resumes to the results of a run never interrupted.
 * A tampered folder is refused with a message naming the file, table and row: a record of the
-  wrong type, a θ̂ of the wrong length, a table added, a configuration that differs.
+  wrong type, an integer beyond the range of a float, a hand-off check that is not one, a θ̂ of
+  the wrong length, a table added, a configuration that differs; ``landscape run --resume``
+  says so in one line (exit 2, no traceback).
+* Every batch records the environment that computed it (resolved device, torch and landscape
+  versions); a resume in another environment is refused while anything is left to compute. A
+  database of schema version 1 (landscape 12b11c6, no environment) is read and resumed, its
+  batches' environment ``unknown``.
 * ``landscape.load_results`` on a finished λ = 0 folder: the directions' γ recomputed here with
   numpy from θ̂ (MODEL.md §1's layout: logits Z = W_L ⋯ W₁H₁, min over samples i and classes
   c ≠ y_i of z_{y_i} − z_c, over ‖θ‖^{L+1}) equal the stored γ; tampered files are refused.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 import landscape
-from landscape.io.lambda0_store import Lambda0StoreError
+from landscape.io.lambda0_store import Lambda0Store, Lambda0StoreError
+from landscape.io.results import has_lambda0_database
 from landscape.study import lambda0 as l0
 from landscape.study.config import load_study
 
@@ -52,7 +67,7 @@ def _stop_after(n_done):
 
 def _timeless_summary(s):
     s = json.loads(json.dumps(s))
-    for k in ("wall_time_s", "timings", "environment"):
+    for k in ("wall_time_s", "timings", "environment", "batch_environments"):
         s.pop(k, None)
     s["steps"].pop("seconds_per_start")
     return s
@@ -335,5 +350,253 @@ def test_load_results_refuses_tampered_files(full, tmp_path):
     s = json.loads((out / "summary.json").read_text())
     s["directions"][0]["count"] = "3"
     (out / "summary.json").write_text(json.dumps(s))
-    with pytest.raises(ValueError, match=r"directions\[0\].*'count' must be int"):
+    with pytest.raises(ValueError, match=r"directions\[0\].*'count' must be an integer"):
         landscape.load_results(out)
+
+
+def test_a_huge_integer_in_a_finished_folder_is_refused(full, tmp_path, capsys):
+    from landscape.cli import main
+
+    out = _copy(full[0], tmp_path)
+    doc = json.loads((out / "directions.json").read_text())
+    doc["starts"][3]["gamma_end"] = 10**400
+    (out / "directions.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"starts\[3\]: 'gamma_end' must be a number or null, not an integer of "
+                                         r"1329 bits, beyond the range of a float"):
+        landscape.load_results(out)
+    shutil.copy(full[0] / "directions.json", out / "directions.json")
+    s = json.loads((out / "summary.json").read_text())
+    s["directions"][0]["gamma"] = -10**400
+    (out / "summary.json").write_text(json.dumps(s))
+    with pytest.raises(ValueError, match=r"directions\[0\]: 'gamma' must be a number.*beyond the range of a float"):
+        landscape.load_results(out)
+    assert main(["inspect", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "directions[0]" in err and "Traceback" not in err
+    s["directions"][0]["gamma"] = full[1]["directions"][0]["gamma"]
+    s["config"]["lambda0"]["kkt_tol"] = 10**400
+    (out / "summary.json").write_text(json.dumps(s))
+    with pytest.raises(ValueError, match=r"config: lambda0\.kkt_tol is an integer of 1329 bits"):
+        landscape.load_results(out)
+
+
+# ----- a run killed inside a commit ----------------------------------------------------------------
+#: A fresh run that dies (os._exit: no cleanup, no rollback) inside the commit of batch 1, after
+#: its batch row, start rows and θ̂ are inserted and before COMMIT. A page cache of one page makes
+#: SQLite write the uncommitted pages into the file itself (the originals in the journal first):
+#: the database is left half-written beside a hot journal, as by a crash at the worst moment.
+KILLED_IN_COMMIT = r"""
+import os, sys
+from landscape.io.lambda0_store import Lambda0Store
+from landscape.study import lambda0 as l0
+from landscape.study.config import load_study
+
+real = Lambda0Store._transaction
+
+def dying(self, what, fn):
+    if not what.startswith("batch 1 "):
+        return real(self, what, fn)
+    before = self.path.read_bytes()
+    def write_then_die(con):
+        con.execute("PRAGMA cache_size = 1")
+        fn(con)
+        assert con.execute("SELECT count(*) FROM starts").fetchone()[0] == 8   # batch 1's rows are in
+        print("file written:", self.path.read_bytes() != before, flush=True)
+        os._exit(17)
+    return real(self, what, write_then_die)
+
+Lambda0Store._transaction = dying
+l0.run_lambda0_study(load_study(preset="lambda0", overrides=sys.argv[2:]), sys.argv[1], progress=False)
+"""
+
+
+def test_a_run_killed_inside_a_commit_resumes_to_the_uninterrupted_results(full, tmp_path, computed):
+    out = tmp_path / "killed"
+    p = subprocess.run([sys.executable, "-c", KILLED_IN_COMMIT, str(out), *SMALL], capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 17, p.stderr[-2000:]
+    assert "file written: True" in p.stdout   # the uncommitted batch is in the file, its originals in the journal
+    assert (out / "lambda0.sqlite-journal").is_file()   # the uncommitted batch, left as a hot journal
+    assert not (out / "summary.json").exists()
+    s = l0.run_lambda0_study(_cfg(), out, progress=False)
+    assert [c[0] for c in computed] == [[4, 5, 6, 7], [8, 9, 10, 11]]   # batch 0 kept, batch 1 rolled back
+    assert not (out / "lambda0.sqlite-journal").exists()
+    _assert_same(out, s, full[0], full[1])
+
+
+# ----- bad values read back: one line, no traceback ------------------------------------------------
+def _cli_refuses(out, capsys, *words):
+    from landscape.cli import main
+
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and all(w in err for w in words), err
+
+
+def test_a_huge_integer_is_refused_naming_file_table_and_row(interrupted, tmp_path, capsys):
+    out = _copy(interrupted, tmp_path)
+    with sqlite3.connect(out / "lambda0.sqlite") as con:
+        rec = json.loads(con.execute("SELECT record FROM starts WHERE idx = 1").fetchone()[0])
+    rec["gamma"] = 10**400   # 401 digits: JSON reads it, float() cannot
+    _tamper(out, "UPDATE starts SET record = ? WHERE idx = 1", json.dumps(rec))
+    with pytest.raises(Lambda0StoreError, match=r"lambda0\.sqlite: table starts, row 1: 'gamma' must be a number or "
+                                                r"null, not an integer of 1329 bits, beyond the range of a float"):
+        l0.run_lambda0_study(_cfg(), out, progress=False)
+    _cli_refuses(out, capsys, "lambda0.sqlite: table starts, row 1", "'gamma'", "beyond the range of a float")
+    rec["gamma"], rec["index"] = None, 2**70   # an integer field beyond 64 bits
+    _tamper(out, "UPDATE starts SET record = ? WHERE idx = 1", json.dumps(rec))
+    _cli_refuses(out, capsys, "table starts, row 1", "'index'", "beyond the range of a 64-bit integer")
+    # in the stored configuration, which `--resume` reads before anything else
+    out2 = _copy(interrupted, tmp_path / "b")
+    with sqlite3.connect(out2 / "lambda0.sqlite") as con:
+        cfg = json.loads(con.execute("SELECT json FROM config").fetchone()[0])
+    cfg["lambda0"]["kkt_tol"] = 10**400
+    _tamper(out2, "UPDATE config SET json = ?", json.dumps(cfg))
+    _cli_refuses(out2, capsys, "table config, row 1", "lambda0.kkt_tol is an integer of 1329 bits")
+    with pytest.raises(Lambda0StoreError, match="table config, row 1"):
+        l0.run_lambda0_study(_cfg(), out2, progress=False)
+
+
+def test_a_stored_check_that_is_not_one_is_refused(interrupted, tmp_path, capsys):
+    out = _copy(interrupted, tmp_path)
+    _tamper(out, "INSERT INTO check_result (id, json, seconds, committed_at) VALUES (1, '{}', 0.5, 0.0)")
+    with pytest.raises(Lambda0StoreError, match=r"table check_result, row 1: .*'dynamics' is missing"):
+        l0.run_lambda0_study(_cfg(), out, progress=False)
+    _cli_refuses(out, capsys, "table check_result, row 1", "'dynamics' is missing")
+    check = {"dynamics": "gd", "starts": 1, "certified_main": 1, "agree": 1, "same_label": 1,
+             "agreement": {"count": 1, "fraction": 1.0, "ci_low": 0.2, "ci_high": 1.0},
+             "longer_stop_reasons": {"certified": 1},
+             "pairs": [{"index": 0, "main": "DNC", "main_gamma": 10**400, "longer": "DNC", "longer_gamma": 0.1,
+                        "longer_stop_reason": "certified"}]}
+    _tamper(out, "UPDATE check_result SET json = ?", json.dumps(check))
+    _cli_refuses(out, capsys, "table check_result, row 1", "pairs[0]", "'main_gamma'", "beyond the range of a float")
+    assert not (out / "summary.json").exists()
+
+
+class _CommitFails:
+    """A connection whose COMMIT fails as SQLITE_FULL does, after SQLite has rolled the
+    transaction back itself (so an explicit ROLLBACK would find none)."""
+
+    def __init__(self, con):
+        self.con = con
+
+    @property
+    def in_transaction(self):
+        return self.con.in_transaction
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            self.con.execute("ROLLBACK")
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.con.execute(sql, *args)
+
+
+def test_a_failed_commit_reports_its_own_error_not_the_rollback(tmp_path):
+    store = Lambda0Store.open(tmp_path / "lambda0.sqlite", {"k": 1}, 3, 2, 2, 0)
+    real = store._con
+    store._con = _CommitFails(real)
+    recs = [{"index": i, "gamma": None, "stop_reason": "diverged", "label": None} for i in range(2)]
+    with pytest.raises(Lambda0StoreError, match="the disk is full .*database or disk is full.*batch 0"):
+        store.commit_batch(0, recs, {}, {})
+    store._con = real
+    assert not real.in_transaction and store.read()[0] == {}
+    store.close()
+
+
+def test_has_lambda0_database(interrupted, tmp_path):
+    assert has_lambda0_database(interrupted) and not has_lambda0_database(tmp_path)
+    (tmp_path / "lambda0.sqlite").symlink_to(tmp_path / "nowhere")
+    assert has_lambda0_database(tmp_path)   # a dangling link counts (and is refused when opened)
+
+
+# ----- the environment of every batch ---------------------------------------------------------------
+def _environments(folder):
+    with sqlite3.connect(folder / "lambda0.sqlite") as con:
+        return con.execute("SELECT batch, device, torch, landscape FROM batches ORDER BY batch").fetchall()
+
+
+def test_every_batch_records_its_environment(full):
+    out, s = full
+    here = (str(l0.resolve_device(_cfg().device)), torch.__version__, landscape.__version__)
+    assert _environments(out) == [(b, *here) for b in range(3)]
+    assert s["batch_environments"] == [{"device": here[0], "torch": here[1], "landscape": here[2],
+                                        "batches": [0, 1, 2]}]
+    assert landscape.load_results(out).summary["batch_environments"] == s["batch_environments"]
+
+
+def test_a_resume_in_another_environment_is_refused(interrupted, full, tmp_path, capsys, monkeypatch, computed):
+    out = _copy(interrupted, tmp_path)
+    _tamper(out, "UPDATE batches SET torch = '1.0.0'")   # as if a run with another torch had committed it
+    with pytest.raises(Lambda0StoreError, match=rf"lambda0\.sqlite: batch 0 was computed with torch 1\.0\.0 \(this run: "
+                                                rf"{re.escape(torch.__version__)}\).*Resume it where it was run .*torch 1\.0\.0.*"
+                                                "or write to another folder"):
+        l0.run_lambda0_study(_cfg(), out, progress=False)
+    _cli_refuses(out, capsys, "torch 1.0.0", "Resume it where it was run", "another folder")
+    out2 = _copy(interrupted, tmp_path / "b")
+    monkeypatch.setattr(l0, "__version__", "9.9.9")   # this run's landscape differs from the batch's
+    with pytest.raises(Lambda0StoreError, match=rf"landscape {re.escape(landscape.__version__)} \(this run: 9\.9\.9\)"):
+        l0.run_lambda0_study(_cfg(), out2, progress=False)
+    monkeypatch.undo()
+    real = l0.run_environment
+    monkeypatch.setattr(l0, "run_environment", lambda cfg: {**real(cfg), "device": "cuda:7"})
+    recorded = re.escape(_environments(out2)[0][1])
+    with pytest.raises(Lambda0StoreError, match=rf"batch 0 was computed with device {recorded} \(this run: cuda:7\)"):
+        l0.run_lambda0_study(_cfg(), out2, progress=False)
+    assert computed == [] and not (out / "summary.json").exists() and not (out2 / "summary.json").exists()
+    # a finished study has nothing left to compute: its files are written again, the batches'
+    # environment in the summary
+    done = _copy(full[0], tmp_path / "c")
+    _tamper(done, "UPDATE batches SET torch = '1.0.0'")
+    s = l0.run_lambda0_study(_cfg(), done, progress=False)
+    assert computed == [] and [e["torch"] for e in s["batch_environments"]] == ["1.0.0"]
+
+
+#: sha256 of the tables of landscape 12b11c6 (schema version 1) as its lambda0_store._SCHEMA wrote
+#: them: a new database is that schema and the migrations since (lambda0_store._MIGRATIONS), so the
+#: text must stay as it was for a version-1 file to be read.
+SCHEMA_V1_SHA256 = "47d5b840a4a93540fa43a5f8c1d4c525fe4ad642c0cd2fe72ae9ef100c58be06"
+
+
+def _as_schema_version_1(folder):
+    """Rewrite the folder's database as landscape 12b11c6 wrote it (schema version 1)."""
+    from landscape.io import lambda0_store
+
+    assert hashlib.sha256(lambda0_store._SCHEMA.encode()).hexdigest() == SCHEMA_V1_SHA256
+    db, old = folder / "lambda0.sqlite", folder / "v1.sqlite"
+    con = sqlite3.connect(old)
+    con.executescript(lambda0_store._SCHEMA)
+    con.execute("ATTACH DATABASE ? AS new", (str(db),))
+    con.execute("INSERT INTO config SELECT * FROM new.config")
+    con.execute("INSERT INTO batches SELECT batch, lo, hi, descent_s, margin_flow_s, decide_s, committed_at "
+                "FROM new.batches")
+    for t in ("starts", "thetas", "check_result"):
+        con.execute(f"INSERT INTO {t} SELECT * FROM new.{t}")
+    con.commit()
+    con.execute("DETACH DATABASE new")
+    con.execute(f"PRAGMA application_id = {0x4C4E4430}")
+    con.execute("PRAGMA user_version = 1")
+    con.close()
+    os.replace(old, db)
+
+
+def test_a_schema_version_1_database_is_resumed_with_its_environment_unknown(full, interrupted, tmp_path, capsys,
+                                                                             computed):
+    from landscape.cli import main
+
+    out = _copy(interrupted, tmp_path)
+    _as_schema_version_1(out)
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 0, capsys.readouterr().err
+    assert [c[0] for c in computed] == [[4, 5, 6, 7], [8, 9, 10, 11]]
+    s = json.loads((out / "summary.json").read_text())
+    here = {"device": str(l0.resolve_device(_cfg().device)), "torch": torch.__version__,
+            "landscape": landscape.__version__}
+    assert s["batch_environments"] == [{"device": "unknown", "torch": "unknown", "landscape": "unknown", "batches": [0]},
+                                       {**here, "batches": [1, 2]}]
+    _assert_same(out, s, full[0], full[1])
+    with sqlite3.connect(out / "lambda0.sqlite") as con:   # brought to version 2: the columns added
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert _environments(out)[0] == (0, None, None, None)
+    bad = _copy(interrupted, tmp_path / "b")
+    _tamper(bad, "PRAGMA user_version = 3")
+    with pytest.raises(Lambda0StoreError, match=r"schema version 3; this version of landscape reads 1 … 2"):
+        l0.run_lambda0_study(_cfg(), bad, progress=False)

@@ -286,6 +286,83 @@ def test_polish_at_the_used_width_matches_the_full_width(monkeypatch):
     assert mg.compact_width(spec, np.ones(spec.P)) is None   # every unit used: nothing to compact
 
 
+def test_polish_at_the_used_width_keeps_the_second_order_test_at_full_width():
+    """At L = 1 the max-margin problem is convex in Z (min 2‖Z‖_* s.t. margins ≥ 1: the balanced
+    factorisation's ‖θ‖² is twice the nuclear norm), so every local maximum of the margin is global
+    and the pairs code (γ = 1/8 < γ_NC = 1/6) must be a saddle at full width, where the rank can
+    grow; restricted to the 2 units it uses it is a local maximum. The polish runs at width 2 and
+    the certificate and second-order test at d = 6 see the saddle. With unequal used widths
+    (2, 3 units at the two interfaces of L = 2), compact then expand gives θ back exactly."""
+    K, n, d, L = 4, 1, 6, 1
+    spec = spec_of(K, n, d, L)
+    th = balanced_point(spec, pairing_Zbar(K, 1.0))
+    th_hat, cert = mg.polish_direction(spec, th)
+    assert cert.polish["width"] == 2 and cert.residual <= 1e-10
+    assert abs(cert.gamma - 1 / 8) <= 1e-12 and abs(gamma_nc(K, n, L) - 1 / 6) <= 1e-15
+    full = mg.second_order(spec, th_hat, cert.support, cert.multipliers)
+    assert full["negative"] >= 1                          # a saddle of the margin at d = 6
+    narrow = mg.compact_width(spec, th_hat)
+    assert narrow is not None and narrow.shape.d == 2
+    assert mg.second_order(narrow.shape, narrow.theta, cert.support, cert.multipliers)["negative"] == 0
+
+    spec = spec_of(4, 1, 5, 2)
+    rng = np.random.default_rng(3)
+    F = [np.zeros(f.shape) for f in spec.split(np.zeros(spec.P))]
+    F[0][[1, 4], :] = rng.standard_normal((2, 4))         # interface 1 uses units 1 and 4
+    F[1][np.ix_([0, 2, 3], [1, 4])] = rng.standard_normal((3, 2))   # interface 2 uses units 0, 2, 3
+    F[2][:, [0, 2, 3]] = rng.standard_normal((4, 3))
+    th = spec.join(F)
+    narrow = mg.compact_width(spec, th)
+    assert narrow.shape.d == 3
+    assert np.array_equal(narrow.expand(mg.as_shape(spec), narrow.theta), th)
+    assert_close(mg.logits(narrow.shape, narrow.theta), mg.logits(spec, th), rtol=1e-14)
+
+
+@pytest.mark.parametrize("K,n,L", [(10, 1, 2), (10, 2, 3), (6, 1, 4), (5, 3, 2)])
+def test_pairs_and_classes_alone_code_margin(K, n, L):
+    """The centred code of p pairs and s = K − 2p classes alone, built here: a paired class's
+    logits +1 on itself, −1 on its partner, 0 elsewhere; a class alone 1 − 1/K on itself, −1/K
+    elsewhere. Its margins are 1 (2 to the partner), and γ by brute force — the balanced
+    factorisation's ‖θ‖² = (L+1)Σσ^{2/(L+1)} from numpy's SVD of Z̄ ⊗ 1_nᵀ — equals the closed form;
+    p = 0 is γ_NC and p = K/2 γ_pairs (derived above)."""
+    for p in range(K // 2 + 1):
+        Zb = np.zeros((K, K))
+        for j in range(p):
+            Zb[2 * j, 2 * j] = Zb[2 * j + 1, 2 * j + 1] = 1.0
+            Zb[2 * j + 1, 2 * j] = Zb[2 * j, 2 * j + 1] = -1.0
+        for c in range(2 * p, K):
+            Zb[:, c] = -1.0 / K
+            Zb[c, c] = 1.0 - 1.0 / K
+        assert_close(mg.pairs_self_code(K, p), Zb, atol=1e-15)
+        marg = Zb[np.arange(K), np.arange(K)][None, :] - Zb
+        assert marg[~np.eye(K, dtype=bool)].min() == pytest.approx(1.0, abs=1e-14)
+        sv = np.linalg.svd(np.kron(Zb, np.ones((1, n))), compute_uv=False)
+        sv = sv[sv > 1e-10]
+        brute = ((L + 1) * np.sum(sv ** (2 / (L + 1)))) ** (-(L + 1) / 2)
+        assert mg.pairs_self_code_margin(K, n, L, p) == pytest.approx(brute, rel=1e-12)
+        if p == 0:
+            assert brute == pytest.approx(gamma_nc(K, n, L), rel=1e-12)
+        if 2 * p == K:
+            assert brute == pytest.approx(gamma_pairs(K, n, L), rel=1e-12)
+
+
+def test_a_balanced_pairs_and_alone_code_is_labelled_and_certified():
+    """K = 10, L = 2: the balanced point of 4 pairs + 2 classes alone reads as "4×pair+2×self"
+    (the centred reading of the structure table), is a KKT point at its closed-form γ, and the
+    λ = 0 study's closed form for that label is the same number."""
+    from landscape.analysis.structure import analyse_structure
+    from landscape.study.lambda0 import closed_form
+
+    K, n, d, L = 10, 1, 12, 2
+    spec = spec_of(K, n, d, L)
+    th = balanced_point(spec, mg.pairs_self_code(K, 4))
+    assert analyse_structure(spec, th).label == "4×pair+2×self"
+    cert = mg.kkt_certificate(spec, th, support_rtol=1e-9)
+    g = mg.pairs_self_code_margin(K, n, L, 4)
+    assert cert.residual <= 1e-10 and cert.gamma == pytest.approx(g, rel=1e-12)
+    assert closed_form(spec, "4×pair+2×self")[1] == pytest.approx(g, rel=1e-15)
+
+
 # ----- (d) invariances ---------------------------------------------------------------------------
 def random_orthogonal(rng, d):
     Q, R = np.linalg.qr(rng.standard_normal((d, d)))

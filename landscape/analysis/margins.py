@@ -433,17 +433,26 @@ class _Compact(NamedTuple):
 
 
 def compact_width(shape, theta) -> _Compact | None:
-    """θ at the narrowest width that holds it exactly, or None where that is the full width d.
+    """θ (P,) at the narrowest width w that holds it exactly, or None where w would be the full d.
 
     A hidden unit that θ does not use (its row in the factor below and its column in the factor
     above exactly zero, as in a :func:`balanced_factorisation` of logits of rank r < d) stays
     unused along Newton's and SLSQP's paths: every monomial of the logits that contains one of its
-    coordinates contains two, so the margins' gradients are zero there and the KKT matrix has no
-    block coupling them to the used coordinates (MODEL.md §8, width embedding). The max-margin
-    problem can therefore be solved at the width of the used units (each interface's units
-    permuted to the front, a gauge symmetry) and embedded back; the certificate and the
-    second-order test are taken at the full width. Exact in exact arithmetic; it changes only
-    round-off, and the cost: the dense KKT solves scale as P³."""
+    coordinates contains two (one entry of the row, one of the column), so the margins' gradients
+    are zero there and the KKT matrix has no block coupling them to the used coordinates (MODEL.md
+    §8, width embedding); the right-hand side is zero on that block, so Newton's minimum-norm step
+    and SLSQP's step (its BFGS matrix stays block-diagonal) are zero there too. The block itself
+    is not zero: it holds the curvature along the directions that raise the rank, which is why the
+    certificate and :func:`second_order` are taken at the full width (a code that is a local
+    maximum of the margin at width w can be a saddle at d). The max-margin problem is therefore
+    solved at width w (each interface's used units permuted to the front, a gauge symmetry, and
+    padded with unused ones to the widest interface's count) and embedded back. Exact in exact
+    arithmetic; it changes round-off (lstsq's rank cut-off is relative to the whole matrix) and
+    the cost: the dense KKT solves scale as P³.
+
+    Returns ``_Compact(shape, units, theta)``: the width-w shape, ``units`` (L integer arrays of
+    length w, the full-width unit of each narrow unit at interfaces 1 … L) and θ in that shape
+    (``shape.P``,)."""
     sh = as_shape(shape)
     th = _theta(sh, theta)
     used = _used_units(sh, th)
@@ -675,3 +684,48 @@ def pairs_code_margin(K: int, n: int, L: int) -> float:
         raise ValueError(f"the pairs code needs an even K ≥ 2: got K={K}")
     m = K // 2
     return float(((L + 1) * m) ** (-(L + 1) / 2) / (2 * math.sqrt(n)))
+
+
+def pairs_self_code(K: int, p: int) -> np.ndarray:
+    """The centred code of p pairs and s = K − 2p classes alone, min margin 1 (MODEL.md §11):
+    Z̄ = (I − 11ᵀ/K)·B with B block-diagonal, a pair block [[1, −1], [−1, 1]] on classes
+    (2j, 2j+1), j < p, and B's column e_c for every class c ≥ 2p (alone). A paired class's column
+    is +1 on itself, −1 on its partner, 0 elsewhere (already centred); a class alone has
+    1 − 1/K on itself and −1/K elsewhere. Margins: 2 against the partner, 1 against every other
+    class. p = 0 is NC (:func:`nc_code`), p = K/2 the pairs code (:func:`pairs_code`)."""
+    s = K - 2 * p
+    if K < 2 or p < 0 or s < 0:
+        raise ValueError(f"p={p} pairs of K={K} classes: need 0 ≤ 2p ≤ K")
+    B = np.zeros((K, K))
+    for j in range(p):
+        a, b = 2 * j, 2 * j + 1
+        B[a, a] = B[b, b] = 1.0
+        B[a, b] = B[b, a] = -1.0
+    for c in range(2 * p, K):
+        B[c, c] = 1.0
+    return B - B.mean(axis=0, keepdims=True)
+
+
+def pairs_self_code_margin(K: int, n: int, L: int, p: int) -> float:
+    """γ of :func:`pairs_self_code`: ((L+1)·Σσ_i^{2/(L+1)})^{−(L+1)/2} (min margin 1,
+    :func:`code_margin`) with the singular values of Z = Z̄ ⊗ 1_nᵀ, s = K − 2p:
+
+    * p values 2√n: the pair columns are ±(e_a − e_b), each pair one singular value 2 (as in
+      :func:`pairs_code_margin`); they are orthogonal to every other column (a pair column sums
+      to zero and is zero on the other classes' rows);
+    * the columns of the classes alone, m_c = e_c − 1/K·1 (c in a set A of s classes), have Gram
+      matrix m_cᵀm_{c'} = δ_{cc'} − 1/K, i.e. I_s − 11ᵀ/K: eigenvalues 1 (s − 1 times) and
+      1 − s/K (once), singular values √n (s − 1 times) and √(n(1 − s/K)) (zero for s = K).
+
+    So γ = ((L+1)·[p·(2√n)^{2/(L+1)} + (s−1)·n^{1/(L+1)} + (n(1 − s/K))^{1/(L+1)}])^{−(L+1)/2}
+    (for s = 0 the bracket is p·(2√n)^{2/(L+1)}): s = K gives :func:`nc_code_margin`, p = K/2
+    :func:`pairs_code_margin`. At K = 10, n = 1, L = 2: γ/γ_NC = 1.2075, 1.1337, 1.0695, 1.0149,
+    1 for p = 5, 4, 3, 2, 0 (p = 1: 0.972)."""
+    s = K - 2 * p
+    if K < 2 or p < 0 or s < 0:
+        raise ValueError(f"p={p} pairs of K={K} classes: need 0 ≤ 2p ≤ K")
+    e = 2.0 / (L + 1)
+    total = p * (2 * math.sqrt(n)) ** e
+    if s:
+        total += (s - 1) * n ** (e / 2) + (n * (1 - s / K)) ** (e / 2)
+    return float(((L + 1) * total) ** (-(L + 1) / 2))

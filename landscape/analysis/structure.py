@@ -22,8 +22,11 @@ uses only Z̄ up to simultaneous row/column permutation and O(d)-invariant metri
   ‖B − αS_k‖_F ≤ pattern_rtol·‖B‖_F with α = ⟨B, S_k⟩/‖S_k‖² > 0 is a ``simplex(k)`` (k = 2: a
   ``pair``); a component that is α times a subset block up to a relabelling
   (:func:`match_subset_block`, :class:`landscape.analysis.theory.BlockType`) is ``subsets(m,j)``;
-  an isolated class is ``null`` (zero column) or ``self`` (logit only on itself); anything else is
-  an unrecognised block, described by :func:`describe_logits`.
+  an isolated class is ``null`` (zero column) or ``self`` (logit only on itself); for CE, a Z̄ that
+  reads as one unrecognised block is read again as a centred code, Z̄ = (I − 11ᵀ/K)·B with B's
+  blocks recognised as above (:func:`read_centred_blocks`: classes alone are ``self``, e.g. the
+  λ = 0 code "4×pair+2×self"); anything else is an unrecognised block, described by
+  :func:`describe_logits`.
 * ``DNC``: the collapse of the member (MODEL.md §9): for CE a single simplex(K) block, for MSE
   Z̄ = γI (every class a ``self`` block of one scale, ‖Z̄/‖Z̄‖ − I/√K‖ ≤ pattern_rtol); and DNC1,
   DNC2 (centred: an ETF, or an orthogonal frame, which centres to an ETF) and DNC3 below
@@ -236,6 +239,43 @@ def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) ->
     return sorted(blocks, key=lambda b: (-len(b.classes), b.classes))
 
 
+def _column_mode(col: np.ndarray, tol: float) -> float:
+    """The most frequent value of ``col`` (values within ``tol`` of each other counted as one; ties:
+    the smaller magnitude), as the mean of its cluster."""
+    v = np.sort(col)
+    best, best_n = 0.0, 0
+    i = 0
+    while i < v.size:
+        j = i
+        while j + 1 < v.size and v[j + 1] - v[i] <= tol:
+            j += 1
+        m = j - i + 1
+        c = float(v[i:j + 1].mean())
+        if m > best_n or (m == best_n and abs(c) < abs(best)):
+            best, best_n = c, m
+        i = j + 1
+    return best
+
+
+def read_centred_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) -> list[Block] | None:
+    """The blocks of a *centred* code, or None: Z̄ (K, K) = (I − 11ᵀ/K)·B with B block-diagonal, a
+    class on its own (B's column e_c: a ``self`` singleton, Z̄'s column e_c − 1/K) or in simplex
+    blocks (pairs). The cross-entropy's logits are centred (1ᵀZ = 0 at every KKT point of the
+    max-margin problem and every critical point with weight decay, both because the columns of
+    ∂L/∂Z sum to zero), so a code that separates every class with some classes alone — the λ = 0
+    softmax codes "p×pair+s×self" (MODEL.md §11) — reads as one block under :func:`read_blocks`.
+    B is Z̄ with each column's most frequent entry (the background the centring adds) taken off;
+    None unless every block of B is recognised and none is null, so a code this does not describe
+    stays ``other``."""
+    Zbar = np.asarray(Zbar, dtype=np.float64)
+    tol = pattern_rtol * float(np.abs(Zbar).max())
+    B = Zbar - np.array([_column_mode(Zbar[:, c], tol) for c in range(Zbar.shape[1])])[None, :]
+    blocks = read_blocks(B, pattern_rtol)
+    if not blocks or any(b.kind in ("unrecognised", "null") for b in blocks):
+        return None
+    return blocks
+
+
 def blocks_pattern(blocks: list[Block]) -> str:
     """Canonical pattern name of recognised blocks (see :func:`landscape.theory.pattern_name`)."""
     sizes = [len(b.classes) for b in blocks if b.kind in ("simplex", "pair", "null")]
@@ -362,6 +402,8 @@ def analyse_structure(spec: ModelSpec, theta, *, rank_rtol: float = DEFAULT_RANK
         label, blocks, pattern = ZERO.name, [], None
     else:
         blocks = read_blocks(Zbar, pattern_rtol)
+        if spec.loss == "ce" and any(b.kind == "unrecognised" for b in blocks):
+            blocks = read_centred_blocks(Zbar, pattern_rtol) or blocks
         recognised = all(b.kind != "unrecognised" for b in blocks)
         z_collapsed = layers[-1].dnc1_trace_ratio is not None and layers[-1].dnc1_trace_ratio <= collapse_tol
         pattern = blocks_pattern(blocks) if recognised else None

@@ -46,18 +46,19 @@ def main(args) -> int:
     if not (Path(args.dir) / DB_NAME).exists():
         from ..study.lambda0 import is_lambda0_folder, summary_text
 
-        if is_lambda0_folder(args.dir):   # a λ = 0 study: its summary, read back (no database)
-            from ..io.results import FILES, read_json
+        if is_lambda0_folder(args.dir):   # a λ = 0 study: its summary, read back and checked (no database)
+            from ..io.lambda0_results import read_lambda0_summary
+            from ..io.results import FILES
 
             try:
-                print(summary_text(read_json(Path(args.dir) / FILES["summary"])))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                print(summary_text(read_lambda0_summary(args.dir)))
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 raise SpecError(f"{Path(args.dir) / FILES['summary']} is not a λ = 0 summary this version reads "
                                 f"({type(exc).__name__}: {exc})") from None
             return 0
-        from ..io.results import LAMBDA0_FILES
+        from ..io.results import LAMBDA0_FILES, has_lambda0_database
 
-        if (Path(args.dir) / LAMBDA0_FILES["database"]).exists():
+        if has_lambda0_database(args.dir):
             raise SpecError(f"{args.dir} is a λ = 0 run that has not finished (its batches so far are in "
                             f"{LAMBDA0_FILES['database']}): continue it with `landscape run --resume {args.dir}`")
     with StudyStore.open(Path(args.dir) / DB_NAME, readonly=True) as store:

@@ -40,7 +40,8 @@ def main(args) -> int:
     from pathlib import Path
 
     from ..core.validate import SpecError
-    from ..io.results import DB_NAME, LAMBDA0_FILES, check_results_folder, folder_kind, is_net_folder
+    from ..io.results import (DB_NAME, LAMBDA0_FILES, check_results_folder, folder_kind, has_lambda0_database,
+                              is_net_folder)
     from ..study.config import load_study
     from . import EXIT_INTERRUPTED, check_new_folder
 
@@ -54,9 +55,8 @@ def main(args) -> int:
         if folder_kind(out) == "sweep":
             raise SpecError(f"--resume {out} is a sweep folder (it holds sweep.json): resume it with "
                             f"`landscape sweep {out / 'sweep.json'} --out {out}` (the same command as before)")
-        lambda0_db = out / LAMBDA0_FILES["database"]
-        if folder_kind(out) is None and not (lambda0_db.exists() or lambda0_db.is_symlink()):
-            from ..study.lambda0 import is_lambda0_folder
+        if folder_kind(out) is None and not has_lambda0_database(out):
+            from ..io.lambda0_results import is_lambda0_folder
 
             if is_lambda0_folder(out):
                 raise SpecError(f"--resume {out} is a finished λ = 0 run written before λ = 0 runs were resumable "
@@ -77,7 +77,7 @@ def main(args) -> int:
             if not StudyStore.is_uninitialised(out / DB_NAME):
                 raise SpecError(f"{out} already holds a study: continue it with `landscape run --resume {out}` "
                                 "or choose another --out")
-        if (out / LAMBDA0_FILES["database"]).exists() or (out / LAMBDA0_FILES["database"]).is_symlink():
+        if has_lambda0_database(out):
             raise SpecError(f"{out} already holds a λ = 0 study: continue it with `landscape run --resume {out}` "
                             "or choose another --out")
     # torch: only once the configuration and the folder are good

@@ -334,35 +334,45 @@ def run(args: argparse.Namespace) -> int:
 
 def _lambda0(spec, as_json: bool) -> int:
     """λ = 0 (MODEL.md §11): the closed-form normalised margins γ = min margin / ‖θ‖^{L+1} of the NC
-    simplex code and of the pairs code at their balanced factorisations
-    (:func:`landscape.analysis.margins.nc_code_margin`, :func:`~landscape.analysis.margins.pairs_code_margin`)."""
+    simplex code, the pairs code and the centred codes of p pairs and s = K − 2p classes alone
+    between them, at their balanced factorisations (:func:`landscape.analysis.margins.nc_code_margin`,
+    :func:`~landscape.analysis.margins.pairs_code_margin`,
+    :func:`~landscape.analysis.margins.pairs_self_code_margin`), largest γ first after NC and pairs."""
     import json
 
     from ..analysis import margins as mg
+    from ..analysis.theory import pattern_name
 
     K, n, L = spec.K, spec.n, spec.L
     nc = mg.nc_code_margin(K, n, L)
-    pairs = mg.pairs_code_margin(K, n, L) if K % 2 == 0 else None
+    rows = [("NC simplex", "DNC", K - 1, nc, "((L+1)(K-1))^(-(L+1)/2) / sqrt(n)")]
+    if K % 2 == 0:
+        rows.append(("pairs", "pairs", K // 2, mg.pairs_code_margin(K, n, L), "((L+1)K/2)^(-(L+1)/2) / (2 sqrt(n))"))
+    mixed = []
+    for p in range(1, K // 2 + 1):
+        s_ = K - 2 * p
+        if s_ == 0:
+            continue
+        label = "pairs" if s_ == 1 else pattern_name([2] * p, self_singletons=s_)
+        mixed.append((f"{p} pair{'s' if p > 1 else ''} + {s_} alone", label, p + s_ - 1 + (s_ < K), mg.pairs_self_code_margin(K, n, L, p),
+                      "((L+1)[p(2√n)^(2/(L+1)) + (s−1)n^(1/(L+1)) + (n(1−s/K))^(1/(L+1))])^(−(L+1)/2)"))
+    rows += sorted(mixed, key=lambda r: -r[3])
+    best = max(rows, key=lambda r: r[3])
     if as_json:
         print(json.dumps({"spec": spec.to_dict(), "lambda": 0.0,
-                          "codes": [{"code": "NC simplex", "label": "DNC", "gamma": nc, "rank": K - 1,
-                                     "formula": "((L+1)(K-1))^(-(L+1)/2) / sqrt(n)"},
-                                    {"code": "pairs", "label": "pairs", "gamma": pairs, "rank": K // 2,
-                                     "formula": "((L+1)K/2)^(-(L+1)/2) / (2 sqrt(n)); even K only"}],
-                          "larger": None if pairs is None else ("pairs" if pairs > nc else "NC")}, indent=1))
+                          "codes": [{"code": c, "label": lab, "gamma": g, "rank": r, "formula": f}
+                                    for c, lab, r, g, f in rows],
+                          "larger": "NC" if best[1] == "DNC" else best[1]}, indent=1))
         return 0
     print(f"K={K} n={n} d={spec.d} L={L} λ=0: no finite minimiser; gradient descent converges in direction to a KKT "
           "point of min ‖θ‖² s.t. every margin ≥ 1 (MODEL.md §11)")
-    print("normalised margin γ = min margin / ‖θ‖^{L+1} at the code's balanced factorisation:")
-    print(f"{'code':<12} {'label':<8} {'rank':>4} {'γ':>22}")
-    print(f"{'NC simplex':<12} {'DNC':<8} {K - 1:>4} {nc:>22.15g}   ((L+1)(K−1))^(−(L+1)/2)/√n")
-    if pairs is None:
-        print(f"{'pairs':<12} {'pairs':<8} {'-':>4} {'-':>22}   odd K: the pairs code leaves a class unseparated (γ = 0)")
-    else:
-        print(f"{'pairs':<12} {'pairs':<8} {K // 2:>4} {pairs:>22.15g}   ((L+1)K/2)^(−(L+1)/2)/(2√n)")
-        r = pairs / nc
-        print(f"γ_pairs/γ_NC = {r:.6g}: the {'pairs code' if r > 1 else 'NC code'} has the larger margin at L={L} "
-              "(the global max-margin direction is not necessarily either)")
+    print("normalised margin γ = min margin / ‖θ‖^{L+1} at the code's balanced factorisation (the centred codes: p "
+          "classes pairs, s = K − 2p classes alone, landscape.analysis.margins.pairs_self_code):")
+    print(f"{'code':<20} {'label':<16} {'rank':>4} {'γ':>22} {'γ/γ_NC':>8}")
+    for c, lab, r, g, f in rows:
+        print(f"{c:<20} {lab:<16} {r:>4} {g:>22.15g} {g / nc:>8.4f}" + (f"   {f}" if lab in ("DNC", "pairs") else ""))
+    print(f"the largest margin among these: {best[0]} (γ/γ_NC = {best[3] / nc:.6g}) at L={L} (the global "
+          "max-margin direction is not necessarily one of them)")
     return 0
 
 

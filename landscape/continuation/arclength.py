@@ -41,7 +41,8 @@ def continue_in_lambda(spec: ModelSpec, theta, *, param: str = "lambda", to: flo
     hears every accepted step as it is taken (the start first), with the events located on that
     step (a list of event records, usually empty). ``observe(θ, p)``, called first, sees the
     accepted point itself (θ (P,) float64, p) and returns a dict of further fields for its step
-    record (the λ → 0 limit adds the normalised margin, :mod:`.limit`), or None."""
+    record (the λ → 0 limit adds the normalised margin,
+    :mod:`landscape.study.lambda0_limit`), or None."""
     check_choice("param", param, PARAMS)
     to = check_number("--to", to)
     S = settings

@@ -3,6 +3,9 @@
 * :mod:`.store`: :class:`StudyStore`, one SQLite file per study (schema versions, migrations).
 * :mod:`.records`: the typed records the store accepts and returns (:class:`PointRecord`, …).
 * :mod:`.results`: file names, atomic and symlink-safe writes, the spectra export.
+* :mod:`.lambda0_store`: the database a λ = 0 study commits its batches of starts to.
+* :mod:`.lambda0_results`: a λ = 0 study's records, summary and finished folder read back, every
+  value checked (torch-free).
 """
 from .._lazy import lazy_getattr
 

@@ -12,10 +12,16 @@ is the schema version):
 
 * ``config``: the study configuration as JSON (one row) and the parameter count P.
 * ``batches``: one row per committed batch (``batch``, the starts ``lo`` … ``hi − 1``, the batch's
-  seconds of descent, margin flow and decision).
+  seconds of descent, margin flow and decision, and the environment that computed it: the
+  resolved ``device`` and the ``torch`` and ``landscape`` versions; the dtype is the
+  configuration's). A run resumes a study only in the environment of its committed batches
+  (:meth:`Lambda0Store.check_environment`): elsewhere it is refused, never mixed. Schema
+  version 1 (before the environment was recorded) is read, its batches' environment unknown
+  (not compared; ``unknown`` in summary.json ``batch_environments``), and brought to version 2
+  (the three columns added) when a run resumes it.
 * ``starts``: one row per start, keyed by its index (a start is never stored twice): the record
-  of :data:`START_KEYS` as JSON (exact: NaN and every float round-trip) and, to query, its stop
-  reason, label and γ.
+  of :data:`~landscape.io.lambda0_results.START_KEYS` as JSON (exact: NaN and every float
+  round-trip) and, to query, its stop reason, label and γ.
 * ``thetas``: the polished θ̂ (P float64 values, little-endian bytes, never pickle) of every
   certified start that is the first, in start order, of its direction (label, γ to 9 digits):
   the θ̂ directions.npz keeps. A later start of the same direction holds the same point modulo
@@ -28,9 +34,11 @@ database is ever seen. One writer at a time (an exclusive ``flock``).
 
 Untrusted files: opening checks the application id, the schema (exactly these tables and
 columns, nothing else: no view, trigger or index of anyone else's) and ``PRAGMA quick_check``;
-reading checks every value (types, keys, the record's fields against :data:`START_FIELDS`, every
+reading checks every value (types, keys, the record's fields against
+:data:`~landscape.io.lambda0_results.START_FIELDS`, numbers within the range of a float, every
 batch holding exactly its starts, each start's seed, θ̂ of exactly P finite values and only for
-a certified start, bounded text sizes) and that the stored configuration is the resumed one.
+a certified start, the hand-off check's fields, bounded text sizes) and that the stored
+configuration is the resumed one.
 Anything else is a :class:`Lambda0StoreError` naming the file, the table and the row.
 """
 from __future__ import annotations
@@ -50,32 +58,21 @@ import numpy as np
 
 from ..core.init import trajectory_seed
 from ..core.jsonsafe import json_default
-from ..engines.outcomes import LAMBDA0_STOP_REASONS, Outcome
+from ..engines.outcomes import Outcome
+# the record's keys and checks, defined with the rest of what is read back (names kept importable here)
+from .lambda0_results import (ENVIRONMENT_KEYS, START_FIELDS, START_KEYS, STOP_REASON_VALUES,  # noqa: F401
+                              check_check_record, check_integers, check_start_record)
 from .results import LAMBDA0_FILES, _new_file_mode
 
 #: ``PRAGMA application_id`` of a λ = 0 study database ("LND0").
 APPLICATION_ID = 0x4C4E4430
-#: Schema version written by this code.
-SCHEMA_VERSION = 1
+#: Schema version written by this code (1: landscape 12b11c6, without the batches' environment;
+#: such a database is read, its batches' environment unknown, and brought to this version when a
+#: run resumes it).
+SCHEMA_VERSION = 2
 #: File name of the database in a λ = 0 study folder.
 DB_NAME = LAMBDA0_FILES["database"]
 
-#: Keys of every start record (directions.json, the ``starts`` table), in order.
-START_KEYS = ("index", "seed", "stop_reason", "detail", "label", "label_end", "support_size", "support_size_end",
-              "support_spread_end", "support_gap_end", "gamma", "gamma_end", "gamma_raw_end", "gamma_rel_change",
-              "kkt_residual", "polish", "margin_negative", "excess_zero_modes", "z_rank", "min_margin_end",
-              "descent_stop", "descent_iterations", "continue_iterations", "n_grad", "descent_s", "continue_s",
-              "decide_s", "direction_id")
-_INTS = ("index", "seed", "descent_iterations", "continue_iterations", "n_grad")
-_OPT_INTS = ("support_size", "support_size_end", "margin_negative", "excess_zero_modes", "z_rank", "direction_id")
-_STRS = ("stop_reason", "detail", "descent_stop")
-_OPT_STRS = ("label", "label_end", "polish")
-#: The type of every field of a start record: ``int``, ``int?``, ``str``, ``str?`` or ``float?``
-#: (``?``: may be null; a float may be NaN or ±inf, an integer may stand for a float).
-START_FIELDS = {k: ("int" if k in _INTS else "int?" if k in _OPT_INTS else "str" if k in _STRS
-                    else "str?" if k in _OPT_STRS else "float?") for k in START_KEYS}
-#: Stop reasons a start record may hold.
-STOP_REASON_VALUES = frozenset(o.value for o in LAMBDA0_STOP_REASONS)
 #: Longest record (JSON text, characters) and check record the database is read back with.
 MAX_RECORD_CHARS = 64 * 1024
 MAX_CHECK_CHARS = 16 * 2**20
@@ -115,6 +112,15 @@ CREATE TABLE check_result (
     committed_at  REAL NOT NULL
 );
 """
+#: The statements that bring a database of schema version ``v − 1`` to version ``v`` (a new
+#: database is made by :data:`_SCHEMA` and every one of them, so both have the same tables).
+_MIGRATIONS = {
+    2: tuple(f"ALTER TABLE batches ADD COLUMN {k} TEXT" for k in ENVIRONMENT_KEYS),
+}
+#: Longest text of a batch's environment value (device, torch or landscape version).
+MAX_ENVIRONMENT_CHARS = 200
+#: What a batch committed by schema version 1 has for each environment value.
+UNKNOWN = "unknown"
 
 
 class Lambda0StoreError(ValueError):
@@ -126,47 +132,24 @@ def _schema_rows(con: sqlite3.Connection) -> list[tuple]:
                   key=lambda r: tuple("" if x is None else str(x) for x in r))
 
 
-def _expected_schema() -> list[tuple]:
+def _make_schema(con: sqlite3.Connection, version: int, start: int = 0) -> None:
+    """Bring the tables of schema version ``start`` (0: none) to ``version``."""
+    if start == 0:
+        for stmt in _SCHEMA.split(";"):
+            if stmt.strip():
+                con.execute(stmt)
+    for v in range(max(start, 1) + 1, version + 1):
+        for stmt in _MIGRATIONS[v]:
+            con.execute(stmt)
+
+
+def _expected_schema(version: int) -> list[tuple]:
     con = sqlite3.connect(":memory:")
     try:
-        con.executescript(_SCHEMA)
+        _make_schema(con, version)
         return _schema_rows(con)
     finally:
         con.close()
-
-
-def check_start_record(rec, where: str) -> dict:
-    """``rec`` if it is a start record (exactly the keys :data:`START_KEYS`, each value of its
-    type in :data:`START_FIELDS`, a known stop reason; a certified start has a label, a support,
-    a rank and a finite γ > 0); else a ValueError naming ``where``."""
-    if not isinstance(rec, dict):
-        raise ValueError(f"{where}: a start record must be an object, not {type(rec).__name__}")
-    if set(rec) != set(START_KEYS):
-        missing, extra = sorted(set(START_KEYS) - set(rec)), sorted(set(rec) - set(START_KEYS))
-        raise ValueError(f"{where}: a start record has the keys of START_KEYS"
-                         + (f"; missing {missing}" if missing else "") + (f"; unknown {extra[:5]}" if extra else ""))
-    for k, kind in START_FIELDS.items():
-        v = rec[k]
-        if v is None and kind.endswith("?"):
-            continue
-        base = kind.rstrip("?")
-        ok = (isinstance(v, int) and not isinstance(v, bool) if base == "int"
-              else isinstance(v, str) if base == "str"
-              else isinstance(v, (int, float)) and not isinstance(v, bool))
-        if not ok:
-            what = {"int": "an integer", "str": "a string"}.get(base, "a number")
-            raise ValueError(f"{where}: field {k!r} must be {what}{' or null' if kind.endswith('?') else ''}, "
-                             f"not {type(v).__name__} {str(v)[:40]!r}")
-    if rec["index"] < 0 or rec["seed"] < 0:
-        raise ValueError(f"{where}: index and seed must be ≥ 0")
-    if rec["stop_reason"] not in STOP_REASON_VALUES:
-        raise ValueError(f"{where}: stop_reason {rec['stop_reason'][:40]!r} is not one of {sorted(STOP_REASON_VALUES)}")
-    if rec["stop_reason"] == Outcome.CERTIFIED:
-        g = rec["gamma"]
-        if rec["label"] is None or rec["support_size"] is None or rec["z_rank"] is None or g is None \
-                or not (math.isfinite(g) and g > 0):
-            raise ValueError(f"{where}: a certified start needs a label, a support size, a rank and a finite γ > 0")
-    return rec
 
 
 def _dumps(obj) -> str:
@@ -175,7 +158,9 @@ def _dumps(obj) -> str:
 
 @dataclass
 class Lambda0Batch:
-    """A committed batch: its starts ``lo`` … ``hi − 1`` and seconds of each phase."""
+    """A committed batch: its starts ``lo`` … ``hi − 1``, seconds of each phase, and the
+    environment that computed it (:data:`ENVIRONMENT_KEYS`: the resolved device, the torch and
+    landscape versions; None: unknown, a batch committed before they were recorded)."""
 
     batch: int
     lo: int
@@ -183,6 +168,24 @@ class Lambda0Batch:
     descent_s: float
     margin_flow_s: float
     decide_s: float
+    device: str | None = None
+    torch: str | None = None
+    landscape: str | None = None
+
+    @property
+    def environment(self) -> dict:
+        return {k: getattr(self, k) for k in ENVIRONMENT_KEYS}
+
+
+def batch_environments(batches: dict[int, Lambda0Batch]) -> list[dict]:
+    """The distinct environments that computed ``batches``, each with its batches in order
+    (summary.json ``batch_environments``; :data:`UNKNOWN` for a batch committed before the
+    environment was recorded)."""
+    groups: dict[tuple, list[int]] = {}
+    for b in sorted(batches):
+        key = tuple(v if v is not None else UNKNOWN for v in batches[b].environment.values())
+        groups.setdefault(key, []).append(b)
+    return [{**dict(zip(ENVIRONMENT_KEYS, k)), "batches": v} for k, v in groups.items()]
 
 
 class Lambda0Store:
@@ -191,19 +194,24 @@ class Lambda0Store:
     returns everything committed, checked; :meth:`commit_batch` and :meth:`commit_check` write."""
 
     def __init__(self, con: sqlite3.Connection, path: Path, config: dict, P: int, trajectories: int,
-                 batch_size: int, seed: int, lock_fd: int | None):
+                 batch_size: int, seed: int, lock_fd: int | None, environment: dict | None = None):
         self._con, self.path, self.config, self.P = con, path, config, P
         self.trajectories, self.batch_size, self.seed = trajectories, batch_size, seed
         self._lock_fd = lock_fd
+        #: the environment of this run ({device, torch, landscape}), recorded with every batch it commits
+        self.environment = dict(environment) if environment is not None else dict.fromkeys(ENVIRONMENT_KEYS)
+        self.version = SCHEMA_VERSION
 
     # ----- opening ------------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path, config: dict, P: int, trajectories: int, batch_size: int,
-             seed: int, normalise=None) -> "Lambda0Store":
+             seed: int, normalise=None, environment: dict | None = None) -> "Lambda0Store":
         """The database at ``path`` for the study whose ``config`` (its ``to_dict``) has P
         parameters: created if absent, else opened, checked, and refused where it holds another
         configuration (the stored one compared as ``normalise`` reads it, e.g. fields added
-        since with their defaults)."""
+        since with their defaults); a database of an earlier schema version is brought to this
+        one. ``environment``: this run's {device, torch, landscape}, recorded with every batch
+        it commits (:meth:`check_environment` compares it with the committed batches')."""
         path = Path(path)
         if path.is_symlink():
             raise Lambda0StoreError(f"{path} is a symbolic link: landscape never writes through one; remove it")
@@ -215,11 +223,13 @@ class Lambda0Store:
         except sqlite3.Error as e:
             os.close(fd)
             raise Lambda0StoreError(f"{path} is not a readable SQLite database: {e}") from None
-        store = cls(con, path, config, int(P), int(trajectories), int(batch_size), int(seed), fd)
+        store = cls(con, path, config, int(P), int(trajectories), int(batch_size), int(seed), fd, environment)
         try:
             con.execute("PRAGMA synchronous=FULL")
             con.execute("PRAGMA foreign_keys=ON")
             store._check_file()
+            if store.version < SCHEMA_VERSION:
+                store._migrate()
             stored = store.stored_config()
             if normalise is not None:
                 stored = normalise(stored)
@@ -267,9 +277,7 @@ class Lambda0Store:
             try:
                 con.execute("PRAGMA journal_mode=DELETE")
                 con.execute("BEGIN IMMEDIATE")
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        con.execute(stmt)
+                _make_schema(con, SCHEMA_VERSION)
                 con.execute("INSERT INTO config (id, json, P) VALUES (1, ?, ?)", (_dumps(config), int(P)))
                 con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -308,15 +316,26 @@ class Lambda0Store:
         version = con.execute("PRAGMA user_version").fetchone()[0]
         if app != APPLICATION_ID:
             raise Lambda0StoreError(f"{self.path} is not a λ = 0 study database (application id {app:#x})")
-        if version != SCHEMA_VERSION:
+        if not (isinstance(version, int) and 1 <= version <= SCHEMA_VERSION):
             raise Lambda0StoreError(f"{self.path} has schema version {version}; this version of landscape reads "
-                                    f"{SCHEMA_VERSION}")
-        if _schema_rows(con) != _expected_schema():
+                                    f"1 … {SCHEMA_VERSION}: resume it with the version of landscape that wrote it")
+        self.version = version
+        if _schema_rows(con) != _expected_schema(version):
             raise Lambda0StoreError(f"{self.path}: its tables are not those of a λ = 0 study database (an extra or "
                                     "altered table, view, trigger or index): refused")
         rows = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
         if rows != ["ok"]:
             raise Lambda0StoreError(f"{self.path} is damaged (PRAGMA quick_check: {'; '.join(map(str, rows[:3]))})")
+
+    def _migrate(self) -> None:
+        """Bring a database of an earlier schema version to :data:`SCHEMA_VERSION` (one
+        transaction; its batches' environment stays unknown)."""
+        def migrate(con):
+            _make_schema(con, SCHEMA_VERSION, start=self.version)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+        self._transaction(f"the update of its schema version {self.version} to {SCHEMA_VERSION}", migrate)
+        self.version = SCHEMA_VERSION
 
     def stored_config(self) -> dict:
         rows = self._con.execute("SELECT id, length(json), typeof(json), P FROM config").fetchall()
@@ -331,6 +350,10 @@ class Lambda0Store:
             raise Lambda0StoreError(f"{self.path}: table config: not JSON ({e})") from None
         if not isinstance(cfg, dict):
             raise Lambda0StoreError(f"{self.path}: table config: the configuration must be an object")
+        try:
+            check_integers(cfg, f"{self.path}: table config, row 1")
+        except ValueError as e:
+            raise Lambda0StoreError(f"{e}; refused (move the file away to recompute)") from None
         if self.P and rows[0][3] != self.P:
             raise Lambda0StoreError(f"{self.path}: table config: P = {rows[0][3]}, the study's model has {self.P}")
         return cfg
@@ -372,14 +395,18 @@ class Lambda0Store:
             raise Lambda0StoreError(f"{self.path} holds {n[0]} batches, {n[1]} starts, {n[2]} θ̂: more than a study "
                                     f"of {T} starts in batches of {self.batch_size} has; refused")
         batches: dict[int, Lambda0Batch] = {}
-        for row in con.execute("SELECT batch, lo, hi, descent_s, margin_flow_s, decide_s FROM batches"):
-            b, lo, hi, *secs = row
+        env = ", ".join(ENVIRONMENT_KEYS) if self.version >= 2 else ", ".join(["NULL"] * len(ENVIRONMENT_KEYS))
+        for row in con.execute(f"SELECT batch, lo, hi, descent_s, margin_flow_s, decide_s, {env} FROM batches"):
+            b, lo, hi, *secs = row[:6]
             if not (isinstance(b, int) and 0 <= b < self.n_batches()) or (lo, hi) != self.batch_range(b):
                 raise self._bad("batches", b, f"batch {b!r} of starts {lo!r}…{hi!r} is not one of this study's "
                                 f"batches ({self.batch_size} starts each)")
             if not all(s is None or isinstance(s, float) for s in secs):
                 raise self._bad("batches", b, "seconds must be numbers")
-            batches[b] = Lambda0Batch(b, lo, hi, *[float(s) if s is not None else 0.0 for s in secs])
+            if not all(v is None or (isinstance(v, str) and 0 < len(v) <= MAX_ENVIRONMENT_CHARS) for v in row[6:]):
+                raise self._bad("batches", b, f"its environment ({', '.join(ENVIRONMENT_KEYS)}) must be text of at "
+                                f"most {MAX_ENVIRONMENT_CHARS} characters")
+            batches[b] = Lambda0Batch(b, lo, hi, *[float(s) if s is not None else 0.0 for s in secs], *row[6:])
         longest = con.execute("SELECT max(length(CAST(record AS BLOB))) FROM starts").fetchone()[0]
         if longest is not None and longest > MAX_RECORD_CHARS:
             raise Lambda0StoreError(f"{self.path}: table starts holds a record of {longest} bytes (at most "
@@ -393,7 +420,7 @@ class Lambda0Store:
                 raise self._bad("starts", idx, "the record must be JSON text")
             try:
                 rec = check_start_record(json.loads(text), f"{self.path}: table starts, row {idx}")
-            except (ValueError, RecursionError) as e:
+            except (ValueError, RecursionError, OverflowError) as e:
                 raise Lambda0StoreError(f"{e}; refused (move the file away to recompute)") from None
             if rec["index"] != idx or rec["direction_id"] is not None:
                 raise self._bad("starts", idx, "the record's index differs from its row, or it has a direction id")
@@ -426,12 +453,26 @@ class Lambda0Store:
             if row[0] is None or row[0] > MAX_CHECK_CHARS or not isinstance(row[1], str):
                 raise self._bad("check_result", 1, "the check must be JSON text of bounded size")
             try:
-                check = json.loads(row[1])
-            except (ValueError, RecursionError) as e:
-                raise self._bad("check_result", 1, f"not JSON ({e})") from None
-            if not isinstance(check, dict):
-                raise self._bad("check_result", 1, "the check must be an object")
+                check = check_check_record(json.loads(row[1]), "the check")
+            except (ValueError, RecursionError, OverflowError) as e:
+                raise self._bad("check_result", 1, f"not a hand-off check this version reads ({e})") from None
         return batches, recs, thetas, check
+
+    def check_environment(self, batches: dict[int, Lambda0Batch]) -> None:
+        """Refuse (:class:`Lambda0StoreError`) to compute more of this study in an environment
+        other than the one its committed ``batches`` were computed in (the resolved device, the
+        torch and landscape versions): the starts of one study would not be of one computation.
+        A value a batch does not know (schema version 1) is not compared."""
+        here = self.environment
+        for b in sorted(batches):
+            theirs = batches[b].environment
+            differ = [f"{k} {theirs[k]} (this run: {here[k]})" for k in ENVIRONMENT_KEYS
+                      if theirs[k] is not None and here[k] is not None and theirs[k] != here[k]]
+            if differ:
+                raise Lambda0StoreError(
+                    f"{self.path}: batch {b} was computed with {', '.join(differ)}: the batches of one study are "
+                    f"computed in one environment. Resume it where it was run (device {theirs['device']}, torch "
+                    f"{theirs['torch']}, landscape {theirs['landscape']}), or write to another folder (a new run)")
 
     # ----- writing ------------------------------------------------------------------------------
     def _transaction(self, what: str, fn) -> None:
@@ -442,7 +483,13 @@ class Lambda0Store:
                 fn(con)
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                # a COMMIT that failed (SQLITE_FULL, SQLITE_IOERR) may have rolled back already: an
+                # explicit ROLLBACK would then raise "no transaction is active" over the real error
+                if con.in_transaction:
+                    try:
+                        con.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise
         except sqlite3.OperationalError as e:
             if "full" in str(e).lower():
@@ -462,10 +509,11 @@ class Lambda0Store:
         texts = [_dumps(r) for r in recs]
 
         def write(con):
-            con.execute("INSERT INTO batches (batch, lo, hi, descent_s, margin_flow_s, decide_s, committed_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            con.execute("INSERT INTO batches (batch, lo, hi, descent_s, margin_flow_s, decide_s, committed_at, "
+                        f"{', '.join(ENVIRONMENT_KEYS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (batch, lo, hi, float(seconds.get("descent_s", 0.0)), float(seconds.get("margin_flow_s", 0.0)),
-                         float(seconds.get("decide_s", 0.0)), time.time()))
+                         float(seconds.get("decide_s", 0.0)), time.time(),
+                         *(self.environment[k] for k in ENVIRONMENT_KEYS)))
             for r, t in zip(recs, texts):
                 g = r["gamma"]
                 con.execute("INSERT INTO starts (idx, batch, stop_reason, label, gamma, record) VALUES (?, ?, ?, ?, ?, ?)",

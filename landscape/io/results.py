@@ -14,12 +14,16 @@ previous content and that what was finished before is kept.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy
 
 from ..core.jsonsafe import json_default
 
@@ -150,8 +154,6 @@ def write_spectra(path: str | Path, entries, ids) -> None:
             arrays[f"{i}/parts/{k}"] = v
         for k, v in e["sv"].items():
             arrays[f"{i}/sv/{k}"] = v
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -180,8 +182,6 @@ def spectra_member_bound(P: int | None) -> int:
 def _npy_member_size(zf, info) -> int:
     """Bytes the .npy member ``info`` holds by its own header (header + shape × item size),
     read without decompressing the data; refuses object arrays (pickles)."""
-    from numpy.lib import format as npy
-
     with zf.open(info) as fh:
         version = npy.read_magic(fh)
         if version == (1, 0):
@@ -201,10 +201,6 @@ def _npz_arrays(path, *, max_member_bytes: int, max_total_bytes: int, max_member
     the checks of :func:`load_arrays`. Raises :class:`_SpectraRefused` for a size refused (its
     message with ``member_bound`` / ``total_bound``: what the bound is) and the zip, zlib and numpy
     errors of a damaged file."""
-    import zipfile
-
-    from numpy.lib import format as npy
-
     out: list[tuple[str, np.ndarray]] = []
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
@@ -247,9 +243,6 @@ def load_spectra(path: str | Path, *, max_member_bytes: int = SPECTRA_MAX_MEMBER
     and all of them together at most ``max_total_bytes``, and every member must be a .npy array
     whose header declares exactly its size (no pickles: ``allow_pickle=False``). A damaged or
     refused file is a ValueError naming it."""
-    import zipfile
-    import zlib
-
     out: dict = {}
     try:
         for key, arr in _npz_arrays(path, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes,
@@ -278,9 +271,6 @@ def load_arrays(path: str | Path, *, max_member_bytes: int, max_total_bytes: int
     ``max_total_bytes`` uncompressed (checked before anything is decompressed), every member a
     .npy array whose header declares exactly its size, no pickles. {name: array}; a damaged or
     refused file is a ValueError naming it."""
-    import zipfile
-    import zlib
-
     try:
         return dict(_npz_arrays(path, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes,
                                 max_members=max_members, member_bound="a member may hold",
@@ -300,6 +290,22 @@ class OutputError(ValueError):
     """A results folder or output file that must not be written to (named in the message)."""
 
 
+def _present(path: Path) -> bool:
+    """Whether ``path`` is there: a file, a folder, or a symbolic link (a dangling one too)."""
+    return path.exists() or path.is_symlink()
+
+
+def has_study_database(folder: str | Path) -> bool:
+    """Whether ``folder`` holds ``study.sqlite`` (a λ > 0 study), or a symbolic link of that name."""
+    return _present(Path(folder) / DB_NAME)
+
+
+def has_lambda0_database(folder: str | Path) -> bool:
+    """Whether ``folder`` holds ``lambda0.sqlite`` (a λ = 0 study, finished or not), or a
+    symbolic link of that name (refused when opened: landscape never reads a study through one)."""
+    return _present(Path(folder) / LAMBDA0_FILES["database"])
+
+
 def folder_kind(path: str | Path) -> str | None:
     """'study' (a folder holding ``study.sqlite``), 'sweep' (holding ``sweep.json``) or None."""
     path = Path(path)
@@ -307,7 +313,7 @@ def folder_kind(path: str | Path) -> str | None:
         return None
     if (path / SWEEP_FILES["sweep"]).exists():
         return "sweep"
-    if (path / DB_NAME).exists() or (path / DB_NAME).is_symlink():
+    if has_study_database(path):
         return "study"
     return None
 

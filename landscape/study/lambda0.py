@@ -70,12 +70,14 @@ directions.json and directions.npz are written at the end, derived from the data
 
 **Reading back.** :meth:`Lambda0Result.load` (what :func:`landscape.load_results` returns for a
 λ = 0 folder) reads a finished folder: the summary, every start's record and the directions with
-their θ̂, every value checked.
+their θ̂, every value checked (:mod:`landscape.io.lambda0_results`, torch-free).
 """
 from __future__ import annotations
 
+import io
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -84,6 +86,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .. import __version__
 from ..analysis import margins as mg
 from ..analysis.labels import DNC, PAIRS
 from ..analysis.structure import analyse_structure
@@ -94,15 +97,16 @@ from ..engines import TrajectoryResults, run_pipeline
 from ..engines.outcomes import LAMBDA0_STOP_REASONS, Detail, Outcome
 from ..engines.stage import StageConfig
 from ..core.jsonsafe import json_default
-# START_KEYS: the keys of a start record (directions.json), defined with the database
-from ..io.lambda0_store import (DB_NAME as LAMBDA0_DB, START_KEYS, Lambda0Batch, Lambda0Store, Lambda0StoreError,
-                                check_start_record)
-from ..io.results import FILES, LAMBDA0_FILES, atomic_write_bytes, load_arrays, read_json, write_json
+# what reads a record, a summary or a finished folder back (torch-free), kept importable here
+from ..io.lambda0_results import (GAMMA_DIGITS, KIND, START_KEYS, Lambda0Direction,  # noqa: F401
+                                  check_check_record, check_lambda0_summary, check_start_record, direction_key,
+                                  end_labels, is_lambda0_folder, model_parameters, read_lambda0_directions,
+                                  read_lambda0_starts, read_lambda0_summary)
+from ..io.lambda0_store import DB_NAME as LAMBDA0_DB, Lambda0Batch, Lambda0Store, Lambda0StoreError, batch_environments
+from ..io.results import FILES, LAMBDA0_FILES, atomic_write_bytes, has_study_database, read_json, write_json
 from .config import StudyConfig, resolve_device
 from .stats import proportion
 
-#: ``kind`` of a λ = 0 study's summary.json.
-KIND = "lambda0"
 #: A descent stage at λ = 0 ends where ‖∇L‖ falls to this (margins ≈ 345: the norm of a gradient
 #: whose entries are ~e^{−m} underflows in float64 below ~1e−154).
 DESCENT_GRAD_FLOOR = 1e-150
@@ -113,8 +117,6 @@ GAMMA_ROUNDOFF = 1e-9
 #: What a polish may raise on a pathological start (a step out of the separable cone, a LAPACK
 #: failure): the start is then ``kkt_unconverged`` (or its stable-rule check fails), not the run.
 POLISH_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
-#: Significant digits of γ in the key of a distinct direction.
-GAMMA_DIGITS = 9
 
 
 # ----- the margin flow -----------------------------------------------------------------------------
@@ -386,18 +388,36 @@ def decide(cfg: StudyConfig, theta_end: np.ndarray, theta_mid: np.ndarray | None
 
 
 # ----- the study -----------------------------------------------------------------------------------
-def direction_key(label: str, gamma: float) -> tuple[str, str]:
-    """The key of a distinct direction modulo relabelling, gauge and scale (module docstring)."""
-    return str(label), f"{gamma:.{GAMMA_DIGITS - 1}e}"
+#: The label of a centred code of p pairs and s classes alone (landscape.analysis.theory.pattern_name).
+_PAIRS_SELF = re.compile(r"^(?:(\d+)×)?pair\+(?:(\d+)×)?self$")
+
+
+def pairs_self_counts(K: int, label: str) -> tuple[int, int] | None:
+    """(p, s) of a label that is a code of p pairs and s = K − 2p classes alone (DNC: p = 0; pairs:
+    p = K // 2; "4×pair+2×self"), or None."""
+    if label == DNC.name:
+        return 0, K
+    if label == PAIRS.name:
+        return K // 2, K % 2
+    m = _PAIRS_SELF.match(str(label))
+    if m is None:
+        return None
+    p, s = int(m.group(1) or 1), int(m.group(2) or 1)
+    return (p, s) if 2 * p + s == K else None
 
 
 def closed_form(spec, label: str) -> tuple[str, float] | None:
-    """(name, γ) of the closed form a label has (NC for DNC, the pairs code for pairs), or None."""
+    """(name, γ) of the closed form a label has, or None: NC for DNC, the pairs code for pairs
+    (even K), and the centred code of p pairs and s classes alone for "p×pair+s×self" and odd-K
+    pairs (:func:`landscape.analysis.margins.pairs_self_code_margin`)."""
     K, n, L = spec.K, spec.n, spec.L
     if label == DNC.name:
         return "nc_code_margin", mg.nc_code_margin(K, n, L)
     if label == PAIRS.name and K % 2 == 0:
         return "pairs_code_margin", mg.pairs_code_margin(K, n, L)
+    ps = pairs_self_counts(K, label)
+    if ps is not None:
+        return f"pairs_self_code_margin(p={ps[0]})", mg.pairs_self_code_margin(K, n, L, ps[0])
     return None
 
 
@@ -554,7 +574,7 @@ def open_store(cfg: StudyConfig, out: Path) -> Lambda0Store:
     """The λ = 0 database of the folder ``out`` (:mod:`landscape.io.lambda0_store`): created for
     ``cfg`` if absent, else opened and checked to hold exactly ``cfg`` (a folder of a λ > 0 study,
     or of an earlier λ = 0 study of another configuration, is refused)."""
-    if (out / FILES["database"]).exists() or (out / FILES["database"]).is_symlink():
+    if has_study_database(out):
         raise SpecError(f"{out} holds a λ > 0 study ({FILES['database']}): a λ = 0 study goes into a folder of its own")
 
     def normalised(stored):   # a configuration stored by an earlier version, as this one reads it
@@ -569,7 +589,14 @@ def open_store(cfg: StudyConfig, out: Path) -> Lambda0Store:
         if json.loads(json.dumps(stored)) != json.loads(json.dumps(cfg.to_dict())):
             raise SpecError(f"{out} holds a finished λ = 0 study of another configuration: write to another folder")
     return Lambda0Store.open(db, cfg.to_dict(), cfg.model.P, cfg.trajectories, cfg.batch_size, cfg.seed,
-                             normalise=normalised)
+                             normalise=normalised, environment=run_environment(cfg))
+
+
+def run_environment(cfg: StudyConfig) -> dict:
+    """The environment a run of ``cfg`` computes in, recorded with every batch it commits: the
+    resolved device (``auto`` made concrete), the torch and the landscape versions (the dtype is
+    the configuration's own)."""
+    return {"device": str(resolve_device(cfg.device)), "torch": torch.__version__, "landscape": __version__}
 
 
 def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callable[[dict], None] = True) -> dict:
@@ -594,14 +621,14 @@ def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool |
     bar = None
     try:
         write_json(out / FILES["config"], cfg.to_dict())
-        batches, recs, thetas, check = store.read()
-        if check is not None:
-            check_check_record(check, f"{store.path}: table check_result")
+        batches, recs, thetas, check = store.read()   # every value checked, the hand-off check too
+        st = cfg.lambda0
+        if len(batches) < store.n_batches() or (check is None and st.check_starts):
+            store.check_environment(batches)   # something left to compute: only where the rest was
         for k, i in _first_of_direction(recs).items():   # before anything is computed
             if i not in thetas:
                 raise Lambda0StoreError(f"{store.path}: θ̂ of start {i}, the first of direction {k}, is not stored; "
                                         "refused (move the file away to recompute)")
-        st = cfg.lambda0
         if progress is True:
             from tqdm.auto import tqdm
 
@@ -622,7 +649,7 @@ def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool |
                 rec = json.loads(text)   # what a resumed run reads back: both go on from the same values
                 recs[rec["index"]] = rec
             thetas.update(keep)
-            batches[b] = Lambda0Batch(b, idx[0], idx[-1] + 1, *seconds.values())
+            batches[b] = Lambda0Batch(b, idx[0], idx[-1] + 1, *seconds.values(), **store.environment)
             report({"phase": "trajectories", "done": len(recs), "total": cfg.trajectories})
         ordered = [recs[i] for i in range(cfg.trajectories)]
         directions = _assign_directions(ordered, [thetas.get(i) for i in range(cfg.trajectories)])
@@ -635,6 +662,7 @@ def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool |
             check = json.loads(json.dumps(_check(cfg, ordered, tick), default=json_default, allow_nan=True))
             store.commit_check(check, time.perf_counter() - t)
         timings = {k: sum(getattr(b, k) for b in batches.values()) for k in ("descent_s", "margin_flow_s", "decide_s")}
+        environments = batch_environments(batches)
         if check is not None:
             timings["check_s"] = store.check_seconds() or 0.0
     finally:
@@ -643,13 +671,12 @@ def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool |
         store.close()
     summary = summarise(cfg, ordered, directions, check)
     arrays = {f"direction-{d['id']}": np.asarray(d["theta"], dtype=np.float64) for d in directions}
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(out / LAMBDA0_FILES["directions"], buf.getvalue())
     write_json(out / LAMBDA0_FILES["starts"], {"kind": KIND, "keys": list(START_KEYS), "starts": ordered})
-    summary.update(environment=environment(str(resolve_device(cfg.device))), timings=timings,
+    summary.update(environment=environment(str(resolve_device(cfg.device))), batch_environments=environments,
+                   timings=timings,
                    wall_time_s=time.perf_counter() - t_start,
                    files={"config": FILES["config"], "summary": FILES["summary"], **LAMBDA0_FILES})
     write_json(out / FILES["summary"], summary)
@@ -684,28 +711,7 @@ def prevalence_row(cell, summary: dict, confidence: float = 0.95) -> dict:
             **{f"frac_{lab}": c / n for lab, c in by_label.items()}}
 
 
-# ----- reading and printing ------------------------------------------------------------------------
-def is_lambda0_folder(path: str | Path) -> bool:
-    """Whether ``path`` holds a λ = 0 study (its summary.json says ``"kind": "lambda0"``)."""
-    p = Path(path) / FILES["summary"]
-    if not p.is_file() or p.stat().st_size > 64 * 2 ** 20:
-        return False
-    try:
-        s = read_json(p)
-    except (OSError, ValueError):
-        return False
-    return isinstance(s, dict) and s.get("kind") == KIND
-
-
-def end_labels(path: str | Path) -> dict[int, str | None]:
-    """{start index: label of its certified direction (None: not certified)} of the λ = 0 study in
-    ``path`` (its directions.json): a sweep pairs them with a λ > 0 cell's start by start."""
-    d = read_json(Path(path) / LAMBDA0_FILES["starts"])
-    if not isinstance(d, dict) or d.get("kind") != KIND or not isinstance(d.get("starts"), list):
-        raise ValueError(f"{Path(path) / LAMBDA0_FILES['starts']} is not a λ = 0 study's record of its starts")
-    return {int(r["index"]): (str(r["label"]) if r.get("stop_reason") == Outcome.CERTIFIED else None) for r in d["starts"]}
-
-
+# ----- printing ------------------------------------------------------------------------------------
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
@@ -747,174 +753,18 @@ def summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
-# ----- reading a finished folder back (untrusted input) -----------------------------------------------
-#: Largest summary.json and directions.json (bytes) a λ = 0 folder is read with.
-MAX_SUMMARY_BYTES = 64 * 2**20
-MAX_STARTS_BYTES = 256 * 2**20
-#: Largest model (parameters P) whose directions.npz is read.
-MAX_PARAMETERS = 10**8
-
-
-def _bad(where, what: str) -> ValueError:
-    return ValueError(f"{where}: {what}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _need(obj: dict, where, /, **kinds) -> None:
-    """Each key of ``kinds`` present in ``obj`` with its kind: ``int``, ``num``, ``str``, ``dict``,
-    ``list``, with ``?`` where null is allowed."""
-    for k, kind in kinds.items():
-        if k not in obj:
-            raise _bad(where, f"{k!r} is missing")
-        v = obj[k]
-        if v is None and kind.endswith("?"):
-            continue
-        ok = {"int": _is_int, "num": _is_num, "str": lambda x: isinstance(x, str),
-              "dict": lambda x: isinstance(x, dict), "list": lambda x: isinstance(x, list)}[kind.rstrip("?")](v)
-        if not ok:
-            raise _bad(where, f"{k!r} must be {kind.rstrip('?')}{' or null' if kind.endswith('?') else ''}, "
-                              f"not {type(v).__name__}")
-
-
-def _check_fraction(d, where) -> None:
-    if not isinstance(d, dict):
-        raise _bad(where, "must be an object")
-    _need(d, where, count="int", fraction="num?", ci_low="num?", ci_high="num?")
-
-
-def _check_quantiles(q, where) -> None:
-    if q is None:
-        return
-    if not isinstance(q, dict):
-        raise _bad(where, "must be an object or null")
-    _need(q, where, n="int", min="num", q25="num", median="num", q75="num", max="num", mean="num")
-
-
-def check_check_record(c, where) -> dict:
-    """``c`` if it is a λ = 0 hand-off check (summary.json ``check``, :func:`_check`), else a
-    ValueError naming ``where``."""
-    if not isinstance(c, dict):
-        raise _bad(where, "the check must be an object")
-    _need(c, where, dynamics="str", starts="int", certified_main="int", agree="int", agreement="dict",
-          same_label="int", longer_stop_reasons="dict", pairs="list")
-    _check_fraction(c["agreement"], f"{where}: agreement")
-    if not all(isinstance(k, str) and _is_int(v) for k, v in c["longer_stop_reasons"].items()):
-        raise _bad(where, "longer_stop_reasons must map stop reasons to counts")
-    for j, p in enumerate(c["pairs"]):
-        if not isinstance(p, dict):
-            raise _bad(where, f"pairs[{j}] must be an object")
-        _need(p, f"{where}: pairs[{j}]", index="int", main="str", main_gamma="num", longer="str?",
-              longer_gamma="num?", longer_stop_reason="str")
-    return c
-
-
-def check_lambda0_summary(s, where) -> dict:
-    """``s`` if it is a λ = 0 summary.json this version reads (the types of every value
-    :func:`summary_text` and :class:`Lambda0Result` use), else a ValueError naming ``where``."""
-    if not isinstance(s, dict) or s.get("kind") != KIND:
-        raise _bad(where, f"not a λ = 0 study's summary (\"kind\": \"{KIND}\")")
-    _need(s, where, study="str", dynamics="str", n_trajectories="int", config="dict", stop_reasons="dict",
-          certified="dict", nc="dict", labels="dict", directions="list", gamma="dict", closed_forms="dict",
-          decision="dict", check="dict?")
-    if s["n_trajectories"] < 0:
-        raise _bad(where, "n_trajectories must be ≥ 0")
-    m = s["config"].get("model")
-    if not isinstance(m, dict):
-        raise _bad(where, "config.model must be an object")
-    _need(m, f"{where}: config.model", K="int", n="int", d="int", L="int")
-    if not all(1 <= m[k] for k in ("K", "n", "d", "L")) or _parameters(m) > MAX_PARAMETERS:
-        raise _bad(where, "config.model: K, n, d, L must be ≥ 1 and the model at most "
-                          f"{MAX_PARAMETERS} parameters")
-    if not all(isinstance(k, str) and _is_int(v) for k, v in s["stop_reasons"].items()):
-        raise _bad(where, "stop_reasons must map stop reasons to counts")
-    _check_fraction(s["certified"], f"{where}: certified")
-    _check_fraction(s["nc"], f"{where}: nc")
-    _need(s["nc"], f"{where}: nc", label="str")
-    for k, v in s["labels"].items():
-        _check_fraction(v, f"{where}: labels[{k!r}]")
-    ids = set()
-    for j, d in enumerate(s["directions"]):
-        w = f"{where}: directions[{j}]"
-        if not isinstance(d, dict):
-            raise _bad(w, "must be an object")
-        _need(d, w, id="int", label="str", gamma="num", support_size="int", z_rank="int", count="int",
-              fraction="num?", ci_low="num?", ci_high="num?")
-        if d["id"] < 0 or d["id"] in ids or not (math.isfinite(d["gamma"]) and d["gamma"] > 0):
-            raise _bad(w, "id must be a new integer ≥ 0 and γ a finite number > 0")
-        ids.add(d["id"])
-        if d.get("closed_form") is not None:
-            _need(d, w, closed_form="str", closed_form_gamma="num", closed_form_rel_error="num")
-    _need(s["closed_forms"], f"{where}: closed_forms", nc_code_margin="num", pairs_code_margin="num?")
-    for k in ("polished", "end", "raw_end", "rel_change", "rel_change_stable"):
-        _check_quantiles(s["gamma"].get(k), f"{where}: gamma.{k}")
-    _need(s["decision"], f"{where}: decision", gamma_rtol="num", check_factor="int")
-    if s["check"] is not None:
-        check_check_record(s["check"], f"{where}: check")
-    if not isinstance(s.get("not_run", []), list) or not all(isinstance(x, str) for x in s.get("not_run", [])):
-        raise _bad(where, "not_run must be a list of strings")
-    for k in ("wall_time_s",):
-        if k in s and not _is_num(s[k]):
-            raise _bad(where, f"{k} must be a number")
-    if "timings" in s and not (isinstance(s["timings"], dict) and all(_is_num(v) for v in s["timings"].values())):
-        raise _bad(where, "timings must map phases to seconds")
-    return s
-
-
-def _parameters(m: dict) -> int:
-    """P of the model ``m`` (summary.json ``config.model``): d·Kn + (L−1)·d² + K·d (MODEL.md §1)."""
-    K, n, d, L = m["K"], m["n"], m["d"], m["L"]
-    return d * K * n + (L - 1) * d * d + K * d
-
-
-def read_lambda0_summary(path: str | Path) -> dict:
-    """The checked summary.json of the λ = 0 folder ``path`` (:func:`check_lambda0_summary`);
-    FileNotFoundError without one."""
-    sp = Path(path) / FILES["summary"]
-    if not sp.is_file():
-        raise FileNotFoundError(f"{sp} does not exist: {Path(path)} is not a finished results folder")
-    if sp.stat().st_size > MAX_SUMMARY_BYTES:
-        raise ValueError(f"{sp} holds {sp.stat().st_size} bytes, more than a λ = 0 summary has; refused")
-    return check_lambda0_summary(read_json(sp), sp)
-
-
-@dataclass(frozen=True, eq=False)
-class Lambda0Direction:
-    """A distinct certified direction of a λ = 0 study (modulo relabelling, gauge and scale):
-    its row of summary.json ``directions`` and ``theta``, θ̂ (P,) from directions.npz at unit
-    minimum margin (MODEL.md §1's flat layout: H₁, W₁ … W_L, row-major), with ``starts``, the
-    indices of the starts that reached it."""
-
-    id: int
-    label: str
-    gamma: float
-    support_size: int
-    z_rank: int
-    count: int
-    fraction: float | None
-    ci_low: float | None
-    ci_high: float | None
-    closed_form: str | None
-    closed_form_gamma: float | None
-    theta: np.ndarray = field(repr=False)
-    starts: tuple[int, ...] = field(repr=False)
-
-
+# ----- a finished folder ------------------------------------------------------------------------------
 @dataclass
 class Lambda0Result:
     """A λ = 0 study's results folder: what :func:`landscape.run_study` returns for a λ = 0 study
     and what :func:`landscape.load_results` returns for a λ = 0 folder. ``summary`` (summary.json,
     ``"kind": "lambda0"``; :meth:`text` prints it); :attr:`starts`, every start's record
     (directions.json, the keys of :data:`START_KEYS`, in start order); :attr:`directions`, the
-    distinct certified directions with their θ̂ (:class:`Lambda0Direction`). ``starts`` and
-    ``directions`` are read from the folder when first used, each value checked (a folder is
-    untrusted input; :meth:`load` reads and checks everything at once)."""
+    distinct certified directions with their θ̂
+    (:class:`~landscape.io.lambda0_results.Lambda0Direction`). ``starts`` and ``directions`` are
+    read from the folder when first used, each value checked (a folder is untrusted input;
+    :mod:`landscape.io.lambda0_results` reads it; :meth:`load` reads and checks everything at
+    once)."""
 
     folder: Path
     summary: dict
@@ -938,7 +788,7 @@ class Lambda0Result:
 
     @property
     def P(self) -> int:
-        return _parameters(self.summary["config"]["model"])
+        return model_parameters(self.summary["config"]["model"])
 
     @property
     def config(self) -> StudyConfig:
@@ -948,13 +798,13 @@ class Lambda0Result:
     @property
     def starts(self) -> list[dict]:
         if self._starts is None:
-            self._starts = self._read_starts()
+            self._starts = read_lambda0_starts(self.folder, self.summary)
         return self._starts
 
     @property
     def directions(self) -> list[Lambda0Direction]:
         if self._directions is None:
-            self._directions = self._read_directions()
+            self._directions = read_lambda0_directions(self.folder, self.summary, self.starts)
         return self._directions
 
     def direction(self, direction_id: int) -> Lambda0Direction:
@@ -973,65 +823,3 @@ class Lambda0Result:
 
     def text(self) -> str:
         return summary_text(self.summary)
-
-    def _read_starts(self) -> list[dict]:
-        p = self.folder / LAMBDA0_FILES["starts"]
-        if not p.is_file():
-            raise FileNotFoundError(f"{p} does not exist: the λ = 0 folder {self.folder} is not finished")
-        if p.stat().st_size > MAX_STARTS_BYTES:
-            raise ValueError(f"{p} holds {p.stat().st_size} bytes, more than a λ = 0 record of starts has; refused")
-        doc = read_json(p)
-        if not isinstance(doc, dict) or doc.get("kind") != KIND or doc.get("keys") != list(START_KEYS) \
-                or not isinstance(doc.get("starts"), list):
-            raise ValueError(f"{p} is not a λ = 0 study's record of its starts (kind, keys, starts)")
-        n = self.n_trajectories
-        if len(doc["starts"]) != n:
-            raise ValueError(f"{p} holds {len(doc['starts'])} starts, summary.json {n}")
-        dirs = {int(d["id"]): d for d in self.summary["directions"]}
-        counts: dict[int, int] = {}
-        for j, r in enumerate(doc["starts"]):
-            check_start_record(r, f"{p}: starts[{j}]")
-            if r["index"] != j:
-                raise ValueError(f"{p}: starts[{j}] has index {r['index']}: the starts must be 0 … {n - 1} in order")
-            did = r["direction_id"]
-            if r["stop_reason"] != Outcome.CERTIFIED:
-                if did is not None:
-                    raise ValueError(f"{p}: starts[{j}] is not certified but has a direction id")
-                continue
-            d = dirs.get(did)
-            if d is None or direction_key(r["label"], r["gamma"]) != direction_key(d["label"], d["gamma"]):
-                raise ValueError(f"{p}: starts[{j}]: direction id {did!r} is not a direction of summary.json with its "
-                                 "label and γ")
-            counts[did] = counts.get(did, 0) + 1
-        if counts != {i: int(d["count"]) for i, d in dirs.items()}:
-            raise ValueError(f"{p}: the starts of each direction differ from summary.json's counts")
-        return doc["starts"]
-
-    def _read_directions(self) -> list[Lambda0Direction]:
-        from ..io.results import NPY_HEADER_BYTES
-
-        p = self.folder / LAMBDA0_FILES["directions"]
-        rows = self.summary["directions"]
-        P = self.P
-        member = 8 * P + NPY_HEADER_BYTES
-        arrays = load_arrays(p, max_member_bytes=member, max_total_bytes=member * max(len(rows), 1),
-                             max_members=len(rows)) if p.is_file() else None
-        if arrays is None:
-            raise FileNotFoundError(f"{p} does not exist: the λ = 0 folder {self.folder} is not finished")
-        names = {f"direction-{d['id']}" for d in rows}
-        if set(arrays) != names:
-            raise ValueError(f"{p} holds {sorted(arrays)[:5]}, not the directions of summary.json {sorted(names)[:5]}")
-        starts = self.starts
-        out = []
-        for d in rows:
-            th = arrays[f"direction-{d['id']}"]
-            if th.dtype != np.float64 or th.shape != (P,) or not np.all(np.isfinite(th)):
-                raise ValueError(f"{p}: direction-{d['id']} must be {P} finite float64 values (the model's P), not "
-                                 f"{th.dtype} {th.shape}")
-            cf = d.get("closed_form")
-            out.append(Lambda0Direction(
-                id=d["id"], label=d["label"], gamma=float(d["gamma"]), support_size=d["support_size"], z_rank=d["z_rank"],
-                count=d["count"], fraction=d["fraction"], ci_low=d["ci_low"], ci_high=d["ci_high"],
-                closed_form=cf, closed_form_gamma=d.get("closed_form_gamma") if cf else None, theta=th,
-                starts=tuple(r["index"] for r in starts if r["direction_id"] == d["id"])))
-        return out

@@ -169,10 +169,10 @@ class LambdaLimit:
                 "monotone": self.monotone}
 
     def branch(self) -> Branch:
-        """The path as a continuation :class:`~.branch.Branch` (steps with the margin columns, the
-        events, the end, and the limit's summary under ``limit``), for continuation.json."""
-        br = Branch(self.point_id, self.label, steps=list(self.path), events=list(self.events), end=self.end)
-        return br
+        """The path as a continuation :class:`~landscape.continuation.branch.Branch`: the steps
+        with the margin columns, the events and the end (:meth:`to_dict` adds the limit's summary
+        under ``limit``, and the legs, for continuation.json)."""
+        return Branch(self.point_id, self.label, steps=list(self.path), events=list(self.events), end=self.end)
 
     def to_dict(self) -> dict:
         d = self.branch().to_dict()

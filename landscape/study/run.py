@@ -57,7 +57,8 @@ from ..core.init import trajectory_seed
 from ..engines import TrajectoryResults, run_pipeline
 from ..engines.outcomes import Detail, Outcome, with_detail
 from ..io.records import PointRecord, TrajectoryRecord
-from ..io.results import DB_NAME, FILES, LAMBDA0_FILES, write_json
+from ..io.lambda0_store import Lambda0Store
+from ..io.results import DB_NAME, FILES, LAMBDA0_FILES, has_lambda0_database, write_json
 from ..io.store import StoreError, StudyStore
 from .config import CHECK_OFFSET, StudyConfig
 from .kink_finish import finish_on_kinks, kink_refused
@@ -104,11 +105,8 @@ def open_study(cfg: StudyConfig, out_dir: str | Path) -> StudyStore:
 def load_config(out_dir: str | Path) -> StudyConfig:
     """The configuration of the study stored in ``out_dir`` (its database: study.sqlite, or
     lambda0.sqlite for a λ = 0 study)."""
-    l0 = Path(out_dir) / LAMBDA0_FILES["database"]
-    if not (Path(out_dir) / DB_NAME).exists() and (l0.exists() or l0.is_symlink()):
-        from ..io.lambda0_store import Lambda0Store
-
-        return StudyConfig.from_dict(Lambda0Store.read_config(l0))
+    if not (Path(out_dir) / DB_NAME).exists() and has_lambda0_database(out_dir):
+        return StudyConfig.from_dict(Lambda0Store.read_config(Path(out_dir) / LAMBDA0_FILES["database"]))
     with StudyStore.open(Path(out_dir) / DB_NAME, readonly=True) as store:
         return StudyConfig.from_dict(store.config)
 
@@ -327,7 +325,7 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     if cfg.model.unregularised:   # λ = 0: directions, not critical points (its own procedure and folder)
         return run_lambda0_study(cfg, out_dir, progress=progress)
     out = Path(out_dir)
-    if (out / LAMBDA0_FILES["database"]).exists() or (out / LAMBDA0_FILES["database"]).is_symlink():
+    if has_lambda0_database(out):
         raise StoreError(f"{out} holds a λ = 0 study ({LAMBDA0_FILES['database']}): a study with λ > 0 goes into a "
                          "folder of its own")
     out.mkdir(parents=True, exist_ok=True)

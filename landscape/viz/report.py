@@ -110,14 +110,14 @@ def load_results(out_dir) -> "Results | Lambda0Result":
     (a run that stopped before its analysis stage), or a :class:`~landscape.viz.safe.ReportInputError`
     (a ValueError) for a value the report refuses: a number or id of the wrong type, a tree file
     outside the folder, a spectra file that would decompress past its bound."""
-    from ..io.results import DB_NAME, LAMBDA0_FILES, load_spectra, spectra_member_bound
+    from ..io.results import DB_NAME, has_lambda0_database, load_spectra, spectra_member_bound
     from ..io.store import StudyStore
     from ..study.lambda0 import Lambda0Result, is_lambda0_folder
 
     out = Path(out_dir)
     sp = out / FILES["summary"]
     if not sp.is_file():
-        if (out / LAMBDA0_FILES["database"]).is_file():
+        if has_lambda0_database(out):
             raise FileNotFoundError(f"{sp} does not exist: {out} is a λ = 0 run that has not finished; continue it "
                                     f"with `landscape run --resume {out}`")
         raise FileNotFoundError(f"{sp} does not exist: {out} is not a finished results folder")
