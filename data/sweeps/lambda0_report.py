@@ -32,9 +32,15 @@ PAIRS = (("lambda0-depth", "lambda0-depth-reg"), ("lambda0-width", "lambda0-widt
          ("lambda0-depth-k10", "lambda0-depth-k10-reg"))
 NC = "DNC"
 #: What produced the committed cells (the summaries carry versions, not commits).
-PROVENANCE = ("Code: commit cc68625 plus other sessions' uncommitted refactors of landscape/engines and "
-              "landscape/core in the same working tree (stop reasons as an enum, operators); the lambda0-width "
-              "d=8 cell, run after them, repeats the lambda0-depth L=3 cell start by start.")
+PROVENANCE = ("Code: lambda0-depth and lambda0-depth-reg (GD lr 0.25) at commit c0ca14a with the λ = 0 preset "
+              "changes of f2f73ae's session; lambda0-depth-k10(-reg), lambda0-width d=32, lambda0-init and "
+              "lambda0-spectral with the working tree of 12b11c6 (the λ = 0 store being written; the decisions' "
+              "code is f2f73ae's, whose polish at the used width changes γ only in round-off); lambda0-width "
+              "d=8, 16 and lambda0-width-reg at commit cc68625 plus refactors of landscape/engines and "
+              "landscape/core (GD lr 0.5). The lambda0-width d=8 cell repeats the lr-0.5 depth cell that "
+              "lambda0-depth at lr 0.25 replaced.")
+#: Panels without a λ = 2⁻¹⁰ side (λ = 0 only): the initialisation.
+SINGLE = ("lambda0-init", "lambda0-spectral")
 
 
 def _machine() -> str:
@@ -81,7 +87,13 @@ def lambda0_side(cell_dir: Path, summary: dict) -> dict:
             "directions": [{"label": lab, "gamma": g, "gamma_over_nc": q, "z_rank": zr, "count": c}
                            for (lab, g, q, zr), c in sorted(gam.items(), key=lambda x: -x[1])],
             "z_rank": dict(sorted(collections.Counter(r["z_rank"] for r in cert).items())),
-            "dynamics": summary["dynamics"], "rule": cfg["lambda0"]["rule"],
+            "dynamics": summary["dynamics"], "rule": cfg["lambda0"]["rule"], "init": cfg["init"],
+            # the batches' seconds shared out over their starts (the descents run as one batch)
+            "per_start_s": {k: float(summary.get("timings", {}).get(t, 0.0)) / n
+                            for k, t in (("descent_s", "descent_s"), ("continue_s", "margin_flow_s"),
+                                         ("decide_s", "decide_s"))},
+            "steps_per_start": {"descent": max(int(r.get("descent_iterations") or 0) for r in starts),
+                                "margin_flow": max(int(r.get("continue_iterations") or 0) for r in starts)},
             "wall_time_s": summary["wall_time_s"], "environment": summary["environment"],
             "written": _written(cell_dir / "summary.json")}
 
@@ -114,27 +126,32 @@ def paired(l0_dir: Path, reg_dir: Path) -> dict:
 
 
 def _keep_dates(rep: dict) -> None:
-    """Keep the dates of the cells an earlier report recorded (a checkout resets file times)."""
+    """Keep the dates of the cells an earlier report recorded (a checkout resets file times), where
+    the cell is the same run (the same wall time)."""
     path = HERE / "lambda0-report.json"
     if not path.is_file():
         return
-    old = {(sw["lambda0"], r["cell"], side): r[side]["written"] for sw in read_json(path)["sweeps"] for r in sw["cells"]
+    def key(sw, r, side):   # the same run of the same cell: its wall time too
+        return sw["lambda0"], r["cell"], side, r[side].get("wall_time_s")
+
+    old = {key(sw, r, side): r[side]["written"] for sw in read_json(path)["sweeps"] for r in sw["cells"]
            for side in ("lambda0", "reg") if r.get(side) and r[side].get("written")}
     for sw in rep["sweeps"]:
         for r in sw["cells"]:
             for side in ("lambda0", "reg"):
-                if r.get(side) and (sw["lambda0"], r["cell"], side) in old:
-                    r[side]["written"] = old[(sw["lambda0"], r["cell"], side)]
+                if r.get(side) and key(sw, r, side) in old:
+                    r[side]["written"] = old[key(sw, r, side)]
 
 
 def build() -> dict:
     out = {"machine": _machine(), "sweeps": []}
-    for l0_name, reg_name in PAIRS:
-        l0_root, reg_root = HERE / l0_name, HERE / reg_name
+    for l0_name, reg_name in PAIRS + tuple((name, None) for name in SINGLE):
+        l0_root = HERE / l0_name
+        reg_root = HERE / reg_name if reg_name else None
         if not (l0_root / "sweep.json").is_file():
             continue
         rec = read_json(l0_root / "sweep.json")
-        reg_rec = read_json(reg_root / "sweep.json") if (reg_root / "sweep.json").is_file() else None
+        reg_rec = read_json(reg_root / "sweep.json") if reg_root and (reg_root / "sweep.json").is_file() else None
         rows = []
         for cell in rec["cells"]:
             d0 = l0_root / cell["dir"]
@@ -143,9 +160,9 @@ def build() -> dict:
             if s0 is None or not is_lambda0_folder(d0):
                 continue
             m = s0["config"]["model"]
-            row = {"cell": cell["name"], "K": m["K"], "n": m["n"], "d": m["d"], "L": m["L"],
+            row = {"cell": cell["name"], "K": m["K"], "n": m["n"], "d": m["d"], "L": m["L"], "init": s0["config"]["init"],
                    "lambda0": lambda0_side(d0, s0), "reg": None, "paired": None}
-            dr = reg_root / "cells" / cell["name"]
+            dr = reg_root / "cells" / cell["name"] if reg_root else None
             sr = _finished(dr, n) if reg_rec is not None else None
             if sr is not None:
                 row["reg"] = reg_side(dr, sr)
@@ -167,7 +184,7 @@ def markdown(rep: dict) -> str:
              "The 2×2 tables and paired differences (Newcombe's interval) are over the starts certified in both "
              "regimes. " + PROVENANCE, ""]
     for sw in rep["sweeps"]:
-        lines += [f"## {sw['lambda0']} / {sw['reg']}", "",
+        lines += [f"## {sw['lambda0']}" + (f" / {sw['reg']}" if sw["reg"] else " (λ = 0 only)"), "",
                   "| cell | λ=0: certified (by rule; not certified) | NC at λ=0 | λ=0 labels | λ=2⁻¹⁰: certified | DNC at λ=2⁻¹⁰ "
                   "| 2×2 (both, NC only, DNC only, neither; n) | NC − DNC, paired (95%) | wall λ=0 / λ=2⁻¹⁰ |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -194,6 +211,13 @@ def markdown(rep: dict) -> str:
             ds = "; ".join(f"{x['label']} γ={x['gamma']:.9g} ({x['gamma_over_nc']:.4f}·γ_NC, rank {x['z_rank']}) "
                            f"×{x['count']}" for x in a["directions"])
             lines.append(f"* {r['cell']} (γ_NC = {a['gamma_nc_closed_form']:.9g}): {ds}")
+        lines += ["", "Per start (seconds of descent / margin flow / decision, each batch's time shared over its starts; "
+                  "at most how many descent and "
+                  "margin-flow steps; the end is decided after them, not by a tolerance): " + "; ".join(
+                      f"{r['cell']} {r['lambda0']['per_start_s']['descent_s']:.2f} / "
+                      f"{r['lambda0']['per_start_s']['continue_s']:.2f} / {r['lambda0']['per_start_s']['decide_s']:.2f} s, "
+                      f"{r['lambda0']['steps_per_start']['descent']} + {r['lambda0']['steps_per_start']['margin_flow']} steps"
+                      for r in sw["cells"])]
         lines += ["", "Dynamics: " + "; ".join(sorted({r['lambda0']['dynamics'] for r in sw["cells"]}))
                   + " (λ = 0, rule " + ", ".join(sorted({r['lambda0']['rule'] for r in sw["cells"]})) + ")",
                   "Dynamics at λ = 2⁻¹⁰: " + "; ".join(sorted({r['reg']['dynamics'] for r in sw["cells"] if r["reg"]})),
@@ -208,11 +232,11 @@ def markdown(rep: dict) -> str:
         lg = read_json(longer)
         lines += ["## The discordant starts with 10× longer GD (`python data/sweeps/lambda0_longer.py`)", ""]
         for c in lg["cells"]:
-            lines.append(f"* lambda0-depth {c['cell']}: {c['same_label']} of {len(c['starts'])} starts that reach NC at "
+            lines.append(f"* {c.get('sweep', 'lambda0-depth')} {c['cell']}: {c['same_label']} of {len(c['starts'])} starts that reach NC at "
                          f"λ = 0 and pairs at λ = 2⁻¹⁰ certify at the same label again after {c['dynamics']} "
                          f"({c['wall_time_s']:.0f} s); starts {c['starts']}")
         for c in lg.get("first", []):
-            lines.append(f"* lambda0-depth {c['cell']}, the first {len(c['starts'])} certified starts: {c['same_label']} "
+            lines.append(f"* {c.get('sweep', 'lambda0-depth')} {c['cell']}, the first {len(c['starts'])} certified starts: {c['same_label']} "
                          f"certify at the same label after the same 10× longer GD ({c['wall_time_s']:.0f} s)")
         lines.append("")
     return "\n".join(lines)
