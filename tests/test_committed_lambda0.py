@@ -66,6 +66,15 @@ def gamma_pairs_self(K, n, L, p):
     return 1.0 / ((L + 1) * total) ** ((L + 1) / 2)
 
 
+def gamma_subsets(m, j, n, L):
+    """K = C(m, j) classes at the j-subsets of an m-set, Z̄_ST ∝ |S∩T| − j²/m: an orthogonal
+    projector (times σ = K·j(m−j)/(m(m−1))) of rank m − 1 whose smallest margin, against the
+    subsets sharing j − 1 elements, is 1/σ; at unit margin m − 1 singular values σ√n."""
+    K = math.comb(m, j)
+    sigma = K * j * (m - j) / m / (m - 1)
+    return 1.0 / ((L + 1) * (m - 1) * (sigma * math.sqrt(n)) ** (2 / (L + 1))) ** ((L + 1) / 2)
+
+
 def pairs_self_label(label, K):
     """(p, s) of a label "p×pair+s×self" (m× left out for 1), or None."""
     parts = str(label).split("+")
@@ -111,6 +120,9 @@ def test_the_formulas_here_are_those_of_small_cases():
     # K = 10, 4 pairs + 2 alone, L = 2: singular values 2 (×4), 1, √0.8
     assert gamma_pairs_self(10, 1, 2, 4) == pytest.approx((3 * (4 * 2 ** (2 / 3) + 1 + 0.8 ** (1 / 3))) ** -1.5, rel=1e-14)
     assert pairs_self_label("4×pair+2×self", 10) == (4, 2) and pairs_self_label("pair+8×self", 10) == (1, 8)
+    # subsets(m, 1) is NC; subsets(5, 2): σ = 3, four singular values 3 at unit margin
+    assert gamma_subsets(4, 1, 1, 3) == pytest.approx(gamma_nc(4, 1, 3), rel=1e-14)
+    assert gamma_subsets(5, 2, 1, 3) == pytest.approx((4 * 4 * 3 ** 0.5) ** -2, rel=1e-14)
     for L in (1, 2, 3, 4):
         assert gamma_pairs(4, 1, L) == pytest.approx(1 / (2 * (2 * (L + 1)) ** ((L + 1) / 2)), rel=1e-14)
     for K in (4, 10):
@@ -141,6 +153,10 @@ def test_stored_directions_have_their_gamma_and_closed_form(cell):
             assert g == pytest.approx(gamma_nc(K, n, L), rel=1e-10), i
         elif r["label"] == "pairs" and K % 2 == 0:
             assert g == pytest.approx(gamma_pairs(K, n, L), rel=1e-10), i
+        elif str(r["label"]).startswith("subsets("):
+            m, j = (int(v) for v in r["label"][len("subsets("):-1].split(","))
+            assert math.comb(m, j) == K, r["label"]
+            assert g == pytest.approx(gamma_subsets(m, j, n, L), rel=1e-10), i
         elif pairs_self_label(r["label"], K) is not None:
             assert g == pytest.approx(gamma_pairs_self(K, n, L, pairs_self_label(r["label"], K)[0]), rel=1e-10), i
 

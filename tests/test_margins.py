@@ -346,6 +346,26 @@ def test_pairs_and_classes_alone_code_margin(K, n, L):
             assert brute == pytest.approx(gamma_pairs(K, n, L), rel=1e-12)
 
 
+@pytest.mark.parametrize("m,j,n,L", [(5, 2, 1, 2), (5, 2, 1, 3), (5, 2, 2, 4), (6, 2, 1, 3), (4, 1, 3, 2)])
+def test_subsets_code_margin(m, j, n, L):
+    """The code of the j-subsets of an m-set, built here from |S∩T| (centred by j²/m, the Gram of
+    the centred indicator vectors), scaled to unit margin by its own smallest margin; γ by brute
+    force (numpy's SVD of Z̄ ⊗ 1_nᵀ) against the closed form; j = 1 is NC."""
+    import itertools
+
+    subsets = list(itertools.combinations(range(m), j))
+    K = len(subsets)
+    Zb = np.array([[len(set(a) & set(b)) - j * j / m for b in subsets] for a in subsets], float)
+    marg = np.diag(Zb)[None, :] - Zb
+    Zb = Zb / marg[~np.eye(K, dtype=bool)].min()
+    sv = np.linalg.svd(np.kron(Zb, np.ones((1, n))), compute_uv=False)
+    sv = sv[sv > 1e-10]
+    brute = ((L + 1) * np.sum(sv ** (2 / (L + 1)))) ** (-(L + 1) / 2)
+    assert mg.subsets_code_margin(m, j, n, L) == pytest.approx(brute, rel=1e-12)
+    if j == 1:
+        assert brute == pytest.approx(gamma_nc(K, n, L), rel=1e-12)
+
+
 def test_a_balanced_pairs_and_alone_code_is_labelled_and_certified():
     """K = 10, L = 2: the balanced point of 4 pairs + 2 classes alone reads as "4×pair+2×self"
     (the centred reading of the structure table), is a KKT point at its closed-form γ, and the

@@ -729,3 +729,18 @@ def pairs_self_code_margin(K: int, n: int, L: int, p: int) -> float:
     if s:
         total += (s - 1) * n ** (e / 2) + (n * (1 - s / K)) ** (e / 2)
     return float(((L + 1) * total) ** (-(L + 1) / 2))
+
+
+def subsets_code_margin(m: int, j: int, n: int, L: int) -> float:
+    """γ of the subsets(m, j) code (:class:`landscape.analysis.theory.BlockType`): K = C(m, j)
+    classes at the j-subsets S of an m-set, class-mean logits ∝ M̂, M̂_ST = (|S∩T| − j²/m)/σ with
+    σ = K·j(m − j)/(m(m − 1)), an orthogonal projector of rank m − 1. A class's margin against T is
+    (j − |S∩T|)/σ, least (1/σ) against the subsets that share j − 1 elements, so σM̂ has min margin
+    1 and m − 1 singular values σ, and Z = σM̂ ⊗ 1_nᵀ has them σ√n:
+    γ = ((L+1)(m − 1)(σ√n)^{2/(L+1)})^{−(L+1)/2}. j = 1 is NC (σ = 1); subsets(5, 2) (K = 10, the
+    edges of K₅, σ = 3, rank 4) has γ/γ_NC = (9/(4·3^{2/(L+1)}))^{(L+1)/2}: 1.125 at L = 2, 1.6875 at L = 3."""
+    K = math.comb(m, j)
+    if not (m >= 2 and 1 <= j < m):
+        raise ValueError(f"subsets(m={m}, j={j}) needs 1 ≤ j < m")
+    sigma = K * j * (m - j) / m / (m - 1)
+    return float(((L + 1) * (m - 1) * (sigma * math.sqrt(n)) ** (2.0 / (L + 1))) ** (-(L + 1) / 2))

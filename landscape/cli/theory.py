@@ -335,13 +335,15 @@ def run(args: argparse.Namespace) -> int:
 def _lambda0(spec, as_json: bool) -> int:
     """λ = 0 (MODEL.md §11): the closed-form normalised margins γ = min margin / ‖θ‖^{L+1} of the NC
     simplex code, the pairs code and the centred codes of p pairs and s = K − 2p classes alone
-    between them, at their balanced factorisations (:func:`landscape.analysis.margins.nc_code_margin`,
+    between them, and the subsets(m, j) codes of K = C(m, j) classes, at their balanced
+    factorisations (:func:`landscape.analysis.margins.nc_code_margin`,
     :func:`~landscape.analysis.margins.pairs_code_margin`,
-    :func:`~landscape.analysis.margins.pairs_self_code_margin`), largest γ first after NC and pairs."""
+    :func:`~landscape.analysis.margins.pairs_self_code_margin`,
+    :func:`~landscape.analysis.margins.subsets_code_margin`), largest γ first after NC and pairs."""
     import json
 
     from ..analysis import margins as mg
-    from ..analysis.theory import pattern_name
+    from ..analysis.theory import block_types, pattern_name
 
     K, n, L = spec.K, spec.n, spec.L
     nc = mg.nc_code_margin(K, n, L)
@@ -356,6 +358,10 @@ def _lambda0(spec, as_json: bool) -> int:
         label = "pairs" if s_ == 1 else pattern_name([2] * p, self_singletons=s_)
         mixed.append((f"{p} pair{'s' if p > 1 else ''} + {s_} alone", label, p + s_ - 1 + (s_ < K), mg.pairs_self_code_margin(K, n, L, p),
                       "((L+1)[p(2√n)^(2/(L+1)) + (s−1)n^(1/(L+1)) + (n(1−s/K))^(1/(L+1))])^(−(L+1)/2)"))
+    for bt in block_types(K):   # one subsets(m, j) block of all K = C(m, j) classes
+        if bt.j >= 2:
+            mixed.append((f"{K} classes at the {bt.j}-subsets of {bt.m}", bt.name, bt.m - 1,
+                          mg.subsets_code_margin(bt.m, bt.j, n, L), "((L+1)(m−1)(σ√n)^(2/(L+1)))^(−(L+1)/2)"))
     rows += sorted(mixed, key=lambda r: -r[3])
     best = max(rows, key=lambda r: r[3])
     if as_json:
@@ -368,9 +374,9 @@ def _lambda0(spec, as_json: bool) -> int:
           "point of min ‖θ‖² s.t. every margin ≥ 1 (MODEL.md §11)")
     print("normalised margin γ = min margin / ‖θ‖^{L+1} at the code's balanced factorisation (the centred codes: p "
           "classes pairs, s = K − 2p classes alone, landscape.analysis.margins.pairs_self_code):")
-    print(f"{'code':<20} {'label':<16} {'rank':>4} {'γ':>22} {'γ/γ_NC':>8}")
+    print(f"{'code':<34} {'label':<16} {'rank':>4} {'γ':>22} {'γ/γ_NC':>8}")
     for c, lab, r, g, f in rows:
-        print(f"{c:<20} {lab:<16} {r:>4} {g:>22.15g} {g / nc:>8.4f}" + (f"   {f}" if lab in ("DNC", "pairs") else ""))
+        print(f"{c:<34} {lab:<16} {r:>4} {g:>22.15g} {g / nc:>8.4f}" + (f"   {f}" if lab in ("DNC", "pairs") else ""))
     print(f"the largest margin among these: {best[0]} (γ/γ_NC = {best[3] / nc:.6g}) at L={L} (the global "
           "max-margin direction is not necessarily one of them)")
     return 0

@@ -390,6 +390,8 @@ def decide(cfg: StudyConfig, theta_end: np.ndarray, theta_mid: np.ndarray | None
 # ----- the study -----------------------------------------------------------------------------------
 #: The label of a centred code of p pairs and s classes alone (landscape.analysis.theory.pattern_name).
 _PAIRS_SELF = re.compile(r"^(?:(\d+)×)?pair\+(?:(\d+)×)?self$")
+#: The label of one subsets(m, j) block holding every class (landscape.analysis.theory.BlockType).
+_SUBSETS = re.compile(r"^subsets\((\d+),(\d+)\)$")
 
 
 def pairs_self_counts(K: int, label: str) -> tuple[int, int] | None:
@@ -408,8 +410,9 @@ def pairs_self_counts(K: int, label: str) -> tuple[int, int] | None:
 
 def closed_form(spec, label: str) -> tuple[str, float] | None:
     """(name, γ) of the closed form a label has, or None: NC for DNC, the pairs code for pairs
-    (even K), and the centred code of p pairs and s classes alone for "p×pair+s×self" and odd-K
-    pairs (:func:`landscape.analysis.margins.pairs_self_code_margin`)."""
+    (even K), the centred code of p pairs and s classes alone for "p×pair+s×self" and odd-K
+    pairs (:func:`landscape.analysis.margins.pairs_self_code_margin`), and one subsets(m, j) block
+    of all K = C(m, j) classes (:func:`landscape.analysis.margins.subsets_code_margin`)."""
     K, n, L = spec.K, spec.n, spec.L
     if label == DNC.name:
         return "nc_code_margin", mg.nc_code_margin(K, n, L)
@@ -418,6 +421,10 @@ def closed_form(spec, label: str) -> tuple[str, float] | None:
     ps = pairs_self_counts(K, label)
     if ps is not None:
         return f"pairs_self_code_margin(p={ps[0]})", mg.pairs_self_code_margin(K, n, L, ps[0])
+    sub = _SUBSETS.match(str(label))
+    if sub is not None and math.comb(int(sub.group(1)), int(sub.group(2))) == K:
+        m, j = int(sub.group(1)), int(sub.group(2))
+        return f"subsets_code_margin(m={m}, j={j})", mg.subsets_code_margin(m, j, n, L)
     return None
 
 
