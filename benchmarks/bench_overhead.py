@@ -26,7 +26,9 @@ from pathlib import Path
 
 import torch
 
+import landscape.study.points as points_module
 import landscape.study.run as run_module
+import landscape.study.work as work_module
 from landscape.study.config import load_study
 
 
@@ -54,8 +56,9 @@ def main() -> None:
                  "connect.max_pairs=0", "name=overhead", *args.set]
     cfg = load_study(overrides=overrides)
     spent = {"engines": 0.0, "analysis": 0.0}
-    run_module.run_pipeline = timed(run_module.run_pipeline, spent, "engines")
-    run_module.analyse_point = timed(run_module.analyse_point, spent, "analysis")
+    run_module.run_pipeline = timed(run_module.run_pipeline, spent, "engines")     # resumed descents
+    work_module.run_pipeline = timed(work_module.run_pipeline, spent, "engines")   # the trajectories
+    points_module.analyse_point = timed(points_module.analyse_point, spent, "analysis")   # the registry analyses
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         summary = run_module.run_study(cfg, Path(tmp) / "study", progress=False)
