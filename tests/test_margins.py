@@ -318,6 +318,19 @@ def test_polish_at_the_used_width_keeps_the_second_order_test_at_full_width():
     assert_close(mg.logits(narrow.shape, narrow.theta), mg.logits(spec, th), rtol=1e-14)
 
 
+def smallest_code_margin(Zb):
+    """min over classes c and c' ≠ c of Z̄[c, c] − Z̄[c', c] (column c: class c's logits)."""
+    marg = np.diag(Zb)[None, :] - Zb
+    return marg[~np.eye(Zb.shape[0], dtype=bool)].min()
+
+
+def brute_force_gamma(Zb, n, L):
+    """γ of a unit-margin code: ((L+1)Σσ^{2/(L+1)})^{−(L+1)/2} over numpy's singular values of Z̄ ⊗ 1_nᵀ."""
+    sv = np.linalg.svd(np.kron(Zb, np.ones((1, n))), compute_uv=False)
+    sv = sv[sv > 1e-10]
+    return ((L + 1) * np.sum(sv ** (2 / (L + 1)))) ** (-(L + 1) / 2)
+
+
 @pytest.mark.parametrize("K,n,L", [(10, 1, 2), (10, 2, 3), (6, 1, 4), (5, 3, 2)])
 def test_pairs_and_classes_alone_code_margin(K, n, L):
     """The centred code of p pairs and s = K − 2p classes alone, built here: a paired class's
@@ -334,11 +347,8 @@ def test_pairs_and_classes_alone_code_margin(K, n, L):
             Zb[:, c] = -1.0 / K
             Zb[c, c] = 1.0 - 1.0 / K
         assert_close(mg.pairs_self_code(K, p), Zb, atol=1e-15)
-        marg = Zb[np.arange(K), np.arange(K)][None, :] - Zb
-        assert marg[~np.eye(K, dtype=bool)].min() == pytest.approx(1.0, abs=1e-14)
-        sv = np.linalg.svd(np.kron(Zb, np.ones((1, n))), compute_uv=False)
-        sv = sv[sv > 1e-10]
-        brute = ((L + 1) * np.sum(sv ** (2 / (L + 1)))) ** (-(L + 1) / 2)
+        assert smallest_code_margin(Zb) == pytest.approx(1.0, abs=1e-14)
+        brute = brute_force_gamma(Zb, n, L)
         assert mg.pairs_self_code_margin(K, n, L, p) == pytest.approx(brute, rel=1e-12)
         if p == 0:
             assert brute == pytest.approx(gamma_nc(K, n, L), rel=1e-12)
@@ -356,11 +366,7 @@ def test_subsets_code_margin(m, j, n, L):
     subsets = list(itertools.combinations(range(m), j))
     K = len(subsets)
     Zb = np.array([[len(set(a) & set(b)) - j * j / m for b in subsets] for a in subsets], float)
-    marg = np.diag(Zb)[None, :] - Zb
-    Zb = Zb / marg[~np.eye(K, dtype=bool)].min()
-    sv = np.linalg.svd(np.kron(Zb, np.ones((1, n))), compute_uv=False)
-    sv = sv[sv > 1e-10]
-    brute = ((L + 1) * np.sum(sv ** (2 / (L + 1)))) ** (-(L + 1) / 2)
+    brute = brute_force_gamma(Zb / smallest_code_margin(Zb), n, L)
     assert mg.subsets_code_margin(m, j, n, L) == pytest.approx(brute, rel=1e-12)
     if j == 1:
         assert brute == pytest.approx(gamma_nc(K, n, L), rel=1e-12)
