@@ -29,7 +29,7 @@ from landscape.study.sweep import cell_end_labels  # noqa: E402
 
 #: (λ = 0 sweep, λ = 2⁻¹⁰ sweep of the same cells and starts), folders under data/sweeps.
 PAIRS = (("lambda0-depth", "lambda0-depth-reg"), ("lambda0-width", "lambda0-width-reg"),
-         ("lambda0-depth-k10", "lambda0-depth-k10-reg"))
+         ("lambda0-depth-k10", "lambda0-depth-k10-reg"), ("lambda0-depth-k10-long", "lambda0-depth-k10-reg"))
 NC = "DNC"
 #: What produced the committed cells (the summaries carry versions, not commits).
 PROVENANCE = ("Code: lambda0-depth and lambda0-depth-reg (GD lr 0.25) at commit c0ca14a with the λ = 0 preset "
