@@ -404,11 +404,10 @@ def _slsqp(sh: MarginShape, th: np.ndarray, maxiter: int) -> np.ndarray:
     return np.asarray(res.x, dtype=np.float64)
 
 
-def _used_units(sh: MarginShape, th: np.ndarray) -> list[np.ndarray]:
-    """Per interface l = 1..L, the hidden units j that θ uses: row j of F_{l−1} or column j of F_l
-    not exactly zero."""
-    F = factors(sh, th)
-    return [np.flatnonzero(np.any(F[l - 1] != 0, axis=1) | np.any(F[l] != 0, axis=0)) for l in range(1, sh.L + 1)]
+def _used_units(F: list[np.ndarray]) -> list[np.ndarray]:
+    """Per interface l = 1..L of the factors F, the hidden units j in use: row j of F_{l−1} or
+    column j of F_l not exactly zero."""
+    return [np.flatnonzero(np.any(F[l - 1] != 0, axis=1) | np.any(F[l] != 0, axis=0)) for l in range(1, len(F))]
 
 
 class _Compact(NamedTuple):
@@ -454,14 +453,13 @@ def compact_width(shape, theta) -> _Compact | None:
     length w, the full-width unit of each narrow unit at interfaces 1 … L) and θ in that shape
     (``shape.P``,)."""
     sh = as_shape(shape)
-    th = _theta(sh, theta)
-    used = _used_units(sh, th)
+    F = factors(sh, theta)
+    used = _used_units(F)
     w = max(1, max(u.size for u in used))
     if w >= sh.d:
         return None
     units = [np.concatenate([u, np.setdiff1d(np.arange(sh.d), u)[:w - u.size]]) for u in used]
     small = MarginShape(sh.K, sh.n, w, sh.L)
-    F = factors(sh, th)
     Fs = [F[0][units[0], :]] + [F[l][np.ix_(units[l], units[l - 1])] for l in range(1, sh.L)] + [F[sh.L][:, units[-1]]]
     return _Compact(small, units, np.concatenate([f.reshape(-1) for f in Fs]))
 

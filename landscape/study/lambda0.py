@@ -285,11 +285,11 @@ class Polished:
         return self.cert.gamma >= self.gamma_end * (1 - GAMMA_ROUNDOFF)
 
 
-def read_and_polish(cfg: StudyConfig, theta: np.ndarray) -> Polished:
-    """Steps 3–4 of the module docstring for one separated end θ (P,): the normalised point, its
-    support and label, and the polished direction (Newton; SLSQP first where Newton reaches a
-    saddle of the margin, a lower γ, or no KKT point)."""
-    spec, st = cfg.model, cfg.lambda0
+def read_and_polish(spec, st, analysis, theta: np.ndarray) -> Polished:
+    """Steps 3–4 of the module docstring for one separated end θ (P,) of the model ``spec``, with
+    the ``[lambda0]`` settings ``st`` and the ``[analysis]`` settings ``analysis`` of a study: the
+    normalised point, its support and label, and the polished direction (Newton; SLSQP first where
+    Newton reaches a saddle of the margin, a lower γ, or no KKT point)."""
     m = mg.margins(spec, theta).reshape(-1)
     Z = mg.logits(spec, theta)
     Z = Z - Z.mean(axis=0, keepdims=True)   # the margins are those of Z; 1ᵀZ → 0 in direction (docstring)
@@ -297,7 +297,7 @@ def read_and_polish(cfg: StudyConfig, theta: np.ndarray) -> Polished:
     gamma_end = mg.normalised_margin(spec, tb)
     s_end = np.flatnonzero(m / m.min() <= 1.0 + st.support_rtol)
     label_end = _label(spec, tb, pattern_rtol=st.label_rtol, collapse_tol=st.label_rtol,
-                       rank_rtol=cfg.analysis.rank_rtol, zero_atol=cfg.analysis.zero_atol)
+                       rank_rtol=analysis.rank_rtol, zero_atol=analysis.zero_atol)
     newton_tol = st.kkt_tol / 10
     th, cert = mg.polish_direction(spec, tb, tol=newton_tol, support_rtol=st.support_rtol)
     so = mg.second_order(spec, th, cert.support, cert.multipliers, st.curvature_tol)
@@ -316,7 +316,7 @@ def read_and_polish(cfg: StudyConfig, theta: np.ndarray) -> Polished:
                 or cert.residual > st.kkt_tol >= cert2.residual:
             th, cert, so = th2, cert2, so2
             how = f"{cert2.polish['stage']} (Newton alone reached a lower or saddle KKT point)"
-    label = _label(spec, th, **cfg.analysis.structure_kwargs())
+    label = _label(spec, th, **analysis.structure_kwargs())
     return Polished(tb, gamma_end, s_end, label_end, th, cert, so, label, how)
 
 
@@ -343,7 +343,7 @@ def decide(cfg: StudyConfig, theta_end: np.ndarray, theta_mid: np.ndarray | None
         return done(Outcome.NOT_SEPARATED, f"smallest margin {mmin:.3g} ≤ 0 at the end")
     rec["gamma_raw_end"] = mg.normalised_margin(spec, theta_end)
     try:
-        p = read_and_polish(cfg, theta_end)
+        p = read_and_polish(spec, st, cfg.analysis, theta_end)
     except POLISH_ERRORS as exc:
         return done(Outcome.KKT_UNCONVERGED, f"the polish failed: {type(exc).__name__}: {exc}")
     cert, so, label = p.cert, p.second, p.label
@@ -374,7 +374,7 @@ def decide(cfg: StudyConfig, theta_end: np.ndarray, theta_mid: np.ndarray | None
             or not mg.margins(spec, theta_mid).min() > 0:
         return done(Outcome.DIRECTION_UNSETTLED, why, p.theta)
     try:
-        q = read_and_polish(cfg, theta_mid)
+        q = read_and_polish(spec, st, cfg.analysis, theta_mid)
     except POLISH_ERRORS as exc:
         return done(Outcome.DIRECTION_UNSETTLED, f"{why}; the polish from the flow's midpoint failed ({type(exc).__name__})",
                     p.theta)

@@ -204,14 +204,6 @@ class LambdaLimit:
         return out
 
 
-class _PolishConfig:
-    """What :func:`landscape.study.lambda0.read_and_polish` reads of a study configuration: the
-    model, its ``[lambda0]`` and ``[analysis]`` settings."""
-
-    def __init__(self, model, lambda0, analysis):
-        self.model, self.lambda0, self.analysis = model, lambda0, analysis
-
-
 def _targets(lam0: float, floor: float, ratio: float) -> list[float]:
     out, lam = [], lam0
     while True:
@@ -312,7 +304,7 @@ def continue_to_limit(spec: ModelSpec, theta, *, floor: float = 1e-12, ratio: fl
         res.end += f"; the last point does not separate the classes (min margin {res.path[-1]['min_margin']:.3g})"
         return res
     try:
-        pol = l0.read_and_polish(_PolishConfig(spec64, st, an), th_end)
+        pol = l0.read_and_polish(spec64, st, an, th_end)
     except l0.POLISH_ERRORS as exc:
         res.end += f"; the λ = 0 polish of the last point failed ({type(exc).__name__}: {exc})"
         res.disagreement = "no limit: the polish failed"
