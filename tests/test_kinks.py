@@ -217,3 +217,50 @@ def test_a_failed_svd_in_the_polish_refuses_the_row_and_keeps_the_batch(monkeypa
     assert h.ok.tolist() == [False, True]
     assert "least-squares solve failed" in h.reason[0] and "SVD" in h.reason[0]
     assert h.loss[1] == pytest.approx(dnc.loss, abs=1e-12)
+
+
+def test_concave_kinks_are_strict_entries_with_a_negative_signal_and_an_independent_row():
+    """ReLU's kink under an outgoing signal δ < 0 is concave: with s strictly inside (0, 1) both
+    one-sided rates, δ(1 − s) and s·δ, are negative. Built by hand: entry 0 (δ = −1, s = 0.5, its
+    row independent) is concave; entry 1 (δ > 0) and entry 2 (s at the bound 0) are not; and entry
+    0 stops being concave once another entry repeats its row (it can no longer move alone)."""
+    from landscape.analysis.kinks import ClarkeMultipliers, concave_kinks
+    rng = np.random.default_rng(0)
+    J = rng.standard_normal((3, 6))
+    delta = np.array([-1.0, 2.0, -0.5])
+    s = np.array([0.5, 0.5, 0.0])
+    weak = np.array([False, False, True])
+    cl = ClarkeMultipliers(s, delta, 0.0, 2, 1, 0, np.zeros(3, bool), weak)
+    assert concave_kinks(J, cl).tolist() == [True, False, False]
+    # one-sided rates from the multipliers μ = −s∘δ: on side μ + δ, off side −μ
+    mu = -s * delta
+    assert mu[0] + delta[0] < 0 and -mu[0] < 0 and not (mu[1] + delta[1] < 0 or -mu[1] < 0)
+    J2 = np.vstack([J, 2.0 * J[0]])
+    cl2 = ClarkeMultipliers(np.append(s, 0.5), np.append(delta, 1.0), 0.0, 3, 1, 0, np.zeros(4, bool), np.append(weak, False))
+    assert not concave_kinks(J2, cl2)[0]
+
+
+def test_clarke_multipliers_fall_back_when_bvls_returns_nan(monkeypatch):
+    """scipy's BVLS can divide by zero on a rank-deficient system and return NaN: the test then
+    solves the same bounded problem by the trust-region reflective method (same residual at the
+    ReLU DNC point, ≤ 1e-12), and a NaN residual is never read as stationary."""
+    from scipy.optimize import lsq_linear as real
+    from landscape.analysis import kinks
+    spec = _spec("ce")
+    th = frame_dnc_point(spec, member_dnc(spec)[-1].scale)
+    aset = active_set(spec, th)
+    methods = []
+
+    def nan_bvls(A, b, **kw):
+        methods.append(kw["method"])
+        sol = real(A, b, **kw)
+        if kw["method"] == "bvls":
+            sol.x = np.full_like(sol.x, np.nan)
+        return sol
+
+    monkeypatch.setattr(kinks, "lsq_linear", nan_bvls)
+    cl = clarke_multipliers(spec, th, aset)
+    assert methods == ["bvls", "trf"] and cl.residual <= 1e-12 and np.all((cl.s >= 0) & (cl.s <= 1))
+    assert cl.stationary_within(1e-8)
+    cl.residual = float("nan")
+    assert not cl.stationary_within(1e-8)

@@ -21,7 +21,8 @@ pre-activations H_l = W_{l−1}σ(H_{l−1}), l = 2..L (``pre[1:]`` of
   ∇f₀ + Σ_a s_a δ_a ∇H_a with s_a ∈ {0, 1}; θ is Clarke-stationary iff
   min_{s∈[0,1]^A} ‖∇f₀ + Jᵀ diag(δ) s‖ = 0, one bounded least-squares solve
   (:func:`scipy.optimize.lsq_linear`). Multipliers strictly inside (0, 1) are *strongly* active:
-  moving the entry either way raises the loss at first order. At 0 or 1, or with δ_a = 0
+  with δ_a > 0, moving the entry either way raises the loss at first order; with δ_a < 0 the kink
+  is concave and both sides lower it (:func:`concave_kinks`: a saddle). At 0 or 1, or with δ_a = 0
   (*degenerate*), the first order leaves one or both sides to the second order.
 * **Dead units**: a hidden unit whose whole row of H_l is active has, at a critical point, zero
   incoming row and outgoing column (their gradients are λ times themselves). Switching it on along
@@ -366,6 +367,10 @@ class ClarkeMultipliers:
     degenerate_mask: np.ndarray = field(repr=False, default=None)
     weak_mask: np.ndarray = field(repr=False, default=None)
 
+    def stationary_within(self, tol: float) -> bool:
+        """The residual is finite and ≤ ``tol`` (a NaN residual is never stationary)."""
+        return bool(np.isfinite(self.residual) and self.residual <= tol)
+
 
 def output_signals(spec: ModelSpec, theta, aset: ActiveSet) -> list[np.ndarray]:
     """δ per ReLU layer (d, N): ∂f₀/∂σ(H_l), the signal arriving at each entry's output."""
@@ -387,12 +392,37 @@ def clarke_multipliers(spec: ModelSpec, theta, aset: ActiveSet, parts=None) -> C
         return ClarkeMultipliers(np.zeros(0), delta, float(np.linalg.norm(g)), 0, 0, 0, np.zeros(0, bool), np.zeros(0, bool))
     G = J.T * delta[None, :]
     sol = lsq_linear(G, -g, bounds=(0.0, 1.0), method="bvls", tol=1e-14, lsmr_tol=None)
+    if not np.all(np.isfinite(sol.x)):
+        # scipy's BVLS divides by zero on some rank-deficient G (seen at a ReLU CE end with 68 active
+        # entries and rank 44): the trust-region reflective method solves the same bounded problem
+        sol = lsq_linear(G, -g, bounds=(0.0, 1.0), method="trf", tol=1e-14, lsq_solver="exact")
     s = np.clip(sol.x, 0.0, 1.0)
     resid = float(np.linalg.norm(g + G @ s))
     scale = max(float(np.abs(delta).max(initial=0.0)), 1e-300)
     degen = np.abs(delta) <= MULTIPLIER_TOL * scale
     weak = ~degen & ((s <= MULTIPLIER_TOL) | (s >= 1 - MULTIPLIER_TOL))
     return ClarkeMultipliers(s, delta, resid, int((~degen & ~weak).sum()), int(weak.sum()), int(degen.sum()), degen, weak)
+
+
+def concave_kinks(J: np.ndarray, cl: ClarkeMultipliers) -> np.ndarray:
+    """Held entries whose kink is a first-order descent on both sides: (|A|,) bool. An entry with
+    outgoing signal δ_a < 0 and multiplier s_a strictly inside (0, 1), whose row of J is
+    independent of the other rows (so s_a is unique and h_a can move alone, the others held),
+    changes the loss at rate δ_a(1 − s_a) < 0 into its on side and s_a·δ_a < 0 into its off side:
+    ReLU's convex kink under a negative signal is a concave one, and the point is no minimum."""
+    scale = max(float(np.abs(cl.delta).max(initial=0.0)), 1e-300)
+    cand = ~cl.degenerate_mask & ~cl.weak_mask & (cl.delta < -MULTIPLIER_TOL * scale)
+    out = np.zeros(cl.delta.size, dtype=bool)
+    for a in np.nonzero(cand)[0].tolist():
+        others = np.delete(J, a, axis=0)
+        row = J[a]
+        if others.shape[0]:
+            coef = lstsq(others.T, row, cond=RANK_RTOL, lapack_driver="gelsd")[0]
+            left = float(np.linalg.norm(row - others.T @ coef))
+        else:
+            left = float(np.linalg.norm(row))
+        out[a] = left > 1e-8 * max(float(np.linalg.norm(row)), 1e-300)
+    return out
 
 
 def dead_units(aset: ActiveSet) -> list[np.ndarray]:
@@ -518,8 +548,12 @@ def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
         dm = dead_units(aset)
         in_dead = np.array([l in decided_layers and dm[l][j] for l, j, _ in aset.index()])
     undecided = int(((cl.weak_mask | cl.degenerate_mask) & ~in_dead).sum()) if aset.size else 0
-    if cl.residual > clarke_tol:
+    concave = int(concave_kinks(J, cl).sum()) if aset.size else 0
+    if not cl.stationary_within(clarke_tol):
         kind, reason = "not stationary", f"bounded least-squares residual {cl.residual:.3g} > {clarke_tol:g}"
+    elif concave:
+        kind, reason = "saddle", (f"{concave} active entries on a concave kink (outgoing signal δ < 0, multiplier "
+                                  "inside (0, 1)): the loss falls on both sides of it")
     elif index > 0:
         kind, reason = "saddle", f"{index} negative eigenvalue(s) of the Hessian on the kink manifold"
     elif undecided:
