@@ -22,6 +22,9 @@ uses only Z̄ up to simultaneous row/column permutation and O(d)-invariant metri
   ‖B − αS_k‖_F ≤ pattern_rtol·‖B‖_F with α = ⟨B, S_k⟩/‖S_k‖² > 0 is a ``simplex(k)`` (k = 2: a
   ``pair``); a component that is α times a subset block up to a relabelling
   (:func:`match_subset_block`, :class:`landscape.analysis.theory.BlockType`) is ``subsets(m,j)``;
+  one that is a P₁ + b P_{m/2} on some cycle of its m classes (two scales: a regular m-gon lifted
+  alternately up and down an axis, :func:`match_antiprism_block`,
+  :class:`landscape.analysis.theory.AntiprismType`) is ``antiprism(m)``;
   an isolated class is ``null`` (zero column) or ``self`` (logit only on itself); for CE, a Z̄ that
   reads as one unrecognised block is read again as a centred code, Z̄ = (I − 11ᵀ/K)·B with B's
   blocks recognised as above (:func:`read_centred_blocks`: classes alone are ``self``, e.g. the
@@ -45,7 +48,7 @@ from scipy.sparse.csgraph import connected_components
 from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from .labels import DNC, OTHER, PAIRS, ZERO
-from .theory import BlockType, block_types, pattern_name, simplex
+from .theory import AntiprismType, BlockType, block_types, pattern_name, simplex
 
 from .settings import DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL  # noqa: E402,F401
 
@@ -158,22 +161,28 @@ def layer_metrics(name: str, Hf: np.ndarray, K: int, n: int, rank_rtol: float = 
 @dataclass
 class Block:
     """One connected component of the class graph of Z̄: ``kind`` in {'simplex', 'pair', 'subsets',
-    'null', 'self', 'unrecognised'}, its ``classes`` (sorted), fitted ``scale`` α (simplex/pair: Z̄
-    block ≈ αS_k; subsets: ≈ αM̂ up to a relabelling, :class:`landscape.analysis.theory.BlockType`;
-    self: the diagonal entry), relative ``residual`` (simplex: ‖B − αS_k‖_F/‖B‖_F) and, for a
-    subset block, its ``shape`` (m, j)."""
+    'antiprism', 'null', 'self', 'unrecognised'}, its ``classes`` (sorted), fitted ``scale`` α
+    (simplex/pair: Z̄ block ≈ αS_k; subsets: ≈ αM̂ up to a relabelling,
+    :class:`landscape.analysis.theory.BlockType`; antiprism: the doubled singular value a; self: the
+    diagonal entry), relative ``residual`` (simplex: ‖B − αS_k‖_F/‖B‖_F) and, for a subset block,
+    its ``shape`` (m, j); for an antiprism block (:class:`landscape.analysis.theory.AntiprismType`)
+    ``shape`` (m,), both ``scales`` (a, b) and the classes in ``cycle`` order."""
 
     kind: str
     classes: tuple
     scale: float
     residual: float
     shape: tuple | None = None
+    scales: tuple | None = None
+    cycle: tuple | None = None
 
     @property
-    def block_type(self) -> BlockType | None:
-        """The theory's block type of a recognised simplex, pair or subset block."""
+    def block_type(self) -> BlockType | AntiprismType | None:
+        """The theory's block type of a recognised simplex, pair, subset or antiprism block."""
         if self.kind in ("simplex", "pair"):
             return BlockType(len(self.classes))
+        if self.kind == "antiprism":
+            return AntiprismType(len(self.classes))
         return BlockType(*self.shape) if self.kind == "subsets" else None
 
     def to_dict(self) -> dict:
@@ -181,6 +190,10 @@ class Block:
                "residual": json_float(self.residual)}
         if self.shape is not None:
             out["shape"] = list(self.shape)
+        if self.scales is not None:
+            out["scales"] = [json_float(x) for x in self.scales]
+        if self.cycle is not None:
+            out["cycle"] = list(self.cycle)
         return out
 
 
@@ -204,6 +217,35 @@ def match_subset_block(B: np.ndarray, rtol: float) -> tuple[BlockType, float, fl
         if res <= rtol:
             return bt, a, res
     return None
+
+
+def match_antiprism_block(B: np.ndarray, rtol: float) -> tuple[AntiprismType, tuple, float, tuple] | None:
+    """(type, (a, b), residual, cycle) when the block B (m × m, m even ≥ 4) is a P₁ + b P_{m/2} of
+    an antiprism (:class:`landscape.analysis.theory.AntiprismType`) with its classes on some cycle:
+    three non-zero eigenvalues of the symmetric part, two of them equal (a) and one (b), the rest 0;
+    the cycle is the order of the classes' angles in the plane of the doubled eigenvalue; residual
+    = max |B − template| over max(a, b) in that order, which must be ≤ ``rtol``. ``cycle``: local
+    indices into B. None when it does not fit (a = b is left out: the plane is then not defined)."""
+    m = B.shape[0]
+    if m < 4 or m % 2:
+        return None
+    ev, vec = np.linalg.eigh(0.5 * (B + B.T))
+    top = np.argsort(-np.abs(ev))[:3]
+    lead = float(np.abs(ev[top]).max())
+    if lead <= 0 or float(np.abs(np.delete(ev, top)).max(initial=0.0)) > rtol * lead:
+        return None
+    e = ev[top]
+    pairs = [(abs(e[i] - e[j]), i, j) for i in range(3) for j in range(i + 1, 3)]
+    _, i, j = min(pairs)
+    k = 3 - i - j
+    a, b = 0.5 * float(e[i] + e[j]), float(e[k])
+    if a <= 0 or b <= 0 or abs(a - b) <= rtol * lead:
+        return None
+    X = vec[:, [top[i], top[j]]]
+    cycle = tuple(int(c) for c in np.argsort(np.arctan2(X[:, 1], X[:, 0])))
+    at = AntiprismType(m)
+    res = float(np.abs(B[np.ix_(cycle, cycle)] - at.matrix((a, b))).max() / max(a, b))
+    return (at, (a, b), res, cycle) if res <= rtol else None
 
 
 def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) -> list[Block]:
@@ -231,9 +273,13 @@ def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) ->
             blocks.append(Block("pair" if k == 2 else "simplex", idx, a, res))
             continue
         sub = match_subset_block(B, pattern_rtol)
+        anti = match_antiprism_block(B, pattern_rtol) if sub is None else None
         if sub is not None:
             bt, a2, res2 = sub
             blocks.append(Block("subsets", idx, a2, res2, (bt.m, bt.j)))
+        elif anti is not None:
+            at, (a2, b2), res2, cyc = anti
+            blocks.append(Block("antiprism", idx, a2, res2, (at.m,), (a2, b2), tuple(idx[c] for c in cyc)))
         else:
             blocks.append(Block("unrecognised", idx, a, res))
     return sorted(blocks, key=lambda b: (-len(b.classes), b.classes))
@@ -280,7 +326,7 @@ def blocks_pattern(blocks: list[Block]) -> str:
     """Canonical pattern name of recognised blocks (see :func:`landscape.theory.pattern_name`)."""
     sizes = [len(b.classes) for b in blocks if b.kind in ("simplex", "pair", "null")]
     return pattern_name(sizes, sum(b.kind == "self" for b in blocks),
-                        types=[b.block_type for b in blocks if b.kind == "subsets"])
+                        types=[b.block_type for b in blocks if b.kind in ("subsets", "antiprism")])
 
 
 def describe_logits(Zbar: np.ndarray, blocks: list[Block], ranks: dict, rtol: float = DEFAULT_PATTERN_RTOL) -> dict:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
+from scipy.optimize import brentq, root
 
 from ..core.spec import ModelSpec, require_regularised
 from .labels import DNC, PAIRS, ZERO
@@ -310,32 +310,51 @@ def unimodal_level_roots(logf, level: float, increasing_start: bool = True) -> l
 
 def block_structure_loss(blocks, K: int, n: int, L: int, lam: float) -> float:
     """Loss F of a balanced block structure; ``blocks`` is a sequence of (k or :class:`BlockType`, α)
-    (k ≥ 2: simplex(k)), classes in no block being null singletons (formulas above):
-    F = Σ (size/K)·CE(α) + (K − Σ size)/K·log K + (λ(L+1)/2) Σ rank·(α√n)^{2/(L+1)}."""
-    types = [(b if isinstance(b, BlockType) else BlockType(int(b)), a) for b, a in blocks]
+    (k ≥ 2: simplex(k)) or (:class:`AntiprismType`, (a, b)), classes in no block being null
+    singletons (formulas above):
+    F = Σ (size/K)·CE(α) + (K − Σ size)/K·log K + (λ(L+1)/2) Σ Σ_i (s_i√n)^{2/(L+1)}, s_i the block's
+    singular values (α, rank times; an antiprism's a, a, b)."""
+    types = [(b if isinstance(b, (BlockType, AntiprismType)) else BlockType(int(b)), a) for b, a in blocks]
     used = sum(bt.size for bt, _ in types)
     if used > K:
         raise ValueError(f"blocks cover {used} classes: at most K={K}")
-    ce = sum(bt.size * block_type_ce(a, bt, K) for bt, a in types) + (K - used) * math.log(K)
-    reg = sum(bt.rank * (a * math.sqrt(n)) ** (2.0 / (L + 1)) for bt, a in types)
+    ce = sum(bt.size * (antiprism_ce(a, bt, K) if isinstance(bt, AntiprismType) else block_type_ce(a, bt, K))
+             for bt, a in types) + (K - used) * math.log(K)
+    reg = sum(sum((s * math.sqrt(n)) ** (2.0 / (L + 1)) for s in block_singular_values(bt, a)) for bt, a in types)
     return ce / K + 0.5 * lam * (L + 1) * reg
+
+
+def block_singular_values(bt, scale) -> tuple:
+    """Non-zero singular values of a block: α (rank times) for a :class:`BlockType`, (a, a, b) for
+    an :class:`AntiprismType` at scales (a, b)."""
+    if isinstance(bt, AntiprismType):
+        a, b = scale
+        return (float(a), float(a), float(b))
+    return (float(scale),) * bt.rank
+
+
+def is_simplex_type(bt) -> bool:
+    """Whether a block type is simplex(k) (pair for k = 2), named by its size in a pattern."""
+    return isinstance(bt, BlockType) and bt.j == 1
 
 
 def block_Zbar(K: int, blocks) -> np.ndarray:
     """Class-mean logits (K, K) of a block structure; ``blocks`` is a sequence of (classes, α) for
-    simplex blocks or (classes, α, :class:`BlockType`) (classes in the type's subset order)."""
+    simplex blocks or (classes, α, :class:`BlockType`) (classes in the type's subset order) or
+    (classes, (a, b), :class:`AntiprismType`) (classes in cycle order)."""
     Zb = np.zeros((K, K))
     for b in blocks:
         classes, a = b[0], b[1]
         bt = b[2] if len(b) > 2 else BlockType(len(classes))
         idx = np.asarray(classes)
-        Zb[np.ix_(idx, idx)] = a * bt.matrix()
+        Zb[np.ix_(idx, idx)] = bt.matrix(a) if isinstance(bt, AntiprismType) else a * bt.matrix()
     return Zb
 
 
 def pattern_name(sizes, self_singletons: int = 0, types=()) -> str:
     """Canonical name of a block pattern from block sizes (1 = null singleton) or, for blocks that
-    are not simplices, ``types`` (:class:`BlockType`, counted besides ``sizes``): 'simplex(k)',
+    are not simplices, ``types`` (:class:`BlockType` or :class:`AntiprismType`, counted besides
+    ``sizes``): 'simplex(k)', 'antiprism(m)',
     'pair', 'subsets(m,j)', 'null', plus 'self' singletons; multiplicities as 'm×', largest first,
     e.g. 'simplex(4)+3×pair'."""
     items = [(s, BlockType(s).name if s >= 2 else "null") for s in sizes] + [(t.size, t.name) for t in types]
@@ -380,6 +399,130 @@ def one_scale_closed_form(Mhat: np.ndarray, rank: int, alpha_obs: float, K: int,
         return None
     a = brentq(dF, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
     return a, F(a)
+
+
+# ----- antiprism blocks: two scales (the digits-linear "other" minimum) -----------------------
+# m classes (m even) at the vertices of an (m/2)-gonal antiprism: on a cycle c_0 … c_{m−1}, the
+# class-mean logits of the block are Z̄_{c_j c_k} = a·(2/m)cos(2π(j−k)/m) + b·(1/m)(−1)^{j−k}, i.e.
+# a P₁ + b P_{m/2} with P₁ (rank 2) and P_{m/2} (rank 1) the orthogonal projectors on the Fourier
+# modes 1 and m/2 of the cycle: a regular m-gon in a plane (singular value a, twice) with its
+# vertices lifted alternately up and down an axis (singular value b). Rank 3, two scales (a, b).
+# The softmax of every column is a function of the cyclic distance, so the CE gradient is a
+# symmetric circulant (plus constant columns on the classes outside the block, orthogonal to
+# the block's range): it maps each Fourier mode to itself and the point is critical as soon as
+# the two scales are stationary (two equations, :func:`antiprism_scale_residual`). a = b is
+# simplex(m) only for m = 4 (P₁ + P₂ = S₄); for m = 6 and a = b the block splits into 3×pair.
+
+@dataclass(frozen=True)
+class AntiprismType:
+    """An antiprism block of m classes (m even ≥ 4, comment above); scales are (a, b)."""
+
+    m: int
+
+    def __post_init__(self):
+        if self.m < 4 or self.m % 2:
+            raise ValueError(f"an antiprism block has an even number m ≥ 4 of classes, not {self.m}")
+
+    @property
+    def size(self) -> int:
+        return self.m
+
+    @property
+    def rank(self) -> int:
+        return 3
+
+    @property
+    def name(self) -> str:
+        return f"antiprism({self.m})"
+
+    @property
+    def self_value(self) -> tuple:
+        """Own-class logit per unit (a, b): (2/m, 1/m)."""
+        return (2.0 / self.m, 1.0 / self.m)
+
+    @property
+    def offsets(self) -> tuple:
+        """((count, δ_a, δ_b), …): the other classes of the block, grouped by cyclic distance
+        k = 1 … m/2, how many and the logit gap Z̄_cc − Z̄_c'c = a·δ_a + b·δ_b."""
+        m = self.m
+        return tuple((2 if 2 * k < m else 1, 2.0 / m * (1.0 - math.cos(2 * math.pi * k / m)),
+                      (1.0 - (-1.0) ** k) / m) for k in range(1, m // 2 + 1))
+
+    def matrix(self, scales) -> np.ndarray:
+        """a P₁ + b P_{m/2} (m × m), classes in cycle order."""
+        a, b = scales
+        k = np.arange(self.m)
+        diff = k[:, None] - k[None, :]
+        return a * (2.0 / self.m) * np.cos(2 * np.pi * diff / self.m) + b * (1.0 / self.m) * (-1.0) ** diff
+
+
+def antiprism_ce(scales, at: AntiprismType, K: int) -> float:
+    """Per-sample CE of a class in an antiprism block at scales (a, b):
+    log(1 + Σ_k count_k e^{−aδ_a − bδ_b} + (K − m)e^{−(2a + b)/m})."""
+    a, b = scales
+    terms = [0.0] + [math.log(c) - a * da - b * db for c, da, db in at.offsets]
+    if K > at.size:
+        sa, sb = at.self_value
+        terms.append(math.log(K - at.size) - a * sa - b * sb)
+    return float(np.logaddexp.reduce(terms))
+
+
+def antiprism_scale_residual(scales, at: AntiprismType, K: int, n: int, L: int, lam: float) -> np.ndarray:
+    """The two scale equations of an antiprism block, divided by the penalty's terms, zero exactly
+    at stationary scales: with F = (m/K)·CE(a, b) + (λ(L+1)/2)·n^{1/(L+1)}(2a^q + b^q), q = 2/(L+1),
+        ∂F/∂a = 0 ⇔ (m/K)(−∂CE/∂a)·a^{1−q}/(2λ n^{1/(L+1)}) − 1 = 0, and
+        ∂F/∂b = 0 ⇔ (m/K)(−∂CE/∂b)·b^{1−q}/(λ n^{1/(L+1)}) − 1 = 0."""
+    a, b = scales
+    q = 2.0 / (L + 1)
+    logs, da, db = [0.0], [0.0], [0.0]
+    for c, xa, xb in at.offsets:
+        logs.append(math.log(c) - a * xa - b * xb)
+        da.append(xa)
+        db.append(xb)
+    if K > at.size:
+        sa, sb = at.self_value
+        logs.append(math.log(K - at.size) - a * sa - b * sb)
+        da.append(sa)
+        db.append(sb)
+    w = np.exp(np.array(logs) - np.logaddexp.reduce(logs))
+    mga, mgb = float(w @ np.array(da)), float(w @ np.array(db))       # −∂CE/∂a, −∂CE/∂b
+    c0 = lam * n ** (1.0 / (L + 1))
+    return np.array([at.size / K * mga * a ** (1 - q) / (2 * c0) - 1.0,
+                     at.size / K * mgb * b ** (1 - q) / c0 - 1.0])
+
+
+def antiprism_scales(at: AntiprismType, K: int, n: int, L: int, lam: float, guess) -> tuple | None:
+    """Stationary scales (a, b) of an antiprism block nearest ``guess`` (a, b): the two equations
+    of :func:`antiprism_scale_residual` solved in (log a, log b) by scipy's hybrid Powell method,
+    polished by Newton steps to full precision; None when no root is found (or it leaves a > 0,
+    b > 0)."""
+    f = lambda u: antiprism_scale_residual(np.exp(u), at, K, n, L, lam)  # noqa: E731
+    sol = root(f, np.log(np.asarray(guess, dtype=float)), method="hybr", tol=1e-15)
+    u = np.asarray(sol.x, dtype=float)
+    if not np.all(np.isfinite(u)):
+        return None
+    for _ in range(5):   # Newton polish, central-difference Jacobian in log scales
+        r = f(u)
+        J = np.empty((2, 2))
+        for i in range(2):
+            h = np.zeros(2)
+            h[i] = 1e-6
+            J[:, i] = (f(u + h) - f(u - h)) / 2e-6
+        try:
+            u = u - np.linalg.solve(J, r)
+        except np.linalg.LinAlgError:
+            break
+    if not np.all(np.isfinite(u)) or float(np.abs(f(u)).max()) > 1e-12:
+        return None
+    return float(math.exp(u[0])), float(math.exp(u[1]))
+
+
+def antiprism_block_loss(scales, at: AntiprismType, K: int, n: int, L: int, lam: float) -> float:
+    """The block's share of F: (m/K)·CE(a, b) + (λ(L+1)/2)(2(a√n)^q + (b√n)^q), q = 2/(L+1)."""
+    a, b = scales
+    q = 2.0 / (L + 1)
+    return (at.size / K * antiprism_ce(scales, at, K)
+            + 0.5 * lam * (L + 1) * (2 * (a * math.sqrt(n)) ** q + (b * math.sqrt(n)) ** q))
 
 
 # ----- class pairing (the paper's counter-example to DNC, MODEL.md §6) --------------------------
@@ -571,8 +714,10 @@ def match_structure(blocks, loss: float, K: int, n: int, L: int, lam: float) -> 
     """Theoretical structure matching an observed block decomposition.
 
     ``blocks`` is a sequence of (classes, α_observed) for simplex blocks of size ≥ 2, or
-    (classes, α_observed, :class:`BlockType`) (null singletons implied). Each block's scale is
-    taken to the nearest (in log α) stationary root of its type; returns the theory pattern, scales,
+    (classes, α_observed, :class:`BlockType`), or (classes, (a, b)_observed, :class:`AntiprismType`)
+    (null singletons implied). Each block's scale is taken to the nearest (in log α) stationary
+    root of its type (an antiprism's two scales: the root of its two scale equations found from the
+    observed ones, :func:`antiprism_scales`); returns the theory pattern, scales,
     Z̄, loss, ``loss_difference`` = loss − theory loss, ``scale_rel_error`` (max over blocks of
     |α_obs/α_th − 1|), the predicted rank and ``matched``: True only when |loss_difference| ≤
     :data:`MATCH_LOSS_ATOL` and ``scale_rel_error`` ≤ :data:`MATCH_SCALE_RTOL` (otherwise the same
@@ -581,6 +726,13 @@ def match_structure(blocks, loss: float, K: int, n: int, L: int, lam: float) -> 
     th_blocks, rel = [], 0.0
     for b, bt in zip(blocks, types):
         classes, a = b[0], b[1]
+        if isinstance(bt, AntiprismType):
+            r = antiprism_scales(bt, K, n, L, lam, a)
+            if r is None:
+                return {"matched": False, "reason": f"no stationary scales of an {bt.name} block near {tuple(a)}"}
+            th_blocks.append((classes, r, bt))
+            rel = max(rel, max(abs(x / y - 1.0) for x, y in zip(a, r)))
+            continue
         roots = block_type_roots(bt, K, n, L, lam)
         if not roots:
             return {"matched": False, "reason": f"a {bt.name} block has no stationary scale"}
@@ -589,9 +741,10 @@ def match_structure(blocks, loss: float, K: int, n: int, L: int, lam: float) -> 
         rel = max(rel, abs(a / r - 1.0))
     th_loss = block_structure_loss([(bt, a) for _, a, bt in th_blocks], K, n, L, lam)
     used = sum(bt.size for bt in types)
-    out = {"pattern": pattern_name([1] * (K - used) + [bt.size for bt in types if bt.j == 1],
-                                   types=[bt for bt in types if bt.j > 1]),
-           "scales": [a for _, a, _ in th_blocks], "Zbar": block_Zbar(K, th_blocks),
+    out = {"pattern": pattern_name([1] * (K - used) + [bt.size for bt in types if is_simplex_type(bt)],
+                                   types=[bt for bt in types if not is_simplex_type(bt)]),
+           "scales": [list(a) if isinstance(a, tuple) else a for _, a, _ in th_blocks],
+           "Zbar": block_Zbar(K, th_blocks),
            "loss": th_loss, "loss_difference": loss - th_loss, "scale_rel_error": rel,
            "rank": sum(bt.rank for bt in types), "tolerances": {"loss_atol": MATCH_LOSS_ATOL, "scale_rtol": MATCH_SCALE_RTOL}}
     out["matched"] = bool(abs(out["loss_difference"]) <= MATCH_LOSS_ATOL and rel <= MATCH_SCALE_RTOL)
