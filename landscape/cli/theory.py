@@ -403,9 +403,11 @@ def _member_dnc(spec, as_json: bool, study: dict | None = None) -> int:
         q = next((q for q in pts if _same_loss(p["loss"], q.loss)), None)
         return None if q is None else f"DNC ({q.geometry} hidden means), Δloss {p['loss'] - q.loss:.2e}"
 
+    srg = _srg_row(spec, pts)
     if as_json:
         print(json.dumps({"spec": spec.to_dict(), "dnc": [p.to_dict() for p in pts], "scale": name,
                           "catalogue": "block catalogue: linear CE only",
+                          **({"srg": srg} if srg is not None else {}),
                           **({"study": _study_json(study, closed_form)} if study else {})}, indent=1))
         return 0
     print(f"K={spec.K} n={spec.n} d={spec.d} L={spec.L} {spec.activation} {spec.loss.upper()}, "
@@ -416,6 +418,8 @@ def _member_dnc(spec, as_json: bool, study: dict | None = None) -> int:
     for i, p in enumerate(pts):
         kind = "minimum along the scale" if i == len(pts) - 1 else "stationary (small root)"
         print(f"DNC ({p.geometry} hidden means)  {name} = {p.scale:.12g}  loss {_loss_text(p.loss)}  {kind}")
+    if srg is not None:
+        print(_srg_text(srg))
     if spec.loss == "mse" and pts:
         from ..analysis.family import mse_rank_structures
 
@@ -425,6 +429,40 @@ def _member_dnc(spec, as_json: bool, study: dict | None = None) -> int:
     print("(the block catalogue and Theorem 1's comparison are derived for the linear CE model only)")
     _print_study(study, closed_form)
     return 0
+
+
+def _srg_row(spec, pts) -> dict | None:
+    """The SRG structure of a ReLU member with K = r(r−1)/2 (:mod:`landscape.analysis.srg`) beside
+    its DNC: {"r", "loss", "beta", "z", "dnc_loss", "difference"}, or {"r", "note"} where it is not
+    derived (CE, L < 3); None when the member is not ReLU or K is not triangular (r ≥ 4)."""
+    from ..analysis import srg
+
+    if spec.activation != "relu" or not srg.is_srg_K(spec.K):
+        return None
+    r = srg.triangular_r(spec.K)
+    why = srg.srg_refusal(spec)
+    if why is not None:
+        return {"r": r, "note": why}
+    try:
+        sol = srg.srg_solution(spec)
+    except (ValueError, OverflowError, ZeroDivisionError) as exc:   # floating-point range at extreme L or λ
+        return {"r": r, "note": f"its closed form leaves floating-point range here ({_short(exc, 120)})"}
+    if sol is None:
+        return {"r": r, "note": "no stationary scale at this λ"}
+    dl = pts[-1].loss if pts else None
+    return {"r": r, "loss": sol.loss, "beta": sol.beta, "z": [float(x) for x in sol.z], "dnc_loss": dl,
+            "difference": None if dl is None else sol.loss - dl}
+
+
+def _srg_text(row: dict) -> str:
+    r = row["r"]
+    head = f"SRG (K = C({r},2), pre-activation rank {r}, post-ReLU rank {r * (r - 1) // 2})"
+    if "note" in row:
+        return f"{head}: not derived here ({row['note']})"
+    cmp = "" if row["dnc_loss"] is None else (f"  {'below' if row['difference'] < 0 else 'above'} DNC by "
+                                              f"{abs(row['difference']):.3e}")
+    return (f"{head}  β = {row['beta']:.12g}  z = " + ", ".join(f"{x:.6g}" for x in row["z"])
+            + f"  loss {_loss_text(row['loss'])}{cmp}")
 
 
 def _loss_text(x: float) -> str:
