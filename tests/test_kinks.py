@@ -83,6 +83,12 @@ def test_a_perturbed_relu_dnc_point_is_polished_back_onto_its_kinks():
     assert p.converged and p.residual <= 1e-10 and p.constraint <= 1e-10 and p.signs_kept
     loss = float(DeepUFM(spec).loss(torch.from_numpy(p.theta)[None])[0])
     assert loss == pytest.approx(dnc.loss, abs=1e-12)
+    # a loss cap above the start changes nothing; one the first iterate exceeds stops it there
+    start = float(DeepUFM(spec).loss(torch.from_numpy(th)[None])[0])
+    capped = polish_on_kinks(spec, th, aset=active_set(spec, th, rtol=1e-4), loss_cap=start + 1e-3)
+    assert capped.converged and np.array_equal(capped.theta, p.theta) and capped.iterations == p.iterations
+    stopped = polish_on_kinks(spec, th, aset=active_set(spec, th, rtol=1e-4), loss_cap=start - 1.0)
+    assert not stopped.converged and stopped.iterations == 1
 
 
 def test_the_first_order_change_across_one_relu_layer_is_the_one_sided_formula():
