@@ -30,6 +30,15 @@ from .smallmm import CPU_SMALL_PRODUCT, bmm as _bmm
 from .spec import ACTIVATIONS, DTYPE_NAMES, LOSSES, ModelSpec  # noqa: F401  (re-exported: the model's spec)
 from .theta import DTYPES, as_theta64  # noqa: F401  (re-exported: the torch side of the spec)
 
+#: Multiply-adds of the largest product of the layer-by-layer Hessian-vector product
+#: (d·max(d, K)·N) below which the CPU computes it in numpy (:attr:`DeepUFM.host_hvp`). Measured
+#: on one thread of a 2-core machine (``benchmarks/bench_small_p.py``), ReLU CE, per application:
+#: at K=4, n=2, d=8, L=3 (512 multiply-adds) 136 µs in numpy against 258 µs in torch at B = 64
+#: (51 against 98 at B = 8, 659 against 1,004 at B = 384), at K=10, n=5, d=30, L=2 (45,000)
+#: 1.57 against 1.76 ms at B = 64 (127 against 161 µs at B = 4); the same numbers up to
+#: round-off. Torch's batched gemm is kept for larger products, where it can use more threads.
+HOST_HVP_PRODUCT = 1 << 16
+
 
 class DeepUFM:
     """Batched objective of a deep UFM: loss, gradient and Hessian-vector products.
@@ -37,9 +46,10 @@ class DeepUFM:
     All methods take θ of shape (B, P) (or (P,), treated as B = 1 and squeezed back) in the
     spec's dtype. Gradients are computed by a hand-written batched backward pass (batched products,
     :mod:`landscape.core.smallmm`; in numpy where every product is tiny, :attr:`host_gradient`).
-    Hessian-vector products of the linear model are the hand-written directional derivative of
-    that gradient (:meth:`_bottleneck_hvp`), of the others double back-propagation through
-    :meth:`loss`; both are exact.
+    Hessian-vector products are the hand-written directional derivative of that gradient
+    (:meth:`_bottleneck_hvp` for the linear model's bottleneck form, :meth:`_layers_hvp` for every
+    other model, ReLU's masks held fixed), exact; double back-propagation through :meth:`loss`
+    (:meth:`hvp_operator_autograd`) is their reference.
 
     **Per-row weight decay.** :meth:`with_row_lambdas` gives a model whose row b has its own
     λ_{b,l} (one per factor) in place of the spec's: cells of a sweep that differ only in λ then
@@ -82,6 +92,11 @@ class DeepUFM:
         #: CPU_SMALL_PRODUCT multiply-adds (there a torch call costs mostly its dispatch)
         self.host_gradient = (self._bottleneck and self.device.type == "cpu" and self._compiled is None
                               and K * d * max(d, N) < CPU_SMALL_PRODUCT)
+        #: the layer-by-layer Hessian-vector product (:meth:`_layers_hvp`, every model but the
+        #: bottleneck form) is computed in numpy: on the CPU, where every one of its products has
+        #: fewer than HOST_HVP_PRODUCT multiply-adds
+        self.host_hvp = (not self._bottleneck and self.device.type == "cpu"
+                         and d * max(d, K) * N < HOST_HVP_PRODUCT)
         self._Y_host = self.Y.cpu().numpy()
 
     # ----- per-row weight decay ---------------------------------------------------------------
@@ -425,25 +440,32 @@ class DeepUFM:
         """A function v ↦ H(θ)v for (B, P) batches of v, for one θ (B, P) batch.
 
         Batch elements are independent, so the Hessian of Σ_b L(θ_b) is block diagonal and every
-        row gets its own Hessian-vector product. The linear model in its bottleneck form
-        (:attr:`_bottleneck`) takes the directional derivative of its hand-written gradient
-        (:meth:`_bottleneck_hvp`, in numpy where :attr:`host_gradient`); every other model
-        reuses one autograd graph of :meth:`loss` (double back-propagation). Both are exact.
+        row gets its own Hessian-vector product: the directional derivative of the model's
+        hand-written gradient, exact. The linear model in its bottleneck form
+        (:attr:`_bottleneck`) differentiates that gradient (:meth:`_bottleneck_hvp`, in numpy
+        where :attr:`host_gradient`); every other model, the ReLU model and the linear model of
+        L = 1 or n = 1, differentiates the layer-by-layer one (:meth:`_layers_hvp`, ReLU's masks
+        held fixed; in numpy where :attr:`host_hvp`). :meth:`hvp_operator_autograd` (double
+        back-propagation) is the reference both are tested and measured against, and the product
+        of a subclass that replaces the data term (:meth:`_data_term`).
         """
-        if self._bottleneck:
-            lams = self._factor_lams(theta.shape[0], self._row_lam)
-            if not self.host_gradient:
-                return self._bottleneck_hvp(theta.detach(), lams, TORCH, self.Y)
-            with np.errstate(all="ignore"):
-                op = self._bottleneck_hvp(theta.detach().numpy(), self._host_lams(lams), NUMPY,
-                                          self._Y_host)
+        if type(self)._data_term is not DeepUFM._data_term:
+            # a subclass with a data term of its own (the λ = 0 margin flow's log L,
+            # landscape.study.lambda0): its second derivative is not the one written here
+            return self.hvp_operator_autograd(theta)
+        lams = self._factor_lams(theta.shape[0], self._row_lam)
+        build, host = ((self._bottleneck_hvp, self.host_gradient) if self._bottleneck
+                       else (self._layers_hvp, self.host_hvp))
+        if not host:
+            return build(theta.detach(), lams, TORCH, self.Y)
+        with np.errstate(all="ignore"):
+            op = build(theta.detach().numpy(), self._host_lams(lams), NUMPY, self._Y_host)
 
-            def host_apply(v: torch.Tensor) -> torch.Tensor:
-                with np.errstate(all="ignore"):   # non-finite rows stay so silently, as in torch
-                    return torch.from_numpy(op(v.detach().numpy()))
+        def host_apply(v: torch.Tensor) -> torch.Tensor:
+            with np.errstate(all="ignore"):   # non-finite rows stay so silently, as in torch
+                return torch.from_numpy(op(v.detach().numpy()))
 
-            return host_apply
-        return self.hvp_operator_autograd(theta)
+        return host_apply
 
     def hvp_operator_autograd(self, theta: torch.Tensor):
         """v ↦ H(θ)v by double back-propagation through :meth:`loss`, reusing one autograd graph
@@ -520,6 +542,69 @@ class DeepUFM:
                     dR = ops.mm(dR, ops.t(F[l - 1])) + ops.mm(R[l - 1], ops.t(D[l - 1]))
                 top = dR if l == L else ops.mm(ops.t(dA[l + 1]), R[l]) + ops.mm(ops.t(A[l + 1]), dR)
                 out.append(ops.decay_add(top, D[l], lams[l]))
+            return ops.flatten(out)
+
+        return apply
+
+    def _layers_hvp(self, theta, lams: list, ops, Y):
+        """v ↦ H(θ)v of the layer-by-layer gradient (:meth:`_loss_and_grad_layers`), over the
+        namespace ``ops`` (:mod:`.arrayops`): its derivative along v = (D₀ for H₁, D_l for W_l)
+        with ReLU's masks M_l = 1[h_l > 0] held fixed (ReLU'(0) = 0, torch's convention; off the
+        kinks the network is, locally, the linear one with those masks, and ReLU'' = 0 there).
+        With h₀ = H₁ the features entering W_{l+1} (h_l = M_l ⊙ W_l h_{l−1}, 1 ≤ l < L), G = ∂g/∂Z
+        and the backward pass δ_L = G, δ_{l−1} = M_{l−1} ⊙ W_lᵀδ_l (M₀ = 1: no mask on H₁), the
+        tangent forward pass dh₀ = D₀, dh_l = M_l ⊙ (D_l h_{l−1} + W_l dh_{l−1}),
+        dZ = D_L h_{L−1} + W_L dh_{L−1}; dG = (p ⊙ dZ − p ⊙ Σ_k p_k dZ_k)/N per column for CE
+        (p = softmax Z), dZ/N for MSE; the tangent backward pass dδ_L = dG,
+        dδ_{l−1} = M_{l−1} ⊙ (D_lᵀδ_l + W_lᵀdδ_l); then H v = (dδ₀ + λ₀D₀,
+        dδ_l h_{l−1}ᵀ + δ_l dh_{l−1}ᵀ + λ_lD_l for l = 1 … L). The linear model is the case without
+        masks. θ's passes (h_l, M_l, G, p, δ_l) are computed once; each product costs about twice
+        a gradient's matrix products (sums of two products as ``decay_mm`` with λ = 1) and no
+        graph. ``theta`` (B, P), v (B, P) arrays of ``ops``; ``lams`` as in
+        :meth:`_bottleneck_terms`."""
+        N = self.spec.N
+        ce = self.spec.loss == "ce"
+        relu = self._relu
+        F = self.factors(theta)
+        L = len(F) - 1
+        post, mask = [F[0]], [None] * L   # h_l and M_l (None: no mask), l = 0 … L−1
+        for l in range(1, L):
+            h = ops.mm(F[l], post[l - 1])
+            if relu:   # as floats: a product with a boolean array casts it every time
+                mask[l] = (h > 0).astype(h.dtype) if ops is NUMPY else (h > 0).to(h.dtype)
+                h = h * mask[l]
+            post.append(h)
+        Z = ops.mm(F[L], post[L - 1])
+        G = self._data_term(Z, ops, Y)[1]
+        if ce:
+            E = ops.exp(Z - ops.colmax(Z))
+            p = E / ops.colsum(E)
+        delta = [None] * (L + 1)   # δ_l, l = 1 … L
+        delta[L] = G
+        for l in range(L, 1, -1):
+            d = ops.mm(ops.t(F[l]), delta[l])
+            delta[l - 1] = d * mask[l - 1] if relu else d
+
+        def apply(v):
+            D = self.factors(v)
+            dpost = [D[0]]
+            for l in range(1, L):
+                dh = ops.decay_mm(ops.mm(D[l], post[l - 1]), F[l], dpost[l - 1], 1.0)
+                dpost.append(dh * mask[l] if relu else dh)
+            dZ = ops.decay_mm(ops.mm(D[L], post[L - 1]), F[L], dpost[L - 1], 1.0)
+            if ce:
+                pd = p * dZ
+                dd = (pd - p * ops.colsum(pd)) / N
+            else:
+                dd = dZ / N
+            out = [None] * (L + 1)
+            for l in range(L, 0, -1):
+                out[l] = ops.decay_mm(ops.decay_mm(D[l], dd, ops.t(post[l - 1]), lams[l]),
+                                      delta[l], ops.t(dpost[l - 1]), 1.0)
+                dd = ops.decay_mm(ops.mm(ops.t(D[l]), delta[l]), ops.t(F[l]), dd, 1.0)
+                if relu and l > 1:
+                    dd = dd * mask[l - 1]
+            out[0] = ops.decay_add(dd, D[0], lams[0])
             return ops.flatten(out)
 
         return apply
