@@ -43,8 +43,6 @@ Anything else is a :class:`Lambda0StoreError` naming the file, the table and the
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import math
 import os
@@ -62,6 +60,7 @@ from ..engines.outcomes import Outcome
 # the record's keys and checks, defined with the rest of what is read back (names kept importable here)
 from .lambda0_results import (ENVIRONMENT_KEYS, START_FIELDS, START_KEYS, STOP_REASON_VALUES,  # noqa: F401
                               check_check_record, check_integers, check_start_record)
+from .locking import lock_database
 from .results import LAMBDA0_FILES, _new_file_mode
 
 #: ``PRAGMA application_id`` of a λ = 0 study database ("LND0").
@@ -296,19 +295,9 @@ class Lambda0Store:
 
     @staticmethod
     def _lock(path: Path) -> int:
-        try:
-            fd = os.open(path, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
-        except OSError as e:
-            raise Lambda0StoreError(f"{path} cannot be opened for writing ({e.strerror or e})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise Lambda0StoreError(f"{path}: another process is writing this λ = 0 study; wait for it to "
-                                        "finish (or stop it) and run again") from None
-            raise
-        return fd
+        """An exclusive advisory lock on the database file for this writer (released by close);
+        :meth:`open` has refused a symbolic link already (:func:`landscape.io.locking.lock_database`)."""
+        return lock_database(path, Lambda0StoreError, "λ = 0 study", flags=os.O_RDWR, wrap_open=True)
 
     def _check_file(self) -> None:
         con = self._con

@@ -51,7 +51,6 @@ Float columns: SQLite stores NaN as NULL, so a diverged trajectory's loss reads 
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import math
 import os
@@ -68,6 +67,7 @@ from ..analysis.point import POINT_KINDS as ANALYSED_KINDS
 from ..core.jsonsafe import to_json
 from ..core.model import ModelSpec
 from ..engines.outcomes import STOP_REASONS, split_detail
+from .locking import lock_database
 from .records import (ContinuationRecord, EdgeRecord, PointRecord, SpectrumRecord, TrajectoryRecord,
                       TransitionStateRecord)
 from .results import DB_NAME
@@ -478,19 +478,9 @@ class StudyStore:
     def _lock(path: Path) -> int:
         """An exclusive advisory lock on the database file for this writer (released by close).
         A database, WAL or shared-memory file that is a symbolic link is refused: SQLite would
-        write through it, outside the study folder."""
-        for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            if f.is_symlink():
-                raise StoreError(f"{f} is a symbolic link: refusing to write a study through it "
-                                 "(copy the real file into the folder instead)")
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreError(f"{path}: another process is writing this study; wait for it to finish "
-                             "(or stop it) and run again") from None
-        return fd
+        write through it, outside the study folder (:func:`landscape.io.locking.lock_database`)."""
+        return lock_database(path, StoreError, "study", flags=os.O_RDONLY,
+                             no_links=(path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")))
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
