@@ -94,6 +94,7 @@ from scipy.optimize import brentq, minimize_scalar
 
 from ..core.spec import ModelSpec, require_regularised
 from ..core.validate import SpecError
+from .family import member_dnc
 
 #: Smallest number of vertices r (K = r(r−1)/2 = 6): T(4), the octahedron, is strongly regular.
 MIN_R = 4
@@ -350,8 +351,6 @@ def srg_point(spec: ModelSpec, sol: SRGPoint | None = None) -> np.ndarray:
 def compare_with_dnc(spec: ModelSpec) -> dict:
     """{"srg": SRGPoint.to_dict() or None, "dnc_loss": the member's DNC minimum along its scale
     (:func:`landscape.analysis.family.member_dnc`) or None, "difference": srg − dnc, "srg_lower"}."""
-    from .family import member_dnc
-
     sol = srg_solution(spec)
     dnc = member_dnc(spec)
     dl = dnc[-1].loss if dnc else None
