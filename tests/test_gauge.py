@@ -139,3 +139,44 @@ def test_gd_handed_off_near_a_saddle_keeps_descending_only_with_the_projected_te
     assert runs[False].stop_reason[0] == "converged" and runs[False].iterations[0] == 0
     assert runs[True].witnesses[0] >= 1 and runs[True].iterations[0] > 0
     assert runs[True].stop_reason[0] in ("converged", "stalled") and runs[True].loss[0] < saddle_loss - 0.5
+
+
+def test_the_projector_of_linear_mse_removes_its_class_rotations_too(rng):
+    """Linear MSE is invariant under H₁ → H₁(Qᵀ ⊗ I_n), W_L → Q W_L (Q ∈ O(K)): the loss at a
+    rotated θ (Q = expm of a random skew matrix, built here) equals the loss at θ to 1e-13. The
+    batched rotation tangents equal the Kronecker-product ones of the analysis
+    (landscape.analysis.symmetry); the projector annihilates them and the O(d) gauge tangents,
+    is idempotent and symmetric, and its structured T v and Tᵀ c equal the explicit products.
+    CE keeps no rotation tangents."""
+    from scipy.linalg import expm
+
+    from landscape.analysis.symmetry import class_rotation_tangents as kron_tangents
+    from landscape.core.gauge import class_rotation_tangents
+
+    spec = ModelSpec(K=4, n=3, d=6, L=3, lam=1e-3, loss="mse")
+    model = DeepUFM(spec)
+    th = torch.from_numpy(rng.standard_normal((3, spec.P)))
+    F = model.factors(th)
+    S = rng.standard_normal((spec.K, spec.K))
+    Q = expm(S - S.T)
+    G = [f.clone() for f in F]
+    G[0] = torch.from_numpy(F[0].numpy() @ np.kron(Q.T, np.eye(spec.n)))
+    G[-1] = torch.from_numpy(Q) @ F[-1]
+    assert_close(model.loss(model.flatten(G)), model.loss(th), rtol=1e-13, what="loss after a class rotation")
+    R = class_rotation_tangents(spec, F)
+    assert R.shape == (3, 6, spec.P)
+    assert_close(R[1].numpy(), kron_tangents(spec, [f[1].numpy() for f in F])[0], atol=1e-14, what="tangents")
+    proj = GaugeProjector(spec, F)
+    T = torch.cat([gauge_tangents(spec, F), R], dim=1)
+    v = torch.from_numpy(rng.standard_normal((3, spec.P)))
+    w = torch.from_numpy(rng.standard_normal((3, spec.P)))
+    c = proj.tangent_coefficients(v)
+    assert_close(c, (T @ v[:, :, None])[:, :, 0], atol=1e-12, what="T v")
+    assert_close(proj.combine(c), (T.transpose(1, 2) @ c[:, :, None])[:, :, 0], atol=1e-12, what="Tᵀ c")
+    for k in range(T.shape[1]):
+        assert float(proj(T[:, k]).abs().max()) <= 1e-12
+    Pv = proj(v)
+    assert_close(proj(Pv), Pv, atol=1e-12, what="idempotent")
+    assert_close((proj(w) * v).sum(1), (w * Pv).sum(1), atol=1e-12, what="symmetric")
+    ce = ModelSpec(K=4, n=3, d=6, L=3, lam=1e-3, loss="ce")
+    assert class_rotation_tangents(ce, DeepUFM(ce).factors(th)).shape == (3, 0, spec.P)

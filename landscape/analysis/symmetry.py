@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.gauge import gauge_interfaces  # noqa: F401  (re-exported: the interfaces with a gauge)
+from ..core.gauge import gauge_interfaces, has_class_rotations  # noqa: F401  (re-exported: the interfaces with a gauge, the class rotations)
 from ..core.model import DeepUFM, ModelSpec
 from ..core.validate import check_memory
 from .settings import DEFAULT_SYMMETRY_RTOL, symmetry_matrix_bytes  # noqa: F401  (declared with every analysis default)
@@ -94,14 +94,6 @@ def symmetry_tangents(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTO
             rows.append(block)
     rows.extend(class_rotation_tangents(spec, F))
     return np.vstack(rows) if rows else np.zeros((0, spec.P))
-
-
-def has_class_rotations(spec: ModelSpec) -> bool:
-    """Whether the model has the continuous class-rotation symmetry: the linear MSE member only.
-    With Y = I_K ⊗ 1_nᵀ, H₁ → H₁(Qᵀ ⊗ I_n) and W_L → Q W_L (Q ∈ O(K)) map Z to Q Z (Qᵀ ⊗ I_n),
-    and ‖QZ(Qᵀ⊗I) − Y‖ = ‖Z − Y‖ because Qᵀ Y (Q ⊗ I) = Y; the weight decay is unchanged. (CE is
-    not invariant under it; with ReLU, mixing H₁'s columns does not commute with the ReLU.)"""
-    return spec.loss == "mse" and spec.activation == "linear"
 
 
 def class_rotation_tangents(spec: ModelSpec, F) -> list[np.ndarray]:
