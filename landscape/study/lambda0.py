@@ -106,6 +106,7 @@ from ..io.lambda0_store import DB_NAME as LAMBDA0_DB, Lambda0Batch, Lambda0Store
 from ..io.results import FILES, LAMBDA0_FILES, atomic_write_bytes, has_study_database, read_json, write_json
 from .config import StudyConfig, resolve_device
 from .stats import proportion
+from .summary import environment
 
 #: A descent stage at λ = 0 ends where ‖∇L‖ falls to this (margins ≈ 345: the norm of a gradient
 #: whose entries are ~e^{−m} underflows in float64 below ~1e−154).
@@ -617,8 +618,6 @@ def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool |
     times apart). ``progress``: True (a bar over the decisions), False, or a callable that
     receives ``{"phase", "done", "total"}`` after each committed batch (an exception it raises,
     e.g. KeyboardInterrupt, stops the run after that commit)."""
-    from .summary import environment
-
     if not cfg.model.unregularised:
         raise SpecError("run_lambda0_study is for λ = 0 (model.lambda = 0)")
     out = Path(out_dir)
