@@ -4,7 +4,9 @@
 symmetry and excess zero modes, type), :func:`landscape.analysis.structure.analyse_structure`
 (ranks, DNC metrics, Z̄, label) and, for the linear CE model, matches the point to the
 closed-form structure of the same block pattern (:func:`landscape.analysis.theory.match_structure`,
-with the effective λ of :func:`landscape.analysis.theory.effective_lambda`). Every threshold used
+with the effective λ of :func:`landscape.analysis.theory.effective_lambda`); a point whose logits
+read as the SRG structure (``srg(r)``, :func:`landscape.analysis.structure.match_srg_block`) is
+matched, for ReLU MSE, to :func:`landscape.analysis.srg.srg_solution` (:func:`srg_match`). Every threshold used
 (:class:`~landscape.analysis.settings.AnalysisSettings`) is stored with the result, once.
 
 A point's **kind** (:data:`POINT_KINDS`, what a study stores): ``minimum``, ``saddle``,
@@ -26,6 +28,7 @@ from .hessian import HessianReport, analyse_hessian
 from .kinks import KinkReport, active_set, analyse_kinks
 from .labels import ZERO
 from .settings import AnalysisSettings
+from .srg import srg_rank_pattern, srg_refusal, srg_solution
 from .structure import StructureReport, analyse_structure
 
 #: Inputs a HessianReport echoes, stored once under the point's ``thresholds`` instead.
@@ -46,7 +49,8 @@ LEAF_KINDS = ("minimum", "degenerate")
 class PointAnalysis:
     """Analysis of one point θ (P,): ``loss``, ``grad_norm`` (Euclidean), the :class:`HessianReport`
     ``hessian``, the :class:`StructureReport` ``structure``, the theory ``match`` (dict, or None
-    outside the linear CE model) and the ``settings`` used."""
+    outside the linear CE model and the SRG structure, :func:`theory_match`) and the ``settings``
+    used."""
 
     spec: ModelSpec
     loss: float
@@ -160,7 +164,7 @@ def format_analysis(a: dict, P: int) -> str:
     lines += ["  " + " ".join(f"{x:9.4f}" for x in row) for row in a["Zbar"]]
     t = a.get("theory")
     if t is None:
-        lines.append("theory: no closed forms for this model (linear CE only)")
+        lines.append("theory: no closed forms for this model (linear CE only, and the SRG structure)")
     elif not t.get("matched"):
         lines.append(f"theory: no match ({t.get('reason')})")
     if s.get("description"):
@@ -179,8 +183,58 @@ def format_analysis(a: dict, P: int) -> str:
     return "\n".join(lines)
 
 
+def srg_match(spec: ModelSpec, structure: StructureReport, loss: float) -> dict:
+    """The closed-form match of a point with an SRG block (``kind`` 'srg').
+
+    For ReLU MSE with one SRG block holding all K classes: the SRG critical point of the spec
+    (:func:`landscape.analysis.srg.srg_solution`): its ``loss``, ``loss_difference`` = loss − theory
+    loss, ``scales`` (theory z₀, z₁, z₂) beside ``scales_observed`` (the block's), ``scale_rel_error``
+    = max_i |z_obs/z_th − 1|, ``beta``, ``T``, ``Zbar`` (the theory's, in the point's class order via
+    the block's class ↔ edge map) and ``Zbar_rel_error``; ``matched`` when |loss_difference| ≤
+    :data:`landscape.analysis.theory.MATCH_LOSS_ATOL` and ``scale_rel_error`` ≤
+    :data:`~landscape.analysis.theory.MATCH_SCALE_RTOL`. ``rank`` is K (Z's);
+    ``rank_pattern_consistent`` compares the rank pattern with the SRG point's (r up to H_L, K from
+    σH_L on: :func:`landscape.analysis.srg.srg_rank_pattern`). Otherwise (CE, linear, L < 3, an SRG
+    block beside other blocks) the structure is named with ``matched`` False and a ``reason``: no
+    closed form is derived there."""
+    K = spec.K
+    srg = [b for b in structure.blocks if b.kind == "srg"]
+    b = srg[0]
+    name = structure.pattern or b.block_type.name
+    base = {"kind": "srg", "pattern": name, "rank": K, "scales_observed": list(b.scales),
+            "tolerances": {"loss_atol": theory.MATCH_LOSS_ATOL, "scale_rtol": theory.MATCH_SCALE_RTOL}}
+    if len(srg) != 1 or len(b.classes) != K:
+        return dict(base, matched=False, rank_pattern_consistent=False,
+                    reason=f"{name}: an SRG block on {len(b.classes)} of the K={K} classes; no closed form "
+                           "derived (the SRG structure's closed form holds all K = C(r,2) classes)")
+    why = srg_refusal(spec)
+    if why is not None:
+        return dict(base, matched=False, rank_pattern_consistent=False,
+                    reason=f"{name}: no closed form derived for this member ({why})")
+    sol = srg_solution(spec)
+    if sol is None:
+        return dict(base, matched=False, rank_pattern_consistent=False,
+                    reason=f"{name}: the SRG structure has no stationary scale at this λ")
+    z_obs = np.asarray(b.scales, dtype=np.float64)
+    rel = float(np.max(np.abs(z_obs / sol.z - 1.0)))
+    order = list(b.order)
+    Zth = np.zeros((K, K))
+    Zth[np.ix_(order, order)] = sol.Zbar
+    want = srg_rank_pattern(spec)
+    out = dict(base, scales=[float(x) for x in sol.z], loss=sol.loss, loss_difference=loss - sol.loss,
+               scale_rel_error=rel, beta=sol.beta, T=sol.T, Zbar=Zth,
+               Zbar_rel_error=float(np.linalg.norm(structure.Zbar - Zth) / np.linalg.norm(Zth)),
+               rank_pattern_consistent=bool(all(want.get(k) == structure.ranks[k].rank for k in structure.rank_names)))
+    out["matched"] = bool(abs(out["loss_difference"]) <= theory.MATCH_LOSS_ATOL and rel <= theory.MATCH_SCALE_RTOL)
+    if not out["matched"]:
+        out["reason"] = (f"the SRG closed form differs: loss difference {out['loss_difference']:.3e}, "
+                         f"scale error {rel:.3e}")
+    return out
+
+
 def theory_match(spec: ModelSpec, structure: StructureReport, loss: float) -> dict | None:
-    """Closed-form structure matching the point (linear CE model only, else None).
+    """Closed-form structure matching the point (linear CE model, and any member whose logits hold
+    an SRG block: :func:`srg_match`; else None).
 
     ``kind``: 'pattern' (every block recognised: the structure with the same blocks, each scale at its
     nearest stationary root), 'zero' (the origin), 'one-scale' (unrecognised blocks but one scale:
@@ -190,6 +244,8 @@ def theory_match(spec: ModelSpec, structure: StructureReport, loss: float) -> di
     (:data:`~landscape.analysis.theory.MATCH_SCALE_RTOL`); otherwise the record describes the
     nearest structure, with a ``reason``. ``rank_pattern_consistent``: the point's rank pattern
     equals the theory's (every factor and Z of rank r)."""
+    if any(b.kind == "srg" for b in structure.blocks):
+        return srg_match(spec, structure, loss)
     if spec.activation != "linear" or spec.loss != "ce":
         return None
     K, n, L = spec.K, spec.n, spec.L

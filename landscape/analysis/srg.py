@@ -138,6 +138,53 @@ def srg_refusal(spec: ModelSpec) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class SRGType:
+    """The SRG block type of K = C(r, 2) classes (classes ↔ edges of K_r, r ≥ :data:`MIN_R`), read off
+    a point's class-mean logits by :func:`landscape.analysis.structure.match_srg_block`: Z̄ = Σ_i z_i P_i
+    on the Johnson scheme J(r, 2) (three scales z₀, z₁, z₂; three values: diagonal, adjacent,
+    disjoint). ``rank`` is K: the logits have full rank (the pre-activations of the last hidden
+    layer have rank r; the ReLU lifts them to K). ``name``: ``srg(r)``, r the number of vertices
+    (as ``subsets(m,j)`` names the ground set; srg(4) has 6 classes, srg(5) 10)."""
+
+    r: int
+
+    def __post_init__(self):
+        if self.r < MIN_R:
+            raise ValueError(f"an SRG block has r ≥ {MIN_R} vertices (K = C(r, 2) ≥ 6 classes), not r = {self.r}")
+
+    @property
+    def size(self) -> int:
+        return self.r * (self.r - 1) // 2
+
+    @property
+    def rank(self) -> int:
+        return self.size
+
+    @property
+    def name(self) -> str:
+        return f"srg({self.r})"
+
+    def matrix(self, z) -> np.ndarray:
+        """Σ_i z_i P_i (size × size), classes in the lexicographic order of the edges of K_r."""
+        return sum(zi * Pi for zi, Pi in zip(z, johnson_projectors(self.r)))
+
+
+def srg_rank_pattern(spec: ModelSpec) -> dict:
+    """{rank name (as :attr:`landscape.analysis.structure.StructureReport.rank_names`): rank} of the
+    SRG point (module docstring): r for H₁, the weights W₁ … W_{L−1} and the pre-/post-activations
+    of the vertex layers and H_L; K for σH_L, W_L and Z."""
+    r, K, L = triangular_r(spec.K), spec.K, spec.L
+    out = {"H1": r}
+    for l in range(1, L):
+        out[f"W{l}"] = r
+        out[f"H{l + 1}"] = r
+        if l + 1 < L:
+            out[f"σH{l + 1}"] = r
+    out.update({f"σH{L}": K, f"W{L}": K, "Z": K})
+    return out
+
+
 def check_srg_spec(spec: ModelSpec) -> int:
     """r of ``spec`` (K = r(r−1)/2), or a SpecError naming the field and its allowed range."""
     why = srg_refusal(spec)

@@ -24,7 +24,11 @@ uses only Z̄ up to simultaneous row/column permutation and O(d)-invariant metri
   (:func:`match_subset_block`, :class:`landscape.analysis.theory.BlockType`) is ``subsets(m,j)``;
   one that is a P₁ + b P_{m/2} on some cycle of its m classes (two scales: a regular m-gon lifted
   alternately up and down an axis, :func:`match_antiprism_block`,
-  :class:`landscape.analysis.theory.AntiprismType`) is ``antiprism(m)``;
+  :class:`landscape.analysis.theory.AntiprismType`) is ``antiprism(m)``; one of K = C(r, 2) classes
+  (r ≥ 4) whose Z̄ is Σ_i z_i P_i on the Johnson scheme J(r, 2) with the classes on the edges of
+  K_r (three values: diagonal, adjacent = edges sharing a vertex, disjoint; the strongly-regular-
+  graph structure of the deep ReLU MSE UFM, :func:`match_srg_block`,
+  :class:`landscape.analysis.srg.SRGType`) is ``srg(r)``;
   an isolated class is ``null`` (zero column) or ``self`` (logit only on itself); for CE, a Z̄ that
   reads as one unrecognised block is read again as a centred code, Z̄ = (I − 11ᵀ/K)·B with B's
   blocks recognised as above (:func:`read_centred_blocks`: classes alone are ``self``, e.g. the
@@ -42,12 +46,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from itertools import combinations
+
+import networkx as nx
 import numpy as np
 from scipy.sparse.csgraph import connected_components
 
 from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from .labels import DNC, OTHER, PAIRS, ZERO
+from .srg import SRGType, is_srg_K, johnson_projectors, multiplicities, triangular_r
 from .theory import AntiprismType, BlockType, block_types, pattern_name, simplex
 
 from .settings import DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL  # noqa: E402,F401
@@ -161,12 +169,15 @@ def layer_metrics(name: str, Hf: np.ndarray, K: int, n: int, rank_rtol: float = 
 @dataclass
 class Block:
     """One connected component of the class graph of Z̄: ``kind`` in {'simplex', 'pair', 'subsets',
-    'antiprism', 'null', 'self', 'unrecognised'}, its ``classes`` (sorted), fitted ``scale`` α
+    'antiprism', 'srg', 'null', 'self', 'unrecognised'}, its ``classes`` (sorted), fitted ``scale`` α
     (simplex/pair: Z̄ block ≈ αS_k; subsets: ≈ αM̂ up to a relabelling,
-    :class:`landscape.analysis.theory.BlockType`; antiprism: the doubled singular value a; self: the
-    diagonal entry), relative ``residual`` (simplex: ‖B − αS_k‖_F/‖B‖_F) and, for a subset block,
-    its ``shape`` (m, j); for an antiprism block (:class:`landscape.analysis.theory.AntiprismType`)
-    ``shape`` (m,), both ``scales`` (a, b) and the classes in ``cycle`` order."""
+    :class:`landscape.analysis.theory.BlockType`; antiprism: the doubled singular value a; srg: the
+    largest |z_i|; self: the diagonal entry), relative ``residual`` (simplex: ‖B − αS_k‖_F/‖B‖_F)
+    and, for a subset block, its ``shape`` (m, j); for an antiprism block
+    (:class:`landscape.analysis.theory.AntiprismType`) ``shape`` (m,), both ``scales`` (a, b) and
+    the classes in ``cycle`` order; for an SRG block (:class:`landscape.analysis.srg.SRGType`)
+    ``shape`` (r,), ``scales`` (z₀, z₁, z₂) and in ``order`` the classes on the edges of K_r in
+    lexicographic order ((0,1), (0,2), …: the order of :func:`landscape.analysis.srg.incidence`)."""
 
     kind: str
     classes: tuple
@@ -175,14 +186,17 @@ class Block:
     shape: tuple | None = None
     scales: tuple | None = None
     cycle: tuple | None = None
+    order: tuple | None = None
 
     @property
-    def block_type(self) -> BlockType | AntiprismType | None:
-        """The theory's block type of a recognised simplex, pair, subset or antiprism block."""
+    def block_type(self) -> BlockType | AntiprismType | SRGType | None:
+        """The theory's block type of a recognised simplex, pair, subset, antiprism or SRG block."""
         if self.kind in ("simplex", "pair"):
             return BlockType(len(self.classes))
         if self.kind == "antiprism":
             return AntiprismType(len(self.classes))
+        if self.kind == "srg":
+            return SRGType(self.shape[0])
         return BlockType(*self.shape) if self.kind == "subsets" else None
 
     def to_dict(self) -> dict:
@@ -194,6 +208,8 @@ class Block:
             out["scales"] = [json_float(x) for x in self.scales]
         if self.cycle is not None:
             out["cycle"] = list(self.cycle)
+        if self.order is not None:
+            out["order"] = list(self.order)
         return out
 
 
@@ -248,6 +264,83 @@ def match_antiprism_block(B: np.ndarray, rtol: float) -> tuple[AntiprismType, tu
     return (at, (a, b), res, cycle) if res <= rtol else None
 
 
+def _srg_graph_order(G: nx.Graph, r: int) -> tuple | None:
+    """Local class indices in the lexicographic order of the edges of K_r when the graph G (nodes
+    0 … K−1) is isomorphic to the line graph of K_r (the triangular graph T(r)), else None. The SRG
+    parameters (K, 2(r−2), r−2, 4) are checked first (cheap); the isomorphism (VF2) gives the map."""
+    k = G.number_of_nodes()
+    A = nx.to_numpy_array(G, nodelist=range(k))
+    if not np.all(A.sum(axis=1) == 2 * (r - 2)):
+        return None
+    A2 = A @ A
+    off = ~np.eye(k, dtype=bool)
+    if not (np.all(A2[(A > 0) & off] == r - 2) and np.all(A2[(A == 0) & off] == 4)):
+        return None
+    gm = nx.algorithms.isomorphism.GraphMatcher(G, nx.line_graph(nx.complete_graph(r)))
+    if not gm.is_isomorphic():
+        return None
+    where = {e: i for i, e in enumerate(combinations(range(r), 2))}
+    order = [0] * k
+    for c, e in gm.mapping.items():
+        order[where[tuple(sorted(e))]] = int(c)
+    return tuple(order)
+
+
+def match_srg_block(B: np.ndarray, rtol: float) -> tuple[SRGType, tuple, float, tuple] | None:
+    """(type, (z₀, z₁, z₂), residual, order) when the block B (K × K, K = C(r, 2), r ≥ 4) is the SRG
+    structure Σ_i z_i P_i of :mod:`landscape.analysis.srg` with its classes on the edges of K_r:
+
+    * the symmetric part's diagonal takes one value (spread ≤ ``rtol``·max|B|);
+    * its off-diagonal entries take two distinct values (each cluster's spread ≤ ``rtol``·o and
+      their gap > ``rtol``·o, o = the largest |off-diagonal entry|: the off-diagonal entries are
+      small beside the diagonal, ~λ, so they are judged on their own scale);
+    * the graph of the pairs at one of the two values is isomorphic to the line graph of K_r
+      (networkx GraphMatcher), which gives the class ↔ edge map: ``order`` (local indices into B)
+      lists the classes on the edges (0,1), (0,2), … (:func:`landscape.analysis.srg.incidence`);
+    * z_i = ⟨B', P_i⟩/m_i (B' = B in that order, P_i the Johnson projectors, m_i their ranks), and
+      the ``residual`` = max(max|diag(B' − Σ z_i P_i)|/max|B|, max|offdiag(B' − Σ z_i P_i)|/o) must be
+      ≤ ``rtol`` (B itself, not its symmetric part: an asymmetric block fails here).
+
+    None when it does not fit (a one-scale block αP₁ of J(r, 2) is ``subsets(r,2)``, matched
+    earlier by :func:`read_blocks`)."""
+    k = B.shape[0]
+    if not is_srg_K(k):
+        return None
+    r = triangular_r(k)
+    B = np.asarray(B, dtype=np.float64)
+    S = 0.5 * (B + B.T)
+    top = float(np.abs(B).max())
+    if top <= 0 or float(np.ptp(np.diag(S))) > rtol * top:
+        return None
+    iu = np.triu_indices(k, 1)
+    off = S[iu]
+    o = float(np.abs(off).max())
+    if o <= 0:
+        return None
+    v = np.sort(off)
+    gaps = np.diff(v)
+    g = int(np.argmax(gaps))
+    if gaps[g] <= rtol * o or float(v[g] - v[0]) > rtol * o or float(v[-1] - v[g + 1]) > rtol * o:
+        return None
+    cut = 0.5 * float(v[g] + v[g + 1])
+    order = None
+    for mask in (off > cut, off < cut):
+        G = nx.Graph()
+        G.add_nodes_from(range(k))
+        G.add_edges_from(zip(iu[0][mask].tolist(), iu[1][mask].tolist()))
+        order = _srg_graph_order(G, r)
+        if order is not None:
+            break
+    if order is None:
+        return None
+    Bp = B[np.ix_(order, order)]
+    P = johnson_projectors(r)
+    z = tuple(float(np.sum(Bp * Pi) / m) for Pi, m in zip(P, multiplicities(r)))
+    D = Bp - sum(zi * Pi for zi, Pi in zip(z, P))
+    res = max(float(np.abs(np.diag(D)).max()) / top, float(np.abs(D[~np.eye(k, dtype=bool)]).max()) / o)
+    return (SRGType(r), z, res, order) if res <= rtol else None
+
+
 def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) -> list[Block]:
     """Decompose Z̄ (K, K) into blocks (module docstring), largest first, ties by first class."""
     Zbar = np.asarray(Zbar, dtype=np.float64)
@@ -274,12 +367,17 @@ def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) ->
             continue
         sub = match_subset_block(B, pattern_rtol)
         anti = match_antiprism_block(B, pattern_rtol) if sub is None else None
+        srg = match_srg_block(B, pattern_rtol) if sub is None and anti is None else None
         if sub is not None:
             bt, a2, res2 = sub
             blocks.append(Block("subsets", idx, a2, res2, (bt.m, bt.j)))
         elif anti is not None:
             at, (a2, b2), res2, cyc = anti
             blocks.append(Block("antiprism", idx, a2, res2, (at.m,), (a2, b2), tuple(idx[c] for c in cyc)))
+        elif srg is not None:
+            st, zs, res2, order = srg
+            blocks.append(Block("srg", idx, max(abs(x) for x in zs), res2, (st.r,), zs,
+                                order=tuple(idx[c] for c in order)))
         else:
             blocks.append(Block("unrecognised", idx, a, res))
     return sorted(blocks, key=lambda b: (-len(b.classes), b.classes))
@@ -326,7 +424,7 @@ def blocks_pattern(blocks: list[Block]) -> str:
     """Canonical pattern name of recognised blocks (see :func:`landscape.theory.pattern_name`)."""
     sizes = [len(b.classes) for b in blocks if b.kind in ("simplex", "pair", "null")]
     return pattern_name(sizes, sum(b.kind == "self" for b in blocks),
-                        types=[b.block_type for b in blocks if b.kind in ("subsets", "antiprism")])
+                        types=[b.block_type for b in blocks if b.kind in ("subsets", "antiprism", "srg")])
 
 
 def describe_logits(Zbar: np.ndarray, blocks: list[Block], ranks: dict, rtol: float = DEFAULT_PATTERN_RTOL) -> dict:
