@@ -225,25 +225,29 @@ def test_a_failed_svd_in_the_polish_refuses_the_row_and_keeps_the_batch(monkeypa
     assert h.loss[1] == pytest.approx(dnc.loss, abs=1e-12)
 
 
-def test_concave_kinks_are_strict_entries_with_a_negative_signal_and_an_independent_row():
-    """ReLU's kink under an outgoing signal δ < 0 is concave: with s strictly inside (0, 1) both
-    one-sided rates, δ(1 − s) and s·δ, are negative. Built by hand: entry 0 (δ = −1, s = 0.5, its
-    row independent) is concave; entry 1 (δ > 0) and entry 2 (s at the bound 0) are not; and entry
-    0 stops being concave once another entry repeats its row (it can no longer move alone)."""
-    from landscape.analysis.kinks import ClarkeMultipliers, concave_kinks
+def test_descent_kinks_are_entries_with_a_negative_signal_and_an_independent_row():
+    """ReLU's kink under an outgoing signal δ < 0 is concave: the one-sided rates δ(1 − s) (on
+    side) and s·δ (off side) are both negative for s inside (0, 1), and one of them is for s at a
+    bound. Built by hand: entries 0 (δ = −1, s = 0.5) and 2 (δ = −0.5, s = 0) are descents; entry
+    1 (δ > 0) and entry 3 (δ = −1e-12: round-off, below the signal floor) are not; and entry 0
+    is not once another entry repeats its row (it can no longer move alone)."""
+    from landscape.analysis.kinks import SIGNAL_ATOL, ClarkeMultipliers, descent_kinks, signal_floor
     rng = np.random.default_rng(0)
-    J = rng.standard_normal((3, 6))
-    delta = np.array([-1.0, 2.0, -0.5])
-    s = np.array([0.5, 0.5, 0.0])
-    weak = np.array([False, False, True])
-    cl = ClarkeMultipliers(s, delta, 0.0, 2, 1, 0, np.zeros(3, bool), weak)
-    assert concave_kinks(J, cl).tolist() == [True, False, False]
+    J = rng.standard_normal((4, 7))
+    delta = np.array([-1.0, 2.0, -0.5, -1e-12])
+    s = np.array([0.5, 0.5, 0.0, 0.5])
+    degen = np.abs(delta) <= signal_floor(delta)
+    assert degen.tolist() == [False, False, False, True] and signal_floor(np.array([1e-14, -1e-19])) == SIGNAL_ATOL
+    cl = ClarkeMultipliers(s, delta, 0.0, 2, 1, 1, degen, np.array([False, False, True, False]))
+    assert descent_kinks(J, cl).tolist() == [True, False, True, False]
     # one-sided rates from the multipliers μ = −s∘δ: on side μ + δ, off side −μ
     mu = -s * delta
-    assert mu[0] + delta[0] < 0 and -mu[0] < 0 and not (mu[1] + delta[1] < 0 or -mu[1] < 0)
+    on, off = mu + delta, -mu
+    assert on[0] < 0 and off[0] < 0 and on[2] < 0 and on[1] > 0 and off[1] > 0
     J2 = np.vstack([J, 2.0 * J[0]])
-    cl2 = ClarkeMultipliers(np.append(s, 0.5), np.append(delta, 1.0), 0.0, 3, 1, 0, np.zeros(4, bool), np.append(weak, False))
-    assert not concave_kinks(J2, cl2)[0]
+    cl2 = ClarkeMultipliers(np.append(s, 0.5), np.append(delta, 1.0), 0.0, 3, 1, 1,
+                            np.append(degen, False), np.array([False, False, True, False, False]))
+    assert not descent_kinks(J2, cl2)[0]
 
 
 def test_clarke_multipliers_fall_back_when_bvls_returns_nan(monkeypatch):
@@ -270,3 +274,21 @@ def test_clarke_multipliers_fall_back_when_bvls_returns_nan(monkeypatch):
     assert cl.stationary_within(1e-8)
     cl.residual = float("nan")
     assert not cl.stationary_within(1e-8)
+
+
+@pytest.mark.parametrize("splits, descents", [((0, 0, 0, 0), 0), ((1, 1, 1, 0), 0), ((2, 0, 0, 0), 2),
+                                              ((2, 2, 2, 0), 6)])
+def test_a_relu_mse_class_split_through_both_layers_is_a_saddle_on_its_kinks(splits, descents):
+    """relu-mse points built by landscape.analysis.family (K=4, n=2, d=8, L=3): a class whose two
+    samples run through separate units in both ReLU layers holds two entries at a kink under a
+    negative signal (W₃[c, v](γ − 1)/N: tests/test_relu_mse_family.py measures the one-sided
+    descent), so the point is a saddle on its kinks — it held basin counts as `degenerate` before;
+    DNC and classes split through one layer (every signal ≥ 0 or round-off) are not."""
+    from landscape.analysis.family import relu_mse_split_point
+
+    spec = _spec("mse")
+    rep = analyse_kinks(spec, relu_mse_split_point(spec, splits))
+    assert rep.clarke.residual <= 1e-12
+    assert (rep.kind == "saddle") == (descents > 0)
+    if descents:
+        assert rep.reason.startswith(f"{descents} active entries on a concave kink")

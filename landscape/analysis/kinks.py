@@ -21,8 +21,10 @@ pre-activations H_l = W_{l−1}σ(H_{l−1}), l = 2..L (``pre[1:]`` of
   ∇f₀ + Σ_a s_a δ_a ∇H_a with s_a ∈ {0, 1}; θ is Clarke-stationary iff
   min_{s∈[0,1]^A} ‖∇f₀ + Jᵀ diag(δ) s‖ = 0, one bounded least-squares solve
   (:func:`scipy.optimize.lsq_linear`). Multipliers strictly inside (0, 1) are *strongly* active:
-  with δ_a > 0, moving the entry either way raises the loss at first order; with δ_a < 0 the kink
-  is concave and both sides lower it (:func:`concave_kinks`: a saddle). At 0 or 1, or with δ_a = 0
+  with δ_a > 0, moving the entry either way raises the loss at first order. With δ_a < 0 the kink
+  is concave: the loss falls on its on side (rate δ_a(1 − s_a)) or its off side (s_a·δ_a), on
+  both when s_a is strictly inside (0, 1) — wherever the entry can move alone, a descent
+  direction (:func:`descent_kinks`: a saddle, never a minimum). At 0 or 1, or with δ_a = 0
   (*degenerate*), the first order leaves one or both sides to the second order.
 * **Dead units**: a hidden unit whose whole row of H_l is active has, at a critical point, zero
   incoming row and outgoing column (their gradients are λ times themselves). Switching it on along
@@ -84,6 +86,9 @@ RANK_RTOL = 1e-10
 SILENT_RTOL = 1e-9
 #: Multipliers within this of 0 or 1 are weakly active; |δ_a| below it (relative) degenerate.
 MULTIPLIER_TOL = 1e-6
+#: |δ_a| at or below this is no signal whatever the largest (:func:`signal_floor`): signals that
+#: matter are gradients of the data term, 1e-4 … 1e-2 at the default size; round-off is 1e-14.
+SIGNAL_ATOL = 1e-9
 
 
 def _forward(model: DeepUFM, theta: torch.Tensor, on: list | None, extra: list | None = None):
@@ -378,6 +383,13 @@ class ClarkeMultipliers:
         return bool(np.isfinite(self.residual) and self.residual <= tol)
 
 
+def signal_floor(delta: np.ndarray) -> float:
+    """|δ| at or below which an active entry's signal is none (degenerate): MULTIPLIER_TOL × the
+    largest |δ|, and never below :data:`SIGNAL_ATOL` (where every signal is round-off, the
+    largest is round-off too: relu-mse points with signals of 1e-14 and 1e-19 read as descents)."""
+    return max(MULTIPLIER_TOL * float(np.abs(delta).max(initial=0.0)), SIGNAL_ATOL)
+
+
 def output_signals(spec: ModelSpec, theta, aset: ActiveSet) -> list[np.ndarray]:
     """δ per ReLU layer (d, N): ∂f₀/∂σ(H_l), the signal arriving at each entry's output."""
     model = DeepUFM(spec.as_float64())
@@ -404,20 +416,20 @@ def clarke_multipliers(spec: ModelSpec, theta, aset: ActiveSet, parts=None) -> C
         sol = lsq_linear(G, -g, bounds=(0.0, 1.0), method="trf", tol=1e-14, lsq_solver="exact")
     s = np.clip(sol.x, 0.0, 1.0)
     resid = float(np.linalg.norm(g + G @ s))
-    scale = max(float(np.abs(delta).max(initial=0.0)), 1e-300)
-    degen = np.abs(delta) <= MULTIPLIER_TOL * scale
+    degen = np.abs(delta) <= signal_floor(delta)
     weak = ~degen & ((s <= MULTIPLIER_TOL) | (s >= 1 - MULTIPLIER_TOL))
     return ClarkeMultipliers(s, delta, resid, int((~degen & ~weak).sum()), int(weak.sum()), int(degen.sum()), degen, weak)
 
 
-def concave_kinks(J: np.ndarray, cl: ClarkeMultipliers) -> np.ndarray:
-    """Held entries whose kink is a first-order descent on both sides: (|A|,) bool. An entry with
-    outgoing signal δ_a < 0 and multiplier s_a strictly inside (0, 1), whose row of J is
-    independent of the other rows (so s_a is unique and h_a can move alone, the others held),
-    changes the loss at rate δ_a(1 − s_a) < 0 into its on side and s_a·δ_a < 0 into its off side:
-    ReLU's convex kink under a negative signal is a concave one, and the point is no minimum."""
-    scale = max(float(np.abs(cl.delta).max(initial=0.0)), 1e-300)
-    cand = ~cl.degenerate_mask & ~cl.weak_mask & (cl.delta < -MULTIPLIER_TOL * scale)
+def descent_kinks(J: np.ndarray, cl: ClarkeMultipliers) -> np.ndarray:
+    """Held entries whose kink is a first-order descent: (|A|,) bool. An entry with outgoing signal
+    δ_a < 0 (beyond :func:`signal_floor`) whose row of J is independent of the other rows (so its
+    multiplier s_a ∈ [0, 1] is unique and h_a can move alone, the others held) changes the loss
+    at rate δ_a(1 − s_a) into its on side and s_a·δ_a into its off side: at least one is negative
+    whatever s_a (both when 0 < s_a < 1). ReLU's convex kink under a negative signal is a concave
+    one, and the point is no minimum. (Measured 2026-12-07: a relu-mse class whose two samples
+    run through separate units in both ReLU layers holds such an entry, s = 0, rate −1e-3.)"""
+    cand = ~cl.degenerate_mask & (cl.delta < -signal_floor(cl.delta))
     out = np.zeros(cl.delta.size, dtype=bool)
     for a in np.nonzero(cand)[0].tolist():
         others = np.delete(J, a, axis=0)
@@ -554,12 +566,12 @@ def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
         dm = dead_units(aset)
         in_dead = np.array([l in decided_layers and dm[l][j] for l, j, _ in aset.index()])
     undecided = int(((cl.weak_mask | cl.degenerate_mask) & ~in_dead).sum()) if aset.size else 0
-    concave = int(concave_kinks(J, cl).sum()) if aset.size else 0
+    concave = int(descent_kinks(J, cl).sum()) if aset.size else 0
     if not cl.stationary_within(clarke_tol):
         kind, reason = "not stationary", f"bounded least-squares residual {cl.residual:.3g} > {clarke_tol:g}"
     elif concave:
-        kind, reason = "saddle", (f"{concave} active entries on a concave kink (outgoing signal δ < 0, multiplier "
-                                  "inside (0, 1)): the loss falls on both sides of it")
+        kind, reason = "saddle", (f"{concave} active entries on a concave kink (outgoing signal δ < 0): the loss "
+                                  "falls on at least one side of it")
     elif index > 0:
         kind, reason = "saddle", f"{index} negative eigenvalue(s) of the Hessian on the kink manifold"
     elif undecided:
