@@ -5,6 +5,7 @@ leave samples unserved. Points are rebuilt here from explicit matrices with scal
 (AM–GM over each class's factor norms, a scalar root by brentq), then held to the model's own
 loss, to Clarke stationarity on their kinks (MODEL.md §10) and to the closed forms."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -311,3 +312,18 @@ def test_a_layer_2_split_needs_obtuse_features():
         rates[obtuse] = (float(model.loss(torch.tensor(SPEC.join([H, W1, W2, W3]))[None])[0]) - base) / eps
     assert rates[False] < -5e-4
     assert 0 <= rates[True] < 1e-5
+
+
+def test_theory_prints_the_split_excesses_of_relu_mse(capsys):
+    """`landscape theory --preset relu-mse` lists Δ₁ and Δ₂, the excess over DNC of a class split
+    through one and two ReLU layers, equal to the chain oracle written here (Π m = n³ and n⁴
+    against DNC's n, the same r = n samples) to 1e-12, and marks split 2 as a saddle."""
+    from landscape.cli import main
+
+    assert main(["theory", "--preset", "relu-mse"]) == 0
+    out = capsys.readouterr().out
+    printed = {int(m.group(1)): float(m.group(2)) for m in re.finditer(r"split (\d): Δ_\d = ([0-9.e+-]+)", out)}
+    dnc = _chain_oracle(n, n)[1]
+    for s, prod in ((1, n ** 3), (2, n ** 4)):
+        assert printed[s] == pytest.approx(_chain_oracle(n, prod)[1] - dnc, abs=1e-12)
+    assert "split 2: Δ_2" in out and "a saddle" in out.split("split 2:")[1].splitlines()[0]

@@ -408,6 +408,8 @@ def _member_dnc(spec, as_json: bool, study: dict | None = None) -> int:
         print(json.dumps({"spec": spec.to_dict(), "dnc": [p.to_dict() for p in pts], "scale": name,
                           "catalogue": "block catalogue: linear CE only",
                           **({"srg": srg} if srg is not None else {}),
+                          **({"splits": _split_rows(spec, pts[-1].loss)}
+                             if spec.loss == "mse" and spec.activation == "relu" and pts else {}),
                           **({"study": _study_json(study, closed_form)} if study else {})}, indent=1))
         return 0
     print(f"K={spec.K} n={spec.n} d={spec.d} L={spec.L} {spec.activation} {spec.loss.upper()}, "
@@ -426,6 +428,8 @@ def _member_dnc(spec, as_json: bool, study: dict | None = None) -> int:
         print("rank-r structures (r classes on an orthogonal frame, the rest null; any class rotation):")
         for st in mse_rank_structures(spec):
             print(f"  {st['label']:<8} rank {st['rank']}  γ = {st['gamma']:.12g}  loss {_loss_text(st['loss'])}")
+    if spec.loss == "mse" and spec.activation == "relu" and pts:
+        print(_split_text(spec, pts[-1].loss))
     print("(the block catalogue and Theorem 1's comparison are derived for the linear CE model only)")
     _print_study(study, closed_form)
     return 0
@@ -463,6 +467,24 @@ def _srg_text(row: dict) -> str:
                                               f"{abs(row['difference']):.3e}")
     return (f"{head}  β = {row['beta']:.12g}  z = " + ", ".join(f"{x:.6g}" for x in row["z"])
             + f"  loss {_loss_text(row['loss'])}{cmp}")
+
+
+def _split_rows(spec, dnc_loss: float) -> list[dict]:
+    """The ReLU MSE classes split through s = 1 … L−1 ReLU layers
+    (:func:`landscape.analysis.family.relu_mse_split_loss`): {"s", "delta" (the excess over DNC's
+    loss, additive over classes), "saddle" (s ≥ 2: a kink under a negative signal)}."""
+    from ..analysis.family import relu_mse_split_loss
+
+    return [{"s": s, "delta": relu_mse_split_loss(spec, (s,) + (0,) * (spec.K - 1)) - dnc_loss, "saddle": s >= 2}
+            for s in range(1, spec.L)]
+
+
+def _split_text(spec, dnc_loss: float) -> str:
+    rows = [f"  split {r['s']}: Δ_{r['s']} = {r['delta']:.10e}" + ("  (a saddle: a kink under a negative signal)"
+                                                                  if r["saddle"] else "")
+            for r in _split_rows(spec, dnc_loss)]
+    return ("classes whose n samples run through separate units in the first s ReLU layers (each class adds "
+            "Δ_s to DNC's loss; the `4×self` points are DNC + Σ Δ, minima only with every s ≤ 1):\n" + "\n".join(rows))
 
 
 def _loss_text(x: float) -> str:
