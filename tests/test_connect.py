@@ -500,3 +500,25 @@ def test_insert_images_bisects_the_bracket_of_each_maximum():
     for q in range(2):
         assert float((R2[q] @ direction - centres[q]).abs().min()) <= (1 / (M + 1)) / 16, q
     assert torch.equal(insert_images(R, E, 4, loss)[0], R2)      # k at once = k times one
+
+
+def test_a_kink_saddle_without_a_negative_hessian_eigenvalue_starts_no_descents(tmp_path):
+    """A relu-mse class split through both ReLU layers (built by landscape.analysis.family) is a
+    saddle by a first-order descent across a kink, and its Hessian has no eigenvalue below −τ: it
+    has no unstable space (None, remembered), and connecting it starts no descents and stores no
+    edges, where the run used to stop with "stored as a saddle but its Hessian has no eigenvalue"."""
+    from landscape.analysis.family import relu_mse_split_point
+    from landscape.study.run import _connect_saddles
+
+    overrides = ["model.activation=relu", "model.loss=mse", "saddles.starts=0"]
+    spec = load_study(None, overrides).model
+    th = relu_mse_split_point(spec, (2, 0, 0, 0))
+    cfg, store = _study_with(tmp_path, overrides, [th])
+    with store:
+        saddle = store.point(0)
+        assert saddle.kind == "saddle" and saddle.hessian_index == 0
+        run = StudyRun(cfg, store, lambda e: None)
+        assert run.points.unstable_space(saddle) is None and 0 in run.points.flat
+        assert run.connect_many([saddle]) == 0
+        _connect_saddles(run)
+        assert store.edges() == []

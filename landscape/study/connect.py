@@ -48,7 +48,7 @@ import sys
 
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 import networkx as nx
@@ -57,10 +57,9 @@ import torch
 
 from ..analysis.point import LEAF_KINDS
 from ..analysis.symmetry import align
-from ..core.validate import SpecError, check_bool, check_fields, check_int, check_number
 from ..engines import run_pipeline
 from ..engines.minmode import follow_min_mode
-from ..engines.neb import NEBOptions, insert_images, run_neb
+from ..engines.neb import insert_images, run_neb
 from ..io.records import PointRecord, TransitionStateRecord
 from ..io.store import StudyStore
 
@@ -234,9 +233,10 @@ def search_pairs(run: StudyRunView, pairs: list[tuple[int, int]]) -> list[dict]:
                 # across the barrier, its tangent at the climbing image projected onto that space
                 c = int(res.climbing[q])
                 tangent = (res.images[q, c + 1] - res.images[q, c - 1]).cpu().numpy()
-                _, V = run.points.unstable_space(saddle)
+                space = run.points.unstable_space(saddle)
+                V = space[1] if space is not None else np.zeros((tangent.size, 0))
                 u = V @ (V.T @ tangent)
-                if np.linalg.norm(u) > 1e-12 * np.linalg.norm(tangent):
+                if space is not None and np.linalg.norm(u) > 1e-12 * np.linalg.norm(tangent):
                     run.connect(saddle, directions=u / np.linalg.norm(u), first_direction=BAND_DIRECTION)
             ends = _ends_of(store, sid)
             rec["joins"] = ends

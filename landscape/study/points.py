@@ -33,7 +33,6 @@ from ..analysis.point import PointAnalysis, analyse_point
 from ..analysis.settings import AnalysisSettings, DedupTolerances
 from ..core.spec import ModelSpec
 from ..io.records import PointRecord
-from ..io.store import StoreError
 
 
 def unstable_of(a: PointAnalysis) -> tuple[np.ndarray, np.ndarray] | None:
@@ -67,6 +66,8 @@ class PointRegistry:
         self.kinds: dict[int, str] = {p.id: p.kind for p in points}
         self.losses: dict[int, float] = {p.id: p.loss for p in points}
         self.unstable: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        #: ids of points whose Hessian has no eigenvalue below −τ (a saddle on ReLU kinks may be one)
+        self.flat: set[int] = set()
         #: θ (P,) → the analysis of exactly this θ computed elsewhere, or None (then it is computed
         #: here): the saddle prefetch's (:meth:`landscape.study.prefetch.SaddlePrefetch.analysis`)
         self.precomputed: Callable[[torch.Tensor], PointAnalysis | None] | None = None
@@ -106,6 +107,8 @@ class PointRegistry:
         space = unstable_of(a)
         if space is not None:
             self.unstable[pid] = space
+        else:
+            self.flat.add(pid)
         self.kinds[pid], self.losses[pid] = kind or a.kind, a.loss
         return a
 
@@ -137,15 +140,21 @@ class PointRegistry:
                 new.append(self.record(pid, th, fp, self.analyse(pid, th)))
         return ids
 
-    def unstable_space(self, point: PointRecord) -> tuple[np.ndarray, np.ndarray]:
+    def unstable_space(self, point: PointRecord) -> tuple[np.ndarray, np.ndarray] | None:
         """(eigenvalues (m,), eigenvectors (P, m)) of a stored saddle's unstable space: from its
-        analysis here, or stored with the point; recomputed only for a point stored without it."""
+        analysis here, or stored with the point; recomputed only for a point stored without it.
+        None where the Hessian has no eigenvalue below −τ: a saddle on ReLU kinks whose descent
+        is across a kink, at first order (:func:`landscape.analysis.kinks.descent_kinks`), has
+        none, and no descents start from it."""
         if point.id in self.unstable:
             return self.unstable[point.id]
         if point.unstable is not None:
             return np.asarray(point.unstable_values), point.unstable.T
-        a = analyse_point(self.spec, point.params, self.settings, device=self.device)
-        neg = a.hessian.negative_vectors
-        if neg is None:
-            raise StoreError(f"point {point.id} is stored as a saddle but its Hessian has no eigenvalue below −τ")
-        return np.sort(a.spectrum)[:neg.shape[1]], neg
+        if point.id in self.flat:
+            return None
+        space = unstable_of(analyse_point(self.spec, point.params, self.settings, device=self.device))
+        if space is None:
+            self.flat.add(point.id)
+        else:
+            self.unstable[point.id] = space
+        return space

@@ -247,12 +247,19 @@ class StudyRun:
         if not saddles:
             return 0
         t0 = time.perf_counter()
-        conns, dirs = [], []
+        conns, dirs, kept = [], [], []
         for saddle in saddles:
+            space = self.points.unstable_space(saddle)
+            if space is None:   # a saddle on ReLU kinks with no Hessian descent direction: none start
+                continue
             conn, ev_dir = saddle_descent_starts(cfg, self.model, saddle.params, saddle.loss,
-                                                 *self.points.unstable_space(saddle), directions=directions)
+                                                 *space, directions=directions)
             conns.append(conn)
             dirs.append(ev_dir)
+            kept.append(saddle)
+        saddles = kept
+        if not saddles:
+            return 0
         starts = torch.cat([c.starts for c in conns])
         res: TrajectoryResults | None = self.prefetch.descents(starts) if self.prefetch is not None else None
         if res is None:
@@ -420,7 +427,8 @@ def _connect_saddles(run: StudyRun) -> None:
     store = run.store
     for _ in range(run.cfg.saddles.max_rounds):
         connected = {e.saddle_id for e in store.edges()}
-        todo = [p.id for p in store.points() if p.kind == "saddle" and p.id not in connected]
+        todo = [p.id for p in store.points() if p.kind == "saddle" and p.id not in connected
+                and run.points.unstable_space(p) is not None]   # kink saddles may have no Hessian descent
         if not todo:
             return
         n = run.connect_many([store.point(pid) for pid in todo])
