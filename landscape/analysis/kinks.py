@@ -566,11 +566,11 @@ def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
         dm = dead_units(aset)
         in_dead = np.array([l in decided_layers and dm[l][j] for l, j, _ in aset.index()])
     undecided = int(((cl.weak_mask | cl.degenerate_mask) & ~in_dead).sum()) if aset.size else 0
-    concave = int(descent_kinks(J, cl).sum()) if aset.size else 0
+    descents = int(descent_kinks(J, cl).sum()) if aset.size else 0
     if not cl.stationary_within(clarke_tol):
         kind, reason = "not stationary", f"bounded least-squares residual {cl.residual:.3g} > {clarke_tol:g}"
-    elif concave:
-        kind, reason = "saddle", (f"{concave} active entries on a concave kink (outgoing signal δ < 0): the loss "
+    elif descents:
+        kind, reason = "saddle", (f"{descents} active entries on a concave kink (outgoing signal δ < 0): the loss "
                                   "falls on at least one side of it")
     elif index > 0:
         kind, reason = "saddle", f"{index} negative eigenvalue(s) of the Hessian on the kink manifold"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..core.gauge import class_rotation_tangents
 from ..core.gauge import gauge_interfaces, has_class_rotations  # noqa: F401  (re-exported: the interfaces with a gauge, the class rotations)
 from ..core.model import DeepUFM, ModelSpec
 from ..core.validate import check_memory
@@ -92,27 +93,9 @@ def symmetry_tangents(spec: ModelSpec, theta, rtol: float = DEFAULT_SYMMETRY_RTO
             block[:, offs[i]:offs[i + 1]] = dFi.reshape(b.size, -1)
             block[:, offs[i + 1]:offs[i + 2]] = dFn.reshape(b.size, -1)
             rows.append(block)
-    rows.extend(class_rotation_tangents(spec, F))
+    if has_class_rotations(spec):
+        rows.append(class_rotation_tangents(spec, [torch.from_numpy(f)[None] for f in F])[0].numpy())
     return np.vstack(rows) if rows else np.zeros((0, spec.P))
-
-
-def class_rotation_tangents(spec: ModelSpec, F) -> list[np.ndarray]:
-    """The K(K−1)/2 generator tangents of the class rotations (:func:`has_class_rotations`) at
-    the factors F, as one (K(K−1)/2, P) block in a list (empty where the model has none): for
-    A = E_ab − E_ba, δH₁ = H₁(Aᵀ ⊗ I_n), δW_L = A W_L."""
-    if not has_class_rotations(spec):
-        return []
-    K, n, offs = spec.K, spec.n, spec.offsets
-    block = []
-    for a in range(K):
-        for b in range(a + 1, K):
-            A = np.zeros((K, K))
-            A[a, b], A[b, a] = 1.0, -1.0
-            t = np.zeros(spec.P)
-            t[offs[0]:offs[1]] = (F[0] @ np.kron(A.T, np.eye(n))).reshape(-1)
-            t[offs[-2]:offs[-1]] = (A @ F[-1]).reshape(-1)
-            block.append(t)
-    return [np.array(block)] if block else []
 
 
 @dataclass

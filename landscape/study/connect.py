@@ -233,10 +233,9 @@ def search_pairs(run: StudyRunView, pairs: list[tuple[int, int]]) -> list[dict]:
                 # across the barrier, its tangent at the climbing image projected onto that space
                 c = int(res.climbing[q])
                 tangent = (res.images[q, c + 1] - res.images[q, c - 1]).cpu().numpy()
-                space = run.points.unstable_space(saddle)
-                V = space[1] if space is not None else np.zeros((tangent.size, 0))
-                u = V @ (V.T @ tangent)
-                if space is not None and np.linalg.norm(u) > 1e-12 * np.linalg.norm(tangent):
+                space = run.points.unstable_space(saddle)   # None only for a kink saddle (index 0)
+                u = space[1] @ (space[1].T @ tangent) if space is not None else np.zeros_like(tangent)
+                if np.linalg.norm(u) > 1e-12 * np.linalg.norm(tangent):
                     run.connect(saddle, directions=u / np.linalg.norm(u), first_direction=BAND_DIRECTION)
             ends = _ends_of(store, sid)
             rec["joins"] = ends
