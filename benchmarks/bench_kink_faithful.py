@@ -64,8 +64,10 @@ def main(argv=None) -> dict:
     cfg, short, t_short = descend(a.preset, idx, a.steps)
     _, long_, t_long = descend(a.preset, idx, a.factor * a.steps)
     spec = cfg.model
-    hs = hand_off_to_kinks(spec, short.theta, short.loss, short.grad_norm, tol=cfg.certify_tol)
-    hl = hand_off_to_kinks(spec, long_.theta, long_.loss, long_.grad_norm, tol=cfg.certify_tol)
+    hs = hand_off_to_kinks(spec, short.theta, short.loss, short.grad_norm, tol=cfg.certify_tol,
+                           stalled=short.stop_reason == "stalled")
+    hl = hand_off_to_kinks(spec, long_.theta, long_.loss, long_.grad_norm, tol=cfg.certify_tol,
+                           stalled=long_.stop_reason == "stalled")
     both = hs.ok & hl.ok
     agree = np.zeros(a.starts, dtype=bool)
     for b in np.nonzero(both)[0]:

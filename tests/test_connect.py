@@ -502,11 +502,15 @@ def test_insert_images_bisects_the_bracket_of_each_maximum():
     assert torch.equal(insert_images(R, E, 4, loss)[0], R2)      # k at once = k times one
 
 
-def test_a_kink_saddle_without_a_negative_hessian_eigenvalue_starts_no_descents(tmp_path):
+def test_a_kink_saddle_without_a_negative_hessian_eigenvalue_is_connected_across_its_kinks(tmp_path):
     """A relu-mse class split through both ReLU layers (built by landscape.analysis.family) is a
     saddle by a first-order descent across a kink, and its Hessian has no eigenvalue below −τ: it
-    has no unstable space (None, remembered), and connecting it starts no descents and stores no
-    edges, where the run used to stop with "stored as a saddle but its Hessian has no eigenvalue"."""
+    has no unstable space (None, remembered; the run once stopped with "stored as a saddle but its
+    Hessian has no eigenvalue"), and its descents start across its concave kinks (one per held
+    entry, landscape.analysis.kinks.kink_descents), ± each: no edge carries an eigenvalue, no
+    descent returns to the saddle, and those that certify end below it by Δ₂ − Δ₁ (≈ 6.3406e-4:
+    the class then splits through one layer only; tests/test_relu_mse_family.py derives both) —
+    at least one does."""
     from landscape.analysis.family import relu_mse_split_point
     from landscape.study.run import _connect_saddles
 
@@ -519,6 +523,11 @@ def test_a_kink_saddle_without_a_negative_hessian_eigenvalue_starts_no_descents(
         assert saddle.kind == "saddle" and saddle.hessian_index == 0
         run = StudyRun(cfg, store, lambda e: None)
         assert run.points.unstable_space(saddle) is None and 0 in run.points.flat
-        assert run.connect_many([saddle]) == 0
+        assert run.points.descends_across_kinks(0)
         _connect_saddles(run)
-        assert store.edges() == []
+        edges = store.edges()
+        assert sorted((e.direction, e.sign) for e in edges) == [(0, -1), (0, 1), (1, -1), (1, 1)]
+        assert all(e.eigenvalue is None and e.target_id != 0 for e in edges)
+        down = [e for e in edges if e.target_id is not None]
+        assert down and all(abs(e.barrier - 6.3406e-4) < 1e-7 for e in down), [e.barrier for e in down]
+

@@ -7,7 +7,7 @@ import torch
 
 from landscape.analysis.family import frame_dnc_point, member_dnc
 from landscape.analysis.kinks import (active_set, analyse_kinks, clarke_multipliers, kkt_parts, masked_loss,
-                                      output_signals, polish_on_kinks)
+                                      hand_off_to_kinks, output_signals, polish_on_kinks)
 from landscape.core.model import DeepUFM
 from landscape.core.spec import ModelSpec
 
@@ -89,6 +89,24 @@ def test_a_perturbed_relu_dnc_point_is_polished_back_onto_its_kinks():
     assert capped.converged and np.array_equal(capped.theta, p.theta) and capped.iterations == p.iterations
     stopped = polish_on_kinks(spec, th, aset=active_set(spec, th, rtol=1e-4), loss_cap=start - 1.0)
     assert not stopped.converged and stopped.iterations == 1
+
+
+@pytest.mark.parametrize("noise, seed", [(5e-4, 0), (1e-3, 1), (3e-3, 2)])
+def test_a_stalled_descent_is_read_at_the_amplitude_of_its_bounce(noise, seed):
+    """The relu-ce DNC point with noise of 5e-4 … 3e-3 on every coordinate puts its kink entries
+    up to ~1e-3 … 6e-3 of the largest entry off 0, as GD bouncing across kinks leaves them: read
+    at 1e-4 the active set misses some and the hand-off refuses the row; for a descent
+    that stalled it is read again at 1e-3 and 1e-2, and the polish returns to ℓ_DNC (the AM–GM
+    closed form) within 1e-10."""
+    spec = _spec("ce")
+    dnc = member_dnc(spec)[-1]
+    th = frame_dnc_point(spec, dnc.scale) + noise * np.random.default_rng(seed).standard_normal(spec.P)
+    t = torch.from_numpy(th)[None]
+    model = DeepUFM(spec)
+    loss, gn = model.loss(t).numpy(), model.grad(t).norm(dim=1).numpy()
+    assert not hand_off_to_kinks(spec, th[None], loss, gn).ok[0]
+    h = hand_off_to_kinks(spec, th[None], loss, gn, stalled=[True])
+    assert h.ok[0] and h.residual[0] <= 1e-10 and h.loss[0] == pytest.approx(dnc.loss, abs=1e-10)
 
 
 def test_the_first_order_change_across_one_relu_layer_is_the_one_sided_formula():
@@ -292,3 +310,64 @@ def test_a_relu_mse_class_split_through_both_layers_is_a_saddle_on_its_kinks(spl
     assert (rep.kind == "saddle") == (descents > 0)
     if descents:
         assert rep.reason.startswith(f"{descents} active entries on a concave kink")
+
+
+@pytest.mark.parametrize("splits, n_dirs, scale", [((2, 0, 0, 0), 2, 1.0), ((2, 2, 0, 0), 4, 1.0),
+                                                   ((0, 0, 0, 0), 0, 1.0), ((1, 1, 1, 0), 0, 1.0),
+                                                   ((0, 0, 0, 0), 1, 1.01)])
+def test_kink_descents_fall_at_the_rate_one_sided_differences_of_the_true_loss_measure(splits, n_dirs, scale):
+    """Every direction kink_descents returns at a relu-mse point (landscape.analysis.family) is a
+    unit vector along which the true ReLU loss (DeepUFM.loss, torch.relu) falls at first order:
+    the one-sided difference quotient (L(θ + hu) − L(θ))/h, extrapolated to h → 0 from h and h/2
+    (Richardson, the O(h) term cancels), equals the rate reported to 1e-6 relative and is < 0;
+    along −u the loss does not fall at that rate (the kink's other side, or the rise of the
+    held entry's decay). DNC and one-layer splits have no such direction; DNC with its last
+    factor scaled by 1.01 (on the same kinks, no longer stationary) has one, the steepest."""
+    from landscape.analysis.family import relu_mse_split_point
+    from landscape.analysis.kinks import kink_descents
+
+    spec = _spec("mse")
+    th = np.array(relu_mse_split_point(spec, splits), dtype=np.float64)
+    th[-spec.K * spec.d:] *= scale   # W_L, the last block of θ (MODEL.md §1's order)
+    kd = kink_descents(spec, th)
+    assert kd.vectors.shape == (spec.P, n_dirs) and kd.rates.shape == (n_dirs,)
+    model = DeepUFM(spec.as_float64())
+    t0 = torch.as_tensor(th, dtype=torch.float64)
+    L0 = float(model.loss(t0[None])[0])
+
+    def quotient(u, h):
+        return (float(model.loss((t0 + h * torch.from_numpy(u))[None])[0]) - L0) / h
+
+    for j in range(n_dirs):
+        u = kd.vectors[:, j]
+        assert abs(np.linalg.norm(u) - 1) < 1e-12 and kd.rates[j] < -1e-6
+        h = 1e-5
+        fd = 2 * quotient(u, h / 2) - quotient(u, h)
+        assert abs(fd - kd.rates[j]) <= 1e-6 * abs(kd.rates[j]) + 1e-12
+        assert 2 * quotient(-u, h / 2) - quotient(-u, h) > kd.rates[j] + 1e-3 * abs(kd.rates[j])
+    assert np.all(np.diff(kd.rates) >= 0)
+
+
+def test_gradient_descent_leaves_a_concave_kink_saddle_only_once_moved_across_it():
+    """A relu-mse class split through both ReLU layers (landscape.analysis.family, K=4, n=2,
+    d=8, L=3) is a saddle by a concave kink with no descent on its kink manifold: gradient
+    descent (lr 0.5, ReLU'(0) = 0) started on it stays (its loss moves by < 1e-12 in 6,000
+    steps), and started where the study resumes it (landscape.study.kink_finish.escape_across_kinks,
+    eps = 1e-3) it falls by more than 5e-4 — toward the class split through one layer only,
+    Δ₂ − Δ₁ ≈ 6.3e-4 below (tests/test_relu_mse_family.py derives both excesses)."""
+    from types import SimpleNamespace
+
+    from landscape.analysis.family import relu_mse_split_point
+    from landscape.study.kink_finish import escape_across_kinks
+
+    spec = _spec("mse")
+    model = DeepUFM(spec.as_float64())
+    th = torch.as_tensor(relu_mse_split_point(spec, (2, 0, 0, 0)), dtype=torch.float64)[None]
+    starts, moved = escape_across_kinks(SimpleNamespace(model=spec), torch.cat([th, th]), 1e-3)
+    assert moved.tolist() == [True, True] and abs(float((starts[0] - th[0]).norm()) - 1e-3) < 1e-12
+    L0 = float(model.loss(th)[0])
+    x = torch.cat([th, starts[:1]])
+    for _ in range(6000):
+        x = x - 0.5 * model.grad(x)
+    drop = L0 - model.loss(x).numpy()
+    assert abs(drop[0]) < 1e-12 and drop[1] > 5e-4

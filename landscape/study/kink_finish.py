@@ -10,14 +10,15 @@ active set only where that finishes the last stretch of the descent (the loss fa
 ``converged`` with stop detail :data:`KINK_DETAIL` and the projected gradient ‖∇f₀ − Jᵀμ‖ on its
 manifold as gradient norm; whether its point is a minimum, a saddle on the manifold or undecided
 is its analysis' (:func:`landscape.analysis.point.analyse_point`), and a descent's row at a saddle
-is resumed by the run as any other.
+is resumed by the run as any other — except at a saddle whose only descent is across a kink
+(:func:`escape_across_kinks`).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..analysis.kinks import hand_off_to_kinks
+from ..analysis.kinks import hand_off_to_kinks, kink_descents
 from ..engines import TrajectoryResults
 from ..engines.outcomes import Detail, Outcome
 from .work import certified_mask
@@ -42,7 +43,8 @@ def finish_on_kinks(cfg, res: TrajectoryResults, rows: np.ndarray | None = None)
     if rows.size == 0:
         return 0
     idx = torch.from_numpy(rows)
-    h = hand_off_to_kinks(cfg.model, res.theta[idx].cpu(), res.loss[rows], res.grad_norm[rows], tol=cfg.certify_tol)
+    h = hand_off_to_kinks(cfg.model, res.theta[idx].cpu(), res.loss[rows], res.grad_norm[rows], tol=cfg.certify_tol,
+                          stalled=res.stop_reason[rows] == Outcome.STALLED.value)
     for r, why in zip(rows[~h.ok].tolist(), (w for w, k in zip(h.reason, h.ok) if not k)):
         res.stop_detail[r] = KINK_DETAIL.explained(why)   # why the kink polish refused the row (it had the last word)
     ok = rows[h.ok]
@@ -62,3 +64,23 @@ def kink_refused(cfg, res: TrajectoryResults, budget: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     refused = np.array([KINK_DETAIL.heads(d) and str(d) != KINK_DETAIL for d in res.stop_detail], dtype=bool)
     return np.nonzero(refused & ~certified_mask(cfg, res) & (res.main_iterations < budget))[0]
+
+
+def escape_across_kinks(cfg, theta: torch.Tensor, eps: float) -> tuple[torch.Tensor, np.ndarray]:
+    """Where a descent resumes from the saddles θ (B, P) (certified ends on ReLU kinks) whose
+    Hessian has no descent direction: θ + eps·u, u the first of
+    :func:`landscape.analysis.kinks.kink_descents` (the steepest one-sided descent across a
+    concave kink; ``eps`` the Euclidean step, the saddle descents' ``saddles.eps``). Gradient
+    descent with ReLU'(0) = 0 does not leave such a saddle by itself: beside the held entry, on
+    its off side, it sees only the decay, which holds the entry at the kink — the point is its
+    limit, not its end, and only this step (a perturbed descent's, where a smooth saddle's
+    unstable direction does the same by itself) lets it go on. Returns the starts (B, P) and
+    ``moved`` (B,) bool: rows with no kink descent keep θ."""
+    out = theta.clone()
+    moved = np.zeros(theta.shape[0], dtype=bool)
+    for b in range(theta.shape[0]):
+        kd = kink_descents(cfg.model, theta[b].detach().cpu().to(torch.float64))
+        if kd.rates.size:
+            out[b] = theta[b] + eps * torch.from_numpy(kd.vectors[:, 0]).to(theta)
+            moved[b] = True
+    return out, moved

@@ -46,6 +46,15 @@ def unstable_of(a: PointAnalysis) -> tuple[np.ndarray, np.ndarray] | None:
     return evs, neg
 
 
+def _descends_across_kinks(kind: str, analysis) -> bool:
+    """:meth:`PointRegistry.descends_across_kinks` read off a point's kind and analysis JSON (a
+    stored one is untrusted: anything malformed reads as False)."""
+    kinks = analysis.get("kinks") if isinstance(analysis, Mapping) else None
+    if not isinstance(kinks, Mapping) or kinks.get("index") != 0 or isinstance(kinks.get("index"), bool):
+        return False
+    return (kind, kinks.get("kind")) in (("saddle", "saddle"), ("unverified", "not stationary"))
+
+
 class PointRegistry:
     """The distinct points of one run (module docstring): their representatives modulo symmetry
     (``dedup``), and the ``kinds``, ``losses`` and saddles' ``unstable`` spaces ({point id: …})
@@ -68,6 +77,8 @@ class PointRegistry:
         self.unstable: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         #: ids of points whose Hessian has no eigenvalue below −τ (a saddle on ReLU kinks may be one)
         self.flat: set[int] = set()
+        #: ids of points on ReLU kinks whose descent is across a kink only (:meth:`descends_across_kinks`)
+        self.across_kinks: set[int] = {p.id for p in points if _descends_across_kinks(p.kind, p.analysis)}
         #: θ (P,) → the analysis of exactly this θ computed elsewhere, or None (then it is computed
         #: here): the saddle prefetch's (:meth:`landscape.study.prefetch.SaddlePrefetch.analysis`)
         self.precomputed: Callable[[torch.Tensor], PointAnalysis | None] | None = None
@@ -110,6 +121,8 @@ class PointRegistry:
         else:
             self.flat.add(pid)
         self.kinds[pid], self.losses[pid] = kind or a.kind, a.loss
+        if a.kinks is not None and _descends_across_kinks(self.kinds[pid], {"kinks": a.kinks.to_dict()}):
+            self.across_kinks.add(pid)
         return a
 
     def record(self, pid: int, theta: torch.Tensor, fp: Mapping, a: PointAnalysis, *,
@@ -140,12 +153,21 @@ class PointRegistry:
                 new.append(self.record(pid, th, fp, self.analyse(pid, th)))
         return ids
 
+    def descends_across_kinks(self, pid: int) -> bool:
+        """The point ``pid`` (analysed here, or stored) lies on ReLU kinks and descends across a
+        kink only: stationary on its kink manifold with no negative eigenvalue there, yet a saddle
+        by a concave kink (:func:`landscape.analysis.kinks.descent_kinks`) or not Clarke-stationary
+        (``unverified``). Gradient descent, reading ReLU'(0) = 0, does not leave such a point by
+        itself (:func:`landscape.analysis.kinks.kink_descents`)."""
+        return pid in self.across_kinks
+
     def unstable_space(self, point: PointRecord) -> tuple[np.ndarray, np.ndarray] | None:
         """(eigenvalues (m,), eigenvectors (P, m)) of a stored saddle's unstable space: from its
         analysis here, or stored with the point; recomputed only for a point stored without it.
         None where the Hessian has no eigenvalue below −τ: a saddle on ReLU kinks whose descent
         is across a kink, at first order (:func:`landscape.analysis.kinks.descent_kinks`), has
-        none, and no descents start from it."""
+        none; its descents start across those kinks instead
+        (:func:`landscape.analysis.kinks.kink_descents`, :meth:`landscape.study.run.StudyRun.connect_many`)."""
         if point.id in self.unstable:
             return self.unstable[point.id]
         if point.unstable is not None:

@@ -21,7 +21,11 @@ does, in order:
    a saddle (or at a point whose analysis could not be verified) has its polish discarded and its
    main dynamics resumed from the pre-polish state, with the condition that it converges only
    below the saddle's loss (minus ``ESCAPE_RTOL``·|loss|), for at most ``max_saddle_visits``
-   visits. Every visit is stored with the trajectory (``saddle_visits``: the saddle and how many
+   visits; a point on ReLU kinks whose only descent is across a kink (a concave kink, or no
+   Clarke stationarity, with index 0 on its kink manifold), which GD does not leave by itself,
+   is resumed from the point moved ``saddles.eps`` across that kink
+   (:func:`~landscape.study.kink_finish.escape_across_kinks`). Every visit is stored with the
+   trajectory (``saddle_visits``: the saddle and how many
    iterations the trajectory lingered with ‖∇L‖ at the hand-off tolerance before handing over).
    A row still at a saddle after its last visit, or out of budget, is stored uncertified.
    Newton-MR as the main engine is a critical-point finder: its ends are kept as they are.
@@ -52,6 +56,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..analysis.kinks import kink_descents
 from ..analysis.point import LEAF_KINDS
 from ..core.init import trajectory_seed
 from ..engines import TrajectoryResults, run_pipeline
@@ -61,13 +66,14 @@ from ..io.lambda0_store import Lambda0Store
 from ..io.results import DB_NAME, FILES, LAMBDA0_FILES, has_lambda0_database, write_json
 from ..io.store import StoreError, StudyStore
 from .config import CHECK_OFFSET, StudyConfig
-from .kink_finish import finish_on_kinks, kink_refused
+from .kink_finish import escape_across_kinks, finish_on_kinks, kink_refused
 from .lambda0 import run_lambda0_study
 from .connect import connect_minima
 from .executor_base import Unit
 from .points import PointRegistry
 from .prefetch import SaddlePrefetch, prefetch_possible
 from .summary import CHECK, MAIN, finish
+from .descents import connect_saddle
 from .work import (certified_mask, check_chunks, chunks, run_check, run_saddle_search,
                    run_trajectories, saddle_chunks, saddle_descent_starts, stages_of, study_model,
                    study_working_batch)
@@ -197,7 +203,14 @@ class StudyRun:
                 continue
             loss = np.array([points.losses[point_of[r]] for r in resume.tolist()])
             ceiling = torch.from_numpy(loss - ESCAPE_RTOL * np.abs(loss))
-            sub = run_pipeline(self.model, res.handoff_theta[torch.from_numpy(resume)], list(stages),
+            starts = res.handoff_theta[torch.from_numpy(resume)]
+            across = np.array([points.descends_across_kinks(point_of[r]) for r in resume.tolist()], dtype=bool)
+            if across.any():   # ReLU: a point GD does not leave by itself, left across its kink
+                idx = torch.from_numpy(np.nonzero(across)[0])
+                starts = starts.clone()
+                starts[idx] = escape_across_kinks(self.cfg, res.theta[torch.from_numpy(resume[across])],
+                                                  self.cfg.saddles.eps)[0]
+            sub = run_pipeline(self.model, starts, list(stages),
                                loss_ceiling=ceiling, iter_budget=torch.from_numpy(left[np.isin(stuck, resume)]))
             res.replace_rows(resume, sub, add_counts=True)
             # ReLU: a resumed descent stops near kinks again, where only the kink polish certifies it
@@ -250,10 +263,15 @@ class StudyRun:
         conns, dirs, kept = [], [], []
         for saddle in saddles:
             space = self.points.unstable_space(saddle)
-            if space is None:   # a saddle on ReLU kinks with no Hessian descent direction: none start
-                continue
-            conn, ev_dir = saddle_descent_starts(cfg, self.model, saddle.params, saddle.loss,
-                                                 *space, directions=directions)
+            if space is not None:
+                conn, ev_dir = saddle_descent_starts(cfg, self.model, saddle.params, saddle.loss,
+                                                     *space, directions=directions)
+            else:   # a saddle on ReLU kinks with no Hessian descent direction: across its kinks
+                across = kink_descents(cfg.model, saddle.params).vectors[:, :max(1, sd.max_descents // 2)]
+                if across.shape[1] == 0:
+                    continue
+                conn, ev_dir = connect_saddle(self.model, saddle.params, across if directions is None else directions,
+                                              lambda starts: None, eps=sd.eps), None
             conns.append(conn)
             dirs.append(ev_dir)
             kept.append(saddle)
@@ -428,7 +446,7 @@ def _connect_saddles(run: StudyRun) -> None:
     for _ in range(run.cfg.saddles.max_rounds):
         connected = {e.saddle_id for e in store.edges()}
         todo = [p.id for p in store.points() if p.kind == "saddle" and p.id not in connected
-                and run.points.unstable_space(p) is not None]   # kink saddles may have no Hessian descent
+                and (run.points.descends_across_kinks(p.id) or run.points.unstable_space(store.point(p.id)) is not None)]
         if not todo:
             return
         n = run.connect_many([store.point(pid) for pid in todo])
