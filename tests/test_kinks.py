@@ -7,7 +7,7 @@ import torch
 
 from landscape.analysis.family import frame_dnc_point, member_dnc
 from landscape.analysis.kinks import (active_set, analyse_kinks, clarke_multipliers, kkt_parts, masked_loss,
-                                      hand_off_to_kinks, output_signals, polish_on_kinks)
+                                      _forward, hand_off_to_kinks, output_signals, polish_on_kinks)
 from landscape.core.model import DeepUFM
 from landscape.core.spec import ModelSpec
 
@@ -345,6 +345,14 @@ def test_kink_descents_fall_at_the_rate_one_sided_differences_of_the_true_loss_m
         fd = 2 * quotient(u, h / 2) - quotient(u, h)
         assert abs(fd - kd.rates[j]) <= 1e-6 * abs(kd.rates[j]) + 1e-12
         assert 2 * quotient(-u, h / 2) - quotient(-u, h) > kd.rates[j] + 1e-3 * abs(kd.rates[j])
+        if kd.entries[j] is not None:   # the moved entry sits on its kink and leaves it to its side
+            l, unit, sample = kd.entries[j]
+            pre = [p.detach().numpy() for p in _forward(model, t0 + 1e-6 * torch.from_numpy(u), None)[1]]
+            base = [p.detach().numpy() for p in _forward(model, t0, None)[1]]
+            assert abs(base[l][unit, sample]) <= 1e-9 * np.abs(base[l]).max()
+            assert np.sign(pre[l][unit, sample]) == kd.sides[j]
+        else:
+            assert kd.sides[j] == 0
     assert np.all(np.diff(kd.rates) >= 0)
 
 

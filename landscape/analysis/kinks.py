@@ -443,13 +443,29 @@ def descent_kinks(J: np.ndarray, cl: ClarkeMultipliers) -> np.ndarray:
     return out
 
 
-def directional_derivative(g: np.ndarray, J: np.ndarray, delta: np.ndarray, u: np.ndarray) -> float:
-    """The one-sided derivative of the true (ReLU) loss at a point on its kinks along u (P,):
-    gᵀu + Σ_a δ_a·max((Ju)_a, 0), with g = ∇f₀ (every active entry off), J (|A|, P) the active
-    rows and δ (|A|,) their outgoing signals (module docstring): an active entry moved to its on
-    side passes its signal on, one moved to its off side passes nothing."""
-    t = J @ u if J.shape[0] else np.zeros(0)
-    return float(g @ u + np.sum(delta * np.maximum(t, 0.0)))
+def directional_derivative(spec: ModelSpec, theta, aset: ActiveSet, u) -> float:
+    """The one-sided derivative lim_{h↓0} (L(θ + hu) − L(θ))/h of the true (ReLU) loss at θ (P,)
+    along u (P,), θ on the kinks of ``aset`` (its active entries at 0 to round-off): the direction
+    is pushed forward layer by layer with ReLU's one-sided derivative σ′(h; v) = v on, max(v, 0)
+    at an active entry, 0 off — exact also where a held entry feeds another (chained kinks, which
+    the affine model gᵀu + Σ_a δ_a·max((Ju)_a, 0) of a single layer misses)."""
+    spec = spec.as_float64()
+    model = DeepUFM(spec)
+    th = as_theta64(spec, theta).detach()
+    F = [f[0] for f in model.factors(th[None])]
+    dF = [f[0] for f in model.factors(torch.as_tensor(np.asarray(u, dtype=np.float64)).reshape(1, -1))]
+    post, dpost = F[0], dF[0]
+    for l, (W, dW) in enumerate(zip(F[1:-1], dF[1:-1])):
+        h, dh = W @ post, dW @ post + W @ dpost
+        on = torch.from_numpy(aset.on[l])
+        held = torch.from_numpy(aset.active[l])
+        post = torch.where(on, h, torch.zeros_like(h))
+        dpost = torch.where(on, dh, torch.where(held, dh.clamp(min=0.0), torch.zeros_like(dh)))
+    Z = (F[-1] @ post).detach().requires_grad_(True)
+    gZ = torch.autograd.grad(model.data_loss(Z[None])[0], Z)[0]
+    dZ = dF[-1] @ post + F[-1] @ dpost
+    reg = sum(lam * float((f * df).sum()) for lam, f, df in zip(spec.lambdas, F, dF))
+    return float((gZ * dZ).sum()) + reg
 
 
 @dataclass
@@ -458,8 +474,8 @@ class KinkDescents:
     ``vectors`` (P, m) unit directions, ``rates`` (m,) the one-sided derivative of the true loss
     along each (< 0, per unit Euclidean step, :func:`directional_derivative`), most negative
     first; ``entries`` the (layer, unit, sample) of the held entry each moves (None for the
-    steepest Clarke descent of a point that is not Clarke-stationary) and ``sides`` (m,) +1
-    (into its on side), −1 (off side) or 0 (the Clarke descent)."""
+    Clarke descent −w of a point that is not Clarke-stationary) and ``sides`` (m,) +1 (into its
+    on side), −1 (off side) or 0 (the Clarke descent)."""
 
     vectors: np.ndarray
     rates: np.ndarray
@@ -473,13 +489,16 @@ def kink_descents(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
 
     * θ not Clarke-stationary (bounded least-squares residual > ``clarke_tol``): one direction,
       −w/‖w‖ with w = ∇f₀ + Jᵀdiag(δ)s the minimum-norm element the bounded solve leaves (its
-      optimality conditions make the one-sided derivative along −w at most −‖w‖²).
+      optimality conditions make the one-sided derivative of the affine model along −w at most
+      −‖w‖², exact where no held entry feeds another).
     * θ Clarke-stationary: one direction per held entry a of :func:`descent_kinks` (signal
-      δ_a < 0, multiplier s_a), into its on side where 1 − s_a ≥ s_a (rate δ_a(1 − s_a)) and its
-      off side otherwise (rate δ_a·s_a): the minimum-norm solution u of J u = ±e_a, normalised.
+      δ_a < 0, multiplier s_a), into its on side where 1 − s_a ≥ s_a (the loss falls at
+      δ_a(1 − s_a) per unit of the entry) and its off side otherwise (δ_a·s_a): the minimum-norm
+      solution u of J u = ±e_a, normalised (the steeper side of one entry moved alone).
 
-    Each rate is :func:`directional_derivative` along the direction, the rate at which the true
-    loss falls; a direction whose rate is not below −SIGNAL_ATOL (round-off) is dropped.
+    Each rate is :func:`directional_derivative` along the unit direction (per Euclidean step,
+    exact with chained kinks), the rate at which the true loss falls; a direction whose rate is
+    not below −SIGNAL_ATOL (round-off) is dropped.
     Gradient descent with ReLU'(0) = 0 does not take these directions from the kink: on the off
     side of such an entry it sees only the decay, which holds the entry at the kink."""
     spec = spec.as_float64()
@@ -506,7 +525,7 @@ def kink_descents(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
                     candidates.append((lstsq(J, target, cond=RANK_RTOL, lapack_driver="gelsd")[0], index[a], side))
             for u, entry, side in candidates:
                 u = u / np.linalg.norm(u)
-                rate = directional_derivative(g, J, cl.delta, u)
+                rate = directional_derivative(spec, th, aset, u)
                 if rate < -SIGNAL_ATOL:
                     vecs.append(u)
                     rates.append(rate)

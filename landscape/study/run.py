@@ -206,10 +206,10 @@ class StudyRun:
             starts = res.handoff_theta[torch.from_numpy(resume)]
             across = np.array([points.descends_across_kinks(point_of[r]) for r in resume.tolist()], dtype=bool)
             if across.any():   # ReLU: a point GD does not leave by itself, left across its kink
-                idx = torch.from_numpy(np.nonzero(across)[0])
+                moved_from, moved = escape_across_kinks(self.cfg, res.theta[torch.from_numpy(resume[across])],
+                                                        self.cfg.saddles.eps, visit=visit)
                 starts = starts.clone()
-                starts[idx] = escape_across_kinks(self.cfg, res.theta[torch.from_numpy(resume[across])],
-                                                  self.cfg.saddles.eps)[0]
+                starts[torch.from_numpy(np.nonzero(across)[0][moved])] = moved_from[torch.from_numpy(moved)]
             sub = run_pipeline(self.model, starts, list(stages),
                                loss_ceiling=ceiling, iter_budget=torch.from_numpy(left[np.isin(stuck, resume)]))
             res.replace_rows(resume, sub, add_counts=True)
@@ -267,11 +267,11 @@ class StudyRun:
                 conn, ev_dir = saddle_descent_starts(cfg, self.model, saddle.params, saddle.loss,
                                                      *space, directions=directions)
             else:   # a saddle on ReLU kinks with no Hessian descent direction: across its kinks
-                across = kink_descents(cfg.model, saddle.params).vectors[:, :max(1, sd.max_descents // 2)]
+                across = (directions if directions is not None else
+                          kink_descents(cfg.model, saddle.params).vectors[:, :max(1, sd.max_descents // 2)])
                 if across.shape[1] == 0:
                     continue
-                conn, ev_dir = connect_saddle(self.model, saddle.params, across if directions is None else directions,
-                                              lambda starts: None, eps=sd.eps), None
+                conn, ev_dir = connect_saddle(self.model, saddle.params, across, lambda starts: None, eps=sd.eps), None
             conns.append(conn)
             dirs.append(ev_dir)
             kept.append(saddle)
@@ -445,10 +445,11 @@ def _connect_saddles(run: StudyRun) -> None:
     store = run.store
     for _ in range(run.cfg.saddles.max_rounds):
         connected = {e.saddle_id for e in store.edges()}
-        todo = [p.id for p in store.points() if p.kind == "saddle" and p.id not in connected
-                and (run.points.descends_across_kinks(p.id) or run.points.unstable_space(store.point(p.id)) is not None)]
+        saddles = [store.point(p.id) for p in store.points() if p.kind == "saddle" and p.id not in connected]
+        saddles = [p for p in saddles if run.points.descends_across_kinks(p.id) or run.points.unstable_space(p) is not None]
+        todo = [p.id for p in saddles]
         if not todo:
             return
-        n = run.connect_many([store.point(pid) for pid in todo])
+        n = run.connect_many(saddles)
         run.report({"phase": "connect", "unit": run.next_unit - 1, "done": len(todo), "total": len(todo),
                    "note": f"saddles {todo}: {n} descents, one batch"})
