@@ -50,6 +50,7 @@ does, in order:
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -157,9 +158,15 @@ class StudyRun:
         (:func:`landscape.study.kink_finish.finish_on_kinks`); a row the polish refused because its
         descent had not settled runs ``stages`` again for another ``stages[0].max_iter`` steps and is
         offered to the polish again, up to ``kink_rounds`` rounds in all (the polish only ever
-        finishes a last stretch, so more rounds change which rows finish, never where). In place."""
+        finishes a last stretch, so more rounds change which rows finish, never where). In those
+        rounds the first stage runs its whole ``max_iter`` (its ``tol`` lowered to ``certify_tol``):
+        GD that had handed over at its tol while bouncing across kinks would otherwise hand over
+        again at once, and the round would change nothing. In place."""
         rows, rounds = None, self.cfg.kink_rounds
         budget = self.descent_budget(stages)
+        # another round runs the first stage for its whole max_iter: a row handed over at its tol
+        # (GD bouncing across kinks at ‖∇L‖ ≈ 1e-3) would hand over again at once, unchanged
+        again = [replace(stages[0], tol=min(stages[0].tol, self.cfg.certify_tol)), *stages[1:]]
         for rnd in range(rounds):
             finish_on_kinks(self.cfg, res, rows)
             rows = kink_refused(self.cfg, res, budget) if rnd + 1 < rounds else np.zeros(0, dtype=np.int64)
@@ -167,8 +174,7 @@ class StudyRun:
                 return
             left = np.minimum(stages[0].max_iter, budget - res.main_iterations[rows])
             start = res.theta if res.handoff_theta is None else res.handoff_theta   # where the descent stopped
-            sub = run_pipeline(self.model, start[torch.from_numpy(rows)], list(stages),
-                               iter_budget=torch.from_numpy(left))
+            sub = run_pipeline(self.model, start[torch.from_numpy(rows)], again, iter_budget=torch.from_numpy(left))
             res.replace_rows(rows, sub, add_counts=True)
 
     def finish_faithfully(self, res: TrajectoryResults, stages, new: list[PointRecord]) -> tuple[dict, dict]:
