@@ -379,3 +379,40 @@ def test_gradient_descent_leaves_a_concave_kink_saddle_only_once_moved_across_it
         x = x - 0.5 * model.grad(x)
     drop = L0 - model.loss(x).numpy()
     assert abs(drop[0]) < 1e-12 and drop[1] > 5e-4
+
+
+def test_a_kink_round_runs_the_first_stage_for_its_whole_budget(tmp_path, monkeypatch):
+    """A row the kink polish refused runs the pipeline again with the first stage's tol lowered to
+    certify_tol (its lr, max_iter and the later stages unchanged): GD that handed over at its tol
+    of 1e-3 while bouncing across kinks would hand over again at once (relu-mse starts 156, 197
+    and 202 stopped after 5,000–7,000 steps, their rounds changing nothing)."""
+    from landscape.engines.outcomes import Detail
+    from landscape.io.store import StudyStore
+    from landscape.study import run as run_module
+    from landscape.study.config import load_study
+    from landscape.study.work import run_trajectories
+
+    cfg = load_study(preset="relu-mse", overrides=["stages.0.max_iter=20"])
+    res = run_trajectories(cfg, [0])
+    seen = []
+
+    def refuse(cfg_, res_, rows=None):
+        res_.stop_detail[:] = Detail.KINK.explained("polish on the kink manifold did not converge")
+        return 0
+
+    class Stop(Exception):
+        pass
+
+    def record(model, theta, stages, **kw):
+        seen.append(stages)
+        raise Stop
+
+    monkeypatch.setattr(run_module, "finish_on_kinks", refuse)
+    monkeypatch.setattr(run_module, "run_pipeline", record)
+    run = run_module.StudyRun(cfg, StudyStore.create(tmp_path, cfg.to_dict(), cfg.model), lambda e: None)
+    with pytest.raises(Stop):
+        run.finish_kinks_in_rounds(res, list(cfg.stages))
+    (stages,) = seen
+    first = stages[0]
+    assert cfg.stages[0].tol == 1e-3 and first.tol == cfg.certify_tol == 1e-10
+    assert (first.engine, first.lr, first.max_iter) == ("gd", 0.5, 20) and list(stages[1:]) == list(cfg.stages[1:])
