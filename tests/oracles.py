@@ -1,7 +1,24 @@
-"""Oracles shared by the tests: the deep UFM's loss and factors in plain numpy, and the DNC loss
-of MODEL.md §6 solved with scipy — written outside the package, so tests hold the code to them."""
+"""Oracles shared by the tests: the deep UFM's loss and factors in plain numpy, the DNC loss of
+MODEL.md §6 solved with scipy, and autograd's gradient and Hessian-vector product of a model's own
+loss — written outside the package, so tests hold the code to them."""
 import numpy as np
+import torch
 from scipy.optimize import brentq
+
+
+def grad_autograd(model, theta):
+    """∇L (B, P) of ``model.loss`` (a :class:`landscape.core.model.DeepUFM`) at θ (B, P) by autograd
+    through the loss: the reference for the hand-written gradient."""
+    with torch.enable_grad():
+        th = theta.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(model.loss(th).sum(), th)
+    return g
+
+
+def hvp_autograd(model, theta, v):
+    """H(θ)v (B, P) by double back-propagation through ``model.loss`` (the model's own
+    ``hvp_operator_autograd``, its fallback where no hand-written product applies)."""
+    return model.hvp_operator_autograd(theta)(v)
 
 
 def numpy_factors(theta, K, n, d, L):

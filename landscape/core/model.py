@@ -358,13 +358,6 @@ class DeepUFM:
     def grad(self, theta: torch.Tensor) -> torch.Tensor:
         return self.loss_and_grad(theta)[1]
 
-    def grad_autograd(self, theta: torch.Tensor) -> torch.Tensor:
-        """Reference gradient by autograd through :meth:`loss` (for tests)."""
-        with torch.enable_grad():
-            th = theta.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(self.loss(th).sum(), th)
-        return g
-
     # ----- Gauss–Newton-vector products ----------------------------------------------------
     def _jvp(self, F: list, pre: list, post: list, v: torch.Tensor) -> torch.Tensor:
         """J(θ)v of :meth:`logits_jvp` from θ's factors ``F`` and forward pass (``pre``, ``post``)."""
@@ -480,10 +473,6 @@ class DeepUFM:
             return hv.detach()
 
         return apply
-
-    def hvp_autograd(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Reference H(θ)v (B, P) by double back-propagation through :meth:`loss` (for tests)."""
-        return self.hvp_operator_autograd(theta)(v)
 
     def _factor_lams(self, B: int, row_lam: torch.Tensor | None) -> list:
         """λ per factor for a batch of B rows: the spec's floats, or (B, 1, 1) tensors of the
