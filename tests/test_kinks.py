@@ -363,15 +363,13 @@ def test_gradient_descent_leaves_a_concave_kink_saddle_only_once_moved_across_it
     steps), and started where the study resumes it (landscape.study.kink_finish.escape_across_kinks,
     eps = 1e-3) it falls by more than 5e-4 — toward the class split through one layer only,
     Δ₂ − Δ₁ ≈ 6.3e-4 below (tests/test_relu_mse_family.py derives both excesses)."""
-    from types import SimpleNamespace
-
     from landscape.analysis.family import relu_mse_split_point
     from landscape.study.kink_finish import escape_across_kinks
 
     spec = _spec("mse")
     model = DeepUFM(spec.as_float64())
     th = torch.as_tensor(relu_mse_split_point(spec, (2, 0, 0, 0)), dtype=torch.float64)[None]
-    starts, moved = escape_across_kinks(SimpleNamespace(model=spec), torch.cat([th, th]), 1e-3)
+    starts, moved = escape_across_kinks(spec, torch.cat([th, th]), 1e-3)
     assert moved.tolist() == [True, True] and abs(float((starts[0] - th[0]).norm()) - 1e-3) < 1e-12
     L0 = float(model.loss(th)[0])
     x = torch.cat([th, starts[:1]])

@@ -515,10 +515,7 @@ def kink_descents(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
             cl = clarke_multipliers(spec, th, aset, parts)
             if not cl.stationary_within(clarke_tol):
                 w = g + J.T @ (cl.delta * cl.s)
-                if np.all(np.isfinite(w)) and np.linalg.norm(w) > 0:
-                    candidates = [(-w, None, 0)]
-                else:
-                    candidates = []
+                candidates = [(-w, None, 0)] if np.all(np.isfinite(w)) and np.linalg.norm(w) > 0 else []
             else:
                 index = aset.index()
                 candidates = []

@@ -66,12 +66,13 @@ def kink_refused(cfg, res: TrajectoryResults, budget: int) -> np.ndarray:
     return np.nonzero(refused & ~certified_mask(cfg, res) & (res.main_iterations < budget))[0]
 
 
-def escape_across_kinks(cfg, theta: torch.Tensor, eps: float, visit: int = 0) -> tuple[torch.Tensor, np.ndarray]:
-    """Where a descent resumes from the points θ (B, P) (certified ends on ReLU kinks) whose only
-    descent is across a kink: θ + eps·u, u the direction ``visit`` mod m of
-    :func:`landscape.analysis.kinks.kink_descents` (most negative one-sided rate first; the
-    ``visit``-th return to the same point tries the next, so a descent that came back does not
-    repeat itself; ``eps`` the Euclidean step, the saddle descents' ``saddles.eps``). Gradient
+def escape_across_kinks(spec, theta: torch.Tensor, eps: float, visit: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """Where a descent resumes from the points θ (B, P) (certified ends on ReLU kinks of the model
+    ``spec``) whose only descent is across a kink: θ + eps·u, u the direction ``visit`` mod m of
+    :func:`landscape.analysis.kinks.kink_descents` (most negative one-sided rate first; ``visit``
+    counts the descent's resumes, so a descent that came back starts along the next direction
+    rather than repeat its last start; ``eps`` the Euclidean step, the saddle descents'
+    ``saddles.eps``). Gradient
     descent with ReLU'(0) = 0 does not leave such a point by itself: beside the held entry, on
     its off side, it sees only the decay, which holds the entry at the kink — the point is its
     limit, not its end, and only this step (a perturbed descent's, where a smooth saddle's
@@ -80,7 +81,7 @@ def escape_across_kinks(cfg, theta: torch.Tensor, eps: float, visit: int = 0) ->
     out = theta.clone()
     moved = np.zeros(theta.shape[0], dtype=bool)
     for b in range(theta.shape[0]):
-        kd = kink_descents(cfg.model, theta[b].detach().cpu().to(torch.float64))
+        kd = kink_descents(spec, theta[b].detach().cpu().to(torch.float64))
         if kd.rates.size:
             out[b] = theta[b] + eps * torch.from_numpy(kd.vectors[:, visit % kd.rates.size]).to(theta)
             moved[b] = True

@@ -212,7 +212,7 @@ class StudyRun:
             starts = res.handoff_theta[torch.from_numpy(resume)]
             across = np.array([points.descends_across_kinks(point_of[r]) for r in resume.tolist()], dtype=bool)
             if across.any():   # ReLU: a point GD does not leave by itself, left across its kink
-                moved_from, moved = escape_across_kinks(self.cfg, res.theta[torch.from_numpy(resume[across])],
+                moved_from, moved = escape_across_kinks(self.cfg.model, res.theta[torch.from_numpy(resume[across])],
                                                         self.cfg.saddles.eps, visit=visit)
                 starts = starts.clone()
                 starts[torch.from_numpy(np.nonzero(across)[0][moved])] = moved_from[torch.from_numpy(moved)]
