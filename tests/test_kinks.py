@@ -1,6 +1,8 @@
 """Critical points on ReLU kinks (landscape.analysis.kinks, MODEL.md §10), held to values derived
 outside the code under test: the family's closed forms (AM–GM), an autograd gradient with a
 chosen ReLU derivative at the kinks, one-sided finite differences, and the orbit dimension."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -369,9 +371,9 @@ def test_gradient_descent_leaves_a_concave_kink_saddle_only_once_moved_across_it
     spec = _spec("mse")
     model = DeepUFM(spec.as_float64())
     th = torch.as_tensor(relu_mse_split_point(spec, (2, 0, 0, 0)), dtype=torch.float64)[None]
-    starts, moved = escape_across_kinks(spec, torch.cat([th, th]), 1e-3)
-    assert moved.tolist() == [True, True] and abs(float((starts[0] - th[0]).norm()) - 1e-3) < 1e-12
     L0 = float(model.loss(th)[0])
+    starts, moved = escape_across_kinks(spec, torch.cat([th, th]), 1e-3, np.full(2, L0 * (1 - 1e-9)))
+    assert moved.tolist() == [True, True] and abs(float((starts[0] - th[0]).norm()) - 1e-3) < 1e-12
     x = torch.cat([th, starts[:1]])
     for _ in range(6000):
         x = x - 0.5 * model.grad(x)
@@ -414,3 +416,91 @@ def test_a_kink_round_runs_the_first_stage_for_its_whole_budget(tmp_path, monkey
     first = stages[0]
     assert cfg.stages[0].tol == 1e-3 and first.tol == cfg.certify_tol == 1e-10
     assert (first.engine, first.lr, first.max_iter) == ("gd", 0.5, 20) and list(stages[1:]) == list(cfg.stages[1:])
+
+
+def test_a_negative_curvature_is_followed_only_where_the_constrained_set_goes():
+    """follows_descent against two hand-worked sets at 0 in the plane, loss x − y²/2, tangent
+    vector v = (0, 1) with curvature λ = −1 on ker J: with the one constraint x = 0 the set is
+    the y axis and the loss falls by t²/2 along it (followed at the first step, t = 1e-2); with
+    the dependent pair x = 0, x + y² = 0 (J = [[1, 0], [1, 0]] at 0: ker J is still the y axis)
+    the set is the single point 0, every projection returns towards it (y halves per
+    Gauss–Newton step) and nothing falls."""
+    from landscape.analysis.kinks import follows_descent
+
+    def loss(t):
+        return t[0] - 0.5 * t[1] ** 2
+
+    def one(t):
+        return np.array([t[0]]), np.array([[1.0, 0.0]])
+
+    def pair(t):
+        return np.array([t[0], t[0] + t[1] ** 2]), np.array([[1.0, 0.0], [1.0, 2 * t[1]]])
+
+    zero, v = np.zeros(2), np.array([0.0, 1.0])
+    found = follows_descent(loss, one, zero, v, -1.0)
+    assert found is not None and found[0] == 1e-2 and loss(found[1]) == pytest.approx(-0.5e-4, rel=1e-12)
+    assert follows_descent(loss, pair, zero, v, -1.0) is None
+
+
+def test_dependent_kinks_give_no_saddle_that_gradient_descent_leaves():
+    """A relu-mse point of the default size (K=4, n=2, d=8, L=3; loss 0.0122563434, stored
+    from a 256-start study, where gradient descent came back to it seven times) whose held
+    entries are dependent at first order: the Hessian of the Lagrangian on ker J has negative
+    eigenvalues, yet gradient descent (lr 0.5, ReLU'(0) = 0) started 1e-3 along each of them,
+    either sign, never gets 1e-10 below the point's loss in 3,000 steps. The analysis follows
+    the loss on the kink set instead of trusting ker J: undecided (a leaf), not a saddle."""
+    from landscape.analysis.kinks import _multipliers, _tangent_spectrum
+
+    spec = _spec("mse")
+    th = np.load(Path(__file__).parent / "data" / "relu_mse_dependent_kinks.npy")
+    model = DeepUFM(spec.as_float64())
+    L0 = float(model.loss(torch.from_numpy(th)[None])[0])
+    aset = active_set(spec, th)
+    g, J, _ = kkt_parts(spec, th, aset)
+    _, _, ev, vec = _tangent_spectrum(spec.as_float64(), th, aset, J, _multipliers(g, J))
+    neg = ev < -1e-8 * np.abs(ev).max()
+    assert neg.sum() >= 1
+    V = vec[:, neg]
+    x = torch.from_numpy(np.concatenate([th + 1e-3 * V.T, th - 1e-3 * V.T]))
+    lowest = np.full(x.shape[0], np.inf)
+    for _ in range(3000):
+        x = x - 0.5 * model.grad(x)
+        lowest = np.minimum(lowest, model.loss(x).numpy())
+    assert lowest.min() > L0 - 1e-10
+    rep = analyse_kinks(spec, th)
+    assert rep.index >= 1 and rep.kind == "undecided" and "none followed" in rep.reason
+
+
+def test_the_escape_from_the_small_root_dnc_saddle_starts_below_it():
+    """The small stationary scale of ReLU CE DNC is a maximum along the scale (the closed form's
+    smaller root): kink_escape returns a start within 1e-2 of it whose loss is below the point's
+    ℓ(1 − 1e-9), as the resumed descent needs; and below nothing it returns None."""
+    from landscape.analysis.kinks import kink_escape
+
+    spec = _spec("ce")
+    small = member_dnc(spec)[0]
+    th = frame_dnc_point(spec, small.scale)
+    model = DeepUFM(spec.as_float64())
+    L0 = float(model.loss(torch.as_tensor(th, dtype=torch.float64)[None])[0])
+    assert L0 == pytest.approx(small.loss, rel=1e-12)
+    start = kink_escape(spec, th, 1e-3, L0 * (1 - 1e-9))
+    assert start is not None and np.linalg.norm(start - np.asarray(th)) <= 1e-2 * (1 + 1e-9)
+    assert float(model.loss(torch.from_numpy(start)[None])[0]) < L0 * (1 - 1e-9)
+    assert kink_escape(spec, th, 1e-3, -np.inf) is None
+
+
+def test_a_gradient_descent_fixed_point_on_kinks_is_handed_over_unmoved():
+    """A relu-mse GD end of the default size (stored from a descent that stalled after 93,772
+    steps): a fixed point of GD itself (‖∇L‖ with ReLU'(0) = 0 below 1e-14, checked here), its
+    silent entries left at +4e-9 by the decay. The hand-off certifies it where it is (the loss
+    unchanged to 1e-15, θ moved < 1e-8): a finisher may not move GD's own end, and a silent
+    entry on its on side by less than the active set's threshold is at its kink, not across."""
+    spec = _spec("mse")
+    th = np.load(Path(__file__).parent / "data" / "relu_mse_gd_fixed_point.npy")
+    model = DeepUFM(spec.as_float64())
+    t = torch.from_numpy(th)[None]
+    L0, g0 = float(model.loss(t)[0]), float(model.grad(t).norm())
+    assert g0 < 1e-14
+    h = hand_off_to_kinks(spec, t, np.array([L0]), np.array([g0]), tol=1e-10, stalled=np.array([True]))
+    assert h.ok.tolist() == [True]
+    assert abs(h.loss[0] - L0) < 1e-15 and np.linalg.norm(h.theta[0] - th) < 1e-8

@@ -36,7 +36,10 @@ pre-activations H_l = W_{l−1}σ(H_{l−1}), l = 2..L (``pre[1:]`` of
 * **Second order** (:func:`analyse_kinks`): the Hessian of the Lagrangian f₀ − μᵀc on the tangent
   space ker J, net of the gauge of the H₁|W₁ interface (the only continuous symmetry with ReLU,
   MODEL.md §5), gives index and nullity. A negative eigenvalue is a descent direction inside M,
-  where L = f₀: a saddle. Index 0 with every non-dead active entry strongly active and every dead
+  where L = f₀: a saddle — once the loss is seen to fall along it on M (:func:`follows_descent`:
+  where held entries are dependent at first order, ker J can be larger than M's tangent space
+  and the multipliers are not unique, and a negative eigenvalue there need not be a descent;
+  such a point is ``undecided``). Index 0 with every non-dead active entry strongly active and every dead
   layer decided by the bound is a ``minimum`` (``degenerate`` with excess zero modes); any entry
   left to the second order otherwise makes the point ``undecided`` (stored with that reason,
   never counted as a minimum, never a failure).
@@ -230,8 +233,10 @@ def _signs_kept(spec, theta, aset: ActiveSet) -> bool:
     for h, a, o, f in zip(pres, aset.active, aset.on, free):
         h = h.detach().numpy()
         top = float(np.abs(h).max(initial=0.0))
-        # a free entry is masked off: it may sit at 0 or below, never above
-        if np.any(h[o] <= 0) or np.any(h[~a & ~o & ~f] >= 0) or np.any(h[f] > 1e-9 * max(top, 1.0)):
+        # a free entry is masked off: it may sit at 0 or below, never above the active set's own
+        # threshold (a silent entry's pull is its decay, which the tolerance leaves at 4e-9 …
+        # 2e-8: relu-mse descents, 2026-12-07, whose GD ends were stationary to 1e-11 as they were)
+        if np.any(h[o] <= 0) or np.any(h[~a & ~o & ~f] >= 0) or np.any(h[f] > ACTIVE_RTOL * max(top, 1.0)):
             return False
     return True
 
@@ -612,6 +617,132 @@ class KinkReport:
                 "projected_gradient": self.projected_gradient}
 
 
+#: Steps t (Euclidean) at which a negative eigenvalue's descent is followed on the kink set
+#: (:func:`follows_descent`), and the fraction of the second-order fall |λ|t²/2 that must show.
+FOLLOW_STEPS = (1e-2, 1e-3, 1e-4)
+FOLLOW_FRACTION = 0.5
+#: At most this many of the most negative eigenvalues are followed before a point is undecided.
+FOLLOW_DIRECTIONS = 4
+#: A point of the curve is on the kink set when its held entries are ≤ this in absolute value.
+FOLLOW_CTOL = 1e-11
+
+
+def follows_descent(loss, constraints, theta: np.ndarray, v: np.ndarray, lam: float,
+                    steps=FOLLOW_STEPS, fraction: float = FOLLOW_FRACTION, ctol: float = FOLLOW_CTOL,
+                    iters: int = 8) -> tuple[float, np.ndarray] | None:
+    """Whether the loss follows the negative curvature λ < 0 of a unit tangent vector v (P,) of
+    the set {c = 0} at θ (P,): for each step t of ``steps``, θ + t·v is projected back onto the
+    set by Gauss–Newton steps −J⁺c (``constraints(θ)`` returns (c (m,), J (m, P))); the descent is
+    followed where the projected point has ``loss`` ≤ loss(θ) − ``fraction``·|λ|t²/2. Returns
+    (t, the projected point) of the first such step, or None.
+
+    The tangent Hessian of the Lagrangian is taken on ker J. Where the held constraints are
+    dependent at first order (J rank-deficient, as many held ReLU entries are), ker J can be
+    larger than the tangent space of the set itself and the multipliers are not unique, so a
+    negative eigenvalue there need not be a descent of the loss: along c₁ = x, c₂ = x + y², ker J
+    at 0 is the y axis while the set is the single point 0. Only a fall of the true loss on the
+    set decides it."""
+    L0 = float(loss(theta))
+    for t in steps:
+        th = theta + t * v
+        for _ in range(iters):
+            c, J = constraints(th)
+            if float(np.abs(c).max(initial=0.0)) <= ctol:
+                break
+            th = th - lstsq(J, c, cond=RANK_RTOL, lapack_driver="gelsd")[0]
+        else:
+            c, _ = constraints(th)
+        if float(np.abs(c).max(initial=0.0)) <= ctol and float(loss(th)) <= L0 - fraction * abs(lam) * t * t / 2:
+            return t, th
+    return None
+
+
+def _tangent_spectrum(spec, th, aset: ActiveSet, J: np.ndarray, mu: np.ndarray):
+    """The Hessian of the Lagrangian f₀ − μᵀc on ker J net of the gauge (module docstring):
+    (dim ker J, gauge zero modes removed, eigenvalues (k,) ascending, their unit vectors in θ
+    (P, k))."""
+    H = _lagrangian_hessian(spec, th, aset, mu)
+    if J.shape[0]:   # tangent space: the null space of J
+        _, sv, Vt = np.linalg.svd(J, full_matrices=True)
+        rank = int(np.sum(sv > RANK_RTOL * max(sv.max(initial=0.0), 1.0)))
+        N = Vt[rank:].T
+    else:
+        N = np.eye(th.size)
+    model = DeepUFM(spec)
+    Tg = gauge_tangents(spec, model.factors(torch.from_numpy(th)[None]))[0].numpy()   # (T, P)
+    Tt = N.T @ Tg.T                                                                 # (dim, T)
+    if Tt.size:
+        Ug, sg, _ = np.linalg.svd(Tt, full_matrices=True)
+        gz = int(np.sum(sg > 1e-8 * max(sg.max(initial=0.0), 1e-300)))
+        Q = N @ Ug[:, gz:]
+    else:
+        gz, Q = 0, N
+    if not Q.shape[1]:
+        return int(N.shape[1]), gz, np.zeros(0), np.zeros((th.size, 0))
+    ev, evec = np.linalg.eigh(Q.T @ H @ Q)
+    return int(N.shape[1]), gz, ev, Q @ evec
+
+
+def kink_escape(spec: ModelSpec, theta, eps: float, below: float, visit: int = 0) -> np.ndarray | None:
+    """A start near θ (P,) (a point on ReLU kinks that is not a minimum) whose true loss is below
+    ``below``, for a descent to resume from; None where none is found. First the first-order
+    descents of :func:`kink_descents`, the ``visit``-th (mod m) first, each at the steps ``eps``,
+    eps/10, …, eps/10⁴ in turn (a descent at rate ‖w‖ ≈ 1e-4 falls only over a short step);
+    then a negative eigenvalue of the tangent Hessian whose descent the loss follows on the kink
+    set (:func:`follows_descent`), at the point of that curve. Gradient descent, reading
+    ReLU'(0) = 0, returns to such a point from a start above its loss."""
+    spec = spec.as_float64()
+    th = np.asarray(as_theta64(spec, theta).detach().numpy(), dtype=np.float64)
+    model = DeepUFM(spec)
+
+    def loss(t):
+        return float(model.loss(torch.from_numpy(t)[None])[0])
+
+    with _dense_threads(spec.P):
+        aset = active_set(spec, th)
+        kd = kink_descents(spec, th, aset)
+        m = kd.rates.size
+        for j in range(m):
+            u = kd.vectors[:, (visit + j) % m]
+            for t in eps * 10.0 ** -np.arange(5):
+                if loss(th + t * u) < below:
+                    return th + t * u
+        if aset.size == 0:
+            return None
+        g, J, _ = kkt_parts(spec, th, aset)
+        _, _, ev, vectors = _tangent_spectrum(spec, th, aset, J, _multipliers(g, J))
+        tau = 1e-8 * max(float(np.abs(ev).max(initial=0.0)), 1.0)
+        k = int(np.sum(ev < -tau))
+        found = _followed_descent(spec, th, aset, vectors[:, :k], ev[:k]) if k else None
+        if found is not None and loss(found[1]) < below:
+            return found[1]
+    return None
+
+
+def _followed_descent(spec, th, aset: ActiveSet, vectors: np.ndarray, evals: np.ndarray):
+    """:func:`follows_descent` on the kink set of ``aset`` for the most negative eigenvalues
+    ``evals`` (ascending) and their unit vectors (P, k), at most :data:`FOLLOW_DIRECTIONS` of
+    them: (t, point) of the first one followed, or None."""
+    model = DeepUFM(spec)
+    masks, sel = _masks(aset), _active_flat(aset)
+
+    def loss(t):
+        return float(model.loss(torch.from_numpy(t)[None])[0])
+
+    def constraints(t):
+        tt = torch.from_numpy(t)
+        c = _pre_flat(model, tt, masks).detach().numpy()[sel]
+        J = torch.func.jacrev(lambda x: _pre_flat(model, x, masks))(tt).numpy()[sel]
+        return c, J
+
+    for k in range(min(FOLLOW_DIRECTIONS, evals.size)):
+        v = vectors[:, k] / np.linalg.norm(vectors[:, k])
+        found = follows_descent(loss, constraints, th, v, float(evals[k]))
+        if found is not None:
+            return found
+    return None
+
+
 def analyse_kinks(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_tol: float = 1e-8,
                   tau_rel: float = 1e-8) -> KinkReport:
     """First and second order of θ on its kink manifold (module docstring). ``clarke_tol``: the
@@ -629,25 +760,7 @@ def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
     cl = clarke_multipliers(spec, th, aset, parts)
     g, J, _ = parts
     mu = _multipliers(g, J)
-    H = _lagrangian_hessian(spec, th, aset, mu)
-    # tangent space: the null space of J
-    if J.shape[0]:
-        U, sv, Vt = np.linalg.svd(J, full_matrices=True)
-        rank = int(np.sum(sv > RANK_RTOL * max(sv.max(initial=0.0), 1.0)))
-        N = Vt[rank:].T
-    else:
-        N = np.eye(th.size)
-    Ht = N.T @ H @ N
-    model = DeepUFM(spec)
-    Tg = gauge_tangents(spec, model.factors(torch.from_numpy(th)[None]))[0].numpy()   # (T, P)
-    Tt = (N.T @ Tg.T)                                                               # (dim, T)
-    if Tt.size:
-        Ug, sg, _ = np.linalg.svd(Tt, full_matrices=True)
-        gz = int(np.sum(sg > 1e-8 * max(sg.max(initial=0.0), 1e-300)))
-        Q = Ug[:, gz:]
-    else:
-        gz, Q = 0, np.eye(Ht.shape[0])
-    ev = np.linalg.eigvalsh(Q.T @ Ht @ Q) if Q.shape[1] else np.zeros(0)
+    tangent_dim, gz, ev, vectors = _tangent_spectrum(spec, th, aset, J, mu)
     tau = tau_rel * max(float(np.abs(ev).max(initial=0.0)), 1.0)
     index = int(np.sum(ev < -tau))
     nullity = int(np.sum(np.abs(ev) <= tau))
@@ -667,8 +780,12 @@ def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
     elif descents:
         kind, reason = "saddle", (f"{descents} active entries on a concave kink (outgoing signal δ < 0): the loss "
                                   "falls on at least one side of it")
-    elif index > 0:
+    elif index > 0 and _followed_descent(spec, th, aset, vectors[:, :index], ev[:index]) is not None:
         kind, reason = "saddle", f"{index} negative eigenvalue(s) of the Hessian on the kink manifold"
+    elif index > 0:
+        kind, reason = "undecided", (f"{index} negative eigenvalue(s) of the Hessian on ker J, none followed by the "
+                                     "loss on the kink set (dependent kink constraints: ker J is larger than the "
+                                     "set's tangent space)")
     elif undecided:
         kind, reason = "undecided", (f"{undecided} active entries with a multiplier at 0 or 1 or no signal "
                                      "(weakly active): the second order across the kink is not decided")
@@ -678,7 +795,7 @@ def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
         kind, reason = "degenerate", f"{nullity} excess zero mode(s) on the kink manifold"
     else:
         kind, reason = "minimum", "strongly active kinks, dead units decided, positive definite on the manifold"
-    return KinkReport(aset.size, cl, int(N.shape[1]), gz, index, nullity, nullity, smallest, dead, kind, reason, tau,
+    return KinkReport(aset.size, cl, tangent_dim, gz, index, nullity, nullity, smallest, dead, kind, reason, tau,
                       float(np.linalg.norm(g - J.T @ mu)))
 
 

@@ -10,15 +10,15 @@ active set only where that finishes the last stretch of the descent (the loss fa
 ``converged`` with stop detail :data:`KINK_DETAIL` and the projected gradient ‖∇f₀ − Jᵀμ‖ on its
 manifold as gradient norm; whether its point is a minimum, a saddle on the manifold or undecided
 is its analysis' (:func:`landscape.analysis.point.analyse_point`), and a descent's row at a saddle
-is resumed by the run as any other — except at a saddle whose only descent is across a kink
-(:func:`escape_across_kinks`).
+is resumed by the run from a start below its loss (:func:`escape_across_kinks`): GD does not
+leave a point on kinks by itself.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..analysis.kinks import hand_off_to_kinks, kink_descents
+from ..analysis.kinks import hand_off_to_kinks, kink_escape
 from ..engines import TrajectoryResults
 from ..engines.outcomes import Detail, Outcome
 from .work import certified_mask
@@ -66,23 +66,26 @@ def kink_refused(cfg, res: TrajectoryResults, budget: int) -> np.ndarray:
     return np.nonzero(refused & ~certified_mask(cfg, res) & (res.main_iterations < budget))[0]
 
 
-def escape_across_kinks(spec, theta: torch.Tensor, eps: float, visit: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+def escape_across_kinks(spec, theta: torch.Tensor, eps: float, below: np.ndarray,
+                        visit: int = 0) -> tuple[torch.Tensor, np.ndarray]:
     """Where a descent resumes from the points θ (B, P) (certified ends on ReLU kinks of the model
-    ``spec``) whose only descent is across a kink: θ + eps·u, u the direction ``visit`` mod m of
-    :func:`landscape.analysis.kinks.kink_descents` (most negative one-sided rate first; ``visit``
-    counts the descent's resumes, so a descent that came back starts along the next direction
-    rather than repeat its last start; ``eps`` the Euclidean step, the saddle descents'
-    ``saddles.eps``). Gradient
-    descent with ReLU'(0) = 0 does not leave such a point by itself: beside the held entry, on
-    its off side, it sees only the decay, which holds the entry at the kink — the point is its
-    limit, not its end, and only this step (a perturbed descent's, where a smooth saddle's
-    unstable direction does the same by itself) lets it go on. Returns the starts (B, P) and
-    ``moved`` (B,) bool: rows with no kink descent keep θ (the caller resumes them elsewhere)."""
+    ``spec`` that are not minima): a start below the loss ``below`` (B,) found by
+    :func:`landscape.analysis.kinks.kink_escape`: across a kink along a first-order descent
+    (the direction ``visit`` mod m first: ``visit`` counts the descent's resumes, so a descent
+    that came back starts along the next direction rather than repeat its last start; ``eps``
+    the longest Euclidean step, the saddle descents' ``saddles.eps``), or along a negative
+    curvature that the loss follows on the kink set. Gradient descent with ReLU'(0) = 0 does not
+    leave such a point by itself: beside a held entry, on its off side, it sees only the decay,
+    which holds the entry at the kink, and from a start above the point's loss it comes back —
+    the point is its limit, not its end, and only this start (a perturbed descent's, where a
+    smooth saddle's unstable direction does the same by itself) lets it go on. Returns the starts
+    (B, P) and ``moved`` (B,) bool: rows with no such start keep θ (the caller resumes them
+    elsewhere)."""
     out = theta.clone()
     moved = np.zeros(theta.shape[0], dtype=bool)
     for b in range(theta.shape[0]):
-        kd = kink_descents(spec, theta[b].detach().cpu().to(torch.float64))
-        if kd.rates.size:
-            out[b] = theta[b] + eps * torch.from_numpy(kd.vectors[:, visit % kd.rates.size]).to(theta)
+        start = kink_escape(spec, theta[b].detach().cpu().to(torch.float64), eps, float(below[b]), visit=visit)
+        if start is not None:
+            out[b] = torch.from_numpy(start).to(theta)
             moved[b] = True
     return out, moved

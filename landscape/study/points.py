@@ -50,7 +50,7 @@ def _descends_across_kinks(kind: str, analysis) -> bool:
     """:meth:`PointRegistry.descends_across_kinks` read off a point's kind and analysis JSON (a
     stored one is untrusted: anything malformed reads as False)."""
     kinks = analysis.get("kinks") if isinstance(analysis, Mapping) else None
-    if not isinstance(kinks, Mapping) or kinks.get("index") != 0 or isinstance(kinks.get("index"), bool):
+    if not isinstance(kinks, Mapping):
         return False
     return (kind, kinks.get("kind")) in (("saddle", "saddle"), ("unverified", "not stationary"))
 
@@ -154,11 +154,12 @@ class PointRegistry:
         return ids
 
     def descends_across_kinks(self, pid: int) -> bool:
-        """The point ``pid`` (analysed here, or stored) lies on ReLU kinks and descends across a
-        kink only: stationary on its kink manifold with no negative eigenvalue there, yet a saddle
-        by a concave kink (:func:`landscape.analysis.kinks.descent_kinks`) or not Clarke-stationary
-        (``unverified``). Gradient descent, reading ReLU'(0) = 0, does not leave such a point by
-        itself (:func:`landscape.analysis.kinks.kink_descents`)."""
+        """The point ``pid`` (analysed here, or stored) lies on ReLU kinks and is a saddle there
+        (a concave kink, or a negative curvature the loss follows on the kink set) or not
+        Clarke-stationary (``unverified``): a descent that ends there resumes from a start below
+        its loss (:func:`landscape.analysis.kinks.kink_escape`). Gradient descent, reading
+        ReLU'(0) = 0, does not leave such a point by itself, and from its hand-off state it comes
+        back (a relu-ce descent returned to one such point eleven times)."""
         return pid in self.across_kinks
 
     def unstable_space(self, point: PointRecord) -> tuple[np.ndarray, np.ndarray] | None:

@@ -21,9 +21,9 @@ does, in order:
    a saddle (or at a point whose analysis could not be verified) has its polish discarded and its
    main dynamics resumed from the pre-polish state, with the condition that it converges only
    below the saddle's loss (minus ``ESCAPE_RTOL``·|loss|), for at most ``max_saddle_visits``
-   visits; a point on ReLU kinks whose only descent is across a kink (a concave kink, or no
-   Clarke stationarity, with index 0 on its kink manifold), which GD does not leave by itself,
-   is resumed from the point moved ``saddles.eps`` across that kink
+   visits; a saddle on ReLU kinks, or a point there that is not Clarke-stationary, which GD does
+   not leave by itself, is resumed from a start below its loss: moved at most ``saddles.eps``
+   across a kink, or along a negative curvature the loss follows on the kink set
    (:func:`~landscape.study.kink_finish.escape_across_kinks`). Every visit is stored with the
    trajectory (``saddle_visits``: the saddle and how many
    iterations the trajectory lingered with ‖∇L‖ at the hand-off tolerance before handing over).
@@ -213,7 +213,7 @@ class StudyRun:
             across = np.array([points.descends_across_kinks(point_of[r]) for r in resume.tolist()], dtype=bool)
             if across.any():   # ReLU: a point GD does not leave by itself, left across its kink
                 moved_from, moved = escape_across_kinks(self.cfg.model, res.theta[torch.from_numpy(resume[across])],
-                                                        self.cfg.saddles.eps, visit=visit)
+                                                        self.cfg.saddles.eps, ceiling.numpy()[across], visit=visit)
                 starts = starts.clone()
                 starts[torch.from_numpy(np.nonzero(across)[0][moved])] = moved_from[torch.from_numpy(moved)]
             sub = run_pipeline(self.model, starts, list(stages),
