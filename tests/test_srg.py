@@ -309,3 +309,31 @@ def test_theory_prints_the_srg_structure_beside_dnc(capsys):
     assert main(["theory", "--K", "9", "--n", "1", "--L", "4", "--lambda", "0.004", "--activation", "relu",
                  "--loss", "mse"]) == 0
     assert "SRG" not in capsys.readouterr().out
+
+
+def test_the_chain_rule_clarke_test_decides_the_deeper_srg_point():
+    """L = 4, K = 6, n = 1, d = 7: the affine model (every other active entry off) reads a
+    residual above 1e-3 at the SRG point, whose chain-rule image holds 0 (the test above, by the
+    hull over the layers' slope products). The chain-rule test reaches ≤ 1e-10 with slopes in
+    [0, 1], its generalised gradient equals the gradient written out here with those slopes
+    (_grad_with_slopes) to 1e-13, and the analysis no longer calls the point not stationary."""
+    from landscape.analysis.kinks import (ActiveSet, analyse_kinks, chain_rule_gradient, chained_clarke_multipliers,
+                                          clarke_multipliers)
+
+    spec = _spec(K=6, L=4, n=1, d=7)
+    th = srg_point(spec)
+    masks = [m.numpy() for m in _kink_masks(spec, th)]
+    model = DeepUFM(spec)
+    pre = [h[0].numpy() for h in model.forward(torch.from_numpy(th)[None])[0][1:]]
+    aset = ActiveSet(masks, [(h > 0) & ~m for h, m in zip(pre, masks)], [0.0] * len(masks))
+    affine = clarke_multipliers(spec, th, aset)
+    assert affine.residual > 1e-3
+    ch = chained_clarke_multipliers(spec, th, aset, affine)
+    assert ch.chained and ch.residual <= 1e-10 and np.all((ch.s >= 0) & (ch.s <= 1))
+    sizes = np.cumsum([0] + _slope_sizes(masks))
+    slopes = [ch.s[sizes[l]:sizes[l + 1]] for l in range(len(masks))]
+    written = _grad_with_slopes(spec, th, _kink_masks(spec, th), [torch.from_numpy(s) for s in slopes]).numpy()
+    assert np.abs(chain_rule_gradient(spec, th, aset, slopes) - written).max() <= 1e-13
+    assert np.linalg.norm(written) <= 1e-10
+    rep = analyse_kinks(spec, th, aset)
+    assert rep.kind != "not stationary" and rep.to_dict()["clarke_model"] == "chain rule"
