@@ -50,7 +50,7 @@ pre-activations H_l = W_{l−1}σ(H_{l−1}), l = 2..L (``pre[1:]`` of
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -239,7 +239,7 @@ def _signs_kept(spec, theta, aset: ActiveSet) -> bool:
         # a free entry is masked off: it may sit at 0 or below, never above the active set's own
         # threshold (a silent entry's pull is its decay, which the tolerance leaves at 4e-9 …
         # 2e-8: relu-mse descents, 2026-12-07, whose GD ends were stationary to 1e-11 as they were)
-        if np.any(h[o] <= 0) or np.any(h[~a & ~o & ~f] >= 0) or np.any(h[f] > ACTIVE_RTOL * max(top, 1.0)):
+        if np.any(h[o] <= 0) or np.any(h[~a & ~o & ~f] >= 0) or np.any(h[f] > ACTIVE_RTOL * top):
             return False
     return True
 
@@ -491,7 +491,9 @@ def chained_clarke_multipliers(spec: ModelSpec, theta, aset: ActiveSet, start: C
         return torch.func.jacrev(grad_at)(torch.from_numpy(s)).numpy()
 
     s0 = np.clip(start.s, 0.0, 1.0)
-    sol = least_squares(fun, s0, jac=jac, bounds=(0.0, 1.0), method="trf", xtol=1e-15, ftol=1e-15, gtol=1e-15,
+    # ftol 1e-8 ends a stalled solve early (its cost no longer falls); one that converges to 0
+    # falls by large factors per step and runs on to xtol/gtol
+    sol = least_squares(fun, s0, jac=jac, bounds=(0.0, 1.0), method="trf", xtol=1e-15, ftol=1e-8, gtol=1e-15,
                         max_nfev=150)
     s = np.clip(sol.x, 0.0, 1.0)
     resid = float(np.linalg.norm(fun(s)))
@@ -579,7 +581,8 @@ class KinkDescents:
     sides: np.ndarray
 
 
-def kink_descents(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_tol: float = 1e-8) -> KinkDescents:
+def kink_descents(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_tol: float = 1e-8,
+                  parts=None, clarke: ClarkeMultipliers | None = None) -> KinkDescents:
     """The first-order descent directions of θ (P,) across its kinks (:class:`KinkDescents`;
     m = 0 where it has none).
 
@@ -590,7 +593,10 @@ def kink_descents(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
     * θ Clarke-stationary: one direction per held entry a of :func:`descent_kinks` (signal
       δ_a < 0, multiplier s_a), into its on side where 1 − s_a ≥ s_a (the loss falls at
       δ_a(1 − s_a) per unit of the entry) and its off side otherwise (δ_a·s_a): the minimum-norm
-      solution u of J u = ±e_a, normalised (the steeper side of one entry moved alone).
+      solution u of J u = ±e_a, normalised (the steeper side of one entry moved alone). Where the
+      chain rule's test decided (:func:`clarke_test`), every held entry, both sides (J⁺(±e_a)),
+      and the affine model's −w: that image is not convex, so its stationarity is checked
+      against these one-sided rates.
 
     Each rate is :func:`directional_derivative` along the unit direction (per Euclidean step,
     exact with chained kinks), the rate at which the true loss falls; a direction whose rate is
@@ -603,23 +609,30 @@ def kink_descents(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
     with _dense_threads(spec.P):
         aset = aset or active_set(spec, th)
         if aset.size:
-            g, J, _ = parts = kkt_parts(spec, th, aset)
-            cl = clarke_test(spec, th, aset, parts, clarke_tol)
+            g, J, _ = parts = parts if parts is not None else kkt_parts(spec, th, aset)
+            cl = clarke if clarke is not None else clarke_test(spec, th, aset, parts, clarke_tol)
             if not cl.stationary_within(clarke_tol):
                 w = g + J.T @ (cl.delta * cl.s)
                 candidates = [(-w, None, 0)] if np.all(np.isfinite(w)) and np.linalg.norm(w) > 0 else []
             else:
                 index = aset.index()
                 candidates = []
-                if cl.chained:   # the signals differ with the downstream slopes: either sign, both sides, rated exactly
+                if cl.chained:
+                    # the chain rule's image is not convex and its signals depend on the slopes:
+                    # every held entry, both sides, and the affine model's −w, each rated exactly
                     aff = clarke_multipliers(spec, th, aset, parts)
-                    cl = replace(cl, delta=np.minimum(cl.delta, aff.delta),
-                                 degenerate_mask=cl.degenerate_mask & aff.degenerate_mask)
-                for a in np.nonzero(descent_kinks(J, cl))[0].tolist():
-                    for side in ((1, -1) if cl.chained else (1 if 1.0 - cl.s[a] >= cl.s[a] else -1,)):
-                        target = np.zeros(J.shape[0])
-                        target[a] = side
-                        candidates.append((lstsq(J, target, cond=RANK_RTOL, lapack_driver="gelsd")[0], index[a], side))
+                    w = g + J.T @ (aff.delta * aff.s)
+                    if np.all(np.isfinite(w)) and np.linalg.norm(w) > 0:
+                        candidates.append((-w, None, 0))
+                    pinv = np.linalg.pinv(J, rcond=RANK_RTOL)   # (P, |A|): column a moves entry a alone where it can
+                    for a in range(J.shape[0]):
+                        if np.linalg.norm(pinv[:, a]) > 0:
+                            candidates += [(pinv[:, a], index[a], 1), (-pinv[:, a], index[a], -1)]
+                for a in np.nonzero(descent_kinks(J, cl))[0].tolist() if not cl.chained else []:
+                    side = 1 if 1.0 - cl.s[a] >= cl.s[a] else -1
+                    target = np.zeros(J.shape[0])
+                    target[a] = side
+                    candidates.append((lstsq(J, target, cond=RANK_RTOL, lapack_driver="gelsd")[0], index[a], side))
             for u, entry, side in candidates:
                 u = u / np.linalg.norm(u)
                 rate = directional_derivative(spec, th, aset, u)
@@ -721,12 +734,16 @@ FOLLOW_CTOL = 1e-11
 
 def follows_descent(loss, constraints, theta: np.ndarray, v: np.ndarray, lam: float,
                     steps=FOLLOW_STEPS, fraction: float = FOLLOW_FRACTION, ctol: float = FOLLOW_CTOL,
-                    iters: int = 8) -> tuple[float, np.ndarray] | None:
+                    iters: int = 8, signs=None, below: float | None = None) -> tuple[float, np.ndarray] | None:
     """Whether the loss follows the negative curvature λ < 0 of a unit tangent vector v (P,) of
-    the set {c = 0} at θ (P,): for each step t of ``steps``, θ + t·v is projected back onto the
-    set by Gauss–Newton steps −J⁺c (``constraints(θ)`` returns (c (m,), J (m, P))); the descent is
-    followed where the projected point has ``loss`` ≤ loss(θ) − ``fraction``·|λ|t²/2. Returns
-    (t, the projected point) of the first such step, or None.
+    the set {c = 0} at θ (P,): for each step t of ``steps``, smallest first, θ + t·v is projected
+    back onto the set by Gauss–Newton steps −J⁺c (``constraints(θ)`` returns (c (m,), J (m, P)));
+    the descent is followed at the first t where the projected point is on the set (|c| ≤
+    ``ctol``), within 2t of θ, keeps the signs ``signs(θ')`` of θ's (None: not checked), and has
+    ``loss`` ≤ loss(θ) − max(``fraction``·|λ|t²/2, noise), noise = 1e3·ε·|loss(θ)|. A step where
+    the loss rises by more than the noise instead ends the search (the descent is not local).
+    ``below``: a loss the point must also reach (a larger step is tried while a followed fall is
+    short of it). Returns (t, the projected point), or None.
 
     The tangent Hessian of the Lagrangian is taken on ker J. Where the held constraints are
     dependent at first order (J rank-deficient, as many held ReLU entries are), ker J can be
@@ -735,7 +752,9 @@ def follows_descent(loss, constraints, theta: np.ndarray, v: np.ndarray, lam: fl
     at 0 is the y axis while the set is the single point 0. Only a fall of the true loss on the
     set decides it."""
     L0 = float(loss(theta))
-    for t in steps:
+    noise = 1e3 * np.finfo(np.float64).eps * max(abs(L0), 1e-300)
+    ref = None if signs is None else signs(theta)
+    for t in sorted(steps):
         th = theta + t * v
         for _ in range(iters):
             c, J = constraints(th)
@@ -744,8 +763,17 @@ def follows_descent(loss, constraints, theta: np.ndarray, v: np.ndarray, lam: fl
             th = th - lstsq(J, c, cond=RANK_RTOL, lapack_driver="gelsd")[0]
         else:
             c, _ = constraints(th)
-        if float(np.abs(c).max(initial=0.0)) <= ctol and float(loss(th)) <= L0 - fraction * abs(lam) * t * t / 2:
-            return t, th
+        if float(np.abs(c).max(initial=0.0)) > ctol or np.linalg.norm(th - theta) > 2 * t:
+            continue
+        if ref is not None and not np.array_equal(signs(th), ref):
+            continue
+        change = float(loss(th)) - L0
+        if change <= -max(fraction * abs(lam) * t * t / 2, noise):
+            if below is None or L0 + change < below:
+                return t, th
+            continue
+        if change > noise:
+            return None
     return None
 
 
@@ -781,7 +809,8 @@ def kink_escape(spec: ModelSpec, theta, eps: float, below: float, visit: int = 0
     descents of :func:`kink_descents`, the ``visit``-th (mod m) first, each at the steps ``eps``,
     eps/10, …, eps/10⁴ in turn (a descent at rate ‖w‖ ≈ 1e-4 falls only over a short step);
     then a negative eigenvalue of the tangent Hessian whose descent the loss follows on the kink
-    set (:func:`follows_descent`), at the point of that curve. Gradient descent, reading
+    set (:func:`follows_descent`, steps eps/100 … 10·eps: a fall of |λ|t²/2 must clear the
+    ceiling), at the point of that curve. Gradient descent, reading
     ReLU'(0) = 0, returns to such a point from a start above its loss."""
     spec = spec.as_float64()
     th = np.asarray(as_theta64(spec, theta).detach().numpy(), dtype=np.float64)
@@ -805,18 +834,24 @@ def kink_escape(spec: ModelSpec, theta, eps: float, below: float, visit: int = 0
         _, _, ev, vectors = _tangent_spectrum(spec, th, aset, J, _multipliers(g, J))
         tau = 1e-8 * max(float(np.abs(ev).max(initial=0.0)), 1.0)
         k = int(np.sum(ev < -tau))
-        found = _followed_descent(spec, th, aset, vectors[:, :k], ev[:k]) if k else None
+        found = _followed_descent(spec, th, aset, vectors[:, :k], ev[:k], steps=(eps / 100, eps / 10, eps, 10 * eps),
+                                  below=below) if k else None
         if found is not None and loss(found[1]) < below:
             return found[1]
     return None
 
 
-def _followed_descent(spec, th, aset: ActiveSet, vectors: np.ndarray, evals: np.ndarray):
+def _followed_descent(spec, th, aset: ActiveSet, vectors: np.ndarray, evals: np.ndarray, steps=FOLLOW_STEPS,
+                      below: float | None = None):
     """:func:`follows_descent` on the kink set of ``aset`` for the most negative eigenvalues
     ``evals`` (ascending) and their unit vectors (P, k), at most :data:`FOLLOW_DIRECTIONS` of
-    them: (t, point) of the first one followed, or None."""
+    them, every entry off the kinks keeping its sign: (t, point) of the first one followed, or
+    None."""
     model = DeepUFM(spec)
     masks, sel = _masks(aset), _active_flat(aset)
+
+    def signs(t):
+        return np.sign(_pre_values(spec, t))[~sel]
 
     def loss(t):
         return float(model.loss(torch.from_numpy(t)[None])[0])
@@ -829,7 +864,7 @@ def _followed_descent(spec, th, aset: ActiveSet, vectors: np.ndarray, evals: np.
 
     for k in range(min(FOLLOW_DIRECTIONS, evals.size)):
         v = vectors[:, k] / np.linalg.norm(vectors[:, k])
-        found = follows_descent(loss, constraints, th, v, float(evals[k]))
+        found = follows_descent(loss, constraints, th, v, float(evals[k]), steps=steps, signs=signs, below=below)
         if found is not None:
             return found
     return None
@@ -869,7 +904,7 @@ def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
     if not aset.size:
         descents = 0
     elif cl.chained:   # each candidate's one-sided rate taken exactly (chained signals)
-        descents = int(kink_descents(spec, th, aset, clarke_tol).rates.size)
+        descents = int(kink_descents(spec, th, aset, clarke_tol, parts=parts, clarke=cl).rates.size)
     else:
         descents = int(descent_kinks(J, cl).sum())
     if not cl.stationary_within(clarke_tol):
@@ -890,6 +925,9 @@ def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
         kind, reason = "undecided", "a layer of dead units whose bound √(λ_in λ_out) > κ does not hold"
     elif nullity > 0:
         kind, reason = "degenerate", f"{nullity} excess zero mode(s) on the kink manifold"
+    elif cl.chained:
+        kind, reason = "undecided", ("stationary by the chain rule's slopes (held entries feed one another): the "
+                                     "second order across chained kinks is not decided")
     else:
         kind, reason = "minimum", "strongly active kinks, dead units decided, positive definite on the manifold"
     return KinkReport(aset.size, cl, tangent_dim, gz, index, nullity, nullity, smallest, dead, kind, reason, tau,

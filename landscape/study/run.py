@@ -23,7 +23,8 @@ does, in order:
    below the saddle's loss (minus ``ESCAPE_RTOL``·|loss|), for at most ``max_saddle_visits``
    visits; a saddle on ReLU kinks, or a point there that is not Clarke-stationary, which GD does
    not leave by itself, is resumed from a start below its loss: moved at most ``saddles.eps``
-   across a kink, or along a negative curvature the loss follows on the kink set
+   across a kink, or at most 10·``saddles.eps`` along a negative curvature the loss follows on
+   the kink set
    (:func:`~landscape.study.kink_finish.escape_across_kinks`). Every visit is stored with the
    trajectory (``saddle_visits``: the saddle and how many
    iterations the trajectory lingered with ‖∇L‖ at the hand-off tolerance before handing over).
