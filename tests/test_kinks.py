@@ -396,7 +396,7 @@ def test_a_kink_round_runs_the_first_stage_for_its_whole_budget(tmp_path, monkey
     res = run_trajectories(cfg, [0])
     seen = []
 
-    def refuse(cfg_, res_, rows=None):
+    def refuse(cfg_, res_, rows=None, budget=None):
         res_.stop_detail[:] = Detail.KINK.explained("polish on the kink manifold did not converge")
         return 0
 
@@ -518,3 +518,34 @@ def test_a_gradient_descent_fixed_point_on_kinks_is_handed_over_unmoved():
     h = hand_off_to_kinks(spec, t, np.array([L0]), np.array([g0]), tol=1e-10, stalled=np.array([True]))
     assert h.ok.tolist() == [True]
     assert abs(h.loss[0] - L0) < 1e-15 and np.linalg.norm(h.theta[0] - th) < 1e-8
+
+
+@pytest.mark.parametrize("spent", [False, True])
+def test_a_descent_that_spent_its_budget_is_read_at_its_bounce(spent):
+    """A relu-ce row at max_iter whose GD ended bouncing across kinks (here: the DNC point with
+    1e-3 noise, kink entries ~1e-3 of the largest off 0): while it has budget left, the study's
+    finisher reads it at 1e-4 only and refuses it (another round may settle it); once its first
+    stage has run the whole budget, no more steps will, and it is read at 1e-3 and 1e-2 as a
+    stalled descent is, and polished back to ℓ_DNC (the AM–GM closed form) within 1e-10."""
+    from landscape.engines.outcomes import Outcome
+    from landscape.study.config import load_study
+    from landscape.study.kink_finish import finish_on_kinks
+    from landscape.study.work import run_trajectories
+
+    cfg = load_study(preset="relu-ce", overrides=["stages.0.max_iter=20"])
+    res = run_trajectories(cfg, [0])
+    spec = cfg.model.as_float64()
+    dnc = member_dnc(spec)[-1]
+    th = frame_dnc_point(spec, dnc.scale) + 1e-3 * np.random.default_rng(1).standard_normal(spec.P)
+    t = torch.from_numpy(th)[None]
+    model = DeepUFM(spec)
+    res.theta[0] = t[0].to(res.theta)
+    res.loss[0], res.grad_norm[0] = float(model.loss(t)[0]), float(model.grad(t).norm())
+    res.stop_reason[0] = Outcome.MAX_ITER.value
+    budget = 180_000
+    res.main_iterations[0] = budget if spent else budget - 1
+    assert finish_on_kinks(cfg, res, budget=budget) == int(spent)
+    if spent:
+        assert res.stop_reason[0] == Outcome.CONVERGED.value and res.loss[0] == pytest.approx(dnc.loss, abs=1e-10)
+    else:
+        assert res.stop_reason[0] == Outcome.MAX_ITER.value and "kink" in str(res.stop_detail[0])

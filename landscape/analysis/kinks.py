@@ -940,7 +940,7 @@ def _analyse_kinks(spec, theta, aset, clarke_tol, tau_rel) -> KinkReport:
 #: that stalls bouncing across kinks (the gradient jumps there; ‖∇L‖ stays at 2e-3 … 5e-3) keeps
 #: them at 1e-5 … 7e-4, below a gap up to 1e-2 (measured 2026-12-07, relu-ce starts that stalled
 #: after 54,000–146,000 steps: 2 of 4 polished at 1e-3, the loss falling 3.4e-6 and 3.8e-6).
-#: The looser ones are tried only for a descent that stalled (more steps do not settle a bounce);
+#: The looser ones are tried only for a descent that stalled or spent its budget (more steps do not settle a bounce);
 #: whichever is tried, the polish must pass the same tests (:func:`hand_off_to_kinks`).
 HANDOFF_RTOLS = (1e-4, 1e-3, 1e-2)
 #: A descent's end is handed to the kink polish only below this ‖∇L‖.

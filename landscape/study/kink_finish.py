@@ -29,11 +29,14 @@ KINK_DETAIL = Detail.KINK
 HANDED = (Outcome.MAX_ITER, Outcome.STALLED, Outcome.CONVERGED)
 
 
-def finish_on_kinks(cfg, res: TrajectoryResults, rows: np.ndarray | None = None) -> int:
+def finish_on_kinks(cfg, res: TrajectoryResults, rows: np.ndarray | None = None, budget: int | None = None) -> int:
     """Finish the uncertified rows of ``res`` (a batch of a study with configuration ``cfg``;
     only those among ``rows`` when given) on their kinks, in place (module docstring). A refused
-    row keeps its stop reason, and its stop detail says why (``kink: …``). Returns the number of
-    rows finished; 0 for a model without ReLU."""
+    row keeps its stop reason, and its stop detail says why (``kink: …``). A row whose descent
+    stalled, or has run its whole ``budget`` of first-stage iterations (no more steps will settle
+    it: GD bouncing across kinks at ‖∇L‖ ≈ 3e-3 after 180,000 steps), is read at the looser
+    active-set thresholds too (:data:`landscape.analysis.kinks.HANDOFF_RTOLS`), under the same
+    acceptance tests. Returns the number of rows finished; 0 for a model without ReLU."""
     if cfg.model.activation != "relu" or len(res) == 0:
         return 0
     todo = ~certified_mask(cfg, res) & np.isin(res.stop_reason, HANDED)
@@ -43,8 +46,11 @@ def finish_on_kinks(cfg, res: TrajectoryResults, rows: np.ndarray | None = None)
     if rows.size == 0:
         return 0
     idx = torch.from_numpy(rows)
+    spent = np.zeros(rows.size, dtype=bool)
+    if budget is not None and res.main_iterations is not None:
+        spent = res.main_iterations[rows] >= budget
     h = hand_off_to_kinks(cfg.model, res.theta[idx].cpu(), res.loss[rows], res.grad_norm[rows], tol=cfg.certify_tol,
-                          stalled=res.stop_reason[rows] == Outcome.STALLED.value)
+                          stalled=(res.stop_reason[rows] == Outcome.STALLED.value) | spent)
     for r, why in zip(rows[~h.ok].tolist(), (w for w, k in zip(h.reason, h.ok) if not k)):
         res.stop_detail[r] = KINK_DETAIL.explained(why)   # why the kink polish refused the row (it had the last word)
     ok = rows[h.ok]

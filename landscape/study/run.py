@@ -169,7 +169,7 @@ class StudyRun:
         # (GD bouncing across kinks at ‖∇L‖ ≈ 1e-3) would hand over again at once, unchanged
         again = [replace(stages[0], tol=min(stages[0].tol, self.cfg.certify_tol)), *stages[1:]]
         for rnd in range(rounds):
-            finish_on_kinks(self.cfg, res, rows)
+            finish_on_kinks(self.cfg, res, rows, budget=budget)
             rows = kink_refused(self.cfg, res, budget) if rnd + 1 < rounds else np.zeros(0, dtype=np.int64)
             if rows.size == 0:
                 return
@@ -221,7 +221,7 @@ class StudyRun:
                                loss_ceiling=ceiling, iter_budget=torch.from_numpy(left[np.isin(stuck, resume)]))
             res.replace_rows(resume, sub, add_counts=True)
             # ReLU: a resumed descent stops near kinks again, where only the kink polish certifies it
-            finish_on_kinks(self.cfg, res, resume)
+            finish_on_kinks(self.cfg, res, resume, budget=budget0)
         rows = np.nonzero(self.certified(res))[0]
         return {r: pid for r, pid in zip(rows.tolist(), points.assign(res.theta[torch.from_numpy(rows)], new))}, visits
 
