@@ -181,9 +181,21 @@ def kkt_parts(spec: ModelSpec, theta, aset: ActiveSet):
     g = torch.func.grad(lambda t: _forward(model, t, masks)[0])(th).numpy()
     if not sel.any():
         return g, np.zeros((0, th.numel())), np.zeros(0)
+    c, J = _held_entries(model, th, masks, sel)
+    return g, J, c
+
+
+def _held_entries(model: DeepUFM, th: torch.Tensor, masks, sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(c (|A|,), J = ∂c/∂θ (|A|, P)): the held entries ``sel`` (flat mask) of the
+    pre-activations at θ (P,) under ``masks``, and their Jacobian."""
     c = _pre_flat(model, th, masks).detach().numpy()[sel]
     J = torch.func.jacrev(lambda t: _pre_flat(model, t, masks))(th).numpy()[sel]
-    return g, J, c
+    return c, J
+
+
+def _true_loss(model: DeepUFM, theta: np.ndarray) -> float:
+    """The model's loss (the true ReLU) at θ (P,), float."""
+    return float(model.loss(torch.from_numpy(theta)[None])[0])
 
 
 def _lagrangian_hessian(spec, theta, aset, mu) -> np.ndarray:
@@ -581,6 +593,13 @@ class KinkDescents:
     sides: np.ndarray
 
 
+def _clarke_descent(g: np.ndarray, J: np.ndarray, cl: ClarkeMultipliers) -> list:
+    """[(−w, None, 0)] with w = ∇f₀ + Jᵀdiag(δ)s the element the bounded solve ``cl`` leaves, or
+    [] where w is zero or not finite (a :func:`kink_descents` candidate)."""
+    w = g + J.T @ (cl.delta * cl.s)
+    return [(-w, None, 0)] if np.all(np.isfinite(w)) and np.linalg.norm(w) > 0 else []
+
+
 def kink_descents(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_tol: float = 1e-8,
                   parts=None, clarke: ClarkeMultipliers | None = None) -> KinkDescents:
     """The first-order descent directions of θ (P,) across its kinks (:class:`KinkDescents`;
@@ -612,18 +631,14 @@ def kink_descents(spec: ModelSpec, theta, aset: ActiveSet | None = None, clarke_
             g, J, _ = parts = parts if parts is not None else kkt_parts(spec, th, aset)
             cl = clarke if clarke is not None else clarke_test(spec, th, aset, parts, clarke_tol)
             if not cl.stationary_within(clarke_tol):
-                w = g + J.T @ (cl.delta * cl.s)
-                candidates = [(-w, None, 0)] if np.all(np.isfinite(w)) and np.linalg.norm(w) > 0 else []
+                candidates = _clarke_descent(g, J, cl)
             else:
                 index = aset.index()
                 candidates = []
                 if cl.chained:
                     # the chain rule's image is not convex and its signals depend on the slopes:
                     # every held entry, both sides, and the affine model's −w, each rated exactly
-                    aff = clarke_multipliers(spec, th, aset, parts)
-                    w = g + J.T @ (aff.delta * aff.s)
-                    if np.all(np.isfinite(w)) and np.linalg.norm(w) > 0:
-                        candidates.append((-w, None, 0))
+                    candidates += _clarke_descent(g, J, clarke_multipliers(spec, th, aset, parts))
                     pinv = np.linalg.pinv(J, rcond=RANK_RTOL)   # (P, |A|): column a moves entry a alone where it can
                     for a in range(J.shape[0]):
                         if np.linalg.norm(pinv[:, a]) > 0:
@@ -724,7 +739,7 @@ class KinkReport:
 
 #: Steps t (Euclidean) at which a negative eigenvalue's descent is followed on the kink set
 #: (:func:`follows_descent`), and the fraction of the second-order fall |λ|t²/2 that must show.
-FOLLOW_STEPS = (1e-2, 1e-3, 1e-4)
+FOLLOW_STEPS = (1e-4, 1e-3, 1e-2)
 FOLLOW_FRACTION = 0.5
 #: At most this many of the most negative eigenvalues are followed before a point is undecided.
 FOLLOW_DIRECTIONS = 4
@@ -815,30 +830,24 @@ def kink_escape(spec: ModelSpec, theta, eps: float, below: float, visit: int = 0
     spec = spec.as_float64()
     th = np.asarray(as_theta64(spec, theta).detach().numpy(), dtype=np.float64)
     model = DeepUFM(spec)
-
-    def loss(t):
-        return float(model.loss(torch.from_numpy(t)[None])[0])
-
     with _dense_threads(spec.P):
         aset = active_set(spec, th)
-        kd = kink_descents(spec, th, aset)
+        if aset.size == 0:
+            return None
+        g, J, _ = parts = kkt_parts(spec, th, aset)
+        kd = kink_descents(spec, th, aset, parts=parts)
         m = kd.rates.size
         for j in range(m):
             u = kd.vectors[:, (visit + j) % m]
             for t in eps * 10.0 ** -np.arange(5):
-                if loss(th + t * u) < below:
+                if _true_loss(model, th + t * u) < below:
                     return th + t * u
-        if aset.size == 0:
-            return None
-        g, J, _ = kkt_parts(spec, th, aset)
         _, _, ev, vectors = _tangent_spectrum(spec, th, aset, J, _multipliers(g, J))
         tau = 1e-8 * max(float(np.abs(ev).max(initial=0.0)), 1.0)
         k = int(np.sum(ev < -tau))
         found = _followed_descent(spec, th, aset, vectors[:, :k], ev[:k], steps=(eps / 100, eps / 10, eps, 10 * eps),
-                                  below=below) if k else None
-        if found is not None and loss(found[1]) < below:
-            return found[1]
-    return None
+                                  below=below) if k else None   # a followed point is below ``below`` already
+    return None if found is None else found[1]
 
 
 def _followed_descent(spec, th, aset: ActiveSet, vectors: np.ndarray, evals: np.ndarray, steps=FOLLOW_STEPS,
@@ -854,13 +863,10 @@ def _followed_descent(spec, th, aset: ActiveSet, vectors: np.ndarray, evals: np.
         return np.sign(_pre_values(spec, t))[~sel]
 
     def loss(t):
-        return float(model.loss(torch.from_numpy(t)[None])[0])
+        return _true_loss(model, t)
 
     def constraints(t):
-        tt = torch.from_numpy(t)
-        c = _pre_flat(model, tt, masks).detach().numpy()[sel]
-        J = torch.func.jacrev(lambda x: _pre_flat(model, x, masks))(tt).numpy()[sel]
-        return c, J
+        return _held_entries(model, torch.from_numpy(t), masks, sel)
 
     for k in range(min(FOLLOW_DIRECTIONS, evals.size)):
         v = vectors[:, k] / np.linalg.norm(vectors[:, k])
