@@ -128,9 +128,9 @@ def test_batched_bands_are_independent():
     dnc = torch.tensor(T.dnc_point(spec, T.dnc_scale_roots(3, 2, 2, 1e-2)[-1]))
     a = torch.stack([torch.zeros(spec.P), dnc * 0.5])
     b = torch.stack([dnc, dnc])
-    opts = NEBOptions(images=6, max_iter=200)
-    both = run_neb(m, a, b, opts)
-    one = run_neb(m, a[1:], b[1:], opts)
+    opts = NEBOptions(images=6)
+    both = run_neb(m, a, b, opts, max_iter=200)
+    one = run_neb(m, a[1:], b[1:], opts, max_iter=200)
     np.testing.assert_allclose(both.images[1].numpy(), one.images[0].numpy(), atol=1e-12)
 
 
@@ -233,13 +233,73 @@ def test_min_mode_following_leaves_higher_index_saddles_for_index_one():
 
     starts = torch.tensor([[0.05, 0.02, 1.0], [0.01, -0.03, 0.02], [0.3, -0.2, 0.9], [1.0, 1e-4, -1.0]],
                           dtype=torch.float64)
-    r = follow_min_mode(_Quartic(), starts, MinModeOptions(tol=1e-12))
+    r = follow_min_mode(_Quartic(), starts, MinModeOptions(push_tol=1e-12), tol=1e-12)
     assert list(r.stop_reason) == ["converged"] * 4
     x = r.theta.numpy()
     assert ((np.abs(x) < 1e-12).sum(axis=1) == 1).all()                      # one zero coordinate
     assert (np.abs(np.abs(x[np.abs(x) >= 1e-12]) - 1) < 1e-12).all()          # the others at ±1
     np.testing.assert_allclose(r.lowest, -4.0, atol=1e-12)                    # its one negative mode
     np.testing.assert_allclose(r.second, 8.0, atol=1e-9)
+
+
+def test_min_mode_following_is_a_stage_of_the_batched_driver():
+    """The ``minmode`` engine run by the driver as any stage is: the quartic's index-2 and index-3
+    starts converge at index-1 points (one zero coordinate, the others ±1, to 1e-12) with the
+    lowest Ritz value −4 and the second 8 reported beside θ; the driver converges a row only with
+    exactly one negative mode, so its stop measure is the largest float (not ‖∇L‖ = 0) at a
+    critical point of index 3."""
+    from landscape.engines import StageConfig, run_pipeline
+    from landscape.engines.minmode import init
+    from landscape.engines.options import MinModeOptions
+    from landscape.engines.state import EngineState
+
+    q = _Quartic()
+    starts = torch.tensor([[0.01, -0.03, 0.02], [0.05, 0.02, 1.0]], dtype=torch.float64)
+    res = run_pipeline(q, starts, [StageConfig(engine="minmode", tol=1e-12, push_tol=1e-12, max_iter=100)])
+    assert list(res.stop_reason) == ["converged"] * 2
+    x = res.theta.numpy()
+    assert ((np.abs(x) < 1e-12).sum(axis=1) == 1).all()
+    assert (np.abs(np.abs(x[np.abs(x) >= 1e-12]) - 1) < 1e-12).all()
+    np.testing.assert_allclose(res.extras["lowest"], -4.0, atol=1e-12)
+    np.testing.assert_allclose(res.extras["second"], 8.0, atol=1e-9)
+    # at the origin of Σ a_i (x_i² − 1)², a = (1, 2, 3), the gradient is 0 and the Hessian
+    # diag(−4a) has three distinct negative modes: not an index-1 point, so no convergence
+    a = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+
+    class Scaled(_Quartic):
+        def loss_and_grad(self, th):
+            return (a * (th ** 2 - 1) ** 2).sum(1), 4 * a * th * (th ** 2 - 1)
+
+        def hvp_operator(self, th):
+            return lambda v: a * (12 * th ** 2 - 4) * v
+
+    origin = torch.zeros(1, 3, dtype=torch.float64)
+    loss, grad = Scaled().loss_and_grad(origin)
+    st = init(Scaled(), EngineState(origin, loss, grad, torch.ones(1, dtype=torch.long),
+                                    torch.zeros(1, dtype=torch.long)), MinModeOptions())
+    assert float(st.grad.norm()) == 0.0 and float(st.mu1[0]) == pytest.approx(-12.0)
+    assert float(st.mu2[0]) == pytest.approx(-8.0) and float(st.stop_measure()[0]) > 1e300
+
+
+def test_a_min_mode_row_whose_every_step_is_refused_stops_stalled_by_its_trust_region():
+    """A model whose loss is finite only at the start refuses every trial step: the trust radius
+    is quartered (0.5 → 0.125) below min_step = 0.2 after one iteration, and the driver stops the
+    row ``stalled`` with detail ``trust_region`` where it started (the engine's own stop, not a
+    stall window: the window here is 10⁶ iterations)."""
+    from landscape.engines import StageConfig, run_engine
+
+    start = torch.tensor([[0.3, -0.2, 0.9]], dtype=torch.float64)
+
+    class Walled(_Quartic):
+        def loss_and_grad(self, th):
+            loss, grad = super().loss_and_grad(th)
+            away = (th != start).any(dim=1)
+            return torch.where(away, torch.full_like(loss, float("nan")), loss), grad
+
+    res = run_engine(Walled(), start, StageConfig(engine="minmode", max_step=0.5, min_step=0.2, max_iter=50,
+                                                  stall_window=10 ** 6))
+    assert res.stop_reason[0] == "stalled" and res.stop_detail[0] == "trust_region"
+    assert int(res.iterations[0]) == 1 and torch.equal(res.theta, start)
 
 
 def test_min_mode_following_ends_at_index_one_where_newton_returns_to_index_three():
@@ -249,7 +309,7 @@ def test_min_mode_following_ends_at_index_one_where_newton_returns_to_index_thre
     certified index-1 saddle below it (index counted here from the dense Hessian, net of the
     symmetry zero modes, by numpy)."""
     from landscape.engines import StageConfig, run_pipeline
-    from landscape.engines.minmode import MinModeOptions, follow_min_mode
+    from landscape.engines.minmode import follow_min_mode
 
     K, n, d, L, lam = 3, 2, 4, 2, 1e-2
     spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
@@ -266,7 +326,7 @@ def test_min_mode_following_ends_at_index_one_where_newton_returns_to_index_thre
     newton = run_pipeline(m, start[None], [StageConfig(engine="newton", max_iter=100, tol=1e-10, stall_window=10)])
     assert newton.stop_reason[0] == "converged" and negative_modes(newton.theta[0]) == 3
     assert float(newton.loss[0]) == pytest.approx(l_small, abs=1e-12)
-    mm = follow_min_mode(m, start[None], MinModeOptions(max_iter=200))
+    mm = follow_min_mode(m, start[None], max_iter=200)
     assert mm.stop_reason[0] == "converged" and mm.grad_norm[0] <= 1e-8
     assert negative_modes(mm.theta[0]) == 1 and float(mm.loss[0]) < l_small - 1e-6
 
@@ -403,8 +463,6 @@ def test_a_band_through_a_third_basin_splits_the_pair_there_and_joins_it_through
     search descends from the dip, stores M (loss equal to the reduced problem's, built with scipy;
     no basin count), splits the pair into (origin, M), (M, DNC), and joins origin and DNC through M
     by certified index-1 transition states."""
-    import dataclasses
-
     import landscape.study.connect as C
 
     K, n, d, L, lam = 3, 2, 4, 2, 1e-2
@@ -415,7 +473,7 @@ def test_a_band_through_a_third_basin_splits_the_pair_there_and_joins_it_through
     calls = []
     real = C.run_neb
 
-    def through_mid(model, A, B, opts, initial=None):
+    def through_mid(model, A, B, opts, initial=None, **band):
         if not calls:   # the first band only: origin → M → DNC (M aligned to the origin's frame is M)
             Mb = torch.tensor(align(spec, A[0].numpy(), mid)[0])
             t = torch.linspace(0, 1, (opts.images + 3) // 2, dtype=torch.float64)[:, None]   # M at the middle image
@@ -423,9 +481,9 @@ def test_a_band_through_a_third_basin_splits_the_pair_there_and_joins_it_through
             second = (1 - t) * Mb + t * B[0]
             initial = torch.cat([first, second[1:]])[None]
             assert initial.shape[1] == opts.images + 2
-            opts = dataclasses.replace(opts, max_iter=1)  # one step: its middle image stays in M's basin
+            band["max_iter"] = 1  # one step: its middle image stays in M's basin
         calls.append(len(A))
-        return real(model, A, B, opts, initial=initial)
+        return real(model, A, B, opts, initial=initial, **band)
 
     real_minima = C.band_minima
     dips = []

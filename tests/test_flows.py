@@ -185,30 +185,48 @@ def test_integer_stage_fields_are_stored_as_integers():
 
 def _refill_cases():
     """The hand-made pipeline from random starts, then every registered engine alone (a new engine
-    is tested by being registered in ENGINES) from starts near the DNC minimum."""
+    is tested by being registered in ENGINES) from starts near a point it converges to: the DNC
+    minimum, or for min-mode following (which climbs out of minima) an index-1 saddle."""
     from landscape.engines import ENGINES
 
-    cases = [([StageConfig(engine="gd", lr=0.5, max_iter=4000, tol=1e-7), POLISH], "gd+polish", False)]
-    cases += [([StageConfig(engine=name, max_iter=150, tol=1e-9, stall_window=150)], name, True)
-              for name in sorted(ENGINES)]
+    cases = [([StageConfig(engine="gd", lr=0.5, max_iter=4000, tol=1e-7), POLISH], "gd+polish", None)]
+    cases += [([StageConfig(engine=name, max_iter=150, tol=1e-9, stall_window=150)], name,
+               "saddle" if name == "minmode" else "minimum") for name in sorted(ENGINES)]
     return [pytest.param(st, near, id=i) for st, i, near in cases]
 
 
-@pytest.mark.parametrize("stages, near_minimum", _refill_cases())
-def test_working_batch_refill_gives_the_same_trajectories(stages, near_minimum):
+def _index_one_saddle(spec, m):
+    """An index-1 saddle of ``spec``: min-mode following from beside the small-root DNC point
+    (index 3), polished by Newton-MR to ‖∇L‖ ≤ 1e-12; its index is checked from numpy's spectrum."""
+    from landscape.engines.minmode import follow_min_mode
+
+    small = torch.as_tensor(theory.dnc_point(spec, theory.dnc_scale_roots(spec.K, spec.n, spec.L, spec.lam)[0]))
+    ts = follow_min_mode(m, (small * 1.01)[None]).theta
+    ts = run_pipeline(m, ts, [StageConfig(engine="newton", max_iter=60, stall_window=8, tol=1e-12)])
+    assert ts.stop_reason[0] == "converged"
+    assert int((np.linalg.eigvalsh(m.hessian(ts.theta[0]).numpy()) < -1e-6).sum()) == 1
+    return ts.theta[0]
+
+
+@pytest.mark.parametrize("stages, near", _refill_cases())
+def test_working_batch_refill_gives_the_same_trajectories(stages, near):
     """Continuous batching (a working batch of 3 refilled from 10 pending starts) changes nothing:
     every row's stop, iterations, evaluations and end point equal the all-at-once run's. Rows
     never mix, but a batch of another width may round differently (a batched kernel's summation
     order): from random starts a lone Newton or L-BFGS run of 150 steps wanders and amplifies
     such 1e-15 differences (measured: 4e-15 after one Newton step, 5e-3 after 20), so the engines
-    alone start near a minimum, where their iterations contract."""
+    alone start near a point they converge to, where their iterations contract (near a minimum,
+    min-mode following climbs its lowest mode and wanders in the same way)."""
     spec = ModelSpec(K=3, n=2, d=5, L=2, lam=5e-3)
     m = DeepUFM(spec)
     th = draw_starts(spec, InitScheme(), 3, range(10))
-    if near_minimum:
-        dnc = torch.as_tensor(theory.dnc_point(spec, theory.dnc_scale_roots(3, 2, 2, 5e-3)[-1]))
-        th = dnc + 1e-3 * th / th.norm(dim=1, keepdim=True)
-    th[4] = 0.0  # converged at iteration 0 when it joins
+    if near == "minimum":
+        centre = torch.as_tensor(theory.dnc_point(spec, theory.dnc_scale_roots(3, 2, 2, 5e-3)[-1]))
+    elif near == "saddle":
+        centre = _index_one_saddle(spec, m)
+    if near is not None:
+        th = centre + 1e-3 * th / th.norm(dim=1, keepdim=True)
+    th[4] = 0.0 if near != "saddle" else centre  # converged at iteration 0 when it joins
     a = run_pipeline(m, th, stages)
     b = run_pipeline(m, th, stages, working_batch=3)
     assert list(a.stop_reason) == list(b.stop_reason)
@@ -220,7 +238,7 @@ def test_working_batch_refill_gives_the_same_trajectories(stages, near_minimum):
     # at a converged end the Hessian is singular along the symmetry orbit, which the last Newton
     # step leaves undetermined to ~‖∇L‖/λ_min (measured 2e-10): across the orbit the ends agree
     # to 1e-12, along it to that bound
-    if near_minimum:
+    if near is not None:
         assert_same_end_points(spec, b.theta, a.theta, what="same end points")
     else:
         assert_close(b.theta, a.theta, atol=1e-12, what="same end points")

@@ -22,7 +22,14 @@ Stop reasons (exactly one per trajectory, :data:`STOP_REASONS`, members of
   ``stall_loss_rtol``·|L| nor has ‖∇L‖ reached a new minimum by a factor 1 − ``stall_rtol``.
   The detail says ``gradient_flat`` when ‖H∇L‖/‖∇L‖ ≤ ``flat_rtol`` (the gradient lies in a
   near-null direction of the Hessian, Frye et al.'s gradient-flat points) and ``plateau``
-  otherwise. A plateau whose loss still falls is not a stall.
+  otherwise. A plateau whose loss still falls is not a stall. An engine may also stop a row
+  itself (:meth:`~landscape.engines.state.EngineState.stuck`: min-mode following's trust radius
+  below its floor), detail ``trust_region``.
+
+An engine whose convergence asks more than ‖∇L‖ ≤ ``tol`` says so through its state's
+:meth:`~landscape.engines.state.EngineState.stop_measure` (min-mode following: +inf unless the
+point shows exactly one negative mode), and the per-row values it reports at the end through
+:meth:`~landscape.engines.state.EngineState.outputs` (``TrajectoryResults.extras``).
 """
 from __future__ import annotations
 
@@ -39,7 +46,7 @@ from ..core.validate import SpecError
 from .curvature import curvature_threshold, negative_curvature
 from .outcomes import STOP_REASONS, Detail, Outcome
 from .trajectories import TrajectoryResults
-from .stage import ENGINES, StageConfig
+from .stage import ALL_ENGINES, StageConfig
 from .state import EngineState
 
 _CONVERGED, _MAX_ITER, _DIVERGED, _STALLED = (STOP_REASONS.index(o) for o in (
@@ -113,17 +120,20 @@ def check_stops(book: RowBook, state: EngineState, cfg: StageConfig, sel: torch.
     host = state.grad.device.type == "cpu" if host is None else host
     xp = np if host else torch
     f = {k: getattr(book, k).numpy() if host else getattr(book, k) for k in _STOP_READS}
-    gn, lv = state.grad.norm(dim=1), state.loss
+    gn, lv, stuck = state.stop_measure(), state.loss, state.stuck()
     if host:
         gn, lv, sel = gn.numpy(), lv.numpy(), sel.numpy()
+        stuck = None if stuck is None else stuck.numpy()
     with np.errstate(invalid="ignore"):   # inf − inf of a fresh row's best loss: not finite, as in torch
-        out = _stop_rules(xp, f, gn, lv, sel, cfg)
+        out = _stop_rules(xp, f, gn, lv, sel, cfg, stuck)
     for k, v in out.items():
         setattr(book, k, torch.from_numpy(v) if host else v)
 
 
-def _stop_rules(xp, f: dict, gn, lv, sel, cfg: StageConfig) -> dict:
-    """The stop rules on arrays of namespace ``xp`` (numpy or torch): the updated book fields."""
+def _stop_rules(xp, f: dict, gn, lv, sel, cfg: StageConfig, stuck=None) -> dict:
+    """The stop rules on arrays of namespace ``xp`` (numpy or torch): the updated book fields.
+    ``gn``: the state's stop measure (‖∇L‖ for most engines); ``stuck``: rows the engine cannot
+    advance (None: none)."""
     reason, iters = f["reason"], f["iters"]
     running = (reason < 0) & sel
     diverged = ~xp.isfinite(lv) | ~xp.isfinite(gn) | (lv > cfg.diverge_loss)
@@ -138,7 +148,10 @@ def _stop_rules(xp, f: dict, gn, lv, sel, cfg: StageConfig) -> dict:
     improved_l = lv < l_thr
     best_l = xp.where(improved_l & running, lv, best_l)
     since_l = xp.where(running, xp.where(improved_l, 0, f["since_l"] + 1), f["since_l"])
-    stalled = (since_g > cfg.stall_window) & (since_l > cfg.stall_window) & ~conv & ~diverged
+    stalled = (since_g > cfg.stall_window) & (since_l > cfg.stall_window)
+    if stuck is not None:
+        stalled = stalled | stuck
+    stalled = stalled & ~conv & ~diverged
     new = xp.where(iters >= f["budget"], _MAX_ITER, -1)
     new = xp.where(stalled, _STALLED, new)
     new = xp.where(diverged, _DIVERGED, new)
@@ -188,6 +201,7 @@ class _Outputs:
         self.arrays.update({k: np.zeros(B, dtype=np.int64) for k in ("iterations", "n_grad", "n_hvp", "reason",
                                                                       "witnesses", "first_small")})
         self.detail = np.array([""] * B, dtype=object)
+        self.extras: dict[str, np.ndarray] = {}
 
     def record(self, model: DeepUFM, cfg: StageConfig, book: RowBook, state: EngineState, d_idx: torch.Tensor,
                wall: float) -> None:
@@ -206,6 +220,14 @@ class _Outputs:
         out["witnesses"][gi] = book.witnesses[d_idx].cpu().numpy()
         out["first_small"][gi] = book.first_small[d_idx].cpu().numpy()
         out["wall_time"][gi] = wall
+        for k, v in state.outputs().items():
+            v = v[d_idx].detach().cpu().numpy()
+            self.extras.setdefault(k, np.full((self.theta.shape[0],) + v.shape[1:], np.nan))[gi] = v
+        stuck = state.stuck()
+        if stuck is not None:   # stopped by the engine itself: no flatness test
+            own = ((r_d == _STALLED) & stuck[d_idx]).cpu().numpy()
+            self.detail[gi[own]] = Detail.TRUST_REGION.value
+            r_d = torch.where(stuck[d_idx], torch.full_like(r_d, -1), r_d)
         st = (r_d == _STALLED).nonzero().squeeze(1)
         if st.numel():
             th, g = state.theta[d_idx[st]], state.grad[d_idx[st]]
@@ -225,7 +247,8 @@ class _Outputs:
             stop_reason=_REASON_VALUES[out["reason"]], stop_detail=self.detail,
             iterations=out["iterations"], n_grad=out["n_grad"], n_hvp=out["n_hvp"], wall_time=out["wall_time"],
             last_stage=np.zeros(B, dtype=np.int64), stages=[cfg.settings()], handoff_theta=self.theta.clone(),
-            main_iterations=out["iterations"].copy(), first_small=out["first_small"], witnesses=out["witnesses"])
+            main_iterations=out["iterations"].copy(), first_small=out["first_small"], witnesses=out["witnesses"],
+            extras=self.extras)
 
 
 def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
@@ -246,7 +269,7 @@ def run_engine(model: DeepUFM, theta0: torch.Tensor, cfg: StageConfig, *,
     and active count at every synchronisation; ``on_finished(k)`` hears whenever k rows stop.
     """
     t0 = time.perf_counter() if t0 is None else t0
-    engine = ENGINES[cfg.engine]
+    engine = ALL_ENGINES[cfg.engine]
     dev = model.device
     if dev.type == "cpu":
         retain_freed_host_memory()  # the step's (B, P) temporaries reuse mapped pages (core.allocator)
@@ -397,5 +420,7 @@ def run_pipeline(model: DeepUFM, theta0: torch.Tensor, stages: list[StageConfig]
             getattr(res, k)[idx] = getattr(sub, k)
         for k in ("iterations", "n_grad", "n_hvp"):
             getattr(res, k)[idx] += getattr(sub, k)
+        for k, v in sub.extras.items():
+            res.extras.setdefault(k, np.full((len(res),) + v.shape[1:], np.nan))[idx] = v
         res.last_stage[idx] = s_i
     return res

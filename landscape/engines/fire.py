@@ -16,21 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .options import EngineOptions, integer, number
-
-
-@dataclass(frozen=True)
-class FIREOptions(EngineOptions):
-    dt: float = number(0.02, "first step")
-    dt_max: float = number(0.2, "largest step")
-    n_min: int = integer(5, "steps of positive power before the step grows")
-    f_inc: float = number(1.1, "step growth factor")
-    f_dec: float = number(0.5, "step shrink factor after uphill motion")
-    alpha_start: float = number(0.1, "initial (and reset) velocity mixing")
-    f_alpha: float = number(0.99, "mixing decay factor")
-
-    def describe(self) -> str:
-        return f"FIRE(dt={self.dt:g}, dt_max={self.dt_max:g})"
+from .options import FIREOptions
 
 
 @dataclass

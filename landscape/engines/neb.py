@@ -21,6 +21,13 @@ concatenated coordinates of its images, no image moving more than ``max_move`` �
 image spacing per iteration; a band whose largest image force (Euclidean norm per
 image) is at most ``tol`` is converged and frozen; the others go on, up to ``max_iter``.
 
+The band is an engine of the batched driver (:func:`landscape.engines.driver.run_engine`,
+engine ``"neb"``, a *band* engine: its rows are bands, not points of the model), as ASE treats a
+band as one optimisable object: :class:`BandModel` gives the driver the band's "loss" (its
+highest interior image) and :class:`NEBState` carries the forces, FIRE's velocities and the
+climbing switch, and its stop measure is the largest image force once the climbing image is
+on. :func:`run_neb` builds the bands and runs them.
+
 :func:`insert_images` grows relaxed bands where their energy profile resolves a maximum worst
 (AutoNEB, Kolsbjerg, Groves & Hammer 2016): one image at a time, halving the longest segment
 that brackets one of the band's maxima, so a band can be relaxed again with its images
@@ -28,40 +35,20 @@ concentrated on its barriers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
 
 from ..core.model import DeepUFM
-from .fire import FIREOptions, FIREState, fire_step
-from .options import EngineOptions, integer, number
+from .driver import run_engine
+from .fire import FIREState, fire_step
+from .options import NEBOptions
+from .stage import StageConfig
+from .state import EngineState, scalar_field
 
-
-@dataclass(frozen=True)
-class NEBOptions(EngineOptions):
-    images: int = integer(14, "interior images per band")
-    spring: float = number(1.0, "spring constant k")
-    max_iter: int = integer(3000, "band iterations")
-    tol: float = number(1e-4, "largest image force at which a band has converged")
-    dt: float = number(0.02, "FIRE first step")
-    dt_max: float = number(0.2, "FIRE largest step")
-    max_move: float = number(0.1, "largest displacement of one image per iteration, relative to the image spacing")
-    climb_after: int = integer(200, "iterations before the climbing image switches on at the latest")
-    climb_below: float = number(0.1, "switch the climbing image on once the largest force fell by this factor")
-    perturb: float = number(1e-6, "initial images moved by seeded noise of this size × the image spacing")
-    seed: int = integer(1, "seed of that noise")
-    climb: bool = True
-    doubly_nudged: bool = False
-
-    def fire(self) -> FIREOptions:
-        """The band optimiser's options: FIRE with this band's ``dt`` and ``dt_max`` and the
-        standard constants of Bitzek et al. (:class:`FIREOptions`)."""
-        return FIREOptions(dt=self.dt, dt_max=self.dt_max)
-
-    def describe(self) -> str:
-        return (f"{'DNEB' if self.doubly_nudged else 'NEB'}({self.images} images, k={self.spring:g}"
-                f"{', climbing' if self.climb else ''})")
+__all__ = ["BandModel", "NEBOptions", "NEBResult", "NEBState", "init", "insert_images", "neb_forces", "run_neb",
+           "step"]
 
 
 @dataclass
@@ -129,10 +116,107 @@ def neb_forces(model: DeepUFM, R: torch.Tensor, opts: NEBOptions, climbing: torc
     return F, E, G
 
 
+class BandModel:
+    """Q bands of the model ``model`` as the driver's rows: row q is band q's M interior images
+    flattened, θ_q (M·P,), between its fixed end points ``ends[q]`` (2, P). ``loss_and_grad``
+    gives each band's highest interior image energy and minus its NEB force without a climbing
+    image (what a row joining the driver starts from; :func:`init` computes the rest)."""
+
+    def __init__(self, model: DeepUFM, ends: torch.Tensor, opts: NEBOptions):
+        self.model, self.ends, self.opts = model, ends, opts
+        self.device, self.dtype = model.device, model.dtype
+
+    def for_rows(self, rows: torch.Tensor) -> "BandModel":
+        return BandModel(self.model, self.ends[rows.to(self.ends.device)], self.opts)
+
+    def bands(self, theta: torch.Tensor) -> torch.Tensor:
+        """(b, M+2, P): the end points around the interior images θ (b, M·P)."""
+        P = self.ends.shape[2]
+        return torch.cat([self.ends[:, :1], theta.reshape(theta.shape[0], -1, P), self.ends[:, 1:]], dim=1)
+
+    def forces(self, theta: torch.Tensor, climbing: torch.Tensor | None):
+        """(forces (b, M, P), energies (b, M+2)) of the bands θ (:func:`neb_forces`)."""
+        F, E, _ = neb_forces(self.model, self.bands(theta), self.opts, climbing)
+        return F, E
+
+    def loss_and_grad(self, theta: torch.Tensor):
+        F, E = self.forces(theta, None)
+        return E[:, 1:-1].max(dim=1).values, -F.reshape(theta.shape)
+
+
+@dataclass
+class NEBState(EngineState):
+    """:class:`EngineState` of Q bands (``theta`` (Q, M·P) interior images, ``loss`` (Q,) the
+    highest interior energy, ``grad`` (Q, M·P) minus the NEB force) plus ``energies`` (Q, M+2),
+    ``fmax`` (Q,) the largest image force, ``first`` (Q,) that at the start, FIRE's ``v`` (Q, M·P),
+    ``fire_dt``, ``alpha`` (Q,) and ``n_pos`` (Q,), ``climbing`` (Q,) bool (the forces were
+    computed with the climbing image on), ``steps`` (Q,) iterations taken; scalar ``climb``
+    (NEBOptions.climb)."""
+
+    energies: torch.Tensor = None
+    fmax: torch.Tensor = None
+    first: torch.Tensor = None
+    v: torch.Tensor = None
+    fire_dt: torch.Tensor = None
+    alpha: torch.Tensor = None
+    n_pos: torch.Tensor = None
+    climbing: torch.Tensor = None
+    steps: torch.Tensor = None
+    climb: bool = scalar_field(True)
+
+    def stop_measure(self) -> torch.Tensor:
+        """The largest image force, once the climbing image is on (a band converges climbing)."""
+        if not self.climb:
+            return self.fmax
+        return torch.where(self.climbing, self.fmax, torch.full_like(self.fmax, torch.finfo(self.fmax.dtype).max))
+
+    def outputs(self) -> dict:
+        return {"energies": self.energies, "force": self.fmax}
+
+
+def _with_forces(model: BandModel, s: NEBState, climbing: torch.Tensor) -> NEBState:
+    F, E = model.forces(s.theta, climbing if model.opts.climb else None)
+    M = F.shape[1]
+    return replace(s, loss=E[:, 1:-1].max(dim=1).values, grad=-F.reshape(s.theta.shape), energies=E,
+                   fmax=F.norm(dim=2).max(dim=1).values, climbing=climbing, n_grad=s.n_grad + M)
+
+
+def init(model: BandModel, s: EngineState, opts: NEBOptions) -> NEBState:
+    """The bands' forces without a climbing image, and FIRE at rest. (The driver's first
+    evaluation, ``s``, counted one per row, is counted as the M image evaluations it was.)"""
+    Q, n = s.theta.shape
+    fire = FIREState.init(Q, n, opts.fire(), s.theta)
+    M = n // model.ends.shape[2]
+    st = NEBState(s.theta, s.loss, s.grad, s.n_grad - 1 + M, s.n_hvp, v=fire.v, fire_dt=fire.dt, alpha=fire.alpha,
+                  n_pos=fire.n_pos, steps=torch.zeros(Q, dtype=torch.long, device=s.theta.device), climb=opts.climb)
+    st = _with_forces(model, st, torch.zeros(Q, dtype=torch.bool, device=s.theta.device))
+    return replace(st, first=st.fmax.clone())
+
+
+def step(model: BandModel, s: NEBState, opts: NEBOptions) -> NEBState:
+    """Switch the climbing image on where due, move every band by FIRE (each image by at most
+    ``max_move`` × its band's mean image spacing), and evaluate the new forces."""
+    climbing = s.climbing
+    if opts.climb:
+        climbing = climbing | (s.fmax <= opts.climb_below * s.first) | (s.steps >= opts.climb_after)
+    Q = s.theta.shape[0]
+    fire = FIREState(s.v, s.fire_dt, s.alpha, s.n_pos)
+    R = model.bands(s.theta)
+    M, P = R.shape[1] - 2, R.shape[2]
+    d = fire_step(fire, -s.grad, torch.ones(Q, dtype=torch.bool, device=R.device), opts.fire()).reshape(Q, M, P)
+    cap = opts.max_move * (R[:, 1:] - R[:, :-1]).norm(dim=2).mean(dim=1)  # per band
+    dn = d.norm(dim=2, keepdim=True)
+    d = d * torch.clamp(cap[:, None, None] / dn.clamp(min=torch.finfo(R.dtype).tiny), max=1.0)
+    moved = replace(s, theta=s.theta + d.reshape(Q, M * P), v=fire.v, fire_dt=fire.dt, alpha=fire.alpha,
+                    n_pos=fire.n_pos, steps=s.steps + 1)
+    return _with_forces(model, moved, climbing)
+
+
 def run_neb(model: DeepUFM, start: torch.Tensor, end: torch.Tensor, opts: NEBOptions = NEBOptions(),
-            initial: torch.Tensor | None = None) -> NEBResult:
-    """Relax Q bands between ``start`` (Q, P) and ``end`` (Q, P) (module docstring). ``initial``
-    (Q, M+2, P): starting bands (default: straight lines)."""
+            initial: torch.Tensor | None = None, *, max_iter: int = 3000, tol: float = 1e-4) -> NEBResult:
+    """Relax Q bands between ``start`` (Q, P) and ``end`` (Q, P) (module docstring) for at most
+    ``max_iter`` iterations, until the largest image force is at most ``tol`` (climbing image on).
+    ``initial`` (Q, M+2, P): starting bands (default: straight lines, seeded noise on the images)."""
     start = start.to(device=model.device, dtype=model.dtype)
     end = end.to(device=model.device, dtype=model.dtype)
     Q, P = start.shape
@@ -148,39 +232,20 @@ def run_neb(model: DeepUFM, start: torch.Tensor, end: torch.Tensor, opts: NEBOpt
         R[:, 1:-1] += opts.perturb * spacing[:, None, None] * noise / (P ** 0.5)
     else:
         R = initial.to(device=model.device, dtype=model.dtype).clone()
-    fire = opts.fire()
-    state = FIREState.init(Q, M * P, fire, R)
-    active = torch.ones(Q, dtype=torch.bool, device=model.device)
-    climbing = torch.zeros(Q, dtype=torch.bool, device=model.device)
-    iters = torch.zeros(Q, dtype=torch.long, device=model.device)
-    first = None
-    n_grad = 0
-    for it in range(opts.max_iter + 1):
-        climbed = climbing.clone()  # the forces below use the climbing image of these bands
-        F, E, _ = neb_forces(model, R, opts, climbed if opts.climb else None)
-        n_grad += Q * M
-        fmax = F.norm(dim=2).max(dim=1).values
-        if first is None:
-            first = fmax.clone()
-        done = (fmax <= opts.tol) & (climbed | (not opts.climb))
-        active = active & ~done
-        if opts.climb:
-            climbing = climbing | (fmax <= opts.climb_below * first) | torch.tensor(it >= opts.climb_after,
-                                                                                     device=model.device)
-        if not bool(active.any()) or it == opts.max_iter:
-            break
-        # FIRE, per band over all its images
-        a = active[:, None, None]
-        step = fire_step(state, F.reshape(Q, -1), active, fire).reshape(Q, M, P)
-        cap = opts.max_move * (R[:, 1:] - R[:, :-1]).norm(dim=2).mean(dim=1)  # per band
-        sn = step.norm(dim=2, keepdim=True)
-        step = step * torch.clamp(cap[:, None, None] / sn.clamp(min=torch.finfo(R.dtype).tiny), max=1.0)
-        R = R.clone()
-        R[:, 1:-1] = torch.where(a, R[:, 1:-1] + step, R[:, 1:-1])
-        iters = iters + active.long()
-    length = (R[:, 1:] - R[:, :-1]).norm(dim=2).sum(dim=1)
-    return NEBResult(images=R, loss=E, climbing=E[:, 1:-1].argmax(dim=1) + 1, force=fmax, converged=~active,
-                     iterations=iters, length=length, n_grad=n_grad)
+        M = R.shape[1] - 2
+    bands = BandModel(model, R[:, [0, -1]].clone(), opts)
+    cfg = StageConfig(engine="neb", options=opts, max_iter=max_iter, tol=tol, stall_window=max_iter + 1,
+                      curvature_check=False, entry_grad_norm=None)
+    res = run_engine(bands, R[:, 1:-1].reshape(Q, M * P), cfg)
+    dev = model.device
+    images = bands.bands(res.theta.to(device=dev, dtype=model.dtype))
+    E = torch.from_numpy(res.extras["energies"]).to(device=dev, dtype=model.dtype)
+    length = (images[:, 1:] - images[:, :-1]).norm(dim=2).sum(dim=1)
+    return NEBResult(images=images, loss=E, climbing=E[:, 1:-1].argmax(dim=1) + 1,
+                     force=torch.from_numpy(res.extras["force"]).to(device=dev, dtype=model.dtype),
+                     converged=torch.from_numpy(res.converged).to(dev),
+                     iterations=torch.from_numpy(res.iterations).to(dev), length=length,
+                     n_grad=int(res.n_grad.sum()))
 
 
 def insert_images(R: torch.Tensor, E: torch.Tensor, k: int,

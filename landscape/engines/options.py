@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ..core.thresholds import DEFAULT_TAU_REL
 from ..core.validate import check_bool, check_integral, check_number
 
 
@@ -94,3 +95,65 @@ class LBFGSOptions(EngineOptions):
 
     def describe(self) -> str:
         return f"lbfgs(m={self.memory})"
+
+
+@dataclass(frozen=True)
+class MinModeOptions(EngineOptions):
+    """Minimum-mode following (:mod:`landscape.engines.minmode`); its iteration budget and ‖∇L‖
+    tolerance are the stage's ``max_iter`` and ``tol``."""
+
+    lanczos_steps: int = integer(30, "Lanczos steps per lowest-mode estimate")
+    minres_iter: int = integer(200, "MINRES iterations of the complement step")
+    minres_rtol: float = number(1e-10, "MINRES relative residual tolerance")
+    max_step: float = number(0.5, "largest step (trust radius, Euclidean norm)")
+    min_step: float = number(1e-10, "a row whose trust radius falls below this has stalled")
+    tau_rel: float = number(DEFAULT_TAU_REL, "a mode is negative below −max(tau_rel·min λ, grad_mult·‖∇L‖)")
+    grad_mult: float = number(10.0, "(see tau_rel)")
+    push_tol: float = number(1e-8, "a row with a second negative mode and ‖∇L‖ ≤ 100·push_tol is pushed "
+                                   "√push_tol down that mode (beside a critical point of index ≥ 2)")
+
+    def describe(self) -> str:
+        return f"min-mode following (Lanczos {self.lanczos_steps}, trust {self.max_step:g})"
+
+
+@dataclass(frozen=True)
+class FIREOptions(EngineOptions):
+    """FIRE (:mod:`landscape.engines.fire`), the band optimiser of the nudged elastic band."""
+
+    dt: float = number(0.02, "first step")
+    dt_max: float = number(0.2, "largest step")
+    n_min: int = integer(5, "steps of positive power before the step grows")
+    f_inc: float = number(1.1, "step growth factor")
+    f_dec: float = number(0.5, "step shrink factor after uphill motion")
+    alpha_start: float = number(0.1, "initial (and reset) velocity mixing")
+    f_alpha: float = number(0.99, "mixing decay factor")
+
+    def describe(self) -> str:
+        return f"FIRE(dt={self.dt:g}, dt_max={self.dt_max:g})"
+
+
+@dataclass(frozen=True)
+class NEBOptions(EngineOptions):
+    """Nudged elastic bands (:mod:`landscape.engines.neb`); the band iterations and the force
+    tolerance are the stage's ``max_iter`` and ``tol`` (:func:`landscape.engines.neb.run_neb`)."""
+
+    images: int = integer(14, "interior images per band")
+    spring: float = number(1.0, "spring constant k")
+    dt: float = number(0.02, "FIRE first step")
+    dt_max: float = number(0.2, "FIRE largest step")
+    max_move: float = number(0.1, "largest displacement of one image per iteration, relative to the image spacing")
+    climb_after: int = integer(200, "iterations before the climbing image switches on at the latest")
+    climb_below: float = number(0.1, "switch the climbing image on once the largest force fell by this factor")
+    perturb: float = number(1e-6, "initial images moved by seeded noise of this size × the image spacing")
+    seed: int = integer(1, "seed of that noise")
+    climb: bool = True
+    doubly_nudged: bool = False
+
+    def fire(self) -> FIREOptions:
+        """The band optimiser's options: FIRE with this band's ``dt`` and ``dt_max`` and the
+        standard constants of Bitzek et al. (:class:`FIREOptions`)."""
+        return FIREOptions(dt=self.dt, dt_max=self.dt_max)
+
+    def describe(self) -> str:
+        return (f"{'DNEB' if self.doubly_nudged else 'NEB'}({self.images} images, k={self.spring:g}"
+                f"{', climbing' if self.climb else ''})")

@@ -114,6 +114,8 @@ class Detail(_Described):
     NEGATIVE_CURVATURE = ("negative_curvature",
                           "stopped uncertified after a negative-curvature witness where it would have converged "
                           "or been handed to the next stage")
+    TRUST_REGION = ("trust_region", "a stall where the engine's trust radius fell below its min_step "
+                    "(min-mode following)")
     SADDLE_VISITS = ("saddle_visits",
                      "still at a saddle after its last allowed visit (max_saddle_visits) or with no iterations "
                      "left")
@@ -141,7 +143,7 @@ LAMBDA0_STOP_REASONS = (Outcome.CERTIFIED, Outcome.DIRECTION_UNSETTLED, Outcome.
 #: Stop reasons of a saddle descent that reached a point or its saddle (others: :func:`with_detail`).
 EDGE_STOP_REASONS = (Outcome.CONVERGED, Outcome.RETURNED)
 #: Details of a stalled row.
-STALL_DETAILS = (Detail.GRADIENT_FLAT, Detail.PLATEAU)
+STALL_DETAILS = (Detail.GRADIENT_FLAT, Detail.PLATEAU, Detail.TRUST_REGION)
 
 
 def with_detail(reason, detail) -> str:

@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 
 from ..core.thresholds import DEFAULT_TAU_REL
 from ..core.validate import SpecError, check_bool, check_choice, check_fields, check_integral, check_number
-from .options import EngineOptions, FlowOptions, GDOptions, LBFGSOptions, NewtonOptions
+from .options import EngineOptions, FlowOptions, GDOptions, LBFGSOptions, MinModeOptions, NEBOptions, NewtonOptions
 
 
 class Engine(NamedTuple):
@@ -43,7 +43,14 @@ ENGINES: dict[str, Engine] = {
     "flow": Engine("flow", FlowOptions, "flow", True),
     "newton": Engine("newton", NewtonOptions, "newton", False),
     "lbfgs": Engine("lbfgs", LBFGSOptions, "lbfgs", True),
+    "minmode": Engine("minmode", MinModeOptions, "minmode", False),
 }
+#: Engines whose rows are not points of the model (a nudged elastic band's row is a whole band,
+#: :class:`landscape.engines.neb.BandModel`): driven by :func:`~landscape.engines.driver.run_engine`
+#: like the others, but never a stage of a study's pipelines.
+BAND_ENGINES: dict[str, Engine] = {"neb": Engine("neb", NEBOptions, "neb", False)}
+#: Every engine the driver runs.
+ALL_ENGINES: dict[str, Engine] = {**ENGINES, **BAND_ENGINES}
 
 
 @dataclass(frozen=True, init=False)
@@ -96,8 +103,8 @@ class StageConfig:
     def __init__(self, engine: str = "gd", options: EngineOptions | None = None, **fields_):
         """``StageConfig(engine="gd", lr=0.5, max_iter=20000)``: engine options and common fields
         given side by side (as in a study file); or ``options=GDOptions(...)`` explicitly."""
-        check_choice("engine", engine, tuple(ENGINES))
-        Opt = ENGINES[engine].options
+        check_choice("engine", engine, tuple(ALL_ENGINES))
+        Opt = ALL_ENGINES[engine].options
         mine = {k: fields_.pop(k) for k in Opt.field_names() if k in fields_}
         if mine:
             if options is not None:
@@ -119,8 +126,8 @@ class StageConfig:
         raise AttributeError(f"a {self.__dict__.get('engine')} stage has no field {name!r}")
 
     def __post_init__(self):
-        check_choice("engine", self.engine, tuple(ENGINES))
-        Opt = ENGINES[self.engine].options
+        check_choice("engine", self.engine, tuple(ALL_ENGINES))
+        Opt = ALL_ENGINES[self.engine].options
         if self.options is None:
             object.__setattr__(self, "options", Opt())
         elif not isinstance(self.options, Opt):
@@ -133,7 +140,7 @@ class StageConfig:
         if self.entry_grad_norm is not None:
             object.__setattr__(self, "entry_grad_norm", check_number("entry_grad_norm", self.entry_grad_norm))
         if self.curvature_check is None:
-            object.__setattr__(self, "curvature_check", ENGINES[self.engine].descent)
+            object.__setattr__(self, "curvature_check", ALL_ENGINES[self.engine].descent)
         check_bool("curvature_check", self.curvature_check)
         check_bool("curvature_gauge", self.curvature_gauge)
 
@@ -158,7 +165,7 @@ class StageConfig:
 
     @property
     def descent(self) -> bool:
-        return ENGINES[self.engine].descent
+        return ALL_ENGINES[self.engine].descent
 
 
 def make_stage(engine: str = "gd", **flat) -> StageConfig:

@@ -51,6 +51,22 @@ class EngineState:
         ``self`` (new rows join the running ones: e.g. L-BFGS's shared slot counter)."""
         return replace(self, **{k: torch.cat([getattr(self, k), getattr(other, k)]) for k in self._batch_fields()})
 
+    def stop_measure(self) -> torch.Tensor:
+        """(B,) what the driver compares with the stage's ``tol`` (and watches for stalling and
+        divergence): ‖∇L‖ here; an engine whose convergence asks more (min-mode following: one
+        negative mode) overrides it."""
+        return self.grad.norm(dim=1)
+
+    def stuck(self) -> torch.Tensor | None:
+        """(B,) bool: rows the engine itself cannot advance (the driver stops them ``stalled``);
+        None: the driver's stall window alone decides."""
+        return None
+
+    def outputs(self) -> dict:
+        """Per-row values (name → (B,) tensor) the driver records beside θ when a row stops
+        (:attr:`~landscape.engines.trajectories.TrajectoryResults.extras`)."""
+        return {}
+
     @property
     def batch_size(self) -> int:
         return int(self.theta.shape[0])

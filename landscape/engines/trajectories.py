@@ -28,6 +28,10 @@ class TrajectoryResults:
     ``main_iterations`` (B,) its iterations, ``first_small`` (B,) the stage-0 iteration at which
     ‖∇L‖ first fell to that stage's ``tol`` (−1: never) and ``witnesses`` (B,) how many times a
     negative-curvature witness sent the row back to its dynamics there.
+
+    ``extras``: per-row values an engine reports where a row stops (name → (B, ...) float64; NaN
+    for rows no such engine ran), e.g. min-mode following's ``lowest`` and ``second`` Ritz values,
+    a band's image ``energies``.
     """
 
     theta: torch.Tensor
@@ -45,6 +49,7 @@ class TrajectoryResults:
     main_iterations: np.ndarray | None = None
     first_small: np.ndarray | None = None
     witnesses: np.ndarray | None = None
+    extras: dict = field(default_factory=dict)
 
     def __len__(self):
         return self.theta.shape[0]
@@ -82,7 +87,8 @@ class TrajectoryResults:
                                  wall_time=pick(self.wall_time), last_stage=pick(self.last_stage),
                                  stages=list(self.stages), handoff_theta=pick(self.handoff_theta),
                                  main_iterations=pick(self.main_iterations), first_small=pick(self.first_small),
-                                 witnesses=pick(self.witnesses))
+                                 witnesses=pick(self.witnesses),
+                                 extras={k: pick(v) for k, v in self.extras.items()})
 
     def replace_rows(self, idx: np.ndarray, other: "TrajectoryResults", add_counts: bool = True) -> None:
         """Rows ``idx`` take the values of ``other`` (len(idx) rows); with ``add_counts`` their

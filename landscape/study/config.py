@@ -79,7 +79,7 @@ from ..core.init import InitScheme
 from ..core.spec import DTYPE_NAMES, ModelSpec
 from ..core.validate import (INDEX_MAX, SpecError, check_choice, check_fields, check_int, check_memory,
                              check_number, check_table, format_bytes, memory_budget)
-from ..engines.stage import ENGINES, StageConfig
+from ..engines.stage import BAND_ENGINES, ENGINES, StageConfig
 from .connect_settings import ConnectSettings
 from .lambda0_settings import Lambda0Settings
 
@@ -326,6 +326,10 @@ def stage_list(table: str, stage_dicts, certify_tol: float) -> tuple[StageConfig
     stages = []
     for i, sd in enumerate(stage_dicts):
         sd = dict(sd)
+        if sd.get("engine") in BAND_ENGINES:
+            raise SpecError(f"{table}[{i}].engine={sd['engine']!r} is invalid: must be one of "
+                            f"{', '.join(ENGINES)} (a {sd['engine']} row is a band between two minima, "
+                            "which the [connect] search relaxes; it is not a stage of a trajectory)")
         if i == len(stage_dicts) - 1:
             sd["tol"] = float(certify_tol)
         try:

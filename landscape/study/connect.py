@@ -156,12 +156,13 @@ def search_pairs(run: StudyRunView, pairs: list[tuple[int, int]]) -> list[dict]:
     A = np.stack([pts[a].params for a, _ in pairs])
     B = np.stack([align(spec, pts[a].params, pts[b].params)[0] for a, b in pairs])
     opts = cfg.connect.neb_options()
-    res = run_neb(model, torch.from_numpy(A), torch.from_numpy(B), opts)
+    band = {"max_iter": cfg.connect.neb_iter, "tol": cfg.connect.neb_tol}
+    res = run_neb(model, torch.from_numpy(A), torch.from_numpy(B), opts, **band)
     if cfg.connect.insert:   # AutoNEB-style: images where the maxima are resolved worst, then relax again
         with torch.no_grad():
             R, _ = insert_images(res.images, res.loss, cfg.connect.insert, model.loss)
         opts = replace(opts, images=opts.images + cfg.connect.insert)
-        res = run_neb(model, R[:, 0], R[:, -1], opts, initial=R)
+        res = run_neb(model, R[:, 0], R[:, -1], opts, initial=R, **band)
     Q, M = len(pairs), opts.images
     # refine the climbing image and its neighbours (interior only) with the saddle pipeline
     cand_idx = []
@@ -176,7 +177,7 @@ def search_pairs(run: StudyRunView, pairs: list[tuple[int, int]]) -> list[dict]:
     if cfg.connect.refine == "minmode":
         # climb the lowest mode, descend the rest: index-1 saddles; polish those with Newton-MR,
         # and fall back to Newton-MR from the image where it failed
-        mm = follow_min_mode(model, starts, cfg.connect.minmode_options())
+        mm = follow_min_mode(model, starts, cfg.connect.minmode_options(), max_iter=cfg.connect.minmode_iter)
         by_minmode = mm.converged
         starts = torch.where(torch.from_numpy(by_minmode)[:, None], mm.theta.to(starts.dtype), starts)
     ref = run_pipeline(model, starts, list(cfg.saddles.stages))

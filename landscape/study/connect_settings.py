@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from ..engines.options import MinModeOptions, NEBOptions
 from ..core.validate import INDEX_MAX, SpecError, check_bool, check_choice, check_fields, check_int, check_number
 
 #: Refinements of a band's climbing image (``[connect] refine``).
@@ -100,15 +101,13 @@ class ConnectSettings:
         out["pairs"] = [list(p) for p in self.pairs]
         return out
 
-    def minmode_options(self):
-        """The refinement's :class:`landscape.engines.minmode.MinModeOptions`."""
-        from ..engines.minmode import MinModeOptions   # torch: this module validates without it
+    def minmode_options(self) -> MinModeOptions:
+        """The refinement's :class:`~landscape.engines.options.MinModeOptions` (its budget is
+        ``minmode_iter``, given to :func:`landscape.engines.minmode.follow_min_mode`)."""
+        return MinModeOptions()
 
-        return MinModeOptions(max_iter=self.minmode_iter)
-
-    def neb_options(self):
-        """The band's :class:`landscape.engines.neb.NEBOptions`."""
-        from ..engines.neb import NEBOptions   # torch: this module validates without it
-
-        return NEBOptions(images=self.images, spring=self.spring, max_iter=self.neb_iter, tol=self.neb_tol,
-                          dt=self.neb_dt, climb=self.climb, doubly_nudged=self.doubly_nudged)
+    def neb_options(self) -> NEBOptions:
+        """The band's :class:`~landscape.engines.options.NEBOptions` (its iterations and force
+        tolerance are ``neb_iter`` and ``neb_tol``, given to :func:`landscape.engines.neb.run_neb`)."""
+        return NEBOptions(images=self.images, spring=self.spring, dt=self.neb_dt, climb=self.climb,
+                          doubly_nudged=self.doubly_nudged)
