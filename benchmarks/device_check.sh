@@ -22,5 +22,5 @@ echo "bench exit $?" >> "$OUT/bench-spectrum-cuda.txt"
 timeout 120 python3 benchmarks/bench_net.py --device cuda --set net.dataset=data/digits.npz --set dtype=float32 \
     --out "$OUT/net-cuda.json" > "$OUT/bench-net-cuda.txt" 2>&1
 echo "bench exit $?" >> "$OUT/bench-net-cuda.txt"
-timeout 150 python3 benchmarks/bench_joint.py --set device=cuda --out "$OUT/joint-cuda.json" > "$OUT/bench-joint-cuda.txt" 2>&1
-echo "bench exit $?" >> "$OUT/bench-joint-cuda.txt"
+timeout 150 python3 benchmarks/bench_lambda_batch.py --set device=cuda --out "$OUT/lambda-batch-cuda.json" > "$OUT/bench-lambda-batch-cuda.txt" 2>&1
+echo "bench exit $?" >> "$OUT/bench-lambda-batch-cuda.txt"

@@ -53,7 +53,7 @@ run paper          bench_paper        --smoke
 run paper-spectrum bench_paper        --quick --skip throughput pele fidelity ts flow
 run connect        bench_connect      --smoke
 run pele_connect   bench_pele_connect --smoke
-run joint          bench_joint        --smoke
+run lambda_batch   bench_lambda_batch --smoke
 run net            bench_net          --smoke
 run sweep          bench_sweep        --smoke
 run kink_faithful  bench_kink_faithful --smoke

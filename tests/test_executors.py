@@ -63,7 +63,7 @@ def test_units_must_be_unique_and_errors_propagate():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"name": "slurm"}, r"executor='slurm' is invalid: must be one of \('joint', 'inprocess', 'dask', 'dask-local'\)"),
+    ({"name": "slurm"}, r"executor='slurm' is invalid: must be one of \('lambda-batch', 'inprocess', 'dask', 'dask-local'\)"),
     ({"name": "inprocess", "scheduler": "tcp://h:8786"}, r"--scheduler is only for --executor dask"),
     ({"name": "inprocess", "workers": 2}, r"--workers is only for --executor dask-local"),
     ({"name": "inprocess", "torch_threads": 2}, r"--torch-threads is only for the Dask executors"),
@@ -71,6 +71,17 @@ def test_units_must_be_unique_and_errors_propagate():
 def test_make_executor_rejects_bad_options(kwargs, message):
     with pytest.raises(ExecutorError, match=message):
         make_executor(**kwargs)
+
+
+def test_the_lambda_batch_executor_answers_to_its_former_name_too():
+    """``joint`` (the name before 2026-12-07, in committed sweep records and old scripts) makes
+    the same executor as ``lambda-batch``, from the API and from the command line."""
+    from landscape.cli import build_parser
+    from landscape.study.lambda_batch import LambdaBatchExecutor
+
+    assert type(make_executor("joint")) is type(make_executor("lambda-batch")) is LambdaBatchExecutor
+    assert build_parser().parse_args(["sweep", "--executor", "joint"]).executor == "lambda-batch"
+    assert build_parser().parse_args(["sweep"]).executor == "lambda-batch"
 
 
 def test_missing_dask_says_what_to_install(monkeypatch):

@@ -92,10 +92,10 @@ def test_a_descent_with_the_curvature_test_is_refused_at_lambda_zero():
 
 def test_a_lambda_zero_cell_is_never_pooled_with_lambda_positive_cells():
     from landscape.study.executor_base import Unit
-    from landscape.study.joint import JointExecutor
+    from landscape.study.lambda_batch import LambdaBatchExecutor
     from landscape.study.work import run_trajectories
 
-    ex = JointExecutor()
+    ex = LambdaBatchExecutor()
     ex.prefetch(run_trajectories, [Unit("x", 0, (load_study(overrides=["model.lambda=0"]), [0, 1]))])
     assert not ex._pending
 

@@ -152,7 +152,7 @@ def test_sweep_writes_cells_table_and_effective_config(tmp_path):
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert load_sweep(tmp_path / "sweep.json").cells == sweep.cells  # the effective sweep is saved
     assert saved["sweep_config"]["model"]["K"] == 4 and saved["sweep_config"]["sweep"] == {"d": [4, 6], "lambda": [0.01]}
-    assert [c["status"] for c in saved["cells"]] == ["ran", "ran"] and saved["executor"]["executor"] == "joint"
+    assert [c["status"] for c in saved["cells"]] == ["ran", "ran"] and saved["executor"]["executor"] == "lambda-batch"
     rows = read_prevalence_csv(tmp_path / "prevalence.csv")
     assert [r["cell"] for r in rows] == ["d=4,lambda=0.01", "d=6,lambda=0.01"]
     for cell, row in zip(sweep.cells, rows):
@@ -277,14 +277,14 @@ def test_lambda_cells_advance_as_one_batch_and_store_what_they_store_alone(tmp_p
     stop reasons, point labels and losses (to round-off), iterations to ±1. Cells of another width are
     not pooled with them."""
     from landscape.study.executors import InProcessExecutor
-    from landscape.study.joint import JointExecutor
+    from landscape.study.lambda_batch import LambdaBatchExecutor
 
     overrides = ["K=4", "n=1", "L=2", "trajectories=8", "batch_size=4", "sweep.d=[4, 5]",
                  "sweep.lambda=[0.01, 0.03, 0.05]"]
     sweep = load_sweep(SMALL, overrides)
-    joint = JointExecutor()
+    joint = LambdaBatchExecutor()
     run_sweep(sweep, tmp_path / "joint", executor=joint, progress=False)
-    assert joint.joint_batches == 4          # 2 widths × 2 units, each pooling the 3 λ cells
+    assert joint.lambda_batches == 4          # 2 widths × 2 units, each pooling the 3 λ cells
     run_sweep(sweep, tmp_path / "alone", executor=InProcessExecutor(), progress=False)
 
     def stored(root, cell):

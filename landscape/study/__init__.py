@@ -17,5 +17,5 @@ saddles, transition states, sweeps and executors (continuation: :mod:`landscape.
   while the trajectories run (results keyed by content).
 * :mod:`.connect`: transition states between minima (nudged elastic bands).
 * :mod:`.sweep`, :mod:`.executors`: grids of studies; in-process and Dask executors (the
-  interface in :mod:`.executor_base`, the joint λ batches in :mod:`.joint`).
+  interface in :mod:`.executor_base`, the λ batches in :mod:`.lambda_batch`).
 """

@@ -1,6 +1,6 @@
 """The executor interface and the in-process executor: what :mod:`landscape.study.executors`
 (the Dask executors, :func:`~landscape.study.executors.make_executor`, the interface's
-description), :mod:`landscape.study.joint` and :mod:`landscape.study.run` share, in a module of
+description), :mod:`landscape.study.lambda_batch` and :mod:`landscape.study.run` share, in a module of
 its own so that none of them imports another in a circle. Every name here is also importable
 from :mod:`landscape.study.executors`."""
 from __future__ import annotations

@@ -23,7 +23,7 @@ units, and a wrong guess costs only the wasted work. A sweep uses it to keep eve
 while this process writes one cell after another.
 
 Implementations: :class:`InProcessExecutor` (computes in the calling process, each unit one
-batched tensor computation), :class:`landscape.study.joint.JointExecutor` (the sweep default:
+batched tensor computation), :class:`landscape.study.lambda_batch.LambdaBatchExecutor` (the sweep default:
 in-process, the same-index units of cells that differ only in λ as one batch), :class:`DaskExecutor` (an existing Dask cluster, given by
 its scheduler address) and :class:`LocalDaskExecutor` (starts a ``LocalCluster`` of N worker
 processes). A cluster executor for another backend only has to implement the same two calls.
@@ -76,16 +76,18 @@ import logging
 import os
 from typing import Any, Callable, Iterable, Iterator
 
-# the interface and the in-process executor live in .executor_base (which .joint builds on), and
+# the interface and the in-process executor live in .executor_base (which .lambda_batch builds on), and
 # are importable from here too
 from ..core.validate import SpecError, check_int
 from .executor_base import Executor, ExecutorError, InProcessExecutor, Unit, _check_unique  # noqa: F401
-from .joint import JointExecutor
+from .lambda_batch import LambdaBatchExecutor
 
 #: What to install for the Dask executors.
 DASK_INSTALL_HINT = 'pip install "landscape[dask]"  (or: pip install "dask[distributed]" cryptography)'
 #: Executor names accepted by :func:`make_executor` and ``landscape sweep --executor``.
-EXECUTORS = ("joint", "inprocess", "dask", "dask-local")
+EXECUTORS = ("lambda-batch", "inprocess", "dask", "dask-local")
+#: Former names of executors, still accepted: ``joint`` is ``lambda-batch``.
+FORMER_NAMES = {"joint": "lambda-batch"}
 #: Interface of the ``dask-local`` cluster: loopback only.
 LOCAL_HOST = "127.0.0.1"
 
@@ -292,22 +294,24 @@ def _stop_http_server(cluster) -> None:
 
 def make_executor(name: str = "inprocess", *, scheduler: str | None = None, workers: int | None = None,
                   torch_threads: int | None = None) -> Executor:
-    """The executor called ``name`` (one of :data:`EXECUTORS`): ``joint`` (in-process, cells that
-    differ only in λ advance as one batch: :class:`landscape.study.joint.JointExecutor`);
+    """The executor called ``name`` (one of :data:`EXECUTORS`; ``joint``, its former name, is
+    ``lambda-batch``): ``lambda-batch`` (in-process, cells that
+    differ only in λ advance as one batch: :class:`landscape.study.lambda_batch.LambdaBatchExecutor`);
     ``inprocess`` (cell after cell); ``dask`` (needs ``scheduler``, e.g. ``tls://HOST:8786``,
     credentials from Dask's configuration: see the module's 'Security'); ``dask-local``
     (``workers`` processes, default 2, TLS on 127.0.0.1, no dashboard)."""
+    name = FORMER_NAMES.get(name, name)
     if name not in EXECUTORS:
         raise ExecutorError(f"executor={name!r} is invalid: must be one of {EXECUTORS}")
     if name != "dask" and scheduler is not None:
         raise ExecutorError(f"--scheduler is only for --executor dask (got executor={name!r})")
     if name != "dask-local" and workers is not None:
         raise ExecutorError(f"--workers is only for --executor dask-local (got executor={name!r})")
-    if name in ("inprocess", "joint"):
+    if name in ("inprocess", "lambda-batch"):
         if torch_threads is not None:
             raise ExecutorError("--torch-threads is only for the Dask executors")
-        if name == "joint":
-            return JointExecutor()
+        if name == "lambda-batch":
+            return LambdaBatchExecutor()
         return InProcessExecutor()
     if name == "dask":
         if not scheduler:

@@ -28,7 +28,7 @@ characters outside ``[A-Za-z0-9._=+,-]`` replaced by ``-``. Running a sweep agai
 error.
 
 Executors (:mod:`landscape.executors`): in-process, each cell is one call of ``run_study``; by
-default (:class:`landscape.study.joint.JointExecutor`) the same-index units of cells that differ
+default (:class:`landscape.study.lambda_batch.LambdaBatchExecutor`) the same-index units of cells that differ
 only in λ (a λ axis) run as one batch with λ per row, the first of those cells to ask computing
 them for all, so no cell runs its tail alone. With a cluster executor every unfinished cell's chunks of trajectories are handed
 to the cluster at once (``prefetch``), then this process runs ``run_study`` cell after cell with
@@ -53,7 +53,7 @@ from ..analysis.labels import DNC
 from .config import StudyConfig
 from .sweep_config import SWEEP_TABLE, Cell, SweepConfig, cell_name, load_sweep  # noqa: F401  (re-exported)
 from .executors import Executor, InProcessExecutor, Unit
-from .joint import JointExecutor
+from .lambda_batch import LambdaBatchExecutor
 from .run import run_study
 from .stats import paired_counts, paired_difference, proportion
 from .summary import environment, main_trajectories
@@ -278,7 +278,7 @@ def run_cell(cell: Cell, cell_dir: Path, executor: Executor, progress: bool) -> 
     """Run (or resume) one cell's study into ``cell_dir``; return its summary. In-process: one
     call of :func:`landscape.study.run_study`; otherwise run_study takes its chunks from
     ``executor``."""
-    if isinstance(executor, InProcessExecutor) or (isinstance(executor, JointExecutor)
+    if isinstance(executor, InProcessExecutor) or (isinstance(executor, LambdaBatchExecutor)
                                                    and not executor.pools(cell.config)):
         return run_study(cell.config, cell_dir, progress=progress)
     return run_study(cell.config, cell_dir, progress=progress, executor=executor)
@@ -288,14 +288,14 @@ def run_sweep(sweep: SweepConfig, out_dir: str | Path, *, executor: Executor | N
               progress: bool = True, on_cell: Callable[[Cell, dict, str], None] | None = None) -> dict:
     """Run every cell of ``sweep`` into ``out_dir`` (see the module docstring for the layout).
 
-    ``executor``: where trajectory chunks run (default :class:`landscape.study.joint.JointExecutor`:
+    ``executor``: where trajectory chunks run (default :class:`landscape.study.lambda_batch.LambdaBatchExecutor`:
     in-process, cells that differ only in λ as one batch).
     ``on_cell(cell, summary, status)`` hears each cell as it finishes (``status`` ``"ran"`` or
     ``"skipped"`` for a cell finished by an earlier run). Returns the content of ``sweep.json``:
     ``{"sweep_config", "executor", "cells": [{name, overrides, dir, status, n_trajectories,
     wall_time_s}], "prevalence": [rows], "retried_units": {unit: attempts}, "wall_time_s"}``.
     """
-    executor = executor or JointExecutor()
+    executor = executor or LambdaBatchExecutor()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cells_dir = own_subfolder(out, SWEEP_FILES["cells"])

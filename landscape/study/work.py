@@ -3,8 +3,8 @@ forked worker share.
 
 A unit is a pure function of the configuration and the trajectory indices
 (:func:`run_trajectories`, :func:`run_saddle_search`, :func:`run_check`), which is what an
-executor ships to a worker (:mod:`landscape.study.executors`), what the joint executor batches
-(:mod:`landscape.study.joint`) and what the saddle prefetch computes beside the run
+executor ships to a worker (:mod:`landscape.study.executors`), what the λ-batch executor batches
+(:mod:`landscape.study.lambda_batch`) and what the saddle prefetch computes beside the run
 (:mod:`landscape.study.prefetch`); :func:`chunks` and its siblings split the indices still to run
 into units. :func:`certified_mask` and :func:`saddle_descent_starts` are how
 :func:`landscape.study.run.run_study` and the prefetch worker decide which points count and build

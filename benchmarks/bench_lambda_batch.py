@@ -3,14 +3,14 @@
 Runs the paper's weight-decay axis (``--preset paper-lambda``: K=10, n=5, L=2, GD lr 0.5 then the
 Newton polish) at a small width twice into fresh folders: first with the in-process executor
 (cells one after the other, each unit one batched computation refilled at the working batch),
-then with the default :class:`landscape.study.joint.JointExecutor` (the same-index units of all λ
+then with the default :class:`landscape.study.lambda_batch.LambdaBatchExecutor` (the same-index units of all λ
 cells as one batch with λ per row, so that no cell runs its tail alone). Both in this process,
 with torch's default thread count. Checks that both give the same prevalence table (counts per
 label, uncertified counts, distinct points) and reports the ratio as measured, whatever it is.
 
-Run: ``python benchmarks/bench_joint.py`` (a few minutes on 2 cores); ``--set KEY=VALUE``
+Run: ``python benchmarks/bench_lambda_batch.py`` (a few minutes on 2 cores); ``--set KEY=VALUE``
 changes the sweep (e.g. ``--set d=30``, ``--set 'sweep.lambda=[...]'``). Results go to
-``benchmarks/results/joint.json`` (``--out`` elsewhere). ``--smoke`` (seconds, for
+``benchmarks/results/lambda_batch.json`` (``--out`` elsewhere). ``--smoke`` (seconds, for
 ``benchmarks/smoke.sh``; pass ``--out``): two λ cells of 8 trajectories under L-BFGS instead of
 GD (seconds rather than minutes to certified ends: it checks that the benchmark runs, not what it
 measures).
@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from landscape.study.executors import InProcessExecutor
-from landscape.study.joint import JointExecutor
+from landscape.study.lambda_batch import LambdaBatchExecutor
 from landscape.study.sweep import load_sweep, run_sweep
 from record import machine, write_result
 
@@ -43,7 +43,7 @@ SAME = ("n_trajectories", "dnc_count", "uncertified_count", "n_distinct_points",
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/joint.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/lambda_batch.json"))
     ap.add_argument("--smoke", action="store_true", help="seconds: 2 cells of 8 trajectories (pass --out)")
     args = ap.parse_args()
     overrides = DEFAULT_SET + (SMOKE_SET if args.smoke else []) + args.overrides
@@ -55,11 +55,11 @@ def main() -> None:
         alone = run_sweep(sweep, Path(tmp) / "alone", executor=InProcessExecutor(), progress=False)
         t_alone = time.perf_counter() - t
         print(f"cell after cell: {t_alone:.1f} s")
-        joint = JointExecutor()
+        joint = LambdaBatchExecutor()
         t = time.perf_counter()
         pooled = run_sweep(sweep, Path(tmp) / "joint", executor=joint, progress=False)
         t_joint = time.perf_counter() - t
-        print(f"one batch ({joint.joint_batches} joint units): {t_joint:.1f} s; ratio {t_alone / t_joint:.2f}")
+        print(f"one batch ({joint.lambda_batches} λ-batch units): {t_joint:.1f} s; ratio {t_alone / t_joint:.2f}")
 
     def key(rows):
         # NaN (the mean logit rank of a cell without a certified end) as None, so that it equals itself
@@ -68,12 +68,12 @@ def main() -> None:
 
     same = key(alone["prevalence"]) == key(pooled["prevalence"])
     result = {
-        "what": "paper-lambda cells one after another (inprocess) vs as one batch with per-row λ (joint)",
+        "what": "paper-lambda cells one after another (inprocess) vs as one batch with per-row λ (lambda-batch)",
         "date": time.strftime("%Y-%m-%d"), "overrides": overrides, "n_cells": len(sweep.cells),
         "P": sweep.cells[0].config.model.P,
         "machine": machine(),
         "cell_after_cell_s": t_alone, "one_batch_s": t_joint, "speedup": t_alone / t_joint,
-        "joint_units": joint.joint_batches, "same_prevalence": same,
+        "joint_units": joint.lambda_batches, "same_prevalence": same,
         "cell_times_s": {c["name"]: c["wall_time_s"] for c in alone["cells"]},
         "prevalence": pooled["prevalence"], "paired": pooled["paired"],
     }

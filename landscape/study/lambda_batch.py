@@ -10,10 +10,10 @@ the rows of its own starts (each row's trajectory is the one it has alone, up to
 batched kernels: ``tests/test_flows.py``). Every cell draws its own starts from its own seed, so
 cells with the same seed start from the same points (common random numbers).
 
-:class:`JointExecutor` is the in-process executor of a sweep that does this: the sweep announces
+:class:`LambdaBatchExecutor` is the in-process executor of a sweep that does this: the sweep announces
 every cell's pending units (``prefetch``); when a cell asks for a unit, the executor computes
 that unit together with the same-index units of every other announced cell of its group
-(:func:`joint_key`) and keeps their results until those cells ask. The cells still commit one
+(:func:`lambda_batch_key`) and keeps their results until those cells ask. The cells still commit one
 after another, each in its own database; an interrupted sweep recomputes the units it had
 computed for later cells but not yet stored. The saddle search is not pooled (it is a
 critical-point finder per cell, not counted in fractions).
@@ -31,11 +31,11 @@ from .config import StudyConfig
 from .executor_base import Executor, InProcessExecutor, Unit, _check_unique
 from .work import run_trajectories, study_model, study_working_batch
 
-#: Model fields that may differ between the cells of one joint batch.
+#: Model fields that may differ between the cells of one λ batch.
 LAMBDA_FIELDS = ("lambda", "lambda_H", "lambda_W")
 
 
-def joint_key(cfg: StudyConfig) -> str:
+def lambda_batch_key(cfg: StudyConfig) -> str:
     """What cells must share to advance as one batch: the model without its weight decay, the
     initialisation, the stages and where they run (JSON text)."""
     d = cfg.to_dict()
@@ -44,15 +44,15 @@ def joint_key(cfg: StudyConfig) -> str:
                        "compile": d["compile"], "working_batch": d["working_batch"]}, sort_keys=True)
 
 
-def run_trajectories_joint(cfgs: list[StudyConfig], indices) -> list[TrajectoryResults]:
-    """Main trajectories ``indices`` of every study in ``cfgs`` (one :func:`joint_key`) as one
+def run_trajectories_lambda_batch(cfgs: list[StudyConfig], indices) -> list[TrajectoryResults]:
+    """Main trajectories ``indices`` of every study in ``cfgs`` (one :func:`lambda_batch_key`) as one
     batch; returns one :class:`TrajectoryResults` per study, as
     :func:`landscape.study.work.run_trajectories` would for that study alone (up to round-off)."""
     if not cfgs:
         return []
-    keys = {joint_key(c) for c in cfgs}
+    keys = {lambda_batch_key(c) for c in cfgs}
     if len(keys) != 1:
-        raise ValueError("run_trajectories_joint: the studies differ in more than their weight decay")
+        raise ValueError("run_trajectories_lambda_batch: the studies differ in more than their weight decay")
     idx = list(indices)
     model = study_model(cfgs[0])
     theta0 = torch.cat([draw_starts(c.model, c.init, c.seed, idx, device=model.device) for c in cfgs])
@@ -67,21 +67,21 @@ def _cfg_text(cfg: StudyConfig) -> str:
     return json.dumps(cfg.to_dict(), sort_keys=True)
 
 
-class JointExecutor(Executor):
+class LambdaBatchExecutor(Executor):
     """In-process executor that runs announced same-index units of cells of one
-    :func:`joint_key` as one batch (module docstring); every other unit runs as
+    :func:`lambda_batch_key` as one batch (module docstring); every other unit runs as
     :class:`~landscape.study.executors.InProcessExecutor` runs it."""
 
-    name = "joint"
+    name = "lambda-batch"
 
     def __init__(self):
         self._plain = InProcessExecutor()
-        #: (joint key, indices) → {cfg text: cfg} of announced main-trajectory units not yet computed
+        #: (λ-batch key, indices) → {cfg text: cfg} of announced main-trajectory units not yet computed
         self._pending: dict[tuple[str, tuple[int, ...]], dict[str, StudyConfig]] = {}
         #: (cfg text, indices) → results computed with another cell's unit, kept until asked for
         self._ready: dict[tuple[str, tuple[int, ...]], TrajectoryResults] = {}
-        #: joint batches computed so far
-        self.joint_batches = 0
+        #: λ batches computed so far
+        self.lambda_batches = 0
 
     def submit(self, fn: Callable, *args) -> Any:
         return self._plain.submit(fn, *args)
@@ -93,7 +93,7 @@ class JointExecutor(Executor):
             cfg, idx = u.args
             if cfg.model.unregularised:   # a λ = 0 cell runs its own study (landscape.study.lambda0)
                 continue
-            self._pending.setdefault((joint_key(cfg), _indices(idx)), {})[_cfg_text(cfg)] = cfg
+            self._pending.setdefault((lambda_batch_key(cfg), _indices(idx)), {})[_cfg_text(cfg)] = cfg
 
     def drop_prefetched(self) -> None:
         self._pending.clear()
@@ -108,12 +108,12 @@ class JointExecutor(Executor):
 
     def _compute(self, cfg: StudyConfig, idx) -> TrajectoryResults:
         idx = _indices(idx)
-        group = self._pending.pop((joint_key(cfg), idx), {})
+        group = self._pending.pop((lambda_batch_key(cfg), idx), {})
         group.pop(_cfg_text(cfg), None)
         if not group:
             return run_trajectories(cfg, list(idx))
-        results = run_trajectories_joint([cfg, *group.values()], idx)
-        self.joint_batches += 1
+        results = run_trajectories_lambda_batch([cfg, *group.values()], idx)
+        self.lambda_batches += 1
         for text, res in zip(group, results[1:]):
             self._ready[(text, idx)] = res
         return results[0]
@@ -130,7 +130,7 @@ class JointExecutor(Executor):
             yield u, ready if ready is not None else self._compute(cfg, idx)
 
     def describe(self) -> dict:
-        return {**super().describe(), "joint": "cells that differ only in λ advance as one batch (per-row λ)"}
+        return {**super().describe(), "lambda-batch": "cells that differ only in λ advance as one batch (per-row λ)"}
 
 
 def _indices(idx) -> tuple[int, ...]:
