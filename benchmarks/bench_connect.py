@@ -1,7 +1,7 @@
 """Transition states among the minima of a finished study: min-mode following against Newton-MR.
 
 Copies a finished study's database to a temporary folder (the original is never written) and
-runs the batched double-ended search (:func:`landscape.study.connect.connect_minima`: aligned
+runs the batched double-ended search (:func:`landscape.study.transition_states.search_transition_states`: aligned
 NEB bands for every pair of minima that hold basin counts, DoubleEndedConnect-style recursion)
 twice from the same stored minima, side by side: once refining each band's climbing image by
 minimum-mode following (the default, ``[connect] refine = "minmode"``) and once by Newton-MR (the
@@ -31,7 +31,7 @@ import networkx as nx
 
 from landscape.io.store import StudyStore
 from landscape.study.config import StudyConfig
-from landscape.study.connect import ConnectSettings, connect_minima
+from landscape.study.transition_states import TransitionStateSettings, search_transition_states
 from landscape.study.run import StudyRun
 from record import machine, write_result
 
@@ -53,12 +53,12 @@ def run(study: Path, refine: str, max_pairs: int, max_depth: int, strategy: str 
         shutil.copy(study / "study.sqlite", Path(tmp) / "study.sqlite")
         with StudyStore.open(Path(tmp)) as store:
             cfg = StudyConfig.from_dict(store.config)
-            cfg = replace(cfg, connect=ConnectSettings(max_pairs=max_pairs, max_depth=max_depth, refine=refine,
+            cfg = replace(cfg, transition_states=TransitionStateSettings(max_pairs=max_pairs, max_depth=max_depth, refine=refine,
                                                        strategy=strategy))
             before = components(store)
             study_run = StudyRun(cfg, store, lambda e: None)
             t = time.perf_counter()
-            n = connect_minima(study_run)
+            n = search_transition_states(study_run)
             wall = time.perf_counter() - t
             pts = {p.id: p for p in store.points()}
             ts = [{"saddle": t.saddle_id, "index": pts[t.saddle_id].hessian_index, "loss": pts[t.saddle_id].loss,
@@ -97,7 +97,7 @@ def main() -> None:
     study = Path(args.study)
     rows = [run(study, m, args.max_pairs, args.max_depth, args.strategy) for m in args.methods]
     P = rows[0]["P"]
-    result = {"what": "connect_minima on a finished study's minima: min-mode following vs Newton-MR refinement",
+    result = {"what": "search_transition_states on a finished study's minima: min-mode following vs Newton-MR refinement",
               "date": time.strftime("%Y-%m-%d"), "study": str(study.relative_to(ROOT) if study.is_relative_to(ROOT) else study),
               "P": P, "max_pairs": args.max_pairs, "max_depth": args.max_depth, "strategy": args.strategy,
               "machine": machine(),

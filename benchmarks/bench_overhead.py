@@ -53,7 +53,7 @@ def main() -> None:
     if args.smoke:
         args.trajectories, args.batch_size = 32, 16
     overrides = [f"trajectories={args.trajectories}", f"batch_size={args.batch_size}", "saddles.starts=0",
-                 "connect.max_pairs=0", "name=overhead", *args.set]
+                 "transition_states.max_pairs=0", "name=overhead", *args.set]
     cfg = load_study(overrides=overrides)
     spent = {"engines": 0.0, "analysis": 0.0}
     run_module.run_pipeline = timed(run_module.run_pipeline, spent, "engines")     # resumed descents

@@ -167,7 +167,7 @@ def fidelity_row(d: int, starts: int, device: str, extra=(), keep: Path | None =
 
     unit = starts if device.startswith("cuda") else min(starts, 64)   # a GPU wants one wide unit
     cfg = load_study(preset="paper-fig2", overrides=[f"d={d}", f"trajectories={starts}", f"batch_size={unit}",
-                                                     f"device={device}", "connect.max_pairs=0", *extra])
+                                                     f"device={device}", "transition_states.max_pairs=0", *extra])
     with tempfile.TemporaryDirectory() as tmp:
         folder = keep if keep is not None else Path(tmp)
         t = time.perf_counter()
@@ -204,15 +204,15 @@ def transition_state_row(folder: Path, max_pairs: int = 6) -> dict:
 
     from landscape.io.store import StudyStore
     from landscape.study.config import StudyConfig
-    from landscape.study.connect import ConnectSettings, connect_minima
+    from landscape.study.transition_states import TransitionStateSettings, search_transition_states
     from landscape.study.run import StudyRun
 
     with StudyStore.open(folder) as store:
         cfg = StudyConfig.from_dict(store.config)
-        cfg = replace(cfg, connect=ConnectSettings(max_pairs=max_pairs))
+        cfg = replace(cfg, transition_states=TransitionStateSettings(max_pairs=max_pairs))
         run = StudyRun(cfg, store, lambda e: None)
         t = time.perf_counter()
-        n = connect_minima(run)
+        n = search_transition_states(run)
         wall = time.perf_counter() - t
         pts = {p.id: p for p in store.points()}
         ts = [{"saddle": t.saddle_id, "index": pts[t.saddle_id].hessian_index,
@@ -237,7 +237,7 @@ def gd_vs_flow(d: int, starts: int, device: str) -> dict:
     rows, thetas = {}, {}
     for name, extra in (("gd", []), ("flow", ["engine=flow", "stages.0.rtol=1e-6", "stages.0.max_iter=200000"])):
         cfg = load_study(preset="paper-fig2", overrides=[f"d={d}", f"trajectories={starts}", f"batch_size={min(starts, 64)}",
-                                                         f"device={device}", "connect.max_pairs=0", *extra])
+                                                         f"device={device}", "transition_states.max_pairs=0", *extra])
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             s = run_study(cfg, tmp, progress=False)

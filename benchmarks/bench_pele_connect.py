@@ -9,7 +9,7 @@ its ``mindist``; its transition-state search projects out the UFM's gauge-orbit 
 (``orthogZeroEigs``; pele's default removes rigid-body modes of atoms, ``--no-projection`` none:
 then its index screen meets ~900 exact zero modes at P = 9100), and its tolerances are scaled to
 this landscape (:data:`TS_PARAMS`, :data:`NEB_PARAMS`; pele's defaults are for atomic clusters). The tool searches the same pair
-with its own connect phase (:func:`landscape.study.connect.connect_minima`, ``strategy = "pairs"``,
+with its own connect phase (:func:`landscape.study.transition_states.search_transition_states`, ``strategy = "pairs"``,
 the pair named, ``max_depth = 2``) on a temporary copy of the study (the original is never
 written). Per pair and method: success, the transition states on the joining path (loss, ‖∇L‖,
 the minima they join), the highest one and the barrier out of the first minimum through it, and
@@ -48,7 +48,7 @@ from landscape.analysis.symmetry import align, symmetry_space
 from landscape.core.model import DeepUFM
 from landscape.io.store import StudyStore
 from landscape.study.config import StudyConfig
-from landscape.study.connect import connect_minima
+from landscape.study.transition_states import search_transition_states
 from landscape.study.run import StudyRun
 from record import machine, write_result
 
@@ -71,10 +71,10 @@ def ours(study: Path, a: int, b: int, max_depth: int = 2) -> dict:
         shutil.copy(study / "study.sqlite", Path(tmp) / "study.sqlite")
         with StudyStore.open(Path(tmp)) as store:
             cfg = StudyConfig.from_dict(store.config)
-            cfg = replace(cfg, connect=replace(cfg.connect, max_pairs=0, pairs=((a, b),), strategy="pairs",
+            cfg = replace(cfg, transition_states=replace(cfg.transition_states, max_pairs=0, pairs=((a, b),), strategy="pairs",
                                                max_depth=max_depth))
             t = time.perf_counter()
-            connect_minima(StudyRun(cfg, store, lambda e: None))
+            search_transition_states(StudyRun(cfg, store, lambda e: None))
             wall = time.perf_counter() - t
             pts = {p.id: p for p in store.points()}
             G = nx.Graph()

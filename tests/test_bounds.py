@@ -96,8 +96,8 @@ def refused(capsys, argv, *needles, out=None, untouched=None, max_s=None):
     ("d=5000", ("the model d=5000, L=3", "P=50,060,000", "estimated to need", "within it d <= ")),
     ("L=100000", ("the model d=8, L=100000", "P=6,400,032", "estimated to need", "L <= ")),
     ("L=1000000000", ("L=1000000000 is invalid: must be an integer in [1, 1000000]",)),
-    ("connect.images=1e7", ("connect.images=10000000 is refused", "nudged elastic band of 10,000,002 images",
-                            "connect.images must be in [3, ")),
+    ("transition_states.images=1e7", ("transition_states.images=10000000 is refused", "nudged elastic band of 10,000,002 images",
+                            "transition_states.images must be in [3, ")),
     ("batch_size=100000000", ("batch_size=100000000 is refused", "batch_size must be <= ")),
     ("analysis.dense_limit=1000000000", ("analysis.dense_limit=1000000000 is refused",)),
 ])
@@ -112,7 +112,7 @@ def test_a_study_too_large_for_memory_is_refused_with_the_estimate(tmp_path, cap
     (["run", "--no-progress", "--set", "trajectories=1e9"], "trajectories=1000000000 is refused"),
     (["run", "--no-progress", "--set", "d=5000"], "the model d=5000, L=3"),
     (["run", "--no-progress", "--set", "L=100000"], "the model d=8, L=100000"),
-    (["run", "--no-progress", "--set", "connect.images=1e7"], "connect.images=10000000 is refused"),
+    (["run", "--no-progress", "--set", "transition_states.images=1e7"], "transition_states.images=10000000 is refused"),
     (["theory", "--K", "100000"], "K=100000 is invalid here"),
     (["continue", "STUDY", "--param", "d", "--to", "1e12"], "--to=1000000000000 is refused"),
 ])
@@ -124,17 +124,17 @@ def test_the_heaviest_refusals_take_seconds_at_most(study, tmp_path, capsys, arg
 
 
 def test_a_stored_study_too_large_is_refused_again_on_resume(tmp_path, capsys):
-    """connect.images = 1e7 in a stored study (written before the bound): refused by `run --resume` before
+    """transition_states.images = 1e7 in a stored study (written before the bound): refused by `run --resume` before
     any trajectory runs, and the database is not touched."""
     from landscape.io.store import StudyStore
     from landscape.study.config import StudyConfig, apply_overrides, default_config_dict
 
-    cfg = StudyConfig.from_dict(apply_overrides(default_config_dict(), ["connect.images=10000000"]))
+    cfg = StudyConfig.from_dict(apply_overrides(default_config_dict(), ["transition_states.images=10000000"]))
     out = tmp_path / "old"
     out.mkdir()
     StudyStore.create(out / "study.sqlite", cfg.to_dict(), cfg.model).close()
     before = (out / "study.sqlite").read_bytes()
-    refused(capsys, ["run", "--resume", out, "--no-progress"], "connect.images=10000000 is refused",
+    refused(capsys, ["run", "--resume", out, "--no-progress"], "transition_states.images=10000000 is refused",
             "estimated to need")
     assert (out / "study.sqlite").read_bytes() == before     # (reading it may leave SQLite's -wal and -shm)
     assert not {"config.json", "summary.json", "report.html"} & set(os.listdir(out))

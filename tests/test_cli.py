@@ -209,7 +209,7 @@ def test_a_run_with_overrides_is_named_after_them():
         "default+init.name=small+lambda=0.0009765625"
     assert override_name("default", ['x="a/b\\\\c"', "y=[1, 2]", "z=\x00.."]) == "default+x=a_b_c+y=_1,2_+z=_.."
     # bounded, and two long lists that share their first 71 characters keep different names
-    long = ["K=3", "n=2", "d=4", "L=2", "trajectories=4", "batch_size=4", "saddles.starts=0", "connect.max_pairs=0"]
+    long = ["K=3", "n=2", "d=4", "L=2", "trajectories=4", "batch_size=4", "saddles.starts=0", "transition_states.max_pairs=0"]
     a, b = load_study(None, long + ["seed=1"]).name, load_study(None, long + ["seed=2"]).name
     assert len(a) == len(b) == OVERRIDE_NAME_MAX and a != b and a[:-9] == b[:-9]
     assert a.startswith("default+K=3+n=2+d=4+L=2+trajectories=4") and a[-9] == "~"

@@ -29,7 +29,7 @@ def test_overrides_reach_every_table_and_round_trip():
     ("nonsense=1", "--set 'nonsense'"), ("stages.0.lr=-1", "stages[0].lr=-1"),
     ("stages.5.lr=1", "--set stages.5.lr"), ("engine=adam", "stages[0].engine='adam'"),
     ("init.name=uniform", "init.name='uniform'"), ("seed=-1", "seed=-1"), ("novalue", "--set 'novalue'"),
-    ("connect.split_depth=2", "connect.split_depth=2"), ("connect.split=3", "connect.split=3"),
+    ("transition_states.split_depth=2", "transition_states.split_depth=2"), ("transition_states.split=3", "transition_states.split=3"),
 ])
 def test_bad_values_name_the_field(override, starts):
     with pytest.raises(SpecError) as e:
@@ -61,3 +61,23 @@ def test_saddle_pipeline_defaults_have_one_source():
             for k, v in want.items():
                 if k != "tol" or want is not toml[key][-1]:
                     assert mine[k] == v, (key, k)
+
+
+def test_the_former_connect_table_is_read_as_transition_states(tmp_path):
+    """``[connect]`` (the name before 2026-12-07, in committed results folders and old study files)
+    is the ``[transition_states]`` table: in a file, as ``--set connect.FIELD``, and in a stored
+    configuration (which then resumes as the same study); given under both names it is refused."""
+    old = tmp_path / "old.toml"
+    old.write_text("[connect]\nmax_pairs = 2\nimages = 9\n", encoding="utf-8")
+    from_file = load_study(old)
+    assert (from_file.transition_states.max_pairs, from_file.transition_states.images) == (2, 9)
+    from_set = load_study(None, ["connect.max_pairs=2", "connect.images=9"])
+    assert from_set.transition_states == from_file.transition_states
+    stored = from_file.to_dict()
+    assert "transition_states" in stored and "connect" not in stored
+    stored["connect"] = stored.pop("transition_states")
+    assert StudyConfig.from_dict(stored).to_dict() == from_file.to_dict()
+    both = tmp_path / "both.toml"
+    both.write_text("[connect]\nmax_pairs = 2\n[transition_states]\nimages = 9\n", encoding="utf-8")
+    with pytest.raises(SpecError, match=r"\[connect\] and \[transition_states\] are one table"):
+        load_study(both)

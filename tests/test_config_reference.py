@@ -33,7 +33,7 @@ from landscape.engines.stage import ENGINES, StageConfig
 from landscape.net.config import NetConfig, Regularisation, load_net
 from landscape.cli import config_reference as ref
 from landscape.study.config import CheckSettings, SaddleSearch, StudyConfig, load_study
-from landscape.study.connect_settings import ConnectSettings
+from landscape.study.transition_state_settings import TransitionStateSettings
 from landscape.study.sweep_config import MAX_CELLS, load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ def test_every_class_a_file_reaches_is_documented():
             todo += [c for c in _dataclasses_in(hint) if c not in seen]
     seen |= {e.options for e in ENGINES.values()}
     assert seen - {EngineOptions} <= documented, sorted(c.__name__ for c in seen - {EngineOptions} - documented)
-    assert {ConnectSettings, CheckSettings, SaddleSearch} <= documented   # annotated as object / defaulted
+    assert {TransitionStateSettings, CheckSettings, SaddleSearch} <= documented   # annotated as object / defaulted
 
 
 def _allowed_keys(loader, tmp_path, patch) -> set[str]:
@@ -179,7 +179,7 @@ def _load(section: ref.Section, row: ref.Row, value, tmp_path):
 
 
 def _field_name(section: ref.Section, row: ref.Row) -> str:
-    """How the loaders' errors name the field: ``stages[0].lr``, ``connect.images``, ``K``."""
+    """How the loaders' errors name the field: ``stages[0].lr``, ``transition_states.images``, ``K``."""
     return section.qualifier + row.key.strip("[]").split(".")[-1]
 
 
@@ -207,7 +207,7 @@ def test_every_settable_field_has_a_probe():
 @pytest.mark.parametrize("override, name", [
     ("trajectories=0", "trajectories"),
     ("stages.0.lr=0", "stages[0].lr"),
-    ("connect.images=2", "connect.images"),
+    ("transition_states.images=2", "transition_states.images"),
     ("d=3", "d"),                           # below K = 4: "integer ≥ K"
     ("analysis.zero_atol=-1e-300", "analysis.zero_atol"),
 ])
@@ -227,11 +227,11 @@ def test_spot_check_defaults_against_the_page():
     cfg = load_study(None)
     page = _page()
     for table, key, value in (("", "trajectories", cfg.trajectories), ("model", "lambda", cfg.model.lam),
-                              ("connect", "images", cfg.connect.images), ("saddles", "starts", cfg.saddles.starts)):
+                              ("transition_states", "images", cfg.transition_states.images), ("saddles", "starts", cfg.saddles.starts)):
         row = _row_of("study", table, key)
         assert row.default.startswith(f"`{ref.toml_literal(value)}`"), (key, row.default)
         assert f"| `{key}` | `{row.owner.__name__}.{row.field}` | {row.type} | {row.default} |" in page
-    assert (cfg.trajectories, cfg.model.lam, cfg.connect.images, cfg.saddles.starts) == (384, 1e-3, 14, 4)
+    assert (cfg.trajectories, cfg.model.lam, cfg.transition_states.images, cfg.saddles.starts) == (384, 1e-3, 14, 4)
 
 
 # ----- defaults: the documented ones are the loaders' ------------------------------------------
@@ -246,7 +246,7 @@ def _holders(file: str, bare: bool):
         cfg = (StudyConfig.from_dict({"model": {"K": m.K, "n": m.n, "d": m.d, "L": m.L}, "stages": [{"engine": "gd"}]})
                if bare else load_study(None))
         return {StudyConfig: cfg, **{type(getattr(cfg, t)): getattr(cfg, t) for t in
-                                     ("model", "init", "saddles", "check", "dedup", "analysis", "connect",
+                                     ("model", "init", "saddles", "check", "dedup", "analysis", "transition_states",
                                       "lambda0")}}
     net = NetConfig.from_dict({}) if bare else load_net(None)
     return {NetConfig: net, Regularisation: net.reg, AnalysisSettings: net.analysis}

@@ -96,7 +96,7 @@ def test_width_embedding_keeps_critical_points_and_grows_the_orbit():
 
 def test_cli_continue_writes_json_and_the_report_draws_it(tmp_path, capsys):
     out = tmp_path / "s"
-    sets = ["K=4", "n=1", "d=4", "L=2", "trajectories=4", "batch_size=4", "saddles.starts=0", "connect.max_pairs=0"]
+    sets = ["K=4", "n=1", "d=4", "L=2", "trajectories=4", "batch_size=4", "saddles.starts=0", "transition_states.max_pairs=0"]
     assert main(["run", "--out", str(out), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
     capsys.readouterr()
     assert main(["continue", str(out), "--param", "lambda", "--to", "0.01", "--steps", "60"]) == 0

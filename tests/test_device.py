@@ -84,9 +84,9 @@ def test_the_same_analysis_on_cpu_and_gpu():
 def test_a_study_runs_on_the_gpu(tmp_path):
     from landscape.study.run import run_study
     cfg = load_study(None, ["K=3", "n=2", "d=4", "L=2", "trajectories=16", "batch_size=16", "device=\"cuda\"",
-                            "saddles.starts=0", "connect.max_pairs=0"])
+                            "saddles.starts=0", "transition_states.max_pairs=0"])
     ref = load_study(None, ["K=3", "n=2", "d=4", "L=2", "trajectories=16", "batch_size=16", "device=\"cpu\"",
-                            "saddles.starts=0", "connect.max_pairs=0"])
+                            "saddles.starts=0", "transition_states.max_pairs=0"])
     a = run_study(cfg, tmp_path / "gpu", progress=False)
     b = run_study(ref, tmp_path / "cpu", progress=False)
     assert a["environment"]["device"].startswith("cuda")

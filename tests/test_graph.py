@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from landscape.io.records import EdgeRecord, PointRecord
-from landscape.study.descents import connect_saddle
+from landscape.study.descents import descend_from_saddle
 from landscape.study.graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml, write_tree_json
 from landscape.core.model import DeepUFM, ModelSpec
 
@@ -127,7 +127,7 @@ def test_exports(G, tmp_path):
     assert H.edges[10, 1, "0-"]["barrier"] == 1.5
 
 
-def test_connect_saddle_at_the_origin():
+def test_descend_from_saddle_at_the_origin():
     """L = 1 and λ√n < 1/K: the origin is a strict saddle (MODEL.md §6)."""
     spec = ModelSpec(K=3, n=1, d=3, L=1, lam=0.1)
     model = DeepUFM(spec)
@@ -138,7 +138,7 @@ def test_connect_saddle_at_the_origin():
     assert m > 0
     eps = 1e-3
     seen = []
-    conn = connect_saddle(model, theta0, 2.0 * evecs[:, neg], lambda s: seen.append(s.clone()) or "ran", eps=eps)
+    conn = descend_from_saddle(model, theta0, 2.0 * evecs[:, neg], lambda s: seen.append(s.clone()) or "ran", eps=eps)
     assert conn.results == "ran" and torch.equal(seen[0], conn.starts)
     assert conn.starts.shape == (2 * m, spec.P) and conn.starts.dtype == torch.float64
     np.testing.assert_array_equal(conn.directions, [[j, s] for j in range(m) for s in (1, -1)])
@@ -160,10 +160,10 @@ def test_connect_saddle_at_the_origin():
     assert [e.direction for e in conn.edges(3, targets, first_direction=1000)] == [1000 + j for j, _ in conn.directions]
     with pytest.raises(ValueError, match="targets"):
         conn.edges(3, targets[:-1])
-    empty = connect_saddle(model, theta0, torch.zeros(spec.P, 0), lambda s: tuple(s.shape))
+    empty = descend_from_saddle(model, theta0, torch.zeros(spec.P, 0), lambda s: tuple(s.shape))
     assert empty.results == (0, spec.P) and empty.directions.shape == (0, 2) and empty.start_loss.shape == (0,)
     with pytest.raises(ValueError, match="zero column"):
-        connect_saddle(model, theta0, torch.zeros(spec.P, 1), lambda s: None)
+        descend_from_saddle(model, theta0, torch.zeros(spec.P, 1), lambda s: None)
 
 
 

@@ -205,7 +205,7 @@ def test_refusals_name_the_field():
 
 # ----- landscape continue --to 0 ------------------------------------------------------------------
 def _run(out, *sets):
-    base = ["K=4", "n=1", "d=4", "L=2", "trajectories=2", "batch_size=2", "saddles.starts=0", "connect.max_pairs=0"]
+    base = ["K=4", "n=1", "d=4", "L=2", "trajectories=2", "batch_size=2", "saddles.starts=0", "transition_states.max_pairs=0"]
     assert main(["run", "--out", str(out), "--no-progress", *[a for s in base + list(sets) for a in ("--set", s)]]) == 0
 
 

@@ -115,7 +115,7 @@ def import_graph() -> nx.DiGraph:
 def test_the_import_graph_sees_deferred_and_lazily_loaded_imports():
     g = import_graph()
     assert g.edges["landscape.io.export", "landscape.io.pathsample"]["deferred"]   # inside the writer
-    assert g.has_edge("landscape.study.connect", "landscape.engines.driver")   # `from ..engines import run_pipeline`
+    assert g.has_edge("landscape.study.transition_states", "landscape.engines.driver")   # `from ..engines import run_pipeline`
     assert g.has_edge("landscape.viz.report", "landscape.viz.figures")   # `from . import figures`
     assert not g.has_edge("landscape.core.theta", "landscape.core.spec")   # under TYPE_CHECKING only
 

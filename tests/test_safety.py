@@ -516,12 +516,12 @@ def test_refusals_by_estimate_take_seconds(study, tmp_path, capsys):
 
 
 def test_a_bad_connect_pair_is_no_dead_end(tmp_path, capsys):
-    """connect.pairs naming a point the study will not hold: the study finishes without that pair,
+    """transition_states.pairs naming a point the study will not hold: the study finishes without that pair,
     says so, and resume and report work (before: exit 2 after every trajectory, forever)."""
     out = tmp_path / "s"
-    code, _, err = run_cli(capsys, "run", "--out", out, "--no-progress", *sets(TINY), "--set", "connect.pairs=[[0,99]]")
+    code, _, err = run_cli(capsys, "run", "--out", out, "--no-progress", *sets(TINY), "--set", "transition_states.pairs=[[0,99]]")
     assert code == 0, err
-    assert "connect.pairs names point 99" in err and "finished without it" in err
+    assert "transition_states.pairs names point 99" in err and "finished without it" in err
     assert run_cli(capsys, "run", "--resume", out, "--no-progress")[0] == 0
     assert run_cli(capsys, "report", out)[0] == 0
     with StudyStore.open(out / "study.sqlite", readonly=True) as st:

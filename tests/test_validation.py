@@ -6,7 +6,7 @@
   reads an integral float (5.0, 1e4: how TOML writes ten thousand) as that integer and refuses a
   fractional one naming the field (property-style, over the fields found, not listed);
 * the zero threshold ``tau_rel`` is one constant (landscape.core.thresholds), restated nowhere;
-* the other tables brought to the style: dedup tolerances, engine switches, connect.pairs,
+* the other tables brought to the style: dedup tolerances, engine switches, transition_states.pairs,
   executor counts.
 """
 from __future__ import annotations
@@ -220,13 +220,13 @@ def test_every_integer_key_of_a_file_reads_an_integral_float_as_that_integer(sec
 
 
 def test_ten_thousand_written_as_1e4_is_ten_thousand_everywhere():
-    cfg = load_study(None, ["trajectories=1e4", "stages.0.max_iter=1e4", "connect.neb_iter=1e4",
-                            "analysis.lanczos_k=1e1", "saddles.max_descents=1e2", "connect.pairs=[[0.0, 1e0]]"])
-    assert (cfg.trajectories, cfg.stages[0].max_iter, cfg.connect.neb_iter) == (10_000,) * 3
-    assert type(cfg.trajectories) is type(cfg.stages[0].max_iter) is type(cfg.connect.neb_iter) is int
-    assert cfg.connect.pairs == ((0, 1),) and all(type(i) is int for i in cfg.connect.pairs[0])
-    with pytest.raises(SpecError, match=r"connect\.pairs\[0\]\[1\]=1\.5 is invalid: must be an integer in \[0, "):
-        load_study(None, ["connect.pairs=[[0, 1.5]]"])
+    cfg = load_study(None, ["trajectories=1e4", "stages.0.max_iter=1e4", "transition_states.neb_iter=1e4",
+                            "analysis.lanczos_k=1e1", "saddles.max_descents=1e2", "transition_states.pairs=[[0.0, 1e0]]"])
+    assert (cfg.trajectories, cfg.stages[0].max_iter, cfg.transition_states.neb_iter) == (10_000,) * 3
+    assert type(cfg.trajectories) is type(cfg.stages[0].max_iter) is type(cfg.transition_states.neb_iter) is int
+    assert cfg.transition_states.pairs == ((0, 1),) and all(type(i) is int for i in cfg.transition_states.pairs[0])
+    with pytest.raises(SpecError, match=r"transition_states\.pairs\[0\]\[1\]=1\.5 is invalid: must be an integer in \[0, "):
+        load_study(None, ["transition_states.pairs=[[0, 1.5]]"])
 
 
 # ----- one zero threshold ----------------------------------------------------------------------

@@ -47,7 +47,7 @@ from ..net import config as netcfg
 from ..net.config import BACKBONES, REGULARISATIONS, TRAIN_DTYPES, NetConfig, Regularisation, load_net
 from ..study.config import (CERTIFY_TOL_MAX, CHECK_OFFSET, MODEL_KEYS, NAME_MAX, CheckSettings, SaddleSearch, StudyConfig,
                      certify_range, load_study)
-from ..study.connect_settings import REFINE_METHODS, STRATEGIES, ConnectSettings
+from ..study.transition_state_settings import REFINE_METHODS, STRATEGIES, TransitionStateSettings
 from ..study.lambda0_settings import Lambda0Settings
 from ..study.sweep_config import MAX_CELLS, SweepConfig
 
@@ -182,8 +182,9 @@ def field_docs() -> dict[type, dict[str, Doc]]:
                      key="[dedup]"),
         "analysis": Doc("Thresholds of the point analysis, the [analysis] table.", a_table("[analysis]"),
                         key="[analysis]"),
-        "connect": Doc("The double-ended transition-state search, the [connect] table.", a_table("[connect]"),
-                       key="[connect]", type="table"),
+        "transition_states": Doc("The double-ended transition-state search, the [transition_states] table "
+                                 "(formerly [connect], still read).", a_table("[transition_states]"),
+                                 key="[transition_states]", type="table"),
         "device": Doc("Where the dynamics run: `auto` takes the first GPU torch sees, else the CPU.", device),
         "max_saddle_visits": Doc("Times a descent whose polish reached a saddle is resumed (it must then converge "
                                  "below the saddle's loss) before it is stored uncertified.", integer(0)),
@@ -368,7 +369,7 @@ def field_docs() -> dict[type, dict[str, Doc]]:
         "zero_atol": Doc("Absolute floor of the numerical rank; the `zero` label when max|Z| ≤ zero_atol.",
                          nonnegative()),
     }
-    connect = {
+    transition_states = {
         "max_pairs": Doc("Most pairs of minima searched (0: no double-ended search).", integer(0)),
         "pairs": Doc("Further pairs of point ids to search (first).",
                      Allowed("array of [id, id] pairs of point ids (integers ≥ 0)", ([[0]], [[-1, 0]], [[0, 1.5]]),
@@ -469,7 +470,7 @@ def field_docs() -> dict[type, dict[str, Doc]]:
                                 positive(), context=standard),
     }
     return {StudyConfig: study, ModelSpec: model, InitScheme: init, StageConfig: stage, SaddleSearch: saddles,
-            CheckSettings: check, DedupTolerances: dedup, AnalysisSettings: analysis, ConnectSettings: connect,
+            CheckSettings: check, DedupTolerances: dedup, AnalysisSettings: analysis, TransitionStateSettings: transition_states,
             Lambda0Settings: lambda0, SweepConfig: sweep, NetConfig: net_top, Regularisation: reg}
 
 
@@ -741,8 +742,10 @@ def sections() -> tuple[Section, ...]:
                 "symmetry, structure and label); stored with every analysed point.",
                 _rows(AnalysisSettings, _names(AnalysisSettings), cfg.analysis, bare.analysis),
                 qualifier="analysis."),
-        Section("study", "[connect]", "connect", "Transition states between minima (nudged elastic bands).",
-                _rows(ConnectSettings, _names(ConnectSettings), cfg.connect, bare.connect), qualifier="connect."),
+        Section("study", "[transition_states]", "transition_states", "Transition states between minima (nudged "
+                "elastic bands); formerly [connect], a name still read.",
+                _rows(TransitionStateSettings, _names(TransitionStateSettings), cfg.transition_states,
+                      bare.transition_states), qualifier="transition_states."),
         Section("study", "[lambda0]", "lambda0", "How a λ = 0 study (`[model] lambda = 0`, landscape.study.lambda0) "
                 "decides where each start goes: the descent, the margin flow that follows its path further, the "
                 "polish to a KKT point of the max-margin problem and the rule that certifies it.",
@@ -822,7 +825,7 @@ def reference_markdown() -> str:
         "Every key a study file, a sweep file or a net file can set, one table per TOML table "
         "(the guide is [Configuration](configuration.md)). The columns:",
         "",
-        "* **key**: the TOML key (also the `--set` key within its table: `stages.0.lr`, `connect.images`);",
+        "* **key**: the TOML key (also the `--set` key within its table: `stages.0.lr`, `transition_states.images`);",
         "* **field**: the option class and its field (Python names: `ModelSpec.lam` is `lambda`);",
         "* **default**: what a file that omits the key gets: every study and sweep file is layered on the "
         "embedded default study (`landscape/configs/default.toml`), every net file on the `digits-linear` "
@@ -831,7 +834,7 @@ def reference_markdown() -> str:
         "* **allowed**: what the validation accepts. A value outside is refused before anything runs (and "
         "before torch is imported) with one line naming the field, e.g. `stages[0].lr=0 is invalid: must be a "
         "finite number > 0`. Integers may be written as integral floats (`1e4`). Memory-bound fields "
-        "(`trajectories`, `batch_size`, the model's size, `connect.images`) are also refused when a run is "
+        "(`trajectories`, `batch_size`, the model's size, `transition_states.images`) are also refused when a run is "
         "estimated to exceed the memory budget (`LANDSCAPE_MEMORY_BUDGET`).",
         "",
         f"Study indices: main trajectories 0 … trajectories − 1, check rows {CHECK_OFFSET:,} + j, saddle-search "

@@ -16,7 +16,7 @@ The database holds everything a study needs to be resumed, re-analysed and repor
   invariant fingerprint and the analysis results as JSON.
 * ``edges``: saddle connections, one row per (saddle, unstable direction, sign) descent.
 * ``transition_states`` (schema 2): index-1 saddles joining two minima, found by the
-  double-ended search (:mod:`landscape.study.connect`), with both barriers and the path.
+  double-ended search (:mod:`landscape.study.transition_states`), with both barriers and the path.
 * ``spectra`` (schema 2): the structured Hessian spectrum of a point (``landscape spectrum``).
 * ``continuation`` (schema 2): branches followed in λ or width (``landscape continue``).
 

@@ -25,7 +25,7 @@ Optional tables (every field has a default, and the effective values are stored 
   points below it.
 * ``[dedup]``: :class:`landscape.analysis.dedup.DedupTolerances`.
 * ``[analysis]``: :class:`landscape.analysis.settings.AnalysisSettings`.
-* ``[connect]``: the double-ended transition-state search (:mod:`landscape.study.connect`).
+* ``[transition_states]``: the double-ended transition-state search (:mod:`landscape.study.transition_states`).
 * ``[lambda0]``: how a λ = 0 study decides its ends
   (:class:`landscape.study.lambda0_settings.Lambda0Settings`); used only when ``[model]`` has
   ``lambda = 0``, which makes the study a λ = 0 study (:mod:`landscape.study.lambda0`: directions
@@ -38,7 +38,7 @@ a TOML file whose first comment line describes it; ``landscape run --preset NAME
 Overrides (``--set key=value``): a model field (``d=70``, ``lambda=0.0009765625``), a top-level
 field (``trajectories=2000``), ``init.FIELD``, ``stages.I.FIELD``, or ``lr``/``engine`` for the
 first stage; ``saddles.FIELD``, ``saddles.init.FIELD``, ``saddles.stages.I.FIELD``,
-``saddles.descend.I.FIELD``, ``dedup.FIELD``, ``analysis.FIELD``, ``connect.FIELD``,
+``saddles.descend.I.FIELD``, ``dedup.FIELD``, ``analysis.FIELD``, ``transition_states.FIELD``,
 ``lambda0.FIELD``. Values are
 parsed as TOML (``1e-3``, ``"relu"``, ``[1, 2]``); a bare word is a string. A study with overrides
 and no ``--set name=…`` is named after them (:func:`override_name`: ``default+d=70+trajectories=2000``,
@@ -80,7 +80,7 @@ from ..core.spec import DTYPE_NAMES, ModelSpec
 from ..core.validate import (INDEX_MAX, SpecError, check_choice, check_fields, check_int, check_memory,
                              check_number, check_table, format_bytes, memory_budget)
 from ..engines.stage import BAND_ENGINES, ENGINES, StageConfig
-from .connect_settings import ConnectSettings
+from .transition_state_settings import TransitionStateSettings
 from .lambda0_settings import Lambda0Settings
 
 MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation", "loss": "loss",
@@ -88,7 +88,11 @@ MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation"
 TOP_KEYS = ("name", "seed", "trajectories", "batch_size", "certify_tol", "device", "max_saddle_visits", "kink_rounds",
             "working_batch", "compile")
 #: Optional tables (see the module docstring).
-OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "connect", "check", "lambda0")
+OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "transition_states", "check", "lambda0")
+#: Former names of tables, still read in files, ``--set`` keys and stored configurations:
+#: ``[connect]`` is ``[transition_states]`` (renamed 2026-12-07; "connect" also named the descents
+#: from saddles).
+FORMER_TABLES = {"connect": "transition_states"}
 #: Most rounds of the first stage a ReLU descent may run (``kink_rounds``).
 KINK_ROUNDS_MAX = 100
 #: Largest certification tolerance that the default deduplication separates (module docstring).
@@ -166,9 +170,26 @@ def load_config_dict(path: str | Path, what: str = "config") -> dict:
     return d
 
 
+def with_current_names(d: dict) -> dict:
+    """``d`` (a study's tables) with each former table name (:data:`FORMER_TABLES`) replaced by
+    its current one; a SpecError where a table is given under both names."""
+    if not isinstance(d, dict) or not any(k in d for k in FORMER_TABLES):
+        return d
+    out = dict(d)
+    for old, new in FORMER_TABLES.items():
+        if old in out:
+            if new in out:
+                raise SpecError(f"[{old}] and [{new}] are one table ([{old}] is its former name): give it once, "
+                                f"as [{new}]")
+            out[new] = out.pop(old)
+    return out
+
+
 def layered(base: dict, top: dict) -> dict:
     """``top`` on ``base``: tables merged field by field (recursively), everything else (numbers,
-    strings, arrays of tables) replaced (module docstring)."""
+    strings, arrays of tables) replaced (module docstring). Former table names are read as the
+    current ones (:func:`with_current_names`)."""
+    base, top = with_current_names(base), with_current_names(top)
     out = copy.deepcopy(base)
     for k, v in top.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
@@ -227,6 +248,9 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         key, raw = (s.strip() for s in item.split("=", 1))
         value = parse_value(raw)
         parts = key.split(".")
+        if parts[0] in FORMER_TABLES:   # connect.max_pairs: transition_states.max_pairs
+            parts[0] = FORMER_TABLES[parts[0]]
+            key = ".".join(parts)
         if key in MODEL_KEYS:
             _table(cfg, "model")[key] = value
         elif key in TOP_KEYS:
@@ -239,7 +263,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             _table(cfg, "model")[parts[1]] = value
         elif parts[0] == "stages" and len(parts) == 3 and parts[1].isdigit():
             _set_stage(cfg.setdefault("stages", []), key, int(parts[1]), parts[2], value)
-        elif parts[0] in ("dedup", "analysis", "connect", "lambda0") and len(parts) == 2:
+        elif parts[0] in ("dedup", "analysis", "transition_states", "lambda0") and len(parts) == 2:
             _table(cfg, parts[0])[parts[1]] = value
         elif parts[0] == "saddles" and len(parts) == 2:
             _table(cfg, "saddles")[parts[1]] = value
@@ -255,7 +279,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             raise SpecError(f"--set {key!r} is invalid: not a known field (model fields {sorted(MODEL_KEYS)}, "
                             f"top-level {list(TOP_KEYS)}, init.FIELD, stages.I.FIELD, lr, engine, "
                             f"saddles.FIELD, saddles.init.FIELD, saddles.stages.I.FIELD, saddles.descend.I.FIELD, "
-                            f"dedup.FIELD, analysis.FIELD, connect.FIELD, lambda0.FIELD)")
+                            f"dedup.FIELD, analysis.FIELD, transition_states.FIELD, lambda0.FIELD)")
     return cfg
 
 
@@ -329,7 +353,7 @@ def stage_list(table: str, stage_dicts, certify_tol: float) -> tuple[StageConfig
         if sd.get("engine") in BAND_ENGINES:
             raise SpecError(f"{table}[{i}].engine={sd['engine']!r} is invalid: must be one of "
                             f"{', '.join(ENGINES)} (a {sd['engine']} row is a band between two minima, "
-                            "which the [connect] search relaxes; it is not a stage of a trajectory)")
+                            "which the [transition_states] search relaxes; it is not a stage of a trajectory)")
         if i == len(stage_dicts) - 1:
             sd["tol"] = float(certify_tol)
         try:
@@ -510,8 +534,8 @@ def _check_index_ranges(saddles: SaddleSearch, check: CheckSettings) -> None:
                         f"{clo - saddles.starts} or >= {chi}")
 
 
-def connect_settings(d):
-    return ConnectSettings.from_dict(check_table("connect", d))
+def transition_state_settings(d):
+    return TransitionStateSettings.from_dict(check_table("transition_states", d))
 
 
 @dataclass(frozen=True)
@@ -529,7 +553,7 @@ class StudyConfig:
     saddles: SaddleSearch = SaddleSearch()
     dedup: DedupTolerances = DedupTolerances()
     analysis: AnalysisSettings = AnalysisSettings()
-    connect: object = None
+    transition_states: object = None
     device: str = "auto"
     max_saddle_visits: int = 10
     kink_rounds: int = 1
@@ -543,7 +567,7 @@ class StudyConfig:
         if isinstance(cfg, dict) and "net" in cfg and "ufm_spec" in cfg:   # the database of a `landscape net` run
             raise SpecError("this folder holds a `landscape net` run, not a study: read its summary.json, or "
                             "(re)write its report with `landscape report DIR`")
-        cfg = copy.deepcopy(check_table("study", cfg))
+        cfg = copy.deepcopy(with_current_names(check_table("study", cfg)))
         check_fields("study", cfg, TOP_KEYS + ("model", "init", "stages") + OPTIONAL_TABLES)
         spec = model_spec(cfg.get("model", {}))
         init = init_scheme(cfg.get("init", {}))
@@ -573,7 +597,7 @@ class StudyConfig:
                             f"ReLU models (model.activation = \"relu\"), this one is {spec.activation}")
         return cls(name=name, seed=seed, trajectories=trajectories, batch_size=batch, certify_tol=certify,
                    model=spec, init=init, stages=stages, saddles=saddles, dedup=dedup,
-                   analysis=AnalysisSettings(**ad), connect=connect_settings(cfg.get("connect", {})),
+                   analysis=AnalysisSettings(**ad), transition_states=transition_state_settings(cfg.get("transition_states", {})),
                    device=check_device(cfg.get("device", "auto")),
                    max_saddle_visits=check_int("max_saddle_visits", cfg.get("max_saddle_visits", 10), 0),
                    kink_rounds=kink_rounds,
@@ -594,7 +618,7 @@ class StudyConfig:
                 "compile": self.compile,
                 "model": model, "init": init,
                 "stages": [s.settings() for s in self.stages], "saddles": self.saddles.to_dict(),
-                "dedup": self.dedup.to_dict(), "analysis": self.analysis.to_dict(), "connect": self.connect.to_dict(),
+                "dedup": self.dedup.to_dict(), "analysis": self.analysis.to_dict(), "transition_states": self.transition_states.to_dict(),
                 **({"check": self.check.to_dict()} if self.check.starts else {}),
                 **({"lambda0": self.lambda0.to_dict()}
                    if self.model.unregularised or self.lambda0 != Lambda0Settings() else {})}
@@ -651,7 +675,7 @@ def study_memory_parts(cfg: "StudyConfig", *, d: int | None = None, L: int | Non
     one critical point and its SVD, :func:`landscape.analysis.settings.gauge_rows_bound` rows),
     ``dense`` (the dense Hessian path, only where ``analysis.dense_limit`` forces it),
     ``gauge_projector`` (a stage with ``curvature_gauge``: the (T, P) tangents of one row) and
-    ``band`` (one nudged elastic band, where the ``[connect]`` search runs). Closed forms: no
+    ``band`` (one nudged elastic band, where the ``[transition_states]`` search runs). Closed forms: no
     allocation, microseconds."""
     m = cfg.model
     K, n = m.K, m.n
@@ -668,7 +692,7 @@ def study_memory_parts(cfg: "StudyConfig", *, d: int | None = None, L: int | Non
     if any(s.curvature_gauge for _, pipe in _pipelines(cfg) for s in pipe):
         T = (L if m.activation == "linear" else 1) * d * (d - 1) // 2
         parts["gauge_projector"] = 8 * T * (P + T)
-    c = cfg.connect
+    c = cfg.transition_states
     if c is not None and (c.max_pairs > 0 or c.pairs):
         parts["band"] = NEB_ARRAYS * 8 * ((c.images if images is None else images) + 2 + c.insert) * P
     return parts
@@ -720,13 +744,13 @@ def check_study_memory(cfg: "StudyConfig") -> None:
                      f"within it batch_size must be <= {v:,}" if v else
                      f"not even one start fits at P={P:,}: choose a smaller model")
     elif part == "band":
-        c = cfg.connect
+        c = cfg.transition_states
         v = _largest(3, c.images, lambda x: fits(images=x))
-        check_memory(f"connect.images={c.images}", need,
+        check_memory(f"transition_states.images={c.images}", need,
                      f"a nudged elastic band of {c.images + 2 + c.insert:,} images at P={P:,} parameters "
                      f"({NEB_ARRAYS} arrays per image)",
-                     f"within it connect.images must be in [3, {v:,}]" if v else
-                     "not even 3 images fit: choose a smaller model or connect.max_pairs = 0")
+                     f"within it transition_states.images must be in [3, {v:,}]" if v else
+                     "not even 3 images fit: choose a smaller model or transition_states.max_pairs = 0")
     elif part == "dense":
         check_memory(f"analysis.dense_limit={cfg.analysis.dense_limit}", need,
                      f"the dense Hessian path it forces at P={P:,} parameters ({DENSE_SPECTRUM_MATRICES} dense "

@@ -115,7 +115,7 @@ class SaddleConnection:
         return out
 
 
-def connect_saddle(model: DeepUFM, theta_saddle, neg_eigvecs, descend: Callable[[torch.Tensor], Any],
+def descend_from_saddle(model: DeepUFM, theta_saddle, neg_eigvecs, descend: Callable[[torch.Tensor], Any],
                    eps: float = 1e-3) -> SaddleConnection:
     """Start a descent at θ_s ± ε u_j for every direction u_j (columns of ``neg_eigvecs``, (P, q),
     normalised here to unit Euclidean norm); ``eps`` is the Euclidean step. ``descend`` receives

@@ -2,7 +2,7 @@
 
 Whatever certifies an end point — a study's trajectories and the descents from its saddles
 (:class:`landscape.study.run.StudyRun`), the transition-state search
-(:mod:`landscape.study.connect`), the saddle phase computed beside the run
+(:mod:`landscape.study.transition_states`), the saddle phase computed beside the run
 (:mod:`landscape.study.prefetch`) and ``landscape net`` (:mod:`landscape.net.run`) — hands it to a
 :class:`PointRegistry`, which
 
@@ -168,7 +168,7 @@ class PointRegistry:
         None where the Hessian has no eigenvalue below −τ: a saddle on ReLU kinks whose descent
         is across a kink, at first order (:func:`landscape.analysis.kinks.descent_kinks`), has
         none; its descents start across those kinks instead
-        (:func:`landscape.analysis.kinks.kink_descents`, :meth:`landscape.study.run.StudyRun.connect_many`)."""
+        (:func:`landscape.analysis.kinks.kink_descents`, :meth:`landscape.study.run.StudyRun.descend_from_many`)."""
         if point.id in self.unstable:
             return self.unstable[point.id]
         if point.unstable is not None:

@@ -12,7 +12,7 @@ one worker process when a run starts, which computes, while this process runs th
    (:class:`landscape.study.points.PointRegistry`, empty at the start: the worker cannot know
    what the trajectories find);
 3. for those that are saddles, the first batch of ±ε descents exactly as
-   :meth:`landscape.study.run.StudyRun.connect_many` builds it (the same directions, seeds and
+   :meth:`landscape.study.run.StudyRun.descend_from_many` builds it (the same directions, seeds and
    batch), and the analysis of the distinct points those descents certify at.
 
 Everything comes back keyed by its content: a unit by its indices, an analysis by the bytes of

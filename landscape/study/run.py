@@ -44,7 +44,7 @@ does, in order:
    unstable directions (:mod:`landscape.study.descents`) with the ``descend`` pipeline, one
    saddle per transaction; saddles found by these descents are connected in further rounds (at
    most ``max_rounds``).
-4. **Transition states** (``[connect]``): :mod:`landscape.study.connect`.
+4. **Transition states** (``[transition_states]``): :mod:`landscape.study.transition_states`.
 5. **Summary** and derived files: :func:`landscape.study.summary.finish`. (The featured spectra
    and ``report.html`` follow in :func:`landscape.run_study`, :mod:`landscape.viz.pipeline`.)
 """
@@ -70,12 +70,12 @@ from ..io.store import StoreError, StudyStore
 from .config import CHECK_OFFSET, StudyConfig
 from .kink_finish import escape_across_kinks, finish_on_kinks, kink_refused
 from .lambda0 import run_lambda0_study
-from .connect import connect_minima
+from .transition_states import search_transition_states
 from .executor_base import Unit
 from .points import PointRegistry
 from .prefetch import SaddlePrefetch, prefetch_possible
 from .summary import CHECK, MAIN, finish
-from .descents import connect_saddle
+from .descents import descend_from_saddle
 from .work import (certified_mask, check_chunks, chunks, run_check, run_saddle_search,
                    run_trajectories, saddle_chunks, saddle_descent_starts, stages_of, study_model,
                    study_working_batch)
@@ -248,16 +248,16 @@ class StudyRun:
                 point_id=point_of.get(b) if ok[b] else None, engine=eng))
         self.store.commit_unit(unit, trajs, new, wall_time=float(res.wall_time.max(initial=0.0)))
 
-    def connect(self, saddle: PointRecord, directions: np.ndarray | None = None, first_direction: int = 0) -> int:
+    def descend_from(self, saddle: PointRecord, directions: np.ndarray | None = None, first_direction: int = 0) -> int:
         """Descend from one stored saddle along its unstable directions (default: those of
         :func:`landscape.study.descents.unstable_directions`; or the given unit ``directions``
         (P, q), numbered from ``first_direction``); store its new points and edges in one
         transaction. Returns the number of edges."""
-        return self.connect_many([saddle], directions=directions, first_direction=first_direction)
+        return self.descend_from_many([saddle], directions=directions, first_direction=first_direction)
 
-    def connect_many(self, saddles: list[PointRecord], directions: np.ndarray | None = None,
-                     first_direction: int = 0) -> int:
-        """:meth:`connect` for several saddles at once: the ±ε descents of all of them run as one
+    def descend_from_many(self, saddles: list[PointRecord], directions: np.ndarray | None = None,
+                          first_direction: int = 0) -> int:
+        """:meth:`descend_from` for several saddles at once: the ±ε descents of all of them run as one
         batch (rows are independent, so each descent ends where it would alone), their new points
         and edges are stored in one transaction. ``directions`` only with one saddle. Returns the
         number of edges."""
@@ -278,7 +278,7 @@ class StudyRun:
                           kink_descents(cfg.model, saddle.params).vectors[:, :max(1, sd.max_descents // 2)])
                 if across.shape[1] == 0:
                     continue
-                conn, ev_dir = connect_saddle(self.model, saddle.params, across, lambda starts: None, eps=sd.eps), None
+                conn, ev_dir = descend_from_saddle(self.model, saddle.params, across, lambda starts: None, eps=sd.eps), None
             conns.append(conn)
             dirs.append(ev_dir)
             kept.append(saddle)
@@ -346,8 +346,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
 
     ``progress``: True (a progress bar for trajectories, a line per committed unit), False
     (silent) or a callable that receives, after each committed unit, ``{"phase": "trajectories" |
-    "saddle_search" | "connect" | "transition_states", "unit": int, "done": int, "total": int}``
-    (connect events add a ``"note"``; an exception the callable raises, e.g. KeyboardInterrupt,
+    "saddle_search" | "saddle_descents" | "transition_states", "unit": int, "done": int, "total": int}``
+    (saddle-descent events add a ``"note"``; an exception the callable raises, e.g. KeyboardInterrupt,
     stops the run after that commit). ``executor`` (:mod:`landscape.study.executors`): where the
     trajectory units are computed (default: here, one after the other); the results always come
     back here and this process alone writes the database. ``prefetch``: compute the saddle search
@@ -397,9 +397,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
         _run_units(run, out, "saddle_search", saddle_todo, search, SADDLE_SEARCH,
                    cfg.saddles.starts, executor, progress is True)
         timings["saddle_search_s"], t = time.perf_counter() - t, time.perf_counter()
-        _connect_saddles(run)
+        _descend_from_saddles(run)
         timings["saddle_descents_s"], t = time.perf_counter() - t, time.perf_counter()
-        connect_minima(run)
+        search_transition_states(run)
         timings["transition_states_s"] = time.perf_counter() - t
         summary = finish(cfg, store, out, time.perf_counter() - t_start, timings)
     finally:
@@ -447,7 +447,7 @@ def _run_units(run: StudyRun, out: Path, phase: str, todo: list[list[int]], fn, 
             pbar.close()
 
 
-def _connect_saddles(run: StudyRun) -> None:
+def _descend_from_saddles(run: StudyRun) -> None:
     """Connect every stored saddle that has no edges yet, for at most ``max_rounds`` rounds."""
     store = run.store
     for _ in range(run.cfg.saddles.max_rounds):
@@ -457,6 +457,6 @@ def _connect_saddles(run: StudyRun) -> None:
         todo = [p.id for p in saddles]
         if not todo:
             return
-        n = run.connect_many(saddles)
-        run.report({"phase": "connect", "unit": run.next_unit - 1, "done": len(todo), "total": len(todo),
+        n = run.descend_from_many(saddles)
+        run.report({"phase": "saddle_descents", "unit": run.next_unit - 1, "done": len(todo), "total": len(todo),
                    "note": f"saddles {todo}: {n} descents, one batch"})

@@ -49,7 +49,7 @@ TREE_LEVEL_TOL = 0.0
 SUMMARY_KEYS = ("study", "config", "dynamics", "environment", "wall_time_s", "timings", "trajectory_time_s",
                 "n_trajectories", "stop_reasons",
                 "tolerances", "points", "labels", "uncertified", "unseen", "accumulation", "saddle_visits",
-                "transition_states", "connect", "check", "graph", "headline", "diagnosis", "files")
+                "transition_states", "transition_search", "check", "graph", "headline", "diagnosis", "files")
 #: Keys of each summary.json point record.
 POINT_KEYS = ("id", "kind", "label", "loss", "grad_norm", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
               "excess_zero_modes", "type", "verified", "lanczos_converged", "symmetry_verified", "index_is_lower_bound",
@@ -328,7 +328,7 @@ def finish(cfg: StudyConfig, store: StudyStore, out: Path, wall: float, timings:
                "timings": timings, "trajectory_time_s": trajectory_time(store),
                **{k: r[k] for k in ("n_trajectories", "stop_reasons", "tolerances", "points", "labels", "uncertified",
                                     "unseen", "accumulation", "saddle_visits", "transition_states")},
-               "connect": store.get_meta("connect_report"), "check": check_record(cfg, store),
+               "transition_search": store.get_meta("connect_report"), "check": check_record(cfg, store),
                "graph": {"n_nodes": s.graph.number_of_nodes(), "n_edges": s.graph.number_of_edges(),
                          "tree": FILES["tree"], "graphml": FILES["graphml"]},
                "headline": {**r["headline"], "certified": certified_headline(r, CONFIDENCE)},

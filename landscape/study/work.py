@@ -20,7 +20,7 @@ from ..core.model import DeepUFM
 from ..engines import TrajectoryResults, run_pipeline
 from ..engines.batching import working_batch
 from .config import CHECK_OFFSET, StudyConfig, resolve_device
-from .descents import connect_saddle, saddle_seed, unstable_directions
+from .descents import descend_from_saddle, saddle_seed, unstable_directions
 from .summary import CHECK, MAIN
 
 
@@ -116,4 +116,4 @@ def saddle_descent_starts(cfg: StudyConfig, model: DeepUFM, params, loss: float,
     else:
         U = np.asarray(directions, dtype=np.float64).reshape(np.asarray(params).size, -1)
         ev_dir = np.full(U.shape[1], float(np.mean(evals)))
-    return connect_saddle(model, params, U, lambda starts: None, eps=sd.eps), ev_dir
+    return descend_from_saddle(model, params, U, lambda starts: None, eps=sd.eps), ev_dir

@@ -1,7 +1,7 @@
-"""The ``[connect]`` table of a study: which minima to join by transition states, and how.
+"""The ``[transition_states]`` table of a study: which minima to join by transition states, and how.
 
 Validation only (no torch), so a study file is checked without importing it; the search itself
-is :mod:`landscape.study.connect`.
+is :mod:`landscape.study.transition_states`.
 """
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from dataclasses import asdict, dataclass, fields
 from ..engines.options import MinModeOptions, NEBOptions
 from ..core.validate import INDEX_MAX, SpecError, check_bool, check_choice, check_fields, check_int, check_number
 
-#: Refinements of a band's climbing image (``[connect] refine``).
+#: Refinements of a band's climbing image (``[transition_states] refine``).
 REFINE_METHODS = ("minmode", "newton")
-#: How the pairs to search are chosen (``[connect] strategy``).
+#: How the pairs to search are chosen (``[transition_states] strategy``).
 STRATEGIES = ("graph", "pairs")
 
 
 @dataclass(frozen=True)
-class ConnectSettings:
-    """The ``[connect]`` table: which minima to join by transition states, and how.
+class TransitionStateSettings:
+    """The ``[transition_states]`` table: which minima to join by transition states, and how.
 
     * ``strategy``: ``graph`` (pele's DoubleEndedConnect over all minima: on the graph of minima
       with edge weight = aligned distance², 0 once joined by a transition state and ∞ once
@@ -70,31 +70,31 @@ class ConnectSettings:
     insert: int = 0
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ConnectSettings":
-        check_fields("[connect]", d, [f.name for f in fields(cls)])
+    def from_dict(cls, d: dict) -> "TransitionStateSettings":
+        check_fields("[transition_states]", d, [f.name for f in fields(cls)])
         pairs = d.get("pairs", [])
         if not isinstance(pairs, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
-            raise SpecError(f"connect.pairs={pairs!r} is invalid: must be a list of [id, id] pairs of point ids")
-        pairs = [[check_int(f"connect.pairs[{k}][{j}]", i, 0, " (a point id)", maximum=INDEX_MAX) for j, i in enumerate(p)]
+            raise SpecError(f"transition_states.pairs={pairs!r} is invalid: must be a list of [id, id] pairs of point ids")
+        pairs = [[check_int(f"transition_states.pairs[{k}][{j}]", i, 0, " (a point id)", maximum=INDEX_MAX) for j, i in enumerate(p)]
                  for k, p in enumerate(pairs)]
         dflt = cls()
-        return cls(max_pairs=check_int("connect.max_pairs", d.get("max_pairs", dflt.max_pairs), 0),
+        return cls(max_pairs=check_int("transition_states.max_pairs", d.get("max_pairs", dflt.max_pairs), 0),
                    pairs=tuple(tuple(p) for p in pairs),
-                   images=check_int("connect.images", d.get("images", dflt.images), 3),
-                   spring=check_number("connect.spring", d.get("spring", dflt.spring)),
-                   climb=check_bool("connect.climb", d.get("climb", dflt.climb)),
-                   doubly_nudged=check_bool("connect.doubly_nudged", d.get("doubly_nudged", dflt.doubly_nudged)),
-                   neb_iter=check_int("connect.neb_iter", d.get("neb_iter", dflt.neb_iter), 1),
-                   neb_tol=check_number("connect.neb_tol", d.get("neb_tol", dflt.neb_tol)),
-                   neb_dt=check_number("connect.neb_dt", d.get("neb_dt", dflt.neb_dt)),
-                   max_depth=check_int("connect.max_depth", d.get("max_depth", dflt.max_depth), 0),
-                   refine=check_choice("connect.refine", d.get("refine", dflt.refine), REFINE_METHODS),
-                   minmode_iter=check_int("connect.minmode_iter", d.get("minmode_iter", dflt.minmode_iter), 1),
-                   strategy=check_choice("connect.strategy", d.get("strategy", dflt.strategy), STRATEGIES),
-                   budget_s=check_number("connect.budget_s", d.get("budget_s", dflt.budget_s)),
-                   split=check_bool("connect.split", d.get("split", dflt.split)),
-                   split_depth=check_number("connect.split_depth", d.get("split_depth", dflt.split_depth), maximum=1.0),
-                   insert=check_int("connect.insert", d.get("insert", dflt.insert), 0))
+                   images=check_int("transition_states.images", d.get("images", dflt.images), 3),
+                   spring=check_number("transition_states.spring", d.get("spring", dflt.spring)),
+                   climb=check_bool("transition_states.climb", d.get("climb", dflt.climb)),
+                   doubly_nudged=check_bool("transition_states.doubly_nudged", d.get("doubly_nudged", dflt.doubly_nudged)),
+                   neb_iter=check_int("transition_states.neb_iter", d.get("neb_iter", dflt.neb_iter), 1),
+                   neb_tol=check_number("transition_states.neb_tol", d.get("neb_tol", dflt.neb_tol)),
+                   neb_dt=check_number("transition_states.neb_dt", d.get("neb_dt", dflt.neb_dt)),
+                   max_depth=check_int("transition_states.max_depth", d.get("max_depth", dflt.max_depth), 0),
+                   refine=check_choice("transition_states.refine", d.get("refine", dflt.refine), REFINE_METHODS),
+                   minmode_iter=check_int("transition_states.minmode_iter", d.get("minmode_iter", dflt.minmode_iter), 1),
+                   strategy=check_choice("transition_states.strategy", d.get("strategy", dflt.strategy), STRATEGIES),
+                   budget_s=check_number("transition_states.budget_s", d.get("budget_s", dflt.budget_s)),
+                   split=check_bool("transition_states.split", d.get("split", dflt.split)),
+                   split_depth=check_number("transition_states.split_depth", d.get("split_depth", dflt.split_depth), maximum=1.0),
+                   insert=check_int("transition_states.insert", d.get("insert", dflt.insert), 0))
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -2,9 +2,9 @@
 
 Default: the 6 most-visited pairs of minima (``[connect] max_pairs``), 14 interior images per band.
 
-For the pairs of minima to connect (:class:`ConnectSettings`: every pair among the minima that
+For the pairs of minima to connect (:class:`TransitionStateSettings`: every pair among the minima that
 hold basin counts, most-visited first, up to ``max_pairs``, plus the pairs the user names),
-:func:`connect_minima`:
+:func:`search_transition_states`:
 
 1. **aligns** each pair's second minimum to the first modulo symmetry
    (:func:`landscape.analysis.symmetry.align`: class relabelling, an orthogonal Procrustes
@@ -27,7 +27,7 @@ hold basin counts, most-visited first, up to ``max_pairs``, plus the pairs the u
    highest point is such a saddle), records it as a *connecting saddle*: its descents join the
    basin graph, but it is not a transition state;
 4. **confirms** it: descents from ±ε along its negative eigenvector with the study's descent
-   pipeline (:meth:`landscape.study.run.StudyRun.connect`, stored as edges) must reach two distinct
+   pipeline (:meth:`landscape.study.run.StudyRun.descend_from`, stored as edges) must reach two distinct
    minima (for a connecting saddle, also along the band's tangent at the climbing image projected
    onto the unstable space: the band's own way across; edge direction ``BAND_DIRECTION``); the transition state is stored (saddle, its two minima, the barrier from each side,
    the band's highest image and length) and the two minima are joined;
@@ -69,7 +69,7 @@ ATTEMPTS_KEY = "connect_attempts"
 BAND_DIRECTION = 1000
 
 
-from .connect_settings import ConnectSettings  # noqa: E402  (the [connect] table, torch-free)
+from .transition_state_settings import TransitionStateSettings  # noqa: E402  (the [transition_states] table, torch-free)
 from .points import PointRegistry  # noqa: E402
 from .summary import main_trajectories  # noqa: E402
 
@@ -92,14 +92,14 @@ class StudyRunView(Protocol):
     def unit_id(self) -> int:
         """A fresh unit number for a commit."""
 
-    def connect(self, saddle: PointRecord, directions=None, first_direction: int = 0) -> int:
+    def descend_from(self, saddle: PointRecord, directions=None, first_direction: int = 0) -> int:
         """Descend from ±ε along a saddle's unstable directions (stored as edges); returns how many."""
 
     def report(self, event: dict) -> None:
         """A progress event."""
 
 
-def candidate_pairs(points: list[PointRecord], counts: dict, cfg: ConnectSettings) -> tuple[list[tuple[int, int]], list[dict]]:
+def candidate_pairs(points: list[PointRecord], counts: dict, cfg: TransitionStateSettings) -> tuple[list[tuple[int, int]], list[dict]]:
     """The pairs to connect: among the minima holding basin counts (most-visited first), pairs in
     the order (0,1), (0,2), (1,2), (0,3), … up to ``max_pairs``, then the user's pairs; and the
     user's pairs left out, each with the reason (a point the study does not hold: the study is
@@ -110,7 +110,7 @@ def candidate_pairs(points: list[PointRecord], counts: dict, cfg: ConnectSetting
     skipped = []
     for a, b in cfg.pairs:
         if a not in kind or b not in kind:
-            skipped.append({"pair": [a, b], "outcome": f"skipped: connect.pairs names point {a if a not in kind else b}, "
+            skipped.append({"pair": [a, b], "outcome": f"skipped: transition_states.pairs names point {a if a not in kind else b}, "
                                                        f"which the study does not hold (it has {sorted(kind)})"})
         elif (a, b) not in pairs and (b, a) not in pairs and a != b:
             pairs.append((a, b))
@@ -155,13 +155,13 @@ def search_pairs(run: StudyRunView, pairs: list[tuple[int, int]]) -> list[dict]:
     pts = {p: store.point(p) for pr in pairs for p in pr}
     A = np.stack([pts[a].params for a, _ in pairs])
     B = np.stack([align(spec, pts[a].params, pts[b].params)[0] for a, b in pairs])
-    opts = cfg.connect.neb_options()
-    band = {"max_iter": cfg.connect.neb_iter, "tol": cfg.connect.neb_tol}
+    opts = cfg.transition_states.neb_options()
+    band = {"max_iter": cfg.transition_states.neb_iter, "tol": cfg.transition_states.neb_tol}
     res = run_neb(model, torch.from_numpy(A), torch.from_numpy(B), opts, **band)
-    if cfg.connect.insert:   # AutoNEB-style: images where the maxima are resolved worst, then relax again
+    if cfg.transition_states.insert:   # AutoNEB-style: images where the maxima are resolved worst, then relax again
         with torch.no_grad():
-            R, _ = insert_images(res.images, res.loss, cfg.connect.insert, model.loss)
-        opts = replace(opts, images=opts.images + cfg.connect.insert)
+            R, _ = insert_images(res.images, res.loss, cfg.transition_states.insert, model.loss)
+        opts = replace(opts, images=opts.images + cfg.transition_states.insert)
         res = run_neb(model, R[:, 0], R[:, -1], opts, initial=R, **band)
     Q, M = len(pairs), opts.images
     # refine the climbing image and its neighbours (interior only) with the saddle pipeline
@@ -171,13 +171,13 @@ def search_pairs(run: StudyRunView, pairs: list[tuple[int, int]]) -> list[dict]:
         cand_idx.append([i for i in (c, c - 1, c + 1) if 1 <= i <= M])
     starts = torch.cat([res.images[q, cand_idx[q]] for q in range(Q)]).cpu()
     # AutoNEB-style splitting: descend from the band's interior local minima of the loss
-    split_idx = [band_minima(res.loss[q].cpu().numpy(), cfg.connect.split_depth) if cfg.connect.split else []
+    split_idx = [band_minima(res.loss[q].cpu().numpy(), cfg.transition_states.split_depth) if cfg.transition_states.split else []
                  for q in range(Q)]
     by_minmode = np.zeros(starts.shape[0], dtype=bool)
-    if cfg.connect.refine == "minmode":
+    if cfg.transition_states.refine == "minmode":
         # climb the lowest mode, descend the rest: index-1 saddles; polish those with Newton-MR,
         # and fall back to Newton-MR from the image where it failed
-        mm = follow_min_mode(model, starts, cfg.connect.minmode_options(), max_iter=cfg.connect.minmode_iter)
+        mm = follow_min_mode(model, starts, cfg.transition_states.minmode_options(), max_iter=cfg.transition_states.minmode_iter)
         by_minmode = mm.converged
         starts = torch.where(torch.from_numpy(by_minmode)[:, None], mm.theta.to(starts.dtype), starts)
     ref = run_pipeline(model, starts, list(cfg.saddles.stages))
@@ -227,7 +227,7 @@ def search_pairs(run: StudyRunView, pairs: list[tuple[int, int]]) -> list[dict]:
             rec["refined_by"] = "min-mode following" if mm_row else "newton-mr"
             saddle = store.point(sid)
             if not any(e.saddle_id == sid for e in store.edges()):
-                run.connect(saddle)
+                run.descend_from(saddle)
             if saddle.hessian_index > 1 and not any(e.saddle_id == sid and e.direction >= BAND_DIRECTION
                                                        for e in store.edges()):
                 # a degenerate or higher-index unstable space: descend along the band's own way
@@ -237,7 +237,7 @@ def search_pairs(run: StudyRunView, pairs: list[tuple[int, int]]) -> list[dict]:
                 space = run.points.unstable_space(saddle)   # None only for a kink saddle (index 0)
                 u = space[1] @ (space[1].T @ tangent) if space is not None else np.zeros_like(tangent)
                 if np.linalg.norm(u) > 1e-12 * np.linalg.norm(tangent):
-                    run.connect(saddle, directions=u / np.linalg.norm(u), first_direction=BAND_DIRECTION)
+                    run.descend_from(saddle, directions=u / np.linalg.norm(u), first_direction=BAND_DIRECTION)
             ends = _ends_of(store, sid)
             rec["joins"] = ends
             index = store.point(sid).hessian_index
@@ -347,12 +347,12 @@ def _record_round(run: StudyRunView, found: list[dict], attempts: list, tried: s
     return nxt
 
 
-def connect_minima(run: StudyRunView) -> int:
+def search_transition_states(run: StudyRunView) -> int:
     """Join the minima by transition states (module docstring); returns how many transition states
     are stored after it. Nothing to do when ``max_pairs`` is 0 and no pair is named. Writes the
     phase's report (:data:`REPORT_KEY`): strategy, pairs tried, transition states, components of
     the minima holding basin counts before and after, and what stopped it."""
-    cfg, store = run.cfg.connect, run.store
+    cfg, store = run.cfg.transition_states, run.store
     if cfg.max_pairs == 0 and not cfg.pairs:
         return len(store.transition_states())
     t0 = time.perf_counter()

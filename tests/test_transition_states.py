@@ -22,7 +22,7 @@ from landscape.engines.outcomes import Outcome
 from landscape.io.pathsample import export_pathsample, read_pathsample
 from landscape.io.store import StudyStore
 from landscape.study.config import load_study
-from landscape.study.connect import connect_minima
+from landscape.study.transition_states import search_transition_states
 from landscape.study.run import StudyRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,10 +72,10 @@ def test_origin_to_large_root_dnc_is_joined_below_the_index_3_saddle_of_the_stra
     spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
     dnc = T.dnc_point(spec, large)
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
-                                        "connect.max_pairs=4"], [np.zeros(spec.P), dnc])
+                                        "transition_states.max_pairs=4"], [np.zeros(spec.P), dnc])
     with store:
         run = StudyRun(cfg, store, lambda e: None)
-        connect_minima(run)
+        search_transition_states(run)
         attempts = store.get_meta("connect_attempts")
         report = store.get_meta("connect_report")
         ts = store.transition_states()
@@ -111,7 +111,7 @@ def test_dnc_and_pairing_minima_are_joined_by_a_certified_transition_state(tmp_p
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0"],
                              [dnc, pairs])
     with store:
-        assert connect_minima(StudyRun(cfg, store, lambda e: None)) >= 1
+        assert search_transition_states(StudyRun(cfg, store, lambda e: None)) >= 1
         ts = store.transition_states()
         pts = {p.id: p for p in store.points()}
         joined = {frozenset((t.min1_id, t.min2_id)) for t in ts}
@@ -142,7 +142,7 @@ def test_pathsample_export_round_trip_and_pele(tmp_path):
     cfg, store = _study_with(tmp_path / "s", [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}",
                                              "saddles.starts=0"], [dnc, pairs])
     with store:
-        connect_minima(StudyRun(cfg, store, lambda e: None))
+        search_transition_states(StudyRun(cfg, store, lambda e: None))
         info = export_pathsample(store, spec, tmp_path / "ps")
         pts = {p.id: p for p in store.points(with_params=True)}
         ts = store.transition_states()
@@ -181,7 +181,7 @@ SCRIPT = textwrap.dedent("""
     cfg = load_study(None, ["K=4", "n=2", "d=5", "L=3", "trajectories=8", "batch_size=8", "name=threads",
                             "engine=lbfgs", "stages.0.max_iter=3000", "stages.0.tol=1e-6", "saddles.starts=2",
                             "saddles.max_rounds=1", "saddles.descend.0.max_iter=2000",
-                            "saddles.descend.0.stall_window=2000", "connect.max_pairs=1"])
+                            "saddles.descend.0.stall_window=2000", "transition_states.max_pairs=1"])
     run_study(cfg, sys.argv[1], progress=False)
     with StudyStore.open(sys.argv[1], readonly=True) as st:
         pts = {p.id: (p.kind, p.label, round(p.loss, 9)) for p in st.points()}
@@ -343,9 +343,9 @@ def test_the_default_study_transition_state_between_dnc_and_pairs(tmp_path, inse
     dnc = T.dnc_point(spec, T.dnc_scale_roots(K, n, L, lam)[-1])
     pairs = T.pairing_point(spec, T.pairing_scales(K, n, L, lam)[-1])
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
-                                        "connect.max_pairs=1", f"connect.insert={insert}"], [dnc, pairs])
+                                        "transition_states.max_pairs=1", f"transition_states.insert={insert}"], [dnc, pairs])
     with store:
-        connect_minima(StudyRun(cfg, store, lambda e: None))
+        search_transition_states(StudyRun(cfg, store, lambda e: None))
         ts = store.transition_states()
         (att,) = store.get_meta("connect_attempts")
         saddle = store.point(ts[0].saddle_id) if ts else None
@@ -365,7 +365,7 @@ def test_plan_path_goes_through_an_intermediate_minimum_on_a_line():
     nothing is left."""
     import networkx as nx
 
-    from landscape.study.connect import plan_path
+    from landscape.study.transition_states import plan_path
 
     pos = {0: 0.0, 1: 1.0, 2: 2.0}
     d2 = lambda a, b: (pos[a] - pos[b]) ** 2   # noqa: E731
@@ -404,9 +404,9 @@ def test_graph_strategy_joins_every_minimum_holding_a_count(tmp_path):
                                                StageConfig(engine="newton", max_iter=50, tol=1e-12, stall_window=10)])
     mid = next(th for th, l in zip(ends.theta, ends.loss) if 0.2 < l < 1.0).numpy()
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
-                                        "connect.max_pairs=6"], [np.zeros(spec.P), mid, dnc])
+                                        "transition_states.max_pairs=6"], [np.zeros(spec.P), mid, dnc])
     with store:
-        connect_minima(StudyRun(cfg, store, lambda e: None))
+        search_transition_states(StudyRun(cfg, store, lambda e: None))
         report = store.get_meta("connect_report")
         ts_rec = store.transition_states()
         pts = {p.id: p for p in store.points()}
@@ -422,7 +422,7 @@ def test_graph_strategy_joins_every_minimum_holding_a_count(tmp_path):
 def test_band_minima_are_the_interior_dips_of_a_profile():
     """Interior local minima of a loss profile deeper than depth × its range below both
     neighbours; end points, shoulders and shallower dips are not."""
-    from landscape.study.connect import band_minima
+    from landscape.study.transition_states import band_minima
 
     E = np.array([0.0, 1.0, 0.5, 1.2, 1.2, 0.9, 0.8999, 2.0, 1.0])
     assert band_minima(E, 1e-3) == [2]                 # 0.8999 is 1e-4 below 0.9 < 1e-3 · 2.0
@@ -463,7 +463,7 @@ def test_a_band_through_a_third_basin_splits_the_pair_there_and_joins_it_through
     search descends from the dip, stores M (loss equal to the reduced problem's, built with scipy;
     no basin count), splits the pair into (origin, M), (M, DNC), and joins origin and DNC through M
     by certified index-1 transition states."""
-    import landscape.study.connect as C
+    import landscape.study.transition_states as C
 
     K, n, d, L, lam = 3, 2, 4, 2, 1e-2
     spec = ModelSpec(K=K, n=n, d=d, L=L, lam=lam)
@@ -497,10 +497,10 @@ def test_a_band_through_a_third_basin_splits_the_pair_there_and_joins_it_through
     monkeypatch.setattr(C, "run_neb", through_mid)
     monkeypatch.setattr(C, "band_minima", dip_at_mid)
     cfg, store = _study_with(tmp_path, [f"K={K}", f"n={n}", f"d={d}", f"L={L}", f"lambda={lam}", "saddles.starts=0",
-                                        "connect.max_pairs=6", "connect.strategy=pairs", "connect.images=15"],
+                                        "transition_states.max_pairs=6", "transition_states.strategy=pairs", "transition_states.images=15"],
                              [np.zeros(spec.P), dnc])
     with store:
-        connect_minima(StudyRun(cfg, store, lambda e: None))
+        search_transition_states(StudyRun(cfg, store, lambda e: None))
         attempts = store.get_meta("connect_attempts")
         ts = store.transition_states()
         pts = {p.id: p for p in store.points()}
@@ -571,7 +571,7 @@ def test_a_kink_saddle_without_a_negative_hessian_eigenvalue_is_connected_across
     the class then splits through one layer only; tests/test_relu_mse_family.py derives both) —
     at least one does."""
     from landscape.analysis.family import relu_mse_split_point
-    from landscape.study.run import _connect_saddles
+    from landscape.study.run import _descend_from_saddles
 
     overrides = ["model.activation=relu", "model.loss=mse", "saddles.starts=0"]
     spec = load_study(None, overrides).model
@@ -583,7 +583,7 @@ def test_a_kink_saddle_without_a_negative_hessian_eigenvalue_is_connected_across
         run = StudyRun(cfg, store, lambda e: None)
         assert run.points.unstable_space(saddle) is None and 0 in run.points.flat
         assert run.points.descends_across_kinks(0)
-        _connect_saddles(run)
+        _descend_from_saddles(run)
         edges = store.edges()
         assert sorted((e.direction, e.sign) for e in edges) == [(0, -1), (0, 1), (1, -1), (1, 1)]
         assert all(e.eigenvalue is None and e.stop_reason != Outcome.RETURNED.value for e in edges)
