@@ -233,9 +233,9 @@ def test_a_config_that_is_not_a_regular_small_file_is_refused(tmp_path, capsys):
 def test_saddle_rows_overlapping_the_check_rows_are_refused_at_load(tmp_path, capsys):
     f = tmp_path / "overlap.toml"
     f.write_text("trajectories = 8\n[saddles]\nstarts = 4\nindex_offset = 1999999998\n"
-                 "[check]\nstarts = 2\n[[check.stages]]\nengine = \"gd\"\nlr = 0.5\n")
+                 "[cross_check]\nstarts = 2\n[[cross_check.stages]]\nengine = \"gd\"\nlr = 0.5\n")
     refused(capsys, ["run", "--config", f, "--out", tmp_path / "out"], "saddles.index_offset=1999999998 is invalid",
-            "overlap the [check] rows 2000000000..2000000001", "must be <= 1999999996 or >= 2000000002",
+            "overlap the [cross_check] rows 2000000000..2000000001", "must be <= 1999999996 or >= 2000000002",
             out=tmp_path / "out")
 
 

@@ -78,7 +78,7 @@ def test_prevalence_and_paired_tables_recount_from_the_databases(sweep):
         for key, value in r.items():
             if key.startswith("count_"):
                 assert int(value) == labels.count(key[len("count_"):]), (r["cell"], key)
-    for r in rows:     # a cell with a [check]: its agreement recounted start by start
+    for r in rows:     # a cell with a [cross_check]: its agreement recounted start by start
         check = json.loads(r.get("check") or "{}")
         if not check:
             continue

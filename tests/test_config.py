@@ -81,3 +81,18 @@ def test_the_former_connect_table_is_read_as_transition_states(tmp_path):
     both.write_text("[connect]\nmax_pairs = 2\n[transition_states]\nimages = 9\n", encoding="utf-8")
     with pytest.raises(SpecError, match=r"\[connect\] and \[transition_states\] are one table"):
         load_study(both)
+
+
+def test_the_former_check_table_is_read_as_cross_check(tmp_path):
+    """``[check]`` (its name before 2026-12-07, e.g. in the committed paper-width-flow cells) is the
+    ``[cross_check]`` table, in a file and as ``--set check.…``; ``--set cross_check.starts`` and
+    ``cross_check.stages.I.FIELD`` set it."""
+    old = tmp_path / "old.toml"
+    old.write_text('[check]\nstarts = 3\n[[check.stages]]\nengine = "gd"\nlr = 0.25\n', encoding="utf-8")
+    cfg = load_study(old)
+    assert cfg.cross_check.starts == 3 and cfg.cross_check.stages[0].lr == 0.25
+    assert "cross_check" in cfg.to_dict() and "check" not in cfg.to_dict()
+    again = load_study(old, ["check.starts=5", "cross_check.stages.0.lr=0.125"])
+    assert again.cross_check.starts == 5 and again.cross_check.stages[0].lr == 0.125
+    with pytest.raises(SpecError, match=r"stage 1 does not exist"):
+        load_study(old, ["cross_check.stages.1.lr=0.1"])

@@ -32,7 +32,7 @@ from landscape.engines.options import EngineOptions
 from landscape.engines.stage import ENGINES, StageConfig
 from landscape.net.config import NetConfig, Regularisation, load_net
 from landscape.cli import config_reference as ref
-from landscape.study.config import CheckSettings, SaddleSearch, StudyConfig, load_study
+from landscape.study.config import CrossCheckSettings, SaddleSearch, StudyConfig, load_study
 from landscape.study.transition_state_settings import TransitionStateSettings
 from landscape.study.sweep_config import MAX_CELLS, load_sweep
 
@@ -121,7 +121,7 @@ def test_every_class_a_file_reaches_is_documented():
             todo += [c for c in _dataclasses_in(hint) if c not in seen]
     seen |= {e.options for e in ENGINES.values()}
     assert seen - {EngineOptions} <= documented, sorted(c.__name__ for c in seen - {EngineOptions} - documented)
-    assert {TransitionStateSettings, CheckSettings, SaddleSearch} <= documented   # annotated as object / defaulted
+    assert {TransitionStateSettings, CrossCheckSettings, SaddleSearch} <= documented   # annotated as object / defaulted
 
 
 def _allowed_keys(loader, tmp_path, patch) -> set[str]:
@@ -246,7 +246,7 @@ def _holders(file: str, bare: bool):
         cfg = (StudyConfig.from_dict({"model": {"K": m.K, "n": m.n, "d": m.d, "L": m.L}, "stages": [{"engine": "gd"}]})
                if bare else load_study(None))
         return {StudyConfig: cfg, **{type(getattr(cfg, t)): getattr(cfg, t) for t in
-                                     ("model", "init", "saddles", "check", "dedup", "analysis", "transition_states",
+                                     ("model", "init", "saddles", "cross_check", "dedup", "analysis", "transition_states",
                                       "lambda0")}}
     net = NetConfig.from_dict({}) if bare else load_net(None)
     return {NetConfig: net, Regularisation: net.reg, AnalysisSettings: net.analysis}

@@ -278,10 +278,10 @@ def test_saddle_table_overrides_round_trip():
     assert StudyConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
-# ----- [check]: the same starts by another dynamics -------------------------------------------------
+# ----- [cross_check]: the same starts by another dynamics -------------------------------------------------
 def _with_check(stages, starts=16):
     d = load_study(None, TINY).to_dict()
-    d["check"] = {"starts": starts, "stages": stages}
+    d["cross_check"] = {"starts": starts, "stages": stages}
     from landscape.study.config import StudyConfig
 
     return StudyConfig.from_dict(d)
@@ -300,7 +300,7 @@ def test_a_check_by_the_same_dynamics_agrees_everywhere(tmp_path, reference):
     assert c["n"] == 16 and c["agree"] == main_certified >= 12 and not c["disagree"]
     assert c["main_dnc"] == c["check_dnc"] and c["dnc_difference"]["difference"] == 0
     assert comparable(s) == comparable(reference[1])
-    assert json.loads((tmp_path / "config.json").read_text())["check"]["starts"] == 16
+    assert json.loads((tmp_path / "config.json").read_text())["cross_check"]["starts"] == 16
 
 
 def test_a_gd_check_is_recounted_from_the_database(tmp_path):
@@ -328,19 +328,19 @@ def test_a_gd_check_is_recounted_from_the_database(tmp_path):
 def test_check_units_are_the_working_batch_and_skip_what_is_stored():
     """A check is committed in units of the working batch where that is below batch_size, so an
     interrupted hours-long check keeps its finished units; stored check starts are not rerun."""
-    from landscape.study.run import CHECK_OFFSET, check_chunks
+    from landscape.study.run import CHECK_OFFSET, cross_check_chunks
 
     cfg = _with_check([{"engine": "gd"}], starts=8)
-    assert check_chunks(cfg) == [[CHECK_OFFSET + j for j in range(8)]]          # batch_size 8
-    assert check_chunks(cfg, unit=3) == [[CHECK_OFFSET + j for j in js] for js in ([0, 1, 2], [3, 4, 5], [6, 7])]
-    assert check_chunks(cfg, {CHECK_OFFSET, CHECK_OFFSET + 4}, unit=3) == [
+    assert cross_check_chunks(cfg) == [[CHECK_OFFSET + j for j in range(8)]]          # batch_size 8
+    assert cross_check_chunks(cfg, unit=3) == [[CHECK_OFFSET + j for j in js] for js in ([0, 1, 2], [3, 4, 5], [6, 7])]
+    assert cross_check_chunks(cfg, {CHECK_OFFSET, CHECK_OFFSET + 4}, unit=3) == [
         [CHECK_OFFSET + j for j in js] for js in ([1, 2, 3], [5, 6, 7])]
 
 
 def test_bad_check_tables_name_the_field():
-    with pytest.raises(SpecError, match="check.stages is empty"):
+    with pytest.raises(SpecError, match="cross_check.stages is empty"):
         _with_check([], starts=4)
-    with pytest.raises(SpecError, match=r"check.starts=99 is invalid: must be at most trajectories=24"):
+    with pytest.raises(SpecError, match=r"cross_check.starts=99 is invalid: must be at most trajectories=24"):
         _with_check([{"engine": "gd"}], starts=99)
 
 

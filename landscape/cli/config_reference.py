@@ -45,7 +45,7 @@ from ..core.validate import INDEX_MAX
 from ..engines.stage import ENGINES, StageConfig
 from ..net import config as netcfg
 from ..net.config import BACKBONES, REGULARISATIONS, TRAIN_DTYPES, NetConfig, Regularisation, load_net
-from ..study.config import (CERTIFY_TOL_MAX, CHECK_OFFSET, MODEL_KEYS, NAME_MAX, CheckSettings, SaddleSearch, StudyConfig,
+from ..study.config import (CERTIFY_TOL_MAX, CHECK_OFFSET, MODEL_KEYS, NAME_MAX, CrossCheckSettings, SaddleSearch, StudyConfig,
                      certify_range, load_study)
 from ..study.transition_state_settings import REFINE_METHODS, STRATEGIES, TransitionStateSettings
 from ..study.lambda0_settings import Lambda0Settings
@@ -160,7 +160,7 @@ def field_docs() -> dict[type, dict[str, Doc]]:
     name = Allowed(f"non-empty string of at most {NAME_MAX} characters, no `/`, `\\` or NUL, not `.` or `..`",
                    ("", "a/b", "x" * (NAME_MAX + 1), ".."), ("x" * NAME_MAX,))
     seed_max = "2⁶³ − 1"
-    stage_note = "[[stages]], [[saddles.stages]], [[saddles.descend]], [[check.stages]] and a net file's [[handoff]]"
+    stage_note = "[[stages]], [[saddles.stages]], [[saddles.descend]], [[cross_check.stages]] and a net file's [[handoff]]"
     study = {
         "name": Doc("Study name; the results folder is `runs/<name>-<time>`. With `--set` overrides and no "
                     "`name=` the study is named after them (`default+d=70`).", name),
@@ -196,7 +196,8 @@ def field_docs() -> dict[type, dict[str, Doc]]:
                              "(`landscape.engines.batching`). Results never depend on it.", integer(0)),
         "compile": Doc("`torch.compile` of the gradient: `auto` is on for CUDA, off on the CPU.",
                        choice(("auto", "on", "off"))),
-        "check": Doc("A second dynamics on the first starts, the [check] table.", a_table("[check]"), key="[check]"),
+        "cross_check": Doc("A second dynamics on the first starts, the [cross_check] table (formerly [check], "
+                           "still read).", a_table("[cross_check]"), key="[cross_check]"),
         "lambda0": Doc("How a λ = 0 study decides its ends, the [lambda0] table (used only with `lambda = 0`).",
                        a_table("[lambda0]"), key="[lambda0]"),
     }
@@ -308,7 +309,7 @@ def field_docs() -> dict[type, dict[str, Doc]]:
                       "fractions.", integer(0, CHECK_OFFSET, "2·10⁹")),
         "index_offset": Doc("Start j is trajectory index index_offset + j, with that index's seed.",
                             Allowed("integer ≥ trajectories and ≤ 2⁶³ − starts; the rows must not overlap the "
-                                    "[check] rows 2·10⁹ …", (traj - 1, INDEX_MAX - max(starts, 1) + 2), (traj,))),
+                                    "[cross_check] rows 2·10⁹ …", (traj - 1, INDEX_MAX - max(starts, 1) + 2), (traj,))),
         "eps": Doc("Descents start at θ_s ± eps·v (a Euclidean step) along the saddle's unstable directions v.",
                    positive()),
         "max_rounds": Doc("Rounds of connecting the saddles that descents find in turn (each round connects "
@@ -328,13 +329,13 @@ def field_docs() -> dict[type, dict[str, Doc]]:
         "descend": Doc("Pipeline of the descents from saddle ± eps·v; each certified end point becomes an edge of "
                        "the basin graph.", a_pipeline("[[saddles.descend]]"), key="[[saddles.descend]]"),
     }
-    check = {
-        "starts": Doc("The first `starts` main starts run again with [[check.stages]]; the study reports how often "
+    cross_check = {
+        "starts": Doc("The first `starts` main starts run again with [[cross_check.stages]]; the study reports how often "
                       "both end at the same point modulo symmetry. Stored apart (index 2·10⁹ + j), never counted "
-                      "in the fractions.", Allowed("integer in [0, trajectories]; > 0 needs [[check.stages]]",
+                      "in the fractions.", Allowed("integer in [0, trajectories]; > 0 needs [[cross_check.stages]]",
                                                    (-1, traj + 1, 0.5), (0,))),
         "stages": Doc("The second dynamics, a pipeline of stage tables (required when starts > 0).",
-                      a_pipeline("[[check.stages]]", empty_refused=False), key="[[check.stages]]",
+                      a_pipeline("[[cross_check.stages]]", empty_refused=False), key="[[cross_check.stages]]",
                       type="array of tables"),
     }
     dedup = {
@@ -470,7 +471,7 @@ def field_docs() -> dict[type, dict[str, Doc]]:
                                 positive(), context=standard),
     }
     return {StudyConfig: study, ModelSpec: model, InitScheme: init, StageConfig: stage, SaddleSearch: saddles,
-            CheckSettings: check, DedupTolerances: dedup, AnalysisSettings: analysis, TransitionStateSettings: transition_states,
+            CrossCheckSettings: cross_check, DedupTolerances: dedup, AnalysisSettings: analysis, TransitionStateSettings: transition_states,
             Lambda0Settings: lambda0, SweepConfig: sweep, NetConfig: net_top, Regularisation: reg}
 
 
@@ -719,7 +720,7 @@ def sections() -> tuple[Section, ...]:
                 "drawn with its own seed). `[saddles.init]` takes the same fields.",
                 _rows(InitScheme, _names(InitScheme), cfg.init, bare.init), qualifier="init."),
         Section("study", "Stage tables: common fields", "stages",
-                "Every stage table ([[stages]], [[saddles.stages]], [[saddles.descend]], [[check.stages]], a net "
+                "Every stage table ([[stages]], [[saddles.stages]], [[saddles.descend]], [[cross_check.stages]], a net "
                 "file's [[handoff]]) holds these fields and the options of its engine side by side. Arrays of "
                 "tables are replaced whole by a file (never merged stage by stage), so a stage's defaults are the "
                 "class defaults below; the pipelines of the embedded default study are listed after the engines.",
@@ -734,8 +735,10 @@ def sections() -> tuple[Section, ...]:
         Section("study", "[saddles]", "saddles", "The saddle search: where saddles come from, and the descents "
                 "that connect every saddle found to the points below it (the basin graph).",
                 _rows(SaddleSearch, _names(SaddleSearch), cfg.saddles, bare.saddles), qualifier="saddles."),
-        Section("study", "[check]", "check", "A second dynamics on the first starts of the main one.",
-                _rows(CheckSettings, _names(CheckSettings), cfg.check, bare.check), qualifier="check."),
+        Section("study", "[cross_check]", "cross_check", "A second dynamics on the first starts of the main one "
+                "(formerly [check], a name still read).",
+                _rows(CrossCheckSettings, _names(CrossCheckSettings), cfg.cross_check, bare.cross_check),
+                qualifier="cross_check."),
         Section("study", "[dedup]", "dedup", "When two certified points are the same point modulo symmetry.",
                 _rows(DedupTolerances, _names(DedupTolerances), cfg.dedup, bare.dedup), qualifier="dedup."),
         Section("study", "[analysis]", "analysis", "Every threshold of the point analysis (Hessian spectrum, "
@@ -855,7 +858,7 @@ def reference_markdown() -> str:
                 out += _pipeline_lines("`[[stages]]`", cfg.stages)
                 out += _pipeline_lines("`[[saddles.stages]]`", cfg.saddles.stages)
                 out += _pipeline_lines("`[[saddles.descend]]`", cfg.saddles.descend)
-                out += _pipeline_lines("`[[check.stages]]`", cfg.check.stages)
+                out += _pipeline_lines("`[[cross_check.stages]]`", cfg.cross_check.stages)
                 out += [""]
     out += ["## Sweep files", ""]
     for s in secs:

@@ -39,7 +39,8 @@ Overrides (``--set key=value``): a model field (``d=70``, ``lambda=0.0009765625`
 field (``trajectories=2000``), ``init.FIELD``, ``stages.I.FIELD``, or ``lr``/``engine`` for the
 first stage; ``saddles.FIELD``, ``saddles.init.FIELD``, ``saddles.stages.I.FIELD``,
 ``saddles.descend.I.FIELD``, ``dedup.FIELD``, ``analysis.FIELD``, ``transition_states.FIELD``,
-``lambda0.FIELD``. Values are
+``cross_check.starts``, ``cross_check.stages.I.FIELD``, ``lambda0.FIELD`` (``connect.…`` and
+``check.…``, the former names of ``transition_states`` and ``cross_check``, are still read). Values are
 parsed as TOML (``1e-3``, ``"relu"``, ``[1, 2]``); a bare word is a string. A study with overrides
 and no ``--set name=…`` is named after them (:func:`override_name`: ``default+d=70+trajectories=2000``,
 at most 80 characters), and so is its results folder ``runs/<name>-<time>``.
@@ -56,8 +57,8 @@ records, a unit of ``batch_size`` starts, the dense symmetry analysis of a criti
 nudged elastic band) and refuses a study over the memory budget
 (:func:`landscape.core.validate.memory_budget`: ``LANDSCAPE_MEMORY_BUDGET``, else half the RAM)
 with the estimate and the largest value of the field that fits. Study indices are signed 64-bit
-integers: ``trajectories`` ≤ :data:`CHECK_OFFSET` (main rows stay below the ``[check]`` rows),
-saddle-search rows must not overlap the ``[check]`` rows, and seeds and the last saddle-search
+integers: ``trajectories`` ≤ :data:`CHECK_OFFSET` (main rows stay below the ``[cross_check]`` rows),
+saddle-search rows must not overlap the ``[cross_check]`` rows, and seeds and the last saddle-search
 index are at most 2⁶³ − 1. A study file is a regular file of at most 1 MiB.
 """
 from __future__ import annotations
@@ -88,11 +89,11 @@ MODEL_KEYS = {"K": "K", "n": "n", "d": "d", "L": "L", "activation": "activation"
 TOP_KEYS = ("name", "seed", "trajectories", "batch_size", "certify_tol", "device", "max_saddle_visits", "kink_rounds",
             "working_batch", "compile")
 #: Optional tables (see the module docstring).
-OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "transition_states", "check", "lambda0")
+OPTIONAL_TABLES = ("saddles", "dedup", "analysis", "transition_states", "cross_check", "lambda0")
 #: Former names of tables, still read in files, ``--set`` keys and stored configurations:
-#: ``[connect]`` is ``[transition_states]`` (renamed 2026-12-07; "connect" also named the descents
-#: from saddles).
-FORMER_TABLES = {"connect": "transition_states"}
+#: ``[connect]`` is ``[transition_states]`` ("connect" also named the descents from saddles) and
+#: ``[check]`` is ``[cross_check]`` (both renamed 2026-12-07).
+FORMER_TABLES = {"connect": "transition_states", "check": "cross_check"}
 #: Most rounds of the first stage a ReLU descent may run (``kink_rounds``).
 KINK_ROUNDS_MAX = 100
 #: Largest certification tolerance that the default deduplication separates (module docstring).
@@ -188,12 +189,15 @@ def with_current_names(d: dict) -> dict:
 def layered(base: dict, top: dict) -> dict:
     """``top`` on ``base``: tables merged field by field (recursively), everything else (numbers,
     strings, arrays of tables) replaced (module docstring). Former table names are read as the
-    current ones (:func:`with_current_names`)."""
-    base, top = with_current_names(base), with_current_names(top)
+    current ones (:func:`with_current_names`, at the top level only)."""
+    return _merged(with_current_names(base), with_current_names(top))
+
+
+def _merged(base: dict, top: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in top.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = layered(out[k], v)
+            out[k] = _merged(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -265,6 +269,10 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             _set_stage(cfg.setdefault("stages", []), key, int(parts[1]), parts[2], value)
         elif parts[0] in ("dedup", "analysis", "transition_states", "lambda0") and len(parts) == 2:
             _table(cfg, parts[0])[parts[1]] = value
+        elif parts[0] == "cross_check" and len(parts) == 2 and parts[1] == "starts":
+            _table(cfg, "cross_check")["starts"] = value
+        elif parts[0] == "cross_check" and len(parts) == 4 and parts[1] == "stages" and parts[2].isdigit():
+            _set_stage(_table(cfg, "cross_check").setdefault("stages", []), key, int(parts[2]), parts[3], value)
         elif parts[0] == "saddles" and len(parts) == 2:
             _table(cfg, "saddles")[parts[1]] = value
         elif parts[0] == "saddles" and len(parts) == 3 and parts[1] == "init":
@@ -279,7 +287,8 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
             raise SpecError(f"--set {key!r} is invalid: not a known field (model fields {sorted(MODEL_KEYS)}, "
                             f"top-level {list(TOP_KEYS)}, init.FIELD, stages.I.FIELD, lr, engine, "
                             f"saddles.FIELD, saddles.init.FIELD, saddles.stages.I.FIELD, saddles.descend.I.FIELD, "
-                            f"dedup.FIELD, analysis.FIELD, transition_states.FIELD, lambda0.FIELD)")
+                            f"dedup.FIELD, analysis.FIELD, transition_states.FIELD, cross_check.starts, "
+                            f"cross_check.stages.I.FIELD, lambda0.FIELD)")
     return cfg
 
 
@@ -490,9 +499,9 @@ CHECK_OFFSET = 2_000_000_000
 
 
 @dataclass(frozen=True)
-class CheckSettings:
-    """The ``[check]`` table: the first ``starts`` main starts run again by another dynamics
-    (``[[check.stages]]``, e.g. the paper's GD beside a main run by the faster gradient flow), so
+class CrossCheckSettings:
+    """The ``[cross_check]`` table: the first ``starts`` main starts run again by another dynamics
+    (``[[cross_check.stages]]``, e.g. the paper's GD beside a main run by the faster gradient flow), so
     each study reports how often the two end at the same point modulo symmetry. Check
     trajectories are stored apart (kind ``check``, index :data:`CHECK_OFFSET` + j) and never
     count in the fractions."""
@@ -501,18 +510,18 @@ class CheckSettings:
     stages: tuple = ()
 
     @classmethod
-    def from_dict(cls, d, certify_tol: float, trajectories: int) -> "CheckSettings":
-        d = check_table("check", d)
-        check_fields("[check]", d, ("starts", "stages"))
-        starts = check_int("check.starts", d.get("starts", 0), 0)
+    def from_dict(cls, d, certify_tol: float, trajectories: int) -> "CrossCheckSettings":
+        d = check_table("cross_check", d)
+        check_fields("[cross_check]", d, ("starts", "stages"))
+        starts = check_int("cross_check.starts", d.get("starts", 0), 0)
         if starts > trajectories:
-            raise SpecError(f"check.starts={starts} is invalid: must be at most trajectories={trajectories} "
+            raise SpecError(f"cross_check.starts={starts} is invalid: must be at most trajectories={trajectories} "
                             "(the check reruns main starts)")
         stage_dicts = d.get("stages")
         if starts and not stage_dicts:
-            raise SpecError("check.stages is empty: [check] starts > 0 needs the dynamics to compare with, "
-                            "as [[check.stages]] tables (e.g. engine = \"gd\", lr = 0.5)")
-        return cls(starts=starts, stages=stage_list("check.stages", stage_dicts, certify_tol) if stage_dicts else ())
+            raise SpecError("cross_check.stages is empty: [cross_check] starts > 0 needs the dynamics to compare with, "
+                            "as [[cross_check.stages]] tables (e.g. engine = \"gd\", lr = 0.5)")
+        return cls(starts=starts, stages=stage_list("cross_check.stages", stage_dicts, certify_tol) if stage_dicts else ())
 
     def to_dict(self) -> dict:
         return {"starts": self.starts, "stages": [s.settings() for s in self.stages]}
@@ -521,16 +530,16 @@ class CheckSettings:
         return " → ".join(s.describe() for s in self.stages)
 
 
-def _check_index_ranges(saddles: SaddleSearch, check: CheckSettings) -> None:
+def _check_index_ranges(saddles: SaddleSearch, cross_check: CrossCheckSettings) -> None:
     """A SpecError if the saddle-search starts (``index_offset + j``) share a study index with
-    the [check] rows (``CHECK_OFFSET + j``): the run would store two trajectories under one index
+    the [cross_check] rows (``CHECK_OFFSET + j``): the run would store two trajectories under one index
     and stop after computing them. (Main rows are below both: ``index_offset >= trajectories``
     and ``trajectories <= CHECK_OFFSET``.)"""
     lo, hi = saddles.index_offset, saddles.index_offset + saddles.starts
-    clo, chi = CHECK_OFFSET, CHECK_OFFSET + check.starts
-    if saddles.starts and check.starts and lo < chi and clo < hi:
+    clo, chi = CHECK_OFFSET, CHECK_OFFSET + cross_check.starts
+    if saddles.starts and cross_check.starts and lo < chi and clo < hi:
         raise SpecError(f"saddles.index_offset={lo} is invalid: the saddle-search starts {lo}..{hi - 1} overlap "
-                        f"the [check] rows {clo}..{chi - 1} (check.starts={check.starts}); must be <= "
+                        f"the [cross_check] rows {clo}..{chi - 1} (cross_check.starts={cross_check.starts}); must be <= "
                         f"{clo - saddles.starts} or >= {chi}")
 
 
@@ -559,7 +568,7 @@ class StudyConfig:
     kink_rounds: int = 1
     working_batch: int = 0
     compile: str = "auto"
-    check: CheckSettings = CheckSettings()
+    cross_check: CrossCheckSettings = CrossCheckSettings()
     lambda0: Lambda0Settings = Lambda0Settings()
 
     @classmethod
@@ -582,12 +591,12 @@ class StudyConfig:
         name = check_name(cfg.get("name", "study"))
         seed = check_int("seed", cfg.get("seed", 0), 0, maximum=INDEX_MAX)
         trajectories = check_int("trajectories", cfg.get("trajectories", 100), 1,
-                                 f" (main trajectory indices stay below the [check] rows at {CHECK_OFFSET})",
+                                 f" (main trajectory indices stay below the [cross_check] rows at {CHECK_OFFSET})",
                                  maximum=CHECK_OFFSET)
         batch = check_int("batch_size", cfg.get("batch_size", 512), 1)
         saddles = SaddleSearch.from_dict(cfg.get("saddles", {}), certify, trajectories)
-        check = CheckSettings.from_dict(cfg.get("check", {}), certify, trajectories)
-        _check_index_ranges(saddles, check)
+        cross_check = CrossCheckSettings.from_dict(cfg.get("cross_check", {}), certify, trajectories)
+        _check_index_ranges(saddles, cross_check)
         dedup = DedupTolerances.from_dict(check_table("dedup", cfg.get("dedup", {})))
         ad = check_table("analysis", cfg.get("analysis", {}))
         check_fields("[analysis]", ad, [f.name for f in fields(AnalysisSettings)])
@@ -603,7 +612,7 @@ class StudyConfig:
                    kink_rounds=kink_rounds,
                    working_batch=check_int("working_batch", cfg.get("working_batch", 0), 0),
                    compile=check_choice("compile", cfg.get("compile", "auto"), ("auto", "on", "off")),
-                   check=check,
+                   cross_check=cross_check,
                    lambda0=Lambda0Settings.from_dict(check_table("lambda0", cfg.get("lambda0", {})), trajectories))
 
     def to_dict(self) -> dict:
@@ -619,7 +628,7 @@ class StudyConfig:
                 "model": model, "init": init,
                 "stages": [s.settings() for s in self.stages], "saddles": self.saddles.to_dict(),
                 "dedup": self.dedup.to_dict(), "analysis": self.analysis.to_dict(), "transition_states": self.transition_states.to_dict(),
-                **({"check": self.check.to_dict()} if self.check.starts else {}),
+                **({"cross_check": self.cross_check.to_dict()} if self.cross_check.starts else {}),
                 **({"lambda0": self.lambda0.to_dict()}
                    if self.model.unregularised or self.lambda0 != Lambda0Settings() else {})}
 
@@ -663,7 +672,7 @@ NEB_ARRAYS = 6
 
 def _pipelines(cfg: "StudyConfig"):
     return (("stages", cfg.stages), ("saddles.stages", cfg.saddles.stages), ("saddles.descend", cfg.saddles.descend),
-            ("check.stages", cfg.check.stages))
+            ("cross_check.stages", cfg.cross_check.stages))
 
 
 def study_memory_parts(cfg: "StudyConfig", *, d: int | None = None, L: int | None = None,
@@ -683,7 +692,7 @@ def study_memory_parts(cfg: "StudyConfig", *, d: int | None = None, L: int | Non
     L = m.L if L is None else L
     P = d * K * n + (L - 1) * d * d + K * d
     batch = cfg.batch_size if batch_size is None else batch_size
-    starts = (cfg.trajectories if trajectories is None else trajectories) + cfg.check.starts + cfg.saddles.starts
+    starts = (cfg.trajectories if trajectories is None else trajectories) + cfg.cross_check.starts + cfg.saddles.starts
     parts = {"records": BYTES_PER_TRAJECTORY * starts,
              "unit": UNIT_ARRAYS * 8 * batch * P,
              "symmetry": symmetry_matrix_bytes(gauge_rows_bound(K, n, d, L, m.activation), P)}
@@ -732,7 +741,7 @@ def check_study_memory(cfg: "StudyConfig") -> None:
     part = "records" if parts["records"] >= parts[phase] else phase
     if part == "records":
         v = _largest(1, cfg.trajectories, lambda x: fits(trajectories=x))
-        starts = cfg.trajectories + cfg.check.starts + cfg.saddles.starts
+        starts = cfg.trajectories + cfg.cross_check.starts + cfg.saddles.starts
         check_memory(f"trajectories={cfg.trajectories}", need,
                      f"a run of {starts:,} trajectories (~{BYTES_PER_TRAJECTORY:,} B each, held by the summary)",
                      f"within it trajectories must be <= {v:,}" if v else "no number of trajectories fits it")

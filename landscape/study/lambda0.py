@@ -525,7 +525,7 @@ def summarise(cfg: StudyConfig, recs: list[dict], directions: list[dict], check:
                              "(γ_end: the end's logits at their balanced factorisation)",
                      "label_tolerances_polished": cfg.analysis.structure_kwargs()},
         "not_run": dropped + ["saddle search", "saddle connections", "transition states"]
-                   + (["[check] (the λ > 0 check; see lambda0.check_starts)"] if cfg.check.starts else []),
+                   + (["[cross_check] (the λ > 0 check; see lambda0.check_starts)"] if cfg.cross_check.starts else []),
         "check": check,
     }
 

@@ -33,10 +33,10 @@ does, in order:
 
    A run killed at any moment loses at most the unit in flight and resumes from what was
    committed (the same call on the same folder), never storing a trajectory twice.
-   **Check** (``[check] starts``, optional): main starts 0..starts−1 run again by the check
-   dynamics (``[[check.stages]]``), stored as trajectories ``CHECK_OFFSET + j`` of kind
+   **Check** (``[cross_check] starts``, optional): main starts 0..starts−1 run again by the check
+   dynamics (``[[cross_check.stages]]``), stored as trajectories ``CHECK_OFFSET + j`` of kind
    ``check``, finished faithfully like the main ones, never counted in the fractions; the summary
-   says how often both end at the same point (:func:`landscape.study.summary.check_record`).
+   says how often both end at the same point (:func:`landscape.study.summary.cross_check_record`).
 2. **Saddle search** (``[saddles] starts``): trajectories ``index_offset + j`` run the saddle
    pipeline (Newton-MR: critical points of any index). Stored with kind ``saddle_search``; never
    counted in the fractions.
@@ -76,7 +76,7 @@ from .points import PointRegistry
 from .prefetch import SaddlePrefetch, prefetch_possible
 from .summary import CHECK, MAIN, finish
 from .descents import descend_from_saddle
-from .work import (certified_mask, check_chunks, chunks, run_check, run_saddle_search,
+from .work import (certified_mask, cross_check_chunks, chunks, run_cross_check, run_saddle_search,
                    run_trajectories, saddle_chunks, saddle_descent_starts, stages_of, study_model,
                    study_working_batch)
 
@@ -376,9 +376,9 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
         t = time.perf_counter()
         _run_units(run, out, "trajectories", chunks(cfg, done), run_trajectories, MAIN, cfg.trajectories,
                    executor, progress is True)
-        if cfg.check.starts:
+        if cfg.cross_check.starts:
             unit = study_working_batch(cfg, run.model)
-            _run_units(run, out, "check", check_chunks(cfg, done, unit), run_check, CHECK, cfg.check.starts,
+            _run_units(run, out, "check", cross_check_chunks(cfg, done, unit), run_cross_check, CHECK, cfg.cross_check.starts,
                        executor, progress is True)
         timings["trajectories_s"], t = time.perf_counter() - t, time.perf_counter()
         search = run_saddle_search

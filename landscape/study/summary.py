@@ -39,7 +39,7 @@ from .stats import accumulation_curve, basin_fractions, paired_counts, paired_di
 
 #: Kinds of stored trajectories (the ``kind`` entry of their ``engine`` record).
 MAIN = "main"
-#: Kind of the stored check trajectories (``[check]``: main starts rerun by another dynamics).
+#: Kind of the stored check trajectories (``[cross_check]``: main starts rerun by another dynamics).
 CHECK = "check"
 #: Confidence level of every interval.
 CONFIDENCE = 0.95
@@ -257,15 +257,15 @@ def environment(device: str | None = None) -> dict:
     return out
 
 
-def check_record(cfg: StudyConfig, store: StudyStore) -> dict | None:
-    """How the ``[check]`` dynamics ends from the same starts as the main one (None without a
+def cross_check_record(cfg: StudyConfig, store: StudyStore) -> dict | None:
+    """How the ``[cross_check]`` dynamics ends from the same starts as the main one (None without a
     check): over the starts j that both ran, ``agree`` counts those that certified at the same
     distinct point (modulo symmetry: one deduplicated point id); ``main_dnc`` and ``check_dnc``
     are the DNC fractions of the two on those starts with Wilson intervals; ``dnc_difference`` is
     main − check, paired start by start (Newcombe's interval), and ``disagree`` says whether that
     interval excludes 0; ``check_labels`` counts the check's ends per label and
     ``check_uncertified`` its uncertified starts."""
-    if not cfg.check.starts:
+    if not cfg.cross_check.starts:
         return None
     labels = {p.id: p.label for p in store.points()}
     main, chk = {}, {}
@@ -290,7 +290,7 @@ def check_record(cfg: StudyConfig, store: StudyStore) -> dict | None:
         lab = labels.get(end(chk[j])) if end(chk[j]) is not None else None
         if lab is not None:
             check_labels[str(lab)] = check_labels.get(str(lab), 0) + 1
-    return {"dynamics": cfg.check.describe(), "n": n, "agree": agree, "agreement": proportion(agree, n),
+    return {"dynamics": cfg.cross_check.describe(), "n": n, "agree": agree, "agreement": proportion(agree, n),
             "main_dnc": proportion(sum(a), n), "check_dnc": proportion(sum(b), n), "dnc_difference": diff,
             "disagree": bool(n and (diff["ci_low"] > 0 or diff["ci_high"] < 0)), "check_labels": check_labels,
             "check_uncertified": sum(1 for j in common if end(chk[j]) is None)}
@@ -328,7 +328,7 @@ def finish(cfg: StudyConfig, store: StudyStore, out: Path, wall: float, timings:
                "timings": timings, "trajectory_time_s": trajectory_time(store),
                **{k: r[k] for k in ("n_trajectories", "stop_reasons", "tolerances", "points", "labels", "uncertified",
                                     "unseen", "accumulation", "saddle_visits", "transition_states")},
-               "transition_search": store.get_meta("connect_report"), "check": check_record(cfg, store),
+               "transition_search": store.get_meta("connect_report"), "check": cross_check_record(cfg, store),
                "graph": {"n_nodes": s.graph.number_of_nodes(), "n_edges": s.graph.number_of_edges(),
                          "tree": FILES["tree"], "graphml": FILES["graphml"]},
                "headline": {**r["headline"], "certified": certified_headline(r, CONFIDENCE)},

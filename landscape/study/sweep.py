@@ -73,10 +73,10 @@ PREVALENCE_FIELDS = ("cell", "n_trajectories", "dnc_count", "dnc_fraction", "dnc
 #: {rank: count}, the uncertified starts by stop reason {reason: count}, the Good–Turing unseen
 #: mass (the chance the next start reaches a point none of these did), the cell's wall time (of
 #: the run that finished it) and the time its stored trajectories took (over every run that wrote
-#: them: :func:`landscape.study.summary.trajectory_time`), and where the cell has a ``[check]``
+#: them: :func:`landscape.study.summary.trajectory_time`), and where the cell has a ``[cross_check]``
 #: (another dynamics on a subsample of its starts) its agreement record: the check's dynamics,
 #: starts, agreement fraction, both DNC fractions with intervals and whether they disagree
-#: (:func:`landscape.study.summary.check_record`; empty without a check).
+#: (:func:`landscape.study.summary.cross_check_record`; empty without a check).
 PREVALENCE_EXTRA_FIELDS = ("logit_rank_counts", "uncertified_by_reason", "unseen_mass", "wall_time_s",
                            "trajectory_time_s", "check")
 # ----------------------------------------------------------------------------------------------

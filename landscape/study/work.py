@@ -2,7 +2,7 @@
 forked worker share.
 
 A unit is a pure function of the configuration and the trajectory indices
-(:func:`run_trajectories`, :func:`run_saddle_search`, :func:`run_check`), which is what an
+(:func:`run_trajectories`, :func:`run_saddle_search`, :func:`run_cross_check`), which is what an
 executor ships to a worker (:mod:`landscape.study.executors`), what the λ-batch executor batches
 (:mod:`landscape.study.lambda_batch`) and what the saddle prefetch computes beside the run
 (:mod:`landscape.study.prefetch`); :func:`chunks` and its siblings split the indices still to run
@@ -57,28 +57,28 @@ def run_saddle_search(cfg: StudyConfig, indices, *, on_status=None, on_finished=
                         working_batch=study_working_batch(cfg, model, len(theta0)))
 
 
-def run_check(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
-    """Run the check pipeline (``cfg.check.stages``) on check trajectories ``indices`` (absolute,
+def run_cross_check(cfg: StudyConfig, indices, *, on_status=None, on_finished=None) -> TrajectoryResults:
+    """Run the check pipeline (``cfg.cross_check.stages``) on check trajectories ``indices`` (absolute,
     CHECK_OFFSET + j): check trajectory j starts where main trajectory j starts. Pure function of
     (cfg, indices)."""
     model = study_model(cfg)
     theta0 = draw_starts(cfg.model, cfg.init, cfg.seed, [i - CHECK_OFFSET for i in indices], device=model.device)
-    return run_pipeline(model, theta0, list(cfg.check.stages), on_status=on_status, on_finished=on_finished,
+    return run_pipeline(model, theta0, list(cfg.cross_check.stages), on_status=on_status, on_finished=on_finished,
                         working_batch=study_working_batch(cfg, model, len(theta0)))
 
 
-def check_chunks(cfg: StudyConfig, done: set[int] | None = None, unit: int | None = None) -> list[list[int]]:
+def cross_check_chunks(cfg: StudyConfig, done: set[int] | None = None, unit: int | None = None) -> list[list[int]]:
     """Check trajectory indices still to run, split into units of ``unit`` starts (default
     ``batch_size``; :func:`run_study` gives the working batch where that is smaller). Each unit
     is committed when its rows end, so a long check (GD at λ = 2⁻¹⁴ and d = 70: hours on a CPU)
     keeps every finished unit when the run is interrupted."""
-    return _split([CHECK_OFFSET + j for j in range(cfg.check.starts) if not done or CHECK_OFFSET + j not in done],
+    return _split([CHECK_OFFSET + j for j in range(cfg.cross_check.starts) if not done or CHECK_OFFSET + j not in done],
                   min(cfg.batch_size, unit or cfg.batch_size))
 
 
 def stages_of(cfg: StudyConfig, kind: str) -> tuple:
     """The pipeline that runs the trajectories of ``kind``: main, check, else the saddle search's."""
-    return {MAIN: cfg.stages, CHECK: cfg.check.stages}.get(kind, cfg.saddles.stages)
+    return {MAIN: cfg.stages, CHECK: cfg.cross_check.stages}.get(kind, cfg.saddles.stages)
 
 
 def chunks(cfg: StudyConfig, done: set[int] | None = None) -> list[list[int]]:
