@@ -63,7 +63,7 @@ if STUDY_DIR is None:
     STUDY_DIR = OUT
 res = load_results(STUDY_DIR)
 print(res.dynamics)
-print(headline_text(res.summary))
+print(headline_text(res.result))
 """),
     ("md", "## The study's figures (the same as in its `report.html`)"),
     ("code", """

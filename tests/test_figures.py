@@ -10,10 +10,12 @@ from landscape import figures, theory
 from landscape.study import stats
 from landscape.analysis import analyse_point
 from landscape.study.graph import basin_graph, disconnectivity_tree, tree_to_json
+from landscape.study.result import (Accumulation, BasinBarrier, DisconnectivityTree, Fraction, StudyPoint,
+                                    Unseen)
 from landscape.core.model import ModelSpec
 
 DYN = "gd(lr=0.5) → newton; init gaussian"
-POINTS = [
+POINT_ROWS = [
     {"id": 0, "kind": "minimum", "label": "DNC", "loss": 0.02, "rank_pattern": [3, 3, 3], "index": 0, "type": "minimum",
      "basin_count": 6, "fraction": 0.6, "ci_low": 0.31, "ci_high": 0.83},
     {"id": 1, "kind": "minimum", "label": "pairs", "loss": 0.019, "rank_pattern": [2, 2, 2], "index": 0,
@@ -21,9 +23,10 @@ POINTS = [
     {"id": 2, "kind": "saddle", "label": "simplex(3)+null", "loss": 0.36, "rank_pattern": [2, 2, 2], "index": 2,
      "type": "saddle", "basin_count": 0, "fraction": 0.0, "ci_low": 0.0, "ci_high": 0.28},
 ]
-LABELS = [{"label": "DNC", "n_points": 1, "count": 6, "fraction": 0.6, "ci_low": 0.31, "ci_high": 0.83},
-          {"label": "pairs", "n_points": 1, "count": 3, "fraction": 0.3, "ci_low": 0.1, "ci_high": 0.6}]
-UNC = [{"stop_reason": "max_iter", "count": 1, "fraction": 0.1, "ci_low": 0.02, "ci_high": 0.4}]
+POINTS = [StudyPoint.from_row(r) for r in POINT_ROWS]
+LABELS = {"DNC": Fraction(count=6, fraction=0.6, ci_low=0.31, ci_high=0.83, n_points=1),
+          "pairs": Fraction(count=3, fraction=0.3, ci_low=0.1, ci_high=0.6, n_points=1)}
+UNC = {"max_iter": Fraction(count=1, fraction=0.1, ci_low=0.02, ci_high=0.4)}
 
 
 def test_label_colours_tell_labels_apart_and_keep_each_label_its_colour():
@@ -83,7 +86,7 @@ def _tree():
 
 def test_disconnectivity_layout_and_widths():
     tree = _tree()
-    fig = figures.disconnectivity_figure(tree, {p["id"]: p for p in POINTS}, n_trajectories=10, dynamics=DYN)
+    fig = figures.disconnectivity_figure(DisconnectivityTree.from_json(tree), {p.id: p for p in POINTS}, n_trajectories=10, dynamics=DYN)
     # tree: merge:0 (level 2) over leaves 0 and 1; leaf 2 (level 1) is an isolated root, placed first
     # because roots go in order of level
     lines = [t for t in fig.data if t.mode == "lines"]
@@ -130,7 +133,7 @@ def test_disconnectivity_small_barrier_is_visible_next_to_a_high_saddle():
     barrier = low["barriers"]["0"]                    # out of DNC, from the tree
     e_min = min(n["level"] for n in nodes.values() if n["type"] == "leaf")
     assert barrier == pytest.approx(5e-4) and high["level"] - e_min > 1000 * barrier
-    fig = figures.disconnectivity_figure(tree, {p["id"]: p for p in POINTS}, n_trajectories=9, dynamics=DYN)
+    fig = figures.disconnectivity_figure(DisconnectivityTree.from_json(tree), {p.id: p for p in POINTS}, n_trajectories=9, dynamics=DYN)
     marks = {t.name: t for t in fig.data if t.mode == "markers"}
     lo_ax, hi_ax = fig.layout.yaxis.range
     y_dnc, y_pairs = marks["DNC"].y[0], marks["pairs"].y[0]
@@ -156,14 +159,14 @@ def test_disconnectivity_small_barrier_is_visible_next_to_a_high_saddle():
 
 def test_disconnectivity_axis_is_linear_when_nothing_is_far_above():
     tree = _tree()   # minima at 0, 0.5 (both with starts, merged at 2.0) and 1.0: no compression
-    fig = figures.disconnectivity_figure(tree)
+    fig = figures.disconnectivity_figure(DisconnectivityTree.from_json(tree))
     merge = next(t for t in fig.data if t.name == "merge (saddle level)")
     assert list(merge.y) == [2.0] and "log scale" not in fig.layout.yaxis.title.text
     assert [float(t) for t in fig.layout.yaxis.ticktext] == pytest.approx(list(fig.layout.yaxis.tickvals))
 
 
 def test_disconnectivity_empty_tree_draws_nothing_and_says_so():
-    fig = figures.disconnectivity_figure({"roots": [], "nodes": []})
+    fig = figures.disconnectivity_figure(DisconnectivityTree.from_json({"roots": [], "nodes": []}))
     assert len(fig.data) == 0
     assert "nothing to draw" in fig.layout.annotations[0].text
 
@@ -179,7 +182,7 @@ def test_disconnectivity_deep_chain_does_not_recurse():
                       "members": list(range(k + 1)), "basin_count": k + 1, "fraction": (k + 1) / n, "point_id": None,
                       "label": None, "saddles": [n + k]})
         prev = f"merge:{k}"
-    x = figures._tree_layout({"roots": [prev], "nodes": nodes})
+    x = figures._tree_layout(DisconnectivityTree.from_json({"roots": [prev], "nodes": nodes}))
     assert x["leaf:0"] == 0.0 and x[f"leaf:{n - 1}"] == n - 1
     assert x["merge:1"] == 0.5
 
@@ -300,17 +303,17 @@ def test_loss_rank_by_label_sized_by_fraction():
     fig = figures.loss_rank_figure(POINTS, n_trajectories=10, dynamics=DYN)
     assert [t.name for t in fig.data] == ["DNC", "pairs", "simplex(3)+null"]
     assert list(fig.data[0].x) == [3] and list(fig.data[1].x) == [2] and list(fig.data[2].x) == [2]
-    assert [list(t.y) for t in fig.data] == [[p["loss"]] for p in POINTS]
+    assert [list(t.y) for t in fig.data] == [[p.loss] for p in POINTS]
     # each point carries its basin fraction and interval; the marker grows with the fraction, and
     # the point no start reached (the saddle) gets the smallest
     for t, p in zip(fig.data, POINTS):
-        assert f"fraction {p['fraction']:.4f} [{p['ci_low']:.4f}, {p['ci_high']:.4f}]" in t.text[0]
+        assert f"fraction {p.fraction:.4f} [{p.ci_low:.4f}, {p.ci_high:.4f}]" in t.text[0]
     sizes = [t.marker.size[0] for t in fig.data]
     assert sizes[2] < sizes[1] < sizes[0]                        # fractions 0.0 < 0.3 < 0.6
 
 
 def test_accumulation_curve_and_unseen_note():
-    fig = figures.accumulation_figure([1, 2, 3, 4], [1, 1, 2, 2], unseen={"estimate": 0.25, "n1": 1, "n": 4},
+    fig = figures.accumulation_figure(Accumulation([1, 2, 3, 4], [1, 1, 2, 2]), unseen=Unseen(n1=1, n=4, estimate=0.25),
                                       dynamics=DYN)
     assert len(fig.data) == 1 and list(fig.data[0].y) == [1, 1, 2, 2]
     assert "N₁/n = 1/4 = 0.2500" in fig.layout.title.subtitle.text
@@ -342,7 +345,7 @@ def test_barrier_basin_figure_plots_the_joined_minima_and_names_the_rest():
              "to": 0, "to_label": "DNC", "saddle": 9},
             {"point_id": 4, "label": "other", "loss": 0.4, "basin_count": 1, "fraction": 0.1, "barrier": None,
              "to": None, "to_label": None, "saddle": None}]
-    fig = figures.barrier_basin_figure(rows, n_trajectories=10, dynamics=DYN)
+    fig = figures.barrier_basin_figure([BasinBarrier.from_row(r) for r in rows], n_trajectories=10, dynamics=DYN)
     assert [t.name for t in fig.data] == ["DNC", "pairs"]
     assert [list(t.x) for t in fig.data] == [[0.6], [0.3]] and [list(t.y) for t in fig.data] == [[5.2e-4], [2.2e-3]]
     assert fig.layout.yaxis.type == "log"

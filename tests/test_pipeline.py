@@ -291,7 +291,7 @@ def test_a_results_folder_is_opened_with_load_results(runs):
     with pytest.raises(SpecError, match=r"this is a results folder: open it with landscape\.load_results"):
         load_study(a)
     res = load_results(a)
-    assert res.summary == r.summary and res.points == r["points"]
+    assert res.summary == r.summary and res.points == r.points
 
 
 # ----- the tutorial's example: open a finished study ------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from landscape.cli import main as cli_main
+from landscape.study.result import StudyResult
 from landscape.viz.report import figure_ids, headline_text, load_results, write_report
 from browser import chromium, needs_chromium, rendered
 from study_fixture import N, build_study
@@ -45,18 +46,23 @@ def test_report_content(report):
     assert "max_iter 3 (9.4%" in text
 
 
+def _result(summary: dict) -> StudyResult:
+    """The typed view of a summary.json content (the keys a test leaves out: none, empty)."""
+    return StudyResult.from_summary(".", {"n_trajectories": 2, "points": [], "stop_reasons": {}, **summary})
+
+
 def test_headline_without_certified_points():
     s = {"headline": {"dnc_fraction": 0.0, "dnc_ci_low": 0.0, "dnc_ci_high": 0.5, "lowest_loss_label": None,
                       "lowest_loss": None, "lowest_loss_point": None}}
-    assert headline_text(s) == "DNC reached by 0.0% of starts [0.0%, 50.0%]; no critical point was certified."
+    assert headline_text(_result(s)) == "DNC reached by 0.0% of starts [0.0%, 50.0%]; no critical point was certified."
 
 
 def test_load_results_reads_every_file(study):
     res = load_results(study)
     assert res.n_trajectories == N == 32
     # spectra, analyses and points share one key: the integer point id
-    assert sorted(res.analyses) == sorted(res.spectra) == [p["id"] for p in res.points] == [0, 1, 2, 3, 4]
-    assert res.tree["roots"] == ["merge:0", "leaf:2"]
+    assert sorted(res.analyses) == sorted(res.spectra) == [p.id for p in res.points] == [0, 1, 2, 3, 4]
+    assert res.tree.roots == ["merge:0", "leaf:2"]
     assert res.analyses[0]["label"] == "DNC" and len(res.spectra[0]["spectrum"]) == 144
 
 
@@ -77,7 +83,7 @@ def test_load_results_gives_the_result_run_study_returns(study):
     res = load_results(study)
     r = res.result
     assert r.folder == study and r.summary == res.summary and r.n_trajectories == N
-    assert [p.id for p in r.points] == [p["id"] for p in res.points]
+    assert [p.id for p in r.points] == [p["id"] for p in res.summary["points"]]
     assert {k: (f.count, f.ci_low, f.ci_high) for k, f in r.fractions.items()} == \
         {row["label"]: (row["count"], row["ci_low"], row["ci_high"]) for row in res.summary["labels"]}
 
@@ -144,12 +150,12 @@ def test_a_summary_without_diagnosis_or_with_an_empty_one_renders_as_before(stud
     assert "DNC reached by 56.2% of starts [39.3%, 71.8%]; the lowest-loss structure is pairs" in text
     s = json.loads((study / "summary.json").read_text())
     # a diagnosis without headline.certified (a partial summary): the fractions of all starts
-    assert headline_text({**s, "diagnosis": DIAGNOSIS}).startswith("DNC reached by 56.2% of starts")
+    assert headline_text(_result({**s, "diagnosis": DIAGNOSIS})).startswith("DNC reached by 56.2% of starts")
     nothing = {**s, "diagnosis": DIAGNOSIS, "n_trajectories": 32,
                "headline": {**s["headline"], "lowest_loss_point": None,
                             "certified": {"n_certified": 0, "dnc": 0, "fraction": None, "ci_low": None,
                                           "ci_high": None}}}
-    assert headline_text(nothing) == "DNC: none of the 32 starts certified; no critical point was certified."
+    assert headline_text(_result(nothing)) == "DNC: none of the 32 starts certified; no critical point was certified."
 
 
 @pytest.mark.parametrize("change, message", [

@@ -223,7 +223,7 @@ def test_tree_path_inside_the_folder_is_read(study, tmp_path):
     folder = _with_tree(study, tmp_path / "study", "sub/tree.json")
     (folder / "sub").mkdir()
     shutil.move(folder / "tree.json", folder / "sub" / "tree.json")
-    assert load_results(folder).tree["roots"] == ["merge:0", "leaf:2"]
+    assert load_results(folder).tree.roots == ["merge:0", "leaf:2"]
 
 
 def test_tampered_tree_numbers_are_refused(study, tmp_path):

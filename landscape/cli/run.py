@@ -127,7 +127,7 @@ def _print_result(r) -> None:
                f"{n - cert.n_certified} of {n} starts uncertified)")
     else:
         dnc = f"DNC fraction {_pct(h.dnc_fraction)} [{_pct(h.dnc_ci_low)}, {_pct(h.dnc_ci_high)}]"
-    print(f"{len(r.points)} distinct critical points, {r.summary['graph']['n_edges']} saddle connections, "
+    print(f"{len(r.points)} distinct critical points, {r.n_saddle_connections} saddle connections, "
           f"{len(r.transition_states)} transition states; {dnc}; "
           f"lowest loss {h.lowest_loss:.10g} ({h.lowest_loss_label}, point {h.lowest_loss_point})"
           if h.lowest_loss is not None else f"{len(r.points)} distinct critical points; {dnc}")

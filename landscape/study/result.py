@@ -17,7 +17,7 @@ read-only :class:`~collections.abc.Mapping` over ``summary``. New code should us
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +28,129 @@ def _float(x) -> float | None:
     return None if x is None else float(x)
 
 
+def _int(x) -> int | None:
+    return None if x is None else int(x)
+
+
 @dataclass(frozen=True)
 class Fraction:
     """A share of the main starts with its Wilson interval (summary.json ``labels`` and
     ``uncertified`` rows): ``count`` of ``n_trajectories`` starts, ``fraction`` =
-    count / n_trajectories, interval [``ci_low``, ``ci_high``] at the summary's confidence."""
+    count / n_trajectories, interval [``ci_low``, ``ci_high``] at the summary's confidence;
+    ``n_points``: for a label, how many distinct points carry it (None for a stop reason)."""
 
     count: int
     fraction: float
     ci_low: float
     ci_high: float
+    n_points: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping) -> Fraction:
-        return cls(int(row["count"]), _float(row["fraction"]), _float(row["ci_low"]), _float(row["ci_high"]))
+        return cls(int(row["count"]), _float(row.get("fraction")), _float(row.get("ci_low")),
+                   _float(row.get("ci_high")), _int(row.get("n_points")))
+
+
+@dataclass(frozen=True)
+class BasinBarrier:
+    """The lowest transition-state barrier out of one minimum that holds starts (a summary.json
+    ``headline.basin_barriers`` row): the minimum (``point_id``, ``label``, ``loss``,
+    ``basin_count``, ``fraction``), and ``barrier`` = saddle loss − its loss through transition
+    state ``saddle`` to minimum ``to`` (``to_label``); ``barrier``, ``to``, ``saddle`` None where
+    no transition state joins it."""
+
+    point_id: int
+    label: str | None
+    loss: float
+    basin_count: int
+    fraction: float | None
+    barrier: float | None
+    to: int | None
+    to_label: str | None
+    saddle: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping) -> BasinBarrier:
+        return cls(point_id=int(row["point_id"]), label=row.get("label"), loss=float(row["loss"]),
+                   basin_count=int(row["basin_count"]), fraction=_float(row.get("fraction")),
+                   barrier=_float(row.get("barrier")), to=_int(row.get("to")), to_label=row.get("to_label"),
+                   saddle=_int(row.get("saddle")))
+
+
+@dataclass(frozen=True)
+class Unseen:
+    """The Good–Turing estimate of the unseen mass (summary.json ``unseen``): ``n1`` minima reached
+    by exactly one of ``n`` certified starts, ``estimate`` = n1/n (None without starts)."""
+
+    n1: int | None
+    n: int | None
+    estimate: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping | None) -> Unseen | None:
+        if not row:
+            return None
+        return cls(_int(row.get("n1")), _int(row.get("n")), _float(row.get("estimate")))
+
+
+@dataclass(frozen=True)
+class Accumulation:
+    """The accumulation curve (summary.json ``accumulation``): distinct minima ``n_distinct[i]``
+    seen among the first ``n_trajectories[i]`` starts, in index order."""
+
+    n_trajectories: list[int]
+    n_distinct: list[int]
+
+    @classmethod
+    def from_row(cls, row: Mapping | None) -> Accumulation | None:
+        if not row:
+            return None
+        return cls([int(t) for t in row["n_trajectories"]], [int(k) for k in row["n_distinct"]])
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    """One node of the disconnectivity tree (a ``tree.json`` node, :func:`landscape.study.graph.tree_to_json`):
+    ``id`` (``leaf:3``, ``merge:0``), ``type`` (``leaf`` or ``merge``), ``level`` (the minimum's
+    loss, or the joining saddle's), ``children`` (node ids), ``members`` (point ids of the minima
+    below), ``basin_count`` and ``fraction`` of those; a leaf's ``point_id`` and ``label``; a
+    merge's ``saddles``, ``transition_states`` and ``barriers`` (point id → barrier from it)."""
+
+    id: str
+    type: str
+    level: float
+    children: list[str]
+    members: list[int]
+    basin_count: int
+    fraction: float | None
+    point_id: int | None = None
+    label: str | None = None
+    saddles: list | None = None
+    transition_states: list | None = None
+    barriers: dict | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping) -> TreeNode:
+        return cls(id=str(row["id"]), type=str(row["type"]), level=float(row["level"]),
+                   children=[str(c) for c in row.get("children") or []],
+                   members=[int(m) for m in row.get("members") or []], basin_count=int(row.get("basin_count") or 0),
+                   fraction=_float(row.get("fraction")), point_id=_int(row.get("point_id")), label=row.get("label"),
+                   saddles=row.get("saddles"), transition_states=row.get("transition_states"),
+                   barriers=row.get("barriers"))
+
+
+@dataclass(frozen=True)
+class DisconnectivityTree:
+    """A study's disconnectivity tree (``tree.json``): ``roots`` (node ids, lowest first) and
+    ``nodes`` (id → :class:`TreeNode`, by level)."""
+
+    roots: list[str]
+    nodes: dict[str, TreeNode]
+
+    @classmethod
+    def from_json(cls, tree: Mapping) -> DisconnectivityTree:
+        nodes = [TreeNode.from_row(n) for n in tree.get("nodes") or []]
+        return cls(roots=[str(r) for r in tree.get("roots") or []], nodes={n.id: n for n in nodes})
 
 
 @dataclass(frozen=True)
@@ -69,45 +178,139 @@ class Headline:
     lowest_loss: float | None
     lowest_loss_label: str | None
     lowest_loss_point: int | None
+    dnc_barrier: float | None = None
+    dnc_barrier_saddle: int | None = None
+    dnc_barrier_to: int | None = None
+    dnc_barrier_to_label: str | None = None
+    basin_barriers: tuple[BasinBarrier, ...] = ()
 
     @classmethod
     def from_summary(cls, h: Mapping) -> Headline:
         c = h.get("certified")
         return cls(dnc_fraction=_float(h["dnc_fraction"]), dnc_ci_low=_float(h["dnc_ci_low"]),
                    dnc_ci_high=_float(h["dnc_ci_high"]),
-                   certified=None if c is None else CertifiedDNC(**{k: c[k] for k in (
+                   certified=None if not isinstance(c, Mapping) else CertifiedDNC(**{k: c.get(k) for k in (
                        "n_certified", "dnc", "fraction", "ci_low", "ci_high")}),
                    lowest_loss=h.get("lowest_loss"), lowest_loss_label=h.get("lowest_loss_label"),
-                   lowest_loss_point=h.get("lowest_loss_point"))
+                   lowest_loss_point=h.get("lowest_loss_point"), dnc_barrier=_float(h.get("dnc_barrier")),
+                   dnc_barrier_saddle=_int(h.get("dnc_barrier_saddle")), dnc_barrier_to=_int(h.get("dnc_barrier_to")),
+                   dnc_barrier_to_label=h.get("dnc_barrier_to_label"),
+                   basin_barriers=tuple(BasinBarrier.from_row(r) for r in h.get("basin_barriers") or []))
+
+
+@dataclass(frozen=True)
+class TheoryMatch:
+    """How a point compares with the closed forms of its structure (a point's ``theory_match``):
+    ``matched``, the ``pattern`` it matched and ``loss_difference`` from its closed form, or the
+    ``reason`` it matched none."""
+
+    matched: bool
+    pattern: str | None = None
+    loss_difference: float | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping | None) -> TheoryMatch | None:
+        if not row:
+            return None
+        return cls(bool(row.get("matched")), row.get("pattern"), _float(row.get("loss_difference")),
+                   row.get("reason"))
 
 
 @dataclass(frozen=True)
 class StudyPoint:
     """One distinct critical point (a summary.json ``points`` row): what it is (``kind``:
-    minimum, saddle, degenerate, …; ``label``: DNC, pairs, zero, other), its loss and ‖∇L‖, its
-    Hessian ``index`` and ``nullity``, and how many main starts reached it (``basin_count``,
-    ``fraction`` with its interval). ``record`` is the whole row (rank pattern, collapse metrics,
-    theory match, verification flags)."""
+    minimum, saddle, degenerate, …; ``label``: DNC, pairs, zero, other; ``type``), its loss and
+    ‖∇L‖, its ``rank_pattern`` (numerical rank of each layer's features, the logits last), its
+    Hessian ``index`` and ``nullity`` (``symmetry_zero_modes`` + ``excess_zero_modes``) and
+    ``smallest_nonzero_eigenvalue``, how it was checked (``verified``, ``index_is_lower_bound``,
+    ``lanczos_converged``, ``symmetry_verified``), its :class:`TheoryMatch`, and how many main
+    starts reached it (``basin_count``, ``fraction`` with its interval; None where no start was
+    counted). ``record`` is the whole row (collapse metrics and the rest)."""
 
     id: int
     kind: str
     label: str
     loss: float
-    grad_norm: float
+    grad_norm: float | None
     index: int | None
     nullity: int | None
     basin_count: int
-    fraction: float
-    ci_low: float
-    ci_high: float
+    fraction: float | None
+    ci_low: float | None
+    ci_high: float | None
     record: Mapping[str, Any]
+    rank_pattern: list[int] | None = None
+    symmetry_zero_modes: int | None = None
+    excess_zero_modes: int | None = None
+    type: str | None = None
+    verified: bool = True
+    index_is_lower_bound: bool = False
+    lanczos_converged: bool | None = None
+    symmetry_verified: bool | None = None
+    smallest_nonzero_eigenvalue: float | None = None
+    theory_match: TheoryMatch | None = None
 
     @classmethod
     def from_row(cls, row: Mapping) -> StudyPoint:
-        return cls(id=int(row["id"]), kind=row["kind"], label=row["label"], loss=row["loss"],
-                   grad_norm=row["grad_norm"], index=row.get("index"), nullity=row.get("nullity"),
-                   basin_count=int(row["basin_count"]), fraction=row["fraction"], ci_low=row["ci_low"],
-                   ci_high=row["ci_high"], record=row)
+        rp = row.get("rank_pattern")
+        return cls(id=int(row["id"]), kind=row.get("kind"), label=row.get("label"), loss=float(row["loss"]),
+                   grad_norm=_float(row.get("grad_norm")), index=_int(row.get("index")),
+                   nullity=_int(row.get("nullity")), basin_count=int(row.get("basin_count") or 0),
+                   fraction=_float(row.get("fraction")), ci_low=_float(row.get("ci_low")),
+                   ci_high=_float(row.get("ci_high")), record=row,
+                   rank_pattern=None if rp is None else [int(r) for r in rp],
+                   symmetry_zero_modes=_int(row.get("symmetry_zero_modes")),
+                   excess_zero_modes=_int(row.get("excess_zero_modes")), type=row.get("type"),
+                   verified=bool(row.get("verified", True)), index_is_lower_bound=bool(row.get("index_is_lower_bound")),
+                   lanczos_converged=row.get("lanczos_converged"), symmetry_verified=row.get("symmetry_verified"),
+                   smallest_nonzero_eigenvalue=_float(row.get("smallest_nonzero_eigenvalue")),
+                   theory_match=TheoryMatch.from_row(row.get("theory_match")))
+
+
+@dataclass(frozen=True)
+class SaddleVisit:
+    """A saddle the main dynamics passed near (a summary.json ``saddle_visits`` row): a finisher
+    stopped there and the trajectory was continued past it. ``point_id``, its ``label``, ``index``
+    and ``loss``; ``n_trajectories`` that stopped there, ``n_visits`` in all, and the iterations they
+    ``mean_lingered`` there."""
+
+    point_id: int
+    label: str | None
+    index: int | None
+    loss: float | None
+    n_trajectories: int
+    n_visits: int | None
+    mean_lingered: float
+
+    @classmethod
+    def from_row(cls, row: Mapping) -> SaddleVisit:
+        return cls(point_id=int(row["point_id"]), label=row.get("label"), index=_int(row.get("index")),
+                   loss=_float(row.get("loss")), n_trajectories=int(row["n_trajectories"]),
+                   n_visits=_int(row.get("n_visits")), mean_lingered=float(row["mean_lingered"]))
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The model's size as the summary records it (``config.model``): classes ``K``, samples per
+    class ``n``, width ``d`` and depth ``L`` (None where not recorded); ``P`` its parameter count
+    (the factor shapes of :attr:`landscape.core.spec.ModelSpec.shapes`: d×Kn, (L−1)·d×d, K×d)."""
+
+    K: int | None
+    n: int | None
+    d: int | None
+    L: int | None
+
+    @classmethod
+    def from_row(cls, model: Mapping | None) -> ModelShape:
+        model = model or {}
+        return cls(*(model.get(k) if isinstance(model.get(k), int) else None for k in ("K", "n", "d", "L")))
+
+    @property
+    def P(self) -> int | None:
+        if None in (self.K, self.n, self.d, self.L):
+            return None
+        return self.d * self.K * self.n + (self.L - 1) * self.d * self.d + self.K * self.d
 
 
 @dataclass(frozen=True)
@@ -117,8 +320,8 @@ class Diagnosis:
 
     reason: str
     count: int
-    share: float
-    advice: str
+    share: float | None
+    advice: str | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +338,12 @@ class StudyResult(Mapping):
     starts mostly certified. ``timings``: seconds per phase of this run (summary.json ``timings``,
     and ``featured_spectra_s``, ``report_s`` where this run wrote them); ``wall_time_s``: the
     seconds of all of them. ``report``: the folder's ``report.html``, or None where it was not
-    written. ``summary``: the whole summary.json.
+    written. ``summary``: the whole summary.json. ``confidence``: the level of every interval;
+    ``accumulation`` (:class:`Accumulation`) and ``unseen`` (:class:`Unseen`): how far the starts
+    saturate the minima (None in a summary without them); ``n_saddle_connections``: the basin
+    graph's edges (descents from saddles); ``config``: the configuration as stored (the file
+    layout of :meth:`landscape.study.config.StudyConfig.to_dict`), ``model`` its
+    :class:`ModelShape`; ``saddle_visits``: :class:`SaddleVisit` rows.
     """
 
     folder: Path
@@ -152,6 +360,13 @@ class StudyResult(Mapping):
     wall_time_s: float
     report: Path | None
     summary: dict[str, Any]
+    confidence: float = 0.95
+    accumulation: Accumulation | None = None
+    unseen: Unseen | None = None
+    n_saddle_connections: int | None = None
+    config: Mapping[str, Any] | None = None
+    model: ModelShape | None = None
+    saddle_visits: list[SaddleVisit] = field(default_factory=list)
 
     @classmethod
     def from_summary(cls, folder: str | Path, summary: dict, *, timings: Mapping[str, float] | None = None,
@@ -167,14 +382,19 @@ class StudyResult(Mapping):
             folder=Path(folder), n_trajectories=int(summary["n_trajectories"]), dynamics=summary.get("dynamics"),
             headline=Headline.from_summary(summary["headline"]),
             points=[StudyPoint.from_row(p) for p in summary["points"]],
-            fractions={r["label"]: Fraction.from_row(r) for r in summary["labels"]},
+            fractions={str(r.get("label")): Fraction.from_row(r) for r in summary.get("labels") or []},
             uncertified={r["stop_reason"]: Fraction.from_row(r) for r in summary.get("uncertified") or []},
             stop_reasons={k: int(v) for k, v in summary["stop_reasons"].items()},
             transition_states=[TransitionStateRecord.from_mapping(t) for t in summary.get("transition_states") or []],
-            diagnosis=[Diagnosis(reason=d["reason"], count=int(d["count"]), share=float(d["share"]),
-                                 advice=d["advice"]) for d in summary.get("diagnosis") or []],
+            diagnosis=[Diagnosis(reason=d["reason"], count=int(d["count"]), share=_float(d.get("share")),
+                                 advice=d.get("advice")) for d in summary.get("diagnosis") or []],
             timings={**(summary.get("timings") or {}), **extra}, wall_time_s=wall,
-            report=None if report is None else Path(report), summary=summary)
+            report=None if report is None else Path(report), summary=summary,
+            confidence=float((summary.get("tolerances") or {}).get("confidence", 0.95)),
+            accumulation=Accumulation.from_row(summary.get("accumulation")), unseen=Unseen.from_row(summary.get("unseen")),
+            n_saddle_connections=_int((summary.get("graph") or {}).get("n_edges")), config=summary.get("config"),
+            model=ModelShape.from_row((summary.get("config") or {}).get("model")),
+            saddle_visits=[SaddleVisit.from_row(r) for r in summary.get("saddle_visits") or []])
 
     def point(self, point_id: int) -> StudyPoint:
         """The distinct point with id ``point_id``."""

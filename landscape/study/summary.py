@@ -34,6 +34,7 @@ from ..io.records import PointRecord, TrajectoryRecord
 from ..io.store import StudyStore
 from .config import CHECK_OFFSET, StudyConfig, resolve_device
 from .diagnosis import certified_headline, diagnose
+from .result import StudyPoint
 from .graph import basin_graph, disconnectivity_tree, tree_to_json, write_graphml
 from .stats import accumulation_curve, basin_fractions, paired_counts, paired_difference, proportion
 
@@ -161,19 +162,19 @@ def summarise(cfg: StudyConfig, store: StudyStore) -> StudySummary:
     return StudySummary(record, G, T)
 
 
-def featured_points(points: list[dict]) -> list[tuple[int, str]]:
+def featured_points(points: list[StudyPoint]) -> list[tuple[int, str]]:
     """Points a report shows in detail, as (id, why): the lowest-loss point, the point the most
-    starts reached, and the lowest-loss DNC point, without repeats (summary point records)."""
+    starts reached, and the lowest-loss DNC point, without repeats (:class:`StudyPoint`)."""
     picks = []
     if points:
-        picks.append((min(points, key=lambda p: p["loss"]), "lowest loss"))
-        picks.append((max(points, key=lambda p: (p.get("basin_count") or 0, -p["loss"])), "most starts"))
-        dnc = [p for p in points if p.get("label") == DNC.name]
+        picks.append((min(points, key=lambda p: p.loss), "lowest loss"))
+        picks.append((max(points, key=lambda p: (p.basin_count, -p.loss)), "most starts"))
+        dnc = [p for p in points if p.label == DNC.name]
         if dnc:
-            picks.append((min(dnc, key=lambda p: p["loss"]), "lowest-loss DNC"))
+            picks.append((min(dnc, key=lambda p: p.loss), "lowest-loss DNC"))
     out: dict[int, list[str]] = {}
     for p, why in picks:
-        out.setdefault(int(p["id"]), []).append(why)
+        out.setdefault(p.id, []).append(why)
     return [(pid, ", ".join(whys)) for pid, whys in out.items()]
 
 
@@ -185,7 +186,7 @@ def featured_spectra(cfg: StudyConfig, out: Path, budget_s: float) -> list[int]:
     summary = read_json(out / FILES["summary"])
     done = []
     with StudyStore.open(out) as store:
-        for pid, _ in featured_points(summary["points"]):
+        for pid, _ in featured_points([StudyPoint.from_row(p) for p in summary["points"]]):
             if store.spectrum_record(pid) is not None:
                 continue
             p = store.point(pid)

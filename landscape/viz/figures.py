@@ -1,8 +1,11 @@
 """Interactive Plotly figures of a study: basins, disconnectivity graph, spectra, structure, sweeps.
 
-Every function takes plain inputs (dicts, lists, numpy arrays: the layouts of ``summary.json``,
-``tree.json``, ``spectra.npz`` and ``prevalence.csv``, documented per function) and returns a
-:class:`plotly.graph_objects.Figure`; :mod:`landscape.report` reads a results folder and calls them.
+A study's figures take the typed records of :mod:`landscape.study.result` (a
+:class:`~landscape.study.result.StudyResult`'s points, fractions, headline barriers, accumulation
+and :class:`~landscape.study.result.DisconnectivityTree`); spectra, sweeps and continuation take
+the layouts of ``spectra.npz``, ``prevalence.csv`` and the stored records, documented per function.
+Each returns a :class:`plotly.graph_objects.Figure`; :mod:`landscape.report` reads a results
+folder and calls them.
 
 Conventions shared by all figures:
 
@@ -25,6 +28,8 @@ from plotly.subplots import make_subplots
 
 from ..analysis.labels import DNC, NAMED, UNLABELLED_COLOUR
 from ..core.validate import check_number
+from ..study.result import (Accumulation, BasinBarrier, DisconnectivityTree, Fraction, StudyPoint, TreeNode,
+                            Unseen)
 from ..study.stats import proportion
 
 #: Fixed colours of the labels every study can produce; other labels (block patterns such as
@@ -86,59 +91,58 @@ def _fmt_rank(rp) -> str:
     return "(" + ", ".join(str(r) for r in rp) + ")" if rp is not None else "-"
 
 
-def _fmt_ci(p: Mapping) -> str:
-    if p.get("fraction") is None:
+def _fmt_ci(p: StudyPoint) -> str:
+    if p.fraction is None:
         return "-"
-    return f"{p['fraction']:.4f} [{p['ci_low']:.4f}, {p['ci_high']:.4f}]"
+    return f"{p.fraction:.4f} [{p.ci_low:.4f}, {p.ci_high:.4f}]"
 
 
 # ----- 1. basin fractions ----------------------------------------------------------------------
-def basin_fractions_figure(points: Sequence[Mapping], labels: Sequence[Mapping], *, n_trajectories: int,
-                           dynamics: str | None, uncertified: Sequence[Mapping] = (),
+def basin_fractions_figure(points: Sequence[StudyPoint], fractions: Mapping[str, Fraction], *,
+                           n_trajectories: int, dynamics: str | None,
+                           uncertified: Mapping[str, Fraction] | None = None,
                            confidence: float = 0.95) -> go.Figure:
     """Basin fraction of each distinct point (left) and of each label (right), with interval bars.
 
-    ``points``: summary.json ``points`` records (``id``, ``label``, ``loss``, ``basin_count``,
-    ``fraction``, ``ci_low``, ``ci_high``; points no start reached are left out); ``labels``:
-    summary.json ``labels`` records (``label``, ``n_points``, ``count``, ``fraction``, ``ci_low``,
-    ``ci_high``); ``uncertified``: records (``stop_reason``, ``count``, ``fraction``, ``ci_low``,
-    ``ci_high``), drawn in grey on the right. Left: one bar trace per label present among the
-    reached points, bars ordered by descending fraction. Right: one trace for the labels, one for
-    the uncertified starts (when there are any).
+    ``points``: :class:`~landscape.study.result.StudyPoint` (points no start reached are left out);
+    ``fractions``: label → :class:`~landscape.study.result.Fraction` (with ``n_points``);
+    ``uncertified``: stop reason → :class:`~landscape.study.result.Fraction`, drawn in grey on
+    the right (``StudyResult.points``, ``.fractions``, ``.uncertified``). Left: one bar trace per
+    label present among the reached points, bars ordered by descending fraction. Right: one trace
+    for the labels, one for the uncertified starts (when there are any).
     """
-    reached = sorted((p for p in points if (p.get("basin_count") or 0) > 0),
-                     key=lambda p: (-p["basin_count"], p["id"]))
-    colours = label_colours([p.get("label") for p in reached] + [r.get("label") for r in labels])
+    reached = sorted((p for p in points if p.basin_count > 0), key=lambda p: (-p.basin_count, p.id))
+    colours = label_colours([p.label for p in reached] + list(fractions))
     fig = make_subplots(rows=1, cols=2, column_widths=[0.62, 0.38], horizontal_spacing=0.1,
                         subplot_titles=("per distinct critical point", "per label"))
-    for lab in _label_order([p.get("label") for p in reached]):
-        ps = [p for p in reached if str(p.get("label")) == lab]
+    for lab in _label_order([p.label for p in reached]):
+        ps = [p for p in reached if str(p.label) == lab]
         fig.add_trace(go.Bar(
-            x=[f"#{p['id']}" for p in ps], y=[p["fraction"] for p in ps], name=lab, legendgroup=lab,
-            marker_color=colours[lab], error_y=_err(*zip(*[(p["fraction"], p["ci_low"], p["ci_high"]) for p in ps])),
-            customdata=[[p["basin_count"], p["ci_low"], p["ci_high"], p["loss"]] for p in ps],
+            x=[f"#{p.id}" for p in ps], y=[p.fraction for p in ps], name=lab, legendgroup=lab,
+            marker_color=colours[lab], error_y=_err(*zip(*[(p.fraction, p.ci_low, p.ci_high) for p in ps])),
+            customdata=[[p.basin_count, p.ci_low, p.ci_high, p.loss] for p in ps],
             hovertemplate=("point %{x}<br>fraction %{y:.4f} [%{customdata[1]:.4f}, %{customdata[2]:.4f}]"
                            "<br>%{customdata[0]} starts<br>loss %{customdata[3]:.10g}<extra>" + lab + "</extra>")),
             row=1, col=1)
-    fig.update_xaxes(categoryorder="array", categoryarray=[f"#{p['id']}" for p in reached], title_text="point id",
+    fig.update_xaxes(categoryorder="array", categoryarray=[f"#{p.id}" for p in reached], title_text="point id",
                      row=1, col=1)
-    labs = sorted(labels, key=lambda r: (-r["count"], str(r.get("label"))))
+    labs = sorted(fractions.items(), key=lambda kv: (-kv[1].count, str(kv[0])))
     if labs:
         fig.add_trace(go.Bar(
-            x=[str(r.get("label")) for r in labs], y=[r["fraction"] for r in labs], name="per label",
-            showlegend=False, marker_color=[colours[str(r.get("label"))] for r in labs],
-            error_y=_err([r["fraction"] for r in labs], [r["ci_low"] for r in labs], [r["ci_high"] for r in labs]),
-            customdata=[[r["count"], r["ci_low"], r["ci_high"], r.get("n_points")] for r in labs],
+            x=[str(k) for k, _ in labs], y=[f.fraction for _, f in labs], name="per label",
+            showlegend=False, marker_color=[colours[str(k)] for k, _ in labs],
+            error_y=_err([f.fraction for _, f in labs], [f.ci_low for _, f in labs], [f.ci_high for _, f in labs]),
+            customdata=[[f.count, f.ci_low, f.ci_high, f.n_points] for _, f in labs],
             hovertemplate=("%{x}<br>fraction %{y:.4f} [%{customdata[1]:.4f}, %{customdata[2]:.4f}]"
                            "<br>%{customdata[0]} starts, %{customdata[3]} distinct points<extra></extra>")),
             row=1, col=2)
-    unc = [u for u in uncertified if u["count"] > 0]
+    unc = [(k, u) for k, u in (uncertified or {}).items() if u.count > 0]
     if unc:
         fig.add_trace(go.Bar(
-            x=[f"uncertified: {u['stop_reason']}" for u in unc], y=[u["fraction"] for u in unc],
+            x=[f"uncertified: {k}" for k, _ in unc], y=[u.fraction for _, u in unc],
             name="uncertified", marker_color=UNCERTIFIED_COLOUR, marker_pattern_shape="/",
-            error_y=_err([u["fraction"] for u in unc], [u["ci_low"] for u in unc], [u["ci_high"] for u in unc]),
-            customdata=[[u["count"]] for u in unc],
+            error_y=_err([u.fraction for _, u in unc], [u.ci_low for _, u in unc], [u.ci_high for _, u in unc]),
+            customdata=[[u.count] for _, u in unc],
             hovertemplate="%{x}<br>fraction %{y:.4f}<br>%{customdata[0]} starts<extra></extra>"), row=1, col=2)
     fig.update_yaxes(title_text="fraction of starts", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
@@ -146,18 +150,18 @@ def basin_fractions_figure(points: Sequence[Mapping], labels: Sequence[Mapping],
 
 
 # ----- 2. disconnectivity graph ----------------------------------------------------------------
-def _tree_layout(tree: Mapping) -> dict[str, float]:
+def _tree_layout(tree: DisconnectivityTree) -> dict[str, float]:
     """x position of every tree node: leaves 0, 1, 2, … in depth-first order from the roots (in
-    ``tree["roots"]`` order, children in their listed order); a merge sits at the midpoint of its
+    ``tree.roots`` order, children in their listed order); a merge sits at the midpoint of its
     outermost children."""
-    nodes = {n["id"]: n for n in tree["nodes"]}
+    nodes = tree.nodes
     x: dict[str, float] = {}
     leaf = 0
-    for root in tree["roots"]:  # iterative post-order: trees can be as deep as they have minima
+    for root in tree.roots:  # iterative post-order: trees can be as deep as they have minima
         stack = [(root, False)]
         while stack:
             nid, expanded = stack.pop()
-            ch = nodes[nid]["children"]
+            ch = nodes[nid].children
             if not ch:
                 x[nid] = float(leaf)
                 leaf += 1
@@ -200,13 +204,13 @@ class _LossAxis:
     r − break_at, so they stay in the graph without flattening the barriers. When nothing lies more
     than 25 % above the focus, the axis is linear throughout (``compressed`` False)."""
 
-    def __init__(self, nodes: Mapping[str, Mapping], parent: Mapping[str, str]):
-        leaves = [n for n in nodes.values() if n["type"] == "leaf"]
-        self.e_min = min(float(n["level"]) for n in leaves) if leaves else min(float(n["level"]) for n in nodes.values())
-        counted = [n for n in leaves if (n.get("basin_count") or 0) > 0] or leaves
-        focus = max((self.rel(nodes[parent[n["id"]]]["level"]) if n["id"] in parent else self.rel(n["level"])
+    def __init__(self, nodes: Mapping[str, TreeNode], parent: Mapping[str, str]):
+        leaves = [n for n in nodes.values() if n.type == "leaf"]
+        self.e_min = min(n.level for n in leaves) if leaves else min(n.level for n in nodes.values())
+        counted = [n for n in leaves if n.basin_count > 0] or leaves
+        focus = max((self.rel(nodes[parent[n.id]].level) if n.id in parent else self.rel(n.level)
                      for n in counted), default=0.0)
-        self.r_max = max(self.rel(n["level"]) for n in nodes.values())
+        self.r_max = max(self.rel(n.level) for n in nodes.values())
         self.compressed = focus > 0 and self.r_max > 1.25 * focus
         if self.compressed:
             self.break_at = 1.1 * focus
@@ -247,16 +251,16 @@ class _LossAxis:
         return [pos[i] for i in order], [f"{vals[i]:.3g}" for i in order]
 
 
-def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None = None, *,
+def disconnectivity_figure(tree: DisconnectivityTree, points: Mapping[int, StudyPoint] | None = None, *,
                            n_trajectories: int | None = None, dynamics: str | None = None,
                            max_width: float = 14.0) -> go.Figure:
     """Disconnectivity graph of a basin graph: vertical axis loss above the lowest minimum
     (E − E_min), leaves the minima.
 
-    ``tree``: the flat JSON of :func:`landscape.graph.tree_to_json` (``roots``, ``nodes`` with
-    ``id``, ``type``, ``level``, ``children``, ``members``, ``basin_count``, ``fraction``,
-    ``point_id``, ``label``, ``saddles``). ``points``: point id → summary.json point record, for
-    the hover text (loss, label, rank pattern, index, fraction ± interval); optional.
+    ``tree``: a :class:`~landscape.study.result.DisconnectivityTree` (tree.json read,
+    :meth:`~landscape.study.result.DisconnectivityTree.from_json`). ``points``: point id →
+    :class:`~landscape.study.result.StudyPoint`, for the hover text (loss, label, rank pattern,
+    index, fraction ± interval); optional.
 
     The vertical axis (:class:`_LossAxis`) is linear in E − E_min over the barriers of the minima
     that hold starts, and compressed (log) above them, so that a small barrier (say 5e-4 out of
@@ -274,7 +278,7 @@ def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None =
     sub = ("branch width ∝ basin fraction of the minima below; merges at the loss of the joining saddle; "
            + _provenance(dynamics, n_trajectories))
     fig = go.Figure()
-    nodes = {n["id"]: n for n in tree.get("nodes", [])}
+    nodes = tree.nodes
     if not nodes:
         fig.add_annotation(text="no minima in the basin graph: nothing to draw", showarrow=False,
                            x=0.5, y=0.5, xref="paper", yref="paper")
@@ -282,59 +286,60 @@ def disconnectivity_figure(tree: Mapping, points: Mapping[int, Mapping] | None =
         fig.update_yaxes(visible=False)
         return _finalise(fig, title, sub)
     x = _tree_layout(tree)
-    parent = {c: n["id"] for n in nodes.values() for c in n["children"]}
+    parent = {c: n.id for n in nodes.values() for c in n.children}
     ax = _LossAxis(nodes, parent)
-    leaves = [n for n in nodes.values() if n["type"] == "leaf"]
-    colours = label_colours([n.get("label") for n in leaves])
+    leaves = [n for n in nodes.values() if n.type == "leaf"]
+    colours = label_colours([n.label for n in leaves])
 
-    def width(n) -> float:
-        return 1.0 + max_width * (n["fraction"] or 0.0)
+    def width(n: TreeNode) -> float:
+        return 1.0 + max_width * (n.fraction or 0.0)
 
-    def colour(n) -> str:
-        return colours[str(n.get("label"))] if n["type"] == "leaf" else "#555555"
+    def colour(n: TreeNode) -> str:
+        return colours[str(n.label)] if n.type == "leaf" else "#555555"
 
-    for nid in sorted(nodes, key=lambda i: (nodes[i]["level"], i)):
+    for nid in sorted(nodes, key=lambda i: (nodes[i].level, i)):
         n = nodes[nid]
         if nid in parent:
             p = nodes[parent[nid]]
-            xs, ys = [x[nid], x[nid], x[p["id"]]], [ax.y(n["level"]), ax.y(p["level"]), ax.y(p["level"])]
+            xs, ys = [x[nid], x[nid], x[p.id]], [ax.y(n.level), ax.y(p.level), ax.y(p.level)]
         else:
-            xs, ys = [x[nid], x[nid]], [ax.y(n["level"]), ax.top]
+            xs, ys = [x[nid], x[nid]], [ax.y(n.level), ax.top]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": colour(n), "width": width(n)},
                                  hoverinfo="skip", showlegend=False))
-    for lab in _label_order([n.get("label") for n in leaves]):
-        ls = [n for n in leaves if str(n.get("label")) == lab]
+    for lab in _label_order([n.label for n in leaves]):
+        ls = [n for n in leaves if str(n.label) == lab]
         text = []
         for n in ls:
-            p = points.get(n["point_id"], {})
-            text.append(f"point #{n['point_id']}<br>loss {n['level']:.10g} (E − E_min = {ax.rel(n['level']):.4g})"
-                        f"<br>label {lab}<br>rank pattern {_fmt_rank(p.get('rank_pattern'))}<br>index {p.get('index', '-')}"
-                        f"<br>fraction {_fmt_ci(p) if p else n.get('fraction')}<br>{n['basin_count']} starts")
+            p = points.get(n.point_id)
+            text.append(f"point #{n.point_id}<br>loss {n.level:.10g} (E − E_min = {ax.rel(n.level):.4g})"
+                        f"<br>label {lab}<br>rank pattern {_fmt_rank(p.rank_pattern if p else None)}"
+                        f"<br>index {'-' if p is None else p.index}"
+                        f"<br>fraction {_fmt_ci(p) if p else n.fraction}<br>{n.basin_count} starts")
         fig.add_trace(go.Scatter(
-            x=[x[n["id"]] for n in ls], y=[ax.y(n["level"]) for n in ls], mode="markers", name=lab, legendgroup=lab,
-            marker={"color": colours[lab], "size": [8 + 30 * math.sqrt(n["fraction"] or 0.0) for n in ls],
+            x=[x[n.id] for n in ls], y=[ax.y(n.level) for n in ls], mode="markers", name=lab, legendgroup=lab,
+            marker={"color": colours[lab], "size": [8 + 30 * math.sqrt(n.fraction or 0.0) for n in ls],
                     "line": {"color": "white", "width": 1}},
             text=text, hovertemplate="%{text}<extra></extra>"))
-    merges = [n for n in nodes.values() if n["type"] == "merge"]
+    merges = [n for n in nodes.values() if n.type == "merge"]
     if merges:
         fig.add_trace(go.Scatter(
-            x=[x[n["id"]] for n in merges], y=[ax.y(n["level"]) for n in merges], mode="markers",
+            x=[x[n.id] for n in merges], y=[ax.y(n.level) for n in merges], mode="markers",
             name="merge (saddle level)", marker={"color": "#555555", "size": 6, "symbol": "diamond"},
-            text=[f"{n['id']}<br>level {n['level']:.10g} (E − E_min = {ax.rel(n['level']):.4g})<br>minima {n['members']}"
-                  f"<br>saddles {n.get('saddles')}"
-                  + (f"<br>transition states {n.get('transition_states')}" if n.get("transition_states") else "")
-                  + "".join(f"<br>barrier from {k}: {v:.4g}" for k, v in (n.get("barriers") or {}).items())
-                  + f"<br>fraction {n['fraction'] if n['fraction'] is None else format(n['fraction'], '.4f')}"
+            text=[f"{n.id}<br>level {n.level:.10g} (E − E_min = {ax.rel(n.level):.4g})<br>minima {n.members}"
+                  f"<br>saddles {n.saddles}"
+                  + (f"<br>transition states {n.transition_states}" if n.transition_states else "")
+                  + "".join(f"<br>barrier from {k}: {v:.4g}" for k, v in (n.barriers or {}).items())
+                  + f"<br>fraction {n.fraction if n.fraction is None else format(n.fraction, '.4f')}"
                   for n in merges], hovertemplate="%{text}<extra></extra>"))
-    order = sorted(leaves, key=lambda n: x[n["id"]])
-    fig.update_xaxes(tickvals=[x[n["id"]] for n in order], ticktext=[f"#{n['point_id']}" for n in order],
+    order = sorted(leaves, key=lambda n: x[n.id])
+    fig.update_xaxes(tickvals=[x[n.id] for n in order], ticktext=[f"#{n.point_id}" for n in order],
                      title_text="minimum (point id)", showgrid=False, zeroline=False)
     tickvals, ticktext = ax.ticks()
     ytitle = f"loss above the lowest minimum, E − E_min (E_min = {ax.e_min:.6g})"
     if ax.compressed:
         ytitle += f"; log scale above {ax.break_at:.3g}"
         fig.add_hline(y=ax.break_at, line={"color": "#999999", "width": 1, "dash": "dot"})
-        n_above = sum(1 for n in nodes.values() if ax.rel(n["level"]) > ax.break_at)
+        n_above = sum(1 for n in nodes.values() if ax.rel(n.level) > ax.break_at)
         fig.add_annotation(text=f"↑ compressed (log): {n_above} node{'s' if n_above != 1 else ''} up to "
                                 f"E − E_min = {ax.r_max:.4g}", x=1.0, xref="paper", xanchor="right",
                            y=ax.break_at, yanchor="bottom", showarrow=False, font={"size": 10, "color": "#777777"})
@@ -584,21 +589,23 @@ def accumulation_cells_figure(curves: Mapping[str, Mapping], *, dynamics: str | 
 
 
 # ----- 6. loss against rank --------------------------------------------------------------------
-def loss_rank_figure(points: Sequence[Mapping], *, n_trajectories: int | None = None,
+def loss_rank_figure(points: Sequence[StudyPoint], *, n_trajectories: int | None = None,
                      dynamics: str | None = None) -> go.Figure:
     """Loss of every distinct critical point against the numerical rank of its logits Z (the last
     entry of ``rank_pattern``), coloured by label, marker area ∝ basin fraction (points no start
-    reached get the smallest marker). ``points``: summary.json point records. One trace per label."""
-    colours = label_colours([p.get("label") for p in points])
+    reached get the smallest marker). ``points``: :class:`~landscape.study.result.StudyPoint`
+    (those without a rank pattern are left out). One trace per label."""
+    points = [p for p in points if p.rank_pattern]
+    colours = label_colours([p.label for p in points])
     fig = go.Figure()
-    for lab in _label_order([p.get("label") for p in points]):
-        ps = [p for p in points if str(p.get("label")) == lab]
+    for lab in _label_order([p.label for p in points]):
+        ps = [p for p in points if str(p.label) == lab]
         fig.add_trace(go.Scatter(
-            x=[p["rank_pattern"][-1] for p in ps], y=[p["loss"] for p in ps], mode="markers", name=lab,
-            marker={"color": colours[lab], "size": [7 + 40 * math.sqrt(p.get("fraction") or 0.0) for p in ps],
+            x=[p.rank_pattern[-1] for p in ps], y=[p.loss for p in ps], mode="markers", name=lab,
+            marker={"color": colours[lab], "size": [7 + 40 * math.sqrt(p.fraction or 0.0) for p in ps],
                     "opacity": 0.8, "line": {"color": "white", "width": 1}},
-            text=[f"point #{p['id']} ({p.get('kind')}, {p.get('type')})<br>loss {p['loss']:.10g}"
-                  f"<br>rank pattern {_fmt_rank(p['rank_pattern'])}<br>index {p.get('index')}"
+            text=[f"point #{p.id} ({p.kind}, {p.type})<br>loss {p.loss:.10g}"
+                  f"<br>rank pattern {_fmt_rank(p.rank_pattern)}<br>index {p.index}"
                   f"<br>fraction {_fmt_ci(p)}" for p in ps],
             hovertemplate="%{text}<extra>" + lab + "</extra>"))
     fig.update_xaxes(title_text="numerical rank of the logits Z", dtick=1)
@@ -607,46 +614,48 @@ def loss_rank_figure(points: Sequence[Mapping], *, n_trajectories: int | None = 
                      "marker area ∝ basin fraction; " + _provenance(dynamics, n_trajectories))
 
 
-def barrier_basin_figure(rows: Sequence[Mapping], *, n_trajectories: int | None = None,
+def barrier_basin_figure(rows: Sequence[BasinBarrier], *, n_trajectories: int | None = None,
                          dynamics: str | None = None) -> go.Figure:
     """The lowest transition-state barrier out of each minimum with a basin against its basin
-    fraction (``rows``: summary.json's ``headline.basin_barriers``), coloured by label, log barrier
-    axis; minima no transition state joins are named in the subtitle. One trace per label."""
-    joined = [r for r in rows if r.get("barrier") is not None]
-    alone = [r for r in rows if r.get("barrier") is None]
-    colours = label_colours([r.get("label") for r in rows])
+    fraction (``rows``: :class:`~landscape.study.result.BasinBarrier`, ``Headline.basin_barriers``),
+    coloured by label, log barrier axis; minima no transition state joins are named in the
+    subtitle. One trace per label."""
+    joined = [r for r in rows if r.barrier is not None]
+    alone = [r for r in rows if r.barrier is None]
+    colours = label_colours([r.label for r in rows])
     fig = go.Figure()
-    for lab in _label_order([r.get("label") for r in joined]):
-        rs = [r for r in joined if str(r.get("label")) == lab]
+    for lab in _label_order([r.label for r in joined]):
+        rs = [r for r in joined if str(r.label) == lab]
         fig.add_trace(go.Scatter(
-            x=[r["fraction"] for r in rs], y=[r["barrier"] for r in rs], mode="markers", name=lab,
+            x=[r.fraction for r in rs], y=[r.barrier for r in rs], mode="markers", name=lab,
             marker={"color": colours[lab], "size": 11, "line": {"color": "white", "width": 1}},
-            text=[f"minimum #{r['point_id']} (loss {r['loss']:.10g})<br>basin {r['basin_count']} starts"
-                  f"<br>lowest barrier {r['barrier']:.4g} via transition state #{r['saddle']}"
-                  f"<br>to #{r['to']} ({r.get('to_label')})" for r in rs],
+            text=[f"minimum #{r.point_id} (loss {r.loss:.10g})<br>basin {r.basin_count} starts"
+                  f"<br>lowest barrier {r.barrier:.4g} via transition state #{r.saddle}"
+                  f"<br>to #{r.to} ({r.to_label})" for r in rs],
             hovertemplate="%{text}<extra>" + lab + "</extra>"))
     fig.update_xaxes(title_text="basin fraction (share of all starts)", rangemode="tozero")
     fig.update_yaxes(title_text="lowest barrier out of the basin (loss units)", type="log")
-    note = ("; no transition state yet out of " + ", ".join(f"#{r['point_id']} ({r.get('label')})" for r in alone)
+    note = ("; no transition state yet out of " + ", ".join(f"#{r.point_id} ({r.label})" for r in alone)
             if alone else "")
     return _finalise(fig, "Barrier out of each basin against its size",
                      _provenance(dynamics, n_trajectories) + note)
 
 
 # ----- 7. accumulation curve -------------------------------------------------------------------
-def accumulation_figure(n_trajectories: Sequence[int], n_distinct: Sequence[int], *,
-                        unseen: Mapping | None = None, dynamics: str | None = None) -> go.Figure:
-    """Distinct minima seen among the first t trajectories (index order) against t. One trace.
-    ``unseen``: the Good–Turing record (``estimate``, ``n1``, ``n``), quoted in the subtitle: a
-    flat curve with a small estimate means further starts are unlikely to find new minima."""
-    t = np.asarray(n_trajectories)
-    fig = go.Figure(go.Scatter(x=t, y=np.asarray(n_distinct), mode="lines", line_shape="hv", name="distinct minima",
+def accumulation_figure(accumulation: Accumulation, *, unseen: Unseen | None = None,
+                        dynamics: str | None = None) -> go.Figure:
+    """Distinct minima seen among the first t trajectories (index order) against t
+    (:class:`~landscape.study.result.Accumulation`). One trace. ``unseen``: the Good–Turing
+    estimate (:class:`~landscape.study.result.Unseen`), quoted in the subtitle: a flat curve with a
+    small estimate means further starts are unlikely to find new minima."""
+    t = np.asarray(accumulation.n_trajectories)
+    fig = go.Figure(go.Scatter(x=t, y=np.asarray(accumulation.n_distinct), mode="lines", line_shape="hv", name="distinct minima",
                                hovertemplate="%{x} trajectories: %{y} distinct minima<extra></extra>"))
     fig.update_xaxes(title_text="trajectories t (in index order)", rangemode="tozero")
     fig.update_yaxes(title_text="distinct minima seen", rangemode="tozero")
     sub = _provenance(dynamics, None)
-    if unseen is not None and unseen.get("estimate") is not None:
-        sub = (f"Good–Turing unseen mass N₁/n = {unseen['n1']}/{unseen['n']} = {unseen['estimate']:.4f} "
+    if unseen is not None and unseen.estimate is not None:
+        sub = (f"Good–Turing unseen mass N₁/n = {unseen.n1}/{unseen.n} = {unseen.estimate:.4f} "
                "(probability that the next start finds a new minimum); " + sub)
     return _finalise(fig, "Accumulation curve", sub)
 

@@ -24,13 +24,14 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
 from ..io.results import FILES, atomic_write_text, read_json
-from ..study.result import StudyResult
+from ..study.result import DisconnectivityTree, StudyPoint, StudyResult
 from . import figures
 from .safe import (FIGURE_KEY, STUDY_SUMMARY_FIELDS, TREE_FIELDS, ReportInputError, check_fields, contained_path,
                    esc)
@@ -44,7 +45,7 @@ REPORT_NAME = FILES["report"]
 @dataclass
 class Results:
     """A results folder, read (:func:`load_results`): ``summary`` (summary.json), ``tree``
-    (tree.json or None), ``spectra`` (point id → its entry of spectra.npz,
+    (tree.json as a :class:`~landscape.study.result.DisconnectivityTree`, or None), ``spectra`` (point id → its entry of spectra.npz,
     :func:`landscape.io.results.load_spectra`: ``spectrum``, ``method``, ``parts``, ``sv``; {} when
     absent), ``analyses`` (point id → :meth:`landscape.analysis.point.PointAnalysis.to_dict` from
     study.sqlite, {} when absent), ``structured`` (point id → the ``landscape spectrum`` record)
@@ -54,47 +55,47 @@ class Results:
     :attr:`result` is the typed view of the same study, the
     :class:`~landscape.study.result.StudyResult` :func:`landscape.run_study` returns (headline,
     points, fractions with their intervals, transition states); :func:`study_figures` draws the
-    report's figures from a ``Results``."""
+    report's figures from a ``Results``, and the page reads the typed records only."""
 
     path: Path
     summary: dict
-    tree: dict | None = None
+    tree: DisconnectivityTree | None = None
     spectra: dict = field(default_factory=dict)
     analyses: dict = field(default_factory=dict)
     structured: dict = field(default_factory=dict)
     continuation: list = field(default_factory=list)
 
-    @property
-    def points(self) -> list[dict]:
-        return self.summary["points"]
-
-    @property
-    def dynamics(self) -> str | None:
-        return self.summary.get("dynamics")
-
-    @property
-    def confidence(self) -> float:
-        """Confidence level of the intervals (summary ``tolerances.confidence``; 0.95 if absent)."""
-        return float((self.summary.get("tolerances") or {}).get("confidence", 0.95))
-
-    @property
-    def n_trajectories(self) -> int:
-        return int(self.summary["n_trajectories"])
-
-    def point(self, point_id: int) -> dict:
-        """summary.json record of one point."""
-        for p in self.points:
-            if int(p["id"]) == int(point_id):
-                return p
-        raise KeyError(f"no point with id {point_id} in {self.path / 'summary.json'}")
-
-    @property
+    @cached_property
     def result(self) -> StudyResult:
         """The study as :func:`landscape.run_study` returns it: a
         :class:`~landscape.study.result.StudyResult` read from the same summary.json (``report``:
         the folder's report.html where it exists)."""
         report = self.path / REPORT_NAME
         return StudyResult.from_summary(self.path, self.summary, report=report if report.is_file() else None)
+
+    @property
+    def points(self) -> list[StudyPoint]:
+        return self.result.points
+
+    @property
+    def dynamics(self) -> str | None:
+        return self.result.dynamics
+
+    @property
+    def confidence(self) -> float:
+        """Confidence level of the intervals (summary ``tolerances.confidence``; 0.95 if absent)."""
+        return self.result.confidence
+
+    @property
+    def n_trajectories(self) -> int:
+        return self.result.n_trajectories
+
+    def point(self, point_id: int) -> StudyPoint:
+        """The distinct point ``point_id``."""
+        try:
+            return self.result.point(point_id)
+        except KeyError:
+            raise KeyError(f"no point with id {point_id} in {self.path / 'summary.json'}") from None
 
 
 def load_results(out_dir) -> "Results | Lambda0Result":
@@ -132,8 +133,10 @@ def load_results(out_dir) -> "Results | Lambda0Result":
     tree = read_json(tree_path) if tree_path.is_file() else None
     if tree is not None:
         check_fields(tree, TREE_FIELDS, tree_path)
+        tree = DisconnectivityTree.from_json(tree)
+    res = Results(out, summary, tree)
     spectra = (point_spectra(load_spectra(out / FILES["spectra"],
-                                          max_member_bytes=spectra_member_bound(parameter_count(summary))),
+                                          max_member_bytes=spectra_member_bound(res.result.model.P)),
                              out / FILES["spectra"])
                if (out / FILES["spectra"]).is_file() else {})
     analyses, structured, continuation = {}, {}, []
@@ -143,7 +146,8 @@ def load_results(out_dir) -> "Results | Lambda0Result":
             analyses = {int(p.id): p.analysis for p in pts if p.analysis is not None}
             structured = {int(p.id): r.data for p in pts if (r := store.spectrum_record(p.id)) is not None}
             continuation = store.continuations()
-    return Results(out, summary, tree, spectra, analyses, structured, continuation)
+    res.spectra, res.analyses, res.structured, res.continuation = spectra, analyses, structured, continuation
+    return res
 
 
 def point_spectra(spectra: dict, source) -> dict[int, dict]:
@@ -172,28 +176,18 @@ def check_summary(summary, source) -> None:
         raise ReportInputError(f"{source}: config.model must be an object")
 
 
-def parameter_count(summary: dict) -> int | None:
-    """P of the study's model from summary.json's ``config.model`` (the factor shapes of
-    :attr:`landscape.core.spec.ModelSpec.shapes`: d×Kn, (L−1)·d×d, K×d), None when not recorded."""
-    m = summary["config"]["model"]
-    if not all(isinstance(m.get(k), int) for k in ("K", "n", "d", "L")):
-        return None
-    K, n, d, L = m["K"], m["n"], m["d"], m["L"]
-    return d * K * n + (L - 1) * d * d + K * d
-
-
 def featured_points(res: Results) -> list[tuple[int, str]]:
     """Points the report shows in detail (:func:`landscape.study.summary.featured_points`), only
     those whose spectrum and analysis are stored."""
     from ..study.summary import featured_points as pick
 
-    return [(pid, why) for pid, why in pick(res.points) if int(pid) in res.spectra and int(pid) in res.analyses]
+    return [(pid, why) for pid, why in pick(res.points) if pid in res.spectra and pid in res.analyses]
 
 
 def point_figures(res: Results, point_id: int) -> list[tuple[str, go.Figure]]:
     """Hessian spectrum, singular values per layer and Z̄ heatmap of one point, as (key, figure)."""
     a, s, p = res.analyses[int(point_id)], res.spectra[int(point_id)], res.point(point_id)
-    name = f"point #{point_id} ({p.get('label')}, loss {p['loss']:.8g})"
+    name = f"point #{point_id} ({p.label}, loss {p.loss:.8g})"
     return [
         (f"spectrum-{point_id}", figures.hessian_spectrum_figure(
             s["spectrum"], tau=a["tau"], symmetry_zero_modes=a["symmetry_zero_modes"], method=s["method"],
@@ -221,30 +215,24 @@ def structured_figures(res: Results, point_id: int) -> list[tuple[str, go.Figure
 
 def study_figures(res: Results) -> list[tuple[str, go.Figure]]:
     """Every figure of the report, as (key, figure), in page order."""
-    s = res.summary
-    conf = res.confidence
-    out = [("basins", figures.basin_fractions_figure(s["points"], s.get("labels", []), n_trajectories=res.n_trajectories,
-                                                     dynamics=res.dynamics, uncertified=s.get("uncertified", []),
-                                                     confidence=conf))]
+    r = res.result
+    n, dyn = r.n_trajectories, r.dynamics
+    out = [("basins", figures.basin_fractions_figure(r.points, r.fractions, n_trajectories=n, dynamics=dyn,
+                                                     uncertified=r.uncertified, confidence=r.confidence))]
     if res.tree is not None:
         out.append(("disconnectivity", figures.disconnectivity_figure(
-            res.tree, {int(p["id"]): p for p in s["points"]}, n_trajectories=res.n_trajectories, dynamics=res.dynamics)))
-    out.append(("loss-rank", figures.loss_rank_figure(s["points"], n_trajectories=res.n_trajectories,
-                                                      dynamics=res.dynamics)))
-    bb = (s.get("headline") or {}).get("basin_barriers") or []
-    if any(r.get("barrier") is not None for r in bb):
-        out.append(("barrier-basin", figures.barrier_basin_figure(bb, n_trajectories=res.n_trajectories,
-                                                                  dynamics=res.dynamics)))
-    acc = s.get("accumulation")
-    if acc:
-        out.append(("accumulation", figures.accumulation_figure(acc["n_trajectories"], acc["n_distinct"],
-                                                                unseen=s.get("unseen"), dynamics=res.dynamics)))
+            res.tree, {p.id: p for p in r.points}, n_trajectories=n, dynamics=dyn)))
+    out.append(("loss-rank", figures.loss_rank_figure(r.points, n_trajectories=n, dynamics=dyn)))
+    bb = r.headline.basin_barriers
+    if any(b.barrier is not None for b in bb):
+        out.append(("barrier-basin", figures.barrier_basin_figure(bb, n_trajectories=n, dynamics=dyn)))
+    if r.accumulation is not None:
+        out.append(("accumulation", figures.accumulation_figure(r.accumulation, unseen=r.unseen, dynamics=dyn)))
     for pid, _ in featured_points(res):
         out += point_figures(res, pid)
-    L = int(s["config"]["model"]["L"])
     for k, c in enumerate(res.continuation):
         rec = c.record
-        out.append((f"continuation-{k}", figures.width_figure(rec, L=L) if rec["param"] == "d"
+        out.append((f"continuation-{k}", figures.width_figure(rec, L=r.model.L) if rec["param"] == "d"
                     else figures.bifurcation_figure(rec)))
     return out
 
@@ -289,38 +277,39 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-def _certified(summary: dict) -> dict | None:
-    """``headline.certified`` when the headline reports DNC of the certified starts: the summary
-    has a non-empty ``diagnosis`` (its starts mostly failed) and the certified counts; else None."""
-    cert = (summary.get("headline") or {}).get("certified")
-    if not summary.get("diagnosis") or not isinstance(cert, dict) or not isinstance(cert.get("n_certified"), int):
+def _certified(result: StudyResult):
+    """``headline.certified`` when the headline reports DNC of the certified starts: the study has
+    a diagnosis (its starts mostly failed) and the certified counts; else None."""
+    cert = result.headline.certified
+    if not result.diagnosis or cert is None or not isinstance(cert.n_certified, int):
         return None
     return cert
 
 
-def headline_text(summary: dict) -> str:
+def headline_text(result: StudyResult) -> str:
     """'DNC reached by X% of starts [lo%, hi%]; the lowest-loss structure is Y (…)', and the lowest
     transition-state barrier out of DNC when one is known, as plain text. A study with a diagnosis
     (most starts uncertified) reports DNC 'of N certified starts' (``headline.certified``), with the
-    count that did not certify and the fraction of all starts beside it."""
-    h = summary["headline"]
-    all_starts = f"{_pct(h['dnc_fraction'])} of starts [{_pct(h['dnc_ci_low'])}, {_pct(h['dnc_ci_high'])}]"
-    cert = _certified(summary)
+    count that did not certify and the fraction of all starts beside it. ``result``: a
+    :class:`~landscape.study.result.StudyResult` (``Results.result``, or what ``run_study`` returns)."""
+    h = result.headline
+    all_starts = f"{_pct(h.dnc_fraction)} of starts [{_pct(h.dnc_ci_low)}, {_pct(h.dnc_ci_high)}]"
+    cert = _certified(result)
     if cert is None:
         txt = f"DNC reached by {all_starts}"
     else:
-        n, k = summary.get("n_trajectories"), cert["n_certified"]
-        txt = (f"DNC reached by {_pct(cert.get('fraction'))} of {k} certified starts [{_pct(cert.get('ci_low'))}, "
-               f"{_pct(cert.get('ci_high'))}] ({n - k if isinstance(n, int) else '?'} of {n} starts did not certify; "
+        n, k = result.n_trajectories, cert.n_certified
+        txt = (f"DNC reached by {_pct(cert.fraction)} of {k} certified starts [{_pct(cert.ci_low)}, "
+               f"{_pct(cert.ci_high)}] ({n - k} of {n} starts did not certify; "
                f"DNC {all_starts.replace('of starts', 'of all starts')})" if k else
                f"DNC: none of the {n} starts certified")
-    if h.get("lowest_loss_point") is None:
+    if h.lowest_loss_point is None:
         return txt + "; no critical point was certified."
-    txt += (f"; the lowest-loss structure is {h['lowest_loss_label']} "
-            f"(loss {h['lowest_loss']:.10g}, point #{h['lowest_loss_point']}).")
-    if h.get("dnc_barrier") is not None:
-        txt += (f" The lowest barrier out of DNC is {h['dnc_barrier']:.4g} (transition state #{h['dnc_barrier_saddle']}),"
-                f" leading to {h['dnc_barrier_to_label']} (point #{h['dnc_barrier_to']}).")
+    txt += (f"; the lowest-loss structure is {h.lowest_loss_label} "
+            f"(loss {h.lowest_loss:.10g}, point #{h.lowest_loss_point}).")
+    if h.dnc_barrier is not None:
+        txt += (f" The lowest barrier out of DNC is {h.dnc_barrier:.4g} (transition state #{h.dnc_barrier_saddle}),"
+                f" leading to {h.dnc_barrier_to_label} (point #{h.dnc_barrier_to}).")
     return txt
 
 
@@ -345,50 +334,49 @@ _POINT_COLS = ("id", "kind", "label", "loss", "‖∇L‖", "rank pattern", "ind
                "verified", "smallest non-zero μ", "theory", "starts", "fraction [interval]")
 
 
-def _verified_cell(p: dict) -> str:
-    if p.get("verified", True):
-        return "yes" + (" (index ≥)" if p.get("index_is_lower_bound") else "")
-    why = [w for w, bad in (("Lanczos not converged", p.get("lanczos_converged") is False),
-                            ("symmetry modes not null", p.get("symmetry_verified") is False)) if bad]
+def _verified_cell(p: StudyPoint) -> str:
+    if p.verified:
+        return "yes" + (" (index ≥)" if p.index_is_lower_bound else "")
+    why = [w for w, bad in (("Lanczos not converged", p.lanczos_converged is False),
+                            ("symmetry modes not null", p.symmetry_verified is False)) if bad]
     return "NO: " + ", ".join(why)
 
 
 def _theory_cell(t) -> str:
-    if not t:
+    if t is None:
         return "-"
-    if not t.get("matched"):
-        return f"no match ({t.get('reason', '')})"
-    return f"{t.get('pattern')} (Δloss {_num(t.get('loss_difference'), '.2e')})"
+    if not t.matched:
+        return f"no match ({t.reason or ''})"
+    return f"{t.pattern} (Δloss {_num(t.loss_difference, '.2e')})"
 
 
-def _points_html(points: list[dict]) -> str:
+def _points_html(points: list[StudyPoint]) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in _POINT_COLS)
     rows = []
-    for p in sorted(points, key=lambda p: p["loss"]):
-        frac = (f"{_num(p.get('fraction'), '.4f')} [{_num(p.get('ci_low'), '.4f')}, {_num(p.get('ci_high'), '.4f')}]"
-                if p.get("fraction") is not None else "-")
-        cells = [p["id"], p.get("kind"), p.get("label"), _num(p["loss"], ".10g"), _num(p.get("grad_norm"), ".2e"),
-                 figures._fmt_rank(p.get("rank_pattern")), p.get("index"),
-                 f"{p.get('nullity')} ({p.get('symmetry_zero_modes')} + {p.get('excess_zero_modes')})", p.get("type"),
-                 _verified_cell(p), _num(p.get("smallest_nonzero_eigenvalue"), ".3g"), _theory_cell(p.get("theory_match")),
-                 p.get("basin_count"), frac]
+    for p in sorted(points, key=lambda p: p.loss):
+        frac = (f"{_num(p.fraction, '.4f')} [{_num(p.ci_low, '.4f')}, {_num(p.ci_high, '.4f')}]"
+                if p.fraction is not None else "-")
+        cells = [p.id, p.kind, p.label, _num(p.loss, ".10g"), _num(p.grad_norm, ".2e"),
+                 figures._fmt_rank(p.rank_pattern), p.index,
+                 f"{p.nullity} ({p.symmetry_zero_modes} + {p.excess_zero_modes})", p.type,
+                 _verified_cell(p), _num(p.smallest_nonzero_eigenvalue, ".3g"), _theory_cell(p.theory_match),
+                 p.basin_count, frac]
         rows.append("<tr>" + "".join(f"<td{' class=l' if i in (1, 2, 8, 9, 11) else ''}>{_e(v)}</td>"
                                      for i, v in enumerate(cells)) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _uncertified_html(summary: dict) -> str:
-    unc = summary.get("uncertified") or []
-    un = summary.get("unseen") or {}
+def _uncertified_html(result: StudyResult) -> str:
     parts = []
-    if unc:
+    if result.uncertified:
         parts.append("<p>Starts that did not certify (counted in every denominator): " + "; ".join(
-            f"{_e(u['stop_reason'])} {_e(u['count'])} ({_e(_pct(u['fraction']))} [{_e(_pct(u['ci_low']))}, "
-            f"{_e(_pct(u['ci_high']))}])" for u in unc) + ".</p>")
-    if un.get("estimate") is not None:
+            f"{_e(k)} {_e(u.count)} ({_e(_pct(u.fraction))} [{_e(_pct(u.ci_low))}, "
+            f"{_e(_pct(u.ci_high))}])" for k, u in result.uncertified.items()) + ".</p>")
+    un = result.unseen
+    if un is not None and un.estimate is not None:
         parts.append(f"<p>Good–Turing estimate of the unseen mass (probability that the next start reaches a "
-                     f"minimum not seen yet): N₁/n = {_e(un.get('n1'))}/{_e(un.get('n'))} = "
-                     f"{_e(format(un['estimate'], '.4f'))}.</p>")
+                     f"minimum not seen yet): N₁/n = {_e(un.n1)}/{_e(un.n)} = "
+                     f"{_e(format(un.estimate, '.4f'))}.</p>")
     return "".join(parts)
 
 
@@ -417,7 +405,7 @@ def html_page(title: str, parts: list[str]) -> str:
 
 def render_report(res: Results) -> str:
     """The report page of :func:`write_report` as a string."""
-    s = res.summary
+    s, r = res.summary, res.result
     check_summary(s, res.path / FILES["summary"])
     featured = featured_points(res)
     sections = figure_sections(study_figures(res))
@@ -427,41 +415,39 @@ def render_report(res: Results) -> str:
     note = f"<p class='note'>Not in this folder: {_e('; '.join(missing))}.</p>" if missing else ""
     title = f"landscape report: {s.get('study') or s['config'].get('name')}"
     of = ("The headline's DNC fraction is of the certified starts; the other fractions are of all "
-          if _certified(s) is not None else "Fractions are of all ")
+          if _certified(r) is not None else "Fractions are of all ")
     return html_page(title, [
-        _diagnosis_html(s),
-        f'<p class="headline" id="headline">{_e(headline_text(s))}</p>',
+        _diagnosis_html(r),
+        f'<p class="headline" id="headline">{_e(headline_text(r))}</p>',
         f"<p class='note'>{of}{_e(res.n_trajectories)} starts, with {_e(format(res.confidence, '.0%'))} "
         f"Wilson intervals, under the dynamics {_e(res.dynamics)}.</p>",
-        _uncertified_html(s), _saddle_visits_html(s), "<h2>Configuration</h2>", _config_html(s), "<h2>Figures</h2>",
-        note, feat, *sections, f"<h2>Distinct critical points ({_e(len(s['points']))})</h2>", _points_html(s["points"])])
+        _uncertified_html(r), _saddle_visits_html(r), "<h2>Configuration</h2>", _config_html(s), "<h2>Figures</h2>",
+        note, feat, *sections, f"<h2>Distinct critical points ({_e(len(r.points))})</h2>", _points_html(r.points)])
 
 
-def _diagnosis_html(summary: dict) -> str:
+def _diagnosis_html(result: StudyResult) -> str:
     """The diagnosis of a study whose starts mostly failed (summary.json ``diagnosis``), one line
     per stop reason with its advice; "" when there is none (or an older summary without it)."""
-    rows = summary.get("diagnosis") or []
-    if not rows:
+    if not result.diagnosis:
         return ""
-    n = summary.get("n_trajectories")
-    cert = _certified(summary)
-    bad = f"{n - cert['n_certified']} of {n}" if cert is not None and isinstance(n, int) else "Most"
+    n = result.n_trajectories
+    cert = _certified(result)
+    bad = f"{n - cert.n_certified} of {n}" if cert is not None else "Most"
     items = "".join(
-        f"<li><b>{_e(r.get('reason'))}</b>: {_e(r.get('count'))} of {_e(n)} starts ({_e(_pct(r.get('share')))}) — "
-        f"{_e(r.get('advice'))}</li>" for r in rows)
+        f"<li><b>{_e(d.reason)}</b>: {_e(d.count)} of {_e(n)} starts ({_e(_pct(d.share))}) — "
+        f"{_e(d.advice)}</li>" for d in result.diagnosis)
     return (f'<div class="diagnosis" id="diagnosis"><p><b>{_e(bad)} starts did not certify</b>, by stop reason, '
             f"with what to change:</p><ul>{items}</ul></div>")
 
 
-def _saddle_visits_html(summary: dict) -> str:
-    rows = summary.get("saddle_visits") or []
-    if not rows:
+def _saddle_visits_html(result: StudyResult) -> str:
+    if not result.saddle_visits:
         return ""
     return ("<p>Saddles the dynamics passed near (a finisher stopped there; the trajectory was continued past it, "
             "so these hold no basin count): " + "; ".join(
-                f"point #{_e(r['point_id'])} ({_e(r.get('label'))}, index {_e(r.get('index'))}): "
-                f"{_e(r['n_trajectories'])} trajectories, lingered {_e(format(r['mean_lingered'], '.0f'))} iterations "
-                "on average" for r in rows) + ".</p>")
+                f"point #{_e(v.point_id)} ({_e(v.label)}, index {_e(v.index)}): "
+                f"{_e(v.n_trajectories)} trajectories, lingered {_e(format(v.mean_lingered, '.0f'))} iterations "
+                "on average" for v in result.saddle_visits) + ".</p>")
 
 
 def write_report(out_dir) -> Path:
