@@ -297,3 +297,53 @@ def test_sweep_survives_a_killed_worker(local_dask, dask_sweep_reference, tmp_pa
     assert set(retried) <= units and all(n >= 2 for n in retried.values()), retried
     assert json.loads((tmp_path / "sweep.json").read_text())["retried_units"] == result["retried_units"]
     _assert_same_answers(_answers(tmp_path), dask_sweep_reference)  # nothing lost, nothing twice
+
+
+# ----- the forked executor (the saddle phase beside the trajectories) ------------------------------
+def _slow_square(x, seconds):
+    import time
+
+    time.sleep(seconds)
+    return x * x
+
+
+def _raise(message):
+    raise ValueError(message)
+
+
+def _threads_here():
+    import torch
+
+    return torch.get_num_threads()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the forked executor needs Linux's fork")
+def test_the_forked_executor_computes_beside_this_process_and_gives_its_thread_back():
+    """A child computes the value; its error reaches the caller with the child's traceback; the
+    child runs one thread while this process runs one fewer (both restored once the child is
+    collected); close kills a child still running and restores the threads too."""
+    import multiprocessing
+
+    import torch
+
+    from landscape.study.forked import ForkedExecutor, ForkedWorkerError
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ex = ForkedExecutor()
+        fut = ex.submit(_slow_square, 7, 0.2)
+        assert torch.get_num_threads() == 1                      # given up while the child runs
+        assert fut.result() == 49 and torch.get_num_threads() == 2
+        assert ex.submit(_threads_here).result() == 1            # the child's own: one thread
+        with pytest.raises(ForkedWorkerError, match=r"ValueError: not here"):
+            ex.submit(_raise, "not here").result()
+        assert [r for _, r in ex.map_units(_slow_square, [Unit("s", 0, (2, 0.0)), Unit("s", 1, (3, 0.0))])] == [4, 9]
+        running = ex.submit(_slow_square, 5, 60.0)
+        ex.close()
+        forked = [p for p in multiprocessing.active_children() if p.name.startswith("landscape-forked")]
+        assert forked == [] and torch.get_num_threads() == 2
+        with pytest.raises(ForkedWorkerError, match="stopped before it sent its results"):
+            running.result()
+    finally:
+        torch.set_num_threads(threads)

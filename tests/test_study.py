@@ -401,7 +401,7 @@ def test_a_failed_worker_leaves_the_run_to_compute_everything_itself(tmp_path, m
     def broken(cfg, chunks):
         raise RuntimeError("no saddle search here")
 
-    monkeypatch.setattr(pf, "_compute", broken)
+    monkeypatch.setattr(pf, "compute_saddle_phase", broken)
     s, worker = _prefetched_run(monkeypatch, tiny_cfg, tmp_path, progress=False)
     assert comparable(s) == comparable(reference[1])
     assert "no saddle search here" in worker.error and sum(worker.hits.values()) == 0

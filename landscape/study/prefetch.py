@@ -1,58 +1,50 @@
-"""The saddle phase computed beside the trajectories: a forked worker, results keyed by content.
+"""The saddle phase computed beside the trajectories, by a forked executor; results keyed by content.
 
 A study's phases run one after the other (:func:`landscape.study.run.run_study`), but the saddle
 search does not depend on the trajectories, and the first descents from the saddles it finds
-depend only on those saddles. On a machine with two or more cores :class:`SaddlePrefetch` forks
-one worker process when a run starts, which computes, while this process runs the trajectories:
+depend only on those saddles. On a machine with two or more cores :class:`SaddlePrefetch`
+submits, when a run starts, one pure unit of work, :func:`compute_saddle_phase`, to an executor
+that computes beside this process (:class:`landscape.study.forked.ForkedExecutor`: a forked
+child on one thread, this process giving up one of its threads meanwhile), while this process
+runs the trajectories. The unit computes:
 
 1. the saddle-search units (:func:`landscape.study.work.run_saddle_search`, a pure function of the
    configuration and the indices);
 2. the analysis of every distinct certified end point of those units, in the order the run
    deduplicates them, through a registry of points of its own
-   (:class:`landscape.study.points.PointRegistry`, empty at the start: the worker cannot know
+   (:class:`landscape.study.points.PointRegistry`, empty at the start: the unit cannot know
    what the trajectories find);
 3. for those that are saddles, the first batch of ±ε descents exactly as
-   :meth:`landscape.study.run.StudyRun.descend_from_many` builds it (the same directions, seeds and
-   batch), and the analysis of the distinct points those descents certify at.
+   :meth:`landscape.study.run.StudyRun.descend_from_many` builds it (the same directions, seeds
+   and batch), and the analysis of the distinct points those descents certify at.
 
 Everything comes back keyed by its content: a unit by its indices, an analysis by the bytes of
 θ, the descents by the bytes of their starts. The run takes a result only where its own key
 matches exactly (:meth:`unit`, :meth:`analysis`, :meth:`descents`) and computes whatever does
 not match itself (a saddle found by the trajectories, a resumed run): a wrong guess costs only
-the worker's time, never a different answer from the functions the run would call. The worker
-runs one thread and this process gives up one of its threads while it runs (both restored at
-:meth:`collect`), so the two never oversubscribe the cores; results differ from a run without the
-worker at most by the round-off of the thread count, as between runs at 1 and 2 threads.
+the executor's time, never a different answer from the functions the run would call. Results
+differ from a run without it at most by the round-off of the thread count, as between runs at
+1 and 2 threads.
 
-The worker never touches the database: this process alone writes it, in the same order as
-without the worker. It is started only on Linux (``fork``: no re-import), on the CPU (CUDA does
-not survive a fork), with no executor, at least two torch threads and two usable cores, and
-when saddle-search units are still to run; it is killed whenever the run ends, by an error or
-an interruption included.
+The executor never touches the database: this process alone writes it, in the same order as
+without it. It is used only where forking gains (:func:`prefetch_possible`: Linux, the CPU, two
+threads and two cores), with no executor of the run's own and saddle-search units still to run;
+its child is killed whenever the run ends, by an error or an interruption included.
 """
 from __future__ import annotations
 
-import ctypes
 import hashlib
-import multiprocessing
-import os
-import pickle
-import signal
-import sys
-import traceback
 from typing import Any
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 
 from ..engines import run_pipeline
 from .config import resolve_device
+from .executor_base import Executor
+from .forked import ForkedExecutor, ForkedWorkerError, fork_possible
 from .points import PointRegistry
 from .work import certified_mask, run_saddle_search, saddle_descent_starts, study_model
-
-#: Seconds :meth:`SaddlePrefetch.collect` waits between checks that the worker is still alive.
-POLL_S = 0.05
 
 
 def content_key(x) -> str:
@@ -61,31 +53,21 @@ def content_key(x) -> str:
     return f"{a.dtype}{a.shape}" + hashlib.sha1(a.tobytes()).hexdigest()
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity where the platform says, else the count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def prefetch_possible(cfg) -> bool:
-    """Whether this machine can run the worker beside a run of ``cfg`` and gain (module
-    docstring: Linux's fork, the CPU, two threads and two cores); the run itself checks that it
-    has no executor and saddle-search units still to run."""
-    return (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-            and resolve_device(cfg.device).type == "cpu" and torch.get_num_threads() >= 2 and usable_cores() >= 2)
+    """Whether this machine can compute the saddle phase beside a run of ``cfg`` and gain (module
+    docstring: :func:`~landscape.study.forked.fork_possible` and the CPU); the run itself checks
+    that it has no executor and saddle-search units still to run."""
+    return fork_possible() and resolve_device(cfg.device).type == "cpu"
 
 
 class SaddlePrefetch:
-    """The worker of one run (module docstring): :meth:`start`, then :meth:`collect` where the
-    saddle phase begins, then the lookups; :meth:`close` in every case."""
+    """The saddle phase of one run computed ahead (module docstring): :meth:`start`, then
+    :meth:`collect` where the saddle phase begins, then the lookups; :meth:`close` in every case.
+    ``error``: why nothing came back (the run then computes everything itself)."""
 
-    def __init__(self):
-        self._proc = None
-        self._conn = None
-        self._threads = None
-        self._blas = None
+    def __init__(self, executor: Executor):
+        self._executor = executor
+        self._future = None
         self._units: dict = {}
         self._analyses: dict = {}
         self._descents: dict = {}
@@ -93,61 +75,31 @@ class SaddlePrefetch:
         self.hits = {"units": 0, "analyses": 0, "descents": 0}
 
     @classmethod
-    def start(cls, cfg, chunks: list[list[int]]) -> "SaddlePrefetch":
-        """Fork the worker for the saddle-search units ``chunks`` of ``cfg``."""
-        self = cls()
-        ctx = multiprocessing.get_context("fork")
-        recv, send = ctx.Pipe(duplex=False)
-        self._threads = torch.get_num_threads()
-        self._proc = ctx.Process(target=_worker, args=(cfg, [list(c) for c in chunks], send), daemon=True,
-                                 name="landscape-saddle-prefetch")
-        self._proc.start()
-        send.close()
-        self._conn = recv
-        torch.set_num_threads(max(1, self._threads - 1))
-        # numpy/scipy's BLAS gives up its thread too: OpenBLAS threads spin while they wait, and
-        # one more of them than there are cores makes a dense solve 10–100× slower (measured
-        # 2026-12-07: a 300×300 lstsq 0.33 s against 0.03 s, the kink polish's step)
-        self._blas = threadpool_limits(limits=max(1, self._threads - 1), user_api="blas")
+    def start(cls, cfg, chunks: list[list[int]], executor: Executor | None = None) -> "SaddlePrefetch":
+        """Submit :func:`compute_saddle_phase` of the saddle-search units ``chunks`` of ``cfg`` to
+        ``executor`` (default: a :class:`~landscape.study.forked.ForkedExecutor`)."""
+        self = cls(executor if executor is not None else ForkedExecutor())
+        self._future = self._executor.submit(compute_saddle_phase, cfg, [list(c) for c in chunks])
         return self
 
     def collect(self) -> None:
-        """Wait for the worker's results (it computes only what the run would compute next) and
-        give this process its threads back. A worker that died leaves nothing: the run computes
-        everything itself, and ``error`` says why."""
-        if self._proc is None:
+        """Wait for the results (the unit computes only what the run would compute next) and
+        release the executor. A unit that failed leaves nothing, and ``error`` says why."""
+        if self._future is None:
             return
         try:
-            while not self._conn.poll(POLL_S):
-                if not self._proc.is_alive():
-                    break
-            if self._conn.poll(0):
-                kind, payload = pickle.loads(self._conn.recv_bytes())
-                if kind == "ok":
-                    self._units, self._analyses, self._descents = payload
-                else:
-                    self.error = payload
-            else:
-                self.error = f"the worker ended (exit code {self._proc.exitcode}) without results"
-        except (EOFError, OSError) as exc:
-            self.error = f"the worker's results could not be read ({type(exc).__name__}: {exc})"
+            self._units, self._analyses, self._descents = self._future.result()
+        except ForkedWorkerError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001  (an in-process executor's own error: the run computes it)
+            self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.close()
 
     def close(self) -> None:
-        """Stop the worker (if it still runs) and restore this process's threads."""
-        if self._proc is not None:
-            if self._proc.is_alive():
-                self._proc.kill()
-            self._proc.join()
-            self._conn.close()
-            self._proc = None
-        if self._threads is not None:
-            torch.set_num_threads(self._threads)
-            self._threads = None
-        if self._blas is not None:
-            self._blas.restore_original_limits()
-            self._blas = None
+        """Stop what still runs and release the executor (its threads restored)."""
+        self._future = None
+        self._executor.close()
 
     def unit(self, indices) -> Any:
         """The saddle-search unit ``indices``' results, or None."""
@@ -168,35 +120,10 @@ class SaddlePrefetch:
         return res
 
 
-def _worker(cfg, chunks: list[list[int]], conn) -> None:
-    """The forked worker: compute (module docstring) and send ``("ok", (units, analyses,
-    descents))``, or ``("error", traceback)``."""
-    try:
-        _die_with_parent()
-        torch.set_num_threads(1)
-        threadpool_limits(limits=1, user_api="blas")
-        # plain pickle, in the bytes: the connection's own pickler would share tensors through
-        # file descriptors that die with this process
-        conn.send_bytes(pickle.dumps(("ok", _compute(cfg, chunks)), protocol=pickle.HIGHEST_PROTOCOL))
-    except BaseException:  # noqa: BLE001  (whatever happens here, the run computes it itself)
-        try:
-            conn.send_bytes(pickle.dumps(("error", traceback.format_exc(limit=8))))
-        except Exception:  # noqa: BLE001
-            pass
-    finally:
-        conn.close()
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this worker when the run's process ends, however it ends (a SIGKILL
-    included, where no ``finally`` runs): prctl(PR_SET_PDEATHSIG, SIGKILL)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _compute(cfg, chunks: list[list[int]]) -> tuple[dict, dict, dict]:
+def compute_saddle_phase(cfg, chunks: list[list[int]]) -> tuple[dict, dict, dict]:
+    """The unit of work (module docstring, 1–3): (saddle-search results by their indices,
+    analyses by θ's :func:`content_key`, the first descents' results by their starts' key). A
+    pure function of ``cfg`` and ``chunks``."""
     model = study_model(cfg)
     units, analyses, descents = {}, {}, {}
     points = PointRegistry(cfg.model, cfg.dedup, cfg.analysis, device=model.device)
