@@ -292,9 +292,8 @@ def test_rank_distribution_against_x():
 
 
 def test_accumulation_curves_of_cells():
-    fig = figures.accumulation_cells_figure({"d=10": {"n_trajectories": [1, 2, 3], "n_distinct": [1, 2, 2],
-                                                      "unseen": {"estimate": 1 / 3, "n1": 1, "n": 3}},
-                                             "d=20": {"n_trajectories": [1, 2], "n_distinct": [1, 1]}}, dynamics=DYN)
+    fig = figures.accumulation_cells_figure({"d=10": (Accumulation([1, 2, 3], [1, 2, 2]), Unseen(n1=1, n=3, estimate=1 / 3)),
+                                             "d=20": (Accumulation([1, 2], [1, 1]), None)}, dynamics=DYN)
     assert [t.name for t in fig.data] == ["d=10 (unseen 0.333)", "d=20"]
     assert list(fig.data[0].y) == [1, 2, 2] and fig.data[0].line.shape == "hv"
 

@@ -261,12 +261,13 @@ def test_cells_that_share_starts_give_paired_differences(tmp_path):
         assert r["difference"] == pytest.approx((sum(x) - sum(y)) / 8, abs=1e-15)
         assert (r["ci_low"], r["ci_high"]) == (paired_difference(*tab)["ci_low"], paired_difference(*tab)["ci_high"])
     # the report draws every cell's accumulation curve and tables the paired rows
+    from landscape.study.sweep_result import SweepRecord
     from landscape.viz.sweep_report import render_sweep_report, sweep_figures
 
     html = render_sweep_report(tmp_path)
     assert 'data-figure-id="fig-accumulation-cells"' in html and "Paired differences of the DNC fraction" in html
     assert html.count("<td class='l'>lambda</td>") == 2
-    keys = [k for k, _ in sweep_figures(result, result["prevalence"])]
+    keys = [k for k, _ in sweep_figures(SweepRecord.from_json(result), result["prevalence"])]
     assert "rank-lambda-0" in keys and "rank-d-0" in keys
 
 

@@ -568,17 +568,17 @@ def rank_distribution_figure(rows: Sequence[Mapping], x: str, *, dynamics: str |
                      height=HEIGHT + 40)
 
 
-def accumulation_cells_figure(curves: Mapping[str, Mapping], *, dynamics: str | None = None) -> go.Figure:
+def accumulation_cells_figure(curves: Mapping[str, tuple[Accumulation, Unseen | None]], *,
+                              dynamics: str | None = None) -> go.Figure:
     """Accumulation curves of several studies (sweep cells) in one figure: distinct minima seen
-    among the first t starts against t, one step trace per cell. ``curves``: {cell name: a study
-    summary's ``accumulation`` record (``n_trajectories``, ``n_distinct``), optionally with the
-    ``unseen`` Good–Turing record under ``"unseen"``}. A curve flat over its last starts with a
-    small unseen mass says the cell's starts found its basins."""
+    among the first t starts against t, one step trace per cell. ``curves``: {cell name: (its
+    :class:`~landscape.study.result.Accumulation`, its :class:`~landscape.study.result.Unseen` or
+    None)}. A curve flat over its last starts with a small unseen mass says the cell's starts
+    found its basins."""
     fig = go.Figure()
-    for name, acc in curves.items():
-        unseen = acc.get("unseen") or {}
-        est = unseen.get("estimate")
-        fig.add_trace(go.Scatter(x=np.asarray(acc["n_trajectories"]), y=np.asarray(acc["n_distinct"]), mode="lines",
+    for name, (acc, unseen) in curves.items():
+        est = None if unseen is None else unseen.estimate
+        fig.add_trace(go.Scatter(x=np.asarray(acc.n_trajectories), y=np.asarray(acc.n_distinct), mode="lines",
                                  line_shape="hv", name=name + (f" (unseen {est:.3f})" if est is not None else ""),
                                  hovertemplate=f"{name}<br>%{{x}} starts: %{{y}} distinct minima<extra></extra>"))
     fig.update_xaxes(title_text="starts t (in index order)", rangemode="tozero")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from ..analysis.labels import DNC
 from ..io.results import FILES, SWEEP_FILES, atomic_write_text, read_json
+from ..study.result import Accumulation, Unseen
+from ..study.sweep_result import PairedDifference, SweepCell, SweepRecord
 from . import figures
 from .report import _e, figure_sections, html_page
 from .safe import CELL_SUMMARY_FIELDS, SWEEP_FIELDS, ReportInputError, check_fields, contained_path
@@ -76,11 +78,12 @@ def check_prevalence_rows(rows: list[dict], axes, source) -> None:
                                        "rank → count")
 
 
-def sweep_figures(sweep: dict, rows: list[dict]) -> list[tuple[str, object]]:
-    """(key, figure) for every axis and group of the other axes (module docstring)."""
-    axes = list(sweep["sweep_config"]["sweep"])
+def sweep_figures(sweep: SweepRecord, rows: list[dict]) -> list[tuple[str, object]]:
+    """(key, figure) for every axis and group of the other axes (module docstring); ``rows``:
+    prevalence.csv's rows (a table: one column per axis, count and fraction of each label)."""
+    axes = list(sweep.axes)
     out = []
-    conf = float(sweep.get("confidence", 0.95))
+    conf = sweep.confidence
     for ax in axes:
         others = [a for a in axes if a != ax]
         groups: dict[tuple, list[dict]] = {}
@@ -98,39 +101,40 @@ def sweep_figures(sweep: dict, rows: list[dict]) -> list[tuple[str, object]]:
     return out
 
 
-def cell_accumulation(out_dir, cells) -> dict[str, dict]:
-    """{cell name: its study summary's ``accumulation`` record with ``unseen`` added} for every
-    finished cell of ``cells`` (sweep.json records) whose summary.json is readable."""
+def cell_accumulation(out_dir, cells: list[SweepCell]) -> dict[str, tuple[Accumulation, Unseen | None]]:
+    """{cell name: (its study summary's accumulation curve, its unseen mass)} for every finished
+    cell of ``cells`` whose summary.json is readable."""
     out = {}
     for c in cells:
-        rel = c.get("dir", f"{SWEEP_FILES['cells']}/{c['name']}")
+        rel = c.dir or f"{SWEEP_FILES['cells']}/{c.name}"
         path = contained_path(out_dir, rel, f"{Path(out_dir) / SWEEP_FILES['sweep']}: the folder of cell "
-                                            f"{json.dumps(c['name'])[:60]}") / FILES["summary"]
-        if c.get("status") not in ("ran", "skipped") or not path.is_file():
+                                            f"{json.dumps(c.name)[:60]}") / FILES["summary"]
+        if c.status not in ("ran", "skipped") or not path.is_file():
             continue
         try:
             summary = read_json(path)
         except ValueError:
             continue
         check_fields(summary, CELL_SUMMARY_FIELDS, path)
-        if summary.get("accumulation"):
-            out[c["name"]] = {**summary["accumulation"], "unseen": summary.get("unseen")}
+        acc = Accumulation.from_row(summary.get("accumulation"))
+        if acc is not None:
+            out[c.name] = (acc, Unseen.from_row(summary.get("unseen")))
     return out
 
 
-def _paired_table(rows: list[dict]) -> str:
-    """HTML table of sweep.json's ``paired`` rows (paired differences between neighbouring cells)."""
+def _paired_table(rows: list[PairedDifference]) -> str:
+    """HTML table of the paired differences between neighbouring cells."""
     if not rows:
         return "<p class='note'>No two neighbouring finished cells share their starts.</p>"
     def signed(v) -> str:
         return "-" if v is None else format(v, "+.4f")
 
     body = "".join(
-        f"<tr><td class='l'>{_e(r.get('axis'))}</td><td class='l'>{_e(r.get('first'))}</td>"
-        f"<td class='l'>{_e(r.get('second'))}</td><td>{_e(r['both'])}</td><td>{_e(r['first_only'])}</td>"
-        f"<td>{_e(r['second_only'])}</td><td>{_e(r['neither'])}</td><td>{_e(signed(r['difference']))}</td>"
-        f"<td>[{_e(signed(r.get('ci_low')))}, {_e(signed(r.get('ci_high')))}]</td></tr>"
-        for r in rows if r.get("difference") is not None)
+        f"<tr><td class='l'>{_e(r.axis)}</td><td class='l'>{_e(r.first)}</td>"
+        f"<td class='l'>{_e(r.second)}</td><td>{_e(r.both)}</td><td>{_e(r.first_only)}</td>"
+        f"<td>{_e(r.second_only)}</td><td>{_e(r.neither)}</td><td>{_e(signed(r.difference))}</td>"
+        f"<td>[{_e(signed(r.ci_low))}, {_e(signed(r.ci_high))}]</td></tr>"
+        for r in rows if r.difference is not None)
     return ("<table><tr><th class='l'>axis</th><th class='l'>first</th><th class='l'>second</th><th>both</th>"
             "<th>first only</th><th>second only</th><th>neither</th><th>difference</th><th>95% interval</th></tr>"
             f"{body}</table>")
@@ -140,19 +144,20 @@ def render_sweep_report(out_dir) -> str:
     from ..study.sweep import read_prevalence_csv   # torch (study.sweep loads the run): not to import this module
 
     out = Path(out_dir)
-    sweep = read_json(out / SWEEP_FILES["sweep"])
-    check_sweep(sweep, out / SWEEP_FILES["sweep"])
+    record = read_json(out / SWEEP_FILES["sweep"])
+    check_sweep(record, out / SWEEP_FILES["sweep"])
+    sweep = SweepRecord.from_json(record)
     rows = read_prevalence_csv(out / SWEEP_FILES["prevalence"]) if (out / SWEEP_FILES["prevalence"]).is_file() else []
     if not rows:
         raise ValueError(f"{out / SWEEP_FILES['prevalence']} is missing or empty: the sweep has no finished cell yet")
-    check_prevalence_rows(rows, sweep["sweep_config"]["sweep"], out / SWEEP_FILES["prevalence"])
-    cells = sweep.get("cells", [])
-    table = "".join(f"<tr><td class='l'>{_e(c['name'])}</td><td>{_e(c['status'])}</td>"
-                    f"<td>{_e(c.get('n_trajectories'))}</td></tr>" for c in cells)
-    name = sweep["sweep_config"].get("name", "sweep")
+    check_prevalence_rows(rows, sweep.axes, out / SWEEP_FILES["prevalence"])
+    cells = sweep.cells
+    table = "".join(f"<tr><td class='l'>{_e(c.name)}</td><td>{_e(c.status)}</td>"
+                    f"<td>{_e(c.n_trajectories)}</td></tr>" for c in cells)
+    name = sweep.name
     dyn = sorted({r.get("dynamics", "") for r in rows})
-    paired = sweep.get("paired") or []
-    label = paired[0].get("label", DNC.name) if paired and isinstance(paired[0], dict) else DNC.name
+    paired = sweep.paired
+    label = (paired[0].label or DNC.name) if paired else DNC.name
     figs = sweep_figures(sweep, rows)
     acc = cell_accumulation(out, cells)
     if acc:
@@ -163,7 +168,7 @@ def render_sweep_report(out_dir) -> str:
                    "(Newcombe's paired interval).</p>", _paired_table(paired)] if paired else []
     return html_page(f"landscape sweep report: {name}", [
         f"<p class='note'>{_e(len(rows))} of {_e(len(cells))} cells finished; fractions are of all starts of each "
-        f"cell, with {_e(format(float(sweep.get('confidence', 0.95)), '.0%'))} Wilson intervals; "
+        f"cell, with {_e(format(sweep.confidence, '.0%'))} Wilson intervals; "
         f"dynamics: {_e(' | '.join(dyn))}.</p>",
         "<h2>Cells</h2>", f"<table><tr><th class='l'>cell</th><th>status</th><th>starts</th></tr>{table}</table>",
         "<h2>Figures</h2>", *figure_sections(figs), *paired_part])
