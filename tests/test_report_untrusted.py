@@ -23,7 +23,7 @@ from landscape.cli import main as cli_main
 from landscape.io.results import load_spectra, spectra_member_bound, write_json
 from landscape.study.sweep import write_prevalence_csv
 from landscape.viz.net_report import render_net_report, write_net_report
-from landscape.viz.report import figure_ids, load_results, write_report
+from landscape.viz.report import figure_ids, load_results, render_report, write_report
 from landscape.viz.safe import ReportInputError, check_fields, contained_path, esc
 from landscape.viz.sweep_report import render_sweep_report, write_sweep_report
 from study_fixture import build_study
@@ -91,6 +91,28 @@ NUMERIC_FIELDS = ["saddle_visits[0].point_id", "saddle_visits[0].index", "saddle
                   "headline.lowest_loss_point", "headline.dnc_fraction", "headline.lowest_loss",
                   "n_trajectories", "wall_time_s", "stop_reasons.converged", "tolerances.confidence",
                   "accumulation.n_distinct", "config.model.L"]
+
+
+def test_summaries_of_other_versions_render_or_are_refused_in_one_line(study, tmp_path):
+    """The report reads a typed view of summary.json: a summary without ``stop_reasons``, with a
+    null count, or with a transition-state field this version does not know renders as before;
+    a transition-state row missing a field this version needs, or a count of the wrong type, is a
+    ReportInputError naming the file (never a bare KeyError or TypeError)."""
+    def with_ts(extra):
+        def edit(s):
+            s["transition_states"] = [{"saddle_id": 3, "min1_id": 0, "min2_id": 1, "barrier1": 0.1, "barrier2": 0.2,
+                                       **extra}]
+        return edit
+
+    fine = [lambda s: s.pop("stop_reasons"), lambda s: s["stop_reasons"].update(converged=None),
+            with_ts({"a_field_of_a_newer_version": 1})]
+    for k, edit in enumerate(fine):
+        assert "Distinct critical points" in render_report(load_results(copy_study(study, tmp_path / f"ok{k}", edit)))
+    refused = [lambda s: with_ts({})(s) or s["transition_states"][0].pop("min1_id"),
+               lambda s: s.setdefault("graph", {}).update(n_edges="7"), lambda s: s.update(timings=[1.0])]
+    for k, edit in enumerate(refused):
+        with pytest.raises(ReportInputError, match=r"summary\.json"):
+            load_results(copy_study(study, tmp_path / f"bad{k}", edit))
 
 
 @pytest.mark.parametrize("field", NUMERIC_FIELDS)

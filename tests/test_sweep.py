@@ -328,3 +328,16 @@ def test_a_structure_keeps_its_name_across_cells(tmp_path):
     write_prevalence_csv(tmp_path / "p.csv", [{**{k: 0 for k in PREVALENCE_FIELDS}, **r} for r in rows], ["d"])
     header = (tmp_path / "p.csv").read_text().splitlines()[0].split(",")
     assert header.count("count_simplex(8)+pair") == 1
+
+
+def test_a_sweep_written_before_the_table_renames_resumes():
+    """data/sweeps/lambda0-width/sweep.json was written when [transition_states] was [connect]: its
+    stored configuration, read again, is the preset's (what run_sweep compares before it resumes)."""
+    from landscape.study.sweep_config import SweepConfig, load_sweep
+
+    stored = json.loads((Path(__file__).resolve().parents[1] / "data/sweeps/lambda0-width/sweep.json").read_text())
+    previous = stored["sweep_config"]
+    assert "connect" in previous and "transition_states" not in previous
+    current = json.loads(json.dumps(load_sweep(preset="lambda0-width").to_dict()))
+    assert previous != current
+    assert json.loads(json.dumps(SweepConfig.from_dict(previous).to_dict())) == current

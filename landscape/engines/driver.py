@@ -46,7 +46,7 @@ from ..core.validate import SpecError
 from .curvature import curvature_threshold, negative_curvature
 from .outcomes import STOP_REASONS, Detail, Outcome
 from .trajectories import TrajectoryResults
-from .stage import ALL_ENGINES, StageConfig
+from .stage import ALL_ENGINES, BAND_ENGINES, StageConfig
 from .state import EngineState
 
 _CONVERGED, _MAX_ITER, _DIVERGED, _STALLED = (STOP_REASONS.index(o) for o in (
@@ -229,7 +229,7 @@ class _Outputs:
             self.detail[gi[own]] = Detail.TRUST_REGION.value
             r_d = torch.where(stuck[d_idx], torch.full_like(r_d, -1), r_d)
         st = (r_d == _STALLED).nonzero().squeeze(1)
-        if st.numel():
+        if st.numel() and cfg.engine not in BAND_ENGINES:   # a band is no point: no ‖H∇L‖ to read
             th, g = state.theta[d_idx[st]], state.grad[d_idx[st]]
             hg = model.for_rows(book.rows[d_idx[st]]).hvp(th, g)
             ratio = (hg.norm(dim=1) / g.norm(dim=1).clamp(min=1e-300)).cpu().numpy()
@@ -420,6 +420,8 @@ def run_pipeline(model: DeepUFM, theta0: torch.Tensor, stages: list[StageConfig]
             getattr(res, k)[idx] = getattr(sub, k)
         for k in ("iterations", "n_grad", "n_hvp"):
             getattr(res, k)[idx] += getattr(sub, k)
+        for v in res.extras.values():   # an earlier stage's values describe where the row no longer is
+            v[idx] = np.nan
         for k, v in sub.extras.items():
             res.extras.setdefault(k, np.full((len(res),) + v.shape[1:], np.nan))[idx] = v
         res.last_stage[idx] = s_i

@@ -106,3 +106,7 @@ class TrajectoryResults:
             self.handoff_theta[t] = other.handoff_theta
         if self.first_small is not None and other.first_small is not None:
             self.first_small[idx] = other.first_small
+        for v in self.extras.values():   # values of where these rows were before
+            v[idx] = np.nan
+        for k, v in other.extras.items():
+            self.extras.setdefault(k, np.full((len(self),) + v.shape[1:], np.nan))[idx] = v

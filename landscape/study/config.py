@@ -244,8 +244,9 @@ def _table(cfg: dict, name: str) -> dict:
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
-    """Return a copy of ``cfg`` with each ``key=value`` of ``overrides`` applied."""
-    cfg = copy.deepcopy(cfg)
+    """Return a copy of ``cfg`` (former table names read as the current ones) with each
+    ``key=value`` of ``overrides`` applied."""
+    cfg = copy.deepcopy(with_current_names(cfg))
     for item in overrides or []:
         if "=" not in item:
             raise SpecError(f"--set {item!r} is invalid: must be KEY=VALUE")

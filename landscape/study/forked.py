@@ -12,8 +12,9 @@ closes), so the two never oversubscribe the cores: OpenBLAS threads spin while t
 more of them than there are cores made a dense solve 10–100× slower (measured 2026-12-07: a
 300×300 lstsq 0.33 s against 0.03 s, the kink polish's step).
 
-A child dies with this process, however it ends (a SIGKILL included: ``prctl(PR_SET_PDEATHSIG)``),
-and :meth:`~ForkedExecutor.close` kills the children still running. An exception in ``fn``, or a
+A child dies with this process, however it ends (a SIGKILL included: ``prctl(PR_SET_PDEATHSIG)``;
+Linux sends it when the *thread* that forked ends, so submit from a thread that lives as long as
+the work), and :meth:`~ForkedExecutor.close` kills the children still running. An exception in ``fn``, or a
 child that dies without a value, reaches the caller from :meth:`ForkedFuture.result` as a
 :class:`ForkedWorkerError` carrying the child's traceback. Only on Linux, on the CPU (CUDA does
 not survive a fork): :func:`fork_possible`.
@@ -121,10 +122,15 @@ class ForkedExecutor(Executor):
         """Fork a child that computes ``fn(*args)``; this process gives up a thread while it runs."""
         ctx = multiprocessing.get_context("fork")
         recv, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_child, args=(fn, args, send), daemon=True,
+        proc = ctx.Process(target=_child, args=(fn, args, send, os.getpid()), daemon=True,
                            name=f"landscape-forked-{getattr(fn, '__name__', 'work')}")
-        proc.start()
-        send.close()
+        try:
+            proc.start()
+        except BaseException:
+            recv.close()
+            raise
+        finally:
+            send.close()
         fut = ForkedFuture(self, proc, recv)
         if not self._running:
             self._threads = torch.get_num_threads()
@@ -160,11 +166,14 @@ class ForkedExecutor(Executor):
             fut.cancel()
 
 
-def _child(fn: Callable, args: tuple, conn) -> None:
+def _child(fn: Callable, args: tuple, conn, parent: int) -> None:
     """The forked child: one thread, ``fn(*args)`` sent back as ``("ok", value)``, or
-    ``("error", traceback)``."""
+    ``("error", traceback)``. A parent gone before the child asked to die with it (pid
+    ``parent`` no longer its parent) ends the child at once."""
     try:
         _die_with_parent()
+        if os.getppid() != parent:
+            os._exit(1)
         torch.set_num_threads(1)
         threadpool_limits(limits=1, user_api="blas")
         conn.send_bytes(pickle.dumps(("ok", fn(*args)), protocol=pickle.HIGHEST_PROTOCOL))

@@ -17,7 +17,7 @@ read-only :class:`~collections.abc.Mapping` over ``summary``. New code should us
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,11 @@ def _float(x) -> float | None:
 
 def _int(x) -> int | None:
     return None if x is None else int(x)
+
+
+#: The fields of a transition-state row this version reads (a summary written by another version
+#: may carry more; they are left out).
+_TS_FIELDS = frozenset(f.name for f in fields(TransitionStateRecord))
 
 
 @dataclass(frozen=True)
@@ -314,6 +319,46 @@ class ModelShape:
 
 
 @dataclass(frozen=True)
+class Share:
+    """``fraction`` of the starts with its Wilson interval [``ci_low``, ``ci_high``] (None where
+    there were no starts)."""
+
+    fraction: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping | None) -> Share:
+        row = row or {}
+        return cls(_float(row.get("fraction")), _float(row.get("ci_low")), _float(row.get("ci_high")))
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """How the ``[cross_check]`` dynamics ended from the same starts as the main one (summary.json
+    ``check``, :func:`landscape.study.summary.cross_check_record`): over the ``n`` starts both ran,
+    ``agree`` certified at the same point (``agreement`` its share), both dynamics' DNC shares
+    (``main_dnc``, ``check_dnc``) and whether their paired difference excludes 0 (``disagree``);
+    ``dynamics``: the second dynamics in words."""
+
+    dynamics: str
+    n: int
+    agree: int
+    agreement: Share
+    main_dnc: Share
+    check_dnc: Share
+    disagree: bool
+
+    @classmethod
+    def from_row(cls, row: Mapping | None) -> CrossCheck | None:
+        if not row:
+            return None
+        return cls(dynamics=str(row["dynamics"]), n=int(row["n"]), agree=int(row["agree"]),
+                   agreement=Share.from_row(row.get("agreement")), main_dnc=Share.from_row(row.get("main_dnc")),
+                   check_dnc=Share.from_row(row.get("check_dnc")), disagree=bool(row.get("disagree")))
+
+
+@dataclass(frozen=True)
 class Diagnosis:
     """Why a share of the main starts did not certify, and what to change (a summary.json
     ``diagnosis`` row; present only when more than 5% of the starts failed)."""
@@ -343,7 +388,8 @@ class StudyResult(Mapping):
     saturate the minima (None in a summary without them); ``n_saddle_connections``: the basin
     graph's edges (descents from saddles); ``config``: the configuration as stored (the file
     layout of :meth:`landscape.study.config.StudyConfig.to_dict`), ``model`` its
-    :class:`ModelShape`; ``saddle_visits``: :class:`SaddleVisit` rows.
+    :class:`ModelShape`; ``saddle_visits``: :class:`SaddleVisit` rows; ``trajectory_time_s``: the
+    seconds the main trajectories took; ``cross_check``: the :class:`CrossCheck` (None without one).
     """
 
     folder: Path
@@ -367,6 +413,8 @@ class StudyResult(Mapping):
     config: Mapping[str, Any] | None = None
     model: ModelShape | None = None
     saddle_visits: list[SaddleVisit] = field(default_factory=list)
+    trajectory_time_s: float | None = None
+    cross_check: CrossCheck | None = None
 
     @classmethod
     def from_summary(cls, folder: str | Path, summary: dict, *, timings: Mapping[str, float] | None = None,
@@ -384,17 +432,20 @@ class StudyResult(Mapping):
             points=[StudyPoint.from_row(p) for p in summary["points"]],
             fractions={str(r.get("label")): Fraction.from_row(r) for r in summary.get("labels") or []},
             uncertified={r["stop_reason"]: Fraction.from_row(r) for r in summary.get("uncertified") or []},
-            stop_reasons={k: int(v) for k, v in summary["stop_reasons"].items()},
-            transition_states=[TransitionStateRecord.from_mapping(t) for t in summary.get("transition_states") or []],
+            stop_reasons={k: int(v) for k, v in (summary.get("stop_reasons") or {}).items() if v is not None},
+            transition_states=[TransitionStateRecord.from_mapping({k: v for k, v in t.items() if k in _TS_FIELDS})
+                               for t in summary.get("transition_states") or []],
             diagnosis=[Diagnosis(reason=d["reason"], count=int(d["count"]), share=_float(d.get("share")),
                                  advice=d.get("advice")) for d in summary.get("diagnosis") or []],
-            timings={**(summary.get("timings") or {}), **extra}, wall_time_s=wall,
+            timings={**(summary.get("timings") if isinstance(summary.get("timings"), Mapping) else {}), **extra},
+            wall_time_s=wall,
             report=None if report is None else Path(report), summary=summary,
             confidence=float((summary.get("tolerances") or {}).get("confidence", 0.95)),
             accumulation=Accumulation.from_row(summary.get("accumulation")), unseen=Unseen.from_row(summary.get("unseen")),
             n_saddle_connections=_int((summary.get("graph") or {}).get("n_edges")), config=summary.get("config"),
             model=ModelShape.from_row((summary.get("config") or {}).get("model")),
-            saddle_visits=[SaddleVisit.from_row(r) for r in summary.get("saddle_visits") or []])
+            saddle_visits=[SaddleVisit.from_row(r) for r in summary.get("saddle_visits") or []],
+            trajectory_time_s=_float(summary.get("trajectory_time_s")), cross_check=CrossCheck.from_row(summary.get("check")))
 
     def point(self, point_id: int) -> StudyPoint:
         """The distinct point with id ``point_id``."""

@@ -54,6 +54,7 @@ from .config import StudyConfig
 from .sweep_config import SWEEP_TABLE, Cell, SweepConfig, cell_name, load_sweep  # noqa: F401  (re-exported)
 from .executors import Executor, InProcessExecutor, Unit
 from .lambda_batch import LambdaBatchExecutor
+from .result import CrossCheck, StudyResult
 from .run import run_study
 from .stats import paired_counts, paired_difference, proportion
 from .summary import environment, main_trajectories
@@ -98,42 +99,41 @@ def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE)
         from .lambda0 import prevalence_row as lambda0_row
 
         return lambda0_row(cell, summary, confidence)
-    n = int(summary["n_trajectories"])
-    by_label: dict[str, int] = {}
-    for r in summary["labels"]:
-        by_label[str(r["label"])] = by_label.get(str(r["label"]), 0) + int(r["count"])
+    r = StudyResult.from_summary(".", summary)
+    n = r.n_trajectories
+    by_label = {lab: f.count for lab, f in r.fractions.items()}
     dnc = proportion(by_label.get(DNC_LABEL, 0), n, confidence)
-    unc = proportion(sum(int(r["count"]) for r in summary["uncertified"]), n, confidence)
-    reached = [p for p in summary["points"] if int(p["basin_count"]) > 0]
-    ranked = [(int(p["basin_count"]), int(p["rank_pattern"][-1])) for p in reached]
+    unc = proportion(sum(u.count for u in r.uncertified.values()), n, confidence)
+    reached = [p for p in r.points if p.basin_count > 0]
+    ranked = [(p.basin_count, p.rank_pattern[-1]) for p in reached]
     n_ranked = sum(c for c, _ in ranked)
     rank_counts: dict[str, int] = {}
-    for c, r in sorted(ranked, key=lambda x: x[1]):
-        rank_counts[str(r)] = rank_counts.get(str(r), 0) + c
-    by_reason = {str(r["stop_reason"]): int(r["count"]) for r in summary["uncertified"]}
+    for c, k in sorted(ranked, key=lambda x: x[1]):
+        rank_counts[str(k)] = rank_counts.get(str(k), 0) + c
+    by_reason = {reason: u.count for reason, u in r.uncertified.items()}
     ci = {lab: proportion(c, n, confidence) for lab, c in by_label.items()}
     return {"cell": cell.name, **cell.overrides, "n_trajectories": n,
             "logit_rank_counts": rank_counts, "uncertified_by_reason": by_reason,
-            "unseen_mass": (summary.get("unseen") or {}).get("estimate"), "wall_time_s": summary.get("wall_time_s"),
-            "trajectory_time_s": summary.get("trajectory_time_s"), "check": _check_cell(summary.get("check")),
+            "unseen_mass": None if r.unseen is None else r.unseen.estimate, "wall_time_s": summary.get("wall_time_s"),
+            "trajectory_time_s": r.trajectory_time_s, "check": _cross_check_cell(r.cross_check),
             **{f"ci_low_{lab}": v["ci_low"] for lab, v in ci.items()},
             **{f"ci_high_{lab}": v["ci_high"] for lab, v in ci.items()},
             **{f"dnc_{k}": v for k, v in dnc.items()}, **{f"uncertified_{k}": v for k, v in unc.items()},
-            "mean_logit_rank": sum(c * r for c, r in ranked) / n_ranked if n_ranked else float("nan"),
+            "mean_logit_rank": sum(c * k for c, k in ranked) / n_ranked if n_ranked else float("nan"),
             "n_distinct_points": len(reached), "dynamics": cell.config.describe_dynamics(),
             **{f"count_{lab}": c for lab, c in by_label.items()},
             **{f"frac_{lab}": c / n for lab, c in by_label.items()}}
 
 
-def _check_cell(check: Mapping | None) -> dict:
-    """The prevalence table's ``check`` entry from a summary's check record ({} without one)."""
-    if not check:
+def _cross_check_cell(check: CrossCheck | None) -> dict:
+    """The prevalence table's ``check`` entry from a summary's cross-check record ({} without one)."""
+    if check is None:
         return {}
-    return {"dynamics": check["dynamics"], "n": check["n"], "agree": check["agree"],
-            "agreement": check["agreement"]["fraction"],
-            "main_dnc": [check["main_dnc"][k] for k in ("fraction", "ci_low", "ci_high")],
-            "check_dnc": [check["check_dnc"][k] for k in ("fraction", "ci_low", "ci_high")],
-            "disagree": check["disagree"]}
+    return {"dynamics": check.dynamics, "n": check.n, "agree": check.agree,
+            "agreement": check.agreement.fraction,
+            "main_dnc": [check.main_dnc.fraction, check.main_dnc.ci_low, check.main_dnc.ci_high],
+            "check_dnc": [check.check_dnc.fraction, check.check_dnc.ci_low, check.check_dnc.ci_high],
+            "disagree": check.disagree}
 
 
 def write_prevalence_csv(path: str | Path, rows: list[dict], axes: Iterable[str]) -> None:

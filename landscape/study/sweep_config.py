@@ -17,7 +17,7 @@ from typing import Iterable, Mapping
 
 from ..core.validate import SpecError
 from .config import (StudyConfig, apply_overrides, default_config_dict, layered, load_config_dict, parse_value,
-                     preset_path)
+                     preset_path, with_current_names)
 
 #: Name of the grid table in a sweep file.
 SWEEP_TABLE = "sweep"
@@ -81,8 +81,10 @@ class SweepConfig:
         """Sweep from a study dict with a ``[sweep]`` table, plus ``--set`` overrides. A grid of
         more than :data:`MAX_CELLS` cells is refused before it is expanded; ``on_expand(n)`` hears
         the number of cells once the axes and the base study are valid, before they are expanded
-        and validated one by one (and each estimated: :meth:`StudyConfig.check_resources`)."""
-        cfg = copy.deepcopy(cfg)
+        and validated one by one (and each estimated: :meth:`StudyConfig.check_resources`). Former
+        table names are read as the current ones (:func:`~landscape.study.config.with_current_names`:
+        a sweep.json written before a rename resumes)."""
+        cfg = copy.deepcopy(with_current_names(cfg))
         axes = cfg.pop(SWEEP_TABLE, None)
         if not isinstance(axes, dict):
             raise SpecError(f"[{SWEEP_TABLE}] is missing: a sweep file is a study file plus a [{SWEEP_TABLE}] "

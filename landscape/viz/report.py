@@ -131,10 +131,17 @@ def load_results(out_dir) -> "Results | Lambda0Result":
     tree_name = (summary.get("graph") or {}).get("tree") or FILES["tree"]
     tree_path = contained_path(out, tree_name, f"{sp}: graph.tree")
     tree = read_json(tree_path) if tree_path.is_file() else None
-    if tree is not None:
-        check_fields(tree, TREE_FIELDS, tree_path)
-        tree = DisconnectivityTree.from_json(tree)
-    res = Results(out, summary, tree)
+    try:
+        if tree is not None:
+            check_fields(tree, TREE_FIELDS, tree_path)
+            tree = DisconnectivityTree.from_json(tree)
+        res = Results(out, summary, tree)
+        res.result   # the typed view, read once here: a value it cannot read is the file's fault
+    except (KeyError, TypeError, ValueError) as exc:   # RecordError is a ValueError
+        if isinstance(exc, ReportInputError):
+            raise
+        raise ReportInputError(f"{sp} (or its tree.json): a value this version cannot read "
+                               f"({type(exc).__name__}: {exc})") from None
     spectra = (point_spectra(load_spectra(out / FILES["spectra"],
                                           max_member_bytes=spectra_member_bound(res.result.model.P)),
                              out / FILES["spectra"])

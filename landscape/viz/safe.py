@@ -164,6 +164,7 @@ def contained_path(folder, name, what: str) -> Path:
 #: A study's summary.json: every number or id the study report shows or computes with.
 STUDY_SUMMARY_FIELDS = {
     "n_trajectories": "int", "wall_time_s": "num?", "stop_reasons.*": "int?", "tolerances.confidence": "num?",
+    "graph.n_edges": "int?", "timings.*": "num?", "trajectory_time_s": "num?",
     "config.model.K": "int?", "config.model.n": "int?", "config.model.d": "int?", "config.model.L": "int",
     "points[].id": "int", "points[].loss": "num", "points[].grad_norm": "real?", "points[].rank_pattern": "ints?",
     "points[].index": "int?", "points[].nullity": "int?", "points[].symmetry_zero_modes": "int?",
@@ -194,7 +195,8 @@ STUDY_SUMMARY_FIELDS = {
 
 #: A study's tree.json (the disconnectivity graph).
 TREE_FIELDS = {
-    "roots": "list", "nodes[].id": "str", "nodes[].level": "num", "nodes[].point_id": "int?",
+    "roots": "list", "nodes[].id": "str", "nodes[].type": "str", "nodes[].level": "num", "nodes[].point_id": "int?",
+    "nodes[].children": "list?",
     "nodes[].basin_count": "int?", "nodes[].fraction": "num?", "nodes[].members": "ints?",
     "nodes[].barriers.*": "num?",
 }
