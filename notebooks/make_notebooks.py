@@ -82,18 +82,18 @@ and zero modes net of symmetry, the closed-form structure it matches) and draw i
 singular values and class-mean logits.
 """),
     ("code", """
-K = res.summary["config"]["model"]["K"]
-have = [p for p in res.points if p["id"] in res.analyses and p["id"] in res.spectra]
-dnc = min((p for p in have if p["label"] == "DNC"), key=lambda p: p["loss"], default=None)
-low = min((p for p in have if 0 < p["rank_pattern"][-1] < K - 1), key=lambda p: p["loss"], default=None)
+K = res.result.model.K
+have = [p for p in res.points if p.id in res.analyses and p.id in res.spectra]   # typed StudyPoint records
+dnc = min((p for p in have if p.label == "DNC"), key=lambda p: p.loss, default=None)
+low = min((p for p in have if p.rank_pattern and 0 < p.rank_pattern[-1] < K - 1), key=lambda p: p.loss, default=None)
 
 def describe(p):
     keys = ("id", "kind", "label", "loss", "rank_pattern", "index", "nullity", "symmetry_zero_modes",
             "excess_zero_modes", "type", "basin_count", "fraction", "ci_low", "ci_high")
     for k in keys:
-        print(f"{k:>20}: {p[k]}")
-    t = p.get("theory_match") or {}
-    print(f"{'theory':>20}: {t.get('pattern')} (loss difference {t.get('loss_difference')})")
+        print(f"{k:>20}: {getattr(p, k)}")
+    t = p.theory_match
+    print(f"{'theory':>20}: {t and t.pattern} (loss difference {t and t.loss_difference})")
 
 for name, p in (("DNC", dnc), ("low-rank", low)):
     print(f"--- {name} point ---")
@@ -102,7 +102,7 @@ for name, p in (("DNC", dnc), ("low-rank", low)):
     ("code", """
 shown = [p for p in (dnc, low) if p is not None]
 for p in shown:
-    for key, fig in point_figures(res, p["id"]):
+    for key, fig in point_figures(res, p.id):
         fig.show()
 print(f"{len(shown)} points drawn")
 """),

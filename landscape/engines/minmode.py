@@ -203,7 +203,7 @@ def follow_min_mode(model: DeepUFM, theta0: torch.Tensor, opts: MinModeOptions |
     opts = opts or MinModeOptions()
     cfg = StageConfig(engine="minmode", options=opts, max_iter=max_iter, tol=tol, stall_window=max_iter + 1,
                       curvature_check=False, entry_grad_norm=None)
-    res = run_engine(model, theta0, cfg)
+    res = run_engine(model, theta0, cfg, sync_every=1)   # a stopped row leaves the batch at once, on a GPU too
     return MinModeResults(theta=res.theta, loss=res.loss.astype(np.float64), grad_norm=res.grad_norm,
                           lowest=res.extras["lowest"], second=res.extras["second"],
                           stop_reason=res.stop_reason.astype(str).astype(object), iterations=res.iterations,

@@ -236,7 +236,9 @@ def run_neb(model: DeepUFM, start: torch.Tensor, end: torch.Tensor, opts: NEBOpt
     bands = BandModel(model, R[:, [0, -1]].clone(), opts)
     cfg = StageConfig(engine="neb", options=opts, max_iter=max_iter, tol=tol, stall_window=max_iter + 1,
                       curvature_check=False, entry_grad_norm=None)
-    res = run_engine(bands, R[:, 1:-1].reshape(Q, M * P), cfg)
+    # every iteration synchronised (as the loop before the driver was): a band that stops leaves the
+    # batch at once, on a GPU too, so the others' batched round-off is that of the bands still running
+    res = run_engine(bands, R[:, 1:-1].reshape(Q, M * P), cfg, sync_every=1)
     dev = model.device
     images = bands.bands(res.theta.to(device=dev, dtype=model.dtype))
     E = torch.from_numpy(res.extras["energies"]).to(device=dev, dtype=model.dtype)
