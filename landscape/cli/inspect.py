@@ -15,19 +15,19 @@ def register(sub) -> None:
     p.set_defaults(func=main)
 
 
-def points_table(rows: list[dict]) -> str:
-    """Fixed-width table of summary point records (:func:`landscape.study.summarise`)."""
+def points_table(points) -> str:
+    """Fixed-width table of a study's distinct points (:class:`~landscape.study.result.StudyPoint`)."""
     from ..analysis.point import fmt_or_dash
 
     head = f"{'id':>4} {'kind':<10} {'label':<22} {'loss':>16} {'|grad|':>9} {'index':>5} {'sym0':>5} " \
            f"{'exc0':>5} {'rank pattern':<22} {'starts':>6} {'fraction [95% CI]':<26}"
     out = [head, "-" * len(head)]
-    for r in rows:
-        rp = "-".join(str(x) for x in r["rank_pattern"]) if r["rank_pattern"] is not None else "-"
-        frac = "-" if r["fraction"] is None else f"{r['fraction']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-        out.append(f"{r['id']:>4} {r['kind']:<10} {str(r['label']):<22} {r['loss']:>16.10g} {r['grad_norm']:>9.2e} "
-                   f"{fmt_or_dash(r['index'], 'd'):>5} {fmt_or_dash(r['symmetry_zero_modes'], 'd'):>5} "
-                   f"{fmt_or_dash(r['excess_zero_modes'], 'd'):>5} {rp:<22} {r['basin_count']:>6} {frac:<26}")
+    for p in points:
+        rp = "-".join(str(x) for x in p.rank_pattern) if p.rank_pattern is not None else "-"
+        frac = "-" if p.fraction is None else f"{p.fraction:.4f} [{p.ci_low:.4f}, {p.ci_high:.4f}]"
+        out.append(f"{p.id:>4} {p.kind:<10} {str(p.label):<22} {p.loss:>16.10g} {p.grad_norm:>9.2e} "
+                   f"{fmt_or_dash(p.index, 'd'):>5} {fmt_or_dash(p.symmetry_zero_modes, 'd'):>5} "
+                   f"{fmt_or_dash(p.excess_zero_modes, 'd'):>5} {rp:<22} {p.basin_count:>6} {frac:<26}")
     return "\n".join(out)
 
 
@@ -41,6 +41,7 @@ def main(args) -> int:
     from ..io.results import DB_NAME
     from ..io.store import StudyStore
     from ..study.config import StudyConfig
+    from ..study.result import StudyResult
     from ..study.summary import MAIN, summarise
 
     if not (Path(args.dir) / DB_NAME).exists():
@@ -64,26 +65,26 @@ def main(args) -> int:
     with StudyStore.open(Path(args.dir) / DB_NAME, readonly=True) as store:
         cfg = StudyConfig.from_dict(store.config)
         summ = summarise(cfg, store)
-        s, G = summ.record, summ.graph
+        r, G = StudyResult.from_summary(args.dir, summ.record), summ.graph
         ts = store.transition_states()
         if args.point is None:
             trajs = store.trajectories()
             n_other = sum(1 for t in trajs if (t.engine or {}).get("kind") != MAIN)
-            print(f"study {cfg.name!r}: {s['n_trajectories']} of {cfg.trajectories} trajectories "
-                  f"({cfg.describe_dynamics()}): " + ", ".join(f"{k} {v}" for k, v in s["stop_reasons"].items()))
+            print(f"study {cfg.name!r}: {r.n_trajectories} of {cfg.trajectories} trajectories "
+                  f"({cfg.describe_dynamics()}): " + ", ".join(f"{k} {v}" for k, v in r.stop_reasons.items()))
             print(f"saddle search: {n_other} of {cfg.saddles.starts} starts ({cfg.saddles.describe()}); "
                   f"{G.number_of_edges()} saddle connections ({cfg.saddles.describe_descent()})")
-            print(points_table(s["points"]))
-            if s["uncertified"]:
-                print("uncertified: " + ", ".join(f"{u['stop_reason']} {u['count']}" for u in s["uncertified"]))
+            print(points_table(r.points))
+            if r.uncertified:
+                print("uncertified: " + ", ".join(f"{k} {u.count}" for k, u in r.uncertified.items()))
             return 0
-        row = next((r for r in s["points"] if r["id"] == args.point), None)
+        row = next((q for q in r.points if q.id == args.point), None)
         if row is None:
             raise SpecError(f"POINT={args.point} is invalid: the study has points "
-                            f"{sorted(r['id'] for r in s['points'])}")
+                            f"{sorted(q.id for q in r.points)}")
         p = store.point(args.point)
         edges = store.edges()
-    print(f"point {row['id']} ({row['kind']}) of study {cfg.name!r}")
+    print(f"point {row.id} ({row.kind}) of study {cfg.name!r}")
     if p.analysis is None:
         print("not analysed")
     else:
@@ -92,9 +93,9 @@ def main(args) -> int:
         ev = np.sort(p.spectrum)
         print(f"Hessian spectrum ({ev.size} eigenvalues): lowest " + ", ".join(f"{x:.4g}" for x in ev[:8])
               + "; highest " + ", ".join(f"{x:.4g}" for x in ev[-3:]))
-    print(f"basin: {row['basin_count']} of {s['n_trajectories']} starts"
-          + ("" if row["fraction"] is None else
-             f", fraction {row['fraction']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}] (95% Wilson)")
+    print(f"basin: {row.basin_count} of {r.n_trajectories} starts"
+          + ("" if row.fraction is None else
+             f", fraction {row.fraction:.4f} [{row.ci_low:.4f}, {row.ci_high:.4f}] (95% Wilson)")
           + f" under {cfg.describe_dynamics()}")
     down = [e for e in edges if e.saddle_id == args.point]
     up = [e for e in edges if e.target_id == args.point]

@@ -56,6 +56,7 @@ def main(args) -> int:
     # the dataset (file, labels, samples per class) before anything is written into the folder: a bad
     # one must not leave a config.json behind that refuses the corrected command
     load_dataset(cfg.dataset, cfg.n_train, cfg.n_test, seed=cfg.split_seed, standardise=cfg.standardise)
+    from ..io.net_summary import NetSummary
     from ..net.run import run_net   # torch: only once the configuration, the dataset and the folder are good
 
     try:
@@ -64,13 +65,14 @@ def main(args) -> int:
         print(f"\ninterrupted: what finished is kept in {out}; continue with `landscape net --resume {out}`",
               file=sys.stderr)
         return EXIT_INTERRUPTED
-    lab = s["labels"]
-    accs = [x["test_accuracy"] for x in s["seeds"] if x["test_accuracy"] is not None]
-    ranks = [x["logit_rank"] for x in s["seeds"]]
-    print(f"{len(s['seeds'])} seeds: test accuracy {min(accs):.3f}–{max(accs):.3f}; network logit ranks "
-          + ", ".join(f"{r}×{ranks.count(r)}" for r in sorted(set(ranks))) if accs else f"{len(s['seeds'])} seeds")
-    print(f"UFM labels ({lab['n']} certified, {lab['uncertified']} uncertified): "
-          + ", ".join(f"{k} {v['count']} ({100 * v['fraction']:.0f}% [{100 * v['ci_low']:.0f}, {100 * v['ci_high']:.0f}])"
-                      for k, v in lab["fractions"].items()))
+    net = NetSummary.from_json(s)
+    accs = [x.test_accuracy for x in net.seeds if x.test_accuracy is not None]
+    ranks = [x.logit_rank for x in net.seeds]
+    print(f"{len(net.seeds)} seeds: test accuracy {min(accs):.3f}–{max(accs):.3f}; network logit ranks "
+          + ", ".join(f"{r}×{ranks.count(r)}" for r in sorted(set(ranks))) if accs
+          else f"{len(net.seeds)} seeds")
+    print(f"UFM labels ({net.n_certified} certified, {net.n_uncertified} uncertified): "
+          + ", ".join(f"{k} {v.count} ({100 * v.fraction:.0f}% [{100 * v.ci_low:.0f}, {100 * v.ci_high:.0f}])"
+                      for k, v in net.labels.items()))
     print(f"wall time {s['timings']['total_s']:.1f} s; results: {out}")
     return 0
