@@ -459,15 +459,36 @@ def _slope_masks(aset: ActiveSet, slopes: list[np.ndarray]) -> list[torch.Tensor
     return out
 
 
+def _slope_gradient(spec: ModelSpec, theta, aset: ActiveSet):
+    """(G, bounds): G maps the slopes s (|A|,) tensor — layer l's active entries, in row-major
+    order, at s[bounds[l]:bounds[l+1]] — to ∇_θ (P,) of the network with ReLU'(H_a) := s_a at
+    every active entry, differentiably in s (the chain rule's generalised gradient)."""
+    spec = spec.as_float64()
+    counts = [int(a.sum()) for a in aset.active]
+    bounds = np.cumsum([0] + counts)
+    model = DeepUFM(spec)
+    places = []
+    for act, c in zip(aset.active, counts):   # each layer's slopes into its (d, N) mask
+        place = torch.zeros(act.size, c, dtype=torch.float64)
+        place[torch.from_numpy(np.flatnonzero(act)), torch.arange(c)] = 1.0
+        places.append(place)
+    base = [torch.from_numpy(o.astype(np.float64)) for o in aset.on]
+    t0 = as_theta64(spec, theta).detach().clone()
+
+    def G(s):
+        masks = [b + (pl @ s[bounds[l]:bounds[l + 1]]).reshape(b.shape) for l, (b, pl) in enumerate(zip(base, places))]
+        return torch.func.grad(lambda t: _forward(model, t, masks)[0])(t0)
+
+    return G, bounds
+
+
 def chain_rule_gradient(spec: ModelSpec, theta, aset: ActiveSet, slopes: list[np.ndarray]) -> np.ndarray:
     """∇_θ of the network with ReLU'(H_a) := slope at every active entry (``slopes`` per layer, as
     :func:`_slope_masks`), (P,): the chain rule's element of the generalised gradient for those
     slopes. Held entries are at 0, so the forward pass does not depend on the slopes; the backward
     pass multiplies the slopes of every layer a signal crosses."""
-    model = DeepUFM(spec.as_float64())
-    th = as_theta64(spec, theta).detach().clone()
-    masks = _slope_masks(aset, slopes)
-    return torch.func.grad(lambda t: _forward(model, t, masks)[0])(th).numpy()
+    G, _ = _slope_gradient(spec, theta, aset)
+    return G(torch.from_numpy(np.concatenate([np.asarray(sl, dtype=np.float64) for sl in slopes]))).numpy()
 
 
 def chained_clarke_multipliers(spec: ModelSpec, theta, aset: ActiveSet, start: ClarkeMultipliers) -> ClarkeMultipliers:
@@ -481,20 +502,7 @@ def chained_clarke_multipliers(spec: ModelSpec, theta, aset: ActiveSet, start: C
     the weak/degenerate counts are those at the slopes found."""
     spec = spec.as_float64()
     th = np.asarray(as_theta64(spec, theta).detach().numpy(), dtype=np.float64)
-    counts = [int(a.sum()) for a in aset.active]
-    bounds = np.cumsum([0] + counts)
-    model = DeepUFM(spec)
-    places = []
-    for act, c in zip(aset.active, counts):   # each layer's slopes into its (d, N) mask
-        place = torch.zeros(act.size, c, dtype=torch.float64)
-        place[torch.from_numpy(np.flatnonzero(act)), torch.arange(c)] = 1.0
-        places.append(place)
-    base = [torch.from_numpy(o.astype(np.float64)) for o in aset.on]
-    t0 = torch.from_numpy(th)
-
-    def grad_at(s):
-        masks = [b + (pl @ s[bounds[l]:bounds[l + 1]]).reshape(b.shape) for l, (b, pl) in enumerate(zip(base, places))]
-        return torch.func.grad(lambda t: _forward(model, t, masks)[0])(t0)
+    grad_at, bounds = _slope_gradient(spec, th, aset)
 
     def fun(s):
         return grad_at(torch.from_numpy(s)).numpy()
@@ -509,7 +517,7 @@ def chained_clarke_multipliers(spec: ModelSpec, theta, aset: ActiveSet, start: C
                         max_nfev=150)
     s = np.clip(sol.x, 0.0, 1.0)
     resid = float(np.linalg.norm(fun(s)))
-    slopes = [s[bounds[l]:bounds[l + 1]] for l in range(len(counts))]
+    slopes = [s[bounds[l]:bounds[l + 1]] for l in range(len(aset.active))]
     sig = output_signals(spec, th, aset, _slope_masks(aset, slopes))
     delta = np.concatenate([d[a] for d, a in zip(sig, aset.active)])
     degen = np.abs(delta) <= signal_floor(delta)

@@ -34,8 +34,10 @@ def register(sub) -> None:
                         "(--set 'sweep.d=[8, 16]')")
     p.add_argument("--out", metavar="DIR", help="results folder (default: runs/<name>-<YYYYmmdd-HHMMSS>); "
                                                 "an existing sweep folder is resumed")
-    p.add_argument("--executor", default="lambda-batch", choices=("lambda-batch", "inprocess", "dask", "dask-local"),
-                   type=lambda name: "lambda-batch" if name == "joint" else name,   # its former name
+    from ..study.executor_base import EXECUTORS, FORMER_NAMES   # light: no torch
+
+    p.add_argument("--executor", default="lambda-batch", choices=EXECUTORS,
+                   type=lambda name: FORMER_NAMES.get(name, name),
                    help="where trajectory chunks run (default: lambda-batch — in this process, cells that differ "
                         "only in λ advancing as one batch; inprocess: cell after cell; the Dask executors "
                         "need pip install \"landscape[dask]\")")

@@ -5,6 +5,7 @@
 * :func:`json_default`: the ``default=`` of ``json.dumps``: numpy arrays become lists, numpy
   scalars Python numbers/bools.
 * :func:`to_json`: deterministic JSON (sorted keys); Python floats round-trip exactly.
+* :func:`optional_float`, :func:`optional_int`: a stored number read back, None kept None.
 """
 from __future__ import annotations
 
@@ -25,6 +26,16 @@ def json_float(v):
         return int(v)
     v = float(v)
     return v if math.isfinite(v) else None
+
+
+def optional_float(x) -> float | None:
+    """``float(x)``, or None where ``x`` is None (a stored value that may be absent)."""
+    return None if x is None else float(x)
+
+
+def optional_int(x) -> int | None:
+    """``int(x)``, or None where ``x`` is None (a stored value that may be absent)."""
+    return None if x is None else int(x)
 
 
 def json_default(o):

@@ -420,9 +420,6 @@ def run_pipeline(model: DeepUFM, theta0: torch.Tensor, stages: list[StageConfig]
             getattr(res, k)[idx] = getattr(sub, k)
         for k in ("iterations", "n_grad", "n_hvp"):
             getattr(res, k)[idx] += getattr(sub, k)
-        for v in res.extras.values():   # an earlier stage's values describe where the row no longer is
-            v[idx] = np.nan
-        for k, v in sub.extras.items():
-            res.extras.setdefault(k, np.full((len(res),) + v.shape[1:], np.nan))[idx] = v
+        res.put_extras(idx, sub.extras)
         res.last_stage[idx] = s_i
     return res

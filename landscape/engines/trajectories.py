@@ -106,7 +106,12 @@ class TrajectoryResults:
             self.handoff_theta[t] = other.handoff_theta
         if self.first_small is not None and other.first_small is not None:
             self.first_small[idx] = other.first_small
-        for v in self.extras.values():   # values of where these rows were before
+        self.put_extras(idx, other.extras)
+
+    def put_extras(self, idx, extras: dict) -> None:
+        """Rows ``idx`` take the per-row values ``extras`` (name → (len(idx), ...)); their values
+        of every other name become NaN (they described where those rows no longer are)."""
+        for v in self.extras.values():
             v[idx] = np.nan
-        for k, v in other.extras.items():
+        for k, v in extras.items():
             self.extras.setdefault(k, np.full((len(self),) + v.shape[1:], np.nan))[idx] = v

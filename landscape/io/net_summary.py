@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..core.jsonsafe import optional_float, optional_int
+
 
 @dataclass(frozen=True)
 class HeadFactor:
@@ -48,11 +50,9 @@ class NetSeed:
     @classmethod
     def from_row(cls, row: Mapping) -> NetSeed:
         layers = [HeadFactor.from_row(lay) for lay in row.get("layers") or []]
-        test = row.get("test_accuracy")
-        rank = row.get("logit_rank")
         return cls(seed=int(row["seed"]), train_accuracy=float(row["train_accuracy"]),
-                   test_accuracy=None if test is None else float(test), loss=float(row["loss"]),
-                   layers={lay.name: lay for lay in layers}, logit_rank=None if rank is None else int(rank),
+                   test_accuracy=optional_float(row.get("test_accuracy")), loss=float(row["loss"]),
+                   layers={lay.name: lay for lay in layers}, logit_rank=optional_int(row.get("logit_rank")),
                    network_label=row.get("network_label"), ufm_label=row.get("ufm_label"),
                    ufm_stop_reason=row.get("ufm_stop_reason"), ufm_loss=float(row["ufm_loss"]))
 
@@ -69,8 +69,7 @@ class LabelShare:
 
     @classmethod
     def from_row(cls, row: Mapping) -> LabelShare:
-        f = lambda k: None if row.get(k) is None else float(row[k])  # noqa: E731
-        return cls(int(row["count"]), f("fraction"), f("ci_low"), f("ci_high"))
+        return cls(int(row["count"]), *(optional_float(row.get(k)) for k in ("fraction", "ci_low", "ci_high")))
 
 
 @dataclass(frozen=True)
@@ -114,12 +113,12 @@ class NetSummary:
                    handoff_engines=[str(st["engine"]) for st in dyn["handoff"]],
                    certify_tol=float(dyn["certify_tol"]), L=int(s["ufm"]["spec"]["L"]), P=int(s["ufm"]["P"]),
                    sv_atol=float(((s.get("config") or {}).get("analysis") or {}).get("sv_atol", 1e-6)),
-                   dnc_loss=None if th.get("dnc_loss") is None else float(th["dnc_loss"]),
-                   best_structure=best.get("name"), best_loss=None if best.get("loss") is None else float(best["loss"]),
+                   dnc_loss=optional_float(th.get("dnc_loss")), best_structure=best.get("name"),
+                   best_loss=optional_float(best.get("loss")),
                    seeds=[NetSeed.from_row(r) for r in s["seeds"]], n_certified=int(lab["n"]),
                    n_uncertified=int(lab["uncertified"]),
                    labels={str(k): LabelShare.from_row(v) for k, v in lab["fractions"].items()},
-                   handoff_loss_gap=None if gap is None else float(gap), summary=s)
+                   handoff_loss_gap=optional_float(gap), summary=s)
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from ..analysis.point import POINT_KINDS as ANALYSED_KINDS
-from ..core.jsonsafe import to_json
+from ..core.jsonsafe import optional_int, to_json
 from ..core.model import ModelSpec
 from ..engines.outcomes import STOP_REASONS, split_detail
 from .locking import lock_database
@@ -1139,7 +1139,7 @@ class StudyStore:
             un_blob, _, un_shape = encode_array(un)
             un_vals = to_json(vals)
         return (int(p.id), _check_kind(p.kind), p.label, float(p.loss), float(p.grad_norm),
-                _opt_int(p.hessian_index), to_json(dict(p.fingerprint)), params, pdt, pshape,
+                optional_int(p.hessian_index), to_json(dict(p.fingerprint)), params, pdt, pshape,
                 spec_blob, spec_dt, spec_shape, None if p.analysis is None else to_json(dict(p.analysis)), unit,
                 un_blob, un_shape, un_vals)
 
@@ -1235,21 +1235,17 @@ def _check_stop_reason(reason, edge: bool = False) -> str | None:
     return str(reason)
 
 
-def _opt_int(x) -> int | None:
-    return None if x is None else int(x)
-
-
 def _trajectory_row(t: TrajectoryRecord | Mapping, unit: int) -> tuple:
     t = TrajectoryRecord.from_mapping(t)
     return (int(t.idx), unit, int(t.seed), _check_stop_reason(t.stop_reason), int(bool(t.certified)),
-            _opt_int(t.iterations), _opt_int(t.n_grad), _opt_int(t.n_hvp),
+            optional_int(t.iterations), optional_int(t.n_grad), optional_int(t.n_hvp),
             _float_or_none(t.wall_time), _float_or_none(t.loss),
             _float_or_none(t.grad_norm), None if t.engine is None else to_json(t.engine),
-            _opt_int(t.point_id))
+            optional_int(t.point_id))
 
 
 def _edge_row(e: EdgeRecord | Mapping) -> tuple:
     e = EdgeRecord.from_mapping(e)
-    return (int(e.saddle_id), int(e.direction), int(e.sign), _opt_int(e.target_id),
+    return (int(e.saddle_id), int(e.direction), int(e.sign), optional_int(e.target_id),
             _float_or_none(e.eigenvalue), _float_or_none(e.eps),
             _float_or_none(e.barrier), _check_stop_reason(e.stop_reason, edge=True))

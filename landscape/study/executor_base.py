@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 
+#: Executor names accepted by :func:`landscape.study.executors.make_executor` and ``landscape
+#: sweep --executor`` (here, where the command line reads them without loading the executors).
+EXECUTORS = ("lambda-batch", "inprocess", "dask", "dask-local")
+#: Former names of executors, still accepted: ``joint`` is ``lambda-batch``.
+FORMER_NAMES = {"joint": "lambda-batch"}
+
+
 class ExecutorError(RuntimeError):
     """An executor cannot be created or used (missing extra, bad option, unreachable scheduler)."""
 

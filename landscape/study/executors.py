@@ -79,15 +79,12 @@ from typing import Any, Callable, Iterable, Iterator
 # the interface and the in-process executor live in .executor_base (which .lambda_batch builds on), and
 # are importable from here too
 from ..core.validate import SpecError, check_int
-from .executor_base import Executor, ExecutorError, InProcessExecutor, Unit, _check_unique  # noqa: F401
+from .executor_base import (EXECUTORS, FORMER_NAMES, Executor, ExecutorError, InProcessExecutor,  # noqa: F401
+                            Unit, _check_unique)
 from .lambda_batch import LambdaBatchExecutor
 
 #: What to install for the Dask executors.
 DASK_INSTALL_HINT = 'pip install "landscape[dask]"  (or: pip install "dask[distributed]" cryptography)'
-#: Executor names accepted by :func:`make_executor` and ``landscape sweep --executor``.
-EXECUTORS = ("lambda-batch", "inprocess", "dask", "dask-local")
-#: Former names of executors, still accepted: ``joint`` is ``lambda-batch``.
-FORMER_NAMES = {"joint": "lambda-batch"}
 #: Interface of the ``dask-local`` cluster: loopback only.
 LOCAL_HOST = "127.0.0.1"
 

@@ -21,15 +21,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..core.jsonsafe import optional_float, optional_int
 from ..io.records import TransitionStateRecord
 
 
-def _float(x) -> float | None:
-    return None if x is None else float(x)
-
-
-def _int(x) -> int | None:
-    return None if x is None else int(x)
 
 
 #: The fields of a transition-state row this version reads (a summary written by another version
@@ -52,8 +47,8 @@ class Fraction:
 
     @classmethod
     def from_row(cls, row: Mapping) -> Fraction:
-        return cls(int(row["count"]), _float(row.get("fraction")), _float(row.get("ci_low")),
-                   _float(row.get("ci_high")), _int(row.get("n_points")))
+        return cls(int(row["count"]), optional_float(row.get("fraction")), optional_float(row.get("ci_low")),
+                   optional_float(row.get("ci_high")), optional_int(row.get("n_points")))
 
 
 @dataclass(frozen=True)
@@ -77,9 +72,9 @@ class BasinBarrier:
     @classmethod
     def from_row(cls, row: Mapping) -> BasinBarrier:
         return cls(point_id=int(row["point_id"]), label=row.get("label"), loss=float(row["loss"]),
-                   basin_count=int(row["basin_count"]), fraction=_float(row.get("fraction")),
-                   barrier=_float(row.get("barrier")), to=_int(row.get("to")), to_label=row.get("to_label"),
-                   saddle=_int(row.get("saddle")))
+                   basin_count=int(row["basin_count"]), fraction=optional_float(row.get("fraction")),
+                   barrier=optional_float(row.get("barrier")), to=optional_int(row.get("to")), to_label=row.get("to_label"),
+                   saddle=optional_int(row.get("saddle")))
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,7 @@ class Unseen:
     def from_row(cls, row: Mapping | None) -> Unseen | None:
         if not row:
             return None
-        return cls(_int(row.get("n1")), _int(row.get("n")), _float(row.get("estimate")))
+        return cls(optional_int(row.get("n1")), optional_int(row.get("n")), optional_float(row.get("estimate")))
 
 
 @dataclass(frozen=True)
@@ -139,7 +134,7 @@ class TreeNode:
         return cls(id=str(row["id"]), type=str(row["type"]), level=float(row["level"]),
                    children=[str(c) for c in row.get("children") or []],
                    members=[int(m) for m in row.get("members") or []], basin_count=int(row.get("basin_count") or 0),
-                   fraction=_float(row.get("fraction")), point_id=_int(row.get("point_id")), label=row.get("label"),
+                   fraction=optional_float(row.get("fraction")), point_id=optional_int(row.get("point_id")), label=row.get("label"),
                    saddles=row.get("saddles"), transition_states=row.get("transition_states"),
                    barriers=row.get("barriers"))
 
@@ -192,13 +187,13 @@ class Headline:
     @classmethod
     def from_summary(cls, h: Mapping) -> Headline:
         c = h.get("certified")
-        return cls(dnc_fraction=_float(h["dnc_fraction"]), dnc_ci_low=_float(h["dnc_ci_low"]),
-                   dnc_ci_high=_float(h["dnc_ci_high"]),
+        return cls(dnc_fraction=optional_float(h["dnc_fraction"]), dnc_ci_low=optional_float(h["dnc_ci_low"]),
+                   dnc_ci_high=optional_float(h["dnc_ci_high"]),
                    certified=None if not isinstance(c, Mapping) else CertifiedDNC(**{k: c.get(k) for k in (
                        "n_certified", "dnc", "fraction", "ci_low", "ci_high")}),
                    lowest_loss=h.get("lowest_loss"), lowest_loss_label=h.get("lowest_loss_label"),
-                   lowest_loss_point=h.get("lowest_loss_point"), dnc_barrier=_float(h.get("dnc_barrier")),
-                   dnc_barrier_saddle=_int(h.get("dnc_barrier_saddle")), dnc_barrier_to=_int(h.get("dnc_barrier_to")),
+                   lowest_loss_point=h.get("lowest_loss_point"), dnc_barrier=optional_float(h.get("dnc_barrier")),
+                   dnc_barrier_saddle=optional_int(h.get("dnc_barrier_saddle")), dnc_barrier_to=optional_int(h.get("dnc_barrier_to")),
                    dnc_barrier_to_label=h.get("dnc_barrier_to_label"),
                    basin_barriers=tuple(BasinBarrier.from_row(r) for r in h.get("basin_barriers") or []))
 
@@ -218,7 +213,7 @@ class TheoryMatch:
     def from_row(cls, row: Mapping | None) -> TheoryMatch | None:
         if not row:
             return None
-        return cls(bool(row.get("matched")), row.get("pattern"), _float(row.get("loss_difference")),
+        return cls(bool(row.get("matched")), row.get("pattern"), optional_float(row.get("loss_difference")),
                    row.get("reason"))
 
 
@@ -260,16 +255,16 @@ class StudyPoint:
     def from_row(cls, row: Mapping) -> StudyPoint:
         rp = row.get("rank_pattern")
         return cls(id=int(row["id"]), kind=row.get("kind"), label=row.get("label"), loss=float(row["loss"]),
-                   grad_norm=_float(row.get("grad_norm")), index=_int(row.get("index")),
-                   nullity=_int(row.get("nullity")), basin_count=int(row.get("basin_count") or 0),
-                   fraction=_float(row.get("fraction")), ci_low=_float(row.get("ci_low")),
-                   ci_high=_float(row.get("ci_high")), record=row,
+                   grad_norm=optional_float(row.get("grad_norm")), index=optional_int(row.get("index")),
+                   nullity=optional_int(row.get("nullity")), basin_count=int(row.get("basin_count") or 0),
+                   fraction=optional_float(row.get("fraction")), ci_low=optional_float(row.get("ci_low")),
+                   ci_high=optional_float(row.get("ci_high")), record=row,
                    rank_pattern=None if rp is None else [int(r) for r in rp],
-                   symmetry_zero_modes=_int(row.get("symmetry_zero_modes")),
-                   excess_zero_modes=_int(row.get("excess_zero_modes")), type=row.get("type"),
+                   symmetry_zero_modes=optional_int(row.get("symmetry_zero_modes")),
+                   excess_zero_modes=optional_int(row.get("excess_zero_modes")), type=row.get("type"),
                    verified=bool(row.get("verified", True)), index_is_lower_bound=bool(row.get("index_is_lower_bound")),
                    lanczos_converged=row.get("lanczos_converged"), symmetry_verified=row.get("symmetry_verified"),
-                   smallest_nonzero_eigenvalue=_float(row.get("smallest_nonzero_eigenvalue")),
+                   smallest_nonzero_eigenvalue=optional_float(row.get("smallest_nonzero_eigenvalue")),
                    theory_match=TheoryMatch.from_row(row.get("theory_match")))
 
 
@@ -290,9 +285,9 @@ class SaddleVisit:
 
     @classmethod
     def from_row(cls, row: Mapping) -> SaddleVisit:
-        return cls(point_id=int(row["point_id"]), label=row.get("label"), index=_int(row.get("index")),
-                   loss=_float(row.get("loss")), n_trajectories=int(row["n_trajectories"]),
-                   n_visits=_int(row.get("n_visits")), mean_lingered=float(row["mean_lingered"]))
+        return cls(point_id=int(row["point_id"]), label=row.get("label"), index=optional_int(row.get("index")),
+                   loss=optional_float(row.get("loss")), n_trajectories=int(row["n_trajectories"]),
+                   n_visits=optional_int(row.get("n_visits")), mean_lingered=float(row["mean_lingered"]))
 
 
 @dataclass(frozen=True)
@@ -330,7 +325,7 @@ class Share:
     @classmethod
     def from_row(cls, row: Mapping | None) -> Share:
         row = row or {}
-        return cls(_float(row.get("fraction")), _float(row.get("ci_low")), _float(row.get("ci_high")))
+        return cls(optional_float(row.get("fraction")), optional_float(row.get("ci_low")), optional_float(row.get("ci_high")))
 
 
 @dataclass(frozen=True)
@@ -435,17 +430,17 @@ class StudyResult(Mapping):
             stop_reasons={k: int(v) for k, v in (summary.get("stop_reasons") or {}).items() if v is not None},
             transition_states=[TransitionStateRecord.from_mapping({k: v for k, v in t.items() if k in _TS_FIELDS})
                                for t in summary.get("transition_states") or []],
-            diagnosis=[Diagnosis(reason=d["reason"], count=int(d["count"]), share=_float(d.get("share")),
+            diagnosis=[Diagnosis(reason=d["reason"], count=int(d["count"]), share=optional_float(d.get("share")),
                                  advice=d.get("advice")) for d in summary.get("diagnosis") or []],
             timings={**(summary.get("timings") if isinstance(summary.get("timings"), Mapping) else {}), **extra},
             wall_time_s=wall,
             report=None if report is None else Path(report), summary=summary,
             confidence=float((summary.get("tolerances") or {}).get("confidence", 0.95)),
             accumulation=Accumulation.from_row(summary.get("accumulation")), unseen=Unseen.from_row(summary.get("unseen")),
-            n_saddle_connections=_int((summary.get("graph") or {}).get("n_edges")), config=summary.get("config"),
+            n_saddle_connections=optional_int((summary.get("graph") or {}).get("n_edges")), config=summary.get("config"),
             model=ModelShape.from_row((summary.get("config") or {}).get("model")),
             saddle_visits=[SaddleVisit.from_row(r) for r in summary.get("saddle_visits") or []],
-            trajectory_time_s=_float(summary.get("trajectory_time_s")), cross_check=CrossCheck.from_row(summary.get("check")))
+            trajectory_time_s=optional_float(summary.get("trajectory_time_s")), cross_check=CrossCheck.from_row(summary.get("check")))
 
     def point(self, point_id: int) -> StudyPoint:
         """The distinct point with id ``point_id``."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..core.jsonsafe import optional_float, optional_int
 
-def _float(x) -> float | None:
-    return None if x is None else float(x)
+
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,7 @@ class SweepCell:
 
     @classmethod
     def from_row(cls, row: Mapping) -> SweepCell:
-        n = row.get("n_trajectories")
-        return cls(str(row["name"]), row.get("dir"), row.get("status"), None if n is None else int(n))
+        return cls(str(row["name"]), row.get("dir"), row.get("status"), optional_int(row.get("n_trajectories")))
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,8 @@ class PairedDifference:
     def from_row(cls, row: Mapping) -> PairedDifference:
         return cls(axis=row.get("axis"), first=row.get("first"), second=row.get("second"), label=row.get("label"),
                    both=int(row["both"]), first_only=int(row["first_only"]), second_only=int(row["second_only"]),
-                   neither=int(row["neither"]), difference=_float(row.get("difference")),
-                   ci_low=_float(row.get("ci_low")), ci_high=_float(row.get("ci_high")))
+                   neither=int(row["neither"]), difference=optional_float(row.get("difference")),
+                   ci_low=optional_float(row.get("ci_low")), ci_high=optional_float(row.get("ci_high")))
 
 
 @dataclass(frozen=True)
