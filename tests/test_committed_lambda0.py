@@ -225,6 +225,60 @@ def test_counts_recount_from_the_per_start_records(cell):
     assert float(row["dnc_ci_high"]) == pytest.approx(hi, abs=1e-12)
 
 
+
+@pytest.mark.skipif(not CELLS, reason="no finished λ = 0 cell committed")
+@pytest.mark.parametrize("cell", CELLS, ids=IDS)
+def test_the_typed_view_and_the_prevalence_row_read_what_the_records_say(cell):
+    """``load_results(cell).result`` (the typed λ = 0 summary) counts what the per-start records
+    count, and the prevalence row recomputed from it is the committed prevalence.csv row."""
+    from landscape import load_results
+    from landscape.study.lambda0 import prevalence_row
+    from landscape.study.sweep_config import Cell
+
+    starts = json.loads((cell / "directions.json").read_text())["starts"]
+    cert = [r for r in starts if r["stop_reason"] == "certified"]
+    labels, ranks = {}, {}
+    for r in cert:
+        labels[r["label"]] = labels.get(r["label"], 0) + 1
+        ranks[r["z_rank"]] = ranks.get(r["z_rank"], 0) + 1
+    res = load_results(cell).result
+    assert res.n_trajectories == len(starts) and res.certified.count == len(cert)
+    assert res.nc.count == labels.get("DNC", 0) and res.label_counts() == labels
+    assert res.logit_rank_counts() == ranks
+    assert sum(res.stop_reasons.values()) == len(starts)
+    lo, hi = wilson(len(cert), len(starts))
+    assert res.certified.share.ci_low == pytest.approx(lo, abs=1e-12)
+    assert res.certified.share.ci_high == pytest.approx(hi, abs=1e-12)
+    K, n, _, L = _model(cell)
+    assert res.nc_code_margin == pytest.approx(gamma_nc(K, n, L), rel=1e-12)
+
+
+SWEEP_FOLDERS = sorted({c.parents[1] for c in CELLS})
+
+
+@pytest.mark.skipif(not SWEEP_FOLDERS, reason="no finished λ = 0 cell committed")
+@pytest.mark.parametrize("sweep", SWEEP_FOLDERS, ids=[p.name for p in SWEEP_FOLDERS])
+def test_the_prevalence_table_rewritten_from_the_typed_views_is_the_committed_one(sweep, tmp_path):
+    """Every row of a committed λ = 0 sweep's prevalence.csv, recomputed from its cell's typed
+    summary and written again, is the committed row, character for character (the numbers the
+    sweep printed are unchanged)."""
+    from landscape import load_results
+    from landscape.study.lambda0 import prevalence_row
+    from landscape.study.sweep import write_prevalence_csv
+    from landscape.study.sweep_config import Cell
+
+    committed = list(csv.DictReader((sweep / "prevalence.csv").open(encoding="utf-8")))
+    header = list(committed[0])
+    axes = header[1:header.index("n_trajectories")]   # the sweep's axes: between cell and the counts
+    rows = []
+    for r in committed:
+        if not (sweep / "cells" / r["cell"] / "directions.json").is_file():
+            pytest.skip(f"{sweep.name}/{r['cell']} is not a finished λ = 0 cell")
+        cell = Cell(r["cell"], {k: json.loads(r[k]) for k in axes}, None)
+        rows.append(prevalence_row(cell, load_results(sweep / "cells" / r["cell"]).result))
+    write_prevalence_csv(tmp_path / "prevalence.csv", rows, axes)
+    assert (tmp_path / "prevalence.csv").read_text(encoding="utf-8") == (sweep / "prevalence.csv").read_text(encoding="utf-8")
+
 def _reg_ends(folder: Path) -> dict:
     con = sqlite3.connect(f"file:{folder / 'study.sqlite'}?mode=ro", uri=True)
     rows = con.execute("SELECT t.idx, t.certified, p.label FROM trajectories t LEFT JOIN points p "

@@ -254,7 +254,7 @@ def test_the_command_prints_what_it_printed_before(runs):
 
 
 def test_ctrl_c_during_the_report_keeps_the_study_and_says_so(runs, tmp_path, monkeypatch, capsys):
-    import landscape.viz.report as report
+    import landscape.viz.pipeline as pipeline
 
     _, _, b, _ = runs
     folder = tmp_path / "copy"
@@ -264,7 +264,7 @@ def test_ctrl_c_during_the_report_keeps_the_study_and_says_so(runs, tmp_path, mo
     def interrupted(out_dir):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(report, "write_report", interrupted)
+    monkeypatch.setattr(pipeline, "write_report", interrupted)
     code = main(["run", "--resume", str(folder), "--no-progress"])   # a finished study: nothing to compute
     out, err = capsys.readouterr()
     assert code == 130

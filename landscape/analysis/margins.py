@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import lstsq
-from scipy.optimize import nnls
+from scipy.linalg import lstsq, null_space
+from scipy.optimize import minimize, nnls
 
 from ..core.spec import factor_offsets, factor_shapes
 
@@ -395,8 +395,6 @@ def _newton_active_set(sh: MarginShape, th: np.ndarray, S: np.ndarray, tol: floa
 
 def _slsqp(sh: MarginShape, th: np.ndarray, maxiter: int) -> np.ndarray:
     """A local solution of min ½‖θ‖² s.t. m(θ) ≥ 1 from θ by scipy's SLSQP (analytic Jacobian)."""
-    from scipy.optimize import minimize
-
     res = minimize(lambda x: (0.5 * float(x @ x), x), th, jac=True, method="SLSQP",
                    constraints=[{"type": "ineq", "fun": lambda x: margins(sh, x).reshape(-1) - 1.0,
                                  "jac": lambda x: margin_jacobian(sh, x)}],
@@ -558,8 +556,6 @@ def second_order(shape, theta_hat, support, multipliers, tol: float = 1e-6) -> d
 
     Returns ``{"negative", "zero", "gauge_zero_modes", "excess_zero_modes", "smallest",
     "smallest_positive", "tangent_dim", "licq", "tol"}``."""
-    from scipy.linalg import null_space
-
     sh = as_shape(shape)
     th = _theta(sh, theta_hat)
     S = np.asarray(support, dtype=int)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from ..core.gauge import class_rotation_tangents
 from ..core.gauge import gauge_interfaces, has_class_rotations  # noqa: F401  (re-exported: the interfaces with a gauge, the class rotations)
@@ -177,8 +178,6 @@ def _procrustes(M: np.ndarray) -> np.ndarray:
 
 def _best_permutation_matrix(M: np.ndarray) -> np.ndarray:
     """argmax over permutation matrices Π of tr(Πᵀ M) (Hungarian algorithm)."""
-    from scipy.optimize import linear_sum_assignment
-
     rows, cols = linear_sum_assignment(-M)
     Pm = np.zeros_like(M)
     Pm[rows, cols] = 1.0
@@ -190,8 +189,6 @@ def class_permutation(spec: ModelSpec, ref, theta) -> np.ndarray:
     the sorted columns and diagonals of Z̄, refined by pairwise swaps that lower
     ‖Z̄_ref − Π Z̄ Πᵀ‖_F (a local search for the quadratic assignment). Returns perm for
     :func:`relabel_classes`."""
-    from scipy.optimize import linear_sum_assignment
-
     model = DeepUFM(spec.as_float64())
     K, n = spec.K, spec.n
     Z = model.logits(torch.from_numpy(np.stack([np.asarray(ref, float), np.asarray(theta, float)])))

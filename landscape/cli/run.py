@@ -131,9 +131,9 @@ def _print_result(r) -> None:
           f"{len(r.transition_states)} transition states; {dnc}; "
           f"lowest loss {h.lowest_loss:.10g} ({h.lowest_loss_label}, point {h.lowest_loss_point})"
           if h.lowest_loss is not None else f"{len(r.points)} distinct critical points; {dnc}")
-    visits = r.summary["saddle_visits"]
+    visits = r.saddle_visits
     if visits:
-        k = sum(v["n_trajectories"] for v in visits)
+        k = sum(v.n_trajectories for v in visits)
         print(f"saddles passed: {len(visits)} saddles finished {k} trajectories' polish and were "
               "continued past (no saddle holds a basin count)")
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..study.result import StudyPoint, TheoryMatch
+
 #: Most block patterns (integer partitions of K) the catalogue enumerates: K ≤ 41.
 MAX_PATTERNS = 50_000
 #: Largest K whose catalogue has at most MAX_PATTERNS patterns (checked before any counting, so
@@ -182,13 +184,17 @@ def _read_summary(path) -> dict:
         raise SpecError(f"{path} is not readable: {_short(exc)}") from None
     if not isinstance(summary.get("points"), list) or not all(isinstance(p, dict) for p in summary["points"]):
         raise SpecError(f"{path}: points must be a list of objects (a run that stopped before its analysis has none)")
+    try:
+        summary["points"] = [StudyPoint.from_row(p) for p in summary["points"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SpecError(f"{path}: a point this version cannot read ({type(exc).__name__}: {_short(exc)})") from None
     return summary
 
 
-def _match_of(p: dict) -> dict | None:
-    """A point's theory match when it matched a closed form (pattern a string, loss a number)."""
-    t = p.get("theory_match")
-    if not isinstance(t, dict) or t.get("matched") is not True or not isinstance(t.get("pattern"), str):
+def _match_of(p: StudyPoint) -> TheoryMatch | None:
+    """A point's theory match when it matched a closed form (pattern a string)."""
+    t = p.theory_match
+    if t is None or not t.matched or not isinstance(t.pattern, str):
         return None
     return t
 
@@ -198,17 +204,14 @@ def _same_loss(a, b) -> bool:
             and abs(a - b) <= MATCH_LOSS_RTOL * max(1.0, abs(b)))
 
 
-def _lowest_minima(summary: dict) -> list[dict]:
-    pts = [p for p in summary["points"] if p.get("kind") == "minimum"]
-    return sorted(pts, key=lambda p: p["loss"])[:MINIMA_SHOWN]
+def _lowest_minima(summary: dict) -> list[StudyPoint]:
+    pts = [p for p in summary["points"] if p.kind == "minimum"]
+    return sorted(pts, key=lambda p: p.loss)[:MINIMA_SHOWN]
 
 
-def _starts_text(p: dict, n) -> str:
-    c = p.get("basin_count")
-    if c is None:
-        return "no basin count"
-    frac = p.get("fraction")
-    return f"{c} of {n} starts" + (f" ({100 * frac:.1f}%)" if frac is not None else "")
+def _starts_text(p: StudyPoint, n) -> str:
+    frac = p.fraction
+    return f"{p.basin_count} of {n} starts" + (f" ({100 * frac:.1f}%)" if frac is not None else "")
 
 
 def _study_points_for(study: dict | None, cat) -> dict:
@@ -222,7 +225,7 @@ def _study_points_for(study: dict | None, cat) -> dict:
         if t is None:
             continue
         for i, s in enumerate(cat):
-            if t["pattern"] == s.pattern and (_same_loss(t.get("loss"), s.loss) or _same_loss(p["loss"], s.loss)):
+            if t.pattern == s.pattern and (_same_loss(t.loss, s.loss) or _same_loss(p.loss, s.loss)):
                 out.setdefault(i, []).append(p)
                 break
     return out
@@ -253,7 +256,7 @@ def _print_study(study: dict | None, closed_form) -> None:
     print(f"study {name}: {n} starts; its {len(mins)} lowest minim{'um' if len(mins) == 1 else 'a'}:")
     for p in mins:
         cf = closed_form(p)
-        print(f"  point #{p['id']:<4} {_plain(p.get('label')):<22} loss {_loss_text(p['loss']):>16}  "
+        print(f"  point #{p.id:<4} {_plain(p.label):<22} loss {_loss_text(p.loss):>16}  "
               f"{_starts_text(p, n)}  " + (f"= {cf}" if cf else "no closed form matched"))
 
 
@@ -266,8 +269,8 @@ def _study_json(study: dict | None, closed_form) -> dict | None:
         return out
     out["compared"] = True
     out["n_trajectories"] = s.get("n_trajectories")
-    out["minima"] = [{"id": p["id"], "label": p.get("label"), "loss": p["loss"], "basin_count": p.get("basin_count"),
-                      "fraction": p.get("fraction"), "closed_form": closed_form(p)} for p in _lowest_minima(s)]
+    out["minima"] = [{"id": p.id, "label": p.label, "loss": p.loss, "basin_count": p.basin_count,
+                      "fraction": p.fraction, "closed_form": closed_form(p)} for p in _lowest_minima(s)]
     return out
 
 
@@ -303,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
             return None
         s = cat[i]
         t = _match_of(p)
-        diff = t.get("loss_difference") if t else None
+        diff = t.loss_difference if t else None
         return (f"{s.name} ({s.pattern}" + (f", {s.root} root)" if s.root != "-" else ")")
                 + (f", Δloss {diff:.2e}" if isinstance(diff, (int, float)) else ""))
 
@@ -318,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
     for i, s in enumerate(cat):
         note = "" if s.critical else "   (not a critical point)"
         if i in found:
-            note += "   ← study: " + ", ".join(f"point #{p['id']} ({_plain(p.get('kind'), 20)})" for p in found[i])
+            note += "   ← study: " + ", ".join(f"point #{p.id} ({_plain(p.kind, 20)})" for p in found[i])
         print(f"{s.name:<30} {s.pattern:<24} {s.root:<6} {s.rank:>4} {_loss_text(s.loss):>16}  "
               + ", ".join(f"{a:.6g}" for a in s.scales) + note)
     if not verdict["dnc_exists"]:
@@ -398,10 +401,10 @@ def _member_dnc(spec, as_json: bool, study: dict | None = None) -> int:
     name = "α (logits αS)" if spec.loss == "ce" else "γ (Z = γY)"
 
     def closed_form(p):   # a study point labelled DNC at a closed-form DNC loss
-        if not (isinstance(p.get("label"), str) and p["label"].startswith("DNC")):
+        if not (isinstance(p.label, str) and p.label.startswith("DNC")):
             return None
-        q = next((q for q in pts if _same_loss(p["loss"], q.loss)), None)
-        return None if q is None else f"DNC ({q.geometry} hidden means), Δloss {p['loss'] - q.loss:.2e}"
+        q = next((q for q in pts if _same_loss(p.loss, q.loss)), None)
+        return None if q is None else f"DNC ({q.geometry} hidden means), Δloss {p.loss - q.loss:.2e}"
 
     srg = _srg_row(spec, pts)
     if as_json:

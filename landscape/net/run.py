@@ -34,6 +34,7 @@ from ..io.store import StudyStore
 from ..study.points import PointRegistry
 from ..study.stats import proportion
 from ..study.summary import environment
+from ..viz.net_report import write_net_report
 from .config import NetConfig
 from .data import Dataset, load_dataset
 from .handoff import run_handoff, ufm_losses, ufm_points, ufm_spec
@@ -244,7 +245,6 @@ def run_net(cfg: NetConfig, out_dir: str | Path, *, progress: bool | Callable[[s
         store.close()
     summary["timings"]["total_s"] = time.perf_counter() - t_all
     write_json(out / FILES["summary"], summary)
-    from ..viz.net_report import write_net_report   # plotly: only once the run is done
     write_net_report(out)
     return summary
 

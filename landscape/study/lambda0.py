@@ -81,7 +81,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -105,6 +105,7 @@ from ..io.lambda0_results import (GAMMA_DIGITS, KIND, START_KEYS, Lambda0Directi
 from ..io.lambda0_store import DB_NAME as LAMBDA0_DB, Lambda0Batch, Lambda0Store, Lambda0StoreError, batch_environments
 from ..io.results import FILES, LAMBDA0_FILES, atomic_write_bytes, has_study_database, read_json, write_json
 from .config import StudyConfig, resolve_device
+from .lambda0_summary import Lambda0Summary
 from .stats import proportion
 from .summary import environment
 
@@ -689,30 +690,28 @@ def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool |
     return summary
 
 
-def prevalence_row(cell, summary: dict, confidence: float = 0.95) -> dict:
+def prevalence_row(cell, summary: Mapping | Lambda0Summary, confidence: float = 0.95) -> dict:
     """A sweep's prevalence row (:func:`landscape.study.sweep.prevalence_row`, the same keys) from a
     λ = 0 cell's summary: fractions over all the cell's starts, a certified direction counting as
     its label, every other end as uncertified by its stop reason; the logits' rank and the
     distinct points from the certified directions."""
-    n = int(summary["n_trajectories"])
-    by_label = {str(lab): int(v["count"]) for lab, v in summary["labels"].items()}
-    reasons = {k: int(v) for k, v in summary["stop_reasons"].items() if k != Outcome.CERTIFIED and int(v)}
-    dirs = summary["directions"]
-    ranks: dict[str, int] = {}
-    for d in sorted(dirs, key=lambda d: d["z_rank"]):
-        ranks[str(d["z_rank"])] = ranks.get(str(d["z_rank"]), 0) + int(d["count"])
+    r = summary if isinstance(summary, Lambda0Summary) else Lambda0Summary.from_summary(summary)
+    n = r.n_trajectories
+    by_label = r.label_counts()
+    reasons = {k: v for k, v in r.stop_reasons.items() if k != Outcome.CERTIFIED and v}
+    ranks = {str(k): v for k, v in r.logit_rank_counts().items()}
     n_ranked = sum(ranks.values())
     dnc = proportion(by_label.get(DNC.name, 0), n, confidence)
     unc = proportion(sum(reasons.values()), n, confidence)
     ci = {lab: proportion(c, n, confidence) for lab, c in by_label.items()}
     return {"cell": cell.name, **cell.overrides, "n_trajectories": n, "logit_rank_counts": ranks,
-            "uncertified_by_reason": reasons, "unseen_mass": None, "wall_time_s": summary.get("wall_time_s"),
+            "uncertified_by_reason": reasons, "unseen_mass": None, "wall_time_s": r.wall_time_s,
             "trajectory_time_s": None, "check": {},
             **{f"ci_low_{lab}": v["ci_low"] for lab, v in ci.items()},
             **{f"ci_high_{lab}": v["ci_high"] for lab, v in ci.items()},
             **{f"dnc_{k}": v for k, v in dnc.items()}, **{f"uncertified_{k}": v for k, v in unc.items()},
-            "mean_logit_rank": sum(int(r) * c for r, c in ranks.items()) / n_ranked if n_ranked else float("nan"),
-            "n_distinct_points": len(dirs), "dynamics": summary.get("dynamics"),
+            "mean_logit_rank": sum(int(k) * c for k, c in ranks.items()) / n_ranked if n_ranked else float("nan"),
+            "n_distinct_points": len(r.directions), "dynamics": r.dynamics,
             **{f"count_{lab}": c for lab, c in by_label.items()},
             **{f"frac_{lab}": c / n for lab, c in by_label.items()}}
 
@@ -722,40 +721,38 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def summary_text(s: dict) -> str:
-    """The lines ``landscape run`` (and ``landscape inspect``) print about a λ = 0 study."""
-    n = s["n_trajectories"]
-    c, nc = s["certified"], s["nc"]
-    lines = [f"λ = 0 study {s['study']}: {n} starts ({s['dynamics']})",
-             "ends: " + ", ".join(f"{k} {v}" for k, v in s["stop_reasons"].items() if v),
-             f"certified {c['count']} of {n} ({_pct(c['fraction'])} [{_pct(c['ci_low'])}, {_pct(c['ci_high'])}]); "
-             f"NC (label {nc['label']}) {nc['count']} of {c['count']} certified: {_pct(nc['fraction'])} "
-             f"[{_pct(nc['ci_low'])}, {_pct(nc['ci_high'])}] (95% Wilson)"]
-    cf = s["closed_forms"]
-    lines.append(f"closed forms: γ_NC = {cf['nc_code_margin']:.10g}"
-                 + (f", γ_pairs = {cf['pairs_code_margin']:.10g}" if cf.get("pairs_code_margin") else ""))
-    for d in s["directions"]:
-        ref = (f"; closed form {d['closed_form_gamma']:.10g}, rel. error {d['closed_form_rel_error']:.1e}"
-               if d.get("closed_form") else "")
-        lines.append(f"  direction {d['id']}: {d['label']}, γ = {d['gamma']:.10g}, support {d['support_size']}, "
-                     f"rank {d['z_rank']}: {d['count']} starts ({_pct(d['fraction'])} [{_pct(d['ci_low'])}, "
-                     f"{_pct(d['ci_high'])}]){ref}")
-    g, g2 = s["gamma"].get("rel_change"), s["gamma"].get("rel_change_stable")
-    by = c.get("by_rule", {})
+def summary_text(summary: Mapping | Lambda0Summary) -> str:
+    """The lines ``landscape run`` (and ``landscape inspect``) print about a λ = 0 study (its
+    summary dict or :class:`~landscape.study.lambda0_summary.Lambda0Summary`)."""
+    s = summary if isinstance(summary, Lambda0Summary) else Lambda0Summary.from_summary(summary)
+    n, c, nc = s.n_trajectories, s.certified, s.nc
+    lines = [f"λ = 0 study {s.study}: {n} starts ({s.dynamics})",
+             "ends: " + ", ".join(f"{k} {v}" for k, v in s.stop_reasons.items() if v),
+             f"certified {c.count} of {n} ({_pct(c.share.fraction)} [{_pct(c.share.ci_low)}, {_pct(c.share.ci_high)}]); "
+             f"NC (label {s.nc_label}) {nc.count} of {c.count} certified: {_pct(nc.share.fraction)} "
+             f"[{_pct(nc.share.ci_low)}, {_pct(nc.share.ci_high)}] (95% Wilson)"]
+    lines.append(f"closed forms: γ_NC = {s.nc_code_margin:.10g}"
+                 + (f", γ_pairs = {s.pairs_code_margin:.10g}" if s.pairs_code_margin else ""))
+    for d in s.directions:
+        ref = (f"; closed form {d.closed_form_gamma:.10g}, rel. error {d.closed_form_rel_error:.1e}"
+               if d.closed_form else "")
+        sh = d.starts.share
+        lines.append(f"  direction {d.id}: {d.label}, γ = {d.gamma:.10g}, support {d.support_size}, "
+                     f"rank {d.z_rank}: {d.starts.count} starts ({_pct(sh.fraction)} [{_pct(sh.ci_low)}, "
+                     f"{_pct(sh.ci_high)}]){ref}")
+    g, g2 = s.gamma.get("rel_change"), s.gamma.get("rel_change_stable")
+    by = s.certified_by_rule
     if g:
-        lines.append(f"polish (strict rule, {by.get('strict', g['n'])} starts): γ rose by {g['min']:.2g} … {g['max']:.2g} "
-                     f"(median {g['median']:.2g}) relative to the end's balanced logits (bound "
-                     f"{s['decision']['gamma_rtol']:g})")
+        lines.append(f"polish (strict rule, {by.get('strict', g.n)} starts): γ rose by {g.min:.2g} … {g.max:.2g} "
+                     f"(median {g.median:.2g}) relative to the end's balanced logits (bound {s.gamma_rtol:g})")
     if g2:
-        lines.append(f"polish (stable rule, {by.get('stable', g2['n'])} starts whose end had not settled; the polish "
-                     f"from the flow's midpoint reaches the same direction): γ rose by {g2['min']:.2g} … "
-                     f"{g2['max']:.2g}")
-    chk = s.get("check")
-    if chk:
-        lines.append(f"hand-off check ({chk['dynamics']}): {chk['agree']} of {chk['certified_main']} certified ends "
-                     f"agree with the {s['decision']['check_factor']}× longer runs (same label {chk['same_label']})")
-    if s.get("not_run"):
-        lines.append("not run at λ = 0: " + ", ".join(s["not_run"]))
+        lines.append(f"polish (stable rule, {by.get('stable', g2.n)} starts whose end had not settled; the polish "
+                     f"from the flow's midpoint reaches the same direction): γ rose by {g2.min:.2g} … {g2.max:.2g}")
+    if s.check:
+        lines.append(f"hand-off check ({s.check.dynamics}): {s.check.agree} of {s.check.certified_main} certified ends "
+                     f"agree with the {s.check_factor}× longer runs (same label {s.check.same_label})")
+    if s.not_run:
+        lines.append("not run at λ = 0: " + ", ".join(s.not_run))
     return "\n".join(lines)
 
 
@@ -827,5 +824,12 @@ class Lambda0Result:
     def timings(self) -> dict:
         return dict(self.summary.get("timings", {}))
 
+    @property
+    def result(self) -> Lambda0Summary:
+        """The typed view of summary.json (:class:`~landscape.study.lambda0_summary.Lambda0Summary`:
+        certified and NC shares with intervals, the directions with their closed forms, γ's
+        quantiles, the hand-off check), as ``load_results(folder).result`` is for a study at λ > 0."""
+        return Lambda0Summary.from_summary(self.summary)
+
     def text(self) -> str:
-        return summary_text(self.summary)
+        return summary_text(self.result)

@@ -201,20 +201,21 @@ class Headline:
 @dataclass(frozen=True)
 class TheoryMatch:
     """How a point compares with the closed forms of its structure (a point's ``theory_match``):
-    ``matched``, the ``pattern`` it matched and ``loss_difference`` from its closed form, or the
-    ``reason`` it matched none."""
+    ``matched``, the ``pattern`` it matched, its closed-form ``loss`` and the point's
+    ``loss_difference`` from it, or the ``reason`` it matched none."""
 
     matched: bool
     pattern: str | None = None
     loss_difference: float | None = None
     reason: str | None = None
+    loss: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping | None) -> TheoryMatch | None:
         if not row:
             return None
-        return cls(bool(row.get("matched")), row.get("pattern"), optional_float(row.get("loss_difference")),
-                   row.get("reason"))
+        return cls(row.get("matched") is True, row.get("pattern"), optional_float(row.get("loss_difference")),
+                   row.get("reason"), optional_float(row.get("loss")))
 
 
 @dataclass(frozen=True)

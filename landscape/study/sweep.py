@@ -54,6 +54,7 @@ from .config import StudyConfig
 from .sweep_config import SWEEP_TABLE, Cell, SweepConfig, cell_name, load_sweep  # noqa: F401  (re-exported)
 from .executors import Executor, InProcessExecutor, Unit
 from .lambda_batch import LambdaBatchExecutor
+from .lambda0 import end_labels, is_lambda0_folder, prevalence_row as lambda0_row
 from .result import CrossCheck, StudyResult
 from .run import run_study
 from .stats import paired_counts, paired_difference, proportion
@@ -96,8 +97,6 @@ def prevalence_row(cell: Cell, summary: Mapping, confidence: float = CONFIDENCE)
     points reached by at least one start; ``count_<label>``, ``frac_<label>`` per label.
     """
     if summary.get("kind") == "lambda0":   # a λ = 0 cell: certified directions, not points
-        from .lambda0 import prevalence_row as lambda0_row
-
         return lambda0_row(cell, summary, confidence)
     r = StudyResult.from_summary(".", summary)
     n = r.n_trajectories
@@ -193,8 +192,6 @@ def shares_starts(a: Cell, b: Cell) -> bool:
 def cell_end_labels(cell_dir: str | Path) -> dict[int, str | None]:
     """{trajectory index: label of the point it certified at (None: uncertified or unlabelled)}
     over the main trajectories of the study in ``cell_dir`` (a λ = 0 cell: its certified directions)."""
-    from .lambda0 import end_labels, is_lambda0_folder
-
     if is_lambda0_folder(cell_dir):
         return end_labels(cell_dir)
     with StudyStore.open(resolve_path(cell_dir), readonly=True) as store:

@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..analysis.labels import DNC, NAMED, UNLABELLED_COLOUR
+from ..analysis.spectrum import group_multiplicity_text
 from ..core.validate import check_number
 from ..study.result import (Accumulation, BasinBarrier, DisconnectivityTree, Fraction, StudyPoint, TreeNode,
                             Unseen)
@@ -717,8 +718,6 @@ def spectrum_groups_figure(rec: Mapping, *, title: str | None = None) -> go.Figu
     when the plot area cannot hold them all), with a thin line to its group's first eigenvalue;
     labels of groups in the left half of the spectrum are to the right of it, the others to the
     left (where a sorted spectrum leaves room)."""
-    from ..analysis.spectrum import group_multiplicity_text   # torch: only this figure needs it
-
     ev = np.sort(np.asarray(rec["eigenvalues"], dtype=float))
     tau = float(rec["tau"])
     y = symlog(ev, tau)

@@ -18,7 +18,10 @@ from typing import Callable
 
 from ..study import run as study_run
 from ..study.config import StudyConfig
+from ..study.lambda0 import Lambda0Result, run_lambda0_study
 from ..study.result import StudyResult
+from ..study.summary import featured_spectra
+from .report import write_report
 
 
 class ReportInterrupted(KeyboardInterrupt):
@@ -54,13 +57,8 @@ def run_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool | Callabl
     same call again to continue); while the spectra or the report are written,
     :class:`ReportInterrupted` (a KeyboardInterrupt) carrying the finished study's result.
     """
-    from ..study.summary import featured_spectra
-    from .report import write_report   # plotly: only once the study is done
-
     out = Path(out_dir)
     if cfg.model.unregularised:   # a λ = 0 study: its summary and files, no spectra, no report page
-        from ..study.lambda0 import Lambda0Result, run_lambda0_study
-
         return Lambda0Result(out, run_lambda0_study(cfg, out, progress=progress))
     given = {k: v for k, v in (("executor", executor), ("prefetch", prefetch)) if v is not None}
     summary = study_run.run_study(cfg, out, progress=progress, **given)

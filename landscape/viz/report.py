@@ -26,18 +26,18 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
-from ..io.results import FILES, atomic_write_text, read_json
+from ..io.results import (DB_NAME, FILES, atomic_write_text, has_lambda0_database, load_spectra, read_json,
+                          spectra_member_bound)
+from ..io.store import StudyStore
+from ..study.lambda0 import Lambda0Result, is_lambda0_folder
 from ..study.result import DisconnectivityTree, StudyPoint, StudyResult
+from ..study.summary import featured_points as pick
 from . import figures
 from .safe import (FIGURE_KEY, STUDY_SUMMARY_FIELDS, TREE_FIELDS, ReportInputError, check_fields, contained_path,
                    esc)
-
-if TYPE_CHECKING:
-    from ..study.lambda0 import Lambda0Result
 
 REPORT_NAME = FILES["report"]
 
@@ -111,10 +111,6 @@ def load_results(out_dir) -> "Results | Lambda0Result":
     (a run that stopped before its analysis stage), or a :class:`~landscape.viz.safe.ReportInputError`
     (a ValueError) for a value the report refuses: a number or id of the wrong type, a tree file
     outside the folder, a spectra file that would decompress past its bound."""
-    from ..io.results import DB_NAME, has_lambda0_database, load_spectra, spectra_member_bound
-    from ..io.store import StudyStore
-    from ..study.lambda0 import Lambda0Result, is_lambda0_folder
-
     out = Path(out_dir)
     sp = out / FILES["summary"]
     if not sp.is_file():
@@ -186,8 +182,6 @@ def check_summary(summary, source) -> None:
 def featured_points(res: Results) -> list[tuple[int, str]]:
     """Points the report shows in detail (:func:`landscape.study.summary.featured_points`), only
     those whose spectrum and analysis are stored."""
-    from ..study.summary import featured_points as pick
-
     return [(pid, why) for pid, why in pick(res.points) if pid in res.spectra and pid in res.analyses]
 
 

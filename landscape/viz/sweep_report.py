@@ -24,6 +24,7 @@ from pathlib import Path
 from ..analysis.labels import DNC
 from ..io.results import FILES, SWEEP_FILES, atomic_write_text, read_json
 from ..study.result import Accumulation, Unseen
+from ..study.sweep import read_prevalence_csv
 from ..study.sweep_result import PairedDifference, SweepCell, SweepRecord
 from . import figures
 from .report import _e, figure_sections, html_page
@@ -141,8 +142,6 @@ def _paired_table(rows: list[PairedDifference]) -> str:
 
 
 def render_sweep_report(out_dir) -> str:
-    from ..study.sweep import read_prevalence_csv   # torch (study.sweep loads the run): not to import this module
-
     out = Path(out_dir)
     record = read_json(out / SWEEP_FILES["sweep"])
     check_sweep(record, out / SWEEP_FILES["sweep"])
