@@ -279,6 +279,7 @@ def test_the_prevalence_table_rewritten_from_the_typed_views_is_the_committed_on
     write_prevalence_csv(tmp_path / "prevalence.csv", rows, axes)
     assert (tmp_path / "prevalence.csv").read_text(encoding="utf-8") == (sweep / "prevalence.csv").read_text(encoding="utf-8")
 
+
 def _reg_ends(folder: Path) -> dict:
     con = sqlite3.connect(f"file:{folder / 'study.sqlite'}?mode=ro", uri=True)
     rows = con.execute("SELECT t.idx, t.certified, p.label FROM trajectories t LEFT JOIN points p "
@@ -323,3 +324,22 @@ def test_report_fractions_and_paired_tables_recount():
             assert t["neither"] == sum(l0[i] != "DNC" and reg[i] != "DNC" for i in both)
             seen += 1
     assert seen or not any(sw["cells"] for sw in rep["sweeps"] if any(r["reg"] for r in sw["cells"]))
+
+
+@pytest.mark.skipif(not REPORT.is_file(), reason="no λ = 0 report committed")
+def test_the_same_starts_run_longer_recount():
+    """The report's comparison of a cell with the same starts run longer (more GD steps or a longer
+    margin flow), recounted from both cells' per-start records: certified counts, the starts both
+    certify, how many reach the same direction (γ to 1e-8 and the same logit rank) and which moved."""
+    rep = json.loads(REPORT.read_text(encoding="utf-8"))
+    for c in rep.get("longer", []):
+        a = {r["index"]: r for r in json.loads((SWEEPS / c["short"] / "cells" / c["cell"] / "directions.json").read_text())["starts"]}
+        b = {r["index"]: r for r in json.loads((SWEEPS / c["long"] / "cells" / c["cell"] / "directions.json").read_text())["starts"]}
+        ca = {i for i, r in a.items() if r["stop_reason"] == "certified"}
+        cb = {i for i, r in b.items() if r["stop_reason"] == "certified"}
+        both = ca & cb
+        same = {i for i in both if math.isclose(a[i]["gamma"], b[i]["gamma"], rel_tol=1e-8) and a[i]["z_rank"] == b[i]["z_rank"]}
+        assert (c["n"], c["certified_short"], c["certified_long"]) == (len(a), len(ca), len(cb))
+        assert (c["both"], c["same_direction"]) == (len(both), len(same))
+        assert sorted(m["index"] for m in c["moved"]) == sorted(both - same)
+        assert c["short_only"] == sorted(ca - cb) and c["long_only"] == sorted(cb - ca)

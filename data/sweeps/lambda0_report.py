@@ -29,7 +29,12 @@ from landscape.study.sweep import cell_end_labels  # noqa: E402
 
 #: (λ = 0 sweep, λ = 2⁻¹⁰ sweep of the same cells and starts), folders under data/sweeps.
 PAIRS = (("lambda0-depth", "lambda0-depth-reg"), ("lambda0-width", "lambda0-width-reg"),
-         ("lambda0-depth-k10", "lambda0-depth-k10-reg"), ("lambda0-depth-k10-long", "lambda0-depth-k10-reg"))
+         ("lambda0-depth-k10", "lambda0-depth-k10-reg"), ("lambda0-depth-k10-long", "lambda0-depth-k10-reg"),
+         ("lambda0-depth-k10-flow", "lambda0-depth-k10-reg"))
+#: (λ = 0 sweep, the same cells and starts run longer): how the decision moves with the run's length.
+LONGER = (("lambda0-depth-k10", "lambda0-depth-k10-long"), ("lambda0-depth-k10", "lambda0-depth-k10-flow"))
+#: Two certified ends are the same direction when their γ agree to this (γ is told apart to 9 digits).
+SAME_GAMMA_RTOL = 1e-8
 NC = "DNC"
 #: What produced the committed cells (the summaries carry versions, not commits).
 PROVENANCE = ("Code: lambda0-depth and lambda0-depth-reg (GD lr 0.25) at commit c0ca14a with the λ = 0 preset "
@@ -38,7 +43,8 @@ PROVENANCE = ("Code: lambda0-depth and lambda0-depth-reg (GD lr 0.25) at commit 
               "code is f2f73ae's, whose polish at the used width changes γ only in round-off); lambda0-width "
               "d=8, 16 and lambda0-width-reg at commit cc68625 plus refactors of landscape/engines and "
               "landscape/core (GD lr 0.5). The lambda0-width d=8 cell repeats the lr-0.5 depth cell that "
-              "lambda0-depth at lr 0.25 replaced.")
+              "lambda0-depth at lr 0.25 replaced. lambda0-depth-k10-flow at commit c1f7bed with its preset (committed "
+              "in 3a65f6e).")
 #: Panels without a λ = 2⁻¹⁰ side (λ = 0 only): the initialisation.
 SINGLE = ("lambda0-init", "lambda0-spectral")
 
@@ -125,6 +131,28 @@ def paired(l0_dir: Path, reg_dir: Path) -> dict:
             "labels_cross": dict(cross.most_common())}
 
 
+def longer_run(short_dir: Path, long_dir: Path) -> dict:
+    """The same starts decided after a short and a longer run: how many each certifies, and of the
+    starts both certify how many reach the same direction (γ to :data:`SAME_GAMMA_RTOL`, the same
+    rank of the logits); the others listed (index, short label and γ, long label and γ). A label can
+    differ at the same γ where the structure table learned a name after the short run (its "other")."""
+    a = {r["index"]: r for r in read_json(short_dir / "directions.json")["starts"]}
+    b = {r["index"]: r for r in read_json(long_dir / "directions.json")["starts"]}
+    cert = lambda r: r is not None and r["stop_reason"] == "certified"   # noqa: E731
+    both = sorted(i for i in a if cert(a[i]) and cert(b.get(i)))
+    same = [i for i in both if abs(a[i]["gamma"] - b[i]["gamma"]) <= SAME_GAMMA_RTOL * b[i]["gamma"]
+            and a[i]["z_rank"] == b[i]["z_rank"]]
+    renamed = collections.Counter(f"{a[i]['label']} → {b[i]['label']}" for i in same if a[i]["label"] != b[i]["label"])
+    return {"short": short_dir.parents[1].name, "long": long_dir.parents[1].name, "cell": short_dir.name,
+            "n": len(a), "certified_short": sum(cert(r) for r in a.values()),
+            "certified_long": sum(cert(r) for r in b.values()), "both": len(both), "same_direction": len(same),
+            "renamed": dict(renamed),
+            "short_only": sorted(i for i in a if cert(a[i]) and not cert(b.get(i))),
+            "long_only": sorted(i for i in a if cert(b.get(i)) and not cert(a[i])),
+            "moved": [{"index": i, "short": a[i]["label"], "short_gamma": a[i]["gamma"], "long": b[i]["label"],
+                       "long_gamma": b[i]["gamma"]} for i in both if i not in same]}
+
+
 def _keep_dates(rep: dict) -> None:
     """Keep the dates of the cells an earlier report recorded (a checkout resets file times), where
     the cell is the same run (the same wall time)."""
@@ -141,6 +169,11 @@ def _keep_dates(rep: dict) -> None:
             for side in ("lambda0", "reg"):
                 if r.get(side) and key(sw, r, side) in old:
                     r[side]["written"] = old[key(sw, r, side)]
+    # the machine that computed each sweep: an earlier report's (its own, or the one it named for all)
+    earlier = read_json(path)
+    machines = {sw["lambda0"]: sw.get("machine", earlier.get("machine")) for sw in earlier["sweeps"]}
+    for sw in rep["sweeps"]:
+        sw["machine"] = machines.get(sw["lambda0"]) or sw["machine"]
 
 
 def build() -> dict:
@@ -168,7 +201,12 @@ def build() -> dict:
                 row["reg"] = reg_side(dr, sr)
                 row["paired"] = paired(d0, dr)
             rows.append(row)
-        out["sweeps"].append({"lambda0": l0_name, "reg": reg_name, "cells": rows})
+        out["sweeps"].append({"lambda0": l0_name, "reg": reg_name, "cells": rows, "machine": out["machine"]})
+    out["longer"] = []
+    for short, long in LONGER:
+        for cell in sorted((HERE / long / "cells").glob("*")) if (HERE / long / "cells").is_dir() else []:
+            if (cell / "directions.json").is_file() and (HERE / short / "cells" / cell.name / "directions.json").is_file():
+                out["longer"].append(longer_run(HERE / short / "cells" / cell.name, cell))
     _keep_dates(out)
     return out
 
@@ -179,12 +217,13 @@ def _pct(p: dict) -> str:
 
 def markdown(rep: dict) -> str:
     lines = ["# λ = 0 against λ = 2⁻¹⁰, start by start (issue 36 §3)", "",
-             f"Machine: {rep['machine']}. Written by `python data/sweeps/lambda0_report.py` from the committed "
+             "Machines: each sweep's (below). Written by `python data/sweeps/lambda0_report.py` from the committed "
              "cells; NC fractions are over all starts (an uncertified start is not NC), 95% Wilson intervals. "
              "The 2×2 tables and paired differences (Newcombe's interval) are over the starts certified in both "
              "regimes. " + PROVENANCE, ""]
     for sw in rep["sweeps"]:
         lines += [f"## {sw['lambda0']}" + (f" / {sw['reg']}" if sw["reg"] else " (λ = 0 only)"), "",
+                  f"Machine (λ = 0 side): {sw['machine']}.", "",
                   "| cell | λ=0: certified (by rule; not certified) | NC at λ=0 | λ=0 labels | λ=2⁻¹⁰: certified | DNC at λ=2⁻¹⁰ "
                   "| 2×2 (both, NC only, DNC only, neither; n) | NC − DNC, paired (95%) | wall λ=0 / λ=2⁻¹⁰ |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -226,6 +265,20 @@ def markdown(rep: dict) -> str:
             if r["paired"]:
                 lines.append(f"* {r['cell']} labels (λ=0 | λ=2⁻¹⁰): "
                              + ", ".join(f"{k} ×{v}" for k, v in r["paired"]["labels_cross"].items()))
+        lines.append("")
+    if rep.get("longer"):
+        lines += ["## The same starts run longer", "",
+                  "Certified by the shorter and the longer run; of the starts both certify, how many reach the same "
+                  "direction (γ to 1e-8, the same rank of the logits), with the labels that changed name at the same γ "
+                  "and the starts that moved to another direction.", ""]
+        for c in rep["longer"]:
+            moved = "; ".join(f"{m['index']}: {m['short']} γ={m['short_gamma']:.9g} → {m['long']} γ={m['long_gamma']:.9g}"
+                              for m in c["moved"]) or "none"
+            renamed = ", ".join(f"{k} ×{v}" for k, v in c["renamed"].items()) or "none"
+            lines.append(f"* {c['short']} → {c['long']} {c['cell']}: certified {c['certified_short']} → "
+                         f"{c['certified_long']} of {c['n']}; both {c['both']}, same direction {c['same_direction']} "
+                         f"(renamed at the same γ: {renamed}); moved: {moved}; certified only by the shorter run: "
+                         f"{c['short_only'] or 'none'}")
         lines.append("")
     longer = HERE / "lambda0-longer.json"
     if longer.is_file():
