@@ -32,7 +32,8 @@ PAIRS = (("lambda0-depth", "lambda0-depth-reg"), ("lambda0-width", "lambda0-widt
          ("lambda0-depth-k10", "lambda0-depth-k10-reg"), ("lambda0-depth-k10-long", "lambda0-depth-k10-reg"),
          ("lambda0-depth-k10-flow", "lambda0-depth-k10-reg"))
 #: (λ = 0 sweep, the same cells and starts run longer): how the decision moves with the run's length.
-LONGER = (("lambda0-depth-k10", "lambda0-depth-k10-long"), ("lambda0-depth-k10", "lambda0-depth-k10-flow"))
+LONGER = (("lambda0-depth-k10", "lambda0-depth-k10-long"), ("lambda0-depth-k10", "lambda0-depth-k10-flow"),
+          ("lambda0-depth-k10-flow", "lambda0-depth-k10-flow60k"))
 #: Two certified ends are the same direction when their γ agree to this (γ is told apart to 9 digits).
 SAME_GAMMA_RTOL = 1e-8
 NC = "DNC"
@@ -44,7 +45,9 @@ PROVENANCE = ("Code: lambda0-depth and lambda0-depth-reg (GD lr 0.25) at commit 
               "d=8, 16 and lambda0-width-reg at commit cc68625 plus refactors of landscape/engines and "
               "landscape/core (GD lr 0.5). The lambda0-width d=8 cell repeats the lr-0.5 depth cell that "
               "lambda0-depth at lr 0.25 replaced. lambda0-depth-k10-flow at commit c1f7bed with its preset (committed "
-              "in 3a65f6e).")
+              "in 3a65f6e); lambda0-depth-k10-flow60k at commit d3cd7b1 (`landscape sweep --preset "
+              "lambda0-depth-k10-flow --set lambda0.continue_iter=60000 --set sweep.L=[4] --set "
+              "name=lambda0-depth-k10-flow60k`).")
 #: Panels without a λ = 2⁻¹⁰ side (λ = 0 only): the initialisation.
 SINGLE = ("lambda0-init", "lambda0-spectral")
 
