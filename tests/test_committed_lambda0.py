@@ -247,8 +247,8 @@ def test_the_typed_view_and_the_prevalence_row_read_what_the_records_say(cell):
     assert res.logit_rank_counts() == ranks
     assert sum(res.stop_reasons.values()) == len(starts)
     lo, hi = wilson(len(cert), len(starts))
-    assert res.certified.share.ci_low == pytest.approx(lo, abs=1e-12)
-    assert res.certified.share.ci_high == pytest.approx(hi, abs=1e-12)
+    assert res.certified.ci_low == pytest.approx(lo, abs=1e-12)
+    assert res.certified.ci_high == pytest.approx(hi, abs=1e-12)
     K, n, _, L = _model(cell)
     assert res.nc_code_margin == pytest.approx(gamma_nc(K, n, L), rel=1e-12)
 

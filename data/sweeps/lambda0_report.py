@@ -158,14 +158,15 @@ def longer_run(short_dir: Path, long_dir: Path) -> dict:
 
 def _keep_dates(rep: dict) -> None:
     """Keep the dates of the cells an earlier report recorded (a checkout resets file times), where
-    the cell is the same run (the same wall time)."""
+    the cell is the same run (the same wall time), and the machine it named for each sweep."""
     path = HERE / "lambda0-report.json"
     if not path.is_file():
         return
     def key(sw, r, side):   # the same run of the same cell: its wall time too
         return sw["lambda0"], r["cell"], side, r[side].get("wall_time_s")
 
-    old = {key(sw, r, side): r[side]["written"] for sw in read_json(path)["sweeps"] for r in sw["cells"]
+    earlier = read_json(path)
+    old = {key(sw, r, side): r[side]["written"] for sw in earlier["sweeps"] for r in sw["cells"]
            for side in ("lambda0", "reg") if r.get(side) and r[side].get("written")}
     for sw in rep["sweeps"]:
         for r in sw["cells"]:
@@ -173,7 +174,6 @@ def _keep_dates(rep: dict) -> None:
                 if r.get(side) and key(sw, r, side) in old:
                     r[side]["written"] = old[key(sw, r, side)]
     # the machine that computed each sweep: an earlier report's (its own, or the one it named for all)
-    earlier = read_json(path)
     machines = {sw["lambda0"]: sw.get("machine", earlier.get("machine")) for sw in earlier["sweeps"]}
     for sw in rep["sweeps"]:
         sw["machine"] = machines.get(sw["lambda0"]) or sw["machine"]

@@ -209,9 +209,18 @@ def _lowest_minima(summary: dict) -> list[StudyPoint]:
     return sorted(pts, key=lambda p: p.loss)[:MINIMA_SHOWN]
 
 
+def _basin_count(p: StudyPoint) -> int | None:
+    """The point's basin count as its summary row states it (None where the row has none; the
+    typed view reads a missing count as 0)."""
+    return None if p.record.get("basin_count") is None else p.basin_count
+
+
 def _starts_text(p: StudyPoint, n) -> str:
+    c = _basin_count(p)
+    if c is None:
+        return "no basin count"
     frac = p.fraction
-    return f"{p.basin_count} of {n} starts" + (f" ({100 * frac:.1f}%)" if frac is not None else "")
+    return f"{c} of {n} starts" + (f" ({100 * frac:.1f}%)" if frac is not None else "")
 
 
 def _study_points_for(study: dict | None, cat) -> dict:
@@ -269,7 +278,7 @@ def _study_json(study: dict | None, closed_form) -> dict | None:
         return out
     out["compared"] = True
     out["n_trajectories"] = s.get("n_trajectories")
-    out["minima"] = [{"id": p.id, "label": p.label, "loss": p.loss, "basin_count": p.basin_count,
+    out["minima"] = [{"id": p.id, "label": p.label, "loss": p.loss, "basin_count": _basin_count(p),
                       "fraction": p.fraction, "closed_form": closed_form(p)} for p in _lowest_minima(s)]
     return out
 

@@ -728,15 +728,15 @@ def summary_text(summary: Mapping | Lambda0Summary) -> str:
     n, c, nc = s.n_trajectories, s.certified, s.nc
     lines = [f"λ = 0 study {s.study}: {n} starts ({s.dynamics})",
              "ends: " + ", ".join(f"{k} {v}" for k, v in s.stop_reasons.items() if v),
-             f"certified {c.count} of {n} ({_pct(c.share.fraction)} [{_pct(c.share.ci_low)}, {_pct(c.share.ci_high)}]); "
-             f"NC (label {s.nc_label}) {nc.count} of {c.count} certified: {_pct(nc.share.fraction)} "
-             f"[{_pct(nc.share.ci_low)}, {_pct(nc.share.ci_high)}] (95% Wilson)"]
+             f"certified {c.count} of {n} ({_pct(c.fraction)} [{_pct(c.ci_low)}, {_pct(c.ci_high)}]); "
+             f"NC (label {s.nc_label}) {nc.count} of {c.count} certified: {_pct(nc.fraction)} "
+             f"[{_pct(nc.ci_low)}, {_pct(nc.ci_high)}] (95% Wilson)"]
     lines.append(f"closed forms: γ_NC = {s.nc_code_margin:.10g}"
                  + (f", γ_pairs = {s.pairs_code_margin:.10g}" if s.pairs_code_margin else ""))
     for d in s.directions:
         ref = (f"; closed form {d.closed_form_gamma:.10g}, rel. error {d.closed_form_rel_error:.1e}"
                if d.closed_form else "")
-        sh = d.starts.share
+        sh = d.starts
         lines.append(f"  direction {d.id}: {d.label}, γ = {d.gamma:.10g}, support {d.support_size}, "
                      f"rank {d.z_rank}: {d.starts.count} starts ({_pct(sh.fraction)} [{_pct(sh.ci_low)}, "
                      f"{_pct(sh.ci_high)}]){ref}")

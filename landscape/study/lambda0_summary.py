@@ -19,20 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..core.jsonsafe import optional_float
-from .result import Share
-
-
-@dataclass(frozen=True)
-class Tally:
-    """``count`` starts, their ``share`` (:class:`~landscape.study.result.Share`: fraction and
-    Wilson interval) of the population the field names."""
-
-    count: int
-    share: Share
-
-    @classmethod
-    def from_row(cls, row: Mapping) -> Tally:
-        return cls(int(row["count"]), Share.from_row(row))
+from .result import Fraction, Share
 
 
 @dataclass(frozen=True)
@@ -58,7 +45,7 @@ class Quantiles:
 class DirectionRow:
     """A distinct certified direction as summary.json lists it (``directions``, most starts
     first): its normalised margin ``gamma``, the support's size, the rank of the logits, the
-    ``starts`` that reached it (``share`` of the certified starts) and, for a code with a closed
+    ``starts`` that reached it (a :class:`~landscape.study.result.Fraction` of the certified starts) and, for a code with a closed
     form (``closed_form``: its name), the closed-form γ and the relative error against it. Its θ̂
     is :class:`~landscape.io.lambda0_results.Lambda0Direction` (``Lambda0Result.directions``)."""
 
@@ -67,7 +54,7 @@ class DirectionRow:
     gamma: float
     support_size: int
     z_rank: int
-    starts: Tally
+    starts: Fraction
     closed_form: str | None
     closed_form_gamma: float | None
     closed_form_rel_error: float | None
@@ -75,7 +62,7 @@ class DirectionRow:
     @classmethod
     def from_row(cls, row: Mapping) -> DirectionRow:
         return cls(int(row["id"]), str(row["label"]), float(row["gamma"]), int(row["support_size"]), int(row["z_rank"]),
-                   Tally.from_row(row), row.get("closed_form"), optional_float(row.get("closed_form_gamma")),
+                   Fraction.from_row(row), row.get("closed_form"), optional_float(row.get("closed_form_gamma")),
                    optional_float(row.get("closed_form_rel_error")))
 
 
@@ -117,11 +104,11 @@ class Lambda0Summary:
     dynamics: str
     n_trajectories: int
     stop_reasons: dict[str, int]
-    certified: Tally
+    certified: Fraction
     certified_by_rule: dict[str, int]
-    nc: Tally
+    nc: Fraction
     nc_label: str
-    labels: dict[str, Tally]
+    labels: dict[str, Fraction]
     directions: tuple[DirectionRow, ...]
     gamma: dict[str, Quantiles | None]
     nc_code_margin: float
@@ -141,10 +128,10 @@ class Lambda0Summary:
         return cls(
             study=str(s["study"]), dynamics=str(s["dynamics"]), n_trajectories=int(s["n_trajectories"]),
             stop_reasons={str(k): int(v) for k, v in s["stop_reasons"].items()},
-            certified=Tally.from_row(s["certified"]),
+            certified=Fraction.from_row(s["certified"]),
             certified_by_rule={str(k): int(v) for k, v in (s["certified"].get("by_rule") or {}).items()},
-            nc=Tally.from_row(s["nc"]), nc_label=str(s["nc"]["label"]),
-            labels={str(k): Tally.from_row(v) for k, v in s["labels"].items()},
+            nc=Fraction.from_row(s["nc"]), nc_label=str(s["nc"]["label"]),
+            labels={str(k): Fraction.from_row(v) for k, v in s["labels"].items()},
             directions=tuple(DirectionRow.from_row(d) for d in s["directions"]),
             gamma={k: Quantiles.from_row(v) for k, v in s["gamma"].items() if k != "per_label"},
             nc_code_margin=float(cf["nc_code_margin"]), pairs_code_margin=optional_float(cf.get("pairs_code_margin")),

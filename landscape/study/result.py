@@ -24,9 +24,6 @@ from typing import Any
 from ..core.jsonsafe import optional_float, optional_int
 from ..io.records import TransitionStateRecord
 
-
-
-
 #: The fields of a transition-state row this version reads (a summary written by another version
 #: may carry more; they are left out).
 _TS_FIELDS = frozenset(f.name for f in fields(TransitionStateRecord))
@@ -34,10 +31,12 @@ _TS_FIELDS = frozenset(f.name for f in fields(TransitionStateRecord))
 
 @dataclass(frozen=True)
 class Fraction:
-    """A share of the main starts with its Wilson interval (summary.json ``labels`` and
-    ``uncertified`` rows): ``count`` of ``n_trajectories`` starts, ``fraction`` =
+    """A count of starts with its share and Wilson interval: in a study's summary.json the
+    ``labels`` and ``uncertified`` rows (``count`` of ``n_trajectories`` main starts, ``fraction`` =
     count / n_trajectories, interval [``ci_low``, ``ci_high``] at the summary's confidence;
-    ``n_points``: for a label, how many distinct points carry it (None for a stop reason)."""
+    ``n_points``: for a label, how many distinct points carry it, None for a stop reason); in a
+    λ = 0 summary (:mod:`landscape.study.lambda0_summary`) the certified, NC, label and direction
+    counts, of the population each field names."""
 
     count: int
     fraction: float
