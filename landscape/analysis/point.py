@@ -254,7 +254,8 @@ def theory_match(spec: ModelSpec, structure: StructureReport, loss: float) -> di
         out = {"matched": True, "kind": "zero", "pattern": ZERO.name, "scales": [], "loss": float(np.log(K)),
                "loss_difference": loss - float(np.log(K)), "scale_rel_error": 0.0, "rank": 0}
     elif structure.pattern is not None and "self" not in structure.pattern:
-        blocks = [(b.cycle, b.scales, b.block_type) if b.kind == "antiprism" else (b.classes, b.scale, b.block_type)
+        blocks = [(b.cycle, b.scales, b.block_type) if b.kind in ("antiprism", "capped_antiprism")
+                  else (b.classes, b.scale, b.block_type)
                   for b in structure.blocks if b.block_type is not None]
         out = dict(theory.match_structure(blocks, loss, K, n, L, lam), kind="pattern")
         if "Zbar" not in out:

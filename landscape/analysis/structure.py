@@ -24,7 +24,10 @@ uses only Z̄ up to simultaneous row/column permutation and O(d)-invariant metri
   (:func:`match_subset_block`, :class:`landscape.analysis.theory.BlockType`) is ``subsets(m,j)``;
   one that is a P₁ + b P_{m/2} on some cycle of its m classes (two scales: a regular m-gon lifted
   alternately up and down an axis, :func:`match_antiprism_block`,
-  :class:`landscape.analysis.theory.AntiprismType`) is ``antiprism(m)``; one of K = C(r, 2) classes
+  :class:`landscape.analysis.theory.AntiprismType`) is ``antiprism(m)``; one of m + 2 classes that is
+  a P₁ + s·u vᵀ, the antiprism's m-gon with two cap classes on its axis coupled to its alternation
+  (:func:`match_capped_antiprism_block`, :class:`landscape.analysis.theory.CappedAntiprismType`) is
+  ``capped_antiprism(m)``; one of K = C(r, 2) classes
   (r ≥ 4) whose Z̄ is Σ_i z_i P_i on the Johnson scheme J(r, 2) with the classes on the edges of
   K_r (three values: diagonal, adjacent = edges sharing a vertex, disjoint; the strongly-regular-
   graph structure of the deep ReLU MSE UFM, :func:`match_srg_block`,
@@ -56,7 +59,7 @@ from ..core.jsonsafe import json_float
 from ..core.model import DeepUFM, ModelSpec, as_theta64
 from .labels import DNC, OTHER, PAIRS, ZERO
 from .srg import SRGType, is_srg_K, johnson_projectors, multiplicities, triangular_r
-from .theory import AntiprismType, BlockType, block_types, pattern_name, simplex
+from .theory import AntiprismType, BlockType, CappedAntiprismType, block_types, pattern_name, simplex
 
 from .settings import DEFAULT_COLLAPSE_TOL, DEFAULT_PATTERN_RTOL, DEFAULT_RANK_RTOL, DEFAULT_ZERO_ATOL  # noqa: E402,F401
 
@@ -169,13 +172,16 @@ def layer_metrics(name: str, Hf: np.ndarray, K: int, n: int, rank_rtol: float = 
 @dataclass
 class Block:
     """One connected component of the class graph of Z̄: ``kind`` in {'simplex', 'pair', 'subsets',
-    'antiprism', 'srg', 'null', 'self', 'unrecognised'}, its ``classes`` (sorted), fitted ``scale`` α
+    'antiprism', 'capped_antiprism', 'srg', 'null', 'self', 'unrecognised'}, its ``classes`` (sorted),
+    fitted ``scale`` α
     (simplex/pair: Z̄ block ≈ αS_k; subsets: ≈ αM̂ up to a relabelling,
     :class:`landscape.analysis.theory.BlockType`; antiprism: the doubled singular value a; srg: the
     largest |z_i|; self: the diagonal entry), relative ``residual`` (simplex: ‖B − αS_k‖_F/‖B‖_F)
     and, for a subset block, its ``shape`` (m, j); for an antiprism block
     (:class:`landscape.analysis.theory.AntiprismType`) ``shape`` (m,), both ``scales`` (a, b) and
-    the classes in ``cycle`` order; for an SRG block (:class:`landscape.analysis.srg.SRGType`)
+    the classes in ``cycle`` order; for a capped antiprism block
+    (:class:`landscape.analysis.theory.CappedAntiprismType`) ``shape`` (m,), ``scales`` (a, s, α, γ)
+    and in ``cycle`` the m classes in cycle order followed by the caps p₊, p₋; for an SRG block (:class:`landscape.analysis.srg.SRGType`)
     ``shape`` (r,), ``scales`` (z₀, z₁, z₂) and in ``order`` the classes on the edges of K_r in
     lexicographic order ((0,1), (0,2), …: the order of :func:`landscape.analysis.srg.incidence`)."""
 
@@ -189,12 +195,15 @@ class Block:
     order: tuple | None = None
 
     @property
-    def block_type(self) -> BlockType | AntiprismType | SRGType | None:
-        """The theory's block type of a recognised simplex, pair, subset, antiprism or SRG block."""
+    def block_type(self) -> BlockType | AntiprismType | CappedAntiprismType | SRGType | None:
+        """The theory's block type of a recognised simplex, pair, subset, (capped) antiprism or SRG
+        block."""
         if self.kind in ("simplex", "pair"):
             return BlockType(len(self.classes))
         if self.kind == "antiprism":
             return AntiprismType(len(self.classes))
+        if self.kind == "capped_antiprism":
+            return CappedAntiprismType(self.shape[0])
         if self.kind == "srg":
             return SRGType(self.shape[0])
         return BlockType(*self.shape) if self.kind == "subsets" else None
@@ -262,6 +271,44 @@ def match_antiprism_block(B: np.ndarray, rtol: float) -> tuple[AntiprismType, tu
     at = AntiprismType(m)
     res = float(np.abs(B[np.ix_(cycle, cycle)] - at.matrix((a, b))).max() / max(a, b))
     return (at, (a, b), res, cycle) if res <= rtol else None
+
+
+def match_capped_antiprism_block(B: np.ndarray, rtol: float) -> tuple[CappedAntiprismType, tuple, float, tuple] | None:
+    """(type, (a, s, α, γ), residual, order) when the block B (k × k, k = m + 2, m even ≥ 4) is a
+    capped antiprism a P₁ + s·u vᵀ (:class:`landscape.analysis.theory.CappedAntiprismType`): three
+    non-zero singular values, two of them equal (a) and one (s ≠ a); the caps are the two classes
+    with the smallest component in the doubled singular value's right (class-side) plane, the
+    cycle the order of the other classes' angles in it; (s, u, v) the leading singular triple of
+    the 2 × 2 coupling Eᵀ(B' − aP₁)E on E = (e_p, e_a), B' = B in that order; residual =
+    max |B' − template| over the largest singular value, which must be ≤ ``rtol``. ``order``:
+    local indices into B (the cycle, then p₊, p₋). None when it does not fit."""
+    k = B.shape[0]
+    m = k - 2
+    if m < 4 or m % 2:
+        return None
+    _, sv, Vt = np.linalg.svd(B)
+    lead = float(sv[0])
+    if lead <= 0 or float(sv[3]) > rtol * lead:
+        return None
+    _, i, j = min((abs(sv[i] - sv[j]), i, j) for i in range(3) for j in range(i + 1, 3))
+    a, s = 0.5 * float(sv[i] + sv[j]), float(sv[3 - i - j])
+    if abs(a - s) <= rtol * lead:
+        return None
+    X = Vt[[i, j]].T
+    radius = np.linalg.norm(X, axis=1)
+    caps = [int(c) for c in np.argsort(radius)[:2]]
+    rest = [c for c in range(k) if c not in caps]
+    cycle = [rest[c] for c in np.argsort(np.arctan2(X[rest, 1], X[rest, 0]))]
+    order = tuple(cycle + caps)
+    Bp = B[np.ix_(order, order)]
+    ct = CappedAntiprismType(m)
+    P1 = ct.parts((a, s, 0.0, 0.0))[0]
+    E = np.stack(ct.axes(), axis=1)
+    U2, s2, V2t = np.linalg.svd(E.T @ (Bp - a * P1) @ E)
+    u, v = U2[:, 0], V2t[0]
+    params = (a, float(s2[0]), float(np.arctan2(u[1], u[0])), float(np.arctan2(v[1], v[0])))
+    res = float(np.abs(Bp - ct.matrix(params)).max() / lead)
+    return (ct, params, res, order) if res <= rtol else None
 
 
 def _srg_graph_order(G: nx.Graph, r: int) -> tuple | None:
@@ -367,13 +414,17 @@ def read_blocks(Zbar: np.ndarray, pattern_rtol: float = DEFAULT_PATTERN_RTOL) ->
             continue
         sub = match_subset_block(B, pattern_rtol)
         anti = match_antiprism_block(B, pattern_rtol) if sub is None else None
-        srg = match_srg_block(B, pattern_rtol) if sub is None and anti is None else None
+        cap = match_capped_antiprism_block(B, pattern_rtol) if sub is None and anti is None else None
+        srg = match_srg_block(B, pattern_rtol) if sub is None and anti is None and cap is None else None
         if sub is not None:
             bt, a2, res2 = sub
             blocks.append(Block("subsets", idx, a2, res2, (bt.m, bt.j)))
         elif anti is not None:
             at, (a2, b2), res2, cyc = anti
             blocks.append(Block("antiprism", idx, a2, res2, (at.m,), (a2, b2), tuple(idx[c] for c in cyc)))
+        elif cap is not None:
+            ct, params, res2, order = cap
+            blocks.append(Block("capped_antiprism", idx, params[0], res2, (ct.m,), params, tuple(idx[c] for c in order)))
         elif srg is not None:
             st, zs, res2, order = srg
             blocks.append(Block("srg", idx, max(abs(x) for x in zs), res2, (st.r,), zs,
@@ -424,7 +475,7 @@ def blocks_pattern(blocks: list[Block]) -> str:
     """Canonical pattern name of recognised blocks (see :func:`landscape.theory.pattern_name`)."""
     sizes = [len(b.classes) for b in blocks if b.kind in ("simplex", "pair", "null")]
     return pattern_name(sizes, sum(b.kind == "self" for b in blocks),
-                        types=[b.block_type for b in blocks if b.kind in ("subsets", "antiprism", "srg")])
+                        types=[b.block_type for b in blocks if b.kind in ("subsets", "antiprism", "capped_antiprism", "srg")])
 
 
 def describe_logits(Zbar: np.ndarray, blocks: list[Block], ranks: dict, rtol: float = DEFAULT_PATTERN_RTOL) -> dict:

@@ -310,15 +310,18 @@ def unimodal_level_roots(logf, level: float, increasing_start: bool = True) -> l
 
 def block_structure_loss(blocks, K: int, n: int, L: int, lam: float) -> float:
     """Loss F of a balanced block structure; ``blocks`` is a sequence of (k or :class:`BlockType`, α)
-    (k ≥ 2: simplex(k)) or (:class:`AntiprismType`, (a, b)), classes in no block being null
+    (k ≥ 2: simplex(k)) or (:class:`AntiprismType`, (a, b)) or (:class:`CappedAntiprismType`,
+    (a, s, α, γ)), classes in no block being null
     singletons (formulas above):
     F = Σ (size/K)·CE(α) + (K − Σ size)/K·log K + (λ(L+1)/2) Σ Σ_i (s_i√n)^{2/(L+1)}, s_i the block's
-    singular values (α, rank times; an antiprism's a, a, b)."""
-    types = [(b if isinstance(b, (BlockType, AntiprismType)) else BlockType(int(b)), a) for b, a in blocks]
+    singular values (α, rank times; an antiprism's a, a, b; a capped antiprism's a, a, s)."""
+    types = [(b if isinstance(b, (BlockType, AntiprismType, CappedAntiprismType)) else BlockType(int(b)), a)
+             for b, a in blocks]
     used = sum(bt.size for bt, _ in types)
     if used > K:
         raise ValueError(f"blocks cover {used} classes: at most K={K}")
-    ce = sum(bt.size * (antiprism_ce(a, bt, K) if isinstance(bt, AntiprismType) else block_type_ce(a, bt, K))
+    ce = sum(capped_antiprism_ce(a, bt, K) if isinstance(bt, CappedAntiprismType)
+             else bt.size * (antiprism_ce(a, bt, K) if isinstance(bt, AntiprismType) else block_type_ce(a, bt, K))
              for bt, a in types) + (K - used) * math.log(K)
     reg = sum(sum((s * math.sqrt(n)) ** (2.0 / (L + 1)) for s in block_singular_values(bt, a)) for bt, a in types)
     return ce / K + 0.5 * lam * (L + 1) * reg
@@ -326,10 +329,12 @@ def block_structure_loss(blocks, K: int, n: int, L: int, lam: float) -> float:
 
 def block_singular_values(bt, scale) -> tuple:
     """Non-zero singular values of a block: α (rank times) for a :class:`BlockType`, (a, a, b) for
-    an :class:`AntiprismType` at scales (a, b)."""
+    an :class:`AntiprismType` at scales (a, b), (a, a, s) for a :class:`CappedAntiprismType`."""
     if isinstance(bt, AntiprismType):
         a, b = scale
         return (float(a), float(a), float(b))
+    if isinstance(bt, CappedAntiprismType):
+        return (float(scale[0]), float(scale[0]), float(scale[1]))
     return (float(scale),) * bt.rank
 
 
@@ -341,13 +346,14 @@ def is_simplex_type(bt) -> bool:
 def block_Zbar(K: int, blocks) -> np.ndarray:
     """Class-mean logits (K, K) of a block structure; ``blocks`` is a sequence of (classes, α) for
     simplex blocks or (classes, α, :class:`BlockType`) (classes in the type's subset order) or
-    (classes, (a, b), :class:`AntiprismType`) (classes in cycle order)."""
+    (classes, (a, b), :class:`AntiprismType`) (classes in cycle order) or (classes, (a, s, α, γ),
+    :class:`CappedAntiprismType`) (the cycle's classes in order, then the caps p₊, p₋)."""
     Zb = np.zeros((K, K))
     for b in blocks:
         classes, a = b[0], b[1]
         bt = b[2] if len(b) > 2 else BlockType(len(classes))
         idx = np.asarray(classes)
-        Zb[np.ix_(idx, idx)] = bt.matrix(a) if isinstance(bt, AntiprismType) else a * bt.matrix()
+        Zb[np.ix_(idx, idx)] = bt.matrix(a) if isinstance(bt, (AntiprismType, CappedAntiprismType)) else a * bt.matrix()
     return Zb
 
 
@@ -523,6 +529,147 @@ def antiprism_block_loss(scales, at: AntiprismType, K: int, n: int, L: int, lam:
     q = 2.0 / (L + 1)
     return (at.size / K * antiprism_ce(scales, at, K)
             + 0.5 * lam * (L + 1) * (2 * (a * math.sqrt(n)) ** q + (b * math.sqrt(n)) ** q))
+
+
+# ----- capped antiprism blocks: one block of m + 2 classes (the digits-standard rank-3 minimum) -----
+# The m classes of an antiprism(m) block (cycle c_0 … c_{m−1}, the regular m-gon a P₁) and two
+# *cap* classes p₊, p₋ on its axis. With e_p = (1_{p₊} − 1_{p₋})/√2 (the caps' pair direction) and
+# e_a = Σ_j (−1)^j 1_{c_j}/√m (the alternation up and down the axis), the class-mean logits
+# (rows: logits, columns: classes) are
+#     Z̄ = a P₁ + s·u vᵀ,  u = cos α e_p + sin α e_a,  v = cos γ e_p + sin γ e_a,
+# a rank-one coupling of the pair direction and the axis: rank 3, singular values (a, a, s), four
+# parameters (a, s, α, γ). α = γ = 0 is a pair of scale s/2 beside a planar m-gon (rank 3); the
+# direct sum antiprism(m)+pair is the rank-4 point M = diag(2β, b) of the 2 × 2 coupling
+# M = Σ m_xy e_x e_yᵀ that this block restricts to rank one. Each cap sits on the axis above one
+# of the antiprism's two (m/2)-gons. Found as a certified minimum of the digits-standard UFM
+# (K = 10, n = 50, L = 3, λ_eff = 1e-3; loss 0.1011575224, below subsets(5,2)); the scale
+# equations are the stationarity of F in (a, s, α, γ) (:func:`capped_antiprism_gradient`) and
+# the point is critical in the full model (tests/test_capped_antiprism.py).
+
+@dataclass(frozen=True)
+class CappedAntiprismType:
+    """A capped antiprism block: m antiprism classes (m even ≥ 4) and two caps (comment above);
+    parameters (a, s, α, γ), classes in the order c_0 … c_{m−1}, p₊, p₋."""
+
+    m: int
+
+    def __post_init__(self):
+        if self.m < 4 or self.m % 2:
+            raise ValueError(f"a capped antiprism block has an even number m ≥ 4 of cycle classes, not {self.m}")
+
+    @property
+    def size(self) -> int:
+        return self.m + 2
+
+    @property
+    def rank(self) -> int:
+        return 3
+
+    @property
+    def name(self) -> str:
+        return f"capped_antiprism({self.m})"
+
+    def axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(e_p, e_a), each (m + 2,): the caps' pair direction and the cycle's alternation."""
+        m = self.m
+        e_p = np.zeros(m + 2)
+        e_p[m], e_p[m + 1] = 1 / math.sqrt(2), -1 / math.sqrt(2)
+        e_a = np.zeros(m + 2)
+        e_a[:m] = (-1.0) ** np.arange(m) / math.sqrt(m)
+        return e_p, e_a
+
+    def parts(self, params) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(P₁ on the cycle, u, v, ∂u/∂α, ∂v/∂γ) at ``params`` (a, s, α, γ); P₁ (m+2, m+2)."""
+        _, _, al, ga = params
+        m = self.m
+        k = np.arange(m)
+        P1 = np.zeros((m + 2, m + 2))
+        P1[:m, :m] = (2.0 / m) * np.cos(2 * np.pi * (k[:, None] - k[None, :]) / m)
+        e_p, e_a = self.axes()
+        u, v = math.cos(al) * e_p + math.sin(al) * e_a, math.cos(ga) * e_p + math.sin(ga) * e_a
+        du, dv = -math.sin(al) * e_p + math.cos(al) * e_a, -math.sin(ga) * e_p + math.cos(ga) * e_a
+        return P1, u, v, du, dv
+
+    def matrix(self, params) -> np.ndarray:
+        """a P₁ + s·u vᵀ ((m+2) × (m+2), rows logits, columns classes)."""
+        P1, u, v, _, _ = self.parts(params)
+        return params[0] * P1 + params[1] * np.outer(u, v)
+
+
+def _block_softmax(B: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """For a block B (k × k) of a K-class Z̄ whose other classes are null (their rows 0 in the
+    block's columns): per column c, the CE term log Σ_r e^{Z̄_rc − Z̄_cc} over all K rows, and the
+    softmax restricted to the block's rows (k × k)."""
+    k = B.shape[0]
+    cols = B - np.diag(B)[None, :]
+    extra = np.full((1, k), math.log(K - k)) - np.diag(B)[None, :] if K > k else np.empty((0, k))
+    full = np.vstack([cols, extra])
+    top = full.max(axis=0)
+    lse = top + np.log(np.exp(full - top).sum(axis=0))
+    return lse, np.exp(cols - lse[None, :])
+
+
+def capped_antiprism_ce(params, ct: CappedAntiprismType, K: int) -> float:
+    """Σ over the block's m + 2 classes of the per-sample CE at ``params`` (the other K − m − 2
+    classes null)."""
+    lse, _ = _block_softmax(ct.matrix(params), K)
+    return float(lse.sum())
+
+
+def capped_antiprism_block_loss(params, ct: CappedAntiprismType, K: int, n: int, L: int, lam: float) -> float:
+    """The block's share of F: CE/K + (λ(L+1)/2)(2(a√n)^q + (s√n)^q), q = 2/(L+1)."""
+    a, s = params[0], params[1]
+    q = 2.0 / (L + 1)
+    return (capped_antiprism_ce(params, ct, K) / K
+            + 0.5 * lam * (L + 1) * (2 * (a * math.sqrt(n)) ** q + (s * math.sqrt(n)) ** q))
+
+
+def capped_antiprism_gradient(params, ct: CappedAntiprismType, K: int, n: int, L: int, lam: float) -> np.ndarray:
+    """∂F/∂(a, s, α, γ) of the block's share of F, each divided by its penalty term's scale so that
+    it is zero exactly at stationary parameters: with G = (softmax − I)/K the CE gradient in Z̄ and
+    c₀ = λ n^{1/(L+1)} (so ∂R/∂a = 2c₀a^{q−1}, ∂R/∂s = c₀s^{q−1}),
+        ⟨G, P₁⟩/(2c₀a^{q−1}) + 1,  ⟨G, uvᵀ⟩/(c₀s^{q−1}) + 1,  s⟨G, u'vᵀ⟩/(c₀s^q),  s⟨G, uv'ᵀ⟩/(c₀s^q)."""
+    a, s = params[0], params[1]
+    q = 2.0 / (L + 1)
+    P1, u, v, du, dv = ct.parts(params)
+    _, P = _block_softmax(ct.matrix(params), K)
+    G = (P - np.eye(P.shape[0])) / K
+    c0 = lam * n ** (1.0 / (L + 1))
+    return np.array([float(np.sum(G * P1)) / (2 * c0 * a ** (q - 1)) + 1.0,
+                     float(u @ G @ v) / (c0 * s ** (q - 1)) + 1.0,
+                     s * float(du @ G @ v) / (c0 * s ** q),
+                     s * float(u @ G @ dv) / (c0 * s ** q)])
+
+
+def capped_antiprism_params(ct: CappedAntiprismType, K: int, n: int, L: int, lam: float, guess) -> tuple | None:
+    """Stationary parameters (a, s, α, γ) of a capped antiprism block nearest ``guess``: the four
+    equations of :func:`capped_antiprism_gradient` solved in (log a, log s, α, γ) by scipy's
+    hybrid Powell method, polished by Newton steps (central-difference Jacobian); None when no root
+    is found (residual above 1e-12)."""
+    def f(x):
+        return capped_antiprism_gradient((math.exp(x[0]), math.exp(x[1]), x[2], x[3]), ct, K, n, L, lam)
+
+    g = np.asarray(guess, dtype=float)
+    if g.shape != (4,) or not np.all(np.isfinite(g)) or g[0] <= 0 or g[1] <= 0:
+        return None
+    sol = root(f, np.array([math.log(g[0]), math.log(g[1]), g[2], g[3]]), method="hybr", tol=1e-15)
+    x = np.asarray(sol.x, dtype=float)
+    for _ in range(5):
+        if not np.all(np.isfinite(x)):
+            return None
+        r = f(x)
+        J = np.empty((4, 4))
+        for i in range(4):
+            h = np.zeros(4)
+            h[i] = 1e-6
+            J[:, i] = (f(x + h) - f(x - h)) / 2e-6
+        try:
+            x = x - np.linalg.solve(J, r)
+        except np.linalg.LinAlgError:
+            break
+    if not np.all(np.isfinite(x)) or float(np.abs(f(x)).max()) > 1e-12:
+        return None
+    return float(math.exp(x[0])), float(math.exp(x[1])), float(x[2]), float(x[3])
 
 
 # ----- class pairing (the paper's counter-example to DNC, MODEL.md §6) --------------------------
@@ -715,7 +862,7 @@ def match_structure(blocks, loss: float, K: int, n: int, L: int, lam: float) -> 
 
     ``blocks`` is a sequence of (classes, α_observed) for simplex blocks of size ≥ 2, or
     (classes, α_observed, :class:`BlockType`), or (classes, (a, b)_observed, :class:`AntiprismType`)
-    (null singletons implied). Each block's scale is taken to the nearest (in log α) stationary
+    or (classes, (a, s, α, γ)_observed, :class:`CappedAntiprismType`) (null singletons implied). Each block's scale is taken to the nearest (in log α) stationary
     root of its type (an antiprism's two scales: the root of its two scale equations found from the
     observed ones, :func:`antiprism_scales`); returns the theory pattern, scales,
     Z̄, loss, ``loss_difference`` = loss − theory loss, ``scale_rel_error`` (max over blocks of
@@ -732,6 +879,13 @@ def match_structure(blocks, loss: float, K: int, n: int, L: int, lam: float) -> 
                 return {"matched": False, "reason": f"no stationary scales of an {bt.name} block near {tuple(a)}"}
             th_blocks.append((classes, r, bt))
             rel = max(rel, max(abs(x / y - 1.0) for x, y in zip(a, r)))
+            continue
+        if isinstance(bt, CappedAntiprismType):   # scales a, s relative; the angles α, γ absolute
+            r = capped_antiprism_params(bt, K, n, L, lam, a)
+            if r is None:
+                return {"matched": False, "reason": f"no stationary parameters of a {bt.name} block near {tuple(a)}"}
+            th_blocks.append((classes, r, bt))
+            rel = max(rel, abs(a[0] / r[0] - 1.0), abs(a[1] / r[1] - 1.0), abs(a[2] - r[2]), abs(a[3] - r[3]))
             continue
         roots = block_type_roots(bt, K, n, L, lam)
         if not roots:
