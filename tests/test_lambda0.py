@@ -316,6 +316,74 @@ def test_the_hand_off_agrees_with_gd_run_ten_times_longer(tmp_path):
     assert "20000 steps" in chk["dynamics"]
 
 
+_EXTEND = ["trajectories=16", "batch_size=16", "stages.0.max_iter=1000", "lambda0.continue_iter=100",
+           "lambda0.rule=stable"]
+#: Record keys that are wall times (they differ between two runs of the same starts).
+_TIMES = ("descent_s", "continue_s", "decide_s")
+
+
+def test_extension_rounds_decide_an_unsettled_end_again_after_more_flow(tmp_path):
+    """[lambda0] extend_rounds: an end left unsettled flows continue_iter/2 more steps and is
+    decided again with the end it came from as its midpoint. Starts the first decision certifies
+    are untouched (the same record); the others either certify after r ≤ R rounds (their flow
+    steps 100 + 50·r) or keep the last round's reason after all R; the extended decision equals
+    the one made by hand from the flow continued from the end (run separately, batch of one)."""
+    from dataclasses import replace
+
+    from landscape.engines import run_pipeline
+    from landscape.study.lambda0 import EXTENDED_MARK, continuation_stage, decide, run_dynamics
+
+    rounds = 3
+    s0 = run_lambda0_study(load_study(preset="lambda0", overrides=_EXTEND), tmp_path / "a", progress=False)
+    cfg = load_study(preset="lambda0", overrides=_EXTEND + [f"lambda0.extend_rounds={rounds}"])
+    s1 = run_lambda0_study(cfg, tmp_path / "b", progress=False)
+    a = json.loads((tmp_path / "a" / "directions.json").read_text())["starts"]
+    b = json.loads((tmp_path / "b" / "directions.json").read_text())["starts"]
+    unsettled = [r["index"] for r in a if r["stop_reason"] != "certified"]
+    assert unsettled, "the short flow leaves some end unsettled (else this test tests nothing)"
+    extended = []
+    for ra, rb in zip(a, b):
+        if ra["stop_reason"] == "certified":
+            assert {k: v for k, v in ra.items() if k not in _TIMES + ("direction_id",)} == \
+                {k: v for k, v in rb.items() if k not in _TIMES + ("direction_id",)}
+            continue
+        r = (rb["continue_iterations"] - 100) // 50
+        assert rb["continue_iterations"] == 100 + 50 * r and 1 <= r <= rounds, rb
+        if rb["stop_reason"] == "certified":
+            assert f"after {r} {EXTENDED_MARK} of 50 steps" in rb["detail"], rb["detail"]
+            extended.append(rb["index"])
+        else:
+            assert r == rounds
+    assert s1["certified"]["after_extension"] == len(extended) > 0
+    assert s1["certified"]["count"] == s0["certified"]["count"] + len(extended)
+    assert "extend_rounds" in summary_text(s1) and "up to 3 more rounds of 50" in s1["dynamics"]
+    # the first extended start, by hand: its end, the flow continued r rounds of 50 steps, decided
+    i = extended[0]
+    rb = b[i]
+    r = (rb["continue_iterations"] - 100) // 50
+    dyn = run_dynamics(replace(cfg, lambda0=replace(cfg.lambda0, extend_rounds=0)), [i])
+    fm = MarginFlowUFM(cfg.model)
+    ends = [torch.from_numpy(dyn.theta)]
+    for _ in range(r):
+        ends.append(run_pipeline(fm, ends[-1], [continuation_stage(replace(cfg.lambda0, continue_iter=50))]).theta.detach())
+    rec, _ = decide(cfg, ends[-1][0].numpy(), ends[-2][0].numpy())
+    assert rec["stop_reason"] == "certified" and rec["label"] == rb["label"]
+    assert rec["gamma"] == pytest.approx(rb["gamma"], rel=1e-9)
+
+
+@pytest.mark.parametrize("over, names", [
+    (["lambda0.extend_rounds=-1"], ("lambda0.extend_rounds=-1", "[0, 100]")),
+    (["lambda0.extend_rounds=101"], ("lambda0.extend_rounds=101", "[0, 100]")),
+    (["lambda0.extend_rounds=2", "lambda0.continue_iter=1", "lambda0.rule=strict"],
+     ("lambda0.extend_rounds=2", "continue_iter >= 2")),
+])
+def test_extension_rounds_out_of_range_are_refused_by_name(over, names):
+    with pytest.raises(SpecError) as exc:
+        load_study(preset="lambda0", overrides=over)
+    for name in names:
+        assert name in str(exc.value), str(exc.value)
+
+
 # ----- the command line ----------------------------------------------------------------------------
 def test_theory_prints_the_closed_form_margins_at_lambda_zero(capsys):
     from landscape.cli import main

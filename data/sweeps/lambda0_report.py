@@ -30,10 +30,10 @@ from landscape.study.sweep import cell_end_labels  # noqa: E402
 #: (λ = 0 sweep, λ = 2⁻¹⁰ sweep of the same cells and starts), folders under data/sweeps.
 PAIRS = (("lambda0-depth", "lambda0-depth-reg"), ("lambda0-width", "lambda0-width-reg"),
          ("lambda0-depth-k10", "lambda0-depth-k10-reg"), ("lambda0-depth-k10-long", "lambda0-depth-k10-reg"),
-         ("lambda0-depth-k10-flow", "lambda0-depth-k10-reg"))
+         ("lambda0-depth-k10-flow", "lambda0-depth-k10-reg"), ("lambda0-depth-k10-extend", "lambda0-depth-k10-reg"))
 #: (λ = 0 sweep, the same cells and starts run longer): how the decision moves with the run's length.
 LONGER = (("lambda0-depth-k10", "lambda0-depth-k10-long"), ("lambda0-depth-k10", "lambda0-depth-k10-flow"),
-          ("lambda0-depth-k10-flow", "lambda0-depth-k10-flow60k"))
+          ("lambda0-depth-k10-flow", "lambda0-depth-k10-flow60k"), ("lambda0-depth-k10-extend", "lambda0-depth-k10-flow60k"))
 #: Two certified ends are the same direction when their γ agree to this (γ is told apart to 9 digits).
 SAME_GAMMA_RTOL = 1e-8
 NC = "DNC"
@@ -88,6 +88,7 @@ def lambda0_side(cell_dir: Path, summary: dict) -> dict:
     cfg = summary["config"]
     return {"n": n, "certified": len(cert), "certified_ci": proportion(len(cert), n),
             "by_rule": summary["certified"]["by_rule"],
+            "after_extension": int(summary["certified"].get("after_extension", 0)),
             "nc": proportion(sum(r["label"] == NC for r in cert), n),
             "nc_of_certified": proportion(sum(r["label"] == NC for r in cert), len(cert)) if cert else None,
             "labels": dict(collections.Counter(r["label"] for r in cert).most_common()),
@@ -233,7 +234,8 @@ def markdown(rep: dict) -> str:
         for r in sw["cells"]:
             a, b, p = r["lambda0"], r["reg"], r["paired"]
             labs = ", ".join(f"{k} {v}" for k, v in a["labels"].items())
-            cert_how = f"strict {a['by_rule']['strict']}, stable {a['by_rule']['stable']}" + "".join(
+            cert_how = f"strict {a['by_rule']['strict']}, stable {a['by_rule']['stable']}" + (
+                f", {a['after_extension']} of them after more flow rounds" if a.get("after_extension") else "") + "".join(
                 f"; {k} {v}" for k, v in a["stop_reasons"].items() if k != "certified")
             bcol = (f"{b['certified']}/{b['n']}", _pct(b["dnc"])) if b else ("—", "—")
             pcol = (f"{p['table']['both']}, {p['table']['first_only']}, {p['table']['second_only']}, "

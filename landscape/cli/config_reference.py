@@ -264,6 +264,10 @@ def field_docs() -> dict[type, dict[str, Doc]]:
                     "end's support and label and γ within gamma_rtol; `stable`: also when the strict rule leaves "
                     "an end unsettled but the polish from the margin flow's midpoint reaches the same direction "
                     "(needs continue_iter ≥ 2).", choice(("strict", "stable"))),
+        "extend_rounds": Doc("An end left direction_unsettled, margin_saddle or kkt_unconverged flows "
+                             "continue_iter/2 more steps and is decided again (the end it flowed from its midpoint), "
+                             "up to this many times; the first decision that certifies stands (needs "
+                             "continue_iter ≥ 2; 0: none).", integer(0, 100)),
         "check_starts": Doc("The first check_starts starts run again with every descent stage's max_iter × "
                             "check_factor and are decided the same way; the summary reports the agreement.",
                             Allowed("integer in [0, trajectories]", (-1, traj + 1, 0.5), (0,))),

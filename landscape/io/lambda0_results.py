@@ -197,6 +197,8 @@ def check_lambda0_summary(s, where) -> dict:
     if not all(isinstance(k, str) and _is_int(v) for k, v in s["stop_reasons"].items()):
         raise _bad(where, "stop_reasons must map stop reasons to counts")
     _check_fraction(s["certified"], f"{where}: certified")
+    if "after_extension" in s["certified"]:
+        _need(s["certified"], f"{where}: certified", after_extension="int")
     _check_fraction(s["nc"], f"{where}: nc")
     _need(s["nc"], f"{where}: nc", label="str")
     for k, v in s["labels"].items():

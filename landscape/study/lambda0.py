@@ -193,7 +193,9 @@ def describe_dynamics(cfg: StudyConfig, factor: int = 1) -> str:
     parts = [f"{s.describe()} {s.max_iter} steps" for s in stages]
     st = cfg.lambda0
     if st.continue_iter:
-        parts.append(f"margin flow (dopri5 on log L, rtol={st.continue_rtol:g}) {st.continue_iter} steps")
+        parts.append(f"margin flow (dopri5 on log L, rtol={st.continue_rtol:g}) {st.continue_iter} steps"
+                     + (f" (an end left uncertified: up to {st.extend_rounds} more rounds of {st.continue_iter // 2})"
+                        if st.extend_rounds else ""))
     parts.append("KKT polish")
     return " → ".join(parts) + "; init " + cfg.init.describe()
 
@@ -439,22 +441,80 @@ def _quantiles(v) -> dict | None:
             "max": float(q[4]), "mean": float(v.mean())}
 
 
-def _start_records(cfg: StudyConfig, indices, dyn: Dynamics, progress) -> tuple[list[dict], list]:
+#: Stop reasons of a decided end that more margin flow may still certify (``[lambda0] extend_rounds``).
+#: What the detail of a start decided in an extension round says (after the number of rounds).
+EXTENDED_MARK = "more margin-flow round(s)"
+EXTENDABLE = frozenset({Outcome.DIRECTION_UNSETTLED.value, Outcome.MARGIN_SADDLE.value, Outcome.KKT_UNCONVERGED.value})
+
+
+def _decide_rows(cfg: StudyConfig, ends: np.ndarray, mids: np.ndarray | None) -> list[tuple[dict, np.ndarray | None]]:
+    """:func:`decide` for every row of ``ends`` (B, P) with its midpoint row of ``mids``."""
     from threadpoolctl import threadpool_limits
 
-    recs, thetas = [], []
-    flowed = {int(r): k for k, r in enumerate(dyn.flowed)}
-    for b, i in enumerate(indices):
+    out = []
+    for b in range(ends.shape[0]):
         # dense 200×200 solves: one BLAS thread (measured on 2 busy cores: 8 ms per lstsq, 290 ms with two)
         with threadpool_limits(limits=1, user_api="blas"):
-            rec, th = decide(cfg, dyn.theta[b], None if dyn.theta_mid is None else dyn.theta_mid[b])
+            out.append(decide(cfg, ends[b], None if mids is None else mids[b]))
+    return out
+
+
+def extend_flow(cfg: StudyConfig, theta: np.ndarray) -> TrajectoryResults:
+    """One extension round (``[lambda0] extend_rounds``): the margin flow from the ends ``theta``
+    (B, P) for continue_iter // 2 more steps, the rows batched as one tensor."""
+    st = cfg.lambda0
+    device = resolve_device(cfg.device)
+    fm = MarginFlowUFM(cfg.model.as_float64(), device=device)
+    return run_pipeline(fm, torch.from_numpy(np.ascontiguousarray(theta)).to(device),
+                        [continuation_stage(replace(st, continue_iter=st.continue_iter // 2))],
+                        working_batch=cfg.working_batch or theta.shape[0])
+
+
+def _start_records(cfg: StudyConfig, indices, dyn: Dynamics, progress) -> tuple[list[dict], list]:
+    """Every start's record (:data:`START_KEYS`) and polished θ̂ (None where nothing was polished)
+    from where the unit of starts ``indices`` ended (``dyn``), after the extension rounds of
+    ``[lambda0] extend_rounds`` (their flow's seconds are added to ``dyn.flow_s``)."""
+    recs, thetas = [], []
+    flowed = {int(r): k for k, r in enumerate(dyn.flowed)}
+    decided = _decide_rows(cfg, dyn.theta, dyn.theta_mid)
+    extra = {"iterations": np.zeros(len(indices), dtype=np.int64), "n_grad": np.zeros(len(indices), dtype=np.int64),
+             "seconds": np.zeros(len(indices)), "rounds": np.zeros(len(indices), dtype=np.int64)}
+    st = cfg.lambda0
+    ends = dyn.theta.copy()
+    for _ in range(st.extend_rounds if dyn.flow is not None else 0):
+        rows = [b for b, (rec, _th) in enumerate(decided)
+                if rec["stop_reason"] in EXTENDABLE and b in flowed and dyn.descent.stop_reason[b] != Outcome.DIVERGED]
+        if not rows:
+            break
+        t = time.perf_counter()
+        more = extend_flow(cfg, ends[rows])
+        dyn.flow_s += time.perf_counter() - t
+        new = more.theta.detach().to("cpu", torch.float64).numpy()
+        again = _decide_rows(cfg, new, ends[rows])
+        for k, b in enumerate(rows):
+            ends[b] = new[k]
+            extra["iterations"][b] += int(more.iterations[k])
+            extra["n_grad"][b] += int(more.n_grad[k])
+            extra["seconds"][b] += float(more.wall_time[k])
+            extra["rounds"][b] += 1
+            rec, th = again[k]
+            rec["decide_s"] += decided[b][0]["decide_s"]
+            decided[b] = rec, th
+    half = st.continue_iter // 2
+    for b, i in enumerate(indices):
+        rec, th = decided[b]
+        if extra["rounds"][b]:
+            more = f"after {extra['rounds'][b]} {EXTENDED_MARK} of {half} steps"
+            rec["detail"] = (Detail.STRICT.explained(more) if rec["detail"] == Detail.STRICT
+                             else f"{rec['detail']} ({more})" if rec["detail"] else more)
         k = flowed.get(b)
+        ran = dyn.flow is not None and k is not None
         rec.update(index=int(i), seed=trajectory_seed(cfg.seed, i), descent_stop=str(dyn.descent.stop_reason[b]),
                    descent_iterations=int(dyn.descent.iterations[b]),
-                   continue_iterations=int(dyn.flow_iterations[k]) if dyn.flow is not None and k is not None else 0,
-                   n_grad=int(dyn.descent.n_grad[b]) + (int(dyn.flow.n_grad[k]) if dyn.flow is not None and k is not None else 0),
+                   continue_iterations=(int(dyn.flow_iterations[k]) if ran else 0) + int(extra["iterations"][b]),
+                   n_grad=int(dyn.descent.n_grad[b]) + (int(dyn.flow.n_grad[k]) if ran else 0) + int(extra["n_grad"][b]),
                    descent_s=float(dyn.descent.wall_time[b]),
-                   continue_s=float(dyn.flow.wall_time[k]) if dyn.flow is not None and k is not None else 0.0)
+                   continue_s=(float(dyn.flow.wall_time[k]) if ran else 0.0) + float(extra["seconds"][b]))
         if dyn.descent.stop_reason[b] == Outcome.DIVERGED:
             rec.update(stop_reason=Outcome.DIVERGED.value, detail=f"the descent diverged ({dyn.descent.stop_detail[b] or 'loss'})")
         recs.append({key: rec.get(key) for key in START_KEYS})
@@ -477,6 +537,11 @@ def _assign_directions(recs: list[dict], thetas: list) -> list[dict]:
         d["count"] += 1
         r["direction_id"] = d["id"]
     return list(dirs.values())
+
+
+def _strict(rec: dict) -> bool:
+    """Whether a certified start was certified by the strict rule (after extension rounds or not)."""
+    return Detail.STRICT.heads(rec["detail"])
 
 
 def summarise(cfg: StudyConfig, recs: list[dict], directions: list[dict], check: dict | None = None) -> dict:
@@ -504,15 +569,16 @@ def summarise(cfg: StudyConfig, recs: list[dict], directions: list[dict], check:
         "n_trajectories": n,
         "stop_reasons": {k.value: sum(r["stop_reason"] == k for r in recs) for k in STOP_REASONS},
         "certified": {**proportion(len(cert), n),
-                      "by_rule": {Detail.STRICT.value: sum(r["detail"] == Detail.STRICT for r in cert),
-                                  Detail.STABLE.value: sum(Detail.STABLE.heads(r["detail"]) for r in cert)}},
+                      "by_rule": {Detail.STRICT.value: sum(_strict(r) for r in cert),
+                                  Detail.STABLE.value: sum(Detail.STABLE.heads(r["detail"]) for r in cert)},
+                      "after_extension": sum(EXTENDED_MARK in r["detail"] for r in cert)},
         "nc": {"label": DNC.name, "of": "certified starts", **proportion(nc, len(cert))},
         "labels": {k: proportion(v, len(cert)) for k, v in sorted(labels.items(), key=lambda kv: -kv[1])},
         "directions": dir_rows,
         "gamma": {"polished": _quantiles(r["gamma"] for r in cert), "end": _quantiles(r["gamma_end"] for r in cert),
                   "raw_end": _quantiles(r["gamma_raw_end"] for r in cert),
-                  "rel_change": _quantiles(r["gamma_rel_change"] for r in cert if r["detail"] == Detail.STRICT),
-                  "rel_change_stable": _quantiles(r["gamma_rel_change"] for r in cert if r["detail"] != Detail.STRICT),
+                  "rel_change": _quantiles(r["gamma_rel_change"] for r in cert if _strict(r)),
+                  "rel_change_stable": _quantiles(r["gamma_rel_change"] for r in cert if not _strict(r)),
                   "per_label": {k: _quantiles(r["gamma"] for r in cert if r["label"] == k) for k in labels}},
         "closed_forms": {"nc_code_margin": mg.nc_code_margin(spec.K, spec.n, spec.L), "pairs_code_margin": pairs},
         "steps": {"descent": _quantiles(r["descent_iterations"] for r in recs),
@@ -648,9 +714,10 @@ def run_lambda0_study(cfg: StudyConfig, out_dir: str | Path, *, progress: bool |
                 continue
             idx = list(range(*store.batch_range(b)))
             dyn = run_dynamics(cfg, idx)
-            t = time.perf_counter()
+            t, flow_before = time.perf_counter(), dyn.flow_s
             r, th = _start_records(cfg, idx, dyn, tick)
-            seconds = {"descent_s": dyn.descent_s, "margin_flow_s": dyn.flow_s, "decide_s": time.perf_counter() - t}
+            seconds = {"descent_s": dyn.descent_s, "margin_flow_s": dyn.flow_s,
+                       "decide_s": time.perf_counter() - t - (dyn.flow_s - flow_before)}
             keep = _same_direction_first(recs, r, th)
             for text in store.commit_batch(b, r, keep, seconds):
                 rec = json.loads(text)   # what a resumed run reads back: both go on from the same values
@@ -731,6 +798,8 @@ def summary_text(summary: Mapping | Lambda0Summary) -> str:
              f"certified {c.count} of {n} ({_pct(c.fraction)} [{_pct(c.ci_low)}, {_pct(c.ci_high)}]); "
              f"NC (label {s.nc_label}) {nc.count} of {c.count} certified: {_pct(nc.fraction)} "
              f"[{_pct(nc.ci_low)}, {_pct(nc.ci_high)}] (95% Wilson)"]
+    if s.certified_after_extension:
+        lines.append(f"certified after more margin-flow rounds ([lambda0] extend_rounds): {s.certified_after_extension}")
     lines.append(f"closed forms: γ_NC = {s.nc_code_margin:.10g}"
                  + (f", γ_pairs = {s.pairs_code_margin:.10g}" if s.pairs_code_margin else ""))
     for d in s.directions:

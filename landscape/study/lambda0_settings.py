@@ -14,6 +14,8 @@ from ..core.validate import SpecError, check_choice, check_fields, check_int, ch
 
 #: The decision rules of ``[lambda0] rule``.
 RULES = ("strict", "stable")
+#: Most rounds ``[lambda0] extend_rounds`` allows (each one a further continue_iter/2 flow steps).
+MAX_EXTEND_ROUNDS = 100
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,13 @@ class Lambda0Settings:
       stopped changing over the last half of the flow, though the path itself is still far from
       it (from an O(1) start the logits' direction converges like ‖θ‖⁻¹ ∝ m^{−1/(L+1)}, m the
       smallest margin, because 1ᵀW_L and the imbalance are conserved). Needs continue_iter ≥ 2.
+    * ``extend_rounds``: an end the rule leaves uncertified while the flow may still settle it
+      (``direction_unsettled``, ``margin_saddle`` or ``kkt_unconverged``) flows ``continue_iter``/2
+      more steps and is decided again, the end it flowed from now its midpoint (the same window
+      as the first decision); up to ``extend_rounds`` times. The first decision that certifies
+      stands; an end still uncertified after the last round keeps that round's reason. A start's
+      ``continue_iterations`` count every step it flowed. 0: no extension. Needs
+      continue_iter ≥ 2.
     * ``check_starts``, ``check_factor``: the first ``check_starts`` starts are run again with
       every descent stage's ``max_iter`` × ``check_factor`` and decided the same way; the summary
       reports how often both decisions agree (the hand-off's faithfulness). 0: no check.
@@ -58,6 +67,7 @@ class Lambda0Settings:
     gamma_rtol: float = 0.05
     curvature_tol: float = 1e-6
     rule: str = "strict"
+    extend_rounds: int = 0
     check_starts: int = 0
     check_factor: int = 10
 
@@ -74,11 +84,17 @@ class Lambda0Settings:
             gamma_rtol=check_number("lambda0.gamma_rtol", d.get("gamma_rtol", dflt.gamma_rtol), maximum=1.0),
             curvature_tol=check_number("lambda0.curvature_tol", d.get("curvature_tol", dflt.curvature_tol)),
             rule=check_choice("lambda0.rule", d.get("rule", dflt.rule), RULES),
+            extend_rounds=check_int("lambda0.extend_rounds", d.get("extend_rounds", dflt.extend_rounds), 0,
+                                    maximum=MAX_EXTEND_ROUNDS),
             check_starts=check_int("lambda0.check_starts", d.get("check_starts", dflt.check_starts), 0),
             check_factor=check_int("lambda0.check_factor", d.get("check_factor", dflt.check_factor), 2))
         if out.rule == "stable" and out.continue_iter < 2:
             raise SpecError(f"lambda0.rule=\"stable\" is invalid with lambda0.continue_iter={out.continue_iter}: the "
                             "stable rule polishes from the margin flow's midpoint too, so it needs continue_iter >= 2")
+        if out.extend_rounds and out.continue_iter < 2:
+            raise SpecError(f"lambda0.extend_rounds={out.extend_rounds} is invalid with lambda0.continue_iter="
+                            f"{out.continue_iter}: a round flows continue_iter/2 more steps, so it needs "
+                            "continue_iter >= 2")
         if trajectories is not None and out.check_starts > trajectories:
             raise SpecError(f"lambda0.check_starts={out.check_starts} is invalid: must be at most "
                             f"trajectories={trajectories} (the check reruns main starts)")

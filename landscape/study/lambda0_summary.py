@@ -93,6 +93,8 @@ class HandoffCheck:
 class Lambda0Summary:
     """A finished λ = 0 study, typed (module docstring). ``stop_reasons``: starts per outcome;
     ``certified_by_rule``: certified starts per decision rule (``strict``, ``stable``);
+    ``certified_after_extension``: of those, the ones decided in a later round of margin flow
+    (``[lambda0] extend_rounds``; 0 in a summary written before that setting);
     ``nc_label``: the label counted as NC; ``gamma``: quantiles of γ over the certified starts
     (``polished``, ``end``, ``raw_end``, ``rel_change``, ``rel_change_stable``; None where no
     start contributes); ``nc_code_margin``/``pairs_code_margin``: the closed-form γ of the NC
@@ -106,6 +108,7 @@ class Lambda0Summary:
     stop_reasons: dict[str, int]
     certified: Fraction
     certified_by_rule: dict[str, int]
+    certified_after_extension: int
     nc: Fraction
     nc_label: str
     labels: dict[str, Fraction]
@@ -130,6 +133,7 @@ class Lambda0Summary:
             stop_reasons={str(k): int(v) for k, v in s["stop_reasons"].items()},
             certified=Fraction.from_row(s["certified"]),
             certified_by_rule={str(k): int(v) for k, v in (s["certified"].get("by_rule") or {}).items()},
+            certified_after_extension=int(s["certified"].get("after_extension", 0)),
             nc=Fraction.from_row(s["nc"]), nc_label=str(s["nc"]["label"]),
             labels={str(k): Fraction.from_row(v) for k, v in s["labels"].items()},
             directions=tuple(DirectionRow.from_row(d) for d in s["directions"]),
