@@ -343,3 +343,45 @@ def test_the_same_starts_run_longer_recount():
         assert (c["both"], c["same_direction"]) == (len(both), len(same))
         assert sorted(m["index"] for m in c["moved"]) == sorted(both - same)
         assert c["short_only"] == sorted(ca - cb) and c["long_only"] == sorted(cb - ca)
+
+
+EXTENDED = (("lambda0-depth-k10-flow", "lambda0-depth-k10-extend"),)
+
+
+@pytest.mark.parametrize("first, extended", EXTENDED, ids=[b for _, b in EXTENDED])
+def test_extension_rounds_touch_only_the_starts_the_first_decision_left(first, extended):
+    """A sweep with [lambda0] extend_rounds against the committed sweep of the same starts and
+    dynamics without it: every start the first decision certified has the same record (label,
+    γ bit for bit, support, rule, flow steps); every other start flowed continue_iter/2 more
+    steps per round, at most extend_rounds rounds, and is either certified after r rounds (its
+    detail says so) or uncertified after all of them; the summary counts the extended ones."""
+    pairs = 0
+    for cell in sorted((SWEEPS / extended / "cells").glob("*")):
+        a_dir = SWEEPS / first / "cells" / cell.name
+        if not (cell / "directions.json").is_file() or not (a_dir / "directions.json").is_file():
+            continue
+        cfg = json.loads((cell / "config.json").read_text())["lambda0"]
+        half, rounds = cfg["continue_iter"] // 2, cfg["extend_rounds"]
+        assert rounds >= 1
+        a = {r["index"]: r for r in json.loads((a_dir / "directions.json").read_text())["starts"]}
+        b = {r["index"]: r for r in json.loads((cell / "directions.json").read_text())["starts"]}
+        assert a.keys() == b.keys()
+        extended_n = 0
+        for i, ra in a.items():
+            rb = b[i]
+            if ra["stop_reason"] == "certified":
+                keys = ("stop_reason", "label", "gamma", "support_size", "detail", "continue_iterations", "z_rank")
+                assert {k: rb[k] for k in keys} == {k: ra[k] for k in keys}, i
+                continue
+            r, rest = divmod(rb["continue_iterations"] - ra["continue_iterations"], half)
+            assert rest == 0 and 1 <= r <= rounds, (i, rb["continue_iterations"])
+            if rb["stop_reason"] == "certified":
+                assert f"after {r} more margin-flow round(s) of {half} steps" in rb["detail"], rb["detail"]
+                extended_n += 1
+            else:
+                assert r == rounds, i
+        summary = json.loads((cell / "summary.json").read_text())
+        assert summary["certified"]["after_extension"] == extended_n
+        pairs += 1
+    if not pairs:
+        pytest.skip(f"no finished cell of {extended} beside {first}")

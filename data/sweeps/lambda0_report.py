@@ -47,7 +47,8 @@ PROVENANCE = ("Code: lambda0-depth and lambda0-depth-reg (GD lr 0.25) at commit 
               "lambda0-depth at lr 0.25 replaced. lambda0-depth-k10-flow at commit c1f7bed with its preset (committed "
               "in 3a65f6e); lambda0-depth-k10-flow60k at commit d3cd7b1 (`landscape sweep --preset "
               "lambda0-depth-k10-flow --set lambda0.continue_iter=60000 --set sweep.L=[4] --set "
-              "name=lambda0-depth-k10-flow60k`).")
+              "name=lambda0-depth-k10-flow60k`); lambda0-depth-k10-extend at commit fd90b80 with its preset; "
+              "lambda0-checkpoints.json by data/sweeps/lambda0_checkpoints.py at the same commit.")
 #: Panels without a λ = 2⁻¹⁰ side (λ = 0 only): the initialisation.
 SINGLE = ("lambda0-init", "lambda0-spectral")
 
@@ -285,6 +286,7 @@ def markdown(rep: dict) -> str:
                          f"(renamed at the same γ: {renamed}); moved: {moved}; certified only by the shorter run: "
                          f"{c['short_only'] or 'none'}")
         lines.append("")
+    lines += checkpoint_lines()
     longer = HERE / "lambda0-longer.json"
     if longer.is_file():
         lg = read_json(longer)
@@ -298,6 +300,34 @@ def markdown(rep: dict) -> str:
                          f"certify at the same label after the same 10× longer GD ({c['wall_time_s']:.0f} s)")
         lines.append("")
     return "\n".join(lines)
+
+
+def checkpoint_lines() -> list[str]:
+    """The hard starts decided at every checkpoint of a long flow (data/sweeps/lambda0-checkpoints.json):
+    per start, the decision at each checkpoint, and whether the first certified direction is the
+    last certified one (the label and γ to :data:`SAME_GAMMA_RTOL`)."""
+    path = HERE / "lambda0-checkpoints.json"
+    if not path.is_file():
+        return []
+    ck = read_json(path)
+    same, rows = 0, []
+    for r in ck["rows"]:
+        cert = [d for d in r["decisions"] if d["stop_reason"] == "certified"]
+        first, last = (cert[0], cert[-1]) if cert else (None, None)
+        ok = first is not None and first["label"] == last["label"] and \
+            abs(first["gamma"] - last["gamma"]) <= SAME_GAMMA_RTOL * last["gamma"]
+        same += ok
+        steps = ", ".join(f"{d['flow_steps'] // 1000}k {'✓' if d['stop_reason'] == 'certified' else '·'}"
+                          f"{d['label']} {d['gamma']:.6g}" if d["gamma"] else f"{d['flow_steps'] // 1000}k {d['stop_reason']}"
+                          for d in r["decisions"])
+        runs = "; ".join(f"{k}: {v[0]} {v[1]}" for k, v in r["runs"].items())
+        rows.append(f"* start {r['index']} ({runs}): {steps} — first certified "
+                    + (f"{first['label']} at {first['flow_steps']} steps, {'the same as' if ok else 'not'} the last certified"
+                       f" ({last['label']} at {last['flow_steps']})" if first else "never"))
+    return ["## Hard starts decided at every checkpoint (`python data/sweeps/lambda0_checkpoints.py`)", "",
+            f"{ck['cell']} of {', '.join(ck['runs'])}: the {len(ck['rows'])} starts either run left uncertified, "
+            f"{ck['dynamics']} ({ck['wall_time_s']:.0f} s; ✓ certified, · not). The first certified direction is the "
+            f"last certified one for {same} of {len(ck['rows'])}.", ""] + rows + [""]
 
 
 def main() -> None:
