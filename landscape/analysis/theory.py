@@ -499,28 +499,34 @@ def antiprism_scale_residual(scales, at: AntiprismType, K: int, n: int, L: int, 
 
 def antiprism_scales(at: AntiprismType, K: int, n: int, L: int, lam: float, guess) -> tuple | None:
     """Stationary scales (a, b) of an antiprism block nearest ``guess`` (a, b): the two equations
-    of :func:`antiprism_scale_residual` solved in (log a, log b) by scipy's hybrid Powell method,
-    polished by Newton steps to full precision; None when no root is found (or it leaves a > 0,
-    b > 0)."""
-    f = lambda u: antiprism_scale_residual(np.exp(u), at, K, n, L, lam)  # noqa: E731
-    sol = root(f, np.log(np.asarray(guess, dtype=float)), method="hybr", tol=1e-15)
-    u = np.asarray(sol.x, dtype=float)
-    if not np.all(np.isfinite(u)):
-        return None
-    for _ in range(5):   # Newton polish, central-difference Jacobian in log scales
-        r = f(u)
-        J = np.empty((2, 2))
-        for i in range(2):
-            h = np.zeros(2)
+    of :func:`antiprism_scale_residual` solved in (log a, log b) (:func:`polished_root`: scipy's
+    hybrid Powell method, polished by Newton steps to full precision); None when no root is found."""
+    u = polished_root(lambda u: antiprism_scale_residual(np.exp(u), at, K, n, L, lam),
+                      np.log(np.asarray(guess, dtype=float)))
+    return None if u is None else (float(math.exp(u[0])), float(math.exp(u[1])))
+
+
+def polished_root(f, x0: np.ndarray, residual: float = 1e-12) -> np.ndarray | None:
+    """A root of f: Rᵏ → Rᵏ near ``x0``: scipy's hybrid Powell method, then five Newton steps with
+    a central-difference Jacobian (step 1e-6) to full precision; None where the iterate leaves the
+    finite numbers or max|f| stays above ``residual``."""
+    x = np.asarray(root(f, np.asarray(x0, dtype=float), method="hybr", tol=1e-15).x, dtype=float)
+    k = x.size
+    for _ in range(5):
+        if not np.all(np.isfinite(x)):
+            return None
+        J = np.empty((k, k))
+        for i in range(k):
+            h = np.zeros(k)
             h[i] = 1e-6
-            J[:, i] = (f(u + h) - f(u - h)) / 2e-6
+            J[:, i] = (f(x + h) - f(x - h)) / 2e-6
         try:
-            u = u - np.linalg.solve(J, r)
+            x = x - np.linalg.solve(J, f(x))
         except np.linalg.LinAlgError:
             break
-    if not np.all(np.isfinite(u)) or float(np.abs(f(u)).max()) > 1e-12:
+    if not np.all(np.isfinite(x)) or float(np.abs(f(x)).max()) > residual:
         return None
-    return float(math.exp(u[0])), float(math.exp(u[1]))
+    return x
 
 
 def antiprism_block_loss(scales, at: AntiprismType, K: int, n: int, L: int, lam: float) -> float:
@@ -643,33 +649,16 @@ def capped_antiprism_gradient(params, ct: CappedAntiprismType, K: int, n: int, L
 
 def capped_antiprism_params(ct: CappedAntiprismType, K: int, n: int, L: int, lam: float, guess) -> tuple | None:
     """Stationary parameters (a, s, α, γ) of a capped antiprism block nearest ``guess``: the four
-    equations of :func:`capped_antiprism_gradient` solved in (log a, log s, α, γ) by scipy's
-    hybrid Powell method, polished by Newton steps (central-difference Jacobian); None when no root
-    is found (residual above 1e-12)."""
+    equations of :func:`capped_antiprism_gradient` solved in (log a, log s, α, γ)
+    (:func:`polished_root`); None when no root is found (residual above 1e-12)."""
     def f(x):
         return capped_antiprism_gradient((math.exp(x[0]), math.exp(x[1]), x[2], x[3]), ct, K, n, L, lam)
 
     g = np.asarray(guess, dtype=float)
     if g.shape != (4,) or not np.all(np.isfinite(g)) or g[0] <= 0 or g[1] <= 0:
         return None
-    sol = root(f, np.array([math.log(g[0]), math.log(g[1]), g[2], g[3]]), method="hybr", tol=1e-15)
-    x = np.asarray(sol.x, dtype=float)
-    for _ in range(5):
-        if not np.all(np.isfinite(x)):
-            return None
-        r = f(x)
-        J = np.empty((4, 4))
-        for i in range(4):
-            h = np.zeros(4)
-            h[i] = 1e-6
-            J[:, i] = (f(x + h) - f(x - h)) / 2e-6
-        try:
-            x = x - np.linalg.solve(J, r)
-        except np.linalg.LinAlgError:
-            break
-    if not np.all(np.isfinite(x)) or float(np.abs(f(x)).max()) > 1e-12:
-        return None
-    return float(math.exp(x[0])), float(math.exp(x[1])), float(x[2]), float(x[3])
+    x = polished_root(f, np.array([math.log(g[0]), math.log(g[1]), g[2], g[3]]))
+    return None if x is None else (float(math.exp(x[0])), float(math.exp(x[1])), float(x[2]), float(x[3]))
 
 
 # ----- class pairing (the paper's counter-example to DNC, MODEL.md §6) --------------------------
