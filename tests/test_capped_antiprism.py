@@ -169,5 +169,10 @@ def test_what_is_not_a_capped_antiprism():
     Bp[0, 1] += 0.05
     assert match_capped_antiprism_block(Bp, 1e-4) is None
     assert match_capped_antiprism_block(ct.matrix((30.0, 30.0, 0.7, 0.5)), 1e-4) is None
+    # no coupling (α = γ = π: the caps a pair of scale s/2 beside the planar square, i.e. 3×pair at
+    # m = 4) is a direct sum, not a capped antiprism, even if small entries join it into one block
+    plain = T.CappedAntiprismType(4).matrix((6.0, 4.0, np.pi, np.pi))
+    assert match_capped_antiprism_block(plain, 1e-4) is None
+    assert sorted(b.kind for b in read_blocks(plain)) == ["pair", "pair", "pair"]
     with pytest.raises(ValueError, match="even number m ≥ 4"):
         T.CappedAntiprismType(5)

@@ -281,7 +281,9 @@ def match_capped_antiprism_block(B: np.ndarray, rtol: float) -> tuple[CappedAnti
     cycle the order of the other classes' angles in it; (s, u, v) the leading singular triple of
     the 2 × 2 coupling Eᵀ(B' − aP₁)E on E = (e_p, e_a), B' = B in that order; residual =
     max |B' − template| over the largest singular value, which must be ≤ ``rtol``. ``order``:
-    local indices into B (the cycle, then p₊, p₋). None when it does not fit."""
+    local indices into B (the cycle, then p₊, p₋). None when it does not fit, or when u or v lies
+    within ``rtol`` of e_p or e_a (no coupling: a direct sum, e.g. 3×pair or an m-gon beside a
+    pair, that small entries joined into one block)."""
     k = B.shape[0]
     m = k - 2
     if m < 4 or m % 2:
@@ -307,6 +309,8 @@ def match_capped_antiprism_block(B: np.ndarray, rtol: float) -> tuple[CappedAnti
     U2, s2, V2t = np.linalg.svd(E.T @ (Bp - a * P1) @ E)
     u, v = U2[:, 0], V2t[0]
     params = (a, float(s2[0]), float(np.arctan2(u[1], u[0])), float(np.arctan2(v[1], v[0])))
+    if min(abs(u[0]), abs(u[1]), abs(v[0]), abs(v[1])) <= rtol:
+        return None   # no coupling of the caps' pair with the axis: a direct sum joined by small entries
     res = float(np.abs(Bp - ct.matrix(params)).max() / lead)
     return (ct, params, res, order) if res <= rtol else None
 

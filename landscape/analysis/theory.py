@@ -874,7 +874,8 @@ def match_structure(blocks, loss: float, K: int, n: int, L: int, lam: float) -> 
             if r is None:
                 return {"matched": False, "reason": f"no stationary parameters of a {bt.name} block near {tuple(a)}"}
             th_blocks.append((classes, r, bt))
-            rel = max(rel, abs(a[0] / r[0] - 1.0), abs(a[1] / r[1] - 1.0), abs(a[2] - r[2]), abs(a[3] - r[3]))
+            rel = max(rel, abs(a[0] / r[0] - 1.0), abs(a[1] / r[1] - 1.0),
+                      abs(math.remainder(a[2] - r[2], 2 * math.pi)), abs(math.remainder(a[3] - r[3], 2 * math.pi)))
             continue
         roots = block_type_roots(bt, K, n, L, lam)
         if not roots:

@@ -93,7 +93,8 @@ class Outcome(_Described):
     CERTIFIED = ("certified",
                  "a λ = 0 start whose polished max-margin direction is a KKT point without negative margin "
                  "directions, settled at the end (detail strict) or reached from the flow's midpoint too "
-                 "(detail stable: …)")
+                 "(detail stable: …); after more rounds of margin flow ([lambda0] extend_rounds) the detail "
+                 "says how many (strict: after r …, or stable: … (after r …))")
     DIRECTION_UNSETTLED = ("direction_unsettled",
                            "a λ = 0 start whose support, label or γ at the end differ from its polished "
                            "direction's: the margin flow had not settled")

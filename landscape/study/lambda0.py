@@ -447,8 +447,10 @@ EXTENDED_MARK = "more margin-flow round(s)"
 EXTENDABLE = frozenset({Outcome.DIRECTION_UNSETTLED.value, Outcome.MARGIN_SADDLE.value, Outcome.KKT_UNCONVERGED.value})
 
 
-def _decide_rows(cfg: StudyConfig, ends: np.ndarray, mids: np.ndarray | None) -> list[tuple[dict, np.ndarray | None]]:
-    """:func:`decide` for every row of ``ends`` (B, P) with its midpoint row of ``mids``."""
+def _decide_rows(cfg: StudyConfig, ends: np.ndarray, mids: np.ndarray | None,
+                 tick: Callable[[int], None] = lambda k: None) -> list[tuple[dict, np.ndarray | None]]:
+    """:func:`decide` for every row of ``ends`` (B, P) with its midpoint row of ``mids``; ``tick(1)``
+    after each."""
     from threadpoolctl import threadpool_limits
 
     out = []
@@ -456,6 +458,7 @@ def _decide_rows(cfg: StudyConfig, ends: np.ndarray, mids: np.ndarray | None) ->
         # dense 200×200 solves: one BLAS thread (measured on 2 busy cores: 8 ms per lstsq, 290 ms with two)
         with threadpool_limits(limits=1, user_api="blas"):
             out.append(decide(cfg, ends[b], None if mids is None else mids[b]))
+        tick(1)
     return out
 
 
@@ -476,7 +479,7 @@ def _start_records(cfg: StudyConfig, indices, dyn: Dynamics, progress) -> tuple[
     ``[lambda0] extend_rounds`` (their flow's seconds are added to ``dyn.flow_s``)."""
     recs, thetas = [], []
     flowed = {int(r): k for k, r in enumerate(dyn.flowed)}
-    decided = _decide_rows(cfg, dyn.theta, dyn.theta_mid)
+    decided = _decide_rows(cfg, dyn.theta, dyn.theta_mid, progress)
     extra = {"iterations": np.zeros(len(indices), dtype=np.int64), "n_grad": np.zeros(len(indices), dtype=np.int64),
              "seconds": np.zeros(len(indices)), "rounds": np.zeros(len(indices), dtype=np.int64)}
     st = cfg.lambda0
@@ -519,7 +522,6 @@ def _start_records(cfg: StudyConfig, indices, dyn: Dynamics, progress) -> tuple[
             rec.update(stop_reason=Outcome.DIVERGED.value, detail=f"the descent diverged ({dyn.descent.stop_detail[b] or 'loss'})")
         recs.append({key: rec.get(key) for key in START_KEYS})
         thetas.append(th)
-        progress(1)
     return recs, thetas
 
 
