@@ -19,16 +19,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from landscape.engines import run_pipeline  # noqa: E402
 from landscape.study.config import StudyConfig  # noqa: E402
-from landscape.study.lambda0 import MarginFlowUFM, continuation_stage, decide, run_dynamics  # noqa: E402
+from landscape.study.lambda0 import decide, margin_flow, run_dynamics  # noqa: E402
 
 
 def _arg(name: str, default: str) -> str:
@@ -46,11 +44,9 @@ def main() -> None:
     idx = sorted(i for i in recs[0] if any(rs[i]["stop_reason"] != "certified" for rs in recs))
     t = time.perf_counter()
     dyn = run_dynamics(replace(cfg, lambda0=replace(cfg.lambda0, continue_iter=0)), idx)
-    fm = MarginFlowUFM(cfg.model.as_float64())
-    stage = continuation_stage(replace(cfg.lambda0, continue_iter=chunk))
     points = [torch.from_numpy(dyn.theta)]
     for _ in range(chunks):
-        points.append(run_pipeline(fm, points[-1], [stage]).theta.detach().to("cpu", torch.float64))
+        points.append(margin_flow(cfg, points[-1].numpy(), chunk).theta.detach().to("cpu", torch.float64))
     flow_s = time.perf_counter() - t
     rows = []
     for j, i in enumerate(idx):

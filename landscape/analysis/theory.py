@@ -588,9 +588,8 @@ class CappedAntiprismType:
         """(P₁ on the cycle, u, v, ∂u/∂α, ∂v/∂γ) at ``params`` (a, s, α, γ); P₁ (m+2, m+2)."""
         _, _, al, ga = params
         m = self.m
-        k = np.arange(m)
         P1 = np.zeros((m + 2, m + 2))
-        P1[:m, :m] = (2.0 / m) * np.cos(2 * np.pi * (k[:, None] - k[None, :]) / m)
+        P1[:m, :m] = AntiprismType(m).matrix((1.0, 0.0))   # the m-gon's projector on the cycle
         e_p, e_a = self.axes()
         u, v = math.cos(al) * e_p + math.sin(al) * e_a, math.cos(ga) * e_p + math.sin(ga) * e_a
         du, dv = -math.sin(al) * e_p + math.cos(al) * e_a, -math.sin(ga) * e_p + math.cos(ga) * e_a
@@ -606,12 +605,13 @@ def _block_softmax(B: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
     """For a block B (k × k) of a K-class Z̄ whose other classes are null (their rows 0 in the
     block's columns): per column c, the CE term log Σ_r e^{Z̄_rc − Z̄_cc} over all K rows, and the
     softmax restricted to the block's rows (k × k)."""
+    from scipy.special import logsumexp
+
     k = B.shape[0]
     cols = B - np.diag(B)[None, :]
-    extra = np.full((1, k), math.log(K - k)) - np.diag(B)[None, :] if K > k else np.empty((0, k))
-    full = np.vstack([cols, extra])
-    top = full.max(axis=0)
-    lse = top + np.log(np.exp(full - top).sum(axis=0))
+    # the K − k null rows are one row of −Z̄_cc with weight K − k
+    lse = logsumexp(np.vstack([cols, -np.diag(B)[None, :]]), axis=0,
+                    b=np.r_[np.ones(k), float(K - k)][:, None])
     return lse, np.exp(cols - lse[None, :])
 
 
@@ -620,14 +620,6 @@ def capped_antiprism_ce(params, ct: CappedAntiprismType, K: int) -> float:
     classes null)."""
     lse, _ = _block_softmax(ct.matrix(params), K)
     return float(lse.sum())
-
-
-def capped_antiprism_block_loss(params, ct: CappedAntiprismType, K: int, n: int, L: int, lam: float) -> float:
-    """The block's share of F: CE/K + (λ(L+1)/2)(2(a√n)^q + (s√n)^q), q = 2/(L+1)."""
-    a, s = params[0], params[1]
-    q = 2.0 / (L + 1)
-    return (capped_antiprism_ce(params, ct, K) / K
-            + 0.5 * lam * (L + 1) * (2 * (a * math.sqrt(n)) ** q + (s * math.sqrt(n)) ** q))
 
 
 def capped_antiprism_gradient(params, ct: CappedAntiprismType, K: int, n: int, L: int, lam: float) -> np.ndarray:

@@ -441,9 +441,9 @@ def _quantiles(v) -> dict | None:
             "max": float(q[4]), "mean": float(v.mean())}
 
 
-#: Stop reasons of a decided end that more margin flow may still certify (``[lambda0] extend_rounds``).
 #: What the detail of a start decided in an extension round says (after the number of rounds).
 EXTENDED_MARK = "more margin-flow round(s)"
+#: Stop reasons of a decided end that more margin flow may still certify (``[lambda0] extend_rounds``).
 EXTENDABLE = frozenset({Outcome.DIRECTION_UNSETTLED.value, Outcome.MARGIN_SADDLE.value, Outcome.KKT_UNCONVERGED.value})
 
 
@@ -462,14 +462,14 @@ def _decide_rows(cfg: StudyConfig, ends: np.ndarray, mids: np.ndarray | None,
     return out
 
 
-def extend_flow(cfg: StudyConfig, theta: np.ndarray) -> TrajectoryResults:
-    """One extension round (``[lambda0] extend_rounds``): the margin flow from the ends ``theta``
-    (B, P) for continue_iter // 2 more steps, the rows batched as one tensor."""
-    st = cfg.lambda0
+def margin_flow(cfg: StudyConfig, theta: np.ndarray, steps: int) -> TrajectoryResults:
+    """The study's margin flow (step 2 of the module docstring) from the points ``theta`` (B, P)
+    for ``steps`` more steps, the rows batched as one tensor: an extension round
+    (``[lambda0] extend_rounds``, continue_iter // 2 steps) or a probe's chunk."""
     device = resolve_device(cfg.device)
     fm = MarginFlowUFM(cfg.model.as_float64(), device=device)
     return run_pipeline(fm, torch.from_numpy(np.ascontiguousarray(theta)).to(device),
-                        [continuation_stage(replace(st, continue_iter=st.continue_iter // 2))],
+                        [continuation_stage(replace(cfg.lambda0, continue_iter=steps))],
                         working_batch=cfg.working_batch or theta.shape[0])
 
 
@@ -490,7 +490,7 @@ def _start_records(cfg: StudyConfig, indices, dyn: Dynamics, progress) -> tuple[
         if not rows:
             break
         t = time.perf_counter()
-        more = extend_flow(cfg, ends[rows])
+        more = margin_flow(cfg, ends[rows], st.continue_iter // 2)
         dyn.flow_s += time.perf_counter() - t
         new = more.theta.detach().to("cpu", torch.float64).numpy()
         again = _decide_rows(cfg, new, ends[rows])
